@@ -1,0 +1,135 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jobsd/jobsd/auth"
+)
+
+// envOr returns the environment variable's value, or def when it is unset.
+func envOr(name, def string) string {
+	if v, ok := os.LookupEnv(name); ok {
+		return v
+	}
+	return def
+}
+
+// envInt reads an integer setting, naming it when it is not one.
+func envInt(name string, def int) (int, error) {
+	v, ok := os.LookupEnv(name)
+	if !ok || v == "" {
+		return def, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 0 {
+		return 0, usagef("%s=%q is not a non-negative integer", name, v)
+	}
+	return n, nil
+}
+
+// envDuration reads a duration setting ("30s", "5m"), naming it when invalid.
+func envDuration(name string, def time.Duration) (time.Duration, error) {
+	v, ok := os.LookupEnv(name)
+	if !ok || v == "" {
+		return def, nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d < 0 {
+		return 0, usagef("%s=%q is not a duration such as 30s", name, v)
+	}
+	return d, nil
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// newLogger writes JSON lines to stderr at JOBS_LOG_LEVEL (debug, info, warn, error).
+func newLogger() (*slog.Logger, error) {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(envOr("JOBS_LOG_LEVEL", "info"))); err != nil {
+		return nil, usagef("JOBS_LOG_LEVEL=%q is not one of debug, info, warn, error", os.Getenv("JOBS_LOG_LEVEL"))
+	}
+	return slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level})), nil
+}
+
+// dbFlags is the database setting shared by serve, worker and migrate.
+type dbFlags struct{ url string }
+
+func (d *dbFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&d.url, "database-url", os.Getenv("DATABASE_URL"), "PostgreSQL URL (env DATABASE_URL)")
+}
+
+func (d *dbFlags) check() error {
+	if d.url == "" {
+		return usagef("DATABASE_URL (or --database-url) is required")
+	}
+	return nil
+}
+
+// authConfig reads the token verification settings. The issuer is either
+// given whole or made from the Cognito region and user pool id.
+func authConfig() (auth.Config, error) {
+	issuer := os.Getenv("JOBS_AUTH_ISSUER")
+	region, pool := os.Getenv("JOBS_COGNITO_REGION"), os.Getenv("JOBS_COGNITO_USER_POOL_ID")
+	if issuer == "" && region != "" && pool != "" {
+		issuer = fmt.Sprintf("https://cognito-idp.%s.amazonaws.com/%s", region, pool)
+	}
+	if issuer == "" {
+		return auth.Config{}, usagef("JOBS_AUTH_ISSUER (or JOBS_COGNITO_REGION and JOBS_COGNITO_USER_POOL_ID) is required")
+	}
+	clients := splitList(os.Getenv("JOBS_AUTH_CLIENT_IDS"))
+	if len(clients) == 0 {
+		return auth.Config{}, usagef("JOBS_AUTH_CLIENT_IDS is required: the app client ids whose tokens are accepted")
+	}
+	tokenUse := envOr("JOBS_AUTH_TOKEN_USE", auth.TokenUseAccess)
+	if tokenUse != auth.TokenUseAccess && tokenUse != auth.TokenUseID {
+		return auth.Config{}, usagef("JOBS_AUTH_TOKEN_USE=%q must be access or id", tokenUse)
+	}
+	return auth.Config{
+		Issuer:     issuer,
+		JWKSURL:    os.Getenv("JOBS_AUTH_JWKS_URL"),
+		ClientIDs:  clients,
+		TokenUse:   tokenUse,
+		AdminGroup: envOr("JOBS_AUTH_ADMIN_GROUP", auth.DefaultAdminGroup),
+	}, nil
+}
+
+// apiSettings are the API's tunables beside auth.
+type apiSettings struct {
+	corsOrigins  []string
+	maxBodyBytes int
+	maxAttempts  int
+	dbMaxConns   int
+}
+
+func readAPISettings() (apiSettings, error) {
+	var s apiSettings
+	var err error
+	s.corsOrigins = splitList(os.Getenv("JOBS_CORS_ORIGINS"))
+	if s.maxBodyBytes, err = envInt("JOBS_MAX_BODY_BYTES", 8<<20); err != nil {
+		return s, err
+	}
+	if s.maxAttempts, err = envInt("JOBS_MAX_ATTEMPTS", 3); err != nil {
+		return s, err
+	}
+	if s.maxAttempts < 1 || s.maxAttempts > 25 {
+		return s, usagef("JOBS_MAX_ATTEMPTS=%d must be between 1 and 25", s.maxAttempts)
+	}
+	if s.dbMaxConns, err = envInt("JOBS_DB_MAX_CONNS", 20); err != nil {
+		return s, err
+	}
+	return s, nil
+}

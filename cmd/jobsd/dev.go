@@ -1,0 +1,118 @@
+package main
+
+import (
+	"context"
+	"database/sql"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/jobsd/jobsd/auth"
+	"github.com/jobsd/jobsd/internal/pgserver"
+	"github.com/jobsd/jobsd/store"
+)
+
+// runDev runs the API and a local token issuer on one address against a
+// throwaway database: DATABASE_URL if set, else a temporary cluster from the
+// PostgreSQL binaries on PATH, else a container. Tokens are verified through
+// the same code as in production, fetching the issuer's JWKS over HTTP.
+func runDev(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("dev", flag.ContinueOnError)
+	addr := fs.String("addr", envOr("JOBS_ADDR", "127.0.0.1:8080"), "listen address (env JOBS_ADDR)")
+	if err := fs.Parse(args); err != nil {
+		return usagef("%v", err)
+	}
+	log, err := newLogger()
+	if err != nil {
+		return err
+	}
+	settings, err := readAPISettings()
+	if err != nil {
+		return err
+	}
+	dbURL, closeDB, err := devDatabase(ctx, log)
+	if err != nil {
+		return err
+	}
+	defer closeDB()
+
+	st, err := store.Open(ctx, dbURL, store.Options{MaxOpenConns: settings.dbMaxConns})
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+
+	ln, err := net.Listen("tcp", *addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", *addr, err)
+	}
+	issuerURL := devIssuerURL(ln.Addr().String())
+	keyPath, err := devKeyPath()
+	if err != nil {
+		return err
+	}
+	iss, err := auth.LoadOrCreateIssuer(keyPath, issuerURL)
+	if err != nil {
+		return err
+	}
+	e, err := newAPI(st, auth.Config{Issuer: issuerURL, ClientIDs: []string{devClientID}}, settings, log)
+	if err != nil {
+		return err
+	}
+	e.GET("/dev-issuer"+auth.JWKSPath, echo.WrapHandler(iss.JWKSHandler()))
+
+	printReady(iss, ln.Addr().String())
+	return serveHTTP(ctx, ln, e, log)
+}
+
+// devDatabase finds a database for dev and migrates it.
+func devDatabase(ctx context.Context, log *slog.Logger) (url string, closeFn func(), err error) {
+	srv, err := pgserver.Start(ctx, pgserver.Options{
+		URL:   os.Getenv("DATABASE_URL"),
+		Order: []pgserver.Source{pgserver.SourceBinaries, pgserver.SourceDocker},
+		Image: os.Getenv("JOBS_TEST_POSTGRES_IMAGE"),
+		Log:   func(f string, a ...any) { log.Info(fmt.Sprintf(f, a...)) },
+	})
+	if err != nil {
+		return "", nil, err
+	}
+	closeFn = func() {
+		if err := srv.Close(); err != nil {
+			log.Warn("stop dev database", "err", err)
+		}
+	}
+	url = srv.URL()
+	if srv.Source() != pgserver.SourceURL {
+		if url, err = srv.CreateDatabase(ctx, "jobsd_dev", ""); err != nil {
+			closeFn()
+			return "", nil, err
+		}
+	}
+	db, err := sql.Open("postgres", url)
+	if err == nil {
+		err = store.MigrateUp(ctx, db)
+		db.Close()
+	}
+	if err != nil {
+		closeFn()
+		return "", nil, err
+	}
+	return url, closeFn, nil
+}
+
+// printReady prints the one line a developer needs: where the API is and a
+// curl command that works as it stands, with an admin token for "alice".
+func printReady(iss *auth.Issuer, addr string) {
+	tok, err := iss.Mint("alice", devClientID, []string{auth.DefaultAdminGroup}, 24*time.Hour)
+	if err != nil {
+		tok = "$(jobsd token --sub alice --admin)"
+	}
+	base := "http://" + addr
+	fmt.Printf("jobsd dev ready on %s; try: curl -s -H 'Authorization: Bearer %s' -H 'Content-Type: application/json' -d '{\"prompt\":\"Summarise the risks of {{crop}} farming\",\"variables\":{\"crop\":\"maize\"}}' %s/api/admin/prompts/preview\n",
+		base, tok, base)
+}

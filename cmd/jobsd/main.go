@@ -1,0 +1,72 @@
+// Command jobsd is the jobs service: the API, the worker, migrations, dev
+// tokens, and a one-command development setup.
+//
+//	jobsd serve            the HTTP API
+//	jobsd worker           processes jobs
+//	jobsd migrate up|down|status
+//	jobsd token --sub alice [--admin] [--ttl 1h]
+//	jobsd dev              API + worker + local token issuer on 127.0.0.1:8080
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+const usage = `usage: jobsd <command> [flags]
+
+commands:
+  serve     run the HTTP API
+  worker    run the job worker
+  migrate   up | down | status: manage the database schema
+  token     print a token from the local dev issuer
+  dev       run API, worker and a local token issuer against a throwaway database
+
+Run 'jobsd <command> -h' for the command's flags. Settings come from flags or
+the environment; see the README's configuration table.
+`
+
+func main() {
+	if len(os.Args) < 2 {
+		fmt.Fprint(os.Stderr, usage)
+		os.Exit(2)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	commands := map[string]func(context.Context, []string) error{
+		"serve":   runServe,
+		"migrate": runMigrate,
+		"token":   runToken,
+		"dev":     runDev,
+	}
+	cmd, ok := commands[os.Args[1]]
+	if !ok {
+		if os.Args[1] != "-h" && os.Args[1] != "--help" && os.Args[1] != "help" {
+			fmt.Fprintf(os.Stderr, "jobsd: unknown command %q\n\n", os.Args[1])
+		}
+		fmt.Fprint(os.Stderr, usage)
+		os.Exit(2)
+	}
+	if err := cmd(ctx, os.Args[2:]); err != nil {
+		var ue usageError
+		if errors.As(err, &ue) {
+			fmt.Fprintf(os.Stderr, "jobsd %s: %v\n", os.Args[1], err)
+			os.Exit(2)
+		}
+		slog.Error("jobsd "+os.Args[1]+" failed", "err", err)
+		os.Exit(1)
+	}
+}
+
+// usageError is a bad or missing setting; it exits 2 with its message.
+type usageError struct{ msg string }
+
+func (e usageError) Error() string { return e.msg }
+
+func usagef(format string, args ...any) error { return usageError{fmt.Sprintf(format, args...)} }

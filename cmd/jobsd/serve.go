@@ -1,0 +1,104 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/jobsd/jobsd/auth"
+	"github.com/jobsd/jobsd/impl"
+	"github.com/jobsd/jobsd/store"
+)
+
+func runServe(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	addr := fs.String("addr", envOr("JOBS_ADDR", ":8080"), "listen address (env JOBS_ADDR)")
+	var db dbFlags
+	db.register(fs)
+	if err := fs.Parse(args); err != nil {
+		return usagef("%v", err)
+	}
+	if err := db.check(); err != nil {
+		return err
+	}
+	log, err := newLogger()
+	if err != nil {
+		return err
+	}
+	acfg, err := authConfig()
+	if err != nil {
+		return err
+	}
+	settings, err := readAPISettings()
+	if err != nil {
+		return err
+	}
+	st, err := store.Open(ctx, db.url, store.Options{MaxOpenConns: settings.dbMaxConns})
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	e, err := newAPI(st, acfg, settings, log)
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", *addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", *addr, err)
+	}
+	log.Info("api ready", "addr", ln.Addr().String())
+	return serveHTTP(ctx, ln, e, log)
+}
+
+// newAPI assembles the API server from its settings.
+func newAPI(st *store.Store, acfg auth.Config, s apiSettings, log *slog.Logger) (*echo.Echo, error) {
+	v, err := auth.NewVerifier(acfg)
+	if err != nil {
+		return nil, usagef("%v", err)
+	}
+	return impl.New(impl.Config{
+		Store:        st,
+		Verifier:     v,
+		Log:          log,
+		CORSOrigins:  s.corsOrigins,
+		MaxBodyBytes: int64(s.maxBodyBytes),
+		MaxAttempts:  s.maxAttempts,
+	})
+}
+
+// serveHTTP serves until ctx ends, then lets in-flight requests finish (up
+// to 30 s). Only header reads and idle connections have global timeouts:
+// a global write timeout would cut long polls and event streams.
+func serveHTTP(ctx context.Context, ln net.Listener, h http.Handler, log *slog.Logger) error {
+	srv := &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	log.Info("shutting down: finishing in-flight requests")
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(shutdownCtx); err != nil {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	if err := <-errc; !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}

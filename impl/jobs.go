@@ -1,0 +1,229 @@
+package impl
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/jobsd/jobsd/gen"
+	"github.com/jobsd/jobsd/store"
+	"github.com/jobsd/jobsd/timestamp"
+)
+
+// GetJob answers the status poll. One owner-scoped lookup: a job of another
+// user is the same 404 as no job at all.
+func (s *Server) GetJob(ctx context.Context, req gen.GetJobRequestObject) (gen.GetJobResponseObject, error) {
+	j, err := s.store.Get(ctx, principalFrom(ctx).Subject, req.Id)
+	if errors.Is(err, store.ErrNotFound) {
+		return gen.GetJob404JSONResponse{NotFoundJSONResponse: gen.NotFoundJSONResponse{Error: msgNotFound}}, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return gen.GetJob200JSONResponse(toAPIJob(j)), nil
+}
+
+// ListJobs pages through the caller's jobs, newest first.
+func (s *Server) ListJobs(ctx context.Context, req gen.ListJobsRequestObject) (gen.ListJobsResponseObject, error) {
+	f := store.ListFilter{Limit: 20}
+	if req.Params.Limit != nil {
+		f.Limit = *req.Params.Limit
+	}
+	if req.Params.Status != nil {
+		st := store.Status(*req.Params.Status)
+		f.Status = &st
+	}
+	if req.Params.Type != nil {
+		t := store.Type(*req.Params.Type)
+		f.Type = &t
+	}
+	if req.Params.Cursor != nil {
+		c, err := store.ParseCursor(*req.Params.Cursor)
+		if err != nil {
+			return gen.ListJobs400JSONResponse{BadRequestJSONResponse: gen.BadRequestJSONResponse{Error: `Invalid query parameter "cursor": not a cursor this server made`}}, nil
+		}
+		f.After = &c
+	}
+	jobs, next, err := s.store.List(ctx, principalFrom(ctx).Subject, f)
+	if err != nil {
+		return nil, err
+	}
+	out := gen.JobList{Jobs: make([]gen.Job, 0, len(jobs))}
+	for i := range jobs {
+		out.Jobs = append(out.Jobs, toAPIJob(&jobs[i]))
+	}
+	if next != nil {
+		c := next.String()
+		out.NextCursor = &c
+	}
+	return gen.ListJobs200JSONResponse(out), nil
+}
+
+// CreatePromptPreview creates an AI_PREVIEW job; admins only.
+func (s *Server) CreatePromptPreview(ctx context.Context, req gen.CreatePromptPreviewRequestObject) (gen.CreatePromptPreviewResponseObject, error) {
+	p := principalFrom(ctx)
+	if !p.Admin {
+		return gen.CreatePromptPreview403JSONResponse{ForbiddenJSONResponse: gen.ForbiddenJSONResponse{Error: msgForbidden}}, nil
+	}
+	input, err := json.Marshal(req.Body)
+	if err != nil {
+		return nil, fmt.Errorf("encode preview input: %w", err)
+	}
+	j, err := s.create(ctx, store.TypeAIPreview, input, "POST /api/admin/prompts/preview", req.Params.IdempotencyKey)
+	if errors.Is(err, store.ErrIdempotencyConflict) {
+		return gen.CreatePromptPreview409JSONResponse{IdempotencyConflictJSONResponse: gen.IdempotencyConflictJSONResponse{Error: msgConflict}}, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return gen.CreatePromptPreview202JSONResponse{AcceptedJSONResponse: accepted(j)}, nil
+}
+
+// CreateJob creates a job of any type but AI_PREVIEW.
+func (s *Server) CreateJob(ctx context.Context, req gen.CreateJobRequestObject) (gen.CreateJobResponseObject, error) {
+	typ, input, err := jobInput(req.Body)
+	if err != nil {
+		return gen.CreateJob400JSONResponse{BadRequestJSONResponse: gen.BadRequestJSONResponse{Error: err.Error()}}, nil
+	}
+	j, err := s.create(ctx, typ, input, "POST /api/jobs", req.Params.IdempotencyKey)
+	if errors.Is(err, store.ErrIdempotencyConflict) {
+		return gen.CreateJob409JSONResponse{IdempotencyConflictJSONResponse: gen.IdempotencyConflictJSONResponse{Error: msgConflict}}, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return gen.CreateJob202JSONResponse{AcceptedJSONResponse: accepted(j)}, nil
+}
+
+// create inserts the job. The idempotency fingerprint covers the type and
+// the canonical JSON of the input, so "same body" ignores key order and spacing.
+func (s *Server) create(ctx context.Context, typ store.Type, input []byte, scope string, key *string) (*store.Job, error) {
+	nj := store.NewJob{
+		UserID:      principalFrom(ctx).Subject,
+		Type:        typ,
+		Input:       input,
+		MaxAttempts: s.maxAttempts,
+	}
+	if key != nil {
+		canon, err := canonicalJSON(input)
+		if err != nil {
+			return nil, err
+		}
+		sum := sha256.Sum256(append([]byte(string(typ)+"\n"), canon...))
+		nj.IdempotencyScope, nj.IdempotencyKey, nj.RequestHash = scope, *key, sum[:]
+	}
+	j, _, err := s.store.Create(ctx, nj)
+	return j, err
+}
+
+// canonicalJSON re-encodes b with sorted keys and no spacing; numbers keep
+// their text.
+func canonicalJSON(b []byte) ([]byte, error) {
+	d := json.NewDecoder(bytes.NewReader(b))
+	d.UseNumber()
+	var v any
+	if err := d.Decode(&v); err != nil {
+		return nil, fmt.Errorf("canonical json: %w", err)
+	}
+	return json.Marshal(v)
+}
+
+func accepted(j *store.Job) gen.AcceptedJSONResponse {
+	loc := "/api/jobs/" + j.ID.String()
+	retry := RetryAfterSeconds
+	return gen.AcceptedJSONResponse{
+		Body:    toAPIJob(j),
+		Headers: gen.AcceptedResponseHeaders{Location: &loc, RetryAfter: &retry},
+	}
+}
+
+// toAPIJob is the Job resource exactly as documented: every key present,
+// absent values null, timestamps with three fractional digits in UTC.
+func toAPIJob(j *store.Job) gen.Job {
+	out := gen.Job{
+		Id:        j.ID,
+		Type:      gen.JobType(j.Type),
+		Status:    gen.JobStatus(j.Status),
+		Error:     j.Error,
+		Attempts:  j.Attempts,
+		CreatedAt: timestamp.New(j.CreatedAt),
+		UpdatedAt: timestamp.New(j.UpdatedAt),
+	}
+	if j.Result != nil {
+		r := json.RawMessage(j.Result)
+		out.Result = &r
+	}
+	if j.StartedAt != nil {
+		out.StartedAt = timestamp.Ptr(*j.StartedAt)
+	}
+	if j.CompletedAt != nil {
+		out.CompletedAt = timestamp.Ptr(*j.CompletedAt)
+	}
+	return out
+}
+
+// inputError is a 400 about one field of the input.
+func inputError(field, reason string) error {
+	return fmt.Errorf("Invalid request body: field %q %s", field, reason)
+}
+
+// MaxDocumentBytes bounds a PARSE_DOCUMENT document after base64 decoding.
+const MaxDocumentBytes = 5 << 20
+
+// jobInput picks the typed request out of the union (already validated
+// against openapi.yaml) and checks the rules a schema cannot say.
+func jobInput(body *gen.CreateJobRequest) (store.Type, []byte, error) {
+	v, err := body.ValueByDiscriminator()
+	if err != nil {
+		return "", nil, errors.New(`Invalid request body: field "type" is not a job type this endpoint creates`)
+	}
+	var input any
+	switch r := v.(type) {
+	case gen.ParseDocumentJobRequest:
+		// Decoded from base64 by the JSON binder; kin-openapi checked the alphabet.
+		if len(r.Input.Document) > MaxDocumentBytes {
+			return "", nil, inputError("input.document", fmt.Sprintf("is larger than %d bytes", MaxDocumentBytes))
+		}
+		input = r.Input
+	case gen.GapDetectionJobRequest:
+		if (r.Input.Text == nil) == (r.Input.DocumentJobId == nil) {
+			return "", nil, inputError("input", `needs exactly one of "text" and "documentJobId"`)
+		}
+		input = r.Input
+	case gen.RiskAnalysisJobRequest:
+		if (r.Input.Text == nil) == (r.Input.DocumentJobId == nil) {
+			return "", nil, inputError("input", `needs exactly one of "text" and "documentJobId"`)
+		}
+		input = r.Input
+	case gen.ReportGenerationJobRequest:
+		if (r.Input.JobIds == nil || len(*r.Input.JobIds) == 0) && (r.Input.Sections == nil || len(*r.Input.Sections) == 0) {
+			return "", nil, inputError("input", `needs at least one of "jobIds" and "sections"`)
+		}
+		input = r.Input
+	default:
+		return "", nil, errors.New(`Invalid request body: field "type" is not a job type this endpoint creates`)
+	}
+	disc, _ := body.Discriminator()
+	b, err := json.Marshal(input)
+	if err != nil {
+		return "", nil, fmt.Errorf("Invalid request body: %w", err)
+	}
+	return store.Type(disc), b, nil
+}
+
+// GetHealth: the process is alive.
+func (s *Server) GetHealth(ctx context.Context, _ gen.GetHealthRequestObject) (gen.GetHealthResponseObject, error) {
+	return gen.GetHealth200JSONResponse{Status: gen.Ok}, nil
+}
+
+// GetReady: the database answers.
+func (s *Server) GetReady(ctx context.Context, _ gen.GetReadyRequestObject) (gen.GetReadyResponseObject, error) {
+	if err := s.store.Ping(ctx); err != nil {
+		s.log.Warn("not ready", "err", err)
+		return gen.GetReady503JSONResponse{Error: "Database unavailable"}, nil
+	}
+	return gen.GetReady200JSONResponse{Status: gen.Ok}, nil
+}

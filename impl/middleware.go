@@ -1,0 +1,269 @@
+package impl
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"mime"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/getkin/kin-openapi/openapi3"
+	"github.com/getkin/kin-openapi/openapi3filter"
+	"github.com/getkin/kin-openapi/routers"
+	"github.com/labstack/echo/v4"
+
+	"github.com/jobsd/jobsd/auth"
+)
+
+type principalKey struct{}
+
+// principalFrom returns the authenticated caller that authenticate stored.
+func principalFrom(ctx context.Context) *auth.Principal {
+	p, _ := ctx.Value(principalKey{}).(*auth.Principal)
+	return p
+}
+
+// authenticate verifies the bearer token of every /api request before
+// anything else looks at the request, so a caller without a valid token
+// learns nothing, not even whether an id is well formed. It runs as an echo
+// middleware because the generated wrapper binds path parameters before
+// strict middlewares would run.
+func authenticate(v Verifier, log *slog.Logger) echo.MiddlewareFunc {
+	return func(next echo.HandlerFunc) echo.HandlerFunc {
+		return func(c echo.Context) error {
+			req := c.Request()
+			if !strings.HasPrefix(req.URL.Path, "/api/") && req.URL.Path != "/api" {
+				return next(c)
+			}
+			token, ok := auth.BearerToken(req.Header.Get(echo.HeaderAuthorization))
+			if !ok {
+				return errUnauthorized
+			}
+			c.Set(tokenPresentedKey, true)
+			p, err := v.Verify(req.Context(), token)
+			if err != nil {
+				// The reason is for the log only; the client gets the documented message.
+				log.Info("token rejected", "request_id", requestID(c), "reason", err)
+				return errUnauthorized
+			}
+			c.SetRequest(req.WithContext(context.WithValue(req.Context(), principalKey{}, p)))
+			return next(c)
+		}
+	}
+}
+
+const tokenPresentedKey = "jobsd.token_presented"
+
+// wwwAuthenticate is the RFC 6750 challenge: plain "Bearer" when no token was
+// sent, with error="invalid_token" when one was and it failed.
+func wwwAuthenticate(c echo.Context) string {
+	if presented, _ := c.Get(tokenPresentedKey).(bool); presented {
+		return `Bearer error="invalid_token"`
+	}
+	return "Bearer"
+}
+
+// checkJobID answers 400 for any {id} path parameter that is not a UUID in
+// the canonical 36-character form (either case) after percent-decoding.
+// google/uuid, which the generated binder uses, also accepts braces,
+// "urn:uuid:" and 32 bare hex digits; those must not reach it.
+func checkJobID(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		for i, name := range c.ParamNames() {
+			if name != "id" {
+				continue
+			}
+			raw := c.ParamValues()[i]
+			if c.Request().URL.RawPath != "" {
+				unescaped, err := url.PathUnescape(raw)
+				if err != nil {
+					return errInvalidUUID
+				}
+				raw = unescaped
+			}
+			if !IsCanonicalUUID(raw) {
+				return errInvalidUUID
+			}
+		}
+		return next(c)
+	}
+}
+
+// IsCanonicalUUID reports whether s is 8-4-4-4-12 hexadecimal digits.
+func IsCanonicalUUID(s string) bool {
+	if len(s) != 36 {
+		return false
+	}
+	for i := 0; i < 36; i++ {
+		c := s[i]
+		switch i {
+		case 8, 13, 18, 23:
+			if c != '-' {
+				return false
+			}
+		default:
+			if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F') {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// validateRequest checks parameters and bodies against openapi.yaml with
+// kin-openapi (the strict server does not) and turns its findings into 400s
+// that name the field. Routes outside the spec pass through untouched.
+func validateRequest(router routers.Router) echo.MiddlewareFunc {
+	opts := &openapi3filter.Options{
+		// authenticate has already checked the token.
+		AuthenticationFunc: openapi3filter.NoopAuthenticationFunc,
+	}
+	return func(next echo.HandlerFunc) echo.HandlerFunc {
+		return func(c echo.Context) error {
+			req := c.Request()
+			route, pathParams, err := router.FindRoute(req)
+			if err != nil {
+				return next(c) // the router answers 404 or 405
+			}
+			if route.Operation.RequestBody != nil {
+				if err := checkJSONContentType(req); err != nil {
+					return err
+				}
+			}
+			in := &openapi3filter.RequestValidationInput{
+				Request: req, PathParams: pathParams, Route: route, Options: opts,
+			}
+			if err := openapi3filter.ValidateRequest(req.Context(), in); err != nil {
+				return requestValidationError(err)
+			}
+			return next(c)
+		}
+	}
+}
+
+func checkJSONContentType(req *http.Request) error {
+	ct := req.Header.Get(echo.HeaderContentType)
+	if ct == "" && req.ContentLength == 0 {
+		return nil // a missing body is reported as such
+	}
+	mt, _, err := mime.ParseMediaType(ct)
+	if err != nil || mt != echo.MIMEApplicationJSON {
+		return errorf(http.StatusUnsupportedMediaType, msgMediaType)
+	}
+	return nil
+}
+
+// requestValidationError words a kin-openapi finding for the client: which
+// parameter or field, and what is wrong with it.
+func requestValidationError(err error) error {
+	var tooLarge *http.MaxBytesError
+	if errors.As(err, &tooLarge) {
+		return errorf(http.StatusRequestEntityTooLarge, msgTooLarge)
+	}
+	var re *openapi3filter.RequestError
+	if !errors.As(err, &re) {
+		return fmt.Errorf("validate request: %w", err)
+	}
+	var se *openapi3.SchemaError
+	hasSchemaErr := errors.As(re.Err, &se)
+	switch {
+	case re.Parameter != nil:
+		where := "parameter"
+		switch re.Parameter.In {
+		case openapi3.ParameterInQuery:
+			where = "query parameter"
+		case openapi3.ParameterInHeader:
+			where = "header"
+		}
+		reason := "is invalid"
+		if hasSchemaErr {
+			reason = se.Reason
+		} else if errors.Is(re.Err, openapi3filter.ErrInvalidRequired) {
+			reason = "is required"
+		}
+		return errorf(http.StatusBadRequest, fmt.Sprintf("Invalid %s %q: %s", where, re.Parameter.Name, reason))
+	case re.RequestBody != nil:
+		if hasSchemaErr {
+			return errorf(http.StatusBadRequest, bodyMessage(se))
+		}
+		if errors.Is(re.Err, openapi3filter.ErrInvalidRequired) {
+			return errorf(http.StatusBadRequest, "Invalid request body: a JSON body is required")
+		}
+		var pe *openapi3filter.ParseError
+		if errors.As(re.Err, &pe) {
+			return errorf(http.StatusBadRequest, "Invalid request body: malformed JSON")
+		}
+		return errorf(http.StatusBadRequest, "Invalid request body")
+	}
+	return errorf(http.StatusBadRequest, "Invalid request")
+}
+
+// bodyMessage names the field a schema error is about, as a dotted path
+// ("input.requirements[0]"), and keeps kin-openapi's reason.
+func bodyMessage(se *openapi3.SchemaError) string {
+	// A oneOf failure's own reason is vague; its first inner error is the useful one.
+	var inner *openapi3.SchemaError
+	if errors.As(se.Origin, &inner) {
+		se = inner
+	}
+	path := fieldPath(se.JSONPointer())
+	if path == "" {
+		return "Invalid request body: " + se.Reason
+	}
+	return fmt.Sprintf("Invalid request body: field %q %s", path, se.Reason)
+}
+
+func fieldPath(pointer []string) string {
+	var b strings.Builder
+	for _, p := range pointer {
+		if p != "" && strings.Trim(p, "0123456789") == "" {
+			b.WriteString("[" + p + "]")
+			continue
+		}
+		if b.Len() > 0 {
+			b.WriteByte('.')
+		}
+		b.WriteString(p)
+	}
+	return b.String()
+}
+
+// logRequests writes one line per request: no tokens, no bodies.
+func logRequests(log *slog.Logger) echo.MiddlewareFunc {
+	return func(next echo.HandlerFunc) echo.HandlerFunc {
+		return func(c echo.Context) error {
+			start := time.Now()
+			err := next(c)
+			if err != nil {
+				c.Error(err) // write the response now, so the status below is final
+			}
+			log.Info("request", "request_id", requestID(c), "method", c.Request().Method,
+				"route", c.Path(), "status", c.Response().Status,
+				"duration_ms", float64(time.Since(start).Microseconds())/1000)
+			return nil
+		}
+	}
+}
+
+// recoverPanics turns a panic into a 500 with the documented shape and logs
+// the stack; the process keeps serving.
+func recoverPanics(log *slog.Logger) echo.MiddlewareFunc {
+	return func(next echo.HandlerFunc) echo.HandlerFunc {
+		return func(c echo.Context) (err error) {
+			defer func() {
+				if r := recover(); r != nil {
+					if r == http.ErrAbortHandler {
+						panic(r)
+					}
+					log.Error("panic", "request_id", requestID(c), "panic", r, "stack", stack())
+					err = errorf(http.StatusInternalServerError, msgInternal)
+				}
+			}()
+			return next(c)
+		}
+	}
+}

@@ -1,0 +1,165 @@
+// Package impl fulfils the generated gen.StrictServerInterface against the
+// PostgreSQL store, and assembles the echo server around it: request ids,
+// authentication, the canonical-UUID check, kin-openapi request validation,
+// and one error handler that gives every error the documented shape.
+package impl
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"regexp"
+	"runtime/debug"
+	"sync"
+
+	"github.com/getkin/kin-openapi/openapi3"
+	"github.com/getkin/kin-openapi/routers"
+	"github.com/getkin/kin-openapi/routers/gorillamux"
+	"github.com/labstack/echo/v4"
+	"github.com/labstack/echo/v4/middleware"
+
+	"github.com/jobsd/jobsd/auth"
+	"github.com/jobsd/jobsd/gen"
+	"github.com/jobsd/jobsd/store"
+)
+
+// Verifier checks a bearer token; *auth.Verifier is the one in production.
+type Verifier interface {
+	Verify(ctx context.Context, token string) (*auth.Principal, error)
+}
+
+// Config is what the API server needs.
+type Config struct {
+	Store    *store.Store
+	Verifier Verifier
+	Log      *slog.Logger
+	// CORSOrigins is the allow-list of browser origins; empty turns CORS off.
+	CORSOrigins []string
+	// MaxBodyBytes bounds request bodies; 0 means 8 MiB.
+	MaxBodyBytes int64
+	// MaxAttempts is how many processing attempts a new job gets; 0 means 3.
+	MaxAttempts int
+}
+
+// DefaultMaxBodyBytes fits the largest document a PARSE_DOCUMENT job takes.
+const DefaultMaxBodyBytes = 8 << 20
+
+// RetryAfterSeconds is the documented polling interval.
+const RetryAfterSeconds = 3
+
+// Server implements the API's operations.
+type Server struct {
+	store       *store.Store
+	log         *slog.Logger
+	maxAttempts int
+}
+
+var _ gen.StrictServerInterface = (*Server)(nil)
+
+// New returns the echo server with every route of openapi.yaml.
+func New(cfg Config) (*echo.Echo, error) {
+	if cfg.Store == nil || cfg.Verifier == nil {
+		return nil, fmt.Errorf("impl: Store and Verifier are required")
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.Default()
+	}
+	if cfg.MaxBodyBytes <= 0 {
+		cfg.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if cfg.MaxAttempts <= 0 {
+		cfg.MaxAttempts = 3
+	}
+	router, err := specRouter()
+	if err != nil {
+		return nil, err
+	}
+
+	e := echo.New()
+	e.HideBanner, e.HidePort = true, true
+	e.HTTPErrorHandler = errorHandler(cfg.Log)
+	e.Use(middleware.RequestID())
+	e.Use(logRequests(cfg.Log))
+	e.Use(recoverPanics(cfg.Log))
+	if len(cfg.CORSOrigins) > 0 {
+		e.Use(middleware.CORSWithConfig(middleware.CORSConfig{
+			AllowOrigins:  cfg.CORSOrigins,
+			AllowMethods:  []string{http.MethodGet, http.MethodPost, http.MethodOptions},
+			AllowHeaders:  []string{echo.HeaderAuthorization, echo.HeaderContentType, "Idempotency-Key", "If-None-Match"},
+			ExposeHeaders: []string{"ETag", "Retry-After", "Location", echo.HeaderXRequestID},
+			MaxAge:        600,
+		}))
+	}
+	e.Use(limitBody(cfg.MaxBodyBytes))
+	e.Use(authenticate(cfg.Verifier, cfg.Log))
+	e.Use(checkJobID)
+	e.Use(validateRequest(router))
+
+	s := &Server{store: cfg.Store, log: cfg.Log, maxAttempts: cfg.MaxAttempts}
+	gen.RegisterHandlers(e, gen.NewStrictHandler(s, nil))
+	return e, nil
+}
+
+// Spec returns openapi.yaml as embedded in the binary, ready for validation.
+func Spec() (*openapi3.T, error) {
+	registerFormats()
+	doc, err := gen.GetSwagger()
+	if err != nil {
+		return nil, fmt.Errorf("load embedded spec: %w", err)
+	}
+	doc.Servers = nil // match paths whatever host serves them
+	return doc, nil
+}
+
+func specRouter() (routers.Router, error) {
+	doc, err := Spec()
+	if err != nil {
+		return nil, err
+	}
+	r, err := gorillamux.NewRouter(doc)
+	if err != nil {
+		return nil, fmt.Errorf("route embedded spec: %w", err)
+	}
+	return r, nil
+}
+
+var registerOnce sync.Once
+
+// canonicalUUID is the only UUID form the API accepts or writes. (kin-openapi's
+// RFC 4122 pattern would reject UUIDv7, which jobsd's own ids are.)
+var canonicalUUID = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
+
+// registerFormats teaches kin-openapi the "uuid" and "byte" formats, which it
+// does not check by default. "byte" is standard base64, as encoding/json
+// decodes it.
+func registerFormats() {
+	registerOnce.Do(func() {
+		openapi3.DefineStringFormatValidator("uuid", openapi3.NewRegexpFormatValidator(canonicalUUID.String()))
+		openapi3.DefineStringFormatValidator("byte", openapi3.NewCallbackValidator(func(s string) error {
+			if _, err := base64.StdEncoding.DecodeString(s); err != nil {
+				return errors.New("is not valid base64")
+			}
+			return nil
+		}))
+	})
+}
+
+// limitBody answers 413 for bodies over max, whether announced by
+// Content-Length or found while reading.
+func limitBody(max int64) echo.MiddlewareFunc {
+	return func(next echo.HandlerFunc) echo.HandlerFunc {
+		return func(c echo.Context) error {
+			req := c.Request()
+			if req.ContentLength > max {
+				return errorf(http.StatusRequestEntityTooLarge, msgTooLarge)
+			}
+			req.Body = http.MaxBytesReader(c.Response(), req.Body, max)
+			return next(c)
+		}
+	}
+}
+
+func stack() string { return string(debug.Stack()) }

@@ -1,0 +1,228 @@
+package store
+
+import (
+	"bytes"
+	"context"
+	"database/sql"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+)
+
+// Type is a job type.
+type Type string
+
+// The job types.
+const (
+	TypeAIPreview        Type = "AI_PREVIEW"
+	TypeParseDocument    Type = "PARSE_DOCUMENT"
+	TypeGapDetection     Type = "GAP_DETECTION"
+	TypeRiskAnalysis     Type = "RISK_ANALYSIS"
+	TypeReportGeneration Type = "REPORT_GENERATION"
+)
+
+// Status is where a job is in its life.
+type Status string
+
+// The statuses. COMPLETED and FAILED are terminal: a job never leaves them.
+const (
+	StatusPending    Status = "PENDING"
+	StatusProcessing Status = "PROCESSING"
+	StatusCompleted  Status = "COMPLETED"
+	StatusFailed     Status = "FAILED"
+)
+
+// Terminal reports whether s is COMPLETED or FAILED.
+func (s Status) Terminal() bool { return s == StatusCompleted || s == StatusFailed }
+
+// Job is one row of the jobs table, as clients may see it.
+type Job struct {
+	ID          uuid.UUID  `db:"id"`
+	UserID      string     `db:"user_id"`
+	Type        Type       `db:"type"`
+	Status      Status     `db:"status"`
+	Input       []byte     `db:"input"`
+	Result      []byte     `db:"result"` // nil until COMPLETED
+	Error       *string    `db:"error"`  // nil unless FAILED
+	Attempts    int        `db:"attempts"`
+	MaxAttempts int        `db:"max_attempts"`
+	CreatedAt   time.Time  `db:"created_at"`
+	StartedAt   *time.Time `db:"started_at"`
+	CompletedAt *time.Time `db:"completed_at"`
+	UpdatedAt   time.Time  `db:"updated_at"`
+	Version     int64      `db:"version"`
+}
+
+// jobColumns are the columns of Job, in the order of its fields.
+const jobColumns = `id, user_id, type, status, input, result, error, attempts, max_attempts,
+	created_at, started_at, completed_at, updated_at, version`
+
+// getJobSQL is the status poll: one primary-key lookup scoped to the owner, so
+// that a missing job and another user's job are the same answer.
+const getJobSQL = `SELECT ` + jobColumns + ` FROM jobs WHERE id = $1 AND user_id = $2`
+
+// Get returns the user's job with that id, or ErrNotFound.
+func (s *Store) Get(ctx context.Context, userID string, id uuid.UUID) (*Job, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	var j Job
+	if err := s.getStmt.GetContext(ctx, &j, id, userID); err != nil {
+		if errors.Is(err, sql.ErrNoRows) {
+			return nil, ErrNotFound
+		}
+		return nil, fmt.Errorf("get job: %w", classify(err))
+	}
+	return &j, nil
+}
+
+// NewJob is what creating a job needs.
+type NewJob struct {
+	UserID      string
+	Type        Type
+	Input       []byte // a JSON object
+	MaxAttempts int    // 0 means 3
+	// Idempotency: when Key is set, a second Create with the same user, Scope
+	// and Key returns the first job (same RequestHash) or ErrIdempotencyConflict.
+	IdempotencyScope string
+	IdempotencyKey   string
+	RequestHash      []byte
+}
+
+// Create inserts a PENDING job. With an idempotency key already used by this
+// user in this scope it inserts nothing and returns the existing job with
+// replayed true, or ErrIdempotencyConflict when the request differs. The
+// unique index decides races: two concurrent requests with one key make one job.
+func (s *Store) Create(ctx context.Context, nj NewJob) (job *Job, replayed bool, err error) {
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	if nj.MaxAttempts <= 0 {
+		nj.MaxAttempts = 3
+	}
+	id, err := uuid.NewV7()
+	if err != nil {
+		return nil, false, fmt.Errorf("new job id: %w", err)
+	}
+	var scope, key any
+	if nj.IdempotencyKey != "" {
+		scope, key = nj.IdempotencyScope, nj.IdempotencyKey
+	}
+	var j Job
+	err = s.db.GetContext(ctx, &j, `
+		INSERT INTO jobs (id, user_id, type, input, max_attempts, idempotency_scope, idempotency_key, request_hash)
+		VALUES ($1, $2, $3, CAST($4 AS jsonb), $5, $6, $7, $8)
+		ON CONFLICT (user_id, idempotency_scope, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+		RETURNING `+jobColumns,
+		id, nj.UserID, string(nj.Type), string(nj.Input), nj.MaxAttempts, scope, key, nj.RequestHash)
+	if err == nil {
+		return &j, false, nil
+	}
+	if !errors.Is(err, sql.ErrNoRows) {
+		return nil, false, fmt.Errorf("create job: %w", classify(err))
+	}
+	// The key is taken: the insert waited for the other transaction to commit.
+	var row struct {
+		Job
+		RequestHash []byte `db:"request_hash"`
+	}
+	err = s.db.GetContext(ctx, &row, `SELECT `+jobColumns+`, request_hash FROM jobs
+		WHERE user_id = $1 AND idempotency_scope = $2 AND idempotency_key = $3`,
+		nj.UserID, nj.IdempotencyScope, nj.IdempotencyKey)
+	if err != nil {
+		return nil, false, fmt.Errorf("find idempotent job: %w", classify(err))
+	}
+	if !bytes.Equal(row.RequestHash, nj.RequestHash) {
+		return nil, false, ErrIdempotencyConflict
+	}
+	return &row.Job, true, nil
+}
+
+// Cursor is a position in a user's list, newest first.
+type Cursor struct {
+	CreatedAt time.Time
+	ID        uuid.UUID
+}
+
+// ErrBadCursor: the cursor text was not made by Cursor.String.
+var ErrBadCursor = errors.New("invalid cursor")
+
+// String encodes the cursor as opaque URL-safe text.
+func (c Cursor) String() string {
+	raw := strconv.FormatInt(c.CreatedAt.UnixMicro(), 10) + "." + c.ID.String()
+	return base64.RawURLEncoding.EncodeToString([]byte(raw))
+}
+
+// ParseCursor decodes what Cursor.String made.
+func ParseCursor(s string) (Cursor, error) {
+	raw, err := base64.RawURLEncoding.DecodeString(s)
+	if err != nil {
+		return Cursor{}, ErrBadCursor
+	}
+	micros, id, ok := strings.Cut(string(raw), ".")
+	if !ok || len(id) != 36 {
+		return Cursor{}, ErrBadCursor
+	}
+	us, err := strconv.ParseInt(micros, 10, 64)
+	if err != nil || us < 0 {
+		return Cursor{}, ErrBadCursor
+	}
+	u, err := uuid.Parse(id)
+	if err != nil {
+		return Cursor{}, ErrBadCursor
+	}
+	return Cursor{CreatedAt: time.UnixMicro(us).UTC(), ID: u}, nil
+}
+
+// ListFilter selects a page of a user's jobs.
+type ListFilter struct {
+	Status *Status
+	Type   *Type
+	After  *Cursor // the last job of the previous page
+	Limit  int
+}
+
+// List returns up to f.Limit of the user's jobs, newest first, and the cursor
+// of the next page (nil on the last page).
+func (s *Store) List(ctx context.Context, userID string, f ListFilter) ([]Job, *Cursor, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	var status, typ, afterTime, afterID any
+	if f.Status != nil {
+		status = string(*f.Status)
+	}
+	if f.Type != nil {
+		typ = string(*f.Type)
+	}
+	if f.After != nil {
+		afterTime, afterID = f.After.CreatedAt, f.After.ID
+	}
+	jobs := []Job{}
+	err := s.db.SelectContext(ctx, &jobs, `SELECT `+jobColumns+` FROM jobs
+		WHERE user_id = $1
+		  AND ($2::text IS NULL OR status = $2)
+		  AND ($3::text IS NULL OR type = $3)
+		  AND ($4::timestamptz IS NULL OR (created_at, id) < ($4, $5::uuid))
+		ORDER BY created_at DESC, id DESC
+		LIMIT $6`, userID, status, typ, afterTime, afterID, f.Limit+1)
+	if err != nil {
+		return nil, nil, fmt.Errorf("list jobs: %w", classify(err))
+	}
+	if len(jobs) <= f.Limit {
+		return jobs, nil, nil
+	}
+	jobs = jobs[:f.Limit]
+	last := jobs[len(jobs)-1]
+	return jobs, &Cursor{CreatedAt: last.CreatedAt, ID: last.ID}, nil
+}
+
+// ValidJSONObject reports whether b is one JSON object; inputs and results
+// must be.
+func ValidJSONObject(b []byte) bool {
+	b = bytes.TrimSpace(b)
+	return len(b) > 1 && b[0] == '{' && json.Valid(b)
+}

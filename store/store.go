@@ -1,0 +1,172 @@
+// Package store keeps jobs in PostgreSQL. The API (impl) and the worker share
+// it: one table is both the resource clients poll and the worker's queue.
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jmoiron/sqlx"
+	_ "github.com/lib/pq" // the postgres driver
+	"github.com/pressly/goose/v3"
+
+	"github.com/jobsd/jobsd/migrations"
+)
+
+// Sentinel errors; callers test them with errors.Is.
+var (
+	// ErrNotFound: no such job for this user. A job of another user is not
+	// found either, so nothing tells whether an id exists.
+	ErrNotFound = errors.New("job not found")
+	// ErrIdempotencyConflict: the Idempotency-Key was used with another body.
+	ErrIdempotencyConflict = errors.New("idempotency key reused with a different request")
+	// ErrUnavailable: the database cannot be reached or is shutting down.
+	ErrUnavailable = errors.New("database unavailable")
+	// ErrNotMigrated: the schema is missing or older than this binary.
+	ErrNotMigrated = errors.New("database is not migrated")
+)
+
+// Options tune a Store.
+type Options struct {
+	// MaxOpenConns bounds the pool; 0 means 20.
+	MaxOpenConns int
+	// QueryTimeout bounds every statement; 0 means 5 s.
+	QueryTimeout time.Duration
+}
+
+// Store is the jobs table behind a connection pool.
+type Store struct {
+	db      *sqlx.DB
+	timeout time.Duration
+	getStmt *sqlx.Stmt
+}
+
+// Open connects to url, checks that the schema is current and prepares the
+// hot statements. It fails with ErrNotMigrated on an unmigrated database.
+func Open(ctx context.Context, url string, opts Options) (*Store, error) {
+	db, err := sqlx.Open("postgres", url)
+	if err != nil {
+		return nil, fmt.Errorf("open database: %w", err)
+	}
+	if opts.MaxOpenConns <= 0 {
+		opts.MaxOpenConns = 20
+	}
+	if opts.QueryTimeout <= 0 {
+		opts.QueryTimeout = 5 * time.Second
+	}
+	db.SetMaxOpenConns(opts.MaxOpenConns)
+	db.SetMaxIdleConns(opts.MaxOpenConns)
+	db.SetConnMaxIdleTime(5 * time.Minute)
+
+	s := &Store{db: db, timeout: opts.QueryTimeout}
+	if err := s.open(ctx); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *Store) open(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := s.db.PingContext(ctx); err != nil {
+		return fmt.Errorf("connect to database: %w", classify(err))
+	}
+	pending, err := hasPending(ctx, s.db.DB)
+	if err != nil {
+		return err
+	}
+	if pending {
+		return fmt.Errorf("%w: run `jobsd migrate up` first", ErrNotMigrated)
+	}
+	s.getStmt, err = s.db.PreparexContext(ctx, getJobSQL)
+	if err != nil {
+		return fmt.Errorf("prepare get: %w", classify(err))
+	}
+	return nil
+}
+
+// DB returns the underlying pool, for the worker's queue statements and tests.
+func (s *Store) DB() *sqlx.DB { return s.db }
+
+// Close closes the pool.
+func (s *Store) Close() error {
+	if s.getStmt != nil {
+		s.getStmt.Close()
+	}
+	return s.db.Close()
+}
+
+// Ping checks that the database answers.
+func (s *Store) Ping(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	if err := s.db.PingContext(ctx); err != nil {
+		return classify(err)
+	}
+	return nil
+}
+
+func newProvider(db *sql.DB) (*goose.Provider, error) {
+	p, err := goose.NewProvider(goose.DialectPostgres, db, migrations.FS)
+	if err != nil {
+		return nil, fmt.Errorf("load migrations: %w", err)
+	}
+	return p, nil
+}
+
+func hasPending(ctx context.Context, db *sql.DB) (bool, error) {
+	p, err := newProvider(db)
+	if err != nil {
+		return false, err
+	}
+	pending, err := p.HasPending(ctx)
+	if err != nil {
+		return false, fmt.Errorf("check migrations: %w", classify(err))
+	}
+	return pending, nil
+}
+
+// MigrateUp applies every pending migration.
+func MigrateUp(ctx context.Context, db *sql.DB) error {
+	p, err := newProvider(db)
+	if err != nil {
+		return err
+	}
+	if _, err := p.Up(ctx); err != nil {
+		return fmt.Errorf("migrate up: %w", err)
+	}
+	return nil
+}
+
+// MigrateDown rolls back the newest migration.
+func MigrateDown(ctx context.Context, db *sql.DB) error {
+	p, err := newProvider(db)
+	if err != nil {
+		return err
+	}
+	if _, err := p.Down(ctx); err != nil {
+		return fmt.Errorf("migrate down: %w", err)
+	}
+	return nil
+}
+
+// MigrationStatus lists each migration and whether it is applied.
+func MigrationStatus(ctx context.Context, db *sql.DB) ([]string, error) {
+	p, err := newProvider(db)
+	if err != nil {
+		return nil, err
+	}
+	st, err := p.Status(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("migration status: %w", err)
+	}
+	lines := make([]string, 0, len(st))
+	for _, m := range st {
+		lines = append(lines, fmt.Sprintf("%-8s %s", m.State, m.Source.Path))
+	}
+	return lines, nil
+}
