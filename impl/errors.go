@@ -50,7 +50,7 @@ var paramInMessage = regexp.MustCompile(`parameter '?([A-Za-z0-9_-]+)'?`)
 
 // toAPIError maps any error that reaches the router to what the client sees.
 // This is the one table from errors to statuses.
-func toAPIError(err error) (e *apiError, internal bool) {
+func toAPIError(err error, path string) (e *apiError, internal bool) {
 	if errors.As(err, &e) {
 		return e, false
 	}
@@ -64,6 +64,11 @@ func toAPIError(err error) (e *apiError, internal bool) {
 	}
 	var he *echo.HTTPError
 	if errors.As(err, &he) {
+		if he.Code == http.StatusNotFound && path == "/api/jobs/" {
+			// GET /api/jobs/{id} with an empty id (an unset shell variable,
+			// say) is a malformed id, not an unknown route.
+			return errInvalidUUID, false
+		}
 		return fromEchoError(he), he.Code >= 500
 	}
 	return errorf(http.StatusInternalServerError, msgInternal), true
@@ -110,7 +115,7 @@ func errorHandler(log *slog.Logger) echo.HTTPErrorHandler {
 		if c.Response().Committed {
 			return
 		}
-		e, internal := toAPIError(err)
+		e, internal := toAPIError(err, c.Request().URL.Path)
 		if internal {
 			log.Error("request failed", "request_id", requestID(c), "method", c.Request().Method,
 				"route", c.Path(), "status", e.status, "err", err)

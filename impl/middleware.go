@@ -8,6 +8,7 @@ import (
 	"mime"
 	"net/http"
 	"net/url"
+	"regexp"
 	"strings"
 	"time"
 
@@ -129,6 +130,13 @@ func validateRequest(router routers.Router) echo.MiddlewareFunc {
 			if err != nil {
 				return next(c) // the router answers 404 or 405
 			}
+			// The router returns path values as they travel; checkJobID has
+			// already accepted their decoded form.
+			for k, v := range pathParams {
+				if d, err := url.PathUnescape(v); err == nil {
+					pathParams[k] = d
+				}
+			}
 			if route.Operation.RequestBody != nil {
 				if err := checkJSONContentType(req); err != nil {
 					return err
@@ -203,19 +211,40 @@ func requestValidationError(err error) error {
 }
 
 // bodyMessage names the field a schema error is about, as a dotted path
-// ("input.requirements[0]"), and keeps kin-openapi's reason.
+// ("input.requirements[0]"), and says what is wrong with it in words that do
+// not depend on kin-openapi's phrasing where that phrasing is unclear.
 func bodyMessage(se *openapi3.SchemaError) string {
-	// A oneOf failure's own reason is vague; its first inner error is the useful one.
+	// A oneOf failure's own reason is vague; its inner error is the useful one.
 	var inner *openapi3.SchemaError
 	if errors.As(se.Origin, &inner) {
 		se = inner
 	}
 	path := fieldPath(se.JSONPointer())
-	if path == "" {
-		return "Invalid request body: " + se.Reason
+	reason := se.Reason
+	if m := propertyReason.FindStringSubmatch(reason); m != nil {
+		if !strings.HasSuffix(path, m[1]) {
+			path = fieldPath(append(se.JSONPointer(), m[1]))
+		}
+		reason = map[string]string{"missing": "is required", "unsupported": "is not allowed"}[m[2]]
 	}
-	return fmt.Sprintf("Invalid request body: field %q %s", path, se.Reason)
+	switch {
+	case strings.HasPrefix(reason, "discriminator property"), strings.Contains(reason, "does not contain the discriminator"):
+		path, reason = "type", "must be one of PARSE_DOCUMENT, GAP_DETECTION, RISK_ANALYSIS, REPORT_GENERATION"
+	case se.SchemaField == "format" && se.Schema != nil:
+		reason = map[string]string{"uuid": "must be a UUID in canonical form", "byte": "must be standard base64"}[se.Schema.Format]
+		if reason == "" {
+			reason = "has the wrong format"
+		}
+	case se.SchemaField == "pattern":
+		reason = "has characters that are not allowed"
+	}
+	if path == "" {
+		return "Invalid request body: " + reason
+	}
+	return fmt.Sprintf("Invalid request body: field %q %s", path, reason)
 }
+
+var propertyReason = regexp.MustCompile(`^property "([^"]+)" is (missing|unsupported)$`)
 
 func fieldPath(pointer []string) string {
 	var b strings.Builder
