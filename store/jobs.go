@@ -220,6 +220,8 @@ func (s *Store) List(ctx context.Context, userID string, f ListFilter) ([]Job, *
 	return jobs, &Cursor{CreatedAt: last.CreatedAt, ID: last.ID}, nil
 }
 
+func isNoRows(err error) bool { return errors.Is(err, sql.ErrNoRows) }
+
 // ValidJSONObject reports whether b is one JSON object; inputs and results
 // must be.
 func ValidJSONObject(b []byte) bool {

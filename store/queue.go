@@ -1,0 +1,223 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/lib/pq"
+)
+
+// Claimed is a job a worker holds: Lease identifies this attempt, and every
+// later write for it is fenced on that lease.
+type Claimed struct {
+	ID          uuid.UUID `db:"id"`
+	UserID      string    `db:"user_id"`
+	Type        Type      `db:"type"`
+	Input       []byte    `db:"input"`
+	Attempts    int       `db:"attempts"` // including this one
+	MaxAttempts int       `db:"max_attempts"`
+	Lease       uuid.UUID `db:"lease_owner"`
+}
+
+// Client-visible error texts the queue itself writes.
+const (
+	ErrTextWorkerLost = "Worker lost while processing the job"
+	ErrTextCancelled  = "Cancelled by user"
+)
+
+// Claim takes up to n runnable jobs (PENDING, or PROCESSING waiting for a
+// retry, whose run_after has come) in one statement: each gets an attempt,
+// a fresh lease until now+lease, and status PROCESSING. SKIP LOCKED lets
+// many workers claim at once without waiting on each other.
+func (s *Store) Claim(ctx context.Context, n int, lease time.Duration) ([]Claimed, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	var out []Claimed
+	err := s.db.SelectContext(ctx, &out, `
+		UPDATE jobs j SET
+			status = 'PROCESSING',
+			attempts = j.attempts + 1,
+			started_at = COALESCE(j.started_at, now()),
+			lease_owner = gen_random_uuid(),
+			lease_expires_at = now() + make_interval(secs => $2),
+			updated_at = now(),
+			version = j.version + 1
+		WHERE j.id IN (
+			SELECT id FROM jobs
+			WHERE status IN ('PENDING', 'PROCESSING') AND lease_owner IS NULL AND run_after <= now()
+			ORDER BY run_after, id
+			LIMIT $1
+			FOR UPDATE SKIP LOCKED)
+		RETURNING j.id, j.user_id, j.type, j.input, j.attempts, j.max_attempts, j.lease_owner`,
+		n, lease.Seconds())
+	if err != nil {
+		return nil, fmt.Errorf("claim jobs: %w", classify(err))
+	}
+	return out, nil
+}
+
+// Complete ends the attempt as COMPLETED with result. It reports false, and
+// writes nothing, when the lease is no longer this attempt's (the job was
+// rescued, cancelled or handed back): completion is fenced.
+func (s *Store) Complete(ctx context.Context, c Claimed, result []byte) (bool, error) {
+	return s.finish(ctx, "complete job", `UPDATE jobs SET
+			status = 'COMPLETED', result = CAST($3 AS jsonb), error = NULL,
+			completed_at = now(), updated_at = now(), version = version + 1,
+			lease_owner = NULL, lease_expires_at = NULL
+		WHERE id = $1 AND lease_owner = $2 AND status = 'PROCESSING'`, c.ID, c.Lease, string(result))
+}
+
+// Fail ends the attempt and the job as FAILED with a client-facing message.
+func (s *Store) Fail(ctx context.Context, c Claimed, message string) (bool, error) {
+	return s.finish(ctx, "fail job", `UPDATE jobs SET
+			status = 'FAILED', error = $3,
+			completed_at = now(), updated_at = now(), version = version + 1,
+			lease_owner = NULL, lease_expires_at = NULL
+		WHERE id = $1 AND lease_owner = $2 AND status = 'PROCESSING'`, c.ID, c.Lease, message)
+}
+
+// Retry ends the attempt but not the job: it stays PROCESSING for its
+// clients, without a lease, claimable again at now+backoff.
+func (s *Store) Retry(ctx context.Context, c Claimed, backoff time.Duration) (bool, error) {
+	return s.finish(ctx, "retry job", `UPDATE jobs SET
+			run_after = now() + make_interval(secs => $3),
+			updated_at = now(), version = version + 1,
+			lease_owner = NULL, lease_expires_at = NULL
+		WHERE id = $1 AND lease_owner = $2 AND status = 'PROCESSING'`, c.ID, c.Lease, backoff.Seconds())
+}
+
+// Release hands a job back without counting the attempt (graceful
+// shutdown): it stays PROCESSING, claimable at once.
+func (s *Store) Release(ctx context.Context, c Claimed) (bool, error) {
+	return s.finish(ctx, "release job", `UPDATE jobs SET
+			attempts = attempts - 1, run_after = now(),
+			updated_at = now(), version = version + 1,
+			lease_owner = NULL, lease_expires_at = NULL
+		WHERE id = $1 AND lease_owner = $2 AND status = 'PROCESSING'`, c.ID, c.Lease)
+}
+
+func (s *Store) finish(ctx context.Context, what, query string, args ...any) (bool, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	res, err := s.db.ExecContext(ctx, query, args...)
+	if err != nil {
+		return false, fmt.Errorf("%s: %w", what, classify(err))
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return false, fmt.Errorf("%s: %w", what, err)
+	}
+	return n == 1, nil
+}
+
+// Heartbeat extends the leases that are still held and returns the ids of
+// those that are not (rescued or cancelled), whose handlers should stop.
+func (s *Store) Heartbeat(ctx context.Context, held []Claimed, lease time.Duration) (lost []uuid.UUID, err error) {
+	if len(held) == 0 {
+		return nil, nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	ids := make([]string, len(held))
+	leases := make([]string, len(held))
+	for i, c := range held {
+		ids[i], leases[i] = c.ID.String(), c.Lease.String()
+	}
+	var kept []uuid.UUID
+	err = s.db.SelectContext(ctx, &kept, `
+		UPDATE jobs j SET lease_expires_at = now() + make_interval(secs => $3)
+		FROM unnest($1::uuid[], $2::uuid[]) AS h(id, lease)
+		WHERE j.id = h.id AND j.lease_owner = h.lease AND j.status = 'PROCESSING'
+		RETURNING j.id`, pq.Array(ids), pq.Array(leases), lease.Seconds())
+	if err != nil {
+		return nil, fmt.Errorf("heartbeat: %w", classify(err))
+	}
+	keep := make(map[uuid.UUID]bool, len(kept))
+	for _, id := range kept {
+		keep[id] = true
+	}
+	for _, c := range held {
+		if !keep[c.ID] {
+			lost = append(lost, c.ID)
+		}
+	}
+	return lost, nil
+}
+
+// Rescue returns jobs whose lease expired (their worker died) to the queue,
+// counting the lost attempt: claimable after backoff, or FAILED with
+// ErrTextWorkerLost when that was the last attempt. It returns how many.
+func (s *Store) Rescue(ctx context.Context, backoff time.Duration) (retried, failed int, err error) {
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	var rows []struct {
+		Status Status `db:"status"`
+	}
+	err = s.db.SelectContext(ctx, &rows, `
+		UPDATE jobs SET
+			status = CASE WHEN attempts >= max_attempts THEN 'FAILED' ELSE status END,
+			error = CASE WHEN attempts >= max_attempts THEN $1 END,
+			completed_at = CASE WHEN attempts >= max_attempts THEN now() END,
+			run_after = now() + make_interval(secs => $2),
+			updated_at = now(), version = version + 1,
+			lease_owner = NULL, lease_expires_at = NULL
+		WHERE id IN (
+			SELECT id FROM jobs
+			WHERE lease_owner IS NOT NULL AND lease_expires_at < now() AND status = 'PROCESSING'
+			LIMIT 1000
+			FOR UPDATE SKIP LOCKED)
+		RETURNING status`, ErrTextWorkerLost, backoff.Seconds())
+	if err != nil {
+		return 0, 0, fmt.Errorf("rescue jobs: %w", classify(err))
+	}
+	for _, r := range rows {
+		if r.Status == StatusFailed {
+			failed++
+		} else {
+			retried++
+		}
+	}
+	return retried, failed, nil
+}
+
+// CancelResult says what Cancel found.
+type CancelResult int
+
+// The outcomes of Cancel.
+const (
+	Cancelled       CancelResult = iota // the job is now FAILED with ErrTextCancelled
+	AlreadyFinished                     // the job was COMPLETED or FAILED before
+)
+
+// Cancel ends the user's PENDING or PROCESSING job as FAILED with
+// ErrTextCancelled and tells its worker (NOTIFY jobs_cancelled). A PENDING
+// job keeps its null startedAt. It returns ErrNotFound for a job that does
+// not exist or is another user's, and AlreadyFinished for a terminal one.
+func (s *Store) Cancel(ctx context.Context, userID string, id uuid.UUID) (*Job, CancelResult, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	var j Job
+	err := s.db.GetContext(ctx, &j, `
+		WITH c AS (
+			UPDATE jobs SET
+				status = 'FAILED', error = $3, result = NULL,
+				completed_at = now(), updated_at = now(), version = version + 1,
+				lease_owner = NULL, lease_expires_at = NULL
+			WHERE id = $1 AND user_id = $2 AND status IN ('PENDING', 'PROCESSING')
+			RETURNING `+jobColumns+`)
+		SELECT c.* FROM c CROSS JOIN LATERAL (SELECT pg_notify('jobs_cancelled', c.id::text)) AS n`,
+		id, userID, ErrTextCancelled)
+	if err == nil {
+		return &j, Cancelled, nil
+	}
+	if !isNoRows(err) {
+		return nil, 0, fmt.Errorf("cancel job: %w", classify(err))
+	}
+	cur, err := s.Get(ctx, userID, id)
+	if err != nil {
+		return nil, 0, err
+	}
+	return cur, AlreadyFinished, nil
+}

@@ -1,0 +1,405 @@
+package worker_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"os"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/jobsd/jobsd/internal/pgtest"
+	"github.com/jobsd/jobsd/store"
+	"github.com/jobsd/jobsd/worker"
+)
+
+func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
+
+// errRetryable and errPermanent are what test handlers fail with.
+var (
+	errRetryable = errors.New("Bedrock API error: ThrottlingException - Rate exceeded")
+	errPermanent = errors.New("Invalid input: field \"prompt\" is empty")
+)
+
+func classify(err error) (bool, string) {
+	switch {
+	case errors.Is(err, errPermanent):
+		return false, errPermanent.Error()
+	case errors.Is(err, errRetryable):
+		return true, errRetryable.Error()
+	}
+	return true, "Internal error while processing the job"
+}
+
+type bundle struct {
+	st  *store.Store
+	url string
+	cfg worker.Config
+}
+
+// setup returns a fresh database and a worker config with second-scale
+// durations, so fault tests finish quickly.
+func setup(t *testing.T, h worker.Handler) *bundle {
+	t.Helper()
+	st, url := pgtest.NewStore(t)
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	if testing.Verbose() {
+		log = slog.New(slog.NewTextHandler(os.Stderr, nil))
+	}
+	return &bundle{st: st, url: url, cfg: worker.Config{
+		Store:        st,
+		Handlers:     map[store.Type]worker.Handler{store.TypeAIPreview: h, store.TypeRiskAnalysis: h},
+		Classify:     classify,
+		Log:          log,
+		ListenURL:    url,
+		Concurrency:  4,
+		Lease:        time.Second,
+		Heartbeat:    200 * time.Millisecond,
+		RescueEvery:  200 * time.Millisecond,
+		PollEvery:    500 * time.Millisecond,
+		BackoffBase:  20 * time.Millisecond,
+		BackoffMax:   100 * time.Millisecond,
+		ShutdownWait: 200 * time.Millisecond,
+	}}
+}
+
+// start runs a worker until the test ends (or stop is called).
+func (b *bundle) start(t *testing.T) (stop func()) {
+	t.Helper()
+	w, err := worker.New(b.cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); w.Run(ctx) }()
+	var once sync.Once
+	stop = func() { once.Do(func() { cancel(); <-done }) }
+	t.Cleanup(stop)
+	return stop
+}
+
+func (b *bundle) create(t *testing.T, maxAttempts int) uuid.UUID {
+	t.Helper()
+	j, _, err := b.st.Create(t.Context(), store.NewJob{UserID: "alice", Type: store.TypeAIPreview, Input: []byte(`{"prompt":"x"}`), MaxAttempts: maxAttempts})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return j.ID
+}
+
+// waitFor polls the job until cond holds (a functional bound, generous).
+func (b *bundle) waitFor(t *testing.T, id uuid.UUID, what string, cond func(*store.Job) bool) *store.Job {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		j, err := b.st.Get(context.Background(), "alice", id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cond(j) {
+			return j
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("job never %s: %+v", what, j)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func terminal(j *store.Job) bool { return j.Status.Terminal() }
+
+// checkTimes: createdAt <= startedAt <= completedAt <= updatedAt, where set.
+func checkTimes(t *testing.T, j *store.Job) {
+	t.Helper()
+	if j.StartedAt != nil && j.StartedAt.Before(j.CreatedAt) {
+		t.Errorf("startedAt %v before createdAt %v", j.StartedAt, j.CreatedAt)
+	}
+	if j.CompletedAt != nil {
+		if j.StartedAt != nil && j.CompletedAt.Before(*j.StartedAt) {
+			t.Errorf("completedAt %v before startedAt %v", j.CompletedAt, j.StartedAt)
+		}
+		if j.UpdatedAt.Before(*j.CompletedAt) {
+			t.Errorf("updatedAt %v before completedAt %v", j.UpdatedAt, j.CompletedAt)
+		}
+	}
+}
+
+func ok(context.Context, worker.Job) (json.RawMessage, error) {
+	return json.RawMessage(`{"output":"done"}`), nil
+}
+
+func TestCompletes(t *testing.T) {
+	b := setup(t, ok)
+	b.start(t)
+	id := b.create(t, 3)
+	j := b.waitFor(t, id, "terminal", terminal)
+	if j.Status != store.StatusCompleted || j.Attempts != 1 || string(j.Result) != `{"output": "done"}` || j.Error != nil {
+		t.Errorf("job: %+v result %s", j, j.Result)
+	}
+	if j.StartedAt == nil || j.CompletedAt == nil {
+		t.Errorf("startedAt %v completedAt %v", j.StartedAt, j.CompletedAt)
+	}
+	checkTimes(t, j)
+}
+
+func TestOutcomes(t *testing.T) {
+	tests := []struct {
+		name         string
+		failAttempts int   // attempts that fail before success
+		failWith     error // nil: succeed
+		wantStatus   store.Status
+		wantAttempts int
+		wantError    string
+	}{
+		{"retry twice then complete", 2, errRetryable, store.StatusCompleted, 3, ""},
+		{"throttled every time", 99, errRetryable, store.StatusFailed, 3, "Bedrock API error: ThrottlingException - Rate exceeded"},
+		{"permanent error", 99, errPermanent, store.StatusFailed, 1, `Invalid input: field "prompt" is empty`},
+		{"unclassified error", 99, errors.New("dial tcp 10.0.0.1:443: connection refused"), store.StatusFailed, 3, "Internal error while processing the job"},
+		{"panic", 99, errors.New("panic"), store.StatusFailed, 3, "Internal error while processing the job"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			b := setup(t, func(ctx context.Context, j worker.Job) (json.RawMessage, error) {
+				if j.Attempt <= tt.failAttempts {
+					if tt.failWith.Error() == "panic" {
+						panic("boom")
+					}
+					return nil, tt.failWith
+				}
+				return ok(ctx, j)
+			})
+			b.start(t)
+			id := b.create(t, 3)
+			j := b.waitFor(t, id, "terminal", terminal)
+			got := ""
+			if j.Error != nil {
+				got = *j.Error
+			}
+			if j.Status != tt.wantStatus || j.Attempts != tt.wantAttempts || got != tt.wantError {
+				t.Errorf("status %s attempts %d error %q; want %s %d %q", j.Status, j.Attempts, got, tt.wantStatus, tt.wantAttempts, tt.wantError)
+			}
+			checkTimes(t, j)
+		})
+	}
+}
+
+// TestRetryStaysProcessing: between attempts the job is PROCESSING, with no
+// error shown and no lease held.
+func TestRetryStaysProcessing(t *testing.T) {
+	release := make(chan struct{})
+	b := setup(t, func(ctx context.Context, j worker.Job) (json.RawMessage, error) {
+		if j.Attempt == 1 {
+			return nil, errRetryable
+		}
+		<-release
+		return ok(ctx, j)
+	})
+	b.cfg.BackoffBase, b.cfg.BackoffMax = 2*time.Second, 2*time.Second
+	b.start(t)
+	id := b.create(t, 3)
+	j := b.waitFor(t, id, "retried", func(j *store.Job) bool { return j.Attempts == 1 && j.Version >= 3 })
+	if j.Status != store.StatusProcessing || j.Error != nil || j.CompletedAt != nil {
+		t.Errorf("between attempts: %+v", j)
+	}
+	close(release)
+	j = b.waitFor(t, id, "terminal", terminal)
+	if j.Status != store.StatusCompleted || j.Attempts != 2 {
+		t.Errorf("final: %s attempts %d", j.Status, j.Attempts)
+	}
+}
+
+// TestRescue: a job claimed by a worker that died is returned to the queue
+// when its lease expires, completes on a live worker with attempts 2, and
+// the dead attempt can no longer write.
+func TestRescue(t *testing.T) {
+	b := setup(t, ok)
+	id := b.create(t, 3)
+	dead, err := b.st.Claim(t.Context(), 1, time.Second)
+	if err != nil || len(dead) != 1 {
+		t.Fatalf("claim: %v %v", dead, err)
+	}
+	b.start(t)
+	j := b.waitFor(t, id, "terminal", terminal)
+	if j.Status != store.StatusCompleted || j.Attempts != 2 {
+		t.Errorf("after rescue: %s attempts %d", j.Status, j.Attempts)
+	}
+	if wrote, err := b.st.Complete(t.Context(), dead[0], []byte(`{"output":"stale"}`)); err != nil || wrote {
+		t.Errorf("the dead attempt completed the job again: wrote %v err %v", wrote, err)
+	}
+	if wrote, _ := b.st.Fail(t.Context(), dead[0], "stale"); wrote {
+		t.Error("the dead attempt failed the job")
+	}
+}
+
+// TestRescueLastAttempt: a lost last attempt fails the job with the
+// catalogue's "worker lost" text.
+func TestRescueLastAttempt(t *testing.T) {
+	b := setup(t, ok)
+	id := b.create(t, 1)
+	if _, err := b.st.Claim(t.Context(), 1, 500*time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	b.start(t)
+	j := b.waitFor(t, id, "terminal", terminal)
+	if j.Status != store.StatusFailed || j.Attempts != 1 || j.Error == nil || *j.Error != store.ErrTextWorkerLost {
+		t.Errorf("job %+v", j)
+	}
+	checkTimes(t, j)
+}
+
+// TestCancel: a PENDING job is FAILED at once with startedAt null; a running
+// handler sees its context cancelled and cannot overwrite the cancellation.
+func TestCancel(t *testing.T) {
+	t.Run("pending", func(t *testing.T) {
+		b := setup(t, ok)
+		id := b.create(t, 3)
+		j, res, err := b.st.Cancel(t.Context(), "alice", id)
+		if err != nil || res != store.Cancelled {
+			t.Fatal(res, err)
+		}
+		if j.Status != store.StatusFailed || *j.Error != store.ErrTextCancelled || j.StartedAt != nil || j.CompletedAt == nil {
+			t.Errorf("job %+v", j)
+		}
+		if _, res, _ := b.st.Cancel(t.Context(), "alice", id); res != store.AlreadyFinished {
+			t.Errorf("second cancel: %v", res)
+		}
+		if _, _, err := b.st.Cancel(t.Context(), "mallory", id); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("another user's cancel: %v", err)
+		}
+	})
+	t.Run("running", func(t *testing.T) {
+		started := make(chan struct{})
+		sawCancel := make(chan struct{})
+		b := setup(t, func(ctx context.Context, j worker.Job) (json.RawMessage, error) {
+			close(started)
+			<-ctx.Done()
+			close(sawCancel)
+			return json.RawMessage(`{"output":"too late"}`), nil
+		})
+		b.cfg.Heartbeat = time.Hour // the notification alone must stop the handler
+		b.start(t)
+		id := b.create(t, 3)
+		<-started
+		if _, res, err := b.st.Cancel(t.Context(), "alice", id); err != nil || res != store.Cancelled {
+			t.Fatal(res, err)
+		}
+		select {
+		case <-sawCancel:
+		case <-time.After(10 * time.Second):
+			t.Fatal("the handler's context was not cancelled")
+		}
+		time.Sleep(200 * time.Millisecond)
+		j, _ := b.st.Get(t.Context(), "alice", id)
+		if j.Status != store.StatusFailed || *j.Error != store.ErrTextCancelled || j.Result != nil {
+			t.Errorf("cancellation overwritten: %+v", j)
+		}
+	})
+}
+
+// TestShutdownHandsBack: on shutdown a job still running after the grace
+// period is handed back: PROCESSING, no lease, the attempt given back; the
+// next worker completes it with attempts 1.
+func TestShutdownHandsBack(t *testing.T) {
+	var calls atomic.Int32
+	started := make(chan struct{}, 1)
+	b := setup(t, func(ctx context.Context, j worker.Job) (json.RawMessage, error) {
+		if calls.Add(1) == 1 {
+			started <- struct{}{}
+			<-ctx.Done()
+			return nil, ctx.Err()
+		}
+		return ok(ctx, j)
+	})
+	stop := b.start(t)
+	id := b.create(t, 3)
+	<-started
+	stop()
+	j, _ := b.st.Get(t.Context(), "alice", id)
+	if j.Status != store.StatusProcessing || j.Attempts != 0 || j.StartedAt == nil {
+		t.Fatalf("after shutdown: %+v", j)
+	}
+	var lease *uuid.UUID
+	b.st.DB().Get(&lease, `SELECT lease_owner FROM jobs WHERE id = $1`, id)
+	if lease != nil {
+		t.Errorf("lease still held: %v", lease)
+	}
+	b.start(t)
+	j = b.waitFor(t, id, "terminal", terminal)
+	if j.Status != store.StatusCompleted || j.Attempts != 1 {
+		t.Errorf("after restart: %s attempts %d", j.Status, j.Attempts)
+	}
+}
+
+// TestPickupByNotification: with a poll period of a minute, a new job is
+// still picked up at once, by LISTEN/NOTIFY.
+func TestPickupByNotification(t *testing.T) {
+	b := setup(t, ok)
+	b.cfg.PollEvery = time.Minute
+	b.start(t)
+	time.Sleep(300 * time.Millisecond) // the first claim pass and LISTEN are done
+	id := b.create(t, 3)
+	j := b.waitFor(t, id, "terminal", terminal) // waitFor's bound is 15 s, far below a minute
+	if j.Status != store.StatusCompleted {
+		t.Errorf("job %+v", j)
+	}
+}
+
+// TestExactlyOnce: several workers on a thousand jobs; every handler start
+// is recorded when it starts, in its own transaction, so a duplicate run
+// cannot hide. Every job ends COMPLETED once, by a recorded run.
+func TestExactlyOnce(t *testing.T) {
+	var b *bundle
+	b = setup(t, func(ctx context.Context, j worker.Job) (json.RawMessage, error) {
+		if _, err := b.st.DB().ExecContext(ctx, `INSERT INTO test_runs (job_id, attempt) VALUES ($1, $2)`, j.ID, j.Attempt); err != nil {
+			return nil, err
+		}
+		return ok(ctx, j)
+	})
+	if _, err := b.st.DB().Exec(`CREATE TABLE test_runs (job_id uuid, attempt int, at timestamptz DEFAULT clock_timestamp())`); err != nil {
+		t.Fatal(err)
+	}
+	const n = 1000
+	if _, err := b.st.DB().Exec(`INSERT INTO jobs (id, user_id, type, input)
+		SELECT gen_random_uuid(), 'alice', 'AI_PREVIEW', '{}' FROM generate_series(1, $1)`, n); err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		b.start(t)
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		var left int
+		b.st.DB().Get(&left, `SELECT count(*) FROM jobs WHERE status NOT IN ('COMPLETED', 'FAILED')`)
+		if left == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d jobs never finished", left)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	var audit struct {
+		Completed  int `db:"completed"`
+		Runs       int `db:"runs"`
+		Duplicated int `db:"duplicated"`
+		BadAttempt int `db:"bad_attempt"`
+	}
+	err := b.st.DB().Get(&audit, `SELECT
+		(SELECT count(*) FROM jobs WHERE status = 'COMPLETED' AND attempts = 1) AS completed,
+		(SELECT count(*) FROM test_runs) AS runs,
+		(SELECT count(*) FROM (SELECT job_id FROM test_runs GROUP BY job_id HAVING count(*) > 1) d) AS duplicated,
+		(SELECT count(*) FROM jobs WHERE attempts > max_attempts) AS bad_attempt`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if audit.Completed != n || audit.Runs != n || audit.Duplicated != 0 || audit.BadAttempt != 0 {
+		t.Errorf("audit: %+v, want %d completed once by %d runs", audit, n, n)
+	}
+}
