@@ -6,7 +6,7 @@
 //
 // By default (`make conformance`) it starts PostgreSQL (a container through
 // testcontainers-go, else the PostgreSQL binaries on PATH, or
-// JOBS_TEST_DATABASE_URL), migrates it, and runs the real server in process
+// JOBS_TEST_DATABASE_URL, see internal/pgtest), migrates it, and runs the real server in process
 // with a local token issuer. With CONFORMANCE_BASE_URL it runs black-box
 // against any deployment: CONFORMANCE_TOKEN_CMD prints a valid token (run
 // with `sh -c`), and only read-only and error checks run unless

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/rsa"
-	"database/sql"
 	"fmt"
 	"io"
 	"log/slog"
@@ -21,7 +20,7 @@ import (
 
 	"github.com/jobsd/jobsd/auth"
 	"github.com/jobsd/jobsd/impl"
-	"github.com/jobsd/jobsd/internal/pgserver"
+	"github.com/jobsd/jobsd/internal/pgtest"
 	"github.com/jobsd/jobsd/store"
 )
 
@@ -80,22 +79,13 @@ func startInProcess() (stop func(), err error) {
 		}
 	}()
 
-	pg, err := pgserver.Start(ctx, pgserver.Options{
-		URL:     os.Getenv("JOBS_TEST_DATABASE_URL"),
-		Order:   []pgserver.Source{pgserver.SourceDocker, pgserver.SourceBinaries},
-		Require: requiredSource(),
-		Image:   os.Getenv("JOBS_TEST_POSTGRES_IMAGE"),
-		Log:     func(f string, a ...any) { fmt.Fprintf(os.Stderr, f+"\n", a...) },
-	})
+	stopPG, err := pgtest.Start()
 	if err != nil {
 		return nil, err
 	}
-	cleanups = append(cleanups, func() { pg.Close() })
-	url, err := pg.CreateDatabase(ctx, fmt.Sprintf("conformance_%d", time.Now().UnixNano()), "")
+	cleanups = append(cleanups, stopPG)
+	url, err := pgtest.CreateDatabase(ctx)
 	if err != nil {
-		return nil, err
-	}
-	if err := migrate(ctx, url); err != nil {
 		return nil, err
 	}
 	st, err := store.Open(ctx, url, store.Options{})
@@ -136,24 +126,6 @@ func startInProcess() (stop func(), err error) {
 	cleanups = append(cleanups, func() { srv.Close() })
 	env.baseURL = "http://" + ln.Addr().String()
 	return stop, nil
-}
-
-// requiredSource makes the Docker path mandatory when CI asks for it, so the
-// testcontainers suite cannot fall back unnoticed.
-func requiredSource() pgserver.Source {
-	if os.Getenv("JOBS_TEST_REQUIRE_DOCKER") == "1" {
-		return pgserver.SourceDocker
-	}
-	return ""
-}
-
-func migrate(ctx context.Context, url string) error {
-	db, err := sql.Open("postgres", url)
-	if err != nil {
-		return err
-	}
-	defer db.Close()
-	return store.MigrateUp(ctx, db)
 }
 
 // requireInProcess skips a check that needs the in-process server (its

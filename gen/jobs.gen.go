@@ -750,6 +750,16 @@ type ClientInterface interface {
 	// Corresponds with GET /api/jobs/{id} (the `GetJob` operationId).
 	GetJob(ctx context.Context, id JobId, reqEditors ...RequestEditorFn) (*http.Response, error)
 
+	// CancelJob Cancel a job
+	//
+	// Ends a PENDING or PROCESSING job as FAILED with the error
+	// `Cancelled by user` (a PENDING job keeps a null `startedAt`); a running
+	// attempt is stopped. Cancelling a COMPLETED or FAILED job is a 409.
+	// Owner only: another user's job is a 404, as for the status endpoint.
+	//
+	// Corresponds with POST /api/jobs/{id}/cancel (the `CancelJob` operationId).
+	CancelJob(ctx context.Context, id JobId, reqEditors ...RequestEditorFn) (*http.Response, error)
+
 	// GetHealth Liveness
 	//
 	// The process is alive. Needs no token.
@@ -876,6 +886,26 @@ func (c *Client) CreateJob(ctx context.Context, params *CreateJobParams, body Cr
 // Corresponds with GET /api/jobs/{id} (the `GetJob` operationId).
 func (c *Client) GetJob(ctx context.Context, id JobId, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewGetJobRequest(c.Server, id)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// CancelJob Cancel a job
+//
+// Ends a PENDING or PROCESSING job as FAILED with the error
+// `Cancelled by user` (a PENDING job keeps a null `startedAt`); a running
+// attempt is stopped. Cancelling a COMPLETED or FAILED job is a 409.
+// Owner only: another user's job is a 404, as for the status endpoint.
+//
+// Corresponds with POST /api/jobs/{id}/cancel (the `CancelJob` operationId).
+func (c *Client) CancelJob(ctx context.Context, id JobId, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewCancelJobRequest(c.Server, id)
 	if err != nil {
 		return nil, err
 	}
@@ -1154,6 +1184,40 @@ func NewGetJobRequest(server string, id JobId) (*http.Request, error) {
 	return req, nil
 }
 
+// NewCancelJobRequest constructs an http.Request for the CancelJob method
+func NewCancelJobRequest(server string, id JobId) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "id", id, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: "uuid"})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/api/jobs/%s/cancel", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPost, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
 // NewGetHealthRequest constructs an http.Request for the GetHealth method
 func NewGetHealthRequest(server string) (*http.Request, error) {
 	var err error
@@ -1316,6 +1380,18 @@ type ClientWithResponsesInterface interface {
 	//
 	// Corresponds with GET /api/jobs/{id} (the `GetJob` operationId).
 	GetJobWithResponse(ctx context.Context, id JobId, reqEditors ...RequestEditorFn) (*GetJobResponse, error)
+
+	// CancelJobWithResponse Cancel a job
+	//
+	// Ends a PENDING or PROCESSING job as FAILED with the error
+	// `Cancelled by user` (a PENDING job keeps a null `startedAt`); a running
+	// attempt is stopped. Cancelling a COMPLETED or FAILED job is a 409.
+	// Owner only: another user's job is a 404, as for the status endpoint.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /api/jobs/{id}/cancel (the `CancelJob` operationId).
+	CancelJobWithResponse(ctx context.Context, id JobId, reqEditors ...RequestEditorFn) (*CancelJobResponse, error)
 
 	// GetHealthWithResponse Liveness
 	//
@@ -1670,6 +1746,89 @@ func (r GetJobResponse) ContentType() string {
 	return ""
 }
 
+// CancelJobResponse401Headers the declared response headers of an HTTP 401 response for CancelJob
+type CancelJobResponse401Headers struct {
+	WWWAuthenticate *string
+}
+
+type CancelJobResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *Job
+	// JSON400 the response for an HTTP 400 `application/json` response
+	JSON400 *InvalidUUID
+	// JSON401 the response for an HTTP 401 `application/json` response
+	JSON401 *Unauthorized
+	// JSON404 the response for an HTTP 404 `application/json` response
+	JSON404 *NotFound
+	// JSON409 the response for an HTTP 409 `application/json` response
+	JSON409 *Error
+	// JSONDefault the response for an HTTP default `application/json` response
+	JSONDefault *Error
+	// Headers401 the parsed response headers for an HTTP 401 response
+	Headers401 *CancelJobResponse401Headers
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r CancelJobResponse) GetJSON200() *Job {
+	return r.JSON200
+}
+
+// GetJSON400 returns the response for an HTTP 400 `application/json` response
+func (r CancelJobResponse) GetJSON400() *InvalidUUID {
+	return r.JSON400
+}
+
+// GetJSON401 returns the response for an HTTP 401 `application/json` response
+func (r CancelJobResponse) GetJSON401() *Unauthorized {
+	return r.JSON401
+}
+
+// GetJSON404 returns the response for an HTTP 404 `application/json` response
+func (r CancelJobResponse) GetJSON404() *NotFound {
+	return r.JSON404
+}
+
+// GetJSON409 returns the response for an HTTP 409 `application/json` response
+func (r CancelJobResponse) GetJSON409() *Error {
+	return r.JSON409
+}
+
+// GetJSONDefault returns the response for an HTTP default `application/json` response
+func (r CancelJobResponse) GetJSONDefault() *Error {
+	return r.JSONDefault
+}
+
+// GetBody returns the raw response body bytes
+func (r CancelJobResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r CancelJobResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r CancelJobResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r CancelJobResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
 type GetHealthResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -1872,6 +2031,24 @@ func (c *ClientWithResponses) GetJobWithResponse(ctx context.Context, id JobId, 
 		return nil, err
 	}
 	return ParseGetJobResponse(rsp)
+}
+
+// CancelJobWithResponse Cancel a job
+//
+// Ends a PENDING or PROCESSING job as FAILED with the error
+// `Cancelled by user` (a PENDING job keeps a null `startedAt`); a running
+// attempt is stopped. Cancelling a COMPLETED or FAILED job is a 409.
+// Owner only: another user's job is a 404, as for the status endpoint.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /api/jobs/{id}/cancel (the `CancelJob` operationId).
+func (c *ClientWithResponses) CancelJobWithResponse(ctx context.Context, id JobId, reqEditors ...RequestEditorFn) (*CancelJobResponse, error) {
+	rsp, err := c.CancelJob(ctx, id, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseCancelJobResponse(rsp)
 }
 
 // GetHealthWithResponse Liveness
@@ -2220,6 +2397,80 @@ func ParseGetJobResponse(rsp *http.Response) (*GetJobResponse, error) {
 	return response, nil
 }
 
+// ParseCancelJobResponse parses an HTTP response from a CancelJobWithResponse call
+func ParseCancelJobResponse(rsp *http.Response) (*CancelJobResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &CancelJobResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest Job
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest InvalidUUID
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest NotFound
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 409:
+		var dest Error
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON409 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && true:
+		var dest Error
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSONDefault = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 401:
+		var headers CancelJobResponse401Headers
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = &value
+		}
+		response.Headers401 = &headers
+	}
+
+	return response, nil
+}
+
 // ParseGetHealthResponse parses an HTTP response from a GetHealthWithResponse call
 func ParseGetHealthResponse(rsp *http.Response) (*GetHealthResponse, error) {
 	bodyBytes, err := io.ReadAll(rsp.Body)
@@ -2307,6 +2558,9 @@ type ServerInterface interface {
 	// GetJob Get Job Status
 	// (GET /api/jobs/{id})
 	GetJob(ctx echo.Context, id JobId) error
+	// CancelJob Cancel a job
+	// (POST /api/jobs/{id}/cancel)
+	CancelJob(ctx echo.Context, id JobId) error
 	// GetHealth Liveness
 	// (GET /healthz)
 	GetHealth(ctx echo.Context) error
@@ -2433,6 +2687,22 @@ func (w *ServerInterfaceWrapper) GetJob(ctx echo.Context) error {
 	return err
 }
 
+// CancelJob converts echo context to params.
+func (w *ServerInterfaceWrapper) CancelJob(ctx echo.Context) error {
+	var err error
+	// ------------- Path parameter "id" -------------
+	var id JobId
+
+	err = runtime.BindStyledParameterWithOptions("simple", "id", ctx.Param("id"), &id, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "uuid", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter id: %s", err))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.CancelJob(ctx, id)
+	return err
+}
+
 // GetHealth converts echo context to params.
 func (w *ServerInterfaceWrapper) GetHealth(ctx echo.Context) error {
 	var err error
@@ -2499,6 +2769,7 @@ func RegisterHandlersWithOptions(router EchoRouter, si ServerInterface, options 
 	}
 
 	router.GET(options.BaseURL+"/api/jobs/:id", wrapper.GetJob, options.OperationMiddlewares["getJob"]...)
+	router.POST(options.BaseURL+"/api/jobs/:id/cancel", wrapper.CancelJob, options.OperationMiddlewares["cancelJob"]...)
 	router.GET(options.BaseURL+"/api/jobs", wrapper.ListJobs, options.OperationMiddlewares["listJobs"]...)
 	router.POST(options.BaseURL+"/api/jobs", wrapper.CreateJob, options.OperationMiddlewares["createJob"]...)
 	router.POST(options.BaseURL+"/api/admin/prompts/preview", wrapper.CreatePromptPreview, options.OperationMiddlewares["createPromptPreview"]...)
@@ -2922,6 +3193,104 @@ func (response GetJobdefaultJSONResponse) VisitGetJobResponse(w http.ResponseWri
 	return err
 }
 
+type CancelJobRequestObject struct {
+	Id JobId `json:"id"`
+}
+
+type CancelJobResponseObject interface {
+	VisitCancelJobResponse(w http.ResponseWriter) error
+}
+
+type CancelJob200JSONResponse Job
+
+func (response CancelJob200JSONResponse) VisitCancelJobResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type CancelJob400JSONResponse struct{ InvalidUUIDJSONResponse }
+
+func (response CancelJob400JSONResponse) VisitCancelJobResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type CancelJob401JSONResponse struct{ UnauthorizedJSONResponse }
+
+func (response CancelJob401JSONResponse) VisitCancelJobResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.WWWAuthenticate != nil {
+		w.Header().Set("WWW-Authenticate", fmt.Sprint(*response.Headers.WWWAuthenticate))
+	}
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type CancelJob404JSONResponse struct{ NotFoundJSONResponse }
+
+func (response CancelJob404JSONResponse) VisitCancelJobResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type CancelJob409JSONResponse Error
+
+func (response CancelJob409JSONResponse) VisitCancelJobResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(409)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type CancelJobdefaultJSONResponse struct {
+	Body       Error
+	StatusCode int
+}
+
+func (response CancelJobdefaultJSONResponse) VisitCancelJobResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(response.StatusCode)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type GetHealthRequestObject struct {
 }
 
@@ -3026,6 +3395,9 @@ type StrictServerInterface interface {
 	// GetJob Get Job Status
 	// (GET /api/jobs/{id})
 	GetJob(ctx context.Context, request GetJobRequestObject) (GetJobResponseObject, error)
+	// CancelJob Cancel a job
+	// (POST /api/jobs/{id}/cancel)
+	CancelJob(ctx context.Context, request CancelJobRequestObject) (CancelJobResponseObject, error)
 	// GetHealth Liveness
 	// (GET /healthz)
 	GetHealth(ctx context.Context, request GetHealthRequestObject) (GetHealthResponseObject, error)
@@ -3192,6 +3564,31 @@ func (sh *strictHandler) GetJob(ctx echo.Context, id JobId) error {
 	return nil
 }
 
+// CancelJob operation middleware
+func (sh *strictHandler) CancelJob(ctx echo.Context, id JobId) error {
+	var request CancelJobRequestObject
+
+	request.Id = id
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.CancelJob(ctx.Request().Context(), request.(CancelJobRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "CancelJob")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(CancelJobResponseObject); ok {
+		return validResponse.VisitCancelJobResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
 // GetHealth operation middleware
 func (sh *strictHandler) GetHealth(ctx echo.Context) error {
 	var request GetHealthRequestObject
@@ -3243,83 +3640,85 @@ func (sh *strictHandler) GetReady(ctx echo.Context) error {
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"3Htrc9pIl/BfOaV3qmK/K7CwcTJDPjEOyTqT2C7sjHcneEMjHaBjqVvT3TJmXPz3rb5ISCDAl8xTz+wX",
-	"G1Bfzv2uBy/kScoZMiW9zoM3RRKhMB8/8ZAoypn+HKEMBU3tV+9qivCdj15J+NL/5IPikPI4bnq+h/ck",
-	"SWP0Ot4BSenBdz6SB8fHAf7cDoIGHv4yarRbUbtB3rReN9rt16+Pj9vtIAgCz/dkOMWE6MvUPNUnSCUo",
-	"m3iLhe/1UYl5d6xQrANziSFnkdRQzAhVMMIxF2ggomxSAeqo5hbKFE5QmGuur6+7mZoiUzQkCusRJ8sV",
-	"lDMwByLs9d+fwOs3x8F+lQy/IhEotqK38L2UCJKgcoQ/jTBJuUIWzn/D+ToUn8ktSggFOgjIGDX2QhOp",
-	"CRpGSRKEW5zDjKopqPyXEY/msKcZTgRGA0YkhIRxRkMSw8fL87N9IEzOUEg4DA6BTAhlyyO4oBPKSOxY",
-	"H2ZCIFMDJhVR+HZ5S3EvYVxNUdhrqQQC7eCXJvyGcwlEIMiQpxhp0NUUByyTKICwyJyELEo5Zcr8cIup",
-	"AqIgRiIVHLZhyjMhmwPm+R7VFLFS6/keI4mmbYmCDU3CMvkTcv8J2URNvc7h8bHvJZTl31uaE0qh0Gf+",
-	"z9fB4P6w1RgM7t/0bv7jJ8+vEcyPfHQarXPoIx/Bly+n7zRPMsEwgrHgiUHsOx81LOvYZInlHjYnTbg4",
-	"v7waMKM5JEooO0gFT1IlD1KBdxRn+z5QZk5Zsu3odSOcEkFChQLGXCSWLEsJfKT6GTqmRE2XVKSR53sC",
-	"/8yowMjrKJFhmZD6MqK8jpdlZmWNXAuUKWcSjVh3wxBThYZcIWcKmdIfSZrGTpkOvktrbpaX/CRw7HW8",
-	"/3ewNFMH9qk8+MhH9ppa6wQz4pQEI9jjwndCCQLTmMwxghUp8WHMMxbtvzW2A6iSkJtArdMbLGMdgG7p",
-	"QbEuN2GNwoZt21aydga9X0nUxz8zlOoRpCsY/+ChEFxobWB3JKYRCHuI0ccOjCnGEQw8K2MDT2toweyF",
-	"/0ge9MwdG7iQX0glJCTW8oKRNRQJSkkmCFrSpPmlMIHAhYWtqaGw5z8Tba3JJAb7w8tR6rI5WItmTuxA",
-	"O2gb+9QOjrXqQcZuGZ8xEDxTKM2jBNWUR9KHdsuuIQNm7KGaEkMYxpUxvT4cBwHslYlDJXAWz2GwgsrA",
-	"e2st5n81nFw0TiNHSqpyExHzyb4+9AhmUxqj+S0iioyINEdnTCAJp2QUozYZC997z8WIRhGy59G7q00W",
-	"kDBE+cMlKSRxjCKnF2Fg7KORkJIWn3A2jmn4XDWpmgNjP0gskERzyCRGuf2I6HiM2vVVFOoHIVoHhLnc",
-	"hTVrjtXSwGq4djkvMxHGaTnD/nKENpx6xtV7bWmfB6r2rVoIjLHWxiLiaMVihDFnExdP5MzRblZHFj8A",
-	"nRfcfEHmMSfRFeefiJjg8zDvl8QNFOcQm7N+rK3Og7XifCNgX5gOe7mgf+Ez2faZSqkpwgVQJxY2NgbF",
-	"b5H9ACx23VBx4dfX143VWH+bT15NDRYGAAeT3nxiIo2PfFRy1Svuw0QlfAycIehgKQ+tiTJfX0mgLM2U",
-	"DjYiqncmlBFl3V9C0lSHVZ0H70P34tu73lXv5Or0/GwTlT6Q9B0qDPXdJaB876Lbv+x9e3d+8uVz7+xq",
-	"0/YLIiS+42GWIFOV/f3exXn/6tuH3lmv390GQR9TLtQHZCjIGhT908vfvnXPup/++/L0cuMJVN52GYnn",
-	"ksrSbp0vCZ6iUPMzG6iayHPhe5zh+djrfN0uQJtwW/jb920g6a5tG7HYsW0z+RY35cCIRBHVC0h8YalC",
-	"dbg9JrHEVQ3p3aGY2xgC8tBcS1ta2lho7Kr4Xms5nWm3NxOcTXwTzaTI09icsZ4bLTOHr+7Mm2IZH33H",
-	"0LCyTNVTLf5PxemehCqeG6XiYxgqvFdDE3oNoyWPT6PhOqKV53X6enL++eJT76r3DqpakyuyKiKTV1If",
-	"vyMjKkiS5NUWqjCRq0lpEASrWenaQQm5P7V7W251/rVYTIQgJirRFKkvZeQEeCVBL9IorACyE5QVPlcQ",
-	"3MXuqrHcyvMq42guJ49VVytYixyeBw9Zlmh4q7b0Zhd65qnv7q9D7z+RxJpQT0JHKqIyWQaL3+6Gxe2q",
-	"g0Inxk/Toi6MSHg7ESay+c5HTbC24hZt5SaekbmEVKBEpt4CgTsSZ1gkMWQkTSlIf2SA9zoioApYFsdN",
-	"uKIJSkWS1FZ9vlydwOnlOfz8OmhZD4hOhdVUIA7YWJDQgg0RnVDlCj1VmhGlMEmtFlVROcuSkc4ix5AK",
-	"rnMRHRPky2EvIfdwZGplFOW+Z8SbJprsgb9aE/S9+wYXkc7YXy98UymNUWHU3Sl8Z1kc68yqwL181i/6",
-	"LFuY2H1S7QlvFv4mM238wjKFHIOVE82l993TT713nu8xB11e06kKWume44Xv0S31recUmrYbydLlLVtA",
-	"yuIt5sHCXwXuPFNpppYVtxkXtyhgNkVWIkZh25twqUQWqkwg3BEtFTCaD5g28Rq0DnRPL2z5rW+A8aES",
-	"QOQ/ls2N+23Ayr4/X7jq2O3vVsY3MMZptqbNhDfcjzrWbvbJ7LNldZlybR2aKiJeLqo/25OcedpRjLu0",
-	"C0vbj0omd8fmK2tai62HC9/L0ugFStIKVk3mUt4KrAoRyxXKX5qWspaWCVq1BGUwNxjjT/TJLu47H1Uj",
-	"hJ2F0HXHz/BenWRC1pmJCyIlEAnD0CwYmmhOa4veBCmZ4FtjvoG7ahKR9ufmTvuxSnWDSgWaDWS6LASt",
-	"CuuJ7TSYqMuyrQkXPI4BjY86AulaQBlTNK7TceBiwKz5c+Vx52gvemfvTs8+6Lyof37Su7y0X4qNnu85",
-	"q3lTE4XlYltrH02Gp++xvrJ0aff020W/9/tp73o9H/NXQpLVVKkuAasDbV2r14AsnLDK1/jaOfvWD8Oa",
-	"G3YCYYlMFUxJmiKT1X7XYXD4uhEcNYL2VeuwEwSdoNUMguCPsuHX2tLQl9aIUqn/MhhED+1FQ/87zP9d",
-	"2X+dyr/BoKk/HC3++KnWnyxtZoFp88peXzxs0ESbZU0l0wTpeBOqptmoGfLEtDEj97c4wsh5xRU8Ln2p",
-	"6rkrpFytxKU6HD9IY0K1sJovCRG3EZ/p7+WKSxqNV365Y1GTp8juk9hSXDb4eExDzKP95oyLaBkbJXEz",
-	"f1IrScXDrSmEDyMi8XUb9oiChEsFZMQzBcfwmf4KEYY8wmi/kiSN5gqrGceb4DEph++NaYy2R7Xezttu",
-	"iwpk/Arl6wzSpjLB35Cq1EhRTa6yYilenqxcmM5PEdw8B72ERxjXJc9aNsxDUByIvHX9YRR3OlmGCMck",
-	"i5UNymz2ULUjhKmp4CkNm2FMsggbR40pobdZ4zA4bAdHwZvGXasTrCWs29q53cYfpPFX0PjlZvmx+a1z",
-	"0Lj5/z/VJeu2MVaPmn0GOlCITfd7+PCgJXKxGNo+WhqTECMYzQ3eOq7UVg6GetGwiuplliREUGlbNFrP",
-	"UYGg8lYap/zwEAqeLhYwJiJBIYEyeHgQOKGcLRZ1OftO/cnBkZu5/VBz6rppqNDld+3mZBFI5LR5JcvE",
-	"MXSZ8jhCUfUcD55G0+t4CaF/oYnLJvbcPh0r+J3EMc5d6aMM6HGwJtkreuD4WKcBq7H4cwpQ3XwuIa9A",
-	"feej00i6GpS0GYGsKT/ZdTXhThG1aI+zWmeC2ZRLBBu1Stdv0FgAZWGcRSjNkICJgfWdRQC5szi1rCmV",
-	"aFoEkzkijw5KLW0v7bbd5yuqYlyXu6eVn+whj+H032vQ6+WqxqY/Jph7qlmvEv5p2JlOZpUJxxuUf4ok",
-	"ch2Jl7AsP8a3d9ciVMqi/8+XiMc8rMuBTPVdH0YcIUBOeRZHEHIWIlOCKAQ7qLJWS167Y3NFWFKV2aky",
-	"0960yBsXbq7FZ5aIt7L0b1bFNeGpU8NKjvVyFfyBWdeu9CrYml79o9Ip62UyQdX80kxVWpNkerjdzJbV",
-	"7bf3Oa4fr3XKvKaUfMKoFlo7i2Lav7DXvzw8fr3vwx0KOqYY2flGadXKDB+mnMevJHy8/u2yM2BDKuXQ",
-	"hyHep/qfOeVbJtGZjjCmyNQ3Gg1NWTucYniL0VsYymw0BD5jMp/3cwVsOymqE598JtSRcaqUQ5+yMa+x",
-	"MnLOwqngjGdypU4vYa97Cm48UPpLlU2J0MmdDxOSQpQXJv0B04FlYUT8PHaYFK5qvwldsLi56TkJRF+l",
-	"JRSZmY2TAzb80LuC5YzvA40Www31GKrkhpoMFCWZAbP9hqE+clgMIzDESF/vGNowo6uK6kj64/UVjErt",
-	"/beWHETggFUGS1fHMeyMldmjQ1PNrf1OMVKjV7ySxnpTOWB2HBajokcR01u09LDNj2IEBO+pVCVMbJfV",
-	"TFNMiRUFOSUpwvBh4Lkxrg4MvEEWBEehq9ebLzjwFsMm9Eg4Lbq0AxYSYWrThMGwPPc1BDuiYMFZztMV",
-	"s3esmnnFfGLF0QVcpjynPdEdCmnlrdUMmoHpp6fISEq9jnfUDJpH1p5MjVZuHlI1Os/rBiD6yHTYb8f9",
-	"qgmUbQRpSSlyE6NlRGdBqsgl3QCdu8kHUtKMeN5xDlKzzIywTBFcgc8yzM2pg5lUkwNmpuuq4hBaSeto",
-	"FUvlULtXpa2EPdpMuJlH+5aI2h3ZCC/SkbvRl0pa7VWHuzeMJiyXHKwMfy9urOtBqX51sdkPmZ2tzf0X",
-	"VUenRIarQ7yHweGmo4t1B8Wk78L32kGwe0NpwtVsae3eUplIMpuOdm9aTjiaHb/s3lE3Xaj3th5x2+rQ",
-	"l8mYTd1j9958ysn3pCkPzL2O57gFJNeevcJAM1gWlbWs72sFJxNZ1N9v9FGFvdb3T3BDDFhkmnzGjFH1",
-	"geFM25IxFVI1Ybgs5Ztqx2qfYMBs/yAl0gykape1udfAGRqXY56ZmdeU/JlhnX59olJH4nJdqdbK7xJS",
-	"7dBdw8IMt/+ZoZgvp9tjmlBVeTOgYM5hYKJc2xbOByzcN7/mxZE6KlaI5BIBY7e0E98GlyXExlcWagL6",
-	"dQDOtWEz/tCNmNHcBW+6tWiHPXr03nVrtt5u8NaWeJ5uxDfvxz32XlOwXVi7WDFMwY98scC07OpmwA3v",
-	"NGImsPtXWrgX2Q6NT7WO5NpyK1bC3+C7T4pQsJrn+lDpV/lQSaVM322txmFz4xlb1kctUM0VI2bnRVwP",
-	"dsBGcxhenF+6sLM29hhu9sof+ejf1RevjY7+s/3wP8yrWurbmH671zRZzkbXeaETIxtr22SHj82LCpuT",
-	"N/fW1zKBgztKBuxXjAQPb/eb0DdvjxV5JAgMuYhcoVfnM+4mHSnbgjCkljrNAXtyhxzKDfKqCn1A9Rz9",
-	"sVWzZ5pqV/RwXVI3b2GUqmBdzy6Bvjsd9k7yhToAsn33yrBYa2WKq6agcpwXVEojWtvqLm4OSwdBdljq",
-	"sYNQy9kmbiaW8q4ZoazaBaIRMuVKFkJHETREuOMxUTSmau5DrAMsPs532bKHb8TCRDloyoRKkFCZLpKZ",
-	"kk914p8xqihKLWohTxJkkWGCzJsJgFKRUUzlVO+xHSgIuZOOO5Q+RNRkjuO5XuEgCKeEMYwdDFQTPNE4",
-	"sImD3lQhEsLIxDwAaQqYEw2KVx1e2jZRkE8mVeY1XHBUGbIoDRJt5rjW9TGh8W4pe29WbRCxo50i1nqm",
-	"iHnOMkD34jR/Be1qKrhSMWWT3r029pQzaEBfWzS8DxEj1Ln9c8TSCvRTOVHMGD6ZDa0SG5bTCbtYcVGs",
-	"fKTGW7T+Vbr9PCJWZpGeLs+HOSEX/g95k/bxUW75PbTnBxDt3ZuKV8he6v0/oIKPfATF7GKN/5+aoe6/",
-	"tibNTmLtsDS9wyacmdol47a21KzzqW5a/CXusTw/7vHbx79G5e6uS3EM/M+lrCvge52vN9X84w4ZyjKF",
-	"LVkdjc1rlttJXH55tXh11b5kSyfafUSPInpf3/TvRnMDlKH5sa1jPf0Fu3c5eTJG7gi1U3Uvf6vujCsQ",
-	"BXQ/UCL6pvG7SSSqG6tdoK83OqS0Fe268o+paEOEd9pSith1WDoHB63DN82gGTRbnZ+DnwMTmLqbH/Jq",
-	"hFH7hV98dxAtbhb/GwAA//8=",
+	"3Htrd9pGmPBfeY7enhP7XYFlGyct+UQdkrWb2D7YqXdbvGGQHmBiaUadGRlTH/77nrlISCDAt/a0+yUx",
+	"MJfnfp8HL+RJyhkyJb32gzdBEqEwf37mIVGUM/13hDIUNLUfvasJwnc+fCPha++zD4pDyuO46fke3pMk",
+	"jdFre3skpXvf+VDuHR0F+GMrCBp48NOw0dqPWg3ybv9to9V6+/boqNUKgiDwfE+GE0yIvkzNUn2CVIKy",
+	"sTef+14PlZh1RgrFKjCXGHIWSQ3FlFAFQxxxgQYiysYVoA5rbqFM4RiFueb6+rqTqQkyRUOisB5xslhB",
+	"OQNzIMJO7+MxvH13FOxWyfAzEoFiI3pz30uJIAkqR/iTCJOUK2Th7BecrULxhdyihFCgg4CMUGMvNJGa",
+	"oGGUJEG4xRlMqZqAyr8Z8mgGO5rhRGDUZ0RCSBhnNCQxnF6en+0CYXKKQsJBcABkTChbHMEFHVNGYsf6",
+	"MBMCmeozqYjC94tbinsJ42qCwl5LJRBoBT814RecSSACQYY8xUiDribYZ5lEAYRF5iRkUcopU+aLW0wV",
+	"EAUxEqngoAUTngnZ7DPP96imiJVaz/cYSTRtSxRsaBKWyZ+Q+8/IxmritQ+OjnwvoSz/vK85oRQKfeb/",
+	"/N7v3x/sN/r9+3fdm//4wfNrBPOUD0+iVQ6d8iF8/XryQfMkEwwjGAmeGMS+82HDso6NF1juYHPchIvz",
+	"y6s+M5pDooSyvVTwJFVyLxV4R3G66wNl5pQF2w7fNsIJESRUKGDERWLJspDAR6qfoWNK1GRBRRp5vifw",
+	"j4wKjLy2EhmWCakvI8pre1lmVtbItUCZcibRiHUnDDFVaMgVcqaQKf0nSdPYKdPed2nNzeKSHwSOvLb3",
+	"//YWZmrP/ir3TvnQXlNrnWBKnJJgBDtc+E4oQWAakxlGsCQlPox4xqLd98Z2AFUSchOodXqNZawD0C3d",
+	"K9blJqxR2LBN20rWzqD3M4l6+EeGUj2CdAXjHzwUggutDeyOxDQCYQ8x+tiGEcU4gr5nZazvaQ0tmD33",
+	"H8mDrrljDRfyC6mEhMRaXjCyhiJBKckYQUuaNN8UJhC4sLA1NRT2/GeirTWZxGC/eDlKHTYDa9HMiW1o",
+	"BS1jn1rBkVY9yNgt41MGgmcKpfkpQTXhkfShtW/XkD4z9lBNiCEM48qYXh+OggB2ysShEjiLZ9BfQqXv",
+	"vbcW878aTi4aJ5EjJVW5iYj5eFcfegjTCY3RfBcRRYZEmqMzJpCEEzKMUZuMue995GJIowjZ8+jd0SYL",
+	"SBiifHVJCkkco8jpRRgY+2gkpKTFx5yNYho+V02q5sDYDxILJNEMMolRbj8iOhqhdn0VhXolROuAMJe7",
+	"sGbFsVoaWA3XLudlJsI4LWfYX47QmlPPuPqoLe3zQNW+VQuBMdbaWEQcrVgMMeZs7OKJnDnazerI4hXQ",
+	"ecHNF2QWcxJdcf6ZiDE+D/NeSdxAcQ6xOet1bXUerBXnGwH7ynTYywX9E5/Jti9USk0RLoA6sbCxMSh+",
+	"i+wVsNh2Q8WFX19fN5Zj/U0+eTk1mBsAHEx687GJNE75sOSql9yHiUr4CDhD0MFSHloTZT6+kUBZmikd",
+	"bERU70woI8q6v4SkqQ6r2g/ep87Ftw/dq+7x1cn52ToqfSLpB1QY6rtLQPneRad32f324fz465fu2dW6",
+	"7RdESPzAwyxBpir7e92L897Vt0/ds26vswmCHqZcqE/IUJAVKHonl79865x1Pv/35cnl2hOovO0wEs8k",
+	"laXdOl8SPEWhZmc2UDWR59z3OMPzkdf+fbMArcNt7m/et4ak27atxWLLtvXkm9+UAyMSRVQvIPGFpQrV",
+	"4faIxBKXNaR7h2JmYwjIQ3MtbWlpY6Gxy+J7reV0qt3eVHA29k00kyJPY3PGam60yBx+d2feFMv48DuG",
+	"hpVlqp5o8X8qTvckVPHMKBUfwUDhvRqY0GsQLXh8Eg1WEa38Xqevx+dfLj53r7ofoKo1uSKrIjJ5I/Xx",
+	"WzKigiRJXm2hChO5nJQGQbCcla4clJD7E7t3363OPxaLiRDERCWaIvWljJwAbyToRRqFJUC2grLE5wqC",
+	"29hdNZYbeV5lHM3l5LHqagVrnsPz4CHLEg1v1ZbebEPP/Oq7++vQ+08ksSbUk9CRiqhMlsHit9thcbvq",
+	"oNCJ8dO0qANDEt6OhYlsvvNhE6ytuEVbuYmnZCYhFSiRqfdA4I7EGRZJDBlKUwrSfzLAex0RUAUsi+Mm",
+	"XNEEpSJJaqs+X6+O4eTyHH58G+xbD4hOhdVEIPbZSJDQgg0RHVPlCj1VmhGlMEmtFlVROcuSoc4iR5AK",
+	"rnMRHRPky2EnIfdwaGplFOWuZ8SbJprsgb9cE/S9+wYXkc7Y3859UymNUWHU2Sp8Z1kc68yqwL181k/6",
+	"LFuY2H5S7Qnv5v46M238wiKFHIGVE82lj52Tz90Pnu8xB11e06kKWumeo7nv0Q31recUmjYbydLl+7aA",
+	"lMUbzIOFvwrceabSTC0qblMublHAdIKsRIzCtjfhUoksVJlAuCNaKmA46zNt4jVobeicXNjyW88A40Ml",
+	"gMi/LJsb912flX1/vnDZsdvvrYyvYYzTbE2bMW+4L3Ws3eyR6RfL6jLlWjo0VUS8XFR/tCc587SlGHdp",
+	"F5a2H5ZM7pbNV9a0FlsP5r6XpdELlGQ/WDaZC3krsCpELFcof2FaylpaJmjVEpTBXGOMP9Mnu7jvfFiN",
+	"ELYWQlcdP8N7dZwJWWcmLoiUQCQMQrNgYKI5rS16E6RkjO+N+QbuqklE2q+bW+3HMtUNKhVo1pDpshC0",
+	"KqzHttNgoi7LtiZc8DgGND7qEKRrAWVM0bhOx4GLPrPmz5XHnaO96J59ODn7pPOi3vlx9/LSfig2er7n",
+	"rOZNTRSWi22tfTQZnr7H+srSpZ2Tbxe97q8n3evVfMxfCkmWU6W6BKwOtFWtXgGycMIqX+Nr5+xbPwwr",
+	"btgJhCUyVTAhaYpMVvtdB8HB20Zw2AhaV/sH7SBoB/vNIAh+Kxt+rS0NfWmNKJX6L/1+9NCaN/R/B/l/",
+	"V/a/duW/fr+p/zic//ZDrT9Z2MwC0+aVvb74sUETbZY1lUwTpO2NqZpkw2bIE9PGjNy/xRFGziuu4HHp",
+	"S1XPXSHlaiku1eH4XhoTqoXVfEiIuI34VH8uV1zSaLT0zR2LmjxFdp/EluKywUcjGmIe7TenXESL2CiJ",
+	"m/kvtZJU/LgxhfBhSCS+bcEOUZBwqYAMeabgCL7QnyHCkEcY7VaSpOFMYTXjeBc8JuXwvRGN0faoVtt5",
+	"m21RgYxfoXydQVpXJvgLUpUaKarJVZYsxcuTlQvT+SmCm+egl/AI47rkWcuG+REUByJvXX8YxZ1OliHC",
+	"EcliZYMymz1U7QhhaiJ4SsNmGJMswsZhY0LobdY4CA5awWHwrnG33w5WEtZN7dxO4zfS+DNo/HSz+LP5",
+	"rb3XuPn/P9Ql67YxVo+a/Q10oBCb7vfg4UFL5Hw+sH20NCYhRjCcGbx1XKmtHAz0okEV1cssSYig0rZo",
+	"tJ6jAkHlrTRO+eEhFDydz2FERIJCAmXw8CBwTDmbz+ty9q36k4Mj13P7oebUVdNQocuv2s3JIpDIafNG",
+	"lolj6DLhcYSi6jkePI2m1/YSQv9EE5eN7bk9OlLwK4ljnLnSRxnQo2BFspf0wPGxTgOWY/HnFKA6+VxC",
+	"XoH6zocnkXQ1KGkzAllTfrLrasKdImrRHme5zgTTCZcINmqVrt+gsQDKwjiLUJohARMD6zuLAHJrcWpR",
+	"UyrRtAgmc0QeHZRa2l7abdvPV1TFuCp3Tys/2UMew+m/1qDXy1WNTX9MMPdUs14l/NOwM53MKhOO1ij/",
+	"BEnkOhIvYVl+jG/vrkWolEX/ny8Rj3hYlwOZ6rs+jDhCgJzwLI4g5CxEpgRRCHZQZaWWvHLH+oqwpCqz",
+	"U2WmvWmRNy7cXIvPLBFvZOlfrIorwlOnhpUc6+Uq+IpZ17b0KtiYXv2r0inrZTJB1ezSTFVak2R6uJ3M",
+	"ltXtp485rqfXOmVeUUo+ZlQLrZ1FMe1f2OldHhy93fXhDgUdUYzsfKO0amWGD1PO4zcSTq9/uWz32YBK",
+	"OfBhgPep/s+c8i2T6ExHGFNk6huNBqasHU4wvMXoPQxkNhwAnzKZz/u5AradFNWJTz4T6sg4UcqhT9mI",
+	"11gZOWPhRHDGM7lUp5ew0zkBNx4o/YXKpkTo5M6HMUkhyguTfp/pwLIwIn4eO4wLV7XbhA5Y3Nz0nASi",
+	"r9ISiszMxsk+G3zqXsFixveBRvPBmnoMVXJNTQaKkkyf2X7DQB85KIYRGGKkr3cMbZjRVUV1JH16fQXD",
+	"Unv/vSUHEdhnlcHS5XEMO2Nl9ujQVHNrt12M1OgVb6Sx3lT2mR2HxajoUcT0Fi09bPOjGAHBeypVCRPb",
+	"ZTXTFBNiRUFOSIoweOh7boyrDX2vnwXBYejq9eYD9r35oAldEk6KLm2fhUSY2jRhMCjPfQ3AjihYcBbz",
+	"dMXsHatmXjEfW3F0AZcpz2lPdIdCWnnbbwbNwPTTU2QkpV7bO2wGzUNrTyZGK9cPqRqd53UDED1kOuy3",
+	"437VBMo2grSkFLmJ0TKisyBV5JJugM7d5AMpaUY8azsHqVlmRlgmCK7AZxnm5tTBTKrJPjPTdVVxCK2k",
+	"tbWKpXKg3avSVsIebSbczE+7lojaHdkIL9KRu9GXSlrtVYe714wmLJbsLQ1/z2+s60Gpfnax2avMztbm",
+	"/vOqo1Miw+Uh3oPgYN3Rxbq9YtJ37nutINi+oTTharbsb99SmUgymw63b1pMOJodP23fUTddqPfuP+K2",
+	"5aEvkzGbusf2vfmUk+9JUx6YeW3PcQtIrj07hYFmsCgqa1nf1QpOxrKov9/oowp7re8f45oYsMg0+ZQZ",
+	"o+oDw6m2JSMqpGrCYFHKN9WO5T5Bn9n+QUqkGUjVLmt9r4EzNC7H/GZmXlPyR4Z1+vWZSh2Jy1WlWim/",
+	"S0i1Q3cNCzPc/keGYraYbo9pQlXlZUDBnIPARLm2LZwPWLhPfs3DkToqVojkEgFjt7QT3wSXJcTaJws1",
+	"Af0qAOfasBl/6EbMaO6C191atMMePXrvujUbbzd4a0s8S9fim/fjHnuvKdjOrV2sGKbgNR8WmJZd3Qy4",
+	"4Z1GzAR2f6eFe5Ht0PhU60iuLbdkJfw1vvu4CAWrea4PlX6VD5VUyvTdVmocNjeeskV91ALVXDJidl7E",
+	"9WD7bDiDwcX5pQs7a2OPwXqvfMqH/1RfvDI6+u/2w/8yr2qpb2P6zV7TZDlrXeeFToxsrG2THT4yDxXW",
+	"J2/u1dcigYM7SvrsZ4wED293m9Azr8eKPBIEhlxErtCr8xl3k46UbUEYUkudZp89uUMO5QZ5VYU+oXqO",
+	"/tiq2TNNtSt6uC6pm7cwSlWwrmuXQM+dDjvH+UIdANm+e2VYbH9piqumoHKUF1RKI1qb6i5uDksHQXZY",
+	"6rGDUIvZJm4mlvKuGaGs2gWiETLlShZCRxE0RLjjMVE0pmrmQ6wDLD7Kd9myh2/EwkQ5aMqESpBQmS6S",
+	"mZJPdeKfMaooSi1qIU8SZJFhgsybCYBSkWFM5UTvsR0oCLmTjjuUPkTUZI6jmV7hIAgnhDGMHQxUEzzR",
+	"OLCxg95UIRLCyNj8ANIUMMcaFK86vLRpoiCfTKrMa7jgqDJkURokWs9xresjQuPtUvbRrFojYodbRWz/",
+	"mSLmOcsAnYuT/Ana1URwpWLKxt17bewpZ9CAnrZoeB8iRqhz++eIpRXop3KimDF8Mhv2S2xYTCdsY8VF",
+	"sfKRGm/R+rt0+3lErMwiPV2eD3JCzv1XeUn7+Ci3/A7t+QFEa/um4gnZS73/J1RwyodQzC5u8/97IWEh",
+	"xuurXF1mSpZ54YkLWLDTeHGST+IuntbbeiAbHJuzYxsYZxLFAHZIpYZ1i5jq403OPSgEa7D7HgiIjDHK",
+	"xn3mxB9M2sfTFKMmuLPNNHSd33c1T/dKv8/OpwyFeYC6pjpqVrZ8jU+e0LvAIn/WXhuNGzD+9mjixXoQ",
+	"Fqz552uEi8Gf97ZyUnr2OqKMysmrveL9bo6PVo5vvjyIN9zZFMRPzMuMPzdWvpzbsS8e6B024cw0IBi3",
+	"BeJmXWDsnny8JMYtPwLx+O3jqe3urqtTGPifS1fXhfPav99Uiwh3yFCWzaQlq6Ox4epmEpdfoBfvz+1L",
+	"eTrWMWD0KKL39E3/NJoboAzNj2wx+ukK+CEnT8bIHaF2NPblynfGFYgCuleUiJ6Z3lgnEtWN1Vbu7zfa",
+	"ktu2VF0N17SlIMI7He6I2LVJ23t7+wfvmkEzaO63fwx+DIw/cDc/5CVFo/Zzv/jsIJrfzP83AAD//w==",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,

@@ -14,17 +14,18 @@ import (
 
 // The documented error messages. Clients may match on them; never reword.
 const (
-	msgInvalidUUID   = "Invalid UUID format"
-	msgUnauthorized  = "Missing or invalid Bearer token"
-	msgNotFound      = "Job not found or does not belong to the requesting user"
-	msgForbidden     = "Admin access required"
-	msgConflict      = "Idempotency-Key was already used with a different request body"
-	msgTooLarge      = "Request body too large"
-	msgInternal      = "Internal error"
-	msgUnavailable   = "Service temporarily unavailable"
-	msgRouteNotFound = "Not found"
-	msgNotAllowed    = "Method not allowed"
-	msgMediaType     = "Content-Type must be application/json"
+	msgInvalidUUID     = "Invalid UUID format"
+	msgUnauthorized    = "Missing or invalid Bearer token"
+	msgNotFound        = "Job not found or does not belong to the requesting user"
+	msgForbidden       = "Admin access required"
+	msgConflict        = "Idempotency-Key was already used with a different request body"
+	msgTooLarge        = "Request body too large"
+	msgInternal        = "Internal error"
+	msgUnavailable     = "Service temporarily unavailable"
+	msgRouteNotFound   = "Not found"
+	msgNotAllowed      = "Method not allowed"
+	msgMediaType       = "Content-Type must be application/json"
+	msgAlreadyFinished = "Job has already finished"
 )
 
 // apiError is an error with the status and message a client sees.

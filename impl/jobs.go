@@ -227,3 +227,18 @@ func (s *Server) GetReady(ctx context.Context, _ gen.GetReadyRequestObject) (gen
 	}
 	return gen.GetReady200JSONResponse{Status: gen.Ok}, nil
 }
+
+// CancelJob ends the caller's unfinished job as FAILED "Cancelled by user".
+func (s *Server) CancelJob(ctx context.Context, req gen.CancelJobRequestObject) (gen.CancelJobResponseObject, error) {
+	j, res, err := s.store.Cancel(ctx, principalFrom(ctx).Subject, req.Id)
+	if errors.Is(err, store.ErrNotFound) {
+		return gen.CancelJob404JSONResponse{NotFoundJSONResponse: gen.NotFoundJSONResponse{Error: msgNotFound}}, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	if res == store.AlreadyFinished {
+		return gen.CancelJob409JSONResponse{Error: msgAlreadyFinished}, nil
+	}
+	return gen.CancelJob200JSONResponse(toAPIJob(j)), nil
+}

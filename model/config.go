@@ -18,26 +18,26 @@ type Config struct {
 // ConfigFromEnv reads a Config from environment variables through getenv
 // (normally os.Getenv):
 //
-//	MODEL_PROVIDER     local | bedrock | openai (default local)
-//	MODEL_ID           default model id for bedrock or openai
-//	AWS_REGION         Bedrock region (else the AWS default chain's)
-//	BEDROCK_ENDPOINT   Bedrock base URL override
-//	OPENAI_BASE_URL    e.g. http://127.0.0.1:11434/v1
-//	OPENAI_API_KEY     optional bearer token
+//	JOBS_MODEL_PROVIDER    local | bedrock | openai (default local)
+//	JOBS_MODEL_ID          default model id for bedrock or openai
+//	AWS_REGION             Bedrock region (else the AWS default chain's)
+//	JOBS_BEDROCK_ENDPOINT  Bedrock base URL override
+//	JOBS_OPENAI_BASE_URL   e.g. http://127.0.0.1:11434/v1
+//	JOBS_OPENAI_API_KEY    optional bearer token
 //
 // Bedrock credentials always come from the default AWS chain.
 func ConfigFromEnv(getenv func(string) string) Config {
 	return Config{
-		Provider: getenv("MODEL_PROVIDER"),
+		Provider: getenv("JOBS_MODEL_PROVIDER"),
 		Bedrock: BedrockConfig{
 			Region:         getenv("AWS_REGION"),
-			DefaultModelID: getenv("MODEL_ID"),
-			Endpoint:       getenv("BEDROCK_ENDPOINT"),
+			DefaultModelID: getenv("JOBS_MODEL_ID"),
+			Endpoint:       getenv("JOBS_BEDROCK_ENDPOINT"),
 		},
 		OpenAI: OpenAIConfig{
-			BaseURL:        getenv("OPENAI_BASE_URL"),
-			APIKey:         getenv("OPENAI_API_KEY"),
-			DefaultModelID: getenv("MODEL_ID"),
+			BaseURL:        getenv("JOBS_OPENAI_BASE_URL"),
+			APIKey:         getenv("JOBS_OPENAI_API_KEY"),
+			DefaultModelID: getenv("JOBS_MODEL_ID"),
 		},
 	}
 }

@@ -95,7 +95,7 @@ func TestOpenAIConnectionError(t *testing.T) {
 }
 
 func TestNewFromConfig(t *testing.T) {
-	env := map[string]string{"MODEL_PROVIDER": "openai", "OPENAI_BASE_URL": "http://127.0.0.1:1/v1", "MODEL_ID": "m"}
+	env := map[string]string{"JOBS_MODEL_PROVIDER": "openai", "JOBS_OPENAI_BASE_URL": "http://127.0.0.1:1/v1", "JOBS_MODEL_ID": "m"}
 	p, err := New(ConfigFromEnv(func(k string) string { return env[k] }))
 	if err != nil || p.Name() != ProviderOpenAI {
 		t.Fatalf("%v %v", p, err)

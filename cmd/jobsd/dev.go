@@ -17,7 +17,7 @@ import (
 	"github.com/jobsd/jobsd/store"
 )
 
-// runDev runs the API and a local token issuer on one address against a
+// runDev runs the API, a worker and a local token issuer against a
 // throwaway database: DATABASE_URL if set, else a temporary cluster from the
 // PostgreSQL binaries on PATH, else a container. Tokens are verified through
 // the same code as in production, fetching the issuer's JWKS over HTTP.
@@ -66,8 +66,23 @@ func runDev(ctx context.Context, args []string) error {
 	}
 	e.GET("/dev-issuer"+auth.JWKSPath, echo.WrapHandler(iss.JWKSHandler()))
 
+	wcfg, err := workerConfig(log)
+	if err != nil {
+		return err
+	}
+	w, err := newWorker(st, dbURL, wcfg)
+	if err != nil {
+		return err
+	}
+	workerDone := make(chan error, 1)
+	go func() { workerDone <- w.Run(ctx) }()
+
 	printReady(iss, ln.Addr().String())
-	return serveHTTP(ctx, ln, e, log)
+	err = serveHTTP(ctx, ln, e, log)
+	if werr := <-workerDone; err == nil {
+		err = werr
+	}
+	return err
 }
 
 // devDatabase finds a database for dev and migrates it.

@@ -41,6 +41,7 @@ func main() {
 
 	commands := map[string]func(context.Context, []string) error{
 		"serve":   runServe,
+		"worker":  runWorker,
 		"migrate": runMigrate,
 		"token":   runToken,
 		"dev":     runDev,

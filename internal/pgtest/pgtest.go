@@ -33,16 +33,26 @@ var (
 // Main starts the server, runs the tests and stops the server; call it from
 // TestMain: os.Exit(pgtest.Main(m)).
 func Main(m *testing.M) int {
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	srv, err := start(ctx)
-	cancel()
+	stop, err := Start()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "pgtest:", err)
 		return 1
 	}
-	server = srv
-	defer srv.Close()
+	defer stop()
 	return m.Run()
+}
+
+// Start starts the server and migrates the template, for a TestMain that
+// needs more than Main does; stop shuts the server down.
+func Start() (stop func(), err error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	srv, err := start(ctx)
+	if err != nil {
+		return nil, err
+	}
+	server = srv
+	return func() { srv.Close() }, nil
 }
 
 func start(ctx context.Context) (*pgserver.Server, error) {
@@ -86,15 +96,20 @@ func migrate(ctx context.Context, url string) error {
 // NewDatabase returns the URL of a fresh migrated database for this test.
 func NewDatabase(t testing.TB) string {
 	t.Helper()
-	if server == nil {
-		t.Fatal("pgtest: call pgtest.Main from TestMain")
-	}
-	name := fmt.Sprintf("t_%d_%d", os.Getpid(), counter.Add(1))
-	url, err := server.CreateDatabase(t.Context(), name, templateName)
+	url, err := CreateDatabase(t.Context())
 	if err != nil {
 		t.Fatalf("pgtest: %v", err)
 	}
 	return url
+}
+
+// CreateDatabase makes a fresh migrated database and returns its URL.
+func CreateDatabase(ctx context.Context) (string, error) {
+	if server == nil {
+		return "", fmt.Errorf("pgtest: call pgtest.Main or pgtest.Start from TestMain")
+	}
+	name := fmt.Sprintf("t_%d_%d", os.Getpid(), counter.Add(1))
+	return server.CreateDatabase(ctx, name, templateName)
 }
 
 // NewStore opens a store on a fresh database and closes it when the test ends.

@@ -1,0 +1,161 @@
+package main
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/jobsd/jobsd/internal/pgtest"
+	"github.com/jobsd/jobsd/store"
+)
+
+// binary is the jobsd built once for this test binary: these tests run real
+// processes and kill them.
+var binary string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "jobsd-bin")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	binary = filepath.Join(dir, "jobsd")
+	if out, err := exec.Command("go", "build", "-o", binary, ".").CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "build jobsd: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := pgtest.Main(m)
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// startWorker runs `jobsd worker` with second-scale leases.
+func startWorker(t *testing.T, url string, extraEnv ...string) *exec.Cmd {
+	t.Helper()
+	cmd := exec.Command(binary, "worker")
+	cmd.Env = append(os.Environ(),
+		"DATABASE_URL="+url,
+		"JOBS_MODEL_PROVIDER=local",
+		"JOBS_WORKER_LEASE=1s",
+		"JOBS_WORKER_HEARTBEAT=200ms",
+		"JOBS_WORKER_RESCUE_EVERY=200ms",
+		"JOBS_WORKER_BACKOFF_BASE=50ms",
+		"JOBS_WORKER_BACKOFF_MAX=100ms",
+		"JOBS_LOG_LEVEL=warn",
+	)
+	cmd.Env = append(cmd.Env, extraEnv...)
+	if testing.Verbose() {
+		cmd.Stderr = os.Stderr
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+	})
+	return cmd
+}
+
+func createPreview(t *testing.T, st *store.Store, prompt string) uuid.UUID {
+	t.Helper()
+	j, _, err := st.Create(t.Context(), store.NewJob{UserID: "alice", Type: store.TypeAIPreview, Input: fmt.Appendf(nil, `{"prompt":%q}`, prompt)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return j.ID
+}
+
+func waitJob(t *testing.T, st *store.Store, id uuid.UUID, what string, cond func(*store.Job) bool) *store.Job {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		j, err := st.Get(context.Background(), "alice", id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cond(j) {
+			return j
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("job never %s: %+v", what, j)
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+}
+
+// TestWorkerKilled: a worker process SIGKILLed mid-job loses nothing: the
+// job's lease expires, another worker process completes it with attempts 2.
+func TestWorkerKilled(t *testing.T) {
+	st, url := pgtest.NewStore(t)
+	id := createPreview(t, st, "[[simulate:slow=3s]] The harvest was late. Prices fell sharply in March.")
+	first := startWorker(t, url)
+	waitJob(t, st, id, "started", func(j *store.Job) bool { return j.Status == store.StatusProcessing && j.Attempts == 1 })
+	if err := first.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	first.Wait()
+
+	startWorker(t, url)
+	j := waitJob(t, st, id, "terminal", func(j *store.Job) bool { return j.Status.Terminal() })
+	if j.Status != store.StatusCompleted || j.Attempts != 2 {
+		t.Errorf("after the crash: %s attempts %d error %v", j.Status, j.Attempts, j.Error)
+	}
+}
+
+// TestWorkerKilledRepeatedly: every worker dies mid-job, three times in a
+// row; the job still ends, FAILED "Worker lost" after its last attempt.
+func TestWorkerKilledRepeatedly(t *testing.T) {
+	st, url := pgtest.NewStore(t)
+	id := createPreview(t, st, "[[simulate:slow=30s]] never finishes")
+	for attempt := 1; attempt <= 3; attempt++ {
+		w := startWorker(t, url)
+		waitJob(t, st, id, fmt.Sprintf("on attempt %d", attempt), func(j *store.Job) bool {
+			return j.Status == store.StatusProcessing && j.Attempts == attempt
+		})
+		w.Process.Signal(syscall.SIGKILL)
+		w.Wait()
+	}
+	// The rescuer of a live worker ends it.
+	startWorker(t, url)
+	j := waitJob(t, st, id, "terminal", func(j *store.Job) bool { return j.Status.Terminal() })
+	if j.Status != store.StatusFailed || j.Attempts != 3 || j.Error == nil || *j.Error != store.ErrTextWorkerLost {
+		t.Errorf("job %s attempts %d error %v", j.Status, j.Attempts, j.Error)
+	}
+}
+
+// TestWorkerSIGTERM: SIGTERM stops claiming, waits for in-flight jobs up to
+// the grace period, hands the rest back without burning their attempt, and
+// exits 0.
+func TestWorkerSIGTERM(t *testing.T) {
+	st, url := pgtest.NewStore(t)
+	quick := createPreview(t, st, "[[simulate:slow=300ms]] finishes within the grace period")
+	slow := createPreview(t, st, "[[simulate:slow=30s]] does not")
+	w := startWorker(t, url, "JOBS_WORKER_SHUTDOWN_WAIT=1s")
+	waitJob(t, st, slow, "started", func(j *store.Job) bool { return j.Attempts == 1 })
+	waitJob(t, st, quick, "started", func(j *store.Job) bool { return j.Attempts == 1 })
+	w.Process.Signal(syscall.SIGTERM)
+	err := w.Wait()
+	var exit *exec.ExitError
+	if errors.As(err, &exit) {
+		t.Errorf("worker exited with %v", err)
+	}
+	if j, _ := st.Get(t.Context(), "alice", quick); j.Status != store.StatusCompleted || j.Attempts != 1 {
+		t.Errorf("in-flight job not finished: %s attempts %d", j.Status, j.Attempts)
+	}
+	j, _ := st.Get(t.Context(), "alice", slow)
+	var lease sql.NullString
+	st.DB().Get(&lease, `SELECT lease_owner FROM jobs WHERE id = $1`, slow)
+	if j.Status != store.StatusProcessing || j.Attempts != 0 || lease.Valid || j.StartedAt == nil {
+		t.Errorf("slow job not handed back: %s attempts %d lease %v", j.Status, j.Attempts, lease)
+	}
+}

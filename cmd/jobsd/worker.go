@@ -1,0 +1,129 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/jobsd/jobsd/jobtype"
+	"github.com/jobsd/jobsd/model"
+	"github.com/jobsd/jobsd/store"
+	"github.com/jobsd/jobsd/worker"
+)
+
+func runWorker(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("worker", flag.ContinueOnError)
+	var db dbFlags
+	db.register(fs)
+	if err := fs.Parse(args); err != nil {
+		return usagef("%v", err)
+	}
+	if err := db.check(); err != nil {
+		return err
+	}
+	log, err := newLogger()
+	if err != nil {
+		return err
+	}
+	cfg, err := workerConfig(log)
+	if err != nil {
+		return err
+	}
+	st, err := store.Open(ctx, db.url, store.Options{MaxOpenConns: cfg.Concurrency + 4})
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	w, err := newWorker(st, db.url, cfg)
+	if err != nil {
+		return err
+	}
+	return w.Run(ctx)
+}
+
+// workerConfig reads the worker's settings and its model provider.
+func workerConfig(log *slog.Logger) (worker.Config, error) {
+	cfg := worker.Config{Log: log}
+	var err error
+	if cfg.Concurrency, err = envInt("JOBS_WORKER_CONCURRENCY", 8); err != nil {
+		return cfg, err
+	}
+	for name, dst := range map[string]*durationSetting{
+		"JOBS_WORKER_LEASE":         {&cfg.Lease},
+		"JOBS_WORKER_HEARTBEAT":     {&cfg.Heartbeat},
+		"JOBS_WORKER_RESCUE_EVERY":  {&cfg.RescueEvery},
+		"JOBS_WORKER_POLL":          {&cfg.PollEvery},
+		"JOBS_WORKER_BACKOFF_BASE":  {&cfg.BackoffBase},
+		"JOBS_WORKER_BACKOFF_MAX":   {&cfg.BackoffMax},
+		"JOBS_WORKER_JOB_TIMEOUT":   {&cfg.JobTimeout},
+		"JOBS_WORKER_SHUTDOWN_WAIT": {&cfg.ShutdownWait},
+	} {
+		if *dst.d, err = envDuration(name, 0); err != nil {
+			return cfg, err
+		}
+	}
+	return cfg, nil
+}
+
+type durationSetting struct{ d *time.Duration }
+
+// newWorker wires the job types to the configured model provider.
+func newWorker(st *store.Store, listenURL string, cfg worker.Config) (*worker.Worker, error) {
+	provider, err := model.New(model.ConfigFromEnv(os.Getenv))
+	if err != nil {
+		return nil, usagef("%v", err)
+	}
+	cfg.Log.Info("model provider", "provider", provider.Name())
+	cfg.Store = st
+	cfg.ListenURL = listenURL
+	cfg.Handlers = handlers(st, provider)
+	cfg.Classify = classify
+	return worker.New(cfg)
+}
+
+// handlers adapts each job type's handler to the worker: the attempt number
+// for the provider, and references to other jobs scoped to the job's owner.
+func handlers(st *store.Store, provider model.Provider) map[store.Type]worker.Handler {
+	out := map[store.Type]worker.Handler{}
+	for name, h := range jobtype.Registry() {
+		out[store.Type(name)] = func(ctx context.Context, j worker.Job) (json.RawMessage, error) {
+			env := jobtype.Env{Model: provider, LoadJob: func(ctx context.Context, id string) (jobtype.Ref, error) {
+				return loadRef(ctx, st, j.UserID, id)
+			}}
+			return h(model.WithAttempt(ctx, j.Attempt), env, j.Input)
+		}
+	}
+	return out
+}
+
+// loadRef reads another job of the same user; another user's job is as
+// missing as one that does not exist.
+func loadRef(ctx context.Context, st *store.Store, userID, id string) (jobtype.Ref, error) {
+	u, err := uuid.Parse(id)
+	if err != nil {
+		return jobtype.Ref{}, fmt.Errorf("%w: %s", jobtype.ErrReferenceNotFound, id)
+	}
+	j, err := st.Get(ctx, userID, u)
+	if errors.Is(err, store.ErrNotFound) {
+		return jobtype.Ref{}, fmt.Errorf("%w: %s", jobtype.ErrReferenceNotFound, id)
+	}
+	if err != nil {
+		return jobtype.Ref{}, err
+	}
+	return jobtype.Ref{Type: string(j.Type), Status: string(j.Status), Result: j.Result}, nil
+}
+
+// classify maps a handler's error to retryable or not and the client's text.
+func classify(err error) (bool, string) {
+	if errors.Is(err, context.DeadlineExceeded) {
+		return true, "Job attempt timed out"
+	}
+	return jobtype.IsRetryable(err), jobtype.ClientMessage(err)
+}
