@@ -42,6 +42,7 @@ func loadSpec(t *testing.T) (*openapi3.T, routers.Router) {
 	t.Helper()
 	specOnce.Do(func() {
 		openapi3.DefineStringFormatValidator("uuid", openapi3.NewRegexpFormatValidator(canonicalUUID.String()))
+		openapi3filter.RegisterBodyDecoder("text/event-stream", openapi3filter.PlainBodyDecoder)
 		specDoc, specErr = openapi3.NewLoader().LoadFromFile(specPath)
 		if specErr != nil {
 			return

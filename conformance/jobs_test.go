@@ -64,10 +64,12 @@ func seedJob(t *testing.T, user string, example []byte) {
 func TestDocumentedExamples(t *testing.T) {
 	requireInProcess(t)
 	s := loadSeed(t)
-	user := newUser(t)
-	tok := token(t, user, false)
 	for _, name := range []string{"Processing", "Completed", "Failed"} {
 		t.Run(name, func(t *testing.T) {
+			// A user per example: the three share one id, and a finished job
+			// never changes in real life (the server may cache it).
+			user := newUser(t)
+			tok := token(t, user, false)
 			seedJob(t, user, s.examples[name])
 			resp, body := do(t, "GET", "/api/jobs/"+exampleID, bearer(tok), nil)
 			if resp.StatusCode != http.StatusOK {
@@ -83,8 +85,10 @@ func TestDocumentedExamples(t *testing.T) {
 		})
 	}
 	t.Run("typed client", func(t *testing.T) {
+		user := newUser(t)
+		tok := token(t, user, false)
 		seedJob(t, user, s.examples["Failed"])
-		res, err := client(t, tok).GetJobWithResponse(t.Context(), uuid.MustParse(exampleID))
+		res, err := client(t, tok).GetJobWithResponse(t.Context(), uuid.MustParse(exampleID), nil)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -19,6 +19,7 @@ import (
 	"github.com/jmoiron/sqlx"
 
 	"github.com/jobsd/jobsd/auth"
+	"github.com/jobsd/jobsd/hub"
 	"github.com/jobsd/jobsd/impl"
 	"github.com/jobsd/jobsd/internal/pgtest"
 	"github.com/jobsd/jobsd/store"
@@ -113,7 +114,12 @@ func startInProcess() (stop func(), err error) {
 	if os.Getenv("CONFORMANCE_VERBOSE") != "" {
 		quiet = slog.Default()
 	}
-	e, err := impl.New(impl.Config{Store: st, Verifier: v, Log: quiet, CORSOrigins: []string{"https://app.example.com"}})
+	h, err := hub.New(url, quiet)
+	if err != nil {
+		return nil, err
+	}
+	cleanups = append(cleanups, func() { h.Close() })
+	e, err := impl.New(impl.Config{Store: st, Verifier: v, Log: quiet, Hub: h, CORSOrigins: []string{"https://app.example.com"}})
 	if err != nil {
 		return nil, err
 	}

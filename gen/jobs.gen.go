@@ -374,6 +374,9 @@ type Timestamp = timestamp.Time
 // IdempotencyKey defines model for IdempotencyKey.
 type IdempotencyKey = string
 
+// IfNoneMatch defines model for IfNoneMatch.
+type IfNoneMatch = string
+
 // JobId defines model for JobId.
 type JobId = openapi_types.UUID
 
@@ -434,6 +437,21 @@ type CreateJobParams struct {
 	// state; the same key with another body is a 409. Keys are scoped to the
 	// user and the endpoint and kept at least 24 hours.
 	IdempotencyKey *IdempotencyKey `json:"Idempotency-Key,omitempty"`
+}
+
+// GetJobParams defines parameters for GetJob.
+type GetJobParams struct {
+	// WaitSeconds Long poll for up to this many seconds for a change from If-None-Match.
+	WaitSeconds *int `form:"waitSeconds,omitempty" json:"waitSeconds,omitempty"`
+
+	// IfNoneMatch ETags of versions the client has (RFC 9110), or `*`.
+	IfNoneMatch *IfNoneMatch `json:"If-None-Match,omitempty"`
+}
+
+// GetJobEventsParams defines parameters for GetJobEvents.
+type GetJobEventsParams struct {
+	// LastEventID The `id` of the last event received, to resume.
+	LastEventID *string `json:"Last-Event-ID,omitempty"`
 }
 
 // CreatePromptPreviewJSONRequestBody defines body for CreatePromptPreview for application/json ContentType.
@@ -747,8 +765,18 @@ type ClientInterface interface {
 	// Bedrock). Returns the job record including status and result payload.
 	// Poll every 3 seconds until status is COMPLETED or FAILED.
 	//
+	// Cheap polling: every response carries a strong `ETag` that changes
+	// whenever the job does; send it back in `If-None-Match` and an unchanged
+	// job is a `304 Not Modified` with no body. `Retry-After: 3` comes with
+	// PENDING and PROCESSING jobs, never with finished ones.
+	//
+	// Long polling: with `waitSeconds=N` (0 to 30) the answer comes as soon
+	// as the job differs from `If-None-Match` (a 200 with the job), or after
+	// N seconds with a 304. A finished job never changes, so it is answered
+	// at once. Without `If-None-Match` the current job is answered at once.
+	//
 	// Corresponds with GET /api/jobs/{id} (the `GetJob` operationId).
-	GetJob(ctx context.Context, id JobId, reqEditors ...RequestEditorFn) (*http.Response, error)
+	GetJob(ctx context.Context, id JobId, params *GetJobParams, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// CancelJob Cancel a job
 	//
@@ -759,6 +787,19 @@ type ClientInterface interface {
 	//
 	// Corresponds with POST /api/jobs/{id}/cancel (the `CancelJob` operationId).
 	CancelJob(ctx context.Context, id JobId, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// GetJobEvents Stream a job's changes (Server-Sent Events)
+	//
+	// Instead of polling: a `text/event-stream` that sends the job (event
+	// `job`, `data` the Job JSON, `id` its ETag) now and on every change,
+	// a `: heartbeat` comment every 15 seconds, and `retry: 3000`. It closes
+	// after the event of a COMPLETED or FAILED job. A client that reconnects
+	// with `Last-Event-ID` is not sent the job again unless it changed.
+	// Authentication and the 400/401/404 rules are those of
+	// `GET /api/jobs/{id}`.
+	//
+	// Corresponds with GET /api/jobs/{id}/events (the `GetJobEvents` operationId).
+	GetJobEvents(ctx context.Context, id JobId, params *GetJobEventsParams, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// GetHealth Liveness
 	//
@@ -883,9 +924,19 @@ func (c *Client) CreateJob(ctx context.Context, params *CreateJobParams, body Cr
 // Bedrock). Returns the job record including status and result payload.
 // Poll every 3 seconds until status is COMPLETED or FAILED.
 //
+// Cheap polling: every response carries a strong `ETag` that changes
+// whenever the job does; send it back in `If-None-Match` and an unchanged
+// job is a `304 Not Modified` with no body. `Retry-After: 3` comes with
+// PENDING and PROCESSING jobs, never with finished ones.
+//
+// Long polling: with `waitSeconds=N` (0 to 30) the answer comes as soon
+// as the job differs from `If-None-Match` (a 200 with the job), or after
+// N seconds with a 304. A finished job never changes, so it is answered
+// at once. Without `If-None-Match` the current job is answered at once.
+//
 // Corresponds with GET /api/jobs/{id} (the `GetJob` operationId).
-func (c *Client) GetJob(ctx context.Context, id JobId, reqEditors ...RequestEditorFn) (*http.Response, error) {
-	req, err := NewGetJobRequest(c.Server, id)
+func (c *Client) GetJob(ctx context.Context, id JobId, params *GetJobParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewGetJobRequest(c.Server, id, params)
 	if err != nil {
 		return nil, err
 	}
@@ -906,6 +957,29 @@ func (c *Client) GetJob(ctx context.Context, id JobId, reqEditors ...RequestEdit
 // Corresponds with POST /api/jobs/{id}/cancel (the `CancelJob` operationId).
 func (c *Client) CancelJob(ctx context.Context, id JobId, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewCancelJobRequest(c.Server, id)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// GetJobEvents Stream a job's changes (Server-Sent Events)
+//
+// Instead of polling: a `text/event-stream` that sends the job (event
+// `job`, `data` the Job JSON, `id` its ETag) now and on every change,
+// a `: heartbeat` comment every 15 seconds, and `retry: 3000`. It closes
+// after the event of a COMPLETED or FAILED job. A client that reconnects
+// with `Last-Event-ID` is not sent the job again unless it changed.
+// Authentication and the 400/401/404 rules are those of
+// `GET /api/jobs/{id}`.
+//
+// Corresponds with GET /api/jobs/{id}/events (the `GetJobEvents` operationId).
+func (c *Client) GetJobEvents(ctx context.Context, id JobId, params *GetJobEventsParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewGetJobEventsRequest(c.Server, id, params)
 	if err != nil {
 		return nil, err
 	}
@@ -1151,7 +1225,7 @@ func NewCreateJobRequestWithBody(server string, params *CreateJobParams, content
 }
 
 // NewGetJobRequest constructs an http.Request for the GetJob method
-func NewGetJobRequest(server string, id JobId) (*http.Request, error) {
+func NewGetJobRequest(server string, id JobId, params *GetJobParams) (*http.Request, error) {
 	var err error
 
 	var pathParam0 string
@@ -1176,9 +1250,51 @@ func NewGetJobRequest(server string, id JobId) (*http.Request, error) {
 		return nil, err
 	}
 
+	if params != nil {
+		// queryValues collects non-styled parameters (passthrough, JSON)
+		// that are safe to round-trip through url.Values.Encode().
+		queryValues := queryURL.Query()
+		// rawQueryFragments collects pre-encoded query fragments from
+		// styled parameters, preserving literal commas as delimiters
+		// per the OpenAPI spec (e.g. "color=blue,black,brown").
+		var rawQueryFragments []string
+
+		if params.WaitSeconds != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "waitSeconds", *params.WaitSeconds, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if encoded := queryValues.Encode(); encoded != "" {
+			rawQueryFragments = append(rawQueryFragments, encoded)
+		}
+		queryURL.RawQuery = strings.Join(rawQueryFragments, "&")
+	}
+
 	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
 	if err != nil {
 		return nil, err
+	}
+
+	if params != nil {
+
+		if params.IfNoneMatch != nil {
+			var headerParam0 string
+
+			headerParam0, err = runtime.StyleParamWithOptions("simple", false, "If-None-Match", *params.IfNoneMatch, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("If-None-Match", headerParam0)
+		}
+
 	}
 
 	return req, nil
@@ -1213,6 +1329,55 @@ func NewCancelJobRequest(server string, id JobId) (*http.Request, error) {
 	req, err := http.NewRequest(http.MethodPost, queryURL.String(), nil)
 	if err != nil {
 		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewGetJobEventsRequest constructs an http.Request for the GetJobEvents method
+func NewGetJobEventsRequest(server string, id JobId, params *GetJobEventsParams) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "id", id, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: "uuid"})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/api/jobs/%s/events", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+
+		if params.LastEventID != nil {
+			var headerParam0 string
+
+			headerParam0, err = runtime.StyleParamWithOptions("simple", false, "Last-Event-ID", *params.LastEventID, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("Last-Event-ID", headerParam0)
+		}
+
 	}
 
 	return req, nil
@@ -1376,10 +1541,20 @@ type ClientWithResponsesInterface interface {
 	// Bedrock). Returns the job record including status and result payload.
 	// Poll every 3 seconds until status is COMPLETED or FAILED.
 	//
+	// Cheap polling: every response carries a strong `ETag` that changes
+	// whenever the job does; send it back in `If-None-Match` and an unchanged
+	// job is a `304 Not Modified` with no body. `Retry-After: 3` comes with
+	// PENDING and PROCESSING jobs, never with finished ones.
+	//
+	// Long polling: with `waitSeconds=N` (0 to 30) the answer comes as soon
+	// as the job differs from `If-None-Match` (a 200 with the job), or after
+	// N seconds with a 304. A finished job never changes, so it is answered
+	// at once. Without `If-None-Match` the current job is answered at once.
+	//
 	// Returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with GET /api/jobs/{id} (the `GetJob` operationId).
-	GetJobWithResponse(ctx context.Context, id JobId, reqEditors ...RequestEditorFn) (*GetJobResponse, error)
+	GetJobWithResponse(ctx context.Context, id JobId, params *GetJobParams, reqEditors ...RequestEditorFn) (*GetJobResponse, error)
 
 	// CancelJobWithResponse Cancel a job
 	//
@@ -1392,6 +1567,21 @@ type ClientWithResponsesInterface interface {
 	//
 	// Corresponds with POST /api/jobs/{id}/cancel (the `CancelJob` operationId).
 	CancelJobWithResponse(ctx context.Context, id JobId, reqEditors ...RequestEditorFn) (*CancelJobResponse, error)
+
+	// GetJobEventsWithResponse Stream a job's changes (Server-Sent Events)
+	//
+	// Instead of polling: a `text/event-stream` that sends the job (event
+	// `job`, `data` the Job JSON, `id` its ETag) now and on every change,
+	// a `: heartbeat` comment every 15 seconds, and `retry: 3000`. It closes
+	// after the event of a COMPLETED or FAILED job. A client that reconnects
+	// with `Last-Event-ID` is not sent the job again unless it changed.
+	// Authentication and the 400/401/404 rules are those of
+	// `GET /api/jobs/{id}`.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /api/jobs/{id}/events (the `GetJobEvents` operationId).
+	GetJobEventsWithResponse(ctx context.Context, id JobId, params *GetJobEventsParams, reqEditors ...RequestEditorFn) (*GetJobEventsResponse, error)
 
 	// GetHealthWithResponse Liveness
 	//
@@ -1670,6 +1860,20 @@ func (r CreateJobResponse) ContentType() string {
 	return ""
 }
 
+// GetJobResponse200Headers the declared response headers of an HTTP 200 response for GetJob
+type GetJobResponse200Headers struct {
+	CacheControl *string
+	ETag         *string
+	RetryAfter   *int
+}
+
+// GetJobResponse304Headers the declared response headers of an HTTP 304 response for GetJob
+type GetJobResponse304Headers struct {
+	CacheControl *string
+	ETag         *string
+	RetryAfter   *int
+}
+
 // GetJobResponse401Headers the declared response headers of an HTTP 401 response for GetJob
 type GetJobResponse401Headers struct {
 	WWWAuthenticate *string
@@ -1688,6 +1892,10 @@ type GetJobResponse struct {
 	JSON404 *NotFound
 	// JSONDefault the response for an HTTP default `application/json` response
 	JSONDefault *Error
+	// Headers200 the parsed response headers for an HTTP 200 response
+	Headers200 *GetJobResponse200Headers
+	// Headers304 the parsed response headers for an HTTP 304 response
+	Headers304 *GetJobResponse304Headers
 	// Headers401 the parsed response headers for an HTTP 401 response
 	Headers401 *GetJobResponse401Headers
 }
@@ -1823,6 +2031,82 @@ func (r CancelJobResponse) StatusCode() int {
 
 // ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
 func (r CancelJobResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// GetJobEventsResponse200Headers the declared response headers of an HTTP 200 response for GetJobEvents
+type GetJobEventsResponse200Headers struct {
+	CacheControl *string
+}
+
+// GetJobEventsResponse401Headers the declared response headers of an HTTP 401 response for GetJobEvents
+type GetJobEventsResponse401Headers struct {
+	WWWAuthenticate *string
+}
+
+type GetJobEventsResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON400 the response for an HTTP 400 `application/json` response
+	JSON400 *InvalidUUID
+	// JSON401 the response for an HTTP 401 `application/json` response
+	JSON401 *Unauthorized
+	// JSON404 the response for an HTTP 404 `application/json` response
+	JSON404 *NotFound
+	// JSONDefault the response for an HTTP default `application/json` response
+	JSONDefault *Error
+	// Headers200 the parsed response headers for an HTTP 200 response
+	Headers200 *GetJobEventsResponse200Headers
+	// Headers401 the parsed response headers for an HTTP 401 response
+	Headers401 *GetJobEventsResponse401Headers
+}
+
+// GetJSON400 returns the response for an HTTP 400 `application/json` response
+func (r GetJobEventsResponse) GetJSON400() *InvalidUUID {
+	return r.JSON400
+}
+
+// GetJSON401 returns the response for an HTTP 401 `application/json` response
+func (r GetJobEventsResponse) GetJSON401() *Unauthorized {
+	return r.JSON401
+}
+
+// GetJSON404 returns the response for an HTTP 404 `application/json` response
+func (r GetJobEventsResponse) GetJSON404() *NotFound {
+	return r.JSON404
+}
+
+// GetJSONDefault returns the response for an HTTP default `application/json` response
+func (r GetJobEventsResponse) GetJSONDefault() *Error {
+	return r.JSONDefault
+}
+
+// GetBody returns the raw response body bytes
+func (r GetJobEventsResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r GetJobEventsResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r GetJobEventsResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r GetJobEventsResponse) ContentType() string {
 	if r.HTTPResponse != nil {
 		return r.HTTPResponse.Header.Get("Content-Type")
 	}
@@ -2022,11 +2306,21 @@ func (c *ClientWithResponses) CreateJobWithResponse(ctx context.Context, params 
 // Bedrock). Returns the job record including status and result payload.
 // Poll every 3 seconds until status is COMPLETED or FAILED.
 //
+// Cheap polling: every response carries a strong `ETag` that changes
+// whenever the job does; send it back in `If-None-Match` and an unchanged
+// job is a `304 Not Modified` with no body. `Retry-After: 3` comes with
+// PENDING and PROCESSING jobs, never with finished ones.
+//
+// Long polling: with `waitSeconds=N` (0 to 30) the answer comes as soon
+// as the job differs from `If-None-Match` (a 200 with the job), or after
+// N seconds with a 304. A finished job never changes, so it is answered
+// at once. Without `If-None-Match` the current job is answered at once.
+//
 // Returns a wrapper object for the known response body format(s).
 //
 // Corresponds with GET /api/jobs/{id} (the `GetJob` operationId).
-func (c *ClientWithResponses) GetJobWithResponse(ctx context.Context, id JobId, reqEditors ...RequestEditorFn) (*GetJobResponse, error) {
-	rsp, err := c.GetJob(ctx, id, reqEditors...)
+func (c *ClientWithResponses) GetJobWithResponse(ctx context.Context, id JobId, params *GetJobParams, reqEditors ...RequestEditorFn) (*GetJobResponse, error) {
+	rsp, err := c.GetJob(ctx, id, params, reqEditors...)
 	if err != nil {
 		return nil, err
 	}
@@ -2049,6 +2343,27 @@ func (c *ClientWithResponses) CancelJobWithResponse(ctx context.Context, id JobI
 		return nil, err
 	}
 	return ParseCancelJobResponse(rsp)
+}
+
+// GetJobEventsWithResponse Stream a job's changes (Server-Sent Events)
+//
+// Instead of polling: a `text/event-stream` that sends the job (event
+// `job`, `data` the Job JSON, `id` its ETag) now and on every change,
+// a `: heartbeat` comment every 15 seconds, and `retry: 3000`. It closes
+// after the event of a COMPLETED or FAILED job. A client that reconnects
+// with `Last-Event-ID` is not sent the job again unless it changed.
+// Authentication and the 400/401/404 rules are those of
+// `GET /api/jobs/{id}`.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /api/jobs/{id}/events (the `GetJobEvents` operationId).
+func (c *ClientWithResponses) GetJobEventsWithResponse(ctx context.Context, id JobId, params *GetJobEventsParams, reqEditors ...RequestEditorFn) (*GetJobEventsResponse, error) {
+	rsp, err := c.GetJobEvents(ctx, id, params, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseGetJobEventsResponse(rsp)
 }
 
 // GetHealthWithResponse Liveness
@@ -2351,6 +2666,9 @@ func ParseGetJobResponse(rsp *http.Response) (*GetJobResponse, error) {
 		}
 		response.JSON200 = &dest
 
+	case rsp.StatusCode == 304:
+		break // No content-type
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
 		var dest InvalidUUID
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -2382,6 +2700,54 @@ func ParseGetJobResponse(rsp *http.Response) (*GetJobResponse, error) {
 	}
 
 	switch {
+	case rsp.StatusCode == 200:
+		var headers GetJobResponse200Headers
+		if values := rsp.Header.Values("Cache-Control"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Cache-Control", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.CacheControl = &value
+		}
+		if values := rsp.Header.Values("ETag"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "ETag", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.ETag = &value
+		}
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers200 = &headers
+	case rsp.StatusCode == 304:
+		var headers GetJobResponse304Headers
+		if values := rsp.Header.Values("Cache-Control"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Cache-Control", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.CacheControl = &value
+		}
+		if values := rsp.Header.Values("ETag"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "ETag", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.ETag = &value
+		}
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers304 = &headers
 	case rsp.StatusCode == 401:
 		var headers GetJobResponse401Headers
 		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
@@ -2458,6 +2824,76 @@ func ParseCancelJobResponse(rsp *http.Response) (*CancelJobResponse, error) {
 	switch {
 	case rsp.StatusCode == 401:
 		var headers CancelJobResponse401Headers
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = &value
+		}
+		response.Headers401 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseGetJobEventsResponse parses an HTTP response from a GetJobEventsWithResponse call
+func ParseGetJobEventsResponse(rsp *http.Response) (*GetJobEventsResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &GetJobEventsResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest InvalidUUID
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest NotFound
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && true:
+		var dest Error
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSONDefault = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 200:
+		var headers GetJobEventsResponse200Headers
+		if values := rsp.Header.Values("Cache-Control"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Cache-Control", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.CacheControl = &value
+		}
+		response.Headers200 = &headers
+	case rsp.StatusCode == 401:
+		var headers GetJobEventsResponse401Headers
 		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
 			var value string
 			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
@@ -2557,10 +2993,13 @@ type ServerInterface interface {
 	CreateJob(ctx echo.Context, params CreateJobParams) error
 	// GetJob Get Job Status
 	// (GET /api/jobs/{id})
-	GetJob(ctx echo.Context, id JobId) error
+	GetJob(ctx echo.Context, id JobId, params GetJobParams) error
 	// CancelJob Cancel a job
 	// (POST /api/jobs/{id}/cancel)
 	CancelJob(ctx echo.Context, id JobId) error
+	// GetJobEvents Stream a job's changes (Server-Sent Events)
+	// (GET /api/jobs/{id}/events)
+	GetJobEvents(ctx echo.Context, id JobId, params GetJobEventsParams) error
 	// GetHealth Liveness
 	// (GET /healthz)
 	GetHealth(ctx echo.Context) error
@@ -2682,8 +3121,34 @@ func (w *ServerInterfaceWrapper) GetJob(ctx echo.Context) error {
 		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter id: %s", err))
 	}
 
+	// Parameter object where we will unmarshal all parameters from the context
+	var params GetJobParams
+	// ------------- Optional query parameter "waitSeconds" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "waitSeconds", ctx.QueryParams(), &params.WaitSeconds, runtime.BindQueryParameterOptions{Type: "integer", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter waitSeconds: %s", err))
+	}
+
+	headers := ctx.Request().Header
+	// ------------- Optional header parameter "If-None-Match" -------------
+	if valueList, found := headers[http.CanonicalHeaderKey("If-None-Match")]; found {
+		var IfNoneMatch IfNoneMatch
+		n := len(valueList)
+		if n != 1 {
+			return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Expected one value for If-None-Match, got %d", n))
+		}
+
+		err = runtime.BindStyledParameterWithOptions("simple", "If-None-Match", valueList[0], &IfNoneMatch, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""})
+		if err != nil {
+			return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter If-None-Match: %s", err))
+		}
+
+		params.IfNoneMatch = &IfNoneMatch
+	}
+
 	// Invoke the callback with all the unmarshaled arguments
-	err = w.Handler.GetJob(ctx, id)
+	err = w.Handler.GetJob(ctx, id, params)
 	return err
 }
 
@@ -2700,6 +3165,42 @@ func (w *ServerInterfaceWrapper) CancelJob(ctx echo.Context) error {
 
 	// Invoke the callback with all the unmarshaled arguments
 	err = w.Handler.CancelJob(ctx, id)
+	return err
+}
+
+// GetJobEvents converts echo context to params.
+func (w *ServerInterfaceWrapper) GetJobEvents(ctx echo.Context) error {
+	var err error
+	// ------------- Path parameter "id" -------------
+	var id JobId
+
+	err = runtime.BindStyledParameterWithOptions("simple", "id", ctx.Param("id"), &id, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "uuid", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter id: %s", err))
+	}
+
+	// Parameter object where we will unmarshal all parameters from the context
+	var params GetJobEventsParams
+
+	headers := ctx.Request().Header
+	// ------------- Optional header parameter "Last-Event-ID" -------------
+	if valueList, found := headers[http.CanonicalHeaderKey("Last-Event-ID")]; found {
+		var LastEventID string
+		n := len(valueList)
+		if n != 1 {
+			return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Expected one value for Last-Event-ID, got %d", n))
+		}
+
+		err = runtime.BindStyledParameterWithOptions("simple", "Last-Event-ID", valueList[0], &LastEventID, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""})
+		if err != nil {
+			return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter Last-Event-ID: %s", err))
+		}
+
+		params.LastEventID = &LastEventID
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.GetJobEvents(ctx, id, params)
 	return err
 }
 
@@ -2769,6 +3270,7 @@ func RegisterHandlersWithOptions(router EchoRouter, si ServerInterface, options 
 	}
 
 	router.GET(options.BaseURL+"/api/jobs/:id", wrapper.GetJob, options.OperationMiddlewares["getJob"]...)
+	router.GET(options.BaseURL+"/api/jobs/:id/events", wrapper.GetJobEvents, options.OperationMiddlewares["getJobEvents"]...)
 	router.POST(options.BaseURL+"/api/jobs/:id/cancel", wrapper.CancelJob, options.OperationMiddlewares["cancelJob"]...)
 	router.GET(options.BaseURL+"/api/jobs", wrapper.ListJobs, options.OperationMiddlewares["listJobs"]...)
 	router.POST(options.BaseURL+"/api/jobs", wrapper.CreateJob, options.OperationMiddlewares["createJob"]...)
@@ -3110,25 +3612,68 @@ func (response CreateJobdefaultJSONResponse) VisitCreateJobResponse(w http.Respo
 }
 
 type GetJobRequestObject struct {
-	Id JobId `json:"id"`
+	Id     JobId `json:"id"`
+	Params GetJobParams
 }
 
 type GetJobResponseObject interface {
 	VisitGetJobResponse(w http.ResponseWriter) error
 }
 
-type GetJob200JSONResponse Job
+type GetJob200ResponseHeaders struct {
+	CacheControl *string
+	ETag         *string
+	RetryAfter   *int
+}
+
+type GetJob200JSONResponse struct {
+	Body    Job
+	Headers GetJob200ResponseHeaders
+}
 
 func (response GetJob200JSONResponse) VisitGetJobResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.CacheControl != nil {
+		w.Header().Set("Cache-Control", fmt.Sprint(*response.Headers.CacheControl))
+	}
+	if response.Headers.ETag != nil {
+		w.Header().Set("ETag", fmt.Sprint(*response.Headers.ETag))
+	}
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
 	w.WriteHeader(200)
 	_, err := buf.WriteTo(w)
 	return err
+}
+
+type GetJob304ResponseHeaders struct {
+	CacheControl *string
+	ETag         *string
+	RetryAfter   *int
+}
+
+type GetJob304Response struct {
+	Headers GetJob304ResponseHeaders
+}
+
+func (response GetJob304Response) VisitGetJobResponse(w http.ResponseWriter) error {
+	if response.Headers.CacheControl != nil {
+		w.Header().Set("Cache-Control", fmt.Sprint(*response.Headers.CacheControl))
+	}
+	if response.Headers.ETag != nil {
+		w.Header().Set("ETag", fmt.Sprint(*response.Headers.ETag))
+	}
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(304)
+	return nil
 }
 
 type GetJob400JSONResponse struct{ InvalidUUIDJSONResponse }
@@ -3291,6 +3836,128 @@ func (response CancelJobdefaultJSONResponse) VisitCancelJobResponse(w http.Respo
 	return err
 }
 
+type GetJobEventsRequestObject struct {
+	Id     JobId `json:"id"`
+	Params GetJobEventsParams
+}
+
+type GetJobEventsResponseObject interface {
+	VisitGetJobEventsResponse(w http.ResponseWriter) error
+}
+
+type GetJobEvents200ResponseHeaders struct {
+	CacheControl *string
+}
+
+type GetJobEvents200TexteventStreamResponse struct {
+	Body          io.Reader
+	Headers       GetJobEvents200ResponseHeaders
+	ContentLength int64
+}
+
+func (response GetJobEvents200TexteventStreamResponse) VisitGetJobEventsResponse(w http.ResponseWriter) error {
+
+	w.Header().Set("Content-Type", "text/event-stream")
+	if response.ContentLength != 0 {
+		w.Header().Set("Content-Length", fmt.Sprint(response.ContentLength))
+	}
+	if response.Headers.CacheControl != nil {
+		w.Header().Set("Cache-Control", fmt.Sprint(*response.Headers.CacheControl))
+	}
+	w.WriteHeader(200)
+
+	if closer, ok := response.Body.(io.ReadCloser); ok {
+		defer closer.Close()
+	}
+	flusher, ok := w.(http.Flusher)
+	if !ok {
+		// If w doesn't support flushing, fall back to io.Copy.
+		_, err := io.Copy(w, response.Body)
+		return err
+	}
+	// text/event-stream messages are typically small; use a
+	// modest buffer and flush after each chunk so clients see
+	// events immediately instead of waiting on OS buffering.
+	buf := make([]byte, 4096)
+	for {
+		n, err := response.Body.Read(buf)
+		if n > 0 {
+			if _, writeErr := w.Write(buf[:n]); writeErr != nil {
+				return writeErr
+			}
+			flusher.Flush()
+		}
+		if err != nil {
+			if err == io.EOF {
+				return nil
+			}
+			return err
+		}
+	}
+}
+
+type GetJobEvents400JSONResponse struct{ InvalidUUIDJSONResponse }
+
+func (response GetJobEvents400JSONResponse) VisitGetJobEventsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetJobEvents401JSONResponse struct{ UnauthorizedJSONResponse }
+
+func (response GetJobEvents401JSONResponse) VisitGetJobEventsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.WWWAuthenticate != nil {
+		w.Header().Set("WWW-Authenticate", fmt.Sprint(*response.Headers.WWWAuthenticate))
+	}
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetJobEvents404JSONResponse struct{ NotFoundJSONResponse }
+
+func (response GetJobEvents404JSONResponse) VisitGetJobEventsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetJobEventsdefaultJSONResponse struct {
+	Body       Error
+	StatusCode int
+}
+
+func (response GetJobEventsdefaultJSONResponse) VisitGetJobEventsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(response.StatusCode)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type GetHealthRequestObject struct {
 }
 
@@ -3398,6 +4065,9 @@ type StrictServerInterface interface {
 	// CancelJob Cancel a job
 	// (POST /api/jobs/{id}/cancel)
 	CancelJob(ctx context.Context, request CancelJobRequestObject) (CancelJobResponseObject, error)
+	// GetJobEvents Stream a job's changes (Server-Sent Events)
+	// (GET /api/jobs/{id}/events)
+	GetJobEvents(ctx context.Context, request GetJobEventsRequestObject) (GetJobEventsResponseObject, error)
 	// GetHealth Liveness
 	// (GET /healthz)
 	GetHealth(ctx context.Context, request GetHealthRequestObject) (GetHealthResponseObject, error)
@@ -3540,10 +4210,11 @@ func (sh *strictHandler) CreateJob(ctx echo.Context, params CreateJobParams) err
 }
 
 // GetJob operation middleware
-func (sh *strictHandler) GetJob(ctx echo.Context, id JobId) error {
+func (sh *strictHandler) GetJob(ctx echo.Context, id JobId, params GetJobParams) error {
 	var request GetJobRequestObject
 
 	request.Id = id
+	request.Params = params
 
 	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
 		return sh.ssi.GetJob(ctx.Request().Context(), request.(GetJobRequestObject))
@@ -3583,6 +4254,32 @@ func (sh *strictHandler) CancelJob(ctx echo.Context, id JobId) error {
 		return err
 	} else if validResponse, ok := response.(CancelJobResponseObject); ok {
 		return validResponse.VisitCancelJobResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
+// GetJobEvents operation middleware
+func (sh *strictHandler) GetJobEvents(ctx echo.Context, id JobId, params GetJobEventsParams) error {
+	var request GetJobEventsRequestObject
+
+	request.Id = id
+	request.Params = params
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.GetJobEvents(ctx.Request().Context(), request.(GetJobEventsRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "GetJobEvents")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(GetJobEventsResponseObject); ok {
+		return validResponse.VisitGetJobEventsResponse(ctx.Response())
 	} else if response != nil {
 		return fmt.Errorf("unexpected response type: %T", response)
 	}
@@ -3640,85 +4337,102 @@ func (sh *strictHandler) GetReady(ctx echo.Context) error {
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"3Htrd9pGmPBfeY7enhP7XYFlGyct+UQdkrWb2D7YqXdbvGGQHmBiaUadGRlTH/77nrlISCDAt/a0+yUx",
-	"MJfnfp8HL+RJyhkyJb32gzdBEqEwf37mIVGUM/13hDIUNLUfvasJwnc+fCPha++zD4pDyuO46fke3pMk",
-	"jdFre3skpXvf+VDuHR0F+GMrCBp48NOw0dqPWg3ybv9to9V6+/boqNUKgiDwfE+GE0yIvkzNUn2CVIKy",
-	"sTef+14PlZh1RgrFKjCXGHIWSQ3FlFAFQxxxgQYiysYVoA5rbqFM4RiFueb6+rqTqQkyRUOisB5xslhB",
-	"OQNzIMJO7+MxvH13FOxWyfAzEoFiI3pz30uJIAkqR/iTCJOUK2Th7BecrULxhdyihFCgg4CMUGMvNJGa",
-	"oGGUJEG4xRlMqZqAyr8Z8mgGO5rhRGDUZ0RCSBhnNCQxnF6en+0CYXKKQsJBcABkTChbHMEFHVNGYsf6",
-	"MBMCmeozqYjC94tbinsJ42qCwl5LJRBoBT814RecSSACQYY8xUiDribYZ5lEAYRF5iRkUcopU+aLW0wV",
-	"EAUxEqngoAUTngnZ7DPP96imiJVaz/cYSTRtSxRsaBKWyZ+Q+8/IxmritQ+OjnwvoSz/vK85oRQKfeb/",
-	"/N7v3x/sN/r9+3fdm//4wfNrBPOUD0+iVQ6d8iF8/XryQfMkEwwjGAmeGMS+82HDso6NF1juYHPchIvz",
-	"y6s+M5pDooSyvVTwJFVyLxV4R3G66wNl5pQF2w7fNsIJESRUKGDERWLJspDAR6qfoWNK1GRBRRp5vifw",
-	"j4wKjLy2EhmWCakvI8pre1lmVtbItUCZcibRiHUnDDFVaMgVcqaQKf0nSdPYKdPed2nNzeKSHwSOvLb3",
-	"//YWZmrP/ir3TvnQXlNrnWBKnJJgBDtc+E4oQWAakxlGsCQlPox4xqLd98Z2AFUSchOodXqNZawD0C3d",
-	"K9blJqxR2LBN20rWzqD3M4l6+EeGUj2CdAXjHzwUggutDeyOxDQCYQ8x+tiGEcU4gr5nZazvaQ0tmD33",
-	"H8mDrrljDRfyC6mEhMRaXjCyhiJBKckYQUuaNN8UJhC4sLA1NRT2/GeirTWZxGC/eDlKHTYDa9HMiW1o",
-	"BS1jn1rBkVY9yNgt41MGgmcKpfkpQTXhkfShtW/XkD4z9lBNiCEM48qYXh+OggB2ysShEjiLZ9BfQqXv",
-	"vbcW878aTi4aJ5EjJVW5iYj5eFcfegjTCY3RfBcRRYZEmqMzJpCEEzKMUZuMue995GJIowjZ8+jd0SYL",
-	"SBiifHVJCkkco8jpRRgY+2gkpKTFx5yNYho+V02q5sDYDxILJNEMMolRbj8iOhqhdn0VhXolROuAMJe7",
-	"sGbFsVoaWA3XLudlJsI4LWfYX47QmlPPuPqoLe3zQNW+VQuBMdbaWEQcrVgMMeZs7OKJnDnazerI4hXQ",
-	"ecHNF2QWcxJdcf6ZiDE+D/NeSdxAcQ6xOet1bXUerBXnGwH7ynTYywX9E5/Jti9USk0RLoA6sbCxMSh+",
-	"i+wVsNh2Q8WFX19fN5Zj/U0+eTk1mBsAHEx687GJNE75sOSql9yHiUr4CDhD0MFSHloTZT6+kUBZmikd",
-	"bERU70woI8q6v4SkqQ6r2g/ep87Ftw/dq+7x1cn52ToqfSLpB1QY6rtLQPneRad32f324fz465fu2dW6",
-	"7RdESPzAwyxBpir7e92L897Vt0/ds26vswmCHqZcqE/IUJAVKHonl79865x1Pv/35cnl2hOovO0wEs8k",
-	"laXdOl8SPEWhZmc2UDWR59z3OMPzkdf+fbMArcNt7m/et4ak27atxWLLtvXkm9+UAyMSRVQvIPGFpQrV",
-	"4faIxBKXNaR7h2JmYwjIQ3MtbWlpY6Gxy+J7reV0qt3eVHA29k00kyJPY3PGam60yBx+d2feFMv48DuG",
-	"hpVlqp5o8X8qTvckVPHMKBUfwUDhvRqY0GsQLXh8Eg1WEa38Xqevx+dfLj53r7ofoKo1uSKrIjJ5I/Xx",
-	"WzKigiRJXm2hChO5nJQGQbCcla4clJD7E7t3363OPxaLiRDERCWaIvWljJwAbyToRRqFJUC2grLE5wqC",
-	"29hdNZYbeV5lHM3l5LHqagVrnsPz4CHLEg1v1ZbebEPP/Oq7++vQ+08ksSbUk9CRiqhMlsHit9thcbvq",
-	"oNCJ8dO0qANDEt6OhYlsvvNhE6ytuEVbuYmnZCYhFSiRqfdA4I7EGRZJDBlKUwrSfzLAex0RUAUsi+Mm",
-	"XNEEpSJJaqs+X6+O4eTyHH58G+xbD4hOhdVEIPbZSJDQgg0RHVPlCj1VmhGlMEmtFlVROcuSoc4iR5AK",
-	"rnMRHRPky2EnIfdwaGplFOWuZ8SbJprsgb9cE/S9+wYXkc7Y3859UymNUWHU2Sp8Z1kc68yqwL181k/6",
-	"LFuY2H5S7Qnv5v46M238wiKFHIGVE82lj52Tz90Pnu8xB11e06kKWumeo7nv0Q31recUmjYbydLl+7aA",
-	"lMUbzIOFvwrceabSTC0qblMublHAdIKsRIzCtjfhUoksVJlAuCNaKmA46zNt4jVobeicXNjyW88A40Ml",
-	"gMi/LJsb912flX1/vnDZsdvvrYyvYYzTbE2bMW+4L3Ws3eyR6RfL6jLlWjo0VUS8XFR/tCc587SlGHdp",
-	"F5a2H5ZM7pbNV9a0FlsP5r6XpdELlGQ/WDaZC3krsCpELFcof2FaylpaJmjVEpTBXGOMP9Mnu7jvfFiN",
-	"ELYWQlcdP8N7dZwJWWcmLoiUQCQMQrNgYKI5rS16E6RkjO+N+QbuqklE2q+bW+3HMtUNKhVo1pDpshC0",
-	"KqzHttNgoi7LtiZc8DgGND7qEKRrAWVM0bhOx4GLPrPmz5XHnaO96J59ODn7pPOi3vlx9/LSfig2er7n",
-	"rOZNTRSWi22tfTQZnr7H+srSpZ2Tbxe97q8n3evVfMxfCkmWU6W6BKwOtFWtXgGycMIqX+Nr5+xbPwwr",
-	"btgJhCUyVTAhaYpMVvtdB8HB20Zw2AhaV/sH7SBoB/vNIAh+Kxt+rS0NfWmNKJX6L/1+9NCaN/R/B/l/",
-	"V/a/duW/fr+p/zic//ZDrT9Z2MwC0+aVvb74sUETbZY1lUwTpO2NqZpkw2bIE9PGjNy/xRFGziuu4HHp",
-	"S1XPXSHlaiku1eH4XhoTqoXVfEiIuI34VH8uV1zSaLT0zR2LmjxFdp/EluKywUcjGmIe7TenXESL2CiJ",
-	"m/kvtZJU/LgxhfBhSCS+bcEOUZBwqYAMeabgCL7QnyHCkEcY7VaSpOFMYTXjeBc8JuXwvRGN0faoVtt5",
-	"m21RgYxfoXydQVpXJvgLUpUaKarJVZYsxcuTlQvT+SmCm+egl/AI47rkWcuG+REUByJvXX8YxZ1OliHC",
-	"EcliZYMymz1U7QhhaiJ4SsNmGJMswsZhY0LobdY4CA5awWHwrnG33w5WEtZN7dxO4zfS+DNo/HSz+LP5",
-	"rb3XuPn/P9Ql67YxVo+a/Q10oBCb7vfg4UFL5Hw+sH20NCYhRjCcGbx1XKmtHAz0okEV1cssSYig0rZo",
-	"tJ6jAkHlrTRO+eEhFDydz2FERIJCAmXw8CBwTDmbz+ty9q36k4Mj13P7oebUVdNQocuv2s3JIpDIafNG",
-	"lolj6DLhcYSi6jkePI2m1/YSQv9EE5eN7bk9OlLwK4ljnLnSRxnQo2BFspf0wPGxTgOWY/HnFKA6+VxC",
-	"XoH6zocnkXQ1KGkzAllTfrLrasKdImrRHme5zgTTCZcINmqVrt+gsQDKwjiLUJohARMD6zuLAHJrcWpR",
-	"UyrRtAgmc0QeHZRa2l7abdvPV1TFuCp3Tys/2UMew+m/1qDXy1WNTX9MMPdUs14l/NOwM53MKhOO1ij/",
-	"BEnkOhIvYVl+jG/vrkWolEX/ny8Rj3hYlwOZ6rs+jDhCgJzwLI4g5CxEpgRRCHZQZaWWvHLH+oqwpCqz",
-	"U2WmvWmRNy7cXIvPLBFvZOlfrIorwlOnhpUc6+Uq+IpZ17b0KtiYXv2r0inrZTJB1ezSTFVak2R6uJ3M",
-	"ltXtp485rqfXOmVeUUo+ZlQLrZ1FMe1f2OldHhy93fXhDgUdUYzsfKO0amWGD1PO4zcSTq9/uWz32YBK",
-	"OfBhgPep/s+c8i2T6ExHGFNk6huNBqasHU4wvMXoPQxkNhwAnzKZz/u5AradFNWJTz4T6sg4UcqhT9mI",
-	"11gZOWPhRHDGM7lUp5ew0zkBNx4o/YXKpkTo5M6HMUkhyguTfp/pwLIwIn4eO4wLV7XbhA5Y3Nz0nASi",
-	"r9ISiszMxsk+G3zqXsFixveBRvPBmnoMVXJNTQaKkkyf2X7DQB85KIYRGGKkr3cMbZjRVUV1JH16fQXD",
-	"Unv/vSUHEdhnlcHS5XEMO2Nl9ujQVHNrt12M1OgVb6Sx3lT2mR2HxajoUcT0Fi09bPOjGAHBeypVCRPb",
-	"ZTXTFBNiRUFOSIoweOh7boyrDX2vnwXBYejq9eYD9r35oAldEk6KLm2fhUSY2jRhMCjPfQ3AjihYcBbz",
-	"dMXsHatmXjEfW3F0AZcpz2lPdIdCWnnbbwbNwPTTU2QkpV7bO2wGzUNrTyZGK9cPqRqd53UDED1kOuy3",
-	"437VBMo2grSkFLmJ0TKisyBV5JJugM7d5AMpaUY8azsHqVlmRlgmCK7AZxnm5tTBTKrJPjPTdVVxCK2k",
-	"tbWKpXKg3avSVsIebSbczE+7lojaHdkIL9KRu9GXSlrtVYe714wmLJbsLQ1/z2+s60Gpfnax2avMztbm",
-	"/vOqo1Miw+Uh3oPgYN3Rxbq9YtJ37nutINi+oTTharbsb99SmUgymw63b1pMOJodP23fUTddqPfuP+K2",
-	"5aEvkzGbusf2vfmUk+9JUx6YeW3PcQtIrj07hYFmsCgqa1nf1QpOxrKov9/oowp7re8f45oYsMg0+ZQZ",
-	"o+oDw6m2JSMqpGrCYFHKN9WO5T5Bn9n+QUqkGUjVLmt9r4EzNC7H/GZmXlPyR4Z1+vWZSh2Jy1WlWim/",
-	"S0i1Q3cNCzPc/keGYraYbo9pQlXlZUDBnIPARLm2LZwPWLhPfs3DkToqVojkEgFjt7QT3wSXJcTaJws1",
-	"Af0qAOfasBl/6EbMaO6C191atMMePXrvujUbbzd4a0s8S9fim/fjHnuvKdjOrV2sGKbgNR8WmJZd3Qy4",
-	"4Z1GzAR2f6eFe5Ht0PhU60iuLbdkJfw1vvu4CAWrea4PlX6VD5VUyvTdVmocNjeeskV91ALVXDJidl7E",
-	"9WD7bDiDwcX5pQs7a2OPwXqvfMqH/1RfvDI6+u/2w/8yr2qpb2P6zV7TZDlrXeeFToxsrG2THT4yDxXW",
-	"J2/u1dcigYM7SvrsZ4wED293m9Azr8eKPBIEhlxErtCr8xl3k46UbUEYUkudZp89uUMO5QZ5VYU+oXqO",
-	"/tiq2TNNtSt6uC6pm7cwSlWwrmuXQM+dDjvH+UIdANm+e2VYbH9piqumoHKUF1RKI1qb6i5uDksHQXZY",
-	"6rGDUIvZJm4mlvKuGaGs2gWiETLlShZCRxE0RLjjMVE0pmrmQ6wDLD7Kd9myh2/EwkQ5aMqESpBQmS6S",
-	"mZJPdeKfMaooSi1qIU8SZJFhgsybCYBSkWFM5UTvsR0oCLmTjjuUPkTUZI6jmV7hIAgnhDGMHQxUEzzR",
-	"OLCxg95UIRLCyNj8ANIUMMcaFK86vLRpoiCfTKrMa7jgqDJkURokWs9xresjQuPtUvbRrFojYodbRWz/",
-	"mSLmOcsAnYuT/Ana1URwpWLKxt17bewpZ9CAnrZoeB8iRqhz++eIpRXop3KimDF8Mhv2S2xYTCdsY8VF",
-	"sfKRGm/R+rt0+3lErMwiPV2eD3JCzv1XeUn7+Ci3/A7t+QFEa/um4gnZS73/J1RwyodQzC5u8/97IWEh",
-	"xuurXF1mSpZ54YkLWLDTeHGST+IuntbbeiAbHJuzYxsYZxLFAHZIpYZ1i5jq403OPSgEa7D7HgiIjDHK",
-	"xn3mxB9M2sfTFKMmuLPNNHSd33c1T/dKv8/OpwyFeYC6pjpqVrZ8jU+e0LvAIn/WXhuNGzD+9mjixXoQ",
-	"Fqz552uEi8Gf97ZyUnr2OqKMysmrveL9bo6PVo5vvjyIN9zZFMRPzMuMPzdWvpzbsS8e6B024cw0IBi3",
-	"BeJmXWDsnny8JMYtPwLx+O3jqe3urqtTGPifS1fXhfPav99Uiwh3yFCWzaQlq6Ox4epmEpdfoBfvz+1L",
-	"eTrWMWD0KKL39E3/NJoboAzNj2wx+ukK+CEnT8bIHaF2NPblynfGFYgCuleUiJ6Z3lgnEtWN1Vbu7zfa",
-	"ktu2VF0N17SlIMI7He6I2LVJ23t7+wfvmkEzaO63fwx+DIw/cDc/5CVFo/Zzv/jsIJrfzP83AAD//w==",
+	"3Fx7c9u2lv8qZ7idiX2XkmlbTltl9g/XcbNOE8djuze7t8xGEHkkIaYAFgBtqx599x0cgBQpUZZfvXN7",
+	"/0ksiQAODs7jdx7gXZDIaS4FCqOD/l0wQZaioj+PWDLBIymMkpn9nKJOFM8NlyLoB4fZDZtpGOSKXzOD",
+	"IQjZSeyIwRtQeM0ynjKDcMPNBMwE4fiSjbtBGOAtm+YZBv1gZWQQBjqZ4JTZ1cwstw9po7gYB/N5GNgZ",
+	"Vum4MEqKMfgFpQI5AjPhGq5RaS6F+4zwTQ7fgEaRAjfABZyMOqdSYOcjM8mkSVgcXO/HwQZqPsiEORKW",
+	"Kbp0q73S8Ov5hxCMhFxmWXOJHZbznW9yqHcODiL8oRdFHdz7cdjp7aa9Dvt+93Wn13v9+uCg14uiKNpA",
+	"ypnMsnM0anY4MqhaWISJFKm2lNwwbmCII6mQuCLw1hB5byBXqFEYkCKbwc2EZ1jyDbiGs+PTtyen70Aq",
+	"ODv/dHR8cXFy+q6xp/0WIrkwOEZFVD6BQksYF+NHLfP58+fDwkxQGJ4wg+3HwxZPWBGhCRG2zn8+gtff",
+	"H0TbzcP6CZlCde8hzMMgZ4pN0XjlOUlxmkuDIpn9grNVKj6yK9SQKPQUsBHa3SvLpC5YGjWbIlzhbKFC",
+	"9M1QpjPYskrLFKaxYBoSJqTgCcvg/cWn021gQt+g0rAX7QEbMy4WU0jFx1ywzAtoUiiFwsRCG2bwzWKV",
+	"al0mpJmgcstyDQx60Y9d+AVnGphC0InMMbWkmwnGotCogImUZkKR5pILQ19cYW6AGciQaQN7PZjIQulu",
+	"LIIw4JYjzvIEYSDY1PK2xsGOZWGd/VN2+wHF2EyC/t7BQRhMuSg/79qTMAaVnfP/fovj273dThzffn/8",
+	"5T+/C8IW9TkZWUNAdmD1nKzR0daGeHOiaWdJxq2qTJh2QvPj7m60HVrlGPxt0F27o7rJWbef3SiK2qh8",
+	"L4cn6Sp97+UQfv315K2VnEIJTGGk5LTU3I4TMDFenMUWdsddOPt0cRkLskIsnXKxkys5zY3eyRVec7zZ",
+	"Dq2NpK1WwrX/upNMmGKJQQUjqabu8BZ68kBTRrzJmZksOMPTIAwU/l5whWnQN6rAOnvsYswE/aAo6MkW",
+	"7VOocyk0kvIdJgnmBoldiRQGhbF/sjzPvMrvfNPOdC8W+U7hKOgH/7GzcIg77le9814O3TKtlh5umFdl",
+	"TGFLqtCrDijMMzbDFJZkOYSRLES6/YYsHHCjoXQnVnhqPrjuZdoI9I/uVM+VhrZTWdr7htVsMm3vJ5ae",
+	"4+8FavMA1lUHfxegUlJZCRfkh0G5Schq9GHEMUshDpyMxYG1I9Vhz8MHnsExrbHmFMoFuYYpy6y8YOrM",
+	"2RS1ZmMEK2lOeStDbfWVaOtaKtz8T9y2tTcsA/fF87d0KGbg7C7N2Ide1CMr2osOrOpBIa6EvBGgZGFQ",
+	"009TNBOZ6hB6u+4ZFguy2mbCiDFCGnIQIRxEEWzVmcO1c/vx0lbi4I2z6//T8XLROUk9Kx2MsrNkcrxt",
+	"J92vwYaUGTZkmqYuhEKWTNgwQ2sy5mHws1RDnqYonsbvQ2uygCUJ6heXpIRlGaqSX0wA2UeSkJoWH0kx",
+	"ynjyVDVpmgOyHyxTyNIZFBrT0n6kfDRC66AbCvVCG20jghb34GvF/TseOA23Lud5JoKcljfsz9/QmllP",
+	"pfnZWtqnkWp9qxUCMtbWWKQSnVgMMbNBh0M95eFYN2vxzwts5xkrn7FZJll6KeUHpsb4tJ2f18QNjJSQ",
+	"0Vwva6tLSFnNTwL2q7DgXCr+Bz7x2D5yrS1HpALuxcIheDDyCsUL7GLTCg0X/vnz585yRHKfT14OYOZE",
+	"gKeJ4nJCGu/lsOaql9wHoRI5AikQLFgqAwBm6OMrDVzkhbFgI+V25JQLGzw7LJrnFlb174J3h2df3x5f",
+	"Hh9dnnw6Xceldyx/iwYTu3aNqDA4Ozy/OP769tPRrx+PTy/XDT9jSuNbmRRTFKYx/vz47NP55dd3x6fH",
+	"54f3UXCOuVTmHQpUbIWK85OLX74enh5++N+Lk4u1M3B9dShYNtNc10bbqE7JHJWZnTqgSshzHgZS4KdR",
+	"0P/tfgFat7d5eP+4NSzdNGztLjYMW8+++Zc6MGJpyu0DLDtzXOEWbo9YpnFZQ46vUc0choASmltpy2sD",
+	"K41dFt/PVk5vrNu7UVKMQ0IzOco8ozlWY6NF5PCbn/NL9ZgcfsOEjrLO1RMr/o/d0y1LTDYjpZIjGBi8",
+	"NQOCXoN0ccYn6WB1o43f2/T16NPHsw/Hl8dvoak1pSKbCpm80nb6DRFRxZJpmdfjBqd6OXSmULMZO69M",
+	"NGW3J27srn+6/Fg9zJRihEosR9oTLiUDXmmwD9ktLBGykZSlc25scNNxN43lvWfePDheyslD1dUJ1ryk",
+	"5y5AUUwtvU1b+mXT9ujX0K/ftr3/RpaZySO3ow0zha6TJa820+JHtVFhA+PHadEhDFlyNVaEbL7JYRec",
+	"rbhCl19yaWWfjHwDDK5ZVmAVxLChpoSV/VMA3lpEwA2IIsu6cMmnqA2b5i439evlEZxcfIIfXke7zgOi",
+	"V2EzUYixGCmWOLIh5WNufDqqyTNmDE5zp0XNrZwW0yFSwjlX0sYiFhOUj8PWlN3CPmX0OOrtgMSbTy3b",
+	"FwmeMnMZBrcdqVIbsb+eh5STz9BgerhR+E6LLLORVbX3+lw/2rlcYmLzTK0zfD8P15lp8guLEHIETk7s",
+	"Kf18ePLh+G0QBsJTV+Z0moJWW+dgHgb8nvzWUxJN9xvJ2uK7LoFUZPeYB0d/k7hPhckLs8i43Uh1hQpu",
+	"JihqzKhsexcujCoSUyiEa2alAoazWFgTb0nrw+HJmUu/nRMxITQARPll3dz472JR9/3lg8uO3X3vZHzN",
+	"wXjNtrwZy47/0mLt7jm7+eiOus65noWmhqnni+oPbiZvnjYk4y7cg7Xh+zWTu2HwpTOt1dC9eRgUefoM",
+	"JdmNlk3mQt6qXVUiVipUuDAtdS2tM7RpCepkrjHGH/ijXdw3OWwihI2J0FXHL/DWHBVKt5mJM6Y1MA2D",
+	"hB4YEJpb1J7YGN+Q+Qbps0lMu6+7G+3HMtdpKw1q1rDpohK0Jq1Hrh5CqMsdWxfOZJYBko/aB+0LVYUw",
+	"PGvTcZAqFs78+fS4d7S+gGbjoqp+FoRBNTAIA281v7SgsFJsW+0jRXh2Hecra4sennw9Oz/++8nx59V4",
+	"LFyCJMuhUlsA1kbaqlavEFk5YVM+E1rnHDo/DCtu2AuEYzI3MGF5jkI3q3J70d7rTrTfiXqXu3v9KOpH",
+	"u90oiv5RN/xWWzp20RZRqlWJ4ji968079r+98r9L91+/8V8cd+0f+/N/fNfqTxY2s9pp99ItX/3Y4VNr",
+	"li2XqAjSD8bcTIphN5FTKgmn/t9qClfkrbuCh4UvTT33iZTLJVxq4fhOnjFuhZU+TJm6SuWN/VzPuOTp",
+	"aOmba5F2ZY7idpo5juuOHI14giXa795IlS6w0TTrlr+0SlL1470hRAhDpvF1D7aYganUBthQFgYO4CP/",
+	"CVJMZIrpdiNIGs4MNiOO76OHhBxhMOIZuhrVatHxfltUbSZscL7NIK1LE/wJoUqLFLXEKkuW4vnByhlV",
+	"fipw85TtTWWKWVvwbGWDfgQjgekrX8VGdW2DZUhxxIrMOFDmooemHWHCTJTMedJNMlak2NnvTBi/Kjp7",
+	"0V4v2o++71zv9qOVgPW+ovNh5x+s80fU+fHL4s/u1/5O58vfvmsL1l1hrH1r7jewQCGjGv3g7s5K5Hw+",
+	"cHW0PGMJpjCc0b4trrRWDgb2oUFzqxfFdMoU165EY/UcDSiurzQ55bu7RMl8PocRU1NUGriAuzuFYy7F",
+	"fN4Ws2/Un5Icvf6071pmXTUNDb783bo5XQGJkjevdJ05xJeJzFJUTc9xF9htBv1gyvgfSLhs7OY95yMD",
+	"f2dZhjOf+qgTehCtSPaSHvhzbNOAZSz+lATUYdk9UWagvsnhSap9Dkq7iEC3pJ/ccy1wp0It1uMs55ng",
+	"ZiI1gkOt2tcb7C6AiyQrUtTUJEAYmHoeSgC5MTm1yCnVeFqByXIjDwaljrcXbtjm+Q03Ga7K3ePST26S",
+	"h5z0n2vQ2+WqxaY/BMw91qw3Gf+43VEls3kIB2uUf4Is9RWJ5xxZOU3o1m7dUC2K/rdPEY9k0hYDUfbd",
+	"TsY8I0BPZJGlkEiRoDCKGQTXqLKSS15ZY31GWHNTuN43Km+6zZMLp2XxiSnie4/0T1bFFeFpU8NGjPV8",
+	"FXzBqGtTeBXdG179pcIp52UKxc3sgno/nUmiGu5h4dLq7tPP5V7ff7Yh84pSyrHgVmhdLwqVf2Hr/GLv",
+	"4PV2CNeo+Ihj6rowtVMrapHMpcxeaXj/+ZeLfiwGXOtBCAO8ze1/NMvXQqM3Ha7b8CtPB5TWTiaYXGH6",
+	"Bga6GA5A3vimRLtNl3Nw/aw28Ck7Vz0bJ8b47XMxki1WRs9EMlFSyEIv5ek1bB2egG8P1OFCZXOmbHAX",
+	"wpjlkJaJyTAWFlhWRiQsscO4clXbXTgsOyld+ksDs0tZCUVBvXE6FoN3x5ew6Je+4+l8sCYfw41ek5OB",
+	"KiUTC1dvGNgpB1UzgkBM7fL+QDvUYGu4RdLvP1/CsFbef+PYwRTGotH+utyO4XqsaIyFpva0tvtVS419",
+	"4pX2/dWxcE27mFY1ioxfoeOHK35ULSB4y7Wp7cRVWambYsKcKOgJyxEGd3Hg27j6EAdxEUX7ic/X0weM",
+	"g/mgC8csmVRV2lgkTFFumgkY1Pu+BuBaFBw5i366qvdONCOvTI6dOHrARek564l8K23QD3a7UTeienqO",
+	"guU86Af73ai77+zJhLRyfZMq6bxsa4A4R2Fhv2v3awZQrhBkJaWKTUjLmI2CTBVL+gY6v1IIrKYZ2azv",
+	"HaQ9MmphmWDVIU8H5nv+gTrVdCyou64pDomTtL5VsVwPrHs11kq4qanDjX7adky07sghvNQid9KXRlgd",
+	"NFvQ17QmLB7ZWWpRn39xrge1+cljsxfpnW2N/edNR2dUgctNvHvR3rqpq+d2qk7feRj0omjzgFqHKw3Z",
+	"3Tyk0ZFEg/Y3D1p0ONKIHzePaOsutGN3H7DactMXRcyU99g8tuxyCgNN6YFZ0A/8aQErtWerMtACFkll",
+	"K+vbVsHZWFf59y92qspe2/XHuAYDVpGmvBFkVEMQeGNtyYgrbbowWKTyKduxXCeIhasf5ExTQ6p1Wetr",
+	"DVIguRz6jXpec/Z7gW369YFri8T1qlKtpN815Nah+4IFNbf/XqCaLbrbMz7lptHvXx3OXkQo15WFywYL",
+	"/ylsud7SxsUGk3wgQHbLOvH76HKMWHuxovUewjIBn6xhI3/oW8x46YLXrVqVwx7ceu+rNfeuXt76sgSv",
+	"W7msxz10XUrYzp1dbBim6CUvFlDJrq0HnM7OboyA3T/Twj3Ldtj9NPNIviy3ZCXCNb77qIKCzTg3hEa9",
+	"KoRGKEV1t5Uch4uNb8QiP+qI6i4ZMdcv4muwsRjOYHD26cLDzlbsMVjvld/L4b+qL15pHf1r++G/mFd1",
+	"3HeY/n6vSVHOWtd5ZgMjh7VdsCNHdFFhffDmb30tAji45iwWP2GqZHK13YVzuj1WxZGgMJEq9YleG8/4",
+	"lSxSdglhyB13urF4dIW8Ho0dTZDl5U3Pvp+m5CNUsQhod893cHzJxgMXgiQTJsaoY3EzQWEHVuTbWGlx",
+	"25dQARcwaFzAc8E1E1AIN1HqWnHokuNgP+rBqTTwUaYUwg+cfxPSXYWAQe2WVR/2LXy38ZB9KBZlKGAX",
+	"WFT7K4RjKaXZRlxwPcHUIhNN3Phg91gxgx4a3DBu/AXZ/zodwFZkw4v9aLseg7jVmQYtpaBLoRUr6A6J",
+	"dk1KyxzYYrAXRYvroRbP0TVGZvcVi9PqOP2NlP2oZyFURbhdwW3IH0YIWtLVIA1lRBsLZrFXgl34zM1E",
+	"FmaFDrLMtd6L2mgoB7fY23donmJsXYp1FU1UzHdXrHIX1tOVMjGrOEGRod+u4+rKVfI28FE7xWXE5fDe",
+	"fnRvh+B8XRt33YvUbrI+Ebb4BKDvGPC9R+RgKjN27B6B81JJt47KB20w4HpQGo2Tu0sdjS3JxYMyuVhr",
+	"V7wvB+l7Em1A4BoHH9oUuOjzk9S9V1aQGRfNiihPURifvlMWUfME4VpmzPCMm1kImTUrclSOcinAkJSe",
+	"ED9SytwolhiqqNKNkTyXyhSCG47amt1ETqcoUjoEXRbWALVhw4zriR3jqrGQSC/811bLUk5ZlNHMPuEp",
+	"sDIpMPM0cMvwqd2DlWqinjJyUybYmH6wNpUZHFtSgmYj333dNWWXXqN3yUtro+Go1lS3/sSt3xsxnm2W",
+	"sp/pqTUitr9RxHafKGKB95JweHZSXse8nChpjDXSx7cW+HApoAPn1rvjbYKYYho8TSydQD/2JKp+20cf",
+	"w27tGBadOpuO4qx68oEa77b1z9LtpzGx0Zf3eHneKxk5D1/kVvnSTXB6G0un9jqW++6QNV7dUnt1yn1j",
+	"6JnHXR9fevEI7WU/6q19JQpow7MMptZBoW76TdhyjjUrnXDfwoiUpyCkiT1EIxjCBdSc6XYXTj0oi8Vf",
+	"k2UPCpjqF2+fHjH1Ng+q7sw+N9x5hwbeyyFUzdqbAp6dhIkEs/Vp/WNBNZrWd9GQfLHy6sEC0roCiBgc",
+	"0dyZywQUGhWh33rS/goxt9NTknFQWY/B9htgoAohuBhbLEs2DijPJfMc0y74uen6R1ugU2FaenlKLD7d",
+	"CFR0435NOYie7IV2P2UG00dS5Xs8WtMPRMYzEPGfnOlaf+W+PBoye//SGuGTDk+7TD6p3fMvQ6gXulT9",
+	"jaZPV6bvPj9rQafz4KzFDl6Xdw5bkxcnQhtkKd2aKuNc5jpl3NCONgrZ1Mf4NoZfBLNb9EQsBt/kcBDC",
+	"IGWGuejRste93GLA0wHV96x13gYhbwgOS+FzC86ThLFgMOjDBJkyQ2SGInhCxe6x3YMy4nNwekCvZurD",
+	"fhRFgy6cGEgyqVHHgmJlZ2uu6QVao/VWoFbypu0pu4TAxOhYuGj/A9Omc0yMOHk7KN9Dod0IxwX3TqdC",
+	"ZOiqHj590Y3FYfO9VuWLmHpRtNOLdnd6UQ9UQRVPev+X1Ahy1F5iXx9vH7sDfqmom0oY9sx86YLufzhO",
+	"KkyQX2Mauldj6WKKa1+u1ODbo2oam63einA2dDyoSUYsYsHTPrhXyMWCBvXtqcU2yGN9uIsDnsZBP34Q",
+	"qI2DMCaCacQCjdL3ziXQLws/SL84IBx7JLzoAvAfS5weW6AeL2A5TbUOmJdLqvse3V08WsP/i5UrCL1m",
+	"/J4fP1/0sax739qqFDmhcSf0cuj53xihXRCrnGl/pcsUHmxdUAtH58Ky02n7mirvhC4h/3FvkddHle5y",
+	"L7/GLpxSr42Qrhei22Zm/O3m56Sw6vedA3n1cD/r124ryRH9T2W7bzgL+r99adbLrlGgrgNkx1bPY/Ln",
+	"97O4/rKl6lVL7qVQfKyswj2I6ed2pX81nhNRxPMD13fxeOj1tmRPIdg14+4W2PNh16m0Hqqk7gUl4pwa",
+	"ldeJRHNgs2vxty/Wm7kOrLZ2BerAghSvgzAoVOY7Avs7O7t733ejbtTd7f8Q/RBRJOBXvisdLKm9dd/+",
+	"s6do/mX+/wEAAP//",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,

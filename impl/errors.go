@@ -1,6 +1,7 @@
 package impl
 
 import (
+	"context"
 	"errors"
 	"log/slog"
 	"net/http"
@@ -62,6 +63,9 @@ func toAPIError(err error, path string) (e *apiError, internal bool) {
 		return errorf(http.StatusConflict, msgConflict), false
 	case errors.Is(err, store.ErrUnavailable):
 		return errorf(http.StatusServiceUnavailable, msgUnavailable), true
+	case errors.Is(err, context.Canceled):
+		// The client went away; nobody reads this answer.
+		return errorf(499, "Client closed request"), false
 	}
 	var he *echo.HTTPError
 	if errors.As(err, &he) {

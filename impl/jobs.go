@@ -13,19 +13,6 @@ import (
 	"github.com/jobsd/jobsd/timestamp"
 )
 
-// GetJob answers the status poll. One owner-scoped lookup: a job of another
-// user is the same 404 as no job at all.
-func (s *Server) GetJob(ctx context.Context, req gen.GetJobRequestObject) (gen.GetJobResponseObject, error) {
-	j, err := s.store.Get(ctx, principalFrom(ctx).Subject, req.Id)
-	if errors.Is(err, store.ErrNotFound) {
-		return gen.GetJob404JSONResponse{NotFoundJSONResponse: gen.NotFoundJSONResponse{Error: msgNotFound}}, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	return gen.GetJob200JSONResponse(toAPIJob(j)), nil
-}
-
 // ListJobs pages through the caller's jobs, newest first.
 func (s *Server) ListJobs(ctx context.Context, req gen.ListJobsRequestObject) (gen.ListJobsResponseObject, error) {
 	f := store.ListFilter{Limit: 20}

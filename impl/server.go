@@ -23,6 +23,7 @@ import (
 
 	"github.com/jobsd/jobsd/auth"
 	"github.com/jobsd/jobsd/gen"
+	"github.com/jobsd/jobsd/hub"
 	"github.com/jobsd/jobsd/store"
 )
 
@@ -42,6 +43,12 @@ type Config struct {
 	MaxBodyBytes int64
 	// MaxAttempts is how many processing attempts a new job gets; 0 means 3.
 	MaxAttempts int
+	// Hub wakes long polls and event streams when a job changes; without
+	// one they re-read the job every second.
+	Hub *hub.Hub
+	// TerminalCacheItems bounds the cache of finished jobs; 0 means 100,000,
+	// negative turns it off.
+	TerminalCacheItems int
 }
 
 // DefaultMaxBodyBytes fits the largest document a PARSE_DOCUMENT job takes.
@@ -55,6 +62,8 @@ type Server struct {
 	store       *store.Store
 	log         *slog.Logger
 	maxAttempts int
+	hub         *hub.Hub
+	terminal    *terminalCache
 }
 
 var _ gen.StrictServerInterface = (*Server)(nil)
@@ -88,8 +97,8 @@ func New(cfg Config) (*echo.Echo, error) {
 		e.Use(middleware.CORSWithConfig(middleware.CORSConfig{
 			AllowOrigins:  cfg.CORSOrigins,
 			AllowMethods:  []string{http.MethodGet, http.MethodPost, http.MethodOptions},
-			AllowHeaders:  []string{echo.HeaderAuthorization, echo.HeaderContentType, "Idempotency-Key", "If-None-Match"},
-			ExposeHeaders: []string{"ETag", "Retry-After", "Location", echo.HeaderXRequestID},
+			AllowHeaders:  []string{echo.HeaderAuthorization, echo.HeaderContentType, "Idempotency-Key", "If-None-Match", "Last-Event-ID"},
+			ExposeHeaders: []string{"ETag", "Retry-After", "Location", "Cache-Control", echo.HeaderXRequestID},
 			MaxAge:        600,
 		}))
 	}
@@ -98,7 +107,13 @@ func New(cfg Config) (*echo.Echo, error) {
 	e.Use(checkJobID)
 	e.Use(validateRequest(router))
 
-	s := &Server{store: cfg.Store, log: cfg.Log, maxAttempts: cfg.MaxAttempts}
+	if cfg.TerminalCacheItems == 0 {
+		cfg.TerminalCacheItems = 100_000
+	}
+	s := &Server{store: cfg.Store, log: cfg.Log, maxAttempts: cfg.MaxAttempts, hub: cfg.Hub}
+	if cfg.TerminalCacheItems > 0 {
+		s.terminal = newTerminalCache(cfg.TerminalCacheItems, 256<<20)
+	}
 	gen.RegisterHandlers(e, gen.NewStrictHandler(s, nil))
 	return e, nil
 }

@@ -60,10 +60,11 @@ func runDev(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	e, err := newAPI(st, auth.Config{Issuer: issuerURL, ClientIDs: []string{devClientID}}, settings, log)
+	e, closeHub, err := newAPI(st, dbURL, auth.Config{Issuer: issuerURL, ClientIDs: []string{devClientID}}, settings, log)
 	if err != nil {
 		return err
 	}
+	defer closeHub()
 	e.GET("/dev-issuer"+auth.JWKSPath, echo.WrapHandler(iss.JWKSHandler()))
 
 	wcfg, err := workerConfig(log)

@@ -13,6 +13,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/jobsd/jobsd/auth"
+	"github.com/jobsd/jobsd/hub"
 	"github.com/jobsd/jobsd/impl"
 	"github.com/jobsd/jobsd/store"
 )
@@ -45,10 +46,11 @@ func runServe(ctx context.Context, args []string) error {
 		return err
 	}
 	defer st.Close()
-	e, err := newAPI(st, acfg, settings, log)
+	e, closeHub, err := newAPI(st, db.url, acfg, settings, log)
 	if err != nil {
 		return err
 	}
+	defer closeHub()
 	ln, err := net.Listen("tcp", *addr)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", *addr, err)
@@ -57,20 +59,31 @@ func runServe(ctx context.Context, args []string) error {
 	return serveHTTP(ctx, ln, e, log)
 }
 
-// newAPI assembles the API server from its settings.
-func newAPI(st *store.Store, acfg auth.Config, s apiSettings, log *slog.Logger) (*echo.Echo, error) {
+// newAPI assembles the API server from its settings, with the hub that
+// LISTENs for job changes on dbURL (closeHub stops it).
+func newAPI(st *store.Store, dbURL string, acfg auth.Config, s apiSettings, log *slog.Logger) (e *echo.Echo, closeHub func(), err error) {
 	v, err := auth.NewVerifier(acfg)
 	if err != nil {
-		return nil, usagef("%v", err)
+		return nil, nil, usagef("%v", err)
 	}
-	return impl.New(impl.Config{
+	h, err := hub.New(dbURL, log)
+	if err != nil {
+		return nil, nil, err
+	}
+	e, err = impl.New(impl.Config{
 		Store:        st,
 		Verifier:     v,
 		Log:          log,
 		CORSOrigins:  s.corsOrigins,
 		MaxBodyBytes: int64(s.maxBodyBytes),
 		MaxAttempts:  s.maxAttempts,
+		Hub:          h,
 	})
+	if err != nil {
+		h.Close()
+		return nil, nil, err
+	}
+	return e, func() { h.Close() }, nil
 }
 
 // serveHTTP serves until ctx ends, then lets in-flight requests finish (up

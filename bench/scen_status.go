@@ -1,0 +1,166 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	mrand "math/rand/v2"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// LoadSummary is one load shape over the repeats.
+type LoadSummary struct {
+	Concurrency int    `json:"concurrency"`
+	PerSec      Spread `json:"perSec"`
+	P50ms       Spread `json:"p50ms"`
+	P99ms       Spread `json:"p99ms"`
+	P999ms      Spread `json:"p999ms"`
+	Requests    int    `json:"requests"`
+	Errors      int    `json:"errors"`
+}
+
+func summarizeRuns(rs []LoadResult) LoadSummary {
+	var s LoadSummary
+	var a, b, c, d []float64
+	for _, r := range rs {
+		s.Concurrency = r.Concurrency
+		a, b, c, d = append(a, r.PerSec), append(b, r.P50ms), append(c, r.P99ms), append(d, r.P999ms)
+		s.Requests += r.Requests
+		s.Errors += r.Errors
+	}
+	s.PerSec, s.P50ms, s.P99ms, s.P999ms = spread(a), spread(b), spread(c), spread(d)
+	return s
+}
+
+// StatusResult is scenario 1 (and, with another table, scenario 4).
+type StatusResult struct {
+	Jobs        int                    `json:"jobs"`
+	Users       int                    `json:"users"`
+	Sizes       TableSizes             `json:"tableSizes"`
+	APIDBConns  int                    `json:"apiDbMaxConns"`
+	Cold        LoadSummary            `json:"coldTokenPass"`
+	Warm        []LoadSummary          `json:"warm"`
+	Raw         []LoadSummary          `json:"rawDb"`
+	RawPoolSize map[int]int            `json:"rawDbPoolSize"`
+	RatioAt64   Spread                 `json:"apiOverRawAt64"`
+	Runs        map[string][]LoadResult `json:"runs"`
+}
+
+type statusOpts struct {
+	db          string
+	jobs, users int
+	conc        []int
+	dur         time.Duration
+	repeats     int
+	raw         bool // also measure raw DB reads
+	dbMaxConns  int
+}
+
+func runStatusScenario(ctx context.Context, e *env, iss *tokenIssuer, o statusOpts) (*StatusResult, error) {
+	url, err := e.createDB(ctx, o.db, true)
+	if err != nil {
+		return nil, err
+	}
+	pool, err := pgxpool.New(ctx, url)
+	if err != nil {
+		return nil, err
+	}
+	defer pool.Close()
+	t0 := time.Now()
+	if err := seedStatusJobs(ctx, pool, o.jobs, o.users); err != nil {
+		return nil, err
+	}
+	ix, err := loadJobIndex(ctx, pool, o.users)
+	if err != nil {
+		return nil, err
+	}
+	res := &StatusResult{Jobs: ix.numJobs, Users: o.users, APIDBConns: o.dbMaxConns, RawPoolSize: map[int]int{},
+		Runs: map[string][]LoadResult{}}
+	if res.Sizes, err = jobsTableSizes(ctx, pool); err != nil {
+		return nil, err
+	}
+	logf("  %s: seeded %d jobs over %d users in %.1fs (heap %s, indexes %s)", o.db, ix.numJobs, o.users,
+		time.Since(t0).Seconds(), mib(res.Sizes.HeapBytes), mib(res.Sizes.IndexesBytes))
+
+	maxConc := 0
+	for _, c := range o.conc {
+		maxConc = max(maxConc, c)
+	}
+	client := newHTTPClient(maxConc)
+	defer client.CloseIdleConnections()
+	var ratios []float64
+	for rep := range o.repeats {
+		// A fresh server per repeat: empty token cache, first JWKS fetch, new pool.
+		srv, base, err := e.startServe(ctx, fmt.Sprintf("serve-%s-%d", o.db, rep), url, iss.srv.URL, o.dbMaxConns)
+		if err != nil {
+			return nil, err
+		}
+		client.CloseIdleConnections()
+		tokens, err := iss.mint(ix.users)
+		if err != nil {
+			srv.stop()
+			return nil, err
+		}
+		// Cold pass: one request per user with its never-seen token, at 64.
+		cold := runLoad(ctx, client, base, 64, 2*time.Minute, len(tokens), func(r *mrand.Rand, s int) (string, string) {
+			return tokens[s], ix.idStr[s][r.IntN(len(ix.idStr[s]))]
+		})
+		res.Runs["cold64"] = append(res.Runs["cold64"], cold)
+		logf("  %s rep %d cold tokens c=64: %.0f req/s p99 %.2fms errors %d", o.db, rep+1, cold.PerSec, cold.P99ms, cold.Errors)
+		var api64, raw64 float64
+		for _, c := range o.conc {
+			warm := runLoad(ctx, client, base, c, o.dur, 0, func(r *mrand.Rand, _ int) (string, string) {
+				u := r.IntN(len(tokens))
+				return tokens[u], ix.idStr[u][r.IntN(len(ix.idStr[u]))]
+			})
+			key := fmt.Sprintf("warm%d", c)
+			res.Runs[key] = append(res.Runs[key], warm)
+			logf("  %s rep %d warm c=%d: %.0f req/s p50 %.2fms p99 %.2fms p99.9 %.2fms errors %d %s", o.db, rep+1, c,
+				warm.PerSec, warm.P50ms, warm.P99ms, warm.P999ms, warm.Errors, warm.FirstError)
+			if c == 64 {
+				api64 = warm.PerSec
+			}
+		}
+		srv.stop()
+		if o.raw {
+			for _, c := range o.conc {
+				raw, poolSize, err := runRawReads(ctx, url, ix, c, o.dur)
+				if err != nil {
+					return nil, err
+				}
+				res.RawPoolSize[c] = poolSize
+				key := fmt.Sprintf("raw%d", c)
+				res.Runs[key] = append(res.Runs[key], raw)
+				logf("  %s rep %d raw pgx c=%d: %.0f reads/s p50 %.2fms p99 %.2fms errors %d", o.db, rep+1, c,
+					raw.PerSec, raw.P50ms, raw.P99ms, raw.Errors)
+				if c == 64 {
+					raw64 = raw.PerSec
+				}
+			}
+			if raw64 > 0 {
+				ratios = append(ratios, api64/raw64)
+			}
+		}
+	}
+	res.Cold = summarizeRuns(res.Runs["cold64"])
+	for _, c := range o.conc {
+		res.Warm = append(res.Warm, summarizeRuns(res.Runs[fmt.Sprintf("warm%d", c)]))
+		if o.raw {
+			res.Raw = append(res.Raw, summarizeRuns(res.Runs[fmt.Sprintf("raw%d", c)]))
+		}
+	}
+	res.RatioAt64 = spread(ratios)
+	return res, nil
+}
+
+func (r *StatusResult) warmAt(c int) (LoadSummary, bool) {
+	for _, w := range r.Warm {
+		if w.Concurrency == c {
+			return w, true
+		}
+	}
+	return LoadSummary{}, false
+}
+
+func mib(b int64) string { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }

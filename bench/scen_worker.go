@@ -1,0 +1,307 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/riverdriver/riverpgxv5"
+	"github.com/riverqueue/river/rivermigrate"
+)
+
+// BurnDown is one burn-down of N jobs.
+type BurnDown struct {
+	Contender  string  `json:"contender"`
+	Jobs       int     `json:"jobs"`
+	Seconds    float64 `json:"seconds"`
+	JobsPerSec float64 `json:"jobsPerSec"`
+	TimedOut   bool    `json:"timedOut,omitempty"`
+	Audit      string  `json:"audit"`
+	AuditOK    bool    `json:"auditOk"`
+}
+
+// WorkerResult is scenario 2.
+type WorkerResult struct {
+	Jobs               int                   `json:"jobs"`
+	JobsdConcurrency   int                   `json:"jobsdWorkerConcurrency"`
+	JobsdConcurrency2  int                   `json:"jobsdWorkerConcurrencyPerProcessWith2"`
+	RiverMaxWorkers    int                   `json:"riverMaxWorkers"`
+	RiverConfig        string                `json:"riverConfig"`
+	Runs               map[string][]BurnDown `json:"runs"`
+	JobsPerSec         map[string]Spread     `json:"jobsPerSec"`
+	Jobsd1OverRiver    Spread                `json:"jobsd1OverRiver"`
+	Jobsd2OverRiver    Spread                `json:"jobsd2OverRiver"`
+	AuditFailures      int                   `json:"auditFailures"`
+	ConcurrencyProbe   map[int]float64       `json:"concurrencyProbe,omitempty"`
+}
+
+type workerOpts struct {
+	jobs         int
+	repeats      int
+	concurrency  int
+	concurrency2 int
+	timeout      time.Duration
+	probe        []int
+	probeJobs    int
+}
+
+const (
+	riverMaxWorkers = 2000 // River's own benchmark (cmd/river/riverbench) uses these
+	riverCooldown   = 2 * time.Millisecond
+	riverPoll       = 20 * time.Millisecond
+)
+
+func runWorkerScenario(ctx context.Context, e *env, o workerOpts) (*WorkerResult, error) {
+	jurl, err := e.createDB(ctx, "worker", true)
+	if err != nil {
+		return nil, err
+	}
+	jpool, err := pgxpool.New(ctx, jurl)
+	if err != nil {
+		return nil, err
+	}
+	defer jpool.Close()
+	rurl, err := e.createDB(ctx, "river", false)
+	if err != nil {
+		return nil, err
+	}
+	rcfg, err := pgxpool.ParseConfig(rurl)
+	if err != nil {
+		return nil, err
+	}
+	rpool, err := pgxpool.NewWithConfig(ctx, rcfg)
+	if err != nil {
+		return nil, err
+	}
+	defer rpool.Close()
+	migrator, err := rivermigrate.New(riverpgxv5.New(rpool), nil)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := migrator.Migrate(ctx, rivermigrate.DirectionUp, nil); err != nil {
+		return nil, fmt.Errorf("river migrate: %w", err)
+	}
+
+	res := &WorkerResult{Jobs: o.jobs, JobsdConcurrency: o.concurrency, JobsdConcurrency2: o.concurrency2,
+		RiverMaxWorkers: riverMaxWorkers,
+		RiverConfig: fmt.Sprintf("MaxWorkers %d, FetchCooldown %s, FetchPollInterval %s (River's own benchmark settings); default pgxpool; client in the bench process",
+			riverMaxWorkers, riverCooldown, riverPoll),
+		Runs: map[string][]BurnDown{}, JobsPerSec: map[string]Spread{}}
+
+	if len(o.probe) > 0 {
+		res.ConcurrencyProbe = map[int]float64{}
+		for _, c := range o.probe {
+			b, err := jobsdBurnDown(ctx, e, jpool, jurl, o.probeJobs, 1, c, o.timeout)
+			if err != nil {
+				return nil, err
+			}
+			res.ConcurrencyProbe[c] = b.JobsPerSec
+			logf("  probe jobsd concurrency %d: %.0f jobs/s (%d jobs)", c, b.JobsPerSec, o.probeJobs)
+		}
+	}
+
+	var r1, r2 []float64
+	for rep := range o.repeats {
+		b1, err := jobsdBurnDown(ctx, e, jpool, jurl, o.jobs, 1, o.concurrency, o.timeout)
+		if err != nil {
+			return nil, err
+		}
+		b2, err := jobsdBurnDown(ctx, e, jpool, jurl, o.jobs, 2, o.concurrency2, o.timeout)
+		if err != nil {
+			return nil, err
+		}
+		rv, err := riverBurnDown(ctx, rpool, o.jobs, o.timeout)
+		if err != nil {
+			return nil, err
+		}
+		for _, b := range []BurnDown{b1, b2, rv} {
+			res.Runs[b.Contender] = append(res.Runs[b.Contender], b)
+			if !b.AuditOK {
+				res.AuditFailures++
+			}
+			logf("  rep %d %-16s %8.0f jobs/s  %.2fs  audit: %s", rep+1, b.Contender, b.JobsPerSec, b.Seconds, b.Audit)
+		}
+		if rv.JobsPerSec > 0 {
+			r1 = append(r1, b1.JobsPerSec/rv.JobsPerSec)
+			r2 = append(r2, b2.JobsPerSec/rv.JobsPerSec)
+		}
+	}
+	for k, bs := range res.Runs {
+		var v []float64
+		for _, b := range bs {
+			v = append(v, b.JobsPerSec)
+		}
+		res.JobsPerSec[k] = spread(v)
+	}
+	res.Jobsd1OverRiver, res.Jobsd2OverRiver = spread(r1), spread(r2)
+	return res, nil
+}
+
+// jobsdBurnDown inserts n AI_PREVIEW jobs, starts procs worker processes and
+// times them until no job is left unfinished, then audits the rows.
+func jobsdBurnDown(ctx context.Context, e *env, pool *pgxpool.Pool, url string, n, procs, conc int, timeout time.Duration) (BurnDown, error) {
+	b := BurnDown{Contender: fmt.Sprintf("jobsd x%d", procs), Jobs: n}
+	if _, err := pool.Exec(ctx, "TRUNCATE jobs"); err != nil {
+		return b, err
+	}
+	const batch = 100_000
+	for lo := 0; lo < n; lo += batch {
+		if _, err := pool.Exec(ctx, `INSERT INTO jobs (id, user_id, type, input)
+			SELECT gen_random_uuid(), 'bench', 'AI_PREVIEW', '{"prompt":"x"}' FROM generate_series(1, $1)`, min(batch, n-lo)); err != nil {
+			return b, fmt.Errorf("insert jobs: %w", err)
+		}
+	}
+	if _, err := pool.Exec(ctx, "VACUUM ANALYZE jobs"); err != nil {
+		return b, err
+	}
+	start := time.Now()
+	var ps []*proc
+	defer func() {
+		for _, p := range ps {
+			p.stop()
+		}
+	}()
+	for i := range procs {
+		p, err := e.startWorker(fmt.Sprintf("worker-%d-%d", procs, i), url, conc)
+		if err != nil {
+			return b, err
+		}
+		ps = append(ps, p)
+	}
+	// Unfinished = claimable (partial index) + leased (partial index): cheap
+	// enough to ask every 100 ms without a scan of the whole table.
+	err := pollUntilZero(ctx, pool, `SELECT
+		(SELECT count(*) FROM jobs WHERE status IN ('PENDING', 'PROCESSING') AND lease_owner IS NULL)
+		+ (SELECT count(*) FROM jobs WHERE lease_owner IS NOT NULL)`, timeout, func() error {
+		for _, p := range ps {
+			if p.exited() {
+				return fmt.Errorf("jobsd worker exited: %v\n%s", p.err, p.logTail())
+			}
+		}
+		return nil
+	})
+	elapsed := time.Since(start)
+	if err == errTimeout {
+		b.TimedOut = true
+	} else if err != nil {
+		return b, err
+	}
+	for _, p := range ps {
+		p.stop()
+	}
+	ps = nil
+	var total, completed, attempts1, finishedNoLease int64
+	if err := pool.QueryRow(ctx, `SELECT count(*), count(*) FILTER (WHERE status = 'COMPLETED'),
+		count(*) FILTER (WHERE attempts = 1), count(*) FILTER (WHERE lease_owner IS NULL AND completed_at IS NOT NULL)
+		FROM jobs`).Scan(&total, &completed, &attempts1, &finishedNoLease); err != nil {
+		return b, err
+	}
+	b.Seconds = elapsed.Seconds()
+	b.JobsPerSec = float64(completed) / elapsed.Seconds()
+	b.Audit = fmt.Sprintf("%d rows, %d COMPLETED, %d with attempts=1, %d unfinished", total, completed, attempts1, total-finishedNoLease)
+	b.AuditOK = !b.TimedOut && total == int64(n) && completed == int64(n) && attempts1 == int64(n) && finishedNoLease == int64(n)
+	if b.TimedOut {
+		b.Audit += " (timed out: rate is completed/elapsed)"
+	}
+	return b, nil
+}
+
+func pollUntilZero(ctx context.Context, pool *pgxpool.Pool, q string, timeout time.Duration, check func() error) error {
+	deadline := time.Now().Add(timeout)
+	t := time.NewTicker(100 * time.Millisecond)
+	defer t.Stop()
+	for {
+		var left int64
+		if err := pool.QueryRow(ctx, q).Scan(&left); err != nil {
+			return err
+		}
+		if left == 0 {
+			return nil
+		}
+		if err := check(); err != nil {
+			return err
+		}
+		if time.Now().After(deadline) {
+			return errTimeout
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+}
+
+type noopArgs struct{}
+
+func (noopArgs) Kind() string { return "noop" }
+
+type noopWorker struct {
+	river.WorkerDefaults[noopArgs]
+}
+
+func (noopWorker) Work(context.Context, *river.Job[noopArgs]) error { return nil }
+
+func riverBurnDown(ctx context.Context, pool *pgxpool.Pool, n int, timeout time.Duration) (BurnDown, error) {
+	b := BurnDown{Contender: "river x1", Jobs: n}
+	if _, err := pool.Exec(ctx, "TRUNCATE river_job"); err != nil {
+		return b, err
+	}
+	workers := river.NewWorkers()
+	river.AddWorker(workers, &noopWorker{})
+	client, err := river.NewClient(riverpgxv5.New(pool), &river.Config{
+		FetchCooldown:     riverCooldown,
+		FetchPollInterval: riverPoll,
+		Logger:            slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Queues:            map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: riverMaxWorkers}},
+		Workers:           workers,
+	})
+	if err != nil {
+		return b, err
+	}
+	params := make([]river.InsertManyParams, 0, 10_000)
+	for lo := 0; lo < n; lo += 10_000 {
+		params = params[:0]
+		for range min(10_000, n-lo) {
+			params = append(params, river.InsertManyParams{Args: noopArgs{}})
+		}
+		if _, err := client.InsertManyFast(ctx, params); err != nil {
+			return b, fmt.Errorf("river InsertManyFast: %w", err)
+		}
+	}
+	if _, err := pool.Exec(ctx, "VACUUM ANALYZE river_job"); err != nil {
+		return b, err
+	}
+	start := time.Now()
+	if err := client.Start(ctx); err != nil {
+		return b, err
+	}
+	err = pollUntilZero(ctx, pool, `SELECT count(*) FROM river_job WHERE state IN ('available', 'running', 'retryable', 'scheduled', 'pending')`,
+		timeout, func() error { return nil })
+	elapsed := time.Since(start)
+	stopCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	_ = client.Stop(stopCtx)
+	cancel()
+	if err == errTimeout {
+		b.TimedOut = true
+	} else if err != nil {
+		return b, err
+	}
+	var total, completed, attempt1 int64
+	if err := pool.QueryRow(ctx, `SELECT count(*), count(*) FILTER (WHERE state = 'completed'),
+		count(*) FILTER (WHERE attempt = 1) FROM river_job`).Scan(&total, &completed, &attempt1); err != nil {
+		return b, err
+	}
+	b.Seconds = elapsed.Seconds()
+	b.JobsPerSec = float64(completed) / elapsed.Seconds()
+	b.Audit = fmt.Sprintf("%d rows, %d completed, %d with attempt=1", total, completed, attempt1)
+	b.AuditOK = !b.TimedOut && total == int64(n) && completed == int64(n) && attempt1 == int64(n)
+	if b.TimedOut {
+		b.Audit += " (timed out: rate is completed/elapsed)"
+	}
+	return b, nil
+}

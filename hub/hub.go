@@ -1,0 +1,123 @@
+// Package hub fans PostgreSQL notifications of job changes out to the
+// requests waiting on them: one LISTEN connection per API process, however
+// many clients long-poll or stream, so waiting clients hold no database
+// connection.
+package hub
+
+import (
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/lib/pq"
+)
+
+// Channel is the notification channel the jobs table's trigger sends each
+// changed job's id on.
+const Channel = "jobs_changed"
+
+// Hub delivers "job changed" signals to subscribers.
+type Hub struct {
+	log      *slog.Logger
+	listener *pq.Listener
+
+	mu   sync.Mutex
+	subs map[uuid.UUID]map[*sub]struct{}
+}
+
+type sub struct{ ch chan struct{} }
+
+// New listens on the database at url. It returns at once; the listener
+// connects (and reconnects) in the background, and after every reconnect it
+// wakes every subscriber, since notifications may have been missed.
+func New(url string, log *slog.Logger) (*Hub, error) {
+	h := &Hub{log: log, subs: map[uuid.UUID]map[*sub]struct{}{}}
+	h.listener = pq.NewListener(url, 100*time.Millisecond, 5*time.Second, func(ev pq.ListenerEventType, err error) {
+		switch ev {
+		case pq.ListenerEventConnectionAttemptFailed, pq.ListenerEventDisconnected:
+			log.Warn("job change listener lost its connection", "err", err)
+		case pq.ListenerEventReconnected:
+			log.Info("job change listener reconnected")
+		}
+	})
+	if err := h.listener.Listen(Channel); err != nil {
+		// Not fatal: pq keeps trying and re-issues LISTEN when it connects.
+		log.Warn("listen for job changes", "err", err)
+	}
+	go h.run()
+	return h, nil
+}
+
+func (h *Hub) run() {
+	for n := range h.listener.Notify {
+		if n == nil { // reconnected: anything may have changed
+			h.wakeAll()
+			continue
+		}
+		if id, err := uuid.Parse(n.Extra); err == nil {
+			h.wake(id)
+		}
+	}
+}
+
+// Subscribe returns a channel that receives a value (coalesced) whenever the
+// job may have changed, and a function that ends the subscription.
+func (h *Hub) Subscribe(id uuid.UUID) (<-chan struct{}, func()) {
+	s := &sub{ch: make(chan struct{}, 1)}
+	h.mu.Lock()
+	set, ok := h.subs[id]
+	if !ok {
+		set = map[*sub]struct{}{}
+		h.subs[id] = set
+	}
+	set[s] = struct{}{}
+	h.mu.Unlock()
+	return s.ch, func() {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		delete(set, s)
+		if len(set) == 0 && h.subs[id] != nil && len(h.subs[id]) == 0 {
+			delete(h.subs, id)
+		}
+	}
+}
+
+// Waiting is the number of subscriptions, for metrics and tests.
+func (h *Hub) Waiting() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	n := 0
+	for _, set := range h.subs {
+		n += len(set)
+	}
+	return n
+}
+
+func (h *Hub) wake(id uuid.UUID) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for s := range h.subs[id] {
+		signal(s.ch)
+	}
+}
+
+func (h *Hub) wakeAll() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, set := range h.subs {
+		for s := range set {
+			signal(s.ch)
+		}
+	}
+}
+
+func signal(ch chan struct{}) {
+	select {
+	case ch <- struct{}{}:
+	default: // a wake-up is already pending
+	}
+}
+
+// Close stops listening.
+func (h *Hub) Close() error { return h.listener.Close() }

@@ -1,0 +1,130 @@
+package impl
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/jobsd/jobsd/gen"
+	"github.com/jobsd/jobsd/store"
+)
+
+// Event stream timing. A stream ends after MaxStreamDuration even if the job
+// has not finished; the client reconnects with Last-Event-ID.
+const (
+	HeartbeatInterval = 15 * time.Second
+	MaxStreamDuration = time.Hour
+)
+
+// GetJobEvents streams the job's versions as Server-Sent Events. The owner
+// check and the first read happen before the stream starts, so the 404 is
+// the status endpoint's.
+func (s *Server) GetJobEvents(ctx context.Context, req gen.GetJobEventsRequestObject) (gen.GetJobEventsResponseObject, error) {
+	user := principalFrom(ctx).Subject
+	first, err := s.lookup(ctx, user, req.Id)
+	if errors.Is(err, store.ErrNotFound) {
+		return gen.GetJobEvents404JSONResponse{NotFoundJSONResponse: gen.NotFoundJSONResponse{Error: msgNotFound}}, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	last := ""
+	if req.Params.LastEventID != nil {
+		last = *req.Params.LastEventID
+	}
+	return &eventStream{s: s, ctx: ctx, user: user, id: req.Id, first: first, lastID: last}, nil
+}
+
+// eventStream writes the stream itself; it is the strict server's response
+// object, so it gets the ResponseWriter and can flush each event.
+type eventStream struct {
+	s      *Server
+	ctx    context.Context
+	user   string
+	id     uuid.UUID
+	first  polled
+	lastID string
+}
+
+// VisitGetJobEventsResponse runs the stream until the job is finished, the
+// client goes away, or MaxStreamDuration passes.
+func (e *eventStream) VisitGetJobEventsResponse(w http.ResponseWriter) error {
+	rc := http.NewResponseController(w)
+	h := w.Header()
+	h.Set("Content-Type", "text/event-stream")
+	h.Set("Cache-Control", cacheControl)
+	h.Set("X-Accel-Buffering", "no") // let reverse proxies pass events at once
+	w.WriteHeader(http.StatusOK)
+
+	changed, unsubscribe := e.s.subscribe(e.id)
+	defer unsubscribe()
+	heartbeat := time.NewTicker(HeartbeatInterval)
+	defer heartbeat.Stop()
+	end := time.NewTimer(MaxStreamDuration)
+	defer end.Stop()
+
+	if err := e.write(w, rc, []byte("retry: 3000\n\n")); err != nil {
+		return nil // the client left
+	}
+	cur := e.first
+	for {
+		if cur.etag != e.lastID {
+			if err := e.write(w, rc, sseEvent(cur)); err != nil {
+				return nil
+			}
+			e.lastID = cur.etag
+		}
+		if cur.terminal() {
+			return nil
+		}
+		fresh := false
+		for !fresh {
+			select {
+			case <-changed:
+				fresh = true
+			case <-heartbeat.C:
+				if err := e.write(w, rc, []byte(": heartbeat\n\n")); err != nil {
+					return nil
+				}
+			case <-end.C:
+				return nil
+			case <-e.ctx.Done():
+				return nil
+			}
+		}
+		next, err := e.s.lookup(e.ctx, e.user, e.id)
+		if err != nil {
+			// Headers are sent; end the stream and let the client reconnect.
+			e.s.log.Warn("event stream: read job", "job_id", e.id, "err", err)
+			return nil
+		}
+		cur = next
+	}
+}
+
+// write sends one chunk and flushes it, with a deadline so that a client
+// that stops reading cannot hold the stream forever.
+func (e *eventStream) write(w http.ResponseWriter, rc *http.ResponseController, b []byte) error {
+	_ = rc.SetWriteDeadline(time.Now().Add(30 * time.Second))
+	if _, err := w.Write(b); err != nil {
+		return err
+	}
+	return rc.Flush()
+}
+
+// sseEvent is one "job" event: id is the ETag, data the Job on one line.
+func sseEvent(p polled) []byte {
+	data, _ := json.Marshal(p.job)
+	var b bytes.Buffer
+	b.WriteString("id: ")
+	b.WriteString(p.etag)
+	b.WriteString("\nevent: job\ndata: ")
+	b.Write(data)
+	b.WriteString("\n\n")
+	return b.Bytes()
+}

@@ -1,0 +1,222 @@
+package impl
+
+import (
+	"container/list"
+	"context"
+	"errors"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/jobsd/jobsd/gen"
+	"github.com/jobsd/jobsd/store"
+)
+
+// cacheControl tells browsers and proxies to keep the job private and to
+// revalidate (cheaply, with the ETag) before reusing it.
+const cacheControl = "private, no-cache"
+
+// polled is one version of a job as the API serves it.
+type polled struct {
+	job  gen.Job
+	etag string
+}
+
+func (p polled) terminal() bool {
+	return p.job.Status == gen.COMPLETED || p.job.Status == gen.FAILED
+}
+
+// etagOf is the job's strong validator: its row version, which changes on
+// every change (timestamps could collide within a millisecond).
+func etagOf(j *store.Job) string { return `"v` + strconv.FormatInt(j.Version, 10) + `"` }
+
+// lookup returns the user's job: from the terminal cache when it is
+// finished (finished jobs never change), else from the database.
+func (s *Server) lookup(ctx context.Context, user string, id uuid.UUID) (polled, error) {
+	if p, ok := s.terminal.get(user, id); ok {
+		return p, nil
+	}
+	j, err := s.store.Get(ctx, user, id)
+	if err != nil {
+		return polled{}, err
+	}
+	p := polled{job: toAPIJob(j), etag: etagOf(j)}
+	if p.terminal() {
+		s.terminal.put(user, id, p, len(j.Result)+len(j.Input))
+	}
+	return p, nil
+}
+
+// GetJob answers the status poll: one owner-scoped lookup (a job of another
+// user is the same 404 as no job at all), then the ETag is compared, so a
+// 304 tells nothing to anyone but the owner. With waitSeconds it long-polls.
+func (s *Server) GetJob(ctx context.Context, req gen.GetJobRequestObject) (gen.GetJobResponseObject, error) {
+	user := principalFrom(ctx).Subject
+	p, err := s.lookup(ctx, user, req.Id)
+	if errors.Is(err, store.ErrNotFound) {
+		return gen.GetJob404JSONResponse{NotFoundJSONResponse: gen.NotFoundJSONResponse{Error: msgNotFound}}, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	inm := ""
+	if req.Params.IfNoneMatch != nil {
+		inm = *req.Params.IfNoneMatch
+	}
+	if wait := req.Params.WaitSeconds; wait != nil && *wait > 0 && !p.terminal() && etagMatches(inm, p.etag) {
+		if p, err = s.waitForChange(ctx, user, req.Id, p, time.Duration(*wait)*time.Second); err != nil {
+			return nil, err
+		}
+	}
+	cc, etag := cacheControl, p.etag
+	var retry *int
+	if !p.terminal() {
+		r := RetryAfterSeconds
+		retry = &r
+	}
+	if etagMatches(inm, p.etag) {
+		return gen.GetJob304Response{Headers: gen.GetJob304ResponseHeaders{CacheControl: &cc, ETag: &etag, RetryAfter: retry}}, nil
+	}
+	return gen.GetJob200JSONResponse{Body: p.job, Headers: gen.GetJob200ResponseHeaders{CacheControl: &cc, ETag: &etag, RetryAfter: retry}}, nil
+}
+
+// waitForChange blocks until the job's ETag differs from p's, the job is
+// finished, or d passes, and returns the job as it then is. It holds no
+// database connection while it waits: the hub wakes it.
+func (s *Server) waitForChange(ctx context.Context, user string, id uuid.UUID, p polled, d time.Duration) (polled, error) {
+	changed, unsubscribe := s.subscribe(id)
+	defer unsubscribe()
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	// Read once more after subscribing: a change between the first read and
+	// the subscription would otherwise be missed.
+	for {
+		cur, err := s.lookup(ctx, user, id)
+		if err != nil {
+			return polled{}, err
+		}
+		if cur.etag != p.etag || cur.terminal() {
+			return cur, nil
+		}
+		select {
+		case <-changed:
+		case <-timer.C:
+			return cur, nil
+		case <-ctx.Done():
+			return polled{}, ctx.Err()
+		}
+	}
+}
+
+// subscribe returns the job's change signal; without a hub, a slow tick.
+func (s *Server) subscribe(id uuid.UUID) (<-chan struct{}, func()) {
+	if s.hub != nil {
+		return s.hub.Subscribe(id)
+	}
+	t := time.NewTicker(time.Second)
+	ch := make(chan struct{}, 1)
+	done := make(chan struct{})
+	go func() {
+		for {
+			select {
+			case <-t.C:
+				select {
+				case ch <- struct{}{}:
+				default:
+				}
+			case <-done:
+				return
+			}
+		}
+	}()
+	return ch, func() { t.Stop(); close(done) }
+}
+
+// etagMatches implements If-None-Match (RFC 9110 §13.1.2): "*", or a list of
+// entity tags compared weakly.
+func etagMatches(header, etag string) bool {
+	header = strings.TrimSpace(header)
+	if header == "" {
+		return false
+	}
+	if header == "*" {
+		return true
+	}
+	for _, t := range strings.Split(header, ",") {
+		t = strings.TrimPrefix(strings.TrimSpace(t), "W/")
+		if t == etag {
+			return true
+		}
+	}
+	return false
+}
+
+// terminalCache keeps finished jobs, which never change, per user and id, so
+// that polls of finished jobs need no database. Bounded in entries and bytes;
+// the least recently used go first.
+type terminalCache struct {
+	mu       sync.Mutex
+	maxItems int
+	maxBytes int
+	bytes    int
+	order    *list.List // front: most recently used
+	items    map[cacheKey]*list.Element
+}
+
+type cacheKey struct {
+	user string
+	id   uuid.UUID
+}
+
+type cacheEntry struct {
+	key  cacheKey
+	p    polled
+	size int
+}
+
+// maxCachedJobBytes keeps very large results (parsed documents) out of the
+// cache; they are read from the database each time.
+const maxCachedJobBytes = 64 << 10
+
+func newTerminalCache(maxItems, maxBytes int) *terminalCache {
+	return &terminalCache{maxItems: maxItems, maxBytes: maxBytes, order: list.New(), items: map[cacheKey]*list.Element{}}
+}
+
+func (c *terminalCache) get(user string, id uuid.UUID) (polled, bool) {
+	if c == nil {
+		return polled{}, false
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	el, ok := c.items[cacheKey{user, id}]
+	if !ok {
+		return polled{}, false
+	}
+	c.order.MoveToFront(el)
+	return el.Value.(*cacheEntry).p, true
+}
+
+func (c *terminalCache) put(user string, id uuid.UUID, p polled, size int) {
+	if c == nil || c.maxItems <= 0 || size > maxCachedJobBytes {
+		return
+	}
+	size += len(user) + 512 // the entry's own overhead, roughly
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	k := cacheKey{user, id}
+	if _, ok := c.items[k]; ok {
+		return
+	}
+	c.items[k] = c.order.PushFront(&cacheEntry{key: k, p: p, size: size})
+	c.bytes += size
+	for c.order.Len() > c.maxItems || c.bytes > c.maxBytes {
+		last := c.order.Back()
+		e := last.Value.(*cacheEntry)
+		c.order.Remove(last)
+		delete(c.items, e.key)
+		c.bytes -= e.size
+	}
+}
