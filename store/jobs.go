@@ -72,6 +72,7 @@ func (s *Store) Get(ctx context.Context, userID string, id uuid.UUID) (*Job, err
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
 	var j Job
+	s.gets.Add(1)
 	if err := s.getStmt.GetContext(ctx, &j, id, userID); err != nil {
 		if errors.Is(err, sql.ErrNoRows) {
 			return nil, ErrNotFound

@@ -7,6 +7,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/jmoiron/sqlx"
@@ -42,7 +43,13 @@ type Store struct {
 	db      *sqlx.DB
 	timeout time.Duration
 	getStmt *sqlx.Stmt
+	gets    atomic.Int64
 }
+
+// Gets counts the status reads (Get) sent to the database: each is one
+// prepared-statement execution, one round trip. Tests and benchmarks use it
+// to count what a poll costs.
+func (s *Store) Gets() int64 { return s.gets.Load() }
 
 // Open connects to url, checks that the schema is current and prepares the
 // hot statements. It fails with ErrNotMigrated on an unmigrated database.

@@ -1,0 +1,190 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// PickupRun is one paced-insert run.
+type PickupRun struct {
+	Rate         int     `json:"offeredPerSec"`
+	AchievedRate float64 `json:"achievedPerSec"`
+	Jobs         int     `json:"jobs"`
+	Picked       int     `json:"picked"`
+	P50ms        float64 `json:"p50ms"`
+	P90ms        float64 `json:"p90ms"`
+	P99ms        float64 `json:"p99ms"`
+	MaxMs        float64 `json:"maxMs"`
+	Negative     int     `json:"negativeDelays"`
+}
+
+// PickupResult is scenario 3.
+type PickupResult struct {
+	Concurrency int                    `json:"jobsdWorkerConcurrency"`
+	Seconds     float64                `json:"secondsPerRun"`
+	Runs        map[string][]PickupRun `json:"runs"`
+	P50ms       map[string]Spread      `json:"p50ms"`
+	P99ms       map[string]Spread      `json:"p99ms"`
+	Caveat      string                 `json:"caveat"`
+}
+
+type pickupOpts struct {
+	rates       []int
+	dur         time.Duration
+	repeats     int
+	concurrency int
+}
+
+func runPickupScenario(ctx context.Context, e *env, o pickupOpts) (*PickupResult, error) {
+	url, err := e.createDB(ctx, "pickup", true)
+	if err != nil {
+		return nil, err
+	}
+	cfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		return nil, err
+	}
+	cfg.MaxConns, cfg.MinConns = 8, 8
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	defer pool.Close()
+	res := &PickupResult{Concurrency: o.concurrency, Seconds: o.dur.Seconds(), Runs: map[string][]PickupRun{},
+		P50ms: map[string]Spread{}, P99ms: map[string]Spread{},
+		Caveat: "delay = started_at (DB now() = start of the claim transaction) - the time the bench process saw its INSERT's " +
+			"autocommit return; both on this machine's clock. The claim's now() is taken before the claim statement runs " +
+			"and the commit is observed after a round trip, so delays can read slightly low (even negative)."}
+	for rep := range o.repeats {
+		for _, rate := range o.rates {
+			r, err := pickupRun(ctx, e, pool, url, rate, o.dur, o.concurrency)
+			if err != nil {
+				return nil, err
+			}
+			key := fmt.Sprintf("%d/s", rate)
+			res.Runs[key] = append(res.Runs[key], r)
+			logf("  rep %d %5d jobs/s offered (%.0f achieved): pickup p50 %.2fms p90 %.2fms p99 %.2fms max %.2fms (%d/%d picked, %d negative)",
+				rep+1, rate, r.AchievedRate, r.P50ms, r.P90ms, r.P99ms, r.MaxMs, r.Picked, r.Jobs, r.Negative)
+		}
+	}
+	for k, rs := range res.Runs {
+		var a, b []float64
+		for _, r := range rs {
+			a, b = append(a, r.P50ms), append(b, r.P99ms)
+		}
+		res.P50ms[k], res.P99ms[k] = spread(a), spread(b)
+	}
+	return res, nil
+}
+
+func pickupRun(ctx context.Context, e *env, pool *pgxpool.Pool, url string, rate int, dur time.Duration, conc int) (PickupRun, error) {
+	r := PickupRun{Rate: rate}
+	if _, err := pool.Exec(ctx, "TRUNCATE jobs"); err != nil {
+		return r, err
+	}
+	w, err := e.startWorker(fmt.Sprintf("pickup-%d", rate), url, conc)
+	if err != nil {
+		return r, err
+	}
+	defer w.stop()
+	// Let the worker connect and LISTEN: one job, waited for.
+	if _, err := pool.Exec(ctx, `INSERT INTO jobs (id, user_id, type, input) VALUES (gen_random_uuid(), 'warmup', 'AI_PREVIEW', '{"prompt":"x"}')`); err != nil {
+		return r, err
+	}
+	if err := pollUntilZero(ctx, pool, `SELECT count(*) FROM jobs WHERE status <> 'COMPLETED'`, 20*time.Second, func() error {
+		if w.exited() {
+			return fmt.Errorf("jobsd worker exited: %s", w.logTail())
+		}
+		return nil
+	}); err != nil {
+		return r, fmt.Errorf("pickup warm-up: %w", err)
+	}
+
+	n := int(float64(rate) * dur.Seconds())
+	ids := make([]uuid.UUID, n)
+	commits := make([]time.Time, n)
+	for i := range ids {
+		ids[i] = uuid.New()
+	}
+	const inserters = 6
+	start := time.Now().Add(20 * time.Millisecond)
+	interval := time.Second / time.Duration(rate)
+	var wg sync.WaitGroup
+	errs := make([]error, inserters)
+	for g := range inserters {
+		wg.Go(func() {
+			for i := g; i < n; i += inserters {
+				if d := time.Until(start.Add(time.Duration(i) * interval)); d > 0 {
+					time.Sleep(d)
+				}
+				if _, err := pool.Exec(ctx, `INSERT INTO jobs (id, user_id, type, input) VALUES ($1, 'bench', 'AI_PREVIEW', '{"prompt":"x"}')`, ids[i]); err != nil {
+					errs[g] = err
+					return
+				}
+				commits[i] = time.Now()
+			}
+		})
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			return r, fmt.Errorf("paced insert: %w", err)
+		}
+	}
+	var last time.Time
+	for _, c := range commits {
+		if c.After(last) {
+			last = c
+		}
+	}
+	r.Jobs = n
+	r.AchievedRate = float64(n) / last.Sub(start).Seconds()
+	if err := pollUntilZero(ctx, pool, `SELECT count(*) FROM jobs WHERE started_at IS NULL`, 30*time.Second, func() error { return nil }); err != nil && err != errTimeout {
+		return r, err
+	}
+	startedAt := make(map[uuid.UUID]time.Time, n)
+	rows, err := pool.Query(ctx, `SELECT id, started_at FROM jobs WHERE user_id = 'bench' AND started_at IS NOT NULL`)
+	if err != nil {
+		return r, err
+	}
+	for rows.Next() {
+		var id uuid.UUID
+		var t time.Time
+		if err := rows.Scan(&id, &t); err != nil {
+			rows.Close()
+			return r, err
+		}
+		startedAt[id] = t
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return r, err
+	}
+	var delays []time.Duration
+	for i, id := range ids {
+		t, ok := startedAt[id]
+		if !ok {
+			continue
+		}
+		d := t.Sub(commits[i])
+		if d < 0 {
+			r.Negative++
+		}
+		delays = append(delays, d)
+	}
+	sortDurations(delays)
+	r.Picked = len(delays)
+	r.P50ms, r.P90ms, r.P99ms = ms(pct(delays, 50)), ms(pct(delays, 90)), ms(pct(delays, 99))
+	if len(delays) > 0 {
+		r.MaxMs = ms(delays[len(delays)-1])
+	}
+	if r.Picked < n {
+		return r, fmt.Errorf("pickup: only %d of %d jobs were started within 30 s", r.Picked, n)
+	}
+	return r, nil
+}

@@ -1,0 +1,150 @@
+package impl_test
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/jobsd/jobsd/auth"
+	"github.com/jobsd/jobsd/impl"
+	"github.com/jobsd/jobsd/internal/pgtest"
+	"github.com/jobsd/jobsd/store"
+)
+
+func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
+
+type pollBundle struct {
+	e     *echo.Echo
+	st    *store.Store
+	token string
+}
+
+// setupPoll serves the real API in process, on a fresh database, with a
+// local issuer whose JWKS it fetches over HTTP.
+func setupPoll(tb testing.TB) *pollBundle {
+	tb.Helper()
+	st, _ := pgtest.NewStore(tb)
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	jwks := httptest.NewUnstartedServer(nil)
+	iss := auth.NewIssuer(key, "http://"+jwks.Listener.Addr().String())
+	jwks.Config.Handler = iss.JWKSHandler()
+	jwks.Start()
+	tb.Cleanup(jwks.Close)
+	v, err := auth.NewVerifier(auth.Config{Issuer: iss.URL(), ClientIDs: []string{"bench"}})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	e, err := impl.New(impl.Config{Store: st, Verifier: v, Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tok, err := iss.Mint("alice", "bench", nil, time.Hour)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return &pollBundle{e: e, st: st, token: tok}
+}
+
+func (b *pollBundle) job(tb testing.TB, status store.Status) string {
+	tb.Helper()
+	j, _, err := b.st.Create(context.Background(), store.NewJob{UserID: "alice", Type: store.TypeAIPreview, Input: []byte(`{"prompt":"x"}`)})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if status == store.StatusCompleted {
+		_, err = b.st.DB().Exec(`UPDATE jobs SET status = 'COMPLETED', result = '{"output":"done"}', attempts = 1,
+			started_at = now(), completed_at = now(), updated_at = now(), version = version + 1 WHERE id = $1`, j.ID)
+		if err != nil {
+			tb.Fatal(err)
+		}
+	}
+	return j.ID.String()
+}
+
+func (b *pollBundle) poll(tb testing.TB, id, inm string) *httptest.ResponseRecorder {
+	req := httptest.NewRequest("GET", "/api/jobs/"+id, nil)
+	req.Header.Set("Authorization", "Bearer "+b.token)
+	if inm != "" {
+		req.Header.Set("If-None-Match", inm)
+	}
+	rec := httptest.NewRecorder()
+	b.e.ServeHTTP(rec, req)
+	return rec
+}
+
+// TestPollCost pins what a poll costs in database round trips: one for an
+// unfinished job (200 or 304), none for a finished one once cached.
+func TestPollCost(t *testing.T) {
+	b := setupPoll(t)
+	pending, done := b.job(t, store.StatusPending), b.job(t, store.StatusCompleted)
+	etagOf := func(id string) string { return b.poll(t, id, "").Header().Get("ETag") }
+	pendingTag, doneTag := etagOf(pending), etagOf(done) // also warms the caches
+	tests := []struct {
+		name, id, inm string
+		status        int
+		gets          int64
+	}{
+		{"pending 200", pending, "", 200, 1},
+		{"pending 304", pending, pendingTag, 304, 1},
+		{"finished 200", done, "", 200, 0},
+		{"finished 304", done, doneTag, 304, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			before := b.st.Gets()
+			rec := b.poll(t, tt.id, tt.inm)
+			if rec.Code != tt.status {
+				t.Fatalf("status %d, want %d: %s", rec.Code, tt.status, rec.Body)
+			}
+			if got := b.st.Gets() - before; got != tt.gets {
+				t.Errorf("%d database reads, want %d", got, tt.gets)
+			}
+		})
+	}
+}
+
+// BenchmarkPoll measures one status poll through the whole server (routing,
+// JWT check, validation, store) without the network; it reports database
+// reads per poll beside the time.
+func BenchmarkPoll(b *testing.B) {
+	bb := setupPoll(b)
+	pending, done := bb.job(b, store.StatusPending), bb.job(b, store.StatusCompleted)
+	cases := []struct {
+		name, id    string
+		conditional bool
+	}{
+		{"pending", pending, false},
+		{"pending-304", pending, true},
+		{"finished", done, false},
+		{"finished-304", done, true},
+	}
+	for _, c := range cases {
+		b.Run(c.name, func(b *testing.B) {
+			inm := ""
+			if c.conditional {
+				inm = bb.poll(b, c.id, "").Header().Get("ETag")
+			}
+			bb.poll(b, c.id, inm)
+			before := bb.st.Gets()
+			b.ResetTimer()
+			for b.Loop() {
+				if rec := bb.poll(b, c.id, inm); rec.Code != http.StatusOK && rec.Code != http.StatusNotModified {
+					b.Fatalf("status %d", rec.Code)
+				}
+			}
+			b.ReportMetric(float64(bb.st.Gets()-before)/float64(b.N), "db-reads/op")
+		})
+	}
+}
