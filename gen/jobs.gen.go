@@ -403,6 +403,9 @@ type NotFound = Error
 // PayloadTooLarge Every error response.
 type PayloadTooLarge = Error
 
+// TooManyRequests Every error response.
+type TooManyRequests = Error
+
 // Unauthorized Every error response.
 type Unauthorized = Error
 
@@ -1613,6 +1616,11 @@ type CreatePromptPreviewResponse401Headers struct {
 	WWWAuthenticate *string
 }
 
+// CreatePromptPreviewResponse429Headers the declared response headers of an HTTP 429 response for CreatePromptPreview
+type CreatePromptPreviewResponse429Headers struct {
+	RetryAfter *int
+}
+
 type CreatePromptPreviewResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -1628,12 +1636,16 @@ type CreatePromptPreviewResponse struct {
 	JSON409 *IdempotencyConflict
 	// JSON413 the response for an HTTP 413 `application/json` response
 	JSON413 *PayloadTooLarge
+	// JSON429 the response for an HTTP 429 `application/json` response
+	JSON429 *TooManyRequests
 	// JSONDefault the response for an HTTP default `application/json` response
 	JSONDefault *Error
 	// Headers202 the parsed response headers for an HTTP 202 response
 	Headers202 *CreatePromptPreviewResponse202Headers
 	// Headers401 the parsed response headers for an HTTP 401 response
 	Headers401 *CreatePromptPreviewResponse401Headers
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *CreatePromptPreviewResponse429Headers
 }
 
 // GetJSON202 returns the response for an HTTP 202 `application/json` response
@@ -1664,6 +1676,11 @@ func (r CreatePromptPreviewResponse) GetJSON409() *IdempotencyConflict {
 // GetJSON413 returns the response for an HTTP 413 `application/json` response
 func (r CreatePromptPreviewResponse) GetJSON413() *PayloadTooLarge {
 	return r.JSON413
+}
+
+// GetJSON429 returns the response for an HTTP 429 `application/json` response
+func (r CreatePromptPreviewResponse) GetJSON429() *TooManyRequests {
+	return r.JSON429
 }
 
 // GetJSONDefault returns the response for an HTTP default `application/json` response
@@ -1705,6 +1722,11 @@ type ListJobsResponse401Headers struct {
 	WWWAuthenticate *string
 }
 
+// ListJobsResponse429Headers the declared response headers of an HTTP 429 response for ListJobs
+type ListJobsResponse429Headers struct {
+	RetryAfter *int
+}
+
 type ListJobsResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -1714,10 +1736,14 @@ type ListJobsResponse struct {
 	JSON400 *BadRequest
 	// JSON401 the response for an HTTP 401 `application/json` response
 	JSON401 *Unauthorized
+	// JSON429 the response for an HTTP 429 `application/json` response
+	JSON429 *TooManyRequests
 	// JSONDefault the response for an HTTP default `application/json` response
 	JSONDefault *Error
 	// Headers401 the parsed response headers for an HTTP 401 response
 	Headers401 *ListJobsResponse401Headers
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *ListJobsResponse429Headers
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -1733,6 +1759,11 @@ func (r ListJobsResponse) GetJSON400() *BadRequest {
 // GetJSON401 returns the response for an HTTP 401 `application/json` response
 func (r ListJobsResponse) GetJSON401() *Unauthorized {
 	return r.JSON401
+}
+
+// GetJSON429 returns the response for an HTTP 429 `application/json` response
+func (r ListJobsResponse) GetJSON429() *TooManyRequests {
+	return r.JSON429
 }
 
 // GetJSONDefault returns the response for an HTTP default `application/json` response
@@ -1780,6 +1811,11 @@ type CreateJobResponse401Headers struct {
 	WWWAuthenticate *string
 }
 
+// CreateJobResponse429Headers the declared response headers of an HTTP 429 response for CreateJob
+type CreateJobResponse429Headers struct {
+	RetryAfter *int
+}
+
 type CreateJobResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -1793,12 +1829,16 @@ type CreateJobResponse struct {
 	JSON409 *IdempotencyConflict
 	// JSON413 the response for an HTTP 413 `application/json` response
 	JSON413 *PayloadTooLarge
+	// JSON429 the response for an HTTP 429 `application/json` response
+	JSON429 *TooManyRequests
 	// JSONDefault the response for an HTTP default `application/json` response
 	JSONDefault *Error
 	// Headers202 the parsed response headers for an HTTP 202 response
 	Headers202 *CreateJobResponse202Headers
 	// Headers401 the parsed response headers for an HTTP 401 response
 	Headers401 *CreateJobResponse401Headers
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *CreateJobResponse429Headers
 }
 
 // GetJSON202 returns the response for an HTTP 202 `application/json` response
@@ -1824,6 +1864,11 @@ func (r CreateJobResponse) GetJSON409() *IdempotencyConflict {
 // GetJSON413 returns the response for an HTTP 413 `application/json` response
 func (r CreateJobResponse) GetJSON413() *PayloadTooLarge {
 	return r.JSON413
+}
+
+// GetJSON429 returns the response for an HTTP 429 `application/json` response
+func (r CreateJobResponse) GetJSON429() *TooManyRequests {
+	return r.JSON429
 }
 
 // GetJSONDefault returns the response for an HTTP default `application/json` response
@@ -1879,6 +1924,11 @@ type GetJobResponse401Headers struct {
 	WWWAuthenticate *string
 }
 
+// GetJobResponse429Headers the declared response headers of an HTTP 429 response for GetJob
+type GetJobResponse429Headers struct {
+	RetryAfter *int
+}
+
 type GetJobResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -1890,6 +1940,8 @@ type GetJobResponse struct {
 	JSON401 *Unauthorized
 	// JSON404 the response for an HTTP 404 `application/json` response
 	JSON404 *NotFound
+	// JSON429 the response for an HTTP 429 `application/json` response
+	JSON429 *TooManyRequests
 	// JSONDefault the response for an HTTP default `application/json` response
 	JSONDefault *Error
 	// Headers200 the parsed response headers for an HTTP 200 response
@@ -1898,6 +1950,8 @@ type GetJobResponse struct {
 	Headers304 *GetJobResponse304Headers
 	// Headers401 the parsed response headers for an HTTP 401 response
 	Headers401 *GetJobResponse401Headers
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *GetJobResponse429Headers
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -1918,6 +1972,11 @@ func (r GetJobResponse) GetJSON401() *Unauthorized {
 // GetJSON404 returns the response for an HTTP 404 `application/json` response
 func (r GetJobResponse) GetJSON404() *NotFound {
 	return r.JSON404
+}
+
+// GetJSON429 returns the response for an HTTP 429 `application/json` response
+func (r GetJobResponse) GetJSON429() *TooManyRequests {
+	return r.JSON429
 }
 
 // GetJSONDefault returns the response for an HTTP default `application/json` response
@@ -1959,6 +2018,11 @@ type CancelJobResponse401Headers struct {
 	WWWAuthenticate *string
 }
 
+// CancelJobResponse429Headers the declared response headers of an HTTP 429 response for CancelJob
+type CancelJobResponse429Headers struct {
+	RetryAfter *int
+}
+
 type CancelJobResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -1972,10 +2036,14 @@ type CancelJobResponse struct {
 	JSON404 *NotFound
 	// JSON409 the response for an HTTP 409 `application/json` response
 	JSON409 *Error
+	// JSON429 the response for an HTTP 429 `application/json` response
+	JSON429 *TooManyRequests
 	// JSONDefault the response for an HTTP default `application/json` response
 	JSONDefault *Error
 	// Headers401 the parsed response headers for an HTTP 401 response
 	Headers401 *CancelJobResponse401Headers
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *CancelJobResponse429Headers
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -2001,6 +2069,11 @@ func (r CancelJobResponse) GetJSON404() *NotFound {
 // GetJSON409 returns the response for an HTTP 409 `application/json` response
 func (r CancelJobResponse) GetJSON409() *Error {
 	return r.JSON409
+}
+
+// GetJSON429 returns the response for an HTTP 429 `application/json` response
+func (r CancelJobResponse) GetJSON429() *TooManyRequests {
+	return r.JSON429
 }
 
 // GetJSONDefault returns the response for an HTTP default `application/json` response
@@ -2047,6 +2120,11 @@ type GetJobEventsResponse401Headers struct {
 	WWWAuthenticate *string
 }
 
+// GetJobEventsResponse429Headers the declared response headers of an HTTP 429 response for GetJobEvents
+type GetJobEventsResponse429Headers struct {
+	RetryAfter *int
+}
+
 type GetJobEventsResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -2056,12 +2134,16 @@ type GetJobEventsResponse struct {
 	JSON401 *Unauthorized
 	// JSON404 the response for an HTTP 404 `application/json` response
 	JSON404 *NotFound
+	// JSON429 the response for an HTTP 429 `application/json` response
+	JSON429 *TooManyRequests
 	// JSONDefault the response for an HTTP default `application/json` response
 	JSONDefault *Error
 	// Headers200 the parsed response headers for an HTTP 200 response
 	Headers200 *GetJobEventsResponse200Headers
 	// Headers401 the parsed response headers for an HTTP 401 response
 	Headers401 *GetJobEventsResponse401Headers
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *GetJobEventsResponse429Headers
 }
 
 // GetJSON400 returns the response for an HTTP 400 `application/json` response
@@ -2077,6 +2159,11 @@ func (r GetJobEventsResponse) GetJSON401() *Unauthorized {
 // GetJSON404 returns the response for an HTTP 404 `application/json` response
 func (r GetJobEventsResponse) GetJSON404() *NotFound {
 	return r.JSON404
+}
+
+// GetJSON429 returns the response for an HTTP 429 `application/json` response
+func (r GetJobEventsResponse) GetJSON429() *TooManyRequests {
+	return r.JSON429
 }
 
 // GetJSONDefault returns the response for an HTTP default `application/json` response
@@ -2452,6 +2539,13 @@ func ParseCreatePromptPreviewResponse(rsp *http.Response) (*CreatePromptPreviewR
 		}
 		response.JSON413 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest TooManyRequests
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON429 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && true:
 		var dest Error
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -2489,6 +2583,16 @@ func ParseCreatePromptPreviewResponse(rsp *http.Response) (*CreatePromptPreviewR
 			headers.WWWAuthenticate = &value
 		}
 		response.Headers401 = &headers
+	case rsp.StatusCode == 429:
+		var headers CreatePromptPreviewResponse429Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers429 = &headers
 	}
 
 	return response, nil
@@ -2529,6 +2633,13 @@ func ParseListJobsResponse(rsp *http.Response) (*ListJobsResponse, error) {
 		}
 		response.JSON401 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest TooManyRequests
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON429 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && true:
 		var dest Error
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -2549,6 +2660,16 @@ func ParseListJobsResponse(rsp *http.Response) (*ListJobsResponse, error) {
 			headers.WWWAuthenticate = &value
 		}
 		response.Headers401 = &headers
+	case rsp.StatusCode == 429:
+		var headers ListJobsResponse429Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers429 = &headers
 	}
 
 	return response, nil
@@ -2603,6 +2724,13 @@ func ParseCreateJobResponse(rsp *http.Response) (*CreateJobResponse, error) {
 		}
 		response.JSON413 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest TooManyRequests
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON429 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && true:
 		var dest Error
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -2640,6 +2768,16 @@ func ParseCreateJobResponse(rsp *http.Response) (*CreateJobResponse, error) {
 			headers.WWWAuthenticate = &value
 		}
 		response.Headers401 = &headers
+	case rsp.StatusCode == 429:
+		var headers CreateJobResponse429Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers429 = &headers
 	}
 
 	return response, nil
@@ -2689,6 +2827,13 @@ func ParseGetJobResponse(rsp *http.Response) (*GetJobResponse, error) {
 			return nil, err
 		}
 		response.JSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest TooManyRequests
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON429 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && true:
 		var dest Error
@@ -2758,6 +2903,16 @@ func ParseGetJobResponse(rsp *http.Response) (*GetJobResponse, error) {
 			headers.WWWAuthenticate = &value
 		}
 		response.Headers401 = &headers
+	case rsp.StatusCode == 429:
+		var headers GetJobResponse429Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers429 = &headers
 	}
 
 	return response, nil
@@ -2812,6 +2967,13 @@ func ParseCancelJobResponse(rsp *http.Response) (*CancelJobResponse, error) {
 		}
 		response.JSON409 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest TooManyRequests
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON429 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && true:
 		var dest Error
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -2832,6 +2994,16 @@ func ParseCancelJobResponse(rsp *http.Response) (*CancelJobResponse, error) {
 			headers.WWWAuthenticate = &value
 		}
 		response.Headers401 = &headers
+	case rsp.StatusCode == 429:
+		var headers CancelJobResponse429Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers429 = &headers
 	}
 
 	return response, nil
@@ -2872,6 +3044,13 @@ func ParseGetJobEventsResponse(rsp *http.Response) (*GetJobEventsResponse, error
 		}
 		response.JSON404 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest TooManyRequests
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON429 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && true:
 		var dest Error
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -2902,6 +3081,16 @@ func ParseGetJobEventsResponse(rsp *http.Response) (*GetJobEventsResponse, error
 			headers.WWWAuthenticate = &value
 		}
 		response.Headers401 = &headers
+	case rsp.StatusCode == 429:
+		var headers GetJobEventsResponse429Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers429 = &headers
 	}
 
 	return response, nil
@@ -3304,6 +3493,15 @@ type NotFoundJSONResponse Error
 
 type PayloadTooLargeJSONResponse Error
 
+type TooManyRequestsResponseHeaders struct {
+	RetryAfter *int
+}
+type TooManyRequestsJSONResponse struct {
+	Body Error
+
+	Headers TooManyRequestsResponseHeaders
+}
+
 type UnauthorizedResponseHeaders struct {
 	WWWAuthenticate *string
 }
@@ -3417,6 +3615,23 @@ func (response CreatePromptPreview413JSONResponse) VisitCreatePromptPreviewRespo
 	return err
 }
 
+type CreatePromptPreview429JSONResponse struct{ TooManyRequestsJSONResponse }
+
+func (response CreatePromptPreview429JSONResponse) VisitCreatePromptPreviewResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(429)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type CreatePromptPreviewdefaultJSONResponse struct {
 	Body       Error
 	StatusCode int
@@ -3483,6 +3698,23 @@ func (response ListJobs401JSONResponse) VisitListJobsResponse(w http.ResponseWri
 		w.Header().Set("WWW-Authenticate", fmt.Sprint(*response.Headers.WWWAuthenticate))
 	}
 	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListJobs429JSONResponse struct{ TooManyRequestsJSONResponse }
+
+func (response ListJobs429JSONResponse) VisitListJobsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(429)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -3590,6 +3822,23 @@ func (response CreateJob413JSONResponse) VisitCreateJobResponse(w http.ResponseW
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(413)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type CreateJob429JSONResponse struct{ TooManyRequestsJSONResponse }
+
+func (response CreateJob429JSONResponse) VisitCreateJobResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(429)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -3721,6 +3970,23 @@ func (response GetJob404JSONResponse) VisitGetJobResponse(w http.ResponseWriter)
 	return err
 }
 
+type GetJob429JSONResponse struct{ TooManyRequestsJSONResponse }
+
+func (response GetJob429JSONResponse) VisitGetJobResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(429)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type GetJobdefaultJSONResponse struct {
 	Body       Error
 	StatusCode int
@@ -3815,6 +4081,23 @@ func (response CancelJob409JSONResponse) VisitCancelJobResponse(w http.ResponseW
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(409)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type CancelJob429JSONResponse struct{ TooManyRequestsJSONResponse }
+
+func (response CancelJob429JSONResponse) VisitCancelJobResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(429)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -3937,6 +4220,23 @@ func (response GetJobEvents404JSONResponse) VisitGetJobEventsResponse(w http.Res
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetJobEvents429JSONResponse struct{ TooManyRequestsJSONResponse }
+
+func (response GetJobEvents429JSONResponse) VisitGetJobEventsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(429)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -4337,102 +4637,103 @@ func (sh *strictHandler) GetReady(ctx echo.Context) error {
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"3Fx7c9u2lv8qZ7idiX2XkmlbTltl9g/XcbNOE8djuze7t8xGEHkkIaYAFgBtqx599x0cgBQpUZZfvXN7",
-	"/0ksiQAODs7jdx7gXZDIaS4FCqOD/l0wQZaioj+PWDLBIymMkpn9nKJOFM8NlyLoB4fZDZtpGOSKXzOD",
-	"IQjZSeyIwRtQeM0ynjKDcMPNBMwE4fiSjbtBGOAtm+YZBv1gZWQQBjqZ4JTZ1cwstw9po7gYB/N5GNgZ",
-	"Vum4MEqKMfgFpQI5AjPhGq5RaS6F+4zwTQ7fgEaRAjfABZyMOqdSYOcjM8mkSVgcXO/HwQZqPsiEORKW",
-	"Kbp0q73S8Ov5hxCMhFxmWXOJHZbznW9yqHcODiL8oRdFHdz7cdjp7aa9Dvt+93Wn13v9+uCg14uiKNpA",
-	"ypnMsnM0anY4MqhaWISJFKm2lNwwbmCII6mQuCLw1hB5byBXqFEYkCKbwc2EZ1jyDbiGs+PTtyen70Aq",
-	"ODv/dHR8cXFy+q6xp/0WIrkwOEZFVD6BQksYF+NHLfP58+fDwkxQGJ4wg+3HwxZPWBGhCRG2zn8+gtff",
-	"H0TbzcP6CZlCde8hzMMgZ4pN0XjlOUlxmkuDIpn9grNVKj6yK9SQKPQUsBHa3SvLpC5YGjWbIlzhbKFC",
-	"9M1QpjPYskrLFKaxYBoSJqTgCcvg/cWn021gQt+g0rAX7QEbMy4WU0jFx1ywzAtoUiiFwsRCG2bwzWKV",
-	"al0mpJmgcstyDQx60Y9d+AVnGphC0InMMbWkmwnGotCogImUZkKR5pILQ19cYW6AGciQaQN7PZjIQulu",
-	"LIIw4JYjzvIEYSDY1PK2xsGOZWGd/VN2+wHF2EyC/t7BQRhMuSg/79qTMAaVnfP/fovj273dThzffn/8",
-	"5T+/C8IW9TkZWUNAdmD1nKzR0daGeHOiaWdJxq2qTJh2QvPj7m60HVrlGPxt0F27o7rJWbef3SiK2qh8",
-	"L4cn6Sp97+UQfv315K2VnEIJTGGk5LTU3I4TMDFenMUWdsddOPt0cRkLskIsnXKxkys5zY3eyRVec7zZ",
-	"Dq2NpK1WwrX/upNMmGKJQQUjqabu8BZ68kBTRrzJmZksOMPTIAwU/l5whWnQN6rAOnvsYswE/aAo6MkW",
-	"7VOocyk0kvIdJgnmBoldiRQGhbF/sjzPvMrvfNPOdC8W+U7hKOgH/7GzcIg77le9814O3TKtlh5umFdl",
-	"TGFLqtCrDijMMzbDFJZkOYSRLES6/YYsHHCjoXQnVnhqPrjuZdoI9I/uVM+VhrZTWdr7htVsMm3vJ5ae",
-	"4+8FavMA1lUHfxegUlJZCRfkh0G5Schq9GHEMUshDpyMxYG1I9Vhz8MHnsExrbHmFMoFuYYpy6y8YOrM",
-	"2RS1ZmMEK2lOeStDbfWVaOtaKtz8T9y2tTcsA/fF87d0KGbg7C7N2Ide1CMr2osOrOpBIa6EvBGgZGFQ",
-	"009TNBOZ6hB6u+4ZFguy2mbCiDFCGnIQIRxEEWzVmcO1c/vx0lbi4I2z6//T8XLROUk9Kx2MsrNkcrxt",
-	"J92vwYaUGTZkmqYuhEKWTNgwQ2sy5mHws1RDnqYonsbvQ2uygCUJ6heXpIRlGaqSX0wA2UeSkJoWH0kx",
-	"ynjyVDVpmgOyHyxTyNIZFBrT0n6kfDRC66AbCvVCG20jghb34GvF/TseOA23Lud5JoKcljfsz9/QmllP",
-	"pfnZWtqnkWp9qxUCMtbWWKQSnVgMMbNBh0M95eFYN2vxzwts5xkrn7FZJll6KeUHpsb4tJ2f18QNjJSQ",
-	"0Vwva6tLSFnNTwL2q7DgXCr+Bz7x2D5yrS1HpALuxcIheDDyCsUL7GLTCg0X/vnz585yRHKfT14OYOZE",
-	"gKeJ4nJCGu/lsOaql9wHoRI5AikQLFgqAwBm6OMrDVzkhbFgI+V25JQLGzw7LJrnFlb174J3h2df3x5f",
-	"Hh9dnnw6Xceldyx/iwYTu3aNqDA4Ozy/OP769tPRrx+PTy/XDT9jSuNbmRRTFKYx/vz47NP55dd3x6fH",
-	"54f3UXCOuVTmHQpUbIWK85OLX74enh5++N+Lk4u1M3B9dShYNtNc10bbqE7JHJWZnTqgSshzHgZS4KdR",
-	"0P/tfgFat7d5eP+4NSzdNGztLjYMW8+++Zc6MGJpyu0DLDtzXOEWbo9YpnFZQ46vUc0choASmltpy2sD",
-	"K41dFt/PVk5vrNu7UVKMQ0IzOco8ozlWY6NF5PCbn/NL9ZgcfsOEjrLO1RMr/o/d0y1LTDYjpZIjGBi8",
-	"NQOCXoN0ccYn6WB1o43f2/T16NPHsw/Hl8dvoak1pSKbCpm80nb6DRFRxZJpmdfjBqd6OXSmULMZO69M",
-	"NGW3J27srn+6/Fg9zJRihEosR9oTLiUDXmmwD9ktLBGykZSlc25scNNxN43lvWfePDheyslD1dUJ1ryk",
-	"5y5AUUwtvU1b+mXT9ujX0K/ftr3/RpaZySO3ow0zha6TJa820+JHtVFhA+PHadEhDFlyNVaEbL7JYRec",
-	"rbhCl19yaWWfjHwDDK5ZVmAVxLChpoSV/VMA3lpEwA2IIsu6cMmnqA2b5i439evlEZxcfIIfXke7zgOi",
-	"V2EzUYixGCmWOLIh5WNufDqqyTNmDE5zp0XNrZwW0yFSwjlX0sYiFhOUj8PWlN3CPmX0OOrtgMSbTy3b",
-	"FwmeMnMZBrcdqVIbsb+eh5STz9BgerhR+E6LLLORVbX3+lw/2rlcYmLzTK0zfD8P15lp8guLEHIETk7s",
-	"Kf18ePLh+G0QBsJTV+Z0moJWW+dgHgb8nvzWUxJN9xvJ2uK7LoFUZPeYB0d/k7hPhckLs8i43Uh1hQpu",
-	"JihqzKhsexcujCoSUyiEa2alAoazWFgTb0nrw+HJmUu/nRMxITQARPll3dz472JR9/3lg8uO3X3vZHzN",
-	"wXjNtrwZy47/0mLt7jm7+eiOus65noWmhqnni+oPbiZvnjYk4y7cg7Xh+zWTu2HwpTOt1dC9eRgUefoM",
-	"JdmNlk3mQt6qXVUiVipUuDAtdS2tM7RpCepkrjHGH/ijXdw3OWwihI2J0FXHL/DWHBVKt5mJM6Y1MA2D",
-	"hB4YEJpb1J7YGN+Q+Qbps0lMu6+7G+3HMtdpKw1q1rDpohK0Jq1Hrh5CqMsdWxfOZJYBko/aB+0LVYUw",
-	"PGvTcZAqFs78+fS4d7S+gGbjoqp+FoRBNTAIA281v7SgsFJsW+0jRXh2Hecra4sennw9Oz/++8nx59V4",
-	"LFyCJMuhUlsA1kbaqlavEFk5YVM+E1rnHDo/DCtu2AuEYzI3MGF5jkI3q3J70d7rTrTfiXqXu3v9KOpH",
-	"u90oiv5RN/xWWzp20RZRqlWJ4ji968079r+98r9L91+/8V8cd+0f+/N/fNfqTxY2s9pp99ItX/3Y4VNr",
-	"li2XqAjSD8bcTIphN5FTKgmn/t9qClfkrbuCh4UvTT33iZTLJVxq4fhOnjFuhZU+TJm6SuWN/VzPuOTp",
-	"aOmba5F2ZY7idpo5juuOHI14giXa795IlS6w0TTrlr+0SlL1470hRAhDpvF1D7aYganUBthQFgYO4CP/",
-	"CVJMZIrpdiNIGs4MNiOO76OHhBxhMOIZuhrVatHxfltUbSZscL7NIK1LE/wJoUqLFLXEKkuW4vnByhlV",
-	"fipw85TtTWWKWVvwbGWDfgQjgekrX8VGdW2DZUhxxIrMOFDmooemHWHCTJTMedJNMlak2NnvTBi/Kjp7",
-	"0V4v2o++71zv9qOVgPW+ovNh5x+s80fU+fHL4s/u1/5O58vfvmsL1l1hrH1r7jewQCGjGv3g7s5K5Hw+",
-	"cHW0PGMJpjCc0b4trrRWDgb2oUFzqxfFdMoU165EY/UcDSiurzQ55bu7RMl8PocRU1NUGriAuzuFYy7F",
-	"fN4Ws2/Un5Icvf6071pmXTUNDb783bo5XQGJkjevdJ05xJeJzFJUTc9xF9htBv1gyvgfSLhs7OY95yMD",
-	"f2dZhjOf+qgTehCtSPaSHvhzbNOAZSz+lATUYdk9UWagvsnhSap9Dkq7iEC3pJ/ccy1wp0It1uMs55ng",
-	"ZiI1gkOt2tcb7C6AiyQrUtTUJEAYmHoeSgC5MTm1yCnVeFqByXIjDwaljrcXbtjm+Q03Ga7K3ePST26S",
-	"h5z0n2vQ2+WqxaY/BMw91qw3Gf+43VEls3kIB2uUf4Is9RWJ5xxZOU3o1m7dUC2K/rdPEY9k0hYDUfbd",
-	"TsY8I0BPZJGlkEiRoDCKGQTXqLKSS15ZY31GWHNTuN43Km+6zZMLp2XxiSnie4/0T1bFFeFpU8NGjPV8",
-	"FXzBqGtTeBXdG179pcIp52UKxc3sgno/nUmiGu5h4dLq7tPP5V7ff7Yh84pSyrHgVmhdLwqVf2Hr/GLv",
-	"4PV2CNeo+Ihj6rowtVMrapHMpcxeaXj/+ZeLfiwGXOtBCAO8ze1/NMvXQqM3Ha7b8CtPB5TWTiaYXGH6",
-	"Bga6GA5A3vimRLtNl3Nw/aw28Ck7Vz0bJ8b47XMxki1WRs9EMlFSyEIv5ek1bB2egG8P1OFCZXOmbHAX",
-	"wpjlkJaJyTAWFlhWRiQsscO4clXbXTgsOyld+ksDs0tZCUVBvXE6FoN3x5ew6Je+4+l8sCYfw41ek5OB",
-	"KiUTC1dvGNgpB1UzgkBM7fL+QDvUYGu4RdLvP1/CsFbef+PYwRTGotH+utyO4XqsaIyFpva0tvtVS419",
-	"4pX2/dWxcE27mFY1ioxfoeOHK35ULSB4y7Wp7cRVWambYsKcKOgJyxEGd3Hg27j6EAdxEUX7ic/X0weM",
-	"g/mgC8csmVRV2lgkTFFumgkY1Pu+BuBaFBw5i366qvdONCOvTI6dOHrARek564l8K23QD3a7UTeienqO",
-	"guU86Af73ai77+zJhLRyfZMq6bxsa4A4R2Fhv2v3awZQrhBkJaWKTUjLmI2CTBVL+gY6v1IIrKYZ2azv",
-	"HaQ9MmphmWDVIU8H5nv+gTrVdCyou64pDomTtL5VsVwPrHs11kq4qanDjX7adky07sghvNQid9KXRlgd",
-	"NFvQ17QmLB7ZWWpRn39xrge1+cljsxfpnW2N/edNR2dUgctNvHvR3rqpq+d2qk7feRj0omjzgFqHKw3Z",
-	"3Tyk0ZFEg/Y3D1p0ONKIHzePaOsutGN3H7DactMXRcyU99g8tuxyCgNN6YFZ0A/8aQErtWerMtACFkll",
-	"K+vbVsHZWFf59y92qspe2/XHuAYDVpGmvBFkVEMQeGNtyYgrbbowWKTyKduxXCeIhasf5ExTQ6p1Wetr",
-	"DVIguRz6jXpec/Z7gW369YFri8T1qlKtpN815Nah+4IFNbf/XqCaLbrbMz7lptHvXx3OXkQo15WFywYL",
-	"/ylsud7SxsUGk3wgQHbLOvH76HKMWHuxovUewjIBn6xhI3/oW8x46YLXrVqVwx7ceu+rNfeuXt76sgSv",
-	"W7msxz10XUrYzp1dbBim6CUvFlDJrq0HnM7OboyA3T/Twj3Ldtj9NPNIviy3ZCXCNb77qIKCzTg3hEa9",
-	"KoRGKEV1t5Uch4uNb8QiP+qI6i4ZMdcv4muwsRjOYHD26cLDzlbsMVjvld/L4b+qL15pHf1r++G/mFd1",
-	"3HeY/n6vSVHOWtd5ZgMjh7VdsCNHdFFhffDmb30tAji45iwWP2GqZHK13YVzuj1WxZGgMJEq9YleG8/4",
-	"lSxSdglhyB13urF4dIW8Ho0dTZDl5U3Pvp+m5CNUsQhod893cHzJxgMXgiQTJsaoY3EzQWEHVuTbWGlx",
-	"25dQARcwaFzAc8E1E1AIN1HqWnHokuNgP+rBqTTwUaYUwg+cfxPSXYWAQe2WVR/2LXy38ZB9KBZlKGAX",
-	"WFT7K4RjKaXZRlxwPcHUIhNN3Phg91gxgx4a3DBu/AXZ/zodwFZkw4v9aLseg7jVmQYtpaBLoRUr6A6J",
-	"dk1KyxzYYrAXRYvroRbP0TVGZvcVi9PqOP2NlP2oZyFURbhdwW3IH0YIWtLVIA1lRBsLZrFXgl34zM1E",
-	"FmaFDrLMtd6L2mgoB7fY23donmJsXYp1FU1UzHdXrHIX1tOVMjGrOEGRod+u4+rKVfI28FE7xWXE5fDe",
-	"fnRvh+B8XRt33YvUbrI+Ebb4BKDvGPC9R+RgKjN27B6B81JJt47KB20w4HpQGo2Tu0sdjS3JxYMyuVhr",
-	"V7wvB+l7Em1A4BoHH9oUuOjzk9S9V1aQGRfNiihPURifvlMWUfME4VpmzPCMm1kImTUrclSOcinAkJSe",
-	"ED9SytwolhiqqNKNkTyXyhSCG47amt1ETqcoUjoEXRbWALVhw4zriR3jqrGQSC/811bLUk5ZlNHMPuEp",
-	"sDIpMPM0cMvwqd2DlWqinjJyUybYmH6wNpUZHFtSgmYj333dNWWXXqN3yUtro+Go1lS3/sSt3xsxnm2W",
-	"sp/pqTUitr9RxHafKGKB95JweHZSXse8nChpjDXSx7cW+HApoAPn1rvjbYKYYho8TSydQD/2JKp+20cf",
-	"w27tGBadOpuO4qx68oEa77b1z9LtpzGx0Zf3eHneKxk5D1/kVvnSTXB6G0un9jqW++6QNV7dUnt1yn1j",
-	"6JnHXR9fevEI7WU/6q19JQpow7MMptZBoW76TdhyjjUrnXDfwoiUpyCkiT1EIxjCBdSc6XYXTj0oi8Vf",
-	"k2UPCpjqF2+fHjH1Ng+q7sw+N9x5hwbeyyFUzdqbAp6dhIkEs/Vp/WNBNZrWd9GQfLHy6sEC0roCiBgc",
-	"0dyZywQUGhWh33rS/goxt9NTknFQWY/B9htgoAohuBhbLEs2DijPJfMc0y74uen6R1ugU2FaenlKLD7d",
-	"CFR0435NOYie7IV2P2UG00dS5Xs8WtMPRMYzEPGfnOlaf+W+PBoye//SGuGTDk+7TD6p3fMvQ6gXulT9",
-	"jaZPV6bvPj9rQafz4KzFDl6Xdw5bkxcnQhtkKd2aKuNc5jpl3NCONgrZ1Mf4NoZfBLNb9EQsBt/kcBDC",
-	"IGWGuejRste93GLA0wHV96x13gYhbwgOS+FzC86ThLFgMOjDBJkyQ2SGInhCxe6x3YMy4nNwekCvZurD",
-	"fhRFgy6cGEgyqVHHgmJlZ2uu6QVao/VWoFbypu0pu4TAxOhYuGj/A9Omc0yMOHk7KN9Dod0IxwX3TqdC",
-	"ZOiqHj590Y3FYfO9VuWLmHpRtNOLdnd6UQ9UQRVPev+X1Ahy1F5iXx9vH7sDfqmom0oY9sx86YLufzhO",
-	"KkyQX2Mauldj6WKKa1+u1ODbo2oam63einA2dDyoSUYsYsHTPrhXyMWCBvXtqcU2yGN9uIsDnsZBP34Q",
-	"qI2DMCaCacQCjdL3ziXQLws/SL84IBx7JLzoAvAfS5weW6AeL2A5TbUOmJdLqvse3V08WsP/i5UrCL1m",
-	"/J4fP1/0sax739qqFDmhcSf0cuj53xihXRCrnGl/pcsUHmxdUAtH58Ky02n7mirvhC4h/3FvkddHle5y",
-	"L7/GLpxSr42Qrhei22Zm/O3m56Sw6vedA3n1cD/r124ryRH9T2W7bzgL+r99adbLrlGgrgNkx1bPY/Ln",
-	"97O4/rKl6lVL7qVQfKyswj2I6ed2pX81nhNRxPMD13fxeOj1tmRPIdg14+4W2PNh16m0Hqqk7gUl4pwa",
-	"ldeJRHNgs2vxty/Wm7kOrLZ2BerAghSvgzAoVOY7Avs7O7t733ejbtTd7f8Q/RBRJOBXvisdLKm9dd/+",
-	"s6do/mX+/wEAAP//",
+	"7Hx7c9u2lvhXOcNfZ2LfHyXTtpy2yuwfruNmnSaOx3Zvdm+ZjSDySEJMASwA2lY9+u47OAApUqIsv3of",
+	"u/tPYkl4HJz3C7gLEjnNpUBhdNC/CybIUlT05xFLJngkhVEys59T1IniueFSBP3gMLthMw2DXPFrZjAE",
+	"ITuJnTF4AwqvWcZTZhBuuJmAmSAcX7JxNwgDvGXTPMOgH6zMDMJAJxOcMrubmeV2kDaKi3Ewn4eBXWEV",
+	"jgujpBiD31AqkCMwE67hGpXmUrjPCN/k8A1oFClwA1zAyahzKgV2PjKTTJqAxcH1fhxsgOaDTJgDYRmi",
+	"S7fbKw2/nn8IwUjIZZY1t9hhOd/5Jod65+Agwh96UdTBvR+Hnd5u2uuw73dfd3q9168PDnq9KIqiDaCc",
+	"ySw7R6NmhyODqgVFmEiRagvJDeMGhjiSCgkrAm8NgfcGcoUahQEpshncTHiGJd6Aazg7Pn17cvoOpIKz",
+	"809HxxcXJ6fvGmfabwGSC4NjVATlEyC0gHExftQ2nz9/PizMBIXhCTPYTh62GGFZhBZE2Dr/+Qhef38Q",
+	"bTeJ9RMyhepeIszDIGeKTdF44TlJcZpLgyKZ/YKzVSg+sivUkCj0ELAR2tMri6QuWBg1myJc4WwhQvTN",
+	"UKYz2LJCyxSmsWAaEiak4AnL4P3Fp9NtYELfoNKwF+0BGzMuFktIxcdcsMwzaFIohcLEQhtm8M1il2pf",
+	"JqSZoHLbcg0MetGPXfgFZxqYQtCJzDG1oJsJxqLQqICJlFZCkeaSC0NfXGFugBnIkGkDez2YyELpbiyC",
+	"MOAWI07zBGEg2NTitobBjkVhHf1TdvsBxdhMgv7ewUEYTLkoP+9aShiDyq75X7/F8e3ebieOb78//vL/",
+	"vwvCFvE5GVlFQHpglU5W6WirQ7w60XSyJONWVCZMO6b5cXc32g6tcAz+MuiuPVFd5aw7z24URW1QvpfD",
+	"k3QVvvdyCL/+evLWck6hBKYwUnJaSm7HMZgYL2ixhd1xF84+XVzGgrQQS6dc7ORKTnOjd3KF1xxvtkOr",
+	"I+moFXPtv+4kE6ZYYlDBSKqpI95CTh6oygg3OTOTBWZ4GoSBwt8LrjAN+kYVWEeP3YyZoB8UBY1skT6F",
+	"OpdCIwnfYZJgbpDQlUhhUBj7J8vzzIv8zjftVPdik+8UjoJ+8P92FgZxx/2qd97LodumVdPDDfOijCls",
+	"SRV60QGFecZmmMISL4cwkoVIt9+QhgNuNJTmxDJPzQbXrUwbgH7oTjWuVLSdStPeN62mk+l4P7H0HH8v",
+	"UJsHoK4i/F2ASkllOVyQHQblFiGt0YcRxyyFOHA8FgdWj1TEnocPpMEx7bGGCuWGXMOUZZZfMHXqbIpa",
+	"szGC5TQnvJWitvJKsHUtFG79Jx7b6huWgfvi+Uc6FDNwepdW7EMv6pEW7UUHVvSgEFdC3ghQsjCo6acp",
+	"molMdQi9XTeGxYK0tpkwQoyQhgxECAdRBFt15HDtzH68dJQ4eOP0+n90PF90TlKPSudG2VUyOd62i+7X",
+	"3IaUGTZkmpYuhEKWTNgwQ6sy5mHws1RDnqYonobvQ6uygCUJ6hfnpIRlGaoSX0wA6UfikJoUH0kxynjy",
+	"VDFpqgPSHyxTyNIZFBrTUn+kfDRCa6AbAvVCB20Dgjb3zteK+Xc4cBJuTc7zVAQZLa/Yn3+gNaueSvOz",
+	"1bRPA9XaVssEpKytskglOrYYYmaDDuf1lMSxZtb6Py9wnGfsfMZmmWTppZQfmBrj005+XmM3MFJCRmu9",
+	"rK4uXcpqfWKwSyk/MjHzEOinwX8pJUyZmJV76RdVDq80KBvbZnzKSbOS2BQ5bJX+vNPIVqCdl5zIQhjr",
+	"rWu01sdgNgshR0VU2+4C2WFg1hATXcf8GgWIYjpECmi1i4+cw1VzD55h6n8VNgiSiv+BTxSPj1xry3lS",
+	"Affi5yIlMPIKxQugfNMODVx8/vy5sxz53YeQ5UBxTgB4mCj/QR7dezmsuURLZpq8PzkCKRCsU1oGWszQ",
+	"x1cauMgLY526lNuZUy6YcW7GlOW5dV/7d8G7w7Ovb48vj48uTz6drsPSO5a/RYOJ3bsGVBicHZ5fHH99",
+	"++no14/Hp5frpp8xpfGtTIopCtOYf3589un88uu749Pj88P7IDjHXCrzDgUqtgLF+cnFL18PTw8//OfF",
+	"ycXaFbi+OhQsm2mua7Nt9KxkjsrMTl1AQB7+PAykwE+joP/b/Qy07mzz8P55a1C6adraU2yYth598y91",
+	"B5SlKbcDWHbmsMJtWDNimcZlCTm+RjVzvhqUIZDltrw2sZLYZfb9bPn0xroXN0qKcUheY44yz2iN1Rh0",
+	"EaH95tf8Ug2Tw2+YECnrWD2x7P/YM92yxGQzEio5goHBWzMghTpIFzQ+SQerB2383iavR58+nn04vjx+",
+	"C02pKQXZ1JS8XX5D5FmhZFrmT7nBqV5OUVBI38xRrCw0Zbcnbu6uH11+rAYzpRh5fxYj7YmtEgGvNNhB",
+	"9ghLgGwEZYnOjQNuIndTWd5L8ybheMknDxVXx1jzEp67AEUxtfA2demXTcejX0O/f9vx/h1ZZiaPPI42",
+	"zBS6Dpa82gyLn9UGxXs5fKQUHcKQJVdjRR7kNznsgtMVV+jyeC5975O+b4DBNcsKrIJFNtSUGLR/CsBb",
+	"6xFwA6LIsi5c8ilqw6a5825+vTyCk4tP8MPraNdZQPQibCYKMRYjxRIHNqR8zI13ZJo4Y8bgNHdS1DzK",
+	"aeUH5UramM/6BOVw2JqyW9inzClHvR0Qe/OpRfsikVZmiMPgtiNVat2l1/OQah8ZGkwPNzLfaZFlNoKt",
+	"zl5f60e7lksAbV6pdYXv5+E6NU12YRGqj8DxiaXSz4cnH47fBmEgPHRl7qzJaLV9DuZhwO/JIz4loXe/",
+	"kqxtvusSdUV2j3pw8DeB+1SYvDCLzOaNVFeo4GaCooaMSrd34cKoIjGFQrhmlitgOIuFVfEWtD4cnpy5",
+	"NOc5ARNCw4Eov6yrG/9dLOq2vxy4bNjd947H1xDGS7bFzVh2/JfW1+6es5uPjtR1zPWsa2qYej6r/uBW",
+	"8uppQ9Lzwg2sTd+vqdwNky+daq2m7s3DoMjTZwjJbrSsMhf8Vp2qYrFSoMKFaqlLaR2hTU1QB3ONMv7A",
+	"H23ivslh00PYmHBeNfwCb81RoXSbmjhjWgPTMEhowIC8uUWNj43xDalvkD5rx7T7urtRfyxjnY7SgGYN",
+	"mi4qRmvCeuTqTuR1ObJ14UxmGSDZqP0y4IVCGJ61yThIFQun/nwZwhtaX6i0cVFVpwzCoJoYhIHXml9a",
+	"vLCSbVv1I0V4dh9nK2ubHp58PTs//uvJ8efVeCxcckmWQ6W2AKwNtFWpXgGyMsKmHBNa4xw6OwwrZtgz",
+	"hEMyNzBheY5CN6ufe9He606034l6l7t7/SjqR7vdKIr+Vlf8Vlo6dtMWVqpV4+I4vevNO/a/vfK/S/df",
+	"v/FfHHftH/vzv33Xak8WOrM6affSbV/92OFTq5YtlqjY1A/G3EyKYTeRUyq9p/7faglXTK+bgoeFL005",
+	"94mUyyW/1LrjO3nGuGVW+jBl6iqVN/ZzPeOSp6Olb65F2pU5ittp5jCuO3I04gmW3n73Rqp04RtNs275",
+	"SysnVT/eG0KEMGQaX/dgixmYSm2ADWVh4AA+8p8gxUSmmG43gqThzGAz4vg+ekjIEQYjnqGrBa4Wd+/X",
+	"RdVhwgbm2xTSujTBnxCqtHBRS6yypCmeH6ycUYWtcm6ecrypTDFrC54tb9CPYCQwfeW7BVBdU0Y0xREr",
+	"MuOcMhc9NPUIE2aiZM6TbpKxIsXOfmfC+FXR2Yv2etF+9H3nercfrQSs9xX3Dzt/Y50/os6PXxZ/dr/2",
+	"dzpf/vJdW7DuCpDtR3O/gXUUMuqFGNzdWY6czweuXplnLMEUhjM6t/UrrZaDgR00aB71ophOmeLalcKs",
+	"nKMBxfWVJqN8d5comc/nMGJqikoDF3B3p3DMpZjP22L2jfJTgqPXU/uuZdVV1dDAy1+tmdOVI1Hi5pWu",
+	"I4fwMpFZiqppOe4Ce8ygH0wZ/wPJLxu7dc/5yMBfWZbhzKc+6oAeRCucvSQHno5tErDsiz8lAXVYdqmU",
+	"GahvcniSap+D0i4i0C3pJzeuxd2pvBZrcZbzTHAzkRrBea3a13XsKYCLJCtS1NSMQT4w9ZaUDuTG5NQi",
+	"p1TDaeVMlgd5sFPqcHvhpm1e33CT4SrfPS795BZ5CKX/XIXezlctOv0hztxj1XoT8Y87HVWMm0Q4WCP8",
+	"E2Spr0g8h2TlMqHbu/VAtSj6f3yKeCSTthiIsu92MeYRAXoiiyyFRIoEhaESo2sIWsklr+yxPiOsuSlc",
+	"jyGVkd3hyYTTtvjEFPG9JP2TRXGFedrEsBFjPV8EXzDq2hReRfeGV/9S4ZSzMoXiZnZBPbZOJVEN97Bw",
+	"aXX36efyrO8/25B5RSjlWHDLtK7nh8q/sHV+sXfwejuEa1R8xDF13a7aiRW1ouZSZq80vP/8y0U/FgOu",
+	"9SCEAd7m9j9a5Wuh0asO19X5lacDV7SfYHKF6RsY6GI4AHnjmz/tMV3OwfUN28Cn7BD2aJwY44/PxUi2",
+	"aBk9E8lESSELvZSn17B1eAK+DVOHC5HNmbLBXQhjlkNaJibDWFjHslIiYek7jCtTtd2Fw7Jj1aW/NDC7",
+	"leVQFNSDqGMxeHd8CYu+9Duezgdr8jHc6DU5GahSMrFw9YaBXXJQNX0IxNRu7wnaoUZmw60n/f7zJQxr",
+	"5f03Dh1MYSwabcbLbS+ul43mWNfUUmu7X7Uu2RGvtO9jj4Vrjsa0qlFk/AodPlzxo2q1wVuuTe0krspK",
+	"XSsT5lhBT1iOMLiLA98u14c4iIso2k98vp4+YBzMB104ZsmkqtLGImGKctNMwKDeXzcA16LgwFn0LVY9",
+	"jqIZeWVy7NjRO1yUnrOWyLcsB/1gtxt1I6qn5yhYzoN+sN+NuvtOn0xIKtc3A5PMy7YGiHMU1u13bZXN",
+	"AMoVgiynVLEJSRmzUZCpYknfqOh3CoHVJCOb9b2BtCSjVqEJVjcRiGD+bgVQR6COBXUxNtkhcZzWtyKW",
+	"64E1r8ZqCbc0dRLST9sOidYcOQ8vtZ47yUsjrA6arf5rWhMWQ3aWrgLMvzjTg9r85H2zF+lRbo39501D",
+	"Z1SBy83Se9HeuqWrcTtVR/U8DHpRtHlCrZOYpuxuntLoSKJJ+5snLTpJacaPm2e0dXHaubsP2G25uc7O",
+	"23vAnstNbRRpU75k89yyOyoMNKUVZkE/8FQGVkrdVqXYBSyS0VZGtq1iYGNd5e2/2KUqPW/3H+Ma37GK",
+	"UOWNIGUcgsAbq4NGXGnThcGiBEBZkuX6Qixc3SFnmhqGralbX6OQAslU0W/Uk5yz3wtsk8sPXFsPXq8K",
+	"40raXlOjXVnooMsHvxeoZovbB9TH17iPURFnLyLv2JWTy8YM/ylsuX7UhsUGknwAQfrOGv/74HKIWHvx",
+	"pfWeyDIAn6xCJDvqW9N4abrX7VqV0R58NcJXee7dvbyVZwFet3NZx3vovpTonTt92lBo0Ute/KBSX1uP",
+	"PtHOHowcwr+rZvxH6ByLh2beypcBl7RLuMZXOKpcz2ZcHUKjPhZCI3SjOt9KTsXF4jdikY91QHWXlJ/v",
+	"vnU131gMZzA4+3Th3dxWX2ew3gt4L4f/rLZ/pVX1X9vu/y+x4o5qLva430pTNLbWVJ/ZAM7FBC4okyO6",
+	"uLI+yPS3ABeBJlxzFoufMFUyuXIN6YVaxLugMJEq9QlpG3f5nVybuy4yG58SVruxeHQlvx41Hk2Q5eXN",
+	"375fpsQjVDETaHfve3B8ycYDFyolEybGqGNxM0FhJ1bg25hucfubvBAuYNC4kOmSAExAIdxCqWsZokuv",
+	"g/2oB6fSwEeZUqph4OypkO5qDAxqrfh92Ldhho3b7KBYlCGL3WDRlVB5VBZSWm3EBdcTTK0npAkbH+wZ",
+	"K2TQoMEN48ZfmP630wFsRTYM2o+267GS251p0FIKuiRcoYLuFGnXTLWMgS0Ge1G0uC5s/Ue61kpXE2Jx",
+	"WpHT31Daj3rWZasAtzu4A3lihKAluFsSZeQdC2Z9vQS78JmbiSzMChyk0Ws9IrXZUE5u0dPv0DxFSbtU",
+	"8Kr3UiHfXbnLXfqBrhiKWYUJimD9cR1WV54WaHN2alRc9vCcf7kf3dvJOF/Xbl63PrWbzU90k3yi0nc2",
+	"+B4pMkyVGjt2Q+C8FNKto3KgDT5cr0yjwXN3qfOyJQl6UCZBa22V9+VKfe+kDUBcg+NDmxcX/YiSugzL",
+	"Sjfjolm55SkK49OMynrwPEG4lhkzPONmFkJm1YoclbNcqjIkoacIAym1bxRLDFV+6WZLnktlCsENR23V",
+	"biKnUxSpv0XkC4CA2rBhxvXEznFVY0ikZ/5rK2Upp2zPaGZHeAgsTwrMPAzcInxqz2C5mqCnzOGUCTam",
+	"H6xOZQbHFpSg2XB4XxdQ2U3Y6LHy3NpojKo1/62nuLV7I8azzVz2M41aw2L7G1ls94ksFngrCYdnJ+X1",
+	"3MuJksZYJX18ax0mLgV04Nxad7xNEFNMg6expWPox1Ki6gt+NBl2a2RYdBRtIsVZNfKBEu+O9feS7ach",
+	"sdE/+Hh+3isROQ9f5JWBpZcB6HWeTu15nvvuujWe8qk9pXPfHBrzuOcElh6iobPsR721T+SANjzLYGoN",
+	"FOqm3YQtZ1iz0gj3rRuR8hSENLF30cgN4QJqxnS7C6feKVu+LfmvgrIHBVr1i9hPj7R6mydVd6j/UWHS",
+	"OzTwXg6hakbfFCjtJEwkmK0vWxwLqkG1vmlEfMnKqxULV9gVeMTgiNbOXOah0KjIa64XJa4Qc7s8JUMH",
+	"ldYZbL8BBqoQgoux9YFJNwLl42SeY9oFvzZdb2kLkCpfmB7hicWnG4GKXm5YU+6ikb3QnqfMtPoIrHwP",
+	"pjXdQWA8w5P+kzNy629nl6QhdfnPLUkuyfG0RwkmtfciytDrhW64f6Pl05Xlu/+4LAlR9cFZkh28Lu9i",
+	"tiZLToQ2yFK6TVbG1cx1ELmpHW0UsqnPKWikd8k8ZrZoRCwG3+RwEMIgZYa5aNWSxT2uMuDpgOqe1hps",
+	"g5A35H5L4XMZznKFsWAw6MMEmTJDZIYyBuSFu2G7B2WE6dz3AT0N1of9KIoGXTgxkGRSo47F4tkAgo6y",
+	"P+u0R60VgI6n7BYCE6Nj4bILH5g2nWNCxMnbQfkOinYzHBbcm2KFyNBVdXy6pBuLw+a7auVDYL0o2ulF",
+	"uzu9qAeqoEowvT8nNYIctbcerI/vjx2BXyrKpxKNpZkvzdC9GIdJhQnya0xD9zSbLqa49nGvBt4eVbPZ",
+	"rC1XmLOhG4IaZ8QiFjztg3vCMBY0qW+pFtugkvXhLg54Ggf9+EFOdByEMQFMMxbeL33vTAn9srCf9Itz",
+	"vGPveS+6I/zHMi6IbWAQL8IAWmpdIFBuqe4bursYWos3FjtXLvua+Xt+/nzR37Puvb9VLnJM4yj0ct76",
+	"/3mEKybhglDsTMIrXaYaYeuCWmI6F5YMTkusqX5P6FL3H/cWv3306y5L82vswin1Lgnpeku6berJ3xZ/",
+	"Tqqtfn88kFcPt+t+77ZSJcH/VLT7Br6g/9uXZj3wGgXqukPu0OpxTP7D/SiuPxJWPRHmHjPjY2UF9UFI",
+	"P7c7/bPhnIAinB+4PpbHu3pvS/QUgl0z7m7VPd/NO5WGniaavTRHnFPj9zqWaE5sdoH+9sVaQdfR1tbG",
+	"QR1tkOJ1EAaFynyHZX9nZ3fv+27Ujbq7/R+iHyKKPPzOd6VhJrG3Zt9/9hDNv8z/OwAA//8=",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,

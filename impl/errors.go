@@ -27,6 +27,7 @@ const (
 	msgNotAllowed      = "Method not allowed"
 	msgMediaType       = "Content-Type must be application/json"
 	msgAlreadyFinished = "Job has already finished"
+	msgTooMany         = "Too many requests"
 )
 
 // apiError is an error with the status and message a client sees.
@@ -131,6 +132,8 @@ func errorHandler(log *slog.Logger) echo.HTTPErrorHandler {
 			h.Set(echo.HeaderWWWAuthenticate, wwwAuthenticate(c))
 		case http.StatusServiceUnavailable:
 			h.Set("Retry-After", "3")
+		case http.StatusTooManyRequests:
+			// limitRate has set Retry-After.
 		case http.StatusMethodNotAllowed:
 			// echo sets Allow on the router's 405; keep it.
 		}

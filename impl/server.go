@@ -13,7 +13,10 @@ import (
 	"net/http"
 	"regexp"
 	"runtime/debug"
+	"strconv"
+	"strings"
 	"sync"
+	"time"
 
 	"github.com/getkin/kin-openapi/openapi3"
 	"github.com/getkin/kin-openapi/routers"
@@ -49,6 +52,9 @@ type Config struct {
 	// TerminalCacheItems bounds the cache of finished jobs; 0 means 100,000,
 	// negative turns it off.
 	TerminalCacheItems int
+	// ReadLimit and CreateLimit are per-user rate limits on reads (GET) and
+	// on creations and cancellations (POST); zero values turn them off.
+	ReadLimit, CreateLimit RateLimit
 }
 
 // DefaultMaxBodyBytes fits the largest document a PARSE_DOCUMENT job takes.
@@ -104,6 +110,8 @@ func New(cfg Config) (*echo.Echo, error) {
 	}
 	e.Use(limitBody(cfg.MaxBodyBytes))
 	e.Use(authenticate(cfg.Verifier, cfg.Log))
+	e.Use(limitRate(newUserLimiters(cfg.ReadLimit), newUserLimiters(cfg.CreateLimit)))
+	e.Use(deadlines)
 	e.Use(checkJobID)
 	e.Use(validateRequest(router))
 
@@ -178,3 +186,30 @@ func limitBody(max int64) echo.MiddlewareFunc {
 }
 
 func stack() string { return string(debug.Stack()) }
+
+// RequestDeadline bounds reading a request's body and writing its answer,
+// so that a slow client cannot hold a connection forever. Long polls get
+// their wait on top; event streams set a deadline per event instead.
+const RequestDeadline = 30 * time.Second
+
+// deadlines sets per-request read and write deadlines (the server has no
+// global write timeout, which would cut long polls and event streams).
+func deadlines(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		if strings.HasSuffix(c.Path(), "/events") {
+			return next(c)
+		}
+		d := RequestDeadline
+		if w, err := strconv.Atoi(c.QueryParam("waitSeconds")); err == nil && w > 0 && w <= 30 {
+			d += time.Duration(w) * time.Second
+		}
+		rc := http.NewResponseController(c.Response().Writer)
+		now := time.Now()
+		_ = rc.SetReadDeadline(now.Add(d))
+		_ = rc.SetWriteDeadline(now.Add(d))
+		// The server does not reset a write deadline between requests on a
+		// kept-alive connection; clear it so the next request starts afresh.
+		defer rc.SetWriteDeadline(time.Time{})
+		return next(c)
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/jobsd/jobsd/auth"
+	"github.com/jobsd/jobsd/impl"
 )
 
 // envOr returns the environment variable's value, or def when it is unset.
@@ -113,6 +114,8 @@ type apiSettings struct {
 	maxBodyBytes int
 	maxAttempts  int
 	dbMaxConns   int
+	readLimit    impl.RateLimit
+	createLimit  impl.RateLimit
 }
 
 func readAPISettings() (apiSettings, error) {
@@ -131,5 +134,28 @@ func readAPISettings() (apiSettings, error) {
 	if s.dbMaxConns, err = envInt("JOBS_DB_MAX_CONNS", 20); err != nil {
 		return s, err
 	}
+	if s.readLimit, err = envRate("JOBS_RATE_READ", 50, 100); err != nil {
+		return s, err
+	}
+	if s.createLimit, err = envRate("JOBS_RATE_CREATE", 5, 20); err != nil {
+		return s, err
+	}
 	return s, nil
+}
+
+// envRate reads NAME (requests per second per user, 0 for no limit) and
+// NAME_BURST.
+func envRate(name string, perSecond float64, burst int) (impl.RateLimit, error) {
+	if v := os.Getenv(name); v != "" {
+		f, err := strconv.ParseFloat(v, 64)
+		if err != nil || f < 0 {
+			return impl.RateLimit{}, usagef("%s=%q is not a non-negative number of requests per second", name, v)
+		}
+		perSecond = f
+	}
+	b, err := envInt(name+"_BURST", burst)
+	if err != nil {
+		return impl.RateLimit{}, err
+	}
+	return impl.RateLimit{PerSecond: perSecond, Burst: b}, nil
 }

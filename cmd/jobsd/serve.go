@@ -78,6 +78,8 @@ func newAPI(st *store.Store, dbURL string, acfg auth.Config, s apiSettings, log 
 		MaxBodyBytes: int64(s.maxBodyBytes),
 		MaxAttempts:  s.maxAttempts,
 		Hub:          h,
+		ReadLimit:    s.readLimit,
+		CreateLimit:  s.createLimit,
 	})
 	if err != nil {
 		h.Close()

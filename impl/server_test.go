@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -30,7 +31,7 @@ type pollBundle struct {
 
 // setupPoll serves the real API in process, on a fresh database, with a
 // local issuer whose JWKS it fetches over HTTP.
-func setupPoll(tb testing.TB) *pollBundle {
+func setupPoll(tb testing.TB, opts ...func(*impl.Config)) *pollBundle {
 	tb.Helper()
 	st, _ := pgtest.NewStore(tb)
 	key, err := rsa.GenerateKey(rand.Reader, 2048)
@@ -46,7 +47,11 @@ func setupPoll(tb testing.TB) *pollBundle {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	e, err := impl.New(impl.Config{Store: st, Verifier: v, Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	cfg := impl.Config{Store: st, Verifier: v, Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	e, err := impl.New(cfg)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -146,5 +151,34 @@ func BenchmarkPoll(b *testing.B) {
 			}
 			b.ReportMetric(float64(bb.st.Gets()-before)/float64(b.N), "db-reads/op")
 		})
+	}
+}
+
+// TestRateLimits: past the per-user burst, reads and creations are 429s in
+// the error shape with a Retry-After; another user is unaffected.
+func TestRateLimits(t *testing.T) {
+	b := setupPoll(t, func(c *impl.Config) {
+		c.ReadLimit = impl.RateLimit{PerSecond: 0.5, Burst: 2}
+		c.CreateLimit = impl.RateLimit{PerSecond: 0.5, Burst: 1}
+	})
+	id := b.job(t, store.StatusPending)
+	codes := []int{b.poll(t, id, "").Code, b.poll(t, id, "").Code}
+	rec := b.poll(t, id, "")
+	if codes[0] != 200 || codes[1] != 200 || rec.Code != http.StatusTooManyRequests {
+		t.Fatalf("reads: %v then %d, want 200 200 429", codes, rec.Code)
+	}
+	if rec.Header().Get("Retry-After") != "2" || rec.Body.String() != `{"error":"Too many requests"}`+"\n" {
+		t.Errorf("429: Retry-After %q body %s", rec.Header().Get("Retry-After"), rec.Body)
+	}
+	create := func() int {
+		req := httptest.NewRequest("POST", "/api/jobs", strings.NewReader(`{"type":"RISK_ANALYSIS","input":{"text":"x"}}`))
+		req.Header.Set("Authorization", "Bearer "+b.token)
+		req.Header.Set("Content-Type", "application/json")
+		rec := httptest.NewRecorder()
+		b.e.ServeHTTP(rec, req)
+		return rec.Code
+	}
+	if first, second := create(), create(); first != 202 || second != 429 {
+		t.Errorf("creations: %d then %d, want 202 then 429 (a separate bucket from reads)", first, second)
 	}
 }
