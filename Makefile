@@ -34,7 +34,33 @@ test: ## unit, integration and conformance tests (needs Docker or the PostgreSQL
 conformance: ## the contract suite alone (CONFORMANCE_BASE_URL runs it against a deployment)
 	$(GO) test -count=1 -v ./conformance/
 
+# Every fuzz target and its package; `make test` replays their seeds and
+# any corpus under testdata/fuzz.
+FUZZ_TARGETS := FuzzServer:./impl FuzzIsCanonicalUUID:./impl FuzzParseCursor:./store \
+	FuzzUnmarshal:./timestamp FuzzBearerToken:./auth FuzzVerify:./auth
+FUZZTIME ?= 30s
+
+.PHONY: fuzz
+fuzz: ## run each fuzz target for FUZZTIME (30s); failures land in testdata/fuzz
+	@for t in $(FUZZ_TARGETS); do \
+		name=$${t%%:*}; pkg=$${t#*:}; \
+		echo "fuzz $$name ($$pkg) for $(FUZZTIME)"; \
+		$(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
+	done
+
 .PHONY: lint
 lint: ## go vet and gofmt
 	$(GO) vet ./...
 	@out="$$(gofmt -l $$(git ls-files '*.go'))"; if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+.PHONY: bench
+bench: ## full benchmark (about 15-20 min): cd bench && go run . -out results/latest.json
+	cd bench && $(GO) run . -out results/latest.json
+
+.PHONY: bench-quick
+bench-quick: ## quick benchmark smoke (< 2 min)
+	cd bench && $(GO) run . -quick -out results/latest.json
+
+.PHONY: soak
+soak: ## long soak (5 min): users, a DB cut and a worker SIGKILL at intervals, audit at the end (faults/)
+	JOBS_SOAK=5m $(GO) test -run TestSoak -v -count=1 -timeout 20m ./faults/
