@@ -159,6 +159,69 @@ func (e ReportGenerationJobRequestType) Valid() bool {
 	}
 }
 
+// Defines values for RequirementCheckStatus.
+const (
+	Met     RequirementCheckStatus = "met"
+	Missing RequirementCheckStatus = "missing"
+	Partial RequirementCheckStatus = "partial"
+)
+
+// Valid indicates whether the value is a known member of the RequirementCheckStatus enum.
+func (e RequirementCheckStatus) Valid() bool {
+	switch e {
+	case Met:
+		return true
+	case Missing:
+		return true
+	case Partial:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for RiskImpact.
+const (
+	RiskImpactHigh   RiskImpact = "high"
+	RiskImpactLow    RiskImpact = "low"
+	RiskImpactMedium RiskImpact = "medium"
+)
+
+// Valid indicates whether the value is a known member of the RiskImpact enum.
+func (e RiskImpact) Valid() bool {
+	switch e {
+	case RiskImpactHigh:
+		return true
+	case RiskImpactLow:
+		return true
+	case RiskImpactMedium:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for RiskLikelihood.
+const (
+	RiskLikelihoodHigh   RiskLikelihood = "high"
+	RiskLikelihoodLow    RiskLikelihood = "low"
+	RiskLikelihoodMedium RiskLikelihood = "medium"
+)
+
+// Valid indicates whether the value is a known member of the RiskLikelihood enum.
+func (e RiskLikelihood) Valid() bool {
+	switch e {
+	case RiskLikelihoodHigh:
+		return true
+	case RiskLikelihoodLow:
+		return true
+	case RiskLikelihoodMedium:
+		return true
+	default:
+		return false
+	}
+}
+
 // Defines values for RiskAnalysisJobRequestType.
 const (
 	RiskAnalysisJobRequestTypeRISKANALYSIS RiskAnalysisJobRequestType = "RISK_ANALYSIS"
@@ -174,9 +237,33 @@ func (e RiskAnalysisJobRequestType) Valid() bool {
 	}
 }
 
+// AIPreviewResult The `result` of a COMPLETED AI_PREVIEW job.
+type AIPreviewResult struct {
+	// Output The AI-generated preview text
+	Output string `json:"output"`
+}
+
 // CreateJobRequest A job of one type with that type's input.
 type CreateJobRequest struct {
 	union json.RawMessage
+}
+
+// DocumentCounts The size of a parsed document.
+type DocumentCounts struct {
+	Characters int `json:"characters"`
+
+	// Pages PDF only.
+	Pages    *int `json:"pages,omitempty"`
+	Sections int  `json:"sections"`
+	Words    int  `json:"words"`
+}
+
+// DocumentSection One section of a parsed document.
+type DocumentSection struct {
+	// Heading Empty for text before the first heading.
+	Heading string `json:"heading"`
+	Level   int    `json:"level"`
+	Text    string `json:"text"`
 }
 
 // Error Every error response.
@@ -204,6 +291,21 @@ type GapDetectionJobRequest struct {
 
 // GapDetectionJobRequestType defines model for GapDetectionJobRequest.Type.
 type GapDetectionJobRequestType string
+
+// GapDetectionResult The `result` of a COMPLETED GAP_DETECTION job.
+type GapDetectionResult struct {
+	Requirements []RequirementCheck `json:"requirements"`
+
+	// Summary The requirements counted by status.
+	Summary GapSummary `json:"summary"`
+}
+
+// GapSummary The requirements counted by status.
+type GapSummary struct {
+	Met     int `json:"met"`
+	Missing int `json:"missing"`
+	Partial int `json:"partial"`
+}
 
 // Health defines model for Health.
 type Health struct {
@@ -302,6 +404,15 @@ type ParseDocumentJobRequest struct {
 // ParseDocumentJobRequestType defines model for ParseDocumentJobRequest.Type.
 type ParseDocumentJobRequestType string
 
+// ParseDocumentResult The `result` of a COMPLETED PARSE_DOCUMENT job.
+type ParseDocumentResult struct {
+	ContentType string `json:"contentType"`
+
+	// Counts The size of a parsed document.
+	Counts   DocumentCounts    `json:"counts"`
+	Sections []DocumentSection `json:"sections"`
+}
+
 // PromptPreviewRequest defines model for PromptPreviewRequest.
 type PromptPreviewRequest struct {
 	// ModelId The model to ask; the server's default when absent.
@@ -338,11 +449,42 @@ type ReportGenerationJobRequest struct {
 // ReportGenerationJobRequestType defines model for ReportGenerationJobRequest.Type.
 type ReportGenerationJobRequestType string
 
+// ReportGenerationResult The `result` of a COMPLETED REPORT_GENERATION job.
+type ReportGenerationResult struct {
+	Markdown string `json:"markdown"`
+	Title    string `json:"title"`
+}
+
 // ReportSection defines model for ReportSection.
 type ReportSection struct {
 	Body    string `json:"body"`
 	Heading string `json:"heading"`
 }
+
+// RequirementCheck How well the document meets one requirement.
+type RequirementCheck struct {
+	Evidence    []string               `json:"evidence"`
+	Requirement string                 `json:"requirement"`
+	Status      RequirementCheckStatus `json:"status"`
+}
+
+// RequirementCheckStatus defines model for RequirementCheck.Status.
+type RequirementCheckStatus string
+
+// Risk One risk found by a RISK_ANALYSIS job.
+type Risk struct {
+	Category    string         `json:"category"`
+	Description string         `json:"description"`
+	Impact      RiskImpact     `json:"impact"`
+	Likelihood  RiskLikelihood `json:"likelihood"`
+	Mitigation  string         `json:"mitigation"`
+}
+
+// RiskImpact defines model for Risk.Impact.
+type RiskImpact string
+
+// RiskLikelihood defines model for Risk.Likelihood.
+type RiskLikelihood string
 
 // RiskAnalysisInput Exactly one of `text` and `documentJobId`.
 type RiskAnalysisInput struct {
@@ -365,6 +507,11 @@ type RiskAnalysisJobRequest struct {
 
 // RiskAnalysisJobRequestType defines model for RiskAnalysisJobRequest.Type.
 type RiskAnalysisJobRequestType string
+
+// RiskAnalysisResult The `result` of a COMPLETED RISK_ANALYSIS job.
+type RiskAnalysisResult struct {
+	Risks []Risk `json:"risks"`
+}
 
 // Timestamp ISO 8601 timestamp, UTC, three fractional digits.
 //
@@ -4637,103 +4784,112 @@ func (sh *strictHandler) GetReady(ctx echo.Context) error {
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"7Hx7c9u2lvhXOcNfZ2LfHyXTtpy2yuwfruNmnSaOx3Zvdm+ZjSDySEJMASwA2lY9+u47OAApUqIsv3of",
-	"u/tPYkl4HJz3C7gLEjnNpUBhdNC/CybIUlT05xFLJngkhVEys59T1IniueFSBP3gMLthMw2DXPFrZjAE",
-	"ITuJnTF4AwqvWcZTZhBuuJmAmSAcX7JxNwgDvGXTPMOgH6zMDMJAJxOcMrubmeV2kDaKi3Ewn4eBXWEV",
-	"jgujpBiD31AqkCMwE67hGpXmUrjPCN/k8A1oFClwA1zAyahzKgV2PjKTTJqAxcH1fhxsgOaDTJgDYRmi",
-	"S7fbKw2/nn8IwUjIZZY1t9hhOd/5Jod65+Agwh96UdTBvR+Hnd5u2uuw73dfd3q9168PDnq9KIqiDaCc",
-	"ySw7R6NmhyODqgVFmEiRagvJDeMGhjiSCgkrAm8NgfcGcoUahQEpshncTHiGJd6Aazg7Pn17cvoOpIKz",
-	"809HxxcXJ6fvGmfabwGSC4NjVATlEyC0gHExftQ2nz9/PizMBIXhCTPYTh62GGFZhBZE2Dr/+Qhef38Q",
-	"bTeJ9RMyhepeIszDIGeKTdF44TlJcZpLgyKZ/YKzVSg+sivUkCj0ELAR2tMri6QuWBg1myJc4WwhQvTN",
-	"UKYz2LJCyxSmsWAaEiak4AnL4P3Fp9NtYELfoNKwF+0BGzMuFktIxcdcsMwzaFIohcLEQhtm8M1il2pf",
-	"JqSZoHLbcg0MetGPXfgFZxqYQtCJzDG1oJsJxqLQqICJlFZCkeaSC0NfXGFugBnIkGkDez2YyELpbiyC",
-	"MOAWI07zBGEg2NTitobBjkVhHf1TdvsBxdhMgv7ewUEYTLkoP+9aShiDyq75X7/F8e3ebieOb78//vL/",
-	"vwvCFvE5GVlFQHpglU5W6WirQ7w60XSyJONWVCZMO6b5cXc32g6tcAz+MuiuPVFd5aw7z24URW1QvpfD",
-	"k3QVvvdyCL/+evLWck6hBKYwUnJaSm7HMZgYL2ixhd1xF84+XVzGgrQQS6dc7ORKTnOjd3KF1xxvtkOr",
-	"I+moFXPtv+4kE6ZYYlDBSKqpI95CTh6oygg3OTOTBWZ4GoSBwt8LrjAN+kYVWEeP3YyZoB8UBY1skT6F",
-	"OpdCIwnfYZJgbpDQlUhhUBj7J8vzzIv8zjftVPdik+8UjoJ+8P92FgZxx/2qd97LodumVdPDDfOijCls",
-	"SRV60QGFecZmmMISL4cwkoVIt9+QhgNuNJTmxDJPzQbXrUwbgH7oTjWuVLSdStPeN62mk+l4P7H0HH8v",
-	"UJsHoK4i/F2ASkllOVyQHQblFiGt0YcRxyyFOHA8FgdWj1TEnocPpMEx7bGGCuWGXMOUZZZfMHXqbIpa",
-	"szGC5TQnvJWitvJKsHUtFG79Jx7b6huWgfvi+Uc6FDNwepdW7EMv6pEW7UUHVvSgEFdC3ghQsjCo6acp",
-	"molMdQi9XTeGxYK0tpkwQoyQhgxECAdRBFt15HDtzH68dJQ4eOP0+n90PF90TlKPSudG2VUyOd62i+7X",
-	"3IaUGTZkmpYuhEKWTNgwQ6sy5mHws1RDnqYonobvQ6uygCUJ6hfnpIRlGaoSX0wA6UfikJoUH0kxynjy",
-	"VDFpqgPSHyxTyNIZFBrTUn+kfDRCa6AbAvVCB20Dgjb3zteK+Xc4cBJuTc7zVAQZLa/Yn3+gNaueSvOz",
-	"1bRPA9XaVssEpKytskglOrYYYmaDDuf1lMSxZtb6Py9wnGfsfMZmmWTppZQfmBrj005+XmM3MFJCRmu9",
-	"rK4uXcpqfWKwSyk/MjHzEOinwX8pJUyZmJV76RdVDq80KBvbZnzKSbOS2BQ5bJX+vNPIVqCdl5zIQhjr",
-	"rWu01sdgNgshR0VU2+4C2WFg1hATXcf8GgWIYjpECmi1i4+cw1VzD55h6n8VNgiSiv+BTxSPj1xry3lS",
-	"Affi5yIlMPIKxQugfNMODVx8/vy5sxz53YeQ5UBxTgB4mCj/QR7dezmsuURLZpq8PzkCKRCsU1oGWszQ",
-	"x1cauMgLY526lNuZUy6YcW7GlOW5dV/7d8G7w7Ovb48vj48uTz6drsPSO5a/RYOJ3bsGVBicHZ5fHH99",
-	"++no14/Hp5frpp8xpfGtTIopCtOYf3589un88uu749Pj88P7IDjHXCrzDgUqtgLF+cnFL18PTw8//OfF",
-	"ycXaFbi+OhQsm2mua7Nt9KxkjsrMTl1AQB7+PAykwE+joP/b/Qy07mzz8P55a1C6adraU2yYth598y91",
-	"B5SlKbcDWHbmsMJtWDNimcZlCTm+RjVzvhqUIZDltrw2sZLYZfb9bPn0xroXN0qKcUheY44yz2iN1Rh0",
-	"EaH95tf8Ug2Tw2+YECnrWD2x7P/YM92yxGQzEio5goHBWzMghTpIFzQ+SQerB2383iavR58+nn04vjx+",
-	"C02pKQXZ1JS8XX5D5FmhZFrmT7nBqV5OUVBI38xRrCw0Zbcnbu6uH11+rAYzpRh5fxYj7YmtEgGvNNhB",
-	"9ghLgGwEZYnOjQNuIndTWd5L8ybheMknDxVXx1jzEp67AEUxtfA2demXTcejX0O/f9vx/h1ZZiaPPI42",
-	"zBS6Dpa82gyLn9UGxXs5fKQUHcKQJVdjRR7kNznsgtMVV+jyeC5975O+b4DBNcsKrIJFNtSUGLR/CsBb",
-	"6xFwA6LIsi5c8ilqw6a5825+vTyCk4tP8MPraNdZQPQibCYKMRYjxRIHNqR8zI13ZJo4Y8bgNHdS1DzK",
-	"aeUH5UramM/6BOVw2JqyW9inzClHvR0Qe/OpRfsikVZmiMPgtiNVat2l1/OQah8ZGkwPNzLfaZFlNoKt",
-	"zl5f60e7lksAbV6pdYXv5+E6NU12YRGqj8DxiaXSz4cnH47fBmEgPHRl7qzJaLV9DuZhwO/JIz4loXe/",
-	"kqxtvusSdUV2j3pw8DeB+1SYvDCLzOaNVFeo4GaCooaMSrd34cKoIjGFQrhmlitgOIuFVfEWtD4cnpy5",
-	"NOc5ARNCw4Eov6yrG/9dLOq2vxy4bNjd947H1xDGS7bFzVh2/JfW1+6es5uPjtR1zPWsa2qYej6r/uBW",
-	"8uppQ9Lzwg2sTd+vqdwNky+daq2m7s3DoMjTZwjJbrSsMhf8Vp2qYrFSoMKFaqlLaR2hTU1QB3ONMv7A",
-	"H23ivslh00PYmHBeNfwCb81RoXSbmjhjWgPTMEhowIC8uUWNj43xDalvkD5rx7T7urtRfyxjnY7SgGYN",
-	"mi4qRmvCeuTqTuR1ObJ14UxmGSDZqP0y4IVCGJ61yThIFQun/nwZwhtaX6i0cVFVpwzCoJoYhIHXml9a",
-	"vLCSbVv1I0V4dh9nK2ubHp58PTs//uvJ8efVeCxcckmWQ6W2AKwNtFWpXgGyMsKmHBNa4xw6OwwrZtgz",
-	"hEMyNzBheY5CN6ufe9He606034l6l7t7/SjqR7vdKIr+Vlf8Vlo6dtMWVqpV4+I4vevNO/a/vfK/S/df",
-	"v/FfHHftH/vzv33Xak8WOrM6affSbV/92OFTq5YtlqjY1A/G3EyKYTeRUyq9p/7faglXTK+bgoeFL005",
-	"94mUyyW/1LrjO3nGuGVW+jBl6iqVN/ZzPeOSp6Olb65F2pU5ittp5jCuO3I04gmW3n73Rqp04RtNs275",
-	"SysnVT/eG0KEMGQaX/dgixmYSm2ADWVh4AA+8p8gxUSmmG43gqThzGAz4vg+ekjIEQYjnqGrBa4Wd+/X",
-	"RdVhwgbm2xTSujTBnxCqtHBRS6yypCmeH6ycUYWtcm6ecrypTDFrC54tb9CPYCQwfeW7BVBdU0Y0xREr",
-	"MuOcMhc9NPUIE2aiZM6TbpKxIsXOfmfC+FXR2Yv2etF+9H3nercfrQSs9xX3Dzt/Y50/os6PXxZ/dr/2",
-	"dzpf/vJdW7DuCpDtR3O/gXUUMuqFGNzdWY6czweuXplnLMEUhjM6t/UrrZaDgR00aB71ophOmeLalcKs",
-	"nKMBxfWVJqN8d5comc/nMGJqikoDF3B3p3DMpZjP22L2jfJTgqPXU/uuZdVV1dDAy1+tmdOVI1Hi5pWu",
-	"I4fwMpFZiqppOe4Ce8ygH0wZ/wPJLxu7dc/5yMBfWZbhzKc+6oAeRCucvSQHno5tErDsiz8lAXVYdqmU",
-	"GahvcniSap+D0i4i0C3pJzeuxd2pvBZrcZbzTHAzkRrBea3a13XsKYCLJCtS1NSMQT4w9ZaUDuTG5NQi",
-	"p1TDaeVMlgd5sFPqcHvhpm1e33CT4SrfPS795BZ5CKX/XIXezlctOv0hztxj1XoT8Y87HVWMm0Q4WCP8",
-	"E2Spr0g8h2TlMqHbu/VAtSj6f3yKeCSTthiIsu92MeYRAXoiiyyFRIoEhaESo2sIWsklr+yxPiOsuSlc",
-	"jyGVkd3hyYTTtvjEFPG9JP2TRXGFedrEsBFjPV8EXzDq2hReRfeGV/9S4ZSzMoXiZnZBPbZOJVEN97Bw",
-	"aXX36efyrO8/25B5RSjlWHDLtK7nh8q/sHV+sXfwejuEa1R8xDF13a7aiRW1ouZSZq80vP/8y0U/FgOu",
-	"9SCEAd7m9j9a5Wuh0asO19X5lacDV7SfYHKF6RsY6GI4AHnjmz/tMV3OwfUN28Cn7BD2aJwY44/PxUi2",
-	"aBk9E8lESSELvZSn17B1eAK+DVOHC5HNmbLBXQhjlkNaJibDWFjHslIiYek7jCtTtd2Fw7Jj1aW/NDC7",
-	"leVQFNSDqGMxeHd8CYu+9Duezgdr8jHc6DU5GahSMrFw9YaBXXJQNX0IxNRu7wnaoUZmw60n/f7zJQxr",
-	"5f03Dh1MYSwabcbLbS+ul43mWNfUUmu7X7Uu2RGvtO9jj4Vrjsa0qlFk/AodPlzxo2q1wVuuTe0krspK",
-	"XSsT5lhBT1iOMLiLA98u14c4iIso2k98vp4+YBzMB104ZsmkqtLGImGKctNMwKDeXzcA16LgwFn0LVY9",
-	"jqIZeWVy7NjRO1yUnrOWyLcsB/1gtxt1I6qn5yhYzoN+sN+NuvtOn0xIKtc3A5PMy7YGiHMU1u13bZXN",
-	"AMoVgiynVLEJSRmzUZCpYknfqOh3CoHVJCOb9b2BtCSjVqEJVjcRiGD+bgVQR6COBXUxNtkhcZzWtyKW",
-	"64E1r8ZqCbc0dRLST9sOidYcOQ8vtZ47yUsjrA6arf5rWhMWQ3aWrgLMvzjTg9r85H2zF+lRbo39501D",
-	"Z1SBy83Se9HeuqWrcTtVR/U8DHpRtHlCrZOYpuxuntLoSKJJ+5snLTpJacaPm2e0dXHaubsP2G25uc7O",
-	"23vAnstNbRRpU75k89yyOyoMNKUVZkE/8FQGVkrdVqXYBSyS0VZGtq1iYGNd5e2/2KUqPW/3H+Ma37GK",
-	"UOWNIGUcgsAbq4NGXGnThcGiBEBZkuX6Qixc3SFnmhqGralbX6OQAslU0W/Uk5yz3wtsk8sPXFsPXq8K",
-	"40raXlOjXVnooMsHvxeoZovbB9TH17iPURFnLyLv2JWTy8YM/ylsuX7UhsUGknwAQfrOGv/74HKIWHvx",
-	"pfWeyDIAn6xCJDvqW9N4abrX7VqV0R58NcJXee7dvbyVZwFet3NZx3vovpTonTt92lBo0Ute/KBSX1uP",
-	"PtHOHowcwr+rZvxH6ByLh2beypcBl7RLuMZXOKpcz2ZcHUKjPhZCI3SjOt9KTsXF4jdikY91QHWXlJ/v",
-	"vnU131gMZzA4+3Th3dxWX2ew3gt4L4f/rLZ/pVX1X9vu/y+x4o5qLva430pTNLbWVJ/ZAM7FBC4okyO6",
-	"uLI+yPS3ABeBJlxzFoufMFUyuXIN6YVaxLugMJEq9QlpG3f5nVybuy4yG58SVruxeHQlvx41Hk2Q5eXN",
-	"375fpsQjVDETaHfve3B8ycYDFyolEybGqGNxM0FhJ1bg25hucfubvBAuYNC4kOmSAExAIdxCqWsZokuv",
-	"g/2oB6fSwEeZUqph4OypkO5qDAxqrfh92Ldhho3b7KBYlCGL3WDRlVB5VBZSWm3EBdcTTK0npAkbH+wZ",
-	"K2TQoMEN48ZfmP630wFsRTYM2o+267GS251p0FIKuiRcoYLuFGnXTLWMgS0Ge1G0uC5s/Ue61kpXE2Jx",
-	"WpHT31Daj3rWZasAtzu4A3lihKAluFsSZeQdC2Z9vQS78JmbiSzMChyk0Ws9IrXZUE5u0dPv0DxFSbtU",
-	"8Kr3UiHfXbnLXfqBrhiKWYUJimD9cR1WV54WaHN2alRc9vCcf7kf3dvJOF/Xbl63PrWbzU90k3yi0nc2",
-	"+B4pMkyVGjt2Q+C8FNKto3KgDT5cr0yjwXN3qfOyJQl6UCZBa22V9+VKfe+kDUBcg+NDmxcX/YiSugzL",
-	"Sjfjolm55SkK49OMynrwPEG4lhkzPONmFkJm1YoclbNcqjIkoacIAym1bxRLDFV+6WZLnktlCsENR23V",
-	"biKnUxSpv0XkC4CA2rBhxvXEznFVY0ikZ/5rK2Upp2zPaGZHeAgsTwrMPAzcInxqz2C5mqCnzOGUCTam",
-	"H6xOZQbHFpSg2XB4XxdQ2U3Y6LHy3NpojKo1/62nuLV7I8azzVz2M41aw2L7G1ls94ksFngrCYdnJ+X1",
-	"3MuJksZYJX18ax0mLgV04Nxad7xNEFNMg6expWPox1Ki6gt+NBl2a2RYdBRtIsVZNfKBEu+O9feS7ach",
-	"sdE/+Hh+3isROQ9f5JWBpZcB6HWeTu15nvvuujWe8qk9pXPfHBrzuOcElh6iobPsR721T+SANjzLYGoN",
-	"FOqm3YQtZ1iz0gj3rRuR8hSENLF30cgN4QJqxnS7C6feKVu+LfmvgrIHBVr1i9hPj7R6mydVd6j/UWHS",
-	"OzTwXg6hakbfFCjtJEwkmK0vWxwLqkG1vmlEfMnKqxULV9gVeMTgiNbOXOah0KjIa64XJa4Qc7s8JUMH",
-	"ldYZbL8BBqoQgoux9YFJNwLl42SeY9oFvzZdb2kLkCpfmB7hicWnG4GKXm5YU+6ikb3QnqfMtPoIrHwP",
-	"pjXdQWA8w5P+kzNy629nl6QhdfnPLUkuyfG0RwkmtfciytDrhW64f6Pl05Xlu/+4LAlR9cFZkh28Lu9i",
-	"tiZLToQ2yFK6TVbG1cx1ELmpHW0UsqnPKWikd8k8ZrZoRCwG3+RwEMIgZYa5aNWSxT2uMuDpgOqe1hps",
-	"g5A35H5L4XMZznKFsWAw6MMEmTJDZIYyBuSFu2G7B2WE6dz3AT0N1of9KIoGXTgxkGRSo47F4tkAgo6y",
-	"P+u0R60VgI6n7BYCE6Nj4bILH5g2nWNCxMnbQfkOinYzHBbcm2KFyNBVdXy6pBuLw+a7auVDYL0o2ulF",
-	"uzu9qAeqoEowvT8nNYIctbcerI/vjx2BXyrKpxKNpZkvzdC9GIdJhQnya0xD9zSbLqa49nGvBt4eVbPZ",
-	"rC1XmLOhG4IaZ8QiFjztg3vCMBY0qW+pFtugkvXhLg54Ggf9+EFOdByEMQFMMxbeL33vTAn9srCf9Itz",
-	"vGPveS+6I/zHMi6IbWAQL8IAWmpdIFBuqe4bursYWos3FjtXLvua+Xt+/nzR37Puvb9VLnJM4yj0ct76",
-	"/3mEKybhglDsTMIrXaYaYeuCWmI6F5YMTkusqX5P6FL3H/cWv3306y5L82vswin1Lgnpeku6berJ3xZ/",
-	"Tqqtfn88kFcPt+t+77ZSJcH/VLT7Br6g/9uXZj3wGgXqukPu0OpxTP7D/SiuPxJWPRHmHjPjY2UF9UFI",
-	"P7c7/bPhnIAinB+4PpbHu3pvS/QUgl0z7m7VPd/NO5WGniaavTRHnFPj9zqWaE5sdoH+9sVaQdfR1tbG",
-	"QR1tkOJ1EAaFynyHZX9nZ3fv+27Ujbq7/R+iHyKKPPzOd6VhJrG3Zt9/9hDNv8z/OwAA//8=",
+	"7Hxrc9u4kuhf6eKdqtjnUjL9SmaUuh88jpPjTOK4bM/J3TPMRhDZkhBTAAcAbWtc+u9baIAUKVGS7XjO",
+	"Y3e/JJaER6PR7wfug0ROcilQGB307oMxshQV/XnMkjEeS2GUzOznFHWieG64FEEvOMpu2VRDP1f8hhkM",
+	"QchOYmf0X4PCG5bxlBmEW27GYMYIJ1ds1A3CAO/YJM8w6AVLM4Mw0MkYJ8zuZqa5HaSN4mIUzGZhYFdY",
+	"huPSKClG4DeUCuQQzJhruEGluRTuM8I3OXgNGkUK3AAXcDrsnEmBnY/MJOMmYHFwsx8HG6D5IBPmQFiE",
+	"6Mrt9kLDrxcfQjAScpllzS12WM53vsmB3jk8jPDHgyjq4N5Pg87BbnrQYa92X3YODl6+PDw8OIiiKNoA",
+	"yrnMsgs0ano0NKhaUISJFKm2kNwybmCAQ6mQsCLwzhB4ryFXqFEYkCKbwu2YZ1jiDbiG85OzN6dn70Aq",
+	"OL/4dHxyeXl69q5xpv0WILkwOEJFUD4BQgsYF6NHbfP58+ejwoxRGJ4wg+3Xw+YjLInQgghbF2+P4eWr",
+	"w2i7eVk/I1Oo1l7CLAxyptgEjWee0xQnuTQokukvOF2G4iO7Rg2JQg8BG6I9vbJI6oKFUbMJwjVO5yxE",
+	"3wxkOoUty7RMYRoLpiFhQgqesAzeX3462wYm9C0qDXvRHrAR42K+hFR8xAXLPIEmhVIoTCy0YQZfz3ep",
+	"9mVCmjEqty3XwOAg+qkLv+BUA1MIOpE5phZ0M8ZYFBoVMJHSSijSXHJh6ItrzA0wAxkybWDvAMayULob",
+	"iyAMuMWIkzxBGAg2sbitYbBjUVhH/4TdfUAxMuOgt3d4GAYTLsrPu/YmjEFl1/zP3+L4bm+3E8d3r06+",
+	"/N8fgrCFfU6HVhCQHFi+Jyt0tJUhXpxoOlmSccsqY6Yd0fy0uxtth5Y5+n/pd1eeqC5yVp1nN4qiNijf",
+	"y8FpugzfezmAX389fWMpp1ACUxgqOSk5t+MITIzmd7GF3VEXzj9dXsWCpBBLJ1zs5EpOcqN3coU3HG+3",
+	"Qysj6agVce2/7CRjplhiUMFQqom7vDmfPFCUEW5yZsZzzPA0CAOFvxdcYRr0jCqwjh67GTNBLygKGtnC",
+	"fQp1LoVGYr6jJMHcIKErkcKgMPZPlueZZ/mdb9qJ7vkmPygcBr3g/+zMFeKO+1XvvJcDt02rpIdb5lkZ",
+	"U9iSKvSsAwrzjE0xhQVaDmEoC5FuvyYJB9xoKNWJJZ6aDq5rmTYA/dCdalwpaDuVpF03rSaT6Xg/s/QC",
+	"fy9Qmwegrrr4+wCVkspSuCA9DMotQlKjB0OOWQpx4GgsDqwcqS57Fj7wDk5ojxW3UG7INUxYZukFUyfO",
+	"Jqg1GyFYSnPMWwlqy68EW9dC4dZ/4rGtvGEZuC++/0hHYgpO7tKKPTiIDkiKHkSHlvWgENdC3gpQsjCo",
+	"6acJmrFMdQgHu24MiwVJbTNmhBghDSmIEA6jCLbqyOHaqf144Shx8NrJ9f/f8XTROU09Kp0ZZVfJ5Gjb",
+	"LrpfMxtSZtiAaVq6EApZMmaDDK3ImIXBW6kGPE1RPA3fR1ZkAUsS1M9OSQnLMlQlvpgAko9EITUuPpZi",
+	"mPHkqWzSFAckP1imkKVTKDSmpfxI+XCIVkE3GOqZDtoGBG3uja8l9e9w4DjcqpzvExGktLxg//4DrVj1",
+	"TJq3VtI+DVSrWy0RkLC2wiKV6MhigJl1OpzVU16OVbPW/nmG43zHzudsmkmWXkn5gakRPu3kFzVyAyMl",
+	"ZLTW88rq0qSs1icCu5LyIxNTD4F+GvxXUsKEiWm5l35W4fBCg7K+bcYnnCQrsU2Rw1ZpzzuJbBnaWcmJ",
+	"LISx1rpGq30MZtMQclR0a9tdID0MzCpiutcRv0EBopgMkBxa7fwjZ3DVzIPvUPW/CusEScX/wCeyx0eu",
+	"taU8qYB79nOeEhh5jeIZUL5phwYuPn/+3Fn0/NYhZNFRnBEAHiayIk/PnTF8gbrITLsn2Vf0Y9/eEoPj",
+	"Tx/PP5xcnbyBo9Ov5xcnfzs9+WwtRGvV5UrmqAx3JqosTF6sWPPotDNCgYrsSW+Qg8E70+q+zM3m38pV",
+	"v1Tj5OAbJiQKj8k+fS8HNQNvweggW1YOQQoEO790G5mhjy80cJEXxh4m5XbmhAtmnNE0YXluIerdB++O",
+	"zr++Obk6Ob46/XS26s7fsfwNGkzs3jWgwuD86OLy5OubT8e/fjw5u1o1/ZwpjW9kUkxQmMb8i5PzTxdX",
+	"X9+dnJ1cHK2D4AJzqcw7h+hFKC5OL3/5enR29OE/Lk8vV67A9fWRYNlUc12bPavuenrm3Bu6jFkYSIGf",
+	"hkHvt/XssOpss3D9vBUo3TRt5Sk2TFuNvtmXWRiUBzi2ok+3E7rmf6BjnNyeOYXUT1rml8rz1G1xH+vz",
+	"j7Bll/M3b8my7c5ZpzZJO2StWPJWqlSviDLVma5apZwS1qFt48USN5du5jLYnwSCX/aB+LFSzfPfQgBj",
+	"kpsp+QNWgtRjf0OutAE/sbssW8Igwxuk0O+ECz4pJkEvakMjiabWyGQdTSWE5bJ+Xht+KleMpSm352DZ",
+	"ee20Q5ZpXNQVJzeops5rgTIYsIwmLFduTv5sZdytNbRvlRSjkPCVo8wz7G4Uum7NtnPUOfJUeHn/mDPd",
+	"scRkUxLIcgh9i7A+mRb9dC4fTtP+8kEbv7fJ+rmqakrcUgmYmrljl98Qg6lQMikzCdzgRC8G6yi41YzW",
+	"LS00YXenbu6uH11+rAYzpdi0TnrLsqVEwAtNhG+PsADIRlAW7rlxwE3X3VS0a++8eXG8pJOHinpHWLMS",
+	"nvsAheXU3xb08JdNx6NfQ7//puM9xSRqwNNuFa2kofWaqJp0PMbkeo6LOZ3oYjJhavoAvF76kWtvf77g",
+	"CkRdzvdrd4DKpUrXAAZT0IaZQi9jZYKmXUNNnH28SiMqw1n2AAVm15+Pny/bdra/IsvM+JE07Q5Wp015",
+	"vZkg/aw2KN7LwSNF6REMWHI9UuRQW9oDpzCu0aU1XDbT58BeA4MblhVYxc7YQFOexP4pAO+sg8QNiCLL",
+	"unDFJ6gNm+TO2fv16hhOLz/Bjy+jXWdCo5fjZqwQYzG0tgGBDSkfceP9uibOmDE4ydssp7PKLcyVTNC5",
+	"SOVw2JqwO9inRBJHvU3XuVJ5h8FdR6rUeo8vZyGlgjM0mB5tlEBnRZaxQYbV2etr/WTXcvHwzSu1rvBq",
+	"Fq7S1WQczCOXQ8829pbeHp1+OHkThIHw0JWphCah1fY5nIUBX5NWeUp+Y72mrG2+6/IWXpC2E7ODf8E6",
+	"JC9vnui5leoaFdyOUdSQUQneLlwaVSSmUAg3zFIFDKaxsHregtaDBUc3hIYHUn65LP7DWNSdh3Lgomfg",
+	"vnc0vuJiPGdb3Ixkx3/5TUvRvWC3H91V1zF3YEW6Yer7SfVHt5IXTxtyQJduYG36fk3vbph85fRrNXVv",
+	"FgZFnn4Hk+xGiyJzTm/VqSoSKxkqnIuWOpfWEdqUBHUwVwjjD/zRds43OXi4iqf827JWF3hnjgul28TE",
+	"OdMamIZ+QgP6zgWqSh7YCF+T+AbpkxhMu6+7G+XHItbpKA1oVqDpsiK0JqzHLg1Pprc3AuBcZhkg6aj9",
+	"Mv4HhTA8a+NxkCoWTvz5rKxXtL5uIwiDedlGEAbVxCAMvNT80mKKl2TbKh8pRGT3cbqytuk8+LUc0AkX",
+	"7NLFWEtbBKcNtGWuXgKyUsKmHBNa5Rw6PQxLatgThEMyNzBmeY5CN4tB9qK9l51ovxMdXO3u9aKoF+12",
+	"oyj6e13wW27p2E1bSKlWnBDH6f3BrGP/2yv/u3L/9Rr/xXHX/rE/+/sPrfpkLjOrk3av3PbVjx0+sWLZ",
+	"Yoly771gxM24GHQTOaFKpNT/Wy3haovqquBhPuxC4MbFla8WnBPrk+3kGePCBwJ2Jkxdp/LWfq4HoPN0",
+	"uPDNjUi7MkdxN8kcxnVHDoc8wSo6citVOreNJlm3/KWVkqof1/qRIQyYxpcHsMUMTKQ2wAayMHAIH/nP",
+	"kGIiU0y3G57yYGqw6Xa+ih7id4bBkGfoSiOWa13Wy6LqMGED820CaVWc8U/wV1uoqMVhXZAU3++xttgx",
+	"j3NZl0MjLZHJJoEv3WVSBUDXYWghXLoQnHyQklyMKi4pzAX01QEP61FMD3ErRqmEozIXn0IwE5li1haT",
+	"shdBP4KRwPS1L0dDdUMptxSHrMiMM3OdP9aUzEyYsZI5T7pJxooUO/udMePXRWcv2juI9qNXnZvdXrQU",
+	"B1pXPXbU+Tvr/BF1fvoy/7P7tbfT+fKXH9piYK7Cpf1o7jewpldGxXb9+3vL47NZ3xXE5BlLXCDAntta",
+	"6lZvQN8O6jeP6sILXLtArpWcaEBxfa3JzLm/T5TMZzMYMjVBpYELuL9XOOJSzGZtobCNEqkER6++7fuW",
+	"VZeFbQMvf7OGg65MsxI3L3QdOYSXscxSVE1dfB/YYwa9YML4H0iW7site8GHBv7GsgynPqJYB/QwWqLs",
+	"Bdbw99jGAYvezVPiukdlGWQZ2P0mB6ep9qHdkhNborpuXIsBWUksq8MXw7dwO5Yawck47QsH7CmAiyQr",
+	"UtRU7UdeBRUvltJmY8x3Hqqt4XQedHusBHO4rcmv9esbbjJcprvHRXXdIg+56T9XRbbTVYuWfIh5/FhF",
+	"2e6yP05XLsHVri4rM69NV1Y3+pA7C+drrT5TLcX2iBujMqsmYR2uEGi1xNv3kOE8O0Z7tx9oIc69dD1/",
+	"lbdwi1nmKvC8OQATRKNJ1NQCzy2psRueokiwwa3LN7TAg7UlW8cvh343R5s351/q4Y0K7laccX3dnl61",
+	"2tLXVw2mwKDhha6w9JjBkXRR/fWKreV3PsmZqxcsEZHJW3t8THkxCcJgzEfjVv8k49eY8bGU6VNmT7jh",
+	"I7YCrEWLsDxg8zgNEKqTNJZehfsyNvjfPvs5lElbZIcSy3Yx5hEBeiyLLIVEigSFoToyV/W9lCZd5r2V",
+	"yU7NTeEaSahW0DO+NaNpW3xi9nPtlf7J6nCJeNpUYSNy9AxqcCma/UgVuFmGkJH+cIPIiq9Nfpxbsu08",
+	"zxgb2xQEi9YGwf6tgl7Oci0UN9NLagxzJgEVHh4VLvnpPr0tz/r+81WwnHE8liPBLRO6QnWqWYSti8u9",
+	"w5fbIdyg4kOOqWvR0k5MUP9ULmX2QsP7z79c9mLR51r3Q+jjXW7/o1W+Fhq9KHStSF952neVptYywPQ1",
+	"9HUx6IO89R1L9pguMuya3YKeP8Mct2Nj/PG5GMoWqamnIhkrKWShF7KpGraOTstSRR3ORVDOlFXuIYxY",
+	"DmmZPgpjQeq3FIph6Y+MKgt0uwtHZZuVS1JoYHYrS6EoqHFGx6L/7uQK5s2U9zyd9VdEzbnRKyLnUAXO",
+	"Y+Gywn27ZL+qVBaIqd3eX2iHuu8Mt975+89XMKjVpL526GAKY9HojVus1XYNGDTHurv2trZ7Vb29HfFC",
+	"++bLWLiOPkyrTLJVyA4fLkVd1YfjHdemdhJXEEWl1mPmSEGPWY7Qv48D3+PRgziIiyjaT3xWlT5gHMz6",
+	"XThhybgqqIpFwhRlEJmAfr0ppA+urtaBM2+2qRpzRDOak8mRI0dv8lMSxWpW32cX9ILdbtSNqGwyR8Fy",
+	"HvSC/W7U3XfyZExcubqDjXhettW5XqBIUfleoGZQxqXrLaVU8Q7iMqav3XgXn/LdNX6nEFiNM7Jpzyt8",
+	"e2VU3z7Gqn2WLsw3BAO1sehYUOtNkxwSR2k9y2K57ltzwVgp4Zam9hf6adsh0WoY5zWmQc+X+jZCdUGz",
+	"P3VFBep8yM5C/+rsi9M5qM3P3jd6lsa61njirKnhjCpwscNvL9pbtXQ1bqdqA5yFwUEUbZ5Qa3+jKbub",
+	"pzTK6GnS/uZJ8/YnmvHT5hltrUd27u4DdlvsCLHz9h6w52InBjk5FIPdPLcs6a9VXgX+loGVXLdVCXax",
+	"UC+/bQUDG+kqu/rFLlXJebv/CFcYZ1XUS94KEsYhCLy1MogKXrvQnydqKfK6mAWOhcsO50xTl5tVdasz",
+	"yVIgqSr6jRrpcvZ7gW18+YFr65HoZWZcSq5q6g4p09HUMft7geSZ+ZZZaj5pNBFXl7MXkbXvin7KGkr/",
+	"KWwpBms1cetI8g4RyTur/NfB5RCxslu7tbl52T/Ppk6P+g4ErmvFcW27VtGAB/fz+lz82t3LpyQswKt2",
+	"LqstHrovpVtmTp42BFr0nN3KVJDR1lhKd2cPRgbhP1Qy/jNkjsVDMxbuizUWpEu4wlY4rkzPZpwgbFaz",
+	"hguun1SxaI2HWqE0z/E4oLoLws+3jLnKnFgMptA//3TpzdxWW6e/2gp4Lwf/qrp/qSPp31vv/w/R4u7W",
+	"nO+xXkuTN7ZSVZ9bB875BM4pk0Pqtl7tZPqnK+aOJtxwFoufMVUyuXZdlIWa+7ugMJEq9Uku63f5nVxv",
+	"pi4y658SVruxeHS9Vd1rPB4jy8vnanp+mRKPUPlMoN1jRf2TKzbqO1cpGTMxQh2L2zEKO7EC3/p08yeL",
+	"yArhAvqNV0RcEIAJKIRbKHWFnfRSS38/OoAzaeCjTCnU0Hf6VEjXzw39Wv9oD/atm2H9NjsoFqXLYjeY",
+	"145VFpWFlFYbcsH1GFNrCWnCxgd7xgoZNKh/y7jxr/z8v7M+bEXWDdqPtuu+ktudadBSCnrZpkIFNcJr",
+	"V/K6iIEtBntRNH/jxtqP9BYL9dPG4qy6Tt9Wvx8dWJOtAtzu4A7kLyMELcG19paedyyYtfUS7MJnbsay",
+	"MEtwkESvVfLVZkM5uUVOv0PzFCHtQtvL1kuFfPdORO7CD/QuhphWmCAP1h/XYXXpPaw2Y6d2i4sWnrMv",
+	"96O19eazVV2Fde1Te47niWaSD1T68hxfyUqKqRJjJ24IXJRMunVcDrTOh6tobJTh7y7Ux7cEQQ/LIGit",
+	"+H1drNRXuFsHxJWhP7TEfF41XvYRu+oZxkWzGoSnKIwPMyprwfME4UZmzPCMm2kImRUrcljOcqHKkJie",
+	"PAykVIVRLDFUTULt2HkulSkENxy1FbuJnExQpL713RcVAGrDBhnXYzvHVaJAIj3x31guSzlFe4ZTO8JD",
+	"YGlSYOZh4BbhE3sGS9UEPUUOJ0ywEf1gZSozOLKgBM2y8HW1mmVeslEJ66m1Ub5aK9FefeNW7w0ZzzZT",
+	"2VsatYLE9jeS2O4TSSzwWhKOzk/LN2WuxkoaY4X0yZ01mLgU0IELq93xLkFMkbJ9TyBLR9CPvYmqe+PR",
+	"17Bbu4Z53eemqzivRj6Q492x/lG8/TQkNqq8H0/PeyUiZ+GzPI218JwVPSnZqb0pue6Bhsb7k7X3H9fN",
+	"oTGPewNr4fVEOst+dLDyXUfQhmcZTKyCQt3Um7DlFGtWKuGeNSNSnoKQJvYmGpkhXEBNmW534cwbZYtP",
+	"fPy7oOxBjlb99aCne1oHmydVD//8s9ykd2jgvRxA1TK0yVHaSZhIXLd9eyjiRFAOqvUhTqJLVjbAzU1h",
+	"l+AR/WNaO3ORh0KjIqu5npS4Rszt8hQM7VdSp7/9GhioQgguRtYGJtkIFI+TeY5pF/za1ITY5iBVtjC9",
+	"HBmLT7cCFT3KsCLdRSMPQnueMtLqPbDyEcPWcAeB8R2W9J8ckVv9pFB5NSQu/7U5yQU5nvaS1rj2yFnp",
+	"ej3Ts0zfaPl0afnuPy9KQrf64CjJDt6ULe+twZJToQ2ylHp+S7+auYooN7WjjUI28TEFjfSYrsfMFo2I",
+	"Rf+bHPRD6KfMMOet2mtxLwL2edqnvKfVBtsg5C2Z31L4WIbTXGEsGPR7MEamzACZoYgBWeFu2O5h6WE6",
+	"871P79n2YD+Kon4XTg0kmdSoYzF/64qgW6ykaUiPWikAHU/ZLQQmRsfCRRc+MG06J4SI0zf98vE+7WY4",
+	"LLiHcAuRocvq+HBJNxZHzceAy9drD6Jo5yDa3TmIDkAVlAmmh1OkRpDD9tKD1f79yY1/OOB5vHxK0dg7",
+	"86kZ6l50mFSYIL/BNHTvCetigitfpG3g7VE5m83Scok4G7IhqFFGLGLB0x64d7djQZN69tZi61SyHtzH",
+	"AU/joBc/yIiOgzAmgGnG3Pql750qoV/m+pN+cYZ37C3veXWE/1j6BbF1DOK5G0BLrXIEyi3VuqG786E1",
+	"f2O+c2Wyr5i/5+fP5vU9qx6pXqYiRzTuhp7PWv9fi3BJJVwSip1KeKHLUCNsXVJJTOfSXoOTEiuy32N6",
+	"euOPtclv7/26Jy34DXbhjGqXhHS1Jd028eTf9PieUFv9lY9AXj9cr/u921KVBP9T0e4L+ILeb1+a+cAb",
+	"FKjrBrlDq8cx2Q/rUVx/2bZ619a9wMtH9Gbfg5B+YXf6V8M5AUU4P3R1LI839d6U6CkEu2Hc9T5/v5l3",
+	"Jg29pzl9boq4oMaLVSTRnNisAv3ti9WCrqKtrYyDKtogxZsgDAqV+QrL3s7O7t6rbtSNuru9H6MfI/I8",
+	"/M73pWImtrdq33/2EM2+zP4rAAD//w==",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,

@@ -1,0 +1,224 @@
+// Package clienttest runs the real jobsd API and a worker in process, for
+// tests and runnable examples of package client and of jobsctl.
+//
+// Start brings up a throwaway PostgreSQL database (through internal/pgtest:
+// JOBS_TEST_DATABASE_URL, a container, or the PostgreSQL binaries on PATH),
+// the API on a loopback port with a local token issuer, and a worker that
+// runs the real job handlers against the network-free local model provider,
+// with retry backoffs in milliseconds so failing jobs end quickly.
+package clienttest
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/jobsd/jobsd/auth"
+	"github.com/jobsd/jobsd/hub"
+	"github.com/jobsd/jobsd/impl"
+	"github.com/jobsd/jobsd/internal/pgtest"
+	"github.com/jobsd/jobsd/jobtype"
+	"github.com/jobsd/jobsd/model"
+	"github.com/jobsd/jobsd/store"
+	"github.com/jobsd/jobsd/worker"
+)
+
+// ClientID is the app client whose tokens the server accepts.
+const ClientID = "clienttest"
+
+// Options configure Start.
+type Options struct {
+	// NoWorker leaves jobs PENDING: no worker is started.
+	NoWorker bool
+	// Log receives the server's and the worker's logs; nil discards them.
+	Log *slog.Logger
+}
+
+// Server is a running API (and worker).
+type Server struct {
+	// URL is the API's base URL, e.g. http://127.0.0.1:41234.
+	URL string
+	// Store is the server's database.
+	Store *store.Store
+
+	issuer  *auth.Issuer
+	cleanup []func()
+	once    sync.Once
+}
+
+// Start starts PostgreSQL, the API and (unless opts.NoWorker) a worker.
+// Call Close when done; it is meant for TestMain, once per test binary.
+func Start(opts Options) (s *Server, err error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	s = &Server{}
+	defer func() {
+		if err != nil {
+			s.Close()
+			s = nil
+		}
+	}()
+	log := opts.Log
+	if log == nil {
+		log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+
+	stopPG, err := pgtest.Start()
+	if err != nil {
+		return nil, err
+	}
+	s.cleanup = append(s.cleanup, stopPG)
+	url, err := pgtest.CreateDatabase(ctx)
+	if err != nil {
+		return nil, err
+	}
+	st, err := store.Open(ctx, url, store.Options{})
+	if err != nil {
+		return nil, err
+	}
+	s.Store = st
+	s.cleanup = append(s.cleanup, func() { st.Close() })
+
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		return nil, err
+	}
+	jwks := httptest.NewUnstartedServer(nil)
+	s.issuer = auth.NewIssuer(key, "http://"+jwks.Listener.Addr().String())
+	jwks.Config.Handler = s.issuer.JWKSHandler()
+	jwks.Start()
+	s.cleanup = append(s.cleanup, jwks.Close)
+
+	v, err := auth.NewVerifier(auth.Config{Issuer: s.issuer.URL(), ClientIDs: []string{ClientID}})
+	if err != nil {
+		return nil, err
+	}
+	h, err := hub.New(url, log)
+	if err != nil {
+		return nil, err
+	}
+	s.cleanup = append(s.cleanup, func() { h.Close() })
+	e, err := impl.New(impl.Config{Store: st, Verifier: v, Log: log, Hub: h})
+	if err != nil {
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	srv := &http.Server{Handler: e, ReadHeaderTimeout: 10 * time.Second}
+	go srv.Serve(ln)
+	s.cleanup = append(s.cleanup, func() { srv.Close() })
+	s.URL = "http://" + ln.Addr().String()
+
+	if !opts.NoWorker {
+		w, err := worker.New(worker.Config{
+			Store:        st,
+			Handlers:     Handlers(st, model.NewLocal()),
+			Classify:     classify,
+			Log:          log,
+			ListenURL:    url,
+			Concurrency:  4,
+			Lease:        5 * time.Second,
+			PollEvery:    500 * time.Millisecond,
+			BackoffBase:  20 * time.Millisecond,
+			BackoffMax:   100 * time.Millisecond,
+			ShutdownWait: 200 * time.Millisecond,
+		})
+		if err != nil {
+			return nil, err
+		}
+		wctx, stop := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { defer close(done); w.Run(wctx) }()
+		s.cleanup = append(s.cleanup, func() { stop(); <-done })
+	}
+	return s, nil
+}
+
+// Close stops the worker, the API and PostgreSQL.
+func (s *Server) Close() {
+	s.once.Do(func() {
+		for i := len(s.cleanup) - 1; i >= 0; i-- {
+			s.cleanup[i]()
+		}
+	})
+}
+
+// Token returns a valid one-hour access token for the user sub; admin puts
+// it in the admin group (needed for AI previews).
+func (s *Server) Token(sub string, admin bool) (string, error) {
+	var groups []string
+	if admin {
+		groups = []string{"admin"}
+	}
+	return s.issuer.Mint(sub, ClientID, groups, time.Hour)
+}
+
+// Main starts a Server, sets JOBS_URL and JOBS_TOKEN (an admin token for
+// the user "example") for examples and CLI runs, runs the tests and stops
+// the server. Use it as TestMain: os.Exit(clienttest.Main(m, &srv)).
+func Main(m interface{ Run() int }, srv **Server) int {
+	s, err := Start(Options{})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "clienttest:", err)
+		return 1
+	}
+	defer s.Close()
+	tok, err := s.Token("example", true)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "clienttest:", err)
+		return 1
+	}
+	os.Setenv("JOBS_URL", s.URL)
+	os.Setenv("JOBS_TOKEN", tok)
+	*srv = s
+	return m.Run()
+}
+
+// Handlers wires the real job handlers to provider, as jobsd worker does:
+// the attempt number for the provider's failure markers, and references to
+// other jobs scoped to the job's owner.
+func Handlers(st *store.Store, provider model.Provider) map[store.Type]worker.Handler {
+	out := map[store.Type]worker.Handler{}
+	for name, h := range jobtype.Registry() {
+		out[store.Type(name)] = func(ctx context.Context, j worker.Job) (json.RawMessage, error) {
+			env := jobtype.Env{Model: provider, LoadJob: func(ctx context.Context, id string) (jobtype.Ref, error) {
+				u, err := uuid.Parse(id)
+				if err != nil {
+					return jobtype.Ref{}, fmt.Errorf("%w: %s", jobtype.ErrReferenceNotFound, id)
+				}
+				ref, err := st.Get(ctx, j.UserID, u)
+				if errors.Is(err, store.ErrNotFound) {
+					return jobtype.Ref{}, fmt.Errorf("%w: %s", jobtype.ErrReferenceNotFound, id)
+				}
+				if err != nil {
+					return jobtype.Ref{}, err
+				}
+				return jobtype.Ref{Type: string(ref.Type), Status: string(ref.Status), Result: ref.Result}, nil
+			}}
+			return h(model.WithAttempt(ctx, j.Attempt), env, j.Input)
+		}
+	}
+	return out
+}
+
+func classify(err error) (bool, string) {
+	if errors.Is(err, context.DeadlineExceeded) {
+		return true, "Job attempt timed out"
+	}
+	return jobtype.IsRetryable(err), jobtype.ClientMessage(err)
+}
