@@ -26,6 +26,9 @@ func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
 type pollBundle struct {
 	e     *echo.Echo
 	st    *store.Store
+	url   string
+	iss   *auth.Issuer
+	v     impl.Verifier
 	token string
 }
 
@@ -33,7 +36,7 @@ type pollBundle struct {
 // local issuer whose JWKS it fetches over HTTP.
 func setupPoll(tb testing.TB, opts ...func(*impl.Config)) *pollBundle {
 	tb.Helper()
-	st, _ := pgtest.NewStore(tb)
+	st, url := pgtest.NewStore(tb)
 	key, err := rsa.GenerateKey(rand.Reader, 2048)
 	if err != nil {
 		tb.Fatal(err)
@@ -47,6 +50,7 @@ func setupPoll(tb testing.TB, opts ...func(*impl.Config)) *pollBundle {
 	if err != nil {
 		tb.Fatal(err)
 	}
+
 	cfg := impl.Config{Store: st, Verifier: v, Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	for _, o := range opts {
 		o(&cfg)
@@ -59,7 +63,7 @@ func setupPoll(tb testing.TB, opts ...func(*impl.Config)) *pollBundle {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	return &pollBundle{e: e, st: st, token: tok}
+	return &pollBundle{e: e, st: st, url: url, iss: iss, v: v, token: tok}
 }
 
 func (b *pollBundle) job(tb testing.TB, status store.Status) string {
