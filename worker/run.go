@@ -31,6 +31,12 @@ func (w *Worker) runJob(ctx context.Context, r *running, log *slog.Logger) {
 
 	start := time.Now()
 	result, err := w.call(ctx, c)
+	if err != nil && errors.Is(ctx.Err(), context.DeadlineExceeded) && !errors.Is(err, context.DeadlineExceeded) {
+		// The attempt's deadline (JobTimeout) passed. Handlers and model
+		// providers turn it into errors of their own; tell the classifier
+		// what happened, so the job says "Job attempt timed out".
+		err = fmt.Errorf("%w: %w", context.DeadlineExceeded, err)
+	}
 	// The outcome is written even when ctx was cancelled: it has its own deadline.
 	wctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()

@@ -1,0 +1,148 @@
+package faults
+
+import (
+	"fmt"
+	"net/http"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jobsd/jobsd/internal/pgtest"
+)
+
+// TestWorkersKilled: a batch of 240 jobs (a third of them slow) runs on two
+// worker processes; one worker after another is SIGKILLed, six times in a
+// row, each replaced at once. Every job still ends, exactly once.
+func TestWorkersKilled(t *testing.T) {
+	t.Parallel()
+	dbURL := pgtest.NewDatabase(t)
+	direct := openDirect(t, dbURL)
+	installHistory(t, direct)
+	iss := newIssuer(t)
+	api := startServe(t, dbURL, iss)
+	c := newClient("http://"+api.addr, iss.token(keyA, "alice", true))
+
+	const n = 240
+	var created ids
+	var wg sync.WaitGroup
+	for w := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := w; i < n; i += 8 {
+				p := fmt.Sprintf("[[simulate:slow=200ms]] Job %d. Maize prices fell in March.", i)
+				if i%3 == 0 {
+					p = fmt.Sprintf("[[simulate:slow=1500ms]] Job %d. Roads flood in April.", i)
+				}
+				r := c.create(p)
+				if j, ok := r.job(); ok && r.status == http.StatusAccepted {
+					created.add(j.ID)
+				} else {
+					t.Errorf("create: %d %s %v", r.status, r.body, r.err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+
+	workers := []*proc{startWorker(t, dbURL), startWorker(t, dbURL)}
+	start := time.Now()
+	for k := range 6 {
+		time.Sleep(1200 * time.Millisecond)
+		workers[k%2].kill()
+		workers[k%2] = startWorker(t, dbURL)
+	}
+	waitAllTerminal(t, direct, 60*time.Second)
+	rep := audit(t, direct, created.list())
+	t.Logf("6 SIGKILLs, 1.2 s apart; all %d jobs terminal %v after the first start; audit: %v", n, time.Since(start).Round(100*time.Millisecond), rep)
+	if rep.Claims <= n {
+		t.Logf("note: no job needed a second attempt (%d claims)", rep.Claims)
+	}
+}
+
+// TestJobTimeout: with a 1 s attempt deadline a job whose model call takes
+// 3 s times out on every attempt and fails after 3 with "Job attempt timed
+// out"; the attempts are separated by the retry backoff.
+func TestJobTimeout(t *testing.T) {
+	t.Parallel()
+	dbURL := pgtest.NewDatabase(t)
+	direct := openDirect(t, dbURL)
+	installHistory(t, direct)
+	iss := newIssuer(t)
+	api := startServe(t, dbURL, iss)
+	startWorker(t, dbURL, "JOBS_WORKER_JOB_TIMEOUT=1s", "JOBS_WORKER_BACKOFF_BASE=600ms", "JOBS_WORKER_BACKOFF_MAX=5s")
+	c := newClient("http://"+api.addr, iss.token(keyA, "alice", true))
+	r := c.create("[[simulate:slow=3s]] Summarise the market risks.")
+	j, ok := r.job()
+	if !ok {
+		t.Fatalf("create: %d %s %v", r.status, r.body, r.err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	var seen []string
+	for {
+		g := c.do(http.MethodGet, "/api/jobs/"+j.ID.String(), nil)
+		cur, ok := g.job()
+		if !ok {
+			t.Fatalf("poll: %d %s %v", g.status, g.body, g.err)
+		}
+		if s := fmt.Sprintf("%s/%d/%s", cur.Status, cur.Attempts, cur.UpdatedAt); len(seen) == 0 || seen[len(seen)-1] != s {
+			seen = append(seen, s)
+		}
+		if terminal(cur.Status) {
+			j = cur
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("job not finished after 30 s: %v", seen)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Logf("polled states (status/attempts/updatedAt): %v", seen)
+	if j.Status != "FAILED" || j.Attempts != 3 || j.Error == nil || *j.Error != "Job attempt timed out" {
+		e := "<nil>"
+		if j.Error != nil {
+			e = *j.Error
+		}
+		t.Errorf("job ended %s after %d attempts with error %q; want FAILED, 3, \"Job attempt timed out\"", j.Status, j.Attempts, e)
+	}
+	// Each attempt: claimed, then ~1 s later retried (lease dropped, run_after
+	// = now + backoff), then claimed again no earlier than run_after.
+	var hist []struct {
+		At       time.Time `db:"at"`
+		Attempts int       `db:"new_attempts"`
+		Claim    bool      `db:"claim"`
+		RunAfter time.Time `db:"new_run_after"`
+	}
+	if err := direct.Select(&hist, `SELECT at, new_attempts, new_attempts = old_attempts + 1 AS claim, new_run_after
+		FROM job_history WHERE job_id = $1 ORDER BY seq`, j.ID); err != nil {
+		t.Fatal(err)
+	}
+	var claims []time.Time
+	var lastEnd time.Time
+	var lines []string
+	for _, h := range hist {
+		switch {
+		case h.Claim:
+			if !lastEnd.IsZero() {
+				gap := h.At.Sub(lastEnd)
+				lines = append(lines, fmt.Sprintf("backoff before attempt %d: %v", h.Attempts, gap.Round(time.Millisecond)))
+				// Jitter keeps the delay in [base·2^(n-1)/2, base·2^(n-1)]: at least 300 ms here.
+				if gap < 250*time.Millisecond {
+					t.Errorf("attempt %d claimed %v after the previous attempt ended: no backoff", h.Attempts, gap)
+				}
+			}
+			claims = append(claims, h.At)
+		default:
+			if len(claims) > 0 {
+				lines = append(lines, fmt.Sprintf("attempt %d ran %v", h.Attempts, h.At.Sub(claims[len(claims)-1]).Round(time.Millisecond)))
+			}
+			lastEnd = h.At
+		}
+	}
+	t.Logf("history: %v", lines)
+	if len(claims) != 3 {
+		t.Errorf("%d claims, want 3", len(claims))
+	}
+	audit(t, direct, nil)
+}
