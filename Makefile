@@ -1,5 +1,8 @@
 # jobsd: `make help` lists the targets.
 GO ?= go
+# Build with the toolchain go.mod names (it carries standard-library security
+# fixes), downloading it through the module proxy when the local Go is older.
+export GOTOOLCHAIN ?= auto
 BIN := bin/jobsd
 # `go test` flags; CI and `make test` use the race detector.
 TESTFLAGS ?= -race -count=1
@@ -52,6 +55,7 @@ fuzz: ## run each fuzz target for FUZZTIME (30s); failures land in testdata/fuzz
 lint: ## go vet and gofmt
 	$(GO) vet ./...
 	@out="$$(gofmt -l $$(git ls-files '*.go'))"; if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	cd bench && $(GO) vet ./...
 
 .PHONY: bench
 bench: ## full benchmark (about 15-20 min): cd bench && go run . -out results/latest.json

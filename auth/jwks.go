@@ -37,6 +37,9 @@ type jwkSet struct {
 
 // keyCache is a lazily filled, rate-limited cache of a JWKS endpoint's RSA
 // signing keys, keyed by kid.
+// retryAfterFailure is the refetch rate limit after a failed fetch.
+const retryAfterFailure = 2 * time.Second
+
 type keyCache struct {
 	url          string
 	client       *http.Client
@@ -79,7 +82,14 @@ func (c *keyCache) get(ctx context.Context, kid string) (*rsa.PublicKey, error) 
 	}
 	call := c.inflight
 	if call == nil {
-		if !c.lastFetch.IsZero() && time.Since(c.lastFetch) < c.minInterval {
+		interval := c.minInterval
+		if c.lastErr != nil {
+			// A failed fetch (the endpoint was down when the API started,
+			// say) is retried sooner, or valid tokens would be refused for
+			// the whole interval; still rate-limited, to spare the endpoint.
+			interval = min(interval, retryAfterFailure)
+		}
+		if !c.lastFetch.IsZero() && time.Since(c.lastFetch) < interval {
 			lastErr := c.lastErr
 			c.mu.Unlock()
 			if lastErr != nil {

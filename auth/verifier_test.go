@@ -540,3 +540,32 @@ func TestResultCacheBounded(t *testing.T) {
 		t.Fatal("already expired principal cached")
 	}
 }
+
+// TestRecoversFromFailedFirstFetch: when the key set cannot be fetched at
+// first (the endpoint was down when the API started), valid tokens verify
+// again within seconds of the endpoint's return, not after a whole refetch
+// interval.
+func TestRecoversFromFailedFirstFetch(t *testing.T) {
+	s := newJWKSServer(t, testKey(t, 0))
+	v := newTestVerifier(t, s, func(c *Config) { c.MinRefreshInterval = time.Hour })
+	s.fail.Store(true)
+	tok := must(s.iss().Mint("u", testClient, nil, time.Hour))
+	if _, err := v.Verify(context.Background(), tok); !errors.Is(err, ErrUnauthorized) {
+		t.Fatalf("while the endpoint fails: %v", err)
+	}
+	s.fail.Store(false)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		_, err := v.Verify(context.Background(), tok)
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("still refused 10 s after the endpoint came back: %v", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if hits := s.hits.Load(); hits > 10 {
+		t.Errorf("%d fetches: the retry is not rate-limited", hits)
+	}
+}

@@ -93,6 +93,8 @@ func (e *eventStream) VisitGetJobEventsResponse(w http.ResponseWriter) error {
 				}
 			case <-end.C:
 				return nil
+			case <-e.s.draining: // shutting down: the client reconnects elsewhere
+				return nil
 			case <-e.ctx.Done():
 				return nil
 			}

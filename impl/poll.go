@@ -105,6 +105,8 @@ func (s *Server) waitForChange(ctx context.Context, user string, id uuid.UUID, p
 		case <-changed:
 		case <-timer.C:
 			return cur, nil
+		case <-s.draining: // shutting down: answer now; the client polls again
+			return cur, nil
 		case <-ctx.Done():
 			return polled{}, ctx.Err()
 		}

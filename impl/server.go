@@ -52,6 +52,9 @@ type Config struct {
 	// TerminalCacheItems bounds the cache of finished jobs; 0 means 100,000,
 	// negative turns it off.
 	TerminalCacheItems int
+	// Draining, when closed, tells long polls to answer at once and event
+	// streams to end, so that a graceful shutdown does not wait for them.
+	Draining <-chan struct{}
 	// ReadLimit and CreateLimit are per-user rate limits on reads (GET) and
 	// on creations and cancellations (POST); zero values turn them off.
 	ReadLimit, CreateLimit RateLimit
@@ -70,6 +73,7 @@ type Server struct {
 	maxAttempts int
 	hub         *hub.Hub
 	terminal    *terminalCache
+	draining    <-chan struct{}
 }
 
 var _ gen.StrictServerInterface = (*Server)(nil)
@@ -118,7 +122,7 @@ func New(cfg Config) (*echo.Echo, error) {
 	if cfg.TerminalCacheItems == 0 {
 		cfg.TerminalCacheItems = 100_000
 	}
-	s := &Server{store: cfg.Store, log: cfg.Log, maxAttempts: cfg.MaxAttempts, hub: cfg.Hub}
+	s := &Server{store: cfg.Store, log: cfg.Log, maxAttempts: cfg.MaxAttempts, hub: cfg.Hub, draining: cfg.Draining}
 	if cfg.TerminalCacheItems > 0 {
 		s.terminal = newTerminalCache(cfg.TerminalCacheItems, 256<<20)
 	}

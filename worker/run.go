@@ -23,10 +23,7 @@ func (w *Worker) runJob(ctx context.Context, r *running, log *slog.Logger) {
 		w.mu.Lock()
 		delete(w.inflight, c.ID)
 		w.mu.Unlock()
-		select {
-		case w.done <- struct{}{}:
-		default:
-		}
+		w.poke()
 	}()
 
 	start := time.Now()
@@ -59,7 +56,12 @@ func (w *Worker) runJob(ctx context.Context, r *running, log *slog.Logger) {
 		retryable, msg := w.cfg.Classify(err)
 		if retryable && c.Attempts < c.MaxAttempts {
 			outcome = "retry"
-			ok, werr = w.cfg.Store.Retry(wctx, c, w.backoff(c.Attempts))
+			backoff := w.backoff(c.Attempts)
+			if ok, werr = w.cfg.Store.Retry(wctx, c, backoff); ok {
+				// Nothing notifies when a backoff ends: look again then, rather
+				// than at the next fallback poll.
+				time.AfterFunc(backoff, w.poke)
+			}
 		} else {
 			outcome = "failed"
 			ok, werr = w.cfg.Store.Fail(wctx, c, msg)

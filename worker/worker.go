@@ -94,7 +94,7 @@ type Worker struct {
 
 	mu       sync.Mutex
 	inflight map[uuid.UUID]*running
-	done     chan struct{} // a slot was freed
+	done     chan struct{} // a slot was freed, or a retry became due
 }
 
 type running struct {
@@ -161,6 +161,14 @@ func (w *Worker) Run(ctx context.Context) error {
 	wg.Wait()
 	log.Info("worker stopped")
 	return nil
+}
+
+// poke makes the claim loop look for runnable jobs now.
+func (w *Worker) poke() {
+	select {
+	case w.done <- struct{}{}:
+	default:
+	}
 }
 
 // free is the number of idle slots.

@@ -403,3 +403,23 @@ func TestExactlyOnce(t *testing.T) {
 		t.Errorf("audit: %+v, want %d completed once by %d runs", audit, n, n)
 	}
 }
+
+// TestRetryPickedUpWhenDue: a retry is claimed when its backoff ends, not
+// at the next fallback poll (set here to a minute).
+func TestRetryPickedUpWhenDue(t *testing.T) {
+	b := setup(t, func(ctx context.Context, j worker.Job) (json.RawMessage, error) {
+		if j.Attempt == 1 {
+			return nil, errRetryable
+		}
+		return ok(ctx, j)
+	})
+	b.cfg.PollEvery = time.Minute
+	b.cfg.BackoffBase, b.cfg.BackoffMax = 200*time.Millisecond, 200*time.Millisecond
+	b.start(t)
+	time.Sleep(300 * time.Millisecond)
+	id := b.create(t, 3)
+	j := b.waitFor(t, id, "terminal", terminal) // bounded by 15 s, far below the poll
+	if j.Status != store.StatusCompleted || j.Attempts != 2 {
+		t.Errorf("job %s attempts %d", j.Status, j.Attempts)
+	}
+}

@@ -60,7 +60,8 @@ func runDev(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	e, closeHub, err := newAPI(st, dbURL, auth.Config{Issuer: issuerURL, ClientIDs: []string{devClientID}}, settings, log)
+	draining := make(chan struct{})
+	e, closeHub, err := newAPI(st, dbURL, auth.Config{Issuer: issuerURL, ClientIDs: []string{devClientID}}, settings, draining, log)
 	if err != nil {
 		return err
 	}
@@ -79,7 +80,7 @@ func runDev(ctx context.Context, args []string) error {
 	go func() { workerDone <- w.Run(ctx) }()
 
 	printReady(iss, ln.Addr().String())
-	err = serveHTTP(ctx, ln, e, log)
+	err = serveHTTP(ctx, ln, e, draining, log)
 	if werr := <-workerDone; err == nil {
 		err = werr
 	}

@@ -46,7 +46,8 @@ func runServe(ctx context.Context, args []string) error {
 		return err
 	}
 	defer st.Close()
-	e, closeHub, err := newAPI(st, db.url, acfg, settings, log)
+	draining := make(chan struct{})
+	e, closeHub, err := newAPI(st, db.url, acfg, settings, draining, log)
 	if err != nil {
 		return err
 	}
@@ -56,12 +57,12 @@ func runServe(ctx context.Context, args []string) error {
 		return fmt.Errorf("listen on %s: %w", *addr, err)
 	}
 	log.Info("api ready", "addr", ln.Addr().String())
-	return serveHTTP(ctx, ln, e, log)
+	return serveHTTP(ctx, ln, e, draining, log)
 }
 
 // newAPI assembles the API server from its settings, with the hub that
 // LISTENs for job changes on dbURL (closeHub stops it).
-func newAPI(st *store.Store, dbURL string, acfg auth.Config, s apiSettings, log *slog.Logger) (e *echo.Echo, closeHub func(), err error) {
+func newAPI(st *store.Store, dbURL string, acfg auth.Config, s apiSettings, draining <-chan struct{}, log *slog.Logger) (e *echo.Echo, closeHub func(), err error) {
 	v, err := auth.NewVerifier(acfg)
 	if err != nil {
 		return nil, nil, usagef("%v", err)
@@ -78,6 +79,7 @@ func newAPI(st *store.Store, dbURL string, acfg auth.Config, s apiSettings, log 
 		MaxBodyBytes: int64(s.maxBodyBytes),
 		MaxAttempts:  s.maxAttempts,
 		Hub:          h,
+		Draining:     draining,
 		ReadLimit:    s.readLimit,
 		CreateLimit:  s.createLimit,
 	})
@@ -88,10 +90,10 @@ func newAPI(st *store.Store, dbURL string, acfg auth.Config, s apiSettings, log 
 	return e, func() { h.Close() }, nil
 }
 
-// serveHTTP serves until ctx ends, then lets in-flight requests finish (up
-// to 30 s). Only header reads and idle connections have global timeouts:
+// serveHTTP serves until ctx ends, then closes draining (long polls answer,
+// event streams end) and lets in-flight requests finish (up to 30 s). Only header reads and idle connections have global timeouts:
 // a global write timeout would cut long polls and event streams.
-func serveHTTP(ctx context.Context, ln net.Listener, h http.Handler, log *slog.Logger) error {
+func serveHTTP(ctx context.Context, ln net.Listener, h http.Handler, draining chan struct{}, log *slog.Logger) error {
 	srv := &http.Server{
 		Handler:           h,
 		ReadHeaderTimeout: 10 * time.Second,
@@ -107,6 +109,7 @@ func serveHTTP(ctx context.Context, ln net.Listener, h http.Handler, log *slog.L
 	case <-ctx.Done():
 	}
 	log.Info("shutting down: finishing in-flight requests")
+	close(draining)
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if err := srv.Shutdown(shutdownCtx); err != nil {
