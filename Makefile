@@ -51,6 +51,10 @@ fuzz: ## run each fuzz target for FUZZTIME (30s); failures land in testdata/fuzz
 		$(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
 	done
 
+.PHONY: vulncheck
+vulncheck: ## govulncheck on an offline database; fails on reachable vulnerabilities that have a fix
+	bash scripts/vulncheck.sh
+
 .PHONY: lint
 lint: ## go vet and gofmt
 	$(GO) vet ./...
