@@ -69,6 +69,43 @@ func (s *Store) Complete(ctx context.Context, c Claimed, result []byte) (bool, e
 		WHERE id = $1 AND lease_owner = $2 AND status = 'PROCESSING'`, c.ID, c.Lease, string(result))
 }
 
+// Completion is one attempt's successful outcome, for CompleteMany.
+type Completion struct {
+	Claimed
+	Result []byte
+}
+
+// CompleteMany completes a batch of attempts in one statement, each fenced
+// on its own lease as in Complete, and returns the ids it completed; an
+// attempt whose lease is no longer held is left out and writes nothing.
+func (s *Store) CompleteMany(ctx context.Context, batch []Completion) (map[uuid.UUID]bool, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	ids := make([]string, len(batch))
+	leases := make([]string, len(batch))
+	results := make([]string, len(batch))
+	for i, c := range batch {
+		ids[i], leases[i], results[i] = c.ID.String(), c.Lease.String(), string(c.Result)
+	}
+	var done []uuid.UUID
+	err := s.db.SelectContext(ctx, &done, `
+		UPDATE jobs j SET
+			status = 'COMPLETED', result = CAST(c.result AS jsonb), error = NULL,
+			completed_at = now(), updated_at = now(), version = j.version + 1,
+			lease_owner = NULL, lease_expires_at = NULL
+		FROM unnest($1::uuid[], $2::uuid[], $3::text[]) AS c(id, lease, result)
+		WHERE j.id = c.id AND j.lease_owner = c.lease AND j.status = 'PROCESSING'
+		RETURNING j.id`, pq.Array(ids), pq.Array(leases), pq.Array(results))
+	if err != nil {
+		return nil, fmt.Errorf("complete jobs: %w", classify(err))
+	}
+	out := make(map[uuid.UUID]bool, len(done))
+	for _, id := range done {
+		out[id] = true
+	}
+	return out, nil
+}
+
 // Fail ends the attempt and the job as FAILED with a client-facing message.
 func (s *Store) Fail(ctx context.Context, c Claimed, message string) (bool, error) {
 	return s.finish(ctx, "fail job", `UPDATE jobs SET

@@ -48,7 +48,7 @@ func (w *Worker) runJob(ctx context.Context, r *running, log *slog.Logger) {
 	switch {
 	case err == nil:
 		outcome = "completed"
-		ok, werr = w.cfg.Store.Complete(wctx, c, result)
+		ok, werr = w.complete(c, result)
 	case handedBack:
 		outcome = "handed back"
 		ok, werr = w.cfg.Store.Release(wctx, c)

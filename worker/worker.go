@@ -92,9 +92,10 @@ type Worker struct {
 	cfg Config
 	id  string
 
-	mu       sync.Mutex
-	inflight map[uuid.UUID]*running
-	done     chan struct{} // a slot was freed, or a retry became due
+	mu          sync.Mutex
+	inflight    map[uuid.UUID]*running
+	done        chan struct{} // a slot was freed, or a retry became due
+	completions chan completion
 }
 
 type running struct {
@@ -112,10 +113,11 @@ func New(cfg Config) (*Worker, error) {
 	}
 	cfg.setDefaults()
 	return &Worker{
-		cfg:      cfg,
-		id:       uuid.NewString()[:8],
-		inflight: map[uuid.UUID]*running{},
-		done:     make(chan struct{}, 1),
+		cfg:         cfg,
+		id:          uuid.NewString()[:8],
+		inflight:    map[uuid.UUID]*running{},
+		done:        make(chan struct{}, 1),
+		completions: make(chan completion, maxBatch),
 	}, nil
 }
 
@@ -131,8 +133,9 @@ func (w *Worker) Run(ctx context.Context) error {
 	defer stopJobs()
 	var wg sync.WaitGroup
 	bg, stopBG := context.WithCancel(context.WithoutCancel(ctx))
-	wg.Add(1)
+	wg.Add(2)
 	go func() { defer wg.Done(); w.maintain(bg, log) }()
+	go func() { defer wg.Done(); w.completer(bg, log) }()
 
 	log.Info("worker ready", "concurrency", w.cfg.Concurrency, "lease", w.cfg.Lease.String(), "listening", wake != nil)
 	var jobs sync.WaitGroup
