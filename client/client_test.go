@@ -16,14 +16,14 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/jobsd/jobsd/client"
-	"github.com/jobsd/jobsd/client/clienttest"
+	"github.com/jobsd/jobsd/internal/apitest"
 	"github.com/jobsd/jobsd/gen"
 	"github.com/jobsd/jobsd/timestamp"
 )
 
-var srv *clienttest.Server
+var srv *apitest.Server
 
-func TestMain(m *testing.M) { os.Exit(clienttest.Main(m, &srv)) }
+func TestMain(m *testing.M) { os.Exit(apitest.Main(m, &srv)) }
 
 // recorder counts the requests a client sends.
 type recorder struct {

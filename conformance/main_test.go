@@ -1,15 +1,8 @@
 package conformance
 
 import (
-	"context"
-	"crypto/rand"
-	"crypto/rsa"
 	"fmt"
-	"io"
 	"log/slog"
-	"net"
-	"net/http"
-	"net/http/httptest"
 	"os"
 	"os/exec"
 	"strings"
@@ -19,14 +12,11 @@ import (
 	"github.com/jmoiron/sqlx"
 
 	"github.com/jobsd/jobsd/auth"
-	"github.com/jobsd/jobsd/hub"
-	"github.com/jobsd/jobsd/impl"
-	"github.com/jobsd/jobsd/internal/pgtest"
-	"github.com/jobsd/jobsd/store"
+	"github.com/jobsd/jobsd/internal/apitest"
 )
 
 // clientID is the app client whose tokens the in-process server accepts.
-const clientID = "conformance-client"
+const clientID = apitest.ClientID
 
 // env is what every test uses; TestMain fills it once per test binary.
 var env struct {
@@ -63,75 +53,20 @@ func run(m *testing.M) int {
 	return m.Run()
 }
 
-// startInProcess starts PostgreSQL, migrates it, and serves the real API on
-// a loopback port with a local issuer whose JWKS it fetches over HTTP.
+// startInProcess starts PostgreSQL and the real API (no worker: jobs stay
+// where the tests put them) on a loopback port, with a local issuer whose
+// JWKS the API fetches over HTTP.
 func startInProcess() (stop func(), err error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	var cleanups []func()
-	stop = func() {
-		for i := len(cleanups) - 1; i >= 0; i-- {
-			cleanups[i]()
-		}
-	}
-	defer func() {
-		if err != nil {
-			stop()
-		}
-	}()
-
-	stopPG, err := pgtest.Start()
-	if err != nil {
-		return nil, err
-	}
-	cleanups = append(cleanups, stopPG)
-	url, err := pgtest.CreateDatabase(ctx)
-	if err != nil {
-		return nil, err
-	}
-	st, err := store.Open(ctx, url, store.Options{})
-	if err != nil {
-		return nil, err
-	}
-	cleanups = append(cleanups, func() { st.Close() })
-	env.db = st.DB()
-
-	key, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
-		return nil, err
-	}
-	jwks := httptest.NewUnstartedServer(nil)
-	env.issuer = auth.NewIssuer(key, "http://"+jwks.Listener.Addr().String())
-	jwks.Config.Handler = env.issuer.JWKSHandler()
-	jwks.Start()
-	cleanups = append(cleanups, jwks.Close)
-
-	v, err := auth.NewVerifier(auth.Config{Issuer: env.issuer.URL(), ClientIDs: []string{clientID, "second-client"}})
-	if err != nil {
-		return nil, err
-	}
-	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	opts := apitest.Options{NoWorker: true, CORSOrigins: []string{"https://app.example.com"}}
 	if os.Getenv("CONFORMANCE_VERBOSE") != "" {
-		quiet = slog.Default()
+		opts.Log = slog.Default()
 	}
-	h, err := hub.New(url, quiet)
+	srv, err := apitest.Start(opts)
 	if err != nil {
 		return nil, err
 	}
-	cleanups = append(cleanups, func() { h.Close() })
-	e, err := impl.New(impl.Config{Store: st, Verifier: v, Log: quiet, Hub: h, CORSOrigins: []string{"https://app.example.com"}})
-	if err != nil {
-		return nil, err
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return nil, err
-	}
-	srv := &http.Server{Handler: e, ReadHeaderTimeout: 10 * time.Second}
-	go srv.Serve(ln)
-	cleanups = append(cleanups, func() { srv.Close() })
-	env.baseURL = "http://" + ln.Addr().String()
-	return stop, nil
+	env.baseURL, env.db, env.issuer = srv.URL, srv.Store.DB(), srv.Issuer()
+	return srv.Close, nil
 }
 
 // requireInProcess skips a check that needs the in-process server (its

@@ -10,15 +10,15 @@ import (
 
 	"github.com/google/uuid"
 
-	"github.com/jobsd/jobsd/client/clienttest"
+	"github.com/jobsd/jobsd/internal/apitest"
 	"github.com/jobsd/jobsd/gen"
 )
 
-var srv *clienttest.Server
+var srv *apitest.Server
 
 // TestMain starts the real API and a worker with the local model provider;
 // JOBS_URL and JOBS_TOKEN (an admin's) point jobsctl at them.
-func TestMain(m *testing.M) { os.Exit(clienttest.Main(m, &srv)) }
+func TestMain(m *testing.M) { os.Exit(apitest.Main(m, &srv)) }
 
 // jobsctl runs the CLI and returns its exit status, stdout and stderr.
 func jobsctl(t *testing.T, args ...string) (int, string, string) {

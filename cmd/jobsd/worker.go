@@ -2,15 +2,10 @@ package main
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
 	"flag"
-	"fmt"
 	"log/slog"
 	"os"
 	"time"
-
-	"github.com/google/uuid"
 
 	"github.com/jobsd/jobsd/jobtype"
 	"github.com/jobsd/jobsd/model"
@@ -83,47 +78,7 @@ func newWorker(st *store.Store, listenURL string, cfg worker.Config) (*worker.Wo
 	cfg.Log.Info("model provider", "provider", provider.Name())
 	cfg.Store = st
 	cfg.ListenURL = listenURL
-	cfg.Handlers = handlers(st, provider)
-	cfg.Classify = classify
+	cfg.Handlers = jobtype.WorkerHandlers(st, provider)
+	cfg.Classify = jobtype.Classify
 	return worker.New(cfg)
-}
-
-// handlers adapts each job type's handler to the worker: the attempt number
-// for the provider, and references to other jobs scoped to the job's owner.
-func handlers(st *store.Store, provider model.Provider) map[store.Type]worker.Handler {
-	out := map[store.Type]worker.Handler{}
-	for name, h := range jobtype.Registry() {
-		out[store.Type(name)] = func(ctx context.Context, j worker.Job) (json.RawMessage, error) {
-			env := jobtype.Env{Model: provider, LoadJob: func(ctx context.Context, id string) (jobtype.Ref, error) {
-				return loadRef(ctx, st, j.UserID, id)
-			}}
-			return h(model.WithAttempt(ctx, j.Attempt), env, j.Input)
-		}
-	}
-	return out
-}
-
-// loadRef reads another job of the same user; another user's job is as
-// missing as one that does not exist.
-func loadRef(ctx context.Context, st *store.Store, userID, id string) (jobtype.Ref, error) {
-	u, err := uuid.Parse(id)
-	if err != nil {
-		return jobtype.Ref{}, fmt.Errorf("%w: %s", jobtype.ErrReferenceNotFound, id)
-	}
-	j, err := st.Get(ctx, userID, u)
-	if errors.Is(err, store.ErrNotFound) {
-		return jobtype.Ref{}, fmt.Errorf("%w: %s", jobtype.ErrReferenceNotFound, id)
-	}
-	if err != nil {
-		return jobtype.Ref{}, err
-	}
-	return jobtype.Ref{Type: string(j.Type), Status: string(j.Status), Result: j.Result}, nil
-}
-
-// classify maps a handler's error to retryable or not and the client's text.
-func classify(err error) (bool, string) {
-	if errors.Is(err, context.DeadlineExceeded) {
-		return true, "Job attempt timed out"
-	}
-	return jobtype.IsRetryable(err), jobtype.ClientMessage(err)
 }

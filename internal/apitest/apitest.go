@@ -1,19 +1,18 @@
-// Package clienttest runs the real jobsd API and a worker in process, for
-// tests and runnable examples of package client and of jobsctl.
+// Package apitest runs the real jobsd API and a worker in process, for the
+// conformance suite and for the tests and runnable examples of package
+// client and of jobsctl.
 //
 // Start brings up a throwaway PostgreSQL database (through internal/pgtest:
 // JOBS_TEST_DATABASE_URL, a container, or the PostgreSQL binaries on PATH),
 // the API on a loopback port with a local token issuer, and a worker that
 // runs the real job handlers against the network-free local model provider,
 // with retry backoffs in milliseconds so failing jobs end quickly.
-package clienttest
+package apitest
 
 import (
 	"context"
 	"crypto/rand"
 	"crypto/rsa"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -23,8 +22,6 @@ import (
 	"os"
 	"sync"
 	"time"
-
-	"github.com/google/uuid"
 
 	"github.com/jobsd/jobsd/auth"
 	"github.com/jobsd/jobsd/hub"
@@ -37,7 +34,7 @@ import (
 )
 
 // ClientID is the app client whose tokens the server accepts.
-const ClientID = "clienttest"
+const ClientID = "apitest"
 
 // Options configure Start.
 type Options struct {
@@ -45,6 +42,8 @@ type Options struct {
 	NoWorker bool
 	// Log receives the server's and the worker's logs; nil discards them.
 	Log *slog.Logger
+	// CORSOrigins is the API's CORS allow-list.
+	CORSOrigins []string
 }
 
 // Server is a running API (and worker).
@@ -111,7 +110,7 @@ func Start(opts Options) (s *Server, err error) {
 		return nil, err
 	}
 	s.cleanup = append(s.cleanup, func() { h.Close() })
-	e, err := impl.New(impl.Config{Store: st, Verifier: v, Log: log, Hub: h})
+	e, err := impl.New(impl.Config{Store: st, Verifier: v, Log: log, Hub: h, CORSOrigins: opts.CORSOrigins})
 	if err != nil {
 		return nil, err
 	}
@@ -127,8 +126,8 @@ func Start(opts Options) (s *Server, err error) {
 	if !opts.NoWorker {
 		w, err := worker.New(worker.Config{
 			Store:        st,
-			Handlers:     Handlers(st, model.NewLocal()),
-			Classify:     classify,
+			Handlers:     jobtype.WorkerHandlers(st, model.NewLocal()),
+			Classify:     jobtype.Classify,
 			Log:          log,
 			ListenURL:    url,
 			Concurrency:  4,
@@ -158,6 +157,9 @@ func (s *Server) Close() {
 	})
 }
 
+// Issuer is the server's token issuer, for tests that craft their own tokens.
+func (s *Server) Issuer() *auth.Issuer { return s.issuer }
+
 // Token returns a valid one-hour access token for the user sub; admin puts
 // it in the admin group (needed for AI previews).
 func (s *Server) Token(sub string, admin bool) (string, error) {
@@ -170,55 +172,21 @@ func (s *Server) Token(sub string, admin bool) (string, error) {
 
 // Main starts a Server, sets JOBS_URL and JOBS_TOKEN (an admin token for
 // the user "example") for examples and CLI runs, runs the tests and stops
-// the server. Use it as TestMain: os.Exit(clienttest.Main(m, &srv)).
+// the server. Use it as TestMain: os.Exit(apitest.Main(m, &srv)).
 func Main(m interface{ Run() int }, srv **Server) int {
 	s, err := Start(Options{})
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "clienttest:", err)
+		fmt.Fprintln(os.Stderr, "apitest:", err)
 		return 1
 	}
 	defer s.Close()
 	tok, err := s.Token("example", true)
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "clienttest:", err)
+		fmt.Fprintln(os.Stderr, "apitest:", err)
 		return 1
 	}
 	os.Setenv("JOBS_URL", s.URL)
 	os.Setenv("JOBS_TOKEN", tok)
 	*srv = s
 	return m.Run()
-}
-
-// Handlers wires the real job handlers to provider, as jobsd worker does:
-// the attempt number for the provider's failure markers, and references to
-// other jobs scoped to the job's owner.
-func Handlers(st *store.Store, provider model.Provider) map[store.Type]worker.Handler {
-	out := map[store.Type]worker.Handler{}
-	for name, h := range jobtype.Registry() {
-		out[store.Type(name)] = func(ctx context.Context, j worker.Job) (json.RawMessage, error) {
-			env := jobtype.Env{Model: provider, LoadJob: func(ctx context.Context, id string) (jobtype.Ref, error) {
-				u, err := uuid.Parse(id)
-				if err != nil {
-					return jobtype.Ref{}, fmt.Errorf("%w: %s", jobtype.ErrReferenceNotFound, id)
-				}
-				ref, err := st.Get(ctx, j.UserID, u)
-				if errors.Is(err, store.ErrNotFound) {
-					return jobtype.Ref{}, fmt.Errorf("%w: %s", jobtype.ErrReferenceNotFound, id)
-				}
-				if err != nil {
-					return jobtype.Ref{}, err
-				}
-				return jobtype.Ref{Type: string(ref.Type), Status: string(ref.Status), Result: ref.Result}, nil
-			}}
-			return h(model.WithAttempt(ctx, j.Attempt), env, j.Input)
-		}
-	}
-	return out
-}
-
-func classify(err error) (bool, string) {
-	if errors.Is(err, context.DeadlineExceeded) {
-		return true, "Job attempt timed out"
-	}
-	return jobtype.IsRetryable(err), jobtype.ClientMessage(err)
 }

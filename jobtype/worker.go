@@ -1,0 +1,56 @@
+package jobtype
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/google/uuid"
+
+	"github.com/jobsd/jobsd/model"
+	"github.com/jobsd/jobsd/store"
+	"github.com/jobsd/jobsd/worker"
+)
+
+// WorkerHandlers wires every job type's handler to the worker: the attempt
+// number for the provider (its failure markers count attempts), and
+// references to other jobs read from st, scoped to the job's owner.
+func WorkerHandlers(st *store.Store, provider model.Provider) map[store.Type]worker.Handler {
+	out := map[store.Type]worker.Handler{}
+	for name, h := range Registry() {
+		out[store.Type(name)] = func(ctx context.Context, j worker.Job) (json.RawMessage, error) {
+			env := Env{Model: provider, LoadJob: func(ctx context.Context, id string) (Ref, error) {
+				return loadRef(ctx, st, j.UserID, id)
+			}}
+			return h(model.WithAttempt(ctx, j.Attempt), env, j.Input)
+		}
+	}
+	return out
+}
+
+// loadRef reads another job of the same user; another user's job is as
+// missing as one that does not exist.
+func loadRef(ctx context.Context, st *store.Store, userID, id string) (Ref, error) {
+	u, err := uuid.Parse(id)
+	if err != nil {
+		return Ref{}, fmt.Errorf("%w: %s", ErrReferenceNotFound, id)
+	}
+	j, err := st.Get(ctx, userID, u)
+	if errors.Is(err, store.ErrNotFound) {
+		return Ref{}, fmt.Errorf("%w: %s", ErrReferenceNotFound, id)
+	}
+	if err != nil {
+		return Ref{}, err
+	}
+	return Ref{Type: string(j.Type), Status: string(j.Status), Result: j.Result}, nil
+}
+
+// Classify is the worker's Classifier for these handlers: whether another
+// attempt may help, and the client's text from the catalogue.
+func Classify(err error) (retryable bool, clientMessage string) {
+	if errors.Is(err, context.DeadlineExceeded) {
+		return true, "Job attempt timed out"
+	}
+	return IsRetryable(err), ClientMessage(err)
+}
