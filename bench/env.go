@@ -32,6 +32,9 @@ type Machine struct {
 	GoVersion string `json:"goVersion"`
 	Postgres  string `json:"postgresVersion"`
 	OS        string `json:"os"`
+	// JobsdCommit is the commit jobsd was built from ("+dirty" when the
+	// working tree had uncommitted changes outside bench/).
+	JobsdCommit string `json:"jobsdCommit"`
 }
 
 func machineInfo() Machine {
@@ -73,7 +76,13 @@ func setupEnv(ctx context.Context) (*env, error) {
 		return nil, err
 	}
 	e := &env{tmp: tmp, machine: machineInfo()}
-	logf("building jobsd from .. ...")
+	if out, err := exec.Command("git", "-C", "..", "rev-parse", "--short", "HEAD").Output(); err == nil {
+		e.machine.JobsdCommit = strings.TrimSpace(string(out))
+		if st, err := exec.Command("git", "-C", "..", "status", "--porcelain", "--", ".", ":!bench").Output(); err == nil && len(st) > 0 {
+			e.machine.JobsdCommit += "+dirty"
+		}
+	}
+	logf("building jobsd from .. (%s) ...", e.machine.JobsdCommit)
 	e.binary = filepath.Join(tmp, "jobsd")
 	build := exec.CommandContext(ctx, "go", "build", "-o", e.binary, "./cmd/jobsd")
 	build.Dir = ".."

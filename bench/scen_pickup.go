@@ -21,6 +21,11 @@ type PickupRun struct {
 	P99ms        float64 `json:"p99ms"`
 	MaxMs        float64 `json:"maxMs"`
 	Negative     int     `json:"negativeDelays"`
+	// The same delays against the INSERT's clock_timestamp() (DB clock, end
+	// of the inserting statement), free of the client round trip.
+	DBP50ms    float64 `json:"dbClockP50ms"`
+	DBP99ms    float64 `json:"dbClockP99ms"`
+	DBNegative int     `json:"dbClockNegativeDelays"`
 }
 
 // PickupResult is scenario 3.
@@ -30,6 +35,8 @@ type PickupResult struct {
 	Runs        map[string][]PickupRun `json:"runs"`
 	P50ms       map[string]Spread      `json:"p50ms"`
 	P99ms       map[string]Spread      `json:"p99ms"`
+	DBP50ms     map[string]Spread      `json:"dbClockP50ms"`
+	DBP99ms     map[string]Spread      `json:"dbClockP99ms"`
 	Caveat      string                 `json:"caveat"`
 }
 
@@ -56,10 +63,11 @@ func runPickupScenario(ctx context.Context, e *env, o pickupOpts) (*PickupResult
 	}
 	defer pool.Close()
 	res := &PickupResult{Concurrency: o.concurrency, Seconds: o.dur.Seconds(), Runs: map[string][]PickupRun{},
-		P50ms: map[string]Spread{}, P99ms: map[string]Spread{},
+		P50ms: map[string]Spread{}, P99ms: map[string]Spread{}, DBP50ms: map[string]Spread{}, DBP99ms: map[string]Spread{},
 		Caveat: "delay = started_at (DB now() = start of the claim transaction) - the time the bench process saw its INSERT's " +
 			"autocommit return; both on this machine's clock. The claim's now() is taken before the claim statement runs " +
-			"and the commit is observed after a round trip, so delays can read slightly low (even negative)."}
+			"and the commit is observed after a round trip, so delays can read slightly low (even negative). " +
+			"The dbClock figures use the INSERT's clock_timestamp() instead (DB clock on both sides, no client round trip)."}
 	for rep := range o.repeats {
 		for _, rate := range o.rates {
 			r, err := pickupRun(ctx, e, pool, url, rate, o.dur, o.concurrency)
@@ -68,16 +76,18 @@ func runPickupScenario(ctx context.Context, e *env, o pickupOpts) (*PickupResult
 			}
 			key := fmt.Sprintf("%d/s", rate)
 			res.Runs[key] = append(res.Runs[key], r)
-			logf("  rep %d %5d jobs/s offered (%.0f achieved): pickup p50 %.2fms p90 %.2fms p99 %.2fms max %.2fms (%d/%d picked, %d negative)",
-				rep+1, rate, r.AchievedRate, r.P50ms, r.P90ms, r.P99ms, r.MaxMs, r.Picked, r.Jobs, r.Negative)
+			logf("  rep %d %5d jobs/s offered (%.0f achieved): pickup p50 %.2fms p90 %.2fms p99 %.2fms max %.2fms (%d/%d picked, %d negative); vs DB clock_timestamp(): p50 %.2fms p99 %.2fms (%d negative)",
+				rep+1, rate, r.AchievedRate, r.P50ms, r.P90ms, r.P99ms, r.MaxMs, r.Picked, r.Jobs, r.Negative, r.DBP50ms, r.DBP99ms, r.DBNegative)
 		}
 	}
 	for k, rs := range res.Runs {
-		var a, b []float64
+		var a, b, c, d []float64
 		for _, r := range rs {
 			a, b = append(a, r.P50ms), append(b, r.P99ms)
+			c, d = append(c, r.DBP50ms), append(d, r.DBP99ms)
 		}
 		res.P50ms[k], res.P99ms[k] = spread(a), spread(b)
+		res.DBP50ms[k], res.DBP99ms[k] = spread(c), spread(d)
 	}
 	return res, nil
 }
@@ -108,6 +118,7 @@ func pickupRun(ctx context.Context, e *env, pool *pgxpool.Pool, url string, rate
 	n := int(float64(rate) * dur.Seconds())
 	ids := make([]uuid.UUID, n)
 	commits := make([]time.Time, n)
+	dbCommits := make([]time.Time, n)
 	for i := range ids {
 		ids[i] = uuid.New()
 	}
@@ -122,7 +133,7 @@ func pickupRun(ctx context.Context, e *env, pool *pgxpool.Pool, url string, rate
 				if d := time.Until(start.Add(time.Duration(i) * interval)); d > 0 {
 					time.Sleep(d)
 				}
-				if _, err := pool.Exec(ctx, `INSERT INTO jobs (id, user_id, type, input) VALUES ($1, 'bench', 'AI_PREVIEW', '{"prompt":"x"}')`, ids[i]); err != nil {
+				if err := pool.QueryRow(ctx, `INSERT INTO jobs (id, user_id, type, input) VALUES ($1, 'bench', 'AI_PREVIEW', '{"prompt":"x"}') RETURNING clock_timestamp()`, ids[i]).Scan(&dbCommits[i]); err != nil {
 					errs[g] = err
 					return
 				}
@@ -165,7 +176,7 @@ func pickupRun(ctx context.Context, e *env, pool *pgxpool.Pool, url string, rate
 	if err := rows.Err(); err != nil {
 		return r, err
 	}
-	var delays []time.Duration
+	var delays, dbDelays []time.Duration
 	for i, id := range ids {
 		t, ok := startedAt[id]
 		if !ok {
@@ -176,8 +187,15 @@ func pickupRun(ctx context.Context, e *env, pool *pgxpool.Pool, url string, rate
 			r.Negative++
 		}
 		delays = append(delays, d)
+		d = t.Sub(dbCommits[i])
+		if d < 0 {
+			r.DBNegative++
+		}
+		dbDelays = append(dbDelays, d)
 	}
 	sortDurations(delays)
+	sortDurations(dbDelays)
+	r.DBP50ms, r.DBP99ms = ms(pct(dbDelays, 50)), ms(pct(dbDelays, 99))
 	r.Picked = len(delays)
 	r.P50ms, r.P90ms, r.P99ms = ms(pct(delays, 50)), ms(pct(delays, 90)), ms(pct(delays, 99))
 	if len(delays) > 0 {

@@ -35,15 +35,15 @@ func summarizeRuns(rs []LoadResult) LoadSummary {
 
 // StatusResult is scenario 1 (and, with another table, scenario 4).
 type StatusResult struct {
-	Jobs        int                    `json:"jobs"`
-	Users       int                    `json:"users"`
-	Sizes       TableSizes             `json:"tableSizes"`
-	APIDBConns  int                    `json:"apiDbMaxConns"`
-	Cold        LoadSummary            `json:"coldTokenPass"`
-	Warm        []LoadSummary          `json:"warm"`
-	Raw         []LoadSummary          `json:"rawDb"`
-	RawPoolSize map[int]int            `json:"rawDbPoolSize"`
-	RatioAt64   Spread                 `json:"apiOverRawAt64"`
+	Jobs        int                     `json:"jobs"`
+	Users       int                     `json:"users"`
+	Sizes       TableSizes              `json:"tableSizes"`
+	APIDBConns  int                     `json:"apiDbMaxConns"`
+	Cold        LoadSummary             `json:"coldTokenPass"`
+	Warm        []LoadSummary           `json:"warm"`
+	Raw         []LoadSummary           `json:"rawDb"`
+	RawPoolSize map[int]int             `json:"rawDbPoolSize"`
+	RatioAt64   Spread                  `json:"apiOverRawAt64"`
 	Runs        map[string][]LoadResult `json:"runs"`
 }
 
@@ -108,6 +108,8 @@ func runStatusScenario(ctx context.Context, e *env, iss *tokenIssuer, o statusOp
 		})
 		res.Runs["cold64"] = append(res.Runs["cold64"], cold)
 		logf("  %s rep %d cold tokens c=64: %.0f req/s p99 %.2fms errors %d", o.db, rep+1, cold.PerSec, cold.P99ms, cold.Errors)
+		// Each API pass is followed at once by the raw-DB pass at the same
+		// concurrency, so that the pair sees the same machine noise.
 		var api64, raw64 float64
 		for _, c := range o.conc {
 			warm := runLoad(ctx, client, base, c, o.dur, 0, func(r *mrand.Rand, _ int) (string, string) {
@@ -121,23 +123,25 @@ func runStatusScenario(ctx context.Context, e *env, iss *tokenIssuer, o statusOp
 			if c == 64 {
 				api64 = warm.PerSec
 			}
+			if !o.raw {
+				continue
+			}
+			raw, poolSize, err := runRawReads(ctx, url, ix, c, o.dur)
+			if err != nil {
+				srv.stop()
+				return nil, err
+			}
+			res.RawPoolSize[c] = poolSize
+			key = fmt.Sprintf("raw%d", c)
+			res.Runs[key] = append(res.Runs[key], raw)
+			logf("  %s rep %d raw pgx c=%d: %.0f reads/s p50 %.2fms p99 %.2fms errors %d", o.db, rep+1, c,
+				raw.PerSec, raw.P50ms, raw.P99ms, raw.Errors)
+			if c == 64 {
+				raw64 = raw.PerSec
+			}
 		}
 		srv.stop()
 		if o.raw {
-			for _, c := range o.conc {
-				raw, poolSize, err := runRawReads(ctx, url, ix, c, o.dur)
-				if err != nil {
-					return nil, err
-				}
-				res.RawPoolSize[c] = poolSize
-				key := fmt.Sprintf("raw%d", c)
-				res.Runs[key] = append(res.Runs[key], raw)
-				logf("  %s rep %d raw pgx c=%d: %.0f reads/s p50 %.2fms p99 %.2fms errors %d", o.db, rep+1, c,
-					raw.PerSec, raw.P50ms, raw.P99ms, raw.Errors)
-				if c == 64 {
-					raw64 = raw.PerSec
-				}
-			}
 			if raw64 > 0 {
 				ratios = append(ratios, api64/raw64)
 			}

@@ -269,14 +269,14 @@ func runRawReads(ctx context.Context, dbURL string, ix *jobIndex, conc int, dur 
 		wg.Go(func() {
 			r := mrand.New(mrand.NewPCG(uint64(w)+7, uint64(time.Now().UnixNano())))
 			var (
-				id                            uuid.UUID
-				uid, typ, status              string
-				input, result                 []byte
-				errText                       *string
-				attempts, maxAttempts         int
-				created, updated              time.Time
-				started, completed            *time.Time
-				version                       int64
+				id                    uuid.UUID
+				uid, typ, status      string
+				input, result         []byte
+				errText               *string
+				attempts, maxAttempts int
+				created, updated      time.Time
+				started, completed    *time.Time
+				version               int64
 			)
 			for ctx.Err() == nil && time.Now().Before(deadline) {
 				u := r.IntN(len(ix.users))

@@ -1,0 +1,381 @@
+// Command bench measures jobsd against its own database limit and against
+// River, on one throwaway PostgreSQL server. Run it from this folder:
+//
+//	go run . [-quick] [-out results/latest.json]
+//
+// Every headline figure is a ratio of two measurements taken in the same run.
+// It exits non-zero only when a scenario could not run or an audit failed,
+// never because a figure was slow.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"math"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+)
+
+// GrowthResult is scenario 4: the status poll on a small table versus the
+// scenario-1 table.
+type GrowthResult struct {
+	Small           *StatusResult `json:"small"`
+	BigJobs         int           `json:"bigJobs"`
+	BigSizes        TableSizes    `json:"bigTableSizes"`
+	P99BigOverSmall Spread        `json:"p99BigOverSmall"`
+	RPSBigOverSmall Spread        `json:"reqPerSecBigOverSmall"`
+}
+
+// Goal is one target and whether this run met it.
+type Goal struct {
+	Name     string  `json:"name"`
+	Target   string  `json:"target"`
+	Measured float64 `json:"measured"`
+	Met      bool    `json:"met"`
+	Note     string  `json:"note,omitempty"`
+}
+
+// Results is the JSON file.
+type Results struct {
+	StartedAt  time.Time         `json:"startedAt"`
+	Mode       string            `json:"mode"`
+	Repeats    int               `json:"repeats"`
+	Machine    Machine           `json:"machine"`
+	PGSettings map[string]string `json:"postgresSettings"`
+	PGNote     string            `json:"postgresNote"`
+	Status     *StatusResult     `json:"statusReads,omitempty"`
+	Worker     *WorkerResult     `json:"workerThroughput,omitempty"`
+	Pickup     *PickupResult     `json:"pickupLatency,omitempty"`
+	Growth     *GrowthResult     `json:"growth,omitempty"`
+	Goals      []Goal            `json:"goals"`
+	Errors     []string          `json:"errors,omitempty"`
+	TODO       []string          `json:"todo"`
+	Seconds    float64           `json:"totalSeconds"`
+}
+
+func main() {
+	quick := flag.Bool("quick", false, "small sizes, 2 repeats, one concurrency (< 2 minutes)")
+	out := flag.String("out", "results/latest.json", "where to write the JSON results")
+	only := flag.String("only", "", "comma-separated scenarios to run (status,worker,pickup,growth); default all")
+	workerJobs := flag.Int("worker-jobs", 0, "override the number of jobs in the worker burn-down (full default 200000; 1000000 takes ~100 s per jobsd run at ~10k jobs/s, ~10 min at the pre-f9bd3b7 ~1.5k jobs/s)")
+	probe := flag.Bool("probe-concurrency", false, "also try jobsd worker concurrency 10/50/100/200 before scenario 2")
+	diagnose := flag.Bool("diagnose", false, "also run jobsd x1 once with the per-row jobs_changed trigger disabled (a diagnostic, not a headline)")
+	flag.Parse()
+	os.Exit(run(*quick, *out, *only, *workerJobs, *probe, *diagnose))
+}
+
+func run(quick bool, out, only string, workerJobs int, probe, diagnose bool) int {
+	limit := 40 * time.Minute
+	if quick {
+		limit = 5 * time.Minute
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), limit)
+	defer cancel()
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	want := func(name string) bool {
+		return only == "" || strings.Contains(","+only+",", ","+name+",")
+	}
+	began := time.Now()
+	res := &Results{StartedAt: began.UTC(), Mode: "full", Repeats: 3,
+		TODO: []string{"scenario 5 (long-poll/SSE delivery to 10,000 waiters) is not implemented: it depends on a server feature still being built"}}
+	statusO := statusOpts{db: "status_big", jobs: 1_000_000, users: 10_000, conc: []int{16, 64, 256},
+		dur: 10 * time.Second, repeats: 3, raw: true, dbMaxConns: 20}
+	workerO := workerOpts{jobs: 200_000, repeats: 3, concurrency: 100, concurrency2: 90, timeout: 10 * time.Minute, probeJobs: 100_000}
+	pickupO := pickupOpts{rates: []int{500, 2000}, dur: 10 * time.Second, repeats: 3, concurrency: 100}
+	if quick {
+		res.Mode, res.Repeats = "quick", 2
+		statusO.jobs, statusO.users, statusO.conc, statusO.dur, statusO.repeats = 100_000, 1_000, []int{64}, 3*time.Second, 2
+		workerO.jobs, workerO.repeats, workerO.timeout, workerO.probeJobs = 20_000, 2, 60*time.Second, 20_000
+		pickupO.rates, pickupO.dur, pickupO.repeats = []int{500}, 5*time.Second, 2
+	}
+	if workerJobs > 0 {
+		workerO.jobs = workerJobs
+	}
+	workerO.diagnose = diagnose
+	if probe {
+		workerO.probe = []int{10, 50, 100, 200}
+	}
+	growthO := statusO
+	growthO.db, growthO.jobs, growthO.conc, growthO.raw = "status_small", 10_000, []int{64}, false
+
+	fail := func(what string, err error) {
+		msg := fmt.Sprintf("%s: %v", what, err)
+		logf("ERROR %s", msg)
+		res.Errors = append(res.Errors, msg)
+	}
+
+	e, err := setupEnv(ctx)
+	if e != nil {
+		defer e.close()
+	}
+	if err != nil {
+		fail("setup", err)
+		return finish(res, out, began)
+	}
+	res.Machine, res.PGSettings = e.machine, e.pgConf
+	res.PGNote = "one throwaway cluster (pgserver.StartBinaries) for every contender, started with fsync=off, " +
+		"synchronous_commit=off, full_page_writes=off, max_connections=200: not durable, same for all"
+	logf("PostgreSQL: %s", e.machine.Postgres)
+	logf("PostgreSQL settings: %v (%s)", e.pgConf, "fsync=off etc.: not durable, the same server for every contender")
+	logf("machine: %d CPUs, %d MiB, %s", e.machine.NProc, e.machine.MemoryMiB, e.machine.GoVersion)
+
+	iss, err := newTokenIssuer()
+	if err != nil {
+		fail("token issuer", err)
+		return finish(res, out, began)
+	}
+	defer iss.srv.Close()
+
+	if want("status") || want("growth") {
+		logf("scenario 1: status reads (%d jobs, %d users)", statusO.jobs, statusO.users)
+		if res.Status, err = runStatusScenario(ctx, e, iss, statusO); err != nil {
+			fail("status reads", err)
+			res.Status = nil
+		}
+	}
+	if want("worker") {
+		logf("scenario 2: worker burn-down of %d jobs, jobsd vs River", workerO.jobs)
+		if res.Worker, err = runWorkerScenario(ctx, e, workerO); err != nil {
+			fail("worker throughput", err)
+			res.Worker = nil
+		} else if res.Worker.AuditFailures > 0 {
+			fail("worker throughput", fmt.Errorf("%d burn-down audits failed (see runs)", res.Worker.AuditFailures))
+		}
+	}
+	if want("pickup") {
+		logf("scenario 3: pickup latency at %v jobs/s", pickupO.rates)
+		if res.Pickup, err = runPickupScenario(ctx, e, pickupO); err != nil {
+			fail("pickup latency", err)
+			res.Pickup = nil
+		}
+	}
+	if want("growth") && res.Status != nil {
+		logf("scenario 4: growth (%d jobs vs %d)", growthO.jobs, res.Status.Jobs)
+		small, err := runStatusScenario(ctx, e, iss, growthO)
+		if err != nil {
+			fail("growth", err)
+		} else {
+			g := &GrowthResult{Small: small, BigJobs: res.Status.Jobs, BigSizes: res.Status.Sizes}
+			big, sm := res.Status.Runs["warm64"], small.Runs["warm64"]
+			var p, q []float64
+			for i := range min(len(big), len(sm)) {
+				p = append(p, big[i].P99ms/sm[i].P99ms)
+				q = append(q, big[i].PerSec/sm[i].PerSec)
+			}
+			g.P99BigOverSmall, g.RPSBigOverSmall = spread(p), spread(q)
+			res.Growth = g
+		}
+	}
+	res.Goals = goals(res)
+	return finish(res, out, began)
+}
+
+func goals(r *Results) []Goal {
+	var gs []Goal
+	if r.Status != nil {
+		v := r.Status.RatioAt64.Median
+		gs = append(gs, Goal{Name: "status reads vs raw PK reads at c=64", Target: ">= 0.80x", Measured: v, Met: v >= 0.8})
+	}
+	if r.Worker != nil {
+		v := r.Worker.Jobsd1OverRiver.Median
+		gs = append(gs, Goal{Name: "worker throughput, jobsd x1 vs River x1", Target: ">= 1.50x", Measured: v, Met: v >= 1.5})
+	}
+	if r.Pickup != nil {
+		if s, ok := r.Pickup.P50ms["500/s"]; ok {
+			gs = append(gs, Goal{Name: "pickup p50 at 500 jobs/s", Target: "<= 5 ms", Measured: s.Median, Met: s.Median <= 5})
+			p := r.Pickup.P99ms["500/s"]
+			gs = append(gs, Goal{Name: "pickup p99 at 500 jobs/s", Target: "<= 25 ms", Measured: p.Median, Met: p.Median <= 25})
+		}
+	}
+	if r.Growth != nil {
+		v := r.Growth.P99BigOverSmall.Median
+		gs = append(gs, Goal{Name: fmt.Sprintf("status p99 at %s jobs vs 10k", human(r.Growth.BigJobs)), Target: "<= 1.50x",
+			Measured: v, Met: v <= 1.5, Note: map[bool]string{true: "quick mode: 100k, not 1M"}[r.Mode == "quick"]})
+	}
+	for i := range gs {
+		if math.IsNaN(gs[i].Measured) {
+			gs[i].Met, gs[i].Measured = false, -1
+		}
+	}
+	return gs
+}
+
+func human(n int) string {
+	switch {
+	case n >= 1_000_000 && n%1_000_000 == 0:
+		return fmt.Sprintf("%dM", n/1_000_000)
+	case n >= 1000 && n%1000 == 0:
+		return fmt.Sprintf("%dk", n/1000)
+	}
+	return fmt.Sprint(n)
+}
+
+func finish(res *Results, out string, began time.Time) int {
+	res.Seconds = time.Since(began).Seconds()
+	printReport(os.Stdout, res)
+	sanitize(res)
+	b, err := json.MarshalIndent(res, "", "  ")
+	if err == nil {
+		if err = os.MkdirAll(filepath.Dir(out), 0o755); err == nil {
+			err = os.WriteFile(out, append(b, '\n'), 0o644)
+		}
+	}
+	if err != nil {
+		logf("ERROR writing %s: %v", out, err)
+		return 1
+	}
+	logf("wrote %s (%.0fs total)", out, res.Seconds)
+	if len(res.Errors) > 0 {
+		return 1
+	}
+	return 0
+}
+
+// sanitize replaces NaN (no data) by -1 so that the JSON encodes.
+func sanitize(r *Results) {
+	fixL := func(ls []LoadSummary) {
+		for i := range ls {
+			ls[i].PerSec, ls[i].P50ms, ls[i].P99ms, ls[i].P999ms = cleanSpread(ls[i].PerSec), cleanSpread(ls[i].P50ms), cleanSpread(ls[i].P99ms), cleanSpread(ls[i].P999ms)
+		}
+	}
+	fixS := func(s *StatusResult) {
+		if s == nil {
+			return
+		}
+		c := []LoadSummary{s.Cold}
+		fixL(c)
+		s.Cold = c[0]
+		fixL(s.Warm)
+		fixL(s.Raw)
+		s.RatioAt64 = cleanSpread(s.RatioAt64)
+	}
+	fixS(r.Status)
+	if r.Growth != nil {
+		fixS(r.Growth.Small)
+		r.Growth.P99BigOverSmall, r.Growth.RPSBigOverSmall = cleanSpread(r.Growth.P99BigOverSmall), cleanSpread(r.Growth.RPSBigOverSmall)
+	}
+	if r.Worker != nil {
+		for k, v := range r.Worker.JobsPerSec {
+			r.Worker.JobsPerSec[k] = cleanSpread(v)
+		}
+		r.Worker.Jobsd1OverRiver, r.Worker.Jobsd2OverRiver = cleanSpread(r.Worker.Jobsd1OverRiver), cleanSpread(r.Worker.Jobsd2OverRiver)
+	}
+	if r.Pickup != nil {
+		for k := range r.Pickup.P50ms {
+			r.Pickup.P50ms[k], r.Pickup.P99ms[k] = cleanSpread(r.Pickup.P50ms[k]), cleanSpread(r.Pickup.P99ms[k])
+			r.Pickup.DBP50ms[k], r.Pickup.DBP99ms[k] = cleanSpread(r.Pickup.DBP50ms[k]), cleanSpread(r.Pickup.DBP99ms[k])
+		}
+	}
+}
+
+func sp(s Spread, format string) string {
+	if math.IsNaN(s.Median) {
+		return "n/a"
+	}
+	return fmt.Sprintf(format+" ("+format+"–"+format+")", s.Median, s.Min, s.Max)
+}
+
+func printReport(f *os.File, r *Results) {
+	w := tabwriter.NewWriter(f, 2, 4, 2, ' ', 0)
+	fmt.Fprintf(w, "\njobsd benchmark, %s mode, %d repeats: median (min–max)\n", r.Mode, r.Repeats)
+	fmt.Fprintf(w, "machine: %d CPUs (%s), %d MiB, %s; %s\n", r.Machine.NProc, r.Machine.CPUModel, r.Machine.MemoryMiB, r.Machine.GoVersion, firstWords(r.Machine.Postgres, 2))
+	fmt.Fprintf(w, "jobsd built from %s\n", r.Machine.JobsdCommit)
+	fmt.Fprintf(w, "postgres: %s\n", r.PGNote)
+	fmt.Fprintf(w, "load generator, jobsd and PostgreSQL share the same CPUs.\n\n")
+	if s := r.Status; s != nil {
+		fmt.Fprintf(w, "1. status reads: %s jobs, %s users, API pool %d conns; heap %s, indexes %s\n", human(s.Jobs), human(s.Users), s.APIDBConns, mib(s.Sizes.HeapBytes), mib(s.Sizes.IndexesBytes))
+		fmt.Fprintf(w, "\tpass\tc\treq/s\tp50 ms\tp99 ms\tp99.9 ms\terrors\n")
+		row := func(name string, l LoadSummary) {
+			fmt.Fprintf(w, "\t%s\t%d\t%s\t%s\t%s\t%s\t%d/%d\n", name, l.Concurrency, sp(l.PerSec, "%.0f"), sp(l.P50ms, "%.2f"), sp(l.P99ms, "%.2f"), sp(l.P999ms, "%.2f"), l.Errors, l.Requests)
+		}
+		row("API cold tokens", s.Cold)
+		for _, l := range s.Warm {
+			row("API warm", l)
+		}
+		for _, l := range s.Raw {
+			row(fmt.Sprintf("raw pgx (pool %d)", s.RawPoolSize[l.Concurrency]), l)
+		}
+		fmt.Fprintf(w, "\tHEADLINE API ÷ raw DB at c=64\t\t%s\n\n", sp(s.RatioAt64, "%.3f"))
+	}
+	if wr := r.Worker; wr != nil {
+		fmt.Fprintf(w, "2. worker burn-down of %s no-op jobs (jobsd concurrency %d; x2 = 2 processes of %d; River %s)\n", human(wr.Jobs), wr.JobsdConcurrency, wr.JobsdConcurrency2, wr.RiverConfig)
+		for _, k := range []string{"jobsd x1", "jobsd x2", "river x1"} {
+			audit := "ok"
+			for _, b := range wr.Runs[k] {
+				if !b.AuditOK {
+					audit = "FAILED: " + b.Audit
+				}
+			}
+			fmt.Fprintf(w, "\t%s\tjobs/s\t%s\taudit %s\n", k, sp(wr.JobsPerSec[k], "%.0f"), audit)
+		}
+		for _, c := range []int{10, 50, 100, 200} {
+			if v, ok := wr.ConcurrencyProbe[c]; ok {
+				fmt.Fprintf(w, "\tprobe jobsd x1 concurrency %d\tjobs/s\t%.0f\n", c, v)
+			}
+		}
+		for k, v := range wr.Diagnostics {
+			fmt.Fprintf(w, "\tdiagnostic: %s\t\t%.0f\n", k, v)
+		}
+		fmt.Fprintf(w, "\tHEADLINE jobsd x1 ÷ River x1\t\t%s\n", sp(wr.Jobsd1OverRiver, "%.3f"))
+		fmt.Fprintf(w, "\t(jobsd x2 ÷ River x1)\t\t%s\n\n", sp(wr.Jobsd2OverRiver, "%.3f"))
+	}
+	if p := r.Pickup; p != nil {
+		fmt.Fprintf(w, "3. pickup latency, 1 jobsd worker (concurrency %d), paced inserts for %.0fs\n", p.Concurrency, p.Seconds)
+		fmt.Fprintf(w, "\toffered\tachieved\tp50 ms\tp99 ms\tp50 ms (DB clock)\tp99 ms (DB clock)\n")
+		for _, k := range []string{"500/s", "2000/s"} {
+			rs, ok := p.Runs[k]
+			if !ok {
+				continue
+			}
+			var ach []float64
+			for _, x := range rs {
+				ach = append(ach, x.AchievedRate)
+			}
+			fmt.Fprintf(w, "\t%s\t%s\t%s\t%s\t%s\t%s\n", k, sp(spread(ach), "%.0f"), sp(p.P50ms[k], "%.2f"), sp(p.P99ms[k], "%.2f"), sp(p.DBP50ms[k], "%.2f"), sp(p.DBP99ms[k], "%.2f"))
+		}
+		fmt.Fprintf(w, "\tcaveat: %s\n\n", p.Caveat)
+	}
+	if g := r.Growth; g != nil {
+		fmt.Fprintf(w, "4. growth: status reads at c=64, %s vs %s jobs\n", human(g.Small.Jobs), human(g.BigJobs))
+		fmt.Fprintf(w, "\ttable\trows\theap\tindexes\treq/s\tp99 ms\n")
+		if s := r.Status; s != nil {
+			if l, ok := s.warmAt(64); ok {
+				fmt.Fprintf(w, "\tbig\t%d\t%s\t%s\t%s\t%s\n", s.Sizes.Rows, mib(s.Sizes.HeapBytes), mib(s.Sizes.IndexesBytes), sp(l.PerSec, "%.0f"), sp(l.P99ms, "%.2f"))
+			}
+		}
+		if l, ok := g.Small.warmAt(64); ok {
+			fmt.Fprintf(w, "\tsmall\t%d\t%s\t%s\t%s\t%s\n", g.Small.Sizes.Rows, mib(g.Small.Sizes.HeapBytes), mib(g.Small.Sizes.IndexesBytes), sp(l.PerSec, "%.0f"), sp(l.P99ms, "%.2f"))
+		}
+		fmt.Fprintf(w, "\tHEADLINE p99 big ÷ small\t%s\treq/s big ÷ small\t%s\n\n", sp(g.P99BigOverSmall, "%.3f"), sp(g.RPSBigOverSmall, "%.3f"))
+	}
+	fmt.Fprintf(w, "5. long-poll/SSE delivery to 10,000 waiters: TODO, not implemented (server feature in progress)\n\n")
+	fmt.Fprintf(w, "goals\n")
+	for _, g := range r.Goals {
+		met := "NOT MET"
+		if g.Met {
+			met = "met"
+		}
+		fmt.Fprintf(w, "\t%s\t%s\tmeasured %.3f\t%s\t%s\n", g.Name, g.Target, g.Measured, met, g.Note)
+	}
+	for _, e := range r.Errors {
+		fmt.Fprintf(w, "ERROR: %s\n", e)
+	}
+	w.Flush()
+}
+
+func firstWords(s string, n int) string {
+	f := strings.Fields(s)
+	if len(f) > n {
+		f = f[:n]
+	}
+	return strings.Join(f, " ")
+}
