@@ -6,6 +6,7 @@ package hub
 
 import (
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -13,8 +14,8 @@ import (
 	"github.com/lib/pq"
 )
 
-// Channel is the notification channel the jobs table's trigger sends each
-// changed job's id on.
+// Channel is the notification channel the jobs table's trigger sends the
+// ids of changed jobs on, comma-separated, one notification per statement.
 const Channel = "jobs_changed"
 
 // Hub delivers "job changed" signals to subscribers.
@@ -55,8 +56,11 @@ func (h *Hub) run() {
 			h.wakeAll()
 			continue
 		}
-		if id, err := uuid.Parse(n.Extra); err == nil {
-			h.wake(id)
+		// One notification names every job an UPDATE changed, comma-separated.
+		for _, field := range strings.Split(n.Extra, ",") {
+			if id, err := uuid.Parse(field); err == nil {
+				h.wake(id)
+			}
 		}
 	}
 }
