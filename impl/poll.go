@@ -3,7 +3,10 @@ package impl
 import (
 	"container/list"
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
+	"net/http"
 	"strconv"
 	"strings"
 	"sync"
@@ -23,6 +26,9 @@ const cacheControl = "private, no-cache"
 type polled struct {
 	job  gen.Job
 	etag string
+	// body is the job's JSON as the 200 answer carries it, kept for finished
+	// jobs in the cache so that serving them encodes nothing.
+	body []byte
 }
 
 func (p polled) terminal() bool {
@@ -44,8 +50,11 @@ func (s *Server) lookup(ctx context.Context, user string, id uuid.UUID) (polled,
 		return polled{}, err
 	}
 	p := polled{job: toAPIJob(j), etag: etagOf(j)}
-	if p.terminal() {
-		s.terminal.put(user, id, p, len(j.Result)+len(j.Input))
+	if p.terminal() && s.terminal != nil {
+		if p.body, err = encodeJob(p.job); err != nil {
+			return polled{}, err
+		}
+		s.terminal.put(user, id, p, len(p.body))
 	}
 	return p, nil
 }
@@ -80,7 +89,39 @@ func (s *Server) GetJob(ctx context.Context, req gen.GetJobRequestObject) (gen.G
 	if etagMatches(inm, p.etag) {
 		return gen.GetJob304Response{Headers: gen.GetJob304ResponseHeaders{CacheControl: &cc, ETag: &etag, RetryAfter: retry}}, nil
 	}
+	if p.body != nil {
+		return encodedJob{body: p.body, etag: etag}, nil
+	}
 	return gen.GetJob200JSONResponse{Body: p.job, Headers: gen.GetJob200ResponseHeaders{CacheControl: &cc, ETag: &etag, RetryAfter: retry}}, nil
+}
+
+// encodeJob is the Job's JSON exactly as the generated 200 response writes
+// it (encoding/json's Encoder: HTML-safe, one trailing newline).
+func encodeJob(j gen.Job) ([]byte, error) {
+	b, err := json.Marshal(j)
+	if err != nil {
+		return nil, fmt.Errorf("encode job: %w", err)
+	}
+	return append(b, '\n'), nil
+}
+
+// encodedJob is the 200 answer of a finished job from the cache: the same
+// headers and bytes as gen.GetJob200JSONResponse (a finished job has no
+// Retry-After), written without encoding again.
+type encodedJob struct {
+	body []byte
+	etag string
+}
+
+// VisitGetJobResponse writes the cached answer.
+func (r encodedJob) VisitGetJobResponse(w http.ResponseWriter) error {
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Cache-Control", cacheControl)
+	h.Set("ETag", r.etag)
+	w.WriteHeader(http.StatusOK)
+	_, err := w.Write(r.body)
+	return err
 }
 
 // waitForChange blocks until the job's ETag differs from p's, the job is

@@ -20,7 +20,6 @@ import (
 
 	"github.com/getkin/kin-openapi/openapi3"
 	"github.com/getkin/kin-openapi/routers"
-	"github.com/getkin/kin-openapi/routers/gorillamux"
 	"github.com/labstack/echo/v4"
 	"github.com/labstack/echo/v4/middleware"
 
@@ -92,7 +91,7 @@ func New(cfg Config) (*echo.Echo, error) {
 	if cfg.MaxAttempts <= 0 {
 		cfg.MaxAttempts = 3
 	}
-	router, err := specRouter()
+	routes, err := specRoutes()
 	if err != nil {
 		return nil, err
 	}
@@ -117,7 +116,7 @@ func New(cfg Config) (*echo.Echo, error) {
 	e.Use(limitRate(newUserLimiters(cfg.ReadLimit), newUserLimiters(cfg.CreateLimit)))
 	e.Use(deadlines)
 	e.Use(checkJobID)
-	e.Use(validateRequest(router))
+	e.Use(validateRequest(routes))
 
 	if cfg.TerminalCacheItems == 0 {
 		cfg.TerminalCacheItems = 100_000
@@ -141,16 +140,22 @@ func Spec() (*openapi3.T, error) {
 	return doc, nil
 }
 
-func specRouter() (routers.Router, error) {
+// specRoutes maps each operation of openapi.yaml to the echo route it is
+// registered as ("GET /api/jobs/:id"), so that validation finds a request's
+// operation by echo's own match instead of matching the path again.
+func specRoutes() (map[string]*routers.Route, error) {
 	doc, err := Spec()
 	if err != nil {
 		return nil, err
 	}
-	r, err := gorillamux.NewRouter(doc)
-	if err != nil {
-		return nil, fmt.Errorf("route embedded spec: %w", err)
+	routes := map[string]*routers.Route{}
+	for path, item := range doc.Paths.Map() {
+		echoPath := strings.NewReplacer("{", ":", "}", "").Replace(path)
+		for method, op := range item.Operations() {
+			routes[method+" "+echoPath] = &routers.Route{Spec: doc, Path: path, PathItem: item, Method: method, Operation: op}
+		}
 	}
-	return r, nil
+	return routes, nil
 }
 
 var registerOnce sync.Once
