@@ -175,7 +175,7 @@ func (e *env) startJobsd(name string, args []string, envv ...string) (*proc, err
 func cleanEnv() []string {
 	var out []string
 	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "JOBS_") && !strings.HasPrefix(kv, "DATABASE_URL=") && !strings.HasPrefix(kv, "PG") {
+		if kv == "JOBS_PPROF_ADDR="+os.Getenv("JOBS_PPROF_ADDR") || !strings.HasPrefix(kv, "JOBS_") && !strings.HasPrefix(kv, "DATABASE_URL=") && !strings.HasPrefix(kv, "PG") {
 			out = append(out, kv)
 		}
 	}

@@ -65,7 +65,7 @@ func main() {
 	out := flag.String("out", "results/latest.json", "where to write the JSON results")
 	only := flag.String("only", "", "comma-separated scenarios to run (status,worker,pickup,growth); default all")
 	workerJobs := flag.Int("worker-jobs", 0, "override the number of jobs in the worker burn-down (full default 200000; 1000000 takes ~100 s per jobsd run at ~10k jobs/s, ~10 min at the pre-f9bd3b7 ~1.5k jobs/s)")
-	probe := flag.Bool("probe-concurrency", false, "also try jobsd worker concurrency 10/50/100/200 before scenario 2")
+	probe := flag.Bool("probe-concurrency", false, "also try jobsd worker concurrency 100/250/500/1000/2000 before scenario 2")
 	diagnose := flag.Bool("diagnose", false, "also run jobsd x1 once with the per-row jobs_changed trigger disabled (a diagnostic, not a headline)")
 	flag.Parse()
 	os.Exit(run(*quick, *out, *only, *workerJobs, *probe, *diagnose))
@@ -89,7 +89,7 @@ func run(quick bool, out, only string, workerJobs int, probe, diagnose bool) int
 		TODO: []string{"scenario 5 (long-poll/SSE delivery to 10,000 waiters) is not implemented: it depends on a server feature still being built"}}
 	statusO := statusOpts{db: "status_big", jobs: 1_000_000, users: 10_000, conc: []int{16, 64, 256},
 		dur: 10 * time.Second, repeats: 3, raw: true, dbMaxConns: 20}
-	workerO := workerOpts{jobs: 200_000, repeats: 3, concurrency: 100, concurrency2: 90, timeout: 10 * time.Minute, probeJobs: 100_000}
+	workerO := workerOpts{jobs: 200_000, repeats: 3, concurrency: 500, concurrency2: 250, timeout: 10 * time.Minute, probeJobs: 100_000}
 	pickupO := pickupOpts{rates: []int{500, 2000}, dur: 10 * time.Second, repeats: 3, concurrency: 100}
 	if quick {
 		res.Mode, res.Repeats = "quick", 2
@@ -102,7 +102,7 @@ func run(quick bool, out, only string, workerJobs int, probe, diagnose bool) int
 	}
 	workerO.diagnose = diagnose
 	if probe {
-		workerO.probe = []int{10, 50, 100, 200}
+		workerO.probe = []int{100, 250, 500, 1000, 2000}
 	}
 	growthO := statusO
 	growthO.db, growthO.jobs, growthO.conc, growthO.raw = "status_small", 10_000, []int{64}, false
@@ -317,7 +317,7 @@ func printReport(f *os.File, r *Results) {
 			}
 			fmt.Fprintf(w, "\t%s\tjobs/s\t%s\taudit %s\n", k, sp(wr.JobsPerSec[k], "%.0f"), audit)
 		}
-		for _, c := range []int{10, 50, 100, 200} {
+		for _, c := range []int{100, 250, 500, 1000, 2000} {
 			if v, ok := wr.ConcurrencyProbe[c]; ok {
 				fmt.Fprintf(w, "\tprobe jobsd x1 concurrency %d\tjobs/s\t%.0f\n", c, v)
 			}

@@ -33,6 +33,7 @@ func runServe(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	startPprof(log)
 	acfg, err := authConfig()
 	if err != nil {
 		return err

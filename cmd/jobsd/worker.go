@@ -27,11 +27,18 @@ func runWorker(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	startPprof(log)
 	cfg, err := workerConfig(log)
 	if err != nil {
 		return err
 	}
-	st, err := store.Open(ctx, db.url, store.Options{MaxOpenConns: cfg.Concurrency + 4})
+	// Claims and completions are batched, so a few connections serve any
+	// concurrency; handlers that read referenced jobs share the rest.
+	conns, err := envInt("JOBS_DB_MAX_CONNS", 20)
+	if err != nil {
+		return err
+	}
+	st, err := store.Open(ctx, db.url, store.Options{MaxOpenConns: conns})
 	if err != nil {
 		return err
 	}
