@@ -22,6 +22,7 @@ import (
 	"github.com/getkin/kin-openapi/routers"
 	"github.com/labstack/echo/v4"
 	"github.com/labstack/echo/v4/middleware"
+	"golang.org/x/sync/singleflight"
 
 	"github.com/jobsd/jobsd/auth"
 	"github.com/jobsd/jobsd/gen"
@@ -73,6 +74,7 @@ type Server struct {
 	hub         *hub.Hub
 	terminal    *terminalCache
 	draining    <-chan struct{}
+	reads       singleflight.Group
 }
 
 var _ gen.StrictServerInterface = (*Server)(nil)
