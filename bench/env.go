@@ -224,15 +224,16 @@ func freeAddr() (string, error) {
 }
 
 // startServe runs `jobsd serve` against dbURL and waits for /readyz.
-func (e *env) startServe(ctx context.Context, name, dbURL, issuerURL string, dbMaxConns int) (*proc, string, error) {
+// extra adds environment entries (e.g. "JOBS_RATE_READ=0").
+func (e *env) startServe(ctx context.Context, name, dbURL, issuerURL string, dbMaxConns int, extra ...string) (*proc, string, error) {
 	addr, err := freeAddr()
 	if err != nil {
 		return nil, "", err
 	}
-	p, err := e.startJobsd(name, []string{"serve"},
-		"DATABASE_URL="+dbURL, "JOBS_ADDR="+addr, "JOBS_AUTH_ISSUER="+issuerURL,
+	p, err := e.startJobsd(name, []string{"serve"}, append([]string{
+		"DATABASE_URL=" + dbURL, "JOBS_ADDR=" + addr, "JOBS_AUTH_ISSUER=" + issuerURL,
 		"JOBS_AUTH_CLIENT_IDS=bench", "JOBS_LOG_LEVEL=warn",
-		"JOBS_DB_MAX_CONNS="+strconv.Itoa(dbMaxConns))
+		"JOBS_DB_MAX_CONNS=" + strconv.Itoa(dbMaxConns)}, extra...)...)
 	if err != nil {
 		return nil, "", err
 	}

@@ -54,16 +54,17 @@ type Results struct {
 	Worker     *WorkerResult     `json:"workerThroughput,omitempty"`
 	Pickup     *PickupResult     `json:"pickupLatency,omitempty"`
 	Growth     *GrowthResult     `json:"growth,omitempty"`
+	Delivery   *DeliveryResult   `json:"delivery,omitempty"`
 	Goals      []Goal            `json:"goals"`
 	Errors     []string          `json:"errors,omitempty"`
-	TODO       []string          `json:"todo"`
+	TODO       []string          `json:"todo,omitempty"`
 	Seconds    float64           `json:"totalSeconds"`
 }
 
 func main() {
 	quick := flag.Bool("quick", false, "small sizes, 2 repeats, one concurrency (< 2 minutes)")
 	out := flag.String("out", "results/latest.json", "where to write the JSON results")
-	only := flag.String("only", "", "comma-separated scenarios to run (status,worker,pickup,growth); default all")
+	only := flag.String("only", "", "comma-separated scenarios to run (status,worker,pickup,growth,delivery); default all")
 	workerJobs := flag.Int("worker-jobs", 0, "override the number of jobs in the worker burn-down (full default 200000; 1000000 takes ~100 s per jobsd run at ~10k jobs/s, ~10 min at the pre-f9bd3b7 ~1.5k jobs/s)")
 	probe := flag.Bool("probe-concurrency", false, "also try jobsd worker concurrency 100/250/500/1000/2000 before scenario 2")
 	diagnose := flag.Bool("diagnose", false, "also run jobsd x1 once with the per-row jobs_changed trigger disabled (a diagnostic, not a headline)")
@@ -85,17 +86,18 @@ func run(quick bool, out, only string, workerJobs int, probe, diagnose bool) int
 		return only == "" || strings.Contains(","+only+",", ","+name+",")
 	}
 	began := time.Now()
-	res := &Results{StartedAt: began.UTC(), Mode: "full", Repeats: 3,
-		TODO: []string{"scenario 5 (long-poll/SSE delivery to 10,000 waiters) is not implemented: it depends on a server feature still being built"}}
+	res := &Results{StartedAt: began.UTC(), Mode: "full", Repeats: 3}
 	statusO := statusOpts{db: "status_big", jobs: 1_000_000, users: 10_000, conc: []int{16, 64, 256},
 		dur: 10 * time.Second, repeats: 3, raw: true, dbMaxConns: 20}
 	workerO := workerOpts{jobs: 200_000, repeats: 3, concurrency: 500, concurrency2: 250, timeout: 10 * time.Minute, probeJobs: 100_000}
+	deliveryO := deliveryOpts{db: "delivery", waiters: 10_000, batch: 100, dbMaxConns: 20}
 	pickupO := pickupOpts{rates: []int{500, 2000}, dur: 10 * time.Second, repeats: 3, concurrency: 100}
 	if quick {
 		res.Mode, res.Repeats = "quick", 2
 		statusO.jobs, statusO.users, statusO.conc, statusO.dur, statusO.repeats = 100_000, 1_000, []int{64}, 3*time.Second, 2
 		workerO.jobs, workerO.repeats, workerO.timeout, workerO.probeJobs = 20_000, 2, 60*time.Second, 20_000
 		pickupO.rates, pickupO.dur, pickupO.repeats = []int{500}, 5*time.Second, 2
+		deliveryO.waiters = 2_000
 	}
 	if workerJobs > 0 {
 		workerO.jobs = workerJobs
@@ -175,6 +177,16 @@ func run(quick bool, out, only string, workerJobs int, probe, diagnose bool) int
 			res.Growth = g
 		}
 	}
+	if want("delivery") {
+		logf("scenario 5: delivery to %d waiters (half long poll, half SSE)", deliveryO.waiters)
+		if res.Delivery, err = runDeliveryScenario(ctx, e, iss, deliveryO); err != nil {
+			fail("delivery", err)
+			res.Delivery = nil
+		} else if d := res.Delivery; d.LongPoll.Missing+d.SSE.Missing > 0 {
+			fail("delivery", fmt.Errorf("%d long-poll and %d SSE waiters never got the COMPLETED job (first error: %s)",
+				d.LongPoll.Missing, d.SSE.Missing, d.FirstError))
+		}
+	}
 	res.Goals = goals(res)
 	return finish(res, out, began)
 }
@@ -200,6 +212,22 @@ func goals(r *Results) []Goal {
 		v := r.Growth.P99BigOverSmall.Median
 		gs = append(gs, Goal{Name: fmt.Sprintf("status p99 at %s jobs vs 10k", human(r.Growth.BigJobs)), Target: "<= 1.50x",
 			Measured: v, Met: v <= 1.5, Note: map[bool]string{true: "quick mode: 100k, not 1M"}[r.Mode == "quick"]})
+	}
+	if d := r.Delivery; d != nil {
+		note := fmt.Sprintf("%d missing", d.LongPoll.Missing+d.SSE.Missing)
+		if d.Waiters < 10_000 {
+			note += fmt.Sprintf("; %s waiters, not 10k", human(d.Waiters))
+		}
+		for _, k := range []struct {
+			name string
+			st   DeliveryStats
+		}{{"long poll", d.LongPoll}, {"SSE", d.SSE}} {
+			gs = append(gs, Goal{Name: fmt.Sprintf("delivery p99, %s, %s waiters", k.name, human(d.Waiters)), Target: "<= 50 ms",
+				Measured: k.st.P99ms, Met: k.st.P99ms <= 50 && k.st.Missing == 0 && k.st.Received > 0, Note: note})
+		}
+		lim := d.APIDBConns + 1
+		gs = append(gs, Goal{Name: fmt.Sprintf("DB connections while %s wait", human(d.Waiters)), Target: fmt.Sprintf("<= %d (pool + LISTEN)", lim),
+			Measured: float64(d.DBConnsWaiting), Met: d.DBConnsWaiting <= lim, Note: fmt.Sprintf("peak during delivery %d", d.DBConnsPeak)})
 	}
 	for i := range gs {
 		if math.IsNaN(gs[i].Measured) {
@@ -357,7 +385,23 @@ func printReport(f *os.File, r *Results) {
 		}
 		fmt.Fprintf(w, "\tHEADLINE p99 big ÷ small\t%s\treq/s big ÷ small\t%s\n\n", sp(g.P99BigOverSmall, "%.3f"), sp(g.RPSBigOverSmall, "%.3f"))
 	}
-	fmt.Fprintf(w, "5. long-poll/SSE delivery to 10,000 waiters: TODO, not implemented (server feature in progress)\n\n")
+	if d := r.Delivery; d != nil {
+		fmt.Fprintf(w, "5. delivery: %s waiters (half long poll, half SSE) on %d PENDING jobs of %d users; completed by SQL, %d ids per UPDATE; one run\n",
+			human(d.Waiters), d.Jobs, d.Users, d.BatchSize)
+		fmt.Fprintf(w, "\tall parked in %.1fs; DB conns while waiting %d (%d not idle; API pool max %d), peak during delivery %d; API open fds %d; commits took %.3fs\n",
+			d.ParkSeconds, d.DBConnsWaiting, d.DBConnsBusyWaiting, d.APIDBConns, d.DBConnsPeak, d.APIOpenFDs, d.CommitSeconds)
+		fmt.Fprintf(w, "\twaiter\tn\treceived\tmissing\tp50 ms\tp99 ms\tmax ms\tnegative\n")
+		for _, k := range []struct {
+			name string
+			st   DeliveryStats
+		}{{"long poll", d.LongPoll}, {"SSE", d.SSE}} {
+			fmt.Fprintf(w, "\t%s\t%d\t%d\t%d\t%.2f\t%.2f\t%.2f\t%d\n", k.name, k.st.Waiters, k.st.Received, k.st.Missing, k.st.P50ms, k.st.P99ms, k.st.Maxms, k.st.Negative)
+		}
+		if d.FirstError != "" {
+			fmt.Fprintf(w, "\twaiter errors %d, first: %s\n", d.OpenErrors, d.FirstError)
+		}
+		fmt.Fprintf(w, "\tcaveat: %s\n\n", d.Caveat)
+	}
 	fmt.Fprintf(w, "goals\n")
 	for _, g := range r.Goals {
 		met := "NOT MET"

@@ -92,7 +92,8 @@ func runStatusScenario(ctx context.Context, e *env, iss *tokenIssuer, o statusOp
 	var ratios []float64
 	for rep := range o.repeats {
 		// A fresh server per repeat: empty token cache, first JWKS fetch, new pool.
-		srv, base, err := e.startServe(ctx, fmt.Sprintf("serve-%s-%d", o.db, rep), url, iss.srv.URL, o.dbMaxConns)
+		// Rate limits off: the run measures the read path, not the limiter.
+		srv, base, err := e.startServe(ctx, fmt.Sprintf("serve-%s-%d", o.db, rep), url, iss.srv.URL, o.dbMaxConns, "JOBS_RATE_READ=0")
 		if err != nil {
 			return nil, err
 		}

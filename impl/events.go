@@ -119,9 +119,13 @@ func (e *eventStream) write(w http.ResponseWriter, rc *http.ResponseController, 
 	return rc.Flush()
 }
 
-// sseEvent is one "job" event: id is the ETag, data the Job on one line.
+// sseEvent is one "job" event: id is the ETag, data the Job on one line
+// (a finished job's cached encoding when there is one).
 func sseEvent(p polled) []byte {
-	data, _ := json.Marshal(p.job)
+	data := bytes.TrimSuffix(p.body, []byte("\n"))
+	if data == nil {
+		data, _ = json.Marshal(p.job)
+	}
 	var b bytes.Buffer
 	b.WriteString("id: ")
 	b.WriteString(p.etag)
