@@ -16,8 +16,8 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/jobsd/jobsd/client"
-	"github.com/jobsd/jobsd/internal/apitest"
 	"github.com/jobsd/jobsd/gen"
+	"github.com/jobsd/jobsd/internal/apitest"
 	"github.com/jobsd/jobsd/timestamp"
 )
 

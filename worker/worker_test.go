@@ -351,7 +351,8 @@ func TestPickupByNotification(t *testing.T) {
 	}
 }
 
-// TestExactlyOnce: several workers on a thousand jobs; every handler start
+// TestExactlyOnce: three workers, each with its own connection pool as
+// separate processes would have, on three thousand jobs; every handler start
 // is recorded when it starts, in its own transaction, so a duplicate run
 // cannot hide. Every job ends COMPLETED once, by a recorded run.
 func TestExactlyOnce(t *testing.T) {
@@ -365,15 +366,23 @@ func TestExactlyOnce(t *testing.T) {
 	if _, err := b.st.DB().Exec(`CREATE TABLE test_runs (job_id uuid, attempt int, at timestamptz DEFAULT clock_timestamp())`); err != nil {
 		t.Fatal(err)
 	}
-	const n = 1000
+	const n = 3000
 	if _, err := b.st.DB().Exec(`INSERT INTO jobs (id, user_id, type, input)
 		SELECT gen_random_uuid(), 'alice', 'AI_PREVIEW', '{}' FROM generate_series(1, $1)`, n); err != nil {
 		t.Fatal(err)
 	}
 	for range 3 {
-		b.start(t)
+		own, err := store.Open(t.Context(), b.url, store.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { own.Close() })
+		w := *b
+		w.cfg.Store = own
+		w.cfg.Concurrency = 50
+		w.start(t)
 	}
-	deadline := time.Now().Add(60 * time.Second)
+	deadline := time.Now().Add(90 * time.Second)
 	for {
 		var left int
 		b.st.DB().Get(&left, `SELECT count(*) FROM jobs WHERE status NOT IN ('COMPLETED', 'FAILED')`)

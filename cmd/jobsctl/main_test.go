@@ -10,8 +10,8 @@ import (
 
 	"github.com/google/uuid"
 
-	"github.com/jobsd/jobsd/internal/apitest"
 	"github.com/jobsd/jobsd/gen"
+	"github.com/jobsd/jobsd/internal/apitest"
 )
 
 var srv *apitest.Server
