@@ -55,6 +55,10 @@ fuzz: ## run each fuzz target for FUZZTIME (30s); failures land in testdata/fuzz
 vulncheck: ## govulncheck on an offline database; fails on reachable vulnerabilities that have a fix
 	bash scripts/vulncheck.sh
 
+.PHONY: conformance-blackbox
+conformance-blackbox: ## the contract suite in black-box mode against a real `jobsd dev` process
+	bash scripts/conformance-blackbox.sh
+
 .PHONY: lint
 lint: ## go vet and gofmt
 	$(GO) vet ./...

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/url"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -112,7 +113,7 @@ func checkErrorShape(t *testing.T, resp *http.Response, body []byte) {
 type checkingTransport struct{ t *testing.T }
 
 func (c checkingTransport) RoundTrip(req *http.Request) (*http.Response, error) {
-	resp, err := http.DefaultTransport.RoundTrip(req)
+	resp, err := roundTripPolitely(req)
 	if err != nil {
 		return nil, err
 	}
@@ -124,6 +125,26 @@ func (c checkingTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 	resp.Body = io.NopCloser(bytes.NewReader(body))
 	checkResponse(c.t, req, resp, body)
 	return resp, nil
+}
+
+// roundTripPolitely sends req and, when a deployment's rate limit answers
+// 429, waits its Retry-After and tries again, as a well-behaved client does
+// (the limited request was not processed). The 429 itself is checked too.
+func roundTripPolitely(req *http.Request) (*http.Response, error) {
+	for attempt := 0; ; attempt++ {
+		resp, err := http.DefaultTransport.RoundTrip(req)
+		if err != nil || resp.StatusCode != http.StatusTooManyRequests || attempt == 5 || (req.Body != nil && req.GetBody == nil) {
+			return resp, err
+		}
+		wait, _ := strconv.Atoi(resp.Header.Get("Retry-After"))
+		resp.Body.Close()
+		time.Sleep(time.Duration(min(max(wait, 1), 3)) * time.Second)
+		if req.GetBody != nil {
+			if req.Body, err = req.GetBody(); err != nil {
+				return nil, err
+			}
+		}
+	}
 }
 
 // client returns the generated typed client, authenticated as tok ("" for
