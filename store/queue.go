@@ -35,7 +35,16 @@ func (s *Store) Claim(ctx context.Context, n int, lease time.Duration) ([]Claime
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
 	var out []Claimed
+	// The picked ids are a materialized CTE joined on the primary key: with
+	// "WHERE id IN (subquery)" the planner may hash-join against a scan of
+	// the whole table, which grows with every retained job.
 	err := s.db.SelectContext(ctx, &out, `
+		WITH picked AS MATERIALIZED (
+			SELECT id FROM jobs
+			WHERE status IN ('PENDING', 'PROCESSING') AND lease_owner IS NULL AND run_after <= now()
+			ORDER BY run_after, id
+			LIMIT $1
+			FOR UPDATE SKIP LOCKED)
 		UPDATE jobs j SET
 			status = 'PROCESSING',
 			attempts = j.attempts + 1,
@@ -44,12 +53,8 @@ func (s *Store) Claim(ctx context.Context, n int, lease time.Duration) ([]Claime
 			lease_expires_at = now() + make_interval(secs => $2),
 			updated_at = now(),
 			version = j.version + 1
-		WHERE j.id IN (
-			SELECT id FROM jobs
-			WHERE status IN ('PENDING', 'PROCESSING') AND lease_owner IS NULL AND run_after <= now()
-			ORDER BY run_after, id
-			LIMIT $1
-			FOR UPDATE SKIP LOCKED)
+		FROM picked
+		WHERE j.id = picked.id
 		RETURNING j.id, j.user_id, j.type, j.input, j.attempts, j.max_attempts, j.lease_owner`,
 		n, lease.Seconds())
 	if err != nil {
@@ -193,19 +198,21 @@ func (s *Store) Rescue(ctx context.Context, backoff time.Duration) (retried, fai
 		Status Status `db:"status"`
 	}
 	err = s.db.SelectContext(ctx, &rows, `
-		UPDATE jobs SET
-			status = CASE WHEN attempts >= max_attempts THEN 'FAILED' ELSE status END,
-			error = CASE WHEN attempts >= max_attempts THEN $1 END,
-			completed_at = CASE WHEN attempts >= max_attempts THEN now() END,
-			run_after = now() + make_interval(secs => $2),
-			updated_at = now(), version = version + 1,
-			lease_owner = NULL, lease_expires_at = NULL
-		WHERE id IN (
+		WITH lost AS MATERIALIZED (
 			SELECT id FROM jobs
 			WHERE lease_owner IS NOT NULL AND lease_expires_at < now() AND status = 'PROCESSING'
 			LIMIT 1000
 			FOR UPDATE SKIP LOCKED)
-		RETURNING status`, ErrTextWorkerLost, backoff.Seconds())
+		UPDATE jobs j SET
+			status = CASE WHEN j.attempts >= j.max_attempts THEN 'FAILED' ELSE j.status END,
+			error = CASE WHEN j.attempts >= j.max_attempts THEN $1 END,
+			completed_at = CASE WHEN j.attempts >= j.max_attempts THEN now() END,
+			run_after = now() + make_interval(secs => $2),
+			updated_at = now(), version = j.version + 1,
+			lease_owner = NULL, lease_expires_at = NULL
+		FROM lost
+		WHERE j.id = lost.id
+		RETURNING j.status`, ErrTextWorkerLost, backoff.Seconds())
 	if err != nil {
 		return 0, 0, fmt.Errorf("rescue jobs: %w", classify(err))
 	}
