@@ -63,26 +63,16 @@ func (s *Store) Claim(ctx context.Context, n int, lease time.Duration) ([]Claime
 	return out, nil
 }
 
-// Complete ends the attempt as COMPLETED with result. It reports false, and
-// writes nothing, when the lease is no longer this attempt's (the job was
-// rescued, cancelled or handed back): completion is fenced.
-func (s *Store) Complete(ctx context.Context, c Claimed, result []byte) (bool, error) {
-	return s.finish(ctx, "complete job", `UPDATE jobs SET
-			status = 'COMPLETED', result = CAST($3 AS jsonb), error = NULL,
-			completed_at = now(), updated_at = now(), version = version + 1,
-			lease_owner = NULL, lease_expires_at = NULL
-		WHERE id = $1 AND lease_owner = $2 AND status = 'PROCESSING'`, c.ID, c.Lease, string(result))
-}
-
 // Completion is one attempt's successful outcome, for CompleteMany.
 type Completion struct {
 	Claimed
 	Result []byte
 }
 
-// CompleteMany completes a batch of attempts in one statement, each fenced
-// on its own lease as in Complete, and returns the ids it completed; an
-// attempt whose lease is no longer held is left out and writes nothing.
+// CompleteMany ends a batch of attempts as COMPLETED in one statement and
+// returns the ids it completed. Completion is fenced: an attempt whose lease
+// is no longer held (the job was rescued, cancelled or handed back) is left
+// out and writes nothing.
 func (s *Store) CompleteMany(ctx context.Context, batch []Completion) (map[uuid.UUID]bool, error) {
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()

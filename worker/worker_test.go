@@ -230,8 +230,9 @@ func TestRescue(t *testing.T) {
 	if j.Status != store.StatusCompleted || j.Attempts != 2 {
 		t.Errorf("after rescue: %s attempts %d", j.Status, j.Attempts)
 	}
-	if wrote, err := b.st.Complete(t.Context(), dead[0], []byte(`{"output":"stale"}`)); err != nil || wrote {
-		t.Errorf("the dead attempt completed the job again: wrote %v err %v", wrote, err)
+	done, err := b.st.CompleteMany(t.Context(), []store.Completion{{Claimed: dead[0], Result: []byte(`{"output":"stale"}`)}})
+	if err != nil || done[dead[0].ID] {
+		t.Errorf("the dead attempt completed the job again: completed %v err %v", done, err)
 	}
 	if wrote, _ := b.st.Fail(t.Context(), dead[0], "stale"); wrote {
 		t.Error("the dead attempt failed the job")

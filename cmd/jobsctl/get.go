@@ -1,12 +1,30 @@
 package main
 
 import (
+	"context"
 	"io"
+
+	"github.com/jobsd/jobsd/client"
+	"github.com/jobsd/jobsd/gen"
 )
 
 func runGet(g *globals, args []string, stdout, stderr io.Writer) int {
-	fs := newFlagSet("get", stderr, g)
-	setUsage(fs, "get [flags] ID", "Prints the job with the given ID as JSON.")
+	return runOnJob(g, args, stdout, stderr, "get", "Prints the job with the given ID as JSON.", (*client.Client).Get)
+}
+
+func runCancel(g *globals, args []string, stdout, stderr io.Writer) int {
+	return runOnJob(g, args, stdout, stderr, "cancel", `
+Cancels a PENDING or PROCESSING job: it ends FAILED with the error
+"Cancelled by user", and the cancelled job is printed as JSON. Cancelling a
+finished job is an error (409, exit status 3).`, (*client.Client).Cancel)
+}
+
+// runOnJob is a command that takes one job ID, calls the API with it and
+// prints the job it answers as JSON.
+func runOnJob(g *globals, args []string, stdout, stderr io.Writer, name, help string,
+	call func(*client.Client, context.Context, string) (*gen.Job, error)) int {
+	fs := newFlagSet(name, stderr, g)
+	setUsage(fs, name+" [flags] ID", help)
 	pos, code, ok := parseInterspersed(fs, args)
 	if !ok {
 		return code
@@ -19,7 +37,7 @@ func runGet(g *globals, args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return fail(stderr, err)
 	}
-	job, err := c.Get(background(), id)
+	job, err := call(c, background(), id)
 	if err != nil {
 		return fail(stderr, err)
 	}

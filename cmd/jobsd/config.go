@@ -80,6 +80,26 @@ func (d *dbFlags) check() error {
 	return nil
 }
 
+// startProcess is the common start of serve and worker: it parses fs
+// (with the database flag added), checks the database setting, and makes
+// the logger, starting the profiler when JOBS_PPROF_ADDR asks for it.
+func startProcess(fs *flag.FlagSet, args []string) (dbFlags, *slog.Logger, error) {
+	var db dbFlags
+	db.register(fs)
+	if err := fs.Parse(args); err != nil {
+		return db, nil, usagef("%v", err)
+	}
+	if err := db.check(); err != nil {
+		return db, nil, err
+	}
+	log, err := newLogger()
+	if err != nil {
+		return db, nil, err
+	}
+	startPprof(log)
+	return db, log, nil
+}
+
 // authConfig reads the token verification settings. The issuer is either
 // given whole or made from the Cognito region and user pool id.
 func authConfig() (auth.Config, error) {

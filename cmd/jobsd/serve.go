@@ -21,19 +21,10 @@ import (
 func runServe(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	addr := fs.String("addr", envOr("JOBS_ADDR", ":8080"), "listen address (env JOBS_ADDR)")
-	var db dbFlags
-	db.register(fs)
-	if err := fs.Parse(args); err != nil {
-		return usagef("%v", err)
-	}
-	if err := db.check(); err != nil {
-		return err
-	}
-	log, err := newLogger()
+	db, log, err := startProcess(fs, args)
 	if err != nil {
 		return err
 	}
-	startPprof(log)
 	acfg, err := authConfig()
 	if err != nil {
 		return err

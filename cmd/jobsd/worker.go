@@ -15,19 +15,10 @@ import (
 
 func runWorker(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("worker", flag.ContinueOnError)
-	var db dbFlags
-	db.register(fs)
-	if err := fs.Parse(args); err != nil {
-		return usagef("%v", err)
-	}
-	if err := db.check(); err != nil {
-		return err
-	}
-	log, err := newLogger()
+	db, log, err := startProcess(fs, args)
 	if err != nil {
 		return err
 	}
-	startPprof(log)
 	cfg, err := workerConfig(log)
 	if err != nil {
 		return err
@@ -50,31 +41,33 @@ func runWorker(ctx context.Context, args []string) error {
 	return w.Run(ctx)
 }
 
-// workerConfig reads the worker's settings and its model provider.
+// workerConfig reads the worker's concurrency and durations (zero: the
+// worker's defaults).
 func workerConfig(log *slog.Logger) (worker.Config, error) {
 	cfg := worker.Config{Log: log}
 	var err error
 	if cfg.Concurrency, err = envInt("JOBS_WORKER_CONCURRENCY", 8); err != nil {
 		return cfg, err
 	}
-	for name, dst := range map[string]*durationSetting{
-		"JOBS_WORKER_LEASE":         {&cfg.Lease},
-		"JOBS_WORKER_HEARTBEAT":     {&cfg.Heartbeat},
-		"JOBS_WORKER_RESCUE_EVERY":  {&cfg.RescueEvery},
-		"JOBS_WORKER_POLL":          {&cfg.PollEvery},
-		"JOBS_WORKER_BACKOFF_BASE":  {&cfg.BackoffBase},
-		"JOBS_WORKER_BACKOFF_MAX":   {&cfg.BackoffMax},
-		"JOBS_WORKER_JOB_TIMEOUT":   {&cfg.JobTimeout},
-		"JOBS_WORKER_SHUTDOWN_WAIT": {&cfg.ShutdownWait},
+	for _, d := range []struct {
+		name string
+		dst  *time.Duration
+	}{
+		{"JOBS_WORKER_LEASE", &cfg.Lease},
+		{"JOBS_WORKER_HEARTBEAT", &cfg.Heartbeat},
+		{"JOBS_WORKER_RESCUE_EVERY", &cfg.RescueEvery},
+		{"JOBS_WORKER_POLL", &cfg.PollEvery},
+		{"JOBS_WORKER_BACKOFF_BASE", &cfg.BackoffBase},
+		{"JOBS_WORKER_BACKOFF_MAX", &cfg.BackoffMax},
+		{"JOBS_WORKER_JOB_TIMEOUT", &cfg.JobTimeout},
+		{"JOBS_WORKER_SHUTDOWN_WAIT", &cfg.ShutdownWait},
 	} {
-		if *dst.d, err = envDuration(name, 0); err != nil {
+		if *d.dst, err = envDuration(d.name, 0); err != nil {
 			return cfg, err
 		}
 	}
 	return cfg, nil
 }
-
-type durationSetting struct{ d *time.Duration }
 
 // newWorker wires the job types to the configured model provider.
 func newWorker(st *store.Store, listenURL string, cfg worker.Config) (*worker.Worker, error) {
