@@ -146,6 +146,11 @@ func (s *Store) finish(ctx context.Context, what, query string, args ...any) (bo
 
 // Heartbeat extends the leases that are still held and returns the ids of
 // those that are not (rescued or cancelled), whose handlers should stop.
+//
+// It never waits for a row lock: a row another statement holds (most often
+// this worker's own completion, which locks its rows in another order, so
+// that waiting could deadlock) is skipped, neither extended nor reported
+// lost, and looked at again at the next heartbeat, well within the lease.
 func (s *Store) Heartbeat(ctx context.Context, held []Claimed, lease time.Duration) (lost []uuid.UUID, err error) {
 	if len(held) == 0 {
 		return nil, nil
@@ -157,23 +162,17 @@ func (s *Store) Heartbeat(ctx context.Context, held []Claimed, lease time.Durati
 	for i, c := range held {
 		ids[i], leases[i] = c.ID.String(), c.Lease.String()
 	}
-	var kept []uuid.UUID
-	err = s.db.SelectContext(ctx, &kept, `
-		UPDATE jobs j SET lease_expires_at = now() + make_interval(secs => $3)
-		FROM unnest($1::uuid[], $2::uuid[]) AS h(id, lease)
-		WHERE j.id = h.id AND j.lease_owner = h.lease AND j.status = 'PROCESSING'
-		RETURNING j.id`, pq.Array(ids), pq.Array(leases), lease.Seconds())
+	err = s.db.SelectContext(ctx, &lost, `
+		WITH mine AS MATERIALIZED (
+			SELECT j.id, COALESCE(j.lease_owner = h.lease AND j.status = 'PROCESSING', false) AS held
+			FROM jobs j JOIN unnest($1::uuid[], $2::uuid[]) AS h(id, lease) ON j.id = h.id
+			FOR UPDATE OF j SKIP LOCKED),
+		extended AS (
+			UPDATE jobs j SET lease_expires_at = now() + make_interval(secs => $3)
+			FROM mine WHERE j.id = mine.id AND mine.held)
+		SELECT id FROM mine WHERE NOT held`, pq.Array(ids), pq.Array(leases), lease.Seconds())
 	if err != nil {
 		return nil, fmt.Errorf("heartbeat: %w", classify(err))
-	}
-	keep := make(map[uuid.UUID]bool, len(kept))
-	for _, id := range kept {
-		keep[id] = true
-	}
-	for _, c := range held {
-		if !keep[c.ID] {
-			lost = append(lost, c.ID)
-		}
 	}
 	return lost, nil
 }

@@ -66,10 +66,13 @@ func (w *Worker) writeCompletions(batch []completion, log *slog.Logger) {
 	}
 }
 
-// complete queues a successful outcome and waits until it is written.
-func (w *Worker) complete(c store.Claimed, result []byte) (bool, error) {
-	req := completion{Completion: store.Completion{Claimed: c, Result: result}, written: make(chan completionResult, 1)}
+// complete queues a successful outcome, frees the job's slot (the lease is
+// still held and heartbeated) and waits until the outcome is written. A full
+// queue keeps the slot: that is the back-pressure on claiming.
+func (w *Worker) complete(r *running, result []byte) (bool, error) {
+	req := completion{Completion: store.Completion{Claimed: r.claim, Result: result}, written: make(chan completionResult, 1)}
 	w.completions <- req
+	w.freeSlot(r)
 	res := <-req.written
 	return res.ok, res.err
 }

@@ -17,13 +17,12 @@ import (
 // (the rescuer, a cancellation), and this attempt's outcome is dropped.
 func (w *Worker) runJob(ctx context.Context, r *running, log *slog.Logger) {
 	c := r.claim
-	log = log.With("job_id", c.ID, "type", c.Type, "attempt", c.Attempts)
 	defer func() {
 		r.cancel()
 		w.mu.Lock()
 		delete(w.inflight, c.ID)
 		w.mu.Unlock()
-		w.poke()
+		w.freeSlot(r)
 	}()
 
 	start := time.Now()
@@ -48,7 +47,7 @@ func (w *Worker) runJob(ctx context.Context, r *running, log *slog.Logger) {
 	switch {
 	case err == nil:
 		outcome = "completed"
-		ok, werr = w.complete(c, result)
+		ok, werr = w.complete(r, result)
 	case handedBack:
 		outcome = "handed back"
 		ok, werr = w.cfg.Store.Release(wctx, c)
@@ -68,15 +67,23 @@ func (w *Worker) runJob(ctx context.Context, r *running, log *slog.Logger) {
 		}
 		log = log.With("err", err.Error(), "retryable", retryable)
 	}
-	dur := time.Since(start).Milliseconds()
+	// Attributes are put together only for a line that is written: at
+	// thousands of jobs a second, building them for nothing shows.
+	level, msg := slog.LevelInfo, "job attempt done"
 	switch {
 	case werr != nil:
 		// The lease will expire and the rescuer will retry the job.
-		log.Error("write outcome failed", "outcome", outcome, "write_err", werr, "duration_ms", dur)
+		level, msg = slog.LevelError, "write outcome failed"
 	case !ok:
-		log.Warn("outcome dropped: lease no longer held (cancelled or rescued)", "outcome", outcome, "duration_ms", dur)
-	default:
-		log.Info("job attempt done", "outcome", outcome, "duration_ms", dur)
+		level, msg = slog.LevelWarn, "outcome dropped: lease no longer held (cancelled or rescued)"
+	}
+	if log.Enabled(context.Background(), level) {
+		attrs := []slog.Attr{slog.Any("job_id", c.ID), slog.String("type", string(c.Type)), slog.Int("attempt", c.Attempts),
+			slog.String("outcome", outcome), slog.Int64("duration_ms", time.Since(start).Milliseconds())}
+		if werr != nil {
+			attrs = append(attrs, slog.Any("write_err", werr))
+		}
+		log.LogAttrs(context.Background(), level, msg, attrs...)
 	}
 }
 

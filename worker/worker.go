@@ -51,15 +51,18 @@ type Config struct {
 	// jobs and cancellations; without it the worker only polls.
 	ListenURL string
 
-	Concurrency  int           // jobs run at once (8)
-	Lease        time.Duration // how long a claim is held without a heartbeat (30 s)
-	Heartbeat    time.Duration // how often held leases are extended (Lease/3)
-	RescueEvery  time.Duration // how often expired leases are looked for (Lease/2)
-	PollEvery    time.Duration // fallback poll when no notification comes (2 s)
-	BackoffBase  time.Duration // first retry delay; doubles per attempt, with jitter (1 s)
-	BackoffMax   time.Duration // retry delay cap (1 min)
-	JobTimeout   time.Duration // one attempt's deadline (5 min)
-	ShutdownWait time.Duration // how long in-flight jobs may finish on shutdown (20 s)
+	Concurrency int           // jobs run at once (8)
+	Lease       time.Duration // how long a claim is held without a heartbeat (30 s)
+	Heartbeat   time.Duration // how often held leases are extended (Lease/3)
+	RescueEvery time.Duration // how often expired leases are looked for (Lease/2)
+	PollEvery   time.Duration // fallback poll when no notification comes (2 s)
+	// ClaimCooldown is the pause after a claim that found jobs, before the
+	// next one (2 ms): at a backlog, slots freed meanwhile are claimed together.
+	ClaimCooldown time.Duration
+	BackoffBase   time.Duration // first retry delay; doubles per attempt, with jitter (1 s)
+	BackoffMax    time.Duration // retry delay cap (1 min)
+	JobTimeout    time.Duration // one attempt's deadline (5 min)
+	ShutdownWait  time.Duration // how long in-flight jobs may finish on shutdown (20 s)
 }
 
 func (c *Config) setDefaults() {
@@ -75,6 +78,7 @@ func (c *Config) setDefaults() {
 	def(&c.Heartbeat, c.Lease/3)
 	def(&c.RescueEvery, c.Lease/2)
 	def(&c.PollEvery, 2*time.Second)
+	def(&c.ClaimCooldown, 2*time.Millisecond)
 	def(&c.BackoffBase, time.Second)
 	def(&c.BackoffMax, time.Minute)
 	def(&c.JobTimeout, 5*time.Minute)
@@ -92,8 +96,14 @@ type Worker struct {
 	cfg Config
 	id  string
 
-	mu          sync.Mutex
-	inflight    map[uuid.UUID]*running
+	mu sync.Mutex
+	// inflight holds every job whose lease this worker holds: running, or
+	// finished with its outcome not yet written. Heartbeats extend them all.
+	inflight map[uuid.UUID]*running
+	// busy counts the slots in use: jobs whose handler has not finished, or
+	// whose outcome could not be queued yet. A job frees its slot once its
+	// outcome is queued, so the next claim overlaps the completing write.
+	busy        int
 	done        chan struct{} // a slot was freed, or a retry became due
 	completions chan completion
 }
@@ -104,6 +114,7 @@ type running struct {
 	// handedBack is set when the job's context was cancelled by shutdown,
 	// so that the attempt is released rather than retried.
 	handedBack bool
+	slotFreed  bool
 }
 
 // New returns a worker; Run starts it.
@@ -146,8 +157,12 @@ func (w *Worker) Run(ctx context.Context) error {
 		if err != nil && ctx.Err() == nil {
 			log.Warn("claim failed", "err", err)
 		}
-		if err == nil && n > 0 && w.free() > 0 {
-			continue // there may be more runnable jobs
+		if err == nil && n > 0 {
+			// There may be more runnable jobs: claim again, after a short
+			// cooldown in which freed slots gather into one claim rather than
+			// many claims of a job or two.
+			w.cooldown(ctx, cancelled)
+			continue
 		}
 		select {
 		case <-ctx.Done():
@@ -166,6 +181,22 @@ func (w *Worker) Run(ctx context.Context) error {
 	return nil
 }
 
+// cooldown waits ClaimCooldown, still passing on cancellations.
+func (w *Worker) cooldown(ctx context.Context, cancelled <-chan uuid.UUID) {
+	t := time.NewTimer(w.cfg.ClaimCooldown)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case id := <-cancelled:
+			w.cancelJob(id)
+		case <-t.C:
+			return
+		}
+	}
+}
+
 // poke makes the claim loop look for runnable jobs now.
 func (w *Worker) poke() {
 	select {
@@ -178,7 +209,21 @@ func (w *Worker) poke() {
 func (w *Worker) free() int {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	return w.cfg.Concurrency - len(w.inflight)
+	return w.cfg.Concurrency - w.busy
+}
+
+// freeSlot gives r's slot back (once) and wakes the claim loop.
+func (w *Worker) freeSlot(r *running) {
+	w.mu.Lock()
+	freed := !r.slotFreed
+	if freed {
+		r.slotFreed = true
+		w.busy--
+	}
+	w.mu.Unlock()
+	if freed {
+		w.poke()
+	}
 }
 
 func (w *Worker) claimAndStart(ctx, jobCtx context.Context, jobs *sync.WaitGroup, log *slog.Logger) (int, error) {
@@ -195,6 +240,7 @@ func (w *Worker) claimAndStart(ctx, jobCtx context.Context, jobs *sync.WaitGroup
 		r := &running{claim: c, cancel: cancel}
 		w.mu.Lock()
 		w.inflight[c.ID] = r
+		w.busy++
 		w.mu.Unlock()
 		jobs.Add(1)
 		go func() {

@@ -28,6 +28,12 @@ func probeDocker(ctx context.Context) error {
 	type result struct{ err error }
 	ch := make(chan result, 1)
 	go func() { // the client setup itself may ignore ctx; bound it anyway
+		defer func() {
+			// testcontainers panics when it finds no Docker host at all.
+			if p := recover(); p != nil {
+				ch <- result{fmt.Errorf("%v", p)}
+			}
+		}()
 		cli, err := testcontainers.NewDockerClientWithOpts(ctx)
 		if err == nil {
 			_, err = cli.Ping(ctx)
