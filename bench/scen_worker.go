@@ -26,9 +26,9 @@ type BurnDown struct {
 	Seconds     float64 `json:"seconds"`
 	WallSeconds float64 `json:"wallSeconds"`
 	JobsPerSec  float64 `json:"jobsPerSec"`
-	TimedOut   bool    `json:"timedOut,omitempty"`
-	Audit      string  `json:"audit"`
-	AuditOK    bool    `json:"auditOk"`
+	TimedOut    bool    `json:"timedOut,omitempty"`
+	Audit       string  `json:"audit"`
+	AuditOK     bool    `json:"auditOk"`
 }
 
 // WorkerResult is scenario 2.
