@@ -89,13 +89,13 @@ func run(quick bool, out, only string, workerJobs int, probe, diagnose bool) int
 	res := &Results{StartedAt: began.UTC(), Mode: "full", Repeats: 3}
 	statusO := statusOpts{db: "status_big", jobs: 1_000_000, users: 10_000, conc: []int{16, 64, 256},
 		dur: 10 * time.Second, repeats: 3, raw: true, dbMaxConns: 20}
-	workerO := workerOpts{jobs: 200_000, repeats: 3, concurrency: 500, concurrency2: 250, timeout: 10 * time.Minute, probeJobs: 100_000}
+	workerO := workerOpts{jobs: 200_000, repeats: 3, concurrency: riverMaxWorkers, concurrency2: riverMaxWorkers / 2, timeout: 10 * time.Minute, probeJobs: 100_000}
 	deliveryO := deliveryOpts{db: "delivery", waiters: 10_000, batch: 100, dbMaxConns: 20}
 	pickupO := pickupOpts{rates: []int{500, 2000}, dur: 10 * time.Second, repeats: 3, concurrency: 100}
 	if quick {
 		res.Mode, res.Repeats = "quick", 2
 		statusO.jobs, statusO.users, statusO.conc, statusO.dur, statusO.repeats = 100_000, 1_000, []int{64}, 3*time.Second, 2
-		workerO.jobs, workerO.repeats, workerO.timeout, workerO.probeJobs = 20_000, 2, 60*time.Second, 20_000
+		workerO.jobs, workerO.repeats, workerO.timeout, workerO.probeJobs = 50_000, 2, 60*time.Second, 50_000
 		pickupO.rates, pickupO.dur, pickupO.repeats = []int{500}, 5*time.Second, 2
 		deliveryO.waiters = 2_000
 	}

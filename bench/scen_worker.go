@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"runtime/debug"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -289,6 +290,9 @@ func (noopWorker) Work(context.Context, *river.Job[noopArgs]) error { return nil
 
 func riverBurnDown(ctx context.Context, pool *pgxpool.Pool, n int, timeout time.Duration) (BurnDown, error) {
 	b := BurnDown{Contender: "river x1", Jobs: n}
+	// The same garbage-collector setting as the jobsd worker's default, so
+	// that neither contender wins by it.
+	defer debug.SetGCPercent(debug.SetGCPercent(400))
 	if _, err := pool.Exec(ctx, "TRUNCATE river_job"); err != nil {
 		return b, err
 	}

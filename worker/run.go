@@ -7,84 +7,159 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime/debug"
+	"sync"
 	"time"
 
 	"github.com/jobsd/jobsd/store"
 )
 
-// runJob runs one attempt and writes its outcome. Every write is fenced on
-// the attempt's lease; a false "ok" means someone else owns the job now
-// (the rescuer, a cancellation), and this attempt's outcome is dropped.
-func (w *Worker) runJob(ctx context.Context, r *running, log *slog.Logger) {
-	c := r.claim
-	defer func() {
-		r.cancel()
-		w.mu.Lock()
-		delete(w.inflight, c.ID)
-		w.mu.Unlock()
-		w.freeSlot(r)
-	}()
+// task is a claimed job waiting for a runner.
+type task struct {
+	ctx  context.Context
+	r    *running
+	jobs *sync.WaitGroup // Done once the job's outcome is written
+	log  *slog.Logger
+}
 
+// runner runs handlers one after another. Runners live as long as the
+// worker, so a stack a handler grew serves the next one; a goroutine per job
+// grew its stack afresh each time, a quarter of the worker's CPU at a backlog.
+func (w *Worker) runner(tasks <-chan task) {
+	for t := range tasks {
+		w.runJob(t)
+	}
+}
+
+// runJob runs one attempt, then leaves writing its outcome to a goroutine of
+// its own, so that the runner can take the next job at once.
+func (w *Worker) runJob(t task) {
+	r := t.r
+	w.mu.Lock()
+	c := r.claim // settle gives it a lease under w.mu
+	w.mu.Unlock()
 	start := time.Now()
-	result, err := w.call(ctx, c)
-	if err != nil && errors.Is(ctx.Err(), context.DeadlineExceeded) && !errors.Is(err, context.DeadlineExceeded) {
+	result, err := w.call(t.ctx, c)
+	if err != nil && errors.Is(t.ctx.Err(), context.DeadlineExceeded) && !errors.Is(err, context.DeadlineExceeded) {
 		// The attempt's deadline (JobTimeout) passed. Handlers and model
 		// providers turn it into errors of their own; tell the classifier
 		// what happened, so the job says "Job attempt timed out".
 		err = fmt.Errorf("%w: %w", context.DeadlineExceeded, err)
 	}
-	// The outcome is written even when ctx was cancelled: it has its own deadline.
-	wctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-
 	w.mu.Lock()
 	handedBack := r.handedBack
 	w.mu.Unlock()
+	o := w.decide(c, result, err, handedBack)
+	log := t.log
+	if err != nil {
+		log = log.With("err", err.Error(), "retryable", o.Kind == store.OutcomeRetry)
+	}
+	go w.finish(t, o, handedBack, start, log)
+}
 
-	var ok bool
-	var werr error
-	outcome := ""
+// finish writes an attempt's outcome. A job of a picked batch that finished
+// before the batch settles hands its outcome to the batch; otherwise every
+// write is fenced on the attempt's lease, and a false "ok" means someone else
+// owns the job now (the rescuer, a cancellation): the outcome is dropped.
+func (w *Worker) finish(t task, o store.Outcome, handedBack bool, start time.Time, log *slog.Logger) {
+	r := t.r
+	defer t.jobs.Done()
+	defer func() {
+		r.cancel()
+		w.mu.Lock()
+		delete(w.inflight, o.ID)
+		w.mu.Unlock()
+		w.freeSlot(r)
+	}()
+	if b := r.batch; b != nil {
+		if !handedBack && b.offer(o) {
+			w.freeSlot(r)
+			<-b.settled
+			ok := b.err == nil
+			if ok && o.Kind == store.OutcomeRetry {
+				time.AfterFunc(o.Backoff, w.poke)
+			}
+			w.logOutcome(log, r.claim, o.Kind, ok, b.err, start)
+			return
+		}
+		<-b.settled // the job now holds a lease (or, if that failed, nothing)
+	}
+	ok, werr := w.write(r, o, handedBack)
+	w.logOutcome(log, r.claim, o.Kind, ok, werr, start)
+}
+
+// decide turns an attempt's result or error into its outcome.
+func (w *Worker) decide(c store.Claimed, result []byte, err error, handedBack bool) store.Outcome {
+	o := store.Outcome{ID: c.ID}
 	switch {
 	case err == nil:
-		outcome = "completed"
-		ok, werr = w.complete(r, result)
+		o.Kind, o.Result = store.OutcomeCompleted, result
 	case handedBack:
-		outcome = "handed back"
-		ok, werr = w.cfg.Store.Release(wctx, c)
+		o.Kind = store.OutcomeRunning // released by write, not counted
 	default:
 		retryable, msg := w.cfg.Classify(err)
 		if retryable && c.Attempts < c.MaxAttempts {
-			outcome = "retry"
-			backoff := w.backoff(c.Attempts)
-			if ok, werr = w.cfg.Store.Retry(wctx, c, backoff); ok {
-				// Nothing notifies when a backoff ends: look again then, rather
-				// than at the next fallback poll.
-				time.AfterFunc(backoff, w.poke)
-			}
+			o.Kind, o.Backoff = store.OutcomeRetry, w.backoff(c.Attempts)
 		} else {
-			outcome = "failed"
-			ok, werr = w.cfg.Store.Fail(wctx, c, msg)
+			o.Kind, o.Error = store.OutcomeFailed, msg
 		}
-		log = log.With("err", err.Error(), "retryable", retryable)
 	}
-	// Attributes are put together only for a line that is written: at
-	// thousands of jobs a second, building them for nothing shows.
+	return o
+}
+
+// write writes a leased job's outcome, fenced on its lease.
+func (w *Worker) write(r *running, o store.Outcome, handedBack bool) (bool, error) {
+	c := r.claim
+	// Written even when the job's context was cancelled: it has its own deadline.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	switch {
+	case handedBack:
+		return w.cfg.Store.Release(ctx, c)
+	case o.Kind == store.OutcomeCompleted:
+		return w.complete(r, o.Result)
+	case o.Kind == store.OutcomeRetry:
+		ok, err := w.cfg.Store.Retry(ctx, c, o.Backoff)
+		if ok {
+			// Nothing notifies when a backoff ends: look again then, rather
+			// than at the next fallback poll.
+			time.AfterFunc(o.Backoff, w.poke)
+		}
+		return ok, err
+	default:
+		return w.cfg.Store.Fail(ctx, c, o.Error)
+	}
+}
+
+// logOutcome logs the attempt, if its level is enabled.
+func (w *Worker) logOutcome(log *slog.Logger, c store.Claimed, kind store.OutcomeKind, ok bool, werr error, start time.Time) {
 	level, msg := slog.LevelInfo, "job attempt done"
 	switch {
 	case werr != nil:
-		// The lease will expire and the rescuer will retry the job.
+		// The lease will expire (or was never written) and the job will be
+		// claimed again.
 		level, msg = slog.LevelError, "write outcome failed"
 	case !ok:
 		level, msg = slog.LevelWarn, "outcome dropped: lease no longer held (cancelled or rescued)"
 	}
 	if log.Enabled(context.Background(), level) {
-		attrs := []slog.Attr{slog.Any("job_id", c.ID), slog.String("type", string(c.Type)), slog.Int("attempt", c.Attempts),
-			slog.String("outcome", outcome), slog.Int64("duration_ms", time.Since(start).Milliseconds())}
-		if werr != nil {
-			attrs = append(attrs, slog.Any("write_err", werr))
-		}
-		log.LogAttrs(context.Background(), level, msg, attrs...)
+		writeOutcomeLine(log, level, msg, c, kind, werr, start)
 	}
+}
+
+// writeOutcomeLine is apart from logOutcome so that its attributes are put
+// together, and its stack frame grown, only for a line that is written: at
+// thousands of jobs a second, doing so for nothing shows in profiles.
+func writeOutcomeLine(log *slog.Logger, level slog.Level, msg string, c store.Claimed, kind store.OutcomeKind, werr error, start time.Time) {
+	outcome := string(kind)
+	if kind == store.OutcomeRunning {
+		outcome = "handed back"
+	}
+	attrs := []slog.Attr{slog.Any("job_id", c.ID), slog.String("type", string(c.Type)), slog.Int("attempt", c.Attempts),
+		slog.String("outcome", outcome), slog.Int64("duration_ms", time.Since(start).Milliseconds())}
+	if werr != nil {
+		attrs = append(attrs, slog.Any("write_err", werr))
+	}
+	log.LogAttrs(context.Background(), level, msg, attrs...)
 }
 
 // call runs the handler, turning a panic into an error and checking that

@@ -59,10 +59,15 @@ type Config struct {
 	// ClaimCooldown is the pause after a claim that found jobs, before the
 	// next one (2 ms): at a backlog, slots freed meanwhile are claimed together.
 	ClaimCooldown time.Duration
-	BackoffBase   time.Duration // first retry delay; doubles per attempt, with jitter (1 s)
-	BackoffMax    time.Duration // retry delay cap (1 min)
-	JobTimeout    time.Duration // one attempt's deadline (5 min)
-	ShutdownWait  time.Duration // how long in-flight jobs may finish on shutdown (20 s)
+	// LockWindow is how long freshly picked jobs run under their batch's row
+	// locks alone (50 ms; negative: none, every claim writes a lease at once).
+	// A job that finishes within it is written once, PENDING straight to its
+	// outcome; one still running then gets its lease and PROCESSING.
+	LockWindow   time.Duration
+	BackoffBase  time.Duration // first retry delay; doubles per attempt, with jitter (1 s)
+	BackoffMax   time.Duration // retry delay cap (1 min)
+	JobTimeout   time.Duration // one attempt's deadline (5 min)
+	ShutdownWait time.Duration // how long in-flight jobs may finish on shutdown (20 s)
 }
 
 func (c *Config) setDefaults() {
@@ -79,6 +84,9 @@ func (c *Config) setDefaults() {
 	def(&c.RescueEvery, c.Lease/2)
 	def(&c.PollEvery, 2*time.Second)
 	def(&c.ClaimCooldown, 2*time.Millisecond)
+	if c.LockWindow == 0 {
+		c.LockWindow = 50 * time.Millisecond
+	}
 	def(&c.BackoffBase, time.Second)
 	def(&c.BackoffMax, time.Minute)
 	def(&c.JobTimeout, 5*time.Minute)
@@ -104,6 +112,8 @@ type Worker struct {
 	// whose outcome could not be queued yet. A job frees its slot once its
 	// outcome is queued, so the next claim overlaps the completing write.
 	busy        int
+	openBatches int           // picked batches not yet settled, each holding a connection
+	tasks       chan task     // claimed jobs for the runners; room for Concurrency
 	done        chan struct{} // a slot was freed, or a retry became due
 	completions chan completion
 }
@@ -115,6 +125,8 @@ type running struct {
 	// so that the attempt is released rather than retried.
 	handedBack bool
 	slotFreed  bool
+	// batch is the picked batch the job came in, nil for a claimed job.
+	batch *batch
 }
 
 // New returns a worker; Run starts it.
@@ -134,7 +146,7 @@ func New(cfg Config) (*Worker, error) {
 
 // Run works until ctx ends, then stops claiming, lets in-flight jobs finish
 // for up to ShutdownWait and hands the rest back without counting their
-// attempt. It returns nil after a clean shutdown.
+// attempt. It returns nil after a clean shutdown. A Worker runs once.
 func (w *Worker) Run(ctx context.Context) error {
 	log := w.cfg.Log.With("worker", w.id)
 	wake, cancelled, closeListener := w.listen(log)
@@ -147,6 +159,12 @@ func (w *Worker) Run(ctx context.Context) error {
 	wg.Add(2)
 	go func() { defer wg.Done(); w.maintain(bg, log) }()
 	go func() { defer wg.Done(); w.completer(bg, log) }()
+
+	w.tasks = make(chan task, w.cfg.Concurrency)
+	for range w.cfg.Concurrency {
+		go w.runner(w.tasks)
+	}
+	defer close(w.tasks)
 
 	log.Info("worker ready", "concurrency", w.cfg.Concurrency, "lease", w.cfg.Lease.String(), "listening", wake != nil)
 	var jobs sync.WaitGroup
@@ -231,24 +249,49 @@ func (w *Worker) claimAndStart(ctx, jobCtx context.Context, jobs *sync.WaitGroup
 	if n <= 0 {
 		return 0, nil
 	}
-	claimed, err := w.cfg.Store.Claim(ctx, n, w.cfg.Lease)
-	if err != nil {
+	if w.cfg.LockWindow < 0 {
+		claimed, err := w.cfg.Store.Claim(ctx, n, w.cfg.Lease)
+		if err != nil {
+			return 0, err
+		}
+		w.start(jobCtx, jobs, claimed, nil, log)
+		return len(claimed), nil
+	}
+	if !w.openBatch() {
+		return 0, nil // a settling batch will poke
+	}
+	picked, err := w.cfg.Store.Pick(ctx, n)
+	if err != nil || picked == nil {
+		w.batchDone()
 		return 0, err
 	}
+	b := newBatch(picked)
+	b.jobs = w.start(jobCtx, jobs, picked.Jobs, b, log)
+	jobs.Add(1)
+	go func() {
+		defer jobs.Done()
+		w.settle(b, log)
+	}()
+	return len(picked.Jobs), nil
+}
+
+// start runs each claimed job in its own goroutine.
+func (w *Worker) start(jobCtx context.Context, jobs *sync.WaitGroup, claimed []store.Claimed, b *batch, log *slog.Logger) []*running {
+	out := make([]*running, 0, len(claimed))
 	for _, c := range claimed {
 		ctx, cancel := context.WithTimeout(jobCtx, w.cfg.JobTimeout)
-		r := &running{claim: c, cancel: cancel}
+		r := &running{claim: c, cancel: cancel, batch: b}
+		out = append(out, r)
 		w.mu.Lock()
 		w.inflight[c.ID] = r
 		w.busy++
 		w.mu.Unlock()
 		jobs.Add(1)
-		go func() {
-			defer jobs.Done()
-			w.runJob(ctx, r, log)
-		}()
+		// Never blocks: a job holds its slot until its outcome is queued,
+		// and there are Concurrency slots.
+		w.tasks <- task{ctx: ctx, r: r, jobs: jobs, log: log}
 	}
-	return len(claimed), nil
+	return out
 }
 
 // cancelJob stops the handler of a job that was cancelled or lost.
@@ -347,7 +390,9 @@ func (w *Worker) heartbeat(ctx context.Context, log *slog.Logger) {
 	w.mu.Lock()
 	held := make([]store.Claimed, 0, len(w.inflight))
 	for _, r := range w.inflight {
-		held = append(held, r.claim)
+		if r.claim.Lease != uuid.Nil { // not in a batch still settling
+			held = append(held, r.claim)
+		}
 	}
 	w.mu.Unlock()
 	lost, err := w.cfg.Store.Heartbeat(ctx, held, w.cfg.Lease)

@@ -198,13 +198,24 @@ func TestRetryStaysProcessing(t *testing.T) {
 		if j.Attempt == 1 {
 			return nil, errRetryable
 		}
-		<-release
-		return ok(ctx, j)
+		select {
+		case <-release:
+			return ok(ctx, j)
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
 	})
 	b.cfg.BackoffBase, b.cfg.BackoffMax = 2*time.Second, 2*time.Second
 	b.start(t)
 	id := b.create(t, 3)
-	j := b.waitFor(t, id, "retried", func(j *store.Job) bool { return j.Attempts == 1 && j.Version >= 3 })
+	// Retried: the first attempt is counted and the next one is not due yet.
+	j := b.waitFor(t, id, "retried", func(j *store.Job) bool {
+		var waiting bool
+		if err := b.st.DB().Get(&waiting, `SELECT run_after > now() AND lease_owner IS NULL FROM jobs WHERE id = $1`, id); err != nil {
+			t.Fatal(err)
+		}
+		return j.Attempts == 1 && waiting
+	})
 	if j.Status != store.StatusProcessing || j.Error != nil || j.CompletedAt != nil {
 		t.Errorf("between attempts: %+v", j)
 	}

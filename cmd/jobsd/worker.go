@@ -5,6 +5,7 @@ import (
 	"flag"
 	"log/slog"
 	"os"
+	"runtime/debug"
 	"time"
 
 	"github.com/jobsd/jobsd/jobtype"
@@ -38,6 +39,12 @@ func runWorker(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	if _, set := os.LookupEnv("GOGC"); !set {
+		// The worker's live heap is a few MiB, so the default GOGC=100
+		// collects many times a second at a backlog; 400 trades a few MiB
+		// for most of that CPU (about 8% more jobs/s in the benchmark).
+		debug.SetGCPercent(400)
+	}
 	return w.Run(ctx)
 }
 
@@ -65,6 +72,11 @@ func workerConfig(log *slog.Logger) (worker.Config, error) {
 		if *d.dst, err = envDuration(d.name, 0); err != nil {
 			return cfg, err
 		}
+	}
+	if os.Getenv("JOBS_WORKER_LOCK_WINDOW") == "off" {
+		cfg.LockWindow = -1
+	} else if cfg.LockWindow, err = envDuration("JOBS_WORKER_LOCK_WINDOW", 0); err != nil {
+		return cfg, err
 	}
 	return cfg, nil
 }
