@@ -75,3 +75,76 @@ func TestHeartbeat(t *testing.T) {
 		t.Errorf("unlocked lease not extended: %v -> %v", lockedBefore, got)
 	}
 }
+
+// TestPickSettle: picked jobs are locked from other claimers until the batch
+// settles; a rolled-back batch leaves its jobs as they were; settling writes
+// each job's line once and counts the attempt.
+func TestPickSettle(t *testing.T) {
+	st, _ := pgtest.NewStore(t)
+	ctx := t.Context()
+	var ids []uuid.UUID
+	for range 3 {
+		j, _, err := st.Create(ctx, store.NewJob{UserID: "alice", Type: store.TypeAIPreview, Input: []byte(`{"prompt":"x"}`)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, j.ID)
+	}
+
+	p, err := st.Pick(ctx, 3)
+	if err != nil || p == nil || len(p.Jobs) != 3 {
+		t.Fatalf("pick: %+v, %v", p, err)
+	}
+	if again, err := st.Claim(ctx, 3, time.Minute); err != nil || len(again) != 0 {
+		t.Fatalf("claim while picked: %d jobs, %v; want none", len(again), err)
+	}
+	if err := p.Rollback(); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range ids {
+		if j, _ := st.Get(ctx, "alice", id); j.Status != store.StatusPending || j.Attempts != 0 || j.Version != 1 {
+			t.Fatalf("after rollback: %+v", j)
+		}
+	}
+
+	p, err = st.Pick(ctx, 3)
+	if err != nil || p == nil || len(p.Jobs) != 3 {
+		t.Fatalf("pick again: %+v, %v", p, err)
+	}
+	byID := map[uuid.UUID]store.Claimed{}
+	for _, c := range p.Jobs {
+		if c.Attempts != 1 || c.Lease != uuid.Nil {
+			t.Errorf("picked %+v: want attempt 1, no lease", c)
+		}
+		byID[c.ID] = c
+	}
+	lease := uuid.New()
+	err = p.Settle(ctx, []store.Outcome{
+		{ID: ids[0], Kind: store.OutcomeCompleted, Result: []byte(`{"output":"ok"}`)},
+		{ID: ids[1], Kind: store.OutcomeFailed, Error: "Invalid input: field \"prompt\" is empty"},
+		{ID: ids[2], Kind: store.OutcomeRunning, Lease: lease},
+	}, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done, _ := st.Get(ctx, "alice", ids[0])
+	if done.Status != store.StatusCompleted || string(done.Result) != `{"output": "ok"}` || done.Attempts != 1 || done.Version != 2 ||
+		done.StartedAt == nil || done.CompletedAt == nil || done.CompletedAt.Before(*done.StartedAt) || done.UpdatedAt.Before(*done.CompletedAt) {
+		t.Errorf("completed in one write: %+v (result %s)", done, done.Result)
+	}
+	failed, _ := st.Get(ctx, "alice", ids[1])
+	if failed.Status != store.StatusFailed || failed.Error == nil || failed.Attempts != 1 || failed.Result != nil {
+		t.Errorf("failed in one write: %+v", failed)
+	}
+	running, _ := st.Get(ctx, "alice", ids[2])
+	if running.Status != store.StatusProcessing || running.Attempts != 1 || running.StartedAt == nil || running.CompletedAt != nil {
+		t.Errorf("still running: %+v", running)
+	}
+	// The running job's later outcome is fenced on the lease Settle wrote.
+	c := byID[ids[2]]
+	c.Lease = lease
+	wrote, err := st.CompleteMany(ctx, []store.Completion{{Claimed: c, Result: []byte(`{"output":"late"}`)}})
+	if err != nil || !wrote[ids[2]] {
+		t.Errorf("completion under the settled lease: %v, %v", wrote, err)
+	}
+}

@@ -369,8 +369,15 @@ func TestPickupByNotification(t *testing.T) {
 // cannot hide, and a trigger records every transition to COMPLETED. The
 // promise is at-least-once execution and exactly-once completion: every job
 // is completed exactly once, and a job runs more than once only when a lease
-// was lost (each run is an attempt), never twice within one attempt.
+// was lost (each run is an attempt), never twice within one attempt. Both
+// ways of claiming are checked: picked batches settled after the lock window
+// (the default) and leases written at once.
 func TestExactlyOnce(t *testing.T) {
+	t.Run("lock window", func(t *testing.T) { exactlyOnce(t, 0) })
+	t.Run("lease at once", func(t *testing.T) { exactlyOnce(t, -1) })
+}
+
+func exactlyOnce(t *testing.T, lockWindow time.Duration) {
 	var b *bundle
 	b = setup(t, func(ctx context.Context, j worker.Job) (json.RawMessage, error) {
 		if _, err := b.st.DB().ExecContext(ctx, `INSERT INTO test_runs (job_id, attempt) VALUES ($1, $2)`, j.ID, j.Attempt); err != nil {
@@ -405,6 +412,7 @@ func TestExactlyOnce(t *testing.T) {
 		w := *b
 		w.cfg.Store = own
 		w.cfg.Concurrency = 50
+		w.cfg.LockWindow = lockWindow
 		w.start(t)
 	}
 	deadline := time.Now().Add(90 * time.Second)
@@ -458,5 +466,42 @@ func TestRetryPickedUpWhenDue(t *testing.T) {
 	j := b.waitFor(t, id, "terminal", terminal) // bounded by 15 s, far below the poll
 	if j.Status != store.StatusCompleted || j.Attempts != 2 {
 		t.Errorf("job %s attempts %d", j.Status, j.Attempts)
+	}
+}
+
+// TestLockWindow: a job that finishes within the lock window is written
+// once, PENDING straight to COMPLETED; a slower one is seen PROCESSING, under
+// a lease, while it runs.
+func TestLockWindow(t *testing.T) {
+	release := make(chan struct{})
+	b := setup(t, func(ctx context.Context, j worker.Job) (json.RawMessage, error) {
+		if string(j.Input) == `{"slow": true}` {
+			select {
+			case <-release:
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+		}
+		return ok(ctx, j)
+	})
+	b.start(t)
+	fast := b.create(t, 3)
+	j := b.waitFor(t, fast, "terminal", terminal)
+	if j.Status != store.StatusCompleted || j.Attempts != 1 || j.Version != 2 {
+		t.Errorf("fast job: %s attempts %d version %d; want COMPLETED in one write (version 2)", j.Status, j.Attempts, j.Version)
+	}
+
+	slow, _, err := b.st.Create(t.Context(), store.NewJob{UserID: "alice", Type: store.TypeAIPreview, Input: []byte(`{"slow": true}`)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	j = b.waitFor(t, slow.ID, "processing", func(j *store.Job) bool { return j.Status == store.StatusProcessing })
+	var leased bool
+	if err := b.st.DB().Get(&leased, `SELECT lease_owner IS NOT NULL FROM jobs WHERE id = $1`, slow.ID); err != nil || !leased || j.Attempts != 1 {
+		t.Errorf("slow job while running: attempts %d, leased %v (%v)", j.Attempts, leased, err)
+	}
+	close(release)
+	if j = b.waitFor(t, slow.ID, "terminal", terminal); j.Status != store.StatusCompleted || j.Attempts != 1 {
+		t.Errorf("slow job: %s attempts %d", j.Status, j.Attempts)
 	}
 }
