@@ -33,10 +33,13 @@ type DeliveryStats struct {
 // DeliveryResult is scenario 5: waiters parked on unfinished jobs, then the
 // jobs completed by SQL; delay = the waiter saw COMPLETED − its batch's commit.
 type DeliveryResult struct {
-	Waiters    int `json:"waiters"`
-	Jobs       int `json:"jobs"`
-	Users      int `json:"users"`
-	BatchSize  int `json:"batchSize"`
+	Waiters   int `json:"waiters"`
+	Jobs      int `json:"jobs"`
+	Users     int `json:"users"`
+	BatchSize int `json:"batchSize"`
+	// Pace is how many jobs a second were completed, one per UPDATE; 0 means
+	// a burst: every job in back-to-back UPDATEs of BatchSize ids.
+	Pace       int `json:"jobsPerSecond"`
 	APIDBConns int `json:"apiDbMaxConns"`
 	// DBConnsWaiting is pg_stat_activity in this database (the bench's own
 	// sampling connection excluded) once every waiter was parked.
@@ -59,7 +62,8 @@ type DeliveryResult struct {
 type deliveryOpts struct {
 	db         string
 	waiters    int
-	batch      int
+	batch      int // ids per UPDATE in a burst
+	pace       int // jobs completed per second, one per UPDATE; 0: a burst, back to back
 	dbMaxConns int
 }
 
@@ -120,7 +124,7 @@ func runDeliveryScenario(ctx context.Context, e *env, iss *tokenIssuer, o delive
 		return nil, err
 	}
 	defer srv.stop()
-	res := &DeliveryResult{Waiters: o.waiters, Jobs: nJobs, Users: nUsers, BatchSize: o.batch, APIDBConns: o.dbMaxConns,
+	res := &DeliveryResult{Waiters: o.waiters, Jobs: nJobs, Users: nUsers, BatchSize: o.batch, Pace: o.pace, APIDBConns: o.dbMaxConns,
 		Caveat: "commit time = when the bench saw the batch UPDATE's autocommit return, so a waiter can see the change " +
 			"slightly before it (negative delays, counted); bench, jobsd and PostgreSQL share the CPUs; one run, no repeats"}
 	logf("  seeded %d PENDING jobs over %d users; opening %d waiters (half long poll, half SSE)", nJobs, nUsers, o.waiters)
@@ -214,11 +218,19 @@ func runDeliveryScenario(ctx context.Context, e *env, iss *tokenIssuer, o delive
 		}
 	}()
 
-	// Complete the jobs in batches, recording each batch's commit time.
+	// Complete the jobs, paced one per UPDATE or in a burst of batches,
+	// recording each UPDATE's commit time.
 	commitAt := make([]time.Time, nJobs)
 	first := time.Now()
-	for lo := 0; lo < nJobs; lo += o.batch {
-		hi := min(lo+o.batch, nJobs)
+	batch := o.batch
+	if o.pace > 0 {
+		batch = 1
+	}
+	for lo := 0; lo < nJobs; lo += batch {
+		if o.pace > 0 {
+			time.Sleep(time.Until(first.Add(time.Duration(lo) * time.Second / time.Duration(o.pace))))
+		}
+		hi := min(lo+batch, nJobs)
 		if _, err := conn.Exec(ctx, `UPDATE jobs SET status = 'COMPLETED', result = '{"output":"x"}', attempts = 1,
 			started_at = now(), completed_at = now(), updated_at = now(), version = version + 1 WHERE id = ANY($1)`, ids[lo:hi]); err != nil {
 			close(stopSampling)
