@@ -73,7 +73,11 @@ func (s *Store) Get(ctx context.Context, userID string, id uuid.UUID) (*Job, err
 	defer cancel()
 	var j Job
 	s.gets.Add(1)
-	if err := s.getStmt.GetContext(ctx, &j, id, userID); err != nil {
+	// Scanned by hand: the poll is the hottest statement, and sqlx's
+	// reflection was a seventh of its CPU.
+	err := s.getStmt.QueryRowContext(ctx, id, userID).Scan(&j.ID, &j.UserID, &j.Type, &j.Status, &j.Input, &j.Result,
+		&j.Error, &j.Attempts, &j.MaxAttempts, &j.CreatedAt, &j.StartedAt, &j.CompletedAt, &j.UpdatedAt, &j.Version)
+	if err != nil {
 		if errors.Is(err, sql.ErrNoRows) {
 			return nil, ErrNotFound
 		}
