@@ -67,7 +67,7 @@ func main() {
 	quick := flag.Bool("quick", false, "small sizes, 2 repeats, one concurrency (< 2 minutes)")
 	out := flag.String("out", "results/latest.json", "where to write the JSON results")
 	only := flag.String("only", "", "comma-separated scenarios to run (status,worker,pickup,growth,delivery); default all")
-	workerJobs := flag.Int("worker-jobs", 0, "override the number of jobs in the worker burn-down (full default 200000; 1000000 takes about 30 s per jobsd run)")
+	workerJobs := flag.Int("worker-jobs", 0, "override the number of jobs in the worker burn-down (full default 1000000)")
 	deliveryPace := flag.Int("delivery-pace", 200, "scenario 5: jobs completed per second in the paced run (10 waiters each)")
 	probe := flag.Bool("probe-concurrency", false, "also try jobsd worker concurrency 100/250/500/1000/2000 before scenario 2")
 	diagnose := flag.Bool("diagnose", false, "also run jobsd x1 once with the per-row jobs_changed trigger disabled (a diagnostic, not a headline)")
@@ -92,7 +92,7 @@ func run(quick bool, out, only string, workerJobs, deliveryPace int, probe, diag
 	res := &Results{StartedAt: began.UTC(), Mode: "full", Repeats: 3}
 	statusO := statusOpts{db: "status_big", jobs: 1_000_000, users: 10_000, conc: []int{16, 64, 256},
 		dur: 10 * time.Second, repeats: 3, raw: true, dbMaxConns: 20}
-	workerO := workerOpts{jobs: 200_000, repeats: 3, concurrency: riverMaxWorkers, concurrency2: riverMaxWorkers / 2, timeout: 10 * time.Minute, probeJobs: 100_000}
+	workerO := workerOpts{jobs: 1_000_000, repeats: 3, concurrency: riverMaxWorkers, concurrency2: riverMaxWorkers / 2, timeout: 10 * time.Minute, probeJobs: 100_000}
 	deliveryO := deliveryOpts{db: "delivery", waiters: 10_000, batch: 100, pace: 200, dbMaxConns: 20}
 	pickupO := pickupOpts{rates: []int{500, 2000}, dur: 10 * time.Second, repeats: 3, concurrency: 100}
 	if quick {
