@@ -64,18 +64,22 @@ func (w *Worker) openBatch() bool {
 	return true
 }
 
-// batchDone releases what openBatch reserved.
-func (w *Worker) batchDone() {
+// batchDone releases what openBatch reserved. After a batch settled it
+// wakes the claim loop, which may have waited for room; after a pick that
+// found nothing it must not, or an idle worker would pick again and again.
+func (w *Worker) batchDone(settled bool) {
 	w.mu.Lock()
 	w.openBatches--
 	w.mu.Unlock()
-	w.poke()
+	if settled {
+		w.poke()
+	}
 }
 
 // settle waits until every job of b has finished or LockWindow has passed,
 // then writes the batch: finished jobs their outcome, the others a lease.
 func (w *Worker) settle(b *batch, log *slog.Logger) {
-	defer w.batchDone()
+	defer w.batchDone(true)
 	defer close(b.settled)
 	window := time.NewTimer(w.cfg.LockWindow)
 	select {

@@ -171,14 +171,16 @@ func (w *Worker) Run(ctx context.Context) error {
 	poll := time.NewTicker(w.cfg.PollEvery)
 	defer poll.Stop()
 	for ctx.Err() == nil {
-		n, err := w.claimAndStart(ctx, jobCtx, &jobs, log)
+		n, asked, err := w.claimAndStart(ctx, jobCtx, &jobs, log)
 		if err != nil && ctx.Err() == nil {
 			log.Warn("claim failed", "err", err)
 		}
-		if err == nil && n > 0 {
-			// There may be more runnable jobs: claim again, after a short
-			// cooldown in which freed slots gather into one claim rather than
-			// many claims of a job or two.
+		if err == nil && n > 0 && n == asked {
+			// Every free slot was filled, so more jobs are likely waiting:
+			// claim again, after a short cooldown in which freed slots gather
+			// into one claim rather than many claims of a job or two. (A claim
+			// that found fewer drained the queue: the loop waits for the next
+			// notification, poke or poll, adding no delay under light load.)
 			w.cooldown(ctx, cancelled)
 			continue
 		}
@@ -244,26 +246,28 @@ func (w *Worker) freeSlot(r *running) {
 	}
 }
 
-func (w *Worker) claimAndStart(ctx, jobCtx context.Context, jobs *sync.WaitGroup, log *slog.Logger) (int, error) {
+// claimAndStart claims up to as many jobs as there are free slots and starts
+// them; it returns how many it claimed and how many it asked for.
+func (w *Worker) claimAndStart(ctx, jobCtx context.Context, jobs *sync.WaitGroup, log *slog.Logger) (claimed, asked int, err error) {
 	n := w.free()
 	if n <= 0 {
-		return 0, nil
+		return 0, 0, nil
 	}
 	if w.cfg.LockWindow < 0 {
-		claimed, err := w.cfg.Store.Claim(ctx, n, w.cfg.Lease)
+		got, err := w.cfg.Store.Claim(ctx, n, w.cfg.Lease)
 		if err != nil {
-			return 0, err
+			return 0, n, err
 		}
-		w.start(jobCtx, jobs, claimed, nil, log)
-		return len(claimed), nil
+		w.start(jobCtx, jobs, got, nil, log)
+		return len(got), n, nil
 	}
 	if !w.openBatch() {
-		return 0, nil // a settling batch will poke
+		return 0, n, nil // a settling batch will poke
 	}
 	picked, err := w.cfg.Store.Pick(ctx, n)
 	if err != nil || picked == nil {
-		w.batchDone()
-		return 0, err
+		w.batchDone(false)
+		return 0, n, err
 	}
 	b := newBatch(picked)
 	b.jobs = w.start(jobCtx, jobs, picked.Jobs, b, log)
@@ -272,10 +276,10 @@ func (w *Worker) claimAndStart(ctx, jobCtx context.Context, jobs *sync.WaitGroup
 		defer jobs.Done()
 		w.settle(b, log)
 	}()
-	return len(picked.Jobs), nil
+	return len(picked.Jobs), n, nil
 }
 
-// start runs each claimed job in its own goroutine.
+// start hands each claimed job to a runner.
 func (w *Worker) start(jobCtx context.Context, jobs *sync.WaitGroup, claimed []store.Claimed, b *batch, log *slog.Logger) []*running {
 	out := make([]*running, 0, len(claimed))
 	for _, c := range claimed {

@@ -505,3 +505,29 @@ func TestLockWindow(t *testing.T) {
 		t.Errorf("slow job: %s attempts %d", j.Status, j.Attempts)
 	}
 }
+
+// TestIdleWorkerWaits: a worker with nothing to do waits for notifications
+// and its fallback poll; it does not pick again and again. Counted in
+// transactions on its database (a spinning claim loop makes thousands a
+// second; an idle worker a few: polls every 500 ms, rescues every 200 ms).
+func TestIdleWorkerWaits(t *testing.T) {
+	b := setup(t, ok)
+	b.start(t)
+	xacts := func() int64 {
+		var n int64
+		// pg_stat_database is updated when a backend reports, at most once a
+		// second: sample after it has.
+		if err := b.st.DB().Get(&n, `SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = current_database()`); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	time.Sleep(1500 * time.Millisecond)
+	before := xacts()
+	time.Sleep(3 * time.Second)
+	if n := xacts() - before; n > 300 {
+		t.Errorf("an idle worker made %d transactions in about 3 s; want a few dozen", n)
+	} else {
+		t.Logf("idle worker: %d transactions in about 3 s", n)
+	}
+}
