@@ -66,7 +66,7 @@ lint: ## go vet and gofmt
 	cd bench && $(GO) vet ./...
 
 .PHONY: bench
-bench: ## full benchmark (about 15-20 min): cd bench && go run . -out results/latest.json
+bench: ## full benchmark (about 20 min): cd bench && go run . -out results/latest.json
 	cd bench && $(GO) run . -out results/latest.json
 
 .PHONY: bench-quick

@@ -23,16 +23,6 @@ import (
 	"time"
 )
 
-// GrowthResult is scenario 4: the status poll on a small table versus the
-// scenario-1 table.
-type GrowthResult struct {
-	Small           *StatusResult `json:"small"`
-	BigJobs         int           `json:"bigJobs"`
-	BigSizes        TableSizes    `json:"bigTableSizes"`
-	P99BigOverSmall Spread        `json:"p99BigOverSmall"`
-	RPSBigOverSmall Spread        `json:"reqPerSecBigOverSmall"`
-}
-
 // Goal is one target and whether this run met it.
 type Goal struct {
 	Name     string  `json:"name"`
@@ -165,22 +155,13 @@ func run(quick bool, out, only string, workerJobs, deliveryPace int, probe, diag
 		}
 	}
 	if want("growth") && res.Status != nil {
-		logf("scenario 4: growth (%d jobs vs %d)", growthO.jobs, res.Status.Jobs)
-		small, err := runStatusScenario(ctx, e, iss, growthO)
-		if err != nil {
+		logf("scenario 4: growth (%d jobs vs %d, paired in each repeat)", growthO.jobs, res.Status.Jobs)
+		if res.Growth, err = runGrowthScenario(ctx, e, iss, res.Status, growthO); err != nil {
 			fail("growth", err)
-		} else {
-			g := &GrowthResult{Small: small, BigJobs: res.Status.Jobs, BigSizes: res.Status.Sizes}
-			big, sm := res.Status.Runs["warm64"], small.Runs["warm64"]
-			var p, q []float64
-			for i := range min(len(big), len(sm)) {
-				p = append(p, big[i].P99ms/sm[i].P99ms)
-				q = append(q, big[i].PerSec/sm[i].PerSec)
-			}
-			g.P99BigOverSmall, g.RPSBigOverSmall = spread(p), spread(q)
-			res.Growth = g
+			res.Growth = nil
 		}
 	}
+
 	if want("delivery") {
 		burstO := deliveryO
 		burstO.db, burstO.pace = "delivery_burst", 0
@@ -306,7 +287,9 @@ func sanitize(r *Results) {
 	}
 	fixS(r.Status)
 	if r.Growth != nil {
-		fixS(r.Growth.Small)
+		g := []LoadSummary{r.Growth.Small, r.Growth.Big}
+		fixL(g)
+		r.Growth.Small, r.Growth.Big = g[0], g[1]
 		r.Growth.P99BigOverSmall, r.Growth.RPSBigOverSmall = cleanSpread(r.Growth.P99BigOverSmall), cleanSpread(r.Growth.RPSBigOverSmall)
 	}
 	if r.Worker != nil {
@@ -391,16 +374,10 @@ func printReport(f *os.File, r *Results) {
 		fmt.Fprintf(w, "\tcaveat: %s\n\n", p.Caveat)
 	}
 	if g := r.Growth; g != nil {
-		fmt.Fprintf(w, "4. growth: status reads at c=64, %s vs %s jobs\n", human(g.Small.Jobs), human(g.BigJobs))
+		fmt.Fprintf(w, "4. growth: status reads at c=64, %s vs %s jobs, both tables measured back to back in each repeat\n", human(g.SmallJobs), human(g.BigJobs))
 		fmt.Fprintf(w, "\ttable\trows\theap\tindexes\treq/s\tp99 ms\n")
-		if s := r.Status; s != nil {
-			if l, ok := s.warmAt(64); ok {
-				fmt.Fprintf(w, "\tbig\t%d\t%s\t%s\t%s\t%s\n", s.Sizes.Rows, mib(s.Sizes.HeapBytes), mib(s.Sizes.IndexesBytes), sp(l.PerSec, "%.0f"), sp(l.P99ms, "%.2f"))
-			}
-		}
-		if l, ok := g.Small.warmAt(64); ok {
-			fmt.Fprintf(w, "\tsmall\t%d\t%s\t%s\t%s\t%s\n", g.Small.Sizes.Rows, mib(g.Small.Sizes.HeapBytes), mib(g.Small.Sizes.IndexesBytes), sp(l.PerSec, "%.0f"), sp(l.P99ms, "%.2f"))
-		}
+		fmt.Fprintf(w, "\tbig\t%d\t%s\t%s\t%s\t%s\n", g.BigSizes.Rows, mib(g.BigSizes.HeapBytes), mib(g.BigSizes.IndexesBytes), sp(g.Big.PerSec, "%.0f"), sp(g.Big.P99ms, "%.2f"))
+		fmt.Fprintf(w, "\tsmall\t%d\t%s\t%s\t%s\t%s\n", g.SmallSizes.Rows, mib(g.SmallSizes.HeapBytes), mib(g.SmallSizes.IndexesBytes), sp(g.Small.PerSec, "%.0f"), sp(g.Small.P99ms, "%.2f"))
 		fmt.Fprintf(w, "\tHEADLINE p99 big ÷ small\t%s\treq/s big ÷ small\t%s\n\n", sp(g.P99BigOverSmall, "%.3f"), sp(g.RPSBigOverSmall, "%.3f"))
 	}
 	for _, d := range []*DeliveryResult{r.Delivery, r.DeliveryBurst} {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	mrand "math/rand/v2"
+	"net/http"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -45,6 +46,14 @@ type StatusResult struct {
 	RawPoolSize map[int]int             `json:"rawDbPoolSize"`
 	RatioAt64   Spread                  `json:"apiOverRawAt64"`
 	Runs        map[string][]LoadResult `json:"runs"`
+
+	target statusTarget // the seeded table, for scenario 4
+}
+
+// statusTarget is a seeded jobs table: its database and its jobs by user.
+type statusTarget struct {
+	url string
+	ix  *jobIndex
 }
 
 type statusOpts struct {
@@ -76,7 +85,7 @@ func runStatusScenario(ctx context.Context, e *env, iss *tokenIssuer, o statusOp
 		return nil, err
 	}
 	res := &StatusResult{Jobs: ix.numJobs, Users: o.users, APIDBConns: o.dbMaxConns, RawPoolSize: map[int]int{},
-		Runs: map[string][]LoadResult{}}
+		Runs: map[string][]LoadResult{}, target: statusTarget{url: url, ix: ix}}
 	if res.Sizes, err = jobsTableSizes(ctx, pool); err != nil {
 		return nil, err
 	}
@@ -166,6 +175,98 @@ func (r *StatusResult) warmAt(c int) (LoadSummary, bool) {
 		}
 	}
 	return LoadSummary{}, false
+}
+
+// GrowthResult is scenario 4: the warm status poll at c=64 on a small table
+// and on the scenario-1 table, measured back to back in each repeat (in
+// alternating order), so that each ratio pairs passes a few seconds apart.
+type GrowthResult struct {
+	SmallJobs       int          `json:"smallJobs"`
+	SmallSizes      TableSizes   `json:"smallTableSizes"`
+	BigJobs         int          `json:"bigJobs"`
+	BigSizes        TableSizes   `json:"bigTableSizes"`
+	Small           LoadSummary  `json:"small"`
+	Big             LoadSummary  `json:"big"`
+	Runs            []LoadResult `json:"runs"` // small, big per repeat
+	P99BigOverSmall Spread       `json:"p99BigOverSmall"`
+	RPSBigOverSmall Spread       `json:"reqPerSecBigOverSmall"`
+}
+
+func runGrowthScenario(ctx context.Context, e *env, iss *tokenIssuer, big *StatusResult, o statusOpts) (*GrowthResult, error) {
+	url, err := e.createDB(ctx, o.db, true)
+	if err != nil {
+		return nil, err
+	}
+	pool, err := pgxpool.New(ctx, url)
+	if err != nil {
+		return nil, err
+	}
+	defer pool.Close()
+	if err := seedStatusJobs(ctx, pool, o.jobs, o.users); err != nil {
+		return nil, err
+	}
+	ix, err := loadJobIndex(ctx, pool, o.users)
+	if err != nil {
+		return nil, err
+	}
+	g := &GrowthResult{SmallJobs: ix.numJobs, BigJobs: big.Jobs, BigSizes: big.Sizes}
+	if g.SmallSizes, err = jobsTableSizes(ctx, pool); err != nil {
+		return nil, err
+	}
+	small := statusTarget{url: url, ix: ix}
+	client := newHTTPClient(64)
+	defer client.CloseIdleConnections()
+	var smalls, bigs, p99s, rates []float64
+	var smallRuns, bigRuns []LoadResult
+	for rep := range o.repeats {
+		order := []statusTarget{small, big.target}
+		if rep%2 == 1 {
+			order[0], order[1] = order[1], order[0]
+		}
+		var got [2]LoadResult
+		for _, t := range order {
+			r, err := warmPass(ctx, e, iss, client, t, 64, o, fmt.Sprintf("serve-growth-%d-%d", rep, t.ix.numJobs))
+			if err != nil {
+				return nil, err
+			}
+			i := 0
+			if t.url != small.url {
+				i = 1
+			}
+			got[i] = r
+			logf("  growth rep %d %d jobs warm c=64: %.0f req/s p99 %.2fms errors %d", rep+1, t.ix.numJobs, r.PerSec, r.P99ms, r.Errors)
+		}
+		g.Runs = append(g.Runs, got[0], got[1])
+		smallRuns, bigRuns = append(smallRuns, got[0]), append(bigRuns, got[1])
+		smalls, bigs = append(smalls, got[0].P99ms), append(bigs, got[1].P99ms)
+		p99s = append(p99s, got[1].P99ms/got[0].P99ms)
+		rates = append(rates, got[1].PerSec/got[0].PerSec)
+	}
+	g.Small, g.Big = summarizeRuns(smallRuns), summarizeRuns(bigRuns)
+	g.P99BigOverSmall, g.RPSBigOverSmall = spread(p99s), spread(rates)
+	return g, nil
+}
+
+// warmPass starts a fresh server on t's database, warms its token cache
+// with one request per user, then measures the warm poll at conc.
+func warmPass(ctx context.Context, e *env, iss *tokenIssuer, client *http.Client, t statusTarget, conc int, o statusOpts, name string) (LoadResult, error) {
+	srv, base, err := e.startServe(ctx, name, t.url, iss.srv.URL, o.dbMaxConns, "JOBS_RATE_READ=0")
+	if err != nil {
+		return LoadResult{}, err
+	}
+	defer srv.stop()
+	client.CloseIdleConnections()
+	tokens, err := iss.mint(t.ix.users)
+	if err != nil {
+		return LoadResult{}, err
+	}
+	runLoad(ctx, client, base, 64, 2*time.Minute, len(tokens), func(r *mrand.Rand, s int) (string, string) {
+		return tokens[s], t.ix.idStr[s][r.IntN(len(t.ix.idStr[s]))]
+	})
+	return runLoad(ctx, client, base, conc, o.dur, 0, func(r *mrand.Rand, _ int) (string, string) {
+		u := r.IntN(len(tokens))
+		return tokens[u], t.ix.idStr[u][r.IntN(len(t.ix.idStr[u]))]
+	}), nil
 }
 
 func mib(b int64) string { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }

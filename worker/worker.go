@@ -56,8 +56,9 @@ type Config struct {
 	Heartbeat   time.Duration // how often held leases are extended (Lease/3)
 	RescueEvery time.Duration // how often expired leases are looked for (Lease/2)
 	PollEvery   time.Duration // fallback poll when no notification comes (2 s)
-	// ClaimCooldown is the pause after a claim that found jobs, before the
-	// next one (2 ms): at a backlog, slots freed meanwhile are claimed together.
+	// ClaimCooldown is the pause after a claim that filled every free slot,
+	// before the next one (2 ms): at a backlog, slots freed meanwhile are
+	// claimed together.
 	ClaimCooldown time.Duration
 	// LockWindow is how long freshly picked jobs run under their batch's row
 	// locks alone (50 ms; negative: none, every claim writes a lease at once).
@@ -105,8 +106,9 @@ type Worker struct {
 	id  string
 
 	mu sync.Mutex
-	// inflight holds every job whose lease this worker holds: running, or
-	// finished with its outcome not yet written. Heartbeats extend them all.
+	// inflight holds every job this worker holds: in a batch still settling
+	// (no lease yet), running, or finished with its outcome not yet written.
+	// Heartbeats extend the leases of all but the first.
 	inflight map[uuid.UUID]*running
 	// busy counts the slots in use: jobs whose handler has not finished, or
 	// whose outcome could not be queued yet. A job frees its slot once its
