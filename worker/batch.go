@@ -23,11 +23,11 @@ type batch struct {
 	picked *store.Picked
 	jobs   []*running
 
-	mu       sync.Mutex
-	open     bool
-	outcomes []store.Outcome
-	offered  map[uuid.UUID]bool
-	allIn    chan struct{} // closed when every job has offered its outcome
+	mu      sync.Mutex
+	open    bool
+	offers  []offer
+	offered map[uuid.UUID]bool
+	allIn   chan struct{} // closed when every job has offered its outcome
 
 	settled chan struct{} // closed once settle has written, or failed to
 	err     error         // settle's error; read after settled
@@ -38,15 +38,25 @@ func newBatch(p *store.Picked) *batch {
 		allIn: make(chan struct{}), settled: make(chan struct{})}
 }
 
+// offer is a finished job handed to its batch: settle writes its outcome and
+// then finishes it, so that no goroutine per job waits for the batch.
+type offer struct {
+	r     *running
+	o     store.Outcome
+	start time.Time
+	log   *slog.Logger
+	jobs  *sync.WaitGroup
+}
+
 // offer records a finished job's outcome if the batch has not settled yet.
-func (b *batch) offer(o store.Outcome) bool {
+func (b *batch) offer(of offer) bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if !b.open {
 		return false
 	}
-	b.outcomes = append(b.outcomes, o)
-	b.offered[o.ID] = true
+	b.offers = append(b.offers, of)
+	b.offered[of.o.ID] = true
 	if len(b.offered) == len(b.picked.Jobs) {
 		close(b.allIn)
 	}
@@ -90,7 +100,11 @@ func (w *Worker) settle(b *batch, log *slog.Logger) {
 
 	b.mu.Lock()
 	b.open = false
-	outcomes := b.outcomes
+	offers := b.offers
+	outcomes := make([]store.Outcome, 0, len(b.jobs))
+	for _, of := range offers {
+		outcomes = append(outcomes, of.o)
+	}
 	var leased []*running
 	w.mu.Lock()
 	for _, r := range b.jobs {
@@ -107,6 +121,9 @@ func (w *Worker) settle(b *batch, log *slog.Logger) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	b.err = b.picked.Settle(ctx, outcomes, w.cfg.Lease)
+	for _, of := range offers {
+		w.finishOffered(of, b.err)
+	}
 	if b.err == nil {
 		return
 	}
@@ -120,4 +137,19 @@ func (w *Worker) settle(b *batch, log *slog.Logger) {
 		r.cancel()
 	}
 	w.mu.Unlock()
+}
+
+// finishOffered ends a job whose outcome its batch's settling wrote (or, with
+// err, failed to write).
+func (w *Worker) finishOffered(of offer, err error) {
+	r := of.r
+	r.cancel()
+	w.mu.Lock()
+	delete(w.inflight, of.o.ID)
+	w.mu.Unlock()
+	if err == nil && of.o.Kind == store.OutcomeRetry {
+		time.AfterFunc(of.o.Backoff, w.poke)
+	}
+	w.logOutcome(of.log, r.claim, of.o.Kind, err == nil, err, of.start)
+	of.jobs.Done()
 }

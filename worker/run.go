@@ -31,8 +31,9 @@ func (w *Worker) runner(tasks <-chan task) {
 	}
 }
 
-// runJob runs one attempt, then leaves writing its outcome to a goroutine of
-// its own, so that the runner can take the next job at once.
+// runJob runs one attempt, then hands its outcome to its batch if that has
+// not settled yet, or else to a goroutine of its own that writes it; either
+// way the runner can take the next job at once.
 func (w *Worker) runJob(t task) {
 	r := t.r
 	w.mu.Lock()
@@ -54,13 +55,17 @@ func (w *Worker) runJob(t task) {
 	if err != nil {
 		log = log.With("err", err.Error(), "retryable", o.Kind == store.OutcomeRetry)
 	}
+	if b := r.batch; b != nil && !handedBack && b.offer(offer{r: r, o: o, start: start, log: log, jobs: t.jobs}) {
+		w.freeSlot(r) // the batch's settling writes the outcome and finishes the job
+		return
+	}
 	go w.finish(t, o, handedBack, start, log)
 }
 
-// finish writes an attempt's outcome. A job of a picked batch that finished
-// before the batch settles hands its outcome to the batch; otherwise every
-// write is fenced on the attempt's lease, and a false "ok" means someone else
-// owns the job now (the rescuer, a cancellation): the outcome is dropped.
+// finish writes the outcome of an attempt that holds (or, in a batch still
+// settling, is about to hold) a lease. Every write is fenced on that lease: a
+// false "ok" means someone else owns the job now (the rescuer, a
+// cancellation), and the outcome is dropped.
 func (w *Worker) finish(t task, o store.Outcome, handedBack bool, start time.Time, log *slog.Logger) {
 	r := t.r
 	defer t.jobs.Done()
@@ -72,16 +77,6 @@ func (w *Worker) finish(t task, o store.Outcome, handedBack bool, start time.Tim
 		w.freeSlot(r)
 	}()
 	if b := r.batch; b != nil {
-		if !handedBack && b.offer(o) {
-			w.freeSlot(r)
-			<-b.settled
-			ok := b.err == nil
-			if ok && o.Kind == store.OutcomeRetry {
-				time.AfterFunc(o.Backoff, w.poke)
-			}
-			w.logOutcome(log, r.claim, o.Kind, ok, b.err, start)
-			return
-		}
 		<-b.settled // the job now holds a lease (or, if that failed, nothing)
 	}
 	ok, werr := w.write(r, o, handedBack)
