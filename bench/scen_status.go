@@ -67,30 +67,13 @@ type statusOpts struct {
 }
 
 func runStatusScenario(ctx context.Context, e *env, iss *tokenIssuer, o statusOpts) (*StatusResult, error) {
-	url, err := e.createDB(ctx, o.db, true)
+	target, sizes, err := seedTarget(ctx, e, o)
 	if err != nil {
 		return nil, err
 	}
-	pool, err := pgxpool.New(ctx, url)
-	if err != nil {
-		return nil, err
-	}
-	defer pool.Close()
-	t0 := time.Now()
-	if err := seedStatusJobs(ctx, pool, o.jobs, o.users); err != nil {
-		return nil, err
-	}
-	ix, err := loadJobIndex(ctx, pool, o.users)
-	if err != nil {
-		return nil, err
-	}
-	res := &StatusResult{Jobs: ix.numJobs, Users: o.users, APIDBConns: o.dbMaxConns, RawPoolSize: map[int]int{},
-		Runs: map[string][]LoadResult{}, target: statusTarget{url: url, ix: ix}}
-	if res.Sizes, err = jobsTableSizes(ctx, pool); err != nil {
-		return nil, err
-	}
-	logf("  %s: seeded %d jobs over %d users in %.1fs (heap %s, indexes %s)", o.db, ix.numJobs, o.users,
-		time.Since(t0).Seconds(), mib(res.Sizes.HeapBytes), mib(res.Sizes.IndexesBytes))
+	url, ix := target.url, target.ix
+	res := &StatusResult{Jobs: ix.numJobs, Users: o.users, Sizes: sizes, APIDBConns: o.dbMaxConns, RawPoolSize: map[int]int{},
+		Runs: map[string][]LoadResult{}, target: target}
 
 	maxConc := 0
 	for _, c := range o.conc {
@@ -193,27 +176,11 @@ type GrowthResult struct {
 }
 
 func runGrowthScenario(ctx context.Context, e *env, iss *tokenIssuer, big *StatusResult, o statusOpts) (*GrowthResult, error) {
-	url, err := e.createDB(ctx, o.db, true)
+	small, sizes, err := seedTarget(ctx, e, o)
 	if err != nil {
 		return nil, err
 	}
-	pool, err := pgxpool.New(ctx, url)
-	if err != nil {
-		return nil, err
-	}
-	defer pool.Close()
-	if err := seedStatusJobs(ctx, pool, o.jobs, o.users); err != nil {
-		return nil, err
-	}
-	ix, err := loadJobIndex(ctx, pool, o.users)
-	if err != nil {
-		return nil, err
-	}
-	g := &GrowthResult{SmallJobs: ix.numJobs, BigJobs: big.Jobs, BigSizes: big.Sizes}
-	if g.SmallSizes, err = jobsTableSizes(ctx, pool); err != nil {
-		return nil, err
-	}
-	small := statusTarget{url: url, ix: ix}
+	g := &GrowthResult{SmallJobs: small.ix.numJobs, SmallSizes: sizes, BigJobs: big.Jobs, BigSizes: big.Sizes}
 	client := newHTTPClient(64)
 	defer client.CloseIdleConnections()
 	var smalls, bigs, p99s, rates []float64
@@ -245,6 +212,34 @@ func runGrowthScenario(ctx context.Context, e *env, iss *tokenIssuer, big *Statu
 	g.Small, g.Big = summarizeRuns(smallRuns), summarizeRuns(bigRuns)
 	g.P99BigOverSmall, g.RPSBigOverSmall = spread(p99s), spread(rates)
 	return g, nil
+}
+
+// seedTarget creates o.db and seeds it with o.jobs jobs over o.users users.
+func seedTarget(ctx context.Context, e *env, o statusOpts) (statusTarget, TableSizes, error) {
+	url, err := e.createDB(ctx, o.db, true)
+	if err != nil {
+		return statusTarget{}, TableSizes{}, err
+	}
+	pool, err := pgxpool.New(ctx, url)
+	if err != nil {
+		return statusTarget{}, TableSizes{}, err
+	}
+	defer pool.Close()
+	t0 := time.Now()
+	if err := seedStatusJobs(ctx, pool, o.jobs, o.users); err != nil {
+		return statusTarget{}, TableSizes{}, err
+	}
+	ix, err := loadJobIndex(ctx, pool, o.users)
+	if err != nil {
+		return statusTarget{}, TableSizes{}, err
+	}
+	sizes, err := jobsTableSizes(ctx, pool)
+	if err != nil {
+		return statusTarget{}, TableSizes{}, err
+	}
+	logf("  %s: seeded %d jobs over %d users in %.1fs (heap %s, indexes %s)", o.db, ix.numJobs, o.users,
+		time.Since(t0).Seconds(), mib(sizes.HeapBytes), mib(sizes.IndexesBytes))
+	return statusTarget{url: url, ix: ix}, sizes, nil
 }
 
 // warmPass starts a fresh server on t's database, warms its token cache
