@@ -39,13 +39,7 @@ func (s *Store) Pick(ctx context.Context, n int) (*Picked, error) {
 	}
 	sctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
-	rows, err := tx.QueryContext(sctx, `
-		SELECT id, user_id, type, input, attempts + 1, max_attempts
-		FROM jobs
-		WHERE status IN ('PENDING', 'PROCESSING') AND lease_owner IS NULL AND run_after <= now()
-		ORDER BY run_after, id
-		LIMIT $1
-		FOR UPDATE SKIP LOCKED`, n)
+	rows, err := tx.QueryContext(sctx, `SELECT id, user_id, type, input, attempts + 1, max_attempts`+nextRunnable, n)
 	var jobs []Claimed
 	if err == nil {
 		jobs, err = scanPicked(rows)

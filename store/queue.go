@@ -21,6 +21,17 @@ type Claimed struct {
 	Lease       uuid.UUID `db:"lease_owner"`
 }
 
+// nextRunnable is the queue order shared by Claim and Pick: up to $1 runnable
+// jobs (PENDING, or PROCESSING waiting for a retry, whose run_after has come),
+// oldest first, skipping rows another worker holds. It matches the partial
+// index jobs_claimable_idx.
+const nextRunnable = `
+	FROM jobs
+	WHERE status IN ('PENDING', 'PROCESSING') AND lease_owner IS NULL AND run_after <= now()
+	ORDER BY run_after, id
+	LIMIT $1
+	FOR UPDATE SKIP LOCKED`
+
 // Client-visible error texts the queue itself writes.
 const (
 	ErrTextWorkerLost = "Worker lost while processing the job"
@@ -39,12 +50,7 @@ func (s *Store) Claim(ctx context.Context, n int, lease time.Duration) ([]Claime
 	// "WHERE id IN (subquery)" the planner may hash-join against a scan of
 	// the whole table, which grows with every retained job.
 	err := s.db.SelectContext(ctx, &out, `
-		WITH picked AS MATERIALIZED (
-			SELECT id FROM jobs
-			WHERE status IN ('PENDING', 'PROCESSING') AND lease_owner IS NULL AND run_after <= now()
-			ORDER BY run_after, id
-			LIMIT $1
-			FOR UPDATE SKIP LOCKED)
+		WITH picked AS MATERIALIZED (SELECT id `+nextRunnable+`)
 		UPDATE jobs j SET
 			status = 'PROCESSING',
 			attempts = j.attempts + 1,

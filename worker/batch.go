@@ -142,14 +142,10 @@ func (w *Worker) settle(b *batch, log *slog.Logger) {
 // finishOffered ends a job whose outcome its batch's settling wrote (or, with
 // err, failed to write).
 func (w *Worker) finishOffered(of offer, err error) {
-	r := of.r
-	r.cancel()
-	w.mu.Lock()
-	delete(w.inflight, of.o.ID)
-	w.mu.Unlock()
+	w.forget(of.r)
 	if err == nil && of.o.Kind == store.OutcomeRetry {
 		time.AfterFunc(of.o.Backoff, w.poke)
 	}
-	w.logOutcome(of.log, r.claim, of.o.Kind, err == nil, err, of.start)
+	w.logOutcome(of.log, of.r.claim, string(of.o.Kind), err == nil, err, of.start)
 	of.jobs.Done()
 }

@@ -50,7 +50,7 @@ func (w *Worker) runJob(t task) {
 	w.mu.Lock()
 	handedBack := r.handedBack
 	w.mu.Unlock()
-	o := w.decide(c, result, err, handedBack)
+	o := w.decide(c, result, err)
 	log := t.log
 	if err != nil {
 		log = log.With("err", err.Error(), "retryable", o.Kind == store.OutcomeRetry)
@@ -69,28 +69,36 @@ func (w *Worker) runJob(t task) {
 func (w *Worker) finish(t task, o store.Outcome, handedBack bool, start time.Time, log *slog.Logger) {
 	r := t.r
 	defer t.jobs.Done()
-	defer func() {
-		r.cancel()
-		w.mu.Lock()
-		delete(w.inflight, o.ID)
-		w.mu.Unlock()
-		w.freeSlot(r)
-	}()
+	defer w.forget(r)
 	if b := r.batch; b != nil {
 		<-b.settled // the job now holds a lease (or, if that failed, nothing)
 	}
 	ok, werr := w.write(r, o, handedBack)
-	w.logOutcome(log, r.claim, o.Kind, ok, werr, start)
+	outcome := string(o.Kind)
+	if handedBack {
+		outcome = "handed back"
+	}
+	w.logOutcome(log, r.claim, outcome, ok, werr, start)
 }
 
-// decide turns an attempt's result or error into its outcome.
-func (w *Worker) decide(c store.Claimed, result []byte, err error, handedBack bool) store.Outcome {
+// forget drops a job whose outcome is written (or given up on): its
+// context, its place in inflight, its slot.
+func (w *Worker) forget(r *running) {
+	r.cancel()
+	w.mu.Lock()
+	delete(w.inflight, r.claim.ID)
+	w.mu.Unlock()
+	w.freeSlot(r)
+}
+
+// decide turns an attempt's result or error into its outcome. (A job
+// handed back at shutdown is released instead, whatever its outcome: see
+// write.)
+func (w *Worker) decide(c store.Claimed, result []byte, err error) store.Outcome {
 	o := store.Outcome{ID: c.ID}
 	switch {
 	case err == nil:
 		o.Kind, o.Result = store.OutcomeCompleted, result
-	case handedBack:
-		o.Kind = store.OutcomeRunning // released by write, not counted
 	default:
 		retryable, msg := w.cfg.Classify(err)
 		if retryable && c.Attempts < c.MaxAttempts {
@@ -127,7 +135,7 @@ func (w *Worker) write(r *running, o store.Outcome, handedBack bool) (bool, erro
 }
 
 // logOutcome logs the attempt, if its level is enabled.
-func (w *Worker) logOutcome(log *slog.Logger, c store.Claimed, kind store.OutcomeKind, ok bool, werr error, start time.Time) {
+func (w *Worker) logOutcome(log *slog.Logger, c store.Claimed, outcome string, ok bool, werr error, start time.Time) {
 	level, msg := slog.LevelInfo, "job attempt done"
 	switch {
 	case werr != nil:
@@ -138,18 +146,14 @@ func (w *Worker) logOutcome(log *slog.Logger, c store.Claimed, kind store.Outcom
 		level, msg = slog.LevelWarn, "outcome dropped: lease no longer held (cancelled or rescued)"
 	}
 	if log.Enabled(context.Background(), level) {
-		writeOutcomeLine(log, level, msg, c, kind, werr, start)
+		writeOutcomeLine(log, level, msg, c, outcome, werr, start)
 	}
 }
 
 // writeOutcomeLine is apart from logOutcome so that its attributes are put
 // together, and its stack frame grown, only for a line that is written: at
 // thousands of jobs a second, doing so for nothing shows in profiles.
-func writeOutcomeLine(log *slog.Logger, level slog.Level, msg string, c store.Claimed, kind store.OutcomeKind, werr error, start time.Time) {
-	outcome := string(kind)
-	if kind == store.OutcomeRunning {
-		outcome = "handed back"
-	}
+func writeOutcomeLine(log *slog.Logger, level slog.Level, msg string, c store.Claimed, outcome string, werr error, start time.Time) {
 	attrs := []slog.Attr{slog.Any("job_id", c.ID), slog.String("type", string(c.Type)), slog.Int("attempt", c.Attempts),
 		slog.String("outcome", outcome), slog.Int64("duration_ms", time.Since(start).Milliseconds())}
 	if werr != nil {
