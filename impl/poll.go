@@ -45,16 +45,9 @@ func (s *Server) lookup(ctx context.Context, user string, id uuid.UUID) (polled,
 	if p, ok := s.terminal.get(user, id); ok {
 		return p, nil
 	}
-	// Waiters woken by one change all read the job at once: one database
-	// read serves them all. It does not end with the first caller's request
-	// (the store bounds it), since the others share its answer.
-	v, err, _ := s.reads.Do(user+"\x00"+id.String(), func() (any, error) {
-		return s.read(context.WithoutCancel(ctx), user, id)
-	})
-	if err != nil {
-		return polled{}, err
-	}
-	return v.(polled), nil
+	// Waiters woken by one change all read the job at once; the store
+	// answers them with few statements (its reads are batched).
+	return s.read(ctx, user, id)
 }
 
 // read fetches the job from the database and caches it once it is finished.

@@ -22,7 +22,6 @@ import (
 	"github.com/getkin/kin-openapi/routers"
 	"github.com/labstack/echo/v4"
 	"github.com/labstack/echo/v4/middleware"
-	"golang.org/x/sync/singleflight"
 
 	"github.com/jobsd/jobsd/auth"
 	"github.com/jobsd/jobsd/gen"
@@ -74,7 +73,6 @@ type Server struct {
 	hub         *hub.Hub
 	terminal    *terminalCache
 	draining    <-chan struct{}
-	reads       singleflight.Group
 }
 
 var _ gen.StrictServerInterface = (*Server)(nil)

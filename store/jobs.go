@@ -63,27 +63,11 @@ type Job struct {
 const jobColumns = `id, user_id, type, status, input, result, error, attempts, max_attempts,
 	created_at, started_at, completed_at, updated_at, version`
 
-// getJobSQL is the status poll: one primary-key lookup scoped to the owner, so
-// that a missing job and another user's job are the same answer.
-const getJobSQL = `SELECT ` + jobColumns + ` FROM jobs WHERE id = $1 AND user_id = $2`
-
-// Get returns the user's job with that id, or ErrNotFound.
+// Get returns the user's job with that id, or ErrNotFound: a missing job and
+// another user's job are the same answer. Concurrent Gets share statements
+// (see readBatcher); the Job returned must not be modified.
 func (s *Store) Get(ctx context.Context, userID string, id uuid.UUID) (*Job, error) {
-	ctx, cancel := context.WithTimeout(ctx, s.timeout)
-	defer cancel()
-	var j Job
-	s.gets.Add(1)
-	// Scanned by hand: the poll is the hottest statement, and sqlx's
-	// reflection was a seventh of its CPU.
-	err := s.getStmt.QueryRowContext(ctx, id, userID).Scan(&j.ID, &j.UserID, &j.Type, &j.Status, &j.Input, &j.Result,
-		&j.Error, &j.Attempts, &j.MaxAttempts, &j.CreatedAt, &j.StartedAt, &j.CompletedAt, &j.UpdatedAt, &j.Version)
-	if err != nil {
-		if errors.Is(err, sql.ErrNoRows) {
-			return nil, ErrNotFound
-		}
-		return nil, fmt.Errorf("get job: %w", classify(err))
-	}
-	return &j, nil
+	return s.reads.get(ctx, userID, id)
 }
 
 // NewJob is what creating a job needs.

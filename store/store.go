@@ -36,19 +36,23 @@ type Options struct {
 	MaxOpenConns int
 	// QueryTimeout bounds every statement; 0 means 5 s.
 	QueryTimeout time.Duration
+	// ReadBatches bounds the batched status reads in flight at once (each
+	// holds a connection while it runs); 0 means 2.
+	ReadBatches int
 }
 
 // Store is the jobs table behind a connection pool.
 type Store struct {
-	db      *sqlx.DB
-	timeout time.Duration
-	getStmt *sqlx.Stmt
-	gets    atomic.Int64
+	db          *sqlx.DB
+	timeout     time.Duration
+	getManyStmt *sql.Stmt
+	reads       readBatcher
+	gets        atomic.Int64
 }
 
-// Gets counts the status reads (Get) sent to the database: each is one
-// prepared-statement execution, one round trip. Tests and benchmarks use it
-// to count what a poll costs.
+// Gets counts the statements that status reads (Get) sent to the database:
+// each is one prepared-statement execution, one round trip, for one or more
+// Gets. Tests and benchmarks use it to count what a poll costs.
 func (s *Store) Gets() int64 { return s.gets.Load() }
 
 // Open connects to url, checks that the schema is current and prepares the
@@ -68,7 +72,11 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 	db.SetMaxIdleConns(opts.MaxOpenConns)
 	db.SetConnMaxIdleTime(5 * time.Minute)
 
+	if opts.ReadBatches <= 0 {
+		opts.ReadBatches = 2
+	}
 	s := &Store{db: db, timeout: opts.QueryTimeout}
+	s.reads = readBatcher{s: s, maxSlots: opts.ReadBatches}
 	if err := s.open(ctx); err != nil {
 		db.Close()
 		return nil, err
@@ -89,7 +97,7 @@ func (s *Store) open(ctx context.Context) error {
 	if pending {
 		return fmt.Errorf("%w: run `jobsd migrate up` first", ErrNotMigrated)
 	}
-	s.getStmt, err = s.db.PreparexContext(ctx, getJobSQL)
+	s.getManyStmt, err = s.db.PrepareContext(ctx, getJobsSQL)
 	if err != nil {
 		return fmt.Errorf("prepare get: %w", classify(err))
 	}
@@ -101,8 +109,8 @@ func (s *Store) DB() *sqlx.DB { return s.db }
 
 // Close closes the pool.
 func (s *Store) Close() error {
-	if s.getStmt != nil {
-		s.getStmt.Close()
+	if s.getManyStmt != nil {
+		s.getManyStmt.Close()
 	}
 	return s.db.Close()
 }

@@ -134,6 +134,7 @@ type apiSettings struct {
 	maxBodyBytes int
 	maxAttempts  int
 	dbMaxConns   int
+	readBatches  int
 	readLimit    impl.RateLimit
 	createLimit  impl.RateLimit
 }
@@ -153,6 +154,12 @@ func readAPISettings() (apiSettings, error) {
 	}
 	if s.dbMaxConns, err = envInt("JOBS_DB_MAX_CONNS", 20); err != nil {
 		return s, err
+	}
+	if s.readBatches, err = envInt("JOBS_DB_READ_BATCHES", 2); err != nil {
+		return s, err
+	}
+	if s.readBatches < 1 || s.readBatches > s.dbMaxConns {
+		return s, usagef("JOBS_DB_READ_BATCHES=%d must be between 1 and JOBS_DB_MAX_CONNS (%d)", s.readBatches, s.dbMaxConns)
 	}
 	if s.readLimit, err = envRate("JOBS_RATE_READ", 50, 100); err != nil {
 		return s, err

@@ -41,7 +41,7 @@ func runDev(ctx context.Context, args []string) error {
 	}
 	defer closeDB()
 
-	st, err := store.Open(ctx, dbURL, store.Options{MaxOpenConns: settings.dbMaxConns})
+	st, err := store.Open(ctx, dbURL, store.Options{MaxOpenConns: settings.dbMaxConns, ReadBatches: settings.readBatches})
 	if err != nil {
 		return err
 	}

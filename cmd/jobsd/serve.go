@@ -33,7 +33,7 @@ func runServe(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	st, err := store.Open(ctx, db.url, store.Options{MaxOpenConns: settings.dbMaxConns})
+	st, err := store.Open(ctx, db.url, store.Options{MaxOpenConns: settings.dbMaxConns, ReadBatches: settings.readBatches})
 	if err != nil {
 		return err
 	}

@@ -1,0 +1,131 @@
+package store_test
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/jobsd/jobsd/internal/pgtest"
+	"github.com/jobsd/jobsd/store"
+)
+
+// TestBatchedReads: Gets that queue behind a busy read leave together in one
+// statement, and each still gets exactly its own answer: its job, or
+// ErrNotFound for a missing id and for another user's job.
+func TestBatchedReads(t *testing.T) {
+	url := pgtest.NewDatabase(t)
+	ctx := t.Context()
+	st, err := store.Open(ctx, url, store.Options{ReadBatches: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	type want struct {
+		user string
+		id   uuid.UUID
+		job  *store.Job // nil: ErrNotFound
+	}
+	var wants []want
+	for i := range 20 {
+		user := []string{"alice", "bob"}[i%2]
+		j, _, err := st.Create(ctx, store.NewJob{UserID: user, Type: store.TypeAIPreview, Input: []byte(`{"prompt":"x"}`)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		other := map[string]string{"alice": "bob", "bob": "alice"}[user]
+		wants = append(wants, want{user, j.ID, j}, want{other, j.ID, nil}, want{user, uuid.New(), nil})
+	}
+
+	// Hold the table so that the first Get blocks inside its statement,
+	// holding the only batch slot, while the others queue.
+	tx, err := st.DB().Begin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback()
+	if _, err := tx.Exec(`LOCK TABLE jobs IN ACCESS EXCLUSIVE MODE`); err != nil {
+		t.Fatal(err)
+	}
+	before := st.Gets()
+	errs := make([]error, len(wants))
+	got := make([]*store.Job, len(wants))
+	var wg sync.WaitGroup
+	wg.Go(func() { got[0], errs[0] = st.Get(ctx, wants[0].user, wants[0].id) })
+	waitFor(t, func() bool { return st.Gets() == before+1 })
+	for i := 1; i < len(wants); i++ {
+		wg.Go(func() { got[i], errs[i] = st.Get(ctx, wants[i].user, wants[i].id) })
+	}
+	waitFor(t, func() bool { return st.QueuedReads() == len(wants)-1 })
+	if err := tx.Rollback(); err != nil {
+		t.Fatal(err)
+	}
+	wg.Wait()
+
+	if n := st.Gets() - before; n != 2 {
+		t.Errorf("%d statements for %d Gets, want 2 (the first alone, then all that queued)", n, len(wants))
+	}
+	for i, w := range wants {
+		switch {
+		case w.job == nil && !errors.Is(errs[i], store.ErrNotFound):
+			t.Errorf("Get(%s, %s) = %v, %v; want ErrNotFound", w.user, w.id, got[i], errs[i])
+		case w.job != nil && (errs[i] != nil || got[i].ID != w.id || got[i].UserID != w.user || got[i].Version != w.job.Version):
+			t.Errorf("Get(%s, %s) = %+v, %v; want %+v", w.user, w.id, got[i], errs[i], w.job)
+		}
+	}
+}
+
+// TestBatchedReadCancel: a Get whose context ends while it waits for a slot
+// returns at once with that error; the read in flight is unaffected.
+func TestBatchedReadCancel(t *testing.T) {
+	url := pgtest.NewDatabase(t)
+	ctx := t.Context()
+	st, err := store.Open(ctx, url, store.Options{ReadBatches: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	j, _, err := st.Create(ctx, store.NewJob{UserID: "alice", Type: store.TypeAIPreview, Input: []byte(`{"prompt":"x"}`)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tx, err := st.DB().Begin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback()
+	if _, err := tx.Exec(`LOCK TABLE jobs IN ACCESS EXCLUSIVE MODE`); err != nil {
+		t.Fatal(err)
+	}
+	before := st.Gets()
+	var first error
+	var wg sync.WaitGroup
+	wg.Go(func() { _, first = st.Get(ctx, "alice", j.ID) })
+	waitFor(t, func() bool { return st.Gets() == before+1 })
+
+	waitCtx, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+	defer cancel()
+	if _, err := st.Get(waitCtx, "alice", j.ID); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("queued Get past its deadline: %v, want context.DeadlineExceeded", err)
+	}
+	if err := tx.Rollback(); err != nil {
+		t.Fatal(err)
+	}
+	wg.Wait()
+	if first != nil {
+		t.Errorf("the read in flight: %v", first)
+	}
+}
+
+// waitFor polls cond for up to 5 s.
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); !cond(); time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not reached in 5 s")
+		}
+	}
+}
