@@ -282,6 +282,9 @@ func sanitize(r *Results) {
 		fixL(c)
 		s.Cold = c[0]
 		fixL(s.Warm)
+		extra := []LoadSummary{s.WarmNetHTTP, s.Warm304, s.WarmFinished}
+		fixL(extra)
+		s.WarmNetHTTP, s.Warm304, s.WarmFinished = extra[0], extra[1], extra[2]
 		fixL(s.Raw)
 		s.RatioAt64 = cleanSpread(s.RatioAt64)
 	}
@@ -329,6 +332,15 @@ func printReport(f *os.File, r *Results) {
 		row("API cold tokens", s.Cold)
 		for _, l := range s.Warm {
 			row("API warm", l)
+		}
+		if s.Warm304.Requests > 0 {
+			row("API warm, 304 (If-None-Match)", s.Warm304)
+		}
+		if s.WarmFinished.Requests > 0 {
+			row("API warm, finished jobs only", s.WarmFinished)
+		}
+		if s.WarmNetHTTP.Requests > 0 {
+			row("API warm, net/http client", s.WarmNetHTTP)
 		}
 		for _, l := range s.Raw {
 			row(fmt.Sprintf("raw pgx (pool %d)", s.RawPoolSize[l.Concurrency]), l)

@@ -36,16 +36,19 @@ func summarizeRuns(rs []LoadResult) LoadSummary {
 
 // StatusResult is scenario 1 (and, with another table, scenario 4).
 type StatusResult struct {
-	Jobs        int                     `json:"jobs"`
-	Users       int                     `json:"users"`
-	Sizes       TableSizes              `json:"tableSizes"`
-	APIDBConns  int                     `json:"apiDbMaxConns"`
-	Cold        LoadSummary             `json:"coldTokenPass"`
-	Warm        []LoadSummary           `json:"warm"`
-	Raw         []LoadSummary           `json:"rawDb"`
-	RawPoolSize map[int]int             `json:"rawDbPoolSize"`
-	RatioAt64   Spread                  `json:"apiOverRawAt64"`
-	Runs        map[string][]LoadResult `json:"runs"`
+	Jobs         int                     `json:"jobs"`
+	Users        int                     `json:"users"`
+	Sizes        TableSizes              `json:"tableSizes"`
+	APIDBConns   int                     `json:"apiDbMaxConns"`
+	Cold         LoadSummary             `json:"coldTokenPass"`
+	Warm         []LoadSummary           `json:"warm"`
+	WarmNetHTTP  LoadSummary             `json:"warmNetHTTP64"`
+	Warm304      LoadSummary             `json:"warm304At64"`
+	WarmFinished LoadSummary             `json:"warmFinishedAt64"`
+	Raw          []LoadSummary           `json:"rawDb"`
+	RawPoolSize  map[int]int             `json:"rawDbPoolSize"`
+	RatioAt64    Spread                  `json:"apiOverRawAt64"`
+	Runs         map[string][]LoadResult `json:"runs"`
 
 	target statusTarget // the seeded table, for scenario 4
 }
@@ -75,12 +78,6 @@ func runStatusScenario(ctx context.Context, e *env, iss *tokenIssuer, o statusOp
 	res := &StatusResult{Jobs: ix.numJobs, Users: o.users, Sizes: sizes, APIDBConns: o.dbMaxConns, RawPoolSize: map[int]int{},
 		Runs: map[string][]LoadResult{}, target: target}
 
-	maxConc := 0
-	for _, c := range o.conc {
-		maxConc = max(maxConc, c)
-	}
-	client := newHTTPClient(maxConc)
-	defer client.CloseIdleConnections()
 	var ratios []float64
 	for rep := range o.repeats {
 		// A fresh server per repeat: empty token cache, first JWKS fetch, new pool.
@@ -89,26 +86,21 @@ func runStatusScenario(ctx context.Context, e *env, iss *tokenIssuer, o statusOp
 		if err != nil {
 			return nil, err
 		}
-		client.CloseIdleConnections()
+		lean := newLeanClient(base, 0)
 		tokens, err := iss.mint(ix.users)
 		if err != nil {
 			srv.stop()
 			return nil, err
 		}
 		// Cold pass: one request per user with its never-seen token, at 64.
-		cold := runLoad(ctx, client, base, 64, 2*time.Minute, len(tokens), func(r *mrand.Rand, s int) (string, string) {
-			return tokens[s], ix.idStr[s][r.IntN(len(ix.idStr[s]))]
-		})
+		cold := runLoad(ctx, lean, 64, 2*time.Minute, len(tokens), ix.onePerUser(tokens))
 		res.Runs["cold64"] = append(res.Runs["cold64"], cold)
 		logf("  %s rep %d cold tokens c=64: %.0f req/s p99 %.2fms errors %d", o.db, rep+1, cold.PerSec, cold.P99ms, cold.Errors)
 		// Each API pass is followed at once by the raw-DB pass at the same
 		// concurrency, so that the pair sees the same machine noise.
 		var api64, raw64 float64
 		for _, c := range o.conc {
-			warm := runLoad(ctx, client, base, c, o.dur, 0, func(r *mrand.Rand, _ int) (string, string) {
-				u := r.IntN(len(tokens))
-				return tokens[u], ix.idStr[u][r.IntN(len(ix.idStr[u]))]
-			})
+			warm := runLoad(ctx, lean, c, o.dur, 0, ix.anyJob(tokens))
 			key := fmt.Sprintf("warm%d", c)
 			res.Runs[key] = append(res.Runs[key], warm)
 			logf("  %s rep %d warm c=%d: %.0f req/s p50 %.2fms p99 %.2fms p99.9 %.2fms errors %d %s", o.db, rep+1, c,
@@ -133,12 +125,36 @@ func runStatusScenario(ctx context.Context, e *env, iss *tokenIssuer, o statusOp
 				raw64 = raw.PerSec
 			}
 		}
+		// Two more shapes at 64 on the same server: conditional polls that
+		// get 304s, and polls of finished jobs only.
+		for _, v := range []struct {
+			key, what string
+			pick      func(*mrand.Rand, int) poll
+		}{
+			{"warm304_64", "304 (If-None-Match)", ix.notModified(tokens)},
+			{"warmFinished64", "finished jobs only", ix.finishedJob(tokens)},
+		} {
+			r := runLoad(ctx, lean, 64, o.dur, 0, v.pick)
+			res.Runs[v.key] = append(res.Runs[v.key], r)
+			logf("  %s rep %d warm c=64, %s: %.0f req/s p50 %.2fms p99 %.2fms errors %d %s", o.db, rep+1, v.what,
+				r.PerSec, r.P50ms, r.P99ms, r.Errors, r.FirstError)
+		}
 		srv.stop()
 		if o.raw {
 			if raw64 > 0 {
 				ratios = append(ratios, api64/raw64)
 			}
 		}
+		// The warm pass at 64 once more, polled through net/http's client
+		// as the generated Go client polls, on a fresh server warmed the
+		// same way: what that client costs the machine.
+		viaNetHTTP, err := warmPass(ctx, e, iss, target, 64, o, fmt.Sprintf("serve-%s-%d-nethttp", o.db, rep), newNetHTTPClient)
+		if err != nil {
+			return nil, err
+		}
+		res.Runs["warmNetHTTP64"] = append(res.Runs["warmNetHTTP64"], viaNetHTTP)
+		logf("  %s rep %d warm c=64, net/http client: %.0f req/s p50 %.2fms p99 %.2fms errors %d %s", o.db, rep+1,
+			viaNetHTTP.PerSec, viaNetHTTP.P50ms, viaNetHTTP.P99ms, viaNetHTTP.Errors, viaNetHTTP.FirstError)
 	}
 	res.Cold = summarizeRuns(res.Runs["cold64"])
 	for _, c := range o.conc {
@@ -147,6 +163,9 @@ func runStatusScenario(ctx context.Context, e *env, iss *tokenIssuer, o statusOp
 			res.Raw = append(res.Raw, summarizeRuns(res.Runs[fmt.Sprintf("raw%d", c)]))
 		}
 	}
+	res.WarmNetHTTP = summarizeRuns(res.Runs["warmNetHTTP64"])
+	res.Warm304 = summarizeRuns(res.Runs["warm304_64"])
+	res.WarmFinished = summarizeRuns(res.Runs["warmFinished64"])
 	res.RatioAt64 = spread(ratios)
 	return res, nil
 }
@@ -181,8 +200,6 @@ func runGrowthScenario(ctx context.Context, e *env, iss *tokenIssuer, big *Statu
 		return nil, err
 	}
 	g := &GrowthResult{SmallJobs: small.ix.numJobs, SmallSizes: sizes, BigJobs: big.Jobs, BigSizes: big.Sizes}
-	client := newHTTPClient(64)
-	defer client.CloseIdleConnections()
 	var smalls, bigs, p99s, rates []float64
 	var smallRuns, bigRuns []LoadResult
 	for rep := range o.repeats {
@@ -192,7 +209,7 @@ func runGrowthScenario(ctx context.Context, e *env, iss *tokenIssuer, big *Statu
 		}
 		var got [2]LoadResult
 		for _, t := range order {
-			r, err := warmPass(ctx, e, iss, client, t, 64, o, fmt.Sprintf("serve-growth-%d-%d", rep, t.ix.numJobs))
+			r, err := warmPass(ctx, e, iss, t, 64, o, fmt.Sprintf("serve-growth-%d-%d", rep, t.ix.numJobs), newLeanClient)
 			if err != nil {
 				return nil, err
 			}
@@ -243,25 +260,57 @@ func seedTarget(ctx context.Context, e *env, o statusOpts) (statusTarget, TableS
 }
 
 // warmPass starts a fresh server on t's database, warms its token cache
-// with one request per user, then measures the warm poll at conc.
-func warmPass(ctx context.Context, e *env, iss *tokenIssuer, client *http.Client, t statusTarget, conc int, o statusOpts, name string) (LoadResult, error) {
+// with one request per user, then measures the warm poll at conc, through
+// the client that mk makes for the server's base URL.
+func warmPass(ctx context.Context, e *env, iss *tokenIssuer, t statusTarget, conc int, o statusOpts, name string,
+	mk func(base string, conc int) loadClient) (LoadResult, error) {
 	srv, base, err := e.startServe(ctx, name, t.url, iss.srv.URL, o.dbMaxConns, "JOBS_RATE_READ=0")
 	if err != nil {
 		return LoadResult{}, err
 	}
 	defer srv.stop()
-	client.CloseIdleConnections()
+	lc := mk(base, conc)
+	if c, ok := lc.(interface{ close() }); ok {
+		defer c.close()
+	}
 	tokens, err := iss.mint(t.ix.users)
 	if err != nil {
 		return LoadResult{}, err
 	}
-	runLoad(ctx, client, base, 64, 2*time.Minute, len(tokens), func(r *mrand.Rand, s int) (string, string) {
-		return tokens[s], t.ix.idStr[s][r.IntN(len(t.ix.idStr[s]))]
-	})
-	return runLoad(ctx, client, base, conc, o.dur, 0, func(r *mrand.Rand, _ int) (string, string) {
+	runLoad(ctx, lc, 64, 2*time.Minute, len(tokens), t.ix.onePerUser(tokens))
+	return runLoad(ctx, lc, conc, o.dur, 0, t.ix.anyJob(tokens)), nil
+}
+
+// onePerUser polls one random job of user seq: the cold-token pass.
+func (ix *jobIndex) onePerUser(tokens []string) func(*mrand.Rand, int) poll {
+	return func(r *mrand.Rand, u int) poll {
+		return poll{token: tokens[u], id: ix.idStr[u][r.IntN(len(ix.idStr[u]))], want: http.StatusOK}
+	}
+}
+
+// anyJob polls a random user's random job.
+func (ix *jobIndex) anyJob(tokens []string) func(*mrand.Rand, int) poll {
+	return func(r *mrand.Rand, _ int) poll {
 		u := r.IntN(len(tokens))
-		return tokens[u], t.ix.idStr[u][r.IntN(len(t.ix.idStr[u]))]
-	}), nil
+		return poll{token: tokens[u], id: ix.idStr[u][r.IntN(len(ix.idStr[u]))], want: http.StatusOK}
+	}
+}
+
+// notModified polls a random job with its current ETag: a 304.
+func (ix *jobIndex) notModified(tokens []string) func(*mrand.Rand, int) poll {
+	return func(r *mrand.Rand, _ int) poll {
+		u := r.IntN(len(tokens))
+		i := r.IntN(len(ix.idStr[u]))
+		return poll{token: tokens[u], id: ix.idStr[u][i], ifNoneMatch: ix.etags[u][i], want: http.StatusNotModified}
+	}
+}
+
+// finishedJob polls a random COMPLETED or FAILED job.
+func (ix *jobIndex) finishedJob(tokens []string) func(*mrand.Rand, int) poll {
+	return func(r *mrand.Rand, _ int) poll {
+		f := ix.finished[r.IntN(len(ix.finished))]
+		return poll{token: tokens[f[0]], id: ix.idStr[f[0]][f[1]], want: http.StatusOK}
+	}
 }
 
 func mib(b int64) string { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }

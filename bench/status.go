@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"fmt"
-	"io"
 	mrand "math/rand/v2"
 	"net/http"
 	"net/http/httptest"
@@ -63,15 +62,19 @@ type jobIndex struct {
 	users   []string
 	ids     [][]uuid.UUID
 	idStr   [][]string
+	etags   [][]string // the ETag the API gives each job: its version
 	numJobs int
+	// finished lists the COMPLETED and FAILED jobs as [user, index] pairs.
+	finished [][2]int
 }
 
 func loadJobIndex(ctx context.Context, pool *pgxpool.Pool, users int) (*jobIndex, error) {
-	ix := &jobIndex{users: make([]string, users), ids: make([][]uuid.UUID, users), idStr: make([][]string, users)}
+	ix := &jobIndex{users: make([]string, users), ids: make([][]uuid.UUID, users), idStr: make([][]string, users),
+		etags: make([][]string, users)}
 	for i := range users {
 		ix.users[i] = fmt.Sprintf("user-%d", i)
 	}
-	rows, err := pool.Query(ctx, "SELECT id, substr(user_id, 6)::int FROM jobs")
+	rows, err := pool.Query(ctx, "SELECT id, substr(user_id, 6)::int, version, status IN ('COMPLETED', 'FAILED') FROM jobs")
 	if err != nil {
 		return nil, err
 	}
@@ -79,11 +82,17 @@ func loadJobIndex(ctx context.Context, pool *pgxpool.Pool, users int) (*jobIndex
 	for rows.Next() {
 		var id uuid.UUID
 		var u int
-		if err := rows.Scan(&id, &u); err != nil {
+		var version int64
+		var finished bool
+		if err := rows.Scan(&id, &u, &version, &finished); err != nil {
 			return nil, err
+		}
+		if finished {
+			ix.finished = append(ix.finished, [2]int{u, len(ix.ids[u])})
 		}
 		ix.ids[u] = append(ix.ids[u], id)
 		ix.idStr[u] = append(ix.idStr[u], id.String())
+		ix.etags[u] = append(ix.etags[u], fmt.Sprintf(`"v%d"`, version))
 		ix.numJobs++
 	}
 	return ix, rows.Err()
@@ -150,24 +159,19 @@ type LoadResult struct {
 	FirstError  string  `json:"firstError,omitempty"`
 }
 
-func newHTTPClient(conc int) *http.Client {
-	return &http.Client{
-		Timeout: 10 * time.Second,
-		Transport: &http.Transport{
-			MaxIdleConns:        conc * 2,
-			MaxIdleConnsPerHost: conc * 2,
-			MaxConnsPerHost:     conc,
-			IdleConnTimeout:     time.Minute,
-			DisableCompression:  true,
-		},
-	}
+// A poll is what one request of a load pass asks: the job, its owner's
+// token, the If-None-Match to send (none when empty) and the status expected.
+type poll struct {
+	token, id, ifNoneMatch string
+	want                   int
 }
 
-// runLoad runs conc workers until dur passes (or, with total > 0, until
-// total requests were taken); each request is next(worker rng, seq) giving a
-// token and a job id.
-func runLoad(ctx context.Context, client *http.Client, base string, conc int, dur time.Duration, total int,
-	pick func(r *mrand.Rand, seq int) (tok, id string)) LoadResult {
+// runLoad runs conc workers, each with its own poller from lc, until dur
+// passes (or, with total > 0, until total requests were taken); each request
+// is pick(worker rng, seq). A poll that does not get its expected status is
+// an error.
+func runLoad(ctx context.Context, lc loadClient, conc int, dur time.Duration, total int,
+	pick func(r *mrand.Rand, seq int) poll) LoadResult {
 	lat := make([][]time.Duration, conc)
 	errs := make([]int, conc)
 	var firstErr atomic.Value
@@ -177,35 +181,27 @@ func runLoad(ctx context.Context, client *http.Client, base string, conc int, du
 	var wg sync.WaitGroup
 	for w := range conc {
 		wg.Go(func() {
+			p := lc.newPoller()
+			defer p.close()
 			r := mrand.New(mrand.NewPCG(uint64(w)+1, uint64(time.Now().UnixNano())))
-			for ctx.Err() == nil {
+			path := make([]byte, 0, 64)
+			for ctx.Err() == nil && time.Now().Before(deadline) {
 				s := int(seq.Add(1)) - 1
 				if total > 0 && s >= total {
 					return
 				}
-				if total == 0 && time.Now().After(deadline) {
-					return
-				}
-				if total > 0 && time.Now().After(deadline) { // hard bound for count-based passes
-					return
-				}
-				tok, id := pick(r, s)
-				req, _ := http.NewRequestWithContext(ctx, http.MethodGet, base+"/api/jobs/"+id, nil)
-				req.Header.Set("Authorization", "Bearer "+tok)
+				q := pick(r, s)
+				path = append(append(path[:0], "/api/jobs/"...), q.id...)
 				t0 := time.Now()
-				resp, err := client.Do(req)
-				if err == nil {
-					_, _ = io.Copy(io.Discard, resp.Body)
-					resp.Body.Close()
-				}
+				status, err := p.get(string(path), q.token, q.ifNoneMatch)
 				lat[w] = append(lat[w], time.Since(t0))
-				if err != nil || resp.StatusCode != http.StatusOK {
+				if err != nil || status != q.want {
 					errs[w]++
 					if firstErr.Load() == nil {
 						if err != nil {
 							firstErr.Store(err.Error())
 						} else {
-							firstErr.Store(fmt.Sprintf("HTTP %d", resp.StatusCode))
+							firstErr.Store(fmt.Sprintf("HTTP %d", status))
 						}
 					}
 				}
