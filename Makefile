@@ -40,7 +40,8 @@ conformance: ## the contract suite alone (CONFORMANCE_BASE_URL runs it against a
 # Every fuzz target and its package; `make test` replays their seeds and
 # any corpus under testdata/fuzz.
 FUZZ_TARGETS := FuzzServer:./impl FuzzIsCanonicalUUID:./impl FuzzParseCursor:./store \
-	FuzzUnmarshal:./timestamp FuzzBearerToken:./auth FuzzVerify:./auth
+	FuzzUnmarshal:./timestamp FuzzBearerToken:./auth FuzzVerify:./auth \
+	FuzzEncodeJob:./impl
 FUZZTIME ?= 30s
 
 .PHONY: fuzz

@@ -153,6 +153,18 @@ func TestLongPoll(t *testing.T) {
 			}
 		})
 	}
+	t.Run("If-None-Match over maxLength", func(t *testing.T) {
+		resp, body := do(t, "GET", "/api/jobs/"+id, withINM(bearer(tok), strings.Repeat("a", 1001)), nil)
+		if resp.StatusCode != 400 || !strings.Contains(errorMessage(t, body), "If-None-Match") {
+			t.Errorf("%d %s", resp.StatusCode, body)
+		}
+	})
+	t.Run("unknown query parameter", func(t *testing.T) {
+		resp, body := do(t, "GET", "/api/jobs/"+id+"?wait=5", bearer(tok), nil)
+		if resp.StatusCode != 200 {
+			t.Errorf("%d %s (parameters the spec does not name are ignored)", resp.StatusCode, body)
+		}
+	})
 }
 
 type sseEvent struct {

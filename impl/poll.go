@@ -3,9 +3,7 @@ package impl
 import (
 	"container/list"
 	"context"
-	"encoding/json"
 	"errors"
-	"fmt"
 	"net/http"
 	"strconv"
 	"strings"
@@ -87,45 +85,45 @@ func (s *Server) GetJob(ctx context.Context, req gen.GetJobRequestObject) (gen.G
 			return nil, err
 		}
 	}
-	cc, etag := cacheControl, p.etag
-	var retry *int
-	if !p.terminal() {
-		r := RetryAfterSeconds
-		retry = &r
-	}
 	if etagMatches(inm, p.etag) {
+		cc, etag := cacheControl, p.etag
+		var retry *int
+		if !p.terminal() {
+			r := RetryAfterSeconds
+			retry = &r
+		}
 		return gen.GetJob304Response{Headers: gen.GetJob304ResponseHeaders{CacheControl: &cc, ETag: &etag, RetryAfter: retry}}, nil
 	}
-	if p.body != nil {
-		return encodedJob{body: p.body, etag: etag}, nil
+	body := p.body
+	if body == nil {
+		if body, err = encodeJob(p.job); err != nil {
+			return nil, err
+		}
 	}
-	return gen.GetJob200JSONResponse{Body: p.job, Headers: gen.GetJob200ResponseHeaders{CacheControl: &cc, ETag: &etag, RetryAfter: retry}}, nil
+	return encodedJob{body: body, etag: p.etag, retry: !p.terminal()}, nil
 }
 
-// encodeJob is the Job's JSON exactly as the generated 200 response writes
-// it (encoding/json's Encoder: HTML-safe, one trailing newline).
-func encodeJob(j gen.Job) ([]byte, error) {
-	b, err := json.Marshal(j)
-	if err != nil {
-		return nil, fmt.Errorf("encode job: %w", err)
-	}
-	return append(b, '\n'), nil
-}
-
-// encodedJob is the 200 answer of a finished job from the cache: the same
-// headers and bytes as gen.GetJob200JSONResponse (a finished job has no
-// Retry-After), written without encoding again.
+// encodedJob is the 200 answer with the job already encoded (by encodeJob, or
+// kept in the cache for a finished job): the same headers and bytes as
+// gen.GetJob200JSONResponse, where only an unfinished job has a Retry-After.
 type encodedJob struct {
-	body []byte
-	etag string
+	body  []byte
+	etag  string
+	retry bool
 }
 
-// VisitGetJobResponse writes the cached answer.
+// retryAfter is the Retry-After value of an unfinished job.
+var retryAfter = strconv.Itoa(RetryAfterSeconds)
+
+// VisitGetJobResponse writes the answer.
 func (r encodedJob) VisitGetJobResponse(w http.ResponseWriter) error {
 	h := w.Header()
 	h.Set("Content-Type", "application/json")
 	h.Set("Cache-Control", cacheControl)
 	h.Set("ETag", r.etag)
+	if r.retry {
+		h.Set("Retry-After", retryAfter)
+	}
 	w.WriteHeader(http.StatusOK)
 	_, err := w.Write(r.body)
 	return err

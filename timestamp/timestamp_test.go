@@ -2,6 +2,7 @@ package timestamp
 
 import (
 	"encoding/json"
+	"math/rand/v2"
 	"testing"
 	"time"
 )
@@ -60,5 +61,28 @@ func TestUnmarshal(t *testing.T) {
 func TestYearOutOfRange(t *testing.T) {
 	if _, err := json.Marshal(New(time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC))); err == nil {
 		t.Error("year 10000 marshalled without error")
+	}
+}
+
+// TestAppendJSONMatchesLayout: the hand-written digits are exactly what
+// time's own formatting of Layout gives, across years, zones and fractions.
+func TestAppendJSONMatchesLayout(t *testing.T) {
+	r := rand.New(rand.NewPCG(1, 2))
+	zones := []*time.Location{time.UTC, time.FixedZone("", 14*3600), time.FixedZone("", -(9*3600 + 30*60))}
+	times := []time.Time{
+		time.Date(0, 1, 1, 0, 0, 0, 0, time.UTC),
+		time.Date(9999, 12, 31, 23, 59, 59, 999_999_999, time.UTC),
+		time.Date(2026, 3, 4, 12, 0, 0, 999_999, time.UTC),
+	}
+	for range 10_000 {
+		sec := r.Int64N(253402300800) - 62135596800 // years 0001..9999
+		times = append(times, time.Unix(sec, r.Int64N(1e9)).In(zones[r.IntN(len(zones))]))
+	}
+	for _, tm := range times {
+		got, err := New(tm).AppendJSON(nil)
+		want := `"` + tm.UTC().Format(Layout) + `"`
+		if err != nil || string(got) != want {
+			t.Fatalf("%v: %s, %v; want %s", tm, got, err, want)
+		}
 	}
 }
