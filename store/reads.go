@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/google/uuid"
 )
@@ -20,9 +21,12 @@ const maxReadBatch = 256
 type pendingRead struct {
 	user string
 	id   uuid.UUID
-	job  *Job
-	err  error
-	done chan struct{}
+	// deadline is the store's statement timeout counted from the Get's
+	// call: time queued behind a stuck read counts against it.
+	deadline time.Time
+	job      *Job
+	err      error
+	done     chan struct{}
 }
 
 // readBatcher turns concurrent Gets into few statements. A Get that finds a
@@ -47,7 +51,7 @@ type readBatcher struct {
 // get queues one read and waits for its batch. The batch does not end with
 // ctx (the others share it); the wait does.
 func (b *readBatcher) get(ctx context.Context, user string, id uuid.UUID) (*Job, error) {
-	r := &pendingRead{user: user, id: id, done: make(chan struct{})}
+	r := &pendingRead{user: user, id: id, deadline: time.Now().Add(b.s.timeout), done: make(chan struct{})}
 	b.mu.Lock()
 	b.queue = append(b.queue, r)
 	if b.running >= b.maxSlots {
@@ -112,10 +116,11 @@ func (b *readBatcher) read(batch []*pendingRead) {
 	}
 }
 
-// getMany reads the batch's jobs in one statement, by id. Two reads of one
-// job share its row (callers must not modify a Job).
+// getMany reads the batch's jobs in one statement, by id, within the
+// deadline of its oldest Get (the first: the queue is in order). Two reads of
+// one job share its row (callers must not modify a Job).
 func (s *Store) getMany(batch []*pendingRead) (map[uuid.UUID]*Job, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), s.timeout)
+	ctx, cancel := context.WithDeadline(context.Background(), batch[0].deadline)
 	defer cancel()
 	s.gets.Add(1)
 	rows, err := s.getManyStmt.QueryContext(ctx, uuidArray(batch))
