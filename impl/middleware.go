@@ -129,7 +129,7 @@ func validateRequest(routes map[string]specRoute) echo.MiddlewareFunc {
 			if !ok {
 				return next(c) // the router answers 404 or 405
 			}
-			if route.bareValid && req.URL.RawQuery == "" && !hasAny(req.Header, route.headers) {
+			if route.plainlyValid(req) {
 				return next(c)
 			}
 			// echo matched the escaped path when it differs from the decoded
@@ -158,16 +158,6 @@ func validateRequest(routes map[string]specRoute) echo.MiddlewareFunc {
 			return next(c)
 		}
 	}
-}
-
-// hasAny reports whether h has any of the names (canonical keys).
-func hasAny(h http.Header, names []string) bool {
-	for _, n := range names {
-		if _, ok := h[n]; ok {
-			return true
-		}
-	}
-	return false
 }
 
 func checkJSONContentType(req *http.Request) error {

@@ -140,17 +140,6 @@ func Spec() (*openapi3.T, error) {
 	return doc, nil
 }
 
-// specRoute is one operation of openapi.yaml as validation needs it.
-type specRoute struct {
-	*routers.Route
-	// bareValid: a request that carries none of the operation's query and
-	// header parameters is valid once checkJobID has accepted its path, so
-	// kin-openapi need not look at it (see bareValid).
-	bareValid bool
-	// headers are the operation's header parameters, as canonical keys.
-	headers []string
-}
-
 // specRoutes maps each operation of openapi.yaml to the echo route it is
 // registered as ("GET /api/jobs/:id"), so that validation finds a request's
 // operation by echo's own match instead of matching the path again.
@@ -164,39 +153,11 @@ func specRoutes() (map[string]specRoute, error) {
 		echoPath := strings.NewReplacer("{", ":", "}", "").Replace(path)
 		for method, op := range item.Operations() {
 			r := specRoute{Route: &routers.Route{Spec: doc, Path: path, PathItem: item, Method: method, Operation: op}}
-			r.bareValid, r.headers = bareValid(item, op)
+			r.simple, r.query, r.headers = simpleParams(item, op)
 			routes[method+" "+echoPath] = r
 		}
 	}
 	return routes, nil
-}
-
-// bareValid reports whether the spec lets a request that sends no query and
-// none of the header parameters fail validation only by its path, and lists
-// the header parameters. That holds when the operation takes no body, no
-// query or header parameter is required, there are no cookie parameters, and
-// every path parameter is the job id, which checkJobID checks to the spec's
-// format. The status poll is such an operation, and kin-openapi's walk over
-// it was a tenth of a poll's CPU.
-func bareValid(item *openapi3.PathItem, op *openapi3.Operation) (bool, []string) {
-	ok := op.RequestBody == nil
-	var headers []string
-	for _, ref := range append(item.Parameters, op.Parameters...) {
-		p := ref.Value
-		switch p.In {
-		case openapi3.ParameterInPath:
-			s := p.Schema
-			ok = ok && p.Name == "id" && s != nil && s.Value != nil && s.Value.Format == "uuid"
-		case openapi3.ParameterInHeader:
-			headers = append(headers, http.CanonicalHeaderKey(p.Name))
-			ok = ok && !p.Required
-		case openapi3.ParameterInQuery:
-			ok = ok && !p.Required
-		default:
-			ok = false
-		}
-	}
-	return ok, headers
 }
 
 var registerOnce sync.Once
