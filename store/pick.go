@@ -26,11 +26,29 @@ type Picked struct {
 	tx      *sqlx.Tx
 	timeout time.Duration
 	Jobs    []Claimed // Lease is uuid.Nil: a lease is given only by Settle
+	// Last is the place of the last job in the queue order, from which the
+	// next Pick may go on (its after).
+	Last QueueKey
+}
+
+// QueueKey is a job's place in the queue order: (run_after, id).
+//
+// Why a worker picks on from where it stopped: a finished job leaves a dead
+// entry at the head of the queue's index until VACUUM removes it, and a pick
+// from the head steps over every one of them. Burning down a backlog of 1M
+// jobs, half done, that was ~3,700 index pages per pick of 500 (6 ms instead
+// of 1.6 ms in EXPLAIN ANALYZE).
+type QueueKey struct {
+	RunAfter time.Time
+	ID       uuid.UUID
 }
 
 // Pick locks up to n runnable jobs in a new transaction; with none it
-// returns nil. The caller must Settle or Rollback the batch.
-func (s *Store) Pick(ctx context.Context, n int) (*Picked, error) {
+// returns nil. With after, it looks only past that place in the queue order,
+// so jobs before it (a job committed late with an earlier run_after, a job
+// released back) wait for a pick without after. The caller must Settle or
+// Rollback the batch.
+func (s *Store) Pick(ctx context.Context, n int, after *QueueKey) (*Picked, error) {
 	// The transaction outlives ctx (a shutdown must not abort a batch whose
 	// jobs already ran); each statement has its own deadline.
 	tx, err := s.db.BeginTxx(context.WithoutCancel(ctx), nil)
@@ -39,10 +57,17 @@ func (s *Store) Pick(ctx context.Context, n int) (*Picked, error) {
 	}
 	sctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
-	rows, err := tx.QueryContext(sctx, `SELECT id, user_id, type, input, attempts + 1, max_attempts`+nextRunnable, n)
+	const columns = `SELECT id, user_id, type, input, attempts + 1, max_attempts, run_after`
+	var rows *sql.Rows
+	if after == nil {
+		rows, err = tx.QueryContext(sctx, columns+nextRunnable, n)
+	} else {
+		rows, err = tx.QueryContext(sctx, columns+nextRunnableAfter, n, after.RunAfter, after.ID)
+	}
 	var jobs []Claimed
+	var last QueueKey
 	if err == nil {
-		jobs, err = scanPicked(rows)
+		jobs, last, err = scanPicked(rows)
 	}
 	if err != nil || len(jobs) == 0 {
 		_ = tx.Rollback()
@@ -51,22 +76,24 @@ func (s *Store) Pick(ctx context.Context, n int) (*Picked, error) {
 		}
 		return nil, nil
 	}
-	return &Picked{tx: tx, timeout: s.timeout, Jobs: jobs}, nil
+	return &Picked{tx: tx, timeout: s.timeout, Jobs: jobs, Last: last}, nil
 }
 
-// scanPicked reads Pick's rows. By hand: sqlx's reflection showed in
-// profiles at thousands of jobs a second.
-func scanPicked(rows *sql.Rows) ([]Claimed, error) {
+// scanPicked reads Pick's rows, in queue order, and the last one's place.
+// By hand: sqlx's reflection showed in profiles at thousands of jobs a second.
+func scanPicked(rows *sql.Rows) ([]Claimed, QueueKey, error) {
 	defer rows.Close()
 	var jobs []Claimed
+	var last QueueKey
 	for rows.Next() {
 		var c Claimed
-		if err := rows.Scan(&c.ID, &c.UserID, &c.Type, &c.Input, &c.Attempts, &c.MaxAttempts); err != nil {
-			return nil, err
+		if err := rows.Scan(&c.ID, &c.UserID, &c.Type, &c.Input, &c.Attempts, &c.MaxAttempts, &last.RunAfter); err != nil {
+			return nil, QueueKey{}, err
 		}
+		last.ID = c.ID
 		jobs = append(jobs, c)
 	}
-	return jobs, rows.Err()
+	return jobs, last, rows.Err()
 }
 
 // OutcomeKind is what Settle writes for one picked job.

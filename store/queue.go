@@ -25,9 +25,17 @@ type Claimed struct {
 // jobs (PENDING, or PROCESSING waiting for a retry, whose run_after has come),
 // oldest first, skipping rows another worker holds. It matches the partial
 // index jobs_claimable_idx.
-const nextRunnable = `
+const nextRunnable = runnable + queueOrder
+
+// nextRunnableAfter is nextRunnable from a place in the queue order on:
+// past ($2, $3) in (run_after, id). See QueueKey.
+const nextRunnableAfter = runnable + ` AND (run_after, id) > ($2, $3)` + queueOrder
+
+const runnable = `
 	FROM jobs
-	WHERE status IN ('PENDING', 'PROCESSING') AND lease_owner IS NULL AND run_after <= now()
+	WHERE status IN ('PENDING', 'PROCESSING') AND lease_owner IS NULL AND run_after <= now()`
+
+const queueOrder = `
 	ORDER BY run_after, id
 	LIMIT $1
 	FOR UPDATE SKIP LOCKED`

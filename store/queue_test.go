@@ -91,7 +91,7 @@ func TestPickSettle(t *testing.T) {
 		ids = append(ids, j.ID)
 	}
 
-	p, err := st.Pick(ctx, 3)
+	p, err := st.Pick(ctx, 3, nil)
 	if err != nil || p == nil || len(p.Jobs) != 3 {
 		t.Fatalf("pick: %+v, %v", p, err)
 	}
@@ -107,7 +107,7 @@ func TestPickSettle(t *testing.T) {
 		}
 	}
 
-	p, err = st.Pick(ctx, 3)
+	p, err = st.Pick(ctx, 3, nil)
 	if err != nil || p == nil || len(p.Jobs) != 3 {
 		t.Fatalf("pick again: %+v, %v", p, err)
 	}
@@ -146,5 +146,40 @@ func TestPickSettle(t *testing.T) {
 	wrote, err := st.CompleteMany(ctx, []store.Completion{{Claimed: c, Result: []byte(`{"output":"late"}`)}})
 	if err != nil || !wrote[ids[2]] {
 		t.Errorf("completion under the settled lease: %v, %v", wrote, err)
+	}
+}
+
+// TestPickAfter: a pick with after looks only past that place in the queue
+// order, and Last is the place of the batch's last job.
+func TestPickAfter(t *testing.T) {
+	st, _ := pgtest.NewStore(t)
+	ctx := t.Context()
+	for range 3 {
+		if _, _, err := st.Create(ctx, store.NewJob{UserID: "alice", Type: store.TypeAIPreview, Input: []byte(`{"prompt":"x"}`)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var order []uuid.UUID // the queue order, as the database has it
+	if err := st.DB().Select(&order, `SELECT id FROM jobs ORDER BY run_after, id`); err != nil {
+		t.Fatal(err)
+	}
+	first, err := st.Pick(ctx, 1, nil)
+	if err != nil || first == nil || first.Jobs[0].ID != order[0] || first.Last.ID != order[0] {
+		t.Fatalf("pick from the head: %+v, %v; want %v", first, err, order[0])
+	}
+	if err := first.Rollback(); err != nil { // unlocked: only after keeps the next pick off it
+		t.Fatal(err)
+	}
+	next, err := st.Pick(ctx, 5, &first.Last)
+	if err != nil || next == nil {
+		t.Fatalf("pick after: %v, %v", next, err)
+	}
+	defer next.Rollback()
+	var got []uuid.UUID
+	for _, j := range next.Jobs {
+		got = append(got, j.ID)
+	}
+	if !slices.Equal(got, order[1:]) || next.Last.ID != order[2] {
+		t.Errorf("pick after the first: %v (last %v), want %v", got, next.Last.ID, order[1:])
 	}
 }

@@ -33,8 +33,8 @@ type pendingRead struct {
 // batch slot free reads at once, taking every Get queued so far with it; Gets
 // that arrive while every slot is busy queue up and leave together when one
 // frees. Nothing waits for a timer, so a lone poll is one round trip as
-// before. Under load a primary-key read costs PostgreSQL mostly its per-statement
-// work (parse of the Bind, executor start, a network round trip), which one
+// before. Under load a primary-key read costs PostgreSQL (and lib/pq) mostly
+// per-statement work (Bind, executor start-up, a round trip), which one
 // statement of 20 ids pays once instead of 20 times.
 //
 // Every read leaves after the Get that asked for it arrived, so a poll sees
@@ -63,8 +63,8 @@ func (b *readBatcher) get(ctx context.Context, user string, id uuid.UUID) (*Job,
 			return nil, fmt.Errorf("get job: %w", ctx.Err())
 		}
 	}
-	// A free slot: this Get reads now, on its own goroutine, taking along
-	// whatever was queued.
+	// A free slot: this Get reads now, on the caller's goroutine, taking
+	// along whatever was queued.
 	b.running++
 	batch := b.takeLocked()
 	b.mu.Unlock()

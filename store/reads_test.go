@@ -2,6 +2,7 @@ package store_test
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"sync"
 	"testing"
@@ -17,13 +18,8 @@ import (
 // statement, and each still gets exactly its own answer: its job, or
 // ErrNotFound for a missing id and for another user's job.
 func TestBatchedReads(t *testing.T) {
-	url := pgtest.NewDatabase(t)
 	ctx := t.Context()
-	st, err := store.Open(ctx, url, store.Options{ReadBatches: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
+	st := oneSlotStore(t)
 	type want struct {
 		user string
 		id   uuid.UUID
@@ -42,14 +38,7 @@ func TestBatchedReads(t *testing.T) {
 
 	// Hold the table so that the first Get blocks inside its statement,
 	// holding the only batch slot, while the others queue.
-	tx, err := st.DB().Begin()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tx.Rollback()
-	if _, err := tx.Exec(`LOCK TABLE jobs IN ACCESS EXCLUSIVE MODE`); err != nil {
-		t.Fatal(err)
-	}
+	tx := lockJobs(t, st)
 	before := st.Gets()
 	errs := make([]error, len(wants))
 	got := make([]*store.Job, len(wants))
@@ -81,25 +70,13 @@ func TestBatchedReads(t *testing.T) {
 // TestBatchedReadCancel: a Get whose context ends while it waits for a slot
 // returns at once with that error; the read in flight is unaffected.
 func TestBatchedReadCancel(t *testing.T) {
-	url := pgtest.NewDatabase(t)
 	ctx := t.Context()
-	st, err := store.Open(ctx, url, store.Options{ReadBatches: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
+	st := oneSlotStore(t)
 	j, _, err := st.Create(ctx, store.NewJob{UserID: "alice", Type: store.TypeAIPreview, Input: []byte(`{"prompt":"x"}`)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	tx, err := st.DB().Begin()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tx.Rollback()
-	if _, err := tx.Exec(`LOCK TABLE jobs IN ACCESS EXCLUSIVE MODE`); err != nil {
-		t.Fatal(err)
-	}
+	tx := lockJobs(t, st)
 	before := st.Gets()
 	var first error
 	var wg sync.WaitGroup
@@ -118,6 +95,32 @@ func TestBatchedReadCancel(t *testing.T) {
 	if first != nil {
 		t.Errorf("the read in flight: %v", first)
 	}
+}
+
+// oneSlotStore opens a store on a fresh database with one read slot.
+func oneSlotStore(t *testing.T) *store.Store {
+	t.Helper()
+	st, err := store.Open(t.Context(), pgtest.NewDatabase(t), store.Options{ReadBatches: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	return st
+}
+
+// lockJobs locks the jobs table, so that every read of it waits, until the
+// returned transaction ends (at the latest when the test does).
+func lockJobs(t *testing.T, st *store.Store) *sql.Tx {
+	t.Helper()
+	tx, err := st.DB().Begin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { tx.Rollback() })
+	if _, err := tx.Exec(`LOCK TABLE jobs IN ACCESS EXCLUSIVE MODE`); err != nil {
+		t.Fatal(err)
+	}
+	return tx
 }
 
 // waitFor polls cond for up to 5 s.

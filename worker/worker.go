@@ -118,6 +118,11 @@ type Worker struct {
 	tasks       chan task     // claimed jobs for the runners; room for Concurrency
 	done        chan struct{} // a slot was freed, or a retry became due
 	completions chan completion
+
+	// Where the next pick starts (the claim loop's alone): past the last
+	// pick while picks come back full, else from the head (see pickFrom).
+	cursor     *store.QueueKey
+	headPicked time.Time // the last pick from the head
 }
 
 type running struct {
@@ -266,7 +271,14 @@ func (w *Worker) claimAndStart(ctx, jobCtx context.Context, jobs *sync.WaitGroup
 	if !w.openBatch() {
 		return 0, n, nil // a settling batch will poke
 	}
-	picked, err := w.cfg.Store.Pick(ctx, n)
+	after := w.pickFrom()
+	picked, err := w.cfg.Store.Pick(ctx, n, after)
+	if err == nil && picked == nil && after != nil {
+		// Nothing past the cursor: look from the head before going idle.
+		after = nil
+		picked, err = w.cfg.Store.Pick(ctx, n, nil)
+	}
+	w.pickedTo(picked, n, after == nil)
 	if err != nil || picked == nil {
 		w.batchDone(false)
 		return 0, n, err
@@ -279,6 +291,37 @@ func (w *Worker) claimAndStart(ctx, jobCtx context.Context, jobs *sync.WaitGroup
 		w.settle(b, log)
 	}()
 	return len(picked.Jobs), n, nil
+}
+
+// headPickEvery bounds how long a pick may go on from the cursor: a job
+// placed before it (committed late with an earlier run_after, or released
+// back) waits at most this long in a backlog.
+const headPickEvery = time.Second
+
+// pickFrom is where the next pick starts: past the last pick while a
+// backlog lasts, which skips the dead index entries that finished jobs leave
+// at the queue's head (store.QueueKey); from the head otherwise, and at
+// least every headPickEvery.
+func (w *Worker) pickFrom() *store.QueueKey {
+	if w.cursor == nil || time.Since(w.headPicked) > headPickEvery {
+		return nil
+	}
+	return w.cursor
+}
+
+// pickedTo moves the cursor after a pick of up to n jobs: a full pick means
+// a backlog, and the next goes on from its last job; a short or failed one
+// sends the next back to the head.
+func (w *Worker) pickedTo(p *store.Picked, n int, fromHead bool) {
+	if fromHead {
+		w.headPicked = time.Now()
+	}
+	if p == nil || len(p.Jobs) < n {
+		w.cursor = nil
+		return
+	}
+	last := p.Last
+	w.cursor = &last
 }
 
 // start hands each claimed job to a runner.
