@@ -12,8 +12,10 @@ import (
 )
 
 // maxOpenBatches bounds the picked batches settling at once: each holds a
-// database connection for up to LockWindow.
-const maxOpenBatches = 4
+// database connection for up to LockWindow. Burning down 300k jobs, 8 did
+// ~29k jobs/s against ~22k with 4 (12: no better); picks that go on from
+// the last one (pickFrom) do not step over the rows the others hold.
+const maxOpenBatches = 8
 
 // batch is a picked batch: its jobs run while their rows are locked, and
 // settle writes every job's line in one statement. A job that finishes
