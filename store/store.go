@@ -45,6 +45,7 @@ type Options struct {
 type Store struct {
 	db          *sqlx.DB
 	timeout     time.Duration
+	getOneStmt  *sql.Stmt
 	getManyStmt *sql.Stmt
 	reads       readBatcher
 	gets        atomic.Int64
@@ -97,6 +98,9 @@ func (s *Store) open(ctx context.Context) error {
 	if pending {
 		return fmt.Errorf("%w: run `jobsd migrate up` first", ErrNotMigrated)
 	}
+	if s.getOneStmt, err = s.db.PrepareContext(ctx, getJobSQL); err != nil {
+		return fmt.Errorf("prepare get: %w", classify(err))
+	}
 	s.getManyStmt, err = s.db.PrepareContext(ctx, getJobsSQL)
 	if err != nil {
 		return fmt.Errorf("prepare get: %w", classify(err))
@@ -109,8 +113,10 @@ func (s *Store) DB() *sqlx.DB { return s.db }
 
 // Close closes the pool.
 func (s *Store) Close() error {
-	if s.getManyStmt != nil {
-		s.getManyStmt.Close()
+	for _, stmt := range []*sql.Stmt{s.getOneStmt, s.getManyStmt} {
+		if stmt != nil {
+			stmt.Close()
+		}
 	}
 	return s.db.Close()
 }
