@@ -20,10 +20,11 @@ type poller interface {
 	close()
 }
 
-// loadClient makes one poller per load-generator worker.
+// loadClient makes one poller per load-generator worker; close releases
+// what the pollers left open.
 type loadClient interface {
 	newPoller() poller
-	name() string
+	close()
 }
 
 // netHTTPClient polls through net/http, as the generated Go client does.
@@ -45,7 +46,6 @@ func newNetHTTPClient(base string, conc int) loadClient {
 	}}
 }
 
-func (c *netHTTPClient) name() string      { return "net/http" }
 func (c *netHTTPClient) newPoller() poller { return c }
 func (c *netHTTPClient) close()            { c.client.CloseIdleConnections() }
 
@@ -82,7 +82,7 @@ func newLeanClient(base string, _ int) loadClient {
 	return leanClient{addr: strings.TrimPrefix(base, "http://")}
 }
 
-func (c leanClient) name() string      { return "lean" }
+func (c leanClient) close()            {} // each leanConn closes its own connection
 func (c leanClient) newPoller() poller { return &leanConn{addr: c.addr} }
 
 type leanConn struct {

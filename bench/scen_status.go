@@ -270,9 +270,7 @@ func warmPass(ctx context.Context, e *env, iss *tokenIssuer, t statusTarget, con
 	}
 	defer srv.stop()
 	lc := mk(base, conc)
-	if c, ok := lc.(interface{ close() }); ok {
-		defer c.close()
-	}
+	defer lc.close()
 	tokens, err := iss.mint(t.ix.users)
 	if err != nil {
 		return LoadResult{}, err

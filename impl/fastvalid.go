@@ -117,29 +117,23 @@ func (r specRoute) plainlyValid(req *http.Request) bool {
 	if !r.simple {
 		return false
 	}
-	seen := 0
+	var q url.Values
 	if req.URL.RawQuery != "" {
-		q, err := url.ParseQuery(req.URL.RawQuery)
-		if err != nil {
+		var err error
+		if q, err = url.ParseQuery(req.URL.RawQuery); err != nil {
 			return false
 		}
-		for name, values := range q {
-			p, known := r.query[name]
-			if !known || len(values) != 1 || !p.accepts(values[0]) {
-				return false
-			}
-			if p.required {
-				seen++
-			}
+	}
+	for name, values := range q {
+		p, known := r.query[name]
+		if !known || len(values) != 1 || !p.accepts(values[0]) {
+			return false
 		}
 	}
-	for _, p := range r.query {
-		if p.required {
-			seen--
+	for name, p := range r.query {
+		if p.required && !q.Has(name) {
+			return false
 		}
-	}
-	if seen != 0 {
-		return false // a required query parameter is missing
 	}
 	for _, p := range r.headers {
 		values, present := req.Header[p.name]

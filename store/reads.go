@@ -3,8 +3,8 @@ package store
 import (
 	"context"
 	"database/sql"
-	"encoding/hex"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -159,28 +159,15 @@ func (s *Store) getMany(batch []*pendingRead) (map[uuid.UUID]*Job, error) {
 
 // uuidArray is the batch's ids as a PostgreSQL array literal.
 func uuidArray(batch []*pendingRead) string {
-	b := make([]byte, 0, 2+len(batch)*37)
-	b = append(b, '{')
+	var sb strings.Builder
+	sb.Grow(2 + len(batch)*37)
+	sb.WriteByte('{')
 	for i, r := range batch {
 		if i > 0 {
-			b = append(b, ',')
+			sb.WriteByte(',')
 		}
-		b = appendUUID(b, r.id)
+		sb.WriteString(r.id.String())
 	}
-	return string(append(b, '}'))
-}
-
-// appendUUID appends id in its canonical 36-character form.
-func appendUUID(b []byte, id uuid.UUID) []byte {
-	var buf [36]byte
-	hex.Encode(buf[0:8], id[0:4])
-	buf[8] = '-'
-	hex.Encode(buf[9:13], id[4:6])
-	buf[13] = '-'
-	hex.Encode(buf[14:18], id[6:8])
-	buf[18] = '-'
-	hex.Encode(buf[19:23], id[8:10])
-	buf[23] = '-'
-	hex.Encode(buf[24:], id[10:])
-	return append(b, buf[:]...)
+	sb.WriteByte('}')
+	return sb.String()
 }
