@@ -726,7 +726,8 @@ func (a auditReport) String() string {
 // audit checks every job: known ids all exist, each job is in exactly one
 // terminal state reached exactly once and never left, attempts within
 // max_attempts, timestamps in order, and every worker outcome written by
-// the holder of the job's newest lease (or by a batch's settling).
+// the holder of the job's newest lease, every attempt counted by a claim
+// that wrote PROCESSING with a lease.
 func audit(t testing.TB, db *sqlx.DB, known []uuid.UUID) auditReport {
 	t.Helper()
 	ids := make([]string, len(known))
@@ -753,11 +754,13 @@ func audit(t testing.TB, db *sqlx.DB, known []uuid.UUID) auditReport {
 			  AND h.new_error IS DISTINCT FROM 'Worker lost while processing the job'
 			  AND h.old_lease IS DISTINCT FROM (SELECT c.new_lease FROM job_history c
 				WHERE c.job_id = h.job_id AND c.seq < h.seq AND c.new_attempts = c.old_attempts + 1 ORDER BY c.seq DESC LIMIT 1)`},
-		// A completion is written by the holder of a lease, or by the
-		// settling of a picked batch, which counts the attempt in the same
-		// write (a job finished under its batch's row locks).
-		{"completions neither under a lease nor by a batch's settling", `SELECT count(*) FROM job_history
-			WHERE new_status = 'COMPLETED' AND old_status <> 'COMPLETED' AND old_lease IS NULL AND new_attempts <> old_attempts + 1`},
+		// Claims are committed before handlers run: a completion is always
+		// written by the holder of a lease, and every counted attempt was a
+		// claim that wrote PROCESSING with a lease.
+		{"completions not under a lease", `SELECT count(*) FROM job_history
+			WHERE new_status = 'COMPLETED' AND old_status <> 'COMPLETED' AND old_lease IS NULL`},
+		{"attempts counted without a claim (PROCESSING and a lease)", `SELECT count(*) FROM job_history
+			WHERE new_attempts > old_attempts AND (new_lease IS NULL OR new_status <> 'PROCESSING')`},
 	}
 	for _, c := range checks {
 		var n int

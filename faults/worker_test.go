@@ -7,6 +7,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
+	"github.com/jmoiron/sqlx"
+
 	"github.com/jobsd/jobsd/internal/pgtest"
 )
 
@@ -145,4 +148,107 @@ func TestJobTimeout(t *testing.T) {
 		t.Errorf("%d claims, want 3", len(claims))
 	}
 	audit(t, direct, nil)
+}
+
+// TestCrashingJobs: jobs that kill their worker process (SIGKILL, through
+// the local provider's crash markers) at once after the claim, or mid-run,
+// get exactly 3 counted attempts and end FAILED with "Worker lost while
+// processing the job"; a job that crashes its first attempt only completes
+// on its second. A supervisor loop here restarts the worker each time it
+// dies, as systemd or Kubernetes would. One slot per worker, so each crash
+// costs only the crashing job an attempt.
+func TestCrashingJobs(t *testing.T) {
+	t.Parallel()
+	dbURL := pgtest.NewDatabase(t)
+	direct := openDirect(t, dbURL)
+	installHistory(t, direct)
+	iss := newIssuer(t)
+	api := startServe(t, dbURL, iss)
+	c := newClient("http://"+api.addr, iss.token(keyA, "alice", true))
+
+	want := map[string]struct {
+		status   string
+		attempts int
+		err      string
+	}{
+		"[[simulate:crash]] Summarise the risks.":       {"FAILED", 3, "Worker lost while processing the job"},
+		"[[simulate:crash=300ms]] Summarise the risks.": {"FAILED", 3, "Worker lost while processing the job"},
+		"[[simulate:crash-once]] Summarise the risks.":  {"COMPLETED", 2, ""},
+		"Maize prices fell in March.":                   {"COMPLETED", 1, ""},
+	}
+	byID := map[uuid.UUID]string{}
+	var created []uuid.UUID
+	for p := range want {
+		r := c.create(p)
+		j, ok := r.job()
+		if !ok || r.status != http.StatusAccepted {
+			t.Fatalf("create: %d %s %v", r.status, r.body, r.err)
+		}
+		byID[j.ID] = p
+		created = append(created, j.ID)
+	}
+
+	env := []string{"JOBS_WORKER_CRASH_MARKERS=true", "JOBS_WORKER_CONCURRENCY=1", "JOBS_WORKER_LEASE=1s",
+		"JOBS_WORKER_HEARTBEAT=200ms", "JOBS_WORKER_RESCUE_EVERY=200ms"}
+	deadline := time.Now().Add(90 * time.Second)
+	restarts := 0
+	for !allTerminal(t, direct) {
+		w := startWorker(t, dbURL, env...)
+		select {
+		case <-w.exited:
+			restarts++
+		case <-time.After(time.Until(deadline)):
+			t.Fatalf("jobs unfinished after 90 s and %d worker deaths", restarts)
+		case <-waitTerminal(direct):
+		}
+		if restarts > 20 {
+			t.Fatalf("%d worker deaths: attempts are not bounded", restarts)
+		}
+	}
+	for id, p := range byID {
+		var j struct {
+			Status   string  `db:"status"`
+			Attempts int     `db:"attempts"`
+			Error    *string `db:"error"`
+		}
+		if err := direct.Get(&j, `SELECT status, attempts, error FROM jobs WHERE id = $1`, id); err != nil {
+			t.Fatal(err)
+		}
+		got := ""
+		if j.Error != nil {
+			got = *j.Error
+		}
+		if w := want[p]; j.Status != w.status || j.Attempts != w.attempts || got != w.err {
+			t.Errorf("%q: %s, %d attempts, error %q; want %s, %d, %q", p, j.Status, j.Attempts, got, w.status, w.attempts, w.err)
+		}
+	}
+	rep := audit(t, direct, created)
+	t.Logf("%d worker deaths; audit: %v", restarts, rep)
+	if restarts != 7 {
+		t.Errorf("%d worker deaths; want 7 (3 + 3 + 1)", restarts)
+	}
+}
+
+func allTerminal(t testing.TB, db *sqlx.DB) bool {
+	var left int
+	if err := db.Get(&left, `SELECT count(*) FROM jobs WHERE status NOT IN ('COMPLETED', 'FAILED')`); err != nil {
+		t.Fatal(err)
+	}
+	return left == 0
+}
+
+// waitTerminal closes its channel once every job is finished (or after two
+// minutes, as a bound).
+func waitTerminal(db *sqlx.DB) <-chan struct{} {
+	c := make(chan struct{})
+	go func() {
+		defer close(c)
+		for end := time.Now().Add(2 * time.Minute); time.Now().Before(end); time.Sleep(100 * time.Millisecond) {
+			var left int
+			if err := db.Get(&left, `SELECT count(*) FROM jobs WHERE status NOT IN ('COMPLETED', 'FAILED')`); err == nil && left == 0 {
+				return
+			}
+		}
+	}()
+	return c
 }

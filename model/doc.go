@@ -52,6 +52,13 @@
 //	[[simulate:invalid-output]]  succeeds with output the handler rejects
 //	                             (the handler then fails the attempt with the
 //	                             retryable "Invalid model output: ...").
+//	[[simulate:crash]]           kills the worker process (SIGKILL) as soon as the
+//	                             attempt reaches the model; [[simulate:crash=300ms]]
+//	                             after that long. Every attempt does it, so after
+//	                             3 attempts the job is FAILED with "Worker lost
+//	                             while processing the job". Only where
+//	                             AllowCrashMarkers is on (off by default).
+//	[[simulate:crash-once]]      the same on attempt 1 only; attempt 2 succeeds.
 //
 // Without an attempt number in the context the attempt counts as 1. Markers
 // mean nothing to the Bedrock and OpenAI-compatible providers.

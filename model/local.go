@@ -58,6 +58,11 @@ func Simulate(ctx context.Context, text string) (invalidOutput bool, err error) 
 	throttle := &Error{Provider: ProviderBedrock, Code: "ThrottlingException", Message: "Rate exceeded", Retryable: true}
 	for _, m := range markerRE.FindAllStringSubmatch(text, -1) {
 		switch m[1] {
+		case "crash", "crash-once":
+			if crashMarkers.Load() && (m[1] == "crash" || attempt <= 1) {
+				d, _ := time.ParseDuration(m[2]) // none or invalid: at once
+				crash(min(d, MaxSimulatedDelay))
+			}
 		case "slow":
 			d, perr := time.ParseDuration(m[2])
 			if perr != nil || d <= 0 {

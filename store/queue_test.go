@@ -2,10 +2,12 @@ package store_test
 
 import (
 	"context"
+	"maps"
 	"slices"
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
 	"github.com/google/uuid"
 
 	"github.com/jobsd/jobsd/internal/pgtest"
@@ -23,7 +25,7 @@ func TestHeartbeat(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	claimed, err := st.Claim(ctx, 3, time.Minute)
+	claimed, _, err := st.Claim(ctx, store.ClaimRequest{Worker: "w1", N: 3, Lease: time.Minute})
 	if err != nil || len(claimed) != 3 {
 		t.Fatalf("claim: %d jobs, %v", len(claimed), err)
 	}
@@ -76,110 +78,193 @@ func TestHeartbeat(t *testing.T) {
 	}
 }
 
-// TestPickSettle: picked jobs are locked from other claimers until the batch
-// settles; a rolled-back batch leaves its jobs as they were; settling writes
-// each job's line once and counts the attempt.
-func TestPickSettle(t *testing.T) {
-	st, _ := pgtest.NewStore(t)
-	ctx := t.Context()
+// jobState is what the queue tests read back of a row.
+type jobState struct {
+	Status    store.Status `db:"status"`
+	Attempts  int          `db:"attempts"`
+	Started   bool         `db:"started"`
+	Leased    bool         `db:"leased"`
+	WorkerID  *string      `db:"worker_id"`
+	Runnable  bool         `db:"runnable"`
+	Error     *string      `db:"error"`
+	HasResult bool         `db:"has_result"`
+}
+
+func readState(t *testing.T, st *store.Store, id uuid.UUID) jobState {
+	t.Helper()
+	var s jobState
+	if err := st.DB().Get(&s, `SELECT status, attempts, started_at IS NOT NULL AS started,
+		lease_owner IS NOT NULL AS leased, worker_id, run_after <= now() AS runnable, error, result IS NOT NULL AS has_result
+		FROM jobs WHERE id = $1`, id); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func createJobs(t *testing.T, st *store.Store, n int) []uuid.UUID {
+	t.Helper()
 	var ids []uuid.UUID
-	for range 3 {
-		j, _, err := st.Create(ctx, store.NewJob{UserID: "alice", Type: store.TypeAIPreview, Input: []byte(`{"prompt":"x"}`)})
+	for range n {
+		j, _, err := st.Create(t.Context(), store.NewJob{UserID: "alice", Type: store.TypeAIPreview, Input: []byte(`{"prompt":"x"}`)})
 		if err != nil {
 			t.Fatal(err)
 		}
 		ids = append(ids, j.ID)
 	}
+	return ids
+}
 
-	p, err := st.Pick(ctx, 3, nil)
-	if err != nil || p == nil || len(p.Jobs) != 3 {
-		t.Fatalf("pick: %+v, %v", p, err)
-	}
-	if again, err := st.Claim(ctx, 3, time.Minute); err != nil || len(again) != 0 {
-		t.Fatalf("claim while picked: %d jobs, %v; want none", len(again), err)
-	}
-	if err := p.Rollback(); err != nil {
-		t.Fatal(err)
+// TestClaimIsCommitted: a claim is visible to everyone before any handler
+// runs: PROCESSING, the attempt counted, startedAt set, a lease and the
+// worker's id; a second claimer finds nothing.
+func TestClaimIsCommitted(t *testing.T) {
+	st, _ := pgtest.NewStore(t)
+	ctx := t.Context()
+	ids := createJobs(t, st, 2)
+	claimed, _, err := st.Claim(ctx, store.ClaimRequest{Worker: "w1", N: 5, Lease: time.Minute})
+	if err != nil || len(claimed) != 2 {
+		t.Fatalf("claim: %d jobs, %v", len(claimed), err)
 	}
 	for _, id := range ids {
-		if j, _ := st.Get(ctx, "alice", id); j.Status != store.StatusPending || j.Attempts != 0 || j.Version != 1 {
-			t.Fatalf("after rollback: %+v", j)
+		got := readState(t, st, id)
+		if got.Status != store.StatusProcessing || got.Attempts != 1 || !got.Started || !got.Leased || got.WorkerID == nil || *got.WorkerID != "w1" {
+			t.Errorf("claimed job %v: %+v", id, got)
 		}
 	}
-
-	p, err = st.Pick(ctx, 3, nil)
-	if err != nil || p == nil || len(p.Jobs) != 3 {
-		t.Fatalf("pick again: %+v, %v", p, err)
-	}
-	byID := map[uuid.UUID]store.Claimed{}
-	for _, c := range p.Jobs {
-		if c.Attempts != 1 || c.Lease != uuid.Nil {
-			t.Errorf("picked %+v: want attempt 1, no lease", c)
+	for _, c := range claimed {
+		if c.Attempts != 1 || c.Lease == uuid.Nil || c.CreatedAt.IsZero() || string(c.Input) != `{"prompt": "x"}` {
+			t.Errorf("claimed %+v", c)
 		}
-		byID[c.ID] = c
 	}
-	lease := uuid.New()
-	err = p.Settle(ctx, []store.Outcome{
-		{ID: ids[0], Kind: store.OutcomeCompleted, Result: []byte(`{"output":"ok"}`)},
-		{ID: ids[1], Kind: store.OutcomeFailed, Error: "Invalid input: field \"prompt\" is empty"},
-		{ID: ids[2], Kind: store.OutcomeRunning, Lease: lease},
-	}, time.Minute)
-	if err != nil {
-		t.Fatal(err)
-	}
-	done, _ := st.Get(ctx, "alice", ids[0])
-	if done.Status != store.StatusCompleted || string(done.Result) != `{"output": "ok"}` || done.Attempts != 1 || done.Version != 2 ||
-		done.StartedAt == nil || done.CompletedAt == nil || done.CompletedAt.Before(*done.StartedAt) || done.UpdatedAt.Before(*done.CompletedAt) {
-		t.Errorf("completed in one write: %+v (result %s)", done, done.Result)
-	}
-	failed, _ := st.Get(ctx, "alice", ids[1])
-	if failed.Status != store.StatusFailed || failed.Error == nil || failed.Attempts != 1 || failed.Result != nil {
-		t.Errorf("failed in one write: %+v", failed)
-	}
-	running, _ := st.Get(ctx, "alice", ids[2])
-	if running.Status != store.StatusProcessing || running.Attempts != 1 || running.StartedAt == nil || running.CompletedAt != nil {
-		t.Errorf("still running: %+v", running)
-	}
-	// The running job's later outcome is fenced on the lease Settle wrote.
-	c := byID[ids[2]]
-	c.Lease = lease
-	wrote, err := st.CompleteMany(ctx, []store.Completion{{Claimed: c, Result: []byte(`{"output":"late"}`)}})
-	if err != nil || !wrote[ids[2]] {
-		t.Errorf("completion under the settled lease: %v, %v", wrote, err)
+	if again, _, err := st.Claim(ctx, store.ClaimRequest{Worker: "w2", N: 5, Lease: time.Minute}); err != nil || len(again) != 0 {
+		t.Errorf("a second claim took %d jobs (%v)", len(again), err)
 	}
 }
 
-// TestPickAfter: a pick with after looks only past that place in the queue
-// order, and Last is the place of the batch's last job.
-func TestPickAfter(t *testing.T) {
+// TestFinish: each outcome kind writes what it says, in one statement, and
+// only under the attempt's lease.
+func TestFinish(t *testing.T) {
 	st, _ := pgtest.NewStore(t)
 	ctx := t.Context()
-	for range 3 {
-		if _, _, err := st.Create(ctx, store.NewJob{UserID: "alice", Type: store.TypeAIPreview, Input: []byte(`{"prompt":"x"}`)}); err != nil {
-			t.Fatal(err)
+	createJobs(t, st, 4)
+	claimed, _, err := st.Claim(ctx, store.ClaimRequest{Worker: "w1", N: 4, Lease: time.Minute})
+	if err != nil || len(claimed) != 4 {
+		t.Fatalf("claim: %d jobs, %v", len(claimed), err)
+	}
+	c0, c1, c2, c3 := claimed[0], claimed[1], claimed[2], claimed[3]
+	stale := c3
+	stale.Lease = uuid.New()
+	done, err := st.Finish(ctx, []store.Outcome{
+		{ID: c0.ID, Lease: c0.Lease, Kind: store.OutcomeCompleted, Result: []byte(`{"output":"ok"}`)},
+		{ID: c1.ID, Lease: c1.Lease, Kind: store.OutcomeFailed, Error: "Invalid input"},
+		{ID: c2.ID, Lease: c2.Lease, Kind: store.OutcomeRetry, Backoff: time.Hour},
+		{ID: stale.ID, Lease: stale.Lease, Kind: store.OutcomeCompleted, Result: []byte(`{"output":"stale"}`)},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := map[uuid.UUID]bool{c0.ID: true, c1.ID: true, c2.ID: true}; !maps.Equal(done, want) {
+		t.Errorf("written %v, want %v", done, want)
+	}
+	tests := []struct {
+		name string
+		id   uuid.UUID
+		want jobState
+	}{
+		{"completed", c0.ID, jobState{Status: store.StatusCompleted, Attempts: 1, Started: true, Runnable: true, HasResult: true}},
+		{"failed", c1.ID, jobState{Status: store.StatusFailed, Attempts: 1, Started: true, Runnable: true, Error: ptr("Invalid input")}},
+		{"retry: PROCESSING, no error, not runnable before its backoff", c2.ID, jobState{Status: store.StatusProcessing, Attempts: 1, Started: true}},
+		{"stale lease: untouched", c3.ID, jobState{Status: store.StatusProcessing, Attempts: 1, Started: true, Leased: true, Runnable: true}},
+	}
+	for _, tc := range tests {
+		got := readState(t, st, tc.id)
+		got.WorkerID = nil
+		if diff := cmp.Diff(tc.want, got); diff != "" {
+			t.Errorf("%s (-want +got):\n%s", tc.name, diff)
 		}
 	}
+}
+
+// TestRelease: a job handed back on its first attempt is PENDING again as if
+// never taken; one handed back on a later attempt stays PROCESSING with the
+// earlier attempts still counted. Both are claimable at once.
+func TestRelease(t *testing.T) {
+	st, _ := pgtest.NewStore(t)
+	ctx := t.Context()
+	ids := createJobs(t, st, 2)
+	claim := func() []store.Claimed {
+		t.Helper()
+		c, _, err := st.Claim(ctx, store.ClaimRequest{Worker: "w1", N: 2, Lease: time.Minute})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	first := claim()
+	// The second job's first attempt fails and is retried at once.
+	var outs []store.Outcome
+	for _, c := range first {
+		kind := store.OutcomeRelease
+		if c.ID == ids[1] {
+			kind = store.OutcomeRetry
+		}
+		outs = append(outs, store.Outcome{ID: c.ID, Lease: c.Lease, Kind: kind})
+	}
+	if _, err := st.Finish(ctx, outs); err != nil {
+		t.Fatal(err)
+	}
+	if got := readState(t, st, ids[0]); got.Status != store.StatusPending || got.Attempts != 0 || got.Started || got.Leased || !got.Runnable {
+		t.Errorf("released first attempt: %+v", got)
+	}
+	var second store.Claimed
+	for _, c := range claim() {
+		if c.ID == ids[1] {
+			second = c
+		}
+	}
+	if second.Attempts != 2 {
+		t.Fatalf("second attempt: %+v", second)
+	}
+	if _, err := st.Finish(ctx, []store.Outcome{{ID: second.ID, Lease: second.Lease, Kind: store.OutcomeRelease}}); err != nil {
+		t.Fatal(err)
+	}
+	got := readState(t, st, ids[1])
+	got.WorkerID = nil
+	if got != (jobState{Status: store.StatusProcessing, Attempts: 1, Started: true, Runnable: true}) {
+		t.Errorf("released second attempt: %+v", got)
+	}
+}
+
+// TestClaimAfter: a claim with After looks only past that place in the
+// queue order, and returns the place of its last job.
+func TestClaimAfter(t *testing.T) {
+	st, _ := pgtest.NewStore(t)
+	ctx := t.Context()
+	createJobs(t, st, 4)
 	var order []uuid.UUID // the queue order, as the database has it
 	if err := st.DB().Select(&order, `SELECT id FROM jobs ORDER BY run_after, id`); err != nil {
 		t.Fatal(err)
 	}
-	first, err := st.Pick(ctx, 1, nil)
-	if err != nil || first == nil || first.Jobs[0].ID != order[0] || first.Last.ID != order[0] {
-		t.Fatalf("pick from the head: %+v, %v; want %v", first, err, order[0])
+	first, last, err := st.Claim(ctx, store.ClaimRequest{Worker: "w", N: 2, Lease: time.Minute})
+	if err != nil || len(first) != 2 || last.ID != order[1] {
+		t.Fatalf("claim from the head: %d jobs, last %v, %v; want last %v", len(first), last.ID, err, order[1])
 	}
-	if err := first.Rollback(); err != nil { // unlocked: only after keeps the next pick off it
+	// Put the head back in the queue: only a claim from the head sees it.
+	if _, err := st.DB().Exec(`UPDATE jobs SET lease_owner = NULL, status = 'PENDING' WHERE id = $1`, order[0]); err != nil {
 		t.Fatal(err)
 	}
-	next, err := st.Pick(ctx, 5, &first.Last)
-	if err != nil || next == nil {
-		t.Fatalf("pick after: %v, %v", next, err)
+	next, last, err := st.Claim(ctx, store.ClaimRequest{Worker: "w", N: 5, Lease: time.Minute, After: &last})
+	if err != nil {
+		t.Fatal(err)
 	}
-	defer next.Rollback()
 	var got []uuid.UUID
-	for _, j := range next.Jobs {
-		got = append(got, j.ID)
+	for _, c := range next {
+		got = append(got, c.ID)
 	}
-	if !slices.Equal(got, order[1:]) || next.Last.ID != order[2] {
-		t.Errorf("pick after the first: %v (last %v), want %v", got, next.Last.ID, order[1:])
+	slices.SortFunc(got, func(a, b uuid.UUID) int { return slices.Index(order, a) - slices.Index(order, b) })
+	if !slices.Equal(got, order[2:]) || last.ID != order[3] {
+		t.Errorf("claim after the second: %v (last %v), want %v", got, last.ID, order[2:])
 	}
 }
+
+func ptr[T any](v T) *T { return &v }

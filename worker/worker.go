@@ -1,10 +1,20 @@
-// Package worker runs jobs: it claims them from the store in batches, runs
-// each type's handler, and writes the outcome, fenced on the attempt's lease.
+// Package worker runs jobs: it claims them from the store, runs each type's
+// handler, and writes the outcome, fenced on the attempt's lease.
 //
-// The promise: at-least-once execution (a handler may run twice when a
-// worker dies mid-call), exactly-once completion, and no job lost: a job
-// whose worker dies is rescued when its lease expires and either retried or,
-// after its last attempt, FAILED with "Worker lost while processing the job".
+// The promises, for every job, however its handler behaves:
+//   - PROCESSING means a worker has it: a claim is committed (attempt counted,
+//     lease, worker id) before any handler code runs.
+//   - At most MaxAttempts attempts: a worker that dies at any moment has
+//     already counted its attempt, and the rescuer retries the job when the
+//     lease expires, or fails it with "Worker lost while processing the job"
+//     after its last attempt.
+//   - Every attempt ends by its deadline: a handler that ignores its context
+//     is abandoned by the watchdog, which writes the attempt as timed out
+//     (fenced, so the stuck work can never write later) and replaces the
+//     slot; a worker with too many stuck handlers exits for its supervisor.
+//
+// Execution is at-least-once (a handler may run again when its worker dies
+// mid-call) and completion exactly-once.
 package worker
 
 import (
@@ -24,6 +34,8 @@ import (
 )
 
 // Handler runs one attempt of a job and returns its result, a JSON object.
+// It must return when ctx ends (the attempt's deadline, a cancellation, a
+// shutdown); one that does not is abandoned (see the package comment).
 type Handler func(ctx context.Context, job Job) (json.RawMessage, error)
 
 // Job is what a handler gets.
@@ -40,7 +52,12 @@ type Job struct {
 // client sees in the job's `error` field if it ends the job.
 type Classifier func(err error) (retryable bool, clientMessage string)
 
-// Config tunes a Worker. Zero durations take the defaults in parentheses.
+// ErrTooManyStuck is what Run returns when more handlers ignored their
+// deadline than Config.MaxStuck allows: their goroutines cannot be stopped
+// from inside the process, so the process should exit and be restarted.
+var ErrTooManyStuck = errors.New("worker: too many handlers ignored their deadline")
+
+// Config tunes a Worker. Zero values take the defaults in parentheses.
 type Config struct {
 	Store    *store.Store
 	Handlers map[store.Type]Handler
@@ -60,15 +77,17 @@ type Config struct {
 	// before the next one (2 ms): at a backlog, slots freed meanwhile are
 	// claimed together.
 	ClaimCooldown time.Duration
-	// LockWindow is how long freshly picked jobs run under their batch's row
-	// locks alone (50 ms; negative: none, every claim writes a lease at once).
-	// A job that finishes within it is written once, PENDING straight to its
-	// outcome; one still running then gets its lease and PROCESSING.
-	LockWindow   time.Duration
-	BackoffBase  time.Duration // first retry delay; doubles per attempt, with jitter (1 s)
-	BackoffMax   time.Duration // retry delay cap (1 min)
-	JobTimeout   time.Duration // one attempt's deadline (5 min)
+	BackoffBase   time.Duration // first retry delay; doubles per attempt, with jitter (1 s)
+	BackoffMax    time.Duration // retry delay cap (1 min)
+	JobTimeout    time.Duration // one attempt's deadline (5 min)
+	// Grace is how long a handler may take to return once its context has
+	// ended (deadline, cancellation, shutdown) before the watchdog abandons
+	// it (2 s).
+	Grace        time.Duration
 	ShutdownWait time.Duration // how long in-flight jobs may finish on shutdown (20 s)
+	// MaxStuck is how many abandoned handlers may still be running before
+	// Run gives up with ErrTooManyStuck ((Concurrency+1)/2).
+	MaxStuck int
 }
 
 func (c *Config) setDefaults() {
@@ -85,13 +104,14 @@ func (c *Config) setDefaults() {
 	def(&c.RescueEvery, c.Lease/2)
 	def(&c.PollEvery, 2*time.Second)
 	def(&c.ClaimCooldown, 2*time.Millisecond)
-	if c.LockWindow == 0 {
-		c.LockWindow = 50 * time.Millisecond
-	}
 	def(&c.BackoffBase, time.Second)
 	def(&c.BackoffMax, time.Minute)
 	def(&c.JobTimeout, 5*time.Minute)
+	def(&c.Grace, 2*time.Second)
 	def(&c.ShutdownWait, 20*time.Second)
+	if c.MaxStuck <= 0 {
+		c.MaxStuck = (c.Concurrency + 1) / 2
+	}
 	if c.Log == nil {
 		c.Log = slog.Default()
 	}
@@ -104,36 +124,29 @@ func (c *Config) setDefaults() {
 type Worker struct {
 	cfg Config
 	id  string
+	log *slog.Logger
 
 	mu sync.Mutex
-	// inflight holds every job this worker holds: in a batch still settling
-	// (no lease yet), running, or finished with its outcome not yet written.
-	// Heartbeats extend the leases of all but the first.
-	inflight map[uuid.UUID]*running
-	// busy counts the slots in use: jobs whose handler has not finished, or
-	// whose outcome could not be queued yet. A job frees its slot once its
-	// outcome is queued, so the next claim overlaps the completing write.
-	busy        int
-	openBatches int           // picked batches not yet settled, each holding a connection
-	tasks       chan task     // claimed jobs for the runners; room for Concurrency
-	done        chan struct{} // a slot was freed, or a retry became due
-	completions chan completion
+	// inflight holds every attempt this worker holds a lease for: running,
+	// abandoned, or with its outcome waiting to be written. Heartbeats
+	// extend their leases.
+	inflight map[uuid.UUID]*attempt
+	// busy counts the slots in use. An attempt frees its slot once its
+	// outcome is queued for the writer (so the next claim overlaps the
+	// write), or when the watchdog abandons it.
+	busy  int
+	stuck int // abandoned handlers that have not returned
 
-	// Where the next pick starts (the claim loop's alone): past the last
-	// pick while picks come back full, else from the head (see pickFrom).
+	tasks    chan *attempt // claimed attempts for the runners
+	outcomes chan ending   // finished attempts for the writer
+	pending  sync.WaitGroup
+	done     chan struct{} // a slot was freed, or a retry became due
+	fatal    chan error    // ErrTooManyStuck, once
+
+	// Where the next claim starts (the claim loop's alone): past the last
+	// claim while claims come back full, else from the head (see claimFrom).
 	cursor     *store.QueueKey
-	headPicked time.Time // the last pick from the head
-}
-
-type running struct {
-	claim  store.Claimed
-	cancel context.CancelFunc
-	// handedBack is set when the job's context was cancelled by shutdown,
-	// so that the attempt is released rather than retried.
-	handedBack bool
-	slotFreed  bool
-	// batch is the picked batch the job came in, nil for a claimed job.
-	batch *batch
+	headPicked time.Time // the last claim from the head
 }
 
 // New returns a worker; Run starts it.
@@ -142,43 +155,53 @@ func New(cfg Config) (*Worker, error) {
 		return nil, errors.New("worker: Store and Handlers are required")
 	}
 	cfg.setDefaults()
+	id := uuid.NewString()[:8]
 	return &Worker{
-		cfg:         cfg,
-		id:          uuid.NewString()[:8],
-		inflight:    map[uuid.UUID]*running{},
-		done:        make(chan struct{}, 1),
-		completions: make(chan completion, maxBatch),
+		cfg:      cfg,
+		id:       id,
+		log:      cfg.Log.With("worker", id),
+		inflight: map[uuid.UUID]*attempt{},
+		tasks:    make(chan *attempt, cfg.Concurrency),
+		outcomes: make(chan ending, maxBatch),
+		done:     make(chan struct{}, 1),
+		fatal:    make(chan error, 1),
 	}, nil
 }
 
+// ID is the worker's id, recorded on every job it claims.
+func (w *Worker) ID() string { return w.id }
+
 // Run works until ctx ends, then stops claiming, lets in-flight jobs finish
 // for up to ShutdownWait and hands the rest back without counting their
-// attempt. It returns nil after a clean shutdown. A Worker runs once.
+// attempt. It returns nil after a clean shutdown, ErrTooManyStuck when the
+// watchdog gave up on the process. A Worker runs once.
 func (w *Worker) Run(ctx context.Context) error {
-	log := w.cfg.Log.With("worker", w.id)
+	log := w.log
 	wake, cancelled, closeListener := w.listen(log)
 	defer closeListener()
 
+	// Attempts outlive ctx (shutdown lets them finish); stopJobs ends them.
 	jobCtx, stopJobs := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopJobs()
-	var wg sync.WaitGroup
+	var bgDone sync.WaitGroup
 	bg, stopBG := context.WithCancel(context.WithoutCancel(ctx))
-	wg.Add(2)
-	go func() { defer wg.Done(); w.maintain(bg, log) }()
-	go func() { defer wg.Done(); w.completer(bg, log) }()
-
-	w.tasks = make(chan task, w.cfg.Concurrency)
+	bgDone.Add(2)
+	go func() { defer bgDone.Done(); w.maintain(bg, log) }()
+	go func() { defer bgDone.Done(); w.watchdog(bg, log) }()
+	writerDone := make(chan struct{})
+	go func() { defer close(writerDone); w.writer(log) }()
 	for range w.cfg.Concurrency {
-		go w.runner(w.tasks)
+		go w.runner()
 	}
-	defer close(w.tasks)
 
-	log.Info("worker ready", "concurrency", w.cfg.Concurrency, "lease", w.cfg.Lease.String(), "listening", wake != nil)
-	var jobs sync.WaitGroup
+	log.Info("worker ready", "concurrency", w.cfg.Concurrency, "lease", w.cfg.Lease.String(),
+		"job_timeout", w.cfg.JobTimeout.String(), "listening", wake != nil)
+	var runErr error
 	poll := time.NewTicker(w.cfg.PollEvery)
 	defer poll.Stop()
+loop:
 	for ctx.Err() == nil {
-		n, asked, err := w.claimAndStart(ctx, jobCtx, &jobs, log)
+		n, asked, err := w.claimAndStart(ctx, jobCtx)
 		if err != nil && ctx.Err() == nil {
 			log.Warn("claim failed", "err", err)
 		}
@@ -193,6 +216,8 @@ func (w *Worker) Run(ctx context.Context) error {
 		}
 		select {
 		case <-ctx.Done():
+		case runErr = <-w.fatal:
+			break loop
 		case <-wake:
 		case id := <-cancelled:
 			w.cancelJob(id)
@@ -201,11 +226,14 @@ func (w *Worker) Run(ctx context.Context) error {
 		}
 	}
 
-	w.shutdown(&jobs, stopJobs, log)
+	w.shutdown(stopJobs, log)
 	stopBG()
-	wg.Wait()
-	log.Info("worker stopped")
-	return nil
+	bgDone.Wait()
+	close(w.outcomes)
+	<-writerDone
+	close(w.tasks)
+	log.Info("worker stopped", "err", runErr)
+	return runErr
 }
 
 // cooldown waits ClaimCooldown, still passing on cancellations.
@@ -232,147 +260,109 @@ func (w *Worker) poke() {
 	}
 }
 
-// free is the number of idle slots.
-func (w *Worker) free() int {
+// claimAndStart claims up to as many jobs as there are free slots and hands
+// them to the runners; it returns how many it claimed and how many it asked
+// for.
+func (w *Worker) claimAndStart(ctx, jobCtx context.Context) (claimed, asked int, err error) {
 	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.cfg.Concurrency - w.busy
-}
-
-// freeSlot gives r's slot back (once) and wakes the claim loop.
-func (w *Worker) freeSlot(r *running) {
-	w.mu.Lock()
-	freed := !r.slotFreed
-	if freed {
-		r.slotFreed = true
-		w.busy--
-	}
+	n := w.cfg.Concurrency - w.busy
 	w.mu.Unlock()
-	if freed {
-		w.poke()
-	}
-}
-
-// claimAndStart claims up to as many jobs as there are free slots and starts
-// them; it returns how many it claimed and how many it asked for.
-func (w *Worker) claimAndStart(ctx, jobCtx context.Context, jobs *sync.WaitGroup, log *slog.Logger) (claimed, asked int, err error) {
-	n := w.free()
 	if n <= 0 {
 		return 0, 0, nil
 	}
-	if w.cfg.LockWindow < 0 {
-		got, err := w.cfg.Store.Claim(ctx, n, w.cfg.Lease)
-		if err != nil {
-			return 0, n, err
-		}
-		w.start(jobCtx, jobs, got, nil, log)
-		return len(got), n, nil
-	}
-	if !w.openBatch() {
-		return 0, n, nil // a settling batch will poke
-	}
-	after := w.pickFrom()
-	picked, err := w.cfg.Store.Pick(ctx, n, after)
-	if err == nil && picked == nil && after != nil {
+	after := w.claimFrom()
+	req := store.ClaimRequest{Worker: w.id, N: n, Lease: w.cfg.Lease, After: after}
+	got, last, err := w.cfg.Store.Claim(ctx, req)
+	if err == nil && len(got) == 0 && after != nil {
 		// Nothing past the cursor: look from the head before going idle.
-		after = nil
-		picked, err = w.cfg.Store.Pick(ctx, n, nil)
+		req.After, after = nil, nil
+		got, last, err = w.cfg.Store.Claim(ctx, req)
 	}
-	w.pickedTo(picked, n, after == nil)
-	if err != nil || picked == nil {
-		w.batchDone(false)
+	w.claimedTo(len(got), last, n, after == nil)
+	if err != nil {
 		return 0, n, err
 	}
-	b := newBatch(picked)
-	b.jobs = w.start(jobCtx, jobs, picked.Jobs, b, log)
-	jobs.Add(1)
-	go func() {
-		defer jobs.Done()
-		w.settle(b, log)
-	}()
-	return len(picked.Jobs), n, nil
+	for _, c := range got {
+		w.start(jobCtx, c)
+	}
+	return len(got), n, nil
 }
 
-// headPickEvery bounds how long a pick may go on from the cursor: a job
-// placed before it (committed late with an earlier run_after, or released
+// headClaimEvery bounds how long claims may go on from the cursor: a job
+// placed before it (committed late with an earlier run_after, or handed
 // back) waits at most this long in a backlog.
-const headPickEvery = time.Second
+const headClaimEvery = time.Second
 
-// pickFrom is where the next pick starts: past the last pick while a
-// backlog lasts, which skips the dead index entries that finished jobs leave
+// claimFrom is where the next claim starts: past the last claim while a
+// backlog lasts, which skips the dead index entries that claimed jobs leave
 // at the queue's head (store.QueueKey); from the head otherwise, and at
-// least every headPickEvery.
-func (w *Worker) pickFrom() *store.QueueKey {
-	if w.cursor == nil || time.Since(w.headPicked) > headPickEvery {
+// least every headClaimEvery.
+func (w *Worker) claimFrom() *store.QueueKey {
+	if w.cursor == nil || time.Since(w.headPicked) > headClaimEvery {
 		return nil
 	}
 	return w.cursor
 }
 
-// pickedTo moves the cursor after a pick of up to n jobs: a full pick means
-// a backlog, and the next goes on from its last job; a short or failed one
-// sends the next back to the head.
-func (w *Worker) pickedTo(p *store.Picked, n int, fromHead bool) {
+// claimedTo moves the cursor after a claim of got jobs out of n asked: a
+// full claim means a backlog, and the next goes on from its last job; a
+// short or failed one sends the next back to the head.
+func (w *Worker) claimedTo(got int, last store.QueueKey, n int, fromHead bool) {
 	if fromHead {
 		w.headPicked = time.Now()
 	}
-	if p == nil || len(p.Jobs) < n {
+	if got < n {
 		w.cursor = nil
 		return
 	}
-	last := p.Last
 	w.cursor = &last
 }
 
-// start hands each claimed job to a runner.
-func (w *Worker) start(jobCtx context.Context, jobs *sync.WaitGroup, claimed []store.Claimed, b *batch, log *slog.Logger) []*running {
-	out := make([]*running, 0, len(claimed))
-	for _, c := range claimed {
-		ctx, cancel := context.WithTimeout(jobCtx, w.cfg.JobTimeout)
-		r := &running{claim: c, cancel: cancel, batch: b}
-		out = append(out, r)
-		w.mu.Lock()
-		w.inflight[c.ID] = r
-		w.busy++
-		w.mu.Unlock()
-		jobs.Add(1)
-		// Never blocks: a job holds its slot until its outcome is queued,
-		// and there are Concurrency slots.
-		w.tasks <- task{ctx: ctx, r: r, jobs: jobs, log: log}
-	}
-	return out
-}
-
-// cancelJob stops the handler of a job that was cancelled or lost.
+// cancelJob stops the handler of a job that was cancelled or whose lease
+// was lost; if it does not return within Grace, the watchdog abandons it.
 func (w *Worker) cancelJob(id uuid.UUID) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if r, ok := w.inflight[id]; ok {
-		r.cancel()
+	if a, ok := w.inflight[id]; ok {
+		a.stop(time.Now().Add(w.cfg.Grace))
 	}
 }
 
 // shutdown waits for in-flight jobs up to ShutdownWait, then cancels the
-// rest and hands them back.
-func (w *Worker) shutdown(jobs *sync.WaitGroup, stopJobs context.CancelFunc, log *slog.Logger) {
+// rest and hands them back; a handler that ignores that too is abandoned
+// after Grace and handed back all the same, so shutdown always ends.
+func (w *Worker) shutdown(stopJobs context.CancelFunc, log *slog.Logger) {
 	w.mu.Lock()
 	n := len(w.inflight)
 	w.mu.Unlock()
 	log.Info("worker stopping: no new claims", "in_flight", n, "wait", w.cfg.ShutdownWait.String())
 	finished := make(chan struct{})
-	go func() { jobs.Wait(); close(finished) }()
-	select {
-	case <-finished:
+	go func() { w.pending.Wait(); close(finished) }()
+	if waitOrTimeout(finished, w.cfg.ShutdownWait) {
 		return
-	case <-time.After(w.cfg.ShutdownWait):
 	}
 	w.mu.Lock()
-	for _, r := range w.inflight {
-		r.handedBack = true
+	for _, a := range w.inflight {
+		a.handedBack = true
 	}
 	w.mu.Unlock()
 	stopJobs()
+	if waitOrTimeout(finished, w.cfg.Grace) {
+		return
+	}
+	w.abandon(time.Now().Add(time.Hour), log) // every handler still running
 	<-finished
+}
+
+func waitOrTimeout(c <-chan struct{}, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-c:
+		return true
+	case <-t.C:
+		return false
+	}
 }
 
 // listen subscribes to new jobs and cancellations. Without a ListenURL it
@@ -438,10 +428,8 @@ func (w *Worker) maintain(ctx context.Context, log *slog.Logger) {
 func (w *Worker) heartbeat(ctx context.Context, log *slog.Logger) {
 	w.mu.Lock()
 	held := make([]store.Claimed, 0, len(w.inflight))
-	for _, r := range w.inflight {
-		if r.claim.Lease != uuid.Nil { // not in a batch still settling
-			held = append(held, r.claim)
-		}
+	for _, a := range w.inflight {
+		held = append(held, a.claim)
 	}
 	w.mu.Unlock()
 	lost, err := w.cfg.Store.Heartbeat(ctx, held, w.cfg.Lease)

@@ -232,7 +232,7 @@ func TestRetryStaysProcessing(t *testing.T) {
 func TestRescue(t *testing.T) {
 	b := setup(t, ok)
 	id := b.create(t, 3)
-	dead, err := b.st.Claim(t.Context(), 1, time.Second)
+	dead, _, err := b.st.Claim(t.Context(), store.ClaimRequest{Worker: "dead", N: 1, Lease: time.Second})
 	if err != nil || len(dead) != 1 {
 		t.Fatalf("claim: %v %v", dead, err)
 	}
@@ -241,12 +241,11 @@ func TestRescue(t *testing.T) {
 	if j.Status != store.StatusCompleted || j.Attempts != 2 {
 		t.Errorf("after rescue: %s attempts %d", j.Status, j.Attempts)
 	}
-	done, err := b.st.CompleteMany(t.Context(), []store.Completion{{Claimed: dead[0], Result: []byte(`{"output":"stale"}`)}})
-	if err != nil || done[dead[0].ID] {
-		t.Errorf("the dead attempt completed the job again: completed %v err %v", done, err)
-	}
-	if wrote, _ := b.st.Fail(t.Context(), dead[0], "stale"); wrote {
-		t.Error("the dead attempt failed the job")
+	for _, kind := range []store.OutcomeKind{store.OutcomeCompleted, store.OutcomeFailed, store.OutcomeRetry, store.OutcomeRelease} {
+		o := store.Outcome{ID: id, Lease: dead[0].Lease, Kind: kind, Result: []byte(`{"output":"stale"}`), Error: "stale"}
+		if done, err := b.st.Finish(t.Context(), []store.Outcome{o}); err != nil || done[id] {
+			t.Errorf("the dead attempt wrote %s: %v %v", kind, done, err)
+		}
 	}
 }
 
@@ -255,7 +254,7 @@ func TestRescue(t *testing.T) {
 func TestRescueLastAttempt(t *testing.T) {
 	b := setup(t, ok)
 	id := b.create(t, 1)
-	if _, err := b.st.Claim(t.Context(), 1, 500*time.Millisecond); err != nil {
+	if _, _, err := b.st.Claim(t.Context(), store.ClaimRequest{Worker: "dead", N: 1, Lease: 500 * time.Millisecond}); err != nil {
 		t.Fatal(err)
 	}
 	b.start(t)
@@ -316,8 +315,9 @@ func TestCancel(t *testing.T) {
 }
 
 // TestShutdownHandsBack: on shutdown a job still running after the grace
-// period is handed back: PROCESSING, no lease, the attempt given back; the
-// next worker completes it with attempts 1.
+// period is handed back: on its first attempt that is PENDING again, with
+// startedAt null and no lease, as if never taken; the next worker completes
+// it with attempts 1.
 func TestShutdownHandsBack(t *testing.T) {
 	var calls atomic.Int32
 	started := make(chan struct{}, 1)
@@ -334,7 +334,7 @@ func TestShutdownHandsBack(t *testing.T) {
 	<-started
 	stop()
 	j, _ := b.st.Get(t.Context(), "alice", id)
-	if j.Status != store.StatusProcessing || j.Attempts != 0 || j.StartedAt == nil {
+	if j.Status != store.StatusPending || j.Attempts != 0 || j.StartedAt != nil {
 		t.Fatalf("after shutdown: %+v", j)
 	}
 	var lease *uuid.UUID
@@ -369,15 +369,8 @@ func TestPickupByNotification(t *testing.T) {
 // cannot hide, and a trigger records every transition to COMPLETED. The
 // promise is at-least-once execution and exactly-once completion: every job
 // is completed exactly once, and a job runs more than once only when a lease
-// was lost (each run is an attempt), never twice within one attempt. Both
-// ways of claiming are checked: picked batches settled after the lock window
-// (the default) and leases written at once.
+// was lost (each run is an attempt), never twice within one attempt.
 func TestExactlyOnce(t *testing.T) {
-	t.Run("lock window", func(t *testing.T) { exactlyOnce(t, 0) })
-	t.Run("lease at once", func(t *testing.T) { exactlyOnce(t, -1) })
-}
-
-func exactlyOnce(t *testing.T, lockWindow time.Duration) {
 	var b *bundle
 	b = setup(t, func(ctx context.Context, j worker.Job) (json.RawMessage, error) {
 		if _, err := b.st.DB().ExecContext(ctx, `INSERT INTO test_runs (job_id, attempt) VALUES ($1, $2)`, j.ID, j.Attempt); err != nil {
@@ -412,7 +405,6 @@ func exactlyOnce(t *testing.T, lockWindow time.Duration) {
 		w := *b
 		w.cfg.Store = own
 		w.cfg.Concurrency = 50
-		w.cfg.LockWindow = lockWindow
 		w.start(t)
 	}
 	deadline := time.Now().Add(90 * time.Second)
@@ -469,40 +461,178 @@ func TestRetryPickedUpWhenDue(t *testing.T) {
 	}
 }
 
-// TestLockWindow: a job that finishes within the lock window is written
-// once, PENDING straight to COMPLETED; a slower one is seen PROCESSING, under
-// a lease, while it runs.
-func TestLockWindow(t *testing.T) {
-	release := make(chan struct{})
-	b := setup(t, func(ctx context.Context, j worker.Job) (json.RawMessage, error) {
-		if string(j.Input) == `{"slow": true}` {
-			select {
-			case <-release:
-			case <-ctx.Done():
-				return nil, ctx.Err()
-			}
+// TestProcessingBeforeHandler: the claim is committed before the handler
+// runs: inside the handler the row already reads PROCESSING with the attempt
+// counted, startedAt set, a lease and this worker's id; even a fast job goes
+// PENDING -> PROCESSING -> COMPLETED (version 3).
+func TestProcessingBeforeHandler(t *testing.T) {
+	type seen struct {
+		status   store.Status
+		attempts int
+		started  bool
+		leased   bool
+		worker   string
+	}
+	saw := make(chan seen, 1)
+	var b *bundle
+	b = setup(t, func(ctx context.Context, j worker.Job) (json.RawMessage, error) {
+		var s struct {
+			Status   store.Status `db:"status"`
+			Attempts int          `db:"attempts"`
+			Started  bool         `db:"started"`
+			Leased   bool         `db:"leased"`
+			Worker   string       `db:"worker_id"`
 		}
+		// Another connection: what every other client sees.
+		err := b.st.DB().GetContext(ctx, &s, `SELECT status, attempts, started_at IS NOT NULL AS started,
+			lease_owner IS NOT NULL AS leased, worker_id FROM jobs WHERE id = $1`, j.ID)
+		if err != nil {
+			return nil, err
+		}
+		saw <- seen{s.Status, s.Attempts, s.Started, s.Leased, s.Worker}
 		return ok(ctx, j)
 	})
-	b.start(t)
-	fast := b.create(t, 3)
-	j := b.waitFor(t, fast, "terminal", terminal)
-	if j.Status != store.StatusCompleted || j.Attempts != 1 || j.Version != 2 {
-		t.Errorf("fast job: %s attempts %d version %d; want COMPLETED in one write (version 2)", j.Status, j.Attempts, j.Version)
-	}
-
-	slow, _, err := b.st.Create(t.Context(), store.NewJob{UserID: "alice", Type: store.TypeAIPreview, Input: []byte(`{"slow": true}`)})
+	w, err := worker.New(b.cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	j = b.waitFor(t, slow.ID, "processing", func(j *store.Job) bool { return j.Status == store.StatusProcessing })
-	var leased bool
-	if err := b.st.DB().Get(&leased, `SELECT lease_owner IS NOT NULL FROM jobs WHERE id = $1`, slow.ID); err != nil || !leased || j.Attempts != 1 {
-		t.Errorf("slow job while running: attempts %d, leased %v (%v)", j.Attempts, leased, err)
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error)
+	go func() { done <- w.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	id := b.create(t, 3)
+	got := <-saw
+	if want := (seen{store.StatusProcessing, 1, true, true, w.ID()}); got != want {
+		t.Errorf("inside the handler the row read %+v, want %+v", got, want)
 	}
-	close(release)
-	if j = b.waitFor(t, slow.ID, "terminal", terminal); j.Status != store.StatusCompleted || j.Attempts != 1 {
-		t.Errorf("slow job: %s attempts %d", j.Status, j.Attempts)
+	j := b.waitFor(t, id, "terminal", terminal)
+	if j.Status != store.StatusCompleted || j.Attempts != 1 || j.Version != 3 {
+		t.Errorf("job: %s attempts %d version %d; want COMPLETED, 1, 3 (created, claimed, completed)", j.Status, j.Attempts, j.Version)
+	}
+}
+
+// stuckHandler ignores its context until release is closed, as a parser
+// caught in a loop would; it reports each start on started.
+func stuckHandler(started chan<- uuid.UUID, release <-chan struct{}) worker.Handler {
+	return func(ctx context.Context, j worker.Job) (json.RawMessage, error) {
+		if string(j.Input) == `{"stuck": true}` {
+			started <- j.ID
+			<-release
+			return json.RawMessage(`{"output":"too late"}`), nil
+		}
+		return ok(ctx, j)
+	}
+}
+
+func (b *bundle) createInput(t *testing.T, input string, maxAttempts int) uuid.UUID {
+	t.Helper()
+	j, _, err := b.st.Create(t.Context(), store.NewJob{UserID: "alice", Type: store.TypeAIPreview, Input: []byte(input), MaxAttempts: maxAttempts})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return j.ID
+}
+
+// TestWatchdog: a handler that ignores its deadline is abandoned: the
+// attempt is written as timed out at the deadline (retried, then FAILED
+// after the last attempt), its slot is replaced so other jobs keep
+// completing, and when the stuck handler finally returns its result is
+// dropped (the fence holds).
+func TestWatchdog(t *testing.T) {
+	started := make(chan uuid.UUID, 10)
+	release := make(chan struct{})
+	b := setup(t, stuckHandler(started, release))
+	b.cfg.Concurrency = 2
+	b.cfg.MaxStuck = 10
+	b.cfg.JobTimeout = 300 * time.Millisecond
+	b.cfg.Grace = 200 * time.Millisecond
+	b.start(t)
+	stuck := b.createInput(t, `{"stuck": true}`, 2)
+	<-started
+	// Both attempts of the stuck job run in turn; meanwhile every slot
+	// still serves other jobs.
+	var others []uuid.UUID
+	for range 6 {
+		others = append(others, b.create(t, 1))
+	}
+	for _, id := range others {
+		if j := b.waitFor(t, id, "terminal", terminal); j.Status != store.StatusCompleted {
+			t.Errorf("another job beside a stuck handler: %s", j.Status)
+		}
+	}
+	j := b.waitFor(t, stuck, "terminal", terminal)
+	if j.Status != store.StatusFailed || j.Attempts != 2 || j.Error == nil || *j.Error != "Internal error while processing the job" {
+		t.Errorf("stuck job: %s attempts %d error %v; want FAILED after 2 attempts", j.Status, j.Attempts, j.Error)
+	}
+	close(release) // the stuck handlers return now; their results must be dropped
+	j2 := b.waitFor(t, stuck, "unchanged", func(*store.Job) bool { return true })
+	if j2.Version != j.Version || j2.Status != store.StatusFailed {
+		t.Errorf("an abandoned handler wrote after its attempt ended: %+v", j2)
+	}
+}
+
+// TestTooManyStuck: when more handlers are stuck than MaxStuck, Run returns
+// ErrTooManyStuck (the process exits for its supervisor), and returns in
+// bounded time although the handlers never return.
+func TestTooManyStuck(t *testing.T) {
+	started := make(chan uuid.UUID, 10)
+	release := make(chan struct{})
+	defer close(release)
+	b := setup(t, stuckHandler(started, release))
+	b.cfg.Concurrency = 2
+	b.cfg.MaxStuck = 1
+	b.cfg.JobTimeout = 200 * time.Millisecond
+	b.cfg.Grace = 100 * time.Millisecond
+	w, err := worker.New(b.cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- w.Run(t.Context()) }()
+	for range 2 {
+		b.createInput(t, `{"stuck": true}`, 3)
+	}
+	select {
+	case err := <-done:
+		if !errors.Is(err, worker.ErrTooManyStuck) {
+			t.Errorf("Run returned %v, want ErrTooManyStuck", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("Run did not give up on its stuck handlers")
+	}
+}
+
+// TestShutdownWithStuckHandler: SIGTERM ends Run within ShutdownWait plus
+// Grace (plus margin) even when a handler ignores its context; the job is
+// handed back, PENDING again.
+func TestShutdownWithStuckHandler(t *testing.T) {
+	started := make(chan uuid.UUID, 1)
+	release := make(chan struct{})
+	defer close(release)
+	b := setup(t, stuckHandler(started, release))
+	b.cfg.JobTimeout = time.Hour
+	b.cfg.Grace = 200 * time.Millisecond
+	w, err := worker.New(b.cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+	id := b.createInput(t, `{"stuck": true}`, 3)
+	<-started
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("Run did not return after shutdown with a stuck handler")
+	}
+	j := b.waitFor(t, id, "handed back", func(*store.Job) bool { return true })
+	if j.Status != store.StatusPending || j.Attempts != 0 || j.StartedAt != nil {
+		t.Errorf("after shutdown: %+v", j)
 	}
 }
 

@@ -68,6 +68,9 @@ func runDev(ctx context.Context, args []string) error {
 	defer closeHub()
 	e.GET("/dev-issuer"+auth.JWKSPath, echo.WrapHandler(iss.JWKSHandler()))
 
+	if err := allowCrashMarkers(true); err != nil { // dev rehearses crashes too
+		return err
+	}
 	wcfg, err := workerConfig(log)
 	if err != nil {
 		return err
@@ -76,8 +79,12 @@ func runDev(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	// A worker that gives up (too many stuck handlers) ends the whole dev
+	// process, as its supervisor would restart a standalone worker.
+	ctx, stop := context.WithCancel(ctx)
+	defer stop()
 	workerDone := make(chan error, 1)
-	go func() { workerDone <- w.Run(ctx) }()
+	go func() { err := w.Run(ctx); stop(); workerDone <- err }()
 
 	printReady(iss, ln.Addr().String())
 	err = serveHTTP(ctx, ln, e, draining, log)

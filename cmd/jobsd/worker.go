@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"runtime/debug"
+	"strconv"
 	"time"
 
 	"github.com/jobsd/jobsd/jobtype"
@@ -24,7 +25,10 @@ func runWorker(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	// Claims and completions are batched, so a few connections serve any
+	if err := allowCrashMarkers(false); err != nil {
+		return err
+	}
+	// Claims and outcomes are batched, so a few connections serve any
 	// concurrency; handlers that read referenced jobs share the rest.
 	conns, err := envInt("JOBS_DB_MAX_CONNS", 20)
 	if err != nil {
@@ -68,17 +72,31 @@ func workerConfig(log *slog.Logger) (worker.Config, error) {
 		{"JOBS_WORKER_BACKOFF_MAX", &cfg.BackoffMax},
 		{"JOBS_WORKER_JOB_TIMEOUT", &cfg.JobTimeout},
 		{"JOBS_WORKER_SHUTDOWN_WAIT", &cfg.ShutdownWait},
+		{"JOBS_WORKER_GRACE", &cfg.Grace},
 	} {
 		if *d.dst, err = envDuration(d.name, 0); err != nil {
 			return cfg, err
 		}
 	}
-	if os.Getenv("JOBS_WORKER_LOCK_WINDOW") == "off" {
-		cfg.LockWindow = -1
-	} else if cfg.LockWindow, err = envDuration("JOBS_WORKER_LOCK_WINDOW", 0); err != nil {
+	if cfg.MaxStuck, err = envInt("JOBS_WORKER_MAX_STUCK", 0); err != nil {
 		return cfg, err
 	}
 	return cfg, nil
+}
+
+// allowCrashMarkers applies JOBS_WORKER_CRASH_MARKERS (default def): whether
+// the local provider's [[simulate:crash]] markers may kill this process.
+func allowCrashMarkers(def bool) error {
+	on := def
+	if v := os.Getenv("JOBS_WORKER_CRASH_MARKERS"); v != "" {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return usagef("JOBS_WORKER_CRASH_MARKERS=%q is not true or false", v)
+		}
+		on = b
+	}
+	model.AllowCrashMarkers(on)
+	return nil
 }
 
 // newWorker wires the job types to the configured model provider.
