@@ -42,9 +42,11 @@ type Results struct {
 	PGNote     string            `json:"postgresNote"`
 	Status     *StatusResult     `json:"statusReads,omitempty"`
 	Worker     *WorkerResult     `json:"workerThroughput,omitempty"`
-	Pickup     *PickupResult     `json:"pickupLatency,omitempty"`
-	Growth     *GrowthResult     `json:"growth,omitempty"`
-	Delivery   *DeliveryResult   `json:"delivery,omitempty"`
+	// Ceiling is the SQL-only ceiling of each schema candidate (-only ceiling).
+	Ceiling  []CeilingRun    `json:"sqlCeiling,omitempty"`
+	Pickup   *PickupResult   `json:"pickupLatency,omitempty"`
+	Growth   *GrowthResult   `json:"growth,omitempty"`
+	Delivery *DeliveryResult `json:"delivery,omitempty"`
 	// DeliveryBurst completes every job at once: a throughput figure, no goal.
 	DeliveryBurst *DeliveryResult `json:"deliveryBurst,omitempty"`
 	Goals         []Goal          `json:"goals"`
@@ -145,6 +147,12 @@ func run(quick bool, out, only string, workerJobs, deliveryPace int, probe, diag
 			res.Worker = nil
 		} else if res.Worker.AuditFailures > 0 {
 			fail("worker throughput", fmt.Errorf("%d burn-down audits failed (see runs)", res.Worker.AuditFailures))
+		}
+	}
+	if only != "" && want("ceiling") { // by request only: it informs design, it is no goal
+		logf("SQL-only ceiling: claim and complete %d jobs per candidate schema, no handlers", workerO.jobs)
+		if res.Ceiling, err = runCeiling(ctx, e, workerO.jobs, res.Repeats); err != nil {
+			fail("sql ceiling", err)
 		}
 	}
 	if want("pickup") {
