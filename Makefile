@@ -58,7 +58,7 @@ fuzz: ## run each fuzz target for FUZZTIME (30s); failures land in testdata/fuzz
 	done
 
 .PHONY: vulncheck
-vulncheck: ## govulncheck on an offline database; fails on reachable vulnerabilities that have a fix
+vulncheck: ## govulncheck on an offline database; fails on reachable vulnerabilities that have a fix, or when it cannot run
 	bash scripts/vulncheck.sh
 
 .PHONY: conformance-blackbox
