@@ -6,6 +6,7 @@
 //	jobsd migrate up|down|status
 //	jobsd token --sub alice [--admin] [--ttl 1h]
 //	jobsd dev              API + worker + local token issuer on 127.0.0.1:8080
+//	jobsd version          the module version, VCS revision and Go version
 package main
 
 import (
@@ -16,6 +17,8 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/jobsd/jobsd/internal/buildinfo"
 )
 
 const usage = `usage: jobsd <command> [flags]
@@ -26,6 +29,7 @@ commands:
   migrate   up | down | status: manage the database schema
   token     print a token from the local dev issuer
   dev       run API, worker and a local token issuer against a throwaway database
+  version   print the module version, VCS revision and Go version of this binary
 
 Run 'jobsd <command> -h' for the command's flags. Settings come from flags or
 the environment; see the README's configuration table.
@@ -45,6 +49,7 @@ func main() {
 		"migrate": runMigrate,
 		"token":   runToken,
 		"dev":     runDev,
+		"version": runVersion,
 	}
 	cmd, ok := commands[os.Args[1]]
 	if !ok {
@@ -71,3 +76,12 @@ type usageError struct{ msg string }
 func (e usageError) Error() string { return e.msg }
 
 func usagef(format string, args ...any) error { return usageError{fmt.Sprintf(format, args...)} }
+
+// runVersion prints which build this is, so a log or a bug report can name
+// the exact commit.
+func runVersion(_ context.Context, args []string) error {
+	if len(args) > 0 {
+		return usagef("version takes no arguments")
+	}
+	return buildinfo.Fprint(os.Stdout, "jobsd", buildinfo.Read())
+}
