@@ -12,6 +12,7 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"log/slog"
 	"os"
@@ -31,8 +32,8 @@ commands:
   dev       run API, worker and a local token issuer against a throwaway database
   version   print the module version, VCS revision and Go version of this binary
 
-Run 'jobsd <command> -h' for the command's flags. Settings come from flags or
-the environment; see the README's configuration table.
+Run 'jobsd <command> -h' for the command's flags and the environment
+variables it reads; flags win over the environment.
 `
 
 func main() {
@@ -60,6 +61,9 @@ func main() {
 		os.Exit(2)
 	}
 	if err := cmd(ctx, os.Args[2:]); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			os.Exit(0) // the usage text is printed
+		}
 		var ue usageError
 		if errors.As(err, &ue) {
 			fmt.Fprintf(os.Stderr, "jobsd %s: %v\n", os.Args[1], err)
