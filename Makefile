@@ -21,6 +21,11 @@ generate: ## regenerate gen/ from openapi.yaml
 generate-check: generate ## regenerate and fail if gen/ differs from what is committed
 	@git diff --exit-code -- gen/ || { echo "gen/ is stale: run 'make generate' and commit"; exit 1; }
 
+.PHONY: tidy-check
+tidy-check: ## fail if go.mod or go.sum (here or in bench/) differ from what `go mod tidy` makes
+	@$(GO) mod tidy -diff || { echo "go.mod/go.sum are not tidy: run 'go mod tidy' and commit"; exit 1; }
+	@cd bench && $(GO) mod tidy -diff || { echo "bench/go.mod/go.sum are not tidy: run 'cd bench && go mod tidy' and commit"; exit 1; }
+
 .PHONY: build
 build: ## build bin/jobsd
 	$(GO) build -o $(BIN) ./cmd/jobsd
@@ -53,7 +58,7 @@ fuzz: ## run each fuzz target for FUZZTIME (30s); failures land in testdata/fuzz
 	done
 
 .PHONY: vulncheck
-vulncheck: ## govulncheck on an offline database; fails on reachable vulnerabilities that have a fix
+vulncheck: ## govulncheck on an offline database; fails on reachable vulnerabilities that have a fix, or when it cannot run
 	bash scripts/vulncheck.sh
 
 .PHONY: conformance-blackbox

@@ -12,6 +12,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+
+	"github.com/jobsd/jobsd/internal/buildinfo"
 )
 
 func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
@@ -36,6 +38,7 @@ var commands = []command{
 	{"list", "[flags]", "list your jobs, newest first", runList},
 	{"cancel", "ID", "cancel a PENDING or PROCESSING job", runCancel},
 	{"wait", "ID [--timeout 10m]", "wait for a job to finish and print it", runWait},
+	{"version", "", "print the module version, VCS revision and Go version", runVersion},
 }
 
 const usageHead = `jobsctl is a client of the jobsd API.
@@ -88,4 +91,20 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stderr, "jobsctl: unknown command %q (run 'jobsctl -h')\n", rest[0])
 	return exitUsage
+}
+
+// runVersion prints which build of jobsctl this is; it needs no API.
+func runVersion(g *globals, args []string, stdout, stderr io.Writer) int {
+	fs := newFlagSet("version", stderr, g)
+	setUsage(fs, "version", "Prints the module version, VCS revision (and whether the tree was modified)\nand Go version this jobsctl was built from.")
+	if code, ok := parse(fs, args); !ok {
+		return code
+	}
+	if fs.NArg() > 0 {
+		return usageError(fs, stderr, "version takes no arguments")
+	}
+	if err := buildinfo.Fprint(stdout, "jobsctl", buildinfo.Read()); err != nil {
+		return fail(stderr, err)
+	}
+	return exitOK
 }

@@ -182,3 +182,13 @@ func TestCreateListCancel(t *testing.T) {
 		t.Errorf("second cancel: exit %d stderr %q", code, errOut)
 	}
 }
+
+func TestVersion(t *testing.T) {
+	out := mustRun(t, "version")
+	if !strings.HasPrefix(out, "jobsctl ") || !strings.Contains(out, "\nmodule    github.com/jobsd/jobsd\n") || !strings.Contains(out, "\nrevision  ") {
+		t.Errorf("version printed:\n%s", out)
+	}
+	if code, _, _ := jobsctl(t, "version", "extra"); code != exitUsage {
+		t.Errorf("version with an argument: exit %d, want %d", code, exitUsage)
+	}
+}

@@ -86,8 +86,8 @@ func (d *dbFlags) check() error {
 func startProcess(fs *flag.FlagSet, args []string) (dbFlags, *slog.Logger, error) {
 	var db dbFlags
 	db.register(fs)
-	if err := fs.Parse(args); err != nil {
-		return db, nil, usagef("%v", err)
+	if err := parseFlags(fs, args); err != nil {
+		return db, nil, err
 	}
 	if err := db.check(); err != nil {
 		return db, nil, err

@@ -24,8 +24,8 @@ import (
 func runDev(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("dev", flag.ContinueOnError)
 	addr := fs.String("addr", envOr("JOBS_ADDR", "127.0.0.1:8080"), "listen address (env JOBS_ADDR)")
-	if err := fs.Parse(args); err != nil {
-		return usagef("%v", err)
+	if err := parseFlags(fs, args); err != nil {
+		return err
 	}
 	log, err := newLogger()
 	if err != nil {

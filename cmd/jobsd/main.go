@@ -6,16 +6,20 @@
 //	jobsd migrate up|down|status
 //	jobsd token --sub alice [--admin] [--ttl 1h]
 //	jobsd dev              API + worker + local token issuer on 127.0.0.1:8080
+//	jobsd version          the module version, VCS revision and Go version
 package main
 
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/jobsd/jobsd/internal/buildinfo"
 )
 
 const usage = `usage: jobsd <command> [flags]
@@ -26,9 +30,10 @@ commands:
   migrate   up | down | status: manage the database schema
   token     print a token from the local dev issuer
   dev       run API, worker and a local token issuer against a throwaway database
+  version   print the module version, VCS revision and Go version of this binary
 
-Run 'jobsd <command> -h' for the command's flags. Settings come from flags or
-the environment; see the README's configuration table.
+Run 'jobsd <command> -h' for the command's flags and the environment
+variables it reads; flags win over the environment.
 `
 
 func main() {
@@ -45,6 +50,7 @@ func main() {
 		"migrate": runMigrate,
 		"token":   runToken,
 		"dev":     runDev,
+		"version": runVersion,
 	}
 	cmd, ok := commands[os.Args[1]]
 	if !ok {
@@ -55,6 +61,9 @@ func main() {
 		os.Exit(2)
 	}
 	if err := cmd(ctx, os.Args[2:]); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			os.Exit(0) // the usage text is printed
+		}
 		var ue usageError
 		if errors.As(err, &ue) {
 			fmt.Fprintf(os.Stderr, "jobsd %s: %v\n", os.Args[1], err)
@@ -71,3 +80,12 @@ type usageError struct{ msg string }
 func (e usageError) Error() string { return e.msg }
 
 func usagef(format string, args ...any) error { return usageError{fmt.Sprintf(format, args...)} }
+
+// runVersion prints which build this is, so a log or a bug report can name
+// the exact commit.
+func runVersion(_ context.Context, args []string) error {
+	if len(args) > 0 {
+		return usagef("version takes no arguments")
+	}
+	return buildinfo.Fprint(os.Stdout, "jobsd", buildinfo.Read())
+}

@@ -45,9 +45,9 @@ func runToken(_ context.Context, args []string) error {
 	sub := fs.String("sub", "", "the user (token subject); required")
 	admin := fs.Bool("admin", false, "put the user in the admin group")
 	ttl := fs.Duration("ttl", time.Hour, "lifetime; negative mints an already expired token")
-	addr := fs.String("addr", envOr("JOBS_ADDR", "127.0.0.1:8080"), "address of the `jobsd dev` whose issuer signs")
-	if err := fs.Parse(args); err != nil {
-		return usagef("%v", err)
+	addr := fs.String("addr", envOr("JOBS_ADDR", "127.0.0.1:8080"), "address of the jobsd dev whose issuer signs (env JOBS_ADDR)")
+	if err := parseFlags(fs, args); err != nil {
+		return err
 	}
 	if *sub == "" {
 		return usagef("--sub is required")

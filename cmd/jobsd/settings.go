@@ -1,0 +1,134 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"slices"
+)
+
+// setting is one environment variable jobsd reads. The table below is the
+// one list of them in code (the README's configuration table describes the
+// same settings): each command's -h prints its rows after the flags, and
+// TestSettingsTable fails when the code reads a variable the table lacks.
+type setting struct {
+	name string
+	// def is the default in words, empty when there is none worth saying.
+	def     string
+	meaning string
+	// commands are the jobsd commands that read it. A variable whose
+	// default or meaning differs between commands has one row per group.
+	commands []string
+	// pending marks a row for a setting the code does not read yet, with
+	// the reason; -h leaves it out. The test fails once the code reads it,
+	// so that the mark goes and the default is checked when it lands.
+	pending string
+}
+
+// Command groups that share many rows.
+var (
+	cmdsAPI     = []string{"serve", "dev"}
+	cmdsProcess = []string{"serve", "worker", "dev"}
+	cmdsWorker  = []string{"worker", "dev"}
+)
+
+// comingWithParseIsolation is the reason of the rows the worker rewrite
+// (document parsing in child processes) brings.
+const comingWithParseIsolation = "read by the worker rewrite that runs document parses in child processes, merged separately"
+
+var envSettings = []setting{
+	{name: "DATABASE_URL", meaning: "PostgreSQL URL; required (or --database-url)", commands: []string{"serve", "worker", "migrate"}},
+	{name: "DATABASE_URL", def: "a throwaway database", meaning: "PostgreSQL URL to use instead of a throwaway database", commands: []string{"dev"}},
+	{name: "JOBS_ADDR", def: ":8080", meaning: "listen address (or --addr)", commands: []string{"serve"}},
+	{name: "JOBS_ADDR", def: "127.0.0.1:8080", meaning: "listen address (or --addr)", commands: []string{"dev"}},
+	{name: "JOBS_ADDR", def: "127.0.0.1:8080", meaning: "address of the jobsd dev whose issuer signs (or --addr)", commands: []string{"token"}},
+
+	{name: "JOBS_AUTH_ISSUER", meaning: "token issuer, e.g. https://cognito-idp.{region}.amazonaws.com/{userPoolId}; required unless the next two are set", commands: []string{"serve"}},
+	{name: "JOBS_COGNITO_REGION", meaning: "the issuer's AWS region, with JOBS_COGNITO_USER_POOL_ID instead of JOBS_AUTH_ISSUER", commands: []string{"serve"}},
+	{name: "JOBS_COGNITO_USER_POOL_ID", meaning: "the issuer's Cognito user pool id, with JOBS_COGNITO_REGION", commands: []string{"serve"}},
+	{name: "JOBS_AUTH_JWKS_URL", def: "issuer + /.well-known/jwks.json", meaning: "where the signing keys are", commands: []string{"serve"}},
+	{name: "JOBS_AUTH_CLIENT_IDS", meaning: "comma-separated app client ids whose tokens are accepted; required", commands: []string{"serve"}},
+	{name: "JOBS_AUTH_TOKEN_USE", def: "access", meaning: "token_use a token must have: access or id", commands: []string{"serve"}},
+	{name: "JOBS_AUTH_ADMIN_GROUP", def: "admin", meaning: "cognito:groups value that may use /api/admin/...", commands: []string{"serve"}},
+
+	{name: "JOBS_CORS_ORIGINS", def: "none, so CORS is off", meaning: "comma-separated browser origins allowed", commands: cmdsAPI},
+	{name: "JOBS_MAX_BODY_BYTES", def: "8388608", meaning: "request body limit (413 above it)", commands: cmdsAPI},
+	{name: "JOBS_MAX_ATTEMPTS", def: "3", meaning: "processing attempts a new job gets (1..25)", commands: cmdsAPI},
+	{name: "JOBS_DB_MAX_CONNS", def: "20", meaning: "connection pool size", commands: cmdsProcess},
+	{name: "JOBS_DB_READ_BATCHES", def: "2", meaning: "status reads in flight at once; reads that arrive meanwhile queue and leave together in one statement", commands: cmdsAPI},
+	{name: "JOBS_RATE_READ", def: "50", meaning: "per-user reads (GET) per second; 0 turns the limit off", commands: cmdsAPI},
+	{name: "JOBS_RATE_READ_BURST", def: "100", meaning: "burst of per-user reads", commands: cmdsAPI},
+	{name: "JOBS_RATE_CREATE", def: "5", meaning: "per-user creations and cancellations (POST) per second; 0 turns the limit off", commands: cmdsAPI},
+	{name: "JOBS_RATE_CREATE_BURST", def: "20", meaning: "burst of per-user creations and cancellations", commands: cmdsAPI},
+	{name: "JOBS_LOG_LEVEL", def: "info", meaning: "debug, info, warn or error (JSON lines on stderr)", commands: cmdsProcess},
+	{name: "JOBS_PPROF_ADDR", def: "off", meaning: "serves Go's profiler there, e.g. 127.0.0.1:6060; keep it on a loopback or private address", commands: []string{"serve", "worker"}},
+	{name: "JOBS_DEV_KEY", def: "user config dir/jobsd/dev-issuer.pem", meaning: "the dev issuer's signing key file", commands: []string{"dev", "token"}},
+	{name: "JOBS_TEST_POSTGRES_IMAGE", def: "postgres:15", meaning: "container image when the throwaway database needs a container", commands: []string{"dev"}},
+
+	{name: "JOBS_MODEL_PROVIDER", def: "local", meaning: "local, bedrock or openai", commands: cmdsWorker},
+	{name: "JOBS_MODEL_ID", def: "the provider's; Bedrock: anthropic.claude-3-haiku-20240307-v1:0", meaning: "default model id", commands: cmdsWorker},
+	{name: "AWS_REGION", def: "the AWS default chain's", meaning: "Bedrock region; credentials always come from the AWS default chain", commands: cmdsWorker},
+	{name: "JOBS_BEDROCK_ENDPOINT", meaning: "Bedrock endpoint override", commands: cmdsWorker},
+	{name: "JOBS_OPENAI_BASE_URL", meaning: "OpenAI-compatible server, e.g. http://127.0.0.1:11434/v1", commands: cmdsWorker},
+	{name: "JOBS_OPENAI_API_KEY", meaning: "its bearer token, if it wants one", commands: cmdsWorker},
+
+	{name: "JOBS_WORKER_CONCURRENCY", def: "8", meaning: "jobs one worker runs at once", commands: cmdsWorker},
+	{name: "JOBS_WORKER_LEASE", def: "30s", meaning: "lease of a claim; a dead worker's jobs are rescued after it", commands: cmdsWorker},
+	{name: "JOBS_WORKER_HEARTBEAT", def: "lease/3", meaning: "how often leases are extended", commands: cmdsWorker},
+	{name: "JOBS_WORKER_RESCUE_EVERY", def: "lease/2", meaning: "how often expired leases are looked for", commands: cmdsWorker},
+	{name: "JOBS_WORKER_POLL", def: "2s", meaning: "fallback poll when no notification arrives", commands: cmdsWorker},
+	{name: "JOBS_WORKER_BACKOFF_BASE", def: "1s", meaning: "first retry delay; it doubles per attempt, jittered", commands: cmdsWorker},
+	{name: "JOBS_WORKER_BACKOFF_MAX", def: "1m", meaning: "cap of the retry delay", commands: cmdsWorker},
+	{name: "JOBS_WORKER_JOB_TIMEOUT", def: "5m", meaning: "one attempt's deadline", commands: cmdsWorker},
+	{name: "JOBS_WORKER_SHUTDOWN_WAIT", def: "20s", meaning: "how long in-flight jobs may finish after SIGTERM", commands: cmdsWorker},
+	{name: "JOBS_PARSE_TIMEOUT", meaning: "parse budget per document", commands: cmdsWorker, pending: comingWithParseIsolation},
+	{name: "JOBS_PARSE_MEMORY", meaning: "memory limit of a parse child", commands: cmdsWorker, pending: comingWithParseIsolation},
+	{name: "JOBS_PARSE_CONCURRENCY", meaning: "concurrent parses per worker", commands: cmdsWorker, pending: comingWithParseIsolation},
+	{name: "JOBS_WORKER_CRASH_MARKERS", meaning: "enables the [[simulate:crash]] marker that makes the worker exit abruptly; for tests and jobsd dev only", commands: cmdsWorker, pending: comingWithParseIsolation},
+	{name: "GOGC", def: "400; Go's own is 100", meaning: "Go's GC target; the worker raises the default because its live heap is tiny", commands: []string{"worker"}},
+}
+
+// printSettings writes the rows that command reads, in the layout of
+// flag.PrintDefaults so that the two lists read as one.
+func printSettings(w io.Writer, command string) {
+	header := false
+	for _, s := range envSettings {
+		if s.pending != "" || !slices.Contains(s.commands, command) {
+			continue
+		}
+		if !header {
+			fmt.Fprintln(w, "\nEnvironment (flags win over it):")
+			header = true
+		}
+		fmt.Fprintf(w, "  %s\n    \t%s", s.name, s.meaning)
+		if s.def != "" {
+			fmt.Fprintf(w, " (default: %s)", s.def)
+		}
+		fmt.Fprintln(w)
+	}
+}
+
+// parseFlags parses a command's flags, with a usage text that lists its
+// flags and then the environment variables it reads. -h is not an error:
+// it returns flag.ErrHelp, on which main exits 0.
+func parseFlags(fs *flag.FlagSet, args []string) error {
+	fs.Usage = func() {
+		out := fs.Output()
+		synopsis := "[flags]"
+		switch fs.Name() {
+		case "migrate":
+			synopsis = "[flags] up|down|status"
+		case "token":
+			synopsis = "--sub USER [--admin] [--ttl 1h]"
+		}
+		fmt.Fprintf(out, "usage: jobsd %s %s\n\nFlags:\n", fs.Name(), synopsis)
+		fs.PrintDefaults()
+		printSettings(out, fs.Name())
+	}
+	err := fs.Parse(args)
+	if err == nil || errors.Is(err, flag.ErrHelp) {
+		return err
+	}
+	return usagef("%v", err)
+}
