@@ -134,8 +134,8 @@ func TestWorkerKilledRepeatedly(t *testing.T) {
 }
 
 // TestWorkerSIGTERM: SIGTERM stops claiming, waits for in-flight jobs up to
-// the grace period, hands the rest back without burning their attempt, and
-// exits 0.
+// the grace period, hands the rest back without burning their attempt (a
+// first attempt handed back is PENDING again, startedAt null), and exits 0.
 func TestWorkerSIGTERM(t *testing.T) {
 	st, url := pgtest.NewStore(t)
 	quick := createPreview(t, st, "[[simulate:slow=300ms]] finishes within the grace period")
@@ -155,7 +155,7 @@ func TestWorkerSIGTERM(t *testing.T) {
 	j, _ := st.Get(t.Context(), "alice", slow)
 	var lease sql.NullString
 	st.DB().Get(&lease, `SELECT lease_owner FROM jobs WHERE id = $1`, slow)
-	if j.Status != store.StatusProcessing || j.Attempts != 0 || lease.Valid || j.StartedAt == nil {
+	if j.Status != store.StatusPending || j.Attempts != 0 || lease.Valid || j.StartedAt != nil {
 		t.Errorf("slow job not handed back: %s attempts %d lease %v", j.Status, j.Attempts, lease)
 	}
 }

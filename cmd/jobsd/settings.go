@@ -85,7 +85,9 @@ var envSettings = []setting{
 	{name: "JOBS_PARSE_TIMEOUT", meaning: "parse budget per document", commands: cmdsWorker, pending: comingWithParseIsolation},
 	{name: "JOBS_PARSE_MEMORY", meaning: "memory limit of a parse child", commands: cmdsWorker, pending: comingWithParseIsolation},
 	{name: "JOBS_PARSE_CONCURRENCY", meaning: "concurrent parses per worker", commands: cmdsWorker, pending: comingWithParseIsolation},
-	{name: "JOBS_WORKER_CRASH_MARKERS", meaning: "enables the [[simulate:crash]] marker that makes the worker exit abruptly; for tests and jobsd dev only", commands: cmdsWorker, pending: comingWithParseIsolation},
+	{name: "JOBS_WORKER_GRACE", def: "2s", meaning: "how long a handler may take to return after its deadline or a cancellation before the watchdog abandons it", commands: cmdsWorker},
+	{name: "JOBS_WORKER_MAX_STUCK", def: "(concurrency+1)/2", meaning: "abandoned handlers still running beyond which the worker exits for its supervisor", commands: cmdsWorker},
+	{name: "JOBS_WORKER_CRASH_MARKERS", def: "false; true in jobsd dev", meaning: "lets the [[simulate:crash]] markers kill the worker process; for tests and jobsd dev only", commands: cmdsWorker},
 	{name: "GOGC", def: "400; Go's own is 100", meaning: "Go's GC target; the worker raises the default because its live heap is tiny", commands: []string{"worker"}},
 }
 

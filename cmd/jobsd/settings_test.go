@@ -18,9 +18,7 @@ import (
 // retiring are variables the code still reads but the settings table no
 // longer lists, because a change merged separately removes them. The test
 // fails once the code stops reading one, so that its line here goes too.
-var retiring = map[string]string{
-	"JOBS_WORKER_LOCK_WINDOW": "the worker rewrite removes the lock window",
-}
+var retiring = map[string]string{}
 
 // TestSettingsTable keeps the table of environment variables (and so every
 // command's -h) in step with the code of the jobsd binary.
