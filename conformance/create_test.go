@@ -5,9 +5,11 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"net/http"
+	"os"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/google/uuid"
 )
@@ -208,4 +210,57 @@ func TestBadBodies(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestProcessingWhileRunning: while a job's attempt runs, a poll sees it
+// PROCESSING with attempts 1, startedAt set and no result or error; then
+// COMPLETED with attempts 1. It needs a worker and the local provider's
+// [[simulate:slow]] marker: black-box mode against a deployment that says
+// CONFORMANCE_PROVIDER=local (make conformance-blackbox does); the in-process
+// server runs no worker.
+func TestProcessingWhileRunning(t *testing.T) {
+	requireCreate(t)
+	if !env.blackBox || os.Getenv("CONFORMANCE_PROVIDER") != "local" {
+		t.Skip("needs a worker with the local provider: black-box mode with CONFORMANCE_PROVIDER=local")
+	}
+	tok := token(t, newUser(t), true)
+	j := create(t, "/api/admin/prompts/preview", jsonHeader(tok), `{"prompt":"[[simulate:slow=3s]] Summarise the risks of maize farming."}`)
+	seen := map[string]map[string]any{}
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		resp, body := do(t, "GET", "/api/jobs/"+j.ID, bearer(tok), nil)
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("poll: %d %s", resp.StatusCode, body)
+		}
+		var got map[string]any
+		if err := json.Unmarshal(body, &got); err != nil {
+			t.Fatal(err)
+		}
+		status, _ := got["status"].(string)
+		if _, ok := seen[status]; !ok {
+			seen[status] = got
+		}
+		if status == "COMPLETED" || status == "FAILED" {
+			break
+		}
+		time.Sleep(100 * time.Millisecond) // a 3 s attempt: a poll every 100 ms cannot miss it
+	}
+	p, ok := seen["PROCESSING"]
+	if !ok {
+		t.Fatalf("never saw PROCESSING; saw %v", keys(seen))
+	}
+	if p["attempts"] != float64(1) || p["startedAt"] == nil || p["result"] != nil || p["error"] != nil || p["completedAt"] != nil {
+		t.Errorf("while running: %v", p)
+	}
+	if c, ok := seen["COMPLETED"]; !ok || c["attempts"] != float64(1) {
+		t.Errorf("final: %v (saw %v)", c, keys(seen))
+	}
+}
+
+func keys[V any](m map[string]V) []string {
+	var out []string
+	for k := range m {
+		out = append(out, k)
+	}
+	return out
 }

@@ -22,4 +22,5 @@ grep -q "ready on" "$work/dev.out" || { echo "jobsd dev did not become ready"; c
 CONFORMANCE_BASE_URL="http://127.0.0.1:$port" \
 CONFORMANCE_TOKEN_CMD="JOBS_DEV_KEY=$work/dev-key.pem $work/jobsd token --addr 127.0.0.1:$port --sub conformance-blackbox --admin" \
 CONFORMANCE_ALLOW_CREATE=1 \
+CONFORMANCE_PROVIDER=local \
 	go test -count=1 -v ./conformance/ | grep -E '^(--- |ok|FAIL|PASS)'
