@@ -6,9 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"math/rand/v2"
 	"net"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -151,6 +153,48 @@ func copyJob(tb testing.TB, st *store.Store, id uuid.UUID, user string, n int) {
 		FROM jobs, generate_series(1, $3) WHERE id = $1`, id, user, n)
 	if err != nil {
 		tb.Fatal(err)
+	}
+}
+
+// TestReadsSkipInput: creating, polling, listing and cancelling jobs with a
+// 5 MiB document receive a few kB each, not the input.
+func TestReadsSkipInput(t *testing.T) {
+	ctx := t.Context()
+	proxyURL, p := newWireProxy(t, pgtest.NewDatabase(t))
+	st, err := store.Open(ctx, proxyURL, store.Options{MaxOpenConns: 1, ReadBatches: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+
+	input := parseInput()
+	var j *store.Job
+	sizes := map[string]int64{}
+	sizes["Create"] = p.during(func() {
+		if j, _, err = st.Create(ctx, store.NewJob{UserID: "alice", Type: store.TypeParseDocument, Input: input}); err != nil {
+			t.Fatal(err)
+		}
+	})
+	copyJob(t, st, j.ID, "alice", 9)
+	sizes["Get"] = p.during(func() {
+		if _, err := st.Get(ctx, "alice", j.ID); err != nil {
+			t.Fatal(err)
+		}
+	})
+	sizes["List of 10"] = p.during(func() {
+		if jobs, _, err := st.List(ctx, "alice", store.ListFilter{Limit: 100}); err != nil || len(jobs) != 10 {
+			t.Fatalf("list: %d jobs, %v", len(jobs), err)
+		}
+	})
+	sizes["Cancel"] = p.during(func() {
+		if _, res, err := st.Cancel(ctx, "alice", j.ID); err != nil || res != store.Cancelled {
+			t.Fatalf("cancel: %v, %v", res, err)
+		}
+	})
+	for _, op := range slices.Sorted(maps.Keys(sizes)) {
+		if n := sizes[op]; n > 64<<10 {
+			t.Errorf("%s received %d bytes for jobs with a %d-byte input", op, n, len(input))
+		}
 	}
 }
 
