@@ -197,10 +197,12 @@ const DefaultListMaxBytes = 16 << 20
 // the jobs whose results would take the page past $7 bytes: the window sums
 // pg_column_size, which reads a result's stored size from its row (for a
 // large result, its TOAST pointer) without fetching or decompressing it, so
-// the results of jobs left out are never read. The first job always
-// stays, so paging always progresses. total is the size of the page before
-// the cut (up to $6+1 jobs): more jobs follow the last one returned exactly
-// when it exceeds the jobs returned.
+// the results of jobs left out are never read (EXPLAIN (ANALYZE, BUFFERS)
+// touches no TOAST block). A compressed result's stored size is smaller than
+// its text, which List checks as it scans. The first job always stays, so
+// paging always progresses. total is the size of the page before the cut (up
+// to $6+1 jobs): more jobs follow the last one returned exactly when it
+// exceeds the jobs returned.
 const listSQL = `SELECT ` + jobColumns + `, total FROM (
 		SELECT page.*,
 			row_number() OVER w AS n,
