@@ -21,7 +21,7 @@ import (
 )
 
 // getJobSQL is the API's status-poll query (store.getJobSQL, unexported there).
-const getJobSQL = `SELECT id, user_id, type, status, input, result, error, attempts, max_attempts,
+const getJobSQL = `SELECT id, user_id, type, status, result, error, attempts, max_attempts,
 	created_at, started_at, completed_at, updated_at, version FROM jobs WHERE id = $1 AND user_id = $2`
 
 // seedStatusJobs fills jobs with n rows over users users: a mix of
@@ -267,7 +267,7 @@ func runRawReads(ctx context.Context, dbURL string, ix *jobIndex, conc int, dur 
 			var (
 				id                    uuid.UUID
 				uid, typ, status      string
-				input, result         []byte
+				result                []byte
 				errText               *string
 				attempts, maxAttempts int
 				created, updated      time.Time
@@ -278,7 +278,7 @@ func runRawReads(ctx context.Context, dbURL string, ix *jobIndex, conc int, dur 
 				u := r.IntN(len(ix.users))
 				j := ix.ids[u][r.IntN(len(ix.ids[u]))]
 				t0 := time.Now()
-				err := pool.QueryRow(ctx, getJobSQL, j, ix.users[u]).Scan(&id, &uid, &typ, &status, &input, &result,
+				err := pool.QueryRow(ctx, getJobSQL, j, ix.users[u]).Scan(&id, &uid, &typ, &status, &result,
 					&errText, &attempts, &maxAttempts, &created, &started, &completed, &updated, &version)
 				lat[w] = append(lat[w], time.Since(t0))
 				if err != nil {

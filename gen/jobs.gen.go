@@ -367,7 +367,9 @@ type Job struct {
 type JobList struct {
 	Jobs []Job `json:"jobs"`
 
-	// NextCursor Pass as `cursor` for the next page; null on the last page.
+	// NextCursor Pass as `cursor` for the next page; null on the last page only (a
+	// page can end early, before `limit` jobs, when its results reach
+	// 16 MiB).
 	NextCursor *string `json:"nextCursor"`
 }
 
@@ -567,7 +569,8 @@ type CreatePromptPreviewParams struct {
 
 // ListJobsParams defines parameters for ListJobs.
 type ListJobsParams struct {
-	// Limit Jobs per page.
+	// Limit Most jobs per page. A page may hold fewer, with a non-null
+	// `nextCursor`, when their results reach 16 MiB.
 	Limit *int `form:"limit,omitempty" json:"limit,omitempty"`
 
 	// Cursor The `nextCursor` of the previous page.
@@ -884,6 +887,14 @@ type ClientInterface interface {
 	// The caller's own jobs, newest first. `nextCursor` is null on the last
 	// page; pass it back as `cursor` for the next one. A cursor is opaque.
 	//
+	// A page holds at most 16 MiB (16,777,216 bytes) of job results (their
+	// JSON as stored, before the response escapes it): it ends before a job
+	// whose `result` would take it past that, so it may hold fewer than
+	// `limit` jobs while `nextCursor` is not null, and the next page starts
+	// with that job. A page always holds at least one job (whose result may
+	// be larger on its own), so following `nextCursor` never skips or
+	// repeats a job. Only a null `nextCursor` means the last page.
+	//
 	// Corresponds with GET /api/jobs (the `ListJobs` operationId).
 	ListJobs(ctx context.Context, params *ListJobsParams, reqEditors ...RequestEditorFn) (*http.Response, error)
 
@@ -1012,6 +1023,14 @@ func (c *Client) CreatePromptPreview(ctx context.Context, params *CreatePromptPr
 //
 // The caller's own jobs, newest first. `nextCursor` is null on the last
 // page; pass it back as `cursor` for the next one. A cursor is opaque.
+//
+// A page holds at most 16 MiB (16,777,216 bytes) of job results (their
+// JSON as stored, before the response escapes it): it ends before a job
+// whose `result` would take it past that, so it may hold fewer than
+// `limit` jobs while `nextCursor` is not null, and the next page starts
+// with that job. A page always holds at least one job (whose result may
+// be larger on its own), so following `nextCursor` never skips or
+// repeats a job. Only a null `nextCursor` means the last page.
 //
 // Corresponds with GET /api/jobs (the `ListJobs` operationId).
 func (c *Client) ListJobs(ctx context.Context, params *ListJobsParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -1657,6 +1676,14 @@ type ClientWithResponsesInterface interface {
 	//
 	// The caller's own jobs, newest first. `nextCursor` is null on the last
 	// page; pass it back as `cursor` for the next one. A cursor is opaque.
+	//
+	// A page holds at most 16 MiB (16,777,216 bytes) of job results (their
+	// JSON as stored, before the response escapes it): it ends before a job
+	// whose `result` would take it past that, so it may hold fewer than
+	// `limit` jobs while `nextCursor` is not null, and the next page starts
+	// with that job. A page always holds at least one job (whose result may
+	// be larger on its own), so following `nextCursor` never skips or
+	// repeats a job. Only a null `nextCursor` means the last page.
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -2488,6 +2515,14 @@ func (c *ClientWithResponses) CreatePromptPreviewWithResponse(ctx context.Contex
 //
 // The caller's own jobs, newest first. `nextCursor` is null on the last
 // page; pass it back as `cursor` for the next one. A cursor is opaque.
+//
+// A page holds at most 16 MiB (16,777,216 bytes) of job results (their
+// JSON as stored, before the response escapes it): it ends before a job
+// whose `result` would take it past that, so it may hold fewer than
+// `limit` jobs while `nextCursor` is not null, and the next page starts
+// with that job. A page always holds at least one job (whose result may
+// be larger on its own), so following `nextCursor` never skips or
+// repeats a job. Only a null `nextCursor` means the last page.
 //
 // Returns a wrapper object for the known response body format(s).
 //
@@ -4784,112 +4819,116 @@ func (sh *strictHandler) GetReady(ctx echo.Context) error {
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"7Hxrc9u4kuhf6eKdqtjnUjL9SmaUuh88jpPjTOK4bM/J3TPMRhDZkhBTAAcAbWtc+u9baIAUKVGS7XjO",
-	"Y3e/JJaER6PR7wfug0ROcilQGB307oMxshQV/XnMkjEeS2GUzOznFHWieG64FEEvOMpu2VRDP1f8hhkM",
-	"QchOYmf0X4PCG5bxlBmEW27GYMYIJ1ds1A3CAO/YJM8w6AVLM4Mw0MkYJ8zuZqa5HaSN4mIUzGZhYFdY",
-	"huPSKClG4DeUCuQQzJhruEGluRTuM8I3OXgNGkUK3AAXcDrsnEmBnY/MJOMmYHFwsx8HG6D5IBPmQFiE",
-	"6Mrt9kLDrxcfQjAScpllzS12WM53vsmB3jk8jPDHgyjq4N5Pg87BbnrQYa92X3YODl6+PDw8OIiiKNoA",
-	"yrnMsgs0ano0NKhaUISJFKm2kNwybmCAQ6mQsCLwzhB4ryFXqFEYkCKbwu2YZ1jiDbiG85OzN6dn70Aq",
-	"OL/4dHxyeXl69q5xpv0WILkwOEJFUD4BQgsYF6NHbfP58+ejwoxRGJ4wg+3Xw+YjLInQgghbF2+P4eWr",
-	"w2i7eVk/I1Oo1l7CLAxyptgEjWee0xQnuTQokukvOF2G4iO7Rg2JQg8BG6I9vbJI6oKFUbMJwjVO5yxE",
-	"3wxkOoUty7RMYRoLpiFhQgqesAzeX3462wYm9C0qDXvRHrAR42K+hFR8xAXLPIEmhVIoTCy0YQZfz3ep",
-	"9mVCmjEqty3XwOAg+qkLv+BUA1MIOpE5phZ0M8ZYFBoVMJHSSijSXHJh6ItrzA0wAxkybWDvAMayULob",
-	"iyAMuMWIkzxBGAg2sbitYbBjUVhH/4TdfUAxMuOgt3d4GAYTLsrPu/YmjEFl1/zP3+L4bm+3E8d3r06+",
-	"/N8fgrCFfU6HVhCQHFi+Jyt0tJUhXpxoOlmSccsqY6Yd0fy0uxtth5Y5+n/pd1eeqC5yVp1nN4qiNijf",
-	"y8FpugzfezmAX389fWMpp1ACUxgqOSk5t+MITIzmd7GF3VEXzj9dXsWCpBBLJ1zs5EpOcqN3coU3HG+3",
-	"Qysj6agVce2/7CRjplhiUMFQqom7vDmfPFCUEW5yZsZzzPA0CAOFvxdcYRr0jCqwjh67GTNBLygKGtnC",
-	"fQp1LoVGYr6jJMHcIKErkcKgMPZPlueZZ/mdb9qJ7vkmPygcBr3g/+zMFeKO+1XvvJcDt02rpIdb5lkZ",
-	"U9iSKvSsAwrzjE0xhQVaDmEoC5FuvyYJB9xoKNWJJZ6aDq5rmTYA/dCdalwpaDuVpF03rSaT6Xg/s/QC",
-	"fy9Qmwegrrr4+wCVkspSuCA9DMotQlKjB0OOWQpx4GgsDqwcqS57Fj7wDk5ojxW3UG7INUxYZukFUyfO",
-	"Jqg1GyFYSnPMWwlqy68EW9dC4dZ/4rGtvGEZuC++/0hHYgpO7tKKPTiIDkiKHkSHlvWgENdC3gpQsjCo",
-	"6acJmrFMdQgHu24MiwVJbTNmhBghDSmIEA6jCLbqyOHaqf144Shx8NrJ9f/f8XTROU09Kp0ZZVfJ5Gjb",
-	"LrpfMxtSZtiAaVq6EApZMmaDDK3ImIXBW6kGPE1RPA3fR1ZkAUsS1M9OSQnLMlQlvpgAko9EITUuPpZi",
-	"mPHkqWzSFAckP1imkKVTKDSmpfxI+XCIVkE3GOqZDtoGBG3uja8l9e9w4DjcqpzvExGktLxg//4DrVj1",
-	"TJq3VtI+DVSrWy0RkLC2wiKV6MhigJl1OpzVU16OVbPW/nmG43zHzudsmkmWXkn5gakRPu3kFzVyAyMl",
-	"ZLTW88rq0qSs1icCu5LyIxNTD4F+GvxXUsKEiWm5l35W4fBCg7K+bcYnnCQrsU2Rw1ZpzzuJbBnaWcmJ",
-	"LISx1rpGq30MZtMQclR0a9tdID0MzCpiutcRv0EBopgMkBxa7fwjZ3DVzIPvUPW/CusEScX/wCeyx0eu",
-	"taU8qYB79nOeEhh5jeIZUL5phwYuPn/+3Fn0/NYhZNFRnBEAHiayIk/PnTF8gbrITLsn2Vf0Y9/eEoPj",
-	"Tx/PP5xcnbyBo9Ov5xcnfzs9+WwtRGvV5UrmqAx3JqosTF6sWPPotDNCgYrsSW+Qg8E70+q+zM3m38pV",
-	"v1Tj5OAbJiQKj8k+fS8HNQNvweggW1YOQQoEO790G5mhjy80cJEXxh4m5XbmhAtmnNE0YXluIerdB++O",
-	"zr++Obk6Ob46/XS26s7fsfwNGkzs3jWgwuD86OLy5OubT8e/fjw5u1o1/ZwpjW9kUkxQmMb8i5PzTxdX",
-	"X9+dnJ1cHK2D4AJzqcw7h+hFKC5OL3/5enR29OE/Lk8vV67A9fWRYNlUc12bPavuenrm3Bu6jFkYSIGf",
-	"hkHvt/XssOpss3D9vBUo3TRt5Sk2TFuNvtmXWRiUBzi2ok+3E7rmf6BjnNyeOYXUT1rml8rz1G1xH+vz",
-	"j7Bll/M3b8my7c5ZpzZJO2StWPJWqlSviDLVma5apZwS1qFt48USN5du5jLYnwSCX/aB+LFSzfPfQgBj",
-	"kpsp+QNWgtRjf0OutAE/sbssW8Igwxuk0O+ECz4pJkEvakMjiabWyGQdTSWE5bJ+Xht+KleMpSm352DZ",
-	"ee20Q5ZpXNQVJzeops5rgTIYsIwmLFduTv5sZdytNbRvlRSjkPCVo8wz7G4Uum7NtnPUOfJUeHn/mDPd",
-	"scRkUxLIcgh9i7A+mRb9dC4fTtP+8kEbv7fJ+rmqakrcUgmYmrljl98Qg6lQMikzCdzgRC8G6yi41YzW",
-	"LS00YXenbu6uH11+rAYzpdi0TnrLsqVEwAtNhG+PsADIRlAW7rlxwE3X3VS0a++8eXG8pJOHinpHWLMS",
-	"nvsAheXU3xb08JdNx6NfQ7//puM9xSRqwNNuFa2kofWaqJp0PMbkeo6LOZ3oYjJhavoAvF76kWtvf77g",
-	"CkRdzvdrd4DKpUrXAAZT0IaZQi9jZYKmXUNNnH28SiMqw1n2AAVm15+Pny/bdra/IsvM+JE07Q5Wp015",
-	"vZkg/aw2KN7LwSNF6REMWHI9UuRQW9oDpzCu0aU1XDbT58BeA4MblhVYxc7YQFOexP4pAO+sg8QNiCLL",
-	"unDFJ6gNm+TO2fv16hhOLz/Bjy+jXWdCo5fjZqwQYzG0tgGBDSkfceP9uibOmDE4ydssp7PKLcyVTNC5",
-	"SOVw2JqwO9inRBJHvU3XuVJ5h8FdR6rUeo8vZyGlgjM0mB5tlEBnRZaxQYbV2etr/WTXcvHwzSu1rvBq",
-	"Fq7S1WQczCOXQ8829pbeHp1+OHkThIHw0JWphCah1fY5nIUBX5NWeUp+Y72mrG2+6/IWXpC2E7ODf8E6",
-	"JC9vnui5leoaFdyOUdSQUQneLlwaVSSmUAg3zFIFDKaxsHregtaDBUc3hIYHUn65LP7DWNSdh3Lgomfg",
-	"vnc0vuJiPGdb3Ixkx3/5TUvRvWC3H91V1zF3YEW6Yer7SfVHt5IXTxtyQJduYG36fk3vbph85fRrNXVv",
-	"FgZFnn4Hk+xGiyJzTm/VqSoSKxkqnIuWOpfWEdqUBHUwVwjjD/zRds43OXi4iqf827JWF3hnjgul28TE",
-	"OdMamIZ+QgP6zgWqSh7YCF+T+AbpkxhMu6+7G+XHItbpKA1oVqDpsiK0JqzHLg1Pprc3AuBcZhkg6aj9",
-	"Mv4HhTA8a+NxkCoWTvz5rKxXtL5uIwiDedlGEAbVxCAMvNT80mKKl2TbKh8pRGT3cbqytuk8+LUc0AkX",
-	"7NLFWEtbBKcNtGWuXgKyUsKmHBNa5Rw6PQxLatgThEMyNzBmeY5CN4tB9qK9l51ovxMdXO3u9aKoF+12",
-	"oyj6e13wW27p2E1bSKlWnBDH6f3BrGP/2yv/u3L/9Rr/xXHX/rE/+/sPrfpkLjOrk3av3PbVjx0+sWLZ",
-	"Yoly771gxM24GHQTOaFKpNT/Wy3haovqquBhPuxC4MbFla8WnBPrk+3kGePCBwJ2Jkxdp/LWfq4HoPN0",
-	"uPDNjUi7MkdxN8kcxnVHDoc8wSo6citVOreNJlm3/KWVkqof1/qRIQyYxpcHsMUMTKQ2wAayMHAIH/nP",
-	"kGIiU0y3G57yYGqw6Xa+ih7id4bBkGfoSiOWa13Wy6LqMGED820CaVWc8U/wV1uoqMVhXZAU3++xttgx",
-	"j3NZl0MjLZHJJoEv3WVSBUDXYWghXLoQnHyQklyMKi4pzAX01QEP61FMD3ErRqmEozIXn0IwE5li1haT",
-	"shdBP4KRwPS1L0dDdUMptxSHrMiMM3OdP9aUzEyYsZI5T7pJxooUO/udMePXRWcv2juI9qNXnZvdXrQU",
-	"B1pXPXbU+Tvr/BF1fvoy/7P7tbfT+fKXH9piYK7Cpf1o7jewpldGxXb9+3vL47NZ3xXE5BlLXCDAntta",
-	"6lZvQN8O6jeP6sILXLtArpWcaEBxfa3JzLm/T5TMZzMYMjVBpYELuL9XOOJSzGZtobCNEqkER6++7fuW",
-	"VZeFbQMvf7OGg65MsxI3L3QdOYSXscxSVE1dfB/YYwa9YML4H0iW7site8GHBv7GsgynPqJYB/QwWqLs",
-	"Bdbw99jGAYvezVPiukdlGWQZ2P0mB6ep9qHdkhNborpuXIsBWUksq8MXw7dwO5Yawck47QsH7CmAiyQr",
-	"UtRU7UdeBRUvltJmY8x3Hqqt4XQedHusBHO4rcmv9esbbjJcprvHRXXdIg+56T9XRbbTVYuWfIh5/FhF",
-	"2e6yP05XLsHVri4rM69NV1Y3+pA7C+drrT5TLcX2iBujMqsmYR2uEGi1xNv3kOE8O0Z7tx9oIc69dD1/",
-	"lbdwi1nmKvC8OQATRKNJ1NQCzy2psRueokiwwa3LN7TAg7UlW8cvh343R5s351/q4Y0K7laccX3dnl61",
-	"2tLXVw2mwKDhha6w9JjBkXRR/fWKreV3PsmZqxcsEZHJW3t8THkxCcJgzEfjVv8k49eY8bGU6VNmT7jh",
-	"I7YCrEWLsDxg8zgNEKqTNJZehfsyNvjfPvs5lElbZIcSy3Yx5hEBeiyLLIVEigSFoToyV/W9lCZd5r2V",
-	"yU7NTeEaSahW0DO+NaNpW3xi9nPtlf7J6nCJeNpUYSNy9AxqcCma/UgVuFmGkJH+cIPIiq9Nfpxbsu08",
-	"zxgb2xQEi9YGwf6tgl7Oci0UN9NLagxzJgEVHh4VLvnpPr0tz/r+81WwnHE8liPBLRO6QnWqWYSti8u9",
-	"w5fbIdyg4kOOqWvR0k5MUP9ULmX2QsP7z79c9mLR51r3Q+jjXW7/o1W+Fhq9KHStSF952neVptYywPQ1",
-	"9HUx6IO89R1L9pguMuya3YKeP8Mct2Nj/PG5GMoWqamnIhkrKWShF7KpGraOTstSRR3ORVDOlFXuIYxY",
-	"DmmZPgpjQeq3FIph6Y+MKgt0uwtHZZuVS1JoYHYrS6EoqHFGx6L/7uQK5s2U9zyd9VdEzbnRKyLnUAXO",
-	"Y+Gywn27ZL+qVBaIqd3eX2iHuu8Mt975+89XMKjVpL526GAKY9HojVus1XYNGDTHurv2trZ7Vb29HfFC",
-	"++bLWLiOPkyrTLJVyA4fLkVd1YfjHdemdhJXEEWl1mPmSEGPWY7Qv48D3+PRgziIiyjaT3xWlT5gHMz6",
-	"XThhybgqqIpFwhRlEJmAfr0ppA+urtaBM2+2qRpzRDOak8mRI0dv8lMSxWpW32cX9ILdbtSNqGwyR8Fy",
-	"HvSC/W7U3XfyZExcubqDjXhettW5XqBIUfleoGZQxqXrLaVU8Q7iMqav3XgXn/LdNX6nEFiNM7Jpzyt8",
-	"e2VU3z7Gqn2WLsw3BAO1sehYUOtNkxwSR2k9y2K57ltzwVgp4Zam9hf6adsh0WoY5zWmQc+X+jZCdUGz",
-	"P3VFBep8yM5C/+rsi9M5qM3P3jd6lsa61njirKnhjCpwscNvL9pbtXQ1bqdqA5yFwUEUbZ5Qa3+jKbub",
-	"pzTK6GnS/uZJ8/YnmvHT5hltrUd27u4DdlvsCLHz9h6w52InBjk5FIPdPLcs6a9VXgX+loGVXLdVCXax",
-	"UC+/bQUDG+kqu/rFLlXJebv/CFcYZ1XUS94KEsYhCLy1MogKXrvQnydqKfK6mAWOhcsO50xTl5tVdasz",
-	"yVIgqSr6jRrpcvZ7gW18+YFr65HoZWZcSq5q6g4p09HUMft7geSZ+ZZZaj5pNBFXl7MXkbXvin7KGkr/",
-	"KWwpBms1cetI8g4RyTur/NfB5RCxslu7tbl52T/Ppk6P+g4ErmvFcW27VtGAB/fz+lz82t3LpyQswKt2",
-	"LqstHrovpVtmTp42BFr0nN3KVJDR1lhKd2cPRgbhP1Qy/jNkjsVDMxbuizUWpEu4wlY4rkzPZpwgbFaz",
-	"hguun1SxaI2HWqE0z/E4oLoLws+3jLnKnFgMptA//3TpzdxWW6e/2gp4Lwf/qrp/qSPp31vv/w/R4u7W",
-	"nO+xXkuTN7ZSVZ9bB875BM4pk0Pqtl7tZPqnK+aOJtxwFoufMVUyuXZdlIWa+7ugMJEq9Uku63f5nVxv",
-	"pi4y658SVruxeHS9Vd1rPB4jy8vnanp+mRKPUPlMoN1jRf2TKzbqO1cpGTMxQh2L2zEKO7EC3/p08yeL",
-	"yArhAvqNV0RcEIAJKIRbKHWFnfRSS38/OoAzaeCjTCnU0Hf6VEjXzw39Wv9oD/atm2H9NjsoFqXLYjeY",
-	"145VFpWFlFYbcsH1GFNrCWnCxgd7xgoZNKh/y7jxr/z8v7M+bEXWDdqPtuu+ktudadBSCnrZpkIFNcJr",
-	"V/K6iIEtBntRNH/jxtqP9BYL9dPG4qy6Tt9Wvx8dWJOtAtzu4A7kLyMELcG19paedyyYtfUS7MJnbsay",
-	"MEtwkESvVfLVZkM5uUVOv0PzFCHtQtvL1kuFfPdORO7CD/QuhphWmCAP1h/XYXXpPaw2Y6d2i4sWnrMv",
-	"96O19eazVV2Fde1Te47niWaSD1T68hxfyUqKqRJjJ24IXJRMunVcDrTOh6tobJTh7y7Ux7cEQQ/LIGit",
-	"+H1drNRXuFsHxJWhP7TEfF41XvYRu+oZxkWzGoSnKIwPMyprwfME4UZmzPCMm2kImRUrcljOcqHKkJie",
-	"PAykVIVRLDFUTULt2HkulSkENxy1FbuJnExQpL713RcVAGrDBhnXYzvHVaJAIj3x31guSzlFe4ZTO8JD",
-	"YGlSYOZh4BbhE3sGS9UEPUUOJ0ywEf1gZSozOLKgBM2y8HW1mmVeslEJ66m1Ub5aK9FefeNW7w0ZzzZT",
-	"2VsatYLE9jeS2O4TSSzwWhKOzk/LN2WuxkoaY4X0yZ01mLgU0IELq93xLkFMkbJ9TyBLR9CPvYmqe+PR",
-	"17Bbu4Z53eemqzivRj6Q492x/lG8/TQkNqq8H0/PeyUiZ+GzPI218JwVPSnZqb0pue6Bhsb7k7X3H9fN",
-	"oTGPewNr4fVEOst+dLDyXUfQhmcZTKyCQt3Um7DlFGtWKuGeNSNSnoKQJvYmGpkhXEBNmW534cwbZYtP",
-	"fPy7oOxBjlb99aCne1oHmydVD//8s9ykd2jgvRxA1TK0yVHaSZhIXLd9eyjiRFAOqvUhTqJLVjbAzU1h",
-	"l+AR/WNaO3ORh0KjIqu5npS4Rszt8hQM7VdSp7/9GhioQgguRtYGJtkIFI+TeY5pF/za1ITY5iBVtjC9",
-	"HBmLT7cCFT3KsCLdRSMPQnueMtLqPbDyEcPWcAeB8R2W9J8ckVv9pFB5NSQu/7U5yQU5nvaS1rj2yFnp",
-	"ej3Ts0zfaPl0afnuPy9KQrf64CjJDt6ULe+twZJToQ2ylHp+S7+auYooN7WjjUI28TEFjfSYrsfMFo2I",
-	"Rf+bHPRD6KfMMOet2mtxLwL2edqnvKfVBtsg5C2Z31L4WIbTXGEsGPR7MEamzACZoYgBWeFu2O5h6WE6",
-	"871P79n2YD+Kon4XTg0kmdSoYzF/64qgW6ykaUiPWikAHU/ZLQQmRsfCRRc+MG06J4SI0zf98vE+7WY4",
-	"LLiHcAuRocvq+HBJNxZHzceAy9drD6Jo5yDa3TmIDkAVlAmmh1OkRpDD9tKD1f79yY1/OOB5vHxK0dg7",
-	"86kZ6l50mFSYIL/BNHTvCetigitfpG3g7VE5m83Scok4G7IhqFFGLGLB0x64d7djQZN69tZi61SyHtzH",
-	"AU/joBc/yIiOgzAmgGnG3Pql750qoV/m+pN+cYZ37C3veXWE/1j6BbF1DOK5G0BLrXIEyi3VuqG786E1",
-	"f2O+c2Wyr5i/5+fP5vU9qx6pXqYiRzTuhp7PWv9fi3BJJVwSip1KeKHLUCNsXVJJTOfSXoOTEiuy32N6",
-	"euOPtclv7/26Jy34DXbhjGqXhHS1Jd028eTf9PieUFv9lY9AXj9cr/u921KVBP9T0e4L+ILeb1+a+cAb",
-	"FKjrBrlDq8cx2Q/rUVx/2bZ619a9wMtH9Gbfg5B+YXf6V8M5AUU4P3R1LI839d6U6CkEu2Hc9T5/v5l3",
-	"Jg29pzl9boq4oMaLVSTRnNisAv3ti9WCrqKtrYyDKtogxZsgDAqV+QrL3s7O7t6rbtSNuru9H6MfI/I8",
-	"/M73pWImtrdq33/2EM2+zP4rAAD//w==",
+	"7Hxpc9u4luhfQfF1Vez7KJnyknQr9T64HSfX6cRx2e6bN7eZiSDySEJMAmwAtKx26b9P4QDcJFKyHfdd",
+	"ZuZLHElYDg7OvuDei0SaCQ5cK294782AxiDxvyc0msGJ4FqKxHyOQUWSZZoJ7g2942ROF4qMMsluqQaf",
+	"cNGLzIzRayLhliYsphrInOkZ0TMgp9d02vd8D+5omiXgDb21mZ7vqWgGKTW76UVmBiktGZ96y6XvmRXW",
+	"4bjSUvApcRsKScSE6BlT5BakYoLbz0C+ifFrooDHhGnCODmb9M4Fh95HqqNZE7DQuz0IvS3QfBARtSCs",
+	"QnRtd3uhyK+XH3yiBclEkjS32KMZ2/smxmrv6CiAHw+DoAf7P417h4P4sEdfDV72Dg9fvjw6OjwMgiDY",
+	"AsqFSJJL0HJxPNEgW1AEkeCxMpDMKdNkDBMhAbHC4U4jeK9JJkEB10TwZEHmM5ZAgTfCFLk4PX9zdv6O",
+	"CEkuLj+dnF5dnZ2/a5zpoAVIxjVMQSKUT4DQAMb49FHbfP78+TjXM+CaRVRD+/XQaoQhEVwQyM7l2xPy",
+	"8tVRsNu8rJ+BSpAbL2HpexmVNAXtmOcshjQTGni0+AUW61B8pDegSCTBQUAnYE4vDZL6xMCoaArkBhYV",
+	"C+E3YxEvyI5hWiohDjlVJKJccBbRhLy/+nS+SyhXc5CK7Af7hE4p49USQrIp4zRxBBrlUgLXIVeaanhd",
+	"7VLuS7nQM5B2W6YIJYfBT33yCywUoRKIikQGsQFdzyDkuQJJKI9xJeBxJhjX+MUNZJpQTRKgSpP9QzIT",
+	"uVT9kHu+xwxGrOTxfI/T1OC2hsGeQWEd/Sm9+wB8qmfecP/oyPdSxovPA3MTWoM0a/7nb2F4tz/oheHd",
+	"q9Mv//cHz29hn7OJEQQoB9bvyQgdZWSIEycKTxYlzLDKjCpLND8NBsGub5hj9JdRv/NEdZHTdZ5BEARt",
+	"UL4X47N4Hb73Ykx+/fXsjaGcXHKIyUSKtODcniUwPq3uYgf60z65+HR1HXKUQjROGd/LpEgzrfYyCbcM",
+	"5ru+kZF41JK4Dl72ohmVNNIgyUTI1F5exScPFGWIm4zqWYUZFnu+J+H3nEmIvaGWOdTRYzaj2ht6eY4j",
+	"W7hPgsoEV4DMdxxFkGlAdEWCa+Da/JdmWeJYfu+bsqK72uQHCRNv6P2fvUoh7tlf1d57MbbbtEp6MqeO",
+	"lSEmO0L6jnWIhCyhC4jJCi37ZCJyHu++RglHmFakUCeGeGo6uK5l2gB0Q/fKcYWg7ZWSdtO0mkzG4/1M",
+	"40v4PQelH4C68uLvPZBSSEPhHPUwkXYRlBpDMmGQxCT0LI2FnpEj5WUv/QfewSnu0XELxYZMkZQmhl4g",
+	"tuIsBaXoFIihNMu8paA2/Iqw9Q0Udv0nHtvIG5oQ+8X3H+mYL4iVu7jikBwGhyhFD4Mjw3ok5zdczDmR",
+	"Iteg8KcU9EzEyieHAzuGhhyltp5RRAwXGhWET46CgOzUkcOUVfvhylFC77WV6/+/5+iidxY7VFozyqyS",
+	"iOmuWfSgZjbEVNMxVbh0ziXQaEbHCRiRsfS9t0KOWRwDfxq+j43IIjSKQD07JUU0SUAW+KKcoHxECqlx",
+	"8Yngk4RFT2WTpjhA+UETCTRekFxBXMiPmE0mYBR0g6Ge6aBtQODmzvhaU/8WB5bDjcr5PhGBSssJ9u8/",
+	"UMeq50K/NZL2aaAa3WqIAIW1ERaxAEsWY0iM02GtnuJyjJo19s8zHOc7dr6gi0TQ+FqID1RO4Wknv6yR",
+	"G9FCkATXel5ZXZiU5fpIYNdCfKR84SBQT4P/WgiSUr4o9lLPKhxeKCKNb5uwlKFkRbbJM7JT2PNWIhuG",
+	"tlZyJHKujbWuwGgfDcnCJxlIvLXdPkE9TKhRxHivU3YLnPA8HQM6tMr6R9bgqpkH36Hqf+XGCRKS/QFP",
+	"ZI+PTClDeUIS5tjPekpEixvgz4DybTs0cPH58+feque3CSGrjuISAXAwoRV5dmGN4UtQeaLbPcmRxB9H",
+	"5pYoOfn08eLD6fXpG3J89vXi8vRvZ6efjYVorLpMigykZtZEFbnO8o41j896U+Ag0Z50BjnRcKdb3ZfK",
+	"bP6tWPVLOU6Mv0GEovAE7dP3Ylwz8FaMDrRlxYQIDsTML9xGqvHjC0UYz3JtDhMzMzNlnGprNKU0ywxE",
+	"w3vv3fHF1zen16cn12efzrvu/B3N3oCGyOxdA8r3Lo4vr06/vvl08uvH0/PrrukXVCp4I6I8Ba4b8y9P",
+	"Lz5dXn99d3p+enm8CYJLyITU7yyiV6G4PLv65evx+fGH/7g6u+pcgambY06ThWKqNntZ3vXi3Lo3eBlL",
+	"3xMcPk284W+b2aHrbEt/87wOlG6b1nmKLdO60bf8svS94gAnRvSpdkJX7A+wjJOZM8ckdpPW+aX0PFVb",
+	"3Mf4/FNo2eXizVu0bPsV69QmKYusjiXnQsaqI8pUZ7pylWKKX4e2jRcL3FzZmetgf+JA3LIPxI+Rao7/",
+	"VgIYaaYX6A8YCVKP/U2YVJq4if112eJ7CdwChn5Txlmap94waEMjiqbWyGQdTQWExbJuXht+SleMxjEz",
+	"56DJRe20E5ooWNUVp7cgF9ZrIUUwYB1NUKzcnPzZyLi5MbTnUvCpj/jKQGQJ9LcKXbtm2znqHHnGnbx/",
+	"zJnuaKSTBQpkMSEjg7ARmhajuJIPZ/Fo/aCN39tkfaWqmhK3UAK6Zu6Y5bfEYEqUpEUmgWlI1WqwDoNb",
+	"zWjd2kIpvTuzcwdudPGxHEylpIs66a3LlgIBLxQSvjnCCiBbQVm558YBt113U9FuvPPmxbGCTh4q6i1h",
+	"LQt47j3ghlN/W9HDX7YdD3/13f7bjvcUk6gBT7tV1ElDmzVROelkBtFNhYuKTlSeplQuHoDXKzdy4+1X",
+	"C3Yg6qrar90BKpYqXAMyXhClqc7VOlZS0O0aKrX2cZdGlJrR5AEKzKxfja+WbTvbX4EmevZImrYHq9Om",
+	"uNlOkG5WGxTvxfiRovSYjGl0M5XoUBvaI1Zh3IBNa9hspsuBvSaU3NIkhzJ2RscK8yTmv5zAnXGQmCY8",
+	"T5I+uWYpKE3TzDp7v16fkLOrT+THl8HAmtDg5LieSYCQT4xtgGCTmE2Zdn5dE2dUa0izNsvpvHQLMyki",
+	"sC5SMZzspPSOHGAiiYHaxevsVN6+d9cTMjbe48ulj6ngBDTEx1sl0HmeJHScQHn2+lo/mbVsPHz7Sq0r",
+	"vFr6XboajYMqcjlxbGNu6e3x2YfTN57vcQddkUpoElptn6Ol77ENaZWn5Dc2a8ra5gObt3CCtJ2YLfwr",
+	"1iF6eVWiZy7kDUgynwGvIaMUvH1ypWUe6VwCuaWGKsh4EXKj5w1oQ7Li6Pqk4YEUX66Lfz/kdeehGLjq",
+	"GdjvLY13XIzjbIObqei5L78pwfuXdP7RXnUdc4dGpGsqv59Uf7QrOfG0JQd0ZQfWph/U9O6WyddWv5ZT",
+	"95e+l2fxdzDJIFgVmRW9lacqSaxgKL8SLXUurSO0KQnqYHYI4w/s0XbONzF+uIrH/Nu6Vudwp09yqdrE",
+	"xAVVilBFRhEOGFkXqCx5oFN4jeKbCJfEoMp+bTMhOzTk+Cky8p7HBKhMFn7hP40w9jcymkT5lvOYVsSi",
+	"2vyl0Szkg5fkI/t5dyPpdyg/RE/jhB2ovyqJt3n+E5vaR3PeGRbkQiQJAdR7B0VMkeRcs6RNbhAhQ25F",
+	"qsv0OuXtakE836tKQTzfKyd6vuck8ZcW875ghVaZi2Ens4/Vv7VNq4DaepDIX7F1V+M3bVGhNtDWJcUa",
+	"kKVi18UY3yh83+p2sqbaHZFZJDNNZjTLgKtmgcl+sP+yFxz0gsPrwf4wCIbBoB8Ewd/rysRwYM9s2kJK",
+	"tYKHMIzvD5c982e/+HNt/wwbf8Kwb/5zsPz7D606qpLD5Un713b78sceS42oN1jCfP7QmzI9y8f9SKRY",
+	"3RS7f8slbL1SXb08zC9eCQbZWPX1isNj/Ly9LKGMu+DCXkrlTSzm5nM9qJ3Fk5VvbnncFxnwuzSxGFc9",
+	"MZmwCMqIy1zIuLK30qRf/NJKSeWPG31Tn4ypgpeHZIdqkgqlCR2LXJMjIzZIDJGIId5teN/jhYamK/sq",
+	"eIgv63sTloAtt1ivn9ksi8rD+A3Mtwmkrtjln+ADt1BRixO8Iim+3wtusY0e5wavh1taop1NAl+7y6gM",
+	"qm7C0EoIdiXg+SDFuxqpXFPCK+irA+7XI6MO4laMYllIaYI+hWBSEUPSFucyF4E/Ei0IVTeuxA3kLabx",
+	"YpjQPNFWgVsfrymZKdczKTIW9aOE5jH0Dnozym7y3n6wfxgcBK96t4NhsBZb2lSRdtz7O+39EfR++lL9",
+	"t/91uNf78pcf2uJqtmqm/Wj2N2LMuQQL+Eb394bHl8uRLbLJEhrZ4II5t7H+jd4gIzNo1DyqDVkwZYPD",
+	"RnKCJpKpG4Wm0/19JEW2XJIJlSlIRRgn9/cSpkzw5bItvLZVIhXgqO7bvm9ZdV3YNvDyN2M4qNLcK3Dz",
+	"QtWRg3iZiSQG2dTF9545pjf0Usr+ALSep3bdSzbR5G80SWDhopR1QI+CNcpeYQ13j20csOoxPSVWfFyU",
+	"VhbB4m9ifBYrFy4uOLElUmzHtRiQpcQyOnw1JEzmM6GgNHhtMYI5BWE8SvIYFFYQoqeCBZGFtNkaR67C",
+	"vzWcVoG8x0owi9ua/Nq8vmY6gXW6e1yk2C7ykJv+c1VkO121aMmHmMePVZTtYYDH6co1uNrVZWnmtenK",
+	"8kYfcmd+tVb3mWppu0fcGJZuNQnrqEOg1ZJ530OGVcYN924/0ErsfO16/irmZA5JYqv6nDlAUgCtUNTU",
+	"gtkt6bZbFgOPoMGt6ze0woO1JVvHr4eTt0ewt+d06iGTEu5WnDF1056yNdrS1WyNF4SShhfaYelRDVNh",
+	"MwWbFVvL7yzNqK1BLBCRiLk5PsQsTz3fm7HprNU/SdgNJGwmRPyU2SnTbEo7wFq1CIsDNo/TAKE8SWPp",
+	"LtwX8cb/9hnViYjaIjuYrDaLUYcIomYiT2ISCR4B11ibZivJ11Kv67zXmUBVTOe2OQXrDx3jGzMat4Un",
+	"ZlQ3XumfrA7XiKdNFTYiR8+gBtci5I9UgdtlCBrpDzeIjPja5sfZJdvO84yxsW1BsGBjEOzfKuhlLddc",
+	"Mr24wmYzaxJgMeNxbhOq9tPb4qzvP19761nMEzHlzDChLX7HOkiyc3m1f/Ry1ye3INmEQWzbvpQVE9iT",
+	"lQmRvFDk/edfroYhHzGlRj4ZwV1m/uAqX3MFThTa9qavLB7Z6lVjGUD8moxUPh4RMXddUOaYNjJsG+i8",
+	"oTtDhduZ1u74jE9Ei9RUCx7NpOAiVysZWkV2js+K8kflVyIoo9Iod59MaUbiIiXlhxzVbyEU/cIfmZYW",
+	"6G6fHBetWzbxoQg1WxkKBY7NOCrko3en16Rq0Lxn8XLUETVnWnVEzkkZOA+5zTSPzJKjsvqZA8Rme3eh",
+	"Pezo08x45+8/X5Nxrc71tUUHlRDyRr/dav23berAOcbdNbe1Oyxr+M2IF8o1dIbcdglCXGanjUK2+LBp",
+	"77LmHO6Y0rWT2CIrLN+eUUsKakYzIKP70HN9I0MSemEeBAeRy9TiBwi95ahPTmk0K4u0Qh5RiVlJysmo",
+	"3mgyIrZW14JTNfCUzT68Gc1JxNSSozP5MYliNKvr3fOG3qAf9AMsxcyA04x5Q++gH/QPrDyZIVd2d8Uh",
+	"z4u22tlL4DFI11/UDMrYEgBDKWW8A7mMqhs73sanXMeO28kntMYZyWLoFL65MqyZn0HZkosX5pqMCbbG",
+	"qJDbJFaDHCJLaUPDYpkaGXNBGylhl8aWGvzJ5auMhrFeY+wNXflwI1TnNXteO6paqyF7Kz2xyy9W54DS",
+	"Pzvf6Fma9VrjicumhtMyh9Wuwf1gv2vpctxe2Vq49L3DINg+odZSh1MG26c0SvNx0sH2SVVLFc74afuM",
+	"tnYmM3fwgN1Wu0zMvP0H7Lna3YFODsZgt88t2gRq1Vyeu2VCC67bKQU7X6nB3zWCgU5VmV39YpYq5bzZ",
+	"fwodxlkZ9RJz7nK+HOZGBmERbZ+MqkQtRl5XM8s2mfyaZFRh55xRdd3ZacEBVRX+hs15Gf09BxTBxzZJ",
+	"PROJUR8ubWQTzWRn8NJ/9eqVvz94ScYLDWrXWJNGPhRxOiMRmAz5+6tP52Z/pYWE2K+XBRcIJ6AimmGj",
+	"3+7QwAxG77mBqCZCboOApek6RzdE0xsw4zOKBgjVPlHCfJHSBcJNJjC3Up2HvJ5Jd/2Da8gUttLKLzvL",
+	"yxw+waIFFfKqVQGLuxyWXFlXiawqQmqQslOPYRroQj4G24okzeUZmS3mfBfhn4gkEXOjaRvgcWMYEHXD",
+	"MoX5cgkZUO3sij75ZMQwteTQmJcCdZK3LDxoE7sfmDIOp1qXtSudMoYKEIWZMfbMagUOmlgve5O54D0D",
+	"VsjrcLlaBqSSZjWDo7Faw/7vOaBb73q48R4bXe0lZ+8H6CraKrSiqNd98luqE1v9ozr2nDeNytJYjnjg",
+	"DrgsF3U+H9Dabb8e3EkWjkItnTFVq9Zs27UMJT24wdwVcmzcvXjbxADctXNR/vPQfTFXt7TKuKENg+ds",
+	"n8cKobZOZ1dzM7HexD9Urf4zFJbBQzOR4ip9VlST32FonpR+SzPI5DfLq/2VuIERTa3BdCPgqgShBaq/",
+	"ojldD6MtFQv5eEFGF5+unI/UaiiPuk3I92L8r2o4rrXI/Xsbjf9DTEB7a1bhbjbx0JXvtPMujPdvHUrr",
+	"0YsJtv93RyjcWypVlILcMhrynyGWIrqxbb25rIIlREIkZOwypMaUcDvZZmG0QjKL1X7IH12sVw85nMyA",
+	"ZsX7SUO3TGnZlQ43Ufb1rNHpNZ2OrP0UzSifgjGpZmCtmwL8WICq3tBCE5ZxMmo8a2MjSJSTnNuFYltp",
+	"jE8HjQ6CQ3IuNPkoYoxTjaw+5cI+MEBGtYbmITkwPqpx+s2gkBf+rtmgKjwszXEDKa42YZypGcTGzlOI",
+	"jQ/mjCUycNBoTpl2z079v/MR2QmMD30Q7NYdbbu7MZOF4PjUUokKfJlB2RrsVQzsULIfBNWjS8b5wMeB",
+	"sME75OfldTpb7CA4NOZaCbjZwR7IXUZhQWP7gQ3bhJwaSzaCPvnM9Ezkeg0OlOi1MtDabFJMbpHT70A/",
+	"RUjbvMi69VIi3z5cktnYFT7UwhclJjD84Y5rsbr2QFubsVO7xVULz9qXB8HGBohlV5trXfvU3od6opnk",
+	"otyutsuVVqNiKsXYqR1CLgsm3TkpBhrP1ZbDNvpCBisNGy0R9KMigl7rxtgUaHctF+hsYV/EQ3seqjaG",
+	"orHdll5RxpulRCwGrl2MWhoLnkVAbkVCNUuYXvgkMWJFTIpZNs5tPT/0MADzXFrSSGMpEr4PkGVC6pwz",
+	"zUAZsRuJNAUeu7cYXEUKAaXpOGFqZubYMiYSCUf8t4bLYoahwsnCjHAQGJrkkDgYmEF4as5gqBqhx7Bz",
+	"Sjmd4g9GplINUwOK1+xT2FToWyS1G2XUjlobtc+1noHuGzd6b0JZsp3K3uKoDhI72EpigyeSmOe0JDm+",
+	"OCseObqeSaG1EdKnd8ZgYoKTHrk02h3uIoAYMFX8BLK0BP3YmyjbiR59DYPaNVRFw9uu4qIc+UCOt8f6",
+	"R/H205DYaBF4PD3vF4hc+s/yVtvK+2r4xmmv9sjpphdDGg+i1h4k3TQHxzzuUbaV5zzxLAfBYedDo0Rp",
+	"liQkNQoKVFNvkh2rWJNCCWMkL2Yx4UKHzkRDM4RxUlOmu31y7oyy1Tdn/l1Q9iBHq/6c1dM9rcPtk8qX",
+	"qP5ZbtI70OS9GJOyh22bo7QXUR7Z5x/aQxGnHBOYrS/DIl3SoiOzMoVtdpCPTnDtxEYecgUSreZ6RusG",
+	"IFNl6LSUOqPd14QSmXPO+NTYwCgbCcbjRJZB3CdubeyKbXOQSlsYnzIN+ac5x3hvsujIleLIQ9+cpwjT",
+	"Ow+seFWzNdyBYHyHJf0nR+S637gqrgbF5b82J9kgx9OedpvVXt0rXK9neifsGy4fry3f/+dFSfBWHxwl",
+	"2YPb4g2G1mDJGVcaaIxN6IVfTW05nZ3aU1oCTV1MQWHuqHCed3BEyEffxHjkk1FMNbXeqrkW+0TliMUj",
+	"TMAYbbBLuJij+S24i2VYzeWHnJLRkMyASj0GqjFigFa4HTY4KjxMa76P8IHlITkIgmDUJ2eaRIlQoEJe",
+	"Pb6G0K2WYTWkR62OBI8nzRYcojIRNfpAle6dIiLO3pRJLGVnWCzYl5lznoBNCbpwST/kx83XqYuk12EQ",
+	"7B0Gg73D4JDIHMsIMGUnFBAxaa9b6fbvT2/dSxbP4+VjisbcmUvNYFbLYlJCBOwWYt8+cK3yFDqfSG7g",
+	"7VE5m+3Sco04G7LBq1FGyEPO4iGxD8GHHCcNbcrTEOuQ3Icei0NvGD7IiA49P0SAcUZl/eL3VpXgL5X+",
+	"xF+s4R06y7sqrXEfC78gNI5BWLkBuFSXI1BsKTcNHVRDa/5GtXNpsnfM33fzl1VxWNer6etUZInG3tDz",
+	"Wev/axGuqYQrRLFVCS9UEWokO1dYT9W7MtdgpURH6cQM34L5Y2PlhPN+7Rsr7Bb65BwL37iwhUn9NvHk",
+	"Hpn5nlBb/dkZT9w8XK+7vdtSlQj/U9Huqj+94W9fmvnAW+Cg6ga5RavDMdoPm1Fcf2q5fGjZPgnNpviI",
+	"5IOQfml2+lfDOQKFOD+yRVCPN/XeFOjJOb2lzDbOf7+Zdy40PvC6eG6KuMSunS6SaE5slhD/9sVoQVsO",
+	"2VYkguWQJIZbz/dymbjy3OHe3mD/VT/oB/3B8MfgxwA9D7fzfaGYke2N2nefHUTLL8v/CgAA//8=",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,

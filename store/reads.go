@@ -143,10 +143,7 @@ func (s *Store) getMany(batch []*pendingRead) (map[uuid.UUID]*Job, error) {
 	jobs := make(map[uuid.UUID]*Job, len(batch))
 	for rows.Next() {
 		j := new(Job)
-		// Scanned by hand: the poll is the hottest statement, and sqlx's
-		// reflection was a seventh of its CPU.
-		if err := rows.Scan(&j.ID, &j.UserID, &j.Type, &j.Status, &j.Input, &j.Result, &j.Error, &j.Attempts,
-			&j.MaxAttempts, &j.CreatedAt, &j.StartedAt, &j.CompletedAt, &j.UpdatedAt, &j.Version); err != nil {
+		if err := scanJob(rows, j); err != nil {
 			return nil, fmt.Errorf("get job: %w", classify(err))
 		}
 		jobs[j.ID] = j

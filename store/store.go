@@ -39,6 +39,10 @@ type Options struct {
 	// ReadBatches bounds the batched status reads in flight at once (each
 	// holds a connection while it runs); 0 means 2.
 	ReadBatches int
+	// ListMaxBytes bounds the results of one List page; 0 means
+	// DefaultListMaxBytes. The API documents the default, so only tests
+	// set it.
+	ListMaxBytes int
 }
 
 // Store is the jobs table behind a connection pool.
@@ -49,6 +53,8 @@ type Store struct {
 	getManyStmt *sql.Stmt
 	reads       readBatcher
 	gets        atomic.Int64
+	// listMaxBytes is Options.ListMaxBytes.
+	listMaxBytes int
 }
 
 // Gets counts the statements that status reads (Get) sent to the database:
@@ -76,7 +82,10 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 	if opts.ReadBatches <= 0 {
 		opts.ReadBatches = 2
 	}
-	s := &Store{db: db, timeout: opts.QueryTimeout}
+	if opts.ListMaxBytes <= 0 {
+		opts.ListMaxBytes = DefaultListMaxBytes
+	}
+	s := &Store{db: db, timeout: opts.QueryTimeout, listMaxBytes: opts.ListMaxBytes}
 	s.reads = readBatcher{s: s, maxSlots: opts.ReadBatches}
 	if err := s.open(ctx); err != nil {
 		db.Close()
