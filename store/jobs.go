@@ -195,21 +195,22 @@ const DefaultListMaxBytes = 16 << 20
 
 // listSQL reads a page in one statement and leaves out, before reading them,
 // the jobs whose results would take the page past $7 bytes: the window sums
-// pg_column_size, which reads a result's stored size from its row (for a
-// large result, its TOAST pointer) without fetching or decompressing it, so
-// the results of jobs left out are never read (EXPLAIN (ANALYZE, BUFFERS)
-// touches no TOAST block). A compressed result's stored size is smaller than
-// its text, which List checks as it scans. The first job always stays, so
+// result_bytes, the size the worker wrote, kept in the row, so the results of
+// jobs left out are never read (EXPLAIN (ANALYZE, BUFFERS) touches no TOAST
+// block). Jobs completed before result_bytes existed fall back to
+// pg_column_size, the stored size (for a large result, read from its TOAST
+// pointer without fetching it), which is smaller than the text of a
+// compressed result; List checks what it scans against the bound as well. The first job always stays, so
 // paging always progresses. total is the size of the page before the cut (up
 // to $6+1 jobs): more jobs follow the last one returned exactly when it
 // exceeds the jobs returned.
 const listSQL = `SELECT ` + jobColumns + `, total FROM (
 		SELECT page.*,
 			row_number() OVER w AS n,
-			sum(COALESCE(pg_column_size(result), 0)) OVER w AS bytes,
+			sum(COALESCE(result_bytes, pg_column_size(result), 0)) OVER w AS bytes,
 			count(*) OVER () AS total
 		FROM (
-			SELECT ` + jobColumns + ` FROM jobs
+			SELECT ` + jobColumns + `, result_bytes FROM jobs
 			WHERE user_id = $1
 			  AND ($2::text IS NULL OR status = $2)
 			  AND ($3::text IS NULL OR type = $3)

@@ -193,6 +193,7 @@ func (s *Store) Finish(ctx context.Context, outcomes []Outcome) (map[uuid.UUID]b
 				WHEN 'release' THEN CASE WHEN j.attempts <= 1 THEN 'PENDING' ELSE 'PROCESSING' END
 				ELSE 'PROCESSING' END,
 			result = CASE WHEN o.kind = 'completed' THEN CAST(o.result AS jsonb) END,
+			result_bytes = CASE WHEN o.kind = 'completed' THEN octet_length(o.result) END,
 			error = CASE WHEN o.kind = 'failed' THEN o.error END,
 			attempts = CASE WHEN o.kind = 'release' THEN j.attempts - 1 ELSE j.attempts END,
 			started_at = CASE WHEN o.kind = 'release' AND j.attempts <= 1 THEN NULL ELSE j.started_at END,

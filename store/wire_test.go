@@ -148,8 +148,8 @@ func bigResult(n int, random bool) string {
 func copyJob(tb testing.TB, st *store.Store, id uuid.UUID, user string, n int) {
 	tb.Helper()
 	_, err := st.DB().Exec(`
-		INSERT INTO jobs (id, user_id, type, status, input, result, attempts, max_attempts, started_at, completed_at)
-		SELECT gen_random_uuid(), $2, type, status, input, result, attempts, max_attempts, started_at, completed_at
+		INSERT INTO jobs (id, user_id, type, status, input, result, result_bytes, attempts, max_attempts, started_at, completed_at)
+		SELECT gen_random_uuid(), $2, type, status, input, result, result_bytes, attempts, max_attempts, started_at, completed_at
 		FROM jobs, generate_series(1, $3) WHERE id = $1`, id, user, n)
 	if err != nil {
 		tb.Fatal(err)
@@ -206,7 +206,10 @@ func TestReadsSkipInput(t *testing.T) {
 //
 // alice has 100 PENDING PARSE_DOCUMENT jobs with a 5 MiB document each; bob
 // and carol have 100 COMPLETED jobs each with a 4 MiB result, random (stored
-// uncompressed) for bob, repetitive (stored compressed) for carol.
+// uncompressed) for bob, repetitive (stored compressed) for carol, both
+// with the result_bytes a worker writes; dave has carol's results as rows
+// completed before result_bytes existed (NULL), whose pages the database
+// cuts by stored size only.
 func BenchmarkWireBytes(b *testing.B) {
 	ctx := b.Context()
 	dbURL := pgtest.NewDatabase(b)
@@ -223,11 +226,12 @@ func BenchmarkWireBytes(b *testing.B) {
 	}
 	first := job.ID
 	copyJob(b, st, first, "alice", 99)
-	for user, random := range map[string]bool{"bob": true, "carol": false} {
+	for user, random := range map[string]bool{"bob": true, "carol": false, "dave": false} {
 		var id uuid.UUID
 		err := st.DB().Get(&id, `
-			INSERT INTO jobs (id, user_id, type, status, input, result, attempts, started_at, completed_at)
-			VALUES (gen_random_uuid(), $1, 'PARSE_DOCUMENT', 'COMPLETED', '{}', CAST($2 AS jsonb), 1, now(), now())
+			INSERT INTO jobs (id, user_id, type, status, input, result, result_bytes, attempts, started_at, completed_at)
+			VALUES (gen_random_uuid(), $1, 'PARSE_DOCUMENT', 'COMPLETED', '{}', CAST($2 AS jsonb),
+				CASE WHEN $1 <> 'dave' THEN octet_length(CAST($2 AS text)) END, 1, now(), now())
 			RETURNING id`, user, bigResult(4<<20, random))
 		if err != nil {
 			b.Fatal(err)
@@ -260,7 +264,7 @@ func BenchmarkWireBytes(b *testing.B) {
 		}
 		b.ReportMetric(float64(n)/float64(b.N), "wire-B/op")
 	})
-	for _, user := range []string{"alice", "bob", "carol"} {
+	for _, user := range []string{"alice", "bob", "carol", "dave"} {
 		b.Run("List100/"+user, func(b *testing.B) {
 			var n int64
 			var rows int
