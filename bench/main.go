@@ -41,7 +41,9 @@ type Results struct {
 	PGSettings map[string]string `json:"postgresSettings"`
 	PGNote     string            `json:"postgresNote"`
 	Status     *StatusResult     `json:"statusReads,omitempty"`
-	Worker     *WorkerResult     `json:"workerThroughput,omitempty"`
+	// Workers holds one worker burn-down per size (300k and 1M jobs in full
+	// mode, 50k in quick mode), each with every contender in the same run.
+	Workers []*WorkerResult `json:"workerThroughput,omitempty"`
 	// Ceiling is the SQL-only ceiling of each schema candidate (-only ceiling).
 	Ceiling  []CeilingRun    `json:"sqlCeiling,omitempty"`
 	Pickup   *PickupResult   `json:"pickupLatency,omitempty"`
@@ -84,19 +86,19 @@ func run(quick bool, out, only string, workerJobs, deliveryPace int, probe, diag
 	res := &Results{StartedAt: began.UTC(), Mode: "full", Repeats: 3}
 	statusO := statusOpts{db: "status_big", jobs: 1_000_000, users: 10_000, conc: []int{16, 64, 256},
 		dur: 10 * time.Second, repeats: 3, raw: true, dbMaxConns: 20}
-	workerO := workerOpts{jobs: 1_000_000, repeats: 3, concurrency: riverMaxWorkers, concurrency2: riverMaxWorkers / 2, timeout: 10 * time.Minute, probeJobs: 100_000}
+	workerO := workerOpts{sizes: []int{300_000, 1_000_000}, repeats: 3, concurrency: riverMaxWorkers, concurrency2: riverMaxWorkers / 2, timeout: 10 * time.Minute, probeJobs: 100_000}
 	deliveryO := deliveryOpts{db: "delivery", waiters: 10_000, batch: 100, pace: 200, dbMaxConns: 20}
 	pickupO := pickupOpts{rates: []int{500, 2000}, dur: 10 * time.Second, repeats: 3, concurrency: 100}
 	if quick {
 		res.Mode, res.Repeats = "quick", 2
 		statusO.jobs, statusO.users, statusO.conc, statusO.dur, statusO.repeats = 100_000, 1_000, []int{64}, 3*time.Second, 2
-		workerO.jobs, workerO.repeats, workerO.timeout, workerO.probeJobs = 50_000, 2, 60*time.Second, 50_000
+		workerO.sizes, workerO.repeats, workerO.timeout, workerO.probeJobs = []int{50_000}, 2, 60*time.Second, 50_000
 		pickupO.rates, pickupO.dur, pickupO.repeats = []int{500}, 5*time.Second, 2
 		deliveryO.waiters = 2_000
 	}
 	deliveryO.pace = max(1, deliveryPace)
 	if workerJobs > 0 {
-		workerO.jobs = workerJobs
+		workerO.sizes = []int{workerJobs}
 	}
 	workerO.diagnose = diagnose
 	if probe {
@@ -141,17 +143,27 @@ func run(quick bool, out, only string, workerJobs, deliveryPace int, probe, diag
 		}
 	}
 	if want("worker") {
-		logf("scenario 2: worker burn-down of %d jobs, jobsd vs River", workerO.jobs)
-		if res.Worker, err = runWorkerScenario(ctx, e, workerO); err != nil {
-			fail("worker throughput", err)
-			res.Worker = nil
-		} else if res.Worker.AuditFailures > 0 {
-			fail("worker throughput", fmt.Errorf("%d burn-down audits failed (see runs)", res.Worker.AuditFailures))
+		for i, n := range workerO.sizes {
+			o := workerO
+			o.jobs, o.db = n, fmt.Sprintf("worker_%d", i)
+			if i > 0 {
+				o.probe = nil // once is enough
+			}
+			logf("scenario 2: worker burn-down of %d jobs, jobsd vs River", n)
+			wr, err := runWorkerScenario(ctx, e, o)
+			if err != nil {
+				fail("worker throughput", err)
+				continue
+			}
+			if wr.AuditFailures > 0 {
+				fail("worker throughput", fmt.Errorf("%d burn-down audits failed (see runs)", wr.AuditFailures))
+			}
+			res.Workers = append(res.Workers, wr)
 		}
 	}
 	if only != "" && want("ceiling") { // by request only: it informs design, it is no goal
-		logf("SQL-only ceiling: claim and complete %d jobs per candidate schema, no handlers", workerO.jobs)
-		if res.Ceiling, err = runCeiling(ctx, e, workerO.jobs, res.Repeats); err != nil {
+		logf("SQL-only ceiling: claim and complete %d jobs per candidate schema, no handlers", workerO.sizes[0])
+		if res.Ceiling, err = runCeiling(ctx, e, workerO.sizes[0], res.Repeats); err != nil {
 			fail("sql ceiling", err)
 		}
 	}
@@ -204,9 +216,15 @@ func goals(r *Results) []Goal {
 		v := r.Status.RatioAt64.Median
 		gs = append(gs, Goal{Name: "status reads vs raw PK reads at c=64", Target: ">= 0.80x", Measured: v, Met: v >= 0.8})
 	}
-	if r.Worker != nil {
-		v := r.Worker.Jobsd1OverRiver.Median
-		gs = append(gs, Goal{Name: "worker throughput, jobsd x1 vs River x1", Target: ">= 1.50x", Measured: v, Met: v >= 1.5})
+	for _, w := range r.Workers {
+		n := human(w.Jobs)
+		v := w.Jobsd1OverRiver
+		gs = append(gs, Goal{Name: "worker throughput, jobsd x1 vs River x1, " + n + " jobs", Target: ">= 1.50x median",
+			Measured: v.Median, Met: v.Median >= 1.5},
+			Goal{Name: "worker throughput, jobsd x1 vs River x1, " + n + " jobs, worst repeat", Target: ">= 1.30x",
+				Measured: v.Min, Met: v.Min >= 1.3},
+			Goal{Name: "worker throughput, jobsd x2 vs jobsd x1, " + n + " jobs", Target: ">= 0.95x median",
+				Measured: w.Jobsd2OverJobsd1.Median, Met: w.Jobsd2OverJobsd1.Median >= 0.95})
 	}
 	if r.Pickup != nil {
 		if s, ok := r.Pickup.P50ms["500/s"]; ok {
@@ -303,11 +321,12 @@ func sanitize(r *Results) {
 		r.Growth.Small, r.Growth.Big = g[0], g[1]
 		r.Growth.P99BigOverSmall, r.Growth.RPSBigOverSmall = cleanSpread(r.Growth.P99BigOverSmall), cleanSpread(r.Growth.RPSBigOverSmall)
 	}
-	if r.Worker != nil {
-		for k, v := range r.Worker.JobsPerSec {
-			r.Worker.JobsPerSec[k] = cleanSpread(v)
+	for _, w := range r.Workers {
+		for k, v := range w.JobsPerSec {
+			w.JobsPerSec[k] = cleanSpread(v)
 		}
-		r.Worker.Jobsd1OverRiver, r.Worker.Jobsd2OverRiver = cleanSpread(r.Worker.Jobsd1OverRiver), cleanSpread(r.Worker.Jobsd2OverRiver)
+		w.Jobsd1OverRiver, w.Jobsd2OverRiver = cleanSpread(w.Jobsd1OverRiver), cleanSpread(w.Jobsd2OverRiver)
+		w.Jobsd2OverJobsd1 = cleanSpread(w.Jobsd2OverJobsd1)
 	}
 	if r.Pickup != nil {
 		for k := range r.Pickup.P50ms {
@@ -355,7 +374,7 @@ func printReport(f *os.File, r *Results) {
 		}
 		fmt.Fprintf(w, "\tHEADLINE API ÷ raw DB at c=64\t\t%s\n\n", sp(s.RatioAt64, "%.3f"))
 	}
-	if wr := r.Worker; wr != nil {
+	for _, wr := range r.Workers {
 		fmt.Fprintf(w, "2. worker burn-down of %s no-op jobs (jobsd concurrency %d; x2 = 2 processes of %d; River %s)\n", human(wr.Jobs), wr.JobsdConcurrency, wr.JobsdConcurrency2, wr.RiverConfig)
 		for _, k := range []string{"jobsd x1", "jobsd x2", "river x1"} {
 			audit := "ok"
@@ -375,7 +394,8 @@ func printReport(f *os.File, r *Results) {
 			fmt.Fprintf(w, "\tdiagnostic: %s\t\t%.0f\n", k, v)
 		}
 		fmt.Fprintf(w, "\tHEADLINE jobsd x1 ÷ River x1\t\t%s\n", sp(wr.Jobsd1OverRiver, "%.3f"))
-		fmt.Fprintf(w, "\t(jobsd x2 ÷ River x1)\t\t%s\n\n", sp(wr.Jobsd2OverRiver, "%.3f"))
+		fmt.Fprintf(w, "\t(jobsd x2 ÷ River x1)\t\t%s\n", sp(wr.Jobsd2OverRiver, "%.3f"))
+		fmt.Fprintf(w, "\tjobsd x2 ÷ jobsd x1\t\t%s\n\n", sp(wr.Jobsd2OverJobsd1, "%.3f"))
 	}
 	if p := r.Pickup; p != nil {
 		fmt.Fprintf(w, "3. pickup latency, 1 jobsd worker (concurrency %d), paced inserts for %.0fs\n", p.Concurrency, p.Seconds)

@@ -43,6 +43,7 @@ type WorkerResult struct {
 	JobsPerSec        map[string]Spread     `json:"jobsPerSec"`
 	Jobsd1OverRiver   Spread                `json:"jobsd1OverRiver"`
 	Jobsd2OverRiver   Spread                `json:"jobsd2OverRiver"`
+	Jobsd2OverJobsd1  Spread                `json:"jobsd2OverJobsd1"`
 	AuditFailures     int                   `json:"auditFailures"`
 	ConcurrencyProbe  map[int]float64       `json:"concurrencyProbe,omitempty"`
 	// Diagnostics are not headline figures: jobsd x1 with a change made to
@@ -52,7 +53,9 @@ type WorkerResult struct {
 }
 
 type workerOpts struct {
-	jobs         int
+	sizes        []int  // one burn-down scenario per size
+	jobs         int    // this scenario's size
+	db           string // this scenario's database name prefix
 	repeats      int
 	concurrency  int
 	concurrency2 int
@@ -69,7 +72,7 @@ const (
 )
 
 func runWorkerScenario(ctx context.Context, e *env, o workerOpts) (*WorkerResult, error) {
-	jurl, err := e.createDB(ctx, "worker", true)
+	jurl, err := e.createDB(ctx, o.db, true)
 	if err != nil {
 		return nil, err
 	}
@@ -78,7 +81,7 @@ func runWorkerScenario(ctx context.Context, e *env, o workerOpts) (*WorkerResult
 		return nil, err
 	}
 	defer jpool.Close()
-	rurl, err := e.createDB(ctx, "river", false)
+	rurl, err := e.createDB(ctx, o.db+"_river", false)
 	if err != nil {
 		return nil, err
 	}
@@ -117,7 +120,7 @@ func runWorkerScenario(ctx context.Context, e *env, o workerOpts) (*WorkerResult
 		}
 	}
 
-	var r1, r2 []float64
+	var r1, r2, r21 []float64
 	for rep := range o.repeats {
 		b1, err := jobsdBurnDown(ctx, e, jpool, jurl, o.jobs, 1, o.concurrency, o.timeout)
 		if err != nil {
@@ -138,6 +141,9 @@ func runWorkerScenario(ctx context.Context, e *env, o workerOpts) (*WorkerResult
 			}
 			logf("  rep %d %-16s %8.0f jobs/s  %.2fs first pick to last completion (%.2fs wall)  audit: %s", rep+1, b.Contender, b.JobsPerSec, b.Seconds, b.WallSeconds, b.Audit)
 		}
+		if b1.JobsPerSec > 0 {
+			r21 = append(r21, b2.JobsPerSec/b1.JobsPerSec)
+		}
 		if rv.JobsPerSec > 0 {
 			r1 = append(r1, b1.JobsPerSec/rv.JobsPerSec)
 			r2 = append(r2, b2.JobsPerSec/rv.JobsPerSec)
@@ -150,7 +156,7 @@ func runWorkerScenario(ctx context.Context, e *env, o workerOpts) (*WorkerResult
 		}
 		res.JobsPerSec[k] = spread(v)
 	}
-	res.Jobsd1OverRiver, res.Jobsd2OverRiver = spread(r1), spread(r2)
+	res.Jobsd1OverRiver, res.Jobsd2OverRiver, res.Jobsd2OverJobsd1 = spread(r1), spread(r2), spread(r21)
 	if o.diagnose {
 		res.Diagnostics = map[string]float64{}
 		// The per-row jobs_changed NOTIFY trigger fires on every claim and
