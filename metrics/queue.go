@@ -27,11 +27,18 @@ const queueStatsTimeout = 3 * time.Second
 // of the scrape (stale numbers would look healthy) and
 // jobsd_queue_stats_errors_total counts the failure.
 func RegisterQueue(reg prometheus.Registerer, stats func(context.Context) (store.QueueStats, error), log *slog.Logger) {
+	registerQueue(reg, stats, log, func() time.Duration { return QueueStatsTTL })
+}
+
+// registerQueue is RegisterQueue with the TTL as a function, so that a test
+// can decide when the cache expires instead of waiting for it.
+func registerQueue(reg prometheus.Registerer, stats func(context.Context) (store.QueueStats, error), log *slog.Logger, ttl func() time.Duration) {
 	if log == nil {
 		log = slog.Default()
 	}
 	q := &queueCollector{
 		stats: stats,
+		ttl:   ttl,
 		log:   log,
 		jobs: prometheus.NewDesc("jobsd_jobs",
 			"Unfinished jobs by status (PENDING, PROCESSING) and type; exact up to 100,000 jobs, lower bounds beyond (see jobsd_queue_stats_capped).",
@@ -50,6 +57,7 @@ func RegisterQueue(reg prometheus.Registerer, stats func(context.Context) (store
 
 type queueCollector struct {
 	stats                func(context.Context) (store.QueueStats, error)
+	ttl                  func() time.Duration
 	log                  *slog.Logger
 	jobs, oldest, capped *prometheus.Desc
 	errors               prometheus.Counter
@@ -104,7 +112,7 @@ func (q *queueCollector) Collect(ch chan<- prometheus.Metric) {
 func (q *queueCollector) read() (store.QueueStats, error) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	if !q.at.IsZero() && time.Since(q.at) < QueueStatsTTL {
+	if !q.at.IsZero() && time.Since(q.at) < q.ttl() {
 		return q.last, q.err
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), queueStatsTimeout)

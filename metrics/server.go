@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -49,9 +50,11 @@ func writeStatus(w http.ResponseWriter, code int, body string) {
 
 // Server is a running metrics listener.
 type Server struct {
-	srv  *http.Server
-	addr string
-	done chan error
+	srv       *http.Server
+	addr      string
+	done      chan error
+	closeOnce sync.Once
+	closeErr  error
 }
 
 // Listen serves Handler(reg, ready) on addr ("127.0.0.1:0" picks a free
@@ -89,13 +92,16 @@ func (s *Server) Addr() string { return s.addr }
 func (s *Server) URL() string { return "http://" + s.addr + "/metrics" }
 
 // Close stops the listener, letting a scrape in progress finish for up to
-// five seconds.
+// five seconds. Later calls return the first one's result.
 func (s *Server) Close() error {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	err := s.srv.Shutdown(ctx)
-	if serr := <-s.done; !errors.Is(serr, http.ErrServerClosed) && err == nil {
-		err = serr
-	}
-	return err
+	s.closeOnce.Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		err := s.srv.Shutdown(ctx)
+		if serr := <-s.done; !errors.Is(serr, http.ErrServerClosed) && err == nil {
+			err = serr
+		}
+		s.closeErr = err
+	})
+	return s.closeErr
 }
