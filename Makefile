@@ -71,6 +71,10 @@ lint: ## go vet and gofmt
 	@out="$$(gofmt -l $$(git ls-files '*.go'))"; if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	cd bench && $(GO) vet ./...
 
+.PHONY: rules-check
+rules-check: ## check deploy/prometheus/alerts.yml with promtool (Debian package prometheus)
+	promtool check rules deploy/prometheus/alerts.yml
+
 .PHONY: bench
 bench: ## full benchmark (about 20 min): cd bench && go run . -out results/latest.json
 	cd bench && $(GO) run . -out results/latest.json

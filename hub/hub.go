@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -22,6 +23,7 @@ const Channel = "jobs_changed"
 type Hub struct {
 	log      *slog.Logger
 	listener *pq.Listener
+	up       atomic.Bool // the LISTEN connection is connected
 
 	mu   sync.Mutex
 	subs map[uuid.UUID]map[*sub]struct{}
@@ -36,9 +38,13 @@ func New(url string, log *slog.Logger) (*Hub, error) {
 	h := &Hub{log: log, subs: map[uuid.UUID]map[*sub]struct{}{}}
 	h.listener = pq.NewListener(url, 100*time.Millisecond, 5*time.Second, func(ev pq.ListenerEventType, err error) {
 		switch ev {
+		case pq.ListenerEventConnected:
+			h.up.Store(true)
 		case pq.ListenerEventConnectionAttemptFailed, pq.ListenerEventDisconnected:
+			h.up.Store(false)
 			log.Warn("job change listener lost its connection", "err", err)
 		case pq.ListenerEventReconnected:
+			h.up.Store(true)
 			log.Info("job change listener reconnected")
 		}
 	})
@@ -86,6 +92,11 @@ func (h *Hub) Subscribe(id uuid.UUID) (<-chan struct{}, func()) {
 		}
 	}
 }
+
+// Up reports whether the LISTEN connection is connected now, for metrics
+// (jobsd_listener_up). While it is not, waiters hear of changes only when
+// it reconnects (every waiter is woken then) or their own timers fire.
+func (h *Hub) Up() bool { return h.up.Load() }
 
 // Waiting is the number of subscriptions, for metrics and tests.
 func (h *Hub) Waiting() int {

@@ -102,7 +102,10 @@ func (s *Server) create(ctx context.Context, typ store.Type, input []byte, scope
 		sum := sha256.Sum256(append([]byte(string(typ)+"\n"), canon...))
 		nj.IdempotencyScope, nj.IdempotencyKey, nj.RequestHash = scope, *key, sum[:]
 	}
-	j, _, err := s.store.Create(ctx, nj)
+	j, replayed, err := s.store.Create(ctx, nj)
+	if err == nil && !replayed {
+		s.metrics.JobCreated(string(typ))
+	}
 	return j, err
 }
 
@@ -227,5 +230,6 @@ func (s *Server) CancelJob(ctx context.Context, req gen.CancelJobRequestObject) 
 	if res == store.AlreadyFinished {
 		return gen.CancelJob409JSONResponse{Error: msgAlreadyFinished}, nil
 	}
+	s.metrics.JobCancelled()
 	return gen.CancelJob200JSONResponse(toAPIJob(j)), nil
 }

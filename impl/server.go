@@ -26,6 +26,7 @@ import (
 	"github.com/jobsd/jobsd/auth"
 	"github.com/jobsd/jobsd/gen"
 	"github.com/jobsd/jobsd/hub"
+	"github.com/jobsd/jobsd/metrics"
 	"github.com/jobsd/jobsd/store"
 )
 
@@ -57,6 +58,8 @@ type Config struct {
 	// ReadLimit and CreateLimit are per-user rate limits on reads (GET) and
 	// on creations and cancellations (POST); zero values turn them off.
 	ReadLimit, CreateLimit RateLimit
+	// Metrics receives the HTTP and job counters; nil records nothing.
+	Metrics *metrics.API
 }
 
 // DefaultMaxBodyBytes fits the largest document a PARSE_DOCUMENT job takes.
@@ -73,6 +76,7 @@ type Server struct {
 	hub         *hub.Hub
 	terminal    *terminalCache
 	draining    <-chan struct{}
+	metrics     *metrics.API
 }
 
 var _ gen.StrictServerInterface = (*Server)(nil)
@@ -99,6 +103,7 @@ func New(cfg Config) (*echo.Echo, error) {
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = errorHandler(cfg.Log)
+	e.Use(cfg.Metrics.Middleware(streamKind)) // first: it sees every answer
 	e.Use(middleware.RequestID())
 	e.Use(logRequests(cfg.Log))
 	e.Use(recoverPanics(cfg.Log))
@@ -121,7 +126,7 @@ func New(cfg Config) (*echo.Echo, error) {
 	if cfg.TerminalCacheItems == 0 {
 		cfg.TerminalCacheItems = 100_000
 	}
-	s := &Server{store: cfg.Store, log: cfg.Log, maxAttempts: cfg.MaxAttempts, hub: cfg.Hub, draining: cfg.Draining}
+	s := &Server{store: cfg.Store, log: cfg.Log, maxAttempts: cfg.MaxAttempts, hub: cfg.Hub, draining: cfg.Draining, metrics: cfg.Metrics}
 	if cfg.TerminalCacheItems > 0 {
 		s.terminal = newTerminalCache(cfg.TerminalCacheItems, 256<<20)
 	}

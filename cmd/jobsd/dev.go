@@ -14,6 +14,7 @@ import (
 
 	"github.com/jobsd/jobsd/auth"
 	"github.com/jobsd/jobsd/internal/pgserver"
+	"github.com/jobsd/jobsd/metrics"
 	"github.com/jobsd/jobsd/store"
 )
 
@@ -60,12 +61,21 @@ func runDev(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	// dev always serves metrics, on a free loopback port unless
+	// JOBS_METRICS_ADDR names one: API and worker share the registry.
+	reg := newProcessMetrics(st, log)
 	draining := make(chan struct{})
-	e, closeHub, err := newAPI(st, dbURL, auth.Config{Issuer: issuerURL, ClientIDs: []string{devClientID}}, settings, draining, log)
+	e, closeHub, err := newAPI(st, dbURL, auth.Config{Issuer: issuerURL, ClientIDs: []string{devClientID}}, settings, draining, reg, log)
 	if err != nil {
 		return err
 	}
 	defer closeHub()
+	msrv, err := metrics.Listen(envOr("JOBS_METRICS_ADDR", "127.0.0.1:0"), reg, storeReady(st), log)
+	if err != nil {
+		return err
+	}
+	defer msrv.Close()
+	log.Info("metrics listening", "url", msrv.URL())
 	e.GET("/dev-issuer"+auth.JWKSPath, echo.WrapHandler(iss.JWKSHandler()))
 
 	if err := allowCrashMarkers(true); err != nil { // dev rehearses crashes too
@@ -86,7 +96,7 @@ func runDev(ctx context.Context, args []string) error {
 	workerDone := make(chan error, 1)
 	go func() { err := w.Run(ctx); stop(); workerDone <- err }()
 
-	printReady(iss, ln.Addr().String())
+	printReady(iss, ln.Addr().String(), msrv.URL())
 	err = serveHTTP(ctx, ln, e, draining, log)
 	if werr := <-workerDone; err == nil {
 		err = werr
@@ -129,14 +139,15 @@ func devDatabase(ctx context.Context, log *slog.Logger) (url string, closeFn fun
 	return url, closeFn, nil
 }
 
-// printReady prints the one line a developer needs: where the API is and a
-// curl command that works as it stands, with an admin token for "alice".
-func printReady(iss *auth.Issuer, addr string) {
+// printReady prints the one line a developer needs: where the API is, a
+// curl command that works as it stands, with an admin token for "alice",
+// and where the metrics are.
+func printReady(iss *auth.Issuer, addr, metricsURL string) {
 	tok, err := iss.Mint("alice", devClientID, []string{auth.DefaultAdminGroup}, 24*time.Hour)
 	if err != nil {
 		tok = "$(jobsd token --sub alice --admin)"
 	}
 	base := "http://" + addr
-	fmt.Printf("jobsd dev ready on %s; try: curl -s -H 'Authorization: Bearer %s' -H 'Content-Type: application/json' -d '{\"prompt\":\"Summarise the risks of {{crop}} farming\",\"variables\":{\"crop\":\"maize\"}}' %s/api/admin/prompts/preview\n",
-		base, tok, base)
+	fmt.Printf("jobsd dev ready on %s (metrics: %s); try: curl -s -H 'Authorization: Bearer %s' -H 'Content-Type: application/json' -d '{\"prompt\":\"Summarise the risks of {{crop}} farming\",\"variables\":{\"crop\":\"maize\"}}' %s/api/admin/prompts/preview\n",
+		base, metricsURL, tok, base)
 }

@@ -11,10 +11,12 @@ import (
 	"time"
 
 	"github.com/labstack/echo/v4"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/jobsd/jobsd/auth"
 	"github.com/jobsd/jobsd/hub"
 	"github.com/jobsd/jobsd/impl"
+	"github.com/jobsd/jobsd/metrics"
 	"github.com/jobsd/jobsd/store"
 )
 
@@ -38,12 +40,21 @@ func runServe(ctx context.Context, args []string) error {
 		return err
 	}
 	defer st.Close()
+	var reg *prometheus.Registry
+	if metricsAddr() != "" {
+		reg = newProcessMetrics(st, log)
+	}
 	draining := make(chan struct{})
-	e, closeHub, err := newAPI(st, db.url, acfg, settings, draining, log)
+	e, closeHub, err := newAPI(st, db.url, acfg, settings, draining, reg, log)
 	if err != nil {
 		return err
 	}
 	defer closeHub()
+	stopMetrics, err := startMetrics(metricsAddr(), reg, storeReady(st), log)
+	if err != nil {
+		return err
+	}
+	defer stopMetrics()
 	ln, err := net.Listen("tcp", *addr)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", *addr, err)
@@ -53,8 +64,9 @@ func runServe(ctx context.Context, args []string) error {
 }
 
 // newAPI assembles the API server from its settings, with the hub that
-// LISTENs for job changes on dbURL (closeHub stops it).
-func newAPI(st *store.Store, dbURL string, acfg auth.Config, s apiSettings, draining <-chan struct{}, log *slog.Logger) (e *echo.Echo, closeHub func(), err error) {
+// LISTENs for job changes on dbURL (closeHub stops it). With a registry, the
+// API's metrics and the hub's listener state go on it.
+func newAPI(st *store.Store, dbURL string, acfg auth.Config, s apiSettings, draining <-chan struct{}, reg *prometheus.Registry, log *slog.Logger) (e *echo.Echo, closeHub func(), err error) {
 	v, err := auth.NewVerifier(acfg)
 	if err != nil {
 		return nil, nil, usagef("%v", err)
@@ -62,6 +74,11 @@ func newAPI(st *store.Store, dbURL string, acfg auth.Config, s apiSettings, drai
 	h, err := hub.New(dbURL, log)
 	if err != nil {
 		return nil, nil, err
+	}
+	var m *metrics.API
+	if reg != nil {
+		m = metrics.NewAPI(reg)
+		metrics.RegisterListener(reg, hub.Channel, h.Up)
 	}
 	e, err = impl.New(impl.Config{
 		Store:        st,
@@ -74,6 +91,7 @@ func newAPI(st *store.Store, dbURL string, acfg auth.Config, s apiSettings, drai
 		Draining:     draining,
 		ReadLimit:    s.readLimit,
 		CreateLimit:  s.createLimit,
+		Metrics:      m,
 	})
 	if err != nil {
 		h.Close()

@@ -1,0 +1,233 @@
+package metrics
+
+import (
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Outcomes of an attempt, the outcome label of jobsd_attempts_total.
+const (
+	OutcomeCompleted  = "completed"   // the job is COMPLETED
+	OutcomeRetried    = "retried"     // a retryable error; the job waits for its next attempt
+	OutcomeFailed     = "failed"      // the job is FAILED (permanent error, or the last attempt)
+	OutcomeHandedBack = "handed_back" // the worker shut down and returned the job uncounted
+	OutcomeLost       = "lost"        // the lease was taken over or the job cancelled; nothing written
+	OutcomeTimedOut   = "timed_out"   // the attempt hit JOBS_WORKER_JOB_TIMEOUT
+)
+
+var outcomeSet = setOf([]string{OutcomeCompleted, OutcomeRetried, OutcomeFailed, OutcomeHandedBack, OutcomeLost, OutcomeTimedOut})
+
+// Error classes, the error_class label of jobsd_attempts_total: the
+// client error catalogue (jobtype/doc.go) folded into a few classes that an
+// operator acts on differently.
+const (
+	ErrorNone          = "none"           // the attempt did not fail
+	ErrorThrottled     = "throttled"      // the model provider throttled us
+	ErrorModelAPI      = "model_api"      // any other model provider error
+	ErrorInvalidOutput = "invalid_output" // the model answered, but not as asked
+	ErrorInvalidInput  = "invalid_input"  // the job's input is unusable
+	ErrorReference     = "reference"      // a referenced job is missing or another user's
+	ErrorTimeout       = "timeout"        // the attempt's deadline passed
+	ErrorCancelled     = "cancelled"      // the user cancelled the job
+	ErrorLost          = "lost"           // the worker lost the job (lease expired)
+	ErrorInternal      = "internal"       // a bug or an unexpected error
+)
+
+var errorClassSet = setOf([]string{ErrorNone, ErrorThrottled, ErrorModelAPI, ErrorInvalidOutput,
+	ErrorInvalidInput, ErrorReference, ErrorTimeout, ErrorCancelled, ErrorLost, ErrorInternal})
+
+// ErrorClass returns class when it is one of the Error* constants, else
+// Other; "" is ErrorNone.
+func ErrorClass(class string) string {
+	if class == "" {
+		return ErrorNone
+	}
+	return oneOf(errorClassSet, class)
+}
+
+// ErrorClassOf maps a failed attempt's client message (the catalogue text
+// jobtype.Classify returns, which the job's error column stores) to its
+// class. An empty message is ErrorNone; a text outside the catalogue is
+// Other.
+func ErrorClassOf(clientMessage string) string {
+	m := clientMessage
+	switch {
+	case m == "":
+		return ErrorNone
+	case strings.HasPrefix(m, "Bedrock API error: ThrottlingException"),
+		strings.HasPrefix(m, "Model API error: 429"):
+		return ErrorThrottled
+	case strings.HasPrefix(m, "Bedrock API error:"), strings.HasPrefix(m, "Model API error:"):
+		return ErrorModelAPI
+	case strings.HasPrefix(m, "Invalid model output"):
+		return ErrorInvalidOutput
+	case strings.HasPrefix(m, "Invalid input"):
+		return ErrorInvalidInput
+	case strings.HasPrefix(m, "Referenced job"):
+		return ErrorReference
+	case strings.HasPrefix(m, "Job attempt timed out"):
+		return ErrorTimeout
+	case strings.HasPrefix(m, "Cancelled by user"):
+		return ErrorCancelled
+	case strings.HasPrefix(m, "Worker lost"):
+		return ErrorLost
+	case strings.HasPrefix(m, "Internal error"):
+		return ErrorInternal
+	}
+	return Other
+}
+
+// Reasons a document parse was killed, the reason label of
+// jobsd_parse_kills_total.
+const (
+	KillTimeout   = "timeout"
+	KillMemory    = "memory"
+	KillCPU       = "cpu"
+	KillCancelled = "cancelled"
+)
+
+var killSet = setOf([]string{KillTimeout, KillMemory, KillCPU, KillCancelled})
+
+// The result label of jobsd_rescues_total.
+const (
+	RescueRetried = "retried" // an expired lease's job went back to the queue
+	RescueFailed  = "failed"  // it had no attempts left: FAILED, "Worker lost"
+)
+
+// Buckets: an attempt runs from milliseconds (local provider) to minutes
+// (a large document through a model; JOBS_WORKER_JOB_TIMEOUT is 5 m);
+// pickup is milliseconds when workers keep up and minutes in a backlog.
+var (
+	attemptBuckets = []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600}
+	pickupBuckets  = []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600}
+)
+
+// Worker holds a worker process's series. Every method of a nil *Worker
+// does nothing, so code and tests that build a worker without metrics need
+// no checks.
+type Worker struct {
+	started  *prometheus.CounterVec
+	attempts *prometheus.CounterVec
+	duration *prometheus.HistogramVec
+	pickup   *prometheus.HistogramVec
+	rescues  *prometheus.CounterVec
+	kills    *prometheus.CounterVec
+	inFlight prometheus.Gauge
+}
+
+// NewWorker registers the worker's series on reg.
+func NewWorker(reg prometheus.Registerer) *Worker {
+	w := &Worker{
+		started: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "jobsd_attempts_started_total",
+			Help: "Attempts started, by job type.",
+		}, []string{"type"}),
+		attempts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "jobsd_attempts_total",
+			Help: "Attempts ended, by job type, outcome and error class.",
+		}, []string{"type", "outcome", "error_class"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "jobsd_attempt_duration_seconds",
+			Help:    "How long an attempt ran, by job type.",
+			Buckets: attemptBuckets,
+		}, []string{"type"}),
+		pickup: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "jobsd_pickup_latency_seconds",
+			Help:    "Time from a job's creation to its first claim, by job type.",
+			Buckets: pickupBuckets,
+		}, []string{"type"}),
+		rescues: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "jobsd_rescues_total",
+			Help: "Jobs whose lease expired, found by the rescuer: returned to the queue (retried) or failed.",
+		}, []string{"result"}),
+		kills: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "jobsd_parse_kills_total",
+			Help: "Document parses killed, by reason (timeout, memory, cpu, cancelled).",
+		}, []string{"reason"}),
+		inFlight: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "jobsd_worker_jobs_in_flight",
+			Help: "Jobs this worker is running now.",
+		}),
+	}
+	reg.MustRegister(w.started, w.attempts, w.duration, w.pickup, w.rescues, w.kills, w.inFlight)
+	for _, r := range []string{RescueRetried, RescueFailed} {
+		w.rescues.WithLabelValues(r)
+	}
+	for _, k := range []string{KillTimeout, KillMemory, KillCPU, KillCancelled} {
+		w.kills.WithLabelValues(k)
+	}
+	for _, t := range JobTypes {
+		w.started.WithLabelValues(t)
+		// The failure-ratio alert divides failed by all attempts; both
+		// series should exist before the first failure.
+		w.attempts.WithLabelValues(t, OutcomeCompleted, ErrorNone)
+	}
+	return w
+}
+
+// AttemptStarted counts an attempt of a job of jobType beginning.
+func (w *Worker) AttemptStarted(jobType string) {
+	if w == nil {
+		return
+	}
+	w.started.WithLabelValues(typeLabel(jobType)).Inc()
+}
+
+// AttemptEnded counts an attempt's end and its duration d. outcome is one
+// of the Outcome* constants; errorClass one of the Error* constants (""
+// for none; ErrorClassOf derives it from the client message). Values
+// outside those sets are counted as Other.
+func (w *Worker) AttemptEnded(jobType, outcome, errorClass string, d time.Duration) {
+	if w == nil {
+		return
+	}
+	t := typeLabel(jobType)
+	w.attempts.WithLabelValues(t, oneOf(outcomeSet, outcome), ErrorClass(errorClass)).Inc()
+	w.duration.WithLabelValues(t).Observe(d.Seconds())
+}
+
+// Pickup records how long a job waited from creation to its first claim.
+// Call it for first attempts only: a retry waits for its backoff, which is
+// not pickup latency.
+func (w *Worker) Pickup(jobType string, d time.Duration) {
+	if w == nil {
+		return
+	}
+	if d < 0 { // the database's and this host's clocks disagree
+		d = 0
+	}
+	w.pickup.WithLabelValues(typeLabel(jobType)).Observe(d.Seconds())
+}
+
+// Rescued counts one rescuer pass's results: jobs returned to the queue and
+// jobs failed for having no attempts left.
+func (w *Worker) Rescued(retried, failed int) {
+	if w == nil {
+		return
+	}
+	if retried > 0 {
+		w.rescues.WithLabelValues(RescueRetried).Add(float64(retried))
+	}
+	if failed > 0 {
+		w.rescues.WithLabelValues(RescueFailed).Add(float64(failed))
+	}
+}
+
+// ParseKilled counts a document parse killed for reason (one of the Kill*
+// constants; anything else is Other).
+func (w *Worker) ParseKilled(reason string) {
+	if w == nil {
+		return
+	}
+	w.kills.WithLabelValues(oneOf(killSet, reason)).Inc()
+}
+
+// SetInFlight sets how many jobs the worker is running now.
+func (w *Worker) SetInFlight(n int) {
+	if w == nil {
+		return
+	}
+	w.inFlight.Set(float64(n))
+}
