@@ -45,6 +45,9 @@ type Env struct {
 	// error wrapping ErrReferenceNotFound when the job does not exist OR
 	// belongs to another user (indistinguishable).
 	LoadJob func(ctx context.Context, id string) (Ref, error)
+	// Parser parses PARSE_DOCUMENT's PDF and DOCX documents in child
+	// processes under its limits; nil uses one with the default limits.
+	Parser *Parser
 }
 
 // Ref is a referenced job as a handler sees it.

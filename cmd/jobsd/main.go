@@ -16,6 +16,8 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/jobsd/jobsd/internal/sandbox"
 )
 
 const usage = `usage: jobsd <command> [flags]
@@ -32,6 +34,9 @@ the environment; see the README's configuration table.
 `
 
 func main() {
+	// A PDF or DOCX parse re-executes this binary (internal/sandbox): in
+	// that child, Main parses and exits before anything below runs.
+	sandbox.Main()
 	if len(os.Args) < 2 {
 		fmt.Fprint(os.Stderr, usage)
 		os.Exit(2)
