@@ -293,6 +293,7 @@ func parseDOCX(doc []byte) (parseResult, error) {
 		style, outline    string
 		inPara, inText    bool
 		sawDocumentMarkup bool
+		textBytes         int
 	)
 	for {
 		tok, err := dec.Token()
@@ -342,6 +343,11 @@ func parseDOCX(doc []byte) (parseResult, error) {
 		case xml.CharData:
 			if inText && inPara {
 				text.Write(t)
+				// Stop at what can never fit in a result rather than
+				// collect up to 64 MiB of text to find out.
+				if textBytes += len(t); textBytes > MaxResultBytes {
+					return parseResult{}, tooLarge("document")
+				}
 			}
 		}
 	}

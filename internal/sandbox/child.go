@@ -48,6 +48,7 @@ func child(name string) int {
 		fmt.Fprintf(os.Stderr, "sandbox: writing output: %v\n", err)
 		return exitSetup
 	}
+	reportPeak()
 	return 0
 }
 

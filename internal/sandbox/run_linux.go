@@ -110,12 +110,12 @@ watch:
 	stats.Wall = time.Since(start)
 	if ps := cmd.ProcessState; ps != nil {
 		stats.CPU = ps.UserTime() + ps.SystemTime()
-		// The kernel's own peak (ru_maxrss, KiB) also covers a child too
-		// short-lived for the watcher to sample.
-		if ru, ok := ps.SysUsage().(*syscall.Rusage); ok {
-			stats.PeakRSS = max(stats.PeakRSS, ru.Maxrss<<10)
-		}
 	}
+	// A child that exits by itself reports its own peak (VmHWM), which
+	// covers one too short-lived for the watcher to sample. (The kernel's
+	// ru_maxrss cannot serve: across vfork and exec it keeps the parent's
+	// high-water mark.)
+	stats.PeakRSS = max(stats.PeakRSS, stderr.reportedPeak())
 
 	detail := func() string {
 		d := "exit: " + describe(cmd.ProcessState, waitErr)
@@ -196,6 +196,24 @@ func residentBytes(pid int) int64 {
 		return 0
 	}
 	return pages * pageSize
+}
+
+// reportPeak writes the child's peak RSS to stderr, where the parent's
+// tailBuffer keeps it (the last line).
+func reportPeak() {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return
+	}
+	for line := range strings.Lines(string(b)) {
+		if kib, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			n, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(kib), "kB")), 10, 64)
+			if err == nil {
+				fmt.Fprintf(os.Stderr, "\n%s%d\n", peakPrefix, n<<10)
+			}
+			return
+		}
+	}
 }
 
 // setCPULimit sets RLIMIT_CPU (soft and hard): at the hard limit the

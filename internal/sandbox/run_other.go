@@ -12,3 +12,5 @@ func Run(ctx context.Context, name string, input []byte, lim Limits) ([]byte, St
 }
 
 func setCPULimit(seconds uint64) error { return ErrUnsupported }
+
+func reportPeak() {}

@@ -51,6 +51,7 @@ import (
 	"fmt"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -231,6 +232,29 @@ func (b *tailBuffer) String() string {
 		return string(b.head)
 	}
 	return string(b.head) + " ... " + string(b.tail)
+}
+
+// peakPrefix starts the line in which a child reports its peak RSS.
+const peakPrefix = "sandbox-peak-rss-bytes: "
+
+// reportedPeak is the peak RSS a child wrote as its last stderr line, and
+// removes that line (it is not part of a crash report); 0 if none.
+func (b *tailBuffer) reportedPeak() int64 {
+	buf := &b.head
+	if len(b.tail) > 0 {
+		buf = &b.tail
+	}
+	s := strings.TrimRight(string(*buf), "\n")
+	i := strings.LastIndex(s, "\n"+peakPrefix)
+	if i < 0 {
+		return 0
+	}
+	n, err := strconv.ParseInt(s[i+1+len(peakPrefix):], 10, 64)
+	if err != nil {
+		return 0
+	}
+	*buf = (*buf)[:i]
+	return n
 }
 
 // errTooMuchOutput stops the copy of a child's stdout at Limits.MaxOutput.
