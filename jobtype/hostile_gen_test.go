@@ -6,6 +6,7 @@ import (
 	"compress/flate"
 	"encoding/binary"
 	"fmt"
+	"hash/adler32"
 	"hash/crc32"
 	"strings"
 	"testing"
@@ -19,19 +20,22 @@ import (
 var hostileCorpus = []struct {
 	name string
 	gen  func(t testing.TB) []byte
+	// large files (over 64 KiB) are generated when the tests run rather
+	// than kept in testdata/hostile.
+	large bool
 }{
-	{"pdf-self-referencing-page-tree.pdf", func(testing.TB) []byte { return selfReferencingPDF() }},
-	{"pdf-deep-nesting.pdf", func(testing.TB) []byte { return deepNestingPDF(100000) }},
-	{"pdf-huge-stream-length.pdf", func(testing.TB) []byte { return hugeStreamLengthPDF() }},
-	{"pdf-flate-bomb.pdf", func(t testing.TB) []byte { return flateBombPDF(t) }},
-	{"docx-zip-bomb.docx", func(t testing.TB) []byte { return zipBombDOCX(t, 1<<30, 0) }},
-	{"docx-zip-bomb-lying-size.docx", func(t testing.TB) []byte { return zipBombDOCX(t, 32<<20, 1<<20) }},
-	{"docx-zip-bomb-under-cap.docx", func(t testing.TB) []byte { return zipBombDOCX(t, maxDocxXMLBytes-4096, 0) }},
-	{"docx-billion-laughs.docx", func(t testing.TB) []byte { return billionLaughsDOCX(t) }},
-	{"docx-invalid-utf8.docx", func(t testing.TB) []byte {
+	{name: "pdf-self-referencing-page-tree.pdf", gen: func(testing.TB) []byte { return selfReferencingPDF() }},
+	{name: "pdf-deep-nesting.pdf", gen: func(testing.TB) []byte { return deepNestingPDF(100000) }, large: true},
+	{name: "pdf-huge-stream-length.pdf", gen: func(testing.TB) []byte { return hugeStreamLengthPDF() }},
+	{name: "pdf-flate-bomb.pdf", gen: flateBombPDF, large: true},
+	{name: "docx-zip-bomb.docx", gen: func(t testing.TB) []byte { return zipBombDOCX(t, 1<<30, 0) }, large: true},
+	{name: "docx-zip-bomb-lying-size.docx", gen: func(t testing.TB) []byte { return zipBombDOCX(t, 32<<20, 1<<20) }},
+	{name: "docx-zip-bomb-under-cap.docx", gen: func(t testing.TB) []byte { return zipBombDOCX(t, maxDocxXMLBytes-4096, 0) }},
+	{name: "docx-billion-laughs.docx", gen: billionLaughsDOCX},
+	{name: "docx-invalid-utf8.docx", gen: func(t testing.TB) []byte {
 		return rawDOCX(t, []byte(docxHead+"<w:p><w:r><w:t>caf\xe9 \xff\xfe na\xefve</w:t></w:r></w:p>"+docxTail))
 	}},
-	{"text-invalid-utf8.txt", func(testing.TB) []byte { return []byte("Quarterly report\n\ncaf\xe9 \xff\xfe na\xefve\n") }},
+	{name: "text-invalid-utf8.txt", gen: func(testing.TB) []byte { return []byte("Quarterly report\n\ncaf\xe9 \xff\xfe na\xefve\n") }},
 }
 
 // pdfFile assembles numbered objects into a PDF with a correct xref table,
@@ -112,16 +116,15 @@ func rawDOCX(t testing.TB, documentXML []byte) []byte {
 
 // bombChunk is the unit a bomb repeats: one deflate block that encodes
 // this many bytes of a fill pattern, from a window of the same pattern.
-const bombChunk = 16 << 20
+const bombChunk = 1 << 20
 
 // deflateBomb returns a raw deflate stream of head, n+1 chunks of fill
 // (repeated to bombChunk bytes) and tail, at the format's best ratio (about
 // 1:1000) without compressing it all: once the window holds the pattern, the
-// block that encodes a chunk can be repeated. It also returns the content's
-// real size and a checksum of it computed by sum (crc32 or adler32 style:
-// sum(prev, p) extends prev over p).
-func deflateBomb(t testing.TB, head, fill, tail []byte, n int64, sum func(uint32, []byte) uint32, sum0 uint32) (stream []byte, size int64, check uint32) {
-	chunk := bytes.Repeat(fill, bombChunk/len(fill))
+// block that encodes a chunk can be repeated. It also returns one chunk, for
+// the caller's checksum.
+func deflateBomb(t testing.TB, head, fill, tail []byte, n int64) (stream, chunk []byte) {
+	chunk = bytes.Repeat(fill, bombChunk/len(fill))
 	var buf bytes.Buffer
 	fw, err := flate.NewWriter(&buf, flate.BestCompression)
 	if err != nil {
@@ -143,16 +146,8 @@ func deflateBomb(t testing.TB, head, fill, tail []byte, n int64, sum func(uint32
 		t.Fatal(err)
 	}
 	last := bytes.Clone(buf.Bytes()[start:])
-	stream = append(append(first, bytes.Repeat(repeat, int(n))...), last...)
-	check = sum(sum0, head)
-	for range n + 1 {
-		check = sum(check, chunk)
-	}
-	check = sum(check, tail)
-	return stream, int64(len(head)) + (n+1)*int64(len(chunk)) + int64(len(tail)), check
+	return append(append(first, bytes.Repeat(repeat, int(n))...), last...), chunk
 }
-
-func crc32Sum(prev uint32, p []byte) uint32 { return crc32.Update(prev, crc32.IEEETable, p) }
 
 // zipBombDOCX: a word/document.xml of one paragraph whose text is about
 // size bytes of "a". declared, when not 0, is the size the zip's directory
@@ -160,7 +155,14 @@ func crc32Sum(prev uint32, p []byte) uint32 { return crc32.Update(prev, crc32.IE
 func zipBombDOCX(t testing.TB, size, declared int64) []byte {
 	head := []byte(docxHead + "<w:p><w:r><w:t>")
 	tail := []byte("</w:t></w:r></w:p>" + docxTail)
-	stream, real, crc := deflateBomb(t, head, []byte("a"), tail, max(size/bombChunk-1, 0), crc32Sum, 0)
+	n := max(size/bombChunk-1, 0)
+	stream, chunk := deflateBomb(t, head, []byte("a"), tail, n)
+	crc := crc32.ChecksumIEEE(head)
+	for range n + 1 {
+		crc = crc32.Update(crc, crc32.IEEETable, chunk)
+	}
+	crc = crc32.Update(crc, crc32.IEEETable, tail)
+	real := int64(len(head)) + (n+1)*bombChunk + int64(len(tail))
 	if declared == 0 {
 		declared = real
 	}
@@ -184,7 +186,16 @@ func zipBombDOCX(t testing.TB, size, declared int64) []byte {
 // of text-showing operators; the text extractor collects it all.
 func flateBombPDF(t testing.TB) []byte {
 	line := []byte("(" + strings.Repeat("a", 58) + ") Tj\n") // 64 bytes
-	stream, _, adler := deflateBomb(t, []byte("BT /F1 12 Tf 72 720 Td\n"), line, []byte("ET\n"), (512<<20)/bombChunk-1, adler32Sum, 1)
+	head, tail := []byte("BT /F1 12 Tf 72 720 Td\n"), []byte("ET\n")
+	n := int64(512<<20)/bombChunk - 1
+	stream, chunk := deflateBomb(t, head, line, tail, n)
+	// Adler-32 of 512 MiB by combining the chunk's (hashing it all takes
+	// seconds under -race).
+	adler, one := adler32.Checksum(head), adler32.Checksum(chunk)
+	for range n + 1 {
+		adler = adler32Combine(adler, one, bombChunk)
+	}
+	adler = adler32Combine(adler, adler32.Checksum(tail), int64(len(tail)))
 	// zlib: header (deflate, 32 KiB window, best compression), stream, Adler-32.
 	z := append([]byte{0x78, 0xda}, stream...)
 	z = binary.BigEndian.AppendUint32(z, adler)
@@ -197,19 +208,18 @@ func flateBombPDF(t testing.TB) []byte {
 	)
 }
 
-// adler32Sum extends an Adler-32 checksum (hash/adler32 has no Update).
-func adler32Sum(prev uint32, p []byte) uint32 {
+// adler32Combine is the Adler-32 of A followed by B, from A's and B's
+// checksums and B's length (zlib's adler32_combine).
+func adler32Combine(a, b uint32, lenB int64) uint32 {
 	const mod = 65521
-	a, b := prev&0xffff, prev>>16
-	for len(p) > 0 {
-		k := min(len(p), 5552) // the most bytes before the sums can overflow
-		for _, c := range p[:k] {
-			a += uint32(c)
-			b += a
-		}
-		a, b, p = a%mod, b%mod, p[k:]
-	}
-	return b<<16 | a
+	rem := uint64(lenB % mod)
+	s1 := uint64(a & 0xffff)
+	s2 := rem * s1 % mod
+	s1 += uint64(b&0xffff) + mod - 1
+	s2 += uint64(a>>16) + uint64(b>>16) + mod - rem
+	s1 %= mod
+	s2 %= mod
+	return uint32(s2<<16 | s1)
 }
 
 // billionLaughsDOCX: nine levels of entities, each ten of the one below

@@ -59,6 +59,9 @@ type ParseStats struct {
 	PeakRSS int64
 	// Wall is the child's lifetime; CPU its user plus system time.
 	Wall, CPU time.Duration
+	// Limit is why the child was stopped: "time", "memory", "cpu",
+	// "output" or "crash" (internal/sandbox's Reason); "" when it was not.
+	Limit string
 	// Err is the parse's error as the handler returns it (nil on success).
 	Err error
 }
@@ -151,16 +154,20 @@ func (p *Parser) parse(ctx context.Context, contentType string, doc []byte) (jso
 
 	input := make([]byte, 0, len(contentType)+1+len(doc))
 	input = append(append(append(input, contentType...), '\n'), doc...)
-	out, stats, err := sandbox.Run(ctx, sandboxParse, input, sandbox.Limits{
+	out, stats, runErr := sandbox.Run(ctx, sandboxParse, input, sandbox.Limits{
 		Timeout: p.opts.Timeout,
 		Memory:  p.opts.Memory,
 		// The child refuses results over MaxResultBytes itself; anything
 		// much longer is not a reply.
 		MaxOutput: MaxResultBytes + 64<<10,
 	})
-	res, err := p.reply(ctx, out, err)
+	res, err := p.reply(ctx, out, runErr)
 	if p.opts.Observe != nil {
-		p.opts.Observe(ParseStats{ContentType: contentType, PeakRSS: stats.PeakRSS, Wall: stats.Wall, CPU: stats.CPU, Err: err})
+		st := ParseStats{ContentType: contentType, PeakRSS: stats.PeakRSS, Wall: stats.Wall, CPU: stats.CPU, Err: err}
+		if le := (*sandbox.LimitError)(nil); errors.As(runErr, &le) {
+			st.Limit = string(le.Reason)
+		}
+		p.opts.Observe(st)
 	}
 	return res, err
 }

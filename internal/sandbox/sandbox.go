@@ -31,8 +31,8 @@
 // second above the wall-clock budget (a backstop should the parent be stopped
 // or starved; the kernel kills the child at the hard limit), GOMEMLIMIT at 70%
 // of the memory limit (the collector works harder before the parent's
-// watcher has to kill), a goroutine stack cap (deep recursion ends in a
-// crash, not in gigabytes of stack) and GOMAXPROCS=1 (one child holds at
+// watcher has to kill), a goroutine stack cap of an eighth of it (deep
+// recursion ends in a crash, not in gigabytes of stack) and GOMAXPROCS=1 (one child holds at
 // most about one core). RLIMIT_AS is not used: the Go runtime and the race
 // detector reserve far more address space than they use.
 //
@@ -197,12 +197,15 @@ func childEnv(name string, lim Limits) []string {
 		envCPU + "=" + strconv.FormatUint(cpuSeconds(lim.Timeout), 10),
 		envMemory + "=" + strconv.FormatInt(lim.Memory, 10),
 	}
-	for _, k := range []string{"GODEBUG", "GORACE", "GOCOVERDIR", "GOTRACEBACK", "TMPDIR"} {
+	for _, k := range []string{"GODEBUG", "GOCOVERDIR", "GOTRACEBACK", "TMPDIR"} {
 		if v, ok := os.LookupEnv(k); ok {
 			env = append(env, k+"="+v)
 		}
 	}
-	return env
+	// A binary built with -race sleeps a second before it exits (so late
+	// reports get out); a child's exit is the end of its parse, so skip it.
+	// Other builds ignore GORACE.
+	return append(env, "GORACE="+strings.TrimSpace(os.Getenv("GORACE")+" atexit_sleep_ms=0"))
 }
 
 // tailBuffer keeps the last max bytes written to it (a child's stderr: the
