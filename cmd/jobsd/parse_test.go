@@ -3,10 +3,13 @@ package main
 import (
 	"encoding/json"
 	"os"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 	"github.com/google/uuid"
 
 	"github.com/jobsd/jobsd/internal/pgtest"
@@ -83,5 +86,43 @@ func TestWorkerKilledMidParse(t *testing.T) {
 			t.Fatalf("parse child %d still running 5 s after its worker was killed", child)
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestParseOptions(t *testing.T) {
+	cases := []struct {
+		name    string
+		env     map[string]string
+		want    jobtype.ParseOptions
+		wantErr string
+	}{
+		{"defaults", nil, jobtype.ParseOptions{Timeout: 30 * time.Second, Memory: 512 << 20, Concurrency: 2}, ""},
+		{"set", map[string]string{"JOBS_PARSE_TIMEOUT": "5s", "JOBS_PARSE_MEMORY": "1GiB", "JOBS_PARSE_CONCURRENCY": "4"},
+			jobtype.ParseOptions{Timeout: 5 * time.Second, Memory: 1 << 30, Concurrency: 4}, ""},
+		{"bytes", map[string]string{"JOBS_PARSE_MEMORY": "100000000"}, jobtype.ParseOptions{Timeout: 30 * time.Second, Memory: 100000000, Concurrency: 2}, ""},
+		{"zero timeout", map[string]string{"JOBS_PARSE_TIMEOUT": "0s"}, jobtype.ParseOptions{}, "JOBS_PARSE_TIMEOUT"},
+		{"bad size", map[string]string{"JOBS_PARSE_MEMORY": "lots"}, jobtype.ParseOptions{}, "JOBS_PARSE_MEMORY"},
+		{"tiny memory", map[string]string{"JOBS_PARSE_MEMORY": "1MiB"}, jobtype.ParseOptions{}, "JOBS_PARSE_MEMORY"},
+		{"no slots", map[string]string{"JOBS_PARSE_CONCURRENCY": "0"}, jobtype.ParseOptions{}, "JOBS_PARSE_CONCURRENCY"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			for _, k := range []string{"JOBS_PARSE_TIMEOUT", "JOBS_PARSE_MEMORY", "JOBS_PARSE_CONCURRENCY"} {
+				t.Setenv(k, c.env[k])
+			}
+			got, err := parseOptions(nil)
+			if c.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), c.wantErr) {
+					t.Fatalf("err = %v, want one naming %s", err, c.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(c.want, got, cmpopts.IgnoreFields(jobtype.ParseOptions{}, "Log", "Observe")); diff != "" {
+				t.Errorf("(-want +got)\n%s", diff)
+			}
+		})
 	}
 }
