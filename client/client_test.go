@@ -18,12 +18,16 @@ import (
 	"github.com/jobsd/jobsd/client"
 	"github.com/jobsd/jobsd/gen"
 	"github.com/jobsd/jobsd/internal/apitest"
+	"github.com/jobsd/jobsd/internal/sandbox"
 	"github.com/jobsd/jobsd/timestamp"
 )
 
 var srv *apitest.Server
 
-func TestMain(m *testing.M) { os.Exit(apitest.Main(m, &srv)) }
+func TestMain(m *testing.M) {
+	sandbox.Main() // the worker's PDF and DOCX parses re-execute this binary
+	os.Exit(apitest.Main(m, &srv))
+}
 
 // recorder counts the requests a client sends.
 type recorder struct {

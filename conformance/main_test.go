@@ -13,6 +13,7 @@ import (
 
 	"github.com/jobsd/jobsd/auth"
 	"github.com/jobsd/jobsd/internal/apitest"
+	"github.com/jobsd/jobsd/internal/sandbox"
 )
 
 // clientID is the app client whose tokens the in-process server accepts.
@@ -30,6 +31,7 @@ var env struct {
 }
 
 func TestMain(m *testing.M) {
+	sandbox.Main() // the worker's PDF and DOCX parses re-execute this binary
 	os.Exit(run(m))
 }
 

@@ -13,6 +13,10 @@
 //     level-1 headings), text/markdown (ATX headings), DOCX (word/document.xml;
 //     Title, Heading1..6 and outline levels become headings) and PDF (text
 //     extraction with github.com/ledongthuc/pdf; counts.pages). No model call.
+//     PDF and DOCX are parsed in a child process ([Parser], internal/sandbox)
+//     that is killed at [ParseOptions]' time and memory limits, because a
+//     hostile file can make their parsers loop, recurse or allocate without
+//     end (testdata/hostile holds such files).
 //   - GAP_DETECTION and RISK_ANALYSIS: analyse `text` or the sections of a
 //     referenced COMPLETED PARSE_DOCUMENT job. When the configured provider is
 //     the local one ([model.IsLocal]) they run deterministic algorithms
@@ -45,6 +49,10 @@
 //	Referenced job <id> is not COMPLETED       permanent
 //	Referenced job <id> is not a PARSE_DOCUMENT job
 //	                                           permanent (GAP_DETECTION, RISK_ANALYSIS)
+//	Document could not be parsed within its limits
+//	                                           permanent; a PDF or DOCX whose parse was
+//	                                           stopped at its time, memory or CPU limit,
+//	                                           or made the parser crash
 //	Internal error while processing the job    any other error (retryable)
 //
 // "Cancelled by user" and "Worker lost" are written by the worker, not here.

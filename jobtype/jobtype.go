@@ -45,6 +45,9 @@ type Env struct {
 	// error wrapping ErrReferenceNotFound when the job does not exist OR
 	// belongs to another user (indistinguishable).
 	LoadJob func(ctx context.Context, id string) (Ref, error)
+	// Parser parses PARSE_DOCUMENT's PDF and DOCX documents in child
+	// processes under its limits; nil uses one with the default limits.
+	Parser *Parser
 }
 
 // Ref is a referenced job as a handler sees it.
@@ -167,9 +170,14 @@ func marshalResult(v any, field string) (json.RawMessage, error) {
 		return nil, fmt.Errorf("encoding result: %w", err)
 	}
 	if len(b) > MaxResultBytes {
-		return nil, invalidInput(field, fmt.Sprintf("produces a result larger than %d MiB", MaxResultBytes>>20))
+		return nil, tooLarge(field)
 	}
 	return b, nil
+}
+
+// tooLarge is the invalid input whose result would pass MaxResultBytes.
+func tooLarge(field string) error {
+	return invalidInput(field, fmt.Sprintf("produces a result larger than %d MiB", MaxResultBytes>>20))
 }
 
 // loadReference loads a referenced job, requires it to be COMPLETED and, when

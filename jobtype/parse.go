@@ -131,13 +131,13 @@ func handleParseDocument(ctx context.Context, env Env, input json.RawMessage) (j
 	)
 	switch ct := string(in.ContentType); ct {
 	case ContentTypeText:
-		res, err = parsePlain(in.Document)
+		res, err = parsePlain(ctx, in.Document)
 	case ContentTypeMarkdown:
-		res, err = parseMarkdown(in.Document)
-	case ContentTypeDOCX:
-		res, err = parseDOCX(in.Document)
-	case ContentTypePDF:
-		res, err = parsePDF(in.Document)
+		res, err = parseMarkdown(ctx, in.Document)
+	case ContentTypeDOCX, ContentTypePDF:
+		// Third-party and decompression code over untrusted bytes: in a
+		// child process that is killed at its limits (see sandbox.go).
+		return env.parser().parse(ctx, ct, in.Document)
 	default:
 		return nil, invalidInput("contentType", fmt.Sprintf("%q is not supported", ct))
 	}
@@ -157,29 +157,38 @@ func decodeText(doc []byte, kind string) (string, error) {
 	return strings.ReplaceAll(s, "\r", "\n"), nil
 }
 
-func parsePlain(doc []byte) (parseResult, error) {
+// checkEvery is how many lines or paragraphs the in-process parsers handle
+// between looks at their context: 5 MiB of text takes 0.1-0.2 s (about 10 s
+// with -race), so a cancelled job should not wait for all of it.
+const checkEvery = 4096
+
+func parsePlain(ctx context.Context, doc []byte) (parseResult, error) {
 	text, err := decodeText(doc, "text")
 	if err != nil {
 		return parseResult{}, err
 	}
-	return plainSections(text, ContentTypeText, nil), nil
+	return plainSections(ctx, text, ContentTypeText, nil)
 }
 
 var blankLines = regexp.MustCompile(`\n[ \t]*\n+`)
 
 // plainSections splits text into paragraphs; a short, title-like
 // single-line paragraph followed by more text becomes a level-1 heading.
-func plainSections(text, contentType string, pages *int) parseResult {
+// It stops with ctx's error when ctx ends.
+func plainSections(ctx context.Context, text, contentType string, pages *int) (parseResult, error) {
 	var b sectionBuilder
 	paras := blankLines.Split(strings.Trim(text, "\n"), -1)
 	for i, p := range paras {
+		if i%checkEvery == 0 && ctx.Err() != nil {
+			return parseResult{}, ctx.Err()
+		}
 		if i+1 < len(paras) && looksLikeHeading(p) {
 			b.heading(strings.TrimSpace(p), 1)
 			continue
 		}
 		b.paragraph(p)
 	}
-	return b.result(contentType, pages)
+	return b.result(contentType, pages), nil
 }
 
 var numberedHeading = regexp.MustCompile(`^(\d+(\.\d+)*\.?|[IVX]+\.)\s+\p{Lu}`)
@@ -221,7 +230,7 @@ var (
 	fence      = regexp.MustCompile("^ {0,3}(```|~~~)")
 )
 
-func parseMarkdown(doc []byte) (parseResult, error) {
+func parseMarkdown(ctx context.Context, doc []byte) (parseResult, error) {
 	text, err := decodeText(doc, "Markdown")
 	if err != nil {
 		return parseResult{}, err
@@ -233,7 +242,10 @@ func parseMarkdown(doc []byte) (parseResult, error) {
 		b.paragraph(strings.Join(para, "\n"))
 		para = para[:0]
 	}
-	for _, line := range strings.Split(text, "\n") {
+	for i, line := range strings.Split(text, "\n") {
+		if i%checkEvery == 0 && ctx.Err() != nil {
+			return parseResult{}, ctx.Err()
+		}
 		if m := fence.FindStringSubmatch(line); m != nil {
 			if inFence == "" {
 				inFence = m[1]
@@ -288,6 +300,7 @@ func parseDOCX(doc []byte) (parseResult, error) {
 		style, outline    string
 		inPara, inText    bool
 		sawDocumentMarkup bool
+		textBytes         int
 	)
 	for {
 		tok, err := dec.Token()
@@ -337,6 +350,11 @@ func parseDOCX(doc []byte) (parseResult, error) {
 		case xml.CharData:
 			if inText && inPara {
 				text.Write(t)
+				// Stop at what can never fit in a result rather than
+				// collect up to 64 MiB of text to find out.
+				if textBytes += len(t); textBytes > MaxResultBytes {
+					return parseResult{}, tooLarge("document")
+				}
 			}
 		}
 	}
@@ -405,5 +423,6 @@ func parsePDF(doc []byte) (res parseResult, err error) {
 		}
 	}
 	text := strings.ToValidUTF8(sb.String(), "")
-	return plainSections(text, ContentTypePDF, &pages), nil
+	// In the child process, which is killed rather than cancelled.
+	return plainSections(context.Background(), text, ContentTypePDF, &pages)
 }

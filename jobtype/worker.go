@@ -14,13 +14,15 @@ import (
 )
 
 // WorkerHandlers wires every job type's handler to the worker: the attempt
-// number for the provider (its failure markers count attempts), and
-// references to other jobs read from st, scoped to the job's owner.
-func WorkerHandlers(st *store.Store, provider model.Provider) map[store.Type]worker.Handler {
+// number for the provider (its failure markers count attempts), references
+// to other jobs read from st, scoped to the job's owner, and one Parser
+// with the given limits for all the worker's PDF and DOCX parses.
+func WorkerHandlers(st *store.Store, provider model.Provider, parse ParseOptions) map[store.Type]worker.Handler {
 	out := map[store.Type]worker.Handler{}
+	parser := NewParser(parse)
 	for name, h := range Registry() {
 		out[store.Type(name)] = func(ctx context.Context, j worker.Job) (json.RawMessage, error) {
-			env := Env{Model: provider, LoadJob: func(ctx context.Context, id string) (Ref, error) {
+			env := Env{Model: provider, Parser: parser, LoadJob: func(ctx context.Context, id string) (Ref, error) {
 				return loadRef(ctx, st, j.UserID, id)
 			}}
 			return h(model.WithAttempt(ctx, j.Attempt), env, j.Input)

@@ -12,13 +12,17 @@ import (
 
 	"github.com/jobsd/jobsd/gen"
 	"github.com/jobsd/jobsd/internal/apitest"
+	"github.com/jobsd/jobsd/internal/sandbox"
 )
 
 var srv *apitest.Server
 
 // TestMain starts the real API and a worker with the local model provider;
 // JOBS_URL and JOBS_TOKEN (an admin's) point jobsctl at them.
-func TestMain(m *testing.M) { os.Exit(apitest.Main(m, &srv)) }
+func TestMain(m *testing.M) {
+	sandbox.Main() // the worker's PDF and DOCX parses re-execute this binary
+	os.Exit(apitest.Main(m, &srv))
+}
 
 // jobsctl runs the CLI and returns its exit status, stdout and stderr.
 func jobsctl(t *testing.T, args ...string) (int, string, string) {

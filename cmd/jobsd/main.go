@@ -20,6 +20,7 @@ import (
 	"syscall"
 
 	"github.com/jobsd/jobsd/internal/buildinfo"
+	"github.com/jobsd/jobsd/internal/sandbox"
 )
 
 const usage = `usage: jobsd <command> [flags]
@@ -37,6 +38,9 @@ variables it reads; flags win over the environment.
 `
 
 func main() {
+	// A PDF or DOCX parse re-executes this binary (internal/sandbox): in
+	// that child, Main parses and exits before anything below runs.
+	sandbox.Main()
 	if len(os.Args) < 2 {
 		fmt.Fprint(os.Stderr, usage)
 		os.Exit(2)

@@ -33,10 +33,6 @@ var (
 	cmdsWorker  = []string{"worker", "dev"}
 )
 
-// comingWithParseIsolation is the reason of the rows the worker rewrite
-// (document parsing in child processes) brings.
-const comingWithParseIsolation = "read by the worker rewrite that runs document parses in child processes, merged separately"
-
 var envSettings = []setting{
 	{name: "DATABASE_URL", meaning: "PostgreSQL URL; required (or --database-url)", commands: []string{"serve", "worker", "migrate"}},
 	{name: "DATABASE_URL", def: "a throwaway database", meaning: "PostgreSQL URL to use instead of a throwaway database", commands: []string{"dev"}},
@@ -61,6 +57,7 @@ var envSettings = []setting{
 	{name: "JOBS_RATE_READ_BURST", def: "100", meaning: "burst of per-user reads", commands: cmdsAPI},
 	{name: "JOBS_RATE_CREATE", def: "5", meaning: "per-user creations and cancellations (POST) per second; 0 turns the limit off", commands: cmdsAPI},
 	{name: "JOBS_RATE_CREATE_BURST", def: "20", meaning: "burst of per-user creations and cancellations", commands: cmdsAPI},
+	{name: "JOBS_METRICS_ADDR", def: "off; dev: a free 127.0.0.1 port", meaning: "where Prometheus /metrics, /healthz and /readyz are served; keep it on a private address", commands: []string{"serve", "worker", "dev"}},
 	{name: "JOBS_LOG_LEVEL", def: "info", meaning: "debug, info, warn or error (JSON lines on stderr)", commands: cmdsProcess},
 	{name: "JOBS_PPROF_ADDR", def: "off", meaning: "serves Go's profiler there, e.g. 127.0.0.1:6060; keep it on a loopback or private address", commands: []string{"serve", "worker"}},
 	{name: "JOBS_DEV_KEY", def: "user config dir/jobsd/dev-issuer.pem", meaning: "the dev issuer's signing key file", commands: []string{"dev", "token"}},
@@ -82,12 +79,13 @@ var envSettings = []setting{
 	{name: "JOBS_WORKER_BACKOFF_MAX", def: "1m", meaning: "cap of the retry delay", commands: cmdsWorker},
 	{name: "JOBS_WORKER_JOB_TIMEOUT", def: "5m", meaning: "one attempt's deadline", commands: cmdsWorker},
 	{name: "JOBS_WORKER_SHUTDOWN_WAIT", def: "20s", meaning: "how long in-flight jobs may finish after SIGTERM", commands: cmdsWorker},
-	{name: "JOBS_PARSE_TIMEOUT", meaning: "parse budget per document", commands: cmdsWorker, pending: comingWithParseIsolation},
-	{name: "JOBS_PARSE_MEMORY", meaning: "memory limit of a parse child", commands: cmdsWorker, pending: comingWithParseIsolation},
-	{name: "JOBS_PARSE_CONCURRENCY", meaning: "concurrent parses per worker", commands: cmdsWorker, pending: comingWithParseIsolation},
+	{name: "JOBS_PARSE_TIMEOUT", def: "30s", meaning: "wall-clock budget of one PDF or DOCX parse, in a child process killed at it", commands: cmdsWorker},
+	{name: "JOBS_PARSE_MEMORY", def: "512MiB", meaning: "resident memory one parse child may use; it is killed above it", commands: cmdsWorker},
+	{name: "JOBS_PARSE_CONCURRENCY", def: "2", meaning: "PDF and DOCX parses one worker runs at once; further parses wait for a slot", commands: cmdsWorker},
 	{name: "JOBS_WORKER_GRACE", def: "2s", meaning: "how long a handler may take to return after its deadline or a cancellation before the watchdog abandons it", commands: cmdsWorker},
 	{name: "JOBS_WORKER_MAX_STUCK", def: "(concurrency+1)/2", meaning: "abandoned handlers still running beyond which the worker exits for its supervisor", commands: cmdsWorker},
 	{name: "JOBS_WORKER_CRASH_MARKERS", def: "false; true in jobsd dev", meaning: "lets the [[simulate:crash]] markers kill the worker process; for tests and jobsd dev only", commands: cmdsWorker},
+	{name: "GORACE", def: "Go's", meaning: "race-detector builds only: passed on to parse children, which skip its exit delay", commands: cmdsWorker},
 	{name: "GOGC", def: "400; Go's own is 100", meaning: "Go's GC target; the worker raises the default because its live heap is tiny", commands: []string{"worker"}},
 }
 

@@ -108,7 +108,11 @@ func newWorker(st *store.Store, listenURL string, cfg worker.Config) (*worker.Wo
 	cfg.Log.Info("model provider", "provider", provider.Name())
 	cfg.Store = st
 	cfg.ListenURL = listenURL
-	cfg.Handlers = jobtype.WorkerHandlers(st, provider)
+	parse, err := parseOptions(cfg.Log)
+	if err != nil {
+		return nil, err
+	}
+	cfg.Handlers = jobtype.WorkerHandlers(st, provider, parse)
 	cfg.Classify = jobtype.Classify
 	return worker.New(cfg)
 }

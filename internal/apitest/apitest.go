@@ -126,7 +126,7 @@ func Start(opts Options) (s *Server, err error) {
 	if !opts.NoWorker {
 		w, err := worker.New(worker.Config{
 			Store:        st,
-			Handlers:     jobtype.WorkerHandlers(st, model.NewLocal()),
+			Handlers:     jobtype.WorkerHandlers(st, model.NewLocal(), jobtype.ParseOptions{}),
 			Classify:     jobtype.Classify,
 			Log:          log,
 			ListenURL:    url,
