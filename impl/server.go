@@ -103,7 +103,7 @@ func New(cfg Config) (*echo.Echo, error) {
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = errorHandler(cfg.Log)
-	e.Use(cfg.Metrics.Middleware(streamKind)) // first: it sees every answer
+	e.Use(metricsMiddleware(cfg.Metrics)) // first: it sees every answer
 	e.Use(middleware.RequestID())
 	e.Use(logRequests(cfg.Log))
 	e.Use(recoverPanics(cfg.Log))

@@ -3,7 +3,6 @@ package metrics
 import (
 	"encoding/json"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"regexp"
 	"slices"
@@ -11,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/labstack/echo/v4"
 	dto "github.com/prometheus/client_model/go"
 	"gopkg.in/yaml.v3"
 
@@ -31,10 +29,7 @@ func processSeries(t *testing.T) map[string]bool {
 	w := NewWorker(reg)
 
 	// Vectors export a series once they have a child: make one of each.
-	e := echo.New()
-	e.Use(api.Middleware(nil))
-	e.GET("/x", func(c echo.Context) error { return c.NoContent(http.StatusNoContent) })
-	e.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", "/x", nil))
+	api.Request("/x", http.MethodGet, "")(http.StatusNoContent)
 	w.AttemptEnded("AI_PREVIEW", OutcomeCompleted, "", time.Second)
 	w.Pickup("AI_PREVIEW", time.Second)
 

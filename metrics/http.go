@@ -1,10 +1,8 @@
 package metrics
 
 import (
-	"reflect"
 	"time"
 
-	"github.com/labstack/echo/v4"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -94,62 +92,32 @@ func (a *API) JobCancelled() {
 	a.cancelled.Inc()
 }
 
-// Middleware measures every request that reaches the echo server. Install
-// it first, so that it sees what every other middleware answers, including
-// authentication failures and the router's 404s; it writes an error
-// response itself (c.Error), as echo's logger does, so that the status it
-// records is the one sent.
+// Request starts measuring one request that matched route (a template, or
+// RouteUnmatched) and returns what records its end with the status sent.
 //
-// streamKind tells long polls and event streams apart (StreamLongPoll,
-// StreamEvents, or "" for an ordinary request); it runs after routing. Those
-// requests last as long as the job takes, so they are counted in
-// jobsd_http_requests_total and as open connections in
-// jobsd_http_open_streams, but kept out of the latency histogram and the
-// in-flight gauge, where they would drown the requests that should be fast.
-func (a *API) Middleware(streamKind func(echo.Context) string) echo.MiddlewareFunc {
+// kind tells long polls and event streams apart (StreamLongPoll,
+// StreamEvents, or "" for an ordinary request). Those requests last as long
+// as the job takes, so they are counted in jobsd_http_requests_total and as
+// open connections in jobsd_http_open_streams, but kept out of the latency
+// histogram and the in-flight gauge, where they would drown the requests
+// that should be fast. The HTTP layer (impl) calls it from its middleware,
+// so that this package links no web framework.
+func (a *API) Request(route, method, kind string) (done func(status int)) {
 	if a == nil {
-		return func(next echo.HandlerFunc) echo.HandlerFunc { return next }
+		return func(int) {}
 	}
-	return func(next echo.HandlerFunc) echo.HandlerFunc {
-		return func(c echo.Context) error {
-			route := routeLabel(c)
-			method := methodLabel(c.Request().Method)
-			kind := ""
-			if streamKind != nil && route != RouteUnmatched {
-				kind = streamKind(c)
-			}
-			start := time.Now()
-			if kind != "" {
-				g := a.streams.WithLabelValues(kind)
-				g.Inc()
-				defer g.Dec()
-			} else {
-				a.inFlight.Inc()
-				defer a.inFlight.Dec()
-			}
-			if err := next(c); err != nil {
-				c.Error(err)
-			}
-			a.requests.WithLabelValues(route, method, codeLabel(c.Response().Status)).Inc()
-			if kind == "" {
-				a.duration.WithLabelValues(route, method).Observe(time.Since(start).Seconds())
-			}
-			return nil
+	method = methodLabel(method)
+	start := time.Now()
+	g := a.inFlight
+	if kind != "" {
+		g = a.streams.WithLabelValues(kind)
+	}
+	g.Inc()
+	return func(status int) {
+		g.Dec()
+		a.requests.WithLabelValues(route, method, codeLabel(status)).Inc()
+		if kind == "" {
+			a.duration.WithLabelValues(route, method).Observe(time.Since(start).Seconds())
 		}
 	}
-}
-
-// notFound is echo's router-level 404 handler. When no route matches, echo
-// still sets c.Path() to the nearest node's path (a prefix of some route),
-// so the handler, not the path, tells an unmatched request.
-var notFound = reflect.ValueOf(echo.NotFoundHandler).Pointer()
-
-// routeLabel is the route template echo matched ("/api/jobs/:id"), or
-// RouteUnmatched. A 405 keeps its template: the path did match a route.
-func routeLabel(c echo.Context) string {
-	p := c.Path()
-	if p == "" || c.Handler() == nil || reflect.ValueOf(c.Handler()).Pointer() == notFound {
-		return RouteUnmatched
-	}
-	return p
 }

@@ -9,6 +9,7 @@ import (
 	"runtime/debug"
 	"time"
 
+	"github.com/jobsd/jobsd/metrics"
 	"github.com/jobsd/jobsd/store"
 )
 
@@ -57,8 +58,15 @@ func (w *Worker) start(jobCtx context.Context, c store.Claimed) {
 	w.mu.Lock()
 	w.inflight[c.ID] = a
 	w.busy++
+	n := len(w.inflight)
 	w.mu.Unlock()
 	w.pending.Add(1)
+	m := w.cfg.Metrics
+	m.AttemptStarted(string(c.Type))
+	if c.Attempts == 1 {
+		m.Pickup(string(c.Type), now.Sub(c.CreatedAt))
+	}
+	m.SetInFlight(n)
 	// Never blocks: there are Concurrency slots and room for as many tasks.
 	w.tasks <- a
 }
@@ -167,8 +175,10 @@ func (w *Worker) ended(e ending, ok bool, werr error) {
 	a.cancel()
 	w.mu.Lock()
 	delete(w.inflight, a.claim.ID)
+	n := len(w.inflight)
 	w.mu.Unlock()
 	w.freeSlot(a)
+	w.observe(e, ok, werr, n)
 	if ok && e.o.Kind == store.OutcomeRetry {
 		// Nothing notifies when a backoff ends: look again then, rather
 		// than at the next fallback poll.
@@ -176,6 +186,34 @@ func (w *Worker) ended(e ending, ok bool, werr error) {
 	}
 	w.logOutcome(e, ok, werr)
 	w.pending.Done()
+}
+
+// observe records an ended attempt in the worker's metrics.
+func (w *Worker) observe(e ending, ok bool, werr error, inflight int) {
+	m := w.cfg.Metrics
+	if m == nil {
+		return
+	}
+	m.SetInFlight(inflight)
+	outcome := metrics.OutcomeLost // not written: cancelled, rescued, or the write failed
+	if ok && werr == nil {
+		switch e.o.Kind {
+		case store.OutcomeCompleted:
+			outcome = metrics.OutcomeCompleted
+		case store.OutcomeRetry:
+			outcome = metrics.OutcomeRetried
+		case store.OutcomeFailed:
+			outcome = metrics.OutcomeFailed
+		case store.OutcomeRelease:
+			outcome = metrics.OutcomeHandedBack
+		}
+	}
+	class := metrics.ErrorNone
+	if e.err != nil {
+		_, msg := w.cfg.Classify(e.err)
+		class = metrics.ErrorClassOf(msg)
+	}
+	m.AttemptEnded(string(e.a.claim.Type), outcome, class, time.Since(e.a.started))
 }
 
 // logOutcome logs the attempt, if its level is enabled.

@@ -25,11 +25,13 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
 	"github.com/lib/pq"
 
+	"github.com/jobsd/jobsd/metrics"
 	"github.com/jobsd/jobsd/store"
 )
 
@@ -88,6 +90,8 @@ type Config struct {
 	// MaxStuck is how many abandoned handlers may still be running before
 	// Run gives up with ErrTooManyStuck ((Concurrency+1)/2).
 	MaxStuck int
+	// Metrics receives the worker's series; nil records nothing.
+	Metrics *metrics.Worker
 }
 
 func (c *Config) setDefaults() {
@@ -143,6 +147,8 @@ type Worker struct {
 	done     chan struct{} // a slot was freed, or a retry became due
 	fatal    chan error    // ErrTooManyStuck, once
 
+	ready atomic.Bool // claiming: between start-up and shutdown
+
 	// Where the next claim starts (the claim loop's alone): past the last
 	// claim while claims come back full, else from the head (see claimFrom).
 	cursor     *store.QueueKey
@@ -171,6 +177,10 @@ func New(cfg Config) (*Worker, error) {
 // ID is the worker's id, recorded on every job it claims.
 func (w *Worker) ID() string { return w.id }
 
+// Ready reports whether the worker is claiming jobs: started and not
+// shutting down (a health endpoint's /readyz).
+func (w *Worker) Ready() bool { return w.ready.Load() }
+
 // Run works until ctx ends, then stops claiming, lets in-flight jobs finish
 // for up to ShutdownWait and hands the rest back without counting their
 // attempt. It returns nil after a clean shutdown, ErrTooManyStuck when the
@@ -197,6 +207,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	log.Info("worker ready", "concurrency", w.cfg.Concurrency, "lease", w.cfg.Lease.String(),
 		"job_timeout", w.cfg.JobTimeout.String(), "listening", wake != nil)
 	var runErr error
+	w.ready.Store(true)
 	poll := time.NewTicker(w.cfg.PollEvery)
 	defer poll.Stop()
 loop:
@@ -226,6 +237,7 @@ loop:
 		}
 	}
 
+	w.ready.Store(false)
 	w.shutdown(stopJobs, log)
 	stopBG()
 	bgDone.Wait()
@@ -420,6 +432,7 @@ func (w *Worker) maintain(ctx context.Context, log *slog.Logger) {
 				log.Warn("rescue failed", "err", err)
 			} else if retried+failed > 0 {
 				log.Warn("rescued jobs of lost workers", "retried", retried, "failed", failed)
+				w.cfg.Metrics.Rescued(retried, failed)
 			}
 		}
 	}

@@ -13,8 +13,10 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/jobsd/jobsd/internal/pgtest"
+	"github.com/jobsd/jobsd/metrics"
 	"github.com/jobsd/jobsd/store"
 	"github.com/jobsd/jobsd/worker"
 )
@@ -659,5 +661,74 @@ func TestIdleWorkerWaits(t *testing.T) {
 		t.Errorf("an idle worker made %d transactions in about 3 s; want a few dozen", n)
 	} else {
 		t.Logf("idle worker: %d transactions in about 3 s", n)
+	}
+}
+
+// TestMetrics: the worker records attempts, outcomes with their error
+// class, pickup latency and rescues in its series.
+func TestMetrics(t *testing.T) {
+	b := setup(t, func(ctx context.Context, j worker.Job) (json.RawMessage, error) {
+		if j.Attempt == 1 && string(j.Input) == `{"flaky": true}` {
+			return nil, errRetryable
+		}
+		return ok(ctx, j)
+	})
+	reg := prometheus.NewRegistry()
+	b.cfg.Metrics = metrics.NewWorker(reg)
+	b.start(t)
+	done := b.create(t, 3)
+	flaky := b.createInput(t, `{"flaky": true}`, 3)
+	b.waitFor(t, done, "terminal", terminal)
+	b.waitFor(t, flaky, "terminal", terminal)
+	count := func(name string, labels map[string]string) float64 {
+		t.Helper()
+		mfs, err := reg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var sum float64
+		for _, mf := range mfs {
+			if mf.GetName() != name {
+				continue
+			}
+		metric:
+			for _, m := range mf.GetMetric() {
+				for _, lp := range m.GetLabel() {
+					if v, ok := labels[lp.GetName()]; ok && v != lp.GetValue() {
+						continue metric
+					}
+				}
+				switch {
+				case m.Counter != nil:
+					sum += m.Counter.GetValue()
+				case m.Histogram != nil:
+					sum += float64(m.Histogram.GetSampleCount())
+				}
+			}
+		}
+		return sum
+	}
+	tests := []struct {
+		name   string
+		labels map[string]string
+		want   float64
+	}{
+		{"jobsd_attempts_started_total", nil, 3},
+		{"jobsd_attempts_total", map[string]string{"outcome": "completed", "error_class": "none"}, 2},
+		{"jobsd_attempts_total", map[string]string{"outcome": "retried", "error_class": "throttled"}, 1},
+		{"jobsd_attempt_duration_seconds", nil, 3},
+		{"jobsd_pickup_latency_seconds", nil, 2}, // first attempts only
+	}
+	for _, tc := range tests {
+		// The last outcome is recorded just after its write commits.
+		deadline := time.Now().Add(5 * time.Second)
+		got := count(tc.name, tc.labels)
+		for got != tc.want && time.Now().Before(deadline) {
+			time.Sleep(10 * time.Millisecond)
+			got = count(tc.name, tc.labels)
+		}
+		if got != tc.want {
+			t.Errorf("%s%v = %v, want %v", tc.name, tc.labels, got, tc.want)
+		}
 	}
 }

@@ -85,6 +85,7 @@ func runDev(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	wcfg.Metrics = metrics.NewWorker(reg)
 	w, err := newWorker(st, dbURL, wcfg)
 	if err != nil {
 		return err

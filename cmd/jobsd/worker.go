@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"log/slog"
 	"os"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/jobsd/jobsd/jobtype"
+	"github.com/jobsd/jobsd/metrics"
 	"github.com/jobsd/jobsd/model"
 	"github.com/jobsd/jobsd/store"
 	"github.com/jobsd/jobsd/worker"
@@ -39,10 +41,19 @@ func runWorker(ctx context.Context, args []string) error {
 		return err
 	}
 	defer st.Close()
+	reg := newProcessMetrics(st, log)
+	cfg.Metrics = metrics.NewWorker(reg)
 	w, err := newWorker(st, db.url, cfg)
 	if err != nil {
 		return err
 	}
+	// /readyz: claiming (not starting up or draining) and the database answers.
+	dbReady := storeReady(st)
+	stopMetrics, err := startMetrics(metricsAddr(), reg, func() bool { return w.Ready() && dbReady() }, log)
+	if err != nil {
+		return err
+	}
+	defer stopMetrics()
 	if _, set := os.LookupEnv("GOGC"); !set {
 		// The worker's live heap is a few MiB, so the default GOGC=100
 		// collects many times a second at a backlog; 400 trades a few MiB
@@ -99,6 +110,20 @@ func allowCrashMarkers(def bool) error {
 	return nil
 }
 
+// observeParse counts a parse child killed for a limit.
+func observeParse(m *metrics.Worker, ps jobtype.ParseStats) {
+	switch {
+	case ps.Limit == "time":
+		m.ParseKilled(metrics.KillTimeout)
+	case ps.Limit == "memory" || ps.Limit == "output":
+		m.ParseKilled(metrics.KillMemory)
+	case ps.Limit == "cpu":
+		m.ParseKilled(metrics.KillCPU)
+	case errors.Is(ps.Err, context.Canceled):
+		m.ParseKilled(metrics.KillCancelled)
+	}
+}
+
 // newWorker wires the job types to the configured model provider.
 func newWorker(st *store.Store, listenURL string, cfg worker.Config) (*worker.Worker, error) {
 	provider, err := model.New(model.ConfigFromEnv(os.Getenv))
@@ -112,6 +137,7 @@ func newWorker(st *store.Store, listenURL string, cfg worker.Config) (*worker.Wo
 	if err != nil {
 		return nil, err
 	}
+	parse.Observe = func(ps jobtype.ParseStats) { observeParse(cfg.Metrics, ps) }
 	cfg.Handlers = jobtype.WorkerHandlers(st, provider, parse)
 	cfg.Classify = jobtype.Classify
 	return worker.New(cfg)
