@@ -71,7 +71,7 @@ func TestQueueStats(t *testing.T) {
 		create(typ)
 	}
 	// Two jobs under a lease (PROCESSING, in jobs_lease_idx).
-	if claimed, err := st.Claim(ctx, 2, time.Minute); err != nil || len(claimed) != 2 {
+	if claimed, _, err := st.Claim(ctx, store.ClaimRequest{Worker: "w", N: 2, Lease: time.Minute}); err != nil || len(claimed) != 2 {
 		t.Fatalf("claim: %d, %v", len(claimed), err)
 	}
 	// One PROCESSING job waiting for its retry, with no lease.
