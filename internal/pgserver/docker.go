@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/docker/docker/api/types/container"
 	"github.com/testcontainers/testcontainers-go"
 	"github.com/testcontainers/testcontainers-go/modules/postgres"
 	"github.com/testcontainers/testcontainers-go/wait"
@@ -73,6 +74,11 @@ func startDocker(ctx context.Context, image string, logf func(string, ...any)) (
 		postgres.WithUsername("jobs"),
 		postgres.WithPassword("jobs"),
 		testcontainers.WithLabels(map[string]string{ContainerLabel: "true"}),
+		// Docker's default /dev/shm is 64 MiB, which a parallel query's
+		// shared memory outgrows on a table of a million rows ("could not
+		// resize shared memory segment"); the official image's documentation
+		// recommends raising it.
+		testcontainers.WithHostConfigModifier(func(hc *container.HostConfig) { hc.ShmSize = 512 << 20 }),
 		testcontainers.WithWaitStrategyAndDeadline(60*time.Second,
 			wait.ForLog("database system is ready to accept connections").WithOccurrence(2),
 			wait.ForListeningPort("5432/tcp"),
