@@ -153,7 +153,7 @@ func ceilingRun(ctx context.Context, url string, c ceilingCandidate, n, loops in
 		}
 	}
 	if _, err := db.ExecContext(ctx, `INSERT INTO jobs (id, user_id, type, input)
-		SELECT gen_random_uuid(), 'bench', 'AI_PREVIEW', '{"prompt":"x"}' FROM generate_series(1, $1)`, n); err != nil {
+		SELECT `+uuidV7SQL+`, 'bench', 'AI_PREVIEW', '{"prompt":"x"}' FROM generate_series(1, $1) g`, n); err != nil {
 		return r, err
 	}
 	for _, q := range append(c.seed, "VACUUM ANALYZE") {

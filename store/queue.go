@@ -176,12 +176,13 @@ type Outcome struct {
 // is fenced: an outcome whose lease is no longer held (the job was rescued,
 // cancelled or taken over) is left out and writes nothing.
 //
-// The rows are found by primary key (id = ANY), and the fence is written so
-// that it cannot use jobs_lease_idx (COALESCE is not strict, so it does not
-// imply lease_owner IS NOT NULL): with statistics taken while every job was
-// PENDING, the planner otherwise scanned every held lease, and the dead
-// entries that finished jobs leave in that index, for each batch (13 ms for
-// 500 rows with 500 leases held; more with every lease and dead entry).
+// Each outcome finds its row by primary key (a nested loop over the
+// outcomes). The fence is one COALESCE, which is not strict and has no
+// selectivity to misjudge: with statistics taken while every job was
+// PENDING, "status = 'PROCESSING'" looked like one row, and the planner
+// scanned every held lease through jobs_lease_idx, or joined each of 500
+// rows to all 500 outcomes (250,000 comparisons, 90 ms for a batch of 500
+// jobs with time-ordered ids, against 7 ms now).
 func (s *Store) Finish(ctx context.Context, outcomes []Outcome) (map[uuid.UUID]bool, error) {
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
@@ -213,8 +214,7 @@ func (s *Store) Finish(ctx context.Context, outcomes []Outcome) (map[uuid.UUID]b
 			updated_at = now(), version = j.version + 1
 		FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::float8[])
 			AS o(id, lease, kind, result, error, backoff)
-		WHERE j.id = ANY($1::uuid[]) AND j.id = o.id
-			AND COALESCE(j.lease_owner = o.lease, false) AND j.status = 'PROCESSING'
+		WHERE j.id = o.id AND COALESCE(j.lease_owner = o.lease AND j.status = 'PROCESSING', false)
 		RETURNING j.id`,
 		pq.Array(ids), pq.Array(leases), pq.Array(kinds), pq.Array(results), pq.Array(errs), pq.Array(backoffs))
 	if err != nil {
