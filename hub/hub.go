@@ -36,10 +36,13 @@ type sub struct{ ch chan struct{} }
 // wakes every subscriber, since notifications may have been missed.
 func New(url string, log *slog.Logger) (*Hub, error) {
 	h := &Hub{log: log, subs: map[uuid.UUID]map[*sub]struct{}{}}
+	connected := make(chan struct{})
+	var once sync.Once
 	h.listener = pq.NewListener(url, 100*time.Millisecond, 5*time.Second, func(ev pq.ListenerEventType, err error) {
 		switch ev {
 		case pq.ListenerEventConnected:
 			h.up.Store(true)
+			once.Do(func() { close(connected) })
 		case pq.ListenerEventConnectionAttemptFailed, pq.ListenerEventDisconnected:
 			h.up.Store(false)
 			log.Warn("job change listener lost its connection", "err", err)
@@ -53,8 +56,18 @@ func New(url string, log *slog.Logger) (*Hub, error) {
 		log.Warn("listen for job changes", "err", err)
 	}
 	go h.run()
+	// The API reports itself ready only while the listener is connected:
+	// give the first connection a moment, so that a healthy start is ready
+	// at once. A database that is down is not waited for longer.
+	select {
+	case <-connected:
+	case <-time.After(firstConnectWait):
+	}
 	return h, nil
 }
+
+// firstConnectWait bounds how long New waits for the first connection.
+const firstConnectWait = 5 * time.Second
 
 func (h *Hub) run() {
 	for n := range h.listener.Notify {

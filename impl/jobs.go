@@ -209,14 +209,31 @@ func (s *Server) GetHealth(ctx context.Context, _ gen.GetHealthRequestObject) (g
 	return gen.GetHealth200JSONResponse{Status: gen.Ok}, nil
 }
 
-// GetReady: the database answers.
+// GetReady: the process is not draining, its change listener is connected
+// (without it, long polls and event streams would hear of changes only at
+// their timeouts) and the database answers. A load balancer stops sending
+// requests to a process that says 503.
 func (s *Server) GetReady(ctx context.Context, _ gen.GetReadyRequestObject) (gen.GetReadyResponseObject, error) {
+	select {
+	case <-s.draining:
+		return gen.GetReady503JSONResponse{Error: msgDraining}, nil
+	default:
+	}
+	if s.hub != nil && !s.hub.Up() {
+		return gen.GetReady503JSONResponse{Error: msgListenerDown}, nil
+	}
 	if err := s.store.Ping(ctx); err != nil {
 		s.log.Warn("not ready", "err", err)
 		return gen.GetReady503JSONResponse{Error: "Database unavailable"}, nil
 	}
 	return gen.GetReady200JSONResponse{Status: gen.Ok}, nil
 }
+
+// The other reasons /readyz gives for a 503.
+const (
+	msgDraining     = "Shutting down"
+	msgListenerDown = "Change listener unavailable"
+)
 
 // CancelJob ends the caller's unfinished job as FAILED "Cancelled by user".
 func (s *Server) CancelJob(ctx context.Context, req gen.CancelJobRequestObject) (gen.CancelJobResponseObject, error) {
