@@ -72,21 +72,7 @@ var ceilingCandidates = []ceilingCandidate{
 			FROM picked WHERE j.id = picked.id AND (SELECT count(*) FROM fin) >= 0
 			RETURNING j.id, j.lease_owner, j.input, j.user_id, j.type, j.attempts, j.max_attempts, j.created_at`,
 	},
-	{
-		name: "one table (jobsd's statements)",
-		claim: `WITH picked AS MATERIALIZED (SELECT id FROM jobs
-				WHERE status IN ('PENDING', 'PROCESSING') AND lease_owner IS NULL AND run_after <= now()
-				ORDER BY run_after, id LIMIT $1 FOR UPDATE SKIP LOCKED)
-			UPDATE jobs j SET status = 'PROCESSING', attempts = j.attempts + 1, started_at = COALESCE(j.started_at, now()),
-				lease_owner = gen_random_uuid(), lease_expires_at = now() + interval '30 seconds', worker_id = $2,
-				updated_at = now(), version = j.version + 1
-			FROM picked WHERE j.id = picked.id
-			RETURNING j.id, j.lease_owner, j.input, j.user_id, j.type, j.attempts, j.max_attempts, j.created_at`,
-		finish: `UPDATE jobs j SET status = 'COMPLETED', result = '{"output":"done"}', completed_at = now(),
-				lease_owner = NULL, lease_expires_at = NULL, updated_at = now(), version = j.version + 1
-			FROM unnest($1::uuid[], $2::uuid[]) AS o(id, lease)
-			WHERE j.id = o.id AND j.lease_owner = o.lease AND j.status = 'PROCESSING'`,
-	},
+	{name: "one table (jobsd's statements)", claim: oneTableClaim, finish: oneTableFinish},
 	{
 		// The queue and the leases in a narrow table beside the resource row;
 		// the jobs row keeps only what clients see plus the fence, none of it
