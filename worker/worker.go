@@ -362,7 +362,14 @@ func (w *Worker) shutdown(stopJobs context.CancelFunc, log *slog.Logger) {
 	if waitOrTimeout(finished, w.cfg.Grace) {
 		return
 	}
-	w.abandon(time.Now().Add(time.Hour), log) // every handler still running
+	// Every handler still running is abandoned now, whatever its deadline.
+	now := time.Now()
+	w.mu.Lock()
+	for _, a := range w.inflight {
+		a.deadline = now.Add(-1)
+	}
+	w.mu.Unlock()
+	w.abandon(now, log)
 	<-finished
 }
 
