@@ -40,12 +40,18 @@ func etagOf(j *store.Job) string { return `"v` + strconv.FormatInt(j.Version, 10
 // lookup returns the user's job: from the terminal cache when it is
 // finished (finished jobs never change), else from the database.
 func (s *Server) lookup(ctx context.Context, user string, id uuid.UUID) (polled, error) {
-	if p, ok := s.terminal.get(user, id); ok {
+	if p, ok := s.terminal.get(user, id); ok && !s.expired(p, time.Now()) {
 		return p, nil
 	}
 	// Waiters woken by one change all read the job at once; the store
 	// answers them with few statements (its reads are batched).
 	return s.read(ctx, user, id)
+}
+
+// expired reports whether a cached job is past its retention (the worker
+// deletes such jobs): the cache never serves one; the database decides.
+func (s *Server) expired(p polled, now time.Time) bool {
+	return s.retention > 0 && now.Sub(p.job.CreatedAt.Time) >= s.retention
 }
 
 // read fetches the job from the database and caches it once it is finished.

@@ -52,6 +52,9 @@ type Config struct {
 	// TerminalCacheItems bounds the cache of finished jobs; 0 means 100,000,
 	// negative turns it off.
 	TerminalCacheItems int
+	// Retention is how long finished jobs are kept (0: for ever); the cache
+	// of finished jobs never serves one older than that.
+	Retention time.Duration
 	// Draining, when closed, tells long polls to answer at once and event
 	// streams to end, so that a graceful shutdown does not wait for them.
 	Draining <-chan struct{}
@@ -75,6 +78,7 @@ type Server struct {
 	maxAttempts int
 	hub         *hub.Hub
 	terminal    *terminalCache
+	retention   time.Duration
 	draining    <-chan struct{}
 	metrics     *metrics.API
 }
@@ -126,7 +130,8 @@ func New(cfg Config) (*echo.Echo, error) {
 	if cfg.TerminalCacheItems == 0 {
 		cfg.TerminalCacheItems = 100_000
 	}
-	s := &Server{store: cfg.Store, log: cfg.Log, maxAttempts: cfg.MaxAttempts, hub: cfg.Hub, draining: cfg.Draining, metrics: cfg.Metrics}
+	s := &Server{store: cfg.Store, log: cfg.Log, maxAttempts: cfg.MaxAttempts, hub: cfg.Hub, draining: cfg.Draining, metrics: cfg.Metrics,
+		retention: cfg.Retention}
 	if cfg.TerminalCacheItems > 0 {
 		s.terminal = newTerminalCache(cfg.TerminalCacheItems, 256<<20)
 	}

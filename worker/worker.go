@@ -92,6 +92,11 @@ type Config struct {
 	MaxStuck int
 	// Metrics receives the worker's series; nil records nothing.
 	Metrics *metrics.Worker
+	// Retention is how long finished jobs are kept (0: for ever). Every
+	// RetentionEvery (1 min) one worker of the deployment deletes older
+	// ones, in batches of 1,000.
+	Retention      time.Duration
+	RetentionEvery time.Duration
 }
 
 func (c *Config) setDefaults() {
@@ -113,6 +118,7 @@ func (c *Config) setDefaults() {
 	def(&c.JobTimeout, 5*time.Minute)
 	def(&c.Grace, 2*time.Second)
 	def(&c.ShutdownWait, 20*time.Second)
+	def(&c.RetentionEvery, time.Minute)
 	if c.MaxStuck <= 0 {
 		c.MaxStuck = (c.Concurrency + 1) / 2
 	}
@@ -427,12 +433,16 @@ func (w *Worker) maintain(ctx context.Context, log *slog.Logger) {
 	defer hb.Stop()
 	rescue := time.NewTicker(w.cfg.RescueEvery)
 	defer rescue.Stop()
+	retention := time.NewTicker(w.cfg.RetentionEvery)
+	defer retention.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-hb.C:
 			w.heartbeat(ctx, log)
+		case <-retention.C:
+			w.deleteExpired(ctx, log)
 		case <-rescue.C:
 			retried, failed, err := w.cfg.Store.Rescue(ctx, w.backoff(1))
 			if err != nil && ctx.Err() == nil {
@@ -442,6 +452,40 @@ func (w *Worker) maintain(ctx context.Context, log *slog.Logger) {
 				w.cfg.Metrics.Rescued(retried, failed)
 			}
 		}
+	}
+}
+
+// retentionBatch is how many finished jobs one statement deletes, and
+// retentionBatches how many statements one round may run: small
+// transactions that hold few row locks, and a bounded round.
+const (
+	retentionBatch   = 1000
+	retentionBatches = 100
+)
+
+// deleteExpired deletes finished jobs older than Retention, batch by batch
+// while batches come back full. Only one process of the deployment deletes
+// at a time (the store's advisory lock); the others find nothing to do.
+func (w *Worker) deleteExpired(ctx context.Context, log *slog.Logger) {
+	if w.cfg.Retention <= 0 {
+		return
+	}
+	total := 0
+	for range retentionBatches {
+		n, err := w.cfg.Store.DeleteFinished(ctx, time.Now().Add(-w.cfg.Retention), retentionBatch)
+		if err != nil {
+			if ctx.Err() == nil {
+				log.Warn("deleting expired jobs failed", "err", err)
+			}
+			break
+		}
+		total += n
+		if n < retentionBatch {
+			break
+		}
+	}
+	if total > 0 {
+		log.Info("deleted finished jobs past their retention", "jobs", total, "retention", w.cfg.Retention.String())
 	}
 }
 

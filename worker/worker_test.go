@@ -732,3 +732,34 @@ func TestMetrics(t *testing.T) {
 		}
 	}
 }
+
+// TestRetention: the worker deletes finished jobs older than Retention and
+// leaves the rest.
+func TestRetention(t *testing.T) {
+	b := setup(t, ok)
+	b.cfg.Retention = 24 * time.Hour
+	b.cfg.RetentionEvery = 50 * time.Millisecond
+	old := time.Now().Add(-48 * time.Hour)
+	var expired uuid.UUID
+	if err := b.st.DB().Get(&expired, `INSERT INTO jobs (id, user_id, type, status, input, result, attempts, created_at, started_at, completed_at)
+		VALUES ($1, 'alice', 'AI_PREVIEW', 'COMPLETED', '{}', '{}', 1, $2, $2, $2) RETURNING id`, store.FirstIDAt(old), old); err != nil {
+		t.Fatal(err)
+	}
+	fresh := b.create(t, 3)
+	b.start(t)
+	b.waitFor(t, fresh, "terminal", terminal)
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		_, err := b.st.Get(t.Context(), "alice", expired)
+		if errors.Is(err, store.ErrNotFound) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the expired job was not deleted: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if j, err := b.st.Get(t.Context(), "alice", fresh); err != nil || j.Status != store.StatusCompleted {
+		t.Errorf("a recent finished job: %+v, %v", j, err)
+	}
+}

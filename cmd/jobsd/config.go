@@ -136,6 +136,7 @@ type apiSettings struct {
 	dbMaxConns   int
 	readBatches  int
 	readLimit    impl.RateLimit
+	retention    time.Duration
 	createLimit  impl.RateLimit
 }
 
@@ -167,6 +168,9 @@ func readAPISettings() (apiSettings, error) {
 	if s.createLimit, err = envRate("JOBS_RATE_CREATE", 5, 20); err != nil {
 		return s, err
 	}
+	if s.retention, err = envRetention(); err != nil {
+		return s, err
+	}
 	return s, nil
 }
 
@@ -185,4 +189,15 @@ func envRate(name string, perSecond float64, burst int) (impl.RateLimit, error) 
 		return impl.RateLimit{}, err
 	}
 	return impl.RateLimit{PerSecond: perSecond, Burst: b}, nil
+}
+
+// defaultRetention is how long finished jobs are kept unless JOBS_RETENTION
+// says otherwise.
+const defaultRetention = 30 * 24 * time.Hour
+
+// envRetention reads JOBS_RETENTION ("720h"; 0 keeps finished jobs for
+// ever). The worker deletes older finished jobs; the API's cache never
+// serves one.
+func envRetention() (time.Duration, error) {
+	return envDuration("JOBS_RETENTION", defaultRetention)
 }

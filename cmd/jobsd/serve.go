@@ -91,6 +91,7 @@ func newAPI(st *store.Store, dbURL string, acfg auth.Config, s apiSettings, drai
 		Draining:     draining,
 		ReadLimit:    s.readLimit,
 		CreateLimit:  s.createLimit,
+		Retention:    s.retention,
 		Metrics:      m,
 	})
 	if err != nil {

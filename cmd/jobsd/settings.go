@@ -57,6 +57,7 @@ var envSettings = []setting{
 	{name: "JOBS_RATE_READ_BURST", def: "100", meaning: "burst of per-user reads", commands: cmdsAPI},
 	{name: "JOBS_RATE_CREATE", def: "5", meaning: "per-user creations and cancellations (POST) per second; 0 turns the limit off", commands: cmdsAPI},
 	{name: "JOBS_RATE_CREATE_BURST", def: "20", meaning: "burst of per-user creations and cancellations", commands: cmdsAPI},
+	{name: "JOBS_RETENTION", def: "720h (30 days)", meaning: "how long finished jobs are kept; 0 keeps them for ever; the worker deletes older ones, the API's cache never serves them", commands: cmdsProcess},
 	{name: "JOBS_METRICS_ADDR", def: "off; dev: a free 127.0.0.1 port", meaning: "where Prometheus /metrics, /healthz and /readyz are served; keep it on a private address", commands: []string{"serve", "worker", "dev"}},
 	{name: "JOBS_LOG_LEVEL", def: "info", meaning: "debug, info, warn or error (JSON lines on stderr)", commands: cmdsProcess},
 	{name: "JOBS_PPROF_ADDR", def: "off", meaning: "serves Go's profiler there, e.g. 127.0.0.1:6060; keep it on a loopback or private address", commands: []string{"serve", "worker"}},
