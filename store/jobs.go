@@ -113,35 +113,57 @@ func (s *Store) Create(ctx context.Context, nj NewJob) (job *Job, replayed bool,
 	if nj.IdempotencyKey != "" {
 		scope, key = nj.IdempotencyScope, nj.IdempotencyKey
 	}
-	var j Job
-	err = s.db.GetContext(ctx, &j, `
-		INSERT INTO jobs (id, user_id, type, input, max_attempts, idempotency_scope, idempotency_key, request_hash)
-		VALUES ($1, $2, $3, CAST($4 AS jsonb), $5, $6, $7, $8)
-		ON CONFLICT (user_id, idempotency_scope, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
-		RETURNING `+jobColumns,
-		id, nj.UserID, string(nj.Type), string(nj.Input), nj.MaxAttempts, scope, key, nj.RequestHash)
-	if err == nil {
-		return &j, false, nil
+	// At most twice: a key found bound to a job older than
+	// IdempotencyWindow is released, and the insert tried once more.
+	for try := 0; ; try++ {
+		var j Job
+		err = s.db.GetContext(ctx, &j, `
+			INSERT INTO jobs (id, user_id, type, input, max_attempts, idempotency_scope, idempotency_key, request_hash)
+			VALUES ($1, $2, $3, CAST($4 AS jsonb), $5, $6, $7, $8)
+			ON CONFLICT (user_id, idempotency_scope, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+			RETURNING `+jobColumns,
+			id, nj.UserID, string(nj.Type), string(nj.Input), nj.MaxAttempts, scope, key, nj.RequestHash)
+		if err == nil {
+			return &j, false, nil
+		}
+		if !errors.Is(err, sql.ErrNoRows) {
+			return nil, false, fmt.Errorf("create job: %w", classify(err))
+		}
+		// The key is taken: the insert waited for the other transaction to commit.
+		var row struct {
+			Job
+			RequestHash []byte `db:"request_hash"`
+			Stale       bool   `db:"stale"`
+		}
+		err = s.db.GetContext(ctx, &row, `SELECT `+jobColumns+`, request_hash,
+				created_at < now() - make_interval(secs => $4) AS stale
+			FROM jobs WHERE user_id = $1 AND idempotency_scope = $2 AND idempotency_key = $3`,
+			nj.UserID, nj.IdempotencyScope, nj.IdempotencyKey, IdempotencyWindow.Seconds())
+		if errors.Is(err, sql.ErrNoRows) && try == 0 {
+			continue // released by another request meanwhile
+		}
+		if err != nil {
+			return nil, false, fmt.Errorf("find idempotent job: %w", classify(err))
+		}
+		if row.Stale && try == 0 {
+			// A unique index cannot expire: release the key from the old job
+			// (only if it is still the old one's) and insert again.
+			if _, err := s.db.ExecContext(ctx, `UPDATE jobs SET idempotency_scope = NULL, idempotency_key = NULL, request_hash = NULL
+				WHERE id = $1 AND created_at < now() - make_interval(secs => $2)`, row.ID, IdempotencyWindow.Seconds()); err != nil {
+				return nil, false, fmt.Errorf("release idempotency key: %w", classify(err))
+			}
+			continue
+		}
+		if !bytes.Equal(row.RequestHash, nj.RequestHash) {
+			return nil, false, ErrIdempotencyConflict
+		}
+		return &row.Job, true, nil
 	}
-	if !errors.Is(err, sql.ErrNoRows) {
-		return nil, false, fmt.Errorf("create job: %w", classify(err))
-	}
-	// The key is taken: the insert waited for the other transaction to commit.
-	var row struct {
-		Job
-		RequestHash []byte `db:"request_hash"`
-	}
-	err = s.db.GetContext(ctx, &row, `SELECT `+jobColumns+`, request_hash FROM jobs
-		WHERE user_id = $1 AND idempotency_scope = $2 AND idempotency_key = $3`,
-		nj.UserID, nj.IdempotencyScope, nj.IdempotencyKey)
-	if err != nil {
-		return nil, false, fmt.Errorf("find idempotent job: %w", classify(err))
-	}
-	if !bytes.Equal(row.RequestHash, nj.RequestHash) {
-		return nil, false, ErrIdempotencyConflict
-	}
-	return &row.Job, true, nil
 }
+
+// IdempotencyWindow is how long an Idempotency-Key stays bound to the job
+// it created: a request with the same key after that creates a new job.
+const IdempotencyWindow = 24 * time.Hour
 
 // Cursor is a position in a user's list, newest first.
 type Cursor struct {

@@ -103,3 +103,32 @@ func TestFirstIDAt(t *testing.T) {
 		}
 	}
 }
+
+// TestIdempotencyWindow: a key binds to its job for IdempotencyWindow; after
+// that the same key (even with another body) creates a new job, and the old
+// job no longer carries the key.
+func TestIdempotencyWindow(t *testing.T) {
+	st, _ := pgtest.NewStore(t)
+	ctx := t.Context()
+	nj := store.NewJob{UserID: "alice", Type: store.TypeAIPreview, Input: []byte(`{"prompt":"x"}`),
+		IdempotencyScope: "preview", IdempotencyKey: "k1", RequestHash: []byte("h1")}
+	first, replayed, err := st.Create(ctx, nj)
+	if err != nil || replayed {
+		t.Fatalf("first: %v %v", replayed, err)
+	}
+	if again, replayed, err := st.Create(ctx, nj); err != nil || !replayed || again.ID != first.ID {
+		t.Fatalf("within the window: %v replayed %v, %v; want the first job", again, replayed, err)
+	}
+	if _, err := st.DB().Exec(`UPDATE jobs SET created_at = now() - interval '25 hours' WHERE id = $1`, first.ID); err != nil {
+		t.Fatal(err)
+	}
+	nj.RequestHash = []byte("h2") // another body: no conflict once the window has passed
+	second, replayed, err := st.Create(ctx, nj)
+	if err != nil || replayed || second.ID == first.ID {
+		t.Fatalf("after the window: %+v replayed %v, %v; want a new job", second, replayed, err)
+	}
+	var key *string
+	if err := st.DB().Get(&key, `SELECT idempotency_key FROM jobs WHERE id = $1`, first.ID); err != nil || key != nil {
+		t.Errorf("the old job still holds the key: %v, %v", key, err)
+	}
+}
