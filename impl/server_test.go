@@ -14,10 +14,12 @@ import (
 	"time"
 
 	"github.com/labstack/echo/v4"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/jobsd/jobsd/auth"
 	"github.com/jobsd/jobsd/impl"
 	"github.com/jobsd/jobsd/internal/pgtest"
+	"github.com/jobsd/jobsd/metrics"
 	"github.com/jobsd/jobsd/store"
 )
 
@@ -128,7 +130,15 @@ func TestPollCost(t *testing.T) {
 // JWT check, validation, store) without the network; it reports database
 // reads per poll beside the time.
 func BenchmarkPoll(b *testing.B) {
-	bb := setupPoll(b)
+	b.Run("metrics-off", func(b *testing.B) { benchmarkPoll(b, setupPoll(b)) })
+	b.Run("metrics-on", func(b *testing.B) {
+		benchmarkPoll(b, setupPoll(b, func(c *impl.Config) { c.Metrics = metrics.NewAPI(prometheus.NewRegistry()) }))
+	})
+}
+
+// benchmarkPoll polls an unfinished and a finished job, plainly and with
+// If-None-Match, through the whole server in process.
+func benchmarkPoll(b *testing.B, bb *pollBundle) {
 	pending, done := bb.job(b, store.StatusPending), bb.job(b, store.StatusCompleted)
 	cases := []struct {
 		name, id    string
