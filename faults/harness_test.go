@@ -696,8 +696,7 @@ func waitAllTerminal(t testing.TB, db *sqlx.DB, within time.Duration) {
 	t.Helper()
 	deadline := time.Now().Add(within)
 	for {
-		var left int
-		err := db.Get(&left, `SELECT count(*) FROM jobs WHERE status NOT IN ('COMPLETED', 'FAILED')`)
+		left, err := unfinished(db)
 		if err == nil && left == 0 {
 			return
 		}
@@ -712,6 +711,13 @@ func waitAllTerminal(t testing.TB, db *sqlx.DB, within time.Duration) {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
+}
+
+// unfinished counts the jobs not yet COMPLETED or FAILED.
+func unfinished(db *sqlx.DB) (int, error) {
+	var n int
+	err := db.Get(&n, `SELECT count(*) FROM jobs WHERE status NOT IN ('COMPLETED', 'FAILED')`)
+	return n, err
 }
 
 type auditReport struct {

@@ -230,8 +230,8 @@ func TestCrashingJobs(t *testing.T) {
 }
 
 func allTerminal(t testing.TB, db *sqlx.DB) bool {
-	var left int
-	if err := db.Get(&left, `SELECT count(*) FROM jobs WHERE status NOT IN ('COMPLETED', 'FAILED')`); err != nil {
+	left, err := unfinished(db)
+	if err != nil {
 		t.Fatal(err)
 	}
 	return left == 0
@@ -244,8 +244,7 @@ func waitTerminal(db *sqlx.DB) <-chan struct{} {
 	go func() {
 		defer close(c)
 		for end := time.Now().Add(2 * time.Minute); time.Now().Before(end); time.Sleep(100 * time.Millisecond) {
-			var left int
-			if err := db.Get(&left, `SELECT count(*) FROM jobs WHERE status NOT IN ('COMPLETED', 'FAILED')`); err == nil && left == 0 {
+			if left, err := unfinished(db); err == nil && left == 0 {
 				return
 			}
 		}

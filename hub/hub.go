@@ -56,9 +56,9 @@ func New(url string, log *slog.Logger) (*Hub, error) {
 		log.Warn("listen for job changes", "err", err)
 	}
 	go h.run()
-	// The API reports itself ready only while the listener is connected:
-	// give the first connection a moment, so that a healthy start is ready
-	// at once. A database that is down is not waited for longer.
+	// Listen returns once connected, but the event that sets Up comes just
+	// after: wait for it, so that a healthy start is ready (/readyz) at once.
+	// The bound covers a Listen that failed.
 	select {
 	case <-connected:
 	case <-time.After(firstConnectWait):

@@ -86,9 +86,10 @@ const (
 	KillMemory    = "memory"
 	KillCPU       = "cpu"
 	KillCancelled = "cancelled"
+	KillOutput    = "output" // the child wrote more than a result may be
 )
 
-var killSet = setOf([]string{KillTimeout, KillMemory, KillCPU, KillCancelled})
+var killSet = setOf([]string{KillTimeout, KillMemory, KillCPU, KillCancelled, KillOutput})
 
 // The result label of jobsd_rescues_total.
 const (
@@ -155,7 +156,7 @@ func NewWorker(reg prometheus.Registerer) *Worker {
 	for _, r := range []string{RescueRetried, RescueFailed} {
 		w.rescues.WithLabelValues(r)
 	}
-	for _, k := range []string{KillTimeout, KillMemory, KillCPU, KillCancelled} {
+	for _, k := range []string{KillTimeout, KillMemory, KillCPU, KillCancelled, KillOutput} {
 		w.kills.WithLabelValues(k)
 	}
 	for _, t := range JobTypes {

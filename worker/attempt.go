@@ -104,29 +104,31 @@ func (w *Worker) run(a *attempt) bool {
 	a.state = stateEnding
 	handedBack := a.handedBack
 	w.mu.Unlock()
-	o := w.decide(a.claim, result, err)
-	if handedBack {
-		o = store.Outcome{ID: a.claim.ID, Lease: a.claim.Lease, Kind: store.OutcomeRelease}
-	}
-	w.enqueue(a, o, err)
+	w.enqueue(w.end(a, result, err, handedBack))
 	return true
 }
 
-// decide turns an attempt's result or error into its outcome.
-func (w *Worker) decide(c store.Claimed, result []byte, err error) store.Outcome {
-	o := store.Outcome{ID: c.ID, Lease: c.Lease}
+// end turns an attempt's result or error into its ending: the outcome to
+// write (a release when shutdown handed the attempt back) and, for an
+// error, the client's text, which the metrics classify.
+func (w *Worker) end(a *attempt, result []byte, err error, handedBack bool) ending {
+	c := a.claim
+	e := ending{a: a, err: err, o: store.Outcome{ID: c.ID, Lease: c.Lease}}
 	switch {
+	case handedBack:
+		e.o.Kind = store.OutcomeRelease
 	case err == nil:
-		o.Kind, o.Result = store.OutcomeCompleted, result
+		e.o.Kind, e.o.Result = store.OutcomeCompleted, result
 	default:
 		retryable, msg := w.cfg.Classify(err)
+		e.message = msg
 		if retryable && c.Attempts < c.MaxAttempts {
-			o.Kind, o.Backoff = store.OutcomeRetry, w.backoff(c.Attempts)
+			e.o.Kind, e.o.Backoff = store.OutcomeRetry, w.backoff(c.Attempts)
 		} else {
-			o.Kind, o.Error = store.OutcomeFailed, msg
+			e.o.Kind, e.o.Error = store.OutcomeFailed, msg
 		}
 	}
-	return o
+	return e
 }
 
 // call runs the handler, turning a panic into an error and checking that
@@ -208,12 +210,7 @@ func (w *Worker) observe(e ending, ok bool, werr error, inflight int) {
 			outcome = metrics.OutcomeHandedBack
 		}
 	}
-	class := metrics.ErrorNone
-	if e.err != nil {
-		_, msg := w.cfg.Classify(e.err)
-		class = metrics.ErrorClassOf(msg)
-	}
-	m.AttemptEnded(string(e.a.claim.Type), outcome, class, time.Since(e.a.started))
+	m.AttemptEnded(string(e.a.claim.Type), outcome, metrics.ErrorClassOf(e.message), time.Since(e.a.started))
 }
 
 // logOutcome logs the attempt, if its level is enabled.

@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"log/slog"
 	"time"
-
-	"github.com/jobsd/jobsd/store"
 )
 
 // errAbandoned is the error recorded for an attempt whose handler did not
@@ -39,27 +37,26 @@ func (w *Worker) watchdog(ctx context.Context, log *slog.Logger) {
 // (at now).
 func (w *Worker) abandon(now time.Time, log *slog.Logger) {
 	var overdue []*attempt
+	var handedBack []bool // read under w.mu, which shutdown writes it under
 	w.mu.Lock()
 	for _, a := range w.inflight {
 		if a.state == stateRunning && now.After(a.deadline) {
 			a.state = stateAbandoned
 			w.stuck++
 			overdue = append(overdue, a)
+			handedBack = append(handedBack, a.handedBack)
 		}
 	}
 	stuck := w.stuck
 	w.mu.Unlock()
-	for _, a := range overdue {
+	for i, a := range overdue {
 		a.cancel()
-		o := w.decide(a.claim, nil, errAbandoned)
-		if a.handedBack {
-			o = store.Outcome{ID: a.claim.ID, Lease: a.claim.Lease, Kind: store.OutcomeRelease}
-		}
+		e := w.end(a, nil, errAbandoned, handedBack[i])
 		log.Error("handler still running past its deadline: attempt ended without it, slot replaced",
 			"job_id", a.claim.ID, "type", string(a.claim.Type), "attempt", a.claim.Attempts,
-			"outcome", string(o.Kind), "stuck", stuck)
+			"outcome", string(e.o.Kind), "stuck", stuck)
 		go w.runner()
-		w.enqueue(a, o, errAbandoned)
+		w.enqueue(e)
 	}
 	if stuck > w.cfg.MaxStuck {
 		select {

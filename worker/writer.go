@@ -14,17 +14,18 @@ const maxBatch = 500
 // ending is a finished (or abandoned) attempt waiting for its outcome to be
 // written.
 type ending struct {
-	a   *attempt
-	o   store.Outcome
-	err error // the handler's error, for the log
+	a       *attempt
+	o       store.Outcome
+	err     error  // the handler's error, for the log
+	message string // the client's text for err (Classify's), for the metrics
 }
 
-// enqueue hands an outcome to the writer, then frees the attempt's slot:
+// enqueue hands an ending to the writer, then frees the attempt's slot:
 // its lease is still held and heartbeated until the write. A full queue
 // keeps the slot meanwhile: that is the back-pressure on claiming.
-func (w *Worker) enqueue(a *attempt, o store.Outcome, err error) {
-	w.outcomes <- ending{a: a, o: o, err: err}
-	w.freeSlot(a)
+func (w *Worker) enqueue(e ending) {
+	w.outcomes <- e
+	w.freeSlot(e.a)
 }
 
 // writer writes outcomes in batches: whatever queued up while the previous

@@ -118,8 +118,10 @@ func observeParse(m *metrics.Worker, ps jobtype.ParseStats) {
 	switch {
 	case ps.Limit == "time":
 		m.ParseKilled(metrics.KillTimeout)
-	case ps.Limit == "memory" || ps.Limit == "output":
+	case ps.Limit == "memory":
 		m.ParseKilled(metrics.KillMemory)
+	case ps.Limit == "output":
+		m.ParseKilled(metrics.KillOutput)
 	case ps.Limit == "cpu":
 		m.ParseKilled(metrics.KillCPU)
 	case errors.Is(ps.Err, context.Canceled):
