@@ -99,6 +99,11 @@ lint: ## go vet and gofmt
 rules-check: ## check deploy/prometheus/alerts.yml with promtool (Debian package prometheus)
 	promtool check rules deploy/prometheus/alerts.yml
 
+.PHONY: compose-check
+compose-check: ## validate compose.yaml (docker-compose config, Debian package docker-compose) and its Prometheus configuration (promtool)
+	docker-compose -f compose.yaml config -q
+	promtool check config deploy/prometheus/prometheus.yml
+
 .PHONY: bench
 bench: ## full benchmark (about 20 min): cd bench && go run . -out results/latest.json
 	cd bench && $(GO) run . -out results/latest.json
