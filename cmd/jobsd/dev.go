@@ -98,7 +98,7 @@ func runDev(ctx context.Context, args []string) error {
 	go func() { err := w.Run(ctx); stop(); workerDone <- err }()
 
 	printReady(iss, ln.Addr().String(), msrv.URL())
-	err = serveHTTP(ctx, ln, e, draining, log)
+	err = serveHTTP(ctx, ln, e, draining, 0, log)
 	if werr := <-workerDone; err == nil {
 		err = werr
 	}

@@ -40,6 +40,8 @@ var envSettings = []setting{
 	{name: "JOBS_ADDR", def: "127.0.0.1:8080", meaning: "listen address (or --addr)", commands: []string{"dev"}},
 	{name: "JOBS_ADDR", def: "127.0.0.1:8080", meaning: "address of the jobsd dev whose issuer signs (or --addr)", commands: []string{"token"}},
 
+	{name: "JOBS_DRAIN_DELAY", def: "0s", meaning: "after SIGTERM, how long the API keeps serving while /readyz says 503, so that a load balancer stops sending first; set it above the balancer's health-check interval times its failure threshold", commands: []string{"serve"}},
+
 	{name: "JOBS_AUTH_ISSUER", meaning: "token issuer, e.g. https://cognito-idp.{region}.amazonaws.com/{userPoolId}; required unless the next two are set", commands: []string{"serve"}},
 	{name: "JOBS_COGNITO_REGION", meaning: "the issuer's AWS region, with JOBS_COGNITO_USER_POOL_ID instead of JOBS_AUTH_ISSUER", commands: []string{"serve"}},
 	{name: "JOBS_COGNITO_USER_POOL_ID", meaning: "the issuer's Cognito user pool id, with JOBS_COGNITO_REGION", commands: []string{"serve"}},
