@@ -17,6 +17,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/jobsd/jobsd/auth"
+	"github.com/jobsd/jobsd/tracing"
 )
 
 type principalKey struct{}
@@ -277,9 +278,17 @@ func logRequests(log *slog.Logger) echo.MiddlewareFunc {
 			if err != nil {
 				c.Error(err) // write the response now, so the status below is final
 			}
-			log.Info("request", "request_id", requestID(c), "method", c.Request().Method,
+			args := make([]any, 0, 14)
+			args = append(args, "request_id", requestID(c), "method", c.Request().Method,
 				"route", c.Path(), "status", c.Response().Status,
 				"duration_ms", float64(time.Since(start).Microseconds())/1000)
+			if id := jobIDOf(c); id != "" {
+				args = append(args, "job_id", id)
+			}
+			if tid := tracing.TraceID(c.Request().Context()); tid != "" {
+				args = append(args, "trace_id", tid)
+			}
+			log.Info("request", args...)
 			return nil
 		}
 	}

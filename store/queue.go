@@ -23,6 +23,9 @@ type Claimed struct {
 	MaxAttempts int
 	Lease       uuid.UUID
 	CreatedAt   time.Time
+	// TraceContext is the W3C traceparent of the request that created the
+	// job, when that request was traced and sampled; "" otherwise.
+	TraceContext string
 }
 
 // QueueKey is a job's place in the queue order: (run_after, id).
@@ -72,7 +75,9 @@ type ClaimRequest struct {
 // fresh lease until now+r.Lease and the worker's id. SKIP LOCKED lets many
 // workers claim at once without waiting on each other. It returns the
 // attempts and the place of the last one in the queue order.
-func (s *Store) Claim(ctx context.Context, r ClaimRequest) ([]Claimed, QueueKey, error) {
+func (s *Store) Claim(ctx context.Context, r ClaimRequest) (_ []Claimed, _ QueueKey, err error) {
+	ctx, span := startSpan(ctx, spanClaim, "UPDATE", r.N)
+	defer func() { endSpan(span, err) }()
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
 	// The picked ids are a materialized CTE joined on the primary key: with
@@ -97,7 +102,7 @@ func (s *Store) Claim(ctx context.Context, r ClaimRequest) ([]Claimed, QueueKey,
 			version = j.version + 1
 		FROM picked
 		WHERE j.id = picked.id
-		RETURNING j.id, j.user_id, j.type, j.input, j.attempts, j.max_attempts, j.lease_owner, j.created_at, picked.run_after`,
+		RETURNING j.id, j.user_id, j.type, j.input, j.attempts, j.max_attempts, j.lease_owner, j.created_at, picked.run_after, j.trace_context`,
 		args...)
 	if err != nil {
 		return nil, QueueKey{}, fmt.Errorf("claim jobs: %w", classify(err))
@@ -119,9 +124,11 @@ func scanClaimed(rows *sql.Rows) ([]Claimed, QueueKey, error) {
 	for rows.Next() {
 		var c Claimed
 		var runAfter time.Time
-		if err := rows.Scan(&c.ID, &c.UserID, &c.Type, &c.Input, &c.Attempts, &c.MaxAttempts, &c.Lease, &c.CreatedAt, &runAfter); err != nil {
+		var traceContext sql.NullString // NULL for untraced jobs: nothing allocated
+		if err := rows.Scan(&c.ID, &c.UserID, &c.Type, &c.Input, &c.Attempts, &c.MaxAttempts, &c.Lease, &c.CreatedAt, &runAfter, &traceContext); err != nil {
 			return nil, QueueKey{}, err
 		}
+		c.TraceContext = traceContext.String
 		if k := (QueueKey{RunAfter: runAfter, ID: c.ID}); len(out) == 0 || k.after(last) {
 			last = k
 		}
@@ -183,7 +190,9 @@ type Outcome struct {
 // scanned every held lease through jobs_lease_idx, or joined each of 500
 // rows to all 500 outcomes (250,000 comparisons, 90 ms for a batch of 500
 // jobs with time-ordered ids, against 7 ms now).
-func (s *Store) Finish(ctx context.Context, outcomes []Outcome) (map[uuid.UUID]bool, error) {
+func (s *Store) Finish(ctx context.Context, outcomes []Outcome) (_ map[uuid.UUID]bool, err error) {
+	ctx, span := startSpan(ctx, spanFinish, "UPDATE", len(outcomes))
+	defer func() { endSpan(span, err) }()
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
 	n := len(outcomes)
@@ -246,6 +255,8 @@ func (s *Store) Heartbeat(ctx context.Context, held []Claimed, lease time.Durati
 	if len(held) == 0 {
 		return nil, nil
 	}
+	ctx, span := startSpan(ctx, spanHeartbeat, "UPDATE", len(held))
+	defer func() { endSpan(span, err) }()
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
 	ids := make([]string, len(held))
@@ -273,6 +284,8 @@ func (s *Store) Heartbeat(ctx context.Context, held []Claimed, lease time.Durati
 // lost attempt: claimable after backoff, or FAILED with ErrTextWorkerLost
 // when that was the last attempt. It returns how many.
 func (s *Store) Rescue(ctx context.Context, backoff time.Duration) (retried, failed int, err error) {
+	ctx, span := startSpan(ctx, spanRescue, "UPDATE", 0)
+	defer func() { endSpan(span, err) }()
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
 	var rows []struct {
@@ -320,11 +333,14 @@ const (
 // ErrTextCancelled and tells its worker (NOTIFY jobs_cancelled). A PENDING
 // job keeps its null startedAt. It returns ErrNotFound for a job that does
 // not exist or is another user's, and AlreadyFinished for a terminal one.
-func (s *Store) Cancel(ctx context.Context, userID string, id uuid.UUID) (*Job, CancelResult, error) {
+func (s *Store) Cancel(ctx context.Context, userID string, id uuid.UUID) (_ *Job, _ CancelResult, err error) {
+	ctx, span := startSpan(ctx, spanCancel, "UPDATE", 0)
+	defer func() { endSpan(span, err) }()
+	withJobID(span, id.String())
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
 	var j Job
-	err := s.db.GetContext(ctx, &j, `
+	err = s.db.GetContext(ctx, &j, `
 		WITH c AS (
 			UPDATE jobs SET
 				status = 'FAILED', error = $3, result = NULL,
