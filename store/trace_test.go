@@ -64,7 +64,7 @@ func TestBatchedReadSpan(t *testing.T) {
 	if len(batches) != 2 {
 		t.Fatalf("%d store.GetBatch spans, want 2 (the first Get alone, then the rest together)", len(batches))
 	}
-	var shared = batches[0]
+	shared := batches[0]
 	if len(batches[1].Links) > len(shared.Links) {
 		shared = batches[1]
 	}

@@ -155,6 +155,9 @@ func Fail(span trace.Span, err error) {
 // is sampled (recorded and exported, so the id leads somewhere); ""
 // otherwise.
 func TraceID(ctx context.Context) string {
+	if !Enabled() {
+		return ""
+	}
 	return SpanTraceID(trace.SpanFromContext(ctx))
 }
 
