@@ -75,9 +75,9 @@ type ClaimRequest struct {
 // fresh lease until now+r.Lease and the worker's id. SKIP LOCKED lets many
 // workers claim at once without waiting on each other. It returns the
 // attempts and the place of the last one in the queue order.
-func (s *Store) Claim(ctx context.Context, r ClaimRequest) (_ []Claimed, _ QueueKey, err error) {
-	ctx, span := startSpan(ctx, spanClaim, "UPDATE", r.N)
-	defer func() { endSpan(span, err) }()
+func (s *Store) Claim(ctx context.Context, r ClaimRequest) (claimed []Claimed, _ QueueKey, err error) {
+	start := spanStart()
+	defer func() { spanIfWorthIt(ctx, spanClaim, "UPDATE", len(claimed), start, err) }()
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
 	// The picked ids are a materialized CTE joined on the primary key: with
@@ -284,8 +284,8 @@ func (s *Store) Heartbeat(ctx context.Context, held []Claimed, lease time.Durati
 // lost attempt: claimable after backoff, or FAILED with ErrTextWorkerLost
 // when that was the last attempt. It returns how many.
 func (s *Store) Rescue(ctx context.Context, backoff time.Duration) (retried, failed int, err error) {
-	ctx, span := startSpan(ctx, spanRescue, "UPDATE", 0)
-	defer func() { endSpan(span, err) }()
+	start := spanStart()
+	defer func() { spanIfWorthIt(ctx, spanRescue, "UPDATE", retried+failed, start, err) }()
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
 	var rows []struct {

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"errors"
+	"time"
 
 	"go.opentelemetry.io/otel/attribute"
 	semconv "go.opentelemetry.io/otel/semconv/v1.40.0"
@@ -102,4 +103,26 @@ func traceParent(ctx context.Context) any {
 		return p
 	}
 	return nil
+}
+
+// spanStart is when an operation began whose span is made afterwards, if
+// at all (see spanIfWorthIt); zero while tracing is off.
+func spanStart() time.Time {
+	if !tracing.Enabled() {
+		return time.Time{}
+	}
+	return time.Now()
+}
+
+// spanIfWorthIt makes, after the fact, the span of a polling operation
+// that began at start: only when it found n > 0 rows or failed. An idle
+// worker claims every couple of seconds and looks for expired leases
+// every few; a span for each of those finds-nothing would bury the
+// traces of real work.
+func spanIfWorthIt(ctx context.Context, name, op string, n int, start time.Time, err error) {
+	if start.IsZero() || (n == 0 && err == nil) || !tracing.Enabled() {
+		return
+	}
+	_, span := startSpanOn(ctx, name, op, n, trace.WithTimestamp(start))
+	endSpan(span, err)
 }
