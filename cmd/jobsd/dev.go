@@ -32,6 +32,11 @@ func runDev(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	flushTraces, err := startTracing(ctx, "jobsd-dev", log)
+	if err != nil {
+		return err
+	}
+	defer flushTraces()
 	settings, err := readAPISettings()
 	if err != nil {
 		return err

@@ -27,6 +27,11 @@ func runServe(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	flushTraces, err := startTracing(ctx, "jobsd-api", log)
+	if err != nil {
+		return err
+	}
+	defer flushTraces()
 	acfg, err := authConfig()
 	if err != nil {
 		return err
