@@ -118,13 +118,16 @@ func canonicalJSON(b []byte) ([]byte, error) {
 	return json.Marshal(v)
 }
 
+// accepted is the 202 of a creation. Retry-After says when to poll, so a
+// finished job (an Idempotency-Key replay) has none, as for its polls.
 func accepted(j *store.Job) gen.AcceptedJSONResponse {
 	loc := "/api/jobs/" + j.ID.String()
-	retry := RetryAfterSeconds
-	return gen.AcceptedJSONResponse{
-		Body:    toAPIJob(j),
-		Headers: gen.AcceptedResponseHeaders{Location: &loc, RetryAfter: &retry},
+	h := gen.AcceptedResponseHeaders{Location: &loc}
+	if !j.Status.Terminal() {
+		retry := RetryAfterSeconds
+		h.RetryAfter = &retry
 	}
+	return gen.AcceptedJSONResponse{Body: toAPIJob(j), Headers: h}
 }
 
 // toAPIJob is the Job resource exactly as documented: every key present,
