@@ -18,6 +18,7 @@ import (
 	"github.com/jobsd/jobsd/impl"
 	"github.com/jobsd/jobsd/metrics"
 	"github.com/jobsd/jobsd/store"
+	"github.com/jobsd/jobsd/ui"
 )
 
 func runServe(ctx context.Context, args []string) error {
@@ -32,6 +33,10 @@ func runServe(ctx context.Context, args []string) error {
 		return err
 	}
 	settings, err := readAPISettings()
+	if err != nil {
+		return err
+	}
+	console, consoleOn, err := consoleConfig(acfg)
 	if err != nil {
 		return err
 	}
@@ -50,6 +55,12 @@ func runServe(ctx context.Context, args []string) error {
 		return err
 	}
 	defer closeHub()
+	if consoleOn {
+		if err := mountConsole(e, console, log); err != nil {
+			return err
+		}
+		log.Info("console enabled", "url", ui.URL(console.BaseURL))
+	}
 	stopMetrics, err := startMetrics(metricsAddr(), reg, storeReady(st), log)
 	if err != nil {
 		return err
