@@ -24,6 +24,36 @@ import (
 	openapi_types "github.com/oapi-codegen/runtime/types"
 )
 
+// Defines values for AttemptOutcome.
+const (
+	Cancelled AttemptOutcome = "cancelled"
+	Completed AttemptOutcome = "completed"
+	Failed    AttemptOutcome = "failed"
+	Lost      AttemptOutcome = "lost"
+	Retried   AttemptOutcome = "retried"
+	Running   AttemptOutcome = "running"
+)
+
+// Valid indicates whether the value is a known member of the AttemptOutcome enum.
+func (e AttemptOutcome) Valid() bool {
+	switch e {
+	case Cancelled:
+		return true
+	case Completed:
+		return true
+	case Failed:
+		return true
+	case Lost:
+		return true
+	case Retried:
+		return true
+	case Running:
+		return true
+	default:
+		return false
+	}
+}
+
 // Defines values for GapDetectionJobRequestType.
 const (
 	GapDetectionJobRequestTypeGAPDETECTION GapDetectionJobRequestType = "GAP_DETECTION"
@@ -243,6 +273,95 @@ type AIPreviewResult struct {
 	Output string `json:"output"`
 }
 
+// AdminJob A job as an operator sees it: the documented Job, its owner, the
+// worker that holds or last held it, who cancelled it, and its requeue
+// links. Every key is always present; absent values are null.
+type AdminJob struct {
+	// CancelledBy The `sub` of whoever cancelled the job (its owner or an admin).
+	CancelledBy *string `json:"cancelledBy"`
+
+	// Job A background job. Every key is always present; a value that is absent
+	// is an explicit null. Timestamps are UTC ISO 8601 with exactly three
+	// fractional digits.
+	Job Job `json:"job"`
+
+	// RequeuedAs The job this FAILED one was requeued as.
+	RequeuedAs *openapi_types.UUID `json:"requeuedAs"`
+
+	// RequeuedFrom The FAILED job this one was requeued from.
+	RequeuedFrom *openapi_types.UUID `json:"requeuedFrom"`
+
+	// UserId The owner (the creating token's `sub`).
+	UserId string `json:"userId"`
+
+	// WorkerId The worker that holds or last held the job; null before its first attempt.
+	WorkerId *string `json:"workerId"`
+}
+
+// AdminJobList defines model for AdminJobList.
+type AdminJobList struct {
+	Jobs []AdminJob `json:"jobs"`
+
+	// NextCursor Pass as `cursor` for the next page; null on the last page only.
+	NextCursor *string `json:"nextCursor"`
+}
+
+// AdminStats defines model for AdminStats.
+type AdminStats struct {
+	// FinishedLastHour Jobs that ended COMPLETED or FAILED in the last hour, by type.
+	FinishedLastHour []TypeCount `json:"finishedLastHour"`
+
+	// OldestPendingSeconds Age of the oldest PENDING job; null when none is PENDING.
+	OldestPendingSeconds *float64 `json:"oldestPendingSeconds"`
+
+	// PerMinute The last 60 minutes, oldest first, the current minute last.
+	PerMinute []MinuteCount `json:"perMinute"`
+
+	// Queued PENDING and PROCESSING jobs by type; a pair with no jobs is absent.
+	Queued []TypeCount `json:"queued"`
+
+	// QueuedCapped The queued counts stopped at 100,000 jobs and are lower bounds.
+	QueuedCapped bool     `json:"queuedCapped"`
+	Workers      []Worker `json:"workers"`
+}
+
+// Attempt One attempt of a job, or its cancellation.
+type Attempt struct {
+	// Attempt 1 for the first attempt; 0 for a cancellation while no attempt ran.
+	Attempt int `json:"attempt"`
+
+	// EndedAt ISO 8601 timestamp, UTC, three fractional digits; null until it happens.
+	//
+	// Example: 2026-03-04T12:00:01.000Z
+	EndedAt *NullableTimestamp `json:"endedAt"`
+
+	// Error What went wrong, as the job's `error` would say it.
+	Error *string `json:"error"`
+
+	// Outcome `running` (not ended yet), `completed`, `retried` (failed; another
+	// attempt follows), `failed` (failed; the job FAILED), `lost` (its
+	// worker stopped answering; retried or failed as its attempts
+	// allow), `cancelled`.
+	Outcome AttemptOutcome `json:"outcome"`
+
+	// StartedAt ISO 8601 timestamp, UTC, three fractional digits; null until it happens.
+	//
+	// Example: 2026-03-04T12:00:01.000Z
+	StartedAt *NullableTimestamp `json:"startedAt"`
+	WorkerId  *string            `json:"workerId"`
+}
+
+// AttemptOutcome `running` (not ended yet), `completed`, `retried` (failed; another
+// attempt follows), `failed` (failed; the job FAILED), `lost` (its
+// worker stopped answering; retried or failed as its attempts
+// allow), `cancelled`.
+type AttemptOutcome string
+
+// AttemptList defines model for AttemptList.
+type AttemptList struct {
+	Attempts []Attempt `json:"attempts"`
+}
+
 // CreateJobRequest A job of one type with that type's input.
 type CreateJobRequest struct {
 	union json.RawMessage
@@ -380,6 +499,17 @@ type JobStatus string
 // JobType Job type enum value
 type JobType string
 
+// MinuteCount defines model for MinuteCount.
+type MinuteCount struct {
+	Completed int `json:"completed"`
+	Failed    int `json:"failed"`
+
+	// Minute ISO 8601 timestamp, UTC, three fractional digits.
+	//
+	// Example: 2026-03-04T12:00:00.000Z
+	Minute Timestamp `json:"minute"`
+}
+
 // NullableTimestamp ISO 8601 timestamp, UTC, three fractional digits; null until it happens.
 //
 // Example: 2026-03-04T12:00:01.000Z
@@ -463,6 +593,44 @@ type ReportSection struct {
 	Heading string `json:"heading"`
 }
 
+// RequeueRequest defines model for RequeueRequest.
+type RequeueRequest struct {
+	// DryRun Count what matches; create nothing.
+	DryRun *bool `json:"dryRun,omitempty"`
+
+	// ErrorContains Only jobs whose `error` contains this text (case-sensitive).
+	//
+	// Example: ThrottlingException
+	ErrorContains *string `json:"errorContains,omitempty"`
+
+	// FailedAfter ISO 8601 timestamp, UTC, three fractional digits.
+	//
+	// Example: 2026-03-04T12:00:00.000Z
+	FailedAfter Timestamp `json:"failedAfter"`
+
+	// FailedBefore ISO 8601 timestamp, UTC, three fractional digits.
+	//
+	// Example: 2026-03-04T12:00:00.000Z
+	FailedBefore *Timestamp `json:"failedBefore,omitempty"`
+
+	// Limit Most jobs to requeue.
+	Limit *int `json:"limit,omitempty"`
+
+	// Type Job type enum value
+	Type   *JobType `json:"type,omitempty"`
+	UserId *string  `json:"userId,omitempty"`
+}
+
+// RequeueResult defines model for RequeueResult.
+type RequeueResult struct {
+	// Matched How many jobs match, counted up to 10,000 (with `dryRun`, or
+	// beyond `limit`, more than were requeued).
+	Matched int `json:"matched"`
+
+	// Requeued The new jobs (empty with `dryRun`).
+	Requeued []AdminJob `json:"requeued"`
+}
+
 // RequirementCheck How well the document meets one requirement.
 type RequirementCheck struct {
 	Evidence    []string               `json:"evidence"`
@@ -520,6 +688,55 @@ type RiskAnalysisResult struct {
 // Example: 2026-03-04T12:00:00.000Z
 type Timestamp = timestamp.Time
 
+// TimestampText An ISO 8601 timestamp, UTC, three fractional digits, as text (a
+// query parameter's type: the generated client sends it as given).
+//
+// Example: 2026-03-04T12:00:00.000Z
+type TimestampText = string
+
+// TypeCount defines model for TypeCount.
+type TypeCount struct {
+	Count int `json:"count"`
+
+	// Status Current job status. Poll every 3 seconds until status is COMPLETED or
+	// FAILED.
+	Status JobStatus `json:"status"`
+
+	// Type Job type enum value
+	Type JobType `json:"type"`
+}
+
+// Worker defines model for Worker.
+type Worker struct {
+	Concurrency int    `json:"concurrency"`
+	Host        string `json:"host"`
+	Id          string `json:"id"`
+	InFlight    int    `json:"inFlight"`
+
+	// LastSeenAt ISO 8601 timestamp, UTC, three fractional digits.
+	//
+	// Example: 2026-03-04T12:00:00.000Z
+	LastSeenAt Timestamp `json:"lastSeenAt"`
+	Pid        int       `json:"pid"`
+
+	// StartedAt ISO 8601 timestamp, UTC, three fractional digits.
+	//
+	// Example: 2026-03-04T12:00:00.000Z
+	StartedAt Timestamp `json:"startedAt"`
+	Version   string    `json:"version"`
+}
+
+// WorkerList defines model for WorkerList.
+type WorkerList struct {
+	Workers []Worker `json:"workers"`
+}
+
+// AdminCursor defines model for AdminCursor.
+type AdminCursor = string
+
+// AdminLimit defines model for AdminLimit.
+type AdminLimit = int
+
 // IdempotencyKey defines model for IdempotencyKey.
 type IdempotencyKey = string
 
@@ -533,6 +750,9 @@ type JobId = openapi_types.UUID
 // is an explicit null. Timestamps are UTC ISO 8601 with exactly three
 // fractional digits.
 type Accepted = Job
+
+// AdminNotFound Every error response.
+type AdminNotFound = Error
 
 // BadRequest Every error response.
 type BadRequest = Error
@@ -557,6 +777,37 @@ type TooManyRequests = Error
 
 // Unauthorized Every error response.
 type Unauthorized = Error
+
+// AdminListJobsParams defines parameters for AdminListJobs.
+type AdminListJobsParams struct {
+	// Limit Most jobs per page. A page may hold fewer, with a non-null
+	// `nextCursor`, when their results reach 16 MiB.
+	Limit *AdminLimit `form:"limit,omitempty" json:"limit,omitempty"`
+
+	// Cursor The `nextCursor` of the previous page.
+	Cursor *AdminCursor `form:"cursor,omitempty" json:"cursor,omitempty"`
+
+	// Status Only jobs with this status.
+	Status *JobStatus `form:"status,omitempty" json:"status,omitempty"`
+
+	// Type Only jobs of this type.
+	Type *JobType `form:"type,omitempty" json:"type,omitempty"`
+
+	// UserId Only this user's jobs (a token's `sub`).
+	UserId *string `form:"userId,omitempty" json:"userId,omitempty"`
+
+	// CreatedAfter Only jobs created at or after this time (ISO 8601, UTC, three fractional digits).
+	CreatedAfter *TimestampText `form:"createdAfter,omitempty" json:"createdAfter,omitempty"`
+
+	// CreatedBefore Only jobs created before this time (ISO 8601, UTC, three fractional digits).
+	CreatedBefore *TimestampText `form:"createdBefore,omitempty" json:"createdBefore,omitempty"`
+}
+
+// AdminGetJobEventsParams defines parameters for AdminGetJobEvents.
+type AdminGetJobEventsParams struct {
+	// LastEventID The `id` of the last event received, to resume.
+	LastEventID *string `json:"Last-Event-ID,omitempty"`
+}
 
 // CreatePromptPreviewParams defines parameters for CreatePromptPreview.
 type CreatePromptPreviewParams struct {
@@ -611,6 +862,9 @@ type GetJobEventsParams struct {
 
 // CreatePromptPreviewJSONRequestBody defines body for CreatePromptPreview for application/json ContentType.
 type CreatePromptPreviewJSONRequestBody = PromptPreviewRequest
+
+// AdminRequeueFailedJSONRequestBody defines body for AdminRequeueFailed for application/json ContentType.
+type AdminRequeueFailedJSONRequestBody = RequeueRequest
 
 // CreateJobJSONRequestBody defines body for CreateJob for application/json ContentType.
 type CreateJobJSONRequestBody = CreateJobRequest
@@ -862,6 +1116,67 @@ func WithRequestEditorFn(fn RequestEditorFn) ClientOption {
 // The interface specification for the client above.
 type ClientInterface interface {
 
+	// AdminListJobs List every user's jobs
+	//
+	// Every user's jobs, newest first (by id: job ids are time-ordered),
+	// with the filters of `GET /api/jobs` plus `userId` and a creation time
+	// range. Paging and the 16 MiB bound on a page's results are those of
+	// `GET /api/jobs`.
+	//
+	// Corresponds with GET /api/admin/jobs (the `AdminListJobs` operationId).
+	AdminListJobs(ctx context.Context, params *AdminListJobsParams, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// AdminGetJob Get any user's job
+	//
+	// The job whoever owns it, with its owner, its worker and its requeue
+	// links. An unknown id is a 404.
+	//
+	// Corresponds with GET /api/admin/jobs/{id} (the `AdminGetJob` operationId).
+	AdminGetJob(ctx context.Context, id JobId, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// AdminGetJobAttempts A job's attempts, for its timeline
+	//
+	// Each attempt's start, end, worker, outcome and error, oldest first;
+	// the attempt running now (if any) last, with a null `endedAt`. A
+	// cancellation is an entry too: the end of the running attempt, or
+	// attempt 0 when none was running.
+	// An attempt handed back at a worker's shutdown was not counted and
+	// has no entry.
+	//
+	// Corresponds with GET /api/admin/jobs/{id}/attempts (the `AdminGetJobAttempts` operationId).
+	AdminGetJobAttempts(ctx context.Context, id JobId, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// AdminCancelJob Cancel any user's job
+	//
+	// Ends a PENDING or PROCESSING job as FAILED with the error `Cancelled
+	// by an administrator`, as `POST /api/jobs/{id}/cancel` does for its
+	// owner. A finished job is a 409. The admin's `sub` is recorded
+	// (`cancelledBy`) and logged.
+	//
+	// Corresponds with POST /api/admin/jobs/{id}/cancel (the `AdminCancelJob` operationId).
+	AdminCancelJob(ctx context.Context, id JobId, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// AdminGetJobEvents Stream any user's job (Server-Sent Events)
+	//
+	// The event stream of `GET /api/jobs/{id}/events` for any user's job:
+	// the same events, heartbeats, `Last-Event-ID` rules and 204 for a
+	// finished job's reconnect.
+	//
+	// Corresponds with GET /api/admin/jobs/{id}/events (the `AdminGetJobEvents` operationId).
+	AdminGetJobEvents(ctx context.Context, id JobId, params *AdminGetJobEventsParams, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// AdminRequeueJob Run a FAILED job again, as a new job
+	//
+	// Creates a new PENDING job with the FAILED job's user, type and input,
+	// and answers it. The original stays FAILED and unchanged (a finished
+	// job never changes); the two are linked (`requeuedFrom` on the new
+	// job, `requeuedAs` on the original). A job is requeued at most once
+	// (requeue the new one if it fails too), and a cancelled job never.
+	// The admin's `sub` is logged.
+	//
+	// Corresponds with POST /api/admin/jobs/{id}/requeue (the `AdminRequeueJob` operationId).
+	AdminRequeueJob(ctx context.Context, id JobId, reqEditors ...RequestEditorFn) (*http.Response, error)
+
 	// CreatePromptPreviewWithBody Preview a prompt (creates an AI_PREVIEW job)
 	//
 	// Renders the prompt template with its variables and asks the model for a
@@ -883,6 +1198,52 @@ type ClientInterface interface {
 	//
 	// Corresponds with POST /api/admin/prompts/preview (the `CreatePromptPreview` operationId).
 	CreatePromptPreview(ctx context.Context, params *CreatePromptPreviewParams, body CreatePromptPreviewJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// AdminRequeueFailedWithBody Requeue FAILED jobs by filter
+	//
+	// Requeues (as `POST /api/admin/jobs/{id}/requeue` does, one new job
+	// each) up to `limit` FAILED jobs that finished in the given time range
+	// and match the filters, oldest first; cancelled jobs and jobs already
+	// requeued are never matched. With `dryRun` nothing is created and
+	// `matched` says how many would be. The admin's `sub` is logged.
+	//
+	// Takes any type of body and a specified content type.
+	//
+	// Corresponds with POST /api/admin/requeue (the `AdminRequeueFailed` operationId).
+	AdminRequeueFailedWithBody(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// AdminRequeueFailed Requeue FAILED jobs by filter
+	//
+	// Requeues (as `POST /api/admin/jobs/{id}/requeue` does, one new job
+	// each) up to `limit` FAILED jobs that finished in the given time range
+	// and match the filters, oldest first; cancelled jobs and jobs already
+	// requeued are never matched. With `dryRun` nothing is created and
+	// `matched` says how many would be. The admin's `sub` is logged.
+	//
+	// Takes a body of the `application/json` content type.
+	//
+	// Corresponds with POST /api/admin/requeue (the `AdminRequeueFailed` operationId).
+	AdminRequeueFailed(ctx context.Context, body AdminRequeueFailedJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// AdminGetStats The queue at a glance
+	//
+	// Counts of PENDING and PROCESSING jobs by type, jobs finished in the
+	// last hour by type and status, completions and failures per minute
+	// over the last hour, the oldest PENDING job's age and the live
+	// workers. Computed at most every 2 seconds per API process.
+	//
+	// Corresponds with GET /api/admin/stats (the `AdminGetStats` operationId).
+	AdminGetStats(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// AdminListWorkers The live workers
+	//
+	// Each worker process seen in the last 60 seconds: its id (the
+	// `workerId` of the jobs it claims), host, process id, version, start,
+	// last heartbeat, concurrency and jobs in flight. A worker that stops
+	// cleanly leaves the list at once.
+	//
+	// Corresponds with GET /api/admin/workers (the `AdminListWorkers` operationId).
+	AdminListWorkers(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// ListJobs List the caller's jobs
 	//
@@ -962,6 +1323,9 @@ type ClientInterface interface {
 	// a `: heartbeat` comment every 15 seconds, and `retry: 3000`. It closes
 	// after the event of a COMPLETED or FAILED job. A client that reconnects
 	// with `Last-Event-ID` is not sent the job again unless it changed.
+	// A reconnect whose `Last-Event-ID` is the current `id` of a finished
+	// job is answered `204 No Content`: there is nothing more to send, and
+	// a browser's `EventSource` stops reconnecting on a 204.
 	// Authentication and the 400/401/404 rules are those of
 	// `GET /api/jobs/{id}`.
 	//
@@ -981,6 +1345,127 @@ type ClientInterface interface {
 	//
 	// Corresponds with GET /readyz (the `GetReady` operationId).
 	GetReady(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
+}
+
+// AdminListJobs List every user's jobs
+//
+// Every user's jobs, newest first (by id: job ids are time-ordered),
+// with the filters of `GET /api/jobs` plus `userId` and a creation time
+// range. Paging and the 16 MiB bound on a page's results are those of
+// `GET /api/jobs`.
+//
+// Corresponds with GET /api/admin/jobs (the `AdminListJobs` operationId).
+func (c *Client) AdminListJobs(ctx context.Context, params *AdminListJobsParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewAdminListJobsRequest(c.Server, params)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// AdminGetJob Get any user's job
+//
+// The job whoever owns it, with its owner, its worker and its requeue
+// links. An unknown id is a 404.
+//
+// Corresponds with GET /api/admin/jobs/{id} (the `AdminGetJob` operationId).
+func (c *Client) AdminGetJob(ctx context.Context, id JobId, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewAdminGetJobRequest(c.Server, id)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// AdminGetJobAttempts A job's attempts, for its timeline
+//
+// Each attempt's start, end, worker, outcome and error, oldest first;
+// the attempt running now (if any) last, with a null `endedAt`. A
+// cancellation is an entry too: the end of the running attempt, or
+// attempt 0 when none was running.
+// An attempt handed back at a worker's shutdown was not counted and
+// has no entry.
+//
+// Corresponds with GET /api/admin/jobs/{id}/attempts (the `AdminGetJobAttempts` operationId).
+func (c *Client) AdminGetJobAttempts(ctx context.Context, id JobId, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewAdminGetJobAttemptsRequest(c.Server, id)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// AdminCancelJob Cancel any user's job
+//
+// Ends a PENDING or PROCESSING job as FAILED with the error `Cancelled
+// by an administrator`, as `POST /api/jobs/{id}/cancel` does for its
+// owner. A finished job is a 409. The admin's `sub` is recorded
+// (`cancelledBy`) and logged.
+//
+// Corresponds with POST /api/admin/jobs/{id}/cancel (the `AdminCancelJob` operationId).
+func (c *Client) AdminCancelJob(ctx context.Context, id JobId, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewAdminCancelJobRequest(c.Server, id)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// AdminGetJobEvents Stream any user's job (Server-Sent Events)
+//
+// The event stream of `GET /api/jobs/{id}/events` for any user's job:
+// the same events, heartbeats, `Last-Event-ID` rules and 204 for a
+// finished job's reconnect.
+//
+// Corresponds with GET /api/admin/jobs/{id}/events (the `AdminGetJobEvents` operationId).
+func (c *Client) AdminGetJobEvents(ctx context.Context, id JobId, params *AdminGetJobEventsParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewAdminGetJobEventsRequest(c.Server, id, params)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// AdminRequeueJob Run a FAILED job again, as a new job
+//
+// Creates a new PENDING job with the FAILED job's user, type and input,
+// and answers it. The original stays FAILED and unchanged (a finished
+// job never changes); the two are linked (`requeuedFrom` on the new
+// job, `requeuedAs` on the original). A job is requeued at most once
+// (requeue the new one if it fails too), and a cancelled job never.
+// The admin's `sub` is logged.
+//
+// Corresponds with POST /api/admin/jobs/{id}/requeue (the `AdminRequeueJob` operationId).
+func (c *Client) AdminRequeueJob(ctx context.Context, id JobId, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewAdminRequeueJobRequest(c.Server, id)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
 }
 
 // CreatePromptPreviewWithBody Preview a prompt (creates an AI_PREVIEW job)
@@ -1015,6 +1500,92 @@ func (c *Client) CreatePromptPreviewWithBody(ctx context.Context, params *Create
 // Corresponds with POST /api/admin/prompts/preview (the `CreatePromptPreview` operationId).
 func (c *Client) CreatePromptPreview(ctx context.Context, params *CreatePromptPreviewParams, body CreatePromptPreviewJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewCreatePromptPreviewRequest(c.Server, params, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// AdminRequeueFailedWithBody Requeue FAILED jobs by filter
+//
+// Requeues (as `POST /api/admin/jobs/{id}/requeue` does, one new job
+// each) up to `limit` FAILED jobs that finished in the given time range
+// and match the filters, oldest first; cancelled jobs and jobs already
+// requeued are never matched. With `dryRun` nothing is created and
+// `matched` says how many would be. The admin's `sub` is logged.
+//
+// Takes any type of body and a specified content type.
+//
+// Corresponds with POST /api/admin/requeue (the `AdminRequeueFailed` operationId).
+func (c *Client) AdminRequeueFailedWithBody(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewAdminRequeueFailedRequestWithBody(c.Server, contentType, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// AdminRequeueFailed Requeue FAILED jobs by filter
+//
+// Requeues (as `POST /api/admin/jobs/{id}/requeue` does, one new job
+// each) up to `limit` FAILED jobs that finished in the given time range
+// and match the filters, oldest first; cancelled jobs and jobs already
+// requeued are never matched. With `dryRun` nothing is created and
+// `matched` says how many would be. The admin's `sub` is logged.
+//
+// Takes a body of the `application/json` content type.
+//
+// Corresponds with POST /api/admin/requeue (the `AdminRequeueFailed` operationId).
+func (c *Client) AdminRequeueFailed(ctx context.Context, body AdminRequeueFailedJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewAdminRequeueFailedRequest(c.Server, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// AdminGetStats The queue at a glance
+//
+// Counts of PENDING and PROCESSING jobs by type, jobs finished in the
+// last hour by type and status, completions and failures per minute
+// over the last hour, the oldest PENDING job's age and the live
+// workers. Computed at most every 2 seconds per API process.
+//
+// Corresponds with GET /api/admin/stats (the `AdminGetStats` operationId).
+func (c *Client) AdminGetStats(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewAdminGetStatsRequest(c.Server)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// AdminListWorkers The live workers
+//
+// Each worker process seen in the last 60 seconds: its id (the
+// `workerId` of the jobs it claims), host, process id, version, start,
+// last heartbeat, concurrency and jobs in flight. A worker that stops
+// cleanly leaves the list at once.
+//
+// Corresponds with GET /api/admin/workers (the `AdminListWorkers` operationId).
+func (c *Client) AdminListWorkers(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewAdminListWorkersRequest(c.Server)
 	if err != nil {
 		return nil, err
 	}
@@ -1153,6 +1724,9 @@ func (c *Client) CancelJob(ctx context.Context, id JobId, reqEditors ...RequestE
 // a `: heartbeat` comment every 15 seconds, and `retry: 3000`. It closes
 // after the event of a COMPLETED or FAILED job. A client that reconnects
 // with `Last-Event-ID` is not sent the job again unless it changed.
+// A reconnect whose `Last-Event-ID` is the current `id` of a finished
+// job is answered `204 No Content`: there is nothing more to send, and
+// a browser's `EventSource` stops reconnecting on a 204.
 // Authentication and the 400/401/404 rules are those of
 // `GET /api/jobs/{id}`.
 //
@@ -1201,6 +1775,317 @@ func (c *Client) GetReady(ctx context.Context, reqEditors ...RequestEditorFn) (*
 		return nil, err
 	}
 	return c.Client.Do(req)
+}
+
+// NewAdminListJobsRequest constructs an http.Request for the AdminListJobs method
+func NewAdminListJobsRequest(server string, params *AdminListJobsParams) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/api/admin/jobs")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+		// queryValues collects non-styled parameters (passthrough, JSON)
+		// that are safe to round-trip through url.Values.Encode().
+		queryValues := queryURL.Query()
+		// rawQueryFragments collects pre-encoded query fragments from
+		// styled parameters, preserving literal commas as delimiters
+		// per the OpenAPI spec (e.g. "color=blue,black,brown").
+		var rawQueryFragments []string
+
+		if params.Limit != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "limit", *params.Limit, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Cursor != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "cursor", *params.Cursor, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Status != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "status", *params.Status, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Type != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "type", *params.Type, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.UserId != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "userId", *params.UserId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.CreatedAfter != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "createdAfter", *params.CreatedAfter, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.CreatedBefore != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "createdBefore", *params.CreatedBefore, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if encoded := queryValues.Encode(); encoded != "" {
+			rawQueryFragments = append(rawQueryFragments, encoded)
+		}
+		queryURL.RawQuery = strings.Join(rawQueryFragments, "&")
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewAdminGetJobRequest constructs an http.Request for the AdminGetJob method
+func NewAdminGetJobRequest(server string, id JobId) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "id", id, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: "uuid"})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/api/admin/jobs/%s", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewAdminGetJobAttemptsRequest constructs an http.Request for the AdminGetJobAttempts method
+func NewAdminGetJobAttemptsRequest(server string, id JobId) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "id", id, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: "uuid"})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/api/admin/jobs/%s/attempts", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewAdminCancelJobRequest constructs an http.Request for the AdminCancelJob method
+func NewAdminCancelJobRequest(server string, id JobId) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "id", id, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: "uuid"})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/api/admin/jobs/%s/cancel", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPost, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewAdminGetJobEventsRequest constructs an http.Request for the AdminGetJobEvents method
+func NewAdminGetJobEventsRequest(server string, id JobId, params *AdminGetJobEventsParams) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "id", id, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: "uuid"})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/api/admin/jobs/%s/events", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+
+		if params.LastEventID != nil {
+			var headerParam0 string
+
+			headerParam0, err = runtime.StyleParamWithOptions("simple", false, "Last-Event-ID", *params.LastEventID, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("Last-Event-ID", headerParam0)
+		}
+
+	}
+
+	return req, nil
+}
+
+// NewAdminRequeueJobRequest constructs an http.Request for the AdminRequeueJob method
+func NewAdminRequeueJobRequest(server string, id JobId) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "id", id, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: "uuid"})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/api/admin/jobs/%s/requeue", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPost, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
 }
 
 // NewCreatePromptPreviewRequest calls the generic CreatePromptPreview builder with application/json body
@@ -1253,6 +2138,100 @@ func NewCreatePromptPreviewRequestWithBody(server string, params *CreatePromptPr
 			req.Header.Set("Idempotency-Key", headerParam0)
 		}
 
+	}
+
+	return req, nil
+}
+
+// NewAdminRequeueFailedRequest calls the generic AdminRequeueFailed builder with application/json body
+func NewAdminRequeueFailedRequest(server string, body AdminRequeueFailedJSONRequestBody) (*http.Request, error) {
+	var bodyReader io.Reader
+	buf, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	bodyReader = bytes.NewReader(buf)
+	return NewAdminRequeueFailedRequestWithBody(server, "application/json", bodyReader)
+}
+
+// NewAdminRequeueFailedRequestWithBody constructs an http.Request for the AdminRequeueFailed method, with any body, and a specified content type
+func NewAdminRequeueFailedRequestWithBody(server string, contentType string, body io.Reader) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/api/admin/requeue")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPost, queryURL.String(), body)
+	if err != nil {
+		return nil, err
+	}
+
+	req.Header.Add("Content-Type", contentType)
+
+	return req, nil
+}
+
+// NewAdminGetStatsRequest constructs an http.Request for the AdminGetStats method
+func NewAdminGetStatsRequest(server string) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/api/admin/stats")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewAdminListWorkersRequest constructs an http.Request for the AdminListWorkers method
+func NewAdminListWorkersRequest(server string) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/api/admin/workers")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
 	}
 
 	return req, nil
@@ -1660,6 +2639,79 @@ func WithBaseURL(baseURL string) ClientOption {
 // ClientWithResponsesInterface is the interface specification for the client with responses above.
 type ClientWithResponsesInterface interface {
 
+	// AdminListJobsWithResponse List every user's jobs
+	//
+	// Every user's jobs, newest first (by id: job ids are time-ordered),
+	// with the filters of `GET /api/jobs` plus `userId` and a creation time
+	// range. Paging and the 16 MiB bound on a page's results are those of
+	// `GET /api/jobs`.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /api/admin/jobs (the `AdminListJobs` operationId).
+	AdminListJobsWithResponse(ctx context.Context, params *AdminListJobsParams, reqEditors ...RequestEditorFn) (*AdminListJobsResponse, error)
+
+	// AdminGetJobWithResponse Get any user's job
+	//
+	// The job whoever owns it, with its owner, its worker and its requeue
+	// links. An unknown id is a 404.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /api/admin/jobs/{id} (the `AdminGetJob` operationId).
+	AdminGetJobWithResponse(ctx context.Context, id JobId, reqEditors ...RequestEditorFn) (*AdminGetJobResponse, error)
+
+	// AdminGetJobAttemptsWithResponse A job's attempts, for its timeline
+	//
+	// Each attempt's start, end, worker, outcome and error, oldest first;
+	// the attempt running now (if any) last, with a null `endedAt`. A
+	// cancellation is an entry too: the end of the running attempt, or
+	// attempt 0 when none was running.
+	// An attempt handed back at a worker's shutdown was not counted and
+	// has no entry.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /api/admin/jobs/{id}/attempts (the `AdminGetJobAttempts` operationId).
+	AdminGetJobAttemptsWithResponse(ctx context.Context, id JobId, reqEditors ...RequestEditorFn) (*AdminGetJobAttemptsResponse, error)
+
+	// AdminCancelJobWithResponse Cancel any user's job
+	//
+	// Ends a PENDING or PROCESSING job as FAILED with the error `Cancelled
+	// by an administrator`, as `POST /api/jobs/{id}/cancel` does for its
+	// owner. A finished job is a 409. The admin's `sub` is recorded
+	// (`cancelledBy`) and logged.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /api/admin/jobs/{id}/cancel (the `AdminCancelJob` operationId).
+	AdminCancelJobWithResponse(ctx context.Context, id JobId, reqEditors ...RequestEditorFn) (*AdminCancelJobResponse, error)
+
+	// AdminGetJobEventsWithResponse Stream any user's job (Server-Sent Events)
+	//
+	// The event stream of `GET /api/jobs/{id}/events` for any user's job:
+	// the same events, heartbeats, `Last-Event-ID` rules and 204 for a
+	// finished job's reconnect.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /api/admin/jobs/{id}/events (the `AdminGetJobEvents` operationId).
+	AdminGetJobEventsWithResponse(ctx context.Context, id JobId, params *AdminGetJobEventsParams, reqEditors ...RequestEditorFn) (*AdminGetJobEventsResponse, error)
+
+	// AdminRequeueJobWithResponse Run a FAILED job again, as a new job
+	//
+	// Creates a new PENDING job with the FAILED job's user, type and input,
+	// and answers it. The original stays FAILED and unchanged (a finished
+	// job never changes); the two are linked (`requeuedFrom` on the new
+	// job, `requeuedAs` on the original). A job is requeued at most once
+	// (requeue the new one if it fails too), and a cancelled job never.
+	// The admin's `sub` is logged.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /api/admin/jobs/{id}/requeue (the `AdminRequeueJob` operationId).
+	AdminRequeueJobWithResponse(ctx context.Context, id JobId, reqEditors ...RequestEditorFn) (*AdminRequeueJobResponse, error)
+
 	// CreatePromptPreviewWithBodyWithResponse Preview a prompt (creates an AI_PREVIEW job)
 	//
 	// Renders the prompt template with its variables and asks the model for a
@@ -1681,6 +2733,56 @@ type ClientWithResponsesInterface interface {
 	//
 	// Corresponds with POST /api/admin/prompts/preview (the `CreatePromptPreview` operationId).
 	CreatePromptPreviewWithResponse(ctx context.Context, params *CreatePromptPreviewParams, body CreatePromptPreviewJSONRequestBody, reqEditors ...RequestEditorFn) (*CreatePromptPreviewResponse, error)
+
+	// AdminRequeueFailedWithBodyWithResponse Requeue FAILED jobs by filter
+	//
+	// Requeues (as `POST /api/admin/jobs/{id}/requeue` does, one new job
+	// each) up to `limit` FAILED jobs that finished in the given time range
+	// and match the filters, oldest first; cancelled jobs and jobs already
+	// requeued are never matched. With `dryRun` nothing is created and
+	// `matched` says how many would be. The admin's `sub` is logged.
+	//
+	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /api/admin/requeue (the `AdminRequeueFailed` operationId).
+	AdminRequeueFailedWithBodyWithResponse(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*AdminRequeueFailedResponse, error)
+
+	// AdminRequeueFailedWithResponse Requeue FAILED jobs by filter
+	//
+	// Requeues (as `POST /api/admin/jobs/{id}/requeue` does, one new job
+	// each) up to `limit` FAILED jobs that finished in the given time range
+	// and match the filters, oldest first; cancelled jobs and jobs already
+	// requeued are never matched. With `dryRun` nothing is created and
+	// `matched` says how many would be. The admin's `sub` is logged.
+	//
+	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /api/admin/requeue (the `AdminRequeueFailed` operationId).
+	AdminRequeueFailedWithResponse(ctx context.Context, body AdminRequeueFailedJSONRequestBody, reqEditors ...RequestEditorFn) (*AdminRequeueFailedResponse, error)
+
+	// AdminGetStatsWithResponse The queue at a glance
+	//
+	// Counts of PENDING and PROCESSING jobs by type, jobs finished in the
+	// last hour by type and status, completions and failures per minute
+	// over the last hour, the oldest PENDING job's age and the live
+	// workers. Computed at most every 2 seconds per API process.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /api/admin/stats (the `AdminGetStats` operationId).
+	AdminGetStatsWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*AdminGetStatsResponse, error)
+
+	// AdminListWorkersWithResponse The live workers
+	//
+	// Each worker process seen in the last 60 seconds: its id (the
+	// `workerId` of the jobs it claims), host, process id, version, start,
+	// last heartbeat, concurrency and jobs in flight. A worker that stops
+	// cleanly leaves the list at once.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /api/admin/workers (the `AdminListWorkers` operationId).
+	AdminListWorkersWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*AdminListWorkersResponse, error)
 
 	// ListJobsWithResponse List the caller's jobs
 	//
@@ -1766,6 +2868,9 @@ type ClientWithResponsesInterface interface {
 	// a `: heartbeat` comment every 15 seconds, and `retry: 3000`. It closes
 	// after the event of a COMPLETED or FAILED job. A client that reconnects
 	// with `Last-Event-ID` is not sent the job again unless it changed.
+	// A reconnect whose `Last-Event-ID` is the current `id` of a finished
+	// job is answered `204 No Content`: there is nothing more to send, and
+	// a browser's `EventSource` stops reconnecting on a 204.
 	// Authentication and the 400/401/404 rules are those of
 	// `GET /api/jobs/{id}`.
 	//
@@ -1791,6 +2896,602 @@ type ClientWithResponsesInterface interface {
 	//
 	// Corresponds with GET /readyz (the `GetReady` operationId).
 	GetReadyWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*GetReadyResponse, error)
+}
+
+// AdminListJobsResponse401Headers the declared response headers of an HTTP 401 response for AdminListJobs
+type AdminListJobsResponse401Headers struct {
+	WWWAuthenticate *string
+}
+
+// AdminListJobsResponse429Headers the declared response headers of an HTTP 429 response for AdminListJobs
+type AdminListJobsResponse429Headers struct {
+	RetryAfter *int
+}
+
+type AdminListJobsResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *AdminJobList
+	// JSON400 the response for an HTTP 400 `application/json` response
+	JSON400 *BadRequest
+	// JSON401 the response for an HTTP 401 `application/json` response
+	JSON401 *Unauthorized
+	// JSON403 the response for an HTTP 403 `application/json` response
+	JSON403 *Forbidden
+	// JSON429 the response for an HTTP 429 `application/json` response
+	JSON429 *TooManyRequests
+	// JSONDefault the response for an HTTP default `application/json` response
+	JSONDefault *Error
+	// Headers401 the parsed response headers for an HTTP 401 response
+	Headers401 *AdminListJobsResponse401Headers
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *AdminListJobsResponse429Headers
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r AdminListJobsResponse) GetJSON200() *AdminJobList {
+	return r.JSON200
+}
+
+// GetJSON400 returns the response for an HTTP 400 `application/json` response
+func (r AdminListJobsResponse) GetJSON400() *BadRequest {
+	return r.JSON400
+}
+
+// GetJSON401 returns the response for an HTTP 401 `application/json` response
+func (r AdminListJobsResponse) GetJSON401() *Unauthorized {
+	return r.JSON401
+}
+
+// GetJSON403 returns the response for an HTTP 403 `application/json` response
+func (r AdminListJobsResponse) GetJSON403() *Forbidden {
+	return r.JSON403
+}
+
+// GetJSON429 returns the response for an HTTP 429 `application/json` response
+func (r AdminListJobsResponse) GetJSON429() *TooManyRequests {
+	return r.JSON429
+}
+
+// GetJSONDefault returns the response for an HTTP default `application/json` response
+func (r AdminListJobsResponse) GetJSONDefault() *Error {
+	return r.JSONDefault
+}
+
+// GetBody returns the raw response body bytes
+func (r AdminListJobsResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r AdminListJobsResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r AdminListJobsResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r AdminListJobsResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// AdminGetJobResponse401Headers the declared response headers of an HTTP 401 response for AdminGetJob
+type AdminGetJobResponse401Headers struct {
+	WWWAuthenticate *string
+}
+
+// AdminGetJobResponse429Headers the declared response headers of an HTTP 429 response for AdminGetJob
+type AdminGetJobResponse429Headers struct {
+	RetryAfter *int
+}
+
+type AdminGetJobResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *AdminJob
+	// JSON400 the response for an HTTP 400 `application/json` response
+	JSON400 *InvalidUUID
+	// JSON401 the response for an HTTP 401 `application/json` response
+	JSON401 *Unauthorized
+	// JSON403 the response for an HTTP 403 `application/json` response
+	JSON403 *Forbidden
+	// JSON404 the response for an HTTP 404 `application/json` response
+	JSON404 *AdminNotFound
+	// JSON429 the response for an HTTP 429 `application/json` response
+	JSON429 *TooManyRequests
+	// JSONDefault the response for an HTTP default `application/json` response
+	JSONDefault *Error
+	// Headers401 the parsed response headers for an HTTP 401 response
+	Headers401 *AdminGetJobResponse401Headers
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *AdminGetJobResponse429Headers
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r AdminGetJobResponse) GetJSON200() *AdminJob {
+	return r.JSON200
+}
+
+// GetJSON400 returns the response for an HTTP 400 `application/json` response
+func (r AdminGetJobResponse) GetJSON400() *InvalidUUID {
+	return r.JSON400
+}
+
+// GetJSON401 returns the response for an HTTP 401 `application/json` response
+func (r AdminGetJobResponse) GetJSON401() *Unauthorized {
+	return r.JSON401
+}
+
+// GetJSON403 returns the response for an HTTP 403 `application/json` response
+func (r AdminGetJobResponse) GetJSON403() *Forbidden {
+	return r.JSON403
+}
+
+// GetJSON404 returns the response for an HTTP 404 `application/json` response
+func (r AdminGetJobResponse) GetJSON404() *AdminNotFound {
+	return r.JSON404
+}
+
+// GetJSON429 returns the response for an HTTP 429 `application/json` response
+func (r AdminGetJobResponse) GetJSON429() *TooManyRequests {
+	return r.JSON429
+}
+
+// GetJSONDefault returns the response for an HTTP default `application/json` response
+func (r AdminGetJobResponse) GetJSONDefault() *Error {
+	return r.JSONDefault
+}
+
+// GetBody returns the raw response body bytes
+func (r AdminGetJobResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r AdminGetJobResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r AdminGetJobResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r AdminGetJobResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// AdminGetJobAttemptsResponse401Headers the declared response headers of an HTTP 401 response for AdminGetJobAttempts
+type AdminGetJobAttemptsResponse401Headers struct {
+	WWWAuthenticate *string
+}
+
+// AdminGetJobAttemptsResponse429Headers the declared response headers of an HTTP 429 response for AdminGetJobAttempts
+type AdminGetJobAttemptsResponse429Headers struct {
+	RetryAfter *int
+}
+
+type AdminGetJobAttemptsResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *AttemptList
+	// JSON400 the response for an HTTP 400 `application/json` response
+	JSON400 *InvalidUUID
+	// JSON401 the response for an HTTP 401 `application/json` response
+	JSON401 *Unauthorized
+	// JSON403 the response for an HTTP 403 `application/json` response
+	JSON403 *Forbidden
+	// JSON404 the response for an HTTP 404 `application/json` response
+	JSON404 *AdminNotFound
+	// JSON429 the response for an HTTP 429 `application/json` response
+	JSON429 *TooManyRequests
+	// JSONDefault the response for an HTTP default `application/json` response
+	JSONDefault *Error
+	// Headers401 the parsed response headers for an HTTP 401 response
+	Headers401 *AdminGetJobAttemptsResponse401Headers
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *AdminGetJobAttemptsResponse429Headers
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r AdminGetJobAttemptsResponse) GetJSON200() *AttemptList {
+	return r.JSON200
+}
+
+// GetJSON400 returns the response for an HTTP 400 `application/json` response
+func (r AdminGetJobAttemptsResponse) GetJSON400() *InvalidUUID {
+	return r.JSON400
+}
+
+// GetJSON401 returns the response for an HTTP 401 `application/json` response
+func (r AdminGetJobAttemptsResponse) GetJSON401() *Unauthorized {
+	return r.JSON401
+}
+
+// GetJSON403 returns the response for an HTTP 403 `application/json` response
+func (r AdminGetJobAttemptsResponse) GetJSON403() *Forbidden {
+	return r.JSON403
+}
+
+// GetJSON404 returns the response for an HTTP 404 `application/json` response
+func (r AdminGetJobAttemptsResponse) GetJSON404() *AdminNotFound {
+	return r.JSON404
+}
+
+// GetJSON429 returns the response for an HTTP 429 `application/json` response
+func (r AdminGetJobAttemptsResponse) GetJSON429() *TooManyRequests {
+	return r.JSON429
+}
+
+// GetJSONDefault returns the response for an HTTP default `application/json` response
+func (r AdminGetJobAttemptsResponse) GetJSONDefault() *Error {
+	return r.JSONDefault
+}
+
+// GetBody returns the raw response body bytes
+func (r AdminGetJobAttemptsResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r AdminGetJobAttemptsResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r AdminGetJobAttemptsResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r AdminGetJobAttemptsResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// AdminCancelJobResponse401Headers the declared response headers of an HTTP 401 response for AdminCancelJob
+type AdminCancelJobResponse401Headers struct {
+	WWWAuthenticate *string
+}
+
+// AdminCancelJobResponse429Headers the declared response headers of an HTTP 429 response for AdminCancelJob
+type AdminCancelJobResponse429Headers struct {
+	RetryAfter *int
+}
+
+type AdminCancelJobResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *AdminJob
+	// JSON400 the response for an HTTP 400 `application/json` response
+	JSON400 *InvalidUUID
+	// JSON401 the response for an HTTP 401 `application/json` response
+	JSON401 *Unauthorized
+	// JSON403 the response for an HTTP 403 `application/json` response
+	JSON403 *Forbidden
+	// JSON404 the response for an HTTP 404 `application/json` response
+	JSON404 *AdminNotFound
+	// JSON409 the response for an HTTP 409 `application/json` response
+	JSON409 *Error
+	// JSON429 the response for an HTTP 429 `application/json` response
+	JSON429 *TooManyRequests
+	// JSONDefault the response for an HTTP default `application/json` response
+	JSONDefault *Error
+	// Headers401 the parsed response headers for an HTTP 401 response
+	Headers401 *AdminCancelJobResponse401Headers
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *AdminCancelJobResponse429Headers
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r AdminCancelJobResponse) GetJSON200() *AdminJob {
+	return r.JSON200
+}
+
+// GetJSON400 returns the response for an HTTP 400 `application/json` response
+func (r AdminCancelJobResponse) GetJSON400() *InvalidUUID {
+	return r.JSON400
+}
+
+// GetJSON401 returns the response for an HTTP 401 `application/json` response
+func (r AdminCancelJobResponse) GetJSON401() *Unauthorized {
+	return r.JSON401
+}
+
+// GetJSON403 returns the response for an HTTP 403 `application/json` response
+func (r AdminCancelJobResponse) GetJSON403() *Forbidden {
+	return r.JSON403
+}
+
+// GetJSON404 returns the response for an HTTP 404 `application/json` response
+func (r AdminCancelJobResponse) GetJSON404() *AdminNotFound {
+	return r.JSON404
+}
+
+// GetJSON409 returns the response for an HTTP 409 `application/json` response
+func (r AdminCancelJobResponse) GetJSON409() *Error {
+	return r.JSON409
+}
+
+// GetJSON429 returns the response for an HTTP 429 `application/json` response
+func (r AdminCancelJobResponse) GetJSON429() *TooManyRequests {
+	return r.JSON429
+}
+
+// GetJSONDefault returns the response for an HTTP default `application/json` response
+func (r AdminCancelJobResponse) GetJSONDefault() *Error {
+	return r.JSONDefault
+}
+
+// GetBody returns the raw response body bytes
+func (r AdminCancelJobResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r AdminCancelJobResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r AdminCancelJobResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r AdminCancelJobResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// AdminGetJobEventsResponse200Headers the declared response headers of an HTTP 200 response for AdminGetJobEvents
+type AdminGetJobEventsResponse200Headers struct {
+	CacheControl *string
+}
+
+// AdminGetJobEventsResponse401Headers the declared response headers of an HTTP 401 response for AdminGetJobEvents
+type AdminGetJobEventsResponse401Headers struct {
+	WWWAuthenticate *string
+}
+
+// AdminGetJobEventsResponse429Headers the declared response headers of an HTTP 429 response for AdminGetJobEvents
+type AdminGetJobEventsResponse429Headers struct {
+	RetryAfter *int
+}
+
+type AdminGetJobEventsResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON400 the response for an HTTP 400 `application/json` response
+	JSON400 *InvalidUUID
+	// JSON401 the response for an HTTP 401 `application/json` response
+	JSON401 *Unauthorized
+	// JSON403 the response for an HTTP 403 `application/json` response
+	JSON403 *Forbidden
+	// JSON404 the response for an HTTP 404 `application/json` response
+	JSON404 *AdminNotFound
+	// JSON429 the response for an HTTP 429 `application/json` response
+	JSON429 *TooManyRequests
+	// JSONDefault the response for an HTTP default `application/json` response
+	JSONDefault *Error
+	// Headers200 the parsed response headers for an HTTP 200 response
+	Headers200 *AdminGetJobEventsResponse200Headers
+	// Headers401 the parsed response headers for an HTTP 401 response
+	Headers401 *AdminGetJobEventsResponse401Headers
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *AdminGetJobEventsResponse429Headers
+}
+
+// GetJSON400 returns the response for an HTTP 400 `application/json` response
+func (r AdminGetJobEventsResponse) GetJSON400() *InvalidUUID {
+	return r.JSON400
+}
+
+// GetJSON401 returns the response for an HTTP 401 `application/json` response
+func (r AdminGetJobEventsResponse) GetJSON401() *Unauthorized {
+	return r.JSON401
+}
+
+// GetJSON403 returns the response for an HTTP 403 `application/json` response
+func (r AdminGetJobEventsResponse) GetJSON403() *Forbidden {
+	return r.JSON403
+}
+
+// GetJSON404 returns the response for an HTTP 404 `application/json` response
+func (r AdminGetJobEventsResponse) GetJSON404() *AdminNotFound {
+	return r.JSON404
+}
+
+// GetJSON429 returns the response for an HTTP 429 `application/json` response
+func (r AdminGetJobEventsResponse) GetJSON429() *TooManyRequests {
+	return r.JSON429
+}
+
+// GetJSONDefault returns the response for an HTTP default `application/json` response
+func (r AdminGetJobEventsResponse) GetJSONDefault() *Error {
+	return r.JSONDefault
+}
+
+// GetBody returns the raw response body bytes
+func (r AdminGetJobEventsResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r AdminGetJobEventsResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r AdminGetJobEventsResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r AdminGetJobEventsResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// AdminRequeueJobResponse202Headers the declared response headers of an HTTP 202 response for AdminRequeueJob
+type AdminRequeueJobResponse202Headers struct {
+	Location *string
+}
+
+// AdminRequeueJobResponse401Headers the declared response headers of an HTTP 401 response for AdminRequeueJob
+type AdminRequeueJobResponse401Headers struct {
+	WWWAuthenticate *string
+}
+
+// AdminRequeueJobResponse429Headers the declared response headers of an HTTP 429 response for AdminRequeueJob
+type AdminRequeueJobResponse429Headers struct {
+	RetryAfter *int
+}
+
+type AdminRequeueJobResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON202 the response for an HTTP 202 `application/json` response
+	JSON202 *AdminJob
+	// JSON400 the response for an HTTP 400 `application/json` response
+	JSON400 *InvalidUUID
+	// JSON401 the response for an HTTP 401 `application/json` response
+	JSON401 *Unauthorized
+	// JSON403 the response for an HTTP 403 `application/json` response
+	JSON403 *Forbidden
+	// JSON404 the response for an HTTP 404 `application/json` response
+	JSON404 *AdminNotFound
+	// JSON409 the response for an HTTP 409 `application/json` response
+	JSON409 *Error
+	// JSON429 the response for an HTTP 429 `application/json` response
+	JSON429 *TooManyRequests
+	// JSONDefault the response for an HTTP default `application/json` response
+	JSONDefault *Error
+	// Headers202 the parsed response headers for an HTTP 202 response
+	Headers202 *AdminRequeueJobResponse202Headers
+	// Headers401 the parsed response headers for an HTTP 401 response
+	Headers401 *AdminRequeueJobResponse401Headers
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *AdminRequeueJobResponse429Headers
+}
+
+// GetJSON202 returns the response for an HTTP 202 `application/json` response
+func (r AdminRequeueJobResponse) GetJSON202() *AdminJob {
+	return r.JSON202
+}
+
+// GetJSON400 returns the response for an HTTP 400 `application/json` response
+func (r AdminRequeueJobResponse) GetJSON400() *InvalidUUID {
+	return r.JSON400
+}
+
+// GetJSON401 returns the response for an HTTP 401 `application/json` response
+func (r AdminRequeueJobResponse) GetJSON401() *Unauthorized {
+	return r.JSON401
+}
+
+// GetJSON403 returns the response for an HTTP 403 `application/json` response
+func (r AdminRequeueJobResponse) GetJSON403() *Forbidden {
+	return r.JSON403
+}
+
+// GetJSON404 returns the response for an HTTP 404 `application/json` response
+func (r AdminRequeueJobResponse) GetJSON404() *AdminNotFound {
+	return r.JSON404
+}
+
+// GetJSON409 returns the response for an HTTP 409 `application/json` response
+func (r AdminRequeueJobResponse) GetJSON409() *Error {
+	return r.JSON409
+}
+
+// GetJSON429 returns the response for an HTTP 429 `application/json` response
+func (r AdminRequeueJobResponse) GetJSON429() *TooManyRequests {
+	return r.JSON429
+}
+
+// GetJSONDefault returns the response for an HTTP default `application/json` response
+func (r AdminRequeueJobResponse) GetJSONDefault() *Error {
+	return r.JSONDefault
+}
+
+// GetBody returns the raw response body bytes
+func (r AdminRequeueJobResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r AdminRequeueJobResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r AdminRequeueJobResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r AdminRequeueJobResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
 }
 
 // CreatePromptPreviewResponse202Headers the declared response headers of an HTTP 202 response for CreatePromptPreview
@@ -1899,6 +3600,269 @@ func (r CreatePromptPreviewResponse) StatusCode() int {
 
 // ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
 func (r CreatePromptPreviewResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// AdminRequeueFailedResponse401Headers the declared response headers of an HTTP 401 response for AdminRequeueFailed
+type AdminRequeueFailedResponse401Headers struct {
+	WWWAuthenticate *string
+}
+
+// AdminRequeueFailedResponse429Headers the declared response headers of an HTTP 429 response for AdminRequeueFailed
+type AdminRequeueFailedResponse429Headers struct {
+	RetryAfter *int
+}
+
+type AdminRequeueFailedResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *RequeueResult
+	// JSON400 the response for an HTTP 400 `application/json` response
+	JSON400 *BadRequest
+	// JSON401 the response for an HTTP 401 `application/json` response
+	JSON401 *Unauthorized
+	// JSON403 the response for an HTTP 403 `application/json` response
+	JSON403 *Forbidden
+	// JSON413 the response for an HTTP 413 `application/json` response
+	JSON413 *PayloadTooLarge
+	// JSON429 the response for an HTTP 429 `application/json` response
+	JSON429 *TooManyRequests
+	// JSONDefault the response for an HTTP default `application/json` response
+	JSONDefault *Error
+	// Headers401 the parsed response headers for an HTTP 401 response
+	Headers401 *AdminRequeueFailedResponse401Headers
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *AdminRequeueFailedResponse429Headers
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r AdminRequeueFailedResponse) GetJSON200() *RequeueResult {
+	return r.JSON200
+}
+
+// GetJSON400 returns the response for an HTTP 400 `application/json` response
+func (r AdminRequeueFailedResponse) GetJSON400() *BadRequest {
+	return r.JSON400
+}
+
+// GetJSON401 returns the response for an HTTP 401 `application/json` response
+func (r AdminRequeueFailedResponse) GetJSON401() *Unauthorized {
+	return r.JSON401
+}
+
+// GetJSON403 returns the response for an HTTP 403 `application/json` response
+func (r AdminRequeueFailedResponse) GetJSON403() *Forbidden {
+	return r.JSON403
+}
+
+// GetJSON413 returns the response for an HTTP 413 `application/json` response
+func (r AdminRequeueFailedResponse) GetJSON413() *PayloadTooLarge {
+	return r.JSON413
+}
+
+// GetJSON429 returns the response for an HTTP 429 `application/json` response
+func (r AdminRequeueFailedResponse) GetJSON429() *TooManyRequests {
+	return r.JSON429
+}
+
+// GetJSONDefault returns the response for an HTTP default `application/json` response
+func (r AdminRequeueFailedResponse) GetJSONDefault() *Error {
+	return r.JSONDefault
+}
+
+// GetBody returns the raw response body bytes
+func (r AdminRequeueFailedResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r AdminRequeueFailedResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r AdminRequeueFailedResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r AdminRequeueFailedResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// AdminGetStatsResponse401Headers the declared response headers of an HTTP 401 response for AdminGetStats
+type AdminGetStatsResponse401Headers struct {
+	WWWAuthenticate *string
+}
+
+// AdminGetStatsResponse429Headers the declared response headers of an HTTP 429 response for AdminGetStats
+type AdminGetStatsResponse429Headers struct {
+	RetryAfter *int
+}
+
+type AdminGetStatsResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *AdminStats
+	// JSON401 the response for an HTTP 401 `application/json` response
+	JSON401 *Unauthorized
+	// JSON403 the response for an HTTP 403 `application/json` response
+	JSON403 *Forbidden
+	// JSON429 the response for an HTTP 429 `application/json` response
+	JSON429 *TooManyRequests
+	// JSONDefault the response for an HTTP default `application/json` response
+	JSONDefault *Error
+	// Headers401 the parsed response headers for an HTTP 401 response
+	Headers401 *AdminGetStatsResponse401Headers
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *AdminGetStatsResponse429Headers
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r AdminGetStatsResponse) GetJSON200() *AdminStats {
+	return r.JSON200
+}
+
+// GetJSON401 returns the response for an HTTP 401 `application/json` response
+func (r AdminGetStatsResponse) GetJSON401() *Unauthorized {
+	return r.JSON401
+}
+
+// GetJSON403 returns the response for an HTTP 403 `application/json` response
+func (r AdminGetStatsResponse) GetJSON403() *Forbidden {
+	return r.JSON403
+}
+
+// GetJSON429 returns the response for an HTTP 429 `application/json` response
+func (r AdminGetStatsResponse) GetJSON429() *TooManyRequests {
+	return r.JSON429
+}
+
+// GetJSONDefault returns the response for an HTTP default `application/json` response
+func (r AdminGetStatsResponse) GetJSONDefault() *Error {
+	return r.JSONDefault
+}
+
+// GetBody returns the raw response body bytes
+func (r AdminGetStatsResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r AdminGetStatsResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r AdminGetStatsResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r AdminGetStatsResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// AdminListWorkersResponse401Headers the declared response headers of an HTTP 401 response for AdminListWorkers
+type AdminListWorkersResponse401Headers struct {
+	WWWAuthenticate *string
+}
+
+// AdminListWorkersResponse429Headers the declared response headers of an HTTP 429 response for AdminListWorkers
+type AdminListWorkersResponse429Headers struct {
+	RetryAfter *int
+}
+
+type AdminListWorkersResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *WorkerList
+	// JSON401 the response for an HTTP 401 `application/json` response
+	JSON401 *Unauthorized
+	// JSON403 the response for an HTTP 403 `application/json` response
+	JSON403 *Forbidden
+	// JSON429 the response for an HTTP 429 `application/json` response
+	JSON429 *TooManyRequests
+	// JSONDefault the response for an HTTP default `application/json` response
+	JSONDefault *Error
+	// Headers401 the parsed response headers for an HTTP 401 response
+	Headers401 *AdminListWorkersResponse401Headers
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *AdminListWorkersResponse429Headers
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r AdminListWorkersResponse) GetJSON200() *WorkerList {
+	return r.JSON200
+}
+
+// GetJSON401 returns the response for an HTTP 401 `application/json` response
+func (r AdminListWorkersResponse) GetJSON401() *Unauthorized {
+	return r.JSON401
+}
+
+// GetJSON403 returns the response for an HTTP 403 `application/json` response
+func (r AdminListWorkersResponse) GetJSON403() *Forbidden {
+	return r.JSON403
+}
+
+// GetJSON429 returns the response for an HTTP 429 `application/json` response
+func (r AdminListWorkersResponse) GetJSON429() *TooManyRequests {
+	return r.JSON429
+}
+
+// GetJSONDefault returns the response for an HTTP default `application/json` response
+func (r AdminListWorkersResponse) GetJSONDefault() *Error {
+	return r.JSONDefault
+}
+
+// GetBody returns the raw response body bytes
+func (r AdminListWorkersResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r AdminListWorkersResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r AdminListWorkersResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r AdminListWorkersResponse) ContentType() string {
 	if r.HTTPResponse != nil {
 		return r.HTTPResponse.Header.Get("Content-Type")
 	}
@@ -2491,6 +4455,115 @@ func (r GetReadyResponse) ContentType() string {
 	return ""
 }
 
+// AdminListJobsWithResponse List every user's jobs
+//
+// Every user's jobs, newest first (by id: job ids are time-ordered),
+// with the filters of `GET /api/jobs` plus `userId` and a creation time
+// range. Paging and the 16 MiB bound on a page's results are those of
+// `GET /api/jobs`.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /api/admin/jobs (the `AdminListJobs` operationId).
+func (c *ClientWithResponses) AdminListJobsWithResponse(ctx context.Context, params *AdminListJobsParams, reqEditors ...RequestEditorFn) (*AdminListJobsResponse, error) {
+	rsp, err := c.AdminListJobs(ctx, params, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseAdminListJobsResponse(rsp)
+}
+
+// AdminGetJobWithResponse Get any user's job
+//
+// The job whoever owns it, with its owner, its worker and its requeue
+// links. An unknown id is a 404.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /api/admin/jobs/{id} (the `AdminGetJob` operationId).
+func (c *ClientWithResponses) AdminGetJobWithResponse(ctx context.Context, id JobId, reqEditors ...RequestEditorFn) (*AdminGetJobResponse, error) {
+	rsp, err := c.AdminGetJob(ctx, id, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseAdminGetJobResponse(rsp)
+}
+
+// AdminGetJobAttemptsWithResponse A job's attempts, for its timeline
+//
+// Each attempt's start, end, worker, outcome and error, oldest first;
+// the attempt running now (if any) last, with a null `endedAt`. A
+// cancellation is an entry too: the end of the running attempt, or
+// attempt 0 when none was running.
+// An attempt handed back at a worker's shutdown was not counted and
+// has no entry.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /api/admin/jobs/{id}/attempts (the `AdminGetJobAttempts` operationId).
+func (c *ClientWithResponses) AdminGetJobAttemptsWithResponse(ctx context.Context, id JobId, reqEditors ...RequestEditorFn) (*AdminGetJobAttemptsResponse, error) {
+	rsp, err := c.AdminGetJobAttempts(ctx, id, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseAdminGetJobAttemptsResponse(rsp)
+}
+
+// AdminCancelJobWithResponse Cancel any user's job
+//
+// Ends a PENDING or PROCESSING job as FAILED with the error `Cancelled
+// by an administrator`, as `POST /api/jobs/{id}/cancel` does for its
+// owner. A finished job is a 409. The admin's `sub` is recorded
+// (`cancelledBy`) and logged.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /api/admin/jobs/{id}/cancel (the `AdminCancelJob` operationId).
+func (c *ClientWithResponses) AdminCancelJobWithResponse(ctx context.Context, id JobId, reqEditors ...RequestEditorFn) (*AdminCancelJobResponse, error) {
+	rsp, err := c.AdminCancelJob(ctx, id, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseAdminCancelJobResponse(rsp)
+}
+
+// AdminGetJobEventsWithResponse Stream any user's job (Server-Sent Events)
+//
+// The event stream of `GET /api/jobs/{id}/events` for any user's job:
+// the same events, heartbeats, `Last-Event-ID` rules and 204 for a
+// finished job's reconnect.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /api/admin/jobs/{id}/events (the `AdminGetJobEvents` operationId).
+func (c *ClientWithResponses) AdminGetJobEventsWithResponse(ctx context.Context, id JobId, params *AdminGetJobEventsParams, reqEditors ...RequestEditorFn) (*AdminGetJobEventsResponse, error) {
+	rsp, err := c.AdminGetJobEvents(ctx, id, params, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseAdminGetJobEventsResponse(rsp)
+}
+
+// AdminRequeueJobWithResponse Run a FAILED job again, as a new job
+//
+// Creates a new PENDING job with the FAILED job's user, type and input,
+// and answers it. The original stays FAILED and unchanged (a finished
+// job never changes); the two are linked (`requeuedFrom` on the new
+// job, `requeuedAs` on the original). A job is requeued at most once
+// (requeue the new one if it fails too), and a cancelled job never.
+// The admin's `sub` is logged.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /api/admin/jobs/{id}/requeue (the `AdminRequeueJob` operationId).
+func (c *ClientWithResponses) AdminRequeueJobWithResponse(ctx context.Context, id JobId, reqEditors ...RequestEditorFn) (*AdminRequeueJobResponse, error) {
+	rsp, err := c.AdminRequeueJob(ctx, id, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseAdminRequeueJobResponse(rsp)
+}
+
 // CreatePromptPreviewWithBodyWithResponse Preview a prompt (creates an AI_PREVIEW job)
 //
 // Renders the prompt template with its variables and asks the model for a
@@ -2523,6 +4596,80 @@ func (c *ClientWithResponses) CreatePromptPreviewWithResponse(ctx context.Contex
 		return nil, err
 	}
 	return ParseCreatePromptPreviewResponse(rsp)
+}
+
+// AdminRequeueFailedWithBodyWithResponse Requeue FAILED jobs by filter
+//
+// Requeues (as `POST /api/admin/jobs/{id}/requeue` does, one new job
+// each) up to `limit` FAILED jobs that finished in the given time range
+// and match the filters, oldest first; cancelled jobs and jobs already
+// requeued are never matched. With `dryRun` nothing is created and
+// `matched` says how many would be. The admin's `sub` is logged.
+//
+// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /api/admin/requeue (the `AdminRequeueFailed` operationId).
+func (c *ClientWithResponses) AdminRequeueFailedWithBodyWithResponse(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*AdminRequeueFailedResponse, error) {
+	rsp, err := c.AdminRequeueFailedWithBody(ctx, contentType, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseAdminRequeueFailedResponse(rsp)
+}
+
+// AdminRequeueFailedWithResponse Requeue FAILED jobs by filter
+//
+// Requeues (as `POST /api/admin/jobs/{id}/requeue` does, one new job
+// each) up to `limit` FAILED jobs that finished in the given time range
+// and match the filters, oldest first; cancelled jobs and jobs already
+// requeued are never matched. With `dryRun` nothing is created and
+// `matched` says how many would be. The admin's `sub` is logged.
+//
+// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /api/admin/requeue (the `AdminRequeueFailed` operationId).
+func (c *ClientWithResponses) AdminRequeueFailedWithResponse(ctx context.Context, body AdminRequeueFailedJSONRequestBody, reqEditors ...RequestEditorFn) (*AdminRequeueFailedResponse, error) {
+	rsp, err := c.AdminRequeueFailed(ctx, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseAdminRequeueFailedResponse(rsp)
+}
+
+// AdminGetStatsWithResponse The queue at a glance
+//
+// Counts of PENDING and PROCESSING jobs by type, jobs finished in the
+// last hour by type and status, completions and failures per minute
+// over the last hour, the oldest PENDING job's age and the live
+// workers. Computed at most every 2 seconds per API process.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /api/admin/stats (the `AdminGetStats` operationId).
+func (c *ClientWithResponses) AdminGetStatsWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*AdminGetStatsResponse, error) {
+	rsp, err := c.AdminGetStats(ctx, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseAdminGetStatsResponse(rsp)
+}
+
+// AdminListWorkersWithResponse The live workers
+//
+// Each worker process seen in the last 60 seconds: its id (the
+// `workerId` of the jobs it claims), host, process id, version, start,
+// last heartbeat, concurrency and jobs in flight. A worker that stops
+// cleanly leaves the list at once.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /api/admin/workers (the `AdminListWorkers` operationId).
+func (c *ClientWithResponses) AdminListWorkersWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*AdminListWorkersResponse, error) {
+	rsp, err := c.AdminListWorkers(ctx, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseAdminListWorkersResponse(rsp)
 }
 
 // ListJobsWithResponse List the caller's jobs
@@ -2639,6 +4786,9 @@ func (c *ClientWithResponses) CancelJobWithResponse(ctx context.Context, id JobI
 // a `: heartbeat` comment every 15 seconds, and `retry: 3000`. It closes
 // after the event of a COMPLETED or FAILED job. A client that reconnects
 // with `Last-Event-ID` is not sent the job again unless it changed.
+// A reconnect whose `Last-Event-ID` is the current `id` of a finished
+// job is answered `204 No Content`: there is nothing more to send, and
+// a browser's `EventSource` stops reconnecting on a 204.
 // Authentication and the 400/401/404 rules are those of
 // `GET /api/jobs/{id}`.
 //
@@ -2681,6 +4831,575 @@ func (c *ClientWithResponses) GetReadyWithResponse(ctx context.Context, reqEdito
 		return nil, err
 	}
 	return ParseGetReadyResponse(rsp)
+}
+
+// ParseAdminListJobsResponse parses an HTTP response from a AdminListJobsWithResponse call
+func ParseAdminListJobsResponse(rsp *http.Response) (*AdminListJobsResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &AdminListJobsResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest AdminJobList
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest BadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Forbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest TooManyRequests
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON429 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && true:
+		var dest Error
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSONDefault = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 401:
+		var headers AdminListJobsResponse401Headers
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = &value
+		}
+		response.Headers401 = &headers
+	case rsp.StatusCode == 429:
+		var headers AdminListJobsResponse429Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers429 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseAdminGetJobResponse parses an HTTP response from a AdminGetJobWithResponse call
+func ParseAdminGetJobResponse(rsp *http.Response) (*AdminGetJobResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &AdminGetJobResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest AdminJob
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest InvalidUUID
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Forbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest AdminNotFound
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest TooManyRequests
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON429 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && true:
+		var dest Error
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSONDefault = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 401:
+		var headers AdminGetJobResponse401Headers
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = &value
+		}
+		response.Headers401 = &headers
+	case rsp.StatusCode == 429:
+		var headers AdminGetJobResponse429Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers429 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseAdminGetJobAttemptsResponse parses an HTTP response from a AdminGetJobAttemptsWithResponse call
+func ParseAdminGetJobAttemptsResponse(rsp *http.Response) (*AdminGetJobAttemptsResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &AdminGetJobAttemptsResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest AttemptList
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest InvalidUUID
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Forbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest AdminNotFound
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest TooManyRequests
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON429 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && true:
+		var dest Error
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSONDefault = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 401:
+		var headers AdminGetJobAttemptsResponse401Headers
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = &value
+		}
+		response.Headers401 = &headers
+	case rsp.StatusCode == 429:
+		var headers AdminGetJobAttemptsResponse429Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers429 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseAdminCancelJobResponse parses an HTTP response from a AdminCancelJobWithResponse call
+func ParseAdminCancelJobResponse(rsp *http.Response) (*AdminCancelJobResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &AdminCancelJobResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest AdminJob
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest InvalidUUID
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Forbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest AdminNotFound
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 409:
+		var dest Error
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON409 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest TooManyRequests
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON429 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && true:
+		var dest Error
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSONDefault = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 401:
+		var headers AdminCancelJobResponse401Headers
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = &value
+		}
+		response.Headers401 = &headers
+	case rsp.StatusCode == 429:
+		var headers AdminCancelJobResponse429Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers429 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseAdminGetJobEventsResponse parses an HTTP response from a AdminGetJobEventsWithResponse call
+func ParseAdminGetJobEventsResponse(rsp *http.Response) (*AdminGetJobEventsResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &AdminGetJobEventsResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case rsp.StatusCode == 204:
+		break // No content-type
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest InvalidUUID
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Forbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest AdminNotFound
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest TooManyRequests
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON429 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && true:
+		var dest Error
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSONDefault = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 200:
+		var headers AdminGetJobEventsResponse200Headers
+		if values := rsp.Header.Values("Cache-Control"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Cache-Control", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.CacheControl = &value
+		}
+		response.Headers200 = &headers
+	case rsp.StatusCode == 401:
+		var headers AdminGetJobEventsResponse401Headers
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = &value
+		}
+		response.Headers401 = &headers
+	case rsp.StatusCode == 429:
+		var headers AdminGetJobEventsResponse429Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers429 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseAdminRequeueJobResponse parses an HTTP response from a AdminRequeueJobWithResponse call
+func ParseAdminRequeueJobResponse(rsp *http.Response) (*AdminRequeueJobResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &AdminRequeueJobResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 202:
+		var dest AdminJob
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON202 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest InvalidUUID
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Forbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest AdminNotFound
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 409:
+		var dest Error
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON409 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest TooManyRequests
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON429 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && true:
+		var dest Error
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSONDefault = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 202:
+		var headers AdminRequeueJobResponse202Headers
+		if values := rsp.Header.Values("Location"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Location", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.Location = &value
+		}
+		response.Headers202 = &headers
+	case rsp.StatusCode == 401:
+		var headers AdminRequeueJobResponse401Headers
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = &value
+		}
+		response.Headers401 = &headers
+	case rsp.StatusCode == 429:
+		var headers AdminRequeueJobResponse429Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers429 = &headers
+	}
+
+	return response, nil
 }
 
 // ParseCreatePromptPreviewResponse parses an HTTP response from a CreatePromptPreviewWithResponse call
@@ -2785,6 +5504,251 @@ func ParseCreatePromptPreviewResponse(rsp *http.Response) (*CreatePromptPreviewR
 		response.Headers401 = &headers
 	case rsp.StatusCode == 429:
 		var headers CreatePromptPreviewResponse429Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers429 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseAdminRequeueFailedResponse parses an HTTP response from a AdminRequeueFailedWithResponse call
+func ParseAdminRequeueFailedResponse(rsp *http.Response) (*AdminRequeueFailedResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &AdminRequeueFailedResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest RequeueResult
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest BadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Forbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
+		var dest PayloadTooLarge
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest TooManyRequests
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON429 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && true:
+		var dest Error
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSONDefault = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 401:
+		var headers AdminRequeueFailedResponse401Headers
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = &value
+		}
+		response.Headers401 = &headers
+	case rsp.StatusCode == 429:
+		var headers AdminRequeueFailedResponse429Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers429 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseAdminGetStatsResponse parses an HTTP response from a AdminGetStatsWithResponse call
+func ParseAdminGetStatsResponse(rsp *http.Response) (*AdminGetStatsResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &AdminGetStatsResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest AdminStats
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Forbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest TooManyRequests
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON429 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && true:
+		var dest Error
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSONDefault = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 401:
+		var headers AdminGetStatsResponse401Headers
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = &value
+		}
+		response.Headers401 = &headers
+	case rsp.StatusCode == 429:
+		var headers AdminGetStatsResponse429Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers429 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseAdminListWorkersResponse parses an HTTP response from a AdminListWorkersWithResponse call
+func ParseAdminListWorkersResponse(rsp *http.Response) (*AdminListWorkersResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &AdminListWorkersResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest WorkerList
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Forbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest TooManyRequests
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON429 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && true:
+		var dest Error
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSONDefault = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 401:
+		var headers AdminListWorkersResponse401Headers
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = &value
+		}
+		response.Headers401 = &headers
+	case rsp.StatusCode == 429:
+		var headers AdminListWorkersResponse429Headers
 		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
 			var value int
 			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
@@ -3223,6 +6187,9 @@ func ParseGetJobEventsResponse(rsp *http.Response) (*GetJobEventsResponse, error
 	}
 
 	switch {
+	case rsp.StatusCode == 204:
+		break // No content-type
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
 		var dest InvalidUUID
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -3371,9 +6338,36 @@ func ParseGetReadyResponse(rsp *http.Response) (*GetReadyResponse, error) {
 
 // ServerInterface represents all server handlers.
 type ServerInterface interface {
+	// AdminListJobs List every user's jobs
+	// (GET /api/admin/jobs)
+	AdminListJobs(ctx echo.Context, params AdminListJobsParams) error
+	// AdminGetJob Get any user's job
+	// (GET /api/admin/jobs/{id})
+	AdminGetJob(ctx echo.Context, id JobId) error
+	// AdminGetJobAttempts A job's attempts, for its timeline
+	// (GET /api/admin/jobs/{id}/attempts)
+	AdminGetJobAttempts(ctx echo.Context, id JobId) error
+	// AdminCancelJob Cancel any user's job
+	// (POST /api/admin/jobs/{id}/cancel)
+	AdminCancelJob(ctx echo.Context, id JobId) error
+	// AdminGetJobEvents Stream any user's job (Server-Sent Events)
+	// (GET /api/admin/jobs/{id}/events)
+	AdminGetJobEvents(ctx echo.Context, id JobId, params AdminGetJobEventsParams) error
+	// AdminRequeueJob Run a FAILED job again, as a new job
+	// (POST /api/admin/jobs/{id}/requeue)
+	AdminRequeueJob(ctx echo.Context, id JobId) error
 	// CreatePromptPreview Preview a prompt (creates an AI_PREVIEW job)
 	// (POST /api/admin/prompts/preview)
 	CreatePromptPreview(ctx echo.Context, params CreatePromptPreviewParams) error
+	// AdminRequeueFailed Requeue FAILED jobs by filter
+	// (POST /api/admin/requeue)
+	AdminRequeueFailed(ctx echo.Context) error
+	// AdminGetStats The queue at a glance
+	// (GET /api/admin/stats)
+	AdminGetStats(ctx echo.Context) error
+	// AdminListWorkers The live workers
+	// (GET /api/admin/workers)
+	AdminListWorkers(ctx echo.Context) error
 	// ListJobs List the caller's jobs
 	// (GET /api/jobs)
 	ListJobs(ctx echo.Context, params ListJobsParams) error
@@ -3402,6 +6396,166 @@ type ServerInterfaceWrapper struct {
 	Handler ServerInterface
 }
 
+// AdminListJobs converts echo context to params.
+func (w *ServerInterfaceWrapper) AdminListJobs(ctx echo.Context) error {
+	var err error
+
+	// Parameter object where we will unmarshal all parameters from the context
+	var params AdminListJobsParams
+	// ------------- Optional query parameter "limit" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "limit", ctx.QueryParams(), &params.Limit, runtime.BindQueryParameterOptions{Type: "integer", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter limit: %s", err))
+	}
+
+	// ------------- Optional query parameter "cursor" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "cursor", ctx.QueryParams(), &params.Cursor, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter cursor: %s", err))
+	}
+
+	// ------------- Optional query parameter "status" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "status", ctx.QueryParams(), &params.Status, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter status: %s", err))
+	}
+
+	// ------------- Optional query parameter "type" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "type", ctx.QueryParams(), &params.Type, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter type: %s", err))
+	}
+
+	// ------------- Optional query parameter "userId" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "userId", ctx.QueryParams(), &params.UserId, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter userId: %s", err))
+	}
+
+	// ------------- Optional query parameter "createdAfter" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "createdAfter", ctx.QueryParams(), &params.CreatedAfter, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter createdAfter: %s", err))
+	}
+
+	// ------------- Optional query parameter "createdBefore" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "createdBefore", ctx.QueryParams(), &params.CreatedBefore, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter createdBefore: %s", err))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.AdminListJobs(ctx, params)
+	return err
+}
+
+// AdminGetJob converts echo context to params.
+func (w *ServerInterfaceWrapper) AdminGetJob(ctx echo.Context) error {
+	var err error
+	// ------------- Path parameter "id" -------------
+	var id JobId
+
+	err = runtime.BindStyledParameterWithOptions("simple", "id", ctx.Param("id"), &id, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "uuid", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter id: %s", err))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.AdminGetJob(ctx, id)
+	return err
+}
+
+// AdminGetJobAttempts converts echo context to params.
+func (w *ServerInterfaceWrapper) AdminGetJobAttempts(ctx echo.Context) error {
+	var err error
+	// ------------- Path parameter "id" -------------
+	var id JobId
+
+	err = runtime.BindStyledParameterWithOptions("simple", "id", ctx.Param("id"), &id, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "uuid", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter id: %s", err))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.AdminGetJobAttempts(ctx, id)
+	return err
+}
+
+// AdminCancelJob converts echo context to params.
+func (w *ServerInterfaceWrapper) AdminCancelJob(ctx echo.Context) error {
+	var err error
+	// ------------- Path parameter "id" -------------
+	var id JobId
+
+	err = runtime.BindStyledParameterWithOptions("simple", "id", ctx.Param("id"), &id, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "uuid", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter id: %s", err))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.AdminCancelJob(ctx, id)
+	return err
+}
+
+// AdminGetJobEvents converts echo context to params.
+func (w *ServerInterfaceWrapper) AdminGetJobEvents(ctx echo.Context) error {
+	var err error
+	// ------------- Path parameter "id" -------------
+	var id JobId
+
+	err = runtime.BindStyledParameterWithOptions("simple", "id", ctx.Param("id"), &id, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "uuid", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter id: %s", err))
+	}
+
+	// Parameter object where we will unmarshal all parameters from the context
+	var params AdminGetJobEventsParams
+
+	headers := ctx.Request().Header
+	// ------------- Optional header parameter "Last-Event-ID" -------------
+	if valueList, found := headers[http.CanonicalHeaderKey("Last-Event-ID")]; found {
+		var LastEventID string
+		n := len(valueList)
+		if n != 1 {
+			return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Expected one value for Last-Event-ID, got %d", n))
+		}
+
+		err = runtime.BindStyledParameterWithOptions("simple", "Last-Event-ID", valueList[0], &LastEventID, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""})
+		if err != nil {
+			return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter Last-Event-ID: %s", err))
+		}
+
+		params.LastEventID = &LastEventID
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.AdminGetJobEvents(ctx, id, params)
+	return err
+}
+
+// AdminRequeueJob converts echo context to params.
+func (w *ServerInterfaceWrapper) AdminRequeueJob(ctx echo.Context) error {
+	var err error
+	// ------------- Path parameter "id" -------------
+	var id JobId
+
+	err = runtime.BindStyledParameterWithOptions("simple", "id", ctx.Param("id"), &id, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "uuid", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter id: %s", err))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.AdminRequeueJob(ctx, id)
+	return err
+}
+
 // CreatePromptPreview converts echo context to params.
 func (w *ServerInterfaceWrapper) CreatePromptPreview(ctx echo.Context) error {
 	var err error
@@ -3428,6 +6582,33 @@ func (w *ServerInterfaceWrapper) CreatePromptPreview(ctx echo.Context) error {
 
 	// Invoke the callback with all the unmarshaled arguments
 	err = w.Handler.CreatePromptPreview(ctx, params)
+	return err
+}
+
+// AdminRequeueFailed converts echo context to params.
+func (w *ServerInterfaceWrapper) AdminRequeueFailed(ctx echo.Context) error {
+	var err error
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.AdminRequeueFailed(ctx)
+	return err
+}
+
+// AdminGetStats converts echo context to params.
+func (w *ServerInterfaceWrapper) AdminGetStats(ctx echo.Context) error {
+	var err error
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.AdminGetStats(ctx)
+	return err
+}
+
+// AdminListWorkers converts echo context to params.
+func (w *ServerInterfaceWrapper) AdminListWorkers(ctx echo.Context) error {
+	var err error
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.AdminListWorkers(ctx)
 	return err
 }
 
@@ -3664,6 +6845,15 @@ func RegisterHandlersWithOptions(router EchoRouter, si ServerInterface, options 
 	router.GET(options.BaseURL+"/api/jobs", wrapper.ListJobs, options.OperationMiddlewares["listJobs"]...)
 	router.POST(options.BaseURL+"/api/jobs", wrapper.CreateJob, options.OperationMiddlewares["createJob"]...)
 	router.POST(options.BaseURL+"/api/admin/prompts/preview", wrapper.CreatePromptPreview, options.OperationMiddlewares["createPromptPreview"]...)
+	router.GET(options.BaseURL+"/api/admin/jobs", wrapper.AdminListJobs, options.OperationMiddlewares["adminListJobs"]...)
+	router.GET(options.BaseURL+"/api/admin/jobs/:id", wrapper.AdminGetJob, options.OperationMiddlewares["adminGetJob"]...)
+	router.GET(options.BaseURL+"/api/admin/jobs/:id/attempts", wrapper.AdminGetJobAttempts, options.OperationMiddlewares["adminGetJobAttempts"]...)
+	router.GET(options.BaseURL+"/api/admin/jobs/:id/events", wrapper.AdminGetJobEvents, options.OperationMiddlewares["adminGetJobEvents"]...)
+	router.POST(options.BaseURL+"/api/admin/jobs/:id/cancel", wrapper.AdminCancelJob, options.OperationMiddlewares["adminCancelJob"]...)
+	router.POST(options.BaseURL+"/api/admin/jobs/:id/requeue", wrapper.AdminRequeueJob, options.OperationMiddlewares["adminRequeueJob"]...)
+	router.POST(options.BaseURL+"/api/admin/requeue", wrapper.AdminRequeueFailed, options.OperationMiddlewares["adminRequeueFailed"]...)
+	router.GET(options.BaseURL+"/api/admin/stats", wrapper.AdminGetStats, options.OperationMiddlewares["adminGetStats"]...)
+	router.GET(options.BaseURL+"/api/admin/workers", wrapper.AdminListWorkers, options.OperationMiddlewares["adminListWorkers"]...)
 	router.GET(options.BaseURL+"/healthz", wrapper.GetHealth, options.OperationMiddlewares["getHealth"]...)
 	router.GET(options.BaseURL+"/readyz", wrapper.GetReady, options.OperationMiddlewares["getReady"]...)
 
@@ -3679,6 +6869,8 @@ type AcceptedJSONResponse struct {
 	Headers AcceptedResponseHeaders
 }
 
+type AdminNotFoundJSONResponse Error
+
 type BadRequestJSONResponse Error
 
 type ErrorJSONResponse Error
@@ -3692,6 +6884,9 @@ type InvalidUUIDJSONResponse Error
 type NotFoundJSONResponse Error
 
 type PayloadTooLargeJSONResponse Error
+
+type StreamFinishedResponse struct {
+}
 
 type TooManyRequestsResponseHeaders struct {
 	RetryAfter *int
@@ -3709,6 +6904,765 @@ type UnauthorizedJSONResponse struct {
 	Body Error
 
 	Headers UnauthorizedResponseHeaders
+}
+
+type AdminListJobsRequestObject struct {
+	Params AdminListJobsParams
+}
+
+type AdminListJobsResponseObject interface {
+	VisitAdminListJobsResponse(w http.ResponseWriter) error
+}
+
+type AdminListJobs200JSONResponse AdminJobList
+
+func (response AdminListJobs200JSONResponse) VisitAdminListJobsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type AdminListJobs400JSONResponse struct{ BadRequestJSONResponse }
+
+func (response AdminListJobs400JSONResponse) VisitAdminListJobsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type AdminListJobs401JSONResponse struct{ UnauthorizedJSONResponse }
+
+func (response AdminListJobs401JSONResponse) VisitAdminListJobsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.WWWAuthenticate != nil {
+		w.Header().Set("WWW-Authenticate", fmt.Sprint(*response.Headers.WWWAuthenticate))
+	}
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type AdminListJobs403JSONResponse struct{ ForbiddenJSONResponse }
+
+func (response AdminListJobs403JSONResponse) VisitAdminListJobsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type AdminListJobs429JSONResponse struct{ TooManyRequestsJSONResponse }
+
+func (response AdminListJobs429JSONResponse) VisitAdminListJobsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(429)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type AdminListJobsdefaultJSONResponse struct {
+	Body       Error
+	StatusCode int
+}
+
+func (response AdminListJobsdefaultJSONResponse) VisitAdminListJobsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(response.StatusCode)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type AdminGetJobRequestObject struct {
+	Id JobId `json:"id"`
+}
+
+type AdminGetJobResponseObject interface {
+	VisitAdminGetJobResponse(w http.ResponseWriter) error
+}
+
+type AdminGetJob200JSONResponse AdminJob
+
+func (response AdminGetJob200JSONResponse) VisitAdminGetJobResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type AdminGetJob400JSONResponse struct{ InvalidUUIDJSONResponse }
+
+func (response AdminGetJob400JSONResponse) VisitAdminGetJobResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type AdminGetJob401JSONResponse struct{ UnauthorizedJSONResponse }
+
+func (response AdminGetJob401JSONResponse) VisitAdminGetJobResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.WWWAuthenticate != nil {
+		w.Header().Set("WWW-Authenticate", fmt.Sprint(*response.Headers.WWWAuthenticate))
+	}
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type AdminGetJob403JSONResponse struct{ ForbiddenJSONResponse }
+
+func (response AdminGetJob403JSONResponse) VisitAdminGetJobResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type AdminGetJob404JSONResponse struct{ AdminNotFoundJSONResponse }
+
+func (response AdminGetJob404JSONResponse) VisitAdminGetJobResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type AdminGetJob429JSONResponse struct{ TooManyRequestsJSONResponse }
+
+func (response AdminGetJob429JSONResponse) VisitAdminGetJobResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(429)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type AdminGetJobdefaultJSONResponse struct {
+	Body       Error
+	StatusCode int
+}
+
+func (response AdminGetJobdefaultJSONResponse) VisitAdminGetJobResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(response.StatusCode)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type AdminGetJobAttemptsRequestObject struct {
+	Id JobId `json:"id"`
+}
+
+type AdminGetJobAttemptsResponseObject interface {
+	VisitAdminGetJobAttemptsResponse(w http.ResponseWriter) error
+}
+
+type AdminGetJobAttempts200JSONResponse AttemptList
+
+func (response AdminGetJobAttempts200JSONResponse) VisitAdminGetJobAttemptsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type AdminGetJobAttempts400JSONResponse struct{ InvalidUUIDJSONResponse }
+
+func (response AdminGetJobAttempts400JSONResponse) VisitAdminGetJobAttemptsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type AdminGetJobAttempts401JSONResponse struct{ UnauthorizedJSONResponse }
+
+func (response AdminGetJobAttempts401JSONResponse) VisitAdminGetJobAttemptsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.WWWAuthenticate != nil {
+		w.Header().Set("WWW-Authenticate", fmt.Sprint(*response.Headers.WWWAuthenticate))
+	}
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type AdminGetJobAttempts403JSONResponse struct{ ForbiddenJSONResponse }
+
+func (response AdminGetJobAttempts403JSONResponse) VisitAdminGetJobAttemptsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type AdminGetJobAttempts404JSONResponse struct{ AdminNotFoundJSONResponse }
+
+func (response AdminGetJobAttempts404JSONResponse) VisitAdminGetJobAttemptsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type AdminGetJobAttempts429JSONResponse struct{ TooManyRequestsJSONResponse }
+
+func (response AdminGetJobAttempts429JSONResponse) VisitAdminGetJobAttemptsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(429)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type AdminGetJobAttemptsdefaultJSONResponse struct {
+	Body       Error
+	StatusCode int
+}
+
+func (response AdminGetJobAttemptsdefaultJSONResponse) VisitAdminGetJobAttemptsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(response.StatusCode)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type AdminCancelJobRequestObject struct {
+	Id JobId `json:"id"`
+}
+
+type AdminCancelJobResponseObject interface {
+	VisitAdminCancelJobResponse(w http.ResponseWriter) error
+}
+
+type AdminCancelJob200JSONResponse AdminJob
+
+func (response AdminCancelJob200JSONResponse) VisitAdminCancelJobResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type AdminCancelJob400JSONResponse struct{ InvalidUUIDJSONResponse }
+
+func (response AdminCancelJob400JSONResponse) VisitAdminCancelJobResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type AdminCancelJob401JSONResponse struct{ UnauthorizedJSONResponse }
+
+func (response AdminCancelJob401JSONResponse) VisitAdminCancelJobResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.WWWAuthenticate != nil {
+		w.Header().Set("WWW-Authenticate", fmt.Sprint(*response.Headers.WWWAuthenticate))
+	}
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type AdminCancelJob403JSONResponse struct{ ForbiddenJSONResponse }
+
+func (response AdminCancelJob403JSONResponse) VisitAdminCancelJobResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type AdminCancelJob404JSONResponse struct{ AdminNotFoundJSONResponse }
+
+func (response AdminCancelJob404JSONResponse) VisitAdminCancelJobResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type AdminCancelJob409JSONResponse Error
+
+func (response AdminCancelJob409JSONResponse) VisitAdminCancelJobResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(409)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type AdminCancelJob429JSONResponse struct{ TooManyRequestsJSONResponse }
+
+func (response AdminCancelJob429JSONResponse) VisitAdminCancelJobResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(429)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type AdminCancelJobdefaultJSONResponse struct {
+	Body       Error
+	StatusCode int
+}
+
+func (response AdminCancelJobdefaultJSONResponse) VisitAdminCancelJobResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(response.StatusCode)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type AdminGetJobEventsRequestObject struct {
+	Id     JobId `json:"id"`
+	Params AdminGetJobEventsParams
+}
+
+type AdminGetJobEventsResponseObject interface {
+	VisitAdminGetJobEventsResponse(w http.ResponseWriter) error
+}
+
+type AdminGetJobEvents200ResponseHeaders struct {
+	CacheControl *string
+}
+
+type AdminGetJobEvents200TexteventStreamResponse struct {
+	Body          io.Reader
+	Headers       AdminGetJobEvents200ResponseHeaders
+	ContentLength int64
+}
+
+func (response AdminGetJobEvents200TexteventStreamResponse) VisitAdminGetJobEventsResponse(w http.ResponseWriter) error {
+
+	w.Header().Set("Content-Type", "text/event-stream")
+	if response.ContentLength != 0 {
+		w.Header().Set("Content-Length", fmt.Sprint(response.ContentLength))
+	}
+	if response.Headers.CacheControl != nil {
+		w.Header().Set("Cache-Control", fmt.Sprint(*response.Headers.CacheControl))
+	}
+	w.WriteHeader(200)
+
+	if closer, ok := response.Body.(io.ReadCloser); ok {
+		defer closer.Close()
+	}
+	flusher, ok := w.(http.Flusher)
+	if !ok {
+		// If w doesn't support flushing, fall back to io.Copy.
+		_, err := io.Copy(w, response.Body)
+		return err
+	}
+	// text/event-stream messages are typically small; use a
+	// modest buffer and flush after each chunk so clients see
+	// events immediately instead of waiting on OS buffering.
+	buf := make([]byte, 4096)
+	for {
+		n, err := response.Body.Read(buf)
+		if n > 0 {
+			if _, writeErr := w.Write(buf[:n]); writeErr != nil {
+				return writeErr
+			}
+			flusher.Flush()
+		}
+		if err != nil {
+			if err == io.EOF {
+				return nil
+			}
+			return err
+		}
+	}
+}
+
+type AdminGetJobEvents204Response = StreamFinishedResponse
+
+func (response AdminGetJobEvents204Response) VisitAdminGetJobEventsResponse(w http.ResponseWriter) error {
+	w.WriteHeader(204)
+	return nil
+}
+
+type AdminGetJobEvents400JSONResponse struct{ InvalidUUIDJSONResponse }
+
+func (response AdminGetJobEvents400JSONResponse) VisitAdminGetJobEventsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type AdminGetJobEvents401JSONResponse struct{ UnauthorizedJSONResponse }
+
+func (response AdminGetJobEvents401JSONResponse) VisitAdminGetJobEventsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.WWWAuthenticate != nil {
+		w.Header().Set("WWW-Authenticate", fmt.Sprint(*response.Headers.WWWAuthenticate))
+	}
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type AdminGetJobEvents403JSONResponse struct{ ForbiddenJSONResponse }
+
+func (response AdminGetJobEvents403JSONResponse) VisitAdminGetJobEventsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type AdminGetJobEvents404JSONResponse struct{ AdminNotFoundJSONResponse }
+
+func (response AdminGetJobEvents404JSONResponse) VisitAdminGetJobEventsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type AdminGetJobEvents429JSONResponse struct{ TooManyRequestsJSONResponse }
+
+func (response AdminGetJobEvents429JSONResponse) VisitAdminGetJobEventsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(429)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type AdminGetJobEventsdefaultJSONResponse struct {
+	Body       Error
+	StatusCode int
+}
+
+func (response AdminGetJobEventsdefaultJSONResponse) VisitAdminGetJobEventsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(response.StatusCode)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type AdminRequeueJobRequestObject struct {
+	Id JobId `json:"id"`
+}
+
+type AdminRequeueJobResponseObject interface {
+	VisitAdminRequeueJobResponse(w http.ResponseWriter) error
+}
+
+type AdminRequeueJob202ResponseHeaders struct {
+	Location *string
+}
+
+type AdminRequeueJob202JSONResponse struct {
+	Body    AdminJob
+	Headers AdminRequeueJob202ResponseHeaders
+}
+
+func (response AdminRequeueJob202JSONResponse) VisitAdminRequeueJobResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.Location != nil {
+		w.Header().Set("Location", fmt.Sprint(*response.Headers.Location))
+	}
+	w.WriteHeader(202)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type AdminRequeueJob400JSONResponse struct{ InvalidUUIDJSONResponse }
+
+func (response AdminRequeueJob400JSONResponse) VisitAdminRequeueJobResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type AdminRequeueJob401JSONResponse struct{ UnauthorizedJSONResponse }
+
+func (response AdminRequeueJob401JSONResponse) VisitAdminRequeueJobResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.WWWAuthenticate != nil {
+		w.Header().Set("WWW-Authenticate", fmt.Sprint(*response.Headers.WWWAuthenticate))
+	}
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type AdminRequeueJob403JSONResponse struct{ ForbiddenJSONResponse }
+
+func (response AdminRequeueJob403JSONResponse) VisitAdminRequeueJobResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type AdminRequeueJob404JSONResponse struct{ AdminNotFoundJSONResponse }
+
+func (response AdminRequeueJob404JSONResponse) VisitAdminRequeueJobResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type AdminRequeueJob409JSONResponse Error
+
+func (response AdminRequeueJob409JSONResponse) VisitAdminRequeueJobResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(409)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type AdminRequeueJob429JSONResponse struct{ TooManyRequestsJSONResponse }
+
+func (response AdminRequeueJob429JSONResponse) VisitAdminRequeueJobResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(429)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type AdminRequeueJobdefaultJSONResponse struct {
+	Body       Error
+	StatusCode int
+}
+
+func (response AdminRequeueJobdefaultJSONResponse) VisitAdminRequeueJobResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(response.StatusCode)
+	_, err := buf.WriteTo(w)
+	return err
 }
 
 type CreatePromptPreviewRequestObject struct {
@@ -3838,6 +7792,293 @@ type CreatePromptPreviewdefaultJSONResponse struct {
 }
 
 func (response CreatePromptPreviewdefaultJSONResponse) VisitCreatePromptPreviewResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(response.StatusCode)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type AdminRequeueFailedRequestObject struct {
+	Body *AdminRequeueFailedJSONRequestBody
+}
+
+type AdminRequeueFailedResponseObject interface {
+	VisitAdminRequeueFailedResponse(w http.ResponseWriter) error
+}
+
+type AdminRequeueFailed200JSONResponse RequeueResult
+
+func (response AdminRequeueFailed200JSONResponse) VisitAdminRequeueFailedResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type AdminRequeueFailed400JSONResponse struct{ BadRequestJSONResponse }
+
+func (response AdminRequeueFailed400JSONResponse) VisitAdminRequeueFailedResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type AdminRequeueFailed401JSONResponse struct{ UnauthorizedJSONResponse }
+
+func (response AdminRequeueFailed401JSONResponse) VisitAdminRequeueFailedResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.WWWAuthenticate != nil {
+		w.Header().Set("WWW-Authenticate", fmt.Sprint(*response.Headers.WWWAuthenticate))
+	}
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type AdminRequeueFailed403JSONResponse struct{ ForbiddenJSONResponse }
+
+func (response AdminRequeueFailed403JSONResponse) VisitAdminRequeueFailedResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type AdminRequeueFailed413JSONResponse struct{ PayloadTooLargeJSONResponse }
+
+func (response AdminRequeueFailed413JSONResponse) VisitAdminRequeueFailedResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(413)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type AdminRequeueFailed429JSONResponse struct{ TooManyRequestsJSONResponse }
+
+func (response AdminRequeueFailed429JSONResponse) VisitAdminRequeueFailedResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(429)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type AdminRequeueFaileddefaultJSONResponse struct {
+	Body       Error
+	StatusCode int
+}
+
+func (response AdminRequeueFaileddefaultJSONResponse) VisitAdminRequeueFailedResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(response.StatusCode)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type AdminGetStatsRequestObject struct {
+}
+
+type AdminGetStatsResponseObject interface {
+	VisitAdminGetStatsResponse(w http.ResponseWriter) error
+}
+
+type AdminGetStats200JSONResponse AdminStats
+
+func (response AdminGetStats200JSONResponse) VisitAdminGetStatsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type AdminGetStats401JSONResponse struct{ UnauthorizedJSONResponse }
+
+func (response AdminGetStats401JSONResponse) VisitAdminGetStatsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.WWWAuthenticate != nil {
+		w.Header().Set("WWW-Authenticate", fmt.Sprint(*response.Headers.WWWAuthenticate))
+	}
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type AdminGetStats403JSONResponse struct{ ForbiddenJSONResponse }
+
+func (response AdminGetStats403JSONResponse) VisitAdminGetStatsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type AdminGetStats429JSONResponse struct{ TooManyRequestsJSONResponse }
+
+func (response AdminGetStats429JSONResponse) VisitAdminGetStatsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(429)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type AdminGetStatsdefaultJSONResponse struct {
+	Body       Error
+	StatusCode int
+}
+
+func (response AdminGetStatsdefaultJSONResponse) VisitAdminGetStatsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(response.StatusCode)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type AdminListWorkersRequestObject struct {
+}
+
+type AdminListWorkersResponseObject interface {
+	VisitAdminListWorkersResponse(w http.ResponseWriter) error
+}
+
+type AdminListWorkers200JSONResponse WorkerList
+
+func (response AdminListWorkers200JSONResponse) VisitAdminListWorkersResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type AdminListWorkers401JSONResponse struct{ UnauthorizedJSONResponse }
+
+func (response AdminListWorkers401JSONResponse) VisitAdminListWorkersResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.WWWAuthenticate != nil {
+		w.Header().Set("WWW-Authenticate", fmt.Sprint(*response.Headers.WWWAuthenticate))
+	}
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type AdminListWorkers403JSONResponse struct{ ForbiddenJSONResponse }
+
+func (response AdminListWorkers403JSONResponse) VisitAdminListWorkersResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type AdminListWorkers429JSONResponse struct{ TooManyRequestsJSONResponse }
+
+func (response AdminListWorkers429JSONResponse) VisitAdminListWorkersResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(429)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type AdminListWorkersdefaultJSONResponse struct {
+	Body       Error
+	StatusCode int
+}
+
+func (response AdminListWorkersdefaultJSONResponse) VisitAdminListWorkersResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
 	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
@@ -4379,6 +8620,13 @@ func (response GetJobEvents200TexteventStreamResponse) VisitGetJobEventsResponse
 	}
 }
 
+type GetJobEvents204Response = StreamFinishedResponse
+
+func (response GetJobEvents204Response) VisitGetJobEventsResponse(w http.ResponseWriter) error {
+	w.WriteHeader(204)
+	return nil
+}
+
 type GetJobEvents400JSONResponse struct{ InvalidUUIDJSONResponse }
 
 func (response GetJobEvents400JSONResponse) VisitGetJobEventsResponse(w http.ResponseWriter) error {
@@ -4550,9 +8798,36 @@ func (response GetReadydefaultJSONResponse) VisitGetReadyResponse(w http.Respons
 
 // StrictServerInterface represents all server handlers.
 type StrictServerInterface interface {
+	// AdminListJobs List every user's jobs
+	// (GET /api/admin/jobs)
+	AdminListJobs(ctx context.Context, request AdminListJobsRequestObject) (AdminListJobsResponseObject, error)
+	// AdminGetJob Get any user's job
+	// (GET /api/admin/jobs/{id})
+	AdminGetJob(ctx context.Context, request AdminGetJobRequestObject) (AdminGetJobResponseObject, error)
+	// AdminGetJobAttempts A job's attempts, for its timeline
+	// (GET /api/admin/jobs/{id}/attempts)
+	AdminGetJobAttempts(ctx context.Context, request AdminGetJobAttemptsRequestObject) (AdminGetJobAttemptsResponseObject, error)
+	// AdminCancelJob Cancel any user's job
+	// (POST /api/admin/jobs/{id}/cancel)
+	AdminCancelJob(ctx context.Context, request AdminCancelJobRequestObject) (AdminCancelJobResponseObject, error)
+	// AdminGetJobEvents Stream any user's job (Server-Sent Events)
+	// (GET /api/admin/jobs/{id}/events)
+	AdminGetJobEvents(ctx context.Context, request AdminGetJobEventsRequestObject) (AdminGetJobEventsResponseObject, error)
+	// AdminRequeueJob Run a FAILED job again, as a new job
+	// (POST /api/admin/jobs/{id}/requeue)
+	AdminRequeueJob(ctx context.Context, request AdminRequeueJobRequestObject) (AdminRequeueJobResponseObject, error)
 	// CreatePromptPreview Preview a prompt (creates an AI_PREVIEW job)
 	// (POST /api/admin/prompts/preview)
 	CreatePromptPreview(ctx context.Context, request CreatePromptPreviewRequestObject) (CreatePromptPreviewResponseObject, error)
+	// AdminRequeueFailed Requeue FAILED jobs by filter
+	// (POST /api/admin/requeue)
+	AdminRequeueFailed(ctx context.Context, request AdminRequeueFailedRequestObject) (AdminRequeueFailedResponseObject, error)
+	// AdminGetStats The queue at a glance
+	// (GET /api/admin/stats)
+	AdminGetStats(ctx context.Context, request AdminGetStatsRequestObject) (AdminGetStatsResponseObject, error)
+	// AdminListWorkers The live workers
+	// (GET /api/admin/workers)
+	AdminListWorkers(ctx context.Context, request AdminListWorkersRequestObject) (AdminListWorkersResponseObject, error)
 	// ListJobs List the caller's jobs
 	// (GET /api/jobs)
 	ListJobs(ctx context.Context, request ListJobsRequestObject) (ListJobsResponseObject, error)
@@ -4586,6 +8861,157 @@ func NewStrictHandler(ssi StrictServerInterface, middlewares []StrictMiddlewareF
 type strictHandler struct {
 	ssi         StrictServerInterface
 	middlewares []StrictMiddlewareFunc
+}
+
+// AdminListJobs operation middleware
+func (sh *strictHandler) AdminListJobs(ctx echo.Context, params AdminListJobsParams) error {
+	var request AdminListJobsRequestObject
+
+	request.Params = params
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.AdminListJobs(ctx.Request().Context(), request.(AdminListJobsRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "AdminListJobs")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(AdminListJobsResponseObject); ok {
+		return validResponse.VisitAdminListJobsResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
+// AdminGetJob operation middleware
+func (sh *strictHandler) AdminGetJob(ctx echo.Context, id JobId) error {
+	var request AdminGetJobRequestObject
+
+	request.Id = id
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.AdminGetJob(ctx.Request().Context(), request.(AdminGetJobRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "AdminGetJob")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(AdminGetJobResponseObject); ok {
+		return validResponse.VisitAdminGetJobResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
+// AdminGetJobAttempts operation middleware
+func (sh *strictHandler) AdminGetJobAttempts(ctx echo.Context, id JobId) error {
+	var request AdminGetJobAttemptsRequestObject
+
+	request.Id = id
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.AdminGetJobAttempts(ctx.Request().Context(), request.(AdminGetJobAttemptsRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "AdminGetJobAttempts")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(AdminGetJobAttemptsResponseObject); ok {
+		return validResponse.VisitAdminGetJobAttemptsResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
+// AdminCancelJob operation middleware
+func (sh *strictHandler) AdminCancelJob(ctx echo.Context, id JobId) error {
+	var request AdminCancelJobRequestObject
+
+	request.Id = id
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.AdminCancelJob(ctx.Request().Context(), request.(AdminCancelJobRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "AdminCancelJob")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(AdminCancelJobResponseObject); ok {
+		return validResponse.VisitAdminCancelJobResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
+// AdminGetJobEvents operation middleware
+func (sh *strictHandler) AdminGetJobEvents(ctx echo.Context, id JobId, params AdminGetJobEventsParams) error {
+	var request AdminGetJobEventsRequestObject
+
+	request.Id = id
+	request.Params = params
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.AdminGetJobEvents(ctx.Request().Context(), request.(AdminGetJobEventsRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "AdminGetJobEvents")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(AdminGetJobEventsResponseObject); ok {
+		return validResponse.VisitAdminGetJobEventsResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
+// AdminRequeueJob operation middleware
+func (sh *strictHandler) AdminRequeueJob(ctx echo.Context, id JobId) error {
+	var request AdminRequeueJobRequestObject
+
+	request.Id = id
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.AdminRequeueJob(ctx.Request().Context(), request.(AdminRequeueJobRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "AdminRequeueJob")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(AdminRequeueJobResponseObject); ok {
+		return validResponse.VisitAdminRequeueJobResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
 }
 
 // CreatePromptPreview operation middleware
@@ -4630,6 +9056,98 @@ func (sh *strictHandler) CreatePromptPreview(ctx echo.Context, params CreateProm
 		return err
 	} else if validResponse, ok := response.(CreatePromptPreviewResponseObject); ok {
 		return validResponse.VisitCreatePromptPreviewResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
+// AdminRequeueFailed operation middleware
+func (sh *strictHandler) AdminRequeueFailed(ctx echo.Context) error {
+	var request AdminRequeueFailedRequestObject
+
+	var body AdminRequeueFailedJSONRequestBody
+	var err error
+	if binder, ok := ctx.Echo().Binder.(*echo.DefaultBinder); ok {
+		// A request validator built on kin-openapi's openapi3filter with
+		// KeepValidatedValue leaves the value it validated on the body. Bind
+		// that value, matching member names exactly, so the handler receives
+		// what was validated instead of a second, case-insensitive decode.
+		// Otherwise bind only the request body, so that path and query
+		// parameters are not also bound into the body struct.
+		if vb, ok := ctx.Request().Body.(interface{ ValidatedValue() any }); !ok || runtime.BindJSONValue(vb.ValidatedValue(), &body) != nil {
+			err = binder.BindBody(ctx, &body)
+		}
+	} else {
+		// A custom binder is installed on the Echo instance; defer to it
+		// entirely, since echo.Binder does not expose body-only binding and
+		// the binder may do more than decode (for example call ctx.Validate).
+		err = ctx.Bind(&body)
+	}
+	if err != nil {
+		return err
+	}
+	request.Body = &body
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.AdminRequeueFailed(ctx.Request().Context(), request.(AdminRequeueFailedRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "AdminRequeueFailed")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(AdminRequeueFailedResponseObject); ok {
+		return validResponse.VisitAdminRequeueFailedResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
+// AdminGetStats operation middleware
+func (sh *strictHandler) AdminGetStats(ctx echo.Context) error {
+	var request AdminGetStatsRequestObject
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.AdminGetStats(ctx.Request().Context(), request.(AdminGetStatsRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "AdminGetStats")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(AdminGetStatsResponseObject); ok {
+		return validResponse.VisitAdminGetStatsResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
+// AdminListWorkers operation middleware
+func (sh *strictHandler) AdminListWorkers(ctx echo.Context) error {
+	var request AdminListWorkersRequestObject
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.AdminListWorkers(ctx.Request().Context(), request.(AdminListWorkersRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "AdminListWorkers")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(AdminListWorkersResponseObject); ok {
+		return validResponse.VisitAdminListWorkersResponse(ctx.Response())
 	} else if response != nil {
 		return fmt.Errorf("unexpected response type: %T", response)
 	}
@@ -4837,120 +9355,166 @@ func (sh *strictHandler) GetReady(ctx echo.Context) error {
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"7H1rc9u4kuhfQfFOVexzKZl+JTNK3Q8ex8lxJnFctufk7hlmI4hsSYgpgAOAljUu/fetboAUKVGW7XjO",
-	"Y3e/jCMJj0aj0e/uuQsSNcmVBGlN0LsLxsBT0PTPY56M4VhJq1WGn1MwiRa5FUoGveAom/KZYf1cixtu",
-	"IWRSdRKc0X/NNNzwTKTcApsKO2Z2DOzkio+6QRjALZ/kGQS9YGVmEAYmGcOE4252luMgY7WQo2A+DwNc",
-	"YRWOS6uVHDG/odJMDZkdC8NuQBuhpPsM7JsavGYGZMqEZUKy02HnTEnofOQ2GTcBi4Ob/TjYAM0HlXAH",
-	"wjJEV263F4b9evEhZFaxXGVZc4sdnoudb2pgdg4PI/jxIIo6sPfToHOwmx50+Kvdl52Dg5cvDw8PDqIo",
-	"ijaAcq6y7AKsnh0NLegWFEGiZGoQkikXlg1gqDQQViTcWgLvNcs1GJCWKZnN2HQsMijxxoRh5ydnb07P",
-	"3jGl2fnFp+OTy8vTs3eNM+23ACmkhRFogvIJECJgQo4etc3nz5+PCjsGaUXCLbRfD1+MQBKhBYFtXbw9",
-	"Zi9fHUbbzcv6GbgGfe8lzMMg55pPwPrHc5rCJFcWZDL7BWarUHzk12BYosFDwIeAp9eIpC5DGA2fALuG",
-	"2eIJ0TcDlc7YFj5ariGNJTcs4VJJkfCMvb/8dLbNuDRT0IbtRXuMj7iQiyWUFiMheeYJNCm0BmljaSy3",
-	"8HqxS7Uvl8qOQbtthWGcHUQ/ddkvMDOMa2AmUTmkCLodQywLA5pxmdJKINNcCWnpi4GQ5TChiaqGSrO9",
-	"AzZWhTavGUfKYHbMbSwbYBCOAHeWMMWJ3VgGYSAQi45bBWEg+QTvo4b1DqK9fmUTfvsB5MiOg97e4WEY",
-	"TIQsP+/i7VkLGtf8z9/i+HZvtxPHt69OvvzfH4Kw5cmdDpF5EO9YvVtkVAb5jmdBhrCRZAKf15gbR2g/",
-	"7e5G2yE+qP5f+t21J6qzqXXn2Y2iqA3K92pwmq7C914N2K+/nr5Baiu0hJQNtZqUr73jiFKOFve3Bd1R",
-	"l51/uryKJXEunk6E3Mm1muTW7OQabgRMt0Pkq3TUiiD3X3aSMdc8wcsdKj1xl7d4Ww9kf4SbnNvxAjMi",
-	"DcJAw++F0JAGPasLqKMHN+M26AVFQSNbXqwGkytpgB7sUZJAboHQlShpQVr8J8/zzLOJnW/GsfvFJj9o",
-	"GAa94P/sLITojvvV7LxXA7dNq3RgU+6fP6RsS+nQPzemIc/4DFK2RMshG6pCptuviSsyYQ0rRRAST01u",
-	"1yVTG4B+6E41rmTOnYo73zetxsfpeD/z9AJ+L8DYB6Cuuvi7ALRWGilckuxm2i1CnKbHhgKylMWBo7E4",
-	"QN5TXfY8fOAdnNAea26h3FAYNuEZ0gukjgVOwBg+AoaU5h5vxdzxvRJsXYTCrf/EYyO/4RlzX3z/kY7k",
-	"jDleTSv22EF0QJz3IDokXlvIa6mmkmlVED+VKZuAHavUhOxg143hsSROj3wYESOVJaESssMoYlt15Ajj",
-	"VIV46Shx8NrJgv/f8XTROU09Kp3qhatkarSNi+7XVI2UWz7ghpYupAaejPkgA2QZ8zB4q/RApCnIp+H7",
-	"CFkW40kC5tkpKeFZBrrEF5eM+CNRSO0VHys5zETy1GfSZAfEP3imgaczVhhIS/6RiuEQUKg3HtQzHbQN",
-	"CNrcK2wrKoPDgXvhKHK+j0WQ0PKM/fsPtGbVM2XfIqd9GqgoW5EIiFkjs0gVOLIYQIaGilOBystBMYs6",
-	"0zMc5zt2PuezTPH0SqkPXI/gaSe/qJEbs0qxjNZ6Xl5dqqHV+kRgV0p95HLmITBPg/9KKTbhclbuZZ6V",
-	"ObwwTKM9nImJIM5Kz6bI2VZpAziOjA/aadaJKqRFDd8ASh8L2SxkOWi6te0uIzlcqc3ARuIGJJPFZABk",
-	"BBtnUzmFq6YefIeo/1Wi4aS0+AOe+Dw+CmOQ8pRmwj8/Z10xq65BPgPKN+3QwMXnz587y9bifQhZNi7n",
-	"BICHibTI03OnDF+AKTLbbn32Nf3Yx1vi7PjTx/MPJ1cnb9jR6dfzi5O/nZ58JjMnCFH7yUFb4VRUVdi8",
-	"WLPm0WlnBBI06ZNeIWcWbm2r+bJQm38rV/1SjVODb5AQKzwm/fS9GtQUvCWlg3RZNWRKAsP5panJLX18",
-	"YZiQeWHxMKnAmRMhuXVK04TnOULUuwveHZ1/fXNydXJ8dfrpbN2dv+P5G7CQ4N41oMLg/Oji8uTrm0/H",
-	"v348ObtaN/2cawNvVFJMQNrG/IuT808XV1/fnZydXBzdB8EF5Erbdw7Ry1BcnF7+8vXo7OjDf1yeXq5d",
-	"QZjrI8mzmRGmNnte3fXszJk3dBnzMFASPg2D3m/3P4d1Z5uH989bg9JN09aeYsO09eibf5mHQXmAY2R9",
-	"pp3QjfgD3MPJ8cwpS/2k1fdSWZ6mzVeENv8IWnY5f/OWNNvu4unUJhmHrDVLTpVOzRrPVP3RVauUU8I6",
-	"tG1vscTNpZu5CvYnCcwv+0D8IFfz72/JgTHJ7YzsAeQgdX/hUGhjmZ/YXeUtYZDBDZC7eCKkmBSToBe1",
-	"oZFYU6s3s46mEsJyWT+vDT+VKcbTVOA5eHZeO+2QZwaWZcXJDeiZs1pY6QxYRROUKzcnf0YeN0VFe6qV",
-	"HIWErxxUnkF3I9N1a7ado/4iT6Xn94850y1PbDYjhqyGrI8I65Nq0U8X/OE07a8etPF7G69fiKomxy2F",
-	"gK2pO7j8Bh9MhZJJGX0QFiZm2VlHzq2mt25loQm/PXVzd/3o8mM1mGvNZ3XSW+UtJQJeGCJ8PMISIBtB",
-	"WbrnxgE3XXdT0N57582LEyWdPJTVO8Kal/DcBSDxpf62JIe/bDoe/Rr6/Tcd7ykqUQOedq1oLQ3dL4mq",
-	"ScdjSK4XuFjQiSkmE65nD8DrpR957+0vFlyDqMvFfu0GULlUaRqwwYwZy21hVrEyAdsuoSZOP14nEbUV",
-	"PHuAAMP1F+MXy7ad7a/AMzt+JE27g9VpU11vJkg/qw2K92rwSFZ6xAY8uR5pMqiR9pgTGNfgQiEuAurj",
-	"Zq8ZZzc8K6DynfGBodgK/lMyuEUDSVgmiyzrsisxAWP5JHfG3q9Xx+z08hP78WW061Ro8HzcjjVALIeo",
-	"GxDYLBUjYb1d18QZtxYmeZvmdFaZhblWCTgTqRzOtib8lu1T8EmA2abrXCu8w+C2o3SK1uPLeUjh4wws",
-	"pEcbOdBZkWV8kEF19vpaP+Fazh++eaXWFV7Nw3WympSDhedy6J8N3tLbo9MPJ2+CMJAeujKU0CS02j6H",
-	"8zAQ94RVnhLfuF9S1jbfdXELz0jbidnBv6QdkpW3CPRMlb4GzaZjkDVkVIy3yy6tLhJbaGA3HKmCDWax",
-	"RDmPoPXYkqEbsoYFUn65yv7DWNaNh3LgsmXgvnc0vuZi/MtG3IxUx3/5zSjZveDTj+6q65g7QJZuuf5+",
-	"Uv3RreTZ04YY0KUbWJu+X5O7GyZfOflaTd2bh0GRp9/xSHajZZa5oLfqVBWJlQ8qXLCW+iutI7TJCepg",
-	"rmHGH8Sj9ZxvavBwEU/xt1WpLuHWHhfatLGJc24M44b1ExrQdyZQlSbBR/Ca2DdTPojBjfvaRUK2eCzp",
-	"U4L8XqYMuM5mYWk/9cn310dJYkL38oQ1zKEa//JkHMvdl+yj+Hn7XtJfI/wIPY0TrkH9ZUW8zfMfu3QA",
-	"Uue9YsHOVZYxILm3X/oUWSGtyNr4BlM6lo6l+kivF94+fyQIg0X6SBAG1cQgDDwn/tKi3pdPoZXnktsJ",
-	"93Hyt7bpwqG26iQKl3TdZf9Nm1eoDbRVTrECZCXYbTkmRIEfOtnOVkS7JzKHZGHZmOc5SNNMStmL9l52",
-	"ov1OdHC1u9eLol60242i6O91YYIvsIObtpBSLeEhjtO7g3kH/+yVf67cn17jTxx38R/787//0CqjFny4",
-	"Omn3ym1f/dgRE2T1iCWK5/eCkbDjYtBN1IQyolL/32oJl+NUFy8Ps4uXnEHOV321ZPCgnbeTZ1xI71zY",
-	"mXB9naopfq47tfN0uPTNjUy7Kgd5O8kcxk1HDYcigcrjMlU6Xehbk6xb/tJKSdWP99qmIRtwAy8P2Ba3",
-	"bKKMZXygCssOkW2wFBKVQrrdsL4HMwtNU/ZV9BBbNgyGIgOXbrGaP3M/L6oOEzYw38aQ1vku/wQbuIWK",
-	"WozgJU7x/VZwi270ODN41d3S4u1sEvjKXSaVU/U+DC25YJccng8SvMueyhUhvIS+OuBh3TPqIW7FKKWF",
-	"VCroUwhmolLI2vxceBH0I7OKcXPt0+JA31AYL4UhLzLrBLiz8ZqcmUs71ioXSTfJeJFCZ78z5uK66OxF",
-	"ewfRfvSqc7Pbi1Z8S/dlpB11/s47f0Sdn74s/tn92tvpfPnLD21+NZc103409xtDdS6jpL/+3R2+8fm8",
-	"75Js8ownzrmA50btH+UG6+OgfvOozmUhjHMOI+cEy7Qw14ZUp7u7RKt8PmdDriegDROS3d1pGAkl5/M2",
-	"99pGjlSCY9bf9l3LqqvMtoGXv6HiYCp1r8TNC1NHDuFlrLIUdFMW3wV4zKAXTLj4A0h7Hrl1L8TQsr/x",
-	"LIOZ91LWAT2MVih76Wn4e2x7AcsW01N8xUeWZYA6bOks/qYGp6nx7uLyJbZ4it24FgWy4lgow5ddwmw6",
-	"VgYqhdclI+ApmJBJVqRgKIOQLBVKiCy5zUY/8sL9W8PpwpH3WA7mcFvjX/evb4XNYJXuHucpdos85Kb/",
-	"XBHZTlctUvIh6vFjBWW7G+BxsnIFrnZxWal5bbKyutGH3Fm4WGv9mWphu0fcGKVuNQnrcA1DqwXzvocM",
-	"FxE32rv9QEu+85Xr+auasilkmcvq8+oAmwBYQ6ym5sxuCbfdiBRkAo3XunpDS2+wtmTr+FV38mYP9uaY",
-	"Tt1lUsHdijNhrttDtigtfc7WYMY4a1ihazQ9bmGkXKTgfsHW8ruY5NzlIJaIyNQUjw+pKCZBGIzFaNxq",
-	"n2TiGjIxVip9yuyJsGLE14C1rBGWB2wepwFCdZLG0utwX/ob/9tHVIcqafPsULAaF+MeEcyMVZGlLFEy",
-	"AWkpN81lkq+EXlff3toAqhG2cAUtlH/oHz6q0bQtPDGieu+V/snicIV42kRhw3P0DGJwxUP+SBG4mYeQ",
-	"kv5whQjZ1yY7zi3Zdp5n9I1tcoJF9zrB/q2cXk5zLbSws0sqUHMqASUzHhUuoOo+vS3P+v7zVbAaxTxW",
-	"IynwEbrkd8qDZFsXl3uHL7dDdgNaDAWkrlTMODZBdVy5UtkLw95//uWyF8u+MKYfsj7c5viHVvlaGPCs",
-	"0JU3fRVp32WvomYA6WvWN8Wgz9TUV0HhMZ1n2BXdBT1/hgVux9b64ws5VC1c08xkMtZKqsIsRWgN2zo6",
-	"LdMfTbhgQTnXKNxDNuI5S8uQVBhLEr8lUwxLe2RUaaDbXXZUlm4tKtG+qQFSKEgqxjGx7L87uWKLos47",
-	"kc77a7zmwpo1nnNWOc5j6SLNfVyyX2U/S4AUt/cX2qEqQCvQOn//+YoNanmurx06uIZYNmr0lvO/XVEH",
-	"zUFzF29ru1fl8OOIF8YXgcbSVRZCWkWnUSA7fLiwd5VzDrfC2NpJXJIVpW+PuSMFM+Y5sP5dHPi6kR6L",
-	"g7iIov3ER2rpA8TBvN9lJzwZV0lasUy4pqgkl6xfLzTpM5er68BZFPBUxT6y6c3J1MiRo1f5KYiCktXX",
-	"7gW9YLcbdSNKxcxB8lwEvWC/G3X3HT8Z06tcXxVHb1615c5egExB+/qiplPGpQAgpVT+Dnpl3Fy78c4/",
-	"5St2/E4h47WXkc16XuDjlVHO/BiqMl66MF+YzKg0xsTSBbEa5JA4SuvhE8tNH9UFi1zCLU0lNfSTj1eh",
-	"hHFWYxr0fPpww1UXNOtk12S1LobsLNXRzr84mQPG/uxto2cp1mv1J86bEs7qAparBveivXVLV+N2qtLC",
-	"eRgcRNHmCbWSOpqyu3lKIzWfJu1vnrQoqaIZP22e0VbOhHN3H7DbcpUJztt7wJ7L1R1k5JAPdvPcskyg",
-	"ls0V+FtmvHx1WxVjl0s5+NvIGPjIVNHVL7hUxedx/xGsUc4qr5eaSh/zlTBFHkRJtF3WXwRqyfO6HFl2",
-	"weTXLOeGKudQ1K2PTisJJKroNyrOy/nvBRALPnJB6rHKUHz4sJELNLOt3Zfhq1evwr3dl2wws2C2UZtE",
-	"/lD66baoZDuW7y8/neH+xioNaVhPCy4RzsAkPKdCv+0ewgwo9/xAEhOxdE7ASnWdkhli+TXg+JyTAsJt",
-	"yIzCLyZ8RnCzIUwdV5exrEfSff3gCjKVy7QKq2r0KobPKGnBxHJRqkDJXR5LPq2rQtbCQ4pI2ar7MBG6",
-	"WA7AlSJpvDzk2Woqtwn+ocoyNUVJ2wBPomLAzLXIDcXLNeTArdcruuwTsmHuyKExbwLcc94q8aCN7X4Q",
-	"Bg1Os8prlyplkAoIhTkqe7haiYMm1qvaZKlkB8GKZR0un8vgCvsb2QyexmoF+78XQGa9r+Gme2xUtVcv",
-	"ey8iU9FloZVJvf5T2JKd2Gof1bHnrWkSlqg50oHXwOVe0dr2Aa3V9qvOnWzmKdTRmTC1bM22XStX0oML",
-	"zH0ix727l/1QEOB1O5fpPw/dl2J1cyeMG9Iwes7yecoQaqt09jk3Q2dN/EPF6j9DYCEemoEUn+mzJJrC",
-	"NYrmcWW3NJ1MYTO9OlzyGyBranWmI4NbBAgdUN0lyelrGF2qWCwHM9Y//3TpbaRWRbm/XoV8rwb/qorj",
-	"Soncv7fS+D9EBXS35gTu/SoemfJr9bxztP6dQeksejWk8v/1HgrfS2XhpWA3gsfyZ0i1Sq5dWW+hF84S",
-	"piFROvURUlQl/E6uWJi0kNxhtRvLRyfr1V0Ox2PgedlzqeeXqTS7yuBmxnXc6p9c8VHf6U/JmMsRoEo1",
-	"BqfdlOCnCsyi7xapsEKyfqOtjfMgcckK6RZKXaYxtRvq70cH7ExZ9lGl5KfqO3kqlWswwPq1guYe20cb",
-	"FY1+HBTL0t7FDRaJh5U6jpDSakMhhRlDinqeIWx8wDNWyKBB/SkX1req+n9nfbYVoQ29H23XDW23O6rJ",
-	"Sklqz1ShgjozGJeDvYyBLc72omjRqAmND2oORAXesTyrrtPrYvvRAaprFeC4gzuQv4xSg6byA+e2iSVH",
-	"TTaBLvss7FgVdgUO4ui1NNDabFZORvRcAPJOoWSP8SYQwrBryG1lnaSQZ2rmy6p0OY1t7UexTFHTLmQG",
-	"xrBEyaEYFbgR+Z6mwsC2r29Hrbqsk3/tHG90slimQCnHdME4SqRV+6uD6MD7p+Ssan4i0jYx8w7sU2SM",
-	"C+usKl8V7bi+K7lzvVGfGTmrLpK8N/62HFGs9KRr09VqRLisoDr1eD+6t35jvq5Kty48a+2tnqjleSe9",
-	"T03zmeEkVysufOKGsIuSx2wdlwPR8HbZvI2ylt2lepOWAMBhGQCoFZPcFyfwFSNkK1JZx0NLNhZVGGVd",
-	"vssc40I2M6FEiiTvXOwaDRCRALtRGbciE3YWsgy5ohqWs5yb3hmuZCABhems5omlTCpqb5DnSttCCivA",
-	"oNRI1GQCMvWtJHxCDQNj+SATZoxzXBYWS5Qn/htkEqkgT+dwhiM8BEiTEjIPg0CE4/vFEQ568ppPuOQj",
-	"+gFFArcwQlCCZpnFfXnKZUy+kQXuqbWRul0reVh/4yi2h1xkm6nsLY1aQ2L7G0ls94kkFnghz47OT8se",
-	"TVdjraxFGXNyi/oecsYOu0DlBG4TgBQo0v0EsnQE/dibqKqhHn0Nu7VrWOQ8b7qK82rkA1+8O9Y/6m0/",
-	"DYmNCofH0/Neich5+Cyt5pbaw1Fb106tr+t9DU8aPWBrPVjvm0NjHtdTbqmDKZ1lPzpY21uVGSuyjE1Q",
-	"QIFpyk225QRrVgphckSmImVS2dhrmKRFCclqwnS7y868TrncMuffBWUPshPr3biebigebJ5UNdL6Z1l5",
-	"78Cy92rAqhK8TXbeTsJl4rpXtHtSTiTFX1ub4RJd8rKgdKHJu+Cm7B/T2plznBQGNCn99YDcNUBuKs9v",
-	"xXX6268ZZ7qQUsgRqvDEGxm5E1WeQ9plfm0q6m2z7ypVnrq3xvLTVJK7OputCfXSyIMQz1Pq8d6ALJuC",
-	"tnprCIzv0KT/ZIfi+hZd5dUQu/zXfknOR/O0znTjWtPA0mh7pjZn32j5dGX57j/PyUO3+mAnzw7clC0k",
-	"Wn09p9JY4CnV0JduAe6yAd3UjrEa+MS7RAyFvkrbf4tGxLL/TQ36Ieun3HJnbOO1uA6bfZH2yYZFabDN",
-	"pJqS+q2kd8U4yRXGkrN+j42BazsAbsnhQVq4G7Z7WFqYTn3vU0/pHtuPoqjfZaeWJZkyYGK56B1H0C1n",
-	"kTW4Ry0Nho6ncQsJSRVH63/gxnZOCBGnb6oYnHEzHBZcM2pv74vSbYQW+VGzIXcZszuIop2DaHcHTXld",
-	"UBYERRyVAaaG7Wk36+37kxvfiON5rHyKMOGd+cgSBeUcJjUkIG4gDV1Pb1NMYG2H5wbeHhVy2swtV4iz",
-	"wRuCGmXEMpYi7THX+z6WNKnnIrZIrD12FwcijYNe/CAlOg7CmACmGQvtl753ooR+WchP+sUp3rHXvBeZ",
-	"Qf5jaRfEaBjECzOAllpnCJRb6vuG7i6G1uyNxc6Vyr5m/p6fP1/ktq1rFL9KRY5o3A09n7b+vxrhiki4",
-	"JBQ7kfDClJ5StnVJ6WCdS7wGxyXWZH6MqZXNH/cmfnjr17WIETfQZWeUtyeVy6vqtrEn3yPne1xt9a45",
-	"gbp+uFz3e7dFWgn+p6LdJ68Gvd++NMOZNyDB1BVyh1aPY9IfHoZiS/8XhbJha8+7u0nujAtLDqtUTWVI",
-	"YhUlkLf+MmEsoAq8NR2LZMymtE5lMbroSv1Vmm1c2Is85OulhKr3rK46Vrve2mJE3ThRch5G+41cRG6U",
-	"7LH+ZR1IVAuOl8ArJL/hgur2+/R/CnhTblf/5UEEdoFY/VejLwKK6OvQ5as9Xq1tw8gzqLRnylIv3tlz",
-	"U/8FFVitI//mxGa2929fUOK7zNW2fB7KXGUp3ARhUOjMZ1L3dnZ29151o27U3e39GP0YkZXld74rlRBi",
-	"caji+M8eovmX+X8FAAD//w==",
+	"7L1rc9s40ij8V1B8tyry81IyfUmyI9f54HGcWWcTx2V7NufsMGcIkZCEmAK4BGhFk/J/P4VugBeJ1MVx",
+	"5rbzZTK2CaDRaPS9G1+8WM4yKZjQyht+8aaMJiyH/z2j8ZSdSaFzmZqfE6binGeaS+ENvdN0TheKRFnO",
+	"76lmPhGyH5sR0QnJ2T1NeUI1I3Oup0RPGTm/pZOB53vsM51lKfOG3spIz/dUPGUzalbTi8x8pHTOxcR7",
+	"ePA9M8MqHDc6l2JC7IIyJ3JM9JQrcs9yxaXAnxn5JEcnRDGREK4JF+Ri3L+UgvXfUR1Pm4CF3v1R6G2A",
+	"5q2MKYKwDNEtrvZMkR+v3/pES5LJNG0usU8zvv9JjtT+8+cB+/txEPTZ4Xej/vFBctynLw9e9I+PX7x4",
+	"/vz4OAiCYAMoVzJNr5nOF6djzfIWFLFYikQZSOaUazJiY5kzwIpgnzWAd0KynCkmNJEiXZD5lKfM4Y1w",
+	"Ra7OL19dXP5AZE6urt+fnd/cXFz+0NjTUQuQXGg2YTlA+QgIDWBcTHZa5sOHD6eFnjKheUw1az8eWn1h",
+	"SAQmZKR3/fqMvHj5PNhrHtb3jOYsX3sID76X0ZzOmLaX5zSZcXFW5Erm7SBEBvX4QeRoNMvZPZeFIhmd",
+	"MAMDN1//p2D5wvM9QWdmzRgnrUMzo5/fMjHRU294GAR+C4kAOG/5jOtVaN5Jpc0xK5KxHJcmp/AvmdEF",
+	"mco0IWM2Z7mPt5kSIUVfFGkaivoufDKfMmE2wnOSM1WkWpGc0XhKDl6Qd/z7QSg69pQCZPUtJWxMi1Sb",
+	"Dflmf3xWzLzhgdndjAv7k99GABcJm2VSMxEv/skWLduld0yROGf27OmYGbrLDXkOiDkaRWeM3LFFxbzg",
+	"NyOZLEjPsEuasyQUVJGYCil4TFPy5ub95R6hQs1ZrshhcEjohHJRTSFzPuGCppY1xEWeM6FDoTTV7KRa",
+	"pVyXCqmnLMdluSKUHAffDcg/2UIRmjOiYpmxxICupywUhWI5oSKBmZhIMsmFhl+MuHCf8Rzu81jm5PCY",
+	"TGWRqxNCzZ0kekp1KBpgAI6YWVmwuRlYO0CUE9UJ1rDeN2jvIs/nz+EA3c8H5t5ozXIz5//9KQw/Hx70",
+	"w/Dzy/OP///fvDZKvhgbtg1ce/VsjYhQ5jZZ5q8AG3HKDWObUoVX/LuDg2DPN6ws+p9o0LmjuoDo2s9B",
+	"0H7f3sjRRbIK3xs5Ij/+ePHKUFuRC5aQcS5njs/2kSjFpDq/HhtMBuTq/c1tKEBmUHOR97NczjKt9oFh",
+	"sPmebyQabLUkyKMX/XhKcxqbwx3LfIaHV3G1LQUP4Cajelphhiee7+XsPwXPWeINdV6wOnrMYlR7Q68o",
+	"4MsWXpkzlUmhGLLKOGaZZoCuWArNBDApmmWpZdD7nxQK2mqRv+Vs7A29/2+/Ul/28a9q/40c4TKtcpnM",
+	"qb3+LCE9WXG1nGUpXbCELNGyT8ayEMneCcgjwrUiTvgb4qlpTHWdoA1A++l++Z0Ti/1SLq4bVpOgDyVT",
+	"v5T6tQFvC+yVZ//FY3luBBMQpJAad2jA2Q7D5zC8BceXElBsrhooYTwZmFm/p8k1+0/BlH4cmBcC9DuS",
+	"4yTAE4dkzFmakNDD2xB6hkuWZPn1ezH04hbkisxoaiibJcisZ0wpIyLNnUA2UyoAhrMAbLB3nP+R2zac",
+	"kaYEf/H1WzoVC4JSBWYckuPgGGTEcfAcpEIh7oScC5LLAji/SMiM6alMlE+OD/AbGgqQSUZiGMQY+jHi",
+	"zyfPg4D06sjhCtXJcGkroXeCUut/9y1d9C8Si0pUz80sqZzsmUmPaupoQjUdUQVTFwK0CzpKmWFuD773",
+	"WuYjniRMPA7fcKEIjWOmnpySYpqmLHf4ooIAJwcKqfGbMynGKY8fe02ajAs4HU1zRpMFKRRLHKdL+HjM",
+	"jPrRuFBPtNE2IGBxq9SvKDeIA7zhRjh+HYsA8WpF0NdvqGPWJ2S6hlkkkiFZjFhqjFlU1tzhGIXAaHdP",
+	"sJ2vWPmKLlJJk1sp39J8wh638+sauREtJUlhrqfl1U5hLucHArvROaOz11xwNWVJp9VuBo7tR8D+ordU",
+	"6f75PRO6f/EqMn83GkBKlSbM/HZo8DflYhKKGdJ3mpIRI8aY9omShDoFVGmZGb4SSyFYbLA7IJcS7wDy",
+	"r1sp31GxsGhSj0PyrZRkRsXCIUQ9KQd7pkhONSNgsgEXNne7yEjPmVQoNgzXQUMlloXQxmBSzIhIzdKF",
+	"D6amIa29AQG1prRCGJnweyaIKGYjBt4chc4B1F9r2tZXaE4/Clroqcz5L+yRd/gdV8pcD5kTbnkEugmI",
+	"lndMPAHKN63QwMWHDx/6y26PdQhZ9pI8AAAWJlDKL67QtrgGQ77Dh4FWPvgvKDl7/+7q7fnt+StyevHz",
+	"1fX5vy7OP4DV6PlGRctYrjlq/LLQWdEx5+lFf8IEy0E9t/YN0eyzbrUGKyvkJzfrx/I7OfrEYuDXINiN",
+	"WWAOOEm4WY+mVzWgxjRVbEVdAo5ghKgg5lPwLyoGSsoQ1REZFzNmyJu8kSMfWIOcC5b7qN/MZX5njWtw",
+	"pChznMA7pkZ35don86k0ZlvM0pThbyg4KVEDYQULRcrFnRqQ83uWL8Ay50aug//Veu1OCB2B9+6epgXD",
+	"eyeKNMVL08R+udj3i45jVcUIznQ+leye5TXwnEewV27UbMhpM+A3M8salcwZhkuH5nuf8Bw2WnB4uqxg",
+	"yanq5tdgZrw+vXh7/opIwUDdcOMIVQaiZYN0I4Ru/OtcztpXtguWAKysbOz6R61tmOJFh3xChIOGXboK",
+	"gBk8U3hocAArUyIRdk26gURL37mB3Olw5vTHPFeaUK3ZLNNbHPzSbTVUUO62BqPfoM+ls2iQxLqL/paj",
+	"qbn2sjevxSc5gn+5ZjO1iUBLhvJQAkHznIIOXblEVxF+RZUyDCWKrefXGFSVI55OmEW0tCaQOQdwxRo7",
+	"6lFYVl4DpE6s3WiKGscOOHOaktGR/iGLvNXjpZC2mEhYUhMSMne3iNf2OpVF7pPRghggwTe3zXHcLjJ2",
+	"ZtSMtvOQacKUvmIi4WJiIw0t8SyDY3TD44Ay5FFRP/i3hbnrVUSkcckTWZij6TwlVGoMUBnL33FRdAUo",
+	"ABcvAjKDb5TvYIJL56OrDz3I9hMYsTW+cOlOjOEVa6FeixEjoKooEMYO7JGdEEoyynM084TEPxp5BfLp",
+	"aU4U4TujWdalyVsuDKqnAsU7M+JAk4Mg8IMgQLDMPoykTOUcbNHCqJkVBx1JmTIqKha6PX/4AN+vwr50",
+	"PS2il3bkr96rOsF0UHQFZOsVRz69owL0XjDH4VHH+2SUHKORauW0gtIR2mQNtFqwOedByfMaEuSEBOhd",
+	"asxrPT9ClmDkFBYrg0DBahDI94DXnOpNp3Rpb+ktnzGl6SyDsc5f1wT7g+Fhc3Ph5rkUE59Q5WSjkb4w",
+	"KiJzWaQJUXRBuN5KGZKFjuWshQtEeSEEF5OI9Ix9jtxzwfSeTyKzlZRplkS+0cF1zlkSkd6Y8pQlJ865",
+	"EgqHs7FMUzlXZih+U/vYaXTIi80nqVQ6Ag2v1F/LCwTxLS4mJ8QuC75OmMogxJCFXVSFgppVAV4n0SMb",
+	"hBDm5H7y7BaNzHc7AhEPM5trABN7vmdAqmsGNRKvUKk0zfWjj72uJO0mYx2lN5SYCpiKGqvTdlS25qY+",
+	"QoNxmN9ei7GQb2JT5cRt8J5BKOWNHNU8/G1mlByDlmzGu6go1fDjM0W4yAq4MAk3I2dcGFsLg21ZZrA+",
+	"/OL9cHr186vz2/Oz24v3l117+oFmr5hmsVm7BpTvXZ1e35z//Or92Y/vzi9vu4Zf0VyxV9aqa4y/Pr96",
+	"f3378w/nl+fXp+sguGaZzPUPaMQuQ3F9cfPPn08vT9/+n5uLm84ZuLo7FTRdKK5qox/KA19cYiQODsNw",
+	"EcHej73hT+uPu2tvD/76cR0o3TSscxcbhnWj7+Hjg++5DYB20GEYKv4LQ4GVmT0npZ2+KqfKIKlqSyjx",
+	"PaN8t6xy9ep1qZKvDlKIrI4p5zJPVEf6Sv3albO4IX4d2ra76HBzgyNXwTYC3U67JX6mjCb2/i3F2meZ",
+	"XqAsN7ZLLakI5bod2GqRpuyeQU7ZejEObp/WlKc6mhyEblo7rg0/ZSxuBx0IvS7Ar4mLW6+iaVutweAr",
+	"YzJL2WCjQ6tbRtRv5IWwvrRd9vSZxjpdAEOWYxIZhEXo7k4q/nCRRKsbbfy9jddXFl6T4zohoGuu5DYP",
+	"Sas3huds5lIUS9HWTHsKlhNLViaa0c8XONblEbkfV00MR3qrvMUh4JkCwgdltAnIRlCWzrmxwU3H3RS0",
+	"O2gH3NHJtqweCavUDb6UaltTDn/ctD34q2/X37S9x7ibG/C0e5w7aWi9JCoHnU1ZfNdmiqpiNqP5Ygu8",
+	"3tgv155+NWEHom6q9dojYG4qF3YxhrnSVBdqFSszptsl1AxjD10SMdecplsIMDN/9X01bdve/sFoqqc7",
+	"0jRurE6b8m4zQdpRbVA8JkYwovHdJIeIqqG9DW569NCXyRPoFgkFhyAD+5ylPOYaffekNFDQof/j7Rm5",
+	"uHlP/v4iOEAVmlk+rqc5Y6EYG90AwCYJn3Ct2tz/dSthKXmnDLlluYwZhp/c56Q3o5/JkbX71N56G9z3",
+	"PvdlnrDcG754qJl3jzHOanN9Z+bC1K3NM7XO8LLbwgfloEpdGdtrQ8r4wkZ7vrbO8wff42syAB+Tirde",
+	"UtYWP8AUO8tI24kZ4V/SDiGCVuUkWusf3J4VMkrGOyA3Oi9iXeSM3FNDFWS0CAUERRYZG5KlIKJPGhaI",
+	"++Uq+/dDUTce3IfLlgH+Hmm842DszTa4mci+/eUnJcXgms7f4VHXMXf8dX6E2kx/x5kse9oQ7LrBD2vD",
+	"j2pyd8PgW5Sv5dDDB98rsuQrLslBsMwyK3ord1WSmLtQfsVa6re06Qupc4I6mB3M+FvHcX71EA7p0VDA",
+	"T7Hh9yIhjObpwnf2UwR5FRH4p21CPYaCa+n0ocB8+r21pP9VEaGKJlf2f2bjDuaaW8WCXMk0JQzk3pHL",
+	"1yCF0Dxt4xtE5qFAltr0B9r4gud7VXTB871yoOd7lhO3+f/cVWjlueB2Muug/K0tWiUrrDqJ/CVdd9l/",
+	"0+YVagOtHm/ZjZorx+hGa9l6Szd+NyvjTtsxhhWtzoUh6k5bu3gbLa2yyZUTKrUa7b7xjbbjo2JDVvQa",
+	"e8OQwrgmU5plTKhm2c5hcPiiHxz1g+Pbg8NhEAyDg0EQBP9uBOyoZn2zaMs9qhUmhGHy5fihb/45dP/c",
+	"4j/Dxj9hODD/c/Tw77+1CuhKCJU7Hdzi8uUf+3xm5JzBEuTdD70J19NiNIjlDGrGEvtf3Tiihmzdzimw",
+	"TGqQBHW7ZO0ZI3c/SykX1rOyP6P5XSLn5ud6tlSWjJd+cy+SgcyY+DxLEeOqL8djHrPS3TSXeVIpm7N0",
+	"4P7Seo3KP641zH0yooq9OCY9qslMKk3oSBaaPDc8kyQslglL9hquh9ECCLpmx78MtjHkfW/MU4ZlEat1",
+	"LusZcbkZv4H5thvU5bj9Bg6AFipq8QAsscmvdwG0KIa7+QBWfU0trt4mga+cZVx6lNdhaMn/vOTt3Urr",
+	"WHbTboq/1AH3625hC3ErRqEootS/H0MwM5mwtCttCP5ItCRU3dnyNZbfQ36ord1D7aWK+1ecmQo9zWXG",
+	"40Gc0iJh/aP+lPK7on8YHB4HR8HL/v3BMFhxrK2rHDvt/5v2fwn6332s/nfw83C///F//tbmVMSakfat",
+	"4d+I0WVTKM6Lvnwxd/zhIcISkyylMXpWzL6N6WPkBonMR1Fzq+iv4Qo944ZzMk1yru4U6I1fvsS5zB4e",
+	"yJjmM5YrwgX58iVnEy7Fw0Obb3EjR3LgrMnl+dIy6yqzbeDlX5hX6HRdh5tnqo4cwMtUpgnLm7L4i2e2",
+	"6Q29GeW/MDAdJjjvNR9r8i+apmxhXbR1QJ8HK5S9dDXsObbdgGVz8TGO8lNNUmYUeOcp/yRHF4myvnJ3",
+	"E1vc5Phdi/ZccizIQFnyh5P5VCpWavuYim92QbiI0yJhCir9wExrpNJsdKJXvu8aTisv5q4cDHFb41/r",
+	"59dcp6ytUnkXNzlOss1Jf1sR2U5XLVJyG9tgV0HZ7gPZTVauwNUuLks1r01Wlie6zZn51Vzde6rFLHc4",
+	"MShcahLW8w6GVotkfg0ZVuFGWLt9Q5DP9TgaTPLFdSEaNfCtrAn0DzKfGiWX6njK1Ikta3UFKe2pbOCs",
+	"OZNCUy5UW4Q4XSBvQl7kMptiOwLznSHk24upYn3FhOKa37Olrgm301xqnXIxOf8cM5ze3w3zzqxcW+PR",
+	"YrC6cd+DT2WngWnVI8EiH2KFXR0ToHEAHLaV1WWfgg2NCnbz7jXywr+GeOv4XEu5653H7eoiUGGLuvgP",
+	"OceCJEAZfOaX4akiM0g8wKzMHkQ1IrwCkQ+OohFbSCNs0THmkxmmGVBB5ixnZca9dYatd324j9v5pe1y",
+	"oEiPQW5DA5i9rVNXu3PDlx0pFmE1uLrOpBGGbEXwnKVpoySFzBjTWJlQiwu2ZC7c84SJmDVk/yq/X5Lo",
+	"tSlbv1+NzG0OBm4Oj9e9zyXcrTjj6q49+8Xo3rb+cbQglDQceh12I9VsIjHoul5Nbvk7n2UU63kdIlI5",
+	"N9tnCS9mnu9N+WTa6u1I+R1L+VTK5DGjZ1zzCe0Aa9m+dBtsbqcBQrmTxtRduHehmz99cspYxm1Ocsj7",
+	"MZNRiwiippAaHEsRM6GhhBLTpleyWFbvXmcuiuK6wDxpqOW1F98Y5bAse2Ryytoj/cbK9QrxtCnWDSf8",
+	"EyjVK8HGHRXqzTwETP7tzSvDvjaJD5yybT9P6Gnf5FIP1rrU/2Au9BJvt6037lSQXdGHZQKgLNNQQNer",
+	"qk/IM2Xj5FD1XBa9umpxJhLohkEVlkTvLXfwWXMaT414g5yyImfXsIIds1412zVWvqsG3c4TSm0CoWy7",
+	"TLaUZ+dYCtZnxYvG1lstgalU7UoUJpCs/lq8TvlkugVSU6r0DWNilzyAB9/LGgs3DynfMa3gwfdsM67N",
+	"egiI2CnWemTwgxvaTCKobctvoLqGm+6jfEROwTcq/+ou2EKfXJFzvbiB5oTo7ID6/9MC8+Twp9eO7775",
+	"cOutJqedyYngRiHApjZQLUx61zeHz1/s+eSe5XzMWYLN6hSqLNBJLpMyfabImw//vBmGIuJKRT6J2OfM",
+	"/AOz/FwoZtUy5Fg/8yTChg/GSmHJiSskn4uyVMpmpGHDRW9o91Cxm6nWGTZD4GIsW1iwWoh4mkshC7WU",
+	"eKdI7/TCdQxQfqUOZTQ3hoZPJjQjics08kMBpoBT0HznaZ2UvrW9ATl13LjqhQclcHrKBLQDU6GIfji/",
+	"JVVDzy88eYg6kiE4FCO2JUSQMh8iFJhAGJkpo7KriWAsMcvbA+1DH0LNRykjbz7cklGtNcSJrW7MWSga",
+	"XQKX+7pgKXmzgnxY9uYxXzxTtilKKLD2iyVl0qExDhAfmM1Y9pJhn7nStZ1g7jy0ZZnaqjk1pRkj0ZfQ",
+	"s/2ghiT0wiIIjmKbgAc/sNB7iAbknMbTMvc+FDHNIdmMChLVG0hFBNtbIDhVY66yiZdoxqlSOUFytM5M",
+	"yI2pc52hdzAIBgFU2GRM0Ix7Q+9oEAyOUMRO4VbW+vK53KMJa1EfEBkVVpVPBJuXVb2kN1oQngwR4bZ3",
+	"ilEzMCuLJXt+KMp2kmOeapZDAKFJfxHJ0kKRCP1FeEFp1e7STBiKnIoJG5ArOoEUT9s1ErOKsA6WSAHV",
+	"IRP2rMo+AojAKyjHy3RvS/uwTQaXwthfru2oMgaZ8po9UjuKlapP9mtNS7uKhpa/tilN5vNOtyaikKta",
+	"WnRbT9JSNdi66aDTTNat7roTl+XtLSs73WTbdZ2C07oqrFYjOtKjLT0j2sAoezN0N5rdYEh2o8H1X6Qa",
+	"+ofY3j8GL3zGSM+p2euV607IXfIhuDm3RWRT+d8K+rLm6YkBt37rx0L+canB5mEQPFlvzUaDjbYOgzbV",
+	"cYzS3rDOY1y+bdYSzP1ah0gYcrB5SKOJEww62jyo6hBoRhx+t3nEck8u2LKNDWwa65o71epEPIM5qx7U",
+	"rqWRQnSioNrWoNj7aEYtiRbQLTrlS9nf1HbtAb0LOgwZjlfrTGT+16Z2d7UaOhVlK0ieuO7Dx50s/gdm",
+	"OPzODB7ddL8Kva5pCLs9kdabFP6KVBocbx7R7AX7W9H2D0wTKuqEvT1d79cLU9oVKKMG2q+egfjOtU+Y",
+	"SHxLzj6xBfZA16BZNjunnGCH67KXBPYfIELOSY+PDeh7kK9ddTov0pREtoA/GpBTo33W2lPYsh2hc+hn",
+	"OHTdt50v2a1gV8SIlls+qDWUgeZR+PEgFKeihHFKofODsXWMtKR2q2b/00In5oaasUbvdiE1KpJQTOGX",
+	"CNqGe3tape3//u5vrRtCxxV2dPPXPX6ye3xq25o41GLdshEURs1JuWA73Gu8MOCLlW3tIc4FGLatL0y4",
+	"Bny2U1Rp/qBJGZ25hiChGC3KNnRcaWjVF4H3Nbp6f7Nsn1uYIrRZ7d5CAfLRGP1lB1DbEdT23gdqMys4",
+	"3RnTAWNjoCWh6EW11mXRHjChVE4mLOm8gLiBP6jsrNoC/nmlaPDd43v8Tmvtlx1FPVEvVmyynqxMP/jN",
+	"WAZS8uOlP/TSVWuVW/iEKGjku+r4qE+DRVlNWIa11y3wK59MGc31iFHz/8uNfvMitR3QD4Nj1/i8zhie",
+	"1Xr5bpCw5/e2uvtRd9xvjUXypHw3pmpGbCBi/J4lPqYmqWLGOl+4aGx4pwdlNnMdKBQBkPp4YE220/Im",
+	"xPrzXnppAd6m6tcep1rX7LbxkBWsdbgNM1jqGP2XcvFEnALxunQ7Se8G3LL9G3PmeF/2dmAf1oDt1jLO",
+	"Go/Z1Ho7VkpF1dT1GbrMfCwbBCNZZIX2QwHuVPvKD9eoEpRP+yhNF6WuYr4sRDylYsIS0qMlj8YKaYGd",
+	"deHPag8rKPRcYj9CLu7MmKje/DRyBaWCzWEK6P3muqGWf3XAQPDCqi9VP1xbECVFzELRs793s0LGDR8T",
+	"rqGlG3RQ3/OdB7ku7BH6QShaNaINOo/NMXxSpefwV1N6bJLgt3gM5uEvDaqmQYG7ldY7LcdUkFGV8fmE",
+	"qlRMBT6CUE4+JLx83MSC0ItWQAJvQH1YtOebgXOqahemF50uXR8zsblBoagPBDOk2Ubaeph70Rv7cJFV",
+	"+OoD7dsBvwkvvy5E84wgkAx2V/lq2EYuvvSaVTcPv2bCXBn7Vl6jSKtycpb1T8i41B1+j/VqVo2zKxk4",
+	"q3hyuhjalD3D3uEFiSlrSAr3lCMBKjcGI1T0N4KoMcZnh5NcFplq5M1bVkngT3tt/BGFVKN0b2ceufT+",
+	"HTJLOO7vba3Ek/DJ1vrCh2aGg84L9tDOqzdwEfck2O87fBBscePaHvcxYw+2WG35zZXf6pbbUybU3bpe",
+	"mQ4hlh57qOtsENdYvuwbFTWrHijSazpvOjQ+9OH4oLtYhhMKRuPpni0tcB01KiZlG5KXtpzNC8B3RyCO",
+	"B/FxVPYgSb8ecl/yKDc5OzId/J9lTo2PMoDaZzP/B+RDvcTA1e0Y1lMGSEUSish+HxFlFMypq6fAbsMj",
+	"1uGZ2k4Pe+2a7H4LLrFUCbUVfwiefnVI6W2R/x+q6qnEL/MgXB3I7z16+UdiIfYoGrdwtLB3aqOGoNzb",
+	"BK2+IazEJ3JMtmhQ7+NPS5c/FOXrA+5DmASTQHxiW52UrxsZ+6jIGT6Ziw1RQiHv7QtGtZcM2t8TeKYI",
+	"nbCS4FJ+X74VowbkTM6yQtfMNYwWH5bJZGbR06sL16ZtnfMJX3X41k5iXKVDwTY45Erz2F2oP29sv3x6",
+	"AEN1k9TIho3UXcsu7Y572oC9PXKiGBONhzNeBI48hqAG8wQU01BErit5VHsKHRLL45TymdrzyVQq7ZdT",
+	"88R37+f6Nsjqrodzl/qklnVbiTwuyBiybwfktPGuDLx8Foo4ZdRozCmj9zY3L+XwBAB4JNZmkH2wSPqG",
+	"pFxLD+4gZXtSpQoA2EFF4L+Ctg2jckhYQ9Zr0yAbT8nJuWhJhRw0X0c31vJSQzXsoXZCMqqAlDE83tWU",
+	"TQp40hz/Bo+SZvQ/BYMUVZuwhC8fOYZrMyF7By/8ly9f+ocHL8hooZnas4lNZUZkDx7VDsWbm/eXZn2l",
+	"ZW5UiVo3bIdVwlRMM3g7bA+8C1DfYT+kqLfakmtXZoT6naZ3zHyfUUjQpviqINdLr7NDTWwo6g3k7OsZ",
+	"K8iU2GC0rvHY1nVI0apMNKUae5paLNlupiWyqt4Y4MKtd68w0IVixPAJxtwcnk1B2gP48U0Ko+02wEP9",
+	"WN3xTEGuRM4yRrXNux4Q64HBtIz6uBmj1sYu++21sZPuXNQ/85v4rfGjOvasYAC3iCwUbrgrRxFTbHcJ",
+	"F/03ZuN+y8D87zT/8jfLpmy00FnKprROCH9jWKhZEOw3u4r7SzWehjW1tlGBHMuyNRQCNVjykdhnUdHC",
+	"h8yVFTfHkks06nYWPiaM8iu5CFdehvljuwf/S5x9eGoocLudeZvTka9kmtpiH6x4kmPI0Oqu4CI9NpiY",
+	"y1K++3rPaSi+Z0ku4zt8KbjIq2Iym3ple2MZVcKuhO8PgxaSIVYHodi5R229JOtsymgGzn8uJkM7TanZ",
+	"lQVJROlcGpXm/JZOItSfbIjXKHcMtRsHfiKZOoE631KF5YJEF+P+pRSs/47qeGoLeEQVSsbwMSSlRUfB",
+	"MbmUmryTCdTxReWze/CoNIlqbyQPyVFEYjljKHRDscZZ4ls9DGYrXSVSMAXYeGv2WCID26TMKdf2Kbr/",
+	"dRmRXkC0JEfBXj2kgqsbNVlKEYrqBTX7Ir3C1uPLGOhRchgEVZz+kxxhtAzqRkJxWR6n1cWOguOVLL5G",
+	"vN1p0JC+i2VtoXBWKDhlZaFX4Ki/uujOwBXFVSZsKK6Z4Z1ciiGhK6mEdwweZEMqSFiWyoV9TSR3w0jv",
+	"KAhFYjTtQqTGJI+lGPNJYRaC2rw5V2zPls3AU3y2vOsECxNhZ6FIGHTnLZP8eZW6cBwc2/o9sahl+reJ",
+	"ma/L7V9RvkraASSgix50MPBou4O0LwHCaSFRNM6iS1erEeGygorq8VGwvkXQFnVmF2MDB4Dx2PRLG+1e",
+	"bfBcceFz/IRcOx7TO3Mf7nm+h02sG685HCw9s9DSHuC5aw9Qe0NhXRcBG4oHWxGK0bd9qaB6fMA99Y09",
+	"QykXzR6YPDEkjyXIuTFAeMzIvUyp5inXC5+khivKsRuFZcxouIKBBI98Cp3TWEMPTXgxPctkrgvBNWfK",
+	"SI1YzmZMJPZ1ettKkTCl6SjlCkIu2H+TxNIS/71hEgkHP9h4Yb6wEBiaFCy1MHCDcHN/zRcIPVQVz6ig",
+	"E/gDgWRkNjGgLJXQr+tQ7dohNJqfW2ptdCyvdfrvPvGHRnvwdVSG0aAOEjvaSGIHjyQxzwp5cGvD74ak",
+	"pYEc6ZNro5ywzzFjCUStHkOWSNC7nkT5CMjOx3BQO4aq2/Wmo7gqv9zyxuO2fq27/TgkNhr7707Phw6R",
+	"DztY5Gtrv54qrdT3jM63aQx8Az3dSr1s0xCjt8Ln+DXs5QhTsdqTmZTmaep6QjblJumhYE2dEAZHZMIT",
+	"IqQOrYYJWhQXpCZM9wbk0uqUoCH8AVH2KybWbZEm97uo1HsjR6R8eWaTnfftynhCUdXxkBEmBYPSX0+9",
+	"umMsU6Xnt+Q60d4Joa5wrqqs4+Wb3wNi54YqvNbn5xs1PqF4Pxfgrk4XHa0wsBYWctycHm8NSCaSTHLR",
+	"Wg3wu670+b0W+ex6k/6q1tmxWmdLJ8+m6pwLoTSjUPVaugUodm5sFIFYlwi2NnO2fw++CEX0SY4in0QJ",
+	"1RSNbXMsb27eX/pY7WJsWCMN9qBgl2KTEnTFoOTyQ0FJNKzi1ODwAC0cPzt47ixMVN/h8fTFkBwFQRAN",
+	"yIUmcSoVU6FwLSlcFcpSx78G96i1CYLtlVVBLo62XFpkY3AKR7AqcdbZ+9y5jYxFflpN6Hoyr85X9024",
+	"0qDlkoO6vyI6BNcROcO7EkHqa84saGASYaNdCaflYyIaJaNczpEZRrD+jSzymEUY4a8ABTNMEEoOoWvA",
+	"aaGnxkjCm1iGHY+DYP84ONg/Do5dudWaDjPYWanbRfFXkdWswd68GnGHIhQ8GZLQuz8KvVDAoCEGnc19",
+	"G5IvoceT0BuGW9kBoeeHADCMqBR4+D1KQ/hLpQLAX9B2CK3xUDV/sj860yY0tk1YWTIwVZct45bM1316",
+	"UH1aM5mqlUuro2P8oR3/ULUv+6uO7c+iC7uCNJuZZ33EmyrSarJyCm/X/rI25aXMrjJaBr9nA3IJHd2E",
+	"xNqBQRtXs4/ifo2Tsf5Mrifvttdo7NptMWaA/7Fot20NveFPH5uB3HsmmKqbIohWi2PQnLZDsaZ3TLmu",
+	"b6peyaOmhQbZlMi5wEY4UP6Ddm/KlWZG+e/NpzyekjnMU9rKGFeqX2a1B6naKPLqGcSGpY6oYlh8R+Mp",
+	"vA8E6eR8Al1ejc7wPDhqdKmjSoohiW7qQBqF6GwJvELQe8rhrbrIaCLRK7dc/S9bEdi1wervjb4AKKCv",
+	"55gat7tC34aRJ1DmL6UR/g66J6T+a3hUpIv8mwObfUB/+mgUBexp2JbJBD0NScLuPd8r8tT22Bzu7x8c",
+	"vhwEg2BwMPx78PcA7Eu78henuwCLa9eMkJKkUQRPry5cRRSYzSdW2UbTGVMgyIRpRY6DI5fwVjadUhpL",
+	"FeQdRNEGleaEWYVmefsLi5CHjw//LwAA//8=",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,

@@ -81,6 +81,7 @@ type Server struct {
 	retention   time.Duration
 	draining    <-chan struct{}
 	metrics     *metrics.API
+	stats       statsCache // the admin stats of the last statsTTL
 }
 
 var _ gen.StrictServerInterface = (*Server)(nil)
@@ -123,6 +124,7 @@ func New(cfg Config) (*echo.Echo, error) {
 	e.Use(limitBody(cfg.MaxBodyBytes))
 	e.Use(authenticate(cfg.Verifier, cfg.Log))
 	e.Use(limitRate(newUserLimiters(cfg.ReadLimit), newUserLimiters(cfg.CreateLimit)))
+	e.Use(requireAdmin)
 	e.Use(deadlines)
 	e.Use(checkJobID)
 	e.Use(validateRequest(routes))

@@ -123,7 +123,7 @@ func (w *Worker) end(a *attempt, result []byte, err error, handedBack bool) endi
 		retryable, msg := w.cfg.Classify(err)
 		e.message = msg
 		if retryable && c.Attempts < c.MaxAttempts {
-			e.o.Kind, e.o.Backoff = store.OutcomeRetry, w.backoff(c.Attempts)
+			e.o.Kind, e.o.Backoff, e.o.Error = store.OutcomeRetry, w.backoff(c.Attempts), msg
 		} else {
 			e.o.Kind, e.o.Error = store.OutcomeFailed, msg
 		}
