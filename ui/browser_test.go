@@ -22,6 +22,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/emulation"
 	"github.com/chromedp/cdproto/log"
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/cdproto/runtime"
@@ -323,6 +324,16 @@ func (b *browser) check(step string) {
 	}
 }
 
+// pageErrors lists what the page did wrong, for a failure message.
+func (b *browser) pageErrors() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if len(b.errs) == 0 {
+		return ""
+	}
+	return "\npage errors:\n  " + strings.Join(b.errs, "\n  ")
+}
+
 func (b *browser) allowStatus(status int64, on bool) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -335,7 +346,7 @@ func (b *browser) do(step string, actions ...chromedp.Action[chromedp.Void]) {
 	defer cancel()
 	if err := chromedp.Do(ctx, actions...); err != nil {
 		b.screenshot("failed-" + strings.ReplaceAll(step, " ", "-"))
-		b.t.Fatalf("%s: %v", step, err)
+		b.t.Fatalf("%s: %v%s", step, err, b.pageErrors())
 	}
 }
 
@@ -357,7 +368,7 @@ func (b *browser) waitFor(step, expr string) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	b.screenshot("failed-" + strings.ReplaceAll(step, " ", "-"))
-	b.t.Fatalf("%s: not true after 45 s (last error %v): %s", step, last, expr)
+	b.t.Fatalf("%s: not true after 45 s (last error %v): %s%s", step, last, expr, b.pageErrors())
 }
 
 func (b *browser) eval(step, expr string) string {
@@ -371,11 +382,16 @@ func (b *browser) eval(step, expr string) string {
 	return v
 }
 
-func (b *browser) screenshot(name string) {
+// screenshot saves the viewport, or with full the whole page, as name.png.
+func (b *browser) screenshot(name string, full ...bool) {
 	b.t.Helper()
 	ctx, cancel := context.WithTimeout(b.ctx, 30*time.Second)
 	defer cancel()
-	png, err := chromedp.Run(ctx, chromedp.CaptureScreenshot())
+	shot := chromedp.CaptureScreenshot()
+	if len(full) > 0 && full[0] {
+		shot = chromedp.FullScreenshot(100) // 100: PNG
+	}
+	png, err := chromedp.Run(ctx, shot)
 	if err != nil {
 		b.t.Errorf("screenshot %s: %v", name, err)
 		return
@@ -384,6 +400,27 @@ func (b *browser) screenshot(name string) {
 	if err := os.WriteFile(p, png, 0o644); err != nil {
 		b.t.Errorf("screenshot %s: %v", name, err)
 	}
+}
+
+// scheme emulates the system's light or dark setting.
+func (b *browser) scheme(value string) {
+	b.t.Helper()
+	_, err := chromedp.Call(b.ctx, emulation.SetEmulatedMedia, emulation.SetEmulatedMediaParams{
+		Features: []*emulation.MediaFeature{{Name: "prefers-color-scheme", Value: value}}})
+	if err != nil {
+		b.t.Fatalf("prefers-color-scheme %s: %v", value, err)
+	}
+}
+
+// axeBothSchemes runs axe in the light and the dark theme (colour contrast
+// differs), screenshots the dark one, and goes back to light.
+func (b *browser) axeBothSchemes(page string) {
+	b.t.Helper()
+	b.axe(page)
+	b.scheme("dark")
+	b.axe(page + " (dark)")
+	b.screenshot(page + "-dark")
+	b.scheme("light")
 }
 
 // axe runs axe-core in the page and fails the test for each violation.
@@ -453,7 +490,7 @@ func TestConsole(t *testing.T) {
 	b.waitFor("overview shows the finished jobs", `[...document.querySelectorAll('.card')].some(c => c.textContent.startsWith('Completed, last hour') && c.querySelector('dd').textContent !== '0')
 		&& [...document.querySelectorAll('.card')].some(c => c.textContent.startsWith('Failed, last hour') && c.querySelector('dd').textContent !== '0')`)
 	b.waitFor("a worker is listed", `document.querySelector('section[aria-labelledby="h-workers"] table') !== null`)
-	b.axe("overview")
+	b.axeBothSchemes("overview")
 	b.screenshot("overview")
 	b.check("overview")
 
@@ -472,8 +509,19 @@ func TestConsole(t *testing.T) {
 		t.Error("the job page reloaded on its way to COMPLETED")
 	}
 	b.waitFor("stream stopped", `document.querySelector('.live')?.textContent === 'Finished'`)
-	b.axe("job")
-	b.screenshot("job")
+	// The stream reader, made to reconnect after the finished job's stream
+	// ended, sends Last-Event-ID and stops at the 204 it gets: one event,
+	// no repeat.
+	got := b.eval("reconnect", fmt.Sprintf(`import('/ui/assets/js/sse.js').then(m => new Promise(resolve => {
+		let events = 0;
+		m.follow('/api/admin/jobs/%s/events', {onEvent: () => events++, done: () => false,
+			onStop: reason => resolve(reason + ' after ' + events + ' event(s)'), onError: e => resolve('error: ' + e.message)});
+	}))`, slow))
+	if got != "finished after 1 event(s)" {
+		t.Errorf("event stream reader on a finished job: %s", got)
+	}
+	b.axeBothSchemes("job")
+	b.screenshot("job", true)
 	b.check("live job")
 
 	// Deep link survives a reload: the token is in this tab's session.
@@ -504,11 +552,18 @@ func TestConsole(t *testing.T) {
 	// The list: newest first, a status filter in the address, and paging.
 	b.do("jobs page", chromedp.Click(chromedp.CSS(`#nav a[data-nav="jobs"]`)))
 	b.waitFor("job rows", `document.querySelectorAll('main tbody tr').length >= 5`)
-	b.axe("jobs")
+	b.axeBothSchemes("jobs")
 	b.screenshot("jobs")
 	b.do("filter FAILED", chromedp.SetValue(chromedp.ID("status"), "FAILED"), chromedp.Click(chromedp.CSS(`form.filters button.primary`)))
 	b.waitFor("only FAILED", `location.search.includes('status=FAILED') && document.querySelector('main tbody tr') !== null
 		&& [...document.querySelectorAll('main tbody .badge')].every(e => e.textContent === 'FAILED')`)
+	b.do("two a page", chromedp.Navigate(st.console+"jobs?limit=2"))
+	b.waitFor("first page", `document.querySelectorAll('main tbody tr').length === 2 && document.querySelector('a[rel="next"]') !== null`)
+	first := b.eval("first page ids", `[...document.querySelectorAll('main tbody th a')].map(a => a.textContent).join(',')`)
+	b.do("next page", chromedp.Click(chromedp.CSS(`a[rel="next"]`)))
+	b.waitFor("second page", fmt.Sprintf(`location.search.includes('cursor=') && document.querySelectorAll('main tbody tr').length === 2
+		&& [...document.querySelectorAll('main tbody th a')].map(a => a.textContent).join(',') !== %q
+		&& [...document.querySelectorAll('main tbody th a')].every(a => a.textContent < %q.split(',')[1])`, first, first))
 	b.check("jobs")
 
 	// A result of about 4 MiB opens in part at once, and whole on request.

@@ -29,6 +29,9 @@ export function render(main, ctx) {
     createdAfter: q.get('createdAfter') || '', createdBefore: q.get('createdBefore') || '',
   };
   const cursor = q.get('cursor') || '';
+  // ?limit= (1 to 100) sets the page size; it stays in the paging links.
+  const limit = Math.min(Math.max(Number.parseInt(q.get('limit'), 10) || PAGE, 1), 100);
+  if (limit !== PAGE) f.limit = limit;
 
   const select = (id, label, options, value) => h('div', { class: 'field' },
     h('label', { for: id }, label),
@@ -50,6 +53,7 @@ export function render(main, ctx) {
     e.preventDefault();
     const d = new FormData(filters);
     ctx.navigate(`/ui/jobs${query({
+      limit: f.limit,
       status: d.get('status'), type: d.get('type'), userId: String(d.get('userId') || '').trim(),
       createdAfter: fromLocalInput(d.get('createdAfter')), createdBefore: fromLocalInput(d.get('createdBefore')),
     })}`);
@@ -76,7 +80,7 @@ export function render(main, ctx) {
   main.append(h('h1', {}, 'Jobs'), filters, goto, results);
 
   const ctrl = new AbortController();
-  api(`/api/admin/jobs${query({ limit: PAGE, cursor, ...f })}`, { signal: ctrl.signal })
+  api(`/api/admin/jobs${query({ limit, cursor, ...f })}`, { signal: ctrl.signal })
     .then((list) => {
       results.setAttribute('aria-busy', 'false');
       replace(results, table(list.jobs, cursor), pager(list.nextCursor, f, cursor));
