@@ -402,6 +402,18 @@ func (b *browser) screenshot(name string, full ...bool) {
 	}
 }
 
+// tabTo presses Tab until cond holds (at most 20 times).
+func (b *browser) tabTo(what, cond string) {
+	b.t.Helper()
+	for range 20 {
+		if b.eval(what, "String(Boolean("+cond+"))") == "true" {
+			return
+		}
+		b.do("Tab", chromedp.KeyEvent("\t"))
+	}
+	b.t.Fatalf("Tab never reached %s", what)
+}
+
 // scheme emulates the system's light or dark setting.
 func (b *browser) scheme(value string) {
 	b.t.Helper()
@@ -596,8 +608,31 @@ func TestConsoleSameOrigin(t *testing.T) {
 	b.signIn(st.console, "alice", true)
 	b.waitFor("overview", `document.querySelector('main h1')?.textContent === 'Overview' && document.querySelector('.live.on') !== null`)
 	b.check("admin sign-in")
-	b.do("sign out", chromedp.Click(chromedp.CSS(`#who button`)))
-	b.waitFor("signed out", `document.querySelector('main h1')?.textContent === 'Sign in'`)
+
+	// The session ends when the token does: on its expiry time, and when
+	// the API refuses the token (401).
+	b.eval("a session about to end", `(() => { const k = 'jobsd.console.token'; const s = JSON.parse(sessionStorage.getItem(k));
+		s.expiresAt = Date.now() + 1500; sessionStorage.setItem(k, JSON.stringify(s)); return 'ok'; })()`)
+	b.do("reload", chromedp.Reload())
+	b.waitFor("overview again", `document.querySelector('main h1')?.textContent === 'Overview'`)
+	b.waitFor("expired", `document.querySelector('main h1')?.textContent === 'Sign in' && document.querySelector('main .notice')?.textContent.includes('expired')`)
+	b.check("expiry")
+
+	// Signing in again from the keyboard alone.
+	b.tabTo("the sign-in button", `document.activeElement?.textContent === 'Sign in'`)
+	b.do("press Enter", chromedp.KeyEvent("\r"))
+	b.do("issuer form", chromedp.WaitVisible(chromedp.ID("username")))
+	b.do("type and submit", chromedp.SendKeys(chromedp.ID("username"), "alice\r"))
+	b.waitFor("overview after keyboard sign-in", `document.querySelector('main h1')?.textContent === 'Overview' && document.querySelector('.live.on') !== null`)
+	b.check("keyboard sign-in")
+
+	b.allowStatus(http.StatusUnauthorized, true)
+	b.eval("a token the API refuses", `(() => { const k = 'jobsd.console.token'; const s = JSON.parse(sessionStorage.getItem(k));
+		s.accessToken = s.accessToken.slice(0, -8) + 'AAAAAAAA'; sessionStorage.setItem(k, JSON.stringify(s)); return 'ok'; })()`)
+	b.do("reload", chromedp.Reload())
+	b.waitFor("back to sign-in", `document.querySelector('main h1')?.textContent === 'Sign in' && sessionStorage.getItem('jobsd.console.token') === null`)
+	b.check("refused token")
+	b.allowStatus(http.StatusUnauthorized, false)
 
 	b.allowStatus(http.StatusForbidden, true) // the refusal is the point
 	b.signIn(st.console, "bob", false)
