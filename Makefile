@@ -21,6 +21,10 @@ generate: ## regenerate gen/ from openapi.yaml
 generate-check: generate ## regenerate and fail if gen/ differs from what is committed
 	@git diff --exit-code -- gen/ || { echo "gen/ is stale: run 'make generate' and commit"; exit 1; }
 
+.PHONY: spec-lint
+spec-lint: ## lint openapi.yaml with Spectral's OpenAPI ruleset (npm, cached outside the repository); fails on errors
+	bash scripts/spec-lint.sh
+
 .PHONY: tidy-check
 tidy-check: ## fail if go.mod or go.sum (here or in bench/) differ from what `go mod tidy` makes
 	@$(GO) mod tidy -diff || { echo "go.mod/go.sum are not tidy: run 'go mod tidy' and commit"; exit 1; }

@@ -17,6 +17,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/jobsd/jobsd/auth"
+	"github.com/jobsd/jobsd/tracing"
 )
 
 type principalKey struct{}
@@ -277,9 +278,18 @@ func logRequests(log *slog.Logger) echo.MiddlewareFunc {
 			if err != nil {
 				c.Error(err) // write the response now, so the status below is final
 			}
-			log.Info("request", "request_id", requestID(c), "method", c.Request().Method,
-				"route", c.Path(), "status", c.Response().Status,
-				"duration_ms", float64(time.Since(start).Microseconds())/1000)
+			// Attrs, not key-value pairs: they do not box each value.
+			attrs := make([]slog.Attr, 0, 8)
+			attrs = append(attrs, slog.String("request_id", requestID(c)), slog.String("method", c.Request().Method),
+				slog.String("route", c.Path()), slog.Int("status", c.Response().Status),
+				slog.Float64("duration_ms", float64(time.Since(start).Microseconds())/1000))
+			if id := jobIDOf(c); id != "" {
+				attrs = append(attrs, slog.String("job_id", id))
+			}
+			if tid := tracing.TraceID(c.Request().Context()); tid != "" {
+				attrs = append(attrs, slog.String("trace_id", tid))
+			}
+			log.LogAttrs(c.Request().Context(), slog.LevelInfo, "request", attrs...)
 			return nil
 		}
 	}

@@ -109,6 +109,7 @@ func New(cfg Config) (*echo.Echo, error) {
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = errorHandler(cfg.Log)
 	e.Use(metricsMiddleware(cfg.Metrics)) // first: it sees every answer
+	e.Use(traceRequests)                  // then the request's span, which the log line reads
 	e.Use(middleware.RequestID())
 	e.Use(logRequests(cfg.Log))
 	e.Use(recoverPanics(cfg.Log))

@@ -103,6 +103,14 @@ type NewJob struct {
 // replayed true, or ErrIdempotencyConflict when the request differs. The
 // unique index decides races: two concurrent requests with one key make one job.
 func (s *Store) Create(ctx context.Context, nj NewJob) (job *Job, replayed bool, err error) {
+	parent := traceParent(ctx) // the request's span, not the store's below
+	ctx, span := startSpan(ctx, spanCreate, "INSERT", 0)
+	defer func() {
+		if job != nil {
+			withJobID(span, job.ID.String())
+		}
+		endSpan(span, err)
+	}()
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
 	if nj.MaxAttempts <= 0 {
@@ -121,11 +129,11 @@ func (s *Store) Create(ctx context.Context, nj NewJob) (job *Job, replayed bool,
 	for try := 0; ; try++ {
 		var j Job
 		err = s.db.GetContext(ctx, &j, `
-			INSERT INTO jobs (id, user_id, type, input, max_attempts, idempotency_scope, idempotency_key, request_hash)
-			VALUES ($1, $2, $3, CAST($4 AS jsonb), $5, $6, $7, $8)
+			INSERT INTO jobs (id, user_id, type, input, max_attempts, idempotency_scope, idempotency_key, request_hash, trace_context)
+			VALUES ($1, $2, $3, CAST($4 AS jsonb), $5, $6, $7, $8, $9)
 			ON CONFLICT (user_id, idempotency_scope, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
 			RETURNING `+jobColumns,
-			id, nj.UserID, string(nj.Type), string(nj.Input), nj.MaxAttempts, scope, key, nj.RequestHash)
+			id, nj.UserID, string(nj.Type), string(nj.Input), nj.MaxAttempts, scope, key, nj.RequestHash, parent)
 		if err == nil {
 			return &j, false, nil
 		}
@@ -262,7 +270,9 @@ func pageSQL(selectExprs, columns, where, order string) string {
 // of the next page (nil on the last page). A page ends early, with a cursor,
 // before a job whose result would take the page's results past the store's
 // ListMaxBytes; its first job is always there, however large.
-func (s *Store) List(ctx context.Context, userID string, f ListFilter) ([]Job, *Cursor, error) {
+func (s *Store) List(ctx context.Context, userID string, f ListFilter) (_ []Job, _ *Cursor, err error) {
+	ctx, span := startSpan(ctx, spanList, "SELECT", 0)
+	defer func() { endSpan(span, err) }()
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
 	var status, typ, afterTime, afterID any

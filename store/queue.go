@@ -23,6 +23,9 @@ type Claimed struct {
 	MaxAttempts int
 	Lease       uuid.UUID
 	CreatedAt   time.Time
+	// TraceContext is the W3C traceparent of the request that created the
+	// job, when that request was traced and sampled; "" otherwise.
+	TraceContext string
 }
 
 // QueueKey is a job's place in the queue order: (run_after, id).
@@ -73,7 +76,9 @@ type ClaimRequest struct {
 // fresh lease until now+r.Lease and the worker's id. SKIP LOCKED lets many
 // workers claim at once without waiting on each other. It returns the
 // attempts and the place of the last one in the queue order.
-func (s *Store) Claim(ctx context.Context, r ClaimRequest) ([]Claimed, QueueKey, error) {
+func (s *Store) Claim(ctx context.Context, r ClaimRequest) (claimed []Claimed, _ QueueKey, err error) {
+	start := spanStart()
+	defer func() { spanIfWorthIt(ctx, spanClaim, "UPDATE", len(claimed), start, err) }()
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
 	// The picked ids are a materialized CTE joined on the primary key: with
@@ -99,7 +104,7 @@ func (s *Store) Claim(ctx context.Context, r ClaimRequest) ([]Claimed, QueueKey,
 			version = j.version + 1
 		FROM picked
 		WHERE j.id = picked.id
-		RETURNING j.id, j.user_id, j.type, j.input, j.attempts, j.max_attempts, j.lease_owner, j.created_at, picked.run_after`,
+		RETURNING j.id, j.user_id, j.type, j.input, j.attempts, j.max_attempts, j.lease_owner, j.created_at, picked.run_after, j.trace_context`,
 		args...)
 	if err != nil {
 		return nil, QueueKey{}, fmt.Errorf("claim jobs: %w", classify(err))
@@ -121,9 +126,11 @@ func scanClaimed(rows *sql.Rows) ([]Claimed, QueueKey, error) {
 	for rows.Next() {
 		var c Claimed
 		var runAfter time.Time
-		if err := rows.Scan(&c.ID, &c.UserID, &c.Type, &c.Input, &c.Attempts, &c.MaxAttempts, &c.Lease, &c.CreatedAt, &runAfter); err != nil {
+		var traceContext sql.NullString // NULL for untraced jobs: nothing allocated
+		if err := rows.Scan(&c.ID, &c.UserID, &c.Type, &c.Input, &c.Attempts, &c.MaxAttempts, &c.Lease, &c.CreatedAt, &runAfter, &traceContext); err != nil {
 			return nil, QueueKey{}, err
 		}
+		c.TraceContext = traceContext.String
 		if k := (QueueKey{RunAfter: runAfter, ID: c.ID}); len(out) == 0 || k.after(last) {
 			last = k
 		}
@@ -185,7 +192,9 @@ type Outcome struct {
 // scanned every held lease through jobs_lease_idx, or joined each of 500
 // rows to all 500 outcomes (250,000 comparisons, 90 ms for a batch of 500
 // jobs with time-ordered ids, against 7 ms now).
-func (s *Store) Finish(ctx context.Context, outcomes []Outcome) (map[uuid.UUID]bool, error) {
+func (s *Store) Finish(ctx context.Context, outcomes []Outcome) (_ map[uuid.UUID]bool, err error) {
+	ctx, span := startSpan(ctx, spanFinish, "UPDATE", len(outcomes))
+	defer func() { endSpan(span, err) }()
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
 	n := len(outcomes)
@@ -254,6 +263,8 @@ func (s *Store) Heartbeat(ctx context.Context, held []Claimed, lease time.Durati
 	if len(held) == 0 {
 		return nil, nil
 	}
+	ctx, span := startSpan(ctx, spanHeartbeat, "UPDATE", len(held))
+	defer func() { endSpan(span, err) }()
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
 	ids := make([]string, len(held))
@@ -282,6 +293,8 @@ func (s *Store) Heartbeat(ctx context.Context, held []Claimed, lease time.Durati
 // when that was the last attempt, and logs the attempt as lost. It returns
 // how many.
 func (s *Store) Rescue(ctx context.Context, backoff time.Duration) (retried, failed int, err error) {
+	start := spanStart()
+	defer func() { spanIfWorthIt(ctx, spanRescue, "UPDATE", retried+failed, start, err) }()
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
 	var rows []struct {
@@ -351,7 +364,10 @@ type Canceller struct {
 // jobs_cancelled). A PENDING job keeps its null startedAt. It returns
 // ErrNotFound for a job that does not exist (or is not c.Owner's), and
 // AlreadyFinished with the job as it is for a terminal one.
-func (s *Store) CancelAs(ctx context.Context, c Canceller) (*Job, CancelResult, error) {
+func (s *Store) CancelAs(ctx context.Context, c Canceller) (_ *Job, _ CancelResult, err error) {
+	ctx, span := startSpan(ctx, spanCancel, "UPDATE", 0)
+	defer func() { endSpan(span, err) }()
+	withJobID(span, c.ID.String())
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
 	var owner any

@@ -36,6 +36,11 @@ func runDev(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	flushTraces, err := startTracing(ctx, "jobsd-dev", log)
+	if err != nil {
+		return err
+	}
+	defer flushTraces()
 	settings, err := readAPISettings()
 	if err != nil {
 		return err
@@ -131,7 +136,7 @@ func runDev(ctx context.Context, args []string) error {
 	go func() { err := w.Run(ctx); stop(); workerDone <- err }()
 
 	printReady(iss, ln.Addr().String(), msrv.URL(), ui.URL(consoleBase))
-	err = serveHTTP(ctx, ln, e, draining, log)
+	err = serveHTTP(ctx, ln, e, draining, 0, log)
 	if werr := <-workerDone; err == nil {
 		err = werr
 	}
