@@ -282,6 +282,10 @@ const (
 	discoveryRetry = 5 * time.Second
 )
 
+// discovery returns the issuer's document, reading it when the cached one
+// is missing or old. The lock is held across the read on purpose: requests
+// that arrive meanwhile wait for that one read (at most the client's
+// timeout) instead of each sending their own to the issuer.
 func (h *Handler) discovery(ctx context.Context) (*discovery, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
