@@ -18,6 +18,7 @@ import (
 	"github.com/jobsd/jobsd/impl"
 	"github.com/jobsd/jobsd/metrics"
 	"github.com/jobsd/jobsd/store"
+	"github.com/jobsd/jobsd/ui"
 )
 
 func runServe(ctx context.Context, args []string) error {
@@ -40,6 +41,10 @@ func runServe(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	console, consoleOn, err := consoleConfig(acfg)
+	if err != nil {
+		return err
+	}
 	st, err := store.Open(ctx, db.url, store.Options{MaxOpenConns: settings.dbMaxConns, ReadBatches: settings.readBatches})
 	if err != nil {
 		return err
@@ -55,6 +60,12 @@ func runServe(ctx context.Context, args []string) error {
 		return err
 	}
 	defer closeHub()
+	if consoleOn {
+		if err := mountConsole(e, console, log); err != nil {
+			return err
+		}
+		log.Info("console enabled", "url", ui.URL(console.BaseURL))
+	}
 	stopMetrics, err := startMetrics(metricsAddr(), reg, storeReady(st), log)
 	if err != nil {
 		return err

@@ -50,6 +50,11 @@ var envSettings = []setting{
 	{name: "JOBS_AUTH_TOKEN_USE", def: "access", meaning: "token_use a token must have: access or id", commands: []string{"serve"}},
 	{name: "JOBS_AUTH_ADMIN_GROUP", def: "admin", meaning: "cognito:groups value that may use /api/admin/...", commands: []string{"serve"}},
 
+	{name: "JOBS_UI_CLIENT_ID", def: "off", meaning: "the operator console's OAuth client (a Cognito app client without a secret, with the authorization code grant); must be one of JOBS_AUTH_CLIENT_IDS; with JOBS_UI_BASE_URL it turns the console on at /ui/", commands: []string{"serve"}},
+	{name: "JOBS_UI_BASE_URL", meaning: "the console's public origin, e.g. https://jobs.example.com; its redirect URI is this + /ui/callback", commands: []string{"serve"}},
+	{name: "JOBS_UI_BASE_URL", def: "http:// + the listen address", meaning: "the console's origin; its redirect URI is this + /ui/callback", commands: []string{"dev"}},
+	{name: "JOBS_DEV_ISSUER_ADDR", def: "none: the issuer is served under /dev-issuer of the API", meaning: "serve the dev issuer (sign-in, token, keys) on a listener of its own, another origin as Cognito's is", commands: []string{"dev", "token"}},
+
 	{name: "JOBS_CORS_ORIGINS", def: "none, so CORS is off", meaning: "comma-separated browser origins allowed", commands: cmdsAPI},
 	{name: "JOBS_MAX_BODY_BYTES", def: "8388608", meaning: "request body limit (413 above it)", commands: cmdsAPI},
 	{name: "JOBS_MAX_ATTEMPTS", def: "3", meaning: "processing attempts a new job gets (1..25)", commands: cmdsAPI},
