@@ -14,8 +14,8 @@ help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 .PHONY: generate
-generate: ## regenerate gen/ from openapi.yaml
-	$(GO) generate ./gen
+generate: ## regenerate gen/ (models, server/, apiclient/) from openapi.yaml
+	$(GO) generate ./gen/...
 
 .PHONY: generate-check
 generate-check: generate ## regenerate and fail if gen/ differs from what is committed

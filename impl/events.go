@@ -10,7 +10,7 @@ import (
 
 	"github.com/google/uuid"
 
-	"github.com/jobsd/jobsd/gen"
+	"github.com/jobsd/jobsd/gen/server"
 	"github.com/jobsd/jobsd/store"
 )
 
@@ -24,18 +24,18 @@ const (
 // GetJobEvents streams the job's versions as Server-Sent Events. The owner
 // check and the first read happen before the stream starts, so the 404 is
 // the status endpoint's.
-func (s *Server) GetJobEvents(ctx context.Context, req gen.GetJobEventsRequestObject) (gen.GetJobEventsResponseObject, error) {
+func (s *Server) GetJobEvents(ctx context.Context, req server.GetJobEventsRequestObject) (server.GetJobEventsResponseObject, error) {
 	user := principalFrom(ctx).Subject
 	read := func(ctx context.Context) (polled, error) { return s.lookup(ctx, user, req.Id) }
 	stream, err := s.openStream(ctx, req.Id, req.Params.LastEventID, read)
 	if errors.Is(err, store.ErrNotFound) {
-		return gen.GetJobEvents404JSONResponse{NotFoundJSONResponse: gen.NotFoundJSONResponse{Error: msgNotFound}}, nil
+		return server.GetJobEvents404JSONResponse{NotFoundJSONResponse: server.NotFoundJSONResponse{Error: msgNotFound}}, nil
 	}
 	if err != nil {
 		return nil, err
 	}
 	if stream == nil {
-		return gen.GetJobEvents204Response{}, nil
+		return server.GetJobEvents204Response{}, nil
 	}
 	return stream, nil
 }

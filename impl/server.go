@@ -1,4 +1,4 @@
-// Package impl fulfils the generated gen.StrictServerInterface against the
+// Package impl fulfils the generated server.StrictServerInterface against the
 // PostgreSQL store, and assembles the echo server around it: request ids,
 // authentication, the canonical-UUID check, kin-openapi request validation,
 // and one error handler that gives every error the documented shape.
@@ -24,7 +24,7 @@ import (
 	"github.com/labstack/echo/v4/middleware"
 
 	"github.com/jobsd/jobsd/auth"
-	"github.com/jobsd/jobsd/gen"
+	"github.com/jobsd/jobsd/gen/server"
 	"github.com/jobsd/jobsd/hub"
 	"github.com/jobsd/jobsd/metrics"
 	"github.com/jobsd/jobsd/store"
@@ -84,7 +84,7 @@ type Server struct {
 	stats       statsCache // the admin stats of the last statsTTL
 }
 
-var _ gen.StrictServerInterface = (*Server)(nil)
+var _ server.StrictServerInterface = (*Server)(nil)
 
 // New returns the echo server with every route of openapi.yaml.
 func New(cfg Config) (*echo.Echo, error) {
@@ -138,14 +138,14 @@ func New(cfg Config) (*echo.Echo, error) {
 	if cfg.TerminalCacheItems > 0 {
 		s.terminal = newTerminalCache(cfg.TerminalCacheItems, 256<<20)
 	}
-	gen.RegisterHandlers(e, gen.NewStrictHandler(s, nil))
+	server.RegisterHandlers(e, server.NewStrictHandler(s, nil))
 	return e, nil
 }
 
 // Spec returns openapi.yaml as embedded in the binary, ready for validation.
 func Spec() (*openapi3.T, error) {
 	registerFormats()
-	doc, err := gen.GetSwagger()
+	doc, err := server.GetSwagger()
 	if err != nil {
 		return nil, fmt.Errorf("load embedded spec: %w", err)
 	}
