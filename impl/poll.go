@@ -87,7 +87,14 @@ func (s *Server) GetJob(ctx context.Context, req gen.GetJobRequestObject) (gen.G
 		inm = *req.Params.IfNoneMatch
 	}
 	if wait := req.Params.WaitSeconds; wait != nil && *wait > 0 && !p.terminal() && etagMatches(inm, p.etag) {
-		if p, err = s.waitForChange(ctx, user, req.Id, p, time.Duration(*wait)*time.Second); err != nil {
+		// Only a poll that is going to wait takes one of the user's waiter
+		// slots; one refused holds nothing.
+		if !s.waiters.acquire(user, s.replicas.Count()) {
+			return gen.GetJob429JSONResponse{TooManyRequestsJSONResponse: tooManyWaiters()}, nil
+		}
+		p, err = s.waitForChange(ctx, user, req.Id, p, time.Duration(*wait)*time.Second)
+		s.waiters.release(user)
+		if err != nil {
 			return nil, err
 		}
 	}
