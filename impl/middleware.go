@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"mime"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"regexp"
 	"strings"
@@ -34,8 +35,10 @@ func principalFrom(ctx context.Context) *auth.Principal {
 // anything else looks at the request, so a caller without a valid token
 // learns nothing, not even whether an id is well formed. It runs as an echo
 // middleware because the generated wrapper binds path parameters before
-// strict middlewares would run.
-func authenticate(v Verifier, log *slog.Logger) echo.MiddlewareFunc {
+// strict middlewares would run. An address whose tokens failed too often
+// (fails) gets a 429 before its token is checked, so that a flood of bad
+// tokens costs no signature checks beyond the limit.
+func authenticate(v Verifier, fails *addrLimiter, log *slog.Logger) echo.MiddlewareFunc {
 	return func(next echo.HandlerFunc) echo.HandlerFunc {
 		return func(c echo.Context) error {
 			req := c.Request()
@@ -46,8 +49,17 @@ func authenticate(v Verifier, log *slog.Logger) echo.MiddlewareFunc {
 			if !ok {
 				return errUnauthorized
 			}
+			var addr netip.Addr
+			if fails != nil {
+				addr = addrKey(c.RealIP())
+			}
+			r, ok, wait := fails.admit(addr, time.Now())
+			if !ok {
+				return tooMany(c, wait)
+			}
 			c.Set(tokenPresentedKey, true)
 			p, err := v.Verify(req.Context(), token)
+			fails.done(addr, r, err != nil, time.Now())
 			if err != nil {
 				// The reason is for the log only; the client gets the documented message.
 				log.Info("token rejected", "request_id", requestID(c), "reason", err)

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"regexp"
 	"runtime/debug"
@@ -63,6 +64,20 @@ type Config struct {
 	ReadLimit, CreateLimit RateLimit
 	// Metrics receives the HTTP and job counters; nil records nothing.
 	Metrics *metrics.API
+	// Replicas counts the live API processes; the per-user limits
+	// (ReadLimit, CreateLimit, UserWaiters) are for the whole deployment
+	// and each process enforces its share. Nil: this process alone.
+	Replicas *Replicas
+	// UserWaiters caps each user's open long polls and event streams
+	// across the deployment; 0 turns the cap off.
+	UserWaiters int
+	// AuthFailLimit bounds failed authentications per client address (in
+	// this process); past it a request is a 429 before its token is
+	// checked. Zero turns it off.
+	AuthFailLimit RateLimit
+	// TrustedProxies are the peers whose X-Forwarded-For gives the client
+	// address; empty: the peer is the client.
+	TrustedProxies []*net.IPNet
 }
 
 // DefaultMaxBodyBytes fits the largest document a PARSE_DOCUMENT job takes.
@@ -82,6 +97,8 @@ type Server struct {
 	draining    <-chan struct{}
 	metrics     *metrics.API
 	stats       statsCache // the admin stats of the last statsTTL
+	replicas    *Replicas
+	waiters     *waiterSlots
 }
 
 var _ server.StrictServerInterface = (*Server)(nil)
@@ -108,6 +125,7 @@ func New(cfg Config) (*echo.Echo, error) {
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = errorHandler(cfg.Log)
+	e.IPExtractor = clientIP(cfg.TrustedProxies)
 	e.Use(metricsMiddleware(cfg.Metrics)) // first: it sees every answer
 	e.Use(traceRequests)                  // then the request's span, which the log line reads
 	e.Use(assignRequestID)
@@ -123,8 +141,8 @@ func New(cfg Config) (*echo.Echo, error) {
 		}))
 	}
 	e.Use(limitBody(cfg.MaxBodyBytes))
-	e.Use(authenticate(cfg.Verifier, cfg.Log))
-	e.Use(limitRate(newUserLimiters(cfg.ReadLimit), newUserLimiters(cfg.CreateLimit)))
+	e.Use(authenticate(cfg.Verifier, newAddrLimiter(cfg.AuthFailLimit), cfg.Log))
+	e.Use(limitRate(newUserLimiters(cfg.ReadLimit), newUserLimiters(cfg.CreateLimit), cfg.Replicas))
 	e.Use(requireAdmin)
 	e.Use(deadlines)
 	e.Use(checkJobID)
@@ -134,7 +152,7 @@ func New(cfg Config) (*echo.Echo, error) {
 		cfg.TerminalCacheItems = 100_000
 	}
 	s := &Server{store: cfg.Store, log: cfg.Log, maxAttempts: cfg.MaxAttempts, hub: cfg.Hub, draining: cfg.Draining, metrics: cfg.Metrics,
-		retention: cfg.Retention}
+		retention: cfg.Retention, replicas: cfg.Replicas, waiters: newWaiterSlots(cfg.UserWaiters)}
 	if cfg.TerminalCacheItems > 0 {
 		s.terminal = newTerminalCache(cfg.TerminalCacheItems, 256<<20)
 	}
