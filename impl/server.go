@@ -12,7 +12,6 @@ import (
 	"log/slog"
 	"net/http"
 	"runtime/debug"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -222,7 +221,7 @@ func deadlines(next echo.HandlerFunc) echo.HandlerFunc {
 			return next(c)
 		}
 		d := RequestDeadline
-		if w, err := strconv.Atoi(c.QueryParam("waitSeconds")); err == nil && w > 0 && w <= 30 {
+		if w := waitSeconds(c); w > 0 && w <= 30 {
 			d += time.Duration(w) * time.Second
 		}
 		rc := http.NewResponseController(c.Response().Writer)
