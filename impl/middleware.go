@@ -20,6 +20,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/jobsd/jobsd/auth"
+	"github.com/jobsd/jobsd/internal/uuidform"
 	"github.com/jobsd/jobsd/tracing"
 )
 
@@ -100,33 +101,12 @@ func checkJobID(next echo.HandlerFunc) echo.HandlerFunc {
 				}
 				raw = unescaped
 			}
-			if !IsCanonicalUUID(raw) {
+			if !uuidform.IsCanonical(raw) {
 				return errInvalidUUID
 			}
 		}
 		return next(c)
 	}
-}
-
-// IsCanonicalUUID reports whether s is 8-4-4-4-12 hexadecimal digits.
-func IsCanonicalUUID(s string) bool {
-	if len(s) != 36 {
-		return false
-	}
-	for i := 0; i < 36; i++ {
-		c := s[i]
-		switch i {
-		case 8, 13, 18, 23:
-			if c != '-' {
-				return false
-			}
-		default:
-			if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F') {
-				return false
-			}
-		}
-	}
-	return true
 }
 
 // validateRequest checks parameters and bodies against openapi.yaml with

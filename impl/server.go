@@ -12,9 +12,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"regexp"
 	"runtime/debug"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -27,6 +25,7 @@ import (
 	"github.com/jobsd/jobsd/auth"
 	"github.com/jobsd/jobsd/gen/server"
 	"github.com/jobsd/jobsd/hub"
+	"github.com/jobsd/jobsd/internal/uuidform"
 	"github.com/jobsd/jobsd/metrics"
 	"github.com/jobsd/jobsd/store"
 )
@@ -193,16 +192,14 @@ func specRoutes() (map[string]specRoute, error) {
 
 var registerOnce sync.Once
 
-// canonicalUUID is the only UUID form the API accepts or writes. (kin-openapi's
-// RFC 4122 pattern would reject UUIDv7, which jobsd's own ids are.)
-var canonicalUUID = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
-
 // registerFormats teaches kin-openapi the "uuid" and "byte" formats, which it
-// does not check by default. "byte" is standard base64, as encoding/json
+// does not check by default. "uuid" is the only form the API accepts or
+// writes, the canonical one (kin-openapi's RFC 4122 pattern would reject
+// UUIDv7, which jobsd's own ids are). "byte" is standard base64, as encoding/json
 // decodes it.
 func registerFormats() {
 	registerOnce.Do(func() {
-		openapi3.DefineStringFormatValidator("uuid", openapi3.NewRegexpFormatValidator(canonicalUUID.String()))
+		openapi3.DefineStringFormatValidator("uuid", openapi3.NewCallbackValidator(uuidform.Check))
 		openapi3.DefineStringFormatValidator("byte", openapi3.NewCallbackValidator(func(s string) error {
 			if _, err := base64.StdEncoding.DecodeString(s); err != nil {
 				return errors.New("is not valid base64")
@@ -242,7 +239,7 @@ func deadlines(next echo.HandlerFunc) echo.HandlerFunc {
 			return next(c)
 		}
 		d := RequestDeadline
-		if w, err := strconv.Atoi(c.QueryParam("waitSeconds")); err == nil && w > 0 && w <= 30 {
+		if w := waitSeconds(c); w > 0 && w <= 30 {
 			d += time.Duration(w) * time.Second
 		}
 		rc := http.NewResponseController(c.Response().Writer)
