@@ -14,6 +14,7 @@ import (
 	_ "github.com/lib/pq" // the postgres driver
 	"github.com/pressly/goose/v3"
 
+	"github.com/jobsd/jobsd/job"
 	"github.com/jobsd/jobsd/migrations"
 )
 
@@ -70,7 +71,7 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("open database: %w", err)
 	}
 	if opts.MaxOpenConns <= 0 {
-		opts.MaxOpenConns = 20
+		opts.MaxOpenConns = job.DefaultDBConns
 	}
 	if opts.QueryTimeout <= 0 {
 		opts.QueryTimeout = 5 * time.Second
