@@ -187,6 +187,9 @@ func (w *Worker) ended(e ending, ok bool, werr error) {
 		time.AfterFunc(e.o.Backoff, w.poke)
 	}
 	w.logOutcome(e, ok, werr)
+	if w.onEnded != nil {
+		w.onEnded(e, ok, werr)
+	}
 	w.pending.Done()
 }
 

@@ -30,7 +30,7 @@ func TestSettingsTable(t *testing.T) {
 			t.Errorf("%s: a row needs a meaning and the commands that read it", s.name)
 		}
 		for _, c := range s.commands {
-			if !slices.Contains([]string{"serve", "worker", "migrate", "token", "dev"}, c) {
+			if !slices.Contains([]string{"serve", "worker", "lambda", "migrate", "token", "dev"}, c) {
 				t.Errorf("%s: unknown command %q", s.name, c)
 			}
 		}
