@@ -285,3 +285,28 @@ func TestScheduledRescue(t *testing.T) {
 		t.Errorf("job %s attempts %d", j.Status, j.Attempts)
 	}
 }
+
+// TestInvocationDeadline: an attempt that the invocation's deadline would
+// cut ends Reserve before it, as a timed-out attempt: counted, written as
+// a retry and re-sent with its backoff, so the job neither hangs until its
+// lease expires nor runs without end.
+func TestInvocationDeadline(t *testing.T) {
+	b := setup(t)
+	id := b.create(t, "[[simulate:slow=30s]] longer than the invocation")
+	ctx, cancel := context.WithTimeout(t.Context(), 6*time.Second) // Reserve is 5 s
+	defer cancel()
+	resp, err := b.invoke(ctx, events.SQSEvent{Records: []events.SQSMessage{{MessageId: "m1", Body: id.String(), EventSource: "aws:sqs"}}})
+	if err != nil || len(resp.BatchItemFailures) != 0 {
+		t.Fatalf("resp %+v, %v", resp, err)
+	}
+	if ctx.Err() != nil {
+		t.Error("the invocation ran to its deadline; the attempt should have ended Reserve before it")
+	}
+	j := b.job(t, id)
+	if j.Status != store.StatusProcessing || j.Attempts != 1 {
+		t.Errorf("job %s attempts %d, want PROCESSING waiting for attempt 2", j.Status, j.Attempts)
+	}
+	if sent := b.queue.Sent(); len(sent) != 1 || sent[0].Body != id.String() || sent[0].DelaySeconds != 1 {
+		t.Errorf("sent %+v, want the retry with DelaySeconds 1", sent)
+	}
+}
