@@ -310,3 +310,49 @@ func TestInvocationDeadline(t *testing.T) {
 		t.Errorf("sent %+v, want the retry with DelaySeconds 1", sent)
 	}
 }
+
+// TestSender: the API's sender sends a new job's message after Create
+// without waiting for its sweep, sends rows another process left (it
+// crashed between its insert and its send) at the next sweep, and leaves
+// the outbox empty.
+func TestSender(t *testing.T) {
+	b := setup(t)
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		dispatch.RunSender(ctx, b.st, dispatch.NewQueue(b.queue.Client(), b.queue.URL), 200*time.Millisecond, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	}()
+	defer func() { cancel(); <-done }()
+
+	waitSent := func(body string) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			for _, s := range b.queue.Sent() {
+				if s.Body == body {
+					return
+				}
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("no message for %s; sent %+v", body, b.queue.Sent())
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	created := b.create(t, "Prices fell sharply in March.")
+	waitSent(created.String())
+	orphan := uuid.New()
+	if _, err := b.st.DB().Exec(`INSERT INTO outbox (job_id) VALUES ($1)`, orphan); err != nil {
+		t.Fatal(err)
+	}
+	waitSent(orphan.String())
+	cancel()
+	<-done
+	if n, err := b.st.OutboxLen(t.Context()); err != nil || n != 0 {
+		t.Errorf("outbox holds %d rows (%v), want 0", n, err)
+	}
+	if got := len(b.queue.Sent()); got != 2 {
+		t.Errorf("%d messages sent, want 2", got)
+	}
+}

@@ -32,7 +32,7 @@ func RunSender(ctx context.Context, st *store.Store, q *Queue, every time.Durati
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
-		if n, err := Sweep(ctx, st, q); err != nil && ctx.Err() == nil {
+		if n, err := sweepOnce(ctx, st, q); err != nil {
 			log.Warn("sending the outbox failed; the rows stay for the next sweep", "sent", n, "err", err)
 		}
 		select {
@@ -42,4 +42,16 @@ func RunSender(ctx context.Context, st *store.Store, q *Queue, every time.Durati
 		case <-t.C:
 		}
 	}
+}
+
+// sweepTimeout bounds one sweep of the sender.
+const sweepTimeout = 30 * time.Second
+
+// sweepOnce sweeps under a context that shutdown does not cancel, so that
+// a batch already sent has its rows deleted rather than rolled back and
+// sent again by the next process (harmless, but a wasted invocation).
+func sweepOnce(ctx context.Context, st *store.Store, q *Queue) (int, error) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), sweepTimeout)
+	defer cancel()
+	return Sweep(ctx, st, q)
 }
