@@ -36,6 +36,9 @@ func runLambda(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	if os.Getenv("AWS_LAMBDA_RUNTIME_API") == "" {
+		return usagef("AWS_LAMBDA_RUNTIME_API is not set: jobsd lambda runs as an AWS Lambda function (or under the Lambda Runtime Interface Emulator)")
+	}
 	cfg, err := workerConfig(log)
 	if err != nil {
 		return err

@@ -68,6 +68,7 @@ var envSettings = []setting{
 	{name: "JOBS_SQS_QUEUE_URL", meaning: "the job queue's URL, where retries are sent with their backoff as DelaySeconds; required", commands: []string{"lambda"}},
 	{name: "JOBS_SQS_ENDPOINT", def: "the region's", meaning: "SQS endpoint override, e.g. a local SQS; credentials and region come from the AWS default chain", commands: []string{"serve", "lambda"}},
 	{name: "JOBS_OUTBOX_SWEEP", def: "10s", meaning: "with JOBS_DISPATCH=sqs, how often the API sends outbox rows another process left unsent (its own are sent at once)", commands: []string{"serve"}},
+	{name: "AWS_LAMBDA_RUNTIME_API", def: "set by Lambda", meaning: "the Lambda Runtime API's address; jobsd lambda runs only where it is set (in Lambda, or under the Runtime Interface Emulator)", commands: []string{"lambda"}},
 	{name: "JOBS_LAMBDA_RESERVE", def: "5s", meaning: "time kept before the invocation's deadline to write outcomes: attempts end that much before it", commands: []string{"lambda"}},
 	{name: "JOBS_METRICS_ADDR", def: "off; dev: a free 127.0.0.1 port", meaning: "where Prometheus /metrics, /healthz and /readyz are served; keep it on a private address", commands: []string{"serve", "worker", "dev"}},
 	{name: "JOBS_LOG_LEVEL", def: "info", meaning: "debug, info, warn or error (JSON lines on stderr)", commands: []string{"serve", "worker", "dev", "lambda"}},
