@@ -22,7 +22,7 @@ import (
 	"github.com/getkin/kin-openapi/routers"
 	"github.com/getkin/kin-openapi/routers/gorillamux"
 
-	"github.com/jobsd/jobsd/gen"
+	"github.com/jobsd/jobsd/gen/apiclient"
 )
 
 // specPath is the contract, read from the repository rather than from the
@@ -149,16 +149,16 @@ func roundTripPolitely(req *http.Request) (*http.Response, error) {
 
 // client returns the generated typed client, authenticated as tok ("" for
 // none), with every response validated against openapi.yaml.
-func client(t *testing.T, tok string) *gen.ClientWithResponses {
+func client(t *testing.T, tok string) *apiclient.ClientWithResponses {
 	t.Helper()
-	opts := []gen.ClientOption{gen.WithHTTPClient(&http.Client{Transport: checkingTransport{t}, Timeout: 30 * time.Second})}
+	opts := []apiclient.ClientOption{apiclient.WithHTTPClient(&http.Client{Transport: checkingTransport{t}, Timeout: 30 * time.Second})}
 	if tok != "" {
-		opts = append(opts, gen.WithRequestEditorFn(func(_ context.Context, r *http.Request) error {
+		opts = append(opts, apiclient.WithRequestEditorFn(func(_ context.Context, r *http.Request) error {
 			r.Header.Set("Authorization", "Bearer "+tok)
 			return nil
 		}))
 	}
-	c, err := gen.NewClientWithResponses(env.baseURL, opts...)
+	c, err := apiclient.NewClientWithResponses(env.baseURL, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,6 +2,8 @@ package impl
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -17,6 +19,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/jobsd/jobsd/auth"
+	"github.com/jobsd/jobsd/tracing"
 )
 
 type principalKey struct{}
@@ -268,6 +271,34 @@ func fieldPath(pointer []string) string {
 	return b.String()
 }
 
+// assignRequestID names every request with an id of the server's own, sent
+// back in X-Request-Id: a client could otherwise choose the id the log is
+// searched by (and make two requests look like one). An X-Request-Id the
+// client sent is kept for the log line as client_request_id, when it is
+// short printable text.
+func assignRequestID(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		var b [16]byte
+		rand.Read(b[:]) // never fails (crypto/rand)
+		c.Response().Header().Set(echo.HeaderXRequestID, hex.EncodeToString(b[:]))
+		return next(c)
+	}
+}
+
+// clientRequestID is the X-Request-Id a client sent, if it is fit to log.
+func clientRequestID(c echo.Context) string {
+	id := c.Request().Header.Get(echo.HeaderXRequestID)
+	if id == "" || len(id) > 128 {
+		return ""
+	}
+	for i := 0; i < len(id); i++ {
+		if id[i] < 0x21 || id[i] > 0x7e {
+			return ""
+		}
+	}
+	return id
+}
+
 // logRequests writes one line per request: no tokens, no bodies.
 func logRequests(log *slog.Logger) echo.MiddlewareFunc {
 	return func(next echo.HandlerFunc) echo.HandlerFunc {
@@ -277,9 +308,21 @@ func logRequests(log *slog.Logger) echo.MiddlewareFunc {
 			if err != nil {
 				c.Error(err) // write the response now, so the status below is final
 			}
-			log.Info("request", "request_id", requestID(c), "method", c.Request().Method,
-				"route", c.Path(), "status", c.Response().Status,
-				"duration_ms", float64(time.Since(start).Microseconds())/1000)
+			// Attrs, not key-value pairs: they do not box each value.
+			attrs := make([]slog.Attr, 0, 8)
+			attrs = append(attrs, slog.String("request_id", requestID(c)), slog.String("method", c.Request().Method),
+				slog.String("route", c.Path()), slog.Int("status", c.Response().Status),
+				slog.Float64("duration_ms", float64(time.Since(start).Microseconds())/1000))
+			if id := jobIDOf(c); id != "" {
+				attrs = append(attrs, slog.String("job_id", id))
+			}
+			if id := clientRequestID(c); id != "" {
+				attrs = append(attrs, slog.String("client_request_id", id))
+			}
+			if tid := tracing.TraceID(c.Request().Context()); tid != "" {
+				attrs = append(attrs, slog.String("trace_id", tid))
+			}
+			log.LogAttrs(c.Request().Context(), slog.LevelInfo, "request", attrs...)
 			return nil
 		}
 	}

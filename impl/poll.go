@@ -13,6 +13,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/jobsd/jobsd/gen"
+	"github.com/jobsd/jobsd/gen/server"
 	"github.com/jobsd/jobsd/store"
 )
 
@@ -73,11 +74,11 @@ func (s *Server) read(ctx context.Context, user string, id uuid.UUID) (polled, e
 // GetJob answers the status poll: one owner-scoped lookup (a job of another
 // user is the same 404 as no job at all), then the ETag is compared, so a
 // 304 tells nothing to anyone but the owner. With waitSeconds it long-polls.
-func (s *Server) GetJob(ctx context.Context, req gen.GetJobRequestObject) (gen.GetJobResponseObject, error) {
+func (s *Server) GetJob(ctx context.Context, req server.GetJobRequestObject) (server.GetJobResponseObject, error) {
 	user := principalFrom(ctx).Subject
 	p, err := s.lookup(ctx, user, req.Id)
 	if errors.Is(err, store.ErrNotFound) {
-		return gen.GetJob404JSONResponse{NotFoundJSONResponse: gen.NotFoundJSONResponse{Error: msgNotFound}}, nil
+		return server.GetJob404JSONResponse{NotFoundJSONResponse: server.NotFoundJSONResponse{Error: msgNotFound}}, nil
 	}
 	if err != nil {
 		return nil, err
@@ -98,7 +99,7 @@ func (s *Server) GetJob(ctx context.Context, req gen.GetJobRequestObject) (gen.G
 			r := RetryAfterSeconds
 			retry = &r
 		}
-		return gen.GetJob304Response{Headers: gen.GetJob304ResponseHeaders{CacheControl: &cc, ETag: &etag, RetryAfter: retry}}, nil
+		return server.GetJob304Response{Headers: server.GetJob304ResponseHeaders{CacheControl: &cc, ETag: &etag, RetryAfter: retry}}, nil
 	}
 	body := p.body
 	if body == nil {
@@ -111,7 +112,7 @@ func (s *Server) GetJob(ctx context.Context, req gen.GetJobRequestObject) (gen.G
 
 // encodedJob is the 200 answer with the job already encoded (by encodeJob, or
 // kept in the cache for a finished job): the same headers and bytes as
-// gen.GetJob200JSONResponse, where only an unfinished job has a Retry-After.
+// server.GetJob200JSONResponse, where only an unfinished job has a Retry-After.
 type encodedJob struct {
 	body  []byte
 	etag  string

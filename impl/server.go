@@ -1,4 +1,4 @@
-// Package impl fulfils the generated gen.StrictServerInterface against the
+// Package impl fulfils the generated server.StrictServerInterface against the
 // PostgreSQL store, and assembles the echo server around it: request ids,
 // authentication, the canonical-UUID check, kin-openapi request validation,
 // and one error handler that gives every error the documented shape.
@@ -24,7 +24,7 @@ import (
 	"github.com/labstack/echo/v4/middleware"
 
 	"github.com/jobsd/jobsd/auth"
-	"github.com/jobsd/jobsd/gen"
+	"github.com/jobsd/jobsd/gen/server"
 	"github.com/jobsd/jobsd/hub"
 	"github.com/jobsd/jobsd/metrics"
 	"github.com/jobsd/jobsd/store"
@@ -81,9 +81,10 @@ type Server struct {
 	retention   time.Duration
 	draining    <-chan struct{}
 	metrics     *metrics.API
+	stats       statsCache // the admin stats of the last statsTTL
 }
 
-var _ gen.StrictServerInterface = (*Server)(nil)
+var _ server.StrictServerInterface = (*Server)(nil)
 
 // New returns the echo server with every route of openapi.yaml.
 func New(cfg Config) (*echo.Echo, error) {
@@ -108,7 +109,8 @@ func New(cfg Config) (*echo.Echo, error) {
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = errorHandler(cfg.Log)
 	e.Use(metricsMiddleware(cfg.Metrics)) // first: it sees every answer
-	e.Use(middleware.RequestID())
+	e.Use(traceRequests)                  // then the request's span, which the log line reads
+	e.Use(assignRequestID)
 	e.Use(logRequests(cfg.Log))
 	e.Use(recoverPanics(cfg.Log))
 	if len(cfg.CORSOrigins) > 0 {
@@ -123,6 +125,7 @@ func New(cfg Config) (*echo.Echo, error) {
 	e.Use(limitBody(cfg.MaxBodyBytes))
 	e.Use(authenticate(cfg.Verifier, cfg.Log))
 	e.Use(limitRate(newUserLimiters(cfg.ReadLimit), newUserLimiters(cfg.CreateLimit)))
+	e.Use(requireAdmin)
 	e.Use(deadlines)
 	e.Use(checkJobID)
 	e.Use(validateRequest(routes))
@@ -135,14 +138,14 @@ func New(cfg Config) (*echo.Echo, error) {
 	if cfg.TerminalCacheItems > 0 {
 		s.terminal = newTerminalCache(cfg.TerminalCacheItems, 256<<20)
 	}
-	gen.RegisterHandlers(e, gen.NewStrictHandler(s, nil))
+	server.RegisterHandlers(e, server.NewStrictHandler(s, nil))
 	return e, nil
 }
 
 // Spec returns openapi.yaml as embedded in the binary, ready for validation.
 func Spec() (*openapi3.T, error) {
 	registerFormats()
-	doc, err := gen.GetSwagger()
+	doc, err := server.GetSwagger()
 	if err != nil {
 		return nil, fmt.Errorf("load embedded spec: %w", err)
 	}

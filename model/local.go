@@ -26,7 +26,17 @@ func NewLocal() Provider { return local{} }
 func (local) Name() string { return ProviderLocal }
 
 // Converse implements Provider.
-func (local) Converse(ctx context.Context, req Request) (Response, error) {
+func (l local) Converse(ctx context.Context, req Request) (Response, error) {
+	modelID := req.ModelID
+	if modelID == "" {
+		modelID = ProviderLocal
+	}
+	return traced(ctx, providerLocal, modelID, func(ctx context.Context) (Response, error) {
+		return l.converse(ctx, req)
+	})
+}
+
+func (local) converse(ctx context.Context, req Request) (Response, error) {
 	invalid, err := Simulate(ctx, req.Prompt)
 	if err != nil {
 		return Response{}, err

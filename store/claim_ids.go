@@ -31,6 +31,7 @@ func (s *Store) ClaimIDs(ctx context.Context, worker string, ids []uuid.UUID, le
 			status = 'PROCESSING',
 			attempts = j.attempts + 1,
 			started_at = COALESCE(j.started_at, now()),
+			attempted_at = now(),
 			lease_owner = gen_random_uuid(),
 			lease_expires_at = now() + make_interval(secs => $2),
 			worker_id = $3,
@@ -38,7 +39,7 @@ func (s *Store) ClaimIDs(ctx context.Context, worker string, ids []uuid.UUID, le
 			version = j.version + 1
 		FROM picked
 		WHERE j.id = picked.id
-		RETURNING j.id, j.user_id, j.type, j.input, j.attempts, j.max_attempts, j.lease_owner, j.created_at, picked.run_after`,
+		RETURNING j.id, j.user_id, j.type, j.input, j.attempts, j.max_attempts, j.lease_owner, j.created_at, picked.run_after, j.trace_context`,
 		pq.Array(uuidStrings(ids)), lease.Seconds(), worker)
 	if err != nil {
 		return nil, fmt.Errorf("claim jobs by id: %w", classify(err))
@@ -82,12 +83,4 @@ func (s *Store) Waiting(ctx context.Context, ids []uuid.UUID) (map[uuid.UUID]tim
 		return nil, fmt.Errorf("read waiting jobs: %w", classify(err))
 	}
 	return out, nil
-}
-
-func uuidStrings(ids []uuid.UUID) []string {
-	out := make([]string, len(ids))
-	for i, id := range ids {
-		out[i] = id.String()
-	}
-	return out
 }

@@ -129,7 +129,7 @@ func (s *Store) OutboxLen(ctx context.Context) (int, error) {
 
 // RescueToOutbox is Rescue for a deployment whose workers are fed by a
 // queue (JOBS_DISPATCH=sqs): the same statement, with the same effects on
-// the jobs, also writes an outbox row for each job it returns to the
+// the jobs and the attempt log, also writes an outbox row for each job it returns to the
 // queue, due when its backoff ends. Nothing else would send one: the
 // message that fed the lost attempt was acknowledged, or comes back while
 // the lease still looks held and is skipped. It returns how many jobs were
@@ -160,7 +160,11 @@ func (s *Store) RescueToOutbox(ctx context.Context, backoff time.Duration) (retr
 				lease_owner = NULL, lease_expires_at = NULL
 			FROM lost
 			WHERE j.id = lost.id
-			RETURNING j.id, j.status, j.run_after),
+			RETURNING j.id, j.status, j.run_after, j.type, j.attempts, j.worker_id, j.attempted_at),
+		logged AS (
+			INSERT INTO job_attempts (job_id, attempt, type, worker_id, started_at, outcome, final, error)
+			SELECT id, attempts, type, worker_id, attempted_at, 'lost', status = 'FAILED', $1
+			FROM rescued),
 		queued AS (
 			INSERT INTO outbox (job_id, not_before)
 			SELECT id, run_after FROM rescued WHERE status <> 'FAILED')

@@ -211,4 +211,49 @@ func TestRescueToOutbox(t *testing.T) {
 	if j, err := st.Get(ctx, "alice", last.ID); err != nil || j.Status != store.StatusFailed || *j.Error != store.ErrTextWorkerLost {
 		t.Errorf("last attempt: %+v, %v", j, err)
 	}
+	var logged []string
+	if err := st.DB().Select(&logged, `SELECT job_id || ':' || attempt || ':' || outcome || ':' || final FROM job_attempts ORDER BY job_id`); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{again.ID.String() + ":1:lost:false", last.ID.String() + ":1:lost:true"}
+	slices.Sort(want)
+	if !slices.Equal(logged, want) {
+		t.Errorf("attempt log %v, want %v (as Rescue logs it)", logged, want)
+	}
+}
+
+// TestClaimIDsMatchesClaim: a job claimed by id ends in the same state as
+// one claimed from the queue, column for column (but for those that hold
+// ids and times), so the two claims cannot drift apart unnoticed.
+func TestClaimIDsMatchesClaim(t *testing.T) {
+	st, _ := pgtest.NewStore(t)
+	ctx := t.Context()
+	fromQueue := createJob(t, st, store.NewJob{})
+	if got, _, err := st.Claim(ctx, store.ClaimRequest{Worker: "w", N: 1, Lease: time.Minute}); err != nil || len(got) != 1 || got[0].ID != fromQueue.ID {
+		t.Fatalf("Claim: %v, %v", got, err)
+	}
+	byID := createJob(t, st, store.NewJob{})
+	if got, err := st.ClaimIDs(ctx, "w", []uuid.UUID{byID.ID}, time.Minute); err != nil || len(got) != 1 {
+		t.Fatalf("ClaimIDs: %v, %v", got, err)
+	}
+	row := func(id uuid.UUID) string {
+		t.Helper()
+		// Times become whether they are set; ids, times' values and the
+		// lease owner differ by nature.
+		var s string
+		err := st.DB().Get(&s, `
+			SELECT (SELECT jsonb_object_agg(key, CASE
+					WHEN key IN ('id', 'lease_owner') THEN to_jsonb(value IS NOT NULL)
+					WHEN jsonb_typeof(value) = 'string' AND value #>> '{}' ~ '^\d{4}-\d\d-\d\dT' THEN to_jsonb(true)
+					ELSE value END)
+				FROM jsonb_each(to_jsonb(j)))::text
+			FROM jobs j WHERE id = $1`, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	if a, b := row(fromQueue.ID), row(byID.ID); a != b {
+		t.Errorf("Claim and ClaimIDs leave different rows:\nClaim:    %s\nClaimIDs: %s", a, b)
+	}
 }

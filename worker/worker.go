@@ -153,7 +153,8 @@ type Worker struct {
 	done     chan struct{} // a slot was freed, or a retry became due
 	fatal    chan error    // ErrTooManyStuck, once
 
-	ready atomic.Bool // claiming: between start-up and shutdown
+	ready   atomic.Bool // claiming: between start-up and shutdown
+	started time.Time   // when Run began: the registry's startedAt
 
 	// Where the next claim starts (the claim loop's alone): past the last
 	// claim while claims come back full, else from the head (see claimFrom).
@@ -197,6 +198,7 @@ func (w *Worker) Ready() bool { return w.ready.Load() }
 // watchdog gave up on the process. A Worker runs once.
 func (w *Worker) Run(ctx context.Context) error {
 	log := w.log
+	w.started = time.Now()
 	wake, cancelled, closeListener := w.listen(log)
 	defer closeListener()
 
@@ -254,6 +256,7 @@ loop:
 	close(w.outcomes)
 	<-writerDone
 	close(w.tasks)
+	w.unregister(log)
 	log.Info("worker stopped", "err", runErr)
 	return runErr
 }
@@ -439,12 +442,14 @@ func (w *Worker) maintain(ctx context.Context, log *slog.Logger) {
 	defer rescue.Stop()
 	retention := time.NewTicker(w.cfg.RetentionEvery)
 	defer retention.Stop()
+	w.register(ctx, log)
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-hb.C:
 			w.heartbeat(ctx, log)
+			w.register(ctx, log)
 		case <-retention.C:
 			w.deleteExpired(ctx, log)
 		case <-rescue.C:

@@ -42,6 +42,8 @@ var envSettings = []setting{
 	{name: "JOBS_ADDR", def: "127.0.0.1:8080", meaning: "listen address (or --addr)", commands: []string{"dev"}},
 	{name: "JOBS_ADDR", def: "127.0.0.1:8080", meaning: "address of the jobsd dev whose issuer signs (or --addr)", commands: []string{"token"}},
 
+	{name: "JOBS_DRAIN_DELAY", def: "0s", meaning: "after SIGTERM, how long the API keeps serving while /readyz says 503, so that a load balancer stops sending first; set it above the balancer's health-check interval times its failure threshold", commands: []string{"serve"}},
+
 	{name: "JOBS_AUTH_ISSUER", meaning: "token issuer, e.g. https://cognito-idp.{region}.amazonaws.com/{userPoolId}; required unless the next two are set", commands: []string{"serve"}},
 	{name: "JOBS_COGNITO_REGION", meaning: "the issuer's AWS region, with JOBS_COGNITO_USER_POOL_ID instead of JOBS_AUTH_ISSUER", commands: []string{"serve"}},
 	{name: "JOBS_COGNITO_USER_POOL_ID", meaning: "the issuer's Cognito user pool id, with JOBS_COGNITO_REGION", commands: []string{"serve"}},
@@ -49,6 +51,11 @@ var envSettings = []setting{
 	{name: "JOBS_AUTH_CLIENT_IDS", meaning: "comma-separated app client ids whose tokens are accepted; required", commands: []string{"serve"}},
 	{name: "JOBS_AUTH_TOKEN_USE", def: "access", meaning: "token_use a token must have: access or id", commands: []string{"serve"}},
 	{name: "JOBS_AUTH_ADMIN_GROUP", def: "admin", meaning: "cognito:groups value that may use /api/admin/...", commands: []string{"serve"}},
+
+	{name: "JOBS_UI_CLIENT_ID", def: "off", meaning: "the operator console's OAuth client (a Cognito app client without a secret, with the authorization code grant); must be one of JOBS_AUTH_CLIENT_IDS; with JOBS_UI_BASE_URL it turns the console on at /ui/", commands: []string{"serve"}},
+	{name: "JOBS_UI_BASE_URL", meaning: "the console's public origin, e.g. https://jobs.example.com; its redirect URI is this + /ui/callback", commands: []string{"serve"}},
+	{name: "JOBS_UI_BASE_URL", def: "http:// + the listen address", meaning: "the console's origin; its redirect URI is this + /ui/callback", commands: []string{"dev"}},
+	{name: "JOBS_DEV_ISSUER_ADDR", def: "none: the issuer is served under /dev-issuer of the API", meaning: "serve the dev issuer (sign-in, token, keys) on a listener of its own, another origin as Cognito's is", commands: []string{"dev", "token"}},
 
 	{name: "JOBS_CORS_ORIGINS", def: "none, so CORS is off", meaning: "comma-separated browser origins allowed", commands: cmdsAPI},
 	{name: "JOBS_MAX_BODY_BYTES", def: "8388608", meaning: "request body limit (413 above it)", commands: cmdsAPI},
@@ -100,13 +107,24 @@ var envSettings = []setting{
 	{name: "JOBS_WORKER_CRASH_MARKERS", def: "false; true in jobsd dev", meaning: "lets the [[simulate:crash]] markers kill the worker process; for tests and jobsd dev only", commands: cmdsRunJobs},
 	{name: "GORACE", def: "Go's", meaning: "race-detector builds only: passed on to parse children, which skip its exit delay", commands: cmdsRunJobs},
 	{name: "GOGC", def: "400; Go's own is 100", meaning: "Go's GC target; the worker raises the default because its live heap is tiny", commands: []string{"worker"}},
+
+	{name: "OTEL_EXPORTER_OTLP_ENDPOINT", def: "unset, so tracing is off", meaning: "OTLP/HTTP collector base URL, e.g. http://127.0.0.1:4318; setting it (or the next) turns traces on", commands: cmdsProcess},
+	{name: "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", meaning: "OTLP/HTTP URL for traces alone, e.g. http://127.0.0.1:4318/v1/traces", commands: cmdsProcess},
+	{name: "OTEL_SDK_DISABLED", def: "false", meaning: "true turns tracing off whatever the endpoint", commands: cmdsProcess},
+	{name: "OTEL_TRACES_EXPORTER", def: "otlp", meaning: "none turns tracing off whatever the endpoint", commands: cmdsProcess},
+}
+
+// envGroups are variables that a library reads for jobsd, listed in -h as
+// one row each: the drift test cannot see them being read.
+var envGroups = []setting{
+	{name: "OTEL_*", meaning: "with tracing on, the OpenTelemetry SDK and exporter read the standard variables: OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES, OTEL_TRACES_SAMPLER(_ARG), OTEL_EXPORTER_OTLP_(TRACES_)HEADERS, _TIMEOUT, _COMPRESSION, _CERTIFICATE, OTEL_BSP_*", commands: cmdsProcess},
 }
 
 // printSettings writes the rows that command reads, in the layout of
 // flag.PrintDefaults so that the two lists read as one.
 func printSettings(w io.Writer, command string) {
 	header := false
-	for _, s := range envSettings {
+	for _, s := range slices.Concat(envSettings, envGroups) {
 		if s.pending != "" || !slices.Contains(s.commands, command) {
 			continue
 		}
