@@ -72,7 +72,7 @@ conformance: ## the contract suite alone (CONFORMANCE_BASE_URL runs it against a
 
 # Every fuzz target and its package; `make test` replays their seeds and
 # any corpus under testdata/fuzz.
-FUZZ_TARGETS := FuzzServer:./impl FuzzIsCanonicalUUID:./impl FuzzParseCursor:./store \
+FUZZ_TARGETS := FuzzServer:./impl FuzzIsCanonical:./internal/uuidform FuzzParseCursor:./store \
 	FuzzUnmarshal:./timestamp FuzzBearerToken:./auth FuzzVerify:./auth \
 	FuzzEncodeJob:./impl
 FUZZTIME ?= 30s

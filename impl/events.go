@@ -37,6 +37,7 @@ func (s *Server) GetJobEvents(ctx context.Context, req server.GetJobEventsReques
 	if stream == nil {
 		return server.GetJobEvents204Response{}, nil
 	}
+	stream.user = user // the owner's streams count against the waiter cap
 	return stream, nil
 }
 
@@ -68,6 +69,8 @@ type eventStream struct {
 	id     uuid.UUID
 	first  polled
 	lastID string
+	// user, when set, is whose waiter slot the stream takes while it runs.
+	user string
 }
 
 // VisitAdminGetJobEventsResponse runs the admin's stream: the same stream.
@@ -78,6 +81,14 @@ func (e *eventStream) VisitAdminGetJobEventsResponse(w http.ResponseWriter) erro
 // VisitGetJobEventsResponse runs the stream until the job is finished, the
 // client goes away, or MaxStreamDuration passes.
 func (e *eventStream) VisitGetJobEventsResponse(w http.ResponseWriter) error {
+	if e.user != "" {
+		// The slot is taken here, where the stream runs, so that it is
+		// released however the stream ends; a refused stream holds nothing.
+		if !e.s.waiters.acquire(e.user, e.s.replicas.Count()) {
+			return server.GetJobEvents429JSONResponse{TooManyRequestsJSONResponse: tooManyWaiters()}.VisitGetJobEventsResponse(w)
+		}
+		defer e.s.waiters.release(e.user)
+	}
 	rc := http.NewResponseController(w)
 	h := w.Header()
 	h.Set("Content-Type", "text/event-stream")

@@ -88,8 +88,12 @@ func (s *Server) GetJob(ctx context.Context, req server.GetJobRequestObject) (se
 		inm = *req.Params.IfNoneMatch
 	}
 	if wait := req.Params.WaitSeconds; wait != nil && *wait > 0 && !p.terminal() && etagMatches(inm, p.etag) {
-		if p, err = s.waitForChange(ctx, user, req.Id, p, time.Duration(*wait)*time.Second); err != nil {
+		var admitted bool
+		if p, admitted, err = s.waitAsWaiter(ctx, user, req.Id, p, time.Duration(*wait)*time.Second); err != nil {
 			return nil, err
+		}
+		if !admitted {
+			return server.GetJob429JSONResponse{TooManyRequestsJSONResponse: tooManyWaiters()}, nil
 		}
 	}
 	if etagMatches(inm, p.etag) {
@@ -134,6 +138,18 @@ func (r encodedJob) VisitGetJobResponse(w http.ResponseWriter) error {
 	w.WriteHeader(http.StatusOK)
 	_, err := w.Write(r.body)
 	return err
+}
+
+// waitAsWaiter runs waitForChange in one of the user's waiter slots, or
+// says there is none free: only a poll that is going to wait takes a slot,
+// and one refused holds nothing.
+func (s *Server) waitAsWaiter(ctx context.Context, user string, id uuid.UUID, p polled, d time.Duration) (polled, bool, error) {
+	if !s.waiters.acquire(user, s.replicas.Count()) {
+		return p, false, nil
+	}
+	defer s.waiters.release(user)
+	p, err := s.waitForChange(ctx, user, id, p, d)
+	return p, true, err
 }
 
 // waitForChange blocks until the job's ETag differs from p's, the job is
