@@ -138,7 +138,10 @@ func (h *Handler) HandleSQS(ctx context.Context, ev events.SQSEvent) (events.SQS
 	if err != nil {
 		return events.SQSEventResponse{}, fmt.Errorf("start worker: %w", err)
 	}
-	claims, err := w.ClaimIDs(ctx, b.ids)
+	// The claim is not cut short by the invocation's end (the store's
+	// timeout bounds it), as in the worker: cancelled while its reply is
+	// read, a committed claim would leave its jobs leased by nobody.
+	claims, err := w.ClaimIDs(context.WithoutCancel(ctx), b.ids)
 	if err != nil {
 		h.log.Warn("claim failed; the batch will be delivered again", "jobs", len(b.ids), "err", err)
 		for _, id := range b.ids {
