@@ -80,13 +80,14 @@ func (s *Store) Create(ctx context.Context, nj NewJob) (created *job.Job, replay
 	// IdempotencyWindow is released, and the insert tried once more.
 	for try := 0; ; try++ {
 		var j job.Job
-		err = s.db.GetContext(ctx, &j, `
+		err = s.db.GetContext(ctx, &j, s.outbox.around(`
 			INSERT INTO jobs (id, user_id, type, input, max_attempts, idempotency_scope, idempotency_key, request_hash, trace_context)
 			VALUES ($1, $2, $3, CAST($4 AS jsonb), $5, $6, $7, $8, $9)
 			ON CONFLICT (user_id, idempotency_scope, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
-			RETURNING `+jobColumns,
+			RETURNING `+jobColumns),
 			id, nj.UserID, string(nj.Type), string(nj.Input), nj.MaxAttempts, scope, key, nj.RequestHash, parent)
 		if err == nil {
+			s.outbox.written()
 			return &j, false, nil
 		}
 		if !errors.Is(err, sql.ErrNoRows) {

@@ -44,6 +44,9 @@ type Options struct {
 	// DefaultListMaxBytes. The API documents the default, so only tests
 	// set it.
 	ListMaxBytes int
+	// Outbox makes Create write an outbox row for each new job, in the
+	// same statement (JOBS_DISPATCH=sqs; see outbox.go).
+	Outbox bool
 }
 
 // Store is the jobs table behind a connection pool.
@@ -56,6 +59,7 @@ type Store struct {
 	gets        atomic.Int64
 	// listMaxBytes is Options.ListMaxBytes.
 	listMaxBytes int
+	outbox       outbox
 }
 
 // Gets counts the statements that status reads (Get) sent to the database:
@@ -86,7 +90,7 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 	if opts.ListMaxBytes <= 0 {
 		opts.ListMaxBytes = DefaultListMaxBytes
 	}
-	s := &Store{db: db, timeout: opts.QueryTimeout, listMaxBytes: opts.ListMaxBytes}
+	s := &Store{db: db, timeout: opts.QueryTimeout, listMaxBytes: opts.ListMaxBytes, outbox: newOutbox(opts.Outbox)}
 	s.reads = readBatcher{s: s, maxSlots: opts.ReadBatches}
 	if err := s.open(ctx); err != nil {
 		db.Close()

@@ -161,6 +161,10 @@ type Worker struct {
 	// claim while claims come back full, else from the head (see claimFrom).
 	cursor     *store.QueueKey
 	headPicked time.Time // the last claim from the head
+
+	// onEnded, when set, hears of every attempt once its outcome was
+	// written or dropped (RunClaimed's report).
+	onEnded func(e ending, ok bool, werr error)
 }
 
 // New returns a worker; Run starts it.
