@@ -289,33 +289,46 @@ func (s *Store) Heartbeat(ctx context.Context, held []Claimed, lease time.Durati
 func (s *Store) Rescue(ctx context.Context, backoff time.Duration) (retried, failed int, err error) {
 	start := spanStart()
 	defer func() { spanIfWorthIt(ctx, spanRescue, "UPDATE", retried+failed, start, err) }()
+	return s.rescue(ctx, rescueSQL, backoff)
+}
+
+// rescueCTEs are Rescue's statement up to its result: the lost attempts,
+// the jobs put back (or failed), and their attempt log entries. rescued
+// holds each job's id, status and run_after, for what follows.
+const rescueCTEs = `
+	WITH lost AS MATERIALIZED (
+		SELECT id FROM jobs
+		WHERE lease_owner IS NOT NULL AND lease_expires_at < now() AND status = 'PROCESSING'
+		LIMIT 1000
+		FOR UPDATE SKIP LOCKED),
+	rescued AS (UPDATE jobs j SET
+		status = CASE WHEN j.attempts >= j.max_attempts THEN 'FAILED' ELSE j.status END,
+		error = CASE WHEN j.attempts >= j.max_attempts THEN $1 END,
+		completed_at = CASE WHEN j.attempts >= j.max_attempts THEN now() END,
+		run_after = now() + make_interval(secs => $2),
+		updated_at = now(), version = j.version + 1,
+		lease_owner = NULL, lease_expires_at = NULL
+	FROM lost
+	WHERE j.id = lost.id
+	RETURNING j.id, j.status, j.run_after, j.type, j.attempts, j.worker_id, j.attempted_at),
+	logged AS (
+		INSERT INTO job_attempts (job_id, attempt, type, worker_id, started_at, outcome, final, error)
+		SELECT id, attempts, type, worker_id, attempted_at, 'lost', status = 'FAILED', $1
+		FROM rescued)`
+
+// rescueSQL is Rescue's statement.
+const rescueSQL = rescueCTEs + `
+	SELECT status FROM rescued`
+
+// rescue runs a rescue statement (rescueSQL, or one that adds to it) and
+// counts the jobs it retried and failed.
+func (s *Store) rescue(ctx context.Context, statement string, backoff time.Duration) (retried, failed int, err error) {
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
 	var rows []struct {
 		Status job.Status `db:"status"`
 	}
-	err = s.db.SelectContext(ctx, &rows, `
-		WITH lost AS MATERIALIZED (
-			SELECT id FROM jobs
-			WHERE lease_owner IS NOT NULL AND lease_expires_at < now() AND status = 'PROCESSING'
-			LIMIT 1000
-			FOR UPDATE SKIP LOCKED),
-		rescued AS (UPDATE jobs j SET
-			status = CASE WHEN j.attempts >= j.max_attempts THEN 'FAILED' ELSE j.status END,
-			error = CASE WHEN j.attempts >= j.max_attempts THEN $1 END,
-			completed_at = CASE WHEN j.attempts >= j.max_attempts THEN now() END,
-			run_after = now() + make_interval(secs => $2),
-			updated_at = now(), version = j.version + 1,
-			lease_owner = NULL, lease_expires_at = NULL
-		FROM lost
-		WHERE j.id = lost.id
-		RETURNING j.id, j.status, j.type, j.attempts, j.worker_id, j.attempted_at),
-		logged AS (
-			INSERT INTO job_attempts (job_id, attempt, type, worker_id, started_at, outcome, final, error)
-			SELECT id, attempts, type, worker_id, attempted_at, 'lost', status = 'FAILED', $1
-			FROM rescued)
-		SELECT status FROM rescued`, job.ErrTextWorkerLost, backoff.Seconds())
-	if err != nil {
+	if err := s.db.SelectContext(ctx, &rows, statement, job.ErrTextWorkerLost, backoff.Seconds()); err != nil {
 		return 0, 0, fmt.Errorf("rescue jobs: %w", classify(err))
 	}
 	for _, r := range rows {
