@@ -20,6 +20,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/jobsd/jobsd/internal/pgtest"
+	"github.com/jobsd/jobsd/internal/proctest"
 	"github.com/jobsd/jobsd/internal/sqsfake"
 	"github.com/jobsd/jobsd/job"
 	"github.com/jobsd/jobsd/store"
@@ -44,14 +45,13 @@ func rieBinary(t *testing.T) string {
 			riePath = p
 			return
 		}
-		dir := filepath.Dir(binary) // TestMain's directory, removed at the end
 		cmd := exec.Command("go", "install", rieModule)
-		cmd.Env = append(os.Environ(), "GOBIN="+dir)
+		cmd.Env = append(os.Environ(), "GOBIN="+scratch)
 		if out, err := cmd.CombinedOutput(); err != nil {
 			rieErr = fmt.Errorf("build the Lambda Runtime Interface Emulator: %v\n%s", err, out)
 			return
 		}
-		riePath = filepath.Join(dir, "aws-lambda-rie")
+		riePath = filepath.Join(scratch, "aws-lambda-rie")
 	})
 	if rieErr != nil {
 		t.Fatal(rieErr)
@@ -187,6 +187,7 @@ var scheduled = map[string]any{
 // rescued by the schedule and completes at attempt 2. No attempt count
 // ever exceeds max_attempts, and nothing reaches the dead-letter queue.
 func TestLambdaEmulator(t *testing.T) {
+	proctest.SkipShort(t, "Lambda emulator")
 	dbURL := pgtest.NewDatabase(t)
 	st, err := store.Open(t.Context(), dbURL, store.Options{Outbox: true})
 	if err != nil {

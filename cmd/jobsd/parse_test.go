@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"os"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -70,17 +69,14 @@ func TestWorkerKilledMidParse(t *testing.T) {
 	var child int
 	deadline := time.Now().Add(10 * time.Second)
 	for child == 0 {
-		if kids := sandbox.ChildrenOf(w.Process.Pid); len(kids) > 0 {
+		if kids := sandbox.ChildrenOf(w.Cmd.Process.Pid); len(kids) > 0 {
 			child = kids[0]
 		} else if time.Now().After(deadline) {
 			t.Fatal("the worker started no parse child within 10 s")
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	if err := w.Process.Signal(syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	w.Wait()
+	w.Kill()
 	deadline = time.Now().Add(5 * time.Second)
 	for sandbox.Running(child) {
 		if time.Now().After(deadline) {

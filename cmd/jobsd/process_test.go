@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"syscall"
 	"testing"
 	"time"
@@ -15,36 +14,41 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/jobsd/jobsd/internal/pgtest"
+	"github.com/jobsd/jobsd/internal/proctest"
 	"github.com/jobsd/jobsd/job"
 	"github.com/jobsd/jobsd/store"
 )
 
-// binary is the jobsd built once for this test binary: these tests run real
-// processes and kill them.
-var binary string
+var (
+	// binary is the jobsd these tests run as real processes (and kill):
+	// the one of this test run (proctest.Binary).
+	binary string
+	// scratch is a folder for what the tests build (the Lambda emulator),
+	// removed at the end.
+	scratch string
+)
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "jobsd-bin")
-	if err != nil {
+	var err error
+	if binary, err = proctest.Binary(); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	binary = filepath.Join(dir, "jobsd")
-	if out, err := exec.Command("go", "build", "-o", binary, ".").CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "build jobsd: %v\n%s", err, out)
+	if scratch, err = os.MkdirTemp("", "jobsd-cmd-test"); err != nil {
+		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
 	code := pgtest.Main(m)
-	os.RemoveAll(dir)
+	os.RemoveAll(scratch)
 	os.Exit(code)
 }
 
-// startWorker runs `jobsd worker` with second-scale leases.
-func startWorker(t *testing.T, url string, extraEnv ...string) *exec.Cmd {
+// startWorker runs `jobsd worker` with second-scale leases, ready once its
+// /readyz says so.
+func startWorker(t *testing.T, url string, extraEnv ...string) *proctest.Process {
 	t.Helper()
-	cmd := exec.Command(binary, "worker")
-	cmd.Env = append(os.Environ(),
-		"DATABASE_URL="+url,
+	env := append([]string{
+		"DATABASE_URL=" + url,
 		"JOBS_MODEL_PROVIDER=local",
 		"JOBS_WORKER_LEASE=1s",
 		"JOBS_WORKER_HEARTBEAT=200ms",
@@ -52,19 +56,12 @@ func startWorker(t *testing.T, url string, extraEnv ...string) *exec.Cmd {
 		"JOBS_WORKER_BACKOFF_BASE=50ms",
 		"JOBS_WORKER_BACKOFF_MAX=100ms",
 		"JOBS_LOG_LEVEL=warn",
-	)
-	cmd.Env = append(cmd.Env, extraEnv...)
+	}, extraEnv...)
+	o := proctest.Options{Binary: binary, Env: env}
 	if testing.Verbose() {
-		cmd.Stderr = os.Stderr
+		o.Echo = os.Stderr
 	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		cmd.Wait()
-	})
-	return cmd
+	return proctest.Worker(t, o)
 }
 
 func createPreview(t *testing.T, st *store.Store, prompt string) uuid.UUID {
@@ -101,10 +98,7 @@ func TestWorkerKilled(t *testing.T) {
 	id := createPreview(t, st, "[[simulate:slow=3s]] The harvest was late. Prices fell sharply in March.")
 	first := startWorker(t, url)
 	waitJob(t, st, id, "started", func(j *job.Job) bool { return j.Status == job.StatusProcessing && j.Attempts == 1 })
-	if err := first.Process.Signal(syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	first.Wait()
+	first.Kill()
 
 	startWorker(t, url)
 	j := waitJob(t, st, id, "terminal", func(j *job.Job) bool { return j.Status.Terminal() })
@@ -123,8 +117,7 @@ func TestWorkerKilledRepeatedly(t *testing.T) {
 		waitJob(t, st, id, fmt.Sprintf("on attempt %d", attempt), func(j *job.Job) bool {
 			return j.Status == job.StatusProcessing && j.Attempts == attempt
 		})
-		w.Process.Signal(syscall.SIGKILL)
-		w.Wait()
+		w.Kill()
 	}
 	// The rescuer of a live worker ends it.
 	startWorker(t, url)
@@ -144,7 +137,9 @@ func TestWorkerSIGTERM(t *testing.T) {
 	w := startWorker(t, url, "JOBS_WORKER_SHUTDOWN_WAIT=1s")
 	waitJob(t, st, slow, "started", func(j *job.Job) bool { return j.Attempts == 1 })
 	waitJob(t, st, quick, "started", func(j *job.Job) bool { return j.Attempts == 1 })
-	w.Process.Signal(syscall.SIGTERM)
+	if err := w.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
 	err := w.Wait()
 	var exit *exec.ExitError
 	if errors.As(err, &exit) {
@@ -155,7 +150,9 @@ func TestWorkerSIGTERM(t *testing.T) {
 	}
 	j, _ := st.Get(t.Context(), "alice", slow)
 	var lease sql.NullString
-	st.DB().Get(&lease, `SELECT lease_owner FROM jobs WHERE id = $1`, slow)
+	if err := st.DB().Get(&lease, `SELECT lease_owner FROM jobs WHERE id = $1`, slow); err != nil {
+		t.Fatal(err)
+	}
 	if j.Status != job.StatusPending || j.Attempts != 0 || lease.Valid || j.StartedAt != nil {
 		t.Errorf("slow job not handed back: %s attempts %d lease %v", j.Status, j.Attempts, lease)
 	}
