@@ -19,18 +19,20 @@ import (
 	"github.com/jobsd/jobsd/auth"
 	"github.com/jobsd/jobsd/internal/eventually"
 	"github.com/jobsd/jobsd/internal/pgtest"
+	"github.com/jobsd/jobsd/internal/proctest"
 )
 
 // TestAPISIGTERM: SIGTERM under load. A long poll (waitSeconds=5) in flight
 // gets its answer (the server waits for it), short requests in flight
 // finish, new connections are refused, and the process exits 0.
 func TestAPISIGTERM(t *testing.T) {
+	proctest.SkipShort(t, "fault")
 	t.Parallel()
 	dbURL := pgtest.NewDatabase(t)
 	iss := newIssuer(t)
 	metricsAddr := freeAddr(t)
 	api := startServe(t, dbURL, iss, "JOBS_METRICS_ADDR="+metricsAddr)
-	c := newClient("http://"+api.addr, iss.token(keyA, "alice", true))
+	c := newClient("http://"+api.Addr, iss.token(keyA, "alice", true))
 	// No worker: the job stays PENDING, so the long poll waits its 5 s.
 	r := c.create("Waits for no one.")
 	j, ok := r.job()
@@ -56,12 +58,14 @@ func TestAPISIGTERM(t *testing.T) {
 		return openStreams(t, metricsAddr, "long_poll") >= 1 && len(rec.all()) >= 20
 	})
 	termAt := time.Now()
-	api.cmd.Process.Signal(syscall.SIGTERM)
+	if err := api.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
 
 	// New connections are refused soon after the signal.
 	var refusedAfter time.Duration
 	for time.Since(termAt) < 3*time.Second {
-		conn, err := net.DialTimeout("tcp", api.addr, time.Second)
+		conn, err := net.DialTimeout("tcp", api.Addr, time.Second)
 		if err != nil {
 			// A connection still in the accept queue when the listener
 			// closes is reset: as clean a refusal as ECONNREFUSED.
@@ -79,7 +83,7 @@ func TestAPISIGTERM(t *testing.T) {
 	}
 	lr := <-long
 	select {
-	case <-api.exited:
+	case <-api.Done():
 	case <-time.After(40 * time.Second):
 		t.Fatal("serve did not exit within 40 s of SIGTERM")
 	}
@@ -88,13 +92,13 @@ func TestAPISIGTERM(t *testing.T) {
 	load.Wait()
 
 	t.Logf("SIGTERM: new connections refused after %v; long poll (waitSeconds=5, started %v before SIGTERM) answered %d after %v; process exited after %v with %v",
-		refusedAfter.Round(time.Millisecond), termAt.Sub(longAt).Round(time.Millisecond), lr.status, lr.dur.Round(time.Millisecond), exitAfter.Round(time.Millisecond), api.err)
+		refusedAfter.Round(time.Millisecond), termAt.Sub(longAt).Round(time.Millisecond), lr.status, lr.dur.Round(time.Millisecond), exitAfter.Round(time.Millisecond), api.Err())
 	if lr.err != nil || lr.status != http.StatusNotModified {
 		t.Errorf("long poll in flight at SIGTERM: %d %v, want its 304", lr.status, lr.err)
 	}
 	var exit *exec.ExitError
-	if errors.As(api.err, &exit) {
-		t.Errorf("serve exited with %v, want 0", api.err)
+	if errors.As(api.Err(), &exit) {
+		t.Errorf("serve exited with %v, want 0", api.Err())
 	}
 	// Requests sent before SIGTERM were answered; those after it failed
 	// with a refused (or closed) connection, never a 5xx or a hang.
@@ -133,11 +137,12 @@ func TestAPISIGTERM(t *testing.T) {
 // package level, where the refetch interval can be shortened (the API's is
 // one minute and not configurable).
 func TestJWKSDown(t *testing.T) {
+	proctest.SkipShort(t, "fault")
 	t.Parallel()
 	dbURL := pgtest.NewDatabase(t)
 	iss := newIssuer(t)
 	api := startServe(t, dbURL, iss)
-	base := "http://" + api.addr
+	base := "http://" + api.Addr
 	get := func(tok string) result { return newClient(base, tok).do(http.MethodGet, "/api/jobs?limit=1", nil) }
 	if r := get(iss.token(keyA, "alice", false)); r.status != http.StatusOK {
 		t.Fatalf("with the JWKS up: %d %s", r.status, r.body)
@@ -159,7 +164,7 @@ func TestJWKSDown(t *testing.T) {
 	iss.resume()
 	iss.delay.Store(int64(10 * time.Second))
 	api2 := startServe(t, dbURL, iss)
-	base2 := "http://" + api2.addr
+	base2 := "http://" + api2.Addr
 	r = newClient(base2, iss.token(keyA, "dave", false)).do(http.MethodGet, "/api/jobs?limit=1", nil)
 	t.Logf("cold start, JWKS answering after 10 s: %d in %v", r.status, r.dur.Round(time.Millisecond))
 	if r.status != http.StatusUnauthorized || r.problem() != "" || r.dur > 8*time.Second {
@@ -219,12 +224,13 @@ func TestJWKSDown(t *testing.T) {
 // another connection) or requests that wait for a pool of 2 connections end
 // within the store's 5 s query timeout as the documented 503; nothing hangs.
 func TestStatementTimeouts(t *testing.T) {
+	proctest.SkipShort(t, "fault")
 	t.Parallel()
 	dbURL := pgtest.NewDatabase(t)
 	direct := openDirect(t, dbURL)
 	iss := newIssuer(t)
 	api := startServe(t, dbURL, iss, "JOBS_DB_MAX_CONNS=2")
-	c := newClient("http://"+api.addr, iss.token(keyA, "alice", true))
+	c := newClient("http://"+api.Addr, iss.token(keyA, "alice", true))
 	var jobs []string
 	for i := range 8 {
 		r := c.create("Locked job " + string(rune('a'+i)))
@@ -320,12 +326,13 @@ func TestStatementTimeouts(t *testing.T) {
 // elsewhere), so the process exits 0 at once instead of waiting out its
 // 30 s shutdown budget.
 func TestAPISIGTERMEventStream(t *testing.T) {
+	proctest.SkipShort(t, "fault")
 	t.Parallel()
 	dbURL := pgtest.NewDatabase(t)
 	iss := newIssuer(t)
 	metricsAddr := freeAddr(t)
 	api := startServe(t, dbURL, iss, "JOBS_METRICS_ADDR="+metricsAddr)
-	c := newClient("http://"+api.addr, iss.token(keyA, "alice", true))
+	c := newClient("http://"+api.Addr, iss.token(keyA, "alice", true))
 	j, ok := c.create("Never picked up: no worker.").job()
 	if !ok {
 		t.Fatal("create failed")
@@ -340,18 +347,20 @@ func TestAPISIGTERMEventStream(t *testing.T) {
 		return openStreams(t, metricsAddr, "events") >= 1
 	})
 	termAt := time.Now()
-	api.cmd.Process.Signal(syscall.SIGTERM)
+	if err := api.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
 	select {
-	case <-api.exited:
+	case <-api.Done():
 	case <-time.After(45 * time.Second):
 		t.Fatal("serve did not exit within 45 s of SIGTERM")
 	}
 	sr := <-stream
 	t.Logf("event stream open at SIGTERM: process exited after %v with %v; the stream ended after %v (%v)",
-		time.Since(termAt).Round(time.Millisecond), api.err, sr.dur.Round(time.Millisecond), sr.err)
+		time.Since(termAt).Round(time.Millisecond), api.Err(), sr.dur.Round(time.Millisecond), sr.err)
 	var exit *exec.ExitError
-	if errors.As(api.err, &exit) {
-		t.Errorf("serve exited with %v, want 0", api.err)
+	if errors.As(api.Err(), &exit) {
+		t.Errorf("serve exited with %v, want 0", api.Err())
 	}
 	if d := time.Since(termAt); d > 10*time.Second {
 		t.Errorf("serve took %v to exit: the open stream held the shutdown", d)

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/jobsd/jobsd/internal/pgtest"
+	"github.com/jobsd/jobsd/internal/proctest"
 )
 
 // outageBound is the longest a request may take while the database is away:
@@ -19,6 +20,7 @@ const outageBound = 8 * time.Second
 // /readyz says 503 and then 200, API and workers recover by themselves, and
 // every job ends exactly once.
 func TestDatabaseCut(t *testing.T) {
+	proctest.SkipShort(t, "fault")
 	t.Parallel()
 	dbURL := pgtest.NewDatabase(t)
 	direct := openDirect(t, dbURL)
@@ -28,14 +30,14 @@ func TestDatabaseCut(t *testing.T) {
 	api := startServe(t, px.url(dbURL), iss)
 	w1 := startWorker(t, px.url(dbURL))
 	w2 := startWorker(t, px.url(dbURL))
-	c := newClient("http://"+api.addr, iss.token(keyA, "alice", true))
+	c := newClient("http://"+api.Addr, iss.token(keyA, "alice", true))
 
 	ctx, stop := context.WithCancel(context.Background())
 	defer stop()
 	var rec, ready recorder
 	var created ids
 	load := runLoad(ctx, c, &rec, &created, 4, 4, 400)
-	probe := probeReady(ctx, newClient("http://"+api.addr, ""), &ready)
+	probe := probeReady(ctx, newClient("http://"+api.Addr, ""), &ready)
 
 	time.Sleep(2 * time.Second)
 	cutAt := time.Now()
@@ -100,6 +102,7 @@ func TestDatabaseCut(t *testing.T) {
 // TestTerminateBackends: every backend of the service is killed server-side
 // (pg_terminate_backend) twice under load: same expectations as a cut.
 func TestTerminateBackends(t *testing.T) {
+	proctest.SkipShort(t, "fault")
 	t.Parallel()
 	dbURL := pgtest.NewDatabase(t)
 	direct := openDirect(t, dbURL)
@@ -108,7 +111,7 @@ func TestTerminateBackends(t *testing.T) {
 	api := startServe(t, dbURL, iss)
 	startWorker(t, dbURL)
 	startWorker(t, dbURL)
-	c := newClient("http://"+api.addr, iss.token(keyA, "alice", true))
+	c := newClient("http://"+api.Addr, iss.token(keyA, "alice", true))
 
 	ctx, stop := context.WithCancel(context.Background())
 	defer stop()

@@ -20,6 +20,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/jobsd/jobsd/internal/pgtest"
+	"github.com/jobsd/jobsd/internal/proctest"
 )
 
 // TestReplicas runs the deployment a team grows into: three API processes
@@ -30,6 +31,7 @@ import (
 // audit), every waiter must see its job finish, and no answer may be a 5xx
 // but the documented 503.
 func TestReplicas(t *testing.T) {
+	proctest.SkipShort(t, "replica")
 	t.Parallel()
 	dbURL := pgtest.NewDatabase(t)
 	direct := openDirect(t, dbURL)
@@ -43,7 +45,7 @@ func TestReplicas(t *testing.T) {
 	lb := newBalancer(t)
 	for i := range apis {
 		apis[i] = startServe(t, dbURL, iss, apiEnv...)
-		lb.set(i, apis[i].addr)
+		lb.set(i, apis[i].Addr)
 	}
 	for i := range workers {
 		workers[i] = startWorker(t, dbURL)
@@ -65,7 +67,7 @@ func TestReplicas(t *testing.T) {
 	for i := range apis {
 		apis[i].terminate(t)
 		apis[i] = startServe(t, dbURL, iss, apiEnv...)
-		lb.set(i, apis[i].addr)
+		lb.set(i, apis[i].Addr)
 		lb.waitHealthy(t, 3)
 	}
 	for i := range workers {
@@ -97,14 +99,16 @@ func TestReplicas(t *testing.T) {
 // terminate sends SIGTERM and waits for a clean exit.
 func (p *proc) terminate(t testing.TB) {
 	t.Helper()
-	p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.exited:
-	case <-time.After(60 * time.Second):
-		t.Fatalf("%s did not exit within 60 s of SIGTERM", p.name)
+	if err := p.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
 	}
-	if p.err != nil {
-		t.Errorf("%s exited with %v after SIGTERM", p.name, p.err)
+	select {
+	case <-p.Done():
+	case <-time.After(60 * time.Second):
+		t.Fatalf("%s did not exit within 60 s of SIGTERM", p.Name)
+	}
+	if p.Err() != nil {
+		t.Errorf("%s exited with %v after SIGTERM", p.Name, p.Err())
 	}
 }
 

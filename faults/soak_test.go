@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/jobsd/jobsd/internal/pgtest"
+	"github.com/jobsd/jobsd/internal/proctest"
 )
 
 // soakPrompt is the soak's job mix.
@@ -39,6 +40,7 @@ type fault struct {
 // long run (make soak). At the end: no job lost or finished twice, no 5xx
 // but the documented 503 during a cut, and poll latencies around each fault.
 func TestSoak(t *testing.T) {
+	proctest.SkipShort(t, "soak")
 	t.Parallel()
 	dur, every := 20*time.Second, 5*time.Second
 	if v := os.Getenv("JOBS_SOAK"); v != "" {
@@ -56,7 +58,7 @@ func TestSoak(t *testing.T) {
 	// The per-user rate limits stay on, at their defaults: users act within them.
 	api := startServe(t, px.url(dbURL), iss, "JOBS_RATE_READ=", "JOBS_RATE_CREATE=")
 	workers := []*proc{startWorker(t, px.url(dbURL)), startWorker(t, px.url(dbURL))}
-	base := "http://" + api.addr
+	base := "http://" + api.Addr
 
 	ctx, stop := context.WithTimeout(context.Background(), dur)
 	defer stop()
@@ -101,7 +103,7 @@ func TestSoak(t *testing.T) {
 		} else {
 			f.kind = "worker SIGKILL+restart"
 			w := k / 2 % 2
-			workers[w].kill()
+			workers[w].Kill()
 			workers[w] = startWorker(t, px.url(dbURL))
 			f.end = time.Now().Add(2 * time.Second) // the dead worker's lease
 		}

@@ -11,19 +11,21 @@ import (
 	"github.com/jmoiron/sqlx"
 
 	"github.com/jobsd/jobsd/internal/pgtest"
+	"github.com/jobsd/jobsd/internal/proctest"
 )
 
 // TestWorkersKilled: a batch of 240 jobs (a third of them slow) runs on two
 // worker processes; one worker after another is SIGKILLed, six times in a
 // row, each replaced at once. Every job still ends, exactly once.
 func TestWorkersKilled(t *testing.T) {
+	proctest.SkipShort(t, "fault")
 	t.Parallel()
 	dbURL := pgtest.NewDatabase(t)
 	direct := openDirect(t, dbURL)
 	installHistory(t, direct)
 	iss := newIssuer(t)
 	api := startServe(t, dbURL, iss)
-	c := newClient("http://"+api.addr, iss.token(keyA, "alice", true))
+	c := newClient("http://"+api.Addr, iss.token(keyA, "alice", true))
 
 	const n = 240
 	var created ids
@@ -53,7 +55,7 @@ func TestWorkersKilled(t *testing.T) {
 	start := time.Now()
 	for k := range 6 {
 		time.Sleep(1200 * time.Millisecond)
-		workers[k%2].kill()
+		workers[k%2].Kill()
 		workers[k%2] = startWorker(t, dbURL)
 	}
 	waitAllTerminal(t, direct, 60*time.Second)
@@ -68,6 +70,7 @@ func TestWorkersKilled(t *testing.T) {
 // 3 s times out on every attempt and fails after 3 with "Job attempt timed
 // out"; the attempts are separated by the retry backoff.
 func TestJobTimeout(t *testing.T) {
+	proctest.SkipShort(t, "fault")
 	t.Parallel()
 	dbURL := pgtest.NewDatabase(t)
 	direct := openDirect(t, dbURL)
@@ -75,7 +78,7 @@ func TestJobTimeout(t *testing.T) {
 	iss := newIssuer(t)
 	api := startServe(t, dbURL, iss)
 	startWorker(t, dbURL, "JOBS_WORKER_JOB_TIMEOUT=1s", "JOBS_WORKER_BACKOFF_BASE=600ms", "JOBS_WORKER_BACKOFF_MAX=5s")
-	c := newClient("http://"+api.addr, iss.token(keyA, "alice", true))
+	c := newClient("http://"+api.Addr, iss.token(keyA, "alice", true))
 	r := c.create("[[simulate:slow=3s]] Summarise the market risks.")
 	j, ok := r.job()
 	if !ok {
@@ -158,13 +161,14 @@ func TestJobTimeout(t *testing.T) {
 // dies, as systemd or Kubernetes would. One slot per worker, so each crash
 // costs only the crashing job an attempt.
 func TestCrashingJobs(t *testing.T) {
+	proctest.SkipShort(t, "fault")
 	t.Parallel()
 	dbURL := pgtest.NewDatabase(t)
 	direct := openDirect(t, dbURL)
 	installHistory(t, direct)
 	iss := newIssuer(t)
 	api := startServe(t, dbURL, iss)
-	c := newClient("http://"+api.addr, iss.token(keyA, "alice", true))
+	c := newClient("http://"+api.Addr, iss.token(keyA, "alice", true))
 
 	want := map[string]struct {
 		status   string
@@ -193,9 +197,9 @@ func TestCrashingJobs(t *testing.T) {
 	deadline := time.Now().Add(90 * time.Second)
 	restarts := 0
 	for !allTerminal(t, direct) {
-		w := startWorker(t, dbURL, env...)
+		w := startCrashingWorker(t, dbURL, env...)
 		select {
-		case <-w.exited:
+		case <-w.Done():
 			restarts++
 		case <-time.After(time.Until(deadline)):
 			t.Fatalf("jobs unfinished after 90 s and %d worker deaths", restarts)
