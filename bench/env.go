@@ -6,21 +6,17 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"io"
-	"net"
-	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/jobsd/jobsd/internal/pgserver"
+	"github.com/jobsd/jobsd/internal/proctest"
 	"github.com/jobsd/jobsd/store"
 )
 
@@ -60,34 +56,27 @@ func machineInfo() Machine {
 	return m
 }
 
-// env is the shared setup: one PostgreSQL server, the jobsd binary and a
-// scratch folder for process logs.
+// env is the shared setup: one PostgreSQL server and the jobsd binary
+// (internal/proctest's: JOBSD_BIN, or one built from .. and cached).
 type env struct {
 	pg      *pgserver.Server
 	binary  string
-	tmp     string
 	machine Machine
 	pgConf  map[string]string
 }
 
 func setupEnv(ctx context.Context) (*env, error) {
-	tmp, err := os.MkdirTemp("", "jobsd-bench-")
-	if err != nil {
-		return nil, err
-	}
-	e := &env{tmp: tmp, machine: machineInfo()}
+	e := &env{machine: machineInfo()}
 	if out, err := exec.Command("git", "-C", "..", "rev-parse", "--short", "HEAD").Output(); err == nil {
 		e.machine.JobsdCommit = strings.TrimSpace(string(out))
 		if st, err := exec.Command("git", "-C", "..", "status", "--porcelain", "--", ".", ":!bench").Output(); err == nil && len(st) > 0 {
 			e.machine.JobsdCommit += "+dirty"
 		}
 	}
-	logf("building jobsd from .. (%s) ...", e.machine.JobsdCommit)
-	e.binary = filepath.Join(tmp, "jobsd")
-	build := exec.CommandContext(ctx, "go", "build", "-o", e.binary, "./cmd/jobsd")
-	build.Dir = ".."
-	if out, err := build.CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("go build ./cmd/jobsd: %w\n%s", err, out)
+	logf("building jobsd from .. (%s), or taking the cached build ...", e.machine.JobsdCommit)
+	var err error
+	if e.binary, err = proctest.Binary(); err != nil {
+		return nil, err
 	}
 	logf("starting PostgreSQL (pgserver.StartBinaries) ...")
 	if e.pg, err = pgserver.StartBinaries(ctx); err != nil {
@@ -119,7 +108,6 @@ func (e *env) close() {
 			logf("closing postgres: %v", err)
 		}
 	}
-	_ = os.RemoveAll(e.tmp)
 }
 
 // createDB creates a database; with jobsSchema it also runs jobsd's migrations.
@@ -141,35 +129,21 @@ func (e *env) createDB(ctx context.Context, name string, jobsSchema bool) (strin
 	return url, nil
 }
 
-// proc is a running jobsd subprocess.
-type proc struct {
-	name    string
-	cmd     *exec.Cmd
-	logPath string
-	done    chan struct{}
-	err     error
-}
+// proc is a running jobsd subprocess (internal/proctest keeps its output).
+type proc struct{ *proctest.Process }
 
-func (e *env) startJobsd(name string, args []string, envv ...string) (*proc, error) {
-	logPath := filepath.Join(e.tmp, name+".log")
-	lf, err := os.Create(logPath)
-	if err != nil {
-		return nil, err
-	}
-	defer lf.Close()
-	cmd := exec.Command(e.binary, args...)
-	cmd.Env = append(cleanEnv(), envv...)
-	cmd.Stdout, cmd.Stderr = lf, lf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	runtime.LockOSThread() // Pdeathsig follows the starting thread
-	err = cmd.Start()
-	runtime.UnlockOSThread()
-	if err != nil {
-		return nil, fmt.Errorf("start jobsd %s: %w", name, err)
-	}
-	p := &proc{name: name, cmd: cmd, logPath: logPath, done: make(chan struct{})}
-	go func() { p.err = cmd.Wait(); close(p.done) }()
-	return p, nil
+// stop sends SIGTERM, waits up to 15 s, then kills.
+func (p *proc) stop() { _ = p.Stop(15 * time.Second) } // how it ended was reported by exited/logTail if it mattered
+
+func (p *proc) exited() bool { return p.Exited() }
+
+func (p *proc) logTail() string { return p.Tail(20) }
+
+// options are the harness's options for a jobsd process of the benchmark:
+// this process's environment without JOBS_*, OTEL_* and database settings
+// (cleanEnv), plus env.
+func (e *env) options(name string, env []string) proctest.Options {
+	return proctest.Options{Name: name, Binary: e.binary, BaseEnv: cleanEnv(), Env: env}
 }
 
 func cleanEnv() []string {
@@ -182,86 +156,43 @@ func cleanEnv() []string {
 	return out
 }
 
-func (p *proc) exited() bool {
-	select {
-	case <-p.done:
-		return true
-	default:
-		return false
-	}
-}
-
-func (p *proc) logTail() string {
-	b, _ := os.ReadFile(p.logPath)
-	if len(b) > 1500 {
-		b = b[len(b)-1500:]
-	}
-	return strings.TrimSpace(string(b))
-}
-
-// stop sends SIGTERM, waits up to 15 s, then kills; it returns the log tail
-// when the process had exited on its own with an error.
-func (p *proc) stop() {
-	if p.exited() {
-		return
-	}
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.done:
-	case <-time.After(15 * time.Second):
-		_ = p.cmd.Process.Kill()
-		<-p.done
-	}
-}
-
-func freeAddr() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer l.Close()
-	return l.Addr().String(), nil
-}
-
-// startServe runs `jobsd serve` against dbURL and waits for /readyz.
-// extra adds environment entries (e.g. "JOBS_RATE_READ=0").
+// startServe runs `jobsd serve` against dbURL on a free port and waits for
+// its /readyz. extra adds environment entries (e.g. "JOBS_RATE_READ=0").
 func (e *env) startServe(ctx context.Context, name, dbURL, issuerURL string, dbMaxConns int, extra ...string) (*proc, string, error) {
-	addr, err := freeAddr()
-	if err != nil {
-		return nil, "", err
-	}
-	p, err := e.startJobsd(name, []string{"serve"}, append([]string{
-		"DATABASE_URL=" + dbURL, "JOBS_ADDR=" + addr, "JOBS_AUTH_ISSUER=" + issuerURL,
+	p, err := proctest.StartServe(ctx, e.options(name, append([]string{
+		"DATABASE_URL=" + dbURL, "JOBS_AUTH_ISSUER=" + issuerURL,
 		"JOBS_AUTH_CLIENT_IDS=bench", "JOBS_LOG_LEVEL=warn",
-		"JOBS_DB_MAX_CONNS=" + strconv.Itoa(dbMaxConns)}, extra...)...)
+		"JOBS_DB_MAX_CONNS=" + strconv.Itoa(dbMaxConns)}, extra...)))
 	if err != nil {
-		return nil, "", err
+		return nil, "", fmt.Errorf("jobsd serve: %w", err)
 	}
-	base := "http://" + addr
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		resp, err := http.Get(base + "/readyz")
-		if err == nil {
-			_, _ = io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				return p, base, nil
-			}
-		}
-		if p.exited() || time.Now().After(deadline) || ctx.Err() != nil {
-			p.stop()
-			return nil, "", fmt.Errorf("jobsd serve not ready: %v\n%s", err, p.logTail())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	return &proc{p}, "http://" + p.Addr, nil
 }
 
-// startWorker runs `jobsd worker` against dbURL with the local provider;
-// extra adds environment entries.
+// startWorker runs `jobsd worker` against dbURL with the local provider and
+// waits for its /readyz; extra adds environment entries.
 func (e *env) startWorker(name, dbURL string, concurrency int, extra ...string) (*proc, error) {
-	return e.startJobsd(name, []string{"worker"}, append([]string{
+	p, err := e.launchWorker(name, dbURL, concurrency, extra...)
+	if err != nil {
+		return nil, err
+	}
+	if err := p.WaitReady(context.Background(), 30*time.Second); err != nil {
+		p.stop()
+		return nil, fmt.Errorf("jobsd worker: %w", err)
+	}
+	return p, nil
+}
+
+// launchWorker starts a worker as startWorker does without waiting for it,
+// so that several come up together; WaitReady waits for one.
+func (e *env) launchWorker(name, dbURL string, concurrency int, extra ...string) (*proc, error) {
+	p, err := proctest.LaunchWorker(e.options(name, append([]string{
 		"DATABASE_URL=" + dbURL, "JOBS_MODEL_PROVIDER=local",
-		"JOBS_WORKER_CONCURRENCY=" + strconv.Itoa(concurrency), "JOBS_LOG_LEVEL=warn"}, extra...)...)
+		"JOBS_WORKER_CONCURRENCY=" + strconv.Itoa(concurrency), "JOBS_LOG_LEVEL=warn"}, extra...)))
+	if err != nil {
+		return nil, fmt.Errorf("jobsd worker: %w", err)
+	}
+	return &proc{p}, nil
 }
 
 var errTimeout = errors.New("timed out")

@@ -186,7 +186,7 @@ func runDeliveryScenario(ctx context.Context, e *env, iss *tokenIssuer, o delive
 		WHERE datname = current_database() AND pid <> pg_backend_pid()`).Scan(&res.DBConnsWaiting, &res.DBConnsBusyWaiting); err != nil {
 		return nil, err
 	}
-	if des, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", srv.cmd.Process.Pid)); err == nil {
+	if des, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", srv.Cmd.Process.Pid)); err == nil {
 		res.APIOpenFDs = len(des)
 	}
 	logf("  while waiting: %d DB connections (%d not idle; API pool max %d), API process %d open fds",

@@ -246,11 +246,16 @@ func jobsdBurnDown(ctx context.Context, e *env, pool *pgxpool.Pool, url string, 
 		}
 	}()
 	for i := range procs {
-		p, err := e.startWorker(fmt.Sprintf("worker-%d-%d", procs, i), url, conc, env...)
+		p, err := e.launchWorker(fmt.Sprintf("worker-%d-%d", procs, i), url, conc, env...)
 		if err != nil {
 			return b, err
 		}
 		ps = append(ps, p)
+	}
+	for _, p := range ps { // started together, as before, then each seen ready
+		if err := p.WaitReady(ctx, 30*time.Second); err != nil {
+			return b, err
+		}
 	}
 	// Unfinished = claimable (partial index) + leased (partial index): cheap
 	// enough to ask every 100 ms without a scan of the whole table.
@@ -259,7 +264,7 @@ func jobsdBurnDown(ctx context.Context, e *env, pool *pgxpool.Pool, url string, 
 		+ (SELECT count(*) FROM jobs WHERE lease_owner IS NOT NULL)`, timeout, func() error {
 		for _, p := range ps {
 			if p.exited() {
-				return fmt.Errorf("jobsd worker exited: %v\n%s", p.err, p.logTail())
+				return fmt.Errorf("jobsd worker exited: %v\n%s", p.Err(), p.logTail())
 			}
 		}
 		return nil
