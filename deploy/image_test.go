@@ -23,6 +23,7 @@ import (
 	"github.com/jobsd/jobsd/gen"
 	"github.com/jobsd/jobsd/internal/pgserver"
 	"github.com/jobsd/jobsd/internal/pgserver/pgdocker"
+	"github.com/jobsd/jobsd/internal/proctest"
 	"github.com/jobsd/jobsd/jobtype"
 )
 
@@ -46,6 +47,7 @@ const clientID = "jobsd-image-test"
 // go through the worker's sandboxed parser, which re-executes the binary
 // inside the container: one parses, a hostile one is killed at its limit.
 func TestImage(t *testing.T) {
+	proctest.SkipShort(t, "image")
 	requireDocker(t)
 	ctx, cancel := context.WithTimeout(t.Context(), 8*time.Minute)
 	defer cancel()

@@ -1,12 +1,12 @@
 package ui_test
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	_ "embed"
 	"encoding/base64"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"io"
 	"net/http"
@@ -18,7 +18,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -29,6 +28,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/jobsd/jobsd/internal/pgtest"
+	"github.com/jobsd/jobsd/internal/proctest"
 )
 
 // axe-core, vendored with its licence; the test injects it into each page.
@@ -43,25 +43,19 @@ var (
 )
 
 func TestMain(m *testing.M) {
+	flag.Parse()
 	chromiumPath = findChromium()
-	if chromiumPath == "" {
-		// Without a browser the browser tests skip (or fail, when required),
-		// and need neither a database nor the binary.
+	if chromiumPath == "" || testing.Short() {
+		// Without a browser, or under -short, the browser tests skip (or
+		// fail, when required), and need neither a database nor the binary.
 		os.Exit(m.Run())
 	}
-	dir, err := os.MkdirTemp("", "jobsd-ui-bin")
-	if err != nil {
+	var err error
+	if jobsdBinary, err = proctest.Binary(); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	jobsdBinary = filepath.Join(dir, "jobsd")
-	if out, err := exec.Command("go", "build", "-o", jobsdBinary, "../cmd/jobsd").CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "build jobsd: %v\n%s", err, out)
-		os.Exit(1)
-	}
-	code := pgtest.Main(m)
-	os.RemoveAll(dir)
-	os.Exit(code)
+	os.Exit(pgtest.Main(m))
 }
 
 func findChromium() string {
@@ -74,9 +68,10 @@ func findChromium() string {
 }
 
 // needBrowser skips without Chromium, unless JOBS_TEST_REQUIRE_BROWSER=1
-// (CI) makes that a failure.
+// (CI) makes that a failure, and under -short.
 func needBrowser(t *testing.T) {
 	t.Helper()
+	proctest.SkipShort(t, "browser")
 	if chromiumPath != "" {
 		return
 	}
@@ -93,7 +88,9 @@ type stack struct {
 	token   string // an admin token for "alice", printed by jobsd dev
 }
 
-var readyRE = regexp.MustCompile(`jobsd dev ready on (http://\S+) .*Bearer ([A-Za-z0-9._-]+)'`)
+// tokenRE finds the admin token in the line `jobsd dev` prints once it
+// listens.
+var tokenRE = regexp.MustCompile(`jobsd dev ready on \S+ .*Bearer ([A-Za-z0-9._-]+)'`)
 
 // startStack runs `jobsd dev` on free ports against a fresh database; with
 // crossOrigin its issuer gets a listener (an origin) of its own. The worker
@@ -101,67 +98,30 @@ var readyRE = regexp.MustCompile(`jobsd dev ready on (http://\S+) .*Bearer ([A-Z
 // PENDING long enough to be seen.
 func startStack(t *testing.T, crossOrigin bool) *stack {
 	t.Helper()
-	cmd := exec.Command(jobsdBinary, "dev")
-	cmd.Env = append(os.Environ(),
-		"DATABASE_URL="+pgtest.NewDatabase(t),
-		"JOBS_ADDR=127.0.0.1:0",
-		"JOBS_METRICS_ADDR=127.0.0.1:0",
-		"JOBS_DEV_KEY="+filepath.Join(t.TempDir(), "dev-issuer.pem"),
+	env := []string{
+		"DATABASE_URL=" + pgtest.NewDatabase(t),
+		"JOBS_DEV_KEY=" + filepath.Join(t.TempDir(), "dev-issuer.pem"),
 		"JOBS_LOG_LEVEL=warn",
 		"JOBS_WORKER_CONCURRENCY=1",
 		"JOBS_WORKER_POLL=200ms",
 		"JOBS_WORKER_BACKOFF_BASE=50ms",
 		"JOBS_WORKER_BACKOFF_MAX=100ms",
-	)
+	}
 	if crossOrigin {
-		cmd.Env = append(cmd.Env, "JOBS_DEV_ISSUER_ADDR=127.0.0.1:0")
+		env = append(env, "JOBS_DEV_ISSUER_ADDR=127.0.0.1:0")
 	}
+	o := proctest.Options{Binary: jobsdBinary, Env: env, ReadyWithin: 90 * time.Second}
 	if testing.Verbose() {
-		cmd.Stderr = os.Stderr
+		o.Echo = os.Stderr
 	}
-	out, err := cmd.StdoutPipe()
+	dev := proctest.Dev(t, o)
+	// Printed before the API serves, so it is there once /readyz answers.
+	m, err := dev.WaitLine(tokenRE, 10*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		done := make(chan struct{})
-		go func() { cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(15 * time.Second):
-			cmd.Process.Kill()
-			<-done
-		}
-	})
-	ready := make(chan *stack, 1)
-	go func() {
-		sc := bufio.NewScanner(out)
-		sc.Buffer(make([]byte, 64<<10), 1<<20)
-		var s *stack
-		for sc.Scan() {
-			if m := readyRE.FindStringSubmatch(sc.Text()); m != nil {
-				s = &stack{base: m[1], console: m[1] + "/ui/", token: m[2]}
-				ready <- s
-			}
-		}
-		if s == nil {
-			close(ready)
-		}
-	}()
-	select {
-	case s, ok := <-ready:
-		if !ok {
-			t.Fatal("jobsd dev exited before it was ready")
-		}
-		return s
-	case <-time.After(90 * time.Second):
-		t.Fatal("jobsd dev not ready after 90 s")
-	}
-	return nil
+	base := "http://" + dev.Addr
+	return &stack{base: base, console: base + "/ui/", token: m[1]}
 }
 
 // post sends an API request with the stack's admin token and decodes the
