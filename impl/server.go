@@ -145,7 +145,7 @@ func New(cfg Config) (*echo.Echo, error) {
 // Spec returns openapi.yaml as embedded in the binary, ready for validation.
 func Spec() (*openapi3.T, error) {
 	registerFormats()
-	doc, err := gen.GetSwagger()
+	doc, err := gen.GetSpec()
 	if err != nil {
 		return nil, fmt.Errorf("load embedded spec: %w", err)
 	}
