@@ -213,13 +213,13 @@ func (c *cluster) waitReady(ctx context.Context, u string, limit time.Duration) 
 		}
 		select {
 		case <-c.done:
-			return fmt.Errorf("postgres exited during startup (%v); log tail:\n%s", c.waitErr, c.logTail())
+			return fmt.Errorf("postgres exited during startup (%w); log tail:\n%s", c.waitErr, c.logTail())
 		case <-ctx.Done():
 			return fmt.Errorf("waiting for postgres: %w; log tail:\n%s", ctx.Err(), c.logTail())
 		case <-time.After(50 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("postgres not accepting connections after %s (%v); log tail:\n%s", limit, err, c.logTail())
+			return fmt.Errorf("postgres not accepting connections after %s (%w); log tail:\n%s", limit, err, c.logTail())
 		}
 	}
 }
