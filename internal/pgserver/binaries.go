@@ -172,7 +172,8 @@ func runPostgres(ctx context.Context, bin, dir string, cred *syscall.Credential)
 		return nil, 0, err
 	}
 	defer logFile.Close() // the child keeps its own copy
-	cmd := exec.Command(filepath.Join(bin, "postgres"), //nolint:noctx // the server outlives the starting ctx; stop ends it
+	//nolint:noctx // the server outlives the starting ctx; stop ends it
+	cmd := exec.Command(filepath.Join(bin, "postgres"),
 		"-D", filepath.Join(dir, "data"), "-p", strconv.Itoa(port), "-k", dir,
 		"-c", "listen_addresses=127.0.0.1",
 		"-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
