@@ -233,7 +233,7 @@ func deadlines(next echo.HandlerFunc) echo.HandlerFunc {
 		_ = rc.SetWriteDeadline(now.Add(d))
 		// The server does not reset a write deadline between requests on a
 		// kept-alive connection; clear it so the next request starts afresh.
-		defer rc.SetWriteDeadline(time.Time{})
+		defer func() { _ = rc.SetWriteDeadline(time.Time{}) }()
 		return next(c)
 	}
 }

@@ -171,7 +171,7 @@ func runPostgres(ctx context.Context, bin, dir string, cred *syscall.Credential)
 	if err != nil {
 		return nil, 0, err
 	}
-	defer logFile.Close() // the child keeps its own copy
+	defer func() { _ = logFile.Close() }() // the child writes through its own copy; this one wrote nothing
 	//nolint:noctx // the server outlives the starting ctx; stop ends it
 	cmd := exec.Command(filepath.Join(bin, "postgres"),
 		"-D", filepath.Join(dir, "data"), "-p", strconv.Itoa(port), "-k", dir,
