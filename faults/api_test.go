@@ -46,7 +46,9 @@ func TestAPISIGTERM(t *testing.T) {
 	load := runLoad(ctx, c, &rec, &created, 2, 4, 10000)
 	time.Sleep(700 * time.Millisecond)
 	termAt := time.Now()
-	api.cmd.Process.Signal(syscall.SIGTERM)
+	if err := api.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
 
 	// New connections are refused soon after the signal.
 	var refusedAfter time.Duration
@@ -314,7 +316,9 @@ func TestAPISIGTERMEventStream(t *testing.T) {
 	}()
 	time.Sleep(500 * time.Millisecond)
 	termAt := time.Now()
-	api.cmd.Process.Signal(syscall.SIGTERM)
+	if err := api.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
 	select {
 	case <-api.exited:
 	case <-time.After(45 * time.Second):

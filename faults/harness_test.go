@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -326,7 +327,7 @@ func startProc(t testing.TB, name, readyMsg string, env []string, args ...string
 				Msg  string `json:"msg"`
 				Addr string `json:"addr"`
 			}
-			json.Unmarshal([]byte(line), &rec)
+			_ = json.Unmarshal([]byte(line), &rec) // a line that is not JSON has no message to count
 			p.mu.Lock()
 			if len(p.lines) >= 400 {
 				p.lines = p.lines[200:]
@@ -371,7 +372,7 @@ func startProc(t testing.TB, name, readyMsg string, env []string, args ...string
 
 // kill SIGKILLs the process and waits for it.
 func (p *proc) kill() {
-	p.cmd.Process.Signal(syscall.SIGKILL)
+	_ = p.cmd.Process.Signal(syscall.SIGKILL) // it may have exited already; exited says when it has
 	<-p.exited
 }
 
@@ -706,8 +707,8 @@ func waitAllTerminal(t testing.TB, db *sqlx.DB, within time.Duration) {
 				Attempts int    `db:"attempts"`
 				N        int    `db:"n"`
 			}
-			db.Select(&rows, `SELECT status, attempts, count(*) AS n FROM jobs WHERE status NOT IN ('COMPLETED', 'FAILED') GROUP BY 1, 2`)
-			t.Fatalf("%d jobs still unfinished after %v (err %v): %+v", left, within, err, rows)
+			listErr := db.Select(&rows, `SELECT status, attempts, count(*) AS n FROM jobs WHERE status NOT IN ('COMPLETED', 'FAILED') GROUP BY 1, 2`)
+			t.Fatalf("%d jobs still unfinished after %v (err %v): %+v (listing them: %v)", left, within, err, rows, listErr)
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
@@ -783,15 +784,21 @@ func audit(t testing.TB, db *sqlx.DB, known []uuid.UUID) auditReport {
 		}
 	}
 	rep := auditReport{Errors: map[string]int{}}
-	db.Get(&rep.Jobs, `SELECT count(*) FROM jobs`)
-	db.Get(&rep.Completed, `SELECT count(*) FROM jobs WHERE status = 'COMPLETED'`)
-	db.Get(&rep.Failed, `SELECT count(*) FROM jobs WHERE status = 'FAILED'`)
-	db.Get(&rep.Claims, `SELECT count(*) FROM job_history WHERE new_attempts = old_attempts + 1`)
+	if err := errors.Join(
+		db.Get(&rep.Jobs, `SELECT count(*) FROM jobs`),
+		db.Get(&rep.Completed, `SELECT count(*) FROM jobs WHERE status = 'COMPLETED'`),
+		db.Get(&rep.Failed, `SELECT count(*) FROM jobs WHERE status = 'FAILED'`),
+		db.Get(&rep.Claims, `SELECT count(*) FROM job_history WHERE new_attempts = old_attempts + 1`),
+	); err != nil {
+		t.Errorf("audit counts: %v", err)
+	}
 	var errs []struct {
 		E string `db:"error"`
 		N int    `db:"n"`
 	}
-	db.Select(&errs, `SELECT error, count(*) AS n FROM jobs WHERE error IS NOT NULL GROUP BY error`)
+	if err := db.Select(&errs, `SELECT error, count(*) AS n FROM jobs WHERE error IS NOT NULL GROUP BY error`); err != nil {
+		t.Errorf("audit errors: %v", err)
+	}
 	for _, e := range errs {
 		rep.Errors[e.E] = e.N
 	}

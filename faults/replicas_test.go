@@ -97,7 +97,9 @@ func TestReplicas(t *testing.T) {
 // terminate sends SIGTERM and waits for a clean exit.
 func (p *proc) terminate(t testing.TB) {
 	t.Helper()
-	p.cmd.Process.Signal(syscall.SIGTERM)
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
 	select {
 	case <-p.exited:
 	case <-time.After(60 * time.Second):

@@ -60,8 +60,8 @@ func startWorker(t *testing.T, url string, extraEnv ...string) *exec.Cmd {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		cmd.Process.Kill()
-		cmd.Wait()
+		_ = cmd.Process.Kill() // it may have exited already
+		_ = cmd.Wait()         // "signal: killed", as asked
 	})
 	return cmd
 }
@@ -103,7 +103,7 @@ func TestWorkerKilled(t *testing.T) {
 	if err := first.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	first.Wait()
+	_ = first.Wait() // "signal: killed", as asked
 
 	startWorker(t, url)
 	j := waitJob(t, st, id, "terminal", func(j *store.Job) bool { return j.Status.Terminal() })
@@ -122,8 +122,10 @@ func TestWorkerKilledRepeatedly(t *testing.T) {
 		waitJob(t, st, id, fmt.Sprintf("on attempt %d", attempt), func(j *store.Job) bool {
 			return j.Status == store.StatusProcessing && j.Attempts == attempt
 		})
-		w.Process.Signal(syscall.SIGKILL)
-		w.Wait()
+		if err := w.Process.Signal(syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		_ = w.Wait() // "signal: killed", as asked
 	}
 	// The rescuer of a live worker ends it.
 	startWorker(t, url)
@@ -143,7 +145,9 @@ func TestWorkerSIGTERM(t *testing.T) {
 	w := startWorker(t, url, "JOBS_WORKER_SHUTDOWN_WAIT=1s")
 	waitJob(t, st, slow, "started", func(j *store.Job) bool { return j.Attempts == 1 })
 	waitJob(t, st, quick, "started", func(j *store.Job) bool { return j.Attempts == 1 })
-	w.Process.Signal(syscall.SIGTERM)
+	if err := w.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
 	err := w.Wait()
 	var exit *exec.ExitError
 	if errors.As(err, &exit) {
@@ -154,7 +158,9 @@ func TestWorkerSIGTERM(t *testing.T) {
 	}
 	j, _ := st.Get(t.Context(), "alice", slow)
 	var lease sql.NullString
-	st.DB().Get(&lease, `SELECT lease_owner FROM jobs WHERE id = $1`, slow)
+	if err := st.DB().Get(&lease, `SELECT lease_owner FROM jobs WHERE id = $1`, slow); err != nil {
+		t.Fatal(err)
+	}
 	if j.Status != store.StatusPending || j.Attempts != 0 || lease.Valid || j.StartedAt != nil {
 		t.Errorf("slow job not handed back: %s attempts %d lease %v", j.Status, j.Attempts, lease)
 	}

@@ -68,7 +68,9 @@ func init() {
 		if err := gc.Start(); err != nil {
 			panic(err)
 		}
-		os.WriteFile(string(in), []byte(strconv.Itoa(gc.Process.Pid)), 0o600)
+		if err := os.WriteFile(string(in), []byte(strconv.Itoa(gc.Process.Pid)), 0o600); err != nil {
+			panic(err)
+		}
 		time.Sleep(time.Hour)
 		return nil
 	})
