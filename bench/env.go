@@ -47,7 +47,7 @@ func machineInfo() Machine {
 				m.MemoryMiB = kb / 1024
 			}
 		}
-		f.Close()
+		_ = f.Close() // read only: its Close loses nothing
 	}
 	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
 		for _, line := range strings.Split(string(b), "\n") {
@@ -156,7 +156,7 @@ func (e *env) startJobsd(name string, args []string, envv ...string) (*proc, err
 	if err != nil {
 		return nil, err
 	}
-	defer lf.Close()
+	defer func() { _ = lf.Close() }() // the child writes through its own copy; this one wrote nothing
 	cmd := exec.Command(e.binary, args...)
 	cmd.Env = append(cleanEnv(), envv...)
 	cmd.Stdout, cmd.Stderr = lf, lf
@@ -250,7 +250,7 @@ func (e *env) startServe(ctx context.Context, name, dbURL, issuerURL string, dbM
 		}
 		if p.exited() || time.Now().After(deadline) || ctx.Err() != nil {
 			p.stop()
-			return nil, "", fmt.Errorf("jobsd serve not ready: %v\n%s", err, p.logTail())
+			return nil, "", fmt.Errorf("jobsd serve not ready: %w\n%s", err, p.logTail())
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
