@@ -14,8 +14,8 @@ help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 .PHONY: generate
-generate: ## regenerate gen/ from openapi.yaml
-	$(GO) generate ./gen
+generate: ## regenerate gen/ (models, server/, apiclient/) from openapi.yaml
+	$(GO) generate ./gen/...
 
 .PHONY: generate-check
 generate-check: generate ## regenerate and fail if gen/ differs from what is committed
@@ -74,7 +74,7 @@ conformance: ## the contract suite alone (CONFORMANCE_BASE_URL runs it against a
 
 # Every fuzz target and its package; `make test` replays their seeds and
 # any corpus under testdata/fuzz.
-FUZZ_TARGETS := FuzzServer:./impl FuzzIsCanonicalUUID:./impl FuzzParseCursor:./store \
+FUZZ_TARGETS := FuzzServer:./impl FuzzIsCanonical:./internal/uuidform FuzzParseCursor:./store \
 	FuzzUnmarshal:./timestamp FuzzBearerToken:./auth FuzzVerify:./auth \
 	FuzzEncodeJob:./impl
 FUZZTIME ?= 30s

@@ -22,6 +22,7 @@ import (
 	"github.com/jobsd/jobsd/client"
 	"github.com/jobsd/jobsd/gen"
 	"github.com/jobsd/jobsd/internal/pgserver"
+	"github.com/jobsd/jobsd/internal/pgserver/pgdocker"
 	"github.com/jobsd/jobsd/jobtype"
 )
 
@@ -97,7 +98,7 @@ func requireDocker(t *testing.T) {
 	t.Helper()
 	// PostgreSQL starts through testcontainers, the image's containers
 	// through the docker CLI: both must reach the engine.
-	err := pgserver.DockerAvailable(t.Context())
+	err := pgdocker.Available(t.Context())
 	if err == nil {
 		_, err = dockerOutput("version", "--format", "{{.Server.Version}}")
 	}
@@ -180,7 +181,7 @@ func checkImageConfig(t *testing.T, image string) {
 // host gateway.
 func startPostgres(t *testing.T, ctx context.Context) string {
 	t.Helper()
-	srv, err := pgserver.StartDocker(ctx, os.Getenv("JOBS_TEST_POSTGRES_IMAGE"))
+	srv, err := pgdocker.Start(ctx, os.Getenv("JOBS_TEST_POSTGRES_IMAGE"), t.Logf)
 	if err != nil {
 		t.Fatalf("start PostgreSQL: %v", err)
 	}

@@ -10,6 +10,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/jobsd/jobsd/gen"
+	"github.com/jobsd/jobsd/gen/server"
 	"github.com/jobsd/jobsd/store"
 	"github.com/jobsd/jobsd/timestamp"
 )
@@ -35,7 +36,7 @@ func requireAdmin(next echo.HandlerFunc) echo.HandlerFunc {
 }
 
 // AdminListJobs pages through every user's jobs, newest first.
-func (s *Server) AdminListJobs(ctx context.Context, req gen.AdminListJobsRequestObject) (gen.AdminListJobsResponseObject, error) {
+func (s *Server) AdminListJobs(ctx context.Context, req server.AdminListJobsRequestObject) (server.AdminListJobsResponseObject, error) {
 	p := req.Params
 	f := store.AdminFilter{Limit: 20}
 	if p.Limit != nil {
@@ -78,20 +79,20 @@ func (s *Server) AdminListJobs(ctx context.Context, req gen.AdminListJobsRequest
 		c := next.String()
 		out.NextCursor = &c
 	}
-	return gen.AdminListJobs200JSONResponse(out), nil
+	return server.AdminListJobs200JSONResponse(out), nil
 }
 
 // AdminGetJob answers any user's job.
-func (s *Server) AdminGetJob(ctx context.Context, req gen.AdminGetJobRequestObject) (gen.AdminGetJobResponseObject, error) {
+func (s *Server) AdminGetJob(ctx context.Context, req server.AdminGetJobRequestObject) (server.AdminGetJobResponseObject, error) {
 	j, err := s.store.GetAny(ctx, req.Id)
 	if err != nil {
 		return nil, err
 	}
-	return gen.AdminGetJob200JSONResponse(toAdminJob(j)), nil
+	return server.AdminGetJob200JSONResponse(toAdminJob(j)), nil
 }
 
 // AdminGetJobAttempts answers the job's attempt log.
-func (s *Server) AdminGetJobAttempts(ctx context.Context, req gen.AdminGetJobAttemptsRequestObject) (gen.AdminGetJobAttemptsResponseObject, error) {
+func (s *Server) AdminGetJobAttempts(ctx context.Context, req server.AdminGetJobAttemptsRequestObject) (server.AdminGetJobAttemptsResponseObject, error) {
 	attempts, err := s.store.Attempts(ctx, req.Id)
 	if err != nil {
 		return nil, err
@@ -103,11 +104,11 @@ func (s *Server) AdminGetJobAttempts(ctx context.Context, req gen.AdminGetJobAtt
 			StartedAt: timestampPtr(a.StartedAt), EndedAt: timestampPtr(a.EndedAt),
 		})
 	}
-	return gen.AdminGetJobAttempts200JSONResponse(out), nil
+	return server.AdminGetJobAttempts200JSONResponse(out), nil
 }
 
 // AdminGetJobEvents streams any user's job, as GetJobEvents does its owner's.
-func (s *Server) AdminGetJobEvents(ctx context.Context, req gen.AdminGetJobEventsRequestObject) (gen.AdminGetJobEventsResponseObject, error) {
+func (s *Server) AdminGetJobEvents(ctx context.Context, req server.AdminGetJobEventsRequestObject) (server.AdminGetJobEventsResponseObject, error) {
 	read := func(ctx context.Context) (polled, error) {
 		j, err := s.store.GetAny(ctx, req.Id)
 		if err != nil {
@@ -120,20 +121,20 @@ func (s *Server) AdminGetJobEvents(ctx context.Context, req gen.AdminGetJobEvent
 		return nil, err
 	}
 	if stream == nil {
-		return gen.AdminGetJobEvents204Response{}, nil
+		return server.AdminGetJobEvents204Response{}, nil
 	}
 	return stream, nil
 }
 
 // AdminCancelJob cancels any user's job and logs who did.
-func (s *Server) AdminCancelJob(ctx context.Context, req gen.AdminCancelJobRequestObject) (gen.AdminCancelJobResponseObject, error) {
+func (s *Server) AdminCancelJob(ctx context.Context, req server.AdminCancelJobRequestObject) (server.AdminCancelJobResponseObject, error) {
 	admin := principalFrom(ctx).Subject
 	_, res, err := s.store.CancelAs(ctx, store.Canceller{ID: req.Id, By: admin, Text: store.ErrTextCancelledByAdmin})
 	if err != nil {
 		return nil, err
 	}
 	if res == store.AlreadyFinished {
-		return gen.AdminCancelJob409JSONResponse{Error: msgAlreadyFinished}, nil
+		return server.AdminCancelJob409JSONResponse{Error: msgAlreadyFinished}, nil
 	}
 	s.metrics.JobCancelled()
 	s.log.Info("admin action", "action", "cancel", "admin", admin, "job_id", req.Id)
@@ -141,11 +142,11 @@ func (s *Server) AdminCancelJob(ctx context.Context, req gen.AdminCancelJobReque
 	if err != nil {
 		return nil, err
 	}
-	return gen.AdminCancelJob200JSONResponse(toAdminJob(j)), nil
+	return server.AdminCancelJob200JSONResponse(toAdminJob(j)), nil
 }
 
 // AdminRequeueJob runs a FAILED job again as a new job.
-func (s *Server) AdminRequeueJob(ctx context.Context, req gen.AdminRequeueJobRequestObject) (gen.AdminRequeueJobResponseObject, error) {
+func (s *Server) AdminRequeueJob(ctx context.Context, req server.AdminRequeueJobRequestObject) (server.AdminRequeueJobResponseObject, error) {
 	admin := principalFrom(ctx).Subject
 	j, err := s.store.Requeue(ctx, req.Id)
 	if err != nil {
@@ -154,11 +155,11 @@ func (s *Server) AdminRequeueJob(ctx context.Context, req gen.AdminRequeueJobReq
 	s.metrics.JobCreated(string(j.Type))
 	s.log.Info("admin action", "action", "requeue", "admin", admin, "job_id", req.Id, "new_job_id", j.ID)
 	loc := adminPrefix + "jobs/" + j.ID.String()
-	return gen.AdminRequeueJob202JSONResponse{Body: toAdminJob(j), Headers: gen.AdminRequeueJob202ResponseHeaders{Location: &loc}}, nil
+	return server.AdminRequeueJob202JSONResponse{Body: toAdminJob(j), Headers: server.AdminRequeueJob202ResponseHeaders{Location: &loc}}, nil
 }
 
 // AdminRequeueFailed requeues FAILED jobs by filter (or counts them).
-func (s *Server) AdminRequeueFailed(ctx context.Context, req gen.AdminRequeueFailedRequestObject) (gen.AdminRequeueFailedResponseObject, error) {
+func (s *Server) AdminRequeueFailed(ctx context.Context, req server.AdminRequeueFailedRequestObject) (server.AdminRequeueFailedResponseObject, error) {
 	b := req.Body
 	f := store.RequeueFilter{FailedAfter: b.FailedAfter.Time, Limit: 100}
 	if b.FailedBefore != nil {
@@ -192,17 +193,17 @@ func (s *Server) AdminRequeueFailed(ctx context.Context, req gen.AdminRequeueFai
 	}
 	s.log.Info("admin action", "action", "requeue-by-filter", "admin", admin, "dry_run", f.DryRun,
 		"matched", matched, "requeued", len(jobs))
-	return gen.AdminRequeueFailed200JSONResponse(out), nil
+	return server.AdminRequeueFailed200JSONResponse(out), nil
 }
 
 // AdminGetStats answers the queue at a glance, computed at most every
 // statsTTL per process: a console refreshes it every few seconds.
-func (s *Server) AdminGetStats(ctx context.Context, _ gen.AdminGetStatsRequestObject) (gen.AdminGetStatsResponseObject, error) {
+func (s *Server) AdminGetStats(ctx context.Context, _ server.AdminGetStatsRequestObject) (server.AdminGetStatsResponseObject, error) {
 	st, err := s.stats.get(ctx, s.computeStats)
 	if err != nil {
 		return nil, err
 	}
-	return gen.AdminGetStats200JSONResponse(st), nil
+	return server.AdminGetStats200JSONResponse(st), nil
 }
 
 func (s *Server) computeStats(ctx context.Context) (gen.AdminStats, error) {
@@ -241,12 +242,12 @@ func (s *Server) computeStats(ctx context.Context) (gen.AdminStats, error) {
 }
 
 // AdminListWorkers answers the live workers.
-func (s *Server) AdminListWorkers(ctx context.Context, _ gen.AdminListWorkersRequestObject) (gen.AdminListWorkersResponseObject, error) {
+func (s *Server) AdminListWorkers(ctx context.Context, _ server.AdminListWorkersRequestObject) (server.AdminListWorkersResponseObject, error) {
 	workers, err := s.store.Workers(ctx)
 	if err != nil {
 		return nil, err
 	}
-	return gen.AdminListWorkers200JSONResponse(gen.WorkerList{Workers: toAPIWorkers(workers)}), nil
+	return server.AdminListWorkers200JSONResponse(gen.WorkerList{Workers: toAPIWorkers(workers)}), nil
 }
 
 func toAdminJob(j *store.AdminJob) gen.AdminJob {

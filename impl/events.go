@@ -10,7 +10,7 @@ import (
 
 	"github.com/google/uuid"
 
-	"github.com/jobsd/jobsd/gen"
+	"github.com/jobsd/jobsd/gen/server"
 	"github.com/jobsd/jobsd/store"
 )
 
@@ -24,19 +24,20 @@ const (
 // GetJobEvents streams the job's versions as Server-Sent Events. The owner
 // check and the first read happen before the stream starts, so the 404 is
 // the status endpoint's.
-func (s *Server) GetJobEvents(ctx context.Context, req gen.GetJobEventsRequestObject) (gen.GetJobEventsResponseObject, error) {
+func (s *Server) GetJobEvents(ctx context.Context, req server.GetJobEventsRequestObject) (server.GetJobEventsResponseObject, error) {
 	user := principalFrom(ctx).Subject
 	read := func(ctx context.Context) (polled, error) { return s.lookup(ctx, user, req.Id) }
 	stream, err := s.openStream(ctx, req.Id, req.Params.LastEventID, read)
 	if errors.Is(err, store.ErrNotFound) {
-		return gen.GetJobEvents404JSONResponse{NotFoundJSONResponse: gen.NotFoundJSONResponse{Error: msgNotFound}}, nil
+		return server.GetJobEvents404JSONResponse{NotFoundJSONResponse: server.NotFoundJSONResponse{Error: msgNotFound}}, nil
 	}
 	if err != nil {
 		return nil, err
 	}
 	if stream == nil {
-		return gen.GetJobEvents204Response{}, nil
+		return server.GetJobEvents204Response{}, nil
 	}
+	stream.user = user // the owner's streams count against the waiter cap
 	return stream, nil
 }
 
@@ -68,6 +69,8 @@ type eventStream struct {
 	id     uuid.UUID
 	first  polled
 	lastID string
+	// user, when set, is whose waiter slot the stream takes while it runs.
+	user string
 }
 
 // VisitAdminGetJobEventsResponse runs the admin's stream: the same stream.
@@ -78,6 +81,14 @@ func (e *eventStream) VisitAdminGetJobEventsResponse(w http.ResponseWriter) erro
 // VisitGetJobEventsResponse runs the stream until the job is finished, the
 // client goes away, or MaxStreamDuration passes.
 func (e *eventStream) VisitGetJobEventsResponse(w http.ResponseWriter) error {
+	if e.user != "" {
+		// The slot is taken here, where the stream runs, so that it is
+		// released however the stream ends; a refused stream holds nothing.
+		if !e.s.waiters.acquire(e.user, e.s.replicas.Count()) {
+			return server.GetJobEvents429JSONResponse{TooManyRequestsJSONResponse: tooManyWaiters()}.VisitGetJobEventsResponse(w)
+		}
+		defer e.s.waiters.release(e.user)
+	}
 	rc := http.NewResponseController(w)
 	h := w.Header()
 	h.Set("Content-Type", "text/event-stream")

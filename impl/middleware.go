@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"mime"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"regexp"
 	"strings"
@@ -19,6 +20,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/jobsd/jobsd/auth"
+	"github.com/jobsd/jobsd/internal/uuidform"
 	"github.com/jobsd/jobsd/tracing"
 )
 
@@ -34,8 +36,10 @@ func principalFrom(ctx context.Context) *auth.Principal {
 // anything else looks at the request, so a caller without a valid token
 // learns nothing, not even whether an id is well formed. It runs as an echo
 // middleware because the generated wrapper binds path parameters before
-// strict middlewares would run.
-func authenticate(v Verifier, log *slog.Logger) echo.MiddlewareFunc {
+// strict middlewares would run. An address whose tokens failed too often
+// (fails) gets a 429 before its token is checked, so that a flood of bad
+// tokens costs no signature checks beyond the limit.
+func authenticate(v Verifier, fails *addrLimiter, log *slog.Logger) echo.MiddlewareFunc {
 	return func(next echo.HandlerFunc) echo.HandlerFunc {
 		return func(c echo.Context) error {
 			req := c.Request()
@@ -46,8 +50,17 @@ func authenticate(v Verifier, log *slog.Logger) echo.MiddlewareFunc {
 			if !ok {
 				return errUnauthorized
 			}
+			var addr netip.Addr
+			if fails != nil {
+				addr = addrKey(c.RealIP())
+			}
+			r, ok, wait := fails.admit(addr, time.Now())
+			if !ok {
+				return tooMany(c, wait)
+			}
 			c.Set(tokenPresentedKey, true)
 			p, err := v.Verify(req.Context(), token)
+			fails.done(addr, r, err != nil, time.Now())
 			if err != nil {
 				// The reason is for the log only; the client gets the documented message.
 				log.Info("token rejected", "request_id", requestID(c), "reason", err)
@@ -88,33 +101,12 @@ func checkJobID(next echo.HandlerFunc) echo.HandlerFunc {
 				}
 				raw = unescaped
 			}
-			if !IsCanonicalUUID(raw) {
+			if !uuidform.IsCanonical(raw) {
 				return errInvalidUUID
 			}
 		}
 		return next(c)
 	}
-}
-
-// IsCanonicalUUID reports whether s is 8-4-4-4-12 hexadecimal digits.
-func IsCanonicalUUID(s string) bool {
-	if len(s) != 36 {
-		return false
-	}
-	for i := 0; i < 36; i++ {
-		c := s[i]
-		switch i {
-		case 8, 13, 18, 23:
-			if c != '-' {
-				return false
-			}
-		default:
-			if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F') {
-				return false
-			}
-		}
-	}
-	return true
 }
 
 // validateRequest checks parameters and bodies against openapi.yaml with

@@ -12,6 +12,7 @@ import (
 	semconv "go.opentelemetry.io/otel/semconv/v1.40.0"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/jobsd/jobsd/internal/uuidform"
 	"github.com/jobsd/jobsd/metrics"
 	"github.com/jobsd/jobsd/tracing"
 )
@@ -47,7 +48,7 @@ func serveTraced(c echo.Context, next echo.HandlerFunc) error {
 		name += " " + route
 		attrs = append(attrs, semconv.HTTPRoute(route))
 	}
-	if id := c.Param("id"); IsCanonicalUUID(id) {
+	if id := c.Param("id"); uuidform.IsCanonical(id) {
 		attrs = append(attrs, attribute.String("jobsd.job.id", strings.ToLower(id)))
 	}
 	ctx := tracing.Propagator().Extract(req.Context(), propagation.HeaderCarrier(req.Header))
@@ -94,7 +95,7 @@ func scheme(req *http.Request) string {
 // parameter when it is a UUID, or the job a creation made (its Location
 // header); "" for other requests.
 func jobIDOf(c echo.Context) string {
-	if id := c.Param("id"); IsCanonicalUUID(id) {
+	if id := c.Param("id"); uuidform.IsCanonical(id) {
 		return strings.ToLower(id)
 	}
 	return createdJobID(c)
@@ -107,7 +108,7 @@ func createdJobID(c echo.Context) string {
 		return ""
 	}
 	id, ok := strings.CutPrefix(c.Response().Header().Get(echo.HeaderLocation), "/api/jobs/")
-	if !ok || !IsCanonicalUUID(id) {
+	if !ok || !uuidform.IsCanonical(id) {
 		return ""
 	}
 	return id

@@ -293,11 +293,17 @@ func (w *Worker) claimAndStart(ctx, jobCtx context.Context) (claimed, asked int,
 	}
 	after := w.claimFrom()
 	req := store.ClaimRequest{Worker: w.id, N: n, Lease: w.cfg.Lease, After: after}
-	got, last, err := w.cfg.Store.Claim(ctx, req)
+	// A claim is never cut short by shutdown (the store's own timeout
+	// bounds it): cancelled mid-statement, it may have committed while its
+	// reply is dropped, leaving jobs PROCESSING under a lease that nobody
+	// runs until it expires. Claimed jobs are started, and shutdown then
+	// lets them finish or hands them back.
+	claimCtx := context.WithoutCancel(ctx)
+	got, last, err := w.cfg.Store.Claim(claimCtx, req)
 	if err == nil && len(got) == 0 && after != nil {
 		// Nothing past the cursor: look from the head before going idle.
 		req.After, after = nil, nil
-		got, last, err = w.cfg.Store.Claim(ctx, req)
+		got, last, err = w.cfg.Store.Claim(claimCtx, req)
 	}
 	w.claimedTo(len(got), last, n, after == nil)
 	if err != nil {

@@ -24,7 +24,8 @@ import (
 
 // runDev runs the API, a worker and a local token issuer against a
 // throwaway database: DATABASE_URL if set, else a temporary cluster from the
-// PostgreSQL binaries on PATH, else a container. Tokens are verified through
+// PostgreSQL binaries on PATH, else a container started with the docker
+// command line (no Docker library is linked into jobsd). Tokens are verified through
 // the same code as in production, fetching the issuer's JWKS over HTTP.
 func runDev(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("dev", flag.ContinueOnError)

@@ -54,6 +54,17 @@ func runServe(ctx context.Context, args []string) error {
 	if metricsAddr() != "" {
 		reg = newProcessMetrics(st, log)
 	}
+	// The registry of live API processes: N divides the per-user limits.
+	// The heartbeat stops, and the entry goes, when ctx ends (SIGTERM).
+	replicas := impl.NewReplicas(st, log)
+	if err := replicas.Refresh(ctx); err != nil {
+		log.Warn("api replicas: first heartbeat failed; counting this process alone", "err", err)
+	}
+	replicasCtx, stopReplicas := context.WithCancel(ctx)
+	replicasDone := make(chan struct{})
+	go func() { replicas.Run(replicasCtx); close(replicasDone) }()
+	defer func() { stopReplicas(); <-replicasDone }()
+	settings.replicas = replicas
 	draining := make(chan struct{})
 	e, closeHub, err := newAPI(st, db.url, acfg, settings, draining, reg, log)
 	if err != nil {
@@ -113,6 +124,11 @@ func newAPI(st *store.Store, dbURL string, acfg auth.Config, s apiSettings, drai
 		CreateLimit:  s.createLimit,
 		Retention:    s.retention,
 		Metrics:      m,
+		Replicas:     s.replicas,
+		UserWaiters:  s.userWaiters,
+
+		AuthFailLimit:  s.authFail,
+		TrustedProxies: s.trusted,
 	})
 	if err != nil {
 		h.Close()
