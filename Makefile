@@ -133,10 +133,6 @@ breaking-check: $(OASDIFF) ## fail if openapi.yaml breaks clients of openapi.bas
 deps-check: ## check the dependency rules with go list -deps (scripts/deps-check.sh)
 	bash scripts/deps-check.sh
 
-.PHONY: deps-check-pending
-deps-check-pending: ## the dependency rules still waiting for a change in progress; fails until they hold
-	bash scripts/deps-check.sh --pending
-
 .PHONY: rules-check
 rules-check: ## check deploy/prometheus/alerts.yml with promtool (Debian package prometheus)
 	promtool check rules deploy/prometheus/alerts.yml
