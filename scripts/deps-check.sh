@@ -2,6 +2,11 @@
 # Dependency rules, checked with `go list -deps`: what a package links (its
 # tests aside). Each rule names a package and a regular expression that no
 # package in its dependencies may match. Fails on any violation.
+#
+# client/ and cmd/jobsd/ also hold their rules in Go tests (deps_test.go,
+# run by `make test`; the jobsd one also reads the built binary with
+# `go version -m`). This script checks every rule in seconds, before the
+# test suite, including the packages that have no such test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
