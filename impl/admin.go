@@ -11,6 +11,7 @@ import (
 
 	"github.com/jobsd/jobsd/gen"
 	"github.com/jobsd/jobsd/gen/server"
+	"github.com/jobsd/jobsd/job"
 	"github.com/jobsd/jobsd/store"
 	"github.com/jobsd/jobsd/timestamp"
 )
@@ -43,11 +44,11 @@ func (s *Server) AdminListJobs(ctx context.Context, req server.AdminListJobsRequ
 		f.Limit = *p.Limit
 	}
 	if p.Status != nil {
-		st := store.Status(*p.Status)
+		st := job.Status(*p.Status)
 		f.Status = &st
 	}
 	if p.Type != nil {
-		t := store.Type(*p.Type)
+		t := job.Type(*p.Type)
 		f.Type = &t
 	}
 	if p.UserId != nil {
@@ -129,7 +130,7 @@ func (s *Server) AdminGetJobEvents(ctx context.Context, req server.AdminGetJobEv
 // AdminCancelJob cancels any user's job and logs who did.
 func (s *Server) AdminCancelJob(ctx context.Context, req server.AdminCancelJobRequestObject) (server.AdminCancelJobResponseObject, error) {
 	admin := principalFrom(ctx).Subject
-	_, res, err := s.store.CancelAs(ctx, store.Canceller{ID: req.Id, By: admin, Text: store.ErrTextCancelledByAdmin})
+	_, res, err := s.store.CancelAs(ctx, store.Canceller{ID: req.Id, By: admin, Text: job.ErrTextCancelledByAdmin})
 	if err != nil {
 		return nil, err
 	}
@@ -166,7 +167,7 @@ func (s *Server) AdminRequeueFailed(ctx context.Context, req server.AdminRequeue
 		f.FailedBefore = &b.FailedBefore.Time
 	}
 	if b.Type != nil {
-		t := store.Type(*b.Type)
+		t := job.Type(*b.Type)
 		f.Type = &t
 	}
 	if b.UserId != nil {
@@ -221,8 +222,8 @@ func (s *Server) computeStats(ctx context.Context) (gen.AdminStats, error) {
 	}
 	out := gen.AdminStats{QueuedCapped: q.Capped, Queued: []gen.TypeCount{}, FinishedLastHour: []gen.TypeCount{},
 		PerMinute: make([]gen.MinuteCount, 0, len(act.PerMinute)), Workers: toAPIWorkers(workers)}
-	for _, st := range []store.Status{store.StatusPending, store.StatusProcessing} {
-		for _, t := range store.Types {
+	for _, st := range []job.Status{job.StatusPending, job.StatusProcessing} {
+		for _, t := range job.Types {
 			if n := q.Counts[st][t]; n > 0 {
 				out.Queued = append(out.Queued, gen.TypeCount{Type: gen.JobType(t), Status: gen.JobStatus(st), Count: int(n)})
 			}

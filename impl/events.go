@@ -4,14 +4,12 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"net/http"
 	"time"
 
 	"github.com/google/uuid"
 
 	"github.com/jobsd/jobsd/gen/server"
-	"github.com/jobsd/jobsd/store"
 )
 
 // Event stream timing. A stream ends after MaxStreamDuration even if the job
@@ -28,9 +26,6 @@ func (s *Server) GetJobEvents(ctx context.Context, req server.GetJobEventsReques
 	user := principalFrom(ctx).Subject
 	read := func(ctx context.Context) (polled, error) { return s.lookup(ctx, user, req.Id) }
 	stream, err := s.openStream(ctx, req.Id, req.Params.LastEventID, read)
-	if errors.Is(err, store.ErrNotFound) {
-		return server.GetJobEvents404JSONResponse{NotFoundJSONResponse: server.NotFoundJSONResponse{Error: msgNotFound}}, nil
-	}
 	if err != nil {
 		return nil, err
 	}

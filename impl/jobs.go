@@ -10,6 +10,7 @@ import (
 
 	"github.com/jobsd/jobsd/gen"
 	"github.com/jobsd/jobsd/gen/server"
+	"github.com/jobsd/jobsd/job"
 	"github.com/jobsd/jobsd/store"
 	"github.com/jobsd/jobsd/timestamp"
 )
@@ -21,11 +22,11 @@ func (s *Server) ListJobs(ctx context.Context, req server.ListJobsRequestObject)
 		f.Limit = *req.Params.Limit
 	}
 	if req.Params.Status != nil {
-		st := store.Status(*req.Params.Status)
+		st := job.Status(*req.Params.Status)
 		f.Status = &st
 	}
 	if req.Params.Type != nil {
-		t := store.Type(*req.Params.Type)
+		t := job.Type(*req.Params.Type)
 		f.Type = &t
 	}
 	if req.Params.Cursor != nil {
@@ -57,10 +58,7 @@ func (s *Server) CreatePromptPreview(ctx context.Context, req server.CreatePromp
 	if err != nil {
 		return nil, fmt.Errorf("encode preview input: %w", err)
 	}
-	j, err := s.create(ctx, store.TypeAIPreview, input, "POST /api/admin/prompts/preview", req.Params.IdempotencyKey)
-	if errors.Is(err, store.ErrIdempotencyConflict) {
-		return server.CreatePromptPreview409JSONResponse{IdempotencyConflictJSONResponse: server.IdempotencyConflictJSONResponse{Error: msgConflict}}, nil
-	}
+	j, err := s.create(ctx, job.TypeAIPreview, input, "POST /api/admin/prompts/preview", req.Params.IdempotencyKey)
 	if err != nil {
 		return nil, err
 	}
@@ -74,9 +72,6 @@ func (s *Server) CreateJob(ctx context.Context, req server.CreateJobRequestObjec
 		return server.CreateJob400JSONResponse{BadRequestJSONResponse: server.BadRequestJSONResponse{Error: err.Error()}}, nil
 	}
 	j, err := s.create(ctx, typ, input, "POST /api/jobs", req.Params.IdempotencyKey)
-	if errors.Is(err, store.ErrIdempotencyConflict) {
-		return server.CreateJob409JSONResponse{IdempotencyConflictJSONResponse: server.IdempotencyConflictJSONResponse{Error: msgConflict}}, nil
-	}
 	if err != nil {
 		return nil, err
 	}
@@ -85,7 +80,7 @@ func (s *Server) CreateJob(ctx context.Context, req server.CreateJobRequestObjec
 
 // create inserts the job. The idempotency fingerprint covers the type and
 // the canonical JSON of the input, so "same body" ignores key order and spacing.
-func (s *Server) create(ctx context.Context, typ store.Type, input []byte, scope string, key *string) (*store.Job, error) {
+func (s *Server) create(ctx context.Context, typ job.Type, input []byte, scope string, key *string) (*job.Job, error) {
 	nj := store.NewJob{
 		UserID:      principalFrom(ctx).Subject,
 		Type:        typ,
@@ -121,7 +116,7 @@ func canonicalJSON(b []byte) ([]byte, error) {
 
 // accepted is the 202 of a creation. Retry-After says when to poll, so a
 // finished job (an Idempotency-Key replay) has none, as for its polls.
-func accepted(j *store.Job) server.AcceptedJSONResponse {
+func accepted(j *job.Job) server.AcceptedJSONResponse {
 	loc := "/api/jobs/" + j.ID.String()
 	h := server.AcceptedResponseHeaders{Location: &loc}
 	if !j.Status.Terminal() {
@@ -133,7 +128,7 @@ func accepted(j *store.Job) server.AcceptedJSONResponse {
 
 // toAPIJob is the Job resource exactly as documented: every key present,
 // absent values null, timestamps with three fractional digits in UTC.
-func toAPIJob(j *store.Job) gen.Job {
+func toAPIJob(j *job.Job) gen.Job {
 	out := gen.Job{
 		Id:        j.ID,
 		Type:      gen.JobType(j.Type),
@@ -166,7 +161,7 @@ const MaxDocumentBytes = 5 << 20
 
 // jobInput picks the typed request out of the union (already validated
 // against openapi.yaml) and checks the rules a schema cannot say.
-func jobInput(body *gen.CreateJobRequest) (store.Type, []byte, error) {
+func jobInput(body *gen.CreateJobRequest) (job.Type, []byte, error) {
 	v, err := body.ValueByDiscriminator()
 	if err != nil {
 		return "", nil, errors.New(`Invalid request body: field "type" is not a job type this endpoint creates`)
@@ -202,7 +197,7 @@ func jobInput(body *gen.CreateJobRequest) (store.Type, []byte, error) {
 	if err != nil {
 		return "", nil, fmt.Errorf("Invalid request body: %w", err)
 	}
-	return store.Type(disc), b, nil
+	return job.Type(disc), b, nil
 }
 
 // GetHealth says the process is alive.
@@ -240,9 +235,6 @@ const (
 // CancelJob ends the caller's unfinished job as FAILED "Cancelled by user".
 func (s *Server) CancelJob(ctx context.Context, req server.CancelJobRequestObject) (server.CancelJobResponseObject, error) {
 	j, res, err := s.store.Cancel(ctx, principalFrom(ctx).Subject, req.Id)
-	if errors.Is(err, store.ErrNotFound) {
-		return server.CancelJob404JSONResponse{NotFoundJSONResponse: server.NotFoundJSONResponse{Error: msgNotFound}}, nil
-	}
 	if err != nil {
 		return nil, err
 	}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/jobsd/jobsd/hub"
 	"github.com/jobsd/jobsd/impl"
+	"github.com/jobsd/jobsd/job"
 	"github.com/jobsd/jobsd/store"
 )
 
@@ -49,7 +50,7 @@ func TestLimitsAcrossReplicas(t *testing.T) {
 		t.Fatalf("replicas counted: %d and %d, want 2 and 2", rA.Count(), rB.Count())
 	}
 
-	id := b.job(t, store.StatusPending)
+	id := b.job(t, job.StatusPending)
 	servers := []*echo.Echo{b.e, e2}
 	codes := map[int]int{}
 	start := time.Now()
@@ -110,7 +111,7 @@ func TestWaiterCap(t *testing.T) {
 		resp.Body.Close()
 		return resp.StatusCode, string(body)
 	}
-	job1, job2 := b.job(t, store.StatusPending), b.job(t, store.StatusPending)
+	job1, job2 := b.job(t, job.StatusPending), b.job(t, job.StatusPending)
 	etag := get(t.Context(), "/api/jobs/"+job1, "").Header.Get("ETag") // both jobs are at version 1
 
 	// Two long polls that wait: the cap. They run in the background, so
@@ -199,7 +200,7 @@ func TestAuthFailFlood(t *testing.T) {
 		c.AuthFailLimit = impl.RateLimit{PerSecond: 0.01, Burst: 5}
 		c.TrustedProxies = []*net.IPNet{proxies}
 	})
-	id := b.job(t, store.StatusPending)
+	id := b.job(t, job.StatusPending)
 	do := func(peer, xff, token string) *httptest.ResponseRecorder {
 		req := httptest.NewRequest("GET", "/api/jobs/"+id, nil)
 		req.RemoteAddr = peer

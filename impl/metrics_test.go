@@ -18,8 +18,8 @@ import (
 
 	"github.com/jobsd/jobsd/hub"
 	"github.com/jobsd/jobsd/impl"
+	"github.com/jobsd/jobsd/job"
 	"github.com/jobsd/jobsd/metrics"
-	"github.com/jobsd/jobsd/store"
 )
 
 // TestMetrics runs the real API with its metrics, as serve wires them, on a
@@ -185,7 +185,7 @@ func TestMetrics(t *testing.T) {
 
 	// The queue: one PENDING job now, made after the scrapes above cached
 	// the empty queue; the next reading (at most QueueStatsTTL later) has it.
-	b.job(t, store.StatusPending)
+	b.job(t, job.StatusPending)
 	scrape = waitFor(t, msrv.URL(), "the queue gauges to see the new job", func(s scraped) bool {
 		return s.value("jobsd_jobs", "status", "PENDING", "type", "AI_PREVIEW") == 1
 	})

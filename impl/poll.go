@@ -3,7 +3,6 @@ package impl
 import (
 	"container/list"
 	"context"
-	"errors"
 	"net/http"
 	"strconv"
 	"strings"
@@ -14,7 +13,7 @@ import (
 
 	"github.com/jobsd/jobsd/gen"
 	"github.com/jobsd/jobsd/gen/server"
-	"github.com/jobsd/jobsd/store"
+	"github.com/jobsd/jobsd/job"
 )
 
 // cacheControl tells browsers and proxies to keep the job private and to
@@ -30,13 +29,11 @@ type polled struct {
 	body []byte
 }
 
-func (p polled) terminal() bool {
-	return p.job.Status == gen.COMPLETED || p.job.Status == gen.FAILED
-}
+func (p polled) terminal() bool { return job.Status(p.job.Status).Terminal() }
 
 // etagOf is the job's strong validator: its row version, which changes on
 // every change (timestamps could collide within a millisecond).
-func etagOf(j *store.Job) string { return `"v` + strconv.FormatInt(j.Version, 10) + `"` }
+func etagOf(j *job.Job) string { return `"v` + strconv.FormatInt(j.Version, 10) + `"` }
 
 // lookup returns the user's job: from the terminal cache when it is
 // finished (finished jobs never change), else from the database.
@@ -77,9 +74,6 @@ func (s *Server) read(ctx context.Context, user string, id uuid.UUID) (polled, e
 func (s *Server) GetJob(ctx context.Context, req server.GetJobRequestObject) (server.GetJobResponseObject, error) {
 	user := principalFrom(ctx).Subject
 	p, err := s.lookup(ctx, user, req.Id)
-	if errors.Is(err, store.ErrNotFound) {
-		return server.GetJob404JSONResponse{NotFoundJSONResponse: server.NotFoundJSONResponse{Error: msgNotFound}}, nil
-	}
 	if err != nil {
 		return nil, err
 	}

@@ -26,6 +26,7 @@ import (
 	"github.com/jobsd/jobsd/gen/server"
 	"github.com/jobsd/jobsd/hub"
 	"github.com/jobsd/jobsd/internal/uuidform"
+	"github.com/jobsd/jobsd/job"
 	"github.com/jobsd/jobsd/metrics"
 	"github.com/jobsd/jobsd/store"
 )
@@ -80,7 +81,7 @@ type Config struct {
 }
 
 // DefaultMaxBodyBytes fits the largest document a PARSE_DOCUMENT job takes.
-const DefaultMaxBodyBytes = 8 << 20
+const DefaultMaxBodyBytes = job.DefaultMaxBodyBytes
 
 // RetryAfterSeconds is the documented polling interval.
 const RetryAfterSeconds = 3
@@ -114,7 +115,7 @@ func New(cfg Config) (*echo.Echo, error) {
 		cfg.MaxBodyBytes = DefaultMaxBodyBytes
 	}
 	if cfg.MaxAttempts <= 0 {
-		cfg.MaxAttempts = 3
+		cfg.MaxAttempts = job.DefaultMaxAttempts
 	}
 	routes, err := specRoutes()
 	if err != nil {

@@ -21,6 +21,7 @@ import (
 	"github.com/jobsd/jobsd/auth"
 	"github.com/jobsd/jobsd/impl"
 	"github.com/jobsd/jobsd/internal/pgtest"
+	"github.com/jobsd/jobsd/job"
 	"github.com/jobsd/jobsd/metrics"
 	"github.com/jobsd/jobsd/store"
 	"github.com/jobsd/jobsd/tracing"
@@ -71,13 +72,13 @@ func setupPoll(tb testing.TB, opts ...func(*impl.Config)) *pollBundle {
 	return &pollBundle{e: e, st: st, url: url, iss: iss, v: v, token: tok}
 }
 
-func (b *pollBundle) job(tb testing.TB, status store.Status) string {
+func (b *pollBundle) job(tb testing.TB, status job.Status) string {
 	tb.Helper()
-	j, _, err := b.st.Create(context.Background(), store.NewJob{UserID: "alice", Type: store.TypeAIPreview, Input: []byte(`{"prompt":"x"}`)})
+	j, _, err := b.st.Create(context.Background(), store.NewJob{UserID: "alice", Type: job.TypeAIPreview, Input: []byte(`{"prompt":"x"}`)})
 	if err != nil {
 		tb.Fatal(err)
 	}
-	if status == store.StatusCompleted {
+	if status == job.StatusCompleted {
 		_, err = b.st.DB().Exec(`UPDATE jobs SET status = 'COMPLETED', result = '{"output":"done"}', attempts = 1,
 			started_at = now(), completed_at = now(), updated_at = now(), version = version + 1 WHERE id = $1`, j.ID)
 		if err != nil {
@@ -102,7 +103,7 @@ func (b *pollBundle) poll(tb testing.TB, id, inm string) *httptest.ResponseRecor
 // unfinished job (200 or 304), none for a finished one once cached.
 func TestPollCost(t *testing.T) {
 	b := setupPoll(t)
-	pending, done := b.job(t, store.StatusPending), b.job(t, store.StatusCompleted)
+	pending, done := b.job(t, job.StatusPending), b.job(t, job.StatusCompleted)
 	etagOf := func(id string) string { return b.poll(t, id, "").Header().Get("ETag") }
 	pendingTag, doneTag := etagOf(pending), etagOf(done) // also warms the caches
 	tests := []struct {
@@ -154,7 +155,7 @@ func BenchmarkPoll(b *testing.B) {
 // benchmarkPoll polls an unfinished and a finished job, plainly and with
 // If-None-Match, through the whole server in process.
 func benchmarkPoll(b *testing.B, bb *pollBundle) {
-	pending, done := bb.job(b, store.StatusPending), bb.job(b, store.StatusCompleted)
+	pending, done := bb.job(b, job.StatusPending), bb.job(b, job.StatusCompleted)
 	cases := []struct {
 		name, id    string
 		conditional bool
@@ -190,7 +191,7 @@ func TestRateLimits(t *testing.T) {
 		c.ReadLimit = impl.RateLimit{PerSecond: 0.5, Burst: 2}
 		c.CreateLimit = impl.RateLimit{PerSecond: 0.5, Burst: 1}
 	})
-	id := b.job(t, store.StatusPending)
+	id := b.job(t, job.StatusPending)
 	codes := []int{b.poll(t, id, "").Code, b.poll(t, id, "").Code}
 	rec := b.poll(t, id, "")
 	if codes[0] != 200 || codes[1] != 200 || rec.Code != http.StatusTooManyRequests {

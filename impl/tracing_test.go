@@ -15,7 +15,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/jobsd/jobsd/impl"
-	"github.com/jobsd/jobsd/store"
+	"github.com/jobsd/jobsd/job"
 	"github.com/jobsd/jobsd/tracing/tracingtest"
 )
 
@@ -27,7 +27,7 @@ func TestRequestSpans(t *testing.T) {
 	exp := tracingtest.Record(t)
 	var logs bytes.Buffer
 	b := setupPoll(t, func(c *impl.Config) { c.Log = slog.New(slog.NewJSONHandler(&logs, nil)) })
-	pending := b.job(t, store.StatusPending)
+	pending := b.job(t, job.StatusPending)
 	missing := uuid.NewString()
 
 	send := func(method, path, body string, header ...string) *httptest.ResponseRecorder {

@@ -17,7 +17,7 @@ import (
 	"github.com/jobsd/jobsd/hub"
 	"github.com/jobsd/jobsd/impl"
 	"github.com/jobsd/jobsd/internal/eventually"
-	"github.com/jobsd/jobsd/store"
+	"github.com/jobsd/jobsd/job"
 )
 
 // TestManyWaiters holds a thousand long polls and two hundred event streams
@@ -44,7 +44,7 @@ func TestManyWaiters(t *testing.T) {
 
 	ids := make([]string, jobs)
 	for i := range ids {
-		ids[i] = b.job(t, store.StatusPending)
+		ids[i] = b.job(t, job.StatusPending)
 	}
 	var finished atomic.Int32
 	var wg sync.WaitGroup

@@ -8,12 +8,13 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/jobsd/jobsd/job"
 	"github.com/jobsd/jobsd/model"
 )
 
 func TestPreview(t *testing.T) {
 	env := localEnv(nil)
-	res, err := run(t, TypeAIPreview, env, map[string]any{
+	res, err := run(t, job.TypeAIPreview, env, map[string]any{
 		"prompt":    "Summarise the market risks for {{crop}} farmers in {{ region }}. {{crop}} prices fell sharply this season. Storage losses hit {{crop}} farmers hard.",
 		"variables": map[string]string{"crop": "maize", "region": "Rift Valley"},
 	})
@@ -27,10 +28,10 @@ func TestPreview(t *testing.T) {
 		t.Errorf("output = %q", out.Output)
 	}
 
-	_, err = run(t, TypeAIPreview, env, map[string]any{"prompt": "Hello {{ name }} from {{place}}", "variables": map[string]string{"place": "x"}})
+	_, err = run(t, job.TypeAIPreview, env, map[string]any{"prompt": "Hello {{ name }} from {{place}}", "variables": map[string]string{"place": "x"}})
 	wantErr(t, err, `Invalid input: field "variables" has no value for "name"`, false)
 
-	_, err = run(t, TypeAIPreview, env, map[string]any{"prompt": "x", "bogus": 1})
+	_, err = run(t, job.TypeAIPreview, env, map[string]any{"prompt": "x", "bogus": 1})
 	wantErr(t, err, `Invalid input: field "bogus" is not allowed`, false)
 }
 
@@ -42,7 +43,7 @@ func TestRenderTemplateSinglePass(t *testing.T) {
 }
 
 func TestPreviewMarkers(t *testing.T) {
-	h := Registry()[TypeAIPreview]
+	h := Registry()[job.TypeAIPreview]
 	env := localEnv(nil)
 	in := func(marker string) json.RawMessage {
 		b, _ := json.Marshal(map[string]any{"prompt": "Tell me about goats. " + marker})
@@ -107,7 +108,7 @@ func TestParseDocument(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			res, err := run(t, TypeParseDocument, localEnv(nil), map[string]any{"document": c.doc, "contentType": c.ct})
+			res, err := run(t, job.TypeParseDocument, localEnv(nil), map[string]any{"document": c.doc, "contentType": c.ct})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -138,7 +139,7 @@ func TestParseDocument(t *testing.T) {
 }
 
 func TestParseDocumentCounts(t *testing.T) {
-	res, err := run(t, TypeParseDocument, localEnv(nil), map[string]any{"document": []byte("# Título\n\nDos palabras"), "contentType": ContentTypeMarkdown})
+	res, err := run(t, job.TypeParseDocument, localEnv(nil), map[string]any{"document": []byte("# Título\n\nDos palabras"), "contentType": ContentTypeMarkdown})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -156,14 +157,14 @@ func TestParseDocumentMalformed(t *testing.T) {
 	}
 	for _, c := range cases {
 		for _, doc := range [][]byte{[]byte("not a document at all"), []byte("%PDF-1.4\n1 0 obj garbage"), []byte("PK\x03\x04 broken zip")} {
-			_, err := run(t, TypeParseDocument, localEnv(nil), map[string]any{"document": doc, "contentType": c.ct})
+			_, err := run(t, job.TypeParseDocument, localEnv(nil), map[string]any{"document": doc, "contentType": c.ct})
 			wantErr(t, err, fmt.Sprintf(`Invalid input: field "document" is not a readable %s file`, c.kind), false)
 		}
 	}
-	_, err := run(t, TypeParseDocument, localEnv(nil), map[string]any{"document": []byte{0xff, 0xfe, 0x00, 0x41}, "contentType": ContentTypeText})
+	_, err := run(t, job.TypeParseDocument, localEnv(nil), map[string]any{"document": []byte{0xff, 0xfe, 0x00, 0x41}, "contentType": ContentTypeText})
 	wantErr(t, err, `Invalid input: field "document" is not a readable text file`, false)
 	// A zip without word/document.xml.
-	_, err = run(t, TypeParseDocument, localEnv(nil), map[string]any{"document": buildPDF(nil)[:0:0], "contentType": ContentTypeDOCX})
+	_, err = run(t, job.TypeParseDocument, localEnv(nil), map[string]any{"document": buildPDF(nil)[:0:0], "contentType": ContentTypeDOCX})
 	if err == nil {
 		t.Fatal("empty document accepted")
 	}
@@ -175,7 +176,7 @@ We keep a reserve fund for equipment repairs.
 Soil samples are tested once a year.`
 
 func TestGapDetection(t *testing.T) {
-	res, err := run(t, TypeGapDetection, localEnv(nil), map[string]any{
+	res, err := run(t, job.TypeGapDetection, localEnv(nil), map[string]any{
 		"text": farmPlan,
 		"requirements": []string{
 			"Install drip irrigation on all fields",             // met
@@ -208,7 +209,7 @@ func TestGapDetection(t *testing.T) {
 
 func parsedJob(t *testing.T, md string) json.RawMessage {
 	t.Helper()
-	res, err := run(t, TypeParseDocument, localEnv(nil), map[string]any{"document": []byte(md), "contentType": ContentTypeMarkdown})
+	res, err := run(t, job.TypeParseDocument, localEnv(nil), map[string]any{"document": []byte(md), "contentType": ContentTypeMarkdown})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -228,13 +229,13 @@ const (
 
 func TestReferencedDocument(t *testing.T) {
 	jobs := newFakeJobs()
-	jobs.add(idParsed, "alice", TypeParseDocument, "COMPLETED", parsedJob(t, "# Plan\n\n"+farmPlan))
-	jobs.add(idForeign, "bob", TypeParseDocument, "COMPLETED", parsedJob(t, "# Bob's secret\n\nDrip irrigation everywhere."))
-	jobs.add(idRunning, "alice", TypeParseDocument, "RUNNING", nil)
-	jobs.add(idPreview, "alice", TypeAIPreview, "COMPLETED", json.RawMessage(`{"output":"x"}`))
+	jobs.add(idParsed, "alice", job.TypeParseDocument, "COMPLETED", parsedJob(t, "# Plan\n\n"+farmPlan))
+	jobs.add(idForeign, "bob", job.TypeParseDocument, "COMPLETED", parsedJob(t, "# Bob's secret\n\nDrip irrigation everywhere."))
+	jobs.add(idRunning, "alice", job.TypeParseDocument, "RUNNING", nil)
+	jobs.add(idPreview, "alice", job.TypeAIPreview, "COMPLETED", json.RawMessage(`{"output":"x"}`))
 	env := localEnv(jobs)
 
-	res, err := run(t, TypeGapDetection, env, map[string]any{"documentJobId": idParsed, "requirements": []string{"drip irrigation on all fields"}})
+	res, err := run(t, job.TypeGapDetection, env, map[string]any{"documentJobId": idParsed, "requirements": []string{"drip irrigation on all fields"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -242,11 +243,11 @@ func TestReferencedDocument(t *testing.T) {
 	if !strings.Contains(string(res), `"met"`) {
 		t.Errorf("result = %s", res)
 	}
-	for _, typ := range []string{TypeGapDetection, TypeRiskAnalysis} {
+	for _, typ := range []job.Type{job.TypeGapDetection, job.TypeRiskAnalysis} {
 		in := func(id string) map[string]any {
 			return map[string]any{"documentJobId": id, "requirements": []string{"x"}}
 		}
-		if typ == TypeRiskAnalysis {
+		if typ == job.TypeRiskAnalysis {
 			in = func(id string) map[string]any { return map[string]any{"documentJobId": id} }
 		}
 		_, err = run(t, typ, env, in(idForeign))
@@ -258,14 +259,14 @@ func TestReferencedDocument(t *testing.T) {
 		_, err = run(t, typ, env, in(idPreview))
 		wantErr(t, err, "Referenced job "+idPreview+" is not a PARSE_DOCUMENT job", false)
 	}
-	_, err = run(t, TypeRiskAnalysis, env, map[string]any{})
+	_, err = run(t, job.TypeRiskAnalysis, env, map[string]any{})
 	wantErr(t, err, `Invalid input: field "text" or documentJobId is required`, false)
-	_, err = run(t, TypeRiskAnalysis, env, map[string]any{"text": "a", "documentJobId": idParsed})
+	_, err = run(t, job.TypeRiskAnalysis, env, map[string]any{"text": "a", "documentJobId": idParsed})
 	wantErr(t, err, `Invalid input: field "documentJobId" must not be given together with text`, false)
 
 	// A LoadJob failure that is not "not found" is internal and retryable.
-	env.LoadJob = func(context.Context, string) (Ref, error) { return Ref{}, errors.New("db down at 10.0.0.5") }
-	_, err = run(t, TypeRiskAnalysis, env, map[string]any{"documentJobId": idParsed})
+	env.LoadJob = func(context.Context, string) (*job.Job, error) { return nil, errors.New("db down at 10.0.0.5") }
+	_, err = run(t, job.TypeRiskAnalysis, env, map[string]any{"documentJobId": idParsed})
 	wantErr(t, err, "Internal error while processing the job", true)
 }
 
@@ -275,7 +276,7 @@ Our main fertiliser supplier is often late with deliveries.
 The cooperative's accounts were hit by a phishing attack last month.`
 
 func TestRiskAnalysis(t *testing.T) {
-	res, err := run(t, TypeRiskAnalysis, localEnv(nil), map[string]any{"text": riskText, "focus": "weather"})
+	res, err := run(t, job.TypeRiskAnalysis, localEnv(nil), map[string]any{"text": riskText, "focus": "weather"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -301,7 +302,7 @@ func TestRiskAnalysis(t *testing.T) {
 		t.Errorf("financial risk = %+v", f)
 	}
 
-	res, err = run(t, TypeRiskAnalysis, localEnv(nil), map[string]any{"text": "The committee met on Tuesday and approved the minutes."})
+	res, err = run(t, job.TypeRiskAnalysis, localEnv(nil), map[string]any{"text": "The committee met on Tuesday and approved the minutes."})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -311,31 +312,31 @@ func TestRiskAnalysis(t *testing.T) {
 	}
 
 	// Markers in the analysed text work with the local provider.
-	_, err = run(t, TypeRiskAnalysis, localEnv(nil), map[string]any{"text": riskText + " [[simulate:throttle]]"})
+	_, err = run(t, job.TypeRiskAnalysis, localEnv(nil), map[string]any{"text": riskText + " [[simulate:throttle]]"})
 	wantErr(t, err, "Bedrock API error: ThrottlingException - Rate exceeded", true)
-	_, err = run(t, TypeGapDetection, localEnv(nil), map[string]any{"text": "x [[simulate:invalid-output]]", "requirements": []string{"y"}})
+	_, err = run(t, job.TypeGapDetection, localEnv(nil), map[string]any{"text": "x [[simulate:invalid-output]]", "requirements": []string{"y"}})
 	wantErr(t, err, "Invalid model output: simulated invalid output", true)
 }
 
 func TestReportGeneration(t *testing.T) {
 	jobs := newFakeJobs()
 	env := localEnv(jobs)
-	mustRun := func(typ string, in any) json.RawMessage {
+	mustRun := func(typ job.Type, in any) json.RawMessage {
 		res, err := run(t, typ, env, in)
 		if err != nil {
 			t.Fatal(err)
 		}
 		return res
 	}
-	jobs.add(idParsed, "alice", TypeParseDocument, "COMPLETED", parsedJob(t, "# Plan\n\n"+farmPlan+"\n\n## Details\n\nMore | text."))
-	jobs.add(idPreview, "alice", TypeAIPreview, "COMPLETED", mustRun(TypeAIPreview, map[string]any{"prompt": riskText}))
-	jobs.add(idGap, "alice", TypeGapDetection, "COMPLETED", mustRun(TypeGapDetection, map[string]any{"text": farmPlan, "requirements": []string{"drip irrigation", "organic | certification"}}))
-	jobs.add(idRisk, "alice", TypeRiskAnalysis, "COMPLETED", mustRun(TypeRiskAnalysis, map[string]any{"text": riskText}))
-	jobs.add(idForeign, "bob", TypeRiskAnalysis, "COMPLETED", json.RawMessage(`{"risks":[]}`))
-	jobs.add(idRunning, "alice", TypeRiskAnalysis, "PENDING", nil)
+	jobs.add(idParsed, "alice", job.TypeParseDocument, "COMPLETED", parsedJob(t, "# Plan\n\n"+farmPlan+"\n\n## Details\n\nMore | text."))
+	jobs.add(idPreview, "alice", job.TypeAIPreview, "COMPLETED", mustRun(job.TypeAIPreview, map[string]any{"prompt": riskText}))
+	jobs.add(idGap, "alice", job.TypeGapDetection, "COMPLETED", mustRun(job.TypeGapDetection, map[string]any{"text": farmPlan, "requirements": []string{"drip irrigation", "organic | certification"}}))
+	jobs.add(idRisk, "alice", job.TypeRiskAnalysis, "COMPLETED", mustRun(job.TypeRiskAnalysis, map[string]any{"text": riskText}))
+	jobs.add(idForeign, "bob", job.TypeRiskAnalysis, "COMPLETED", json.RawMessage(`{"risks":[]}`))
+	jobs.add(idRunning, "alice", job.TypeRiskAnalysis, "PENDING", nil)
 
 	// From sections only.
-	res := mustRun(TypeReportGeneration, map[string]any{"title": "Season review", "sections": []map[string]string{
+	res := mustRun(job.TypeReportGeneration, map[string]any{"title": "Season review", "sections": []map[string]string{
 		{"heading": "Summary", "body": "A good year.\n\n# Inner heading"}, {"heading": "Empty", "body": ""}}})
 	validateResult(t, "ReportGenerationResult", res)
 	var r reportResult
@@ -345,8 +346,8 @@ func TestReportGeneration(t *testing.T) {
 	}
 
 	// From referenced jobs of every type.
-	jobs.add(idReport, "alice", TypeReportGeneration, "COMPLETED", res)
-	res = mustRun(TypeReportGeneration, map[string]any{"title": "Full", "jobIds": []string{idParsed, idPreview, idGap, idRisk, idReport}})
+	jobs.add(idReport, "alice", job.TypeReportGeneration, "COMPLETED", res)
+	res = mustRun(job.TypeReportGeneration, map[string]any{"title": "Full", "jobIds": []string{idParsed, idPreview, idGap, idRisk, idReport}})
 	validateResult(t, "ReportGenerationResult", res)
 	_ = json.Unmarshal(res, &r)
 	for _, want := range []string{
@@ -361,11 +362,11 @@ func TestReportGeneration(t *testing.T) {
 		}
 	}
 
-	_, err := run(t, TypeReportGeneration, env, map[string]any{"title": "x", "jobIds": []string{idRisk, idForeign}})
+	_, err := run(t, job.TypeReportGeneration, env, map[string]any{"title": "x", "jobIds": []string{idRisk, idForeign}})
 	wantErr(t, err, "Referenced job "+idForeign+" not found", false)
-	_, err = run(t, TypeReportGeneration, env, map[string]any{"title": "x", "jobIds": []string{idRunning}})
+	_, err = run(t, job.TypeReportGeneration, env, map[string]any{"title": "x", "jobIds": []string{idRunning}})
 	wantErr(t, err, "Referenced job "+idRunning+" is not COMPLETED", false)
-	_, err = run(t, TypeReportGeneration, env, map[string]any{"title": "x"})
+	_, err = run(t, job.TypeReportGeneration, env, map[string]any{"title": "x"})
 	wantErr(t, err, `Invalid input: field "sections" or jobIds must not both be empty`, false)
 }
 

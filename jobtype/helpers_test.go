@@ -13,6 +13,7 @@ import (
 	"encoding/xml"
 
 	"github.com/getkin/kin-openapi/openapi3"
+	"github.com/jobsd/jobsd/job"
 	"github.com/jobsd/jobsd/model"
 )
 
@@ -50,32 +51,23 @@ func validateResult(t *testing.T, schemaName string, result json.RawMessage) {
 // fakeJobs is an owner-scoped job store for Env.LoadJob.
 type fakeJobs struct {
 	owner string
-	jobs  map[string]struct {
-		owner string
-		ref   Ref
-	}
+	jobs  map[string]*job.Job
 }
 
 func newFakeJobs() *fakeJobs {
-	return &fakeJobs{owner: "alice", jobs: map[string]struct {
-		owner string
-		ref   Ref
-	}{}}
+	return &fakeJobs{owner: "alice", jobs: map[string]*job.Job{}}
 }
 
-func (f *fakeJobs) add(id, owner, typ, status string, result json.RawMessage) {
-	f.jobs[id] = struct {
-		owner string
-		ref   Ref
-	}{owner, Ref{Type: typ, Status: status, Result: result}}
+func (f *fakeJobs) add(id, owner string, typ job.Type, status job.Status, result json.RawMessage) {
+	f.jobs[id] = &job.Job{UserID: owner, Type: typ, Status: status, Result: result}
 }
 
-func (f *fakeJobs) load(_ context.Context, id string) (Ref, error) {
+func (f *fakeJobs) load(_ context.Context, id string) (*job.Job, error) {
 	j, ok := f.jobs[id]
-	if !ok || j.owner != f.owner {
-		return Ref{}, fmt.Errorf("job %s: %w", id, ErrReferenceNotFound)
+	if !ok || j.UserID != f.owner {
+		return nil, fmt.Errorf("job %s: %w", id, ErrReferenceNotFound)
 	}
-	return j.ref, nil
+	return j, nil
 }
 
 func localEnv(jobs *fakeJobs) Env {
@@ -86,7 +78,7 @@ func localEnv(jobs *fakeJobs) Env {
 	return env
 }
 
-func run(t *testing.T, typ string, env Env, input any) (json.RawMessage, error) {
+func run(t *testing.T, typ job.Type, env Env, input any) (json.RawMessage, error) {
 	t.Helper()
 	raw, err := json.Marshal(input)
 	if err != nil {

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/jobsd/jobsd/internal/sandbox"
+	"github.com/jobsd/jobsd/job"
 	"github.com/jobsd/jobsd/model"
 )
 
@@ -105,7 +106,7 @@ func (s *parseSetup) parse(ctx context.Context, doc []byte, contentType string) 
 	if err != nil {
 		panic(err)
 	}
-	return Registry()[TypeParseDocument](ctx, Env{Model: model.NewLocal(), Parser: s.parser}, raw)
+	return Registry()[job.TypeParseDocument](ctx, Env{Model: model.NewLocal(), Parser: s.parser}, raw)
 }
 
 // noLeftovers fails unless, within 5 s, this process has no child process
@@ -286,15 +287,15 @@ func TestHandlersHonourContext(t *testing.T) {
 	s := setupParse(t, ParseOptions{Timeout: time.Minute})
 	slow := "[[simulate:slow=60s]] Maize prices are volatile."
 	cases := []struct {
-		typ   string
+		typ   job.Type
 		input any
 	}{
-		{TypeAIPreview, map[string]any{"prompt": slow}},
-		{TypeGapDetection, map[string]any{"text": slow, "requirements": []string{"prices"}}},
-		{TypeRiskAnalysis, map[string]any{"text": slow}},
-		{TypeParseDocument, map[string]any{"document": selfReferencing, "contentType": ContentTypePDF}},
-		{TypeParseDocument, map[string]any{"document": []byte(strings.Repeat("Some text.\n\n", 400000)), "contentType": ContentTypeMarkdown}},
-		{TypeReportGeneration, map[string]any{"title": "T", "sections": []map[string]string{{"heading": "H", "body": "B"}}}},
+		{job.TypeAIPreview, map[string]any{"prompt": slow}},
+		{job.TypeGapDetection, map[string]any{"text": slow, "requirements": []string{"prices"}}},
+		{job.TypeRiskAnalysis, map[string]any{"text": slow}},
+		{job.TypeParseDocument, map[string]any{"document": selfReferencing, "contentType": ContentTypePDF}},
+		{job.TypeParseDocument, map[string]any{"document": []byte(strings.Repeat("Some text.\n\n", 400000)), "contentType": ContentTypeMarkdown}},
+		{job.TypeReportGeneration, map[string]any{"title": "T", "sections": []map[string]string{{"heading": "H", "body": "B"}}}},
 	}
 	for _, c := range cases {
 		raw, _ := json.Marshal(c.input)

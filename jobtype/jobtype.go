@@ -9,21 +9,10 @@ import (
 	"io"
 	"strings"
 
+	"github.com/jobsd/jobsd/job"
 	"github.com/jobsd/jobsd/model"
 	openapi_types "github.com/oapi-codegen/runtime/types"
 )
-
-// Job types, as in openapi.yaml.
-const (
-	TypeAIPreview        = "AI_PREVIEW"
-	TypeParseDocument    = "PARSE_DOCUMENT"
-	TypeGapDetection     = "GAP_DETECTION"
-	TypeRiskAnalysis     = "RISK_ANALYSIS"
-	TypeReportGeneration = "REPORT_GENERATION"
-)
-
-// StatusCompleted is the status a referenced job must have.
-const StatusCompleted = "COMPLETED"
 
 // Bounds on the work a handler does.
 const (
@@ -44,17 +33,10 @@ type Env struct {
 	// LoadJob returns a job of the same user (owner-scoped); it returns an
 	// error wrapping ErrReferenceNotFound when the job does not exist OR
 	// belongs to another user (indistinguishable).
-	LoadJob func(ctx context.Context, id string) (Ref, error)
+	LoadJob func(ctx context.Context, id string) (*job.Job, error)
 	// Parser parses PARSE_DOCUMENT's PDF and DOCX documents in child
 	// processes under its limits; nil uses one with the default limits.
 	Parser *Parser
-}
-
-// Ref is a referenced job as a handler sees it.
-type Ref struct {
-	Type   string          // job type, e.g. PARSE_DOCUMENT
-	Status string          // job status, e.g. COMPLETED
-	Result json.RawMessage // the job's result when COMPLETED
 }
 
 // ErrReferenceNotFound is wrapped by Env.LoadJob's error for a missing or
@@ -66,13 +48,13 @@ var ErrReferenceNotFound = errors.New("referenced job not found")
 type Handler func(ctx context.Context, env Env, input json.RawMessage) (result json.RawMessage, err error)
 
 // Registry returns the handler for each job type.
-func Registry() map[string]Handler {
-	return map[string]Handler{
-		TypeAIPreview:        handleAIPreview,
-		TypeParseDocument:    handleParseDocument,
-		TypeGapDetection:     handleGapDetection,
-		TypeRiskAnalysis:     handleRiskAnalysis,
-		TypeReportGeneration: handleReportGeneration,
+func Registry() map[job.Type]Handler {
+	return map[job.Type]Handler{
+		job.TypeAIPreview:        handleAIPreview,
+		job.TypeParseDocument:    handleParseDocument,
+		job.TypeGapDetection:     handleGapDetection,
+		job.TypeRiskAnalysis:     handleRiskAnalysis,
+		job.TypeReportGeneration: handleReportGeneration,
 	}
 }
 
@@ -92,7 +74,7 @@ func Permanent(clientMessage string) error { return &jobError{msg: clientMessage
 func Retryable(clientMessage string) error { return &jobError{msg: clientMessage, retryable: true} }
 
 // internalMessage is the client message of unclassified errors.
-const internalMessage = "Internal error while processing the job"
+const internalMessage = job.ErrTextInternal
 
 // ClientMessage returns the text for a failed job's `error` field: a
 // *model.Error's ClientMessage, the message given to Permanent or Retryable,
@@ -182,22 +164,22 @@ func tooLarge(field string) error {
 
 // loadReference loads a referenced job, requires it to be COMPLETED and, when
 // wantType is not empty, of that type.
-func loadReference(ctx context.Context, env Env, id, wantType string) (Ref, error) {
+func loadReference(ctx context.Context, env Env, id string, wantType job.Type) (*job.Job, error) {
 	if env.LoadJob == nil {
-		return Ref{}, errors.New("jobtype: Env.LoadJob is nil")
+		return nil, errors.New("jobtype: Env.LoadJob is nil")
 	}
 	ref, err := env.LoadJob(ctx, id)
 	if errors.Is(err, ErrReferenceNotFound) {
-		return Ref{}, Permanent(fmt.Sprintf("Referenced job %s not found", id))
+		return nil, Permanent(fmt.Sprintf("Referenced job %s not found", id))
 	}
 	if err != nil {
-		return Ref{}, fmt.Errorf("loading job %s: %w", id, err)
+		return nil, fmt.Errorf("loading job %s: %w", id, err)
 	}
-	if ref.Status != StatusCompleted {
-		return Ref{}, Permanent(fmt.Sprintf("Referenced job %s is not COMPLETED", id))
+	if ref.Status != job.StatusCompleted {
+		return nil, Permanent(fmt.Sprintf("Referenced job %s is not COMPLETED", id))
 	}
 	if wantType != "" && ref.Type != wantType {
-		return Ref{}, Permanent(fmt.Sprintf("Referenced job %s is not a %s job", id, wantType))
+		return nil, Permanent(fmt.Sprintf("Referenced job %s is not a %s job", id, wantType))
 	}
 	return ref, nil
 }
@@ -216,7 +198,7 @@ func documentText(ctx context.Context, env Env, text *string, jobID *openapi_typ
 		return *text, nil
 	case hasJob:
 		id := jobID.String()
-		ref, err := loadReference(ctx, env, id, TypeParseDocument)
+		ref, err := loadReference(ctx, env, id, job.TypeParseDocument)
 		if err != nil {
 			return "", err
 		}

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/jobsd/jobsd/job"
 	"github.com/jobsd/jobsd/model"
 )
 
@@ -33,7 +34,7 @@ func openAIEnv(t *testing.T, answer string) Env {
 func TestGapDetectionWithModel(t *testing.T) {
 	in := map[string]any{"text": farmPlan, "requirements": []string{"A", "B"}}
 	good := "```json\n" + `{"requirements":[{"requirement":"B","status":"missing","evidence":[]},{"requirement":"A","status":"met","evidence":["Staff receive safety training."]}]}` + "\n```"
-	res, err := run(t, TypeGapDetection, openAIEnv(t, good), in)
+	res, err := run(t, job.TypeGapDetection, openAIEnv(t, good), in)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -48,7 +49,7 @@ func TestGapDetectionWithModel(t *testing.T) {
 		`{"requirements":[{"requirement":"A","status":"met","evidence":[]},{"requirement":"A","status":"met","evidence":[]}]}`,
 		`{"requirements":[{"requirement":"A","status":"met"},{"requirement":"B","status":"met","evidence":[]}]}`,
 	} {
-		_, err := run(t, TypeGapDetection, openAIEnv(t, bad), in)
+		_, err := run(t, job.TypeGapDetection, openAIEnv(t, bad), in)
 		if err == nil || !IsRetryable(err) || !strings.HasPrefix(ClientMessage(err), "Invalid model output: ") {
 			t.Errorf("%s: err = %v", bad, err)
 		}
@@ -57,13 +58,13 @@ func TestGapDetectionWithModel(t *testing.T) {
 
 func TestRiskAnalysisWithModel(t *testing.T) {
 	good := `{"risks":[{"category":"Weather","description":"Drought","likelihood":"High","impact":"medium","mitigation":"Irrigate"}]}`
-	res, err := run(t, TypeRiskAnalysis, openAIEnv(t, good), map[string]any{"text": riskText})
+	res, err := run(t, job.TypeRiskAnalysis, openAIEnv(t, good), map[string]any{"text": riskText})
 	if err != nil {
 		t.Fatal(err)
 	}
 	validateResult(t, "RiskAnalysisResult", res)
 	for _, bad := range []string{`{}`, `{"risks":[{"category":"W","description":"D","likelihood":"very","impact":"low","mitigation":"M"}]}`, `{"risks":[{"category":"","description":"D","likelihood":"low","impact":"low","mitigation":"M"}]}`} {
-		_, err := run(t, TypeRiskAnalysis, openAIEnv(t, bad), map[string]any{"text": riskText})
+		_, err := run(t, job.TypeRiskAnalysis, openAIEnv(t, bad), map[string]any{"text": riskText})
 		if err == nil || !IsRetryable(err) || !strings.HasPrefix(ClientMessage(err), "Invalid model output: ") {
 			t.Errorf("%s: err = %v", bad, err)
 		}

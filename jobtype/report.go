@@ -9,6 +9,7 @@ import (
 
 	"github.com/jobsd/jobsd/gen"
 	"github.com/jobsd/jobsd/internal/prose"
+	"github.com/jobsd/jobsd/job"
 )
 
 // reportResult is ReportGenerationResult.
@@ -47,7 +48,7 @@ func handleReportGeneration(ctx context.Context, env Env, input json.RawMessage)
 	}
 
 	// Load every reference first so that a bad one fails the job before any work.
-	refs := make([]Ref, len(ids))
+	refs := make([]*job.Job, len(ids))
 	for i, id := range ids {
 		ref, err := loadReference(ctx, env, id, "")
 		if err != nil {
@@ -83,7 +84,7 @@ func handleReportGeneration(ctx context.Context, env Env, input json.RawMessage)
 }
 
 // renderJob appends a referenced job's result as a level-2 section.
-func renderJob(md *strings.Builder, id string, ref Ref) error {
+func renderJob(md *strings.Builder, id string, ref *job.Job) error {
 	decode := func(v any) error {
 		if err := json.Unmarshal(ref.Result, v); err != nil {
 			return fmt.Errorf("decoding result of job %s: %w", id, err)
@@ -91,13 +92,13 @@ func renderJob(md *strings.Builder, id string, ref Ref) error {
 		return nil
 	}
 	switch ref.Type {
-	case TypeAIPreview:
+	case job.TypeAIPreview:
 		var r previewResult
 		if err := decode(&r); err != nil {
 			return err
 		}
 		fmt.Fprintf(md, "\n## AI preview (job %s)\n\n%s\n", id, demoteHeadings(strings.TrimSpace(r.Output), 2))
-	case TypeParseDocument:
+	case job.TypeParseDocument:
 		var r parseResult
 		if err := decode(&r); err != nil {
 			return err
@@ -119,7 +120,7 @@ func renderJob(md *strings.Builder, id string, ref Ref) error {
 				break
 			}
 		}
-	case TypeGapDetection:
+	case job.TypeGapDetection:
 		var r gapResult
 		if err := decode(&r); err != nil {
 			return err
@@ -134,7 +135,7 @@ func renderJob(md *strings.Builder, id string, ref Ref) error {
 			}
 			fmt.Fprintf(md, "| %s | %s | %s |\n", cell(it.Requirement), cell(it.Status), cell(strings.Join(ev, " / ")))
 		}
-	case TypeRiskAnalysis:
+	case job.TypeRiskAnalysis:
 		var r riskResult
 		if err := decode(&r); err != nil {
 			return err
@@ -148,7 +149,7 @@ func renderJob(md *strings.Builder, id string, ref Ref) error {
 		for _, k := range r.Risks {
 			fmt.Fprintf(md, "| %s | %s | %s | %s | %s |\n", cell(k.Category), cell(k.Likelihood), cell(k.Impact), cell(k.Description), cell(k.Mitigation))
 		}
-	case TypeReportGeneration:
+	case job.TypeReportGeneration:
 		var r reportResult
 		if err := decode(&r); err != nil {
 			return err

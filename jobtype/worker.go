@@ -8,6 +8,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/jobsd/jobsd/job"
 	"github.com/jobsd/jobsd/model"
 	"github.com/jobsd/jobsd/store"
 	"github.com/jobsd/jobsd/worker"
@@ -17,12 +18,12 @@ import (
 // number for the provider (its failure markers count attempts), references
 // to other jobs read from st, scoped to the job's owner, and one Parser
 // with the given limits for all the worker's PDF and DOCX parses.
-func WorkerHandlers(st *store.Store, provider model.Provider, parse ParseOptions) map[store.Type]worker.Handler {
-	out := map[store.Type]worker.Handler{}
+func WorkerHandlers(st *store.Store, provider model.Provider, parse ParseOptions) map[job.Type]worker.Handler {
+	out := map[job.Type]worker.Handler{}
 	parser := NewParser(parse)
-	for name, h := range Registry() {
-		out[store.Type(name)] = func(ctx context.Context, j worker.Job) (json.RawMessage, error) {
-			env := Env{Model: provider, Parser: parser, LoadJob: func(ctx context.Context, id string) (Ref, error) {
+	for typ, h := range Registry() {
+		out[typ] = func(ctx context.Context, j worker.Job) (json.RawMessage, error) {
+			env := Env{Model: provider, Parser: parser, LoadJob: func(ctx context.Context, id string) (*job.Job, error) {
 				return loadRef(ctx, st, j.UserID, id)
 			}}
 			return h(model.WithAttempt(ctx, j.Attempt), env, j.Input)
@@ -33,26 +34,26 @@ func WorkerHandlers(st *store.Store, provider model.Provider, parse ParseOptions
 
 // loadRef reads another job of the same user; another user's job is as
 // missing as one that does not exist.
-func loadRef(ctx context.Context, st *store.Store, userID, id string) (Ref, error) {
+func loadRef(ctx context.Context, st *store.Store, userID, id string) (*job.Job, error) {
 	u, err := uuid.Parse(id)
 	if err != nil {
-		return Ref{}, fmt.Errorf("%w: %s", ErrReferenceNotFound, id)
+		return nil, fmt.Errorf("%w: %s", ErrReferenceNotFound, id)
 	}
 	j, err := st.Get(ctx, userID, u)
 	if errors.Is(err, store.ErrNotFound) {
-		return Ref{}, fmt.Errorf("%w: %s", ErrReferenceNotFound, id)
+		return nil, fmt.Errorf("%w: %s", ErrReferenceNotFound, id)
 	}
 	if err != nil {
-		return Ref{}, err
+		return nil, err
 	}
-	return Ref{Type: string(j.Type), Status: string(j.Status), Result: j.Result}, nil
+	return j, nil
 }
 
 // Classify is the worker's Classifier for these handlers: whether another
 // attempt may help, and the client's text from the catalogue.
 func Classify(err error) (retryable bool, clientMessage string) {
 	if errors.Is(err, context.DeadlineExceeded) {
-		return true, "Job attempt timed out"
+		return true, job.ErrTextTimedOut
 	}
 	return IsRetryable(err), ClientMessage(err)
 }

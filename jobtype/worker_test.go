@@ -13,6 +13,7 @@ import (
 
 	"github.com/jobsd/jobsd/internal/pgtest"
 	"github.com/jobsd/jobsd/internal/sandbox"
+	"github.com/jobsd/jobsd/job"
 	"github.com/jobsd/jobsd/model"
 	"github.com/jobsd/jobsd/store"
 	"github.com/jobsd/jobsd/worker"
@@ -61,7 +62,7 @@ func TestWorkerHostileDocuments(t *testing.T) {
 		}
 	}()
 
-	create := func(typ store.Type, input any) uuid.UUID {
+	create := func(typ job.Type, input any) uuid.UUID {
 		raw, err := json.Marshal(input)
 		if err != nil {
 			t.Fatal(err)
@@ -73,7 +74,7 @@ func TestWorkerHostileDocuments(t *testing.T) {
 		return j.ID
 	}
 	parse := func(doc []byte, ct string) uuid.UUID {
-		return create(store.TypeParseDocument, map[string]any{"document": doc, "contentType": ct})
+		return create(job.TypeParseDocument, map[string]any{"document": doc, "contentType": ct})
 	}
 	// Two that run until they are stopped (they hold both parse slots for
 	// most of the test), two that fail at once.
@@ -87,11 +88,11 @@ func TestWorkerHostileDocuments(t *testing.T) {
 	waitForChild(t)
 	var normal []uuid.UUID
 	for range 20 {
-		normal = append(normal, create(store.TypeAIPreview, map[string]any{"prompt": "Summarise the risks for {{crop}} farmers", "variables": map[string]string{"crop": "maize"}}))
+		normal = append(normal, create(job.TypeAIPreview, map[string]any{"prompt": "Summarise the risks for {{crop}} farmers", "variables": map[string]string{"crop": "maize"}}))
 	}
 	normal = append(normal, parse(buildPDF([][]string{{"Quarterly report", "Revenue grew."}}), ContentTypePDF))
 
-	wait := func(id uuid.UUID) *store.Job {
+	wait := func(id uuid.UUID) *job.Job {
 		deadline := time.Now().Add(2*budget + 10*time.Second)
 		for {
 			j, err := st.Get(context.Background(), "alice", id)
@@ -110,18 +111,18 @@ func TestWorkerHostileDocuments(t *testing.T) {
 	var lastNormal time.Time
 	for _, id := range normal {
 		j := wait(id)
-		if j.Status != store.StatusCompleted {
+		if j.Status != job.StatusCompleted {
 			t.Errorf("%s job %s: %s, error %v", j.Type, id, j.Status, deref(j.Error))
 			continue
 		}
-		if j.Type == store.TypeAIPreview { // the PDF waits for a parse slot
+		if j.Type == job.TypeAIPreview { // the PDF waits for a parse slot
 			lastNormal = maxTime(lastNormal, *j.CompletedAt)
 		}
 	}
 	t.Logf("20 AI previews COMPLETED within %v of the first hostile job's creation", lastNormal.Sub(start).Round(time.Millisecond))
 	for id, msg := range hostile {
 		j := wait(id)
-		if j.Status != store.StatusFailed || deref(j.Error) != msg || j.Attempts != 1 {
+		if j.Status != job.StatusFailed || deref(j.Error) != msg || j.Attempts != 1 {
 			t.Errorf("hostile job %s: %s after %d attempts, error %q; want FAILED after 1 with %q", id, j.Status, j.Attempts, deref(j.Error), msg)
 			continue
 		}

@@ -4,7 +4,7 @@ import (
 	"net/http"
 	"strconv"
 
-	"github.com/jobsd/jobsd/store"
+	"github.com/jobsd/jobsd/job"
 )
 
 // Other is the label value for anything outside a label's closed set: an
@@ -15,11 +15,11 @@ const Other = "other"
 // JobTypes are the type label's values, the job types the jobs table's
 // CHECK constraint allows. A type that is not here is reported as Other.
 var JobTypes = []string{
-	string(store.TypeAIPreview),
-	string(store.TypeParseDocument),
-	string(store.TypeGapDetection),
-	string(store.TypeRiskAnalysis),
-	string(store.TypeReportGeneration),
+	string(job.TypeAIPreview),
+	string(job.TypeParseDocument),
+	string(job.TypeGapDetection),
+	string(job.TypeRiskAnalysis),
+	string(job.TypeReportGeneration),
 }
 
 var jobTypeSet = setOf(JobTypes)

@@ -8,6 +8,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/jobsd/jobsd/job"
 	"github.com/jobsd/jobsd/store"
 )
 
@@ -85,12 +86,12 @@ func (q *queueCollector) Collect(ch chan<- prometheus.Metric) {
 	if err != nil {
 		return
 	}
-	for _, status := range []store.Status{store.StatusPending, store.StatusProcessing} {
+	for _, status := range []job.Status{job.StatusPending, job.StatusProcessing} {
 		counts := st.Counts[status]
 		seen := map[string]bool{}
 		for _, t := range JobTypes {
 			seen[t] = true
-			ch <- prometheus.MustNewConstMetric(q.jobs, prometheus.GaugeValue, float64(counts[store.Type(t)]), string(status), t)
+			ch <- prometheus.MustNewConstMetric(q.jobs, prometheus.GaugeValue, float64(counts[job.Type(t)]), string(status), t)
 		}
 		var other int64 // types the database holds that this binary does not know
 		for t, n := range counts {

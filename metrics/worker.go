@@ -4,6 +4,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jobsd/jobsd/job"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -67,11 +68,11 @@ func ErrorClassOf(clientMessage string) string {
 		return ErrorInvalidInput
 	case strings.HasPrefix(m, "Referenced job"):
 		return ErrorReference
-	case strings.HasPrefix(m, "Job attempt timed out"):
+	case strings.HasPrefix(m, job.ErrTextTimedOut):
 		return ErrorTimeout
-	case strings.HasPrefix(m, "Cancelled by user"):
+	case m == job.ErrTextCancelled, m == job.ErrTextCancelledByAdmin:
 		return ErrorCancelled
-	case strings.HasPrefix(m, "Worker lost"):
+	case m == job.ErrTextWorkerLost:
 		return ErrorLost
 	case strings.HasPrefix(m, "Internal error"):
 		return ErrorInternal

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/jobsd/jobsd/job"
 	"github.com/lib/pq"
 )
 
@@ -22,7 +23,7 @@ var (
 
 // AdminJob is a job with its owner's and operators' details.
 type AdminJob struct {
-	Job
+	job.Job
 	WorkerID     *string    // the worker that holds or last held it
 	CancelledBy  *string    // who cancelled it
 	RequeuedFrom *uuid.UUID // the FAILED job it re-runs
@@ -92,8 +93,8 @@ func uuidStrings(ids []uuid.UUID) []string {
 // AdminFilter selects a page of every user's jobs.
 type AdminFilter struct {
 	UserID                      string // "" for every user
-	Status                      *Status
-	Type                        *Type
+	Status                      *job.Status
+	Type                        *job.Type
 	CreatedAfter, CreatedBefore *time.Time
 	After                       *Cursor // the last job of the previous page
 	Limit                       int
@@ -231,7 +232,7 @@ func (s *Store) Attempts(ctx context.Context, id uuid.UUID) ([]Attempt, error) {
 // requeueable is what a FAILED job must be to be requeued: not cancelled
 // (cancelled_by, or a cancellation's text from before cancelled_by existed).
 const requeueable = `j.status = 'FAILED' AND j.cancelled_by IS NULL AND j.error NOT IN ('` +
-	ErrTextCancelled + `', '` + ErrTextCancelledByAdmin + `')`
+	job.ErrTextCancelled + `', '` + job.ErrTextCancelledByAdmin + `')`
 
 // Requeue creates a new PENDING job with the FAILED job's user, type and
 // input, linked to it by requeued_from, and returns it. The original is not
@@ -268,7 +269,7 @@ func (s *Store) whyNotRequeued(ctx context.Context, id uuid.UUID) error {
 		return err
 	case j.RequeuedAs != nil:
 		return ErrAlreadyRequeued
-	case j.Status != StatusFailed:
+	case j.Status != job.StatusFailed:
 		return ErrNotFailed
 	default:
 		return ErrCancelledJob
@@ -279,7 +280,7 @@ func (s *Store) whyNotRequeued(ctx context.Context, id uuid.UUID) error {
 type RequeueFilter struct {
 	FailedAfter   time.Time
 	FailedBefore  *time.Time
-	Type          *Type
+	Type          *job.Type
 	UserID        string // "" for every user
 	ErrorContains string // "" for any error
 	Limit         int    // most jobs to requeue
@@ -372,8 +373,8 @@ func (s *Store) RequeueFailed(ctx context.Context, f RequeueFilter) (matched int
 
 // TypeStatusCount is a count of jobs of one type and status.
 type TypeStatusCount struct {
-	Type   Type
-	Status Status
+	Type   job.Type
+	Status job.Status
 	Count  int64
 }
 
@@ -411,7 +412,7 @@ func (s *Store) RecentActivity(ctx context.Context) (Activity, error) {
 	var nowMinute time.Time
 	for rows.Next() {
 		var minute time.Time
-		var typ Type
+		var typ job.Type
 		var completed, inHour bool
 		var n int64
 		if err := rows.Scan(&nowMinute, &minute, &typ, &completed, &inHour, &n); err != nil {
@@ -422,10 +423,10 @@ func (s *Store) RecentActivity(ctx context.Context) (Activity, error) {
 			m = &MinuteCount{Minute: minute.UTC()}
 			byMinute[minute.UTC()] = m
 		}
-		key := TypeStatusCount{Type: typ, Status: StatusFailed}
+		key := TypeStatusCount{Type: typ, Status: job.StatusFailed}
 		if completed {
 			m.Completed += n
-			key.Status = StatusCompleted
+			key.Status = job.StatusCompleted
 		} else {
 			m.Failed += n
 		}
@@ -450,8 +451,8 @@ func (s *Store) RecentActivity(ctx context.Context) (Activity, error) {
 			a.PerMinute = append(a.PerMinute, MinuteCount{Minute: minute})
 		}
 	}
-	for _, t := range Types {
-		for _, st := range []Status{StatusCompleted, StatusFailed} {
+	for _, t := range job.Types {
+		for _, st := range []job.Status{job.StatusCompleted, job.StatusFailed} {
 			if n := byType[TypeStatusCount{Type: t, Status: st}]; n > 0 {
 				a.FinishedLastHour = append(a.FinishedLastHour, TypeStatusCount{Type: t, Status: st, Count: n})
 			}

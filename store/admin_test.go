@@ -9,6 +9,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/jobsd/jobsd/internal/pgtest"
+	"github.com/jobsd/jobsd/job"
 	"github.com/jobsd/jobsd/store"
 )
 
@@ -23,7 +24,7 @@ func newAdminSetup(t *testing.T) adminSetup {
 	return adminSetup{t: t, st: st}
 }
 
-func (s adminSetup) create(user string, typ store.Type) uuid.UUID {
+func (s adminSetup) create(user string, typ job.Type) uuid.UUID {
 	s.t.Helper()
 	j, _, err := s.st.Create(s.t.Context(), store.NewJob{UserID: user, Type: typ, Input: []byte(`{"prompt":"` + user + `"}`)})
 	if err != nil {
@@ -65,7 +66,7 @@ func (s adminSetup) fail(id uuid.UUID, msg string) {
 func TestAttemptLog(t *testing.T) {
 	s := newAdminSetup(t)
 	ctx := t.Context()
-	id := s.create("alice", store.TypeAIPreview)
+	id := s.create("alice", job.TypeAIPreview)
 
 	c1 := s.claimOne("w1")
 	s.finish(store.Outcome{ID: id, Lease: c1.Lease, Kind: store.OutcomeRetry, Error: "Bedrock API error: ThrottlingException - Rate exceeded"})
@@ -112,7 +113,7 @@ func TestAttemptLog(t *testing.T) {
 	}
 	want := []entry{
 		{1, "w1", store.AttemptRetried, "Bedrock API error: ThrottlingException - Rate exceeded", true},
-		{2, "w2", store.AttemptLost, store.ErrTextWorkerLost, true},
+		{2, "w2", store.AttemptLost, job.ErrTextWorkerLost, true},
 		{3, "w3", store.AttemptRunning, "", false},
 	}
 	if diff := cmp.Diff(want, flatten(got)); diff != "" {
@@ -132,15 +133,15 @@ func TestAttemptLog(t *testing.T) {
 
 	// A cancellation: of a running attempt it is that attempt's end; of a
 	// PENDING job, attempt 0.
-	running := s.create("bob", store.TypeAIPreview)
+	running := s.create("bob", job.TypeAIPreview)
 	cr := s.claimOne("w4")
-	if _, res, err := s.st.CancelAs(ctx, store.Canceller{ID: running, By: "root", Text: store.ErrTextCancelledByAdmin}); err != nil || res != store.Cancelled {
+	if _, res, err := s.st.CancelAs(ctx, store.Canceller{ID: running, By: "root", Text: job.ErrTextCancelledByAdmin}); err != nil || res != store.Cancelled {
 		t.Fatalf("cancel running: %v %v", res, err)
 	}
 	if done, err := s.st.Finish(ctx, []store.Outcome{{ID: running, Lease: cr.Lease, Kind: store.OutcomeCompleted, Result: []byte(`{}`)}}); err != nil || done[running] {
 		t.Fatalf("the cancelled attempt wrote: %v %v", done, err)
 	}
-	pending := s.create("bob", store.TypeAIPreview)
+	pending := s.create("bob", job.TypeAIPreview)
 	if _, res, err := s.st.Cancel(ctx, "bob", pending); err != nil || res != store.Cancelled {
 		t.Fatalf("cancel pending: %v %v", res, err)
 	}
@@ -149,8 +150,8 @@ func TestAttemptLog(t *testing.T) {
 		want []entry
 		by   string
 	}{
-		{running, []entry{{1, "w4", store.AttemptCancelled, store.ErrTextCancelledByAdmin, true}}, "root"},
-		{pending, []entry{{0, "", store.AttemptCancelled, store.ErrTextCancelled, true}}, "bob"},
+		{running, []entry{{1, "w4", store.AttemptCancelled, job.ErrTextCancelledByAdmin, true}}, "root"},
+		{pending, []entry{{0, "", store.AttemptCancelled, job.ErrTextCancelled, true}}, "bob"},
 	} {
 		got, err := s.st.Attempts(ctx, tc.id)
 		if err != nil {
@@ -169,7 +170,7 @@ func TestAttemptLog(t *testing.T) {
 		t.Errorf("attempts of an unknown job: %v, want ErrNotFound", err)
 	}
 	// A job with no attempt yet has an empty log, not a 404.
-	if got, err := s.st.Attempts(ctx, s.create("carol", store.TypeAIPreview)); err != nil || len(got) != 0 {
+	if got, err := s.st.Attempts(ctx, s.create("carol", job.TypeAIPreview)); err != nil || len(got) != 0 {
 		t.Errorf("attempts of a new job: %v, %v", got, err)
 	}
 }
@@ -180,7 +181,7 @@ func TestAttemptLog(t *testing.T) {
 func TestRequeue(t *testing.T) {
 	s := newAdminSetup(t)
 	ctx := t.Context()
-	failed := s.create("alice", store.TypeRiskAnalysis)
+	failed := s.create("alice", job.TypeRiskAnalysis)
 	s.fail(failed, "Bedrock API error: ThrottlingException - Rate exceeded")
 	before, err := s.st.GetAny(ctx, failed)
 	if err != nil {
@@ -191,7 +192,7 @@ func TestRequeue(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if again.ID == failed || again.UserID != "alice" || again.Type != store.TypeRiskAnalysis || again.Status != store.StatusPending ||
+	if again.ID == failed || again.UserID != "alice" || again.Type != job.TypeRiskAnalysis || again.Status != job.StatusPending ||
 		again.Attempts != 0 || again.RequeuedFrom == nil || *again.RequeuedFrom != failed {
 		t.Errorf("requeued job = %+v", again)
 	}
@@ -203,7 +204,7 @@ func TestRequeue(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if after.Version != before.Version || after.Status != store.StatusFailed || after.RequeuedAs == nil || *after.RequeuedAs != again.ID {
+	if after.Version != before.Version || after.Status != job.StatusFailed || after.RequeuedAs == nil || *after.RequeuedAs != again.ID {
 		t.Errorf("original after requeue: version %d -> %d, status %s, requeuedAs %v", before.Version, after.Version, after.Status, after.RequeuedAs)
 	}
 	if _, err := s.st.Requeue(ctx, failed); !errors.Is(err, store.ErrAlreadyRequeued) {
@@ -213,7 +214,7 @@ func TestRequeue(t *testing.T) {
 	if _, err := s.st.Requeue(ctx, again.ID); !errors.Is(err, store.ErrNotFailed) {
 		t.Errorf("requeue of a PENDING job: %v, want ErrNotFailed", err)
 	}
-	cancelled := s.create("alice", store.TypeRiskAnalysis)
+	cancelled := s.create("alice", job.TypeRiskAnalysis)
 	if _, _, err := s.st.Cancel(ctx, "alice", cancelled); err != nil {
 		t.Fatal(err)
 	}
@@ -233,13 +234,13 @@ func TestRequeueFailed(t *testing.T) {
 	since := time.Now().Add(-time.Minute)
 	var throttled []uuid.UUID
 	for range 3 {
-		id := s.create("alice", store.TypeAIPreview)
+		id := s.create("alice", job.TypeAIPreview)
 		s.fail(id, "Bedrock API error: ThrottlingException - Rate exceeded")
 		throttled = append(throttled, id)
 	}
-	other := s.create("bob", store.TypeAIPreview)
+	other := s.create("bob", job.TypeAIPreview)
 	s.fail(other, "Bedrock API error: ValidationException - bad prompt")
-	cancelled := s.create("alice", store.TypeAIPreview)
+	cancelled := s.create("alice", job.TypeAIPreview)
 	if _, _, err := s.st.Cancel(ctx, "alice", cancelled); err != nil {
 		t.Fatal(err)
 	}
@@ -258,7 +259,7 @@ func TestRequeueFailed(t *testing.T) {
 		t.Fatalf("requeue: matched %d, made %d, %v; want 3, 2", matched, len(made), err)
 	}
 	for i, j := range made {
-		if j.RequeuedFrom == nil || *j.RequeuedFrom != throttled[i] || j.Status != store.StatusPending {
+		if j.RequeuedFrom == nil || *j.RequeuedFrom != throttled[i] || j.Status != job.StatusPending {
 			t.Errorf("new job %d = %+v, want requeued from %v (oldest first)", i, j, throttled[i])
 		}
 	}
@@ -296,7 +297,7 @@ func TestListAny(t *testing.T) {
 		if i%2 == 1 {
 			user = "bob"
 		}
-		all = append(all, s.create(user, store.TypeGapDetection))
+		all = append(all, s.create(user, job.TypeGapDetection))
 		time.Sleep(2 * time.Millisecond) // distinct milliseconds: ids in creation order
 	}
 	ids := func(js []store.AdminJob) []uuid.UUID {
@@ -351,7 +352,7 @@ func TestListAny(t *testing.T) {
 	if diff := cmp.Diff([]uuid.UUID{all[1], all[0]}, ids(before)); diff != "" {
 		t.Errorf("created before the third (-want +got):\n%s", diff)
 	}
-	failed := store.StatusFailed
+	failed := job.StatusFailed
 	if none, _, err := s.st.ListAny(ctx, store.AdminFilter{Status: &failed, Limit: 10}); err != nil || len(none) != 0 {
 		t.Errorf("FAILED jobs: %v, %v; want none", ids(none), err)
 	}
@@ -362,11 +363,11 @@ func TestListAny(t *testing.T) {
 func TestRecentActivity(t *testing.T) {
 	s := newAdminSetup(t)
 	ctx := t.Context()
-	done := s.create("alice", store.TypeParseDocument)
+	done := s.create("alice", job.TypeParseDocument)
 	c := s.claimOne("w1")
 	s.finish(store.Outcome{ID: done, Lease: c.Lease, Kind: store.OutcomeCompleted, Result: []byte(`{}`)})
-	s.fail(s.create("alice", store.TypeAIPreview), "boom")
-	retried := s.create("alice", store.TypeAIPreview)
+	s.fail(s.create("alice", job.TypeAIPreview), "boom")
+	retried := s.create("alice", job.TypeAIPreview)
 	c = s.claimOne("w1")
 	s.finish(store.Outcome{ID: retried, Lease: c.Lease, Kind: store.OutcomeRetry, Backoff: time.Hour, Error: "later"})
 	// An ending more than an hour ago counts for neither.
@@ -380,8 +381,8 @@ func TestRecentActivity(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := []store.TypeStatusCount{
-		{Type: store.TypeAIPreview, Status: store.StatusFailed, Count: 1},
-		{Type: store.TypeParseDocument, Status: store.StatusCompleted, Count: 1},
+		{Type: job.TypeAIPreview, Status: job.StatusFailed, Count: 1},
+		{Type: job.TypeParseDocument, Status: job.StatusCompleted, Count: 1},
 	}
 	if diff := cmp.Diff(want, a.FinishedLastHour); diff != "" {
 		t.Errorf("finished in the last hour (-want +got):\n%s", diff)

@@ -13,66 +13,18 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/jobsd/jobsd/job"
 )
 
-// Type is a job type.
-type Type string
-
-// The job types.
-const (
-	TypeAIPreview        Type = "AI_PREVIEW"
-	TypeParseDocument    Type = "PARSE_DOCUMENT"
-	TypeGapDetection     Type = "GAP_DETECTION"
-	TypeRiskAnalysis     Type = "RISK_ANALYSIS"
-	TypeReportGeneration Type = "REPORT_GENERATION"
-)
-
-// Types are the job types, in the contract's order.
-var Types = []Type{TypeAIPreview, TypeParseDocument, TypeGapDetection, TypeRiskAnalysis, TypeReportGeneration}
-
-// Status is where a job is in its life.
-type Status string
-
-// The statuses. COMPLETED and FAILED are terminal: a job never leaves them.
-const (
-	StatusPending    Status = "PENDING"
-	StatusProcessing Status = "PROCESSING"
-	StatusCompleted  Status = "COMPLETED"
-	StatusFailed     Status = "FAILED"
-)
-
-// Terminal reports whether s is COMPLETED or FAILED.
-func (s Status) Terminal() bool { return s == StatusCompleted || s == StatusFailed }
-
-// Job is one row of the jobs table, as clients may see it. It has no input:
-// no response shows it, and a PARSE_DOCUMENT input is up to 7 MB, which
-// every poll, list and cancel would read for nothing. The worker reads
-// inputs through its claim (Claimed).
-type Job struct {
-	ID          uuid.UUID  `db:"id"`
-	UserID      string     `db:"user_id"`
-	Type        Type       `db:"type"`
-	Status      Status     `db:"status"`
-	Result      []byte     `db:"result"` // nil until COMPLETED
-	Error       *string    `db:"error"`  // nil unless FAILED
-	Attempts    int        `db:"attempts"`
-	MaxAttempts int        `db:"max_attempts"`
-	CreatedAt   time.Time  `db:"created_at"`
-	StartedAt   *time.Time `db:"started_at"`
-	CompletedAt *time.Time `db:"completed_at"`
-	UpdatedAt   time.Time  `db:"updated_at"`
-	Version     int64      `db:"version"`
-}
-
-// jobColumns are the columns of Job, in the order of its fields and of
-// scanJob. Every statement that returns a Job selects exactly these.
+// jobColumns are the columns of job.Job, in the order of its fields and of
+// scanJob. Every statement that returns a job.Job selects exactly these.
 const jobColumns = `id, user_id, type, status, result, error, attempts, max_attempts,
 	created_at, started_at, completed_at, updated_at, version`
 
 // scanJob scans one row of jobColumns, then extra, into j. Scanned by hand:
 // the poll is the hottest statement, and sqlx's reflection was a seventh of
 // its CPU.
-func scanJob(rows *sql.Rows, j *Job, extra ...any) error {
+func scanJob(rows *sql.Rows, j *job.Job, extra ...any) error {
 	dest := append([]any{&j.ID, &j.UserID, &j.Type, &j.Status, &j.Result, &j.Error, &j.Attempts,
 		&j.MaxAttempts, &j.CreatedAt, &j.StartedAt, &j.CompletedAt, &j.UpdatedAt, &j.Version}, extra...)
 	return rows.Scan(dest...)
@@ -80,15 +32,15 @@ func scanJob(rows *sql.Rows, j *Job, extra ...any) error {
 
 // Get returns the user's job with that id, or ErrNotFound: a missing job and
 // another user's job are the same answer. Concurrent Gets share statements
-// (see readBatcher); the Job returned must not be modified.
-func (s *Store) Get(ctx context.Context, userID string, id uuid.UUID) (*Job, error) {
+// (see readBatcher); the job.Job returned must not be modified.
+func (s *Store) Get(ctx context.Context, userID string, id uuid.UUID) (*job.Job, error) {
 	return s.reads.get(ctx, userID, id)
 }
 
 // NewJob is what creating a job needs.
 type NewJob struct {
 	UserID      string
-	Type        Type
+	Type        job.Type
 	Input       []byte // a JSON object
 	MaxAttempts int    // 0 means 3
 	// Idempotency: when Key is set, a second Create with the same user, Scope
@@ -102,19 +54,19 @@ type NewJob struct {
 // user in this scope it inserts nothing and returns the existing job with
 // replayed true, or ErrIdempotencyConflict when the request differs. The
 // unique index decides races: two concurrent requests with one key make one job.
-func (s *Store) Create(ctx context.Context, nj NewJob) (job *Job, replayed bool, err error) {
+func (s *Store) Create(ctx context.Context, nj NewJob) (created *job.Job, replayed bool, err error) {
 	parent := traceParent(ctx) // the request's span, not the store's below
 	ctx, span := startSpan(ctx, spanCreate, "INSERT", 0)
 	defer func() {
-		if job != nil {
-			withJobID(span, job.ID.String())
+		if created != nil {
+			withJobID(span, created.ID.String())
 		}
 		endSpan(span, err)
 	}()
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
 	if nj.MaxAttempts <= 0 {
-		nj.MaxAttempts = 3
+		nj.MaxAttempts = job.DefaultMaxAttempts
 	}
 	id, err := uuid.NewV7()
 	if err != nil {
@@ -127,14 +79,15 @@ func (s *Store) Create(ctx context.Context, nj NewJob) (job *Job, replayed bool,
 	// At most twice: a key found bound to a job older than
 	// IdempotencyWindow is released, and the insert tried once more.
 	for try := 0; ; try++ {
-		var j Job
-		err = s.db.GetContext(ctx, &j, `
+		var j job.Job
+		err = s.db.GetContext(ctx, &j, s.outbox.around(`
 			INSERT INTO jobs (id, user_id, type, input, max_attempts, idempotency_scope, idempotency_key, request_hash, trace_context)
 			VALUES ($1, $2, $3, CAST($4 AS jsonb), $5, $6, $7, $8, $9)
 			ON CONFLICT (user_id, idempotency_scope, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
-			RETURNING `+jobColumns,
+			RETURNING `+jobColumns),
 			id, nj.UserID, string(nj.Type), string(nj.Input), nj.MaxAttempts, scope, key, nj.RequestHash, parent)
 		if err == nil {
+			s.outbox.written()
 			return &j, false, nil
 		}
 		if !errors.Is(err, sql.ErrNoRows) {
@@ -142,7 +95,7 @@ func (s *Store) Create(ctx context.Context, nj NewJob) (job *Job, replayed bool,
 		}
 		// The key is taken: the insert waited for the other transaction to commit.
 		var row struct {
-			Job
+			job.Job
 			RequestHash []byte `db:"request_hash"`
 			Stale       bool   `db:"stale"`
 		}
@@ -214,8 +167,8 @@ func ParseCursor(s string) (Cursor, error) {
 
 // ListFilter selects a page of a user's jobs.
 type ListFilter struct {
-	Status *Status
-	Type   *Type
+	Status *job.Status
+	Type   *job.Type
 	After  *Cursor // the last job of the previous page
 	Limit  int
 }
@@ -270,7 +223,7 @@ func pageSQL(selectExprs, columns, where, order string) string {
 // of the next page (nil on the last page). A page ends early, with a cursor,
 // before a job whose result would take the page's results past the store's
 // ListMaxBytes; its first job is always there, however large.
-func (s *Store) List(ctx context.Context, userID string, f ListFilter) (_ []Job, _ *Cursor, err error) {
+func (s *Store) List(ctx context.Context, userID string, f ListFilter) (_ []job.Job, _ *Cursor, err error) {
 	ctx, span := startSpan(ctx, spanList, "SELECT", 0)
 	defer func() { endSpan(span, err) }()
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
@@ -290,10 +243,10 @@ func (s *Store) List(ctx context.Context, userID string, f ListFilter) (_ []Job,
 		return nil, nil, fmt.Errorf("list jobs: %w", classify(err))
 	}
 	defer rows.Close()
-	jobs := []Job{}
+	jobs := []job.Job{}
 	var total, size int
 	for rows.Next() {
-		var j Job
+		var j job.Job
 		if err := scanJob(rows, &j, &total); err != nil {
 			return nil, nil, fmt.Errorf("list jobs: %w", classify(err))
 		}

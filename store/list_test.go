@@ -10,6 +10,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/jobsd/jobsd/internal/pgtest"
+	"github.com/jobsd/jobsd/job"
 	"github.com/jobsd/jobsd/store"
 )
 
@@ -51,7 +52,7 @@ func resultOf(t *testing.T, n int, r *rand.Rand, compressible bool) string {
 // completeWith creates a COMPLETED job of user's with that result.
 func completeWith(t *testing.T, st *store.Store, user, result string) uuid.UUID {
 	t.Helper()
-	j, _, err := st.Create(t.Context(), store.NewJob{UserID: user, Type: store.TypeParseDocument, Input: []byte(`{}`)})
+	j, _, err := st.Create(t.Context(), store.NewJob{UserID: user, Type: job.TypeParseDocument, Input: []byte(`{}`)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -84,7 +85,7 @@ func TestListPageBound(t *testing.T) {
 		}
 	}
 	// A PENDING job (no result) and another user's job.
-	j, _, err := st.Create(t.Context(), store.NewJob{UserID: "alice", Type: store.TypeAIPreview, Input: []byte(`{"prompt":"x"}`)})
+	j, _, err := st.Create(t.Context(), store.NewJob{UserID: "alice", Type: job.TypeAIPreview, Input: []byte(`{"prompt":"x"}`)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -144,7 +145,7 @@ func TestListSkipsOversizedResults(t *testing.T) {
 	r := rand.New(rand.NewPCG(5, 6))
 	big := completeWith(t, st, "alice", resultOf(t, 1<<20, r, false))
 	small := completeWith(t, st, "alice", resultOf(t, 2000, r, false))
-	var jobs []store.Job
+	var jobs []job.Job
 	var next *store.Cursor
 	n := p.during(func() {
 		var err error

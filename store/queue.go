@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/jobsd/jobsd/job"
 	"github.com/lib/pq"
 )
 
@@ -17,7 +18,7 @@ import (
 type Claimed struct {
 	ID          uuid.UUID
 	UserID      string
-	Type        Type
+	Type        job.Type
 	Input       []byte
 	Attempts    int // including this one
 	MaxAttempts int
@@ -53,13 +54,6 @@ const queueOrder = `
 	ORDER BY run_after, id
 	LIMIT $1
 	FOR UPDATE SKIP LOCKED`
-
-// Client-visible error texts the queue itself writes.
-const (
-	ErrTextWorkerLost       = "Worker lost while processing the job"
-	ErrTextCancelled        = "Cancelled by user"
-	ErrTextCancelledByAdmin = "Cancelled by an administrator"
-)
 
 // ClaimRequest says what to claim.
 type ClaimRequest struct {
@@ -289,7 +283,7 @@ func (s *Store) Heartbeat(ctx context.Context, held []Claimed, lease time.Durati
 
 // Rescue returns jobs whose lease expired (their worker died, or was cut
 // off from the database for longer than a lease) to the queue, counting the
-// lost attempt: claimable after backoff, or FAILED with ErrTextWorkerLost
+// lost attempt: claimable after backoff, or FAILED with job.ErrTextWorkerLost
 // when that was the last attempt, and logs the attempt as lost. It returns
 // how many.
 func (s *Store) Rescue(ctx context.Context, backoff time.Duration) (retried, failed int, err error) {
@@ -298,7 +292,7 @@ func (s *Store) Rescue(ctx context.Context, backoff time.Duration) (retried, fai
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
 	var rows []struct {
-		Status Status `db:"status"`
+		Status job.Status `db:"status"`
 	}
 	err = s.db.SelectContext(ctx, &rows, `
 		WITH lost AS MATERIALIZED (
@@ -320,12 +314,12 @@ func (s *Store) Rescue(ctx context.Context, backoff time.Duration) (retried, fai
 			INSERT INTO job_attempts (job_id, attempt, type, worker_id, started_at, outcome, final, error)
 			SELECT id, attempts, type, worker_id, attempted_at, 'lost', status = 'FAILED', $1
 			FROM rescued)
-		SELECT status FROM rescued`, ErrTextWorkerLost, backoff.Seconds())
+		SELECT status FROM rescued`, job.ErrTextWorkerLost, backoff.Seconds())
 	if err != nil {
 		return 0, 0, fmt.Errorf("rescue jobs: %w", classify(err))
 	}
 	for _, r := range rows {
-		if r.Status == StatusFailed {
+		if r.Status == job.StatusFailed {
 			failed++
 		} else {
 			retried++
@@ -339,15 +333,15 @@ type CancelResult int
 
 // The outcomes of Cancel.
 const (
-	Cancelled       CancelResult = iota // the job is now FAILED with ErrTextCancelled
+	Cancelled       CancelResult = iota // the job is now FAILED with job.ErrTextCancelled
 	AlreadyFinished                     // the job was COMPLETED or FAILED before
 )
 
 // Cancel ends the user's PENDING or PROCESSING job as FAILED with
-// ErrTextCancelled, as CancelAs does. It returns ErrNotFound for a job that
+// job.ErrTextCancelled, as CancelAs does. It returns ErrNotFound for a job that
 // does not exist or is another user's.
-func (s *Store) Cancel(ctx context.Context, userID string, id uuid.UUID) (*Job, CancelResult, error) {
-	return s.CancelAs(ctx, Canceller{ID: id, Owner: userID, By: userID, Text: ErrTextCancelled})
+func (s *Store) Cancel(ctx context.Context, userID string, id uuid.UUID) (*job.Job, CancelResult, error) {
+	return s.CancelAs(ctx, Canceller{ID: id, Owner: userID, By: userID, Text: job.ErrTextCancelled})
 }
 
 // Canceller says which job to cancel, by whom and with what text.
@@ -364,7 +358,7 @@ type Canceller struct {
 // jobs_cancelled). A PENDING job keeps its null startedAt. It returns
 // ErrNotFound for a job that does not exist (or is not c.Owner's), and
 // AlreadyFinished with the job as it is for a terminal one.
-func (s *Store) CancelAs(ctx context.Context, c Canceller) (_ *Job, _ CancelResult, err error) {
+func (s *Store) CancelAs(ctx context.Context, c Canceller) (_ *job.Job, _ CancelResult, err error) {
 	ctx, span := startSpan(ctx, spanCancel, "UPDATE", 0)
 	defer func() { endSpan(span, err) }()
 	withJobID(span, c.ID.String())
@@ -399,7 +393,7 @@ func (s *Store) CancelAs(ctx context.Context, c Canceller) (_ *Job, _ CancelResu
 	}
 	defer rows.Close()
 	if rows.Next() {
-		var j Job
+		var j job.Job
 		if err := scanJob(rows, &j); err != nil {
 			return nil, 0, fmt.Errorf("cancel job: %w", classify(err))
 		}
@@ -408,7 +402,7 @@ func (s *Store) CancelAs(ctx context.Context, c Canceller) (_ *Job, _ CancelResu
 	if err := rows.Err(); err != nil {
 		return nil, 0, fmt.Errorf("cancel job: %w", classify(err))
 	}
-	var cur *Job
+	var cur *job.Job
 	if c.Owner != "" {
 		cur, err = s.Get(ctx, c.Owner, c.ID)
 	} else {

@@ -11,6 +11,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/jobsd/jobsd/internal/pgtest"
+	"github.com/jobsd/jobsd/job"
 	"github.com/jobsd/jobsd/store"
 )
 
@@ -21,7 +22,7 @@ func TestHeartbeat(t *testing.T) {
 	st, _ := pgtest.NewStore(t)
 	ctx := t.Context()
 	for range 3 {
-		if _, _, err := st.Create(ctx, store.NewJob{UserID: "alice", Type: store.TypeAIPreview, Input: []byte(`{"prompt":"x"}`)}); err != nil {
+		if _, _, err := st.Create(ctx, store.NewJob{UserID: "alice", Type: job.TypeAIPreview, Input: []byte(`{"prompt":"x"}`)}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -80,14 +81,14 @@ func TestHeartbeat(t *testing.T) {
 
 // jobState is what the queue tests read back of a row.
 type jobState struct {
-	Status    store.Status `db:"status"`
-	Attempts  int          `db:"attempts"`
-	Started   bool         `db:"started"`
-	Leased    bool         `db:"leased"`
-	WorkerID  *string      `db:"worker_id"`
-	Runnable  bool         `db:"runnable"`
-	Error     *string      `db:"error"`
-	HasResult bool         `db:"has_result"`
+	Status    job.Status `db:"status"`
+	Attempts  int        `db:"attempts"`
+	Started   bool       `db:"started"`
+	Leased    bool       `db:"leased"`
+	WorkerID  *string    `db:"worker_id"`
+	Runnable  bool       `db:"runnable"`
+	Error     *string    `db:"error"`
+	HasResult bool       `db:"has_result"`
 }
 
 func readState(t *testing.T, st *store.Store, id uuid.UUID) jobState {
@@ -105,7 +106,7 @@ func createJobs(t *testing.T, st *store.Store, n int) []uuid.UUID {
 	t.Helper()
 	var ids []uuid.UUID
 	for range n {
-		j, _, err := st.Create(t.Context(), store.NewJob{UserID: "alice", Type: store.TypeAIPreview, Input: []byte(`{"prompt":"x"}`)})
+		j, _, err := st.Create(t.Context(), store.NewJob{UserID: "alice", Type: job.TypeAIPreview, Input: []byte(`{"prompt":"x"}`)})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -127,7 +128,7 @@ func TestClaimIsCommitted(t *testing.T) {
 	}
 	for _, id := range ids {
 		got := readState(t, st, id)
-		if got.Status != store.StatusProcessing || got.Attempts != 1 || !got.Started || !got.Leased || got.WorkerID == nil || *got.WorkerID != "w1" {
+		if got.Status != job.StatusProcessing || got.Attempts != 1 || !got.Started || !got.Leased || got.WorkerID == nil || *got.WorkerID != "w1" {
 			t.Errorf("claimed job %v: %+v", id, got)
 		}
 	}
@@ -171,10 +172,10 @@ func TestFinish(t *testing.T) {
 		id   uuid.UUID
 		want jobState
 	}{
-		{"completed", c0.ID, jobState{Status: store.StatusCompleted, Attempts: 1, Started: true, Runnable: true, HasResult: true}},
-		{"failed", c1.ID, jobState{Status: store.StatusFailed, Attempts: 1, Started: true, Runnable: true, Error: ptr("Invalid input")}},
-		{"retry: PROCESSING, no error, not runnable before its backoff", c2.ID, jobState{Status: store.StatusProcessing, Attempts: 1, Started: true}},
-		{"stale lease: untouched", c3.ID, jobState{Status: store.StatusProcessing, Attempts: 1, Started: true, Leased: true, Runnable: true}},
+		{"completed", c0.ID, jobState{Status: job.StatusCompleted, Attempts: 1, Started: true, Runnable: true, HasResult: true}},
+		{"failed", c1.ID, jobState{Status: job.StatusFailed, Attempts: 1, Started: true, Runnable: true, Error: ptr("Invalid input")}},
+		{"retry: PROCESSING, no error, not runnable before its backoff", c2.ID, jobState{Status: job.StatusProcessing, Attempts: 1, Started: true}},
+		{"stale lease: untouched", c3.ID, jobState{Status: job.StatusProcessing, Attempts: 1, Started: true, Leased: true, Runnable: true}},
 	}
 	for _, tc := range tests {
 		got := readState(t, st, tc.id)
@@ -213,7 +214,7 @@ func TestRelease(t *testing.T) {
 	if _, err := st.Finish(ctx, outs); err != nil {
 		t.Fatal(err)
 	}
-	if got := readState(t, st, ids[0]); got.Status != store.StatusPending || got.Attempts != 0 || got.Started || got.Leased || !got.Runnable {
+	if got := readState(t, st, ids[0]); got.Status != job.StatusPending || got.Attempts != 0 || got.Started || got.Leased || !got.Runnable {
 		t.Errorf("released first attempt: %+v", got)
 	}
 	var second store.Claimed
@@ -230,7 +231,7 @@ func TestRelease(t *testing.T) {
 	}
 	got := readState(t, st, ids[1])
 	got.WorkerID = nil
-	if got != (jobState{Status: store.StatusProcessing, Attempts: 1, Started: true, Runnable: true}) {
+	if got != (jobState{Status: job.StatusProcessing, Attempts: 1, Started: true, Runnable: true}) {
 		t.Errorf("released second attempt: %+v", got)
 	}
 }

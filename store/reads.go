@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/jobsd/jobsd/job"
 	"go.opentelemetry.io/otel/trace"
 )
 
@@ -34,7 +35,7 @@ type pendingRead struct {
 	// caller is the span of the request that asked, which the batch's
 	// span links to (zero while tracing is off).
 	caller trace.SpanContext
-	job    *Job
+	job    *job.Job
 	err    error
 	done   chan struct{}
 }
@@ -60,7 +61,7 @@ type readBatcher struct {
 
 // get queues one read and waits for its batch. The batch does not end with
 // ctx (the others share it); the wait does.
-func (b *readBatcher) get(ctx context.Context, user string, id uuid.UUID) (*Job, error) {
+func (b *readBatcher) get(ctx context.Context, user string, id uuid.UUID) (*job.Job, error) {
 	r := &pendingRead{user: user, id: id, deadline: time.Now().Add(b.s.timeout), caller: readLink(ctx), done: make(chan struct{})}
 	b.mu.Lock()
 	b.queue = append(b.queue, r)
@@ -130,8 +131,8 @@ func (b *readBatcher) read(batch []*pendingRead) {
 
 // getMany reads the batch's jobs in one statement, by id, within the
 // deadline of its oldest Get (the first: the queue is in order). Two reads of
-// one job share its row (callers must not modify a Job).
-func (s *Store) getMany(batch []*pendingRead) (map[uuid.UUID]*Job, error) {
+// one job share its row (callers must not modify a job.Job).
+func (s *Store) getMany(batch []*pendingRead) (map[uuid.UUID]*job.Job, error) {
 	ctx, cancel := context.WithDeadline(context.Background(), batch[0].deadline)
 	defer cancel()
 	s.gets.Add(1)
@@ -146,9 +147,9 @@ func (s *Store) getMany(batch []*pendingRead) (map[uuid.UUID]*Job, error) {
 		return nil, fmt.Errorf("get job: %w", classify(err))
 	}
 	defer rows.Close()
-	jobs := make(map[uuid.UUID]*Job, len(batch))
+	jobs := make(map[uuid.UUID]*job.Job, len(batch))
 	for rows.Next() {
-		j := new(Job)
+		j := new(job.Job)
 		if err := scanJob(rows, j); err != nil {
 			return nil, fmt.Errorf("get job: %w", classify(err))
 		}

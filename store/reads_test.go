@@ -11,6 +11,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/jobsd/jobsd/internal/pgtest"
+	"github.com/jobsd/jobsd/job"
 	"github.com/jobsd/jobsd/store"
 )
 
@@ -23,12 +24,12 @@ func TestBatchedReads(t *testing.T) {
 	type want struct {
 		user string
 		id   uuid.UUID
-		job  *store.Job // nil: ErrNotFound
+		job  *job.Job // nil: ErrNotFound
 	}
 	var wants []want
 	for i := range 20 {
 		user := []string{"alice", "bob"}[i%2]
-		j, _, err := st.Create(ctx, store.NewJob{UserID: user, Type: store.TypeAIPreview, Input: []byte(`{"prompt":"x"}`)})
+		j, _, err := st.Create(ctx, store.NewJob{UserID: user, Type: job.TypeAIPreview, Input: []byte(`{"prompt":"x"}`)})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -41,7 +42,7 @@ func TestBatchedReads(t *testing.T) {
 	tx := lockJobs(t, st)
 	before := st.Gets()
 	errs := make([]error, len(wants))
-	got := make([]*store.Job, len(wants))
+	got := make([]*job.Job, len(wants))
 	var wg sync.WaitGroup
 	wg.Go(func() { got[0], errs[0] = st.Get(ctx, wants[0].user, wants[0].id) })
 	waitFor(t, func() bool { return st.Gets() == before+1 })
@@ -72,7 +73,7 @@ func TestBatchedReads(t *testing.T) {
 func TestBatchedReadCancel(t *testing.T) {
 	ctx := t.Context()
 	st := oneSlotStore(t)
-	j, _, err := st.Create(ctx, store.NewJob{UserID: "alice", Type: store.TypeAIPreview, Input: []byte(`{"prompt":"x"}`)})
+	j, _, err := st.Create(ctx, store.NewJob{UserID: "alice", Type: job.TypeAIPreview, Input: []byte(`{"prompt":"x"}`)})
 	if err != nil {
 		t.Fatal(err)
 	}

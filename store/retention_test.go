@@ -7,6 +7,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/jobsd/jobsd/internal/pgtest"
+	"github.com/jobsd/jobsd/job"
 	"github.com/jobsd/jobsd/store"
 )
 
@@ -120,7 +121,7 @@ func TestFirstIDAt(t *testing.T) {
 func TestIdempotencyWindow(t *testing.T) {
 	st, _ := pgtest.NewStore(t)
 	ctx := t.Context()
-	nj := store.NewJob{UserID: "alice", Type: store.TypeAIPreview, Input: []byte(`{"prompt":"x"}`),
+	nj := store.NewJob{UserID: "alice", Type: job.TypeAIPreview, Input: []byte(`{"prompt":"x"}`),
 		IdempotencyScope: "preview", IdempotencyKey: "k1", RequestHash: []byte("h1")}
 	first, replayed, err := st.Create(ctx, nj)
 	if err != nil || replayed {

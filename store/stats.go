@@ -5,6 +5,8 @@ import (
 	"database/sql"
 	"fmt"
 	"time"
+
+	"github.com/jobsd/jobsd/job"
 )
 
 // QueueStatsCap bounds how many rows QueueStats reads from each of its two
@@ -19,7 +21,7 @@ const QueueStatsCap = 100_000
 type QueueStats struct {
 	// Counts holds the number of PENDING and PROCESSING jobs per type. A
 	// status or type with no jobs is absent.
-	Counts map[Status]map[Type]int64
+	Counts map[job.Status]map[job.Type]int64
 	// OldestPendingAge is how long the oldest PENDING job has existed
 	// (measured by the database's clock); zero when nothing is PENDING.
 	OldestPendingAge time.Duration
@@ -74,14 +76,14 @@ func (s *Store) queueStats(ctx context.Context, limit int) (QueueStats, error) {
 		return QueueStats{}, fmt.Errorf("queue stats: %w", classify(err))
 	}
 	defer rows.Close()
-	st := QueueStats{Counts: map[Status]map[Type]int64{}}
+	st := QueueStats{Counts: map[job.Status]map[job.Type]int64{}}
 	var scanned [2]int64 // rows read by the unleased and the leased scan
 	var oldest float64
 	for rows.Next() {
 		var (
 			leased bool
-			status Status
-			typ    Type
+			status job.Status
+			typ    job.Type
 			n      int64
 			age    sql.NullFloat64
 		)
@@ -89,7 +91,7 @@ func (s *Store) queueStats(ctx context.Context, limit int) (QueueStats, error) {
 			return QueueStats{}, fmt.Errorf("queue stats: %w", err)
 		}
 		if st.Counts[status] == nil {
-			st.Counts[status] = map[Type]int64{}
+			st.Counts[status] = map[job.Type]int64{}
 		}
 		st.Counts[status][typ] += n
 		if leased {

@@ -11,12 +11,13 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/jobsd/jobsd/internal/pgtest"
+	"github.com/jobsd/jobsd/job"
 	"github.com/jobsd/jobsd/store"
 )
 
 // exactCounts is the queue by a plain full-table count: the truth that
 // QueueStats, which reads only the partial indexes, must agree with.
-func exactCounts(t testing.TB, st *store.Store) map[store.Status]map[store.Type]int64 {
+func exactCounts(t testing.TB, st *store.Store) map[job.Status]map[job.Type]int64 {
 	t.Helper()
 	rows, err := st.DB().Query(`SELECT status, type, count(*) FROM jobs
 		WHERE status IN ('PENDING', 'PROCESSING') GROUP BY status, type`)
@@ -24,16 +25,16 @@ func exactCounts(t testing.TB, st *store.Store) map[store.Status]map[store.Type]
 		t.Fatal(err)
 	}
 	defer rows.Close()
-	out := map[store.Status]map[store.Type]int64{}
+	out := map[job.Status]map[job.Type]int64{}
 	for rows.Next() {
-		var s store.Status
-		var typ store.Type
+		var s job.Status
+		var typ job.Type
 		var n int64
 		if err := rows.Scan(&s, &typ, &n); err != nil {
 			t.Fatal(err)
 		}
 		if out[s] == nil {
-			out[s] = map[store.Type]int64{}
+			out[s] = map[job.Type]int64{}
 		}
 		out[s][typ] = n
 	}
@@ -59,7 +60,7 @@ func TestQueueStats(t *testing.T) {
 		t.Errorf("empty queue: %+v", empty)
 	}
 
-	create := func(typ store.Type) string {
+	create := func(typ job.Type) string {
 		t.Helper()
 		j, _, err := st.Create(ctx, store.NewJob{UserID: "alice", Type: typ, Input: []byte(`{"prompt":"x"}`)})
 		if err != nil {
@@ -67,7 +68,7 @@ func TestQueueStats(t *testing.T) {
 		}
 		return j.ID.String()
 	}
-	for _, typ := range []store.Type{store.TypeAIPreview, store.TypeAIPreview, store.TypeRiskAnalysis, store.TypeParseDocument} {
+	for _, typ := range []job.Type{job.TypeAIPreview, job.TypeAIPreview, job.TypeRiskAnalysis, job.TypeParseDocument} {
 		create(typ)
 	}
 	// Two jobs under a lease (PROCESSING, in jobs_lease_idx).
@@ -75,15 +76,15 @@ func TestQueueStats(t *testing.T) {
 		t.Fatalf("claim: %d, %v", len(claimed), err)
 	}
 	// One PROCESSING job waiting for its retry, with no lease.
-	retrying := create(store.TypeGapDetection)
+	retrying := create(job.TypeGapDetection)
 	mustExec(t, st, `UPDATE jobs SET status = 'PROCESSING', attempts = 1, started_at = now(),
 		run_after = now() + interval '1 minute' WHERE id = $1`, retrying)
 	// Finished jobs are not counted.
-	for _, typ := range []store.Type{store.TypeAIPreview, store.TypeReportGeneration} {
+	for _, typ := range []job.Type{job.TypeAIPreview, job.TypeReportGeneration} {
 		mustExec(t, st, `UPDATE jobs SET status = 'COMPLETED', result = '{}', completed_at = now() WHERE id = $1`, create(typ))
 	}
 	// The oldest PENDING job was created an hour ago.
-	old := create(store.TypeRiskAnalysis)
+	old := create(job.TypeRiskAnalysis)
 	mustExec(t, st, `UPDATE jobs SET created_at = now() - interval '1 hour', run_after = now() - interval '1 hour' WHERE id = $1`, old)
 
 	got, err := st.QueueStats(ctx)
@@ -94,7 +95,7 @@ func TestQueueStats(t *testing.T) {
 	if diff := cmp.Diff(want, got.Counts); diff != "" {
 		t.Errorf("counts (-want +got):\n%s", diff)
 	}
-	if got.Counts[store.StatusProcessing][store.TypeGapDetection] != 1 {
+	if got.Counts[job.StatusProcessing][job.TypeGapDetection] != 1 {
 		t.Errorf("the retrying PROCESSING job is not counted: %v", got.Counts)
 	}
 	if got.OldestPendingAge < time.Hour || got.OldestPendingAge > time.Hour+time.Minute {

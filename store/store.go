@@ -14,6 +14,7 @@ import (
 	_ "github.com/lib/pq" // the postgres driver
 	"github.com/pressly/goose/v3"
 
+	"github.com/jobsd/jobsd/job"
 	"github.com/jobsd/jobsd/migrations"
 )
 
@@ -43,6 +44,9 @@ type Options struct {
 	// DefaultListMaxBytes. The API documents the default, so only tests
 	// set it.
 	ListMaxBytes int
+	// Outbox makes Create write an outbox row for each new job, in the
+	// same statement (JOBS_DISPATCH=sqs; see outbox.go).
+	Outbox bool
 }
 
 // Store is the jobs table behind a connection pool.
@@ -55,6 +59,7 @@ type Store struct {
 	gets        atomic.Int64
 	// listMaxBytes is Options.ListMaxBytes.
 	listMaxBytes int
+	outbox       outbox
 }
 
 // Gets counts the statements that status reads (Get) sent to the database:
@@ -70,7 +75,7 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("open database: %w", err)
 	}
 	if opts.MaxOpenConns <= 0 {
-		opts.MaxOpenConns = 20
+		opts.MaxOpenConns = job.DefaultDBConns
 	}
 	if opts.QueryTimeout <= 0 {
 		opts.QueryTimeout = 5 * time.Second
@@ -85,7 +90,7 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 	if opts.ListMaxBytes <= 0 {
 		opts.ListMaxBytes = DefaultListMaxBytes
 	}
-	s := &Store{db: db, timeout: opts.QueryTimeout, listMaxBytes: opts.ListMaxBytes}
+	s := &Store{db: db, timeout: opts.QueryTimeout, listMaxBytes: opts.ListMaxBytes, outbox: newOutbox(opts.Outbox)}
 	s.reads = readBatcher{s: s, maxSlots: opts.ReadBatches}
 	if err := s.open(ctx); err != nil {
 		db.Close()

@@ -10,6 +10,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/jobsd/jobsd/internal/pgtest"
+	"github.com/jobsd/jobsd/job"
 	"github.com/jobsd/jobsd/store"
 	"github.com/jobsd/jobsd/tracing"
 	"github.com/jobsd/jobsd/tracing/tracingtest"
@@ -28,7 +29,7 @@ func TestBatchedReadSpan(t *testing.T) {
 	st := oneSlotStore(t)
 	var ids []uuid.UUID
 	for range 6 {
-		j, _, err := st.Create(ctx, store.NewJob{UserID: "alice", Type: store.TypeAIPreview, Input: []byte(`{"prompt":"x"}`)})
+		j, _, err := st.Create(ctx, store.NewJob{UserID: "alice", Type: job.TypeAIPreview, Input: []byte(`{"prompt":"x"}`)})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -98,7 +99,7 @@ func TestTraceContextKept(t *testing.T) {
 	ctx := t.Context()
 	create := func(ctx context.Context) uuid.UUID {
 		t.Helper()
-		j, _, err := st.Create(ctx, store.NewJob{UserID: "alice", Type: store.TypeAIPreview, Input: []byte(`{"prompt":"x"}`)})
+		j, _, err := st.Create(ctx, store.NewJob{UserID: "alice", Type: job.TypeAIPreview, Input: []byte(`{"prompt":"x"}`)})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -20,6 +20,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/jobsd/jobsd/internal/pgtest"
+	"github.com/jobsd/jobsd/job"
 	"github.com/jobsd/jobsd/store"
 )
 
@@ -168,10 +169,10 @@ func TestReadsSkipInput(t *testing.T) {
 	t.Cleanup(func() { st.Close() })
 
 	input := parseInput()
-	var j *store.Job
+	var j *job.Job
 	sizes := map[string]int64{}
 	sizes["Create"] = p.during(func() {
-		if j, _, err = st.Create(ctx, store.NewJob{UserID: "alice", Type: store.TypeParseDocument, Input: input}); err != nil {
+		if j, _, err = st.Create(ctx, store.NewJob{UserID: "alice", Type: job.TypeParseDocument, Input: input}); err != nil {
 			t.Fatal(err)
 		}
 	})
@@ -220,11 +221,11 @@ func BenchmarkWireBytes(b *testing.B) {
 	}
 	b.Cleanup(func() { st.Close() })
 	input := parseInput()
-	job, _, err := st.Create(ctx, store.NewJob{UserID: "alice", Type: store.TypeParseDocument, Input: input})
+	created, _, err := st.Create(ctx, store.NewJob{UserID: "alice", Type: job.TypeParseDocument, Input: input})
 	if err != nil {
 		b.Fatal(err)
 	}
-	first := job.ID
+	first := created.ID
 	copyJob(b, st, first, "alice", 99)
 	for user, random := range map[string]bool{"bob": true, "carol": false, "dave": false} {
 		var id uuid.UUID
@@ -246,7 +247,7 @@ func BenchmarkWireBytes(b *testing.B) {
 		var n int64
 		for b.Loop() {
 			n += p.during(func() {
-				if _, _, err := st.Create(ctx, store.NewJob{UserID: "dave", Type: store.TypeParseDocument, Input: input}); err != nil {
+				if _, _, err := st.Create(ctx, store.NewJob{UserID: "dave", Type: job.TypeParseDocument, Input: input}); err != nil {
 					b.Fatal(err)
 				}
 			})

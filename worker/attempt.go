@@ -199,6 +199,9 @@ func (w *Worker) ended(e ending, ok bool, werr error) {
 	}
 	w.logOutcome(e, ok, werr)
 	endAttemptSpan(e, ok, werr)
+	if w.onEnded != nil {
+		w.onEnded(e, ok, werr)
+	}
 	w.pending.Done()
 }
 

@@ -9,6 +9,7 @@ import (
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
+	"github.com/jobsd/jobsd/job"
 	"github.com/jobsd/jobsd/store"
 	"github.com/jobsd/jobsd/tracing"
 	"github.com/jobsd/jobsd/tracing/tracingtest"
@@ -28,7 +29,7 @@ func TestAttemptSpans(t *testing.T) {
 		return json.RawMessage(`{"ok":true}`), nil
 	})
 	rctx, request := tracing.Tracer("test").Start(t.Context(), "POST /api/jobs")
-	j, _, err := b.st.Create(rctx, store.NewJob{UserID: "alice", Type: store.TypeAIPreview, Input: []byte(`{"prompt":"x"}`), MaxAttempts: 3})
+	j, _, err := b.st.Create(rctx, store.NewJob{UserID: "alice", Type: job.TypeAIPreview, Input: []byte(`{"prompt":"x"}`), MaxAttempts: 3})
 	request.End()
 	if err != nil {
 		t.Fatal(err)

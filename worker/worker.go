@@ -31,6 +31,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/lib/pq"
 
+	"github.com/jobsd/jobsd/job"
 	"github.com/jobsd/jobsd/metrics"
 	"github.com/jobsd/jobsd/store"
 )
@@ -44,7 +45,7 @@ type Handler func(ctx context.Context, job Job) (json.RawMessage, error)
 type Job struct {
 	ID          uuid.UUID
 	UserID      string
-	Type        store.Type
+	Type        job.Type
 	Input       json.RawMessage
 	Attempt     int // 1 for the first attempt
 	MaxAttempts int
@@ -62,7 +63,7 @@ var ErrTooManyStuck = errors.New("worker: too many handlers ignored their deadli
 // Config tunes a Worker. Zero values take the defaults in parentheses.
 type Config struct {
 	Store    *store.Store
-	Handlers map[store.Type]Handler
+	Handlers map[job.Type]Handler
 	Classify Classifier // nil: every error is retryable, with a generic message
 	Log      *slog.Logger
 
@@ -106,7 +107,7 @@ func (c *Config) setDefaults() {
 		}
 	}
 	if c.Concurrency <= 0 {
-		c.Concurrency = 8
+		c.Concurrency = job.DefaultConcurrency
 	}
 	def(&c.Lease, 30*time.Second)
 	def(&c.Heartbeat, c.Lease/3)
@@ -126,7 +127,7 @@ func (c *Config) setDefaults() {
 		c.Log = slog.Default()
 	}
 	if c.Classify == nil {
-		c.Classify = func(error) (bool, string) { return true, "Internal error while processing the job" }
+		c.Classify = func(error) (bool, string) { return true, job.ErrTextInternal }
 	}
 }
 
@@ -160,6 +161,10 @@ type Worker struct {
 	// claim while claims come back full, else from the head (see claimFrom).
 	cursor     *store.QueueKey
 	headPicked time.Time // the last claim from the head
+
+	// onEnded, when set, hears of every attempt once its outcome was
+	// written or dropped (RunClaimed's report).
+	onEnded func(e ending, ok bool, werr error)
 }
 
 // New returns a worker; Run starts it.

@@ -17,6 +17,7 @@ import (
 
 	"github.com/jobsd/jobsd/internal/eventually"
 	"github.com/jobsd/jobsd/internal/pgtest"
+	"github.com/jobsd/jobsd/job"
 	"github.com/jobsd/jobsd/metrics"
 	"github.com/jobsd/jobsd/store"
 	"github.com/jobsd/jobsd/worker"
@@ -57,7 +58,7 @@ func setup(t *testing.T, h worker.Handler) *bundle {
 	}
 	return &bundle{st: st, url: url, cfg: worker.Config{
 		Store:        st,
-		Handlers:     map[store.Type]worker.Handler{store.TypeAIPreview: h, store.TypeRiskAnalysis: h},
+		Handlers:     map[job.Type]worker.Handler{job.TypeAIPreview: h, job.TypeRiskAnalysis: h},
 		Classify:     classify,
 		Log:          log,
 		ListenURL:    url,
@@ -106,7 +107,7 @@ func (b *bundle) start(t *testing.T) (stop func()) {
 
 func (b *bundle) create(t *testing.T, maxAttempts int) uuid.UUID {
 	t.Helper()
-	j, _, err := b.st.Create(t.Context(), store.NewJob{UserID: "alice", Type: store.TypeAIPreview, Input: []byte(`{"prompt":"x"}`), MaxAttempts: maxAttempts})
+	j, _, err := b.st.Create(t.Context(), store.NewJob{UserID: "alice", Type: job.TypeAIPreview, Input: []byte(`{"prompt":"x"}`), MaxAttempts: maxAttempts})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -114,7 +115,7 @@ func (b *bundle) create(t *testing.T, maxAttempts int) uuid.UUID {
 }
 
 // waitFor polls the job until cond holds (a functional bound, generous).
-func (b *bundle) waitFor(t *testing.T, id uuid.UUID, what string, cond func(*store.Job) bool) *store.Job {
+func (b *bundle) waitFor(t *testing.T, id uuid.UUID, what string, cond func(*job.Job) bool) *job.Job {
 	t.Helper()
 	deadline := time.Now().Add(15 * time.Second)
 	for {
@@ -132,10 +133,10 @@ func (b *bundle) waitFor(t *testing.T, id uuid.UUID, what string, cond func(*sto
 	}
 }
 
-func terminal(j *store.Job) bool { return j.Status.Terminal() }
+func terminal(j *job.Job) bool { return j.Status.Terminal() }
 
 // checkTimes: createdAt <= startedAt <= completedAt <= updatedAt, where set.
-func checkTimes(t *testing.T, j *store.Job) {
+func checkTimes(t *testing.T, j *job.Job) {
 	t.Helper()
 	if j.StartedAt != nil && j.StartedAt.Before(j.CreatedAt) {
 		t.Errorf("startedAt %v before createdAt %v", j.StartedAt, j.CreatedAt)
@@ -159,7 +160,7 @@ func TestCompletes(t *testing.T) {
 	b.start(t)
 	id := b.create(t, 3)
 	j := b.waitFor(t, id, "terminal", terminal)
-	if j.Status != store.StatusCompleted || j.Attempts != 1 || string(j.Result) != `{"output": "done"}` || j.Error != nil {
+	if j.Status != job.StatusCompleted || j.Attempts != 1 || string(j.Result) != `{"output": "done"}` || j.Error != nil {
 		t.Errorf("job: %+v result %s", j, j.Result)
 	}
 	if j.StartedAt == nil || j.CompletedAt == nil {
@@ -173,15 +174,15 @@ func TestOutcomes(t *testing.T) {
 		name         string
 		failAttempts int   // attempts that fail before success
 		failWith     error // nil: succeed
-		wantStatus   store.Status
+		wantStatus   job.Status
 		wantAttempts int
 		wantError    string
 	}{
-		{"retry twice then complete", 2, errRetryable, store.StatusCompleted, 3, ""},
-		{"throttled every time", 99, errRetryable, store.StatusFailed, 3, "Bedrock API error: ThrottlingException - Rate exceeded"},
-		{"permanent error", 99, errPermanent, store.StatusFailed, 1, `Invalid input: field "prompt" is empty`},
-		{"unclassified error", 99, errors.New("dial tcp 10.0.0.1:443: connection refused"), store.StatusFailed, 3, "Internal error while processing the job"},
-		{"panic", 99, errors.New("panic"), store.StatusFailed, 3, "Internal error while processing the job"},
+		{"retry twice then complete", 2, errRetryable, job.StatusCompleted, 3, ""},
+		{"throttled every time", 99, errRetryable, job.StatusFailed, 3, "Bedrock API error: ThrottlingException - Rate exceeded"},
+		{"permanent error", 99, errPermanent, job.StatusFailed, 1, `Invalid input: field "prompt" is empty`},
+		{"unclassified error", 99, errors.New("dial tcp 10.0.0.1:443: connection refused"), job.StatusFailed, 3, "Internal error while processing the job"},
+		{"panic", 99, errors.New("panic"), job.StatusFailed, 3, "Internal error while processing the job"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -228,19 +229,19 @@ func TestRetryStaysProcessing(t *testing.T) {
 	b.start(t)
 	id := b.create(t, 3)
 	// Retried: the first attempt is counted and the next one is not due yet.
-	j := b.waitFor(t, id, "retried", func(j *store.Job) bool {
+	j := b.waitFor(t, id, "retried", func(j *job.Job) bool {
 		var waiting bool
 		if err := b.st.DB().Get(&waiting, `SELECT run_after > now() AND lease_owner IS NULL FROM jobs WHERE id = $1`, id); err != nil {
 			t.Fatal(err)
 		}
 		return j.Attempts == 1 && waiting
 	})
-	if j.Status != store.StatusProcessing || j.Error != nil || j.CompletedAt != nil {
+	if j.Status != job.StatusProcessing || j.Error != nil || j.CompletedAt != nil {
 		t.Errorf("between attempts: %+v", j)
 	}
 	close(release)
 	j = b.waitFor(t, id, "terminal", terminal)
-	if j.Status != store.StatusCompleted || j.Attempts != 2 {
+	if j.Status != job.StatusCompleted || j.Attempts != 2 {
 		t.Errorf("final: %s attempts %d", j.Status, j.Attempts)
 	}
 }
@@ -257,7 +258,7 @@ func TestRescue(t *testing.T) {
 	}
 	b.start(t)
 	j := b.waitFor(t, id, "terminal", terminal)
-	if j.Status != store.StatusCompleted || j.Attempts != 2 {
+	if j.Status != job.StatusCompleted || j.Attempts != 2 {
 		t.Errorf("after rescue: %s attempts %d", j.Status, j.Attempts)
 	}
 	for _, kind := range []store.OutcomeKind{store.OutcomeCompleted, store.OutcomeFailed, store.OutcomeRetry, store.OutcomeRelease} {
@@ -278,7 +279,7 @@ func TestRescueLastAttempt(t *testing.T) {
 	}
 	b.start(t)
 	j := b.waitFor(t, id, "terminal", terminal)
-	if j.Status != store.StatusFailed || j.Attempts != 1 || j.Error == nil || *j.Error != store.ErrTextWorkerLost {
+	if j.Status != job.StatusFailed || j.Attempts != 1 || j.Error == nil || *j.Error != job.ErrTextWorkerLost {
 		t.Errorf("job %+v", j)
 	}
 	checkTimes(t, j)
@@ -294,7 +295,7 @@ func TestCancel(t *testing.T) {
 		if err != nil || res != store.Cancelled {
 			t.Fatal(res, err)
 		}
-		if j.Status != store.StatusFailed || *j.Error != store.ErrTextCancelled || j.StartedAt != nil || j.CompletedAt == nil {
+		if j.Status != job.StatusFailed || *j.Error != job.ErrTextCancelled || j.StartedAt != nil || j.CompletedAt == nil {
 			t.Errorf("job %+v", j)
 		}
 		if _, res, _ := b.st.Cancel(t.Context(), "alice", id); res != store.AlreadyFinished {
@@ -327,7 +328,7 @@ func TestCancel(t *testing.T) {
 		}
 		stop() // the handler's late result has been written, or refused, by now
 		j, _ := b.st.Get(t.Context(), "alice", id)
-		if j.Status != store.StatusFailed || *j.Error != store.ErrTextCancelled || j.Result != nil {
+		if j.Status != job.StatusFailed || *j.Error != job.ErrTextCancelled || j.Result != nil {
 			t.Errorf("cancellation overwritten: %+v", j)
 		}
 	})
@@ -353,7 +354,7 @@ func TestShutdownHandsBack(t *testing.T) {
 	<-started
 	stop()
 	j, _ := b.st.Get(t.Context(), "alice", id)
-	if j.Status != store.StatusPending || j.Attempts != 0 || j.StartedAt != nil {
+	if j.Status != job.StatusPending || j.Attempts != 0 || j.StartedAt != nil {
 		t.Fatalf("after shutdown: %+v", j)
 	}
 	var lease *uuid.UUID
@@ -365,7 +366,7 @@ func TestShutdownHandsBack(t *testing.T) {
 	}
 	b.start(t)
 	j = b.waitFor(t, id, "terminal", terminal)
-	if j.Status != store.StatusCompleted || j.Attempts != 1 {
+	if j.Status != job.StatusCompleted || j.Attempts != 1 {
 		t.Errorf("after restart: %s attempts %d", j.Status, j.Attempts)
 	}
 }
@@ -378,7 +379,7 @@ func TestPickupByNotification(t *testing.T) {
 	b.start(t) // returns once LISTEN is in place
 	id := b.create(t, 3)
 	j := b.waitFor(t, id, "terminal", terminal) // waitFor's bound is 15 s, far below a minute
-	if j.Status != store.StatusCompleted {
+	if j.Status != job.StatusCompleted {
 		t.Errorf("job %+v", j)
 	}
 }
@@ -477,7 +478,7 @@ func TestRetryPickedUpWhenDue(t *testing.T) {
 	b.start(t) // returns once LISTEN is in place
 	id := b.create(t, 3)
 	j := b.waitFor(t, id, "terminal", terminal) // bounded by 15 s, far below the poll
-	if j.Status != store.StatusCompleted || j.Attempts != 2 {
+	if j.Status != job.StatusCompleted || j.Attempts != 2 {
 		t.Errorf("job %s attempts %d", j.Status, j.Attempts)
 	}
 }
@@ -488,7 +489,7 @@ func TestRetryPickedUpWhenDue(t *testing.T) {
 // PENDING -> PROCESSING -> COMPLETED (version 3).
 func TestProcessingBeforeHandler(t *testing.T) {
 	type seen struct {
-		status   store.Status
+		status   job.Status
 		attempts int
 		started  bool
 		leased   bool
@@ -498,11 +499,11 @@ func TestProcessingBeforeHandler(t *testing.T) {
 	var b *bundle
 	b = setup(t, func(ctx context.Context, j worker.Job) (json.RawMessage, error) {
 		var s struct {
-			Status   store.Status `db:"status"`
-			Attempts int          `db:"attempts"`
-			Started  bool         `db:"started"`
-			Leased   bool         `db:"leased"`
-			Worker   string       `db:"worker_id"`
+			Status   job.Status `db:"status"`
+			Attempts int        `db:"attempts"`
+			Started  bool       `db:"started"`
+			Leased   bool       `db:"leased"`
+			Worker   string     `db:"worker_id"`
 		}
 		// Another connection: what every other client sees.
 		err := b.st.DB().GetContext(ctx, &s, `SELECT status, attempts, started_at IS NOT NULL AS started,
@@ -528,11 +529,11 @@ func TestProcessingBeforeHandler(t *testing.T) {
 	})
 	id := b.create(t, 3)
 	got := <-saw
-	if want := (seen{store.StatusProcessing, 1, true, true, w.ID()}); got != want {
+	if want := (seen{job.StatusProcessing, 1, true, true, w.ID()}); got != want {
 		t.Errorf("inside the handler the row read %+v, want %+v", got, want)
 	}
 	j := b.waitFor(t, id, "terminal", terminal)
-	if j.Status != store.StatusCompleted || j.Attempts != 1 || j.Version != 3 {
+	if j.Status != job.StatusCompleted || j.Attempts != 1 || j.Version != 3 {
 		t.Errorf("job: %s attempts %d version %d; want COMPLETED, 1, 3 (created, claimed, completed)", j.Status, j.Attempts, j.Version)
 	}
 }
@@ -552,7 +553,7 @@ func stuckHandler(started chan<- uuid.UUID, release <-chan struct{}) worker.Hand
 
 func (b *bundle) createInput(t *testing.T, input string, maxAttempts int) uuid.UUID {
 	t.Helper()
-	j, _, err := b.st.Create(t.Context(), store.NewJob{UserID: "alice", Type: store.TypeAIPreview, Input: []byte(input), MaxAttempts: maxAttempts})
+	j, _, err := b.st.Create(t.Context(), store.NewJob{UserID: "alice", Type: job.TypeAIPreview, Input: []byte(input), MaxAttempts: maxAttempts})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -582,17 +583,17 @@ func TestWatchdog(t *testing.T) {
 		others = append(others, b.create(t, 1))
 	}
 	for _, id := range others {
-		if j := b.waitFor(t, id, "terminal", terminal); j.Status != store.StatusCompleted {
+		if j := b.waitFor(t, id, "terminal", terminal); j.Status != job.StatusCompleted {
 			t.Errorf("another job beside a stuck handler: %s", j.Status)
 		}
 	}
 	j := b.waitFor(t, stuck, "terminal", terminal)
-	if j.Status != store.StatusFailed || j.Attempts != 2 || j.Error == nil || *j.Error != "Internal error while processing the job" {
+	if j.Status != job.StatusFailed || j.Attempts != 2 || j.Error == nil || *j.Error != "Internal error while processing the job" {
 		t.Errorf("stuck job: %s attempts %d error %v; want FAILED after 2 attempts", j.Status, j.Attempts, j.Error)
 	}
 	close(release) // the stuck handlers return now; their results must be dropped
-	j2 := b.waitFor(t, stuck, "unchanged", func(*store.Job) bool { return true })
-	if j2.Version != j.Version || j2.Status != store.StatusFailed {
+	j2 := b.waitFor(t, stuck, "unchanged", func(*job.Job) bool { return true })
+	if j2.Version != j.Version || j2.Status != job.StatusFailed {
 		t.Errorf("an abandoned handler wrote after its attempt ended: %+v", j2)
 	}
 }
@@ -656,8 +657,8 @@ func TestShutdownWithStuckHandler(t *testing.T) {
 	case <-time.After(15 * time.Second):
 		t.Fatal("Run did not return after shutdown with a stuck handler")
 	}
-	j := b.waitFor(t, id, "handed back", func(*store.Job) bool { return true })
-	if j.Status != store.StatusPending || j.Attempts != 0 || j.StartedAt != nil {
+	j := b.waitFor(t, id, "handed back", func(*job.Job) bool { return true })
+	if j.Status != job.StatusPending || j.Attempts != 0 || j.StartedAt != nil {
 		t.Errorf("after shutdown: %+v", j)
 	}
 }
@@ -783,7 +784,7 @@ func TestRetention(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	if j, err := b.st.Get(t.Context(), "alice", fresh); err != nil || j.Status != store.StatusCompleted {
+	if j, err := b.st.Get(t.Context(), "alice", fresh); err != nil || j.Status != job.StatusCompleted {
 		t.Errorf("a recent finished job: %+v, %v", j, err)
 	}
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/jobsd/jobsd/auth"
 	"github.com/jobsd/jobsd/impl"
+	"github.com/jobsd/jobsd/job"
 )
 
 // envOr returns the environment variable's value, or def when it is unset.
@@ -151,16 +152,16 @@ func readAPISettings() (apiSettings, error) {
 	var s apiSettings
 	var err error
 	s.corsOrigins = splitList(os.Getenv("JOBS_CORS_ORIGINS"))
-	if s.maxBodyBytes, err = envInt("JOBS_MAX_BODY_BYTES", 8<<20); err != nil {
+	if s.maxBodyBytes, err = envInt("JOBS_MAX_BODY_BYTES", job.DefaultMaxBodyBytes); err != nil {
 		return s, err
 	}
-	if s.maxAttempts, err = envInt("JOBS_MAX_ATTEMPTS", 3); err != nil {
+	if s.maxAttempts, err = envInt("JOBS_MAX_ATTEMPTS", job.DefaultMaxAttempts); err != nil {
 		return s, err
 	}
 	if s.maxAttempts < 1 || s.maxAttempts > 25 {
 		return s, usagef("JOBS_MAX_ATTEMPTS=%d must be between 1 and 25", s.maxAttempts)
 	}
-	if s.dbMaxConns, err = envInt("JOBS_DB_MAX_CONNS", 20); err != nil {
+	if s.dbMaxConns, err = envInt("JOBS_DB_MAX_CONNS", job.DefaultDBConns); err != nil {
 		return s, err
 	}
 	if s.readBatches, err = envInt("JOBS_DB_READ_BATCHES", 2); err != nil {

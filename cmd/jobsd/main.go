@@ -3,6 +3,7 @@
 //
 //	jobsd serve            the HTTP API
 //	jobsd worker           processes jobs
+//	jobsd lambda           processes jobs as an AWS Lambda function fed by SQS
 //	jobsd migrate up|down|status
 //	jobsd token --sub alice [--admin] [--ttl 1h]
 //	jobsd dev              API + worker + local token issuer on 127.0.0.1:8080
@@ -28,6 +29,7 @@ const usage = `usage: jobsd <command> [flags]
 commands:
   serve     run the HTTP API
   worker    run the job worker
+  lambda    run the job worker as an AWS Lambda function fed by SQS
   migrate   up | down | status: manage the database schema
   token     print a token from the local dev issuer
   dev       run API, worker and a local token issuer against a throwaway database
@@ -51,6 +53,7 @@ func main() {
 	commands := map[string]func(context.Context, []string) error{
 		"serve":   runServe,
 		"worker":  runWorker,
+		"lambda":  runLambda,
 		"migrate": runMigrate,
 		"token":   runToken,
 		"dev":     runDev,

@@ -14,6 +14,7 @@ import (
 
 	"github.com/jobsd/jobsd/internal/pgtest"
 	"github.com/jobsd/jobsd/internal/sandbox"
+	"github.com/jobsd/jobsd/job"
 	"github.com/jobsd/jobsd/jobtype"
 	"github.com/jobsd/jobsd/store"
 )
@@ -31,7 +32,7 @@ func selfReferencingPDF(t *testing.T) []byte {
 func createParse(t *testing.T, st *store.Store, doc []byte) uuid.UUID {
 	t.Helper()
 	in, _ := json.Marshal(map[string]any{"document": doc, "contentType": jobtype.ContentTypePDF})
-	j, _, err := st.Create(t.Context(), store.NewJob{UserID: "alice", Type: store.TypeParseDocument, Input: in})
+	j, _, err := st.Create(t.Context(), store.NewJob{UserID: "alice", Type: job.TypeParseDocument, Input: in})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -47,11 +48,11 @@ func TestWorkerHostilePDF(t *testing.T) {
 	hostile := createParse(t, st, selfReferencingPDF(t))
 	startWorker(t, url, "JOBS_PARSE_TIMEOUT=2s", "JOBS_PARSE_MEMORY=256MiB")
 	preview := createPreview(t, st, "Prices fell sharply in March.")
-	if j := waitJob(t, st, preview, "terminal", func(j *store.Job) bool { return j.Status.Terminal() }); j.Status != store.StatusCompleted {
+	if j := waitJob(t, st, preview, "terminal", func(j *job.Job) bool { return j.Status.Terminal() }); j.Status != job.StatusCompleted {
 		t.Errorf("preview: %s %v", j.Status, j.Error)
 	}
-	j := waitJob(t, st, hostile, "terminal", func(j *store.Job) bool { return j.Status.Terminal() })
-	if j.Status != store.StatusFailed || j.Attempts != 1 || j.Error == nil || *j.Error != jobtype.ParseLimitsMessage {
+	j := waitJob(t, st, hostile, "terminal", func(j *job.Job) bool { return j.Status.Terminal() })
+	if j.Status != job.StatusFailed || j.Attempts != 1 || j.Error == nil || *j.Error != jobtype.ParseLimitsMessage {
 		t.Errorf("hostile PDF: %s after %d attempts, error %v", j.Status, j.Attempts, j.Error)
 	}
 	if took := j.CompletedAt.Sub(*j.StartedAt); took > 7*time.Second {
@@ -65,7 +66,7 @@ func TestWorkerKilledMidParse(t *testing.T) {
 	st, url := pgtest.NewStore(t)
 	id := createParse(t, st, selfReferencingPDF(t))
 	w := startWorker(t, url, "JOBS_PARSE_TIMEOUT=5m")
-	waitJob(t, st, id, "started", func(j *store.Job) bool { return j.Attempts == 1 })
+	waitJob(t, st, id, "started", func(j *job.Job) bool { return j.Attempts == 1 })
 	var child int
 	deadline := time.Now().Add(10 * time.Second)
 	for child == 0 {

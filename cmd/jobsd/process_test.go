@@ -15,6 +15,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/jobsd/jobsd/internal/pgtest"
+	"github.com/jobsd/jobsd/job"
 	"github.com/jobsd/jobsd/store"
 )
 
@@ -68,14 +69,14 @@ func startWorker(t *testing.T, url string, extraEnv ...string) *exec.Cmd {
 
 func createPreview(t *testing.T, st *store.Store, prompt string) uuid.UUID {
 	t.Helper()
-	j, _, err := st.Create(t.Context(), store.NewJob{UserID: "alice", Type: store.TypeAIPreview, Input: fmt.Appendf(nil, `{"prompt":%q}`, prompt)})
+	j, _, err := st.Create(t.Context(), store.NewJob{UserID: "alice", Type: job.TypeAIPreview, Input: fmt.Appendf(nil, `{"prompt":%q}`, prompt)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	return j.ID
 }
 
-func waitJob(t *testing.T, st *store.Store, id uuid.UUID, what string, cond func(*store.Job) bool) *store.Job {
+func waitJob(t *testing.T, st *store.Store, id uuid.UUID, what string, cond func(*job.Job) bool) *job.Job {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
@@ -99,15 +100,15 @@ func TestWorkerKilled(t *testing.T) {
 	st, url := pgtest.NewStore(t)
 	id := createPreview(t, st, "[[simulate:slow=3s]] The harvest was late. Prices fell sharply in March.")
 	first := startWorker(t, url)
-	waitJob(t, st, id, "started", func(j *store.Job) bool { return j.Status == store.StatusProcessing && j.Attempts == 1 })
+	waitJob(t, st, id, "started", func(j *job.Job) bool { return j.Status == job.StatusProcessing && j.Attempts == 1 })
 	if err := first.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
 	_ = first.Wait() // "signal: killed", as asked
 
 	startWorker(t, url)
-	j := waitJob(t, st, id, "terminal", func(j *store.Job) bool { return j.Status.Terminal() })
-	if j.Status != store.StatusCompleted || j.Attempts != 2 {
+	j := waitJob(t, st, id, "terminal", func(j *job.Job) bool { return j.Status.Terminal() })
+	if j.Status != job.StatusCompleted || j.Attempts != 2 {
 		t.Errorf("after the crash: %s attempts %d error %v", j.Status, j.Attempts, j.Error)
 	}
 }
@@ -119,8 +120,8 @@ func TestWorkerKilledRepeatedly(t *testing.T) {
 	id := createPreview(t, st, "[[simulate:slow=30s]] never finishes")
 	for attempt := 1; attempt <= 3; attempt++ {
 		w := startWorker(t, url)
-		waitJob(t, st, id, fmt.Sprintf("on attempt %d", attempt), func(j *store.Job) bool {
-			return j.Status == store.StatusProcessing && j.Attempts == attempt
+		waitJob(t, st, id, fmt.Sprintf("on attempt %d", attempt), func(j *job.Job) bool {
+			return j.Status == job.StatusProcessing && j.Attempts == attempt
 		})
 		if err := w.Process.Signal(syscall.SIGKILL); err != nil {
 			t.Fatal(err)
@@ -129,8 +130,8 @@ func TestWorkerKilledRepeatedly(t *testing.T) {
 	}
 	// The rescuer of a live worker ends it.
 	startWorker(t, url)
-	j := waitJob(t, st, id, "terminal", func(j *store.Job) bool { return j.Status.Terminal() })
-	if j.Status != store.StatusFailed || j.Attempts != 3 || j.Error == nil || *j.Error != store.ErrTextWorkerLost {
+	j := waitJob(t, st, id, "terminal", func(j *job.Job) bool { return j.Status.Terminal() })
+	if j.Status != job.StatusFailed || j.Attempts != 3 || j.Error == nil || *j.Error != job.ErrTextWorkerLost {
 		t.Errorf("job %s attempts %d error %v", j.Status, j.Attempts, j.Error)
 	}
 }
@@ -143,8 +144,8 @@ func TestWorkerSIGTERM(t *testing.T) {
 	quick := createPreview(t, st, "[[simulate:slow=300ms]] finishes within the grace period")
 	slow := createPreview(t, st, "[[simulate:slow=30s]] does not")
 	w := startWorker(t, url, "JOBS_WORKER_SHUTDOWN_WAIT=1s")
-	waitJob(t, st, slow, "started", func(j *store.Job) bool { return j.Attempts == 1 })
-	waitJob(t, st, quick, "started", func(j *store.Job) bool { return j.Attempts == 1 })
+	waitJob(t, st, slow, "started", func(j *job.Job) bool { return j.Attempts == 1 })
+	waitJob(t, st, quick, "started", func(j *job.Job) bool { return j.Attempts == 1 })
 	if err := w.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
@@ -153,7 +154,7 @@ func TestWorkerSIGTERM(t *testing.T) {
 	if errors.As(err, &exit) {
 		t.Errorf("worker exited with %v", err)
 	}
-	if j, _ := st.Get(t.Context(), "alice", quick); j.Status != store.StatusCompleted || j.Attempts != 1 {
+	if j, _ := st.Get(t.Context(), "alice", quick); j.Status != job.StatusCompleted || j.Attempts != 1 {
 		t.Errorf("in-flight job not finished: %s attempts %d", j.Status, j.Attempts)
 	}
 	j, _ := st.Get(t.Context(), "alice", slow)
@@ -161,7 +162,7 @@ func TestWorkerSIGTERM(t *testing.T) {
 	if err := st.DB().Get(&lease, `SELECT lease_owner FROM jobs WHERE id = $1`, slow); err != nil {
 		t.Fatal(err)
 	}
-	if j.Status != store.StatusPending || j.Attempts != 0 || lease.Valid || j.StartedAt != nil {
+	if j.Status != job.StatusPending || j.Attempts != 0 || lease.Valid || j.StartedAt != nil {
 		t.Errorf("slow job not handed back: %s attempts %d lease %v", j.Status, j.Attempts, lease)
 	}
 }

@@ -45,11 +45,20 @@ func runServe(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	st, err := store.Open(ctx, db.url, store.Options{MaxOpenConns: settings.dbMaxConns, ReadBatches: settings.readBatches})
+	outbox, err := outboxOn()
+	if err != nil {
+		return err
+	}
+	st, err := store.Open(ctx, db.url, store.Options{MaxOpenConns: settings.dbMaxConns, ReadBatches: settings.readBatches, Outbox: outbox})
 	if err != nil {
 		return err
 	}
 	defer st.Close()
+	stopDispatch, err := startDispatch(ctx, st, log)
+	if err != nil {
+		return err
+	}
+	defer stopDispatch()
 	var reg *prometheus.Registry
 	if metricsAddr() != "" {
 		reg = newProcessMetrics(st, log)

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/jobsd/jobsd/job"
 	"github.com/jobsd/jobsd/jobtype"
 	"github.com/jobsd/jobsd/metrics"
 	"github.com/jobsd/jobsd/model"
@@ -37,7 +38,7 @@ func runWorker(ctx context.Context, args []string) error {
 	}
 	// Claims and outcomes are batched, so a few connections serve any
 	// concurrency; handlers that read referenced jobs share the rest.
-	conns, err := envInt("JOBS_DB_MAX_CONNS", 20)
+	conns, err := envInt("JOBS_DB_MAX_CONNS", job.DefaultDBConns)
 	if err != nil {
 		return err
 	}
@@ -73,7 +74,7 @@ func runWorker(ctx context.Context, args []string) error {
 func workerConfig(log *slog.Logger) (worker.Config, error) {
 	cfg := worker.Config{Log: log}
 	var err error
-	if cfg.Concurrency, err = envInt("JOBS_WORKER_CONCURRENCY", 8); err != nil {
+	if cfg.Concurrency, err = envInt("JOBS_WORKER_CONCURRENCY", job.DefaultConcurrency); err != nil {
 		return cfg, err
 	}
 	for _, d := range []struct {
