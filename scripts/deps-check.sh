@@ -22,7 +22,9 @@ test_tooling_re='^github\.com/(testcontainers|docker|moby|containerd)/|/dockercf
 
 # package|forbidden regexp|why ("|" inside the regexp is alternation)
 RULES=(
+	"./job|$echo_re|$kin_re|$server_re|the domain package sits below everything"
 	"./worker|$echo_re|$server_re|the worker runs jobs; HTTP belongs to impl/"
+	"./dispatch|$echo_re|$server_re|the Lambda worker and the SQS dispatch run jobs, not HTTP"
 	"./jobtype|$echo_re|$server_re|job types do work, not HTTP"
 	"./client|$echo_re|$kin_re|$server_re|a client links no server"
 	# store/ links net/http through tracing/ (the OTLP exporters and gRPC are
