@@ -97,6 +97,11 @@ type Config struct {
 	// ones, in batches of 1,000.
 	Retention      time.Duration
 	RetentionEvery time.Duration
+	// UserConcurrency, when above 0, caps how many of one user's jobs run
+	// at once across every worker of the deployment (each claim counts the
+	// user's leased jobs); 0 sets no cap. Every worker of a deployment must
+	// use the same value.
+	UserConcurrency int
 }
 
 func (c *Config) setDefaults() {
@@ -159,6 +164,9 @@ type Worker struct {
 	// claim while claims come back full, else from the head (see claimFrom).
 	cursor     *store.QueueKey
 	headPicked time.Time // the last claim from the head
+	// userAfter is where the next claim's round robin over users starts
+	// (store.ClaimRequest.UserAfter): after the user served last.
+	userAfter string
 }
 
 // New returns a worker; Run starts it.
@@ -289,7 +297,8 @@ func (w *Worker) claimAndStart(ctx, jobCtx context.Context) (claimed, asked int,
 		return 0, 0, nil
 	}
 	after := w.claimFrom()
-	req := store.ClaimRequest{Worker: w.id, N: n, Lease: w.cfg.Lease, After: after}
+	req := store.ClaimRequest{Worker: w.id, N: n, Lease: w.cfg.Lease, After: after,
+		UserAfter: w.userAfter, UserConcurrency: w.cfg.UserConcurrency}
 	got, last, err := w.cfg.Store.Claim(ctx, req)
 	if err == nil && len(got) == 0 && after != nil {
 		// Nothing past the cursor: look from the head before going idle.
@@ -297,6 +306,7 @@ func (w *Worker) claimAndStart(ctx, jobCtx context.Context) (claimed, asked int,
 		got, last, err = w.cfg.Store.Claim(ctx, req)
 	}
 	w.claimedTo(len(got), last, n, after == nil)
+	w.userAfter = store.NextUserAfter(w.userAfter, got)
 	if err != nil {
 		return 0, n, err
 	}
