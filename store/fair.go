@@ -27,9 +27,15 @@ import "strings"
 // waiting for a retry, that nobody holds, whenever they become due.
 const claimableRow = `status IN ('PENDING', 'PROCESSING') AND lease_owner IS NULL`
 
+// claimSQLs holds the claim for each [after][capped].
+var claimSQLs = [2][2]string{
+	{claimSQL(false, false), claimSQL(false, true)},
+	{claimSQL(true, false), claimSQL(true, true)},
+}
+
 // claimSQL builds the claim. Parameters: $1 N, $2 lease seconds, $3 worker,
-// $4 the per-user cap (0: none), $5 UserAfter, and with after $6, $7 the
-// cursor (run_after, id).
+// $4 UserAfter; with after, $5 and $6 the cursor (run_after, id); when
+// capped, the cap last ($5 or $7).
 //
 // share, how many turns each user offers, is twice an even share of the N
 // slots (at least one, at most N): enough that users with fewer jobs than
@@ -45,10 +51,27 @@ const claimableRow = `status IN ('PENDING', 'PROCESSING') AND lease_owner IS NUL
 // With a cap, a user offers no more turns than the cap minus the jobs of
 // theirs that hold a lease now; Claim runs such claims one at a time (an
 // advisory lock), so two workers never both fill the same user's last slot.
-func claimSQL(after bool) string {
-	past := ""
+func claimSQL(after, capped bool) string {
+	past, limit := "", "$5"
 	if after {
-		past = ` AND (j.run_after, j.id) > ($6, $7)`
+		past, limit = ` AND (j.run_after, j.id) > ($5, $6)`, "$7"
+	}
+	offers := `
+	offers AS MATERIALIZED (
+		SELECT w.user_id, s.n AS turns FROM waiting w CROSS JOIN share s
+	),`
+	if capped {
+		offers = `
+	leased AS MATERIALIZED (
+		SELECT user_id, count(*) AS n FROM jobs
+		WHERE lease_owner IS NOT NULL
+		GROUP BY user_id
+	),
+	offers AS MATERIALIZED (
+		SELECT w.user_id, greatest(0, least(s.n, ` + limit + ` - COALESCE(l.n, 0))) AS turns
+		FROM waiting w CROSS JOIN share s
+		LEFT JOIN leased l ON l.user_id = w.user_id
+	),`
 	}
 	return `
 	WITH RECURSIVE users(user_id) AS (
@@ -62,17 +85,9 @@ func claimSQL(after bool) string {
 	waiting AS MATERIALIZED (
 		SELECT user_id FROM users WHERE user_id IS NOT NULL
 	),
-	leased AS MATERIALIZED (
-		SELECT user_id, count(*) AS n FROM jobs
-		WHERE lease_owner IS NOT NULL AND $4 > 0
-		GROUP BY user_id
-	),
-	offers AS MATERIALIZED (
-		SELECT w.user_id, greatest(0, CASE WHEN $4 > 0 THEN least(s.share, $4 - COALESCE(l.n, 0)) ELSE s.share END) AS turns
-		FROM waiting w
-		CROSS JOIN (SELECT least($1, ceil(2.0 * $1 / greatest(count(*), 1)))::int AS share FROM waiting) s
-		LEFT JOIN leased l ON l.user_id = w.user_id
-	),
+	share AS (
+		SELECT least($1, ceil(2.0 * $1 / greatest(count(*), 1)))::int AS n FROM waiting
+	),` + offers + `
 	turns AS MATERIALIZED (
 		SELECT o.user_id, t.tid, t.turn
 		FROM offers o CROSS JOIN LATERAL (
@@ -91,7 +106,7 @@ func claimSQL(after bool) string {
 		SELECT j.id, j.run_after FROM jobs j
 		WHERE j.ctid = ANY(ARRAY(
 				SELECT tid FROM turns
-				ORDER BY turn, user_id COLLATE "C" <= $5, user_id COLLATE "C"
+				ORDER BY turn, user_id COLLATE "C" <= $4, user_id COLLATE "C"
 				LIMIT $1))
 			AND ` + prefixed("j", claimableRow) + ` AND j.run_after <= now()
 		FOR UPDATE SKIP LOCKED
@@ -149,4 +164,11 @@ func roundRobinBefore(prev, a, b string) bool {
 		return a > prev
 	}
 	return a < b
+}
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }

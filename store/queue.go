@@ -71,11 +71,14 @@ type ClaimRequest struct {
 func (s *Store) Claim(ctx context.Context, r ClaimRequest) ([]Claimed, QueueKey, error) {
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
-	args := []any{r.N, r.Lease.Seconds(), r.Worker, max(r.UserConcurrency, 0), r.UserAfter}
+	args := []any{r.N, r.Lease.Seconds(), r.Worker, r.UserAfter}
 	if r.After != nil {
 		args = append(args, r.After.RunAfter, r.After.ID)
 	}
-	query := claimSQL(r.After != nil)
+	if r.UserConcurrency > 0 {
+		args = append(args, r.UserConcurrency)
+	}
+	query := claimSQLs[b2i(r.After != nil)][b2i(r.UserConcurrency > 0)]
 	if r.UserConcurrency <= 0 {
 		rows, err := s.db.QueryContext(ctx, query, args...)
 		if err != nil {
