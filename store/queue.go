@@ -79,22 +79,24 @@ func (s *Store) Claim(ctx context.Context, r ClaimRequest) ([]Claimed, QueueKey,
 		args = append(args, r.UserConcurrency)
 	}
 	query := claimSQLs[b2i(r.After != nil)][b2i(r.UserConcurrency > 0)]
-	if r.UserConcurrency <= 0 {
-		rows, err := s.db.QueryContext(ctx, query, args...)
-		if err != nil {
-			return nil, QueueKey{}, fmt.Errorf("claim jobs: %w", classify(err))
-		}
-		out, last, err := scanClaimed(rows)
-		if err != nil {
-			return nil, QueueKey{}, fmt.Errorf("claim jobs: %w", classify(err))
-		}
-		return out, last, nil
+	claim := s.claimOnce
+	if r.UserConcurrency > 0 {
+		claim = s.claimCapped
 	}
-	out, last, err := s.claimCapped(ctx, query, args)
+	out, last, err := claim(ctx, query, args)
 	if err != nil {
 		return nil, QueueKey{}, fmt.Errorf("claim jobs: %w", classify(err))
 	}
 	return out, last, nil
+}
+
+// claimOnce runs an uncapped claim: one statement, committed on its own.
+func (s *Store) claimOnce(ctx context.Context, query string, args []any) ([]Claimed, QueueKey, error) {
+	rows, err := s.db.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, QueueKey{}, err
+	}
+	return scanClaimed(rows)
 }
 
 // claimCapped runs a capped claim under userCapLock, in a transaction of its
