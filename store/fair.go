@@ -48,6 +48,13 @@ var claimSQLs = [2][2]string{
 // look costly enough for PostgreSQL to JIT-compile it, 475 ms for a claim
 // that runs in 5.
 //
+// With one user waiting (a single tenant's burn-down, say) the turns are
+// that user's queue order, and the claim locks them straight from the
+// user's index range as it scans, the way the single queue did: no sort,
+// no second visit of each row. The other branch runs only with two users
+// or more. (Its subqueries are aggregates because PostgreSQL evaluates a
+// LIMIT's subquery even when the branch's one-time filter is false.)
+//
 // With a cap, a user offers no more turns than the cap minus the jobs of
 // theirs that hold a lease now; Claim runs such claims one at a time (an
 // advisory lock), so two workers never both fill the same user's last slot.
@@ -103,13 +110,27 @@ func claimSQL(after, capped bool) string {
 		WHERE o.turns > 0
 	),
 	picked AS MATERIALIZED (
-		SELECT j.id, j.run_after FROM jobs j
-		WHERE j.ctid = ANY(ARRAY(
-				SELECT tid FROM turns
-				ORDER BY turn, user_id COLLATE "C" <= $4, user_id COLLATE "C"
-				LIMIT $1))
-			AND ` + prefixed("j", claimableRow) + ` AND j.run_after <= now()
-		FOR UPDATE SKIP LOCKED
+		(SELECT * FROM (
+			SELECT j.id, j.run_after FROM jobs j
+			WHERE (SELECT count(*) FROM offers) = 1
+				AND j.user_id = (SELECT min(user_id) FROM offers)
+				AND ` + prefixed("j", claimableRow) + ` AND j.run_after <= now()` + past + `
+			ORDER BY j.run_after, j.id
+			LIMIT (SELECT min(turns) FROM offers)
+			FOR UPDATE SKIP LOCKED
+		) alone
+		LIMIT $1)
+	UNION ALL
+		SELECT * FROM (
+			SELECT j.id, j.run_after FROM jobs j
+			WHERE (SELECT count(*) FROM offers) > 1
+				AND j.ctid = ANY(ARRAY(
+					SELECT tid FROM turns
+					ORDER BY turn, user_id COLLATE "C" <= $4, user_id COLLATE "C"
+					LIMIT $1))
+				AND ` + prefixed("j", claimableRow) + ` AND j.run_after <= now()
+			FOR UPDATE SKIP LOCKED
+		) shared
 	)
 	UPDATE jobs j SET
 		status = 'PROCESSING',
