@@ -7,20 +7,25 @@ import "strings"
 // A claim shares its slots among users by turns: every user's oldest
 // runnable job first, then every user's second oldest, and so on, so one
 // user's backlog of 10,000 jobs no longer comes strictly before anybody
-// else's next job. Within a turn, users take their places round robin: the
-// users after the one served last (ClaimRequest.UserAfter, bytewise order)
-// come first, so a claim of one job alternates between users instead of
-// always serving the user whose backlog is oldest.
+// else's next job. Within a turn, users take their places round robin,
+// starting after the user served last (ClaimRequest.UserAfter), so claims
+// of one job go to each user in turn instead of always to the user whose
+// backlog is oldest.
 //
-// The users with runnable jobs are found by a loose index scan over
+// The users with waiting jobs are found by a loose index scan over
 // jobs_user_claimable_idx, one probe per user, walked from the greatest
 // user_id down: each probe lands on that user's newest waiting job, which a
 // burn-down (oldest first) reaches last, so the probes do not step over the
-// dead index entries that claimed jobs leave at each user's head. Each
-// user's turns are then read past the cursor (After), as the single queue
-// order was. Nothing is locked until the picked rows are known; they are
-// then locked by their tuple ids with SKIP LOCKED, so a claim locks only
-// the jobs it takes.
+// dead index entries that claimed jobs leave at each user's head. The round
+// robin goes the same way: first the users below UserAfter, descending,
+// then from the greatest down to UserAfter itself. The walk stops after 2N
+// users, so a claim of 8 jobs among 1,000 waiting users probes 16 of them,
+// and the next claim goes on from where this one's jobs ended.
+//
+// Each user then offers turns: its oldest waiting jobs past the cursor
+// (After), as the single queue order was. Nothing is locked until the
+// picked rows are known; they are then locked by their tuple ids with SKIP
+// LOCKED, so a claim locks only the jobs it takes.
 
 // claimableRow is the predicate of the queue's partial indexes
 // (jobs_claimable_idx, jobs_user_claimable_idx): jobs PENDING, or PROCESSING
@@ -38,15 +43,15 @@ var claimSQLs = [2][2]string{
 // capped, the cap last ($5 or $7).
 //
 // share, how many turns each user offers, is twice an even share of the N
-// slots (at least one, at most N): enough that users with fewer jobs than
-// their share, or rows another worker is locking, rarely leave the claim
-// short, while a claim of 8 among 1,000 users reads each user's head only.
+// slots among the users walked (at least one, at most N): enough that users
+// with fewer jobs than their share, or rows another worker is locking,
+// rarely leave the claim short.
 //
-// The outer LIMIT $1 changes nothing (turns never exceed N) but gives the
-// planner a bound: it estimates a LIMIT it cannot evaluate as 10% of the
-// user's rows, and for a user with a backlog of 1M jobs that made the plan
-// look costly enough for PostgreSQL to JIT-compile it, 475 ms for a claim
-// that runs in 5.
+// The outer LIMIT $1 around each user's turns changes nothing (turns never
+// exceed N) but gives the planner a bound: it estimates a LIMIT it cannot
+// evaluate as 10% of the user's rows, and for a user with a backlog of 1M
+// jobs that made the plan look costly enough for PostgreSQL to JIT-compile
+// it, 475 ms for a claim that runs in 5.
 //
 // With one user waiting (a single tenant's burn-down, say) the turns are
 // that user's queue order, and the claim locks them straight from the
@@ -58,6 +63,9 @@ var claimSQLs = [2][2]string{
 // With a cap, a user offers no more turns than the cap minus the jobs of
 // theirs that hold a lease now; Claim runs such claims one at a time (an
 // advisory lock), so two workers never both fill the same user's last slot.
+//
+// Each row returned carries its place in the claim's order (0 when one
+// user was waiting), from which NextUserAfter finds the user served last.
 func claimSQL(after, capped bool) string {
 	past, limit := "", "$5"
 	if after {
@@ -65,7 +73,7 @@ func claimSQL(after, capped bool) string {
 	}
 	offers := `
 	offers AS MATERIALIZED (
-		SELECT w.user_id, s.n AS turns FROM waiting w CROSS JOIN share s
+		SELECT w.user_id, w.pos, s.n AS turns FROM waiting w CROSS JOIN share s
 	),`
 	if capped {
 		offers = `
@@ -75,33 +83,44 @@ func claimSQL(after, capped bool) string {
 		GROUP BY user_id
 	),
 	offers AS MATERIALIZED (
-		SELECT w.user_id, greatest(0, least(s.n, ` + limit + ` - COALESCE(l.n, 0))) AS turns
+		SELECT w.user_id, w.pos, greatest(0, least(s.n, ` + limit + ` - COALESCE(l.n, 0))) AS turns
 		FROM waiting w CROSS JOIN share s
 		LEFT JOIN leased l ON l.user_id = w.user_id
 	),`
 	}
+	j := prefixed("j", claimableRow)
 	return `
-	WITH RECURSIVE users(user_id) AS (
-		(SELECT user_id FROM jobs WHERE ` + claimableRow + ` ORDER BY user_id DESC LIMIT 1)
+	WITH RECURSIVE below(user_id, n) AS (
+		(SELECT user_id, 1 FROM jobs WHERE ` + claimableRow + ` AND user_id < $4 ORDER BY user_id DESC LIMIT 1)
 		UNION ALL
-		SELECT (SELECT j.user_id FROM jobs j
-			WHERE ` + prefixed("j", claimableRow) + ` AND j.user_id < u.user_id
-			ORDER BY j.user_id DESC LIMIT 1)
-		FROM users u WHERE u.user_id IS NOT NULL
+		SELECT (SELECT j.user_id FROM jobs j WHERE ` + j + ` AND j.user_id < b.user_id ORDER BY j.user_id DESC LIMIT 1), b.n + 1
+		FROM below b WHERE b.user_id IS NOT NULL
+	),
+	above(user_id, n) AS (
+		(SELECT user_id, 1 FROM jobs WHERE ` + claimableRow + ` AND user_id >= $4 ORDER BY user_id DESC LIMIT 1)
+		UNION ALL
+		SELECT (SELECT j.user_id FROM jobs j WHERE ` + j + ` AND j.user_id < a.user_id AND j.user_id >= $4
+			ORDER BY j.user_id DESC LIMIT 1), a.n + 1
+		FROM above a WHERE a.user_id IS NOT NULL
 	),
 	waiting AS MATERIALIZED (
-		SELECT user_id FROM users WHERE user_id IS NOT NULL
+		SELECT user_id, row_number() OVER (ORDER BY phase, n) AS pos FROM (
+			(SELECT user_id, 1 AS phase, n FROM below WHERE user_id IS NOT NULL
+			UNION ALL
+			SELECT user_id, 2, n FROM above WHERE user_id IS NOT NULL)
+			LIMIT 2 * $1
+		) w
 	),
 	share AS (
 		SELECT least($1, ceil(2.0 * $1 / greatest(count(*), 1)))::int AS n FROM waiting
 	),` + offers + `
 	turns AS MATERIALIZED (
-		SELECT o.user_id, t.tid, t.turn
+		SELECT o.pos, t.tid, t.turn
 		FROM offers o CROSS JOIN LATERAL (
 			SELECT * FROM (
 				SELECT j.ctid AS tid, row_number() OVER (ORDER BY j.run_after, j.id) AS turn
 				FROM jobs j
-				WHERE j.user_id = o.user_id AND ` + prefixed("j", claimableRow) + ` AND j.run_after <= now()` + past + `
+				WHERE j.user_id = o.user_id AND ` + j + ` AND j.run_after <= now()` + past + `
 				ORDER BY j.run_after, j.id
 				LIMIT o.turns
 			) t
@@ -109,28 +128,31 @@ func claimSQL(after, capped bool) string {
 		) t
 		WHERE o.turns > 0
 	),
+	top AS MATERIALIZED (
+		SELECT tid, row_number() OVER (ORDER BY turn, pos) AS place
+		FROM turns
+		ORDER BY turn, pos
+		LIMIT $1
+	),
 	picked AS MATERIALIZED (
-		(SELECT * FROM (
+		(SELECT *, 0::bigint AS place FROM (
 			SELECT j.id, j.run_after FROM jobs j
 			WHERE (SELECT count(*) FROM offers) = 1
 				AND j.user_id = (SELECT min(user_id) FROM offers)
-				AND ` + prefixed("j", claimableRow) + ` AND j.run_after <= now()` + past + `
+				AND ` + j + ` AND j.run_after <= now()` + past + `
 			ORDER BY j.run_after, j.id
 			LIMIT (SELECT min(turns) FROM offers)
 			FOR UPDATE SKIP LOCKED
 		) alone
 		LIMIT $1)
 	UNION ALL
-		SELECT * FROM (
-			SELECT j.id, j.run_after FROM jobs j
+		SELECT shared.id, shared.run_after, top.place FROM (
+			SELECT j.id, j.run_after, j.ctid AS tid FROM jobs j
 			WHERE (SELECT count(*) FROM offers) > 1
-				AND j.ctid = ANY(ARRAY(
-					SELECT tid FROM turns
-					ORDER BY turn, user_id COLLATE "C" <= $4, user_id COLLATE "C"
-					LIMIT $1))
-				AND ` + prefixed("j", claimableRow) + ` AND j.run_after <= now()
+				AND j.ctid = ANY(ARRAY(SELECT tid FROM top))
+				AND ` + j + ` AND j.run_after <= now()
 			FOR UPDATE SKIP LOCKED
-		) shared
+		) shared JOIN top ON top.tid = shared.tid
 	)
 	UPDATE jobs j SET
 		status = 'PROCESSING',
@@ -143,7 +165,7 @@ func claimSQL(after, capped bool) string {
 		version = j.version + 1
 	FROM picked
 	WHERE j.id = picked.id
-	RETURNING j.id, j.user_id, j.type, j.input, j.attempts, j.max_attempts, j.lease_owner, j.created_at, picked.run_after`
+	RETURNING j.id, j.user_id, j.type, j.input, j.attempts, j.max_attempts, j.lease_owner, j.created_at, picked.run_after, picked.place`
 }
 
 // prefixed qualifies the columns of claimableRow with a table alias.
@@ -158,33 +180,16 @@ func prefixed(alias, cond string) string {
 const userCapLock int64 = 0x6a6f62736361703a // "jobscap:"
 
 // NextUserAfter is the ClaimRequest.UserAfter for the claim after one that
-// asked with prev and got got: the user served last in that claim's order
-// (the last of the users who took the most turns, in round-robin order
-// after prev). With nothing claimed it stays prev.
+// asked with prev and got got: the user of the job in the last place of
+// that claim's order. With nothing claimed it stays prev.
 func NextUserAfter(prev string, got []Claimed) string {
-	taken := map[string]int{}
-	most := 0
+	last, place := prev, int64(-1)
 	for _, c := range got {
-		taken[c.UserID]++
-		most = max(most, taken[c.UserID])
-	}
-	last, found := prev, false
-	for u, n := range taken {
-		if n == most && (!found || roundRobinBefore(prev, last, u)) {
-			last, found = u, true
+		if c.place > place {
+			last, place = c.UserID, c.place
 		}
 	}
 	return last
-}
-
-// roundRobinBefore reports whether a comes before b in the round-robin
-// order that starts after prev: users after prev ascending, then the rest
-// ascending (bytewise, as the claim's COLLATE "C").
-func roundRobinBefore(prev, a, b string) bool {
-	if (a > prev) != (b > prev) {
-		return a > prev
-	}
-	return a < b
 }
 
 func b2i(b bool) int {

@@ -1,6 +1,7 @@
 package store_test
 
 import (
+	"slices"
 	"testing"
 	"time"
 
@@ -76,11 +77,11 @@ func TestClaimIsFair(t *testing.T) {
 
 // TestClaimRoundRobin: claims of one job alternate between two users with
 // backlogs when each passes on the next UserAfter, whatever the age of
-// their backlogs.
+// their backlogs; with three users, claims of two go round all three.
 func TestClaimRoundRobin(t *testing.T) {
 	st, _ := pgtest.NewStore(t)
 	ctx := t.Context()
-	createFor(t, st, "zoe", 5) // older backlog, and sorts last
+	createFor(t, st, "zoe", 5) // the older backlog
 	createFor(t, st, "adam", 5)
 	var users []string
 	after := ""
@@ -92,7 +93,7 @@ func TestClaimRoundRobin(t *testing.T) {
 		users = append(users, got[0].UserID)
 		after = store.NextUserAfter(after, got)
 	}
-	if diff := cmp.Diff([]string{"adam", "zoe", "adam", "zoe", "adam", "zoe"}, users); diff != "" {
+	if diff := cmp.Diff([]string{"zoe", "adam", "zoe", "adam", "zoe", "adam"}, users); diff != "" {
 		t.Errorf("users served (-want +got):\n%s", diff)
 	}
 }
@@ -178,32 +179,27 @@ func TestClaimUserConcurrency(t *testing.T) {
 	}
 }
 
-func TestNextUserAfter(t *testing.T) {
-	c := func(users ...string) []store.Claimed {
-		var out []store.Claimed
-		for _, u := range users {
-			out = append(out, store.Claimed{UserID: u})
+func TestClaimRoundRobinThree(t *testing.T) {
+	st, _ := pgtest.NewStore(t)
+	ctx := t.Context()
+	for _, u := range []string{"ann", "ben", "cat"} {
+		createFor(t, st, u, 4)
+	}
+	var served [][]string
+	after := ""
+	for range 3 {
+		got, _, err := st.Claim(ctx, store.ClaimRequest{Worker: "w1", N: 2, Lease: time.Minute, UserAfter: after})
+		if err != nil || len(got) != 2 {
+			t.Fatalf("claim: %v, %v", got, err)
 		}
-		return out
+		users := []string{got[0].UserID, got[1].UserID}
+		slices.Sort(users)
+		served = append(served, users)
+		after = store.NextUserAfter(after, got)
 	}
-	tests := []struct {
-		name string
-		prev string
-		got  []store.Claimed
-		want string
-	}{
-		{name: "nothing claimed keeps prev", prev: "bob", want: "bob"},
-		{name: "one user", prev: "", got: c("bob"), want: "bob"},
-		{name: "last of one turn", prev: "", got: c("a", "b", "c"), want: "c"},
-		{name: "wraps around", prev: "b", got: c("c", "a"), want: "a"},
-		{name: "the last user of the deepest turn", prev: "", got: c("a", "b", "c", "a"), want: "a"},
-		{name: "deepest turn wraps", prev: "b", got: c("c", "a", "b", "c", "a"), want: "a"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			if got := store.NextUserAfter(tt.prev, tt.got); got != tt.want {
-				t.Errorf("NextUserAfter(%q, %v) = %q, want %q", tt.prev, tt.got, got, tt.want)
-			}
-		})
+	// Descending from the top, then round: cat ben | ann cat | ben ann.
+	want := [][]string{{"ben", "cat"}, {"ann", "cat"}, {"ann", "ben"}}
+	if diff := cmp.Diff(want, served); diff != "" {
+		t.Errorf("users per claim (-want +got):\n%s", diff)
 	}
 }

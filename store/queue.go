@@ -23,6 +23,8 @@ type Claimed struct {
 	MaxAttempts int
 	Lease       uuid.UUID
 	CreatedAt   time.Time
+	// place is the job's place in its claim's order, for NextUserAfter.
+	place int64
 }
 
 // QueueKey is a job's place in the queue order: (run_after, id).
@@ -53,8 +55,8 @@ type ClaimRequest struct {
 	// without After.
 	After *QueueKey
 	// UserAfter is where the round robin over users starts: within a turn,
-	// users whose id sorts after it (bytewise) come first. NextUserAfter
-	// gives the value for the next claim. See fair.go.
+	// the users after it come first (see fair.go for the order), and it
+	// comes last. NextUserAfter gives the value for the next claim.
 	UserAfter string
 	// UserConcurrency, when above 0, caps how many of one user's jobs hold
 	// a lease at once, across every worker.
@@ -132,7 +134,7 @@ func scanClaimed(rows *sql.Rows) ([]Claimed, QueueKey, error) {
 	for rows.Next() {
 		var c Claimed
 		var runAfter time.Time
-		if err := rows.Scan(&c.ID, &c.UserID, &c.Type, &c.Input, &c.Attempts, &c.MaxAttempts, &c.Lease, &c.CreatedAt, &runAfter); err != nil {
+		if err := rows.Scan(&c.ID, &c.UserID, &c.Type, &c.Input, &c.Attempts, &c.MaxAttempts, &c.Lease, &c.CreatedAt, &runAfter, &c.place); err != nil {
 			return nil, QueueKey{}, err
 		}
 		if k := (QueueKey{RunAfter: runAfter, ID: c.ID}); len(out) == 0 || k.after(last) {
