@@ -71,43 +71,56 @@ func claimSQL(after, capped bool) string {
 	if after {
 		past, limit = ` AND (j.run_after, j.id) > ($5, $6)`, "$7"
 	}
+	// leased counts each user's leased jobs (capped claims only), and room
+	// keeps users at their cap out of the walk, so that they take none of
+	// its 2N places: a walk of capped users would leave the others waiting.
+	leased, room := "", "WHERE true"
 	offers := `
 	offers AS MATERIALIZED (
 		SELECT w.user_id, w.pos, s.n AS turns FROM waiting w CROSS JOIN share s
 	),`
 	if capped {
-		offers = `
+		leased = `
 	leased AS MATERIALIZED (
 		SELECT user_id, count(*) AS n FROM jobs
 		WHERE lease_owner IS NOT NULL
 		GROUP BY user_id
-	),
+	),`
+		room = `WHERE COALESCE((SELECT l.n FROM leased l WHERE l.user_id = u.user_id), 0) < ` + limit
+		offers = `
 	offers AS MATERIALIZED (
 		SELECT w.user_id, w.pos, greatest(0, least(s.n, ` + limit + ` - COALESCE(l.n, 0))) AS turns
 		FROM waiting w CROSS JOIN share s
 		LEFT JOIN leased l ON l.user_id = w.user_id
 	),`
 	}
+	// The walk visits users with a job due now: a user whose only waiting
+	// jobs are retries not yet due would take a place and offer nothing.
+	due := claimableRow + ` AND run_after <= now()`
+	jdue := prefixed("j", claimableRow) + ` AND j.run_after <= now()`
 	j := prefixed("j", claimableRow)
 	return `
 	WITH RECURSIVE below(user_id, n) AS (
-		(SELECT user_id, 1 FROM jobs WHERE ` + claimableRow + ` AND user_id < $4 ORDER BY user_id DESC LIMIT 1)
+		(SELECT user_id, 1 FROM jobs WHERE ` + due + ` AND user_id < $4 ORDER BY user_id DESC LIMIT 1)
 		UNION ALL
-		SELECT (SELECT j.user_id FROM jobs j WHERE ` + j + ` AND j.user_id < b.user_id ORDER BY j.user_id DESC LIMIT 1), b.n + 1
+		SELECT (SELECT j.user_id FROM jobs j WHERE ` + jdue + ` AND j.user_id < b.user_id ORDER BY j.user_id DESC LIMIT 1), b.n + 1
 		FROM below b WHERE b.user_id IS NOT NULL
 	),
 	above(user_id, n) AS (
-		(SELECT user_id, 1 FROM jobs WHERE ` + claimableRow + ` AND user_id >= $4 ORDER BY user_id DESC LIMIT 1)
+		(SELECT user_id, 1 FROM jobs WHERE ` + due + ` AND user_id >= $4 ORDER BY user_id DESC LIMIT 1)
 		UNION ALL
-		SELECT (SELECT j.user_id FROM jobs j WHERE ` + j + ` AND j.user_id < a.user_id AND j.user_id >= $4
+		SELECT (SELECT j.user_id FROM jobs j WHERE ` + jdue + ` AND j.user_id < a.user_id AND j.user_id >= $4
 			ORDER BY j.user_id DESC LIMIT 1), a.n + 1
 		FROM above a WHERE a.user_id IS NOT NULL
-	),
+	),` + leased + `
 	waiting AS MATERIALIZED (
 		SELECT user_id, row_number() OVER (ORDER BY phase, n) AS pos FROM (
-			(SELECT user_id, 1 AS phase, n FROM below WHERE user_id IS NOT NULL
-			UNION ALL
-			SELECT user_id, 2, n FROM above WHERE user_id IS NOT NULL)
+			SELECT * FROM (
+				SELECT user_id, 1 AS phase, n FROM below WHERE user_id IS NOT NULL
+				UNION ALL
+				SELECT user_id, 2, n FROM above WHERE user_id IS NOT NULL
+			) u
+			` + room + `
 			LIMIT 2 * $1
 		) w
 	),

@@ -1,6 +1,7 @@
 package store_test
 
 import (
+	"fmt"
 	"slices"
 	"testing"
 	"time"
@@ -201,5 +202,43 @@ func TestClaimRoundRobinThree(t *testing.T) {
 	want := [][]string{{"ben", "cat"}, {"ann", "cat"}, {"ann", "ben"}}
 	if diff := cmp.Diff(want, served); diff != "" {
 		t.Errorf("users per claim (-want +got):\n%s", diff)
+	}
+}
+
+// TestClaimWalkSkipsUsersWithNothingToOffer: users whose only waiting jobs
+// are retries not yet due, or who are at their cap, take no place in the
+// walk over users, so a claim still reaches the user with a job to run.
+func TestClaimWalkSkipsUsersWithNothingToOffer(t *testing.T) {
+	st, _ := pgtest.NewStore(t)
+	ctx := t.Context()
+	// Users z00..z19 sort first in the walk (descending); each has one job
+	// waiting for a retry a minute from now. With N = 1 the walk has 2
+	// places.
+	for i := range 20 {
+		createFor(t, st, fmt.Sprintf("z%02d", i), 1)
+	}
+	if _, err := st.DB().Exec(`UPDATE jobs SET run_after = now() + interval '1 minute'`); err != nil {
+		t.Fatal(err)
+	}
+	ann := createFor(t, st, "ann", 1)[0]
+	got, _, err := st.Claim(ctx, store.ClaimRequest{Worker: "w1", N: 1, Lease: time.Minute})
+	if err != nil || len(got) != 1 || got[0].ID != ann {
+		t.Fatalf("claim behind retries: %v, %v; want ann's job", got, err)
+	}
+
+	// The same with users at their cap: y00..y19 each hold one leased job
+	// and wait with another; bob waits with one.
+	for i := range 20 {
+		createFor(t, st, fmt.Sprintf("y%02d", i), 2)
+	}
+	capped := store.ClaimRequest{Worker: "w1", N: 40, Lease: time.Minute, UserConcurrency: 1}
+	if first, _, err := st.Claim(ctx, capped); err != nil || len(first) != 20 {
+		t.Fatalf("capped claim took %d, want one per y user (%v)", len(first), err)
+	}
+	bob := createFor(t, st, "bob", 1)[0]
+	capped.N = 1
+	got, _, err = st.Claim(ctx, capped)
+	if err != nil || len(got) != 1 || got[0].ID != bob {
+		t.Fatalf("claim behind capped users: %v, %v; want bob's job", got, err)
 	}
 }
