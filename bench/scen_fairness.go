@@ -60,18 +60,24 @@ func runFairnessScenario(ctx context.Context, e *env, o fairnessOpts) (*Fairness
 		return nil, err
 	}
 	defer w.stop()
+	// Every probe starts with every slot holding one of A's jobs: B's
+	// previous job, done in a moment, leaves a free slot until a claim
+	// gives it to A.
 	busy := fmt.Sprintf(`SELECT %d - count(*) FROM jobs WHERE user_id = 'user-a' AND lease_owner IS NOT NULL`, o.concurrency)
-	if err := pollUntilZero(ctx, pool, busy, 30*time.Second, func() error {
-		if w.exited() {
-			return fmt.Errorf("jobsd worker exited: %s", w.logTail())
-		}
-		return nil
-	}); err != nil {
-		return nil, fmt.Errorf("waiting for the backlog to fill the worker: %w", err)
+	filled := func() error {
+		return pollUntilZero(ctx, pool, busy, 30*time.Second, func() error {
+			if w.exited() {
+				return fmt.Errorf("jobsd worker exited: %s", w.logTail())
+			}
+			return nil
+		})
 	}
 	res := &FairnessResult{BacklogJobs: o.backlog, JobSeconds: o.jobTime.Seconds(), Concurrency: o.concurrency,
 		FIFOSeconds: float64(o.backlog) * o.jobTime.Seconds() / float64(o.concurrency)}
 	for i := range o.probes {
+		if err := filled(); err != nil {
+			return nil, fmt.Errorf("waiting for the backlog to fill the worker: %w", err)
+		}
 		ms, err := fairnessProbe(ctx, pool, w)
 		if err != nil {
 			return nil, fmt.Errorf("probe %d: %w", i+1, err)
