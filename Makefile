@@ -14,12 +14,16 @@ help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 .PHONY: generate
-generate: ## regenerate gen/ from openapi.yaml
-	$(GO) generate ./gen
+generate: ## regenerate gen/ (models, server/, apiclient/) from openapi.yaml
+	$(GO) generate ./gen/...
 
 .PHONY: generate-check
 generate-check: generate ## regenerate and fail if gen/ differs from what is committed
 	@git diff --exit-code -- gen/ || { echo "gen/ is stale: run 'make generate' and commit"; exit 1; }
+
+.PHONY: spec-lint
+spec-lint: ## lint openapi.yaml with Spectral's OpenAPI ruleset (npm, cached outside the repository); fails on errors
+	bash scripts/spec-lint.sh
 
 .PHONY: tidy-check
 tidy-check: ## fail if go.mod or go.sum (here or in bench/) differ from what `go mod tidy` makes
@@ -29,6 +33,30 @@ tidy-check: ## fail if go.mod or go.sum (here or in bench/) differ from what `go
 .PHONY: build
 build: ## build bin/jobsd
 	$(GO) build -o $(BIN) ./cmd/jobsd
+
+# The runtime image: a static binary and the CA bundle in an empty (scratch)
+# image, so building it pulls nothing. CA_BUNDLE is this machine's bundle
+# (Debian's ca-certificates), copied into bin/ for the build context.
+IMAGE ?= jobsd:dev
+CA_BUNDLE ?= /etc/ssl/certs/ca-certificates.crt
+DOCKER ?= docker
+
+# -buildvcs=auto overrides a GOFLAGS=-buildvcs=false in the environment, so
+# the image's `jobsd version` names its commit when built in a git clone
+# (the go command does not stamp from a linked worktree, whose .git is a file).
+.PHONY: build-static
+build-static: ## build bin/jobsd static (CGO_ENABLED=0, -trimpath), keeping the VCS revision in its build info
+	CGO_ENABLED=0 $(GO) build -trimpath -buildvcs=auto -o $(BIN) ./cmd/jobsd
+
+.PHONY: image
+image: build-static ## build the runtime image IMAGE (jobsd:dev) from bin/jobsd, FROM scratch
+	@test -s $(CA_BUNDLE) || { echo "no CA bundle at $(CA_BUNDLE): install ca-certificates or set CA_BUNDLE"; exit 1; }
+	cp $(CA_BUNDLE) bin/ca-certificates.crt
+	$(DOCKER) build -t $(IMAGE) .
+
+.PHONY: image-test
+image-test: image ## run IMAGE's migrate, serve and worker in containers and the black-box conformance suite against them
+	JOBS_TEST_IMAGE=$(IMAGE) $(GO) test -count=1 -v -run '^TestImage$$' ./deploy/
 
 .PHONY: run
 run: build ## run the API and a local token issuer on 127.0.0.1:8080 (jobsd dev)
@@ -44,7 +72,7 @@ conformance: ## the contract suite alone (CONFORMANCE_BASE_URL runs it against a
 
 # Every fuzz target and its package; `make test` replays their seeds and
 # any corpus under testdata/fuzz.
-FUZZ_TARGETS := FuzzServer:./impl FuzzIsCanonicalUUID:./impl FuzzParseCursor:./store \
+FUZZ_TARGETS := FuzzServer:./impl FuzzIsCanonical:./internal/uuidform FuzzParseCursor:./store \
 	FuzzUnmarshal:./timestamp FuzzBearerToken:./auth FuzzVerify:./auth \
 	FuzzEncodeJob:./impl
 FUZZTIME ?= 30s
@@ -74,6 +102,11 @@ lint: ## go vet and gofmt
 .PHONY: rules-check
 rules-check: ## check deploy/prometheus/alerts.yml with promtool (Debian package prometheus)
 	promtool check rules deploy/prometheus/alerts.yml
+
+.PHONY: compose-check
+compose-check: ## validate compose.yaml (docker-compose config, Debian package docker-compose) and its Prometheus configuration (promtool)
+	docker-compose -f compose.yaml config -q
+	promtool check config deploy/prometheus/prometheus.yml
 
 .PHONY: bench
 bench: ## full benchmark (about 20 min): cd bench && go run . -out results/latest.json

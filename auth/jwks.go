@@ -51,6 +51,10 @@ type keyCache struct {
 	lastFetch time.Time  // start of the last fetch attempt (zero: never)
 	inflight  *fetchCall // non-nil while a fetch runs
 	lastErr   error      // error of the last failed fetch, for messages
+
+	// now is the clock of the rate limit; tests set a fake one so that they
+	// move past an interval instead of sleeping through it.
+	now func() time.Time
 }
 
 // fetchCall is one in-flight fetch shared by all callers waiting for it.
@@ -69,6 +73,7 @@ func newKeyCache(url string, client *http.Client, minInterval time.Duration) *ke
 		fetchTimeout: timeout,
 		minInterval:  minInterval,
 		keys:         map[string]*rsa.PublicKey{},
+		now:          time.Now,
 	}
 }
 
@@ -89,7 +94,7 @@ func (c *keyCache) get(ctx context.Context, kid string) (*rsa.PublicKey, error) 
 			// the whole interval; still rate-limited, to spare the endpoint.
 			interval = min(interval, retryAfterFailure)
 		}
-		if !c.lastFetch.IsZero() && time.Since(c.lastFetch) < interval {
+		if !c.lastFetch.IsZero() && c.now().Sub(c.lastFetch) < interval {
 			lastErr := c.lastErr
 			c.mu.Unlock()
 			if lastErr != nil {
@@ -99,7 +104,7 @@ func (c *keyCache) get(ctx context.Context, kid string) (*rsa.PublicKey, error) 
 		}
 		call = &fetchCall{done: make(chan struct{})}
 		c.inflight = call
-		c.lastFetch = time.Now()
+		c.lastFetch = c.now()
 		// The fetch is detached from this caller's cancellation so that
 		// other waiters are not failed by it; it is bounded by fetchTimeout.
 		go c.fetch(context.WithoutCancel(ctx), call)

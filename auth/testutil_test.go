@@ -14,8 +14,10 @@ import (
 )
 
 const (
-	testClient   = "client-1"
-	testInterval = 100 * time.Millisecond
+	testClient = "client-1"
+	// testInterval is the verifiers' refetch interval. Tests pass it by
+	// advancing a fake clock (fakeKeyClock), never by sleeping.
+	testInterval = time.Minute
 )
 
 var (
@@ -139,4 +141,30 @@ func must(s string, err error) string {
 		panic(err)
 	}
 	return s
+}
+
+// fakeClock is a clock that moves only when told; safe for concurrent use.
+type fakeClock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *fakeClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
+}
+
+// fakeKeyClock gives v's key cache a fake clock, starting at the real time,
+// and returns it: the refetch rate limit then depends on Advance alone.
+func fakeKeyClock(v *Verifier) *fakeClock {
+	c := &fakeClock{now: time.Now()}
+	v.keys.now = c.Now
+	return c
 }

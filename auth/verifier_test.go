@@ -329,6 +329,7 @@ func TestLazyFetch(t *testing.T) {
 func TestUnknownKidRefetchOncePerInterval(t *testing.T) {
 	s := newJWKSServer(t, testKey(t, 0))
 	v := newTestVerifier(t, s, nil)
+	clock := fakeKeyClock(v)
 	ctx := context.Background()
 	if _, err := v.Verify(ctx, must(s.iss().Mint("u", testClient, nil, time.Hour))); err != nil {
 		t.Fatal(err)
@@ -336,7 +337,7 @@ func TestUnknownKidRefetchOncePerInterval(t *testing.T) {
 	if n := s.hits.Load(); n != 1 {
 		t.Fatalf("warm-up fetched %d times, want 1", n)
 	}
-	time.Sleep(testInterval + 20*time.Millisecond)
+	clock.Advance(testInterval)
 
 	stranger := NewIssuer(testKey(t, 1), s.iss().URL())
 	unknown := must(stranger.Mint("u", testClient, nil, time.Hour))
@@ -364,7 +365,7 @@ func TestUnknownKidRefetchOncePerInterval(t *testing.T) {
 	if n := s.hits.Load(); n != 2 {
 		t.Fatalf("within interval: %d fetches, want 2", n)
 	}
-	time.Sleep(testInterval + 20*time.Millisecond)
+	clock.Advance(testInterval)
 	if _, err := v.Verify(ctx, unknown); !errors.Is(err, ErrUnauthorized) {
 		t.Fatalf("err = %v", err)
 	}
@@ -376,6 +377,7 @@ func TestUnknownKidRefetchOncePerInterval(t *testing.T) {
 func TestKeyRotation(t *testing.T) {
 	s := newJWKSServer(t, testKey(t, 0))
 	v := newTestVerifier(t, s, nil)
+	clock := fakeKeyClock(v)
 	ctx := context.Background()
 	oldIss := s.iss()
 	oldTok := must(oldIss.Mint("u", testClient, nil, time.Hour))
@@ -390,7 +392,7 @@ func TestKeyRotation(t *testing.T) {
 	if _, err := v.Verify(ctx, newTok); !errors.Is(err, ErrUnauthorized) {
 		t.Fatalf("within interval: err = %v, want ErrUnauthorized", err)
 	}
-	time.Sleep(testInterval + 20*time.Millisecond)
+	clock.Advance(testInterval)
 	p, err := v.Verify(ctx, newTok)
 	if err != nil {
 		t.Fatalf("rotated key not picked up: %v", err)
@@ -408,10 +410,11 @@ func TestJWKSEndpointFailures(t *testing.T) {
 	ctx := context.Background()
 	warm := func(t *testing.T, s *jwksServer, v *Verifier) {
 		t.Helper()
+		clock := fakeKeyClock(v)
 		if _, err := v.Verify(ctx, must(s.iss().Mint("u", testClient, nil, time.Hour))); err != nil {
 			t.Fatal(err)
 		}
-		time.Sleep(testInterval + 20*time.Millisecond) // let the next unknown kid refetch
+		clock.Advance(testInterval) // let the next unknown kid refetch
 	}
 	tests := []struct {
 		name   string
@@ -548,24 +551,27 @@ func TestResultCacheBounded(t *testing.T) {
 func TestRecoversFromFailedFirstFetch(t *testing.T) {
 	s := newJWKSServer(t, testKey(t, 0))
 	v := newTestVerifier(t, s, func(c *Config) { c.MinRefreshInterval = time.Hour })
+	clock := fakeKeyClock(v)
 	s.fail.Store(true)
 	tok := must(s.iss().Mint("u", testClient, nil, time.Hour))
 	if _, err := v.Verify(context.Background(), tok); !errors.Is(err, ErrUnauthorized) {
 		t.Fatalf("while the endpoint fails: %v", err)
 	}
 	s.fail.Store(false)
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		_, err := v.Verify(context.Background(), tok)
-		if err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("still refused 10 s after the endpoint came back: %v", err)
-		}
-		time.Sleep(100 * time.Millisecond)
+	// Still rate-limited right after the failure: the endpoint is spared.
+	if _, err := v.Verify(context.Background(), tok); !errors.Is(err, ErrUnauthorized) {
+		t.Fatalf("right after the failed fetch: %v, want a rate-limited refusal", err)
 	}
-	if hits := s.hits.Load(); hits > 10 {
-		t.Errorf("%d fetches: the retry is not rate-limited", hits)
+	if hits := s.hits.Load(); hits != 1 {
+		t.Fatalf("%d fetches right after the failed one: the retry is not rate-limited", hits)
+	}
+	// retryAfterFailure (seconds) later, far within the hour-long interval,
+	// the next request refetches and verifies.
+	clock.Advance(retryAfterFailure)
+	if _, err := v.Verify(context.Background(), tok); err != nil {
+		t.Fatalf("still refused %s after the endpoint came back: %v", retryAfterFailure, err)
+	}
+	if hits := s.hits.Load(); hits != 2 {
+		t.Errorf("%d fetches, want 2: the failed one and the retry", hits)
 	}
 }

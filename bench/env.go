@@ -175,7 +175,7 @@ func (e *env) startJobsd(name string, args []string, envv ...string) (*proc, err
 func cleanEnv() []string {
 	var out []string
 	for _, kv := range os.Environ() {
-		if kv == "JOBS_PPROF_ADDR="+os.Getenv("JOBS_PPROF_ADDR") || !strings.HasPrefix(kv, "JOBS_") && !strings.HasPrefix(kv, "DATABASE_URL=") && !strings.HasPrefix(kv, "PG") {
+		if kv == "JOBS_PPROF_ADDR="+os.Getenv("JOBS_PPROF_ADDR") || !strings.HasPrefix(kv, "JOBS_") && !strings.HasPrefix(kv, "OTEL_") && !strings.HasPrefix(kv, "DATABASE_URL=") && !strings.HasPrefix(kv, "PG") {
 			out = append(out, kv)
 		}
 	}
@@ -256,11 +256,12 @@ func (e *env) startServe(ctx context.Context, name, dbURL, issuerURL string, dbM
 	}
 }
 
-// startWorker runs `jobsd worker` against dbURL with the local provider.
-func (e *env) startWorker(name, dbURL string, concurrency int) (*proc, error) {
-	return e.startJobsd(name, []string{"worker"},
-		"DATABASE_URL="+dbURL, "JOBS_MODEL_PROVIDER=local",
-		"JOBS_WORKER_CONCURRENCY="+strconv.Itoa(concurrency), "JOBS_LOG_LEVEL=warn")
+// startWorker runs `jobsd worker` against dbURL with the local provider;
+// extra adds environment entries.
+func (e *env) startWorker(name, dbURL string, concurrency int, extra ...string) (*proc, error) {
+	return e.startJobsd(name, []string{"worker"}, append([]string{
+		"DATABASE_URL=" + dbURL, "JOBS_MODEL_PROVIDER=local",
+		"JOBS_WORKER_CONCURRENCY=" + strconv.Itoa(concurrency), "JOBS_LOG_LEVEL=warn"}, extra...)...)
 }
 
 var errTimeout = errors.New("timed out")

@@ -67,11 +67,12 @@ func main() {
 	deliveryPace := flag.Int("delivery-pace", 200, "scenario 5: jobs completed per second in the paced run (10 waiters each)")
 	probe := flag.Bool("probe-concurrency", false, "also try jobsd worker concurrency 100/250/500/1000/2000 before scenario 2")
 	diagnose := flag.Bool("diagnose", false, "also run jobsd x1 once with the per-row jobs_changed trigger disabled (a diagnostic, not a headline)")
+	observe := flag.Bool("observe", true, "scenario 2: also burn down with jobsd x1's metrics and tracing on (every attempt traced, exported to a sink)")
 	flag.Parse()
-	os.Exit(run(*quick, *out, *only, *workerJobs, *deliveryPace, *probe, *diagnose))
+	os.Exit(run(*quick, *out, *only, *workerJobs, *deliveryPace, *probe, *diagnose, *observe))
 }
 
-func run(quick bool, out, only string, workerJobs, deliveryPace int, probe, diagnose bool) int {
+func run(quick bool, out, only string, workerJobs, deliveryPace int, probe, diagnose, observe bool) int {
 	limit := 40 * time.Minute
 	if quick {
 		limit = 5 * time.Minute
@@ -103,6 +104,7 @@ func run(quick bool, out, only string, workerJobs, deliveryPace int, probe, diag
 		workerO.sizes = []int{workerJobs}
 	}
 	workerO.diagnose = diagnose
+	workerO.observe = observe
 	if probe {
 		workerO.probe = []int{100, 250, 500, 1000, 2000}
 	}
@@ -238,6 +240,10 @@ func goals(r *Results) []Goal {
 				Measured: v.Min, Met: v.Min >= 1.3},
 			Goal{Name: "worker throughput, jobsd x2 vs jobsd x1, " + n + " jobs", Target: ">= 0.95x median",
 				Measured: w.Jobsd2OverJobsd1.Median, Met: w.Jobsd2OverJobsd1.Median >= 0.95})
+		if o := w.ObservedOverRiver; len(o.Values) > 0 {
+			gs = append(gs, Goal{Name: "worker throughput, jobsd x1 with metrics and tracing on vs River x1, " + n + " jobs", Target: ">= 1.50x median",
+				Measured: o.Median, Met: o.Median >= 1.5})
+		}
 	}
 	if r.Pickup != nil {
 		if s, ok := r.Pickup.P50ms["500/s"]; ok {
@@ -345,6 +351,7 @@ func sanitize(r *Results) {
 		}
 		w.Jobsd1OverRiver, w.Jobsd2OverRiver = cleanSpread(w.Jobsd1OverRiver), cleanSpread(w.Jobsd2OverRiver)
 		w.Jobsd2OverJobsd1 = cleanSpread(w.Jobsd2OverJobsd1)
+		w.ObservedOverJobsd1, w.ObservedOverRiver = cleanSpread(w.ObservedOverJobsd1), cleanSpread(w.ObservedOverRiver)
 	}
 	if r.Pickup != nil {
 		for k := range r.Pickup.P50ms {
@@ -413,7 +420,12 @@ func printReport(f *os.File, r *Results) {
 		}
 		fmt.Fprintf(w, "\tHEADLINE jobsd x1 ÷ River x1\t\t%s\n", sp(wr.Jobsd1OverRiver, "%.3f"))
 		fmt.Fprintf(w, "\t(jobsd x2 ÷ River x1)\t\t%s\n", sp(wr.Jobsd2OverRiver, "%.3f"))
-		fmt.Fprintf(w, "\tjobsd x2 ÷ jobsd x1\t\t%s\n\n", sp(wr.Jobsd2OverJobsd1, "%.3f"))
+		fmt.Fprintf(w, "\tjobsd x2 ÷ jobsd x1\t\t%s\n", sp(wr.Jobsd2OverJobsd1, "%.3f"))
+		if len(wr.ObservedOverJobsd1.Values) > 0 {
+			fmt.Fprintf(w, "\tjobsd x1 with metrics and tracing on ÷ jobsd x1\t\t%s\n", sp(wr.ObservedOverJobsd1, "%.3f"))
+			fmt.Fprintf(w, "\tjobsd x1 with metrics and tracing on ÷ River x1\t\t%s\n", sp(wr.ObservedOverRiver, "%.3f"))
+		}
+		fmt.Fprintln(w)
 	}
 	if p := r.Pickup; p != nil {
 		fmt.Fprintf(w, "3. pickup latency, 1 jobsd worker (concurrency %d), paced inserts for %.0fs\n", p.Concurrency, p.Seconds)

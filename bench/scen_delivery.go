@@ -119,7 +119,7 @@ func runDeliveryScenario(ctx context.Context, e *env, iss *tokenIssuer, o delive
 	if err != nil {
 		return nil, err
 	}
-	srv, base, err := e.startServe(ctx, "serve-"+o.db, url, iss.srv.URL, o.dbMaxConns, "JOBS_RATE_READ=0")
+	srv, base, err := e.startServe(ctx, "serve-"+o.db, url, iss.srv.URL, o.dbMaxConns, "JOBS_RATE_READ=0", "JOBS_USER_WAITERS=0")
 	if err != nil {
 		return nil, err
 	}

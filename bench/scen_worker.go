@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"runtime/debug"
 	"time"
 
@@ -44,8 +46,13 @@ type WorkerResult struct {
 	Jobsd1OverRiver   Spread                `json:"jobsd1OverRiver"`
 	Jobsd2OverRiver   Spread                `json:"jobsd2OverRiver"`
 	Jobsd2OverJobsd1  Spread                `json:"jobsd2OverJobsd1"`
-	AuditFailures     int                   `json:"auditFailures"`
-	ConcurrencyProbe  map[int]float64       `json:"concurrencyProbe,omitempty"`
+	// ObservedOverJobsd1 is jobsd x1 with metrics and tracing on (every
+	// attempt sampled, exported over OTLP/HTTP to a sink in the bench
+	// process) ÷ jobsd x1 with both off, per repeat.
+	ObservedOverJobsd1 Spread          `json:"observedOverJobsd1,omitempty"`
+	ObservedOverRiver  Spread          `json:"observedOverRiver,omitempty"`
+	AuditFailures      int             `json:"auditFailures"`
+	ConcurrencyProbe   map[int]float64 `json:"concurrencyProbe,omitempty"`
 	// Diagnostics are not headline figures: jobsd x1 with a change made to
 	// the bench's own database (never to the service code), to show where
 	// the time goes.
@@ -63,6 +70,7 @@ type workerOpts struct {
 	probe        []int
 	probeJobs    int
 	diagnose     bool
+	observe      bool // also burn down with metrics and tracing on
 }
 
 const (
@@ -120,7 +128,13 @@ func runWorkerScenario(ctx context.Context, e *env, o workerOpts) (*WorkerResult
 		}
 	}
 
-	var r1, r2, r21 []float64
+	var observed []string
+	if o.observe {
+		sink := otlpSink()
+		defer sink.Close()
+		observed = []string{"JOBS_METRICS_ADDR=127.0.0.1:0", "OTEL_EXPORTER_OTLP_ENDPOINT=" + sink.URL}
+	}
+	var r1, r2, r21, ro1, ror []float64
 	for rep := range o.repeats {
 		b1, err := jobsdBurnDown(ctx, e, jpool, jurl, o.jobs, 1, o.concurrency, o.timeout)
 		if err != nil {
@@ -134,7 +148,22 @@ func runWorkerScenario(ctx context.Context, e *env, o workerOpts) (*WorkerResult
 		if err != nil {
 			return nil, err
 		}
-		for _, b := range []BurnDown{b1, b2, rv} {
+		runs := []BurnDown{b1, b2, rv}
+		if o.observe {
+			bo, err := jobsdBurnDown(ctx, e, jpool, jurl, o.jobs, 1, o.concurrency, o.timeout, observed...)
+			if err != nil {
+				return nil, err
+			}
+			bo.Contender = "jobsd x1 observed"
+			runs = append(runs, bo)
+			if b1.JobsPerSec > 0 {
+				ro1 = append(ro1, bo.JobsPerSec/b1.JobsPerSec)
+			}
+			if rv.JobsPerSec > 0 {
+				ror = append(ror, bo.JobsPerSec/rv.JobsPerSec)
+			}
+		}
+		for _, b := range runs {
 			res.Runs[b.Contender] = append(res.Runs[b.Contender], b)
 			if !b.AuditOK {
 				res.AuditFailures++
@@ -157,6 +186,9 @@ func runWorkerScenario(ctx context.Context, e *env, o workerOpts) (*WorkerResult
 		res.JobsPerSec[k] = spread(v)
 	}
 	res.Jobsd1OverRiver, res.Jobsd2OverRiver, res.Jobsd2OverJobsd1 = spread(r1), spread(r2), spread(r21)
+	if o.observe {
+		res.ObservedOverJobsd1, res.ObservedOverRiver = spread(ro1), spread(ror)
+	}
 	if o.diagnose {
 		res.Diagnostics = map[string]float64{}
 		// The per-row jobs_changed NOTIFY trigger fires on every claim and
@@ -190,7 +222,7 @@ const uuidV7SQL = `(lpad(to_hex(floor(extract(epoch FROM now()) * 1000)::bigint 
 
 // jobsdBurnDown inserts n AI_PREVIEW jobs, starts procs worker processes and
 // times them until no job is left unfinished, then audits the rows.
-func jobsdBurnDown(ctx context.Context, e *env, pool *pgxpool.Pool, url string, n, procs, conc int, timeout time.Duration) (BurnDown, error) {
+func jobsdBurnDown(ctx context.Context, e *env, pool *pgxpool.Pool, url string, n, procs, conc int, timeout time.Duration, env ...string) (BurnDown, error) {
 	b := BurnDown{Contender: fmt.Sprintf("jobsd x%d", procs), Jobs: n}
 	if _, err := pool.Exec(ctx, "TRUNCATE jobs"); err != nil {
 		return b, err
@@ -214,7 +246,7 @@ func jobsdBurnDown(ctx context.Context, e *env, pool *pgxpool.Pool, url string, 
 		}
 	}()
 	for i := range procs {
-		p, err := e.startWorker(fmt.Sprintf("worker-%d-%d", procs, i), url, conc)
+		p, err := e.startWorker(fmt.Sprintf("worker-%d-%d", procs, i), url, conc, env...)
 		if err != nil {
 			return b, err
 		}
@@ -375,4 +407,15 @@ func riverBurnDown(ctx context.Context, pool *pgxpool.Pool, n int, timeout time.
 		b.Audit += " (timed out: rate is completed/elapsed)"
 	}
 	return b, nil
+}
+
+// otlpSink is an OTLP/HTTP receiver that reads and drops every export: the
+// collector a traced worker sends its spans to, at no cost to the worker
+// beyond the export itself.
+func otlpSink() *httptest.Server {
+	return httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		w.Header().Set("Content-Type", "application/x-protobuf")
+		w.WriteHeader(http.StatusOK) // an empty ExportTraceServiceResponse
+	}))
 }

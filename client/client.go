@@ -13,6 +13,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/jobsd/jobsd/gen"
+	"github.com/jobsd/jobsd/gen/apiclient"
 )
 
 // DefaultUserAgent is the User-Agent sent unless WithUserAgent says otherwise.
@@ -60,7 +61,7 @@ func WithUserAgent(ua string) Option { return func(c *config) { c.userAgent = ua
 
 // Client talks to one jobsd API. It is safe for concurrent use.
 type Client struct {
-	api *gen.ClientWithResponses
+	api *apiclient.ClientWithResponses
 }
 
 // New returns a client for the API at baseURL, e.g. "http://127.0.0.1:8080".
@@ -88,8 +89,8 @@ func New(baseURL string, opts ...Option) (*Client, error) {
 		}
 		return nil
 	}
-	api, err := gen.NewClientWithResponses(strings.TrimRight(baseURL, "/"),
-		gen.WithHTTPClient(cfg.http), gen.WithRequestEditorFn(editor))
+	api, err := apiclient.NewClientWithResponses(strings.TrimRight(baseURL, "/"),
+		apiclient.WithHTTPClient(cfg.http), apiclient.WithRequestEditorFn(editor))
 	if err != nil {
 		return nil, fmt.Errorf("client: %w", err)
 	}
@@ -98,7 +99,7 @@ func New(baseURL string, opts ...Option) (*Client, error) {
 
 // API returns the generated client underneath, for what this package does
 // not wrap (its requests carry the same token and User-Agent).
-func (c *Client) API() *gen.ClientWithResponses { return c.api }
+func (c *Client) API() *apiclient.ClientWithResponses { return c.api }
 
 // CreateOptions are the optional parts of a create request.
 type CreateOptions struct {

@@ -46,8 +46,13 @@ func create(t *testing.T, path string, h http.Header, body string) createdJob {
 	if loc := resp.Header.Get("Location"); loc != "/api/jobs/"+j.ID {
 		t.Errorf("Location %q, want /api/jobs/%s", loc, j.ID)
 	}
-	if ra := resp.Header.Get("Retry-After"); ra != "3" {
-		t.Errorf("Retry-After %q, want 3", ra)
+	var st struct {
+		Status string `json:"status"`
+	}
+	json.Unmarshal(b, &st)
+	finished := st.Status == "COMPLETED" || st.Status == "FAILED" // an Idempotency-Key replay
+	if ra := resp.Header.Get("Retry-After"); (ra != "3" && !finished) || (ra != "" && finished) {
+		t.Errorf("Retry-After %q for a %s job, want 3 while unfinished, none once finished", ra, st.Status)
 	}
 	return j
 }
@@ -127,6 +132,21 @@ func TestIdempotency(t *testing.T) {
 			if id != ids[0] {
 				t.Fatalf("one key made several jobs: %v", ids)
 			}
+		}
+	})
+	t.Run("a finished job's replay has no Retry-After", func(t *testing.T) {
+		requireInProcess(t) // finished by hand: the in-process server runs no worker
+		key := "done-" + uuid.NewString()
+		body := `{"prompt":"finished"}`
+		j := create(t, "/api/admin/prompts/preview", jsonHeader(tok, "Idempotency-Key", key), body)
+		advance(t, j.ID, "PROCESSING")
+		advance(t, j.ID, "COMPLETED")
+		resp, got := do(t, "POST", "/api/admin/prompts/preview", jsonHeader(tok, "Idempotency-Key", key), []byte(body))
+		if resp.StatusCode != http.StatusAccepted || !strings.Contains(string(got), `"status":"COMPLETED"`) {
+			t.Fatalf("replay: %d %s", resp.StatusCode, got)
+		}
+		if ra := resp.Header.Get("Retry-After"); ra != "" {
+			t.Errorf("a finished job's replay has Retry-After %q", ra)
 		}
 	})
 	t.Run("invalid key", func(t *testing.T) {

@@ -10,7 +10,6 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -22,7 +21,8 @@ import (
 	"github.com/getkin/kin-openapi/routers"
 	"github.com/getkin/kin-openapi/routers/gorillamux"
 
-	"github.com/jobsd/jobsd/gen"
+	"github.com/jobsd/jobsd/gen/apiclient"
+	"github.com/jobsd/jobsd/internal/uuidform"
 )
 
 // specPath is the contract, read from the repository rather than from the
@@ -36,13 +36,12 @@ var (
 	specErr    error
 )
 
-// canonicalUUID is the contract's UUID form (kin-openapi checks no format by default).
-var canonicalUUID = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
-
 func loadSpec(t *testing.T) (*openapi3.T, routers.Router) {
 	t.Helper()
 	specOnce.Do(func() {
-		openapi3.DefineStringFormatValidator("uuid", openapi3.NewRegexpFormatValidator(canonicalUUID.String()))
+		// The contract's UUID form, the server's own check (kin-openapi
+		// checks no format by default).
+		openapi3.DefineStringFormatValidator("uuid", openapi3.NewCallbackValidator(uuidform.Check))
 		openapi3filter.RegisterBodyDecoder("text/event-stream", openapi3filter.PlainBodyDecoder)
 		specDoc, specErr = openapi3.NewLoader().LoadFromFile(specPath)
 		if specErr != nil {
@@ -149,16 +148,16 @@ func roundTripPolitely(req *http.Request) (*http.Response, error) {
 
 // client returns the generated typed client, authenticated as tok ("" for
 // none), with every response validated against openapi.yaml.
-func client(t *testing.T, tok string) *gen.ClientWithResponses {
+func client(t *testing.T, tok string) *apiclient.ClientWithResponses {
 	t.Helper()
-	opts := []gen.ClientOption{gen.WithHTTPClient(&http.Client{Transport: checkingTransport{t}, Timeout: 30 * time.Second})}
+	opts := []apiclient.ClientOption{apiclient.WithHTTPClient(&http.Client{Transport: checkingTransport{t}, Timeout: 30 * time.Second})}
 	if tok != "" {
-		opts = append(opts, gen.WithRequestEditorFn(func(_ context.Context, r *http.Request) error {
+		opts = append(opts, apiclient.WithRequestEditorFn(func(_ context.Context, r *http.Request) error {
 			r.Header.Set("Authorization", "Bearer "+tok)
 			return nil
 		}))
 	}
-	c, err := gen.NewClientWithResponses(env.baseURL, opts...)
+	c, err := apiclient.NewClientWithResponses(env.baseURL, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}

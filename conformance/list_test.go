@@ -122,6 +122,21 @@ func TestRoutesAndHealth(t *testing.T) {
 	}
 }
 
+// TestRequestID: every response names its request with an id the server
+// chose; an X-Request-Id the client sent is not taken for it.
+func TestRequestID(t *testing.T) {
+	h := http.Header{"X-Request-Id": {"chosen-by-the-client"}}
+	seen := map[string]bool{}
+	for range 2 {
+		resp, _ := do(t, "GET", "/healthz", h, nil)
+		id := resp.Header.Get("X-Request-Id")
+		if id == "" || id == "chosen-by-the-client" || seen[id] {
+			t.Errorf("X-Request-Id %q (earlier: %v)", id, seen)
+		}
+		seen[id] = true
+	}
+}
+
 // TestCORS: an allowed origin's preflight is answered without a token and
 // the headers clients need are exposed; other origins get no grant.
 func TestCORS(t *testing.T) {

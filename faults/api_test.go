@@ -4,15 +4,20 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os/exec"
+	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/jobsd/jobsd/auth"
+	"github.com/jobsd/jobsd/internal/eventually"
 	"github.com/jobsd/jobsd/internal/pgtest"
 )
 
@@ -23,7 +28,8 @@ func TestAPISIGTERM(t *testing.T) {
 	t.Parallel()
 	dbURL := pgtest.NewDatabase(t)
 	iss := newIssuer(t)
-	api := startServe(t, dbURL, iss)
+	metricsAddr := freeAddr(t)
+	api := startServe(t, dbURL, iss, "JOBS_METRICS_ADDR="+metricsAddr)
 	c := newClient("http://"+api.addr, iss.token(keyA, "alice", true))
 	// No worker: the job stays PENDING, so the long poll waits its 5 s.
 	r := c.create("Waits for no one.")
@@ -36,6 +42,7 @@ func TestAPISIGTERM(t *testing.T) {
 		t.Fatal("no ETag on the job")
 	}
 	long := make(chan result, 1)
+	longAt := time.Now()
 	go func() {
 		long <- c.do(http.MethodGet, "/api/jobs/"+j.ID.String()+"?waitSeconds=5", nil, "If-None-Match", etag)
 	}()
@@ -44,7 +51,10 @@ func TestAPISIGTERM(t *testing.T) {
 	var created ids
 	created.add(j.ID)
 	load := runLoad(ctx, c, &rec, &created, 2, 4, 10000)
-	time.Sleep(700 * time.Millisecond)
+	// SIGTERM once the server holds the long poll and has answered some load.
+	eventually.True(t, 10*time.Second, "the long poll open on the server and 20 requests answered", func() bool {
+		return openStreams(t, metricsAddr, "long_poll") >= 1 && len(rec.all()) >= 20
+	})
 	termAt := time.Now()
 	api.cmd.Process.Signal(syscall.SIGTERM)
 
@@ -78,7 +88,7 @@ func TestAPISIGTERM(t *testing.T) {
 	load.Wait()
 
 	t.Logf("SIGTERM: new connections refused after %v; long poll (waitSeconds=5, started %v before SIGTERM) answered %d after %v; process exited after %v with %v",
-		refusedAfter.Round(time.Millisecond), 700*time.Millisecond, lr.status, lr.dur.Round(time.Millisecond), exitAfter.Round(time.Millisecond), api.err)
+		refusedAfter.Round(time.Millisecond), termAt.Sub(longAt).Round(time.Millisecond), lr.status, lr.dur.Round(time.Millisecond), exitAfter.Round(time.Millisecond), api.err)
 	if lr.err != nil || lr.status != http.StatusNotModified {
 		t.Errorf("long poll in flight at SIGTERM: %d %v, want its 304", lr.status, lr.err)
 	}
@@ -180,18 +190,24 @@ func TestJWKSDown(t *testing.T) {
 	}
 	iss.stop()
 	iss.iss.Store(auth.NewIssuer(keyB, iss.url)) // rotated while the endpoint is down
-	time.Sleep(400 * time.Millisecond)
+	// Key B is refused, first by the rate limit, then by a fetch that fails
+	// against the closed endpoint: wait for the latter.
+	eventually.NoError(t, 10*time.Second, "key B refused by a failed fetch", func() error {
+		err := verify("B", iss.token(keyB, "frank", false))
+		if errors.Is(err, auth.ErrUnauthorized) && strings.Contains(err.Error(), "fetching key set") {
+			return nil
+		}
+		return fmt.Errorf("key B while the JWKS is down: %v, want unauthorized after a failed fetch", err)
+	})
+	// The failed fetch kept the cached keys.
 	if err := verify("A", iss.token(keyA, "erin2", false)); err != nil {
 		t.Errorf("key A while the JWKS is down: %v", err)
 	}
-	if err := verify("B", iss.token(keyB, "frank", false)); !errors.Is(err, auth.ErrUnauthorized) {
-		t.Errorf("key B while the JWKS is down: %v, want unauthorized", err)
-	}
 	iss.resume()
-	time.Sleep(400 * time.Millisecond)
-	if err := verify("B", iss.token(keyB, "frank2", false)); err != nil {
-		t.Errorf("rotated key B after the JWKS came back: %v", err)
-	}
+	// Accepted once the next refetch after the failure is allowed.
+	eventually.NoError(t, 10*time.Second, "rotated key B accepted after the JWKS came back", func() error {
+		return verify("B", iss.token(keyB, "frank2", false))
+	})
 	err = verify("A", iss.token(keyA, "erin3", false))
 	t.Logf("rotation: key B accepted once the JWKS was back; a new key-A token after rotation: %v", err)
 	if err == nil {
@@ -243,7 +259,14 @@ func TestStatementTimeouts(t *testing.T) {
 		wg.Add(1)
 		go func() { defer wg.Done(); rec.add(c.do(http.MethodPost, "/api/jobs/"+jobs[0]+"/cancel", nil)) }()
 	}
-	time.Sleep(300 * time.Millisecond)
+	eventually.True(t, 4*time.Second, "both pool connections waiting on the row lock", func() bool {
+		var waiting int
+		if err := direct.Get(&waiting, `SELECT count(*) FROM pg_stat_activity
+			WHERE datname = current_database() AND wait_event_type = 'Lock'`); err != nil {
+			t.Fatal(err)
+		}
+		return waiting >= 2
+	})
 	for i := range 6 {
 		wg.Add(1)
 		go func() { defer wg.Done(); rec.add(c.do(http.MethodGet, "/api/jobs/"+jobs[1+i], nil)) }()
@@ -300,7 +323,8 @@ func TestAPISIGTERMEventStream(t *testing.T) {
 	t.Parallel()
 	dbURL := pgtest.NewDatabase(t)
 	iss := newIssuer(t)
-	api := startServe(t, dbURL, iss)
+	metricsAddr := freeAddr(t)
+	api := startServe(t, dbURL, iss, "JOBS_METRICS_ADDR="+metricsAddr)
 	c := newClient("http://"+api.addr, iss.token(keyA, "alice", true))
 	j, ok := c.create("Never picked up: no worker.").job()
 	if !ok {
@@ -312,7 +336,9 @@ func TestAPISIGTERMEventStream(t *testing.T) {
 		sc.hc.Timeout = 60 * time.Second
 		stream <- sc.do(http.MethodGet, "/api/jobs/"+j.ID.String()+"/events", nil)
 	}()
-	time.Sleep(500 * time.Millisecond)
+	eventually.True(t, 10*time.Second, "the event stream open on the server", func() bool {
+		return openStreams(t, metricsAddr, "events") >= 1
+	})
 	termAt := time.Now()
 	api.cmd.Process.Signal(syscall.SIGTERM)
 	select {
@@ -333,4 +359,43 @@ func TestAPISIGTERMEventStream(t *testing.T) {
 	if sr.err != nil {
 		t.Errorf("the stream was cut (%v) instead of ending", sr.err)
 	}
+}
+
+// freeAddr returns a loopback address with a port that was free a moment
+// ago, for a process that must be told its address in advance.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// openStreams reads jobsd_http_open_streams{kind} from the metrics listener
+// at addr: how many long polls or event streams the server holds now.
+func openStreams(t *testing.T, addr, kind string) int {
+	t.Helper()
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		t.Fatalf("read metrics: %v", err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("read metrics: %v", err)
+	}
+	prefix := `jobsd_http_open_streams{kind="` + kind + `"} `
+	for _, line := range strings.Split(string(body), "\n") {
+		if v, ok := strings.CutPrefix(line, prefix); ok {
+			n, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				t.Fatalf("metrics line %q: %v", line, err)
+			}
+			return int(n)
+		}
+	}
+	t.Fatalf("no %s... line in the metrics", prefix)
+	return 0
 }

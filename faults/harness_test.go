@@ -398,9 +398,11 @@ func startServe(t testing.TB, dbURL string, iss *issuer, extraEnv ...string) *pr
 		"JOBS_AUTH_CLIENT_IDS=" + clientID,
 		"JOBS_LOG_LEVEL=info",
 		// The per-user rate limits would answer most of this load 429; the
-		// soak turns them back on.
+		// soak turns them back on. One user holds hundreds of waiters in
+		// the replica test: no cap on them either.
 		"JOBS_RATE_READ=0",
 		"JOBS_RATE_CREATE=0",
+		"JOBS_USER_WAITERS=0",
 	}, extraEnv...)
 	return startProc(t, "serve", "api ready", env, "serve")
 }

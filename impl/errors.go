@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/http"
 	"regexp"
+	"strings"
 
 	"github.com/labstack/echo/v4"
 
@@ -28,6 +29,11 @@ const (
 	msgMediaType       = "Content-Type must be application/json"
 	msgAlreadyFinished = "Job has already finished"
 	msgTooMany         = "Too many requests"
+	// The operator's API: any job, so "not found" says nothing of owners.
+	msgAdminNotFound   = "Job not found"
+	msgNotFailed       = "Only a FAILED job can be requeued"
+	msgCancelledJob    = "A cancelled job is never requeued"
+	msgAlreadyRequeued = "Job was already requeued"
 )
 
 // apiError is an error with the status and message a client sees.
@@ -58,8 +64,16 @@ func toAPIError(err error, path string) (e *apiError, internal bool) {
 		return e, false
 	}
 	switch {
+	case errors.Is(err, store.ErrNotFound) && strings.HasPrefix(path, adminPrefix):
+		return errorf(http.StatusNotFound, msgAdminNotFound), false
 	case errors.Is(err, store.ErrNotFound):
 		return errNotFound, false
+	case errors.Is(err, store.ErrNotFailed):
+		return errorf(http.StatusConflict, msgNotFailed), false
+	case errors.Is(err, store.ErrCancelledJob):
+		return errorf(http.StatusConflict, msgCancelledJob), false
+	case errors.Is(err, store.ErrAlreadyRequeued):
+		return errorf(http.StatusConflict, msgAlreadyRequeued), false
 	case errors.Is(err, store.ErrIdempotencyConflict):
 		return errorf(http.StatusConflict, msgConflict), false
 	case errors.Is(err, store.ErrUnavailable):

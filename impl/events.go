@@ -10,7 +10,7 @@ import (
 
 	"github.com/google/uuid"
 
-	"github.com/jobsd/jobsd/gen"
+	"github.com/jobsd/jobsd/gen/server"
 	"github.com/jobsd/jobsd/store"
 )
 
@@ -24,36 +24,71 @@ const (
 // GetJobEvents streams the job's versions as Server-Sent Events. The owner
 // check and the first read happen before the stream starts, so the 404 is
 // the status endpoint's.
-func (s *Server) GetJobEvents(ctx context.Context, req gen.GetJobEventsRequestObject) (gen.GetJobEventsResponseObject, error) {
+func (s *Server) GetJobEvents(ctx context.Context, req server.GetJobEventsRequestObject) (server.GetJobEventsResponseObject, error) {
 	user := principalFrom(ctx).Subject
-	first, err := s.lookup(ctx, user, req.Id)
+	read := func(ctx context.Context) (polled, error) { return s.lookup(ctx, user, req.Id) }
+	stream, err := s.openStream(ctx, req.Id, req.Params.LastEventID, read)
 	if errors.Is(err, store.ErrNotFound) {
-		return gen.GetJobEvents404JSONResponse{NotFoundJSONResponse: gen.NotFoundJSONResponse{Error: msgNotFound}}, nil
+		return server.GetJobEvents404JSONResponse{NotFoundJSONResponse: server.NotFoundJSONResponse{Error: msgNotFound}}, nil
 	}
 	if err != nil {
 		return nil, err
 	}
-	last := ""
-	if req.Params.LastEventID != nil {
-		last = *req.Params.LastEventID
+	if stream == nil {
+		return server.GetJobEvents204Response{}, nil
 	}
-	return &eventStream{s: s, ctx: ctx, user: user, id: req.Id, first: first, lastID: last}, nil
+	stream.user = user // the owner's streams count against the waiter cap
+	return stream, nil
+}
+
+// openStream reads the job once and returns its stream, or nil when the
+// client reconnected (lastEventID) after the last event of a finished job:
+// nothing more will come, and a 204 tells it to stop reconnecting.
+func (s *Server) openStream(ctx context.Context, id uuid.UUID, lastEventID *string, read func(context.Context) (polled, error)) (*eventStream, error) {
+	first, err := read(ctx)
+	if err != nil {
+		return nil, err
+	}
+	last := ""
+	if lastEventID != nil {
+		last = *lastEventID
+	}
+	if first.terminal() && last == first.etag {
+		return nil, nil
+	}
+	return &eventStream{s: s, ctx: ctx, read: read, id: id, first: first, lastID: last}, nil
 }
 
 // eventStream writes the stream itself; it is the strict server's response
-// object, so it gets the ResponseWriter and can flush each event.
+// object (of the owner's and the admin's stream), so it gets the
+// ResponseWriter and can flush each event.
 type eventStream struct {
 	s      *Server
 	ctx    context.Context
-	user   string
+	read   func(context.Context) (polled, error)
 	id     uuid.UUID
 	first  polled
 	lastID string
+	// user, when set, is whose waiter slot the stream takes while it runs.
+	user string
+}
+
+// VisitAdminGetJobEventsResponse runs the admin's stream: the same stream.
+func (e *eventStream) VisitAdminGetJobEventsResponse(w http.ResponseWriter) error {
+	return e.VisitGetJobEventsResponse(w)
 }
 
 // VisitGetJobEventsResponse runs the stream until the job is finished, the
 // client goes away, or MaxStreamDuration passes.
 func (e *eventStream) VisitGetJobEventsResponse(w http.ResponseWriter) error {
+	if e.user != "" {
+		// The slot is taken here, where the stream runs, so that it is
+		// released however the stream ends; a refused stream holds nothing.
+		if !e.s.waiters.acquire(e.user, e.s.replicas.Count()) {
+			return server.GetJobEvents429JSONResponse{TooManyRequestsJSONResponse: tooManyWaiters()}.VisitGetJobEventsResponse(w)
+		}
+		defer e.s.waiters.release(e.user)
+	}
 	rc := http.NewResponseController(w)
 	h := w.Header()
 	h.Set("Content-Type", "text/event-stream")
@@ -99,7 +134,7 @@ func (e *eventStream) VisitGetJobEventsResponse(w http.ResponseWriter) error {
 				return nil
 			}
 		}
-		next, err := e.s.lookup(e.ctx, e.user, e.id)
+		next, err := e.read(e.ctx)
 		if err != nil {
 			// Headers are sent; end the stream and let the client reconnect.
 			e.s.log.Warn("event stream: read job", "job_id", e.id, "err", err)

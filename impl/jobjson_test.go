@@ -11,6 +11,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/jobsd/jobsd/gen"
+	"github.com/jobsd/jobsd/gen/server"
 	"github.com/jobsd/jobsd/timestamp"
 )
 
@@ -108,7 +109,7 @@ func TestEncodedJobHeaders(t *testing.T) {
 	}
 	for _, finished := range []bool{false, true} {
 		cc, etag := cacheControl, `"v7"`
-		want := gen.GetJob200JSONResponse{Body: j, Headers: gen.GetJob200ResponseHeaders{CacheControl: &cc, ETag: &etag}}
+		want := server.GetJob200JSONResponse{Body: j, Headers: server.GetJob200ResponseHeaders{CacheControl: &cc, ETag: &etag}}
 		if !finished {
 			r := RetryAfterSeconds
 			want.Headers.RetryAfter = &r

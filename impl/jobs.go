@@ -9,12 +9,13 @@ import (
 	"fmt"
 
 	"github.com/jobsd/jobsd/gen"
+	"github.com/jobsd/jobsd/gen/server"
 	"github.com/jobsd/jobsd/store"
 	"github.com/jobsd/jobsd/timestamp"
 )
 
 // ListJobs pages through the caller's jobs, newest first.
-func (s *Server) ListJobs(ctx context.Context, req gen.ListJobsRequestObject) (gen.ListJobsResponseObject, error) {
+func (s *Server) ListJobs(ctx context.Context, req server.ListJobsRequestObject) (server.ListJobsResponseObject, error) {
 	f := store.ListFilter{Limit: 20}
 	if req.Params.Limit != nil {
 		f.Limit = *req.Params.Limit
@@ -30,7 +31,7 @@ func (s *Server) ListJobs(ctx context.Context, req gen.ListJobsRequestObject) (g
 	if req.Params.Cursor != nil {
 		c, err := store.ParseCursor(*req.Params.Cursor)
 		if err != nil {
-			return gen.ListJobs400JSONResponse{BadRequestJSONResponse: gen.BadRequestJSONResponse{Error: `Invalid query parameter "cursor": not a cursor this server made`}}, nil
+			return nil, errBadCursor
 		}
 		f.After = &c
 	}
@@ -46,43 +47,40 @@ func (s *Server) ListJobs(ctx context.Context, req gen.ListJobsRequestObject) (g
 		c := next.String()
 		out.NextCursor = &c
 	}
-	return gen.ListJobs200JSONResponse(out), nil
+	return server.ListJobs200JSONResponse(out), nil
 }
 
-// CreatePromptPreview creates an AI_PREVIEW job; admins only.
-func (s *Server) CreatePromptPreview(ctx context.Context, req gen.CreatePromptPreviewRequestObject) (gen.CreatePromptPreviewResponseObject, error) {
-	p := principalFrom(ctx)
-	if !p.Admin {
-		return gen.CreatePromptPreview403JSONResponse{ForbiddenJSONResponse: gen.ForbiddenJSONResponse{Error: msgForbidden}}, nil
-	}
+// CreatePromptPreview creates an AI_PREVIEW job; admins only (requireAdmin
+// has refused everyone else).
+func (s *Server) CreatePromptPreview(ctx context.Context, req server.CreatePromptPreviewRequestObject) (server.CreatePromptPreviewResponseObject, error) {
 	input, err := json.Marshal(req.Body)
 	if err != nil {
 		return nil, fmt.Errorf("encode preview input: %w", err)
 	}
 	j, err := s.create(ctx, store.TypeAIPreview, input, "POST /api/admin/prompts/preview", req.Params.IdempotencyKey)
 	if errors.Is(err, store.ErrIdempotencyConflict) {
-		return gen.CreatePromptPreview409JSONResponse{IdempotencyConflictJSONResponse: gen.IdempotencyConflictJSONResponse{Error: msgConflict}}, nil
+		return server.CreatePromptPreview409JSONResponse{IdempotencyConflictJSONResponse: server.IdempotencyConflictJSONResponse{Error: msgConflict}}, nil
 	}
 	if err != nil {
 		return nil, err
 	}
-	return gen.CreatePromptPreview202JSONResponse{AcceptedJSONResponse: accepted(j)}, nil
+	return server.CreatePromptPreview202JSONResponse{AcceptedJSONResponse: accepted(j)}, nil
 }
 
 // CreateJob creates a job of any type but AI_PREVIEW.
-func (s *Server) CreateJob(ctx context.Context, req gen.CreateJobRequestObject) (gen.CreateJobResponseObject, error) {
+func (s *Server) CreateJob(ctx context.Context, req server.CreateJobRequestObject) (server.CreateJobResponseObject, error) {
 	typ, input, err := jobInput(req.Body)
 	if err != nil {
-		return gen.CreateJob400JSONResponse{BadRequestJSONResponse: gen.BadRequestJSONResponse{Error: err.Error()}}, nil
+		return server.CreateJob400JSONResponse{BadRequestJSONResponse: server.BadRequestJSONResponse{Error: err.Error()}}, nil
 	}
 	j, err := s.create(ctx, typ, input, "POST /api/jobs", req.Params.IdempotencyKey)
 	if errors.Is(err, store.ErrIdempotencyConflict) {
-		return gen.CreateJob409JSONResponse{IdempotencyConflictJSONResponse: gen.IdempotencyConflictJSONResponse{Error: msgConflict}}, nil
+		return server.CreateJob409JSONResponse{IdempotencyConflictJSONResponse: server.IdempotencyConflictJSONResponse{Error: msgConflict}}, nil
 	}
 	if err != nil {
 		return nil, err
 	}
-	return gen.CreateJob202JSONResponse{AcceptedJSONResponse: accepted(j)}, nil
+	return server.CreateJob202JSONResponse{AcceptedJSONResponse: accepted(j)}, nil
 }
 
 // create inserts the job. The idempotency fingerprint covers the type and
@@ -121,13 +119,16 @@ func canonicalJSON(b []byte) ([]byte, error) {
 	return json.Marshal(v)
 }
 
-func accepted(j *store.Job) gen.AcceptedJSONResponse {
+// accepted is the 202 of a creation. Retry-After says when to poll, so a
+// finished job (an Idempotency-Key replay) has none, as for its polls.
+func accepted(j *store.Job) server.AcceptedJSONResponse {
 	loc := "/api/jobs/" + j.ID.String()
-	retry := RetryAfterSeconds
-	return gen.AcceptedJSONResponse{
-		Body:    toAPIJob(j),
-		Headers: gen.AcceptedResponseHeaders{Location: &loc, RetryAfter: &retry},
+	h := server.AcceptedResponseHeaders{Location: &loc}
+	if !j.Status.Terminal() {
+		retry := RetryAfterSeconds
+		h.RetryAfter = &retry
 	}
+	return server.AcceptedJSONResponse{Body: toAPIJob(j), Headers: h}
 }
 
 // toAPIJob is the Job resource exactly as documented: every key present,
@@ -205,28 +206,28 @@ func jobInput(body *gen.CreateJobRequest) (store.Type, []byte, error) {
 }
 
 // GetHealth: the process is alive.
-func (s *Server) GetHealth(ctx context.Context, _ gen.GetHealthRequestObject) (gen.GetHealthResponseObject, error) {
-	return gen.GetHealth200JSONResponse{Status: gen.Ok}, nil
+func (s *Server) GetHealth(ctx context.Context, _ server.GetHealthRequestObject) (server.GetHealthResponseObject, error) {
+	return server.GetHealth200JSONResponse{Status: gen.Ok}, nil
 }
 
 // GetReady: the process is not draining, its change listener is connected
 // (without it, long polls and event streams would hear of changes only at
 // their timeouts) and the database answers. A load balancer stops sending
 // requests to a process that says 503.
-func (s *Server) GetReady(ctx context.Context, _ gen.GetReadyRequestObject) (gen.GetReadyResponseObject, error) {
+func (s *Server) GetReady(ctx context.Context, _ server.GetReadyRequestObject) (server.GetReadyResponseObject, error) {
 	select {
 	case <-s.draining:
-		return gen.GetReady503JSONResponse{Error: msgDraining}, nil
+		return server.GetReady503JSONResponse{Error: msgDraining}, nil
 	default:
 	}
 	if s.hub != nil && !s.hub.Up() {
-		return gen.GetReady503JSONResponse{Error: msgListenerDown}, nil
+		return server.GetReady503JSONResponse{Error: msgListenerDown}, nil
 	}
 	if err := s.store.Ping(ctx); err != nil {
 		s.log.Warn("not ready", "err", err)
-		return gen.GetReady503JSONResponse{Error: "Database unavailable"}, nil
+		return server.GetReady503JSONResponse{Error: "Database unavailable"}, nil
 	}
-	return gen.GetReady200JSONResponse{Status: gen.Ok}, nil
+	return server.GetReady200JSONResponse{Status: gen.Ok}, nil
 }
 
 // The other reasons /readyz gives for a 503.
@@ -236,17 +237,17 @@ const (
 )
 
 // CancelJob ends the caller's unfinished job as FAILED "Cancelled by user".
-func (s *Server) CancelJob(ctx context.Context, req gen.CancelJobRequestObject) (gen.CancelJobResponseObject, error) {
+func (s *Server) CancelJob(ctx context.Context, req server.CancelJobRequestObject) (server.CancelJobResponseObject, error) {
 	j, res, err := s.store.Cancel(ctx, principalFrom(ctx).Subject, req.Id)
 	if errors.Is(err, store.ErrNotFound) {
-		return gen.CancelJob404JSONResponse{NotFoundJSONResponse: gen.NotFoundJSONResponse{Error: msgNotFound}}, nil
+		return server.CancelJob404JSONResponse{NotFoundJSONResponse: server.NotFoundJSONResponse{Error: msgNotFound}}, nil
 	}
 	if err != nil {
 		return nil, err
 	}
 	if res == store.AlreadyFinished {
-		return gen.CancelJob409JSONResponse{Error: msgAlreadyFinished}, nil
+		return server.CancelJob409JSONResponse{Error: msgAlreadyFinished}, nil
 	}
 	s.metrics.JobCancelled()
-	return gen.CancelJob200JSONResponse(toAPIJob(j)), nil
+	return server.CancelJob200JSONResponse(toAPIJob(j)), nil
 }

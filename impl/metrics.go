@@ -2,7 +2,6 @@ package impl
 
 import (
 	"reflect"
-	"strconv"
 
 	"github.com/labstack/echo/v4"
 
@@ -22,7 +21,7 @@ func streamKind(c echo.Context) string {
 	case "/api/jobs/:id/events":
 		return metrics.StreamEvents
 	case "/api/jobs/:id":
-		if w, err := strconv.Atoi(c.QueryParam("waitSeconds")); err == nil && w > 0 {
+		if waitSeconds(c) > 0 {
 			return metrics.StreamLongPoll
 		}
 	}

@@ -2,11 +2,14 @@ package impl
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
 	"mime"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"regexp"
 	"strings"
@@ -17,6 +20,8 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/jobsd/jobsd/auth"
+	"github.com/jobsd/jobsd/internal/uuidform"
+	"github.com/jobsd/jobsd/tracing"
 )
 
 type principalKey struct{}
@@ -31,8 +36,10 @@ func principalFrom(ctx context.Context) *auth.Principal {
 // anything else looks at the request, so a caller without a valid token
 // learns nothing, not even whether an id is well formed. It runs as an echo
 // middleware because the generated wrapper binds path parameters before
-// strict middlewares would run.
-func authenticate(v Verifier, log *slog.Logger) echo.MiddlewareFunc {
+// strict middlewares would run. An address whose tokens failed too often
+// (fails) gets a 429 before its token is checked, so that a flood of bad
+// tokens costs no signature checks beyond the limit.
+func authenticate(v Verifier, fails *addrLimiter, log *slog.Logger) echo.MiddlewareFunc {
 	return func(next echo.HandlerFunc) echo.HandlerFunc {
 		return func(c echo.Context) error {
 			req := c.Request()
@@ -43,8 +50,17 @@ func authenticate(v Verifier, log *slog.Logger) echo.MiddlewareFunc {
 			if !ok {
 				return errUnauthorized
 			}
+			var addr netip.Addr
+			if fails != nil {
+				addr = addrKey(c.RealIP())
+			}
+			r, ok, wait := fails.admit(addr, time.Now())
+			if !ok {
+				return tooMany(c, wait)
+			}
 			c.Set(tokenPresentedKey, true)
 			p, err := v.Verify(req.Context(), token)
+			fails.done(addr, r, err != nil, time.Now())
 			if err != nil {
 				// The reason is for the log only; the client gets the documented message.
 				log.Info("token rejected", "request_id", requestID(c), "reason", err)
@@ -85,33 +101,12 @@ func checkJobID(next echo.HandlerFunc) echo.HandlerFunc {
 				}
 				raw = unescaped
 			}
-			if !IsCanonicalUUID(raw) {
+			if !uuidform.IsCanonical(raw) {
 				return errInvalidUUID
 			}
 		}
 		return next(c)
 	}
-}
-
-// IsCanonicalUUID reports whether s is 8-4-4-4-12 hexadecimal digits.
-func IsCanonicalUUID(s string) bool {
-	if len(s) != 36 {
-		return false
-	}
-	for i := 0; i < 36; i++ {
-		c := s[i]
-		switch i {
-		case 8, 13, 18, 23:
-			if c != '-' {
-				return false
-			}
-		default:
-			if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F') {
-				return false
-			}
-		}
-	}
-	return true
 }
 
 // validateRequest checks parameters and bodies against openapi.yaml with
@@ -268,6 +263,34 @@ func fieldPath(pointer []string) string {
 	return b.String()
 }
 
+// assignRequestID names every request with an id of the server's own, sent
+// back in X-Request-Id: a client could otherwise choose the id the log is
+// searched by (and make two requests look like one). An X-Request-Id the
+// client sent is kept for the log line as client_request_id, when it is
+// short printable text.
+func assignRequestID(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		var b [16]byte
+		rand.Read(b[:]) // never fails (crypto/rand)
+		c.Response().Header().Set(echo.HeaderXRequestID, hex.EncodeToString(b[:]))
+		return next(c)
+	}
+}
+
+// clientRequestID is the X-Request-Id a client sent, if it is fit to log.
+func clientRequestID(c echo.Context) string {
+	id := c.Request().Header.Get(echo.HeaderXRequestID)
+	if id == "" || len(id) > 128 {
+		return ""
+	}
+	for i := 0; i < len(id); i++ {
+		if id[i] < 0x21 || id[i] > 0x7e {
+			return ""
+		}
+	}
+	return id
+}
+
 // logRequests writes one line per request: no tokens, no bodies.
 func logRequests(log *slog.Logger) echo.MiddlewareFunc {
 	return func(next echo.HandlerFunc) echo.HandlerFunc {
@@ -277,9 +300,21 @@ func logRequests(log *slog.Logger) echo.MiddlewareFunc {
 			if err != nil {
 				c.Error(err) // write the response now, so the status below is final
 			}
-			log.Info("request", "request_id", requestID(c), "method", c.Request().Method,
-				"route", c.Path(), "status", c.Response().Status,
-				"duration_ms", float64(time.Since(start).Microseconds())/1000)
+			// Attrs, not key-value pairs: they do not box each value.
+			attrs := make([]slog.Attr, 0, 8)
+			attrs = append(attrs, slog.String("request_id", requestID(c)), slog.String("method", c.Request().Method),
+				slog.String("route", c.Path()), slog.Int("status", c.Response().Status),
+				slog.Float64("duration_ms", float64(time.Since(start).Microseconds())/1000))
+			if id := jobIDOf(c); id != "" {
+				attrs = append(attrs, slog.String("job_id", id))
+			}
+			if id := clientRequestID(c); id != "" {
+				attrs = append(attrs, slog.String("client_request_id", id))
+			}
+			if tid := tracing.TraceID(c.Request().Context()); tid != "" {
+				attrs = append(attrs, slog.String("trace_id", tid))
+			}
+			log.LogAttrs(c.Request().Context(), slog.LevelInfo, "request", attrs...)
 			return nil
 		}
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/jobsd/jobsd/gen"
+	"github.com/jobsd/jobsd/gen/server"
 	"github.com/jobsd/jobsd/store"
 )
 
@@ -73,11 +74,11 @@ func (s *Server) read(ctx context.Context, user string, id uuid.UUID) (polled, e
 // GetJob answers the status poll: one owner-scoped lookup (a job of another
 // user is the same 404 as no job at all), then the ETag is compared, so a
 // 304 tells nothing to anyone but the owner. With waitSeconds it long-polls.
-func (s *Server) GetJob(ctx context.Context, req gen.GetJobRequestObject) (gen.GetJobResponseObject, error) {
+func (s *Server) GetJob(ctx context.Context, req server.GetJobRequestObject) (server.GetJobResponseObject, error) {
 	user := principalFrom(ctx).Subject
 	p, err := s.lookup(ctx, user, req.Id)
 	if errors.Is(err, store.ErrNotFound) {
-		return gen.GetJob404JSONResponse{NotFoundJSONResponse: gen.NotFoundJSONResponse{Error: msgNotFound}}, nil
+		return server.GetJob404JSONResponse{NotFoundJSONResponse: server.NotFoundJSONResponse{Error: msgNotFound}}, nil
 	}
 	if err != nil {
 		return nil, err
@@ -87,8 +88,12 @@ func (s *Server) GetJob(ctx context.Context, req gen.GetJobRequestObject) (gen.G
 		inm = *req.Params.IfNoneMatch
 	}
 	if wait := req.Params.WaitSeconds; wait != nil && *wait > 0 && !p.terminal() && etagMatches(inm, p.etag) {
-		if p, err = s.waitForChange(ctx, user, req.Id, p, time.Duration(*wait)*time.Second); err != nil {
+		var admitted bool
+		if p, admitted, err = s.waitAsWaiter(ctx, user, req.Id, p, time.Duration(*wait)*time.Second); err != nil {
 			return nil, err
+		}
+		if !admitted {
+			return server.GetJob429JSONResponse{TooManyRequestsJSONResponse: tooManyWaiters()}, nil
 		}
 	}
 	if etagMatches(inm, p.etag) {
@@ -98,7 +103,7 @@ func (s *Server) GetJob(ctx context.Context, req gen.GetJobRequestObject) (gen.G
 			r := RetryAfterSeconds
 			retry = &r
 		}
-		return gen.GetJob304Response{Headers: gen.GetJob304ResponseHeaders{CacheControl: &cc, ETag: &etag, RetryAfter: retry}}, nil
+		return server.GetJob304Response{Headers: server.GetJob304ResponseHeaders{CacheControl: &cc, ETag: &etag, RetryAfter: retry}}, nil
 	}
 	body := p.body
 	if body == nil {
@@ -111,7 +116,7 @@ func (s *Server) GetJob(ctx context.Context, req gen.GetJobRequestObject) (gen.G
 
 // encodedJob is the 200 answer with the job already encoded (by encodeJob, or
 // kept in the cache for a finished job): the same headers and bytes as
-// gen.GetJob200JSONResponse, where only an unfinished job has a Retry-After.
+// server.GetJob200JSONResponse, where only an unfinished job has a Retry-After.
 type encodedJob struct {
 	body  []byte
 	etag  string
@@ -133,6 +138,18 @@ func (r encodedJob) VisitGetJobResponse(w http.ResponseWriter) error {
 	w.WriteHeader(http.StatusOK)
 	_, err := w.Write(r.body)
 	return err
+}
+
+// waitAsWaiter runs waitForChange in one of the user's waiter slots, or
+// says there is none free: only a poll that is going to wait takes a slot,
+// and one refused holds nothing.
+func (s *Server) waitAsWaiter(ctx context.Context, user string, id uuid.UUID, p polled, d time.Duration) (polled, bool, error) {
+	if !s.waiters.acquire(user, s.replicas.Count()) {
+		return p, false, nil
+	}
+	defer s.waiters.release(user)
+	p, err := s.waitForChange(ctx, user, id, p, d)
+	return p, true, err
 }
 
 // waitForChange blocks until the job's ETag differs from p's, the job is

@@ -2,14 +2,25 @@ package impl
 
 import (
 	"math"
+	"net"
 	"net/http"
+	"net/netip"
 	"strconv"
 	"sync"
 	"time"
 
 	"github.com/labstack/echo/v4"
 	"golang.org/x/time/rate"
+
+	"github.com/jobsd/jobsd/gen"
+	"github.com/jobsd/jobsd/gen/server"
 )
+
+// Limits across replicas. The per-user limits are deployment-wide: each of
+// the N live API processes (Replicas) enforces its share, the limit ÷ N, so
+// that a load balancer that spreads a user's requests over the processes
+// lets through about the configured total, with no shared state per
+// request. A user pinned to one process gets only that process's share.
 
 // RateLimit is a per-user token bucket: PerSecond requests on average, up to
 // Burst at once. A zero PerSecond turns the limit off.
@@ -18,12 +29,26 @@ type RateLimit struct {
 	Burst     int
 }
 
+// share is one process's part of the limit when n processes enforce it:
+// rate ÷ n and burst ÷ n, rounded down so that the n parts never add up to
+// more than the whole, but never below one request.
+func (l RateLimit) share(n int) RateLimit {
+	n = max(n, 1)
+	return RateLimit{PerSecond: l.PerSecond / float64(n), Burst: shareOf(l.Burst, n)}
+}
+
+// shareOf is one process's part of a deployment-wide count (a burst, a cap
+// on waiters): total ÷ n rounded down, at least 1.
+func shareOf(total, n int) int { return max(1, total/max(n, 1)) }
+
 // userLimiters holds one token bucket per user, forgetting users idle for
 // longer than it takes their bucket to refill (they would start full anyway),
 // so memory stays bounded by the users active recently.
 type userLimiters struct {
-	limit RateLimit
+	total RateLimit // the deployment-wide limit
 	mu    sync.Mutex
+	n     int       // the number of processes the buckets are sized for
+	cur   RateLimit // total.share(n)
 	users map[string]*userBucket
 	swept time.Time
 }
@@ -40,18 +65,19 @@ func newUserLimiters(l RateLimit) *userLimiters {
 	if l.Burst < 1 {
 		l.Burst = int(math.Ceil(l.PerSecond))
 	}
-	return &userLimiters{limit: l, users: map[string]*userBucket{}}
+	return &userLimiters{total: l, n: 1, cur: l.share(1), users: map[string]*userBucket{}}
 }
 
-// allow takes a token for user; when there is none it says how long until
-// there is.
-func (u *userLimiters) allow(user string, now time.Time) (bool, time.Duration) {
+// allow takes a token for user when n API processes share the limit; when
+// there is none it says how long until there is.
+func (u *userLimiters) allow(user string, n int, now time.Time) (bool, time.Duration) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
+	u.resize(max(n, 1), now)
 	u.sweep(now)
 	b, ok := u.users[user]
 	if !ok {
-		b = &userBucket{lim: rate.NewLimiter(rate.Limit(u.limit.PerSecond), u.limit.Burst)}
+		b = &userBucket{lim: rate.NewLimiter(rate.Limit(u.cur.PerSecond), u.cur.Burst)}
 		u.users[user] = b
 	}
 	b.seen = now
@@ -63,8 +89,22 @@ func (u *userLimiters) allow(user string, now time.Time) (bool, time.Duration) {
 	return true, 0
 }
 
+// resize gives every bucket this process's new share when the number of
+// processes changes (rarely: a replica starts or stops). A bucket keeps its
+// tokens up to the new burst.
+func (u *userLimiters) resize(n int, now time.Time) {
+	if n == u.n {
+		return
+	}
+	u.n, u.cur = n, u.total.share(n)
+	for _, b := range u.users {
+		b.lim.SetLimitAt(now, rate.Limit(u.cur.PerSecond))
+		b.lim.SetBurstAt(now, u.cur.Burst)
+	}
+}
+
 func (u *userLimiters) sweep(now time.Time) {
-	idle := time.Duration(float64(u.limit.Burst)/u.limit.PerSecond*float64(time.Second)) + time.Minute
+	idle := time.Duration(float64(u.cur.Burst)/u.cur.PerSecond*float64(time.Second)) + time.Minute
 	if now.Sub(u.swept) < idle {
 		return
 	}
@@ -79,7 +119,7 @@ func (u *userLimiters) sweep(now time.Time) {
 // limitRate answers 429 with Retry-After when the caller's bucket for this
 // kind of request is empty: POSTs draw from the write bucket, everything
 // else from the read bucket. It runs after authentication: limits are per user.
-func limitRate(reads, writes *userLimiters) echo.MiddlewareFunc {
+func limitRate(reads, writes *userLimiters, replicas *Replicas) echo.MiddlewareFunc {
 	return func(next echo.HandlerFunc) echo.HandlerFunc {
 		return func(c echo.Context) error {
 			p := principalFrom(c.Request().Context())
@@ -93,12 +133,202 @@ func limitRate(reads, writes *userLimiters) echo.MiddlewareFunc {
 			if lim == nil {
 				return next(c)
 			}
-			if ok, wait := lim.allow(p.Subject, time.Now()); !ok {
-				secs := int(math.Ceil(wait.Seconds()))
-				c.Response().Header().Set("Retry-After", strconv.Itoa(max(secs, 1)))
-				return errorf(http.StatusTooManyRequests, msgTooMany)
+			if ok, wait := lim.allow(p.Subject, replicas.Count(), time.Now()); !ok {
+				return tooMany(c, wait)
 			}
 			return next(c)
 		}
 	}
+}
+
+// tooMany is the 429 with a Retry-After of wait rounded up to whole seconds.
+func tooMany(c echo.Context, wait time.Duration) error {
+	secs := int(math.Ceil(wait.Seconds()))
+	c.Response().Header().Set("Retry-After", strconv.Itoa(max(secs, 1)))
+	return errorf(http.StatusTooManyRequests, msgTooMany)
+}
+
+// waiterSlots counts each user's open long polls and event streams in this
+// process, against this process's share of the deployment-wide cap.
+type waiterSlots struct {
+	total int // the deployment-wide cap per user
+	mu    sync.Mutex
+	open  map[string]int
+}
+
+// newWaiterSlots caps each user's waiters at total across the deployment; 0
+// turns the cap off (nil).
+func newWaiterSlots(total int) *waiterSlots {
+	if total <= 0 {
+		return nil
+	}
+	return &waiterSlots{total: total, open: map[string]int{}}
+}
+
+// acquire takes one of the user's slots when n processes share the cap, or
+// says there is none. Whoever takes a slot releases it once.
+func (w *waiterSlots) acquire(user string, n int) bool {
+	if w == nil {
+		return true
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.open[user] >= shareOf(w.total, n) {
+		return false
+	}
+	w.open[user]++
+	return true
+}
+
+// release gives back a slot that acquire took.
+func (w *waiterSlots) release(user string) {
+	if w == nil {
+		return
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.open[user]--; w.open[user] <= 0 {
+		delete(w.open, user) // the map holds only users who are waiting
+	}
+}
+
+// tooManyWaiters is the 429 of a long poll or event stream over the cap: the
+// client may retry once one of its waiters has ended.
+func tooManyWaiters() server.TooManyRequestsJSONResponse {
+	r := RetryAfterSeconds
+	return server.TooManyRequestsJSONResponse{Body: gen.Error{Error: msgTooMany}, Headers: server.TooManyRequestsResponseHeaders{RetryAfter: &r}}
+}
+
+// maxTrackedAddrs bounds the per-address buckets of failed authentications
+// (about 200 bytes each): a flood from ever new addresses evicts old entries
+// instead of growing memory.
+const maxTrackedAddrs = 1 << 16
+
+// addrLimiter limits failed authentications per client address, so that a
+// flood of bad tokens costs at most its rate in signature checks. Only
+// addresses that failed have a bucket: a valid token from a new address
+// costs a map lookup. An address's bucket is forgotten once it would be
+// full again.
+type addrLimiter struct {
+	limit RateLimit
+	idle  time.Duration // how long an empty bucket takes to refill
+	max   int
+	mu    sync.Mutex
+	addrs map[netip.Addr]*userBucket
+	swept time.Time
+}
+
+// newAddrLimiter returns nil (no limit) for a zero rate.
+func newAddrLimiter(l RateLimit) *addrLimiter {
+	if l.PerSecond <= 0 {
+		return nil
+	}
+	if l.Burst < 1 {
+		l.Burst = int(math.Ceil(l.PerSecond))
+	}
+	idle := time.Duration(float64(l.Burst) / l.PerSecond * float64(time.Second))
+	return &addrLimiter{limit: l, idle: idle, max: maxTrackedAddrs, addrs: map[netip.Addr]*userBucket{}}
+}
+
+// addrKey is the bucket of a client address: an IPv4 address, or the /64
+// of an IPv6 one, which one client usually holds whole.
+func addrKey(ip string) netip.Addr {
+	a, err := netip.ParseAddr(ip)
+	if err != nil {
+		return netip.Addr{} // unknown addresses share one bucket
+	}
+	a = a.Unmap().WithZone("")
+	if a.Is6() {
+		p, _ := a.Prefix(64)
+		return p.Addr()
+	}
+	return a
+}
+
+// admit runs before a token is verified: it reserves one of the address's
+// tokens (which a success gives back and a failure keeps), or says how long
+// until there is one. Reserving, not peeking, keeps concurrent bad tokens
+// from the same address within the burst.
+func (a *addrLimiter) admit(key netip.Addr, now time.Time) (r *rate.Reservation, ok bool, wait time.Duration) {
+	if a == nil {
+		return nil, true, 0
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	b, found := a.addrs[key]
+	if !found {
+		return nil, true, 0 // a full bucket
+	}
+	r = b.lim.ReserveN(now, 1)
+	if d := r.DelayFrom(now); d > 0 {
+		r.CancelAt(now)
+		return nil, false, d
+	}
+	b.seen = now
+	return r, true, 0
+}
+
+// done settles an admitted verification: a success gives the token back, a
+// failure keeps it (taking one from a new bucket when there was none).
+func (a *addrLimiter) done(key netip.Addr, r *rate.Reservation, failed bool, now time.Time) {
+	if a == nil {
+		return
+	}
+	if !failed {
+		if r != nil {
+			r.CancelAt(now)
+		}
+		return
+	}
+	if r != nil {
+		return
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	b, found := a.addrs[key]
+	if !found {
+		a.makeRoom(now)
+		b = &userBucket{lim: rate.NewLimiter(rate.Limit(a.limit.PerSecond), a.limit.Burst)}
+		a.addrs[key] = b
+	}
+	b.seen = now
+	b.lim.AllowN(now, 1)
+}
+
+// makeRoom forgets buckets that have refilled, at most once per refill time
+// unless the map is full; when it is still full, it drops an arbitrary entry
+// (Go's map order is random), so a flood from many addresses stays bounded.
+func (a *addrLimiter) makeRoom(now time.Time) {
+	full := len(a.addrs) >= a.max
+	if full || now.Sub(a.swept) >= a.idle {
+		a.swept = now
+		for k, b := range a.addrs {
+			if now.Sub(b.seen) >= a.idle {
+				delete(a.addrs, k)
+			}
+		}
+	}
+	for k := range a.addrs {
+		if len(a.addrs) < a.max {
+			break
+		}
+		delete(a.addrs, k)
+	}
+}
+
+// clientIP returns echo's extractor of the client address: the direct peer,
+// or, when the peer is a trusted proxy, the nearest address in
+// X-Forwarded-For that is not one (echo walks the header from the right and
+// stops at the first untrusted address; an unparsable entry yields the
+// peer). Echo trusts loopback, link-local and private addresses by default;
+// only the configured ranges are trusted here.
+func clientIP(trusted []*net.IPNet) echo.IPExtractor {
+	if len(trusted) == 0 {
+		return echo.ExtractIPDirect()
+	}
+	opts := []echo.TrustOption{echo.TrustLoopback(false), echo.TrustLinkLocal(false), echo.TrustPrivateNet(false)}
+	for _, r := range trusted {
+		opts = append(opts, echo.TrustIPRange(r))
+	}
+	return echo.ExtractIPFromXFFHeader(opts...)
 }

@@ -1,4 +1,4 @@
-// Package impl fulfils the generated gen.StrictServerInterface against the
+// Package impl fulfils the generated server.StrictServerInterface against the
 // PostgreSQL store, and assembles the echo server around it: request ids,
 // authentication, the canonical-UUID check, kin-openapi request validation,
 // and one error handler that gives every error the documented shape.
@@ -10,10 +10,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
-	"regexp"
 	"runtime/debug"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -24,8 +23,9 @@ import (
 	"github.com/labstack/echo/v4/middleware"
 
 	"github.com/jobsd/jobsd/auth"
-	"github.com/jobsd/jobsd/gen"
+	"github.com/jobsd/jobsd/gen/server"
 	"github.com/jobsd/jobsd/hub"
+	"github.com/jobsd/jobsd/internal/uuidform"
 	"github.com/jobsd/jobsd/metrics"
 	"github.com/jobsd/jobsd/store"
 )
@@ -63,6 +63,20 @@ type Config struct {
 	ReadLimit, CreateLimit RateLimit
 	// Metrics receives the HTTP and job counters; nil records nothing.
 	Metrics *metrics.API
+	// Replicas counts the live API processes; the per-user limits
+	// (ReadLimit, CreateLimit, UserWaiters) are for the whole deployment
+	// and each process enforces its share. Nil: this process alone.
+	Replicas *Replicas
+	// UserWaiters caps each user's open long polls and event streams
+	// across the deployment; 0 turns the cap off.
+	UserWaiters int
+	// AuthFailLimit bounds failed authentications per client address (in
+	// this process); past it a request is a 429 before its token is
+	// checked. Zero turns it off.
+	AuthFailLimit RateLimit
+	// TrustedProxies are the peers whose X-Forwarded-For gives the client
+	// address; empty: the peer is the client.
+	TrustedProxies []*net.IPNet
 }
 
 // DefaultMaxBodyBytes fits the largest document a PARSE_DOCUMENT job takes.
@@ -81,9 +95,12 @@ type Server struct {
 	retention   time.Duration
 	draining    <-chan struct{}
 	metrics     *metrics.API
+	stats       statsCache // the admin stats of the last statsTTL
+	replicas    *Replicas
+	waiters     *waiterSlots
 }
 
-var _ gen.StrictServerInterface = (*Server)(nil)
+var _ server.StrictServerInterface = (*Server)(nil)
 
 // New returns the echo server with every route of openapi.yaml.
 func New(cfg Config) (*echo.Echo, error) {
@@ -107,8 +124,10 @@ func New(cfg Config) (*echo.Echo, error) {
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = errorHandler(cfg.Log)
+	e.IPExtractor = clientIP(cfg.TrustedProxies)
 	e.Use(metricsMiddleware(cfg.Metrics)) // first: it sees every answer
-	e.Use(middleware.RequestID())
+	e.Use(traceRequests)                  // then the request's span, which the log line reads
+	e.Use(assignRequestID)
 	e.Use(logRequests(cfg.Log))
 	e.Use(recoverPanics(cfg.Log))
 	if len(cfg.CORSOrigins) > 0 {
@@ -121,8 +140,9 @@ func New(cfg Config) (*echo.Echo, error) {
 		}))
 	}
 	e.Use(limitBody(cfg.MaxBodyBytes))
-	e.Use(authenticate(cfg.Verifier, cfg.Log))
-	e.Use(limitRate(newUserLimiters(cfg.ReadLimit), newUserLimiters(cfg.CreateLimit)))
+	e.Use(authenticate(cfg.Verifier, newAddrLimiter(cfg.AuthFailLimit), cfg.Log))
+	e.Use(limitRate(newUserLimiters(cfg.ReadLimit), newUserLimiters(cfg.CreateLimit), cfg.Replicas))
+	e.Use(requireAdmin)
 	e.Use(deadlines)
 	e.Use(checkJobID)
 	e.Use(validateRequest(routes))
@@ -131,18 +151,18 @@ func New(cfg Config) (*echo.Echo, error) {
 		cfg.TerminalCacheItems = 100_000
 	}
 	s := &Server{store: cfg.Store, log: cfg.Log, maxAttempts: cfg.MaxAttempts, hub: cfg.Hub, draining: cfg.Draining, metrics: cfg.Metrics,
-		retention: cfg.Retention}
+		retention: cfg.Retention, replicas: cfg.Replicas, waiters: newWaiterSlots(cfg.UserWaiters)}
 	if cfg.TerminalCacheItems > 0 {
 		s.terminal = newTerminalCache(cfg.TerminalCacheItems, 256<<20)
 	}
-	gen.RegisterHandlers(e, gen.NewStrictHandler(s, nil))
+	server.RegisterHandlers(e, server.NewStrictHandler(s, nil))
 	return e, nil
 }
 
 // Spec returns openapi.yaml as embedded in the binary, ready for validation.
 func Spec() (*openapi3.T, error) {
 	registerFormats()
-	doc, err := gen.GetSwagger()
+	doc, err := server.GetSwagger()
 	if err != nil {
 		return nil, fmt.Errorf("load embedded spec: %w", err)
 	}
@@ -172,16 +192,14 @@ func specRoutes() (map[string]specRoute, error) {
 
 var registerOnce sync.Once
 
-// canonicalUUID is the only UUID form the API accepts or writes. (kin-openapi's
-// RFC 4122 pattern would reject UUIDv7, which jobsd's own ids are.)
-var canonicalUUID = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
-
 // registerFormats teaches kin-openapi the "uuid" and "byte" formats, which it
-// does not check by default. "byte" is standard base64, as encoding/json
+// does not check by default. "uuid" is the only form the API accepts or
+// writes, the canonical one (kin-openapi's RFC 4122 pattern would reject
+// UUIDv7, which jobsd's own ids are). "byte" is standard base64, as encoding/json
 // decodes it.
 func registerFormats() {
 	registerOnce.Do(func() {
-		openapi3.DefineStringFormatValidator("uuid", openapi3.NewRegexpFormatValidator(canonicalUUID.String()))
+		openapi3.DefineStringFormatValidator("uuid", openapi3.NewCallbackValidator(uuidform.Check))
 		openapi3.DefineStringFormatValidator("byte", openapi3.NewCallbackValidator(func(s string) error {
 			if _, err := base64.StdEncoding.DecodeString(s); err != nil {
 				return errors.New("is not valid base64")
@@ -221,7 +239,7 @@ func deadlines(next echo.HandlerFunc) echo.HandlerFunc {
 			return next(c)
 		}
 		d := RequestDeadline
-		if w, err := strconv.Atoi(c.QueryParam("waitSeconds")); err == nil && w > 0 && w <= 30 {
+		if w := waitSeconds(c); w > 0 && w <= 30 {
 			d += time.Duration(w) * time.Second
 		}
 		rc := http.NewResponseController(c.Response().Writer)

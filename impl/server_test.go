@@ -15,12 +15,15 @@ import (
 
 	"github.com/labstack/echo/v4"
 	"github.com/prometheus/client_golang/prometheus"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
 	"github.com/jobsd/jobsd/auth"
 	"github.com/jobsd/jobsd/impl"
 	"github.com/jobsd/jobsd/internal/pgtest"
 	"github.com/jobsd/jobsd/metrics"
 	"github.com/jobsd/jobsd/store"
+	"github.com/jobsd/jobsd/tracing"
 )
 
 func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
@@ -133,6 +136,14 @@ func BenchmarkPoll(b *testing.B) {
 	b.Run("metrics-off", func(b *testing.B) { benchmarkPoll(b, setupPoll(b)) })
 	b.Run("metrics-on", func(b *testing.B) {
 		benchmarkPoll(b, setupPoll(b, func(c *impl.Config) { c.Metrics = metrics.NewAPI(prometheus.NewRegistry()) }))
+	})
+	// Every request sampled, batched to an exporter that drops the spans:
+	// the cost of making them, as in production, without a collector.
+	b.Run("tracing-on", func(b *testing.B) {
+		tp := sdktrace.NewTracerProvider(sdktrace.WithBatcher(tracetest.NewNoopExporter()), sdktrace.WithSampler(sdktrace.AlwaysSample()))
+		defer tp.Shutdown(context.Background())
+		defer tracing.Use(tp)()
+		benchmarkPoll(b, setupPoll(b))
 	})
 }
 

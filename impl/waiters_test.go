@@ -16,6 +16,7 @@ import (
 
 	"github.com/jobsd/jobsd/hub"
 	"github.com/jobsd/jobsd/impl"
+	"github.com/jobsd/jobsd/internal/eventually"
 	"github.com/jobsd/jobsd/store"
 )
 
@@ -70,9 +71,9 @@ func TestManyWaiters(t *testing.T) {
 			finished.Add(1)
 		}()
 	}
-	for h.Waiting() < (pollers+streamers)*9/10 {
-		time.Sleep(50 * time.Millisecond)
-	}
+	eventually.True(t, 30*time.Second, fmt.Sprintf("%d of %d clients waiting", (pollers+streamers)*9/10, pollers+streamers), func() bool {
+		return h.Waiting() >= (pollers+streamers)*9/10
+	})
 	var conns int
 	b.st.DB().Get(&conns, `SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()`)
 	t.Logf("%d clients waiting; %d database connections in use", h.Waiting(), conns)

@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/jobsd/jobsd/gen"
+	"github.com/jobsd/jobsd/internal/prose"
 	"github.com/jobsd/jobsd/model"
 )
 
@@ -106,7 +107,7 @@ func localGaps(text string, reqs []string) gapResult {
 	for _, req := range reqs {
 		want := contentStems(req)
 		if len(want) == 0 {
-			for _, w := range tokens(req) {
+			for _, w := range prose.Words(req) {
 				want = append(want, stem(w))
 			}
 		}
@@ -130,7 +131,7 @@ func localGaps(text string, reqs []string) gapResult {
 		covered := map[string]bool{}
 		evidence := []string{}
 		for _, h := range hits {
-			evidence = append(evidence, quote(sents[h.i], maxQuoteRunes))
+			evidence = append(evidence, prose.Truncate(sents[h.i], maxQuoteRunes))
 			for _, w := range want {
 				if stems[h.i][w] {
 					covered[w] = true
@@ -162,7 +163,7 @@ Answer with this JSON shape: {"requirements":[{"requirement":"<the requirement, 
 // modelGaps asks the model and validates its answer strictly.
 func modelGaps(ctx context.Context, env Env, text string, reqs []string) (gapResult, error) {
 	reqJSON, _ := json.Marshal(reqs)
-	prompt := fmt.Sprintf("Requirements (JSON array):\n%s\n\nDocument:\n<<<\n%s\n>>>", reqJSON, cutBytes(text, maxModelDocChars))
+	prompt := fmt.Sprintf("Requirements (JSON array):\n%s\n\nDocument:\n<<<\n%s\n>>>", reqJSON, prose.CutBytes(text, maxModelDocChars))
 	var out struct {
 		Requirements []gapItem      `json:"requirements"`
 		Summary      map[string]any `json:"summary,omitempty"`
@@ -179,7 +180,7 @@ func modelGaps(ctx context.Context, env Env, text string, reqs []string) (gapRes
 		switch it.Status {
 		case "met", "partial", "missing":
 		default:
-			return gapResult{}, invalidOutput(fmt.Sprintf("status %q is not met, partial or missing", quote(it.Status, 40)))
+			return gapResult{}, invalidOutput(fmt.Sprintf("status %q is not met, partial or missing", prose.Truncate(it.Status, 40)))
 		}
 		if it.Evidence == nil {
 			return gapResult{}, invalidOutput("a requirement has no evidence list")
@@ -198,7 +199,7 @@ func modelGaps(ctx context.Context, env Env, text string, reqs []string) (gapRes
 		ev := []string{}
 		for _, e := range *it.Evidence {
 			if e = strings.TrimSpace(e); e != "" && len(ev) < maxEvidence {
-				ev = append(ev, quote(e, maxQuoteRunes))
+				ev = append(ev, prose.Truncate(e, maxQuoteRunes))
 			}
 		}
 		res.Requirements = append(res.Requirements, gapItem{Requirement: r, Status: it.Status, Evidence: &ev})

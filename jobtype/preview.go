@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/jobsd/jobsd/gen"
+	"github.com/jobsd/jobsd/internal/prose"
 	"github.com/jobsd/jobsd/model"
 )
 
@@ -68,7 +69,7 @@ func handleAIPreview(ctx context.Context, env Env, input json.RawMessage) (json.
 		return nil, invalidOutput("the model returned no text")
 	}
 	if len(out) > MaxReportBytes {
-		out = cutBytes(out, MaxReportBytes)
+		out = prose.CutBytes(out, MaxReportBytes)
 	}
 	return marshalResult(previewResult{Output: out}, "prompt")
 }

@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/jobsd/jobsd/gen"
+	"github.com/jobsd/jobsd/internal/prose"
 )
 
 // reportResult is ReportGenerationResult.
@@ -76,7 +77,7 @@ func handleReportGeneration(ctx context.Context, env Env, input json.RawMessage)
 	}
 	out := md.String()
 	if len(out) > MaxReportBytes {
-		out = cutBytes(out, MaxReportBytes-100) + "\n\n*(Report truncated at 1 MiB.)*\n"
+		out = prose.CutBytes(out, MaxReportBytes-100) + "\n\n*(Report truncated at 1 MiB.)*\n"
 	}
 	return marshalResult(reportResult{Title: title, Markdown: out}, "jobIds")
 }

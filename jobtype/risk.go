@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/jobsd/jobsd/gen"
+	"github.com/jobsd/jobsd/internal/prose"
 	"github.com/jobsd/jobsd/model"
 )
 
@@ -165,7 +166,7 @@ func localRisks(text, focus string) riskResult {
 				break
 			}
 		}
-		desc := fmt.Sprintf("%s risk: %q", cat.name, quote(lead, maxQuoteRunes))
+		desc := fmt.Sprintf("%s risk: %q", cat.name, prose.Truncate(lead, maxQuoteRunes))
 		if len(hits) > 1 {
 			desc += fmt.Sprintf(" (mentioned in %d sentences)", len(hits))
 		}
@@ -210,7 +211,7 @@ const maxModelRisks = 50
 
 // modelRisks asks the model and validates its answer strictly.
 func modelRisks(ctx context.Context, env Env, text, focus string) (riskResult, error) {
-	prompt := "Text:\n<<<\n" + cutBytes(text, maxModelDocChars) + "\n>>>"
+	prompt := "Text:\n<<<\n" + prose.CutBytes(text, maxModelDocChars) + "\n>>>"
 	if strings.TrimSpace(focus) != "" {
 		prompt = "Focus: " + focus + "\n\n" + prompt
 	}
@@ -235,7 +236,7 @@ func modelRisks(ctx context.Context, env Env, text, focus string) (riskResult, e
 		if strings.TrimSpace(r.Category) == "" || strings.TrimSpace(r.Description) == "" || strings.TrimSpace(r.Mitigation) == "" {
 			return riskResult{}, invalidOutput("a risk lacks a category, description or mitigation")
 		}
-		r.Category, r.Description, r.Mitigation = quote(r.Category, 100), quote(r.Description, 2000), quote(r.Mitigation, 2000)
+		r.Category, r.Description, r.Mitigation = prose.Truncate(r.Category, 100), prose.Truncate(r.Description, 2000), prose.Truncate(r.Mitigation, 2000)
 		res.Risks = append(res.Risks, r)
 	}
 	return res, nil

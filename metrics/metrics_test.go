@@ -257,6 +257,7 @@ func TestQueueCollector(t *testing.T) {
 	mustValue(t, reg, "jobsd_jobs", pending, 1)
 	mustValue(t, reg, "jobsd_jobs", map[string]string{"status": "PROCESSING", "type": "REPORT_GENERATION"}, 0)
 	mustValue(t, reg, "jobsd_queue_stats_capped", nil, 0)
+	mustValue(t, reg, "jobsd_workers", nil, 0)
 	if age, ok := value(t, reg, "jobsd_oldest_pending_age_seconds", nil); !ok || age < 0 || age > 60 {
 		t.Errorf("oldest pending age = %v, %v", age, ok)
 	}

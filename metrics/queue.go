@@ -19,8 +19,8 @@ const QueueStatsTTL = 5 * time.Second
 // queueStatsTimeout bounds a reading; a scrape waits for it.
 const queueStatsTimeout = 3 * time.Second
 
-// RegisterQueue exports the queue gauges, jobsd_jobs{status,type} and
-// jobsd_oldest_pending_age_seconds, from stats (in production
+// RegisterQueue exports the queue gauges, jobsd_jobs{status,type},
+// jobsd_oldest_pending_age_seconds and jobsd_workers, from stats (in production
 // (*store.Store).QueueStats), read at most once per QueueStatsTTL. Every
 // status and known type is exported, zero when empty, so a dashboard's
 // lines do not come and go. When the reading fails the gauges are left out
@@ -47,6 +47,8 @@ func registerQueue(reg prometheus.Registerer, stats func(context.Context) (store
 			"Age of the oldest PENDING job, by the database's clock; 0 when nothing is PENDING.", nil, nil),
 		capped: prometheus.NewDesc("jobsd_queue_stats_capped",
 			"1 when the queue is larger than the counting query reads, so that jobsd_jobs are lower bounds.", nil, nil),
+		workers: prometheus.NewDesc("jobsd_workers",
+			"Worker processes whose registry heartbeat is less than a minute old.", nil, nil),
 		errors: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "jobsd_queue_stats_errors_total",
 			Help: "Readings of the queue's statistics that failed.",
@@ -60,6 +62,7 @@ type queueCollector struct {
 	ttl                  func() time.Duration
 	log                  *slog.Logger
 	jobs, oldest, capped *prometheus.Desc
+	workers              *prometheus.Desc
 	errors               prometheus.Counter
 
 	mu   sync.Mutex // held while reading, so concurrent scrapes share one query
@@ -73,6 +76,7 @@ func (q *queueCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- q.jobs
 	ch <- q.oldest
 	ch <- q.capped
+	ch <- q.workers
 }
 
 // Collect implements prometheus.Collector, from the cached reading.
@@ -104,6 +108,7 @@ func (q *queueCollector) Collect(ch chan<- prometheus.Metric) {
 		capped = 1
 	}
 	ch <- prometheus.MustNewConstMetric(q.capped, prometheus.GaugeValue, capped)
+	ch <- prometheus.MustNewConstMetric(q.workers, prometheus.GaugeValue, float64(st.LiveWorkers))
 }
 
 // read returns the cached reading, refreshing it when older than

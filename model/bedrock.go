@@ -14,6 +14,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/bedrockruntime/types"
 	"github.com/aws/smithy-go"
 	smithyhttp "github.com/aws/smithy-go/transport/http"
+	semconv "go.opentelemetry.io/otel/semconv/v1.40.0"
 )
 
 // DefaultBedrockModelID is used when neither the Request nor BedrockConfig names a model.
@@ -85,6 +86,12 @@ func (b *bedrock) Converse(ctx context.Context, req Request) (Response, error) {
 	if modelID == "" {
 		modelID = b.defaultModel
 	}
+	return traced(ctx, semconv.GenAIProviderNameAWSBedrock, modelID, func(ctx context.Context) (Response, error) {
+		return b.converse(ctx, req, modelID)
+	})
+}
+
+func (b *bedrock) converse(ctx context.Context, req Request, modelID string) (Response, error) {
 	in := &bedrockruntime.ConverseInput{
 		ModelId: aws.String(modelID),
 		Messages: []types.Message{{

@@ -6,7 +6,8 @@ import (
 	"sort"
 	"strings"
 	"time"
-	"unicode"
+
+	"github.com/jobsd/jobsd/internal/prose"
 )
 
 // MaxSimulatedDelay caps the [[simulate:slow=...]] marker.
@@ -26,7 +27,17 @@ func NewLocal() Provider { return local{} }
 func (local) Name() string { return ProviderLocal }
 
 // Converse implements Provider.
-func (local) Converse(ctx context.Context, req Request) (Response, error) {
+func (l local) Converse(ctx context.Context, req Request) (Response, error) {
+	modelID := req.ModelID
+	if modelID == "" {
+		modelID = ProviderLocal
+	}
+	return traced(ctx, providerLocal, modelID, func(ctx context.Context) (Response, error) {
+		return l.converse(ctx, req)
+	})
+}
+
+func (local) converse(ctx context.Context, req Request) (Response, error) {
 	invalid, err := Simulate(ctx, req.Prompt)
 	if err != nil {
 		return Response{}, err
@@ -101,63 +112,30 @@ func Simulate(ctx context.Context, text string) (invalidOutput bool, err error) 
 	return invalidOutput, nil
 }
 
-var previewStopWords = func() map[string]bool {
-	m := map[string]bool{}
-	for _, w := range strings.Fields(`a an the and or but if then else of to in on at by for with from as into about
-		over under is are was were be been being am do does did have has had this that these those it its
-		they them their there here we our you your he she his her i me my not no so than too very can could
-		would should will shall may might must just also such what which who whom whose when where why how
-		all any each few more most other some only own same both up down out off again further once please
-		summarise summarize describe explain list write give tell after before while during`) {
-		m[w] = true
-	}
-	return m
-}()
+// promptWords are the verbs and courtesies of an instruction ("Please
+// summarise..."): stop words for the preview, on top of prose's.
+var promptWords = map[string]bool{
+	"please": true, "summarise": true, "summarize": true, "describe": true, "explain": true,
+	"list": true, "write": true, "give": true, "tell": true,
+}
 
-func words(s string) []string {
-	return strings.FieldsFunc(strings.ToLower(s), func(r rune) bool {
-		return !unicode.IsLetter(r) && !unicode.IsDigit(r) && r != '\''
-	})
+// contentWord reports whether w, a lower-case word, counts towards the
+// preview's sentence scores and key terms.
+func contentWord(w string) bool {
+	return len(w) > 2 && !prose.IsStopWord(w) && !promptWords[w]
 }
 
 func countWords(s string) int { return len(strings.Fields(s)) }
-
-var sentenceEndRE = regexp.MustCompile(`[.!?]["')\]]?\s+|\n\s*\n|\n\s*[-*•]\s+`)
-
-// splitSentences splits text after sentence punctuation, blank lines and list bullets.
-func splitSentences(text string) []string {
-	var out []string
-	add := func(s string) {
-		s = strings.TrimLeft(strings.Join(strings.Fields(s), " "), "-*• ")
-		if s != "" {
-			out = append(out, s)
-		}
-	}
-	start := 0
-	for _, loc := range sentenceEndRE.FindAllStringIndex(text, -1) {
-		end := loc[0]
-		if c := text[loc[0]]; c == '.' || c == '!' || c == '?' {
-			end = loc[0] + len(strings.TrimRightFunc(text[loc[0]:loc[1]], unicode.IsSpace))
-		}
-		add(text[start:end])
-		start = loc[1]
-	}
-	add(text[start:])
-	return out
-}
 
 // extractivePreview picks the prompt's most informative sentences (by the
 // document frequency of their content words) and its key terms.
 func extractivePreview(prompt string, budget int) string {
 	const maxSentences, maxInput = 3, 2000
-	sentences := splitSentences(prompt)
-	if len(sentences) > maxInput {
-		sentences = sentences[:maxInput]
-	}
+	sentences := prose.Sentences(prompt, maxInput)
 	freq := map[string]int{}
 	for _, s := range sentences {
-		for _, w := range words(s) {
-			if len(w) > 2 && !previewStopWords[w] {
+		for _, w := range prose.Words(s) {
+			if contentWord(w) {
 				freq[w]++
 			}
 		}
@@ -173,14 +151,15 @@ func extractivePreview(prompt string, budget int) string {
 	for i, s := range sentences {
 		seen := map[string]bool{}
 		total := 0
-		for _, w := range words(s) {
-			if len(w) > 2 && !previewStopWords[w] && !seen[w] {
+		ws := prose.Words(s)
+		for _, w := range ws {
+			if contentWord(w) && !seen[w] {
 				seen[w] = true
 				total += freq[w]
 			}
 		}
 		if total > 0 {
-			ranked = append(ranked, scored{i, float64(total) / (1 + float64(len(words(s)))/12)})
+			ranked = append(ranked, scored{i, float64(total) / (1 + float64(len(ws))/12)})
 		}
 	}
 	sort.SliceStable(ranked, func(a, b int) bool { return ranked[a].score > ranked[b].score })
@@ -208,7 +187,7 @@ func extractivePreview(prompt string, budget int) string {
 	limit := budget * 4 // roughly four characters a token
 	for _, r := range ranked {
 		s := sentences[r.i]
-		s = truncateRunes(s, 400)
+		s = prose.Truncate(s, 400)
 		if sb.Len()+len(s) > limit {
 			break
 		}
@@ -216,13 +195,4 @@ func extractivePreview(prompt string, budget int) string {
 	}
 	sb.WriteString("Key terms: " + strings.Join(terms, ", ") + ".")
 	return sb.String()
-}
-
-// truncateRunes shortens s to at most n runes, ending with "…" when cut.
-func truncateRunes(s string, n int) string {
-	r := []rune(s)
-	if len(r) <= n {
-		return s
-	}
-	return strings.TrimSpace(string(r[:n-1])) + "…"
 }

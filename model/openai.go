@@ -9,6 +9,11 @@ import (
 	"io"
 	"net/http"
 	"strings"
+
+	"go.opentelemetry.io/otel/propagation"
+	semconv "go.opentelemetry.io/otel/semconv/v1.40.0"
+
+	"github.com/jobsd/jobsd/tracing"
 )
 
 // OpenAIConfig configures NewOpenAI.
@@ -74,6 +79,16 @@ type chatResponse struct {
 
 // Converse implements Provider.
 func (o *openAI) Converse(ctx context.Context, req Request) (Response, error) {
+	modelID := req.ModelID
+	if modelID == "" {
+		modelID = o.cfg.DefaultModelID
+	}
+	return traced(ctx, semconv.GenAIProviderNameOpenAI, modelID, func(ctx context.Context) (Response, error) {
+		return o.converse(ctx, req)
+	})
+}
+
+func (o *openAI) converse(ctx context.Context, req Request) (Response, error) {
 	body := chatRequest{Model: req.ModelID, MaxTokens: maxTokens(req.MaxTokens)}
 	if body.Model == "" {
 		body.Model = o.cfg.DefaultModelID
@@ -97,6 +112,10 @@ func (o *openAI) Converse(ctx context.Context, req Request) (Response, error) {
 	httpReq.Header.Set("Accept", "application/json")
 	if o.cfg.APIKey != "" {
 		httpReq.Header.Set("Authorization", "Bearer "+o.cfg.APIKey)
+	}
+	if tracing.Enabled() {
+		// The model server may trace too: its spans join the call's.
+		tracing.Propagator().Inject(ctx, propagation.HeaderCarrier(httpReq.Header))
 	}
 	res, err := o.cfg.HTTPClient.Do(httpReq)
 	if err != nil {

@@ -171,6 +171,7 @@ func claimSQL(after, capped bool) string {
 		status = 'PROCESSING',
 		attempts = j.attempts + 1,
 		started_at = COALESCE(j.started_at, now()),
+		attempted_at = now(),
 		lease_owner = gen_random_uuid(),
 		lease_expires_at = now() + make_interval(secs => $2),
 		worker_id = $3,
@@ -178,7 +179,7 @@ func claimSQL(after, capped bool) string {
 		version = j.version + 1
 	FROM picked
 	WHERE j.id = picked.id
-	RETURNING j.id, j.user_id, j.type, j.input, j.attempts, j.max_attempts, j.lease_owner, j.created_at, picked.run_after, picked.place`
+	RETURNING j.id, j.user_id, j.type, j.input, j.attempts, j.max_attempts, j.lease_owner, j.created_at, picked.run_after, picked.place, j.trace_context`
 }
 
 // prefixed qualifies the columns of claimableRow with a table alias.

@@ -27,6 +27,9 @@ const (
 	TypeReportGeneration Type = "REPORT_GENERATION"
 )
 
+// Types are the job types, in the contract's order.
+var Types = []Type{TypeAIPreview, TypeParseDocument, TypeGapDetection, TypeRiskAnalysis, TypeReportGeneration}
+
 // Status is where a job is in its life.
 type Status string
 
@@ -100,6 +103,14 @@ type NewJob struct {
 // replayed true, or ErrIdempotencyConflict when the request differs. The
 // unique index decides races: two concurrent requests with one key make one job.
 func (s *Store) Create(ctx context.Context, nj NewJob) (job *Job, replayed bool, err error) {
+	parent := traceParent(ctx) // the request's span, not the store's below
+	ctx, span := startSpan(ctx, spanCreate, "INSERT", 0)
+	defer func() {
+		if job != nil {
+			withJobID(span, job.ID.String())
+		}
+		endSpan(span, err)
+	}()
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
 	if nj.MaxAttempts <= 0 {
@@ -118,11 +129,11 @@ func (s *Store) Create(ctx context.Context, nj NewJob) (job *Job, replayed bool,
 	for try := 0; ; try++ {
 		var j Job
 		err = s.db.GetContext(ctx, &j, `
-			INSERT INTO jobs (id, user_id, type, input, max_attempts, idempotency_scope, idempotency_key, request_hash)
-			VALUES ($1, $2, $3, CAST($4 AS jsonb), $5, $6, $7, $8)
+			INSERT INTO jobs (id, user_id, type, input, max_attempts, idempotency_scope, idempotency_key, request_hash, trace_context)
+			VALUES ($1, $2, $3, CAST($4 AS jsonb), $5, $6, $7, $8, $9)
 			ON CONFLICT (user_id, idempotency_scope, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
 			RETURNING `+jobColumns,
-			id, nj.UserID, string(nj.Type), string(nj.Input), nj.MaxAttempts, scope, key, nj.RequestHash)
+			id, nj.UserID, string(nj.Type), string(nj.Input), nj.MaxAttempts, scope, key, nj.RequestHash, parent)
 		if err == nil {
 			return &j, false, nil
 		}
@@ -216,7 +227,7 @@ type ListFilter struct {
 const DefaultListMaxBytes = 16 << 20
 
 // listSQL reads a page in one statement and leaves out, before reading them,
-// the jobs whose results would take the page past $7 bytes: the window sums
+// the jobs whose results would take the page past $2 bytes: the window sums
 // result_bytes, the size the worker wrote, kept in the row, so the results of
 // jobs left out are never read (EXPLAIN (ANALYZE, BUFFERS) touches no TOAST
 // block). Jobs completed before result_bytes existed fall back to
@@ -224,32 +235,44 @@ const DefaultListMaxBytes = 16 << 20
 // pointer without fetching it), which is smaller than the text of a
 // compressed result; List checks what it scans against the bound as well. The first job always stays, so
 // paging always progresses. total is the size of the page before the cut (up
-// to $6+1 jobs): more jobs follow the last one returned exactly when it
+// to $1+1 jobs): more jobs follow the last one returned exactly when it
 // exceeds the jobs returned.
-const listSQL = `SELECT ` + jobColumns + `, total FROM (
+var listSQL = pageSQL(jobColumns, jobColumns, `j.user_id = $3
+	  AND ($4::text IS NULL OR j.status = $4)
+	  AND ($5::text IS NULL OR j.type = $5)
+	  AND ($6::timestamptz IS NULL OR (j.created_at, j.id) < ($6, $7::uuid))`,
+	"created_at DESC, id DESC")
+
+// pageSQL is the statement of a list page: the rows of jobs j (read as
+// selectExprs, named columns) that match where, in order, at most $1 of
+// them, cut before the job whose result would take the page past $2 bytes
+// (the first job always stays); each row ends with total, the size of the
+// page before the cut.
+func pageSQL(selectExprs, columns, where, order string) string {
+	return `SELECT ` + columns + `, total FROM (
 		SELECT page.*,
 			row_number() OVER w AS n,
 			sum(COALESCE(result_bytes, pg_column_size(result), 0)) OVER w AS bytes,
 			count(*) OVER () AS total
 		FROM (
-			SELECT ` + jobColumns + `, result_bytes FROM jobs
-			WHERE user_id = $1
-			  AND ($2::text IS NULL OR status = $2)
-			  AND ($3::text IS NULL OR type = $3)
-			  AND ($4::timestamptz IS NULL OR (created_at, id) < ($4, $5::uuid))
-			ORDER BY created_at DESC, id DESC
-			LIMIT $6 + 1
+			SELECT ` + selectExprs + `, j.result_bytes FROM jobs j
+			WHERE ` + where + `
+			ORDER BY ` + order + `
+			LIMIT $1 + 1
 		) AS page
-		WINDOW w AS (ORDER BY created_at DESC, id DESC ROWS UNBOUNDED PRECEDING)
+		WINDOW w AS (ORDER BY ` + order + ` ROWS UNBOUNDED PRECEDING)
 	) AS sized
-	WHERE n <= $6 AND (n = 1 OR bytes <= $7)
+	WHERE n <= $1 AND (n = 1 OR bytes <= $2)
 	ORDER BY n`
+}
 
 // List returns up to f.Limit of the user's jobs, newest first, and the cursor
 // of the next page (nil on the last page). A page ends early, with a cursor,
 // before a job whose result would take the page's results past the store's
 // ListMaxBytes; its first job is always there, however large.
-func (s *Store) List(ctx context.Context, userID string, f ListFilter) ([]Job, *Cursor, error) {
+func (s *Store) List(ctx context.Context, userID string, f ListFilter) (_ []Job, _ *Cursor, err error) {
+	ctx, span := startSpan(ctx, spanList, "SELECT", 0)
+	defer func() { endSpan(span, err) }()
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
 	var status, typ, afterTime, afterID any
@@ -262,7 +285,7 @@ func (s *Store) List(ctx context.Context, userID string, f ListFilter) ([]Job, *
 	if f.After != nil {
 		afterTime, afterID = f.After.CreatedAt, f.After.ID
 	}
-	rows, err := s.db.QueryContext(ctx, listSQL, userID, status, typ, afterTime, afterID, f.Limit, s.listMaxBytes)
+	rows, err := s.db.QueryContext(ctx, listSQL, f.Limit, s.listMaxBytes, userID, status, typ, afterTime, afterID)
 	if err != nil {
 		return nil, nil, fmt.Errorf("list jobs: %w", classify(err))
 	}

@@ -23,6 +23,9 @@ type Claimed struct {
 	MaxAttempts int
 	Lease       uuid.UUID
 	CreatedAt   time.Time
+	// TraceContext is the W3C traceparent of the request that created the
+	// job, when that request was traced and sampled; "" otherwise.
+	TraceContext string
 	// place is the job's place in its claim's order, for NextUserAfter.
 	place int64
 }
@@ -41,8 +44,9 @@ type QueueKey struct {
 
 // Client-visible error texts the queue itself writes.
 const (
-	ErrTextWorkerLost = "Worker lost while processing the job"
-	ErrTextCancelled  = "Cancelled by user"
+	ErrTextWorkerLost       = "Worker lost while processing the job"
+	ErrTextCancelled        = "Cancelled by user"
+	ErrTextCancelledByAdmin = "Cancelled by an administrator"
 )
 
 // ClaimRequest says what to claim.
@@ -70,7 +74,9 @@ type ClaimRequest struct {
 // second. SKIP LOCKED lets many workers claim at once without waiting on
 // each other. It returns the attempts and the greatest place among them in
 // the queue order.
-func (s *Store) Claim(ctx context.Context, r ClaimRequest) ([]Claimed, QueueKey, error) {
+func (s *Store) Claim(ctx context.Context, r ClaimRequest) (claimed []Claimed, _ QueueKey, err error) {
+	start := spanStart()
+	defer func() { spanIfWorthIt(ctx, spanClaim, "UPDATE", len(claimed), start, err) }()
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
 	args := []any{r.N, r.Lease.Seconds(), r.Worker, r.UserAfter}
@@ -134,9 +140,11 @@ func scanClaimed(rows *sql.Rows) ([]Claimed, QueueKey, error) {
 	for rows.Next() {
 		var c Claimed
 		var runAfter time.Time
-		if err := rows.Scan(&c.ID, &c.UserID, &c.Type, &c.Input, &c.Attempts, &c.MaxAttempts, &c.Lease, &c.CreatedAt, &runAfter, &c.place); err != nil {
+		var traceContext sql.NullString // NULL for untraced jobs: nothing allocated
+		if err := rows.Scan(&c.ID, &c.UserID, &c.Type, &c.Input, &c.Attempts, &c.MaxAttempts, &c.Lease, &c.CreatedAt, &runAfter, &c.place, &traceContext); err != nil {
 			return nil, QueueKey{}, err
 		}
+		c.TraceContext = traceContext.String
 		if k := (QueueKey{RunAfter: runAfter, ID: c.ID}); len(out) == 0 || k.after(last) {
 			last = k
 		}
@@ -182,12 +190,12 @@ type Outcome struct {
 	Lease   uuid.UUID // the attempt's lease: the write's fence
 	Kind    OutcomeKind
 	Result  []byte        // OutcomeCompleted: a JSON object
-	Error   string        // OutcomeFailed: the client's text
+	Error   string        // OutcomeFailed: the client's text; OutcomeRetry: the attempt log's
 	Backoff time.Duration // OutcomeRetry
 }
 
 // Finish writes a batch of outcomes in one statement and returns the ids it
-// wrote. It is the only way an attempt's outcome reaches the database, and it
+// wrote; each counted attempt also gets its entry in the attempt log. It is the only way an attempt's outcome reaches the database, and it
 // is fenced: an outcome whose lease is no longer held (the job was rescued,
 // cancelled or taken over) is left out and writes nothing.
 //
@@ -198,7 +206,9 @@ type Outcome struct {
 // scanned every held lease through jobs_lease_idx, or joined each of 500
 // rows to all 500 outcomes (250,000 comparisons, 90 ms for a batch of 500
 // jobs with time-ordered ids, against 7 ms now).
-func (s *Store) Finish(ctx context.Context, outcomes []Outcome) (map[uuid.UUID]bool, error) {
+func (s *Store) Finish(ctx context.Context, outcomes []Outcome) (_ map[uuid.UUID]bool, err error) {
+	ctx, span := startSpan(ctx, spanFinish, "UPDATE", len(outcomes))
+	defer func() { endSpan(span, err) }()
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
 	n := len(outcomes)
@@ -209,7 +219,7 @@ func (s *Store) Finish(ctx context.Context, outcomes []Outcome) (map[uuid.UUID]b
 		results[i], errs[i], backoffs[i] = string(o.Result), o.Error, o.Backoff.Seconds()
 	}
 	rows, err := s.db.QueryContext(ctx, `
-		UPDATE jobs j SET
+		WITH done AS (UPDATE jobs j SET
 			status = CASE o.kind
 				WHEN 'completed' THEN 'COMPLETED'
 				WHEN 'failed' THEN 'FAILED'
@@ -230,7 +240,13 @@ func (s *Store) Finish(ctx context.Context, outcomes []Outcome) (map[uuid.UUID]b
 		FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::float8[])
 			AS o(id, lease, kind, result, error, backoff)
 		WHERE j.id = o.id AND COALESCE(j.lease_owner = o.lease AND j.status = 'PROCESSING', false)
-		RETURNING j.id`,
+		RETURNING j.id, j.type, j.attempts, j.worker_id, j.attempted_at, o.kind, o.error),
+		logged AS (
+			INSERT INTO job_attempts (job_id, attempt, type, worker_id, started_at, outcome, final, error)
+			SELECT id, attempts, type, worker_id, attempted_at,
+				CASE kind WHEN 'retry' THEN 'retried' ELSE kind END, kind <> 'retry', NULLIF(error, '')
+			FROM done WHERE kind <> 'release')
+		SELECT id FROM done`,
 		pq.Array(ids), pq.Array(leases), pq.Array(kinds), pq.Array(results), pq.Array(errs), pq.Array(backoffs))
 	if err != nil {
 		return nil, fmt.Errorf("finish attempts: %w", classify(err))
@@ -261,6 +277,8 @@ func (s *Store) Heartbeat(ctx context.Context, held []Claimed, lease time.Durati
 	if len(held) == 0 {
 		return nil, nil
 	}
+	ctx, span := startSpan(ctx, spanHeartbeat, "UPDATE", len(held))
+	defer func() { endSpan(span, err) }()
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
 	ids := make([]string, len(held))
@@ -286,8 +304,11 @@ func (s *Store) Heartbeat(ctx context.Context, held []Claimed, lease time.Durati
 // Rescue returns jobs whose lease expired (their worker died, or was cut
 // off from the database for longer than a lease) to the queue, counting the
 // lost attempt: claimable after backoff, or FAILED with ErrTextWorkerLost
-// when that was the last attempt. It returns how many.
+// when that was the last attempt, and logs the attempt as lost. It returns
+// how many.
 func (s *Store) Rescue(ctx context.Context, backoff time.Duration) (retried, failed int, err error) {
+	start := spanStart()
+	defer func() { spanIfWorthIt(ctx, spanRescue, "UPDATE", retried+failed, start, err) }()
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
 	var rows []struct {
@@ -298,8 +319,8 @@ func (s *Store) Rescue(ctx context.Context, backoff time.Duration) (retried, fai
 			SELECT id FROM jobs
 			WHERE lease_owner IS NOT NULL AND lease_expires_at < now() AND status = 'PROCESSING'
 			LIMIT 1000
-			FOR UPDATE SKIP LOCKED)
-		UPDATE jobs j SET
+			FOR UPDATE SKIP LOCKED),
+		rescued AS (UPDATE jobs j SET
 			status = CASE WHEN j.attempts >= j.max_attempts THEN 'FAILED' ELSE j.status END,
 			error = CASE WHEN j.attempts >= j.max_attempts THEN $1 END,
 			completed_at = CASE WHEN j.attempts >= j.max_attempts THEN now() END,
@@ -308,7 +329,12 @@ func (s *Store) Rescue(ctx context.Context, backoff time.Duration) (retried, fai
 			lease_owner = NULL, lease_expires_at = NULL
 		FROM lost
 		WHERE j.id = lost.id
-		RETURNING j.status`, ErrTextWorkerLost, backoff.Seconds())
+		RETURNING j.id, j.status, j.type, j.attempts, j.worker_id, j.attempted_at),
+		logged AS (
+			INSERT INTO job_attempts (job_id, attempt, type, worker_id, started_at, outcome, final, error)
+			SELECT id, attempts, type, worker_id, attempted_at, 'lost', status = 'FAILED', $1
+			FROM rescued)
+		SELECT status FROM rescued`, ErrTextWorkerLost, backoff.Seconds())
 	if err != nil {
 		return 0, 0, fmt.Errorf("rescue jobs: %w", classify(err))
 	}
@@ -332,30 +358,79 @@ const (
 )
 
 // Cancel ends the user's PENDING or PROCESSING job as FAILED with
-// ErrTextCancelled and tells its worker (NOTIFY jobs_cancelled). A PENDING
-// job keeps its null startedAt. It returns ErrNotFound for a job that does
-// not exist or is another user's, and AlreadyFinished for a terminal one.
+// ErrTextCancelled, as CancelAs does. It returns ErrNotFound for a job that
+// does not exist or is another user's.
 func (s *Store) Cancel(ctx context.Context, userID string, id uuid.UUID) (*Job, CancelResult, error) {
+	return s.CancelAs(ctx, Canceller{ID: id, Owner: userID, By: userID, Text: ErrTextCancelled})
+}
+
+// Canceller says which job to cancel, by whom and with what text.
+type Canceller struct {
+	ID    uuid.UUID
+	Owner string // the job's owner, or "" for any user's job (an admin's cancel)
+	By    string // who cancels: recorded as cancelled_by
+	Text  string // the job's error
+}
+
+// CancelAs ends a PENDING or PROCESSING job as FAILED with c.Text, records
+// who cancelled it, logs the cancellation in the attempt log (as the running
+// attempt's end, or attempt 0 when none runs) and tells its worker (NOTIFY
+// jobs_cancelled). A PENDING job keeps its null startedAt. It returns
+// ErrNotFound for a job that does not exist (or is not c.Owner's), and
+// AlreadyFinished with the job as it is for a terminal one.
+func (s *Store) CancelAs(ctx context.Context, c Canceller) (_ *Job, _ CancelResult, err error) {
+	ctx, span := startSpan(ctx, spanCancel, "UPDATE", 0)
+	defer func() { endSpan(span, err) }()
+	withJobID(span, c.ID.String())
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
-	var j Job
-	err := s.db.GetContext(ctx, &j, `
-		WITH c AS (
-			UPDATE jobs SET
-				status = 'FAILED', error = $3, result = NULL,
-				completed_at = now(), updated_at = now(), version = version + 1,
-				lease_owner = NULL, lease_expires_at = NULL
-			WHERE id = $1 AND user_id = $2 AND status IN ('PENDING', 'PROCESSING')
-			RETURNING `+jobColumns+`)
-		SELECT c.* FROM c CROSS JOIN LATERAL (SELECT pg_notify('jobs_cancelled', c.id::text)) AS n`,
-		id, userID, ErrTextCancelled)
-	if err == nil {
-		return &j, Cancelled, nil
+	var owner any
+	if c.Owner != "" {
+		owner = c.Owner
 	}
-	if !isNoRows(err) {
+	rows, err := s.db.QueryContext(ctx, `
+		WITH target AS MATERIALIZED (
+			SELECT id AS tid, lease_owner IS NOT NULL AS running FROM jobs
+			WHERE id = $1 AND ($2::text IS NULL OR user_id = $2) AND status IN ('PENDING', 'PROCESSING')
+			FOR UPDATE),
+		c AS (
+			UPDATE jobs j SET
+				status = 'FAILED', error = $3, result = NULL, cancelled_by = $4,
+				completed_at = now(), updated_at = now(), version = j.version + 1,
+				lease_owner = NULL, lease_expires_at = NULL
+			FROM target WHERE j.id = target.tid
+			RETURNING `+jobColumns+`, running, worker_id, attempted_at),
+		logged AS (
+			INSERT INTO job_attempts (job_id, attempt, type, worker_id, started_at, outcome, final, error)
+			SELECT id, CASE WHEN running THEN attempts ELSE 0 END, type,
+				CASE WHEN running THEN worker_id END, CASE WHEN running THEN attempted_at END,
+				'cancelled', true, $3
+			FROM c)
+		SELECT `+jobColumns+` FROM c CROSS JOIN LATERAL (SELECT pg_notify('jobs_cancelled', c.id::text)) AS n`,
+		c.ID, owner, c.Text, c.By)
+	if err != nil {
 		return nil, 0, fmt.Errorf("cancel job: %w", classify(err))
 	}
-	cur, err := s.Get(ctx, userID, id)
+	defer rows.Close()
+	if rows.Next() {
+		var j Job
+		if err := scanJob(rows, &j); err != nil {
+			return nil, 0, fmt.Errorf("cancel job: %w", classify(err))
+		}
+		return &j, Cancelled, nil
+	}
+	if err := rows.Err(); err != nil {
+		return nil, 0, fmt.Errorf("cancel job: %w", classify(err))
+	}
+	var cur *Job
+	if c.Owner != "" {
+		cur, err = s.Get(ctx, c.Owner, c.ID)
+	} else {
+		var a *AdminJob
+		if a, err = s.GetAny(ctx, c.ID); err == nil {
+			cur = &a.Job
+		}
+	}
 	if err != nil {
 		return nil, 0, err
 	}

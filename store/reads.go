@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // getJobsSQL reads a batch of status polls in one statement, and getJobSQL a
@@ -30,9 +31,12 @@ type pendingRead struct {
 	// deadline is the store's statement timeout counted from the Get's
 	// call: time queued behind a stuck read counts against it.
 	deadline time.Time
-	job      *Job
-	err      error
-	done     chan struct{}
+	// caller is the span of the request that asked, which the batch's
+	// span links to (zero while tracing is off).
+	caller trace.SpanContext
+	job    *Job
+	err    error
+	done   chan struct{}
 }
 
 // readBatcher turns concurrent Gets into few statements. A Get that finds a
@@ -57,7 +61,7 @@ type readBatcher struct {
 // get queues one read and waits for its batch. The batch does not end with
 // ctx (the others share it); the wait does.
 func (b *readBatcher) get(ctx context.Context, user string, id uuid.UUID) (*Job, error) {
-	r := &pendingRead{user: user, id: id, deadline: time.Now().Add(b.s.timeout), done: make(chan struct{})}
+	r := &pendingRead{user: user, id: id, deadline: time.Now().Add(b.s.timeout), caller: readLink(ctx), done: make(chan struct{})}
 	b.mu.Lock()
 	b.queue = append(b.queue, r)
 	if b.running >= b.maxSlots {
@@ -108,7 +112,9 @@ func (b *readBatcher) next() {
 
 // read runs one batch and answers each of its Gets.
 func (b *readBatcher) read(batch []*pendingRead) {
+	span := startBatchSpan(batch)
 	jobs, err := b.s.getMany(batch)
+	endSpan(span, err)
 	for _, r := range batch {
 		switch j := jobs[r.id]; {
 		case err != nil:

@@ -14,7 +14,8 @@ import (
 const retentionLock = 0x6a6f6273_72657421 // "jobsret!"
 
 // DeleteFinished deletes up to limit finished (COMPLETED or FAILED) jobs
-// created before before, in one statement, and returns how many. Another
+// created before before, with their attempt logs, in one statement, and
+// returns how many. Another
 // process already deleting makes it return 0 at once (it takes
 // pg_try_advisory_xact_lock); it never locks or waits on an unfinished job,
 // so it never holds up a claim.
@@ -28,24 +29,23 @@ const retentionLock = 0x6a6f6273_72657421 // "jobsret!"
 func (s *Store) DeleteFinished(ctx context.Context, before time.Time, limit int) (int, error) {
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
-	res, err := s.db.ExecContext(ctx, `
+	var n int
+	err := s.db.GetContext(ctx, &n, `
 		WITH lock AS MATERIALIZED (SELECT pg_try_advisory_xact_lock($4) AS got),
 		doomed AS MATERIALIZED (
 			SELECT id FROM jobs, lock
 			WHERE lock.got AND id < $1 AND created_at < $2 AND status IN ('COMPLETED', 'FAILED')
 			ORDER BY id
 			LIMIT $3
-			FOR UPDATE SKIP LOCKED)
-		DELETE FROM jobs j USING doomed WHERE j.id = doomed.id`,
+			FOR UPDATE SKIP LOCKED),
+		gone AS (DELETE FROM jobs j USING doomed WHERE j.id = doomed.id RETURNING j.id),
+		log AS (DELETE FROM job_attempts a USING gone WHERE a.job_id = gone.id)
+		SELECT count(*) FROM gone`,
 		FirstIDAt(before), before, limit, int64(retentionLock))
 	if err != nil {
 		return 0, fmt.Errorf("delete finished jobs: %w", classify(err))
 	}
-	n, err := res.RowsAffected()
-	if err != nil {
-		return 0, fmt.Errorf("delete finished jobs: %w", err)
-	}
-	return int(n), nil
+	return n, nil
 }
 
 // FirstIDAt is the smallest UUIDv7 of t's millisecond: every job id the

@@ -31,6 +31,10 @@ func TestDeleteFinished(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		// Each job has an attempt log entry, which goes with it.
+		if _, err := st.DB().Exec(`INSERT INTO job_attempts (job_id, attempt, type, outcome, final) VALUES ($1, 1, 'AI_PREVIEW', 'retried', false)`, id); err != nil {
+			t.Fatal(err)
+		}
 		return id
 	}
 	var doomed []uuid.UUID
@@ -67,9 +71,15 @@ func TestDeleteFinished(t *testing.T) {
 		}
 	}
 	exists := func(id uuid.UUID) bool {
-		var n int
+		var n, logged int
 		if err := st.DB().Get(&n, `SELECT count(*) FROM jobs WHERE id = $1`, id); err != nil {
 			t.Fatal(err)
+		}
+		if err := st.DB().Get(&logged, `SELECT count(*) FROM job_attempts WHERE job_id = $1`, id); err != nil {
+			t.Fatal(err)
+		}
+		if logged != n {
+			t.Errorf("job %v: %d rows, %d attempt log entries", id, n, logged)
 		}
 		return n == 1
 	}

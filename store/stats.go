@@ -27,6 +27,9 @@ type QueueStats struct {
 	// are then lower bounds, and OldestPendingAge is the oldest among the
 	// earliest-runnable QueueStatsCap jobs.
 	Capped bool
+	// LiveWorkers is how many worker processes the registry has seen within
+	// WorkerSeenWithin.
+	LiveWorkers int
 }
 
 // queueStatsSQL reads only unfinished rows, through the two partial indexes
@@ -103,5 +106,9 @@ func (s *Store) queueStats(ctx context.Context, limit int) (QueueStats, error) {
 	}
 	st.OldestPendingAge = time.Duration(oldest * float64(time.Second))
 	st.Capped = scanned[0] >= int64(limit) || scanned[1] >= int64(limit)
+	if err := s.db.GetContext(ctx, &st.LiveWorkers, `SELECT count(*) FROM workers
+		WHERE last_seen_at >= now() - make_interval(secs => $1)`, WorkerSeenWithin.Seconds()); err != nil {
+		return QueueStats{}, fmt.Errorf("queue stats: count workers: %w", classify(err))
+	}
 	return st, nil
 }

@@ -9,8 +9,11 @@ import (
 	"runtime/debug"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/jobsd/jobsd/metrics"
 	"github.com/jobsd/jobsd/store"
+	"github.com/jobsd/jobsd/tracing"
 )
 
 // attempt is one claimed attempt of a job. One runner owns it from claim
@@ -21,6 +24,9 @@ type attempt struct {
 	ctx     context.Context
 	cancel  context.CancelFunc
 	started time.Time
+	// span is the attempt's span, nil while tracing is off; ended writes
+	// the outcome on it and ends it.
+	span trace.Span
 
 	// Guarded by Worker.mu.
 	state attemptState
@@ -52,8 +58,12 @@ func (a *attempt) stop(by time.Time) {
 // start registers a claimed attempt and hands it to a runner.
 func (w *Worker) start(jobCtx context.Context, c store.Claimed) {
 	ctx, cancel := context.WithTimeout(jobCtx, w.cfg.JobTimeout)
+	var span trace.Span
+	if tracing.Enabled() {
+		ctx, span = startAttemptSpan(ctx, c, w.id)
+	}
 	now := time.Now()
-	a := &attempt{claim: c, ctx: ctx, cancel: cancel, started: now,
+	a := &attempt{claim: c, ctx: ctx, cancel: cancel, started: now, span: span,
 		deadline: now.Add(w.cfg.JobTimeout + w.cfg.Grace), slotHeld: true}
 	w.mu.Lock()
 	w.inflight[c.ID] = a
@@ -98,7 +108,8 @@ func (w *Worker) run(a *attempt) bool {
 	if a.state == stateAbandoned {
 		w.stuck--
 		w.mu.Unlock()
-		w.log.Warn("an abandoned handler returned; its result is dropped", "job_id", a.claim.ID, "err", err)
+		w.log.Warn("an abandoned handler returned; its result is dropped",
+			append([]any{"job_id", a.claim.ID, "err", err}, traceArgs(a.span)...)...)
 		return false
 	}
 	a.state = stateEnding
@@ -123,7 +134,7 @@ func (w *Worker) end(a *attempt, result []byte, err error, handedBack bool) endi
 		retryable, msg := w.cfg.Classify(err)
 		e.message = msg
 		if retryable && c.Attempts < c.MaxAttempts {
-			e.o.Kind, e.o.Backoff = store.OutcomeRetry, w.backoff(c.Attempts)
+			e.o.Kind, e.o.Backoff, e.o.Error = store.OutcomeRetry, w.backoff(c.Attempts), msg
 		} else {
 			e.o.Kind, e.o.Error = store.OutcomeFailed, msg
 		}
@@ -187,6 +198,7 @@ func (w *Worker) ended(e ending, ok bool, werr error) {
 		time.AfterFunc(e.o.Backoff, w.poke)
 	}
 	w.logOutcome(e, ok, werr)
+	endAttemptSpan(e, ok, werr)
 	w.pending.Done()
 }
 
@@ -235,6 +247,9 @@ func writeOutcomeLine(log *slog.Logger, level slog.Level, msg string, e ending, 
 	c := e.a.claim
 	attrs := []slog.Attr{slog.Any("job_id", c.ID), slog.String("type", string(c.Type)), slog.Int("attempt", c.Attempts),
 		slog.String("outcome", string(e.o.Kind)), slog.Int64("duration_ms", time.Since(e.a.started).Milliseconds())}
+	if tid := tracing.SpanTraceID(e.a.span); tid != "" {
+		attrs = append(attrs, slog.String("trace_id", tid))
+	}
 	if e.err != nil {
 		attrs = append(attrs, slog.String("err", e.err.Error()))
 	}

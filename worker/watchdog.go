@@ -53,8 +53,8 @@ func (w *Worker) abandon(now time.Time, log *slog.Logger) {
 		a.cancel()
 		e := w.end(a, nil, errAbandoned, handedBack[i])
 		log.Error("handler still running past its deadline: attempt ended without it, slot replaced",
-			"job_id", a.claim.ID, "type", string(a.claim.Type), "attempt", a.claim.Attempts,
-			"outcome", string(e.o.Kind), "stuck", stuck)
+			append([]any{"job_id", a.claim.ID, "type", string(a.claim.Type), "attempt", a.claim.Attempts,
+				"outcome", string(e.o.Kind), "stuck", stuck}, traceArgs(a.span)...)...)
 		go w.runner()
 		w.enqueue(e)
 	}

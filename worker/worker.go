@@ -158,7 +158,8 @@ type Worker struct {
 	done     chan struct{} // a slot was freed, or a retry became due
 	fatal    chan error    // ErrTooManyStuck, once
 
-	ready atomic.Bool // claiming: between start-up and shutdown
+	ready   atomic.Bool // claiming: between start-up and shutdown
+	started time.Time   // when Run began: the registry's startedAt
 
 	// Where the next claim starts (the claim loop's alone): past the last
 	// claim while claims come back full, else from the head (see claimFrom).
@@ -201,6 +202,7 @@ func (w *Worker) Ready() bool { return w.ready.Load() }
 // watchdog gave up on the process. A Worker runs once.
 func (w *Worker) Run(ctx context.Context) error {
 	log := w.log
+	w.started = time.Now()
 	wake, cancelled, closeListener := w.listen(log)
 	defer closeListener()
 
@@ -258,6 +260,7 @@ loop:
 	close(w.outcomes)
 	<-writerDone
 	close(w.tasks)
+	w.unregister(log)
 	log.Info("worker stopped", "err", runErr)
 	return runErr
 }
@@ -299,11 +302,17 @@ func (w *Worker) claimAndStart(ctx, jobCtx context.Context) (claimed, asked int,
 	after := w.claimFrom()
 	req := store.ClaimRequest{Worker: w.id, N: n, Lease: w.cfg.Lease, After: after,
 		UserAfter: w.userAfter, UserConcurrency: w.cfg.UserConcurrency}
-	got, last, err := w.cfg.Store.Claim(ctx, req)
+	// A claim is never cut short by shutdown (the store's own timeout
+	// bounds it): cancelled mid-statement, it may have committed while its
+	// reply is dropped, leaving jobs PROCESSING under a lease that nobody
+	// runs until it expires. Claimed jobs are started, and shutdown then
+	// lets them finish or hands them back.
+	claimCtx := context.WithoutCancel(ctx)
+	got, last, err := w.cfg.Store.Claim(claimCtx, req)
 	if err == nil && len(got) == 0 && after != nil {
 		// Nothing past the cursor: look from the head before going idle.
 		req.After, after = nil, nil
-		got, last, err = w.cfg.Store.Claim(ctx, req)
+		got, last, err = w.cfg.Store.Claim(claimCtx, req)
 	}
 	w.claimedTo(len(got), last, n, after == nil)
 	w.userAfter = store.NextUserAfter(w.userAfter, got)
@@ -445,12 +454,14 @@ func (w *Worker) maintain(ctx context.Context, log *slog.Logger) {
 	defer rescue.Stop()
 	retention := time.NewTicker(w.cfg.RetentionEvery)
 	defer retention.Stop()
+	w.register(ctx, log)
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-hb.C:
 			w.heartbeat(ctx, log)
+			w.register(ctx, log)
 		case <-retention.C:
 			w.deleteExpired(ctx, log)
 		case <-rescue.C:

@@ -15,6 +15,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/jobsd/jobsd/internal/eventually"
 	"github.com/jobsd/jobsd/internal/pgtest"
 	"github.com/jobsd/jobsd/metrics"
 	"github.com/jobsd/jobsd/store"
@@ -71,7 +72,10 @@ func setup(t *testing.T, h worker.Handler) *bundle {
 	}}
 }
 
-// start runs a worker until the test ends (or stop is called).
+// start runs a worker until the test ends (or stop is called), and returns
+// once it is ready: its LISTEN is in place (pq's Listen returns after the
+// server ran it), so a job created from then on is picked up without the
+// fallback poll.
 func (b *bundle) start(t *testing.T) (stop func()) {
 	t.Helper()
 	w, err := worker.New(b.cfg)
@@ -84,6 +88,14 @@ func (b *bundle) start(t *testing.T) (stop func()) {
 	var once sync.Once
 	stop = func() { once.Do(func() { cancel(); <-done }) }
 	t.Cleanup(stop)
+	eventually.True(t, 15*time.Second, "the worker is ready", func() bool {
+		select {
+		case <-done:
+			t.Fatal("the worker stopped before it was ready")
+		default:
+		}
+		return w.Ready()
+	})
 	return stop
 }
 
@@ -297,7 +309,7 @@ func TestCancel(t *testing.T) {
 			return json.RawMessage(`{"output":"too late"}`), nil
 		})
 		b.cfg.Heartbeat = time.Hour // the notification alone must stop the handler
-		b.start(t)
+		stop := b.start(t)
 		id := b.create(t, 3)
 		<-started
 		if _, res, err := b.st.Cancel(t.Context(), "alice", id); err != nil || res != store.Cancelled {
@@ -308,7 +320,7 @@ func TestCancel(t *testing.T) {
 		case <-time.After(10 * time.Second):
 			t.Fatal("the handler's context was not cancelled")
 		}
-		time.Sleep(200 * time.Millisecond)
+		stop() // the handler's late result has been written, or refused, by now
 		j, _ := b.st.Get(t.Context(), "alice", id)
 		if j.Status != store.StatusFailed || *j.Error != store.ErrTextCancelled || j.Result != nil {
 			t.Errorf("cancellation overwritten: %+v", j)
@@ -356,8 +368,7 @@ func TestShutdownHandsBack(t *testing.T) {
 func TestPickupByNotification(t *testing.T) {
 	b := setup(t, ok)
 	b.cfg.PollEvery = time.Minute
-	b.start(t)
-	time.Sleep(300 * time.Millisecond) // the first claim pass and LISTEN are done
+	b.start(t) // returns once LISTEN is in place
 	id := b.create(t, 3)
 	j := b.waitFor(t, id, "terminal", terminal) // waitFor's bound is 15 s, far below a minute
 	if j.Status != store.StatusCompleted {
@@ -454,8 +465,7 @@ func TestRetryPickedUpWhenDue(t *testing.T) {
 	})
 	b.cfg.PollEvery = time.Minute
 	b.cfg.BackoffBase, b.cfg.BackoffMax = 200*time.Millisecond, 200*time.Millisecond
-	b.start(t)
-	time.Sleep(300 * time.Millisecond)
+	b.start(t) // returns once LISTEN is in place
 	id := b.create(t, 3)
 	j := b.waitFor(t, id, "terminal", terminal) // bounded by 15 s, far below the poll
 	if j.Status != store.StatusCompleted || j.Attempts != 2 {

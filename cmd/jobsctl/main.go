@@ -38,6 +38,7 @@ var commands = []command{
 	{"list", "[flags]", "list your jobs, newest first", runList},
 	{"cancel", "ID", "cancel a PENDING or PROCESSING job", runCancel},
 	{"wait", "ID [--timeout 10m]", "wait for a job to finish and print it", runWait},
+	{"admin", "<command> [flags]", "the operator's API (an admin's token): get, list, cancel, requeue, stats, workers", runAdmin},
 	{"version", "", "print the module version, VCS revision and Go version", runVersion},
 }
 

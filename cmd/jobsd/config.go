@@ -4,6 +4,7 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"strconv"
 	"strings"
@@ -138,6 +139,12 @@ type apiSettings struct {
 	readLimit    impl.RateLimit
 	retention    time.Duration
 	createLimit  impl.RateLimit
+	userWaiters  int
+	authFail     impl.RateLimit
+	trusted      []*net.IPNet
+	// replicas is serve's entry in the registry of live API processes
+	// (not a setting: serve sets it); nil counts this process alone.
+	replicas *impl.Replicas
 }
 
 func readAPISettings() (apiSettings, error) {
@@ -168,10 +175,43 @@ func readAPISettings() (apiSettings, error) {
 	if s.createLimit, err = envRate("JOBS_RATE_CREATE", 5, 20); err != nil {
 		return s, err
 	}
+	if s.userWaiters, err = envInt("JOBS_USER_WAITERS", 20); err != nil {
+		return s, err
+	}
+	if s.authFail, err = envRate("JOBS_RATE_AUTH_FAIL", 20, 40); err != nil {
+		return s, err
+	}
+	if s.trusted, err = envCIDRs("JOBS_TRUSTED_PROXIES"); err != nil {
+		return s, err
+	}
 	if s.retention, err = envRetention(); err != nil {
 		return s, err
 	}
 	return s, nil
+}
+
+// envCIDRs reads a comma-separated list of address ranges ("10.0.0.0/8,
+// fd00::/8"); a bare address is a range of one.
+func envCIDRs(name string) ([]*net.IPNet, error) {
+	var out []*net.IPNet
+	for _, v := range splitList(os.Getenv(name)) {
+		if !strings.Contains(v, "/") {
+			if ip := net.ParseIP(v); ip != nil {
+				bits := 8 * len(ip.To16())
+				if ip.To4() != nil {
+					ip, bits = ip.To4(), 32
+				}
+				out = append(out, &net.IPNet{IP: ip, Mask: net.CIDRMask(bits, bits)})
+				continue
+			}
+		}
+		_, r, err := net.ParseCIDR(v)
+		if err != nil {
+			return nil, usagef("%s: %q is not an address range such as 10.0.0.0/8", name, v)
+		}
+		out = append(out, r)
+	}
+	return out, nil
 }
 
 // envRate reads NAME (requests per second per user, 0 for no limit) and

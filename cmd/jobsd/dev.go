@@ -3,11 +3,14 @@ package main
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -16,11 +19,13 @@ import (
 	"github.com/jobsd/jobsd/internal/pgserver"
 	"github.com/jobsd/jobsd/metrics"
 	"github.com/jobsd/jobsd/store"
+	"github.com/jobsd/jobsd/ui"
 )
 
 // runDev runs the API, a worker and a local token issuer against a
 // throwaway database: DATABASE_URL if set, else a temporary cluster from the
-// PostgreSQL binaries on PATH, else a container. Tokens are verified through
+// PostgreSQL binaries on PATH, else a container started with the docker
+// command line (no Docker library is linked into jobsd). Tokens are verified through
 // the same code as in production, fetching the issuer's JWKS over HTTP.
 func runDev(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("dev", flag.ContinueOnError)
@@ -32,6 +37,11 @@ func runDev(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	flushTraces, err := startTracing(ctx, "jobsd-dev", log)
+	if err != nil {
+		return err
+	}
+	defer flushTraces()
 	settings, err := readAPISettings()
 	if err != nil {
 		return err
@@ -52,12 +62,32 @@ func runDev(ctx context.Context, args []string) error {
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", *addr, err)
 	}
+	// The issuer lives under /dev-issuer of the API unless
+	// JOBS_DEV_ISSUER_ADDR gives it a listener (an origin) of its own, as
+	// Cognito's is in production.
 	issuerURL := devIssuerURL(ln.Addr().String())
+	var issuerLn net.Listener
+	if a := os.Getenv("JOBS_DEV_ISSUER_ADDR"); a != "" {
+		if issuerLn, err = net.Listen("tcp", a); err != nil {
+			ln.Close()
+			return fmt.Errorf("listen on %s (JOBS_DEV_ISSUER_ADDR): %w", a, err)
+		}
+		defer issuerLn.Close()
+		issuerURL = devIssuerURL(issuerLn.Addr().String())
+	}
 	keyPath, err := devKeyPath()
 	if err != nil {
 		return err
 	}
 	iss, err := auth.LoadOrCreateIssuer(keyPath, issuerURL)
+	if err != nil {
+		return err
+	}
+	consoleBase := envOr("JOBS_UI_BASE_URL", strings.TrimSuffix(devIssuerURL(ln.Addr().String()), "/dev-issuer"))
+	if err := ui.CheckBaseURL(consoleBase); err != nil {
+		return usagef("JOBS_UI_BASE_URL: %v", err)
+	}
+	login, err := auth.NewLogin(iss, auth.LoginConfig{ClientID: devClientID, RedirectURI: ui.RedirectURI(consoleBase)})
 	if err != nil {
 		return err
 	}
@@ -76,7 +106,16 @@ func runDev(ctx context.Context, args []string) error {
 	}
 	defer msrv.Close()
 	log.Info("metrics listening", "url", msrv.URL())
-	e.GET("/dev-issuer"+auth.JWKSPath, echo.WrapHandler(iss.JWKSHandler()))
+	if issuerLn == nil {
+		e.Any("/dev-issuer/*", echo.WrapHandler(login.Handler()))
+	} else {
+		stopIssuer := serveIssuer(issuerLn, login.Handler(), log)
+		defer stopIssuer()
+	}
+	err = mountConsole(e, ui.Config{Issuer: issuerURL, ClientID: devClientID, BaseURL: consoleBase}, log)
+	if err != nil {
+		return err
+	}
 
 	if err := allowCrashMarkers(true); err != nil { // dev rehearses crashes too
 		return err
@@ -97,8 +136,8 @@ func runDev(ctx context.Context, args []string) error {
 	workerDone := make(chan error, 1)
 	go func() { err := w.Run(ctx); stop(); workerDone <- err }()
 
-	printReady(iss, ln.Addr().String(), msrv.URL())
-	err = serveHTTP(ctx, ln, e, draining, log)
+	printReady(iss, ln.Addr().String(), msrv.URL(), ui.URL(consoleBase))
+	err = serveHTTP(ctx, ln, e, draining, 0, log)
 	if werr := <-workerDone; err == nil {
 		err = werr
 	}
@@ -140,10 +179,22 @@ func devDatabase(ctx context.Context, log *slog.Logger) (url string, closeFn fun
 	return url, closeFn, nil
 }
 
-// printReady prints the one line a developer needs: where the API is, a
-// curl command that works as it stands, with an admin token for "alice",
-// and where the metrics are.
-func printReady(iss *auth.Issuer, addr, metricsURL string) {
+// serveIssuer serves the dev issuer on a listener of its own; the function
+// it returns stops it.
+func serveIssuer(ln net.Listener, h http.Handler, log *slog.Logger) (stop func()) {
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Warn("dev issuer stopped", "err", err)
+		}
+	}()
+	return func() { srv.Close() }
+}
+
+// printReady prints the lines a developer needs: where the API is, a curl
+// command that works as it stands, with an admin token for "alice", where
+// the metrics are, and where the console is.
+func printReady(iss *auth.Issuer, addr, metricsURL, consoleURL string) {
 	tok, err := iss.Mint("alice", devClientID, []string{auth.DefaultAdminGroup}, 24*time.Hour)
 	if err != nil {
 		tok = "$(jobsd token --sub alice --admin)"
@@ -151,4 +202,5 @@ func printReady(iss *auth.Issuer, addr, metricsURL string) {
 	base := "http://" + addr
 	fmt.Printf("jobsd dev ready on %s (metrics: %s); try: curl -s -H 'Authorization: Bearer %s' -H 'Content-Type: application/json' -d '{\"prompt\":\"Summarise the risks of {{crop}} farming\",\"variables\":{\"crop\":\"maize\"}}' %s/api/admin/prompts/preview\n",
 		base, metricsURL, tok, base)
+	fmt.Printf("console: %s (sign in with any user name; keep \"Administrator\" ticked)\n", consoleURL)
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/jobsd/jobsd/impl"
 	"github.com/jobsd/jobsd/metrics"
 	"github.com/jobsd/jobsd/store"
+	"github.com/jobsd/jobsd/ui"
 )
 
 func runServe(ctx context.Context, args []string) error {
@@ -27,11 +28,20 @@ func runServe(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	flushTraces, err := startTracing(ctx, "jobsd-api", log)
+	if err != nil {
+		return err
+	}
+	defer flushTraces()
 	acfg, err := authConfig()
 	if err != nil {
 		return err
 	}
 	settings, err := readAPISettings()
+	if err != nil {
+		return err
+	}
+	console, consoleOn, err := consoleConfig(acfg)
 	if err != nil {
 		return err
 	}
@@ -44,12 +54,29 @@ func runServe(ctx context.Context, args []string) error {
 	if metricsAddr() != "" {
 		reg = newProcessMetrics(st, log)
 	}
+	// The registry of live API processes: N divides the per-user limits.
+	// The heartbeat stops, and the entry goes, when ctx ends (SIGTERM).
+	replicas := impl.NewReplicas(st, log)
+	if err := replicas.Refresh(ctx); err != nil {
+		log.Warn("api replicas: first heartbeat failed; counting this process alone", "err", err)
+	}
+	replicasCtx, stopReplicas := context.WithCancel(ctx)
+	replicasDone := make(chan struct{})
+	go func() { replicas.Run(replicasCtx); close(replicasDone) }()
+	defer func() { stopReplicas(); <-replicasDone }()
+	settings.replicas = replicas
 	draining := make(chan struct{})
 	e, closeHub, err := newAPI(st, db.url, acfg, settings, draining, reg, log)
 	if err != nil {
 		return err
 	}
 	defer closeHub()
+	if consoleOn {
+		if err := mountConsole(e, console, log); err != nil {
+			return err
+		}
+		log.Info("console enabled", "url", ui.URL(console.BaseURL))
+	}
 	stopMetrics, err := startMetrics(metricsAddr(), reg, storeReady(st), log)
 	if err != nil {
 		return err
@@ -59,8 +86,12 @@ func runServe(ctx context.Context, args []string) error {
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", *addr, err)
 	}
+	drainDelay, err := envDuration("JOBS_DRAIN_DELAY", 0)
+	if err != nil {
+		return err
+	}
 	log.Info("api ready", "addr", ln.Addr().String())
-	return serveHTTP(ctx, ln, e, draining, log)
+	return serveHTTP(ctx, ln, e, draining, drainDelay, log)
 }
 
 // newAPI assembles the API server from its settings, with the hub that
@@ -93,6 +124,11 @@ func newAPI(st *store.Store, dbURL string, acfg auth.Config, s apiSettings, drai
 		CreateLimit:  s.createLimit,
 		Retention:    s.retention,
 		Metrics:      m,
+		Replicas:     s.replicas,
+		UserWaiters:  s.userWaiters,
+
+		AuthFailLimit:  s.authFail,
+		TrustedProxies: s.trusted,
 	})
 	if err != nil {
 		h.Close()
@@ -101,10 +137,15 @@ func newAPI(st *store.Store, dbURL string, acfg auth.Config, s apiSettings, drai
 	return e, func() { h.Close() }, nil
 }
 
-// serveHTTP serves until ctx ends, then closes draining (long polls answer,
-// event streams end) and lets in-flight requests finish (up to 30 s). Only header reads and idle connections have global timeouts:
-// a global write timeout would cut long polls and event streams.
-func serveHTTP(ctx context.Context, ln net.Listener, h http.Handler, draining chan struct{}, log *slog.Logger) error {
+// serveHTTP serves until ctx ends, then closes draining (/readyz says 503,
+// long polls answer, event streams end), keeps taking requests for
+// drainDelay, so that a load balancer that checks /readyz stops sending here
+// before the listener closes (a connection refused is retried elsewhere, but
+// a request already sent on a closing keep-alive connection may not be), and
+// then lets in-flight requests finish (up to 30 s). Only header reads and
+// idle connections have global timeouts: a global write timeout would cut
+// long polls and event streams.
+func serveHTTP(ctx context.Context, ln net.Listener, h http.Handler, draining chan struct{}, drainDelay time.Duration, log *slog.Logger) error {
 	srv := &http.Server{
 		Handler:           h,
 		ReadHeaderTimeout: 10 * time.Second,
@@ -119,8 +160,16 @@ func serveHTTP(ctx context.Context, ln net.Listener, h http.Handler, draining ch
 		return fmt.Errorf("serve: %w", err)
 	case <-ctx.Done():
 	}
-	log.Info("shutting down: finishing in-flight requests")
 	close(draining)
+	if drainDelay > 0 {
+		log.Info("shutting down: draining (readyz 503)", "for", drainDelay.String())
+		select {
+		case err := <-errc:
+			return fmt.Errorf("serve: %w", err)
+		case <-time.After(drainDelay):
+		}
+	}
+	log.Info("shutting down: finishing in-flight requests")
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if err := srv.Shutdown(shutdownCtx); err != nil {

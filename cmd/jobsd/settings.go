@@ -40,6 +40,8 @@ var envSettings = []setting{
 	{name: "JOBS_ADDR", def: "127.0.0.1:8080", meaning: "listen address (or --addr)", commands: []string{"dev"}},
 	{name: "JOBS_ADDR", def: "127.0.0.1:8080", meaning: "address of the jobsd dev whose issuer signs (or --addr)", commands: []string{"token"}},
 
+	{name: "JOBS_DRAIN_DELAY", def: "0s", meaning: "after SIGTERM, how long the API keeps serving while /readyz says 503, so that a load balancer stops sending first; set it above the balancer's health-check interval times its failure threshold", commands: []string{"serve"}},
+
 	{name: "JOBS_AUTH_ISSUER", meaning: "token issuer, e.g. https://cognito-idp.{region}.amazonaws.com/{userPoolId}; required unless the next two are set", commands: []string{"serve"}},
 	{name: "JOBS_COGNITO_REGION", meaning: "the issuer's AWS region, with JOBS_COGNITO_USER_POOL_ID instead of JOBS_AUTH_ISSUER", commands: []string{"serve"}},
 	{name: "JOBS_COGNITO_USER_POOL_ID", meaning: "the issuer's Cognito user pool id, with JOBS_COGNITO_REGION", commands: []string{"serve"}},
@@ -48,15 +50,24 @@ var envSettings = []setting{
 	{name: "JOBS_AUTH_TOKEN_USE", def: "access", meaning: "token_use a token must have: access or id", commands: []string{"serve"}},
 	{name: "JOBS_AUTH_ADMIN_GROUP", def: "admin", meaning: "cognito:groups value that may use /api/admin/...", commands: []string{"serve"}},
 
+	{name: "JOBS_UI_CLIENT_ID", def: "off", meaning: "the operator console's OAuth client (a Cognito app client without a secret, with the authorization code grant); must be one of JOBS_AUTH_CLIENT_IDS; with JOBS_UI_BASE_URL it turns the console on at /ui/", commands: []string{"serve"}},
+	{name: "JOBS_UI_BASE_URL", meaning: "the console's public origin, e.g. https://jobs.example.com; its redirect URI is this + /ui/callback", commands: []string{"serve"}},
+	{name: "JOBS_UI_BASE_URL", def: "http:// + the listen address", meaning: "the console's origin; its redirect URI is this + /ui/callback", commands: []string{"dev"}},
+	{name: "JOBS_DEV_ISSUER_ADDR", def: "none: the issuer is served under /dev-issuer of the API", meaning: "serve the dev issuer (sign-in, token, keys) on a listener of its own, another origin as Cognito's is", commands: []string{"dev", "token"}},
+
 	{name: "JOBS_CORS_ORIGINS", def: "none, so CORS is off", meaning: "comma-separated browser origins allowed", commands: cmdsAPI},
 	{name: "JOBS_MAX_BODY_BYTES", def: "8388608", meaning: "request body limit (413 above it)", commands: cmdsAPI},
 	{name: "JOBS_MAX_ATTEMPTS", def: "3", meaning: "processing attempts a new job gets (1..25)", commands: cmdsAPI},
 	{name: "JOBS_DB_MAX_CONNS", def: "20", meaning: "connection pool size", commands: cmdsProcess},
 	{name: "JOBS_DB_READ_BATCHES", def: "2", meaning: "status reads in flight at once; reads that arrive meanwhile queue and leave together in one statement", commands: cmdsAPI},
-	{name: "JOBS_RATE_READ", def: "50", meaning: "per-user reads (GET) per second; 0 turns the limit off", commands: cmdsAPI},
-	{name: "JOBS_RATE_READ_BURST", def: "100", meaning: "burst of per-user reads", commands: cmdsAPI},
-	{name: "JOBS_RATE_CREATE", def: "5", meaning: "per-user creations and cancellations (POST) per second; 0 turns the limit off", commands: cmdsAPI},
-	{name: "JOBS_RATE_CREATE_BURST", def: "20", meaning: "burst of per-user creations and cancellations", commands: cmdsAPI},
+	{name: "JOBS_RATE_READ", def: "50", meaning: "per-user reads (GET) per second across the deployment (each of N API processes allows its share); 0 turns the limit off", commands: cmdsAPI},
+	{name: "JOBS_RATE_READ_BURST", def: "100", meaning: "burst of per-user reads across the deployment", commands: cmdsAPI},
+	{name: "JOBS_RATE_CREATE", def: "5", meaning: "per-user creations and cancellations (POST) per second across the deployment; 0 turns the limit off", commands: cmdsAPI},
+	{name: "JOBS_RATE_CREATE_BURST", def: "20", meaning: "burst of per-user creations and cancellations across the deployment", commands: cmdsAPI},
+	{name: "JOBS_USER_WAITERS", def: "20", meaning: "per-user open long polls that wait and event streams across the deployment (429 above it); 0 turns the cap off", commands: cmdsAPI},
+	{name: "JOBS_RATE_AUTH_FAIL", def: "20", meaning: "failed authentications per second per client address, per API process; past the burst a request is a 429 before its token is checked; 0 turns the limit off", commands: cmdsAPI},
+	{name: "JOBS_RATE_AUTH_FAIL_BURST", def: "40", meaning: "burst of failed authentications per client address", commands: cmdsAPI},
+	{name: "JOBS_TRUSTED_PROXIES", def: "none: the peer is the client", meaning: "comma-separated address ranges (CIDR) of proxies whose X-Forwarded-For names the client address", commands: cmdsAPI},
 	{name: "JOBS_RETENTION", def: "720h (30 days)", meaning: "how long finished jobs are kept; 0 keeps them for ever; the worker deletes older ones, the API's cache never serves them", commands: cmdsProcess},
 	{name: "JOBS_METRICS_ADDR", def: "off; dev: a free 127.0.0.1 port", meaning: "where Prometheus /metrics, /healthz and /readyz are served; keep it on a private address", commands: []string{"serve", "worker", "dev"}},
 	{name: "JOBS_LOG_LEVEL", def: "info", meaning: "debug, info, warn or error (JSON lines on stderr)", commands: cmdsProcess},
@@ -89,13 +100,24 @@ var envSettings = []setting{
 	{name: "JOBS_WORKER_CRASH_MARKERS", def: "false; true in jobsd dev", meaning: "lets the [[simulate:crash]] markers kill the worker process; for tests and jobsd dev only", commands: cmdsWorker},
 	{name: "GORACE", def: "Go's", meaning: "race-detector builds only: passed on to parse children, which skip its exit delay", commands: cmdsWorker},
 	{name: "GOGC", def: "400; Go's own is 100", meaning: "Go's GC target; the worker raises the default because its live heap is tiny", commands: []string{"worker"}},
+
+	{name: "OTEL_EXPORTER_OTLP_ENDPOINT", def: "unset, so tracing is off", meaning: "OTLP/HTTP collector base URL, e.g. http://127.0.0.1:4318; setting it (or the next) turns traces on", commands: cmdsProcess},
+	{name: "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", meaning: "OTLP/HTTP URL for traces alone, e.g. http://127.0.0.1:4318/v1/traces", commands: cmdsProcess},
+	{name: "OTEL_SDK_DISABLED", def: "false", meaning: "true turns tracing off whatever the endpoint", commands: cmdsProcess},
+	{name: "OTEL_TRACES_EXPORTER", def: "otlp", meaning: "none turns tracing off whatever the endpoint", commands: cmdsProcess},
+}
+
+// envGroups are variables that a library reads for jobsd, listed in -h as
+// one row each: the drift test cannot see them being read.
+var envGroups = []setting{
+	{name: "OTEL_*", meaning: "with tracing on, the OpenTelemetry SDK and exporter read the standard variables: OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES, OTEL_TRACES_SAMPLER(_ARG), OTEL_EXPORTER_OTLP_(TRACES_)HEADERS, _TIMEOUT, _COMPRESSION, _CERTIFICATE, OTEL_BSP_*", commands: cmdsProcess},
 }
 
 // printSettings writes the rows that command reads, in the layout of
 // flag.PrintDefaults so that the two lists read as one.
 func printSettings(w io.Writer, command string) {
 	header := false
-	for _, s := range envSettings {
+	for _, s := range slices.Concat(envSettings, envGroups) {
 		if s.pending != "" || !slices.Contains(s.commands, command) {
 			continue
 		}

@@ -56,7 +56,11 @@ func runToken(_ context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	iss, err := auth.LoadOrCreateIssuer(keyPath, devIssuerURL(*addr))
+	issuerAddr := *addr
+	if a := os.Getenv("JOBS_DEV_ISSUER_ADDR"); a != "" {
+		issuerAddr = a // the issuer has its own origin
+	}
+	iss, err := auth.LoadOrCreateIssuer(keyPath, devIssuerURL(issuerAddr))
 	if err != nil {
 		return err
 	}

@@ -23,6 +23,11 @@ func runWorker(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	flushTraces, err := startTracing(ctx, "jobsd-worker", log)
+	if err != nil {
+		return err
+	}
+	defer flushTraces()
 	cfg, err := workerConfig(log)
 	if err != nil {
 		return err

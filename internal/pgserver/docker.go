@@ -1,112 +1,151 @@
 package pgserver
 
 import (
+	"bytes"
 	"context"
+	"database/sql"
+	"errors"
 	"fmt"
+	"net"
+	"os/exec"
 	"strings"
 	"time"
-
-	"github.com/docker/docker/api/types/container"
-	"github.com/testcontainers/testcontainers-go"
-	"github.com/testcontainers/testcontainers-go/modules/postgres"
-	"github.com/testcontainers/testcontainers-go/wait"
 )
 
-// ContainerLabel is set to "true" on every container this package starts, so
-// leftovers can be removed by label when the Ryuk reaper is disabled.
+// ContainerLabel is set to "true" on every container this package (and
+// pgdocker) starts, so leftovers can be removed by label.
 const ContainerLabel = "jobsd.test"
 
-// dockerProbe is replaced in tests to simulate a machine without Docker.
-var dockerProbe = probeDocker
+// DockerStarter starts PostgreSQL in a container of image (DefaultImage when
+// empty) and returns it as a SourceDocker server; logf receives progress
+// messages. [StartDockerCLI] is the default; the test suites pass
+// pgdocker.Start, which uses testcontainers-go, so that only test binaries
+// link a Docker client library.
+type DockerStarter func(ctx context.Context, image string, logf func(string, ...any)) (*Server, error)
 
-// DockerAvailable reports, within a few seconds, whether a Docker daemon can
-// be reached; the error says why not.
-func DockerAvailable(ctx context.Context) error { return dockerProbe(ctx) }
+// dockerCLI is the docker command; a variable so a test can point it at a
+// missing program.
+var dockerCLI = "docker"
 
-func probeDocker(ctx context.Context) error {
+// DockerAvailable reports, within a few seconds, whether the docker command
+// can reach an engine; the error says why not.
+func DockerAvailable(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, 4*time.Second)
 	defer cancel()
-	type result struct{ err error }
-	ch := make(chan result, 1)
-	go func() { // the client setup itself may ignore ctx; bound it anyway
-		defer func() {
-			// testcontainers panics when it finds no Docker host at all.
-			if p := recover(); p != nil {
-				ch <- result{fmt.Errorf("%v", p)}
-			}
-		}()
-		cli, err := testcontainers.NewDockerClientWithOpts(ctx)
-		if err == nil {
-			_, err = cli.Ping(ctx)
-			cli.Close()
-		}
-		ch <- result{err}
-	}()
-	select {
-	case r := <-ch:
-		if r.err != nil {
-			return fmt.Errorf("docker not reachable: %w", r.err)
-		}
-		return nil
-	case <-ctx.Done():
-		return fmt.Errorf("docker not reachable: %w", ctx.Err())
+	if _, err := dockerOutput(ctx, "version", "--format", "{{.Server.Version}}"); err != nil {
+		return fmt.Errorf("docker not reachable: %w", err)
 	}
+	return nil
 }
 
-// StartDocker starts PostgreSQL in a container of image (DefaultImage when
-// empty) with database, user and password "jobs". Close terminates it.
-func StartDocker(ctx context.Context, image string) (*Server, error) {
-	return startDocker(ctx, image, nil)
-}
-
-func startDocker(ctx context.Context, image string, logf func(string, ...any)) (*Server, error) {
+// StartDockerCLI starts PostgreSQL in a container through the docker command
+// line, with database, user and password "jobs", its port published on a free
+// 127.0.0.1 port (a trust-everyone dev database stays off other interfaces).
+// Close removes the container. It is the Docker path of `jobsd dev`, which
+// thus links no Docker client library.
+func StartDockerCLI(ctx context.Context, image string, logf func(string, ...any)) (*Server, error) {
 	if image == "" {
 		image = DefaultImage
 	}
-	if err := dockerProbe(ctx); err != nil {
+	if logf == nil {
+		logf = func(string, ...any) {}
+	}
+	if err := DockerAvailable(ctx); err != nil {
 		return nil, err
 	}
-	if logf != nil {
-		logf("pgserver: starting container from %s", image)
-	}
-	ctr, err := postgres.Run(ctx, image,
-		postgres.WithDatabase("jobs"),
-		postgres.WithUsername("jobs"),
-		postgres.WithPassword("jobs"),
-		testcontainers.WithLabels(map[string]string{ContainerLabel: "true"}),
+	logf("pgserver: starting container from %s (docker run)", image)
+	id, err := dockerOutput(ctx, "run", "-d",
+		"--label", ContainerLabel+"=true",
+		"-e", "POSTGRES_DB=jobs", "-e", "POSTGRES_USER=jobs", "-e", "POSTGRES_PASSWORD=jobs",
+		"-p", "127.0.0.1::5432",
 		// Docker's default /dev/shm is 64 MiB, which a parallel query's
-		// shared memory outgrows on a table of a million rows ("could not
-		// resize shared memory segment"); the official image's documentation
-		// recommends raising it.
-		testcontainers.WithHostConfigModifier(func(hc *container.HostConfig) { hc.ShmSize = 512 << 20 }),
-		testcontainers.WithWaitStrategyAndDeadline(60*time.Second,
-			wait.ForLog("database system is ready to accept connections").WithOccurrence(2),
-			wait.ForListeningPort("5432/tcp"),
-		),
-	)
-	terminate := func() error {
-		if ctr == nil {
-			return nil
-		}
-		if err := testcontainers.TerminateContainer(ctr); err != nil {
-			return fmt.Errorf("pgserver: terminate container: %w", err)
+		// shared memory outgrows on a table of a million rows; the official
+		// image's documentation recommends raising it.
+		"--shm-size", "512m",
+		image)
+	if err != nil {
+		return nil, fmt.Errorf("start container from %s: %w", image, err)
+	}
+	remove := func() error {
+		// A fresh context: Close runs after the caller's context has ended.
+		rctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if _, err := dockerOutput(rctx, "rm", "-f", "-v", id); err != nil {
+			return fmt.Errorf("pgserver: remove container %.12s: %w", id, err)
 		}
 		return nil
 	}
-	if err != nil {
-		_ = terminate()
-		if strings.Contains(err.Error(), "reaper") {
-			return nil, fmt.Errorf("start container from %s: %w (the Ryuk reaper could not start: set TESTCONTAINERS_RYUK_DISABLED=true; containers carry label %s=true for cleanup)", image, err, ContainerLabel)
-		}
-		if strings.Contains(err.Error(), "external check") {
-			return nil, fmt.Errorf("start container from %s: %w (the published port is not reachable at the host testcontainers chose: set TESTCONTAINERS_HOST_OVERRIDE, e.g. to 127.0.0.1)", image, err)
-		}
-		return nil, fmt.Errorf("start container from %s: %w", image, err)
+	u, err := containerURL(ctx, id)
+	if err == nil {
+		err = waitContainer(ctx, id, u, 60*time.Second)
 	}
-	u, err := ctr.ConnectionString(ctx, "sslmode=disable")
 	if err != nil {
-		_ = terminate()
-		return nil, fmt.Errorf("container connection string: %w", err)
+		_ = remove()
+		return nil, fmt.Errorf("container %.12s from %s: %w", id, image, err)
 	}
-	return &Server{source: SourceDocker, url: u, closeFn: terminate, container: ctr}, nil
+	return NewServer(SourceDocker, u, remove), nil
+}
+
+// containerURL reads the host port Docker published for 5432.
+func containerURL(ctx context.Context, id string) (string, error) {
+	out, err := dockerOutput(ctx, "port", id, "5432/tcp")
+	if err != nil {
+		return "", err
+	}
+	// One line per published address; we published only on 127.0.0.1.
+	first, _, _ := strings.Cut(out, "\n")
+	host, port, err := net.SplitHostPort(strings.TrimSpace(first))
+	if err != nil {
+		return "", fmt.Errorf("docker port printed %q: %w", out, err)
+	}
+	return fmt.Sprintf("postgres://jobs:jobs@%s/jobs?sslmode=disable", net.JoinHostPort(host, port)), nil
+}
+
+// waitContainer waits until the server in container id answers on u. The
+// image's entrypoint initialises the cluster with a temporary server that
+// listens on a Unix socket only, so the first TCP connection that succeeds
+// reaches the final server.
+func waitContainer(ctx context.Context, id, u string, limit time.Duration) error {
+	db, err := sql.Open("postgres", u)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	ctx, cancel := context.WithTimeout(ctx, limit)
+	defer cancel()
+	for {
+		pctx, pcancel := context.WithTimeout(ctx, 2*time.Second)
+		err = db.PingContext(pctx)
+		pcancel()
+		if err == nil {
+			return nil
+		}
+		if running, _ := dockerOutput(ctx, "inspect", "-f", "{{.State.Running}}", id); running == "false" {
+			// The server logs to standard error: take both streams.
+			logs, _ := exec.Command(dockerCLI, "logs", "--tail", "20", id).CombinedOutput()
+			return fmt.Errorf("postgres exited during startup; log tail:\n%s", tail(logs, 2000))
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("postgres not accepting connections within %s: %w (last error: %v)", limit, ctx.Err(), err)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// dockerOutput runs the docker command and returns its trimmed standard
+// output; the error carries its standard error.
+func dockerOutput(ctx context.Context, args ...string) (string, error) {
+	cmd := exec.CommandContext(ctx, dockerCLI, args...)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		var exitErr *exec.ExitError
+		if errors.As(err, &exitErr) && stderr.Len() > 0 {
+			err = fmt.Errorf("%w: %s", err, tail(stderr.Bytes(), 1000))
+		}
+		return "", fmt.Errorf("docker %s: %w", args[0], err)
+	}
+	return strings.TrimSpace(string(out)), nil
 }

@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/lib/pq"
-	"github.com/testcontainers/testcontainers-go/modules/postgres"
 )
 
 // Source names where a Server comes from.
@@ -21,7 +20,8 @@ type Source string
 const (
 	// SourceURL is a server given by the caller as a connection URL.
 	SourceURL Source = "url"
-	// SourceDocker is a container started through testcontainers-go.
+	// SourceDocker is a container, started through the docker command line
+	// or, in tests, through testcontainers-go (see [Options.Docker]).
 	SourceDocker Source = "docker"
 	// SourceBinaries is a temporary cluster made with initdb and postgres.
 	SourceBinaries Source = "binaries"
@@ -42,7 +42,13 @@ type Server struct {
 	closeFn   func() error
 	closeOnce sync.Once
 	closeErr  error
-	container *postgres.PostgresContainer // SourceDocker only
+}
+
+// NewServer returns a server of source at url whose Close calls closeFn (nil
+// for nothing to stop). It lets a [DockerStarter] outside this package build
+// its result.
+func NewServer(source Source, url string, closeFn func() error) *Server {
+	return &Server{source: source, url: url, closeFn: closeFn}
 }
 
 // Source reports where the server comes from.
@@ -153,6 +159,9 @@ type Options struct {
 	Require Source
 	// Image is the container image; empty means DefaultImage.
 	Image string
+	// Docker starts SourceDocker; nil means [StartDockerCLI]. The test suites
+	// set pgdocker.Start (testcontainers-go).
+	Docker DockerStarter
 	// Log, if non-nil, receives progress messages.
 	Log func(format string, args ...any)
 }
@@ -212,7 +221,10 @@ func startSource(ctx context.Context, src Source, opts Options) (*Server, error)
 		}
 		return &Server{source: SourceURL, url: opts.URL}, nil
 	case SourceDocker:
-		return startDocker(ctx, opts.Image, opts.logf)
+		if opts.Docker == nil {
+			return StartDockerCLI(ctx, opts.Image, opts.logf)
+		}
+		return opts.Docker(ctx, opts.Image, opts.logf)
 	case SourceBinaries:
 		return startBinaries(ctx, opts.logf)
 	default:

@@ -4,22 +4,12 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"net/url"
 	"os"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/testcontainers/testcontainers-go"
 )
-
-// TestMain disables the Ryuk reaper unless told otherwise: it cannot run on
-// these machines, Close terminates the containers and they carry ContainerLabel.
-func TestMain(m *testing.M) {
-	if os.Getenv("TESTCONTAINERS_RYUK_DISABLED") == "" {
-		os.Setenv("TESTCONTAINERS_RYUK_DISABLED", "true")
-	}
-	os.Exit(m.Run())
-}
 
 func exercise(t *testing.T, srv *Server) {
 	t.Helper()
@@ -106,38 +96,52 @@ func dirOf(t *testing.T, srv *Server) string {
 	return strings.TrimSuffix(data, "/data")
 }
 
-func TestStartDocker(t *testing.T) {
-	ctx := context.Background()
-	if os.Getenv("JOBS_TEST_REQUIRE_DOCKER") != "1" {
-		if err := DockerAvailable(ctx); err != nil {
-			t.Skipf("skipping: Docker is not reachable and JOBS_TEST_REQUIRE_DOCKER!=1 (the one allowed skip): %v", err)
+// requireDocker skips the test when Docker is unreachable (the one allowed
+// skip), and fails it instead under JOBS_TEST_REQUIRE_DOCKER=1.
+func requireDocker(t *testing.T) {
+	t.Helper()
+	if err := DockerAvailable(t.Context()); err != nil {
+		if os.Getenv("JOBS_TEST_REQUIRE_DOCKER") == "1" {
+			t.Fatalf("Docker is required (JOBS_TEST_REQUIRE_DOCKER=1): %v", err)
 		}
+		t.Skipf("skipping: Docker is not reachable and JOBS_TEST_REQUIRE_DOCKER!=1 (the one allowed skip): %v", err)
 	}
+}
+
+func TestStartDockerCLI(t *testing.T) {
+	requireDocker(t)
+	ctx := context.Background()
 	image := testImage(ctx)
 	begin := time.Now()
-	srv, err := StartDocker(ctx, image)
+	srv, err := StartDockerCLI(ctx, image, t.Logf)
 	if err != nil {
-		t.Fatalf("StartDocker(%s): %v", image, err)
+		t.Fatalf("StartDockerCLI(%s): %v", image, err)
 	}
 	t.Logf("docker server ready in %s: %s", time.Since(begin).Round(time.Millisecond), srv.URL())
 	defer srv.Close()
-	if srv.Source() != SourceDocker || !strings.Contains(srv.URL(), "sslmode=disable") {
+	if srv.Source() != SourceDocker || !strings.HasPrefix(srv.URL(), "postgres://jobs:jobs@127.0.0.1:") {
 		t.Fatalf("Source = %q, URL = %q", srv.Source(), srv.URL())
 	}
-	insp, err := srv.container.Inspect(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if insp.Config.Labels[ContainerLabel] != "true" {
-		t.Fatalf("container labels %v lack %s=true", insp.Config.Labels, ContainerLabel)
+	ids, err := dockerOutput(ctx, "ps", "-q", "--filter", "label="+ContainerLabel+"=true", "--filter", "publish="+portOf(t, srv.URL()))
+	if err != nil || ids == "" {
+		t.Fatalf("no running container labelled %s=true publishes %s (%v)", ContainerLabel, srv.URL(), err)
 	}
 	exercise(t, srv)
 	if err := srv.Close(); err != nil {
 		t.Fatalf("Close: %v", err)
 	}
-	if _, err := srv.container.State(ctx); err == nil {
-		t.Fatal("container still exists after Close")
+	if _, err := dockerOutput(ctx, "inspect", ids); err == nil {
+		t.Fatalf("container %s still exists after Close", ids)
 	}
+}
+
+func portOf(t *testing.T, raw string) string {
+	t.Helper()
+	u, err := url.Parse(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u.Port()
 }
 
 func TestStartOrder(t *testing.T) {
@@ -165,10 +169,11 @@ func TestStartOrder(t *testing.T) {
 		}
 	})
 	t.Run("docker only without docker", func(t *testing.T) {
-		// Simulate a machine without Docker so the failure path is always tested.
-		orig := dockerProbe
-		dockerProbe = func(context.Context) error { return errors.New("docker not reachable: simulated") }
-		defer func() { dockerProbe = orig }()
+		// Simulate a machine without the docker command so the failure path
+		// is always tested.
+		orig := dockerCLI
+		dockerCLI = "jobsd-test-no-such-docker"
+		defer func() { dockerCLI = orig }()
 		begin := time.Now()
 		_, err := Start(ctx, Options{Order: []Source{SourceDocker}})
 		if err == nil {
@@ -184,10 +189,10 @@ func TestStartOrder(t *testing.T) {
 		}
 	})
 	t.Run("falls through to binaries", func(t *testing.T) {
-		orig := dockerProbe
-		dockerProbe = func(context.Context) error { return errors.New("docker not reachable: simulated") }
-		defer func() { dockerProbe = orig }()
-		srv, err := Start(ctx, Options{Order: []Source{SourceDocker, SourceBinaries}})
+		noDocker := func(context.Context, string, func(string, ...any)) (*Server, error) {
+			return nil, errors.New("docker not reachable: simulated")
+		}
+		srv, err := Start(ctx, Options{Order: []Source{SourceDocker, SourceBinaries}, Docker: noDocker})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -217,13 +222,8 @@ func testImage(ctx context.Context) string {
 	if img := os.Getenv("JOBS_TEST_POSTGRES_IMAGE"); img != "" {
 		return img
 	}
-	cli, err := testcontainers.NewDockerClientWithOpts(ctx)
-	if err != nil {
-		return DefaultImage
-	}
-	defer cli.Close()
 	for _, img := range []string{DefaultImage, "jobsd-test-postgres:15"} {
-		if _, err := cli.ImageInspect(ctx, img); err == nil {
+		if _, err := dockerOutput(ctx, "image", "inspect", img); err == nil {
 			return img
 		}
 	}

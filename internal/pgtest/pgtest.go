@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/jobsd/jobsd/internal/pgserver"
+	"github.com/jobsd/jobsd/internal/pgserver/pgdocker"
 	"github.com/jobsd/jobsd/store"
 )
 
@@ -60,7 +61,9 @@ func start(ctx context.Context) (*pgserver.Server, error) {
 		URL:   os.Getenv("JOBS_TEST_DATABASE_URL"),
 		Order: []pgserver.Source{pgserver.SourceDocker, pgserver.SourceBinaries},
 		Image: os.Getenv("JOBS_TEST_POSTGRES_IMAGE"),
-		Log:   func(f string, a ...any) { fmt.Fprintf(os.Stderr, f+"\n", a...) },
+		// testcontainers-go, linked by test binaries only (pgdocker).
+		Docker: pgdocker.Start,
+		Log:    func(f string, a ...any) { fmt.Fprintf(os.Stderr, f+"\n", a...) },
 	}
 	if os.Getenv("JOBS_TEST_REQUIRE_DOCKER") == "1" {
 		opts.Require = pgserver.SourceDocker

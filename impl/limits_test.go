@@ -1,0 +1,272 @@
+package impl_test
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"math"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/jobsd/jobsd/hub"
+	"github.com/jobsd/jobsd/impl"
+	"github.com/jobsd/jobsd/store"
+)
+
+func discard() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+// TestLimitsAcrossReplicas: two API processes on one database, each with its
+// entry in the registry of live API processes, share a user's read limit:
+// a burst spread over both gets about the configured limit, not twice it.
+func TestLimitsAcrossReplicas(t *testing.T) {
+	limit := impl.RateLimit{PerSecond: 1, Burst: 20}
+	var rA *impl.Replicas
+	b := setupPoll(t, func(c *impl.Config) {
+		rA = impl.NewReplicas(c.Store, discard())
+		c.Replicas, c.ReadLimit = rA, limit
+	})
+	st2, err := store.Open(t.Context(), b.url, store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st2.Close() })
+	rB := impl.NewReplicas(st2, discard())
+	e2, err := impl.New(impl.Config{Store: st2, Verifier: b.v, Log: discard(), Replicas: rB, ReadLimit: limit})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range []*impl.Replicas{rA, rB, rA} { // A's second heartbeat sees B
+		if err := r.Refresh(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if rA.Count() != 2 || rB.Count() != 2 {
+		t.Fatalf("replicas counted: %d and %d, want 2 and 2", rA.Count(), rB.Count())
+	}
+
+	id := b.job(t, store.StatusPending)
+	servers := []*echo.Echo{b.e, e2}
+	codes := map[int]int{}
+	start := time.Now()
+	for i := range 200 {
+		req := httptest.NewRequest("GET", "/api/jobs/"+id, nil)
+		req.Header.Set("Authorization", "Bearer "+b.token)
+		rec := httptest.NewRecorder()
+		servers[i%2].ServeHTTP(rec, req)
+		codes[rec.Code]++
+		if rec.Code == http.StatusTooManyRequests && rec.Header().Get("Retry-After") == "" {
+			t.Fatal("a 429 without Retry-After")
+		}
+	}
+	elapsed := time.Since(start)
+	// Each process allows a burst of 20 ÷ 2 and refills at 1/s ÷ 2: the
+	// two let through 20 plus what refilled meanwhile (plus one token of
+	// rounding each). Per-process limits would let through 40.
+	most := 20 + int(math.Ceil(limit.PerSecond*elapsed.Seconds())) + 2
+	if codes[200] < 20 || codes[200] > most || codes[200]+codes[429] != 200 {
+		t.Errorf("in %v: %d answered 200 and %d 429 (%v); want 20..%d 200s and the rest 429",
+			elapsed, codes[200], codes[429], codes, most)
+	}
+	t.Logf("in %v: %d of 200 reads allowed (limit 1/s, burst 20, 2 replicas)", elapsed, codes[200])
+}
+
+// TestWaiterCap: a user's long polls and event streams are capped; the
+// (cap+1)th is a 429 that holds nothing, and once a waiter ends another is
+// accepted. Polls that do not wait are not counted.
+func TestWaiterCap(t *testing.T) {
+	b := setupPoll(t)
+	h, err := hub.New(b.url, discard())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { h.Close() })
+	e, err := impl.New(impl.Config{Store: b.st, Verifier: b.v, Log: discard(), Hub: h, UserWaiters: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(e)
+	t.Cleanup(srv.Close)
+	get := func(ctx context.Context, path, etag string) *http.Response {
+		t.Helper()
+		req, _ := http.NewRequestWithContext(ctx, "GET", srv.URL+path, nil)
+		req.Header.Set("Authorization", "Bearer "+b.token)
+		if etag != "" {
+			req.Header.Set("If-None-Match", etag)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp
+	}
+	status := func(path, etag string) (int, string) {
+		resp := get(t.Context(), path, etag)
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode, string(body)
+	}
+	job1, job2 := b.job(t, store.StatusPending), b.job(t, store.StatusPending)
+	etag := get(t.Context(), "/api/jobs/"+job1, "").Header.Get("ETag") // both jobs are at version 1
+
+	// Two long polls that wait: the cap. They run in the background, so
+	// they report their status instead of failing the test.
+	background, stop := context.WithCancel(context.Background())
+	defer stop()
+	waiter := func(path string) <-chan int {
+		done := make(chan int, 1)
+		go func() {
+			req, _ := http.NewRequestWithContext(background, "GET", srv.URL+path, nil)
+			req.Header.Set("Authorization", "Bearer "+b.token)
+			req.Header.Set("If-None-Match", etag)
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				done <- -1
+				return
+			}
+			resp.Body.Close()
+			done <- resp.StatusCode
+		}()
+		return done
+	}
+	first := waiter("/api/jobs/" + job1 + "?waitSeconds=30")
+	waiter("/api/jobs/" + job2 + "?waitSeconds=30")
+	waitUntil(t, func() bool { return h.Waiting() == 2 })
+
+	for _, path := range []string{"/api/jobs/" + job2 + "?waitSeconds=30", "/api/jobs/" + job2 + "/events"} {
+		resp := get(t.Context(), path, etag)
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 429 || resp.Header.Get("Retry-After") != "3" || string(body) != `{"error":"Too many requests"}`+"\n" {
+			t.Errorf("%s over the cap: %d Retry-After %q %s; want 429, 3 and the error shape",
+				path, resp.StatusCode, resp.Header.Get("Retry-After"), body)
+		}
+	}
+	if code, _ := status("/api/jobs/"+job2, ""); code != 200 {
+		t.Errorf("a plain poll over the waiter cap: %d, want 200", code)
+	}
+	if code, _ := status("/api/jobs/"+job2+"?waitSeconds=30", `"v0"`); code != 200 {
+		t.Errorf("a long poll that has nothing to wait for: %d, want 200", code)
+	}
+	if n := h.Waiting(); n != 2 {
+		t.Errorf("%d subscriptions after the refusals, want 2: a refused waiter holds nothing", n)
+	}
+
+	// The first waiter ends (its job changes); its answer is written after
+	// its slot is released, so another waiter is accepted at once.
+	if _, err := b.st.DB().Exec(`UPDATE jobs SET status = 'PROCESSING', attempts = 1, started_at = now(), updated_at = now(), version = version + 1 WHERE id = $1`, job1); err != nil {
+		t.Fatal(err)
+	}
+	if code := <-first; code != 200 {
+		t.Fatalf("the first long poll ended with %d, want 200", code)
+	}
+	if code, body := status("/api/jobs/"+job2+"?waitSeconds=1", etag); code != 304 {
+		t.Errorf("a long poll after one ended: %d %s, want 304 once its second passed", code, body)
+	}
+	stream := get(background, "/api/jobs/"+job1+"/events", "")
+	defer stream.Body.Close()
+	if stream.StatusCode != 200 {
+		t.Fatalf("an event stream within the cap: %d", stream.StatusCode)
+	}
+	if code, _ := status("/api/jobs/"+job2+"?waitSeconds=30", etag); code != 429 {
+		t.Errorf("with a long poll and a stream open: %d, want 429", code)
+	}
+}
+
+// waitUntil polls cond until it holds, for at most 10 s.
+func waitUntil(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met within 10 s")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestAuthFailFlood: past its burst of failed authentications, a client
+// address gets 429 before its token is checked (even a valid token, which
+// shows the check comes first); the client address comes from
+// X-Forwarded-For only when a trusted proxy sent it.
+func TestAuthFailFlood(t *testing.T) {
+	_, proxies, _ := net.ParseCIDR("10.0.0.0/8")
+	b := setupPoll(t, func(c *impl.Config) {
+		c.AuthFailLimit = impl.RateLimit{PerSecond: 0.01, Burst: 5}
+		c.TrustedProxies = []*net.IPNet{proxies}
+	})
+	id := b.job(t, store.StatusPending)
+	do := func(peer, xff, token string) *httptest.ResponseRecorder {
+		req := httptest.NewRequest("GET", "/api/jobs/"+id, nil)
+		req.RemoteAddr = peer
+		if xff != "" {
+			req.Header.Set("X-Forwarded-For", xff)
+		}
+		req.Header.Set("Authorization", "Bearer "+token)
+		rec := httptest.NewRecorder()
+		b.e.ServeHTTP(rec, req)
+		return rec
+	}
+	const proxy, attacker = "10.0.0.5:41000", "203.0.113.7"
+	for i := range 5 {
+		if rec := do(proxy, attacker, "not-a-token"); rec.Code != 401 {
+			t.Fatalf("bad token %d within the burst: %d, want 401", i+1, rec.Code)
+		}
+	}
+	tests := []struct {
+		name, peer, xff, token string
+		want                   int
+	}{
+		{"bad token past the burst", proxy, attacker, "not-a-token", 429},
+		{"valid token from the same address: refused before the check", proxy, attacker, b.token, 429},
+		{"same address through two proxies", proxy, attacker + ", 10.2.2.2", b.token, 429},
+		{"another client behind the proxy", proxy, "203.0.113.8", b.token, 200},
+		{"another client forging the address on the left", proxy, attacker + ", 203.0.113.8", b.token, 200},
+		{"an untrusted peer's X-Forwarded-For is ignored", "198.51.100.1:5000", attacker, b.token, 200},
+		{"the proxy itself", proxy, "", b.token, 200},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rec := do(tt.peer, tt.xff, tt.token)
+			if rec.Code != tt.want {
+				t.Fatalf("%d %s, want %d", rec.Code, rec.Body, tt.want)
+			}
+			if tt.want == 429 && (rec.Header().Get("Retry-After") == "" || rec.Body.String() != `{"error":"Too many requests"}`+"\n") {
+				t.Errorf("429: Retry-After %q body %s", rec.Header().Get("Retry-After"), rec.Body)
+			}
+		})
+	}
+}
+
+// BenchmarkPollLimits measures what the deployment-wide limits add to a
+// status poll through the whole server: "off" has no limit at all, "on" has
+// the per-user read limit (never reached) divided by a registry count of 3,
+// the waiter cap, the per-address limit of failed authentications and
+// X-Forwarded-For trust.
+func BenchmarkPollLimits(b *testing.B) {
+	b.Run("off", func(b *testing.B) { benchmarkPoll(b, setupPoll(b)) })
+	b.Run("on", func(b *testing.B) {
+		_, proxies, _ := net.ParseCIDR("10.0.0.0/8")
+		benchmarkPoll(b, setupPoll(b, func(c *impl.Config) {
+			r := impl.NewReplicas(c.Store, discard())
+			for _, id := range []string{"a", "b"} {
+				if _, err := c.Store.RegisterAPIProcess(context.Background(), store.APIProcess{ID: id, Host: "h", PID: 1, StartedAt: time.Now()}); err != nil {
+					b.Fatal(err)
+				}
+			}
+			if err := r.Refresh(context.Background()); err != nil || r.Count() != 3 {
+				b.Fatalf("replicas: %d, %v", r.Count(), err)
+			}
+			c.Replicas = r
+			c.ReadLimit = impl.RateLimit{PerSecond: 1e9, Burst: 1e9}
+			c.CreateLimit = impl.RateLimit{PerSecond: 5, Burst: 20}
+			c.UserWaiters = 20
+			c.AuthFailLimit = impl.RateLimit{PerSecond: 20, Burst: 40}
+			c.TrustedProxies = []*net.IPNet{proxies}
+		}))
+	})
+}

@@ -1,0 +1,33 @@
+package eventually
+
+import (
+	"errors"
+	"testing"
+	"time"
+)
+
+func TestWait(t *testing.T) {
+	calls := 0
+	err := Wait(time.Minute, func() error {
+		calls++
+		if calls < 3 {
+			return errors.New("not yet")
+		}
+		return nil
+	})
+	if err != nil || calls != 3 {
+		t.Fatalf("Wait = %v after %d calls, want nil after 3", err, calls)
+	}
+	boom := errors.New("boom")
+	if err := Wait(0, func() error { return boom }); !errors.Is(err, boom) {
+		t.Fatalf("Wait past its deadline = %v, want the last error", err)
+	}
+}
+
+func TestTrueHolds(t *testing.T) {
+	n := 0
+	True(t, time.Minute, "n reaches 2", func() bool { n++; return n >= 2 })
+	if n != 2 {
+		t.Fatalf("cond called %d times, want 2", n)
+	}
+}

@@ -1,0 +1,53 @@
+package model
+
+import (
+	"context"
+	"errors"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	semconv "go.opentelemetry.io/otel/semconv/v1.40.0"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/jobsd/jobsd/tracing"
+)
+
+// tracerScope names the model calls' instrumentation scope.
+const tracerScope = "github.com/jobsd/jobsd/model"
+
+// providerLocal is the gen_ai.provider.name of the local provider, which
+// the conventions do not know.
+var providerLocal = semconv.GenAIProviderNameKey.String("jobsd.local")
+
+// traced runs one model call (do) inside a client span named as the
+// GenAI conventions say, "chat <model>", a child of the span in ctx (the
+// worker's attempt span): with its provider, model, token usage and, for a
+// failure, the provider's error code. With tracing off it only calls do.
+func traced(ctx context.Context, provider attribute.KeyValue, modelID string, do func(context.Context) (Response, error)) (Response, error) {
+	if !tracing.Enabled() {
+		return do(ctx)
+	}
+	ctx, span := tracing.Tracer(tracerScope).Start(ctx, "chat "+modelID,
+		trace.WithSpanKind(trace.SpanKindClient),
+		trace.WithAttributes(semconv.GenAIOperationNameChat, provider, semconv.GenAIRequestModel(modelID)))
+	defer span.End()
+	resp, err := do(ctx)
+	if err != nil {
+		failSpan(span, err)
+		return resp, err
+	}
+	span.SetAttributes(semconv.GenAIUsageInputTokens(resp.InputTokens), semconv.GenAIUsageOutputTokens(resp.OutputTokens))
+	return resp, nil
+}
+
+// failSpan records a failed call: a classified *Error by its code and
+// message (never the prompt), anything else as it is.
+func failSpan(span trace.Span, err error) {
+	var me *Error
+	if !errors.As(err, &me) {
+		tracing.Fail(span, err)
+		return
+	}
+	span.SetAttributes(semconv.ErrorTypeKey.String(me.Code), attribute.Bool("jobsd.model.retryable", me.Retryable))
+	span.SetStatus(codes.Error, me.Message)
+}

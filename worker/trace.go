@@ -1,0 +1,73 @@
+package worker
+
+import (
+	"context"
+
+	"go.opentelemetry.io/otel/attribute"
+	semconv "go.opentelemetry.io/otel/semconv/v1.40.0"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/jobsd/jobsd/store"
+	"github.com/jobsd/jobsd/tracing"
+)
+
+// tracerScope names the worker's spans' instrumentation scope.
+const tracerScope = "github.com/jobsd/jobsd/worker"
+
+// startAttemptSpan starts the span of one attempt, "process <TYPE>": the
+// root of a trace of its own (an attempt runs long after the request that
+// created the job has ended, and maybe more than once), linked to that
+// request's span when the job kept its trace context. The handler's
+// context carries it, so a model call is its child.
+func startAttemptSpan(ctx context.Context, c store.Claimed, workerID string) (context.Context, trace.Span) {
+	opts := []trace.SpanStartOption{
+		trace.WithNewRoot(),
+		trace.WithSpanKind(trace.SpanKindConsumer),
+		trace.WithAttributes(
+			semconv.MessagingSystemKey.String("jobsd"),
+			semconv.MessagingOperationName("process"),
+			semconv.MessagingOperationTypeProcess,
+			semconv.MessagingDestinationName(string(c.Type)),
+			semconv.MessagingMessageID(c.ID.String()),
+			attribute.String("jobsd.job.id", c.ID.String()),
+			attribute.Int("jobsd.attempt", c.Attempts),
+			attribute.Int("jobsd.max_attempts", c.MaxAttempts),
+			attribute.String("jobsd.worker.id", workerID),
+		),
+	}
+	if sc := tracing.ParseParent(c.TraceContext); sc.IsValid() {
+		opts = append(opts, trace.WithLinks(trace.Link{SpanContext: sc}))
+	}
+	return tracing.Tracer(tracerScope).Start(ctx, "process "+string(c.Type), opts...)
+}
+
+// endAttemptSpan records how the attempt ended and ends its span (nil:
+// tracing was off). ok and werr are the outcome write's: an outcome that
+// was not written (the lease was lost, or the write failed) is "lost".
+func endAttemptSpan(e ending, ok bool, werr error) {
+	span := e.a.span
+	if span == nil {
+		return
+	}
+	outcome := string(e.o.Kind)
+	if !ok || werr != nil {
+		outcome = "lost"
+	}
+	span.SetAttributes(attribute.String("jobsd.attempt.outcome", outcome))
+	switch {
+	case werr != nil:
+		tracing.Fail(span, werr)
+	case e.err != nil && e.o.Kind != store.OutcomeRelease:
+		tracing.Fail(span, e.err)
+	}
+	span.End()
+}
+
+// traceArgs are the log arguments naming the attempt's trace: none while
+// tracing is off or the attempt's span is not sampled.
+func traceArgs(span trace.Span) []any {
+	if tid := tracing.SpanTraceID(span); tid != "" {
+		return []any{"trace_id", tid}
+	}
+	return nil
+}
