@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/jobsd/jobsd/job"
 	"github.com/lib/pq"
 )
 
@@ -130,58 +129,22 @@ func (s *Store) OutboxLen(ctx context.Context) (int, error) {
 
 // RescueToOutbox is Rescue for a deployment whose workers are fed by a
 // queue (JOBS_DISPATCH=sqs): the same statement, with the same effects on
-// the jobs and the attempt log, also writes an outbox row for each job it returns to the
-// queue, due when its backoff ends. Nothing else would send one: the
-// message that fed the lost attempt was acknowledged, or comes back while
-// the lease still looks held and is skipped. It returns how many jobs were
-// retried and how many failed.
-//
-// The update repeats Rescue's rather than sharing it, because Rescue's
-// statement returns nothing the outbox insert could use without changing
-// what the long-lived worker runs.
+// the jobs and the attempt log, also writes an outbox row for each job it
+// returns to the queue, due when its backoff ends. Nothing else would send
+// one: the message that fed the lost attempt was acknowledged, or comes back
+// while the lease still looks held and is skipped. It returns how many jobs
+// were retried and how many failed.
 func (s *Store) RescueToOutbox(ctx context.Context, backoff time.Duration) (retried, failed int, err error) {
-	ctx, cancel := context.WithTimeout(ctx, s.timeout)
-	defer cancel()
-	var rows []struct {
-		Status job.Status `db:"status"`
-	}
-	err = s.db.SelectContext(ctx, &rows, `
-		WITH lost AS MATERIALIZED (
-			SELECT id FROM jobs
-			WHERE lease_owner IS NOT NULL AND lease_expires_at < now() AND status = 'PROCESSING'
-			LIMIT 1000
-			FOR UPDATE SKIP LOCKED),
-		rescued AS (
-			UPDATE jobs j SET
-				status = CASE WHEN j.attempts >= j.max_attempts THEN 'FAILED' ELSE j.status END,
-				error = CASE WHEN j.attempts >= j.max_attempts THEN $1 END,
-				completed_at = CASE WHEN j.attempts >= j.max_attempts THEN now() END,
-				run_after = now() + make_interval(secs => $2),
-				updated_at = now(), version = j.version + 1,
-				lease_owner = NULL, lease_expires_at = NULL
-			FROM lost
-			WHERE j.id = lost.id
-			RETURNING j.id, j.status, j.run_after, j.type, j.attempts, j.worker_id, j.attempted_at),
-		logged AS (
-			INSERT INTO job_attempts (job_id, attempt, type, worker_id, started_at, outcome, final, error)
-			SELECT id, attempts, type, worker_id, attempted_at, 'lost', status = 'FAILED', $1
-			FROM rescued),
-		queued AS (
-			INSERT INTO outbox (job_id, not_before)
-			SELECT id, run_after FROM rescued WHERE status <> 'FAILED')
-		SELECT status FROM rescued`, job.ErrTextWorkerLost, backoff.Seconds())
-	if err != nil {
-		return 0, 0, fmt.Errorf("rescue jobs to the outbox: %w", classify(err))
-	}
-	for _, r := range rows {
-		if r.Status == job.StatusFailed {
-			failed++
-		} else {
-			retried++
-		}
-	}
-	if retried > 0 {
+	retried, failed, err = s.rescue(ctx, rescueToOutboxSQL, backoff)
+	if err == nil && retried > 0 {
 		s.outbox.written()
 	}
-	return retried, failed, nil
+	return retried, failed, err
 }
+
+// rescueToOutboxSQL is Rescue's statement, plus the outbox rows.
+const rescueToOutboxSQL = rescueCTEs + `,
+	queued AS (
+		INSERT INTO outbox (job_id, not_before)
+		SELECT id, run_after FROM rescued WHERE status <> 'FAILED')
+	SELECT status FROM rescued`

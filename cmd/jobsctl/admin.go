@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"io"
 	"strings"
@@ -49,50 +48,22 @@ func runAdmin(g *globals, args []string, stdout, stderr io.Writer) int {
 	return usageError(fs, stderr, "unknown admin command %q", fs.Arg(0))
 }
 
-// adminOnJob is an admin command that takes one job ID and prints what the
-// API answers as JSON.
-func adminOnJob[T any](g *globals, args []string, stdout, stderr io.Writer, name, help string,
-	call func(*client.Client, context.Context, string) (*T, error)) int {
-	fs := newFlagSet("admin "+name, stderr, g)
-	setUsage(fs, "admin "+name+" [flags] ID", help)
-	pos, code, ok := parseInterspersed(fs, args)
-	if !ok {
-		return code
-	}
-	id, code, ok := oneID(fs, stderr, pos)
-	if !ok {
-		return code
-	}
-	c, err := g.newClient()
-	if err != nil {
-		return fail(stderr, err)
-	}
-	v, err := call(c, background(), id)
-	if err != nil {
-		return fail(stderr, err)
-	}
-	if err := printJSON(stdout, v); err != nil {
-		return fail(stderr, err)
-	}
-	return exitOK
-}
-
 func runAdminGet(g *globals, args []string, stdout, stderr io.Writer) int {
-	return adminOnJob(g, args, stdout, stderr, "get", "Prints any user's job, with its owner, worker and requeue links, as JSON.", (*client.Client).AdminGet)
+	return runOnJob(g, args, stdout, stderr, "admin get", "Prints any user's job, with its owner, worker and requeue links, as JSON.", (*client.Client).AdminGet)
 }
 
 func runAdminAttempts(g *globals, args []string, stdout, stderr io.Writer) int {
-	return adminOnJob(g, args, stdout, stderr, "attempts", "Prints the job's attempts, oldest first, as JSON.", (*client.Client).AdminAttempts)
+	return runOnJob(g, args, stdout, stderr, "admin attempts", "Prints the job's attempts, oldest first, as JSON.", (*client.Client).AdminAttempts)
 }
 
 func runAdminCancel(g *globals, args []string, stdout, stderr io.Writer) int {
-	return adminOnJob(g, args, stdout, stderr, "cancel", `
+	return runOnJob(g, args, stdout, stderr, "admin cancel", `
 Cancels any user's PENDING or PROCESSING job: it ends FAILED with the error
 "Cancelled by an administrator". A finished job is an error (409, exit 3).`, (*client.Client).AdminCancel)
 }
 
 func runAdminRequeue(g *globals, args []string, stdout, stderr io.Writer) int {
-	return adminOnJob(g, args, stdout, stderr, "requeue", `
+	return runOnJob(g, args, stdout, stderr, "admin requeue", `
 Runs a FAILED job again as a new job (same user, type and input) and prints
 the new job. The original stays FAILED. A job is requeued at most once, and
 a cancelled job never (409, exit 3).`, (*client.Client).AdminRequeue)

@@ -5,7 +5,6 @@ import (
 	"io"
 
 	"github.com/jobsd/jobsd/client"
-	"github.com/jobsd/jobsd/gen"
 )
 
 func runGet(g *globals, args []string, stdout, stderr io.Writer) int {
@@ -20,9 +19,10 @@ finished job is an error (409, exit status 3).`, (*client.Client).Cancel)
 }
 
 // runOnJob is a command that takes one job ID, calls the API with it and
-// prints the job it answers as JSON.
-func runOnJob(g *globals, args []string, stdout, stderr io.Writer, name, help string,
-	call func(*client.Client, context.Context, string) (*gen.Job, error)) int {
+// prints what it answers (a job, an admin's view of one, its attempts) as
+// JSON.
+func runOnJob[T any](g *globals, args []string, stdout, stderr io.Writer, name, help string,
+	call func(*client.Client, context.Context, string) (*T, error)) int {
 	fs := newFlagSet(name, stderr, g)
 	setUsage(fs, name+" [flags] ID", help)
 	pos, code, ok := parseInterspersed(fs, args)
@@ -37,11 +37,11 @@ func runOnJob(g *globals, args []string, stdout, stderr io.Writer, name, help st
 	if err != nil {
 		return fail(stderr, err)
 	}
-	job, err := call(c, background(), id)
+	v, err := call(c, background(), id)
 	if err != nil {
 		return fail(stderr, err)
 	}
-	if err := printJSON(stdout, job); err != nil {
+	if err := printJSON(stdout, v); err != nil {
 		return fail(stderr, err)
 	}
 	return exitOK
