@@ -26,9 +26,11 @@ spec-lint: ## lint openapi.yaml with Spectral's OpenAPI ruleset (npm, cached out
 	bash scripts/spec-lint.sh
 
 .PHONY: tidy-check
-tidy-check: ## fail if go.mod or go.sum (here or in bench/) differ from what `go mod tidy` makes
+tidy-check: ## fail if go.mod or go.sum (here, in bench/ or in tools/*/) differ from what `go mod tidy` makes
 	@$(GO) mod tidy -diff || { echo "go.mod/go.sum are not tidy: run 'go mod tidy' and commit"; exit 1; }
-	@cd bench && $(GO) mod tidy -diff || { echo "bench/go.mod/go.sum are not tidy: run 'cd bench && go mod tidy' and commit"; exit 1; }
+	@for d in bench $(TOOL_MODULES); do \
+		(cd $$d && $(GO) mod tidy -diff) || { echo "$$d/go.mod/go.sum are not tidy: run 'cd $$d && go mod tidy' and commit"; exit 1; }; \
+	done
 
 .PHONY: build
 build: ## build bin/jobsd
@@ -93,11 +95,43 @@ vulncheck: ## govulncheck on an offline database; fails on reachable vulnerabili
 conformance-blackbox: ## the contract suite in black-box mode against a real `jobsd dev` process
 	bash scripts/conformance-blackbox.sh
 
+# Developer tools, each pinned in its own module under tools/ (so the main
+# go.mod stays free of them, and so golangci-lint builds with the dependency
+# versions it was released with: in one module with oasdiff, viper would be
+# upgraded under it). Each binary is rebuilt only when its go.sum changes:
+# golangci-lint takes minutes to compile.
+TOOL_MODULES := tools/golangci-lint tools/oasdiff
+GOLANGCI_LINT := bin/golangci-lint
+OASDIFF := bin/oasdiff
+
+$(GOLANGCI_LINT): tools/golangci-lint/go.mod tools/golangci-lint/go.sum
+	cd tools/golangci-lint && $(GO) build -o ../../$@ github.com/golangci/golangci-lint/v2/cmd/golangci-lint
+
+$(OASDIFF): tools/oasdiff/go.mod tools/oasdiff/go.sum
+	cd tools/oasdiff && $(GO) build -o ../../$@ github.com/oasdiff/oasdiff
+
+.PHONY: tools
+tools: $(GOLANGCI_LINT) $(OASDIFF) ## build the pinned developer tools (golangci-lint, oasdiff) into bin/
+
 .PHONY: lint
-lint: ## go vet and gofmt
+lint: $(GOLANGCI_LINT) ## go vet, gofmt and golangci-lint (.golangci.yml), here and in bench/
 	$(GO) vet ./...
 	@out="$$(gofmt -l $$(git ls-files '*.go'))"; if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GOLANGCI_LINT) run ./...
 	cd bench && $(GO) vet ./...
+	cd bench && ../$(GOLANGCI_LINT) run --config ../.golangci.yml ./...
+
+# The baseline is the contract as last released; it changes only on purpose
+# (see README, "Linters and checks").
+SPEC_BASELINE := openapi.baseline.yaml
+
+.PHONY: breaking-check
+breaking-check: $(OASDIFF) ## fail if openapi.yaml breaks clients of openapi.baseline.yaml (oasdiff, ERR level)
+	$(OASDIFF) breaking --fail-on ERR $(SPEC_BASELINE) openapi.yaml
+
+.PHONY: deps-check
+deps-check: ## check the dependency rules with go list -deps (scripts/deps-check.sh)
+	bash scripts/deps-check.sh
 
 .PHONY: rules-check
 rules-check: ## check deploy/prometheus/alerts.yml with promtool (Debian package prometheus)

@@ -77,14 +77,14 @@ func createKeyFile(path string) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	// A partial file left behind would be read as the key next time: say
+	// so if it cannot be removed.
 	if _, err := f.Write(data); err != nil {
-		f.Close()
-		os.Remove(path)
-		return nil, err
+		_ = f.Close() // the write error is the one to report
+		return nil, errors.Join(err, os.Remove(path))
 	}
 	if err := f.Close(); err != nil {
-		os.Remove(path)
-		return nil, err
+		return nil, errors.Join(err, os.Remove(path))
 	}
 	return data, nil
 }

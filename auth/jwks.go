@@ -98,7 +98,7 @@ func (c *keyCache) get(ctx context.Context, kid string) (*rsa.PublicKey, error) 
 			lastErr := c.lastErr
 			c.mu.Unlock()
 			if lastErr != nil {
-				return nil, fmt.Errorf("unknown kid %q (key set refetch rate-limited; last fetch failed: %v)", kid, lastErr)
+				return nil, fmt.Errorf("unknown kid %q (key set refetch rate-limited; last fetch failed: %w)", kid, lastErr)
 			}
 			return nil, fmt.Errorf("unknown kid %q (key set refetch rate-limited)", kid)
 		}
@@ -123,7 +123,7 @@ func (c *keyCache) get(ctx context.Context, kid string) (*rsa.PublicKey, error) 
 		return k, nil
 	}
 	if c.lastErr != nil {
-		return nil, fmt.Errorf("unknown kid %q: fetching key set: %v", kid, c.lastErr)
+		return nil, fmt.Errorf("unknown kid %q: fetching key set: %w", kid, c.lastErr)
 	}
 	return nil, fmt.Errorf("unknown kid %q", kid)
 }

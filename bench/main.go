@@ -49,6 +49,8 @@ type Results struct {
 	Pickup   *PickupResult   `json:"pickupLatency,omitempty"`
 	Growth   *GrowthResult   `json:"growth,omitempty"`
 	Delivery *DeliveryResult `json:"delivery,omitempty"`
+	// Fairness is one user's backlog against another user's single job.
+	Fairness *FairnessResult `json:"fairness,omitempty"`
 	// DeliveryBurst completes every job at once: a throughput figure, no goal.
 	DeliveryBurst *DeliveryResult `json:"deliveryBurst,omitempty"`
 	Goals         []Goal          `json:"goals"`
@@ -60,7 +62,7 @@ type Results struct {
 func main() {
 	quick := flag.Bool("quick", false, "small sizes, 2 repeats, one concurrency (< 2 minutes)")
 	out := flag.String("out", "results/latest.json", "where to write the JSON results")
-	only := flag.String("only", "", "comma-separated scenarios to run (status,worker,pickup,growth,delivery); default all")
+	only := flag.String("only", "", "comma-separated scenarios to run (status,worker,pickup,growth,delivery,fairness); default all")
 	workerJobs := flag.Int("worker-jobs", 0, "override the number of jobs in the worker burn-down (full default 1000000)")
 	deliveryPace := flag.Int("delivery-pace", 200, "scenario 5: jobs completed per second in the paced run (10 waiters each)")
 	probe := flag.Bool("probe-concurrency", false, "also try jobsd worker concurrency 100/250/500/1000/2000 before scenario 2")
@@ -184,6 +186,17 @@ func run(quick bool, out, only string, workerJobs, deliveryPace int, probe, diag
 		}
 	}
 
+	if want("fairness") {
+		fo := fairnessOpts{backlog: 10_000, jobTime: 2 * time.Second, concurrency: 8, probes: 5}
+		if quick {
+			fo.probes = 3
+		}
+		logf("scenario 6: fairness: user A's %d jobs of %s, then user B's jobs one at a time, 1 worker at concurrency %d", fo.backlog, fo.jobTime, fo.concurrency)
+		if res.Fairness, err = runFairnessScenario(ctx, e, fo); err != nil {
+			fail("fairness", err)
+			res.Fairness = nil
+		}
+	}
 	if want("delivery") {
 		burstO := deliveryO
 		burstO.db, burstO.pace = "delivery_burst", 0
@@ -243,6 +256,11 @@ func goals(r *Results) []Goal {
 		v := r.Growth.P99BigOverSmall.Median
 		gs = append(gs, Goal{Name: fmt.Sprintf("status p99 at %s jobs vs 10k", human(r.Growth.BigJobs)), Target: "<= 1.50x",
 			Measured: v, Met: v <= 1.5, Note: map[bool]string{true: "quick mode: 100k, not 1M"}[r.Mode == "quick"]})
+	}
+	if f := r.Fairness; f != nil {
+		gs = append(gs, Goal{Name: fmt.Sprintf("fairness: user B's job starts behind user A's %s queued %gs jobs", human(f.BacklogJobs), f.JobSeconds),
+			Target: "<= 5000 ms", Measured: f.MaxMs, Met: f.MaxMs <= 5000,
+			Note: fmt.Sprintf("worst of %d probes; served strictly in order it would wait %.0f s", len(f.StartMs), f.FIFOSeconds)})
 	}
 	if d := r.Delivery; d != nil {
 		note := fmt.Sprintf("%d missing", d.LongPoll.Missing+d.SSE.Missing)
@@ -432,6 +450,11 @@ func printReport(f *os.File, r *Results) {
 		fmt.Fprintf(w, "\tsmall\t%d\t%s\t%s\t%s\t%s\n", g.SmallSizes.Rows, mib(g.SmallSizes.HeapBytes), mib(g.SmallSizes.IndexesBytes), sp(g.Small.PerSec, "%.0f"), sp(g.Small.P99ms, "%.2f"))
 		fmt.Fprintf(w, "\tHEADLINE p99 big ÷ small\t%s\treq/s big ÷ small\t%s\n\n", sp(g.P99BigOverSmall, "%.3f"), sp(g.RPSBigOverSmall, "%.3f"))
 	}
+	if f := r.Fairness; f != nil {
+		fmt.Fprintf(w, "6. fairness: user A's %s queued jobs of %gs, 1 worker at concurrency %d; user B creates one job at a time\n", human(f.BacklogJobs), f.JobSeconds, f.Concurrency)
+		fmt.Fprintf(w, "\tB's start latency ms (created -> started, DB clock)\t%v\tmax %.0f\n", roundAll(f.StartMs), f.MaxMs)
+		fmt.Fprintf(w, "\tA's jobs started meanwhile\t%d\tstrict queue order would make B wait %.0f s\n\n", f.BacklogStarted, f.FIFOSeconds)
+	}
 	for _, d := range []*DeliveryResult{r.Delivery, r.DeliveryBurst} {
 		if d == nil {
 			continue
@@ -476,4 +499,12 @@ func firstWords(s string, n int) string {
 		f = f[:n]
 	}
 	return strings.Join(f, " ")
+}
+
+func roundAll(v []float64) []float64 {
+	out := make([]float64, len(v))
+	for i, x := range v {
+		out[i] = math.Round(x)
+	}
+	return out
 }

@@ -192,7 +192,7 @@ func ceilingLoop(ctx context.Context, db *sql.DB, c ceilingCandidate, worker str
 			var attempts, maxAttempts int
 			var created time.Time
 			if err := rows.Scan(&id, &lease, &input, &user, &typ, &attempts, &maxAttempts, &created); err != nil {
-				rows.Close()
+				rows.Close() //nolint:sqlclosecheck // closed on every path; a defer in this loop would hold each batch's rows to the end
 				return err
 			}
 			ids, leases = append(ids, id), append(leases, lease)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -155,7 +156,7 @@ func pickupRun(ctx context.Context, e *env, pool *pgxpool.Pool, url string, rate
 	}
 	r.Jobs = n
 	r.AchievedRate = float64(n) / last.Sub(start).Seconds()
-	if err := pollUntilZero(ctx, pool, `SELECT count(*) FROM jobs WHERE started_at IS NULL`, 30*time.Second, func() error { return nil }); err != nil && err != errTimeout {
+	if err := pollUntilZero(ctx, pool, `SELECT count(*) FROM jobs WHERE started_at IS NULL`, 30*time.Second, func() error { return nil }); err != nil && !errors.Is(err, errTimeout) {
 		return r, err
 	}
 	startedAt := make(map[uuid.UUID]time.Time, n)

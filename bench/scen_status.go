@@ -200,7 +200,7 @@ func runGrowthScenario(ctx context.Context, e *env, iss *tokenIssuer, big *Statu
 		return nil, err
 	}
 	g := &GrowthResult{SmallJobs: small.ix.numJobs, SmallSizes: sizes, BigJobs: big.Jobs, BigSizes: big.Sizes}
-	var smalls, bigs, p99s, rates []float64
+	var p99s, rates []float64
 	var smallRuns, bigRuns []LoadResult
 	for rep := range o.repeats {
 		order := []statusTarget{small, big.target}
@@ -222,7 +222,6 @@ func runGrowthScenario(ctx context.Context, e *env, iss *tokenIssuer, big *Statu
 		}
 		g.Runs = append(g.Runs, got[0], got[1])
 		smallRuns, bigRuns = append(smallRuns, got[0]), append(bigRuns, got[1])
-		smalls, bigs = append(smalls, got[0].P99ms), append(bigs, got[1].P99ms)
 		p99s = append(p99s, got[1].P99ms/got[0].P99ms)
 		rates = append(rates, got[1].PerSec/got[0].PerSec)
 	}

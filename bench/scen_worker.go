@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -264,13 +265,13 @@ func jobsdBurnDown(ctx context.Context, e *env, pool *pgxpool.Pool, url string, 
 		+ (SELECT count(*) FROM jobs WHERE lease_owner IS NOT NULL)`, timeout, func() error {
 		for _, p := range ps {
 			if p.exited() {
-				return fmt.Errorf("jobsd worker exited: %v\n%s", p.Err(), p.logTail())
+				return fmt.Errorf("jobsd worker exited: %w\n%s", p.Err(), p.logTail())
 			}
 		}
 		return nil
 	})
 	elapsed := time.Since(start)
-	if err == errTimeout {
+	if errors.Is(err, errTimeout) {
 		b.TimedOut = true
 	} else if err != nil {
 		return b, err
@@ -392,7 +393,7 @@ func riverBurnDown(ctx context.Context, pool *pgxpool.Pool, n int, timeout time.
 	stopCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	_ = client.Stop(stopCtx)
 	cancel()
-	if err == errTimeout {
+	if errors.Is(err, errTimeout) {
 		b.TimedOut = true
 	} else if err != nil {
 		return b, err

@@ -232,7 +232,7 @@ func TestWaitJobFailed(t *testing.T) {
 func TestWaitContextCancel(t *testing.T) {
 	c := newClient(t, "canceller", true)
 	j := preview(t, c, "A slow one. [[simulate:slow=30s]]")
-	defer c.Cancel(context.Background(), j.Id.String())
+	defer func() { _, _ = c.Cancel(context.Background(), j.Id.String()) }() // cleanup: the test may have finished it
 
 	// Long polling: the request in flight is abandoned.
 	ctx, cancel := context.WithTimeout(t.Context(), 300*time.Millisecond)
@@ -358,7 +358,10 @@ func TestListPaging(t *testing.T) {
 		}
 	}
 	n := 0
-	for range c.All(ctx, client.ListOptions{Limit: 2}) {
+	for _, err := range c.All(ctx, client.ListOptions{Limit: 2}) {
+		if err != nil {
+			t.Fatalf("All: %v", err)
+		}
 		if n++; n == 3 {
 			break
 		}

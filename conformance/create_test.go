@@ -49,7 +49,9 @@ func create(t *testing.T, path string, h http.Header, body string) createdJob {
 	var st struct {
 		Status string `json:"status"`
 	}
-	json.Unmarshal(b, &st)
+	if err := json.Unmarshal(b, &st); err != nil {
+		t.Fatalf("decode %s: %v", b, err)
+	}
 	finished := st.Status == "COMPLETED" || st.Status == "FAILED" // an Idempotency-Key replay
 	if ra := resp.Header.Get("Retry-After"); (ra != "3" && !finished) || (ra != "" && finished) {
 		t.Errorf("Retry-After %q for a %s job, want 3 while unfinished, none once finished", ra, st.Status)

@@ -212,7 +212,9 @@ func rawGetNoShape(t *testing.T, target, authorization string) (*http.Response, 
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	conn.SetDeadline(time.Now().Add(10 * time.Second))
+	if err := conn.SetDeadline(time.Now().Add(10 * time.Second)); err != nil {
+		t.Fatal(err)
+	}
 	req := "GET " + target + " HTTP/1.1\r\nHost: " + u.Host + "\r\nConnection: close\r\n"
 	if authorization != "" {
 		req += "Authorization: " + authorization + "\r\n"

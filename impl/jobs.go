@@ -200,15 +200,16 @@ func jobInput(body *gen.CreateJobRequest) (job.Type, []byte, error) {
 	return job.Type(disc), b, nil
 }
 
-// GetHealth: the process is alive.
+// GetHealth says the process is alive.
 func (s *Server) GetHealth(ctx context.Context, _ server.GetHealthRequestObject) (server.GetHealthResponseObject, error) {
 	return server.GetHealth200JSONResponse{Status: gen.Ok}, nil
 }
 
-// GetReady: the process is not draining, its change listener is connected
-// (without it, long polls and event streams would hear of changes only at
-// their timeouts) and the database answers. A load balancer stops sending
-// requests to a process that says 503.
+// GetReady says whether the process can take requests: it is not
+// draining, its change listener is connected (without it, long polls and
+// event streams would hear of changes only at their timeouts) and the
+// database answers. A load balancer stops sending requests to a process
+// that says 503.
 func (s *Server) GetReady(ctx context.Context, _ server.GetReadyRequestObject) (server.GetReadyResponseObject, error) {
 	select {
 	case <-s.draining:

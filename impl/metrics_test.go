@@ -95,7 +95,7 @@ func TestMetrics(t *testing.T) {
 
 	// Wait until the hub listens, so that the cancellation below wakes the
 	// waiting requests at once.
-	scrape := waitFor(t, msrv.URL(), "the hub's LISTEN connection", func(s scraped) bool {
+	waitFor(t, msrv.URL(), "the hub's LISTEN connection", func(s scraped) bool {
 		return s.value("jobsd_listener_up", "channel", hub.Channel) == 1
 	})
 
@@ -136,7 +136,7 @@ func TestMetrics(t *testing.T) {
 	expect(409, "POST", "/api/jobs/"+id+"/cancel", "")
 	expect(401, "GET", "/api/jobs/"+id, "", "Authorization", "Bearer nope")
 
-	scrape = waitFor(t, msrv.URL(), "the streams to close", func(s scraped) bool {
+	scrape := waitFor(t, msrv.URL(), "the streams to close", func(s scraped) bool {
 		return s.value("jobsd_http_open_streams", "kind", "long_poll") == 0 &&
 			s.value("jobsd_http_open_streams", "kind", "events") == 0
 	})

@@ -327,7 +327,7 @@ func recoverPanics(log *slog.Logger) echo.MiddlewareFunc {
 		return func(c echo.Context) (err error) {
 			defer func() {
 				if r := recover(); r != nil {
-					if r == http.ErrAbortHandler {
+					if r == http.ErrAbortHandler { //nolint:errorlint // a recovered value, compared as net/http compares it
 						panic(r)
 					}
 					log.Error("panic", "request_id", requestID(c), "panic", r, "stack", stack())

@@ -163,7 +163,7 @@ func New(cfg Config) (*echo.Echo, error) {
 // Spec returns openapi.yaml as embedded in the binary, ready for validation.
 func Spec() (*openapi3.T, error) {
 	registerFormats()
-	doc, err := server.GetSwagger()
+	doc, err := server.GetSpec()
 	if err != nil {
 		return nil, fmt.Errorf("load embedded spec: %w", err)
 	}
@@ -249,7 +249,7 @@ func deadlines(next echo.HandlerFunc) echo.HandlerFunc {
 		_ = rc.SetWriteDeadline(now.Add(d))
 		// The server does not reset a write deadline between requests on a
 		// kept-alive connection; clear it so the next request starts afresh.
-		defer rc.SetWriteDeadline(time.Time{})
+		defer func() { _ = rc.SetWriteDeadline(time.Time{}) }()
 		return next(c)
 	}
 }

@@ -142,7 +142,11 @@ func BenchmarkPoll(b *testing.B) {
 	// the cost of making them, as in production, without a collector.
 	b.Run("tracing-on", func(b *testing.B) {
 		tp := sdktrace.NewTracerProvider(sdktrace.WithBatcher(tracetest.NewNoopExporter()), sdktrace.WithSampler(sdktrace.AlwaysSample()))
-		defer tp.Shutdown(context.Background())
+		defer func() {
+			if err := tp.Shutdown(context.Background()); err != nil {
+				b.Error(err)
+			}
+		}()
 		defer tracing.Use(tp)()
 		benchmarkPoll(b, setupPoll(b))
 	})

@@ -75,7 +75,9 @@ func TestManyWaiters(t *testing.T) {
 		return h.Waiting() >= (pollers+streamers)*9/10
 	})
 	var conns int
-	b.st.DB().Get(&conns, `SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()`)
+	if err := b.st.DB().Get(&conns, `SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()`); err != nil {
+		t.Fatal(err)
+	}
 	t.Logf("%d clients waiting; %d database connections in use", h.Waiting(), conns)
 	if conns > 25 { // the pool (20), the hub's LISTEN connection, and this query's
 		t.Errorf("%d database connections for %d waiting clients", conns, h.Waiting())

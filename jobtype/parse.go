@@ -292,7 +292,7 @@ func parseDOCX(doc []byte) (parseResult, error) {
 	if err != nil {
 		return parseResult{}, notReadable("DOCX")
 	}
-	defer rc.Close()
+	defer func() { _ = rc.Close() }() // a reader: its Close loses nothing
 	dec := xml.NewDecoder(io.LimitReader(rc, maxDocxXMLBytes))
 	var (
 		b                 sectionBuilder

@@ -183,7 +183,7 @@ func (p *Parser) reply(ctx context.Context, out []byte, runErr error) (json.RawM
 	case errors.As(runErr, &le):
 		p.opts.Log.Warn("document parse stopped at a limit", "reason", le.Reason, "wall", le.Stats.Wall,
 			"cpu", le.Stats.CPU, "peak_rss", le.Stats.PeakRSS, "detail", le.Detail)
-		return nil, fmt.Errorf("%w (%v)", Permanent(ParseLimitsMessage), runErr)
+		return nil, fmt.Errorf("%w (%v)", Permanent(ParseLimitsMessage), runErr) //nolint:errorlint // the limit is detail, not a cause to match: the job fails for good
 	case runErr != nil:
 		return nil, fmt.Errorf("parsing in a child process: %w", runErr)
 	}

@@ -45,7 +45,7 @@ func writeStatus(w http.ResponseWriter, code int, body string) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(code)
-	fmt.Fprintln(w, body)
+	_, _ = fmt.Fprintln(w, body) // a failed write means the client is gone: nobody to tell
 }
 
 // Server is a running metrics listener.

@@ -169,7 +169,10 @@ func TestBedrockLongMessageTrimmed(t *testing.T) {
 	f := &fakeBedrock{status: 400, errType: "ValidationException", errMsg: strings.Repeat("bad\ninput ", 100)}
 	p := newTestBedrock(t, f)
 	_, err := p.Converse(context.Background(), Request{Prompt: "hi"})
-	me := err.(*Error)
+	var me *Error
+	if !errors.As(err, &me) {
+		t.Fatalf("err = %v, want an *Error", err)
+	}
 	if n := len([]rune(me.Message)); n > 200 || strings.Contains(me.Message, "\n") {
 		t.Errorf("message not trimmed to one line of 200 runes: %d %q", n, me.Message)
 	}
@@ -181,8 +184,8 @@ func TestBedrockTimeout(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
 	_, err := p.Converse(ctx, Request{Prompt: "hi"})
-	me, ok := err.(*Error)
-	if !ok || me.Code != "Timeout" || !me.Retryable {
+	var me *Error
+	if !errors.As(err, &me) || me.Code != "Timeout" || !me.Retryable {
 		t.Fatalf("err = %v", err)
 	}
 	if got := me.ClientMessage(); got != "Bedrock API error: Timeout - the model did not answer in time" {
@@ -200,8 +203,8 @@ func TestBedrockConnectionError(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err = p.Converse(context.Background(), Request{Prompt: "hi"})
-	me, ok := err.(*Error)
-	if !ok || me.Code != "ConnectionError" || !me.Retryable {
+	var me *Error
+	if !errors.As(err, &me) || me.Code != "ConnectionError" || !me.Retryable {
 		t.Fatalf("err = %#v", err)
 	}
 	if strings.Contains(me.ClientMessage(), "127.0.0.1") {

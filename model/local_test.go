@@ -83,8 +83,8 @@ func TestLocalSlowMarker(t *testing.T) {
 	defer cancel()
 	start = time.Now()
 	_, err := p.Converse(ctx, Request{Prompt: "[[simulate:slow=30s]]"})
-	me, ok := err.(*Error)
-	if !ok || me.Code != "Timeout" || !me.Retryable || time.Since(start) > 5*time.Second {
+	var me *Error
+	if !errors.As(err, &me) || me.Code != "Timeout" || !me.Retryable || time.Since(start) > 5*time.Second {
 		t.Fatalf("slow with deadline: %v", err)
 	}
 }

@@ -3,6 +3,7 @@ package model
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -69,8 +70,8 @@ func TestOpenAIErrors(t *testing.T) {
 		p, _ := NewOpenAI(OpenAIConfig{BaseURL: srv.URL + "/v1", DefaultModelID: "m"})
 		_, err := p.Converse(context.Background(), Request{Prompt: "q"})
 		srv.Close()
-		me, ok := err.(*Error)
-		if !ok {
+		var me *Error
+		if !errors.As(err, &me) {
 			t.Fatalf("%d: err = %v", c.status, err)
 		}
 		if me.Retryable != c.retryable || me.ClientMessage() != c.client || me.Provider != ProviderOpenAI {
@@ -88,8 +89,8 @@ func TestOpenAIConnectionError(t *testing.T) {
 	srv.Close()
 	p, _ := NewOpenAI(OpenAIConfig{BaseURL: u + "/v1", DefaultModelID: "m"})
 	_, err := p.Converse(context.Background(), Request{Prompt: "q"})
-	me, ok := err.(*Error)
-	if !ok || me.Code != "ConnectionError" || !me.Retryable || strings.Contains(me.ClientMessage(), "127.0.0.1") {
+	var me *Error
+	if !errors.As(err, &me) || me.Code != "ConnectionError" || !me.Retryable || strings.Contains(me.ClientMessage(), "127.0.0.1") {
 		t.Fatalf("err = %#v", err)
 	}
 }

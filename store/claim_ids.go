@@ -25,21 +25,9 @@ func (s *Store) ClaimIDs(ctx context.Context, worker string, ids []uuid.UUID, le
 	defer cancel()
 	rows, err := s.db.QueryContext(ctx, `
 		WITH picked AS MATERIALIZED (
-			SELECT id, run_after`+runnable+` AND id = ANY($1)
+			SELECT id, run_after, 0::bigint AS place`+runnable+` AND id = ANY($1)
 			FOR UPDATE SKIP LOCKED)
-		UPDATE jobs j SET
-			status = 'PROCESSING',
-			attempts = j.attempts + 1,
-			started_at = COALESCE(j.started_at, now()),
-			attempted_at = now(),
-			lease_owner = gen_random_uuid(),
-			lease_expires_at = now() + make_interval(secs => $2),
-			worker_id = $3,
-			updated_at = now(),
-			version = j.version + 1
-		FROM picked
-		WHERE j.id = picked.id
-		RETURNING j.id, j.user_id, j.type, j.input, j.attempts, j.max_attempts, j.lease_owner, j.created_at, picked.run_after, j.trace_context`,
+		`+claimPicked,
 		pq.Array(uuidStrings(ids)), lease.Seconds(), worker)
 	if err != nil {
 		return nil, fmt.Errorf("claim jobs by id: %w", classify(err))

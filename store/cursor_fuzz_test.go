@@ -1,6 +1,7 @@
 package store
 
 import (
+	"errors"
 	"testing"
 	"time"
 
@@ -17,7 +18,7 @@ func FuzzParseCursor(f *testing.F) {
 	f.Fuzz(func(t *testing.T, s string) {
 		c, err := ParseCursor(s)
 		if err != nil {
-			if err != ErrBadCursor {
+			if !errors.Is(err, ErrBadCursor) {
 				t.Fatalf("error %v is not ErrBadCursor", err)
 			}
 			return

@@ -135,7 +135,7 @@ type Cursor struct {
 	ID        uuid.UUID
 }
 
-// ErrBadCursor: the cursor text was not made by Cursor.String.
+// ErrBadCursor means the cursor text was not made by Cursor.String.
 var ErrBadCursor = errors.New("invalid cursor")
 
 // String encodes the cursor as opaque URL-safe text.

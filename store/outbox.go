@@ -82,12 +82,12 @@ func (s *Store) SendOutbox(ctx context.Context, limit int, send SendFunc) (int, 
 	if err != nil {
 		return 0, fmt.Errorf("read outbox: %w", classify(err))
 	}
+	defer rows.Close()
 	var msgs []OutboxMessage
 	for rows.Next() {
 		var m OutboxMessage
 		var secs float64
 		if err := rows.Scan(&m.Seq, &m.JobID, &secs); err != nil {
-			rows.Close()
 			return 0, fmt.Errorf("read outbox: %w", classify(err))
 		}
 		m.Delay = time.Duration(secs * float64(time.Second))

@@ -27,6 +27,8 @@ type Claimed struct {
 	// TraceContext is the W3C traceparent of the request that created the
 	// job, when that request was traced and sampled; "" otherwise.
 	TraceContext string
+	// place is the job's place in its claim's order, for NextUserAfter.
+	place int64
 }
 
 // QueueKey is a job's place in the queue order: (run_after, id).
@@ -48,12 +50,24 @@ const runnable = `
 	FROM jobs
 	WHERE status IN ('PENDING', 'PROCESSING') AND lease_owner IS NULL AND run_after <= now()`
 
-// queueOrder takes up to $1 of them, oldest first, skipping rows another
-// worker is claiming.
-const queueOrder = `
-	ORDER BY run_after, id
-	LIMIT $1
-	FOR UPDATE SKIP LOCKED`
+// claimPicked is every claim's write, after a CTE picked (id, run_after,
+// place) has chosen and locked the jobs: each gets its attempt counted,
+// status PROCESSING, startedAt on its first attempt, the attempt's start, a
+// fresh lease until now + $2 seconds and the worker's id $3. Its rows are
+// what scanClaimed reads.
+const claimPicked = `UPDATE jobs j SET
+		status = 'PROCESSING',
+		attempts = j.attempts + 1,
+		started_at = COALESCE(j.started_at, now()),
+		attempted_at = now(),
+		lease_owner = gen_random_uuid(),
+		lease_expires_at = now() + make_interval(secs => $2),
+		worker_id = $3,
+		updated_at = now(),
+		version = j.version + 1
+	FROM picked
+	WHERE j.id = picked.id
+	RETURNING j.id, j.user_id, j.type, j.input, j.attempts, j.max_attempts, j.lease_owner, j.created_at, picked.run_after, picked.place, j.trace_context`
 
 // ClaimRequest says what to claim.
 type ClaimRequest struct {
@@ -61,53 +75,79 @@ type ClaimRequest struct {
 	N      int           // at most this many jobs: the worker's free slots
 	Lease  time.Duration // each attempt's lease, extended by Heartbeat
 	// After, when set, claims only past that place in the queue order (see
-	// QueueKey); jobs before it wait for a claim without After.
+	// QueueKey), in every user's jobs; jobs before it wait for a claim
+	// without After.
 	After *QueueKey
+	// UserAfter is where the round robin over users starts: within a turn,
+	// the users after it come first (see fair.go for the order), and it
+	// comes last. NextUserAfter gives the value for the next claim.
+	UserAfter string
+	// UserConcurrency, when above 0, caps how many of one user's jobs hold
+	// a lease at once, across every worker.
+	UserConcurrency int
 }
 
 // Claim takes up to r.N runnable jobs in one committed statement: each gets
 // its attempt counted, status PROCESSING, startedAt on its first attempt, a
-// fresh lease until now+r.Lease and the worker's id. SKIP LOCKED lets many
-// workers claim at once without waiting on each other. It returns the
-// attempts and the place of the last one in the queue order.
+// fresh lease until now+r.Lease and the worker's id. The slots are shared
+// among users by turns (fair.go): every user's oldest job before anybody's
+// second. SKIP LOCKED lets many workers claim at once without waiting on
+// each other. It returns the attempts and the greatest place among them in
+// the queue order.
 func (s *Store) Claim(ctx context.Context, r ClaimRequest) (claimed []Claimed, _ QueueKey, err error) {
 	start := spanStart()
 	defer func() { spanIfWorthIt(ctx, spanClaim, "UPDATE", len(claimed), start, err) }()
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
-	// The picked ids are a materialized CTE joined on the primary key: with
-	// "WHERE id IN (subquery)" the planner may hash-join against a scan of
-	// the whole table, which grows with every retained job.
-	pick := `SELECT id, run_after` + runnable + queueOrder
-	args := []any{r.N, r.Lease.Seconds(), r.Worker}
+	args := []any{r.N, r.Lease.Seconds(), r.Worker, r.UserAfter}
 	if r.After != nil {
-		pick = `SELECT id, run_after` + runnable + ` AND (run_after, id) > ($4, $5)` + queueOrder
 		args = append(args, r.After.RunAfter, r.After.ID)
 	}
-	rows, err := s.db.QueryContext(ctx, `
-		WITH picked AS MATERIALIZED (`+pick+`)
-		UPDATE jobs j SET
-			status = 'PROCESSING',
-			attempts = j.attempts + 1,
-			started_at = COALESCE(j.started_at, now()),
-			attempted_at = now(),
-			lease_owner = gen_random_uuid(),
-			lease_expires_at = now() + make_interval(secs => $2),
-			worker_id = $3,
-			updated_at = now(),
-			version = j.version + 1
-		FROM picked
-		WHERE j.id = picked.id
-		RETURNING j.id, j.user_id, j.type, j.input, j.attempts, j.max_attempts, j.lease_owner, j.created_at, picked.run_after, j.trace_context`,
-		args...)
-	if err != nil {
-		return nil, QueueKey{}, fmt.Errorf("claim jobs: %w", classify(err))
+	if r.UserConcurrency > 0 {
+		args = append(args, r.UserConcurrency)
 	}
-	out, last, err := scanClaimed(rows)
+	query := claimSQLs[b2i(r.After != nil)][b2i(r.UserConcurrency > 0)]
+	claim := s.claimOnce
+	if r.UserConcurrency > 0 {
+		claim = s.claimCapped
+	}
+	out, last, err := claim(ctx, query, args)
 	if err != nil {
 		return nil, QueueKey{}, fmt.Errorf("claim jobs: %w", classify(err))
 	}
 	return out, last, nil
+}
+
+// claimOnce runs an uncapped claim: one statement, committed on its own.
+func (s *Store) claimOnce(ctx context.Context, query string, args []any) ([]Claimed, QueueKey, error) {
+	rows, err := s.db.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, QueueKey{}, err
+	}
+	return scanClaimed(rows)
+}
+
+// claimCapped runs a capped claim under userCapLock, in a transaction of its
+// own: the claim statement takes its snapshot after the lock is granted, so
+// it counts every lease that capped claims before it committed.
+func (s *Store) claimCapped(ctx context.Context, query string, args []any) ([]Claimed, QueueKey, error) {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, QueueKey{}, err
+	}
+	defer tx.Rollback()
+	if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock($1)`, userCapLock); err != nil {
+		return nil, QueueKey{}, err
+	}
+	rows, err := tx.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, QueueKey{}, err
+	}
+	out, last, err := scanClaimed(rows)
+	if err != nil {
+		return nil, QueueKey{}, err
+	}
+	return out, last, tx.Commit()
 }
 
 // scanClaimed reads Claim's rows and the greatest place among them (an
@@ -121,7 +161,7 @@ func scanClaimed(rows *sql.Rows) ([]Claimed, QueueKey, error) {
 		var c Claimed
 		var runAfter time.Time
 		var traceContext sql.NullString // NULL for untraced jobs: nothing allocated
-		if err := rows.Scan(&c.ID, &c.UserID, &c.Type, &c.Input, &c.Attempts, &c.MaxAttempts, &c.Lease, &c.CreatedAt, &runAfter, &traceContext); err != nil {
+		if err := rows.Scan(&c.ID, &c.UserID, &c.Type, &c.Input, &c.Attempts, &c.MaxAttempts, &c.Lease, &c.CreatedAt, &runAfter, &c.place, &traceContext); err != nil {
 			return nil, QueueKey{}, err
 		}
 		c.TraceContext = traceContext.String

@@ -13,6 +13,7 @@ import (
 	"github.com/jmoiron/sqlx"
 	_ "github.com/lib/pq" // the postgres driver
 	"github.com/pressly/goose/v3"
+	"github.com/pressly/goose/v3/lock"
 
 	"github.com/jobsd/jobsd/job"
 	"github.com/jobsd/jobsd/migrations"
@@ -145,8 +146,30 @@ func (s *Store) Ping(ctx context.Context) error {
 	return nil
 }
 
+// migrationLockID is the session-level advisory lock that serialises
+// `jobsd migrate` across processes: goose's default id is shared by every
+// goose user of a database, this one only by jobsd.
+const migrationLockID int64 = 0x6a6f62736d696772 // "jobsmigr"
+
+// migrationLockWait is how long a migration waits for another process's to
+// finish (polled every second): building an index concurrently on a large
+// table takes minutes.
+const migrationLockWait = 15 * time.Minute
+
+// newProvider loads the migrations. Up and Down hold a session-level
+// advisory lock (goose's session locker) while they run, so replicas that
+// all run `jobsd migrate up` at start-up apply each migration once: the
+// first takes the lock and migrates, the others wait for it and then find
+// nothing pending. job.Status waits for the lock too; HasPending (Open's
+// check) takes none.
 func newProvider(db *sql.DB) (*goose.Provider, error) {
-	p, err := goose.NewProvider(goose.DialectPostgres, db, migrations.FS)
+	locker, err := lock.NewPostgresSessionLocker(
+		lock.WithLockID(migrationLockID),
+		lock.WithLockTimeout(1, uint64(migrationLockWait/time.Second)))
+	if err != nil {
+		return nil, fmt.Errorf("migration lock: %w", err)
+	}
+	p, err := goose.NewProvider(goose.DialectPostgres, db, migrations.FS, goose.WithSessionLocker(locker))
 	if err != nil {
 		return nil, fmt.Errorf("load migrations: %w", err)
 	}

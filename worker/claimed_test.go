@@ -23,7 +23,9 @@ func TestRunClaimed(t *testing.T) {
 	defer close(release)
 	b := setup(t, func(ctx context.Context, j worker.Job) (json.RawMessage, error) {
 		var in struct{ Prompt string }
-		json.Unmarshal(j.Input, &in)
+		if err := json.Unmarshal(j.Input, &in); err != nil {
+			return nil, err
+		}
 		if in.Prompt == "stuck" {
 			<-release // ignores ctx
 		}

@@ -98,6 +98,11 @@ type Config struct {
 	// ones, in batches of 1,000.
 	Retention      time.Duration
 	RetentionEvery time.Duration
+	// UserConcurrency, when above 0, caps how many of one user's jobs run
+	// at once across every worker of the deployment (each claim counts the
+	// user's leased jobs); 0 sets no cap. Every worker of a deployment must
+	// use the same value.
+	UserConcurrency int
 }
 
 func (c *Config) setDefaults() {
@@ -165,6 +170,10 @@ type Worker struct {
 	// onEnded, when set, hears of every attempt once its outcome was
 	// written or dropped (RunClaimed's report).
 	onEnded func(e ending, ok bool, werr error)
+
+	// userAfter is where the next claim's round robin over users starts
+	// (store.ClaimRequest.UserAfter): after the user served last.
+	userAfter string
 }
 
 // New returns a worker; Run starts it.
@@ -297,7 +306,8 @@ func (w *Worker) claimAndStart(ctx, jobCtx context.Context) (claimed, asked int,
 		return 0, 0, nil
 	}
 	after := w.claimFrom()
-	req := store.ClaimRequest{Worker: w.id, N: n, Lease: w.cfg.Lease, After: after}
+	req := store.ClaimRequest{Worker: w.id, N: n, Lease: w.cfg.Lease, After: after,
+		UserAfter: w.userAfter, UserConcurrency: w.cfg.UserConcurrency}
 	// A claim is never cut short by shutdown (the store's own timeout
 	// bounds it): cancelled mid-statement, it may have committed while its
 	// reply is dropped, leaving jobs PROCESSING under a lease that nobody
@@ -311,6 +321,7 @@ func (w *Worker) claimAndStart(ctx, jobCtx context.Context) (claimed, asked int,
 		got, last, err = w.cfg.Store.Claim(claimCtx, req)
 	}
 	w.claimedTo(len(got), last, n, after == nil)
+	w.userAfter = store.NextUserAfter(w.userAfter, got)
 	if err != nil {
 		return 0, n, err
 	}

@@ -85,7 +85,12 @@ func (b *bundle) start(t *testing.T) (stop func()) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
-	go func() { defer close(done); w.Run(ctx) }()
+	go func() {
+		defer close(done)
+		if err := w.Run(ctx); err != nil {
+			t.Error(err)
+		}
+	}()
 	var once sync.Once
 	stop = func() { once.Do(func() { cancel(); <-done }) }
 	t.Cleanup(stop)
@@ -353,7 +358,9 @@ func TestShutdownHandsBack(t *testing.T) {
 		t.Fatalf("after shutdown: %+v", j)
 	}
 	var lease *uuid.UUID
-	b.st.DB().Get(&lease, `SELECT lease_owner FROM jobs WHERE id = $1`, id)
+	if err := b.st.DB().Get(&lease, `SELECT lease_owner FROM jobs WHERE id = $1`, id); err != nil {
+		t.Fatal(err)
+	}
 	if lease != nil {
 		t.Errorf("lease still held: %v", lease)
 	}
@@ -424,7 +431,9 @@ func TestExactlyOnce(t *testing.T) {
 	deadline := time.Now().Add(90 * time.Second)
 	for {
 		var left int
-		b.st.DB().Get(&left, `SELECT count(*) FROM jobs WHERE status NOT IN ('COMPLETED', 'FAILED')`)
+		if err := b.st.DB().Get(&left, `SELECT count(*) FROM jobs WHERE status NOT IN ('COMPLETED', 'FAILED')`); err != nil {
+			t.Fatal(err)
+		}
 		if left == 0 {
 			break
 		}
@@ -512,7 +521,12 @@ func TestProcessingBeforeHandler(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error)
 	go func() { done <- w.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	})
 	id := b.create(t, 3)
 	got := <-saw
 	if want := (seen{job.StatusProcessing, 1, true, true, w.ID()}); got != want {

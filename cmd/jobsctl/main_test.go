@@ -150,7 +150,9 @@ func TestCreateListCancel(t *testing.T) {
 	}
 	dir := t.TempDir()
 	md := filepath.Join(dir, "plan.md")
-	os.WriteFile(md, []byte("# Plan\n\nSell maize in May.\n"), 0o644)
+	if err := os.WriteFile(md, []byte("# Plan\n\nSell maize in May.\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	parse := decodeJob(t, mustRun(t, "--token", tok, "create", "parse", "--file", md))
 	if parse.Type != gen.JobTypePARSEDOCUMENT {
 		t.Errorf("parse job %+v", parse)
@@ -161,7 +163,9 @@ func TestCreateListCancel(t *testing.T) {
 	}
 
 	in := filepath.Join(dir, "risk.json")
-	os.WriteFile(in, []byte(`{"text":"Roads flood in April."}`), 0o644)
+	if err := os.WriteFile(in, []byte(`{"text":"Roads flood in April."}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	mustRun(t, "create", "RISK_ANALYSIS", "--input", in, "--token", tok)
 	stdin = strings.NewReader(`{"text":"Prices are volatile. [[simulate:slow=30s]]"}`)
 	defer func() { stdin = os.Stdin }()

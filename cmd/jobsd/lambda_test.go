@@ -48,7 +48,7 @@ func rieBinary(t *testing.T) string {
 		cmd := exec.Command("go", "install", rieModule)
 		cmd.Env = append(os.Environ(), "GOBIN="+scratch)
 		if out, err := cmd.CombinedOutput(); err != nil {
-			rieErr = fmt.Errorf("build the Lambda Runtime Interface Emulator: %v\n%s", err, out)
+			rieErr = fmt.Errorf("build the Lambda Runtime Interface Emulator: %w\n%s", err, out)
 			return
 		}
 		riePath = filepath.Join(scratch, "aws-lambda-rie")
@@ -106,8 +106,8 @@ func startEmulator(t *testing.T, dbURL string, q *sqsfake.Queue) *emulator {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		cmd.Process.Kill()
-		cmd.Wait()
+		_ = cmd.Process.Kill() // it may have exited already
+		_ = cmd.Wait()         // "signal: killed", as asked
 	})
 	deadline := time.Now().Add(20 * time.Second)
 	for {
@@ -148,7 +148,7 @@ func (e *emulator) invokeRaw(ctx context.Context, event any) ([]byte, error) {
 		ErrorType    string `json:"errorType"`
 		ErrorMessage string `json:"errorMessage"`
 	}
-	json.Unmarshal(body, &fnErr)
+	_ = json.Unmarshal(body, &fnErr) // a result that is not an error object leaves fnErr empty
 	if resp.StatusCode != http.StatusOK || fnErr.ErrorType != "" || fnErr.ErrorMessage != "" {
 		return nil, fmt.Errorf("invocation failed: %s: %s", resp.Status, body)
 	}

@@ -27,5 +27,9 @@ func startPprof(log *slog.Logger) {
 		return
 	}
 	log.Info("pprof listening", "addr", ln.Addr().String())
-	go http.Serve(ln, mux)
+	go func() {
+		if err := http.Serve(ln, mux); err != nil {
+			log.Warn("pprof stopped", "addr", addr, "err", err)
+		}
+	}()
 }

@@ -95,6 +95,7 @@ var envSettings = []setting{
 	{name: "JOBS_OPENAI_API_KEY", meaning: "its bearer token, if it wants one", commands: cmdsRunJobs},
 
 	{name: "JOBS_WORKER_CONCURRENCY", def: "8", meaning: "jobs one worker runs at once", commands: cmdsWorker},
+	{name: "JOBS_USER_CONCURRENCY", def: "0", meaning: "at most this many of one user's jobs run at once across every worker (0: no cap); set the same on every worker", commands: cmdsWorker},
 	{name: "JOBS_WORKER_LEASE", def: "30s", meaning: "lease of a claim; a dead worker's jobs are rescued after it", commands: cmdsRunJobs},
 	{name: "JOBS_WORKER_HEARTBEAT", def: "lease/3", meaning: "how often leases are extended", commands: cmdsRunJobs},
 	{name: "JOBS_WORKER_RESCUE_EVERY", def: "lease/2", meaning: "how often expired leases are looked for", commands: cmdsWorker},

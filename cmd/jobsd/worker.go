@@ -98,6 +98,9 @@ func workerConfig(log *slog.Logger) (worker.Config, error) {
 	if cfg.MaxStuck, err = envInt("JOBS_WORKER_MAX_STUCK", 0); err != nil {
 		return cfg, err
 	}
+	if cfg.UserConcurrency, err = envInt("JOBS_USER_CONCURRENCY", 0); err != nil {
+		return cfg, err
+	}
 	if cfg.Retention, err = envRetention(); err != nil {
 		return cfg, err
 	}

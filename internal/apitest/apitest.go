@@ -13,6 +13,7 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/rsa"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -119,7 +120,11 @@ func Start(opts Options) (s *Server, err error) {
 		return nil, err
 	}
 	srv := &http.Server{Handler: e, ReadHeaderTimeout: 10 * time.Second}
-	go srv.Serve(ln)
+	go func() {
+		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			log.Error("apitest: serving", "err", err)
+		}
+	}()
 	s.cleanup = append(s.cleanup, func() { srv.Close() })
 	s.URL = "http://" + ln.Addr().String()
 
@@ -142,7 +147,12 @@ func Start(opts Options) (s *Server, err error) {
 		}
 		wctx, stop := context.WithCancel(context.Background())
 		done := make(chan struct{})
-		go func() { defer close(done); w.Run(wctx) }()
+		go func() {
+			defer close(done)
+			if err := w.Run(wctx); err != nil {
+				log.Error("apitest: worker", "err", err)
+			}
+		}()
 		s.cleanup = append(s.cleanup, func() { stop(); <-done })
 	}
 	return s, nil
@@ -185,8 +195,10 @@ func Main(m interface{ Run() int }, srv **Server) int {
 		fmt.Fprintln(os.Stderr, "apitest:", err)
 		return 1
 	}
-	os.Setenv("JOBS_URL", s.URL)
-	os.Setenv("JOBS_TOKEN", tok)
+	if err := errors.Join(os.Setenv("JOBS_URL", s.URL), os.Setenv("JOBS_TOKEN", tok)); err != nil {
+		fmt.Fprintln(os.Stderr, "apitest:", err)
+		return 1
+	}
 	*srv = s
 	return m.Run()
 }

@@ -64,7 +64,7 @@ func Matching(list []string, words ...string) []string {
 
 func run(name string, args ...string) ([]byte, error) {
 	var stderr bytes.Buffer
-	cmd := exec.Command(name, args...)
+	cmd := exec.Command(name, args...) //nolint:noctx // a quick go command for a test, which bounds it
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
 	if err != nil {

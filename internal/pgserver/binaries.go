@@ -171,7 +171,8 @@ func runPostgres(ctx context.Context, bin, dir string, cred *syscall.Credential)
 	if err != nil {
 		return nil, 0, err
 	}
-	defer logFile.Close() // the child keeps its own copy
+	defer func() { _ = logFile.Close() }() // the child writes through its own copy; this one wrote nothing
+	//nolint:noctx // the server outlives the starting ctx; stop ends it
 	cmd := exec.Command(filepath.Join(bin, "postgres"),
 		"-D", filepath.Join(dir, "data"), "-p", strconv.Itoa(port), "-k", dir,
 		"-c", "listen_addresses=127.0.0.1",
@@ -213,13 +214,13 @@ func (c *cluster) waitReady(ctx context.Context, u string, limit time.Duration) 
 		}
 		select {
 		case <-c.done:
-			return fmt.Errorf("postgres exited during startup (%v); log tail:\n%s", c.waitErr, c.logTail())
+			return fmt.Errorf("postgres exited during startup (%w); log tail:\n%s", c.waitErr, c.logTail())
 		case <-ctx.Done():
 			return fmt.Errorf("waiting for postgres: %w; log tail:\n%s", ctx.Err(), c.logTail())
 		case <-time.After(50 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("postgres not accepting connections after %s (%v); log tail:\n%s", limit, err, c.logTail())
+			return fmt.Errorf("postgres not accepting connections after %s (%w); log tail:\n%s", limit, err, c.logTail())
 		}
 	}
 }

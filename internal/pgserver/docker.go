@@ -122,12 +122,12 @@ func waitContainer(ctx context.Context, id, u string, limit time.Duration) error
 		}
 		if running, _ := dockerOutput(ctx, "inspect", "-f", "{{.State.Running}}", id); running == "false" {
 			// The server logs to standard error: take both streams.
-			logs, _ := exec.Command(dockerCLI, "logs", "--tail", "20", id).CombinedOutput()
+			logs, _ := exec.CommandContext(ctx, dockerCLI, "logs", "--tail", "20", id).CombinedOutput()
 			return fmt.Errorf("postgres exited during startup; log tail:\n%s", tail(logs, 2000))
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("postgres not accepting connections within %s: %w (last error: %v)", limit, ctx.Err(), err)
+			return fmt.Errorf("postgres not accepting connections within %s: %w (last error: %w)", limit, ctx.Err(), err)
 		case <-time.After(100 * time.Millisecond):
 		}
 	}

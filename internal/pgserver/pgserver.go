@@ -114,7 +114,7 @@ func (s *Server) CreateDatabase(ctx context.Context, name, template string) (str
 		}
 		select {
 		case <-ctx.Done():
-			return "", fmt.Errorf("pgserver: %s: %w (last error: %v)", stmt, ctx.Err(), err)
+			return "", fmt.Errorf("pgserver: %s: %w (last error: %w)", stmt, ctx.Err(), err)
 		case <-time.After(100 * time.Millisecond):
 		}
 	}

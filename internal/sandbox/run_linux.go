@@ -40,7 +40,7 @@ func Run(ctx context.Context, name string, input []byte, lim Limits) ([]byte, St
 	if err != nil {
 		return nil, Stats{}, fmt.Errorf("sandbox: finding this binary: %w", err)
 	}
-	cmd := exec.Command(exe)
+	cmd := exec.Command(exe) //nolint:noctx // ctx is watched below, and its end kills the whole process group, not only the child
 	cmd.Env = childEnv(name, lim)
 	cmd.Stdin = bytes.NewReader(input)
 	out := &cappedBuffer{max: lim.MaxOutput}

@@ -22,7 +22,7 @@ import (
 func init() {
 	sandbox.Register("test-echo", func(in []byte) []byte { return append([]byte("echo:"), in...) })
 	sandbox.Register("test-spin", func([]byte) []byte {
-		for {
+		for { //nolint:staticcheck // spinning is what this child is for
 		}
 	})
 	sandbox.Register("test-sleep", func([]byte) []byte {
@@ -36,7 +36,7 @@ func init() {
 			for i := range b { // touch every page so it is resident
 				b[i] = 1
 			}
-			keep = append(keep, b)
+			keep = append(keep, b) //nolint:staticcheck // kept only to stay resident
 		}
 	})
 	sandbox.Register("test-flood", func([]byte) []byte {
@@ -68,7 +68,9 @@ func init() {
 		if err := gc.Start(); err != nil {
 			panic(err)
 		}
-		os.WriteFile(string(in), []byte(strconv.Itoa(gc.Process.Pid)), 0o600)
+		if err := os.WriteFile(string(in), []byte(strconv.Itoa(gc.Process.Pid)), 0o600); err != nil {
+			panic(err)
+		}
 		time.Sleep(time.Hour)
 		return nil
 	})

@@ -123,7 +123,10 @@ func (q *Queue) serve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var url string
-	json.Unmarshal(in["QueueUrl"], &url)
+	if aerr := decodeField(in, "QueueUrl", &url); aerr != nil {
+		writeError(w, *aerr)
+		return
+	}
 	if url != q.URL {
 		writeError(w, apiError{http.StatusBadRequest, "QueueDoesNotExist", "The specified queue does not exist."})
 		return
@@ -146,14 +149,27 @@ func (q *Queue) serve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.Header().Set("Content-Type", "application/x-amz-json-1.0")
-	json.NewEncoder(w).Encode(out)
+	_ = json.NewEncoder(w).Encode(out) // a failed reply shows on the client's side
 }
 
 func writeError(w http.ResponseWriter, e apiError) {
 	w.Header().Set("Content-Type", "application/x-amz-json-1.0")
 	w.Header().Set("x-amzn-query-error", "AWS.SimpleQueueService."+e.code+";Sender")
 	w.WriteHeader(e.status)
-	json.NewEncoder(w).Encode(map[string]string{"__type": "com.amazonaws.sqs#" + e.code, "message": e.msg})
+	_ = json.NewEncoder(w).Encode(map[string]string{"__type": "com.amazonaws.sqs#" + e.code, "message": e.msg}) // as above
+}
+
+// decodeField decodes the request field name into v, as SQS does: an absent
+// field leaves v as it is, a malformed one is InvalidParameterValue.
+func decodeField(in map[string]json.RawMessage, name string, v any) *apiError {
+	raw, ok := in[name]
+	if !ok {
+		return nil
+	}
+	if err := json.Unmarshal(raw, v); err != nil {
+		return &apiError{http.StatusBadRequest, "InvalidParameterValue", name + ": " + err.Error()}
+	}
+	return nil
 }
 
 func md5Hex(s string) string {
@@ -179,8 +195,12 @@ func (q *Queue) enqueue(body string, delay int32, batch bool) (string, *apiError
 func (q *Queue) sendMessage(in map[string]json.RawMessage) (any, *apiError) {
 	var body string
 	var delay int32
-	json.Unmarshal(in["MessageBody"], &body)
-	json.Unmarshal(in["DelaySeconds"], &delay)
+	if aerr := decodeField(in, "MessageBody", &body); aerr != nil {
+		return nil, aerr
+	}
+	if aerr := decodeField(in, "DelaySeconds", &delay); aerr != nil {
+		return nil, aerr
+	}
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	id, err := q.enqueue(body, delay, false)
@@ -196,7 +216,9 @@ func (q *Queue) sendMessageBatch(in map[string]json.RawMessage) (any, *apiError)
 		MessageBody  string
 		DelaySeconds int32
 	}
-	json.Unmarshal(in["Entries"], &entries)
+	if aerr := decodeField(in, "Entries", &entries); aerr != nil {
+		return nil, aerr
+	}
 	if len(entries) == 0 || len(entries) > 10 {
 		return nil, &apiError{http.StatusBadRequest, "TooManyEntriesInBatchRequest", "1 to 10 entries"}
 	}
@@ -224,9 +246,15 @@ func (q *Queue) sendMessageBatch(in map[string]json.RawMessage) (any, *apiError)
 
 func (q *Queue) receiveMessage(in map[string]json.RawMessage) (any, *apiError) {
 	max, visibility, wait := 1, 30, 0
-	json.Unmarshal(in["MaxNumberOfMessages"], &max)
-	json.Unmarshal(in["VisibilityTimeout"], &visibility)
-	json.Unmarshal(in["WaitTimeSeconds"], &wait)
+	if aerr := decodeField(in, "MaxNumberOfMessages", &max); aerr != nil {
+		return nil, aerr
+	}
+	if aerr := decodeField(in, "VisibilityTimeout", &visibility); aerr != nil {
+		return nil, aerr
+	}
+	if aerr := decodeField(in, "WaitTimeSeconds", &wait); aerr != nil {
+		return nil, aerr
+	}
 	if max < 1 || max > 10 {
 		return nil, &apiError{http.StatusBadRequest, "InvalidParameterValue", "MaxNumberOfMessages must be 1 to 10"}
 	}
@@ -285,7 +313,9 @@ func (q *Queue) remove(receipt string) *apiError {
 
 func (q *Queue) deleteMessage(in map[string]json.RawMessage) (any, *apiError) {
 	var receipt string
-	json.Unmarshal(in["ReceiptHandle"], &receipt)
+	if aerr := decodeField(in, "ReceiptHandle", &receipt); aerr != nil {
+		return nil, aerr
+	}
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if err := q.remove(receipt); err != nil {
@@ -299,7 +329,9 @@ func (q *Queue) deleteMessageBatch(in map[string]json.RawMessage) (any, *apiErro
 		ID            string `json:"Id"`
 		ReceiptHandle string
 	}
-	json.Unmarshal(in["Entries"], &entries)
+	if aerr := decodeField(in, "Entries", &entries); aerr != nil {
+		return nil, aerr
+	}
 	type ok struct{ Id string }
 	type failed struct {
 		Id, Code, Message string

@@ -44,7 +44,7 @@ func Named(exp *tracetest.InMemoryExporter, name string) tracetest.SpanStubs {
 func Attr(s tracetest.SpanStub, key string) (string, bool) {
 	for _, kv := range s.Attributes {
 		if string(kv.Key) == key {
-			return kv.Value.Emit(), true
+			return kv.Value.String(), true
 		}
 	}
 	return "", false

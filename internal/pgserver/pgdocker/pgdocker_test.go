@@ -20,7 +20,9 @@ import (
 // pgserver.ContainerLabel.
 func TestMain(m *testing.M) {
 	if os.Getenv("TESTCONTAINERS_RYUK_DISABLED") == "" {
-		os.Setenv("TESTCONTAINERS_RYUK_DISABLED", "true")
+		if err := os.Setenv("TESTCONTAINERS_RYUK_DISABLED", "true"); err != nil {
+			panic(err)
+		}
 	}
 	os.Exit(m.Run())
 }

@@ -1,0 +1,202 @@
+package store
+
+import "strings"
+
+// Fair claims.
+//
+// A claim shares its slots among users by turns: every user's oldest
+// runnable job first, then every user's second oldest, and so on, so one
+// user's backlog of 10,000 jobs no longer comes strictly before anybody
+// else's next job. Within a turn, users take their places round robin,
+// starting after the user served last (ClaimRequest.UserAfter), so claims
+// of one job go to each user in turn instead of always to the user whose
+// backlog is oldest.
+//
+// The users with waiting jobs are found by a loose index scan over
+// jobs_user_claimable_idx, one probe per user, walked from the greatest
+// user_id down: each probe lands on that user's newest waiting job, which a
+// burn-down (oldest first) reaches last, so the probes do not step over the
+// dead index entries that claimed jobs leave at each user's head. The round
+// robin goes the same way: first the users below UserAfter, descending,
+// then from the greatest down to UserAfter itself. The walk stops after 2N
+// users, so a claim of 8 jobs among 1,000 waiting users probes 16 of them,
+// and the next claim goes on from where this one's jobs ended.
+//
+// Each user then offers turns: its oldest waiting jobs past the cursor
+// (After), as the single queue order was. Nothing is locked until the
+// picked rows are known; they are then locked by their tuple ids with SKIP
+// LOCKED, so a claim locks only the jobs it takes.
+
+// claimableRow is the predicate of the queue's partial indexes
+// (jobs_claimable_idx, jobs_user_claimable_idx): jobs PENDING, or PROCESSING
+// waiting for a retry, that nobody holds, whenever they become due.
+const claimableRow = `status IN ('PENDING', 'PROCESSING') AND lease_owner IS NULL`
+
+// claimSQLs holds the claim for each [after][capped].
+var claimSQLs = [2][2]string{
+	{claimSQL(false, false), claimSQL(false, true)},
+	{claimSQL(true, false), claimSQL(true, true)},
+}
+
+// claimSQL builds the claim. Parameters: $1 N, $2 lease seconds, $3 worker,
+// $4 UserAfter; with after, $5 and $6 the cursor (run_after, id); when
+// capped, the cap last ($5 or $7).
+//
+// share, how many turns each user offers, is twice an even share of the N
+// slots among the users walked (at least one, at most N): enough that users
+// with fewer jobs than their share, or rows another worker is locking,
+// rarely leave the claim short.
+//
+// The outer LIMIT $1 around each user's turns changes nothing (turns never
+// exceed N) but gives the planner a bound: it estimates a LIMIT it cannot
+// evaluate as 10% of the user's rows, and for a user with a backlog of 1M
+// jobs that made the plan look costly enough for PostgreSQL to JIT-compile
+// it, 475 ms for a claim that runs in 5.
+//
+// With one user waiting (a single tenant's burn-down, say) the turns are
+// that user's queue order, and the claim locks them straight from the
+// user's index range as it scans, the way the single queue did: no sort,
+// no second visit of each row. The other branch runs only with two users
+// or more. (Its subqueries are aggregates because PostgreSQL evaluates a
+// LIMIT's subquery even when the branch's one-time filter is false.)
+//
+// With a cap, a user offers no more turns than the cap minus the jobs of
+// theirs that hold a lease now; Claim runs such claims one at a time (an
+// advisory lock), so two workers never both fill the same user's last slot.
+//
+// Each row returned carries its place in the claim's order (0 when one
+// user was waiting), from which NextUserAfter finds the user served last.
+func claimSQL(after, capped bool) string {
+	past, limit := "", "$5"
+	if after {
+		past, limit = ` AND (j.run_after, j.id) > ($5, $6)`, "$7"
+	}
+	// leased counts each user's leased jobs (capped claims only), and room
+	// keeps users at their cap out of the walk, so that they take none of
+	// its 2N places: a walk of capped users would leave the others waiting.
+	leased, room := "", "WHERE true"
+	offers := `
+	offers AS MATERIALIZED (
+		SELECT w.user_id, w.pos, s.n AS turns FROM waiting w CROSS JOIN share s
+	),`
+	if capped {
+		leased = `
+	leased AS MATERIALIZED (
+		SELECT user_id, count(*) AS n FROM jobs
+		WHERE lease_owner IS NOT NULL
+		GROUP BY user_id
+	),`
+		room = `WHERE COALESCE((SELECT l.n FROM leased l WHERE l.user_id = u.user_id), 0) < ` + limit
+		offers = `
+	offers AS MATERIALIZED (
+		SELECT w.user_id, w.pos, greatest(0, least(s.n, ` + limit + ` - COALESCE(l.n, 0))) AS turns
+		FROM waiting w CROSS JOIN share s
+		LEFT JOIN leased l ON l.user_id = w.user_id
+	),`
+	}
+	// The walk visits users with a job due now: a user whose only waiting
+	// jobs are retries not yet due would take a place and offer nothing.
+	due := claimableRow + ` AND run_after <= now()`
+	jdue := prefixed("j", claimableRow) + ` AND j.run_after <= now()`
+	j := prefixed("j", claimableRow)
+	return `
+	WITH RECURSIVE below(user_id, n) AS (
+		(SELECT user_id, 1 FROM jobs WHERE ` + due + ` AND user_id < $4 ORDER BY user_id DESC LIMIT 1)
+		UNION ALL
+		SELECT (SELECT j.user_id FROM jobs j WHERE ` + jdue + ` AND j.user_id < b.user_id ORDER BY j.user_id DESC LIMIT 1), b.n + 1
+		FROM below b WHERE b.user_id IS NOT NULL
+	),
+	above(user_id, n) AS (
+		(SELECT user_id, 1 FROM jobs WHERE ` + due + ` AND user_id >= $4 ORDER BY user_id DESC LIMIT 1)
+		UNION ALL
+		SELECT (SELECT j.user_id FROM jobs j WHERE ` + jdue + ` AND j.user_id < a.user_id AND j.user_id >= $4
+			ORDER BY j.user_id DESC LIMIT 1), a.n + 1
+		FROM above a WHERE a.user_id IS NOT NULL
+	),` + leased + `
+	waiting AS MATERIALIZED (
+		SELECT user_id, row_number() OVER (ORDER BY phase, n) AS pos FROM (
+			SELECT * FROM (
+				SELECT user_id, 1 AS phase, n FROM below WHERE user_id IS NOT NULL
+				UNION ALL
+				SELECT user_id, 2, n FROM above WHERE user_id IS NOT NULL
+			) u
+			` + room + `
+			LIMIT 2 * $1
+		) w
+	),
+	share AS (
+		SELECT least($1, ceil(2.0 * $1 / greatest(count(*), 1)))::int AS n FROM waiting
+	),` + offers + `
+	turns AS MATERIALIZED (
+		SELECT o.pos, t.tid, t.turn
+		FROM offers o CROSS JOIN LATERAL (
+			SELECT * FROM (
+				SELECT j.ctid AS tid, row_number() OVER (ORDER BY j.run_after, j.id) AS turn
+				FROM jobs j
+				WHERE j.user_id = o.user_id AND ` + j + ` AND j.run_after <= now()` + past + `
+				ORDER BY j.run_after, j.id
+				LIMIT o.turns
+			) t
+			LIMIT $1
+		) t
+		WHERE o.turns > 0
+	),
+	top AS MATERIALIZED (
+		SELECT tid, row_number() OVER (ORDER BY turn, pos) AS place
+		FROM turns
+		ORDER BY turn, pos
+		LIMIT $1
+	),
+	picked AS MATERIALIZED (
+		(SELECT *, 0::bigint AS place FROM (
+			SELECT j.id, j.run_after FROM jobs j
+			WHERE (SELECT count(*) FROM offers) = 1
+				AND j.user_id = (SELECT min(user_id) FROM offers)
+				AND ` + j + ` AND j.run_after <= now()` + past + `
+			ORDER BY j.run_after, j.id
+			LIMIT (SELECT min(turns) FROM offers)
+			FOR UPDATE SKIP LOCKED
+		) alone
+		LIMIT $1)
+	UNION ALL
+		SELECT shared.id, shared.run_after, top.place FROM (
+			SELECT j.id, j.run_after, j.ctid AS tid FROM jobs j
+			WHERE (SELECT count(*) FROM offers) > 1
+				AND j.ctid = ANY(ARRAY(SELECT tid FROM top))
+				AND ` + j + ` AND j.run_after <= now()
+			FOR UPDATE SKIP LOCKED
+		) shared JOIN top ON top.tid = shared.tid
+	)
+	` + claimPicked
+}
+
+// prefixed qualifies the columns of claimableRow with a table alias.
+func prefixed(alias, cond string) string {
+	cond = strings.Replace(cond, "status", alias+".status", 1)
+	return strings.Replace(cond, "lease_owner", alias+".lease_owner", 1)
+}
+
+// userCapLock is the advisory lock (pg_advisory_xact_lock) under which
+// capped claims run one at a time: a claim's count of a user's leased jobs
+// must include every claim committed before it.
+const userCapLock int64 = 0x6a6f62736361703a // "jobscap:"
+
+// NextUserAfter is the ClaimRequest.UserAfter for the claim after one that
+// asked with prev and got got: the user of the job in the last place of
+// that claim's order. With nothing claimed it stays prev.
+func NextUserAfter(prev string, got []Claimed) string {
+	last, place := prev, int64(-1)
+	for _, c := range got {
+		if c.place > place {
+			last, place = c.UserID, c.place
+		}
+	}
+	return last
+}
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}

@@ -1,0 +1,96 @@
+package worker_test
+
+import (
+	"context"
+	"encoding/json"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/jobsd/jobsd/job"
+	"github.com/jobsd/jobsd/store"
+	"github.com/jobsd/jobsd/worker"
+)
+
+// TestUserConcurrency: two workers with a per-user cap of 2 never run more
+// than 2 of one user's jobs at once, counted both by the handlers and by
+// the leases in the database, while another user's jobs run beside them;
+// every job completes.
+func TestUserConcurrency(t *testing.T) {
+	const limit = 2
+	var (
+		mu      sync.Mutex
+		running = map[string]int{}
+		peak    = map[string]int{}
+		leased  int // the most of alice's leases seen from inside a handler
+	)
+	var st *store.Store
+	h := func(ctx context.Context, j worker.Job) (json.RawMessage, error) {
+		mu.Lock()
+		running[j.UserID]++
+		peak[j.UserID] = max(peak[j.UserID], running[j.UserID])
+		mu.Unlock()
+		defer func() {
+			mu.Lock()
+			running[j.UserID]--
+			mu.Unlock()
+		}()
+		if j.UserID == "alice" {
+			var n int
+			if err := st.DB().GetContext(ctx, &n, `SELECT count(*) FROM jobs WHERE user_id = 'alice' AND lease_owner IS NOT NULL`); err != nil {
+				return nil, err
+			}
+			mu.Lock()
+			leased = max(leased, n)
+			mu.Unlock()
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+		return json.RawMessage(`{"ok":true}`), nil
+	}
+	b := setup(t, h)
+	st = b.st
+	b.cfg.UserConcurrency = limit
+	var ids []uuid.UUID
+	for i := range 16 {
+		user := "alice"
+		if i%4 == 3 {
+			user = "bob"
+		}
+		j, _, err := b.st.Create(t.Context(), store.NewJob{UserID: user, Type: job.TypeAIPreview, Input: []byte(`{"prompt":"x"}`)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, j.ID)
+	}
+	b.start(t)
+	b.start(t)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		var left int
+		if err := b.st.DB().Get(&left, `SELECT count(*) FROM jobs WHERE status <> 'COMPLETED'`); err != nil {
+			t.Fatal(err)
+		}
+		if left == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d jobs not completed", left, len(ids))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if peak["alice"] > limit || leased > limit {
+		t.Errorf("alice ran %d jobs at once (%d leased), cap %d", peak["alice"], leased, limit)
+	}
+	if peak["alice"] == 0 || peak["bob"] == 0 {
+		t.Errorf("peaks %v: a user's jobs never ran", peak)
+	}
+	t.Logf("peak running per user: %v; alice's most leases seen: %d", peak, leased)
+}
