@@ -202,7 +202,7 @@ func TestJWKSDown(t *testing.T) {
 		if errors.Is(err, auth.ErrUnauthorized) && strings.Contains(err.Error(), "fetching key set") {
 			return nil
 		}
-		return fmt.Errorf("key B while the JWKS is down: %v, want unauthorized after a failed fetch", err)
+		return fmt.Errorf("key B while the JWKS is down: %w, want unauthorized after a failed fetch", err)
 	})
 	// The failed fetch kept the cached keys.
 	if err := verify("A", iss.token(keyA, "erin2", false)); err != nil {

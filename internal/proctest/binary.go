@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -51,8 +52,12 @@ func binary() (string, error) {
 		if err != nil {
 			return "", fmt.Errorf("%s=%q: %w", binEnv, p, err)
 		}
-		if fi, err := os.Stat(abs); err != nil || fi.IsDir() || fi.Mode()&0o111 == 0 {
-			return "", fmt.Errorf("%s=%q is not an executable file (%v): build one with `go build -o FILE ./cmd/jobsd`, or unset it", binEnv, p, err)
+		fi, err := os.Stat(abs)
+		if err == nil && (fi.IsDir() || fi.Mode()&0o111 == 0) {
+			err = errors.New("not an executable file")
+		}
+		if err != nil {
+			return "", fmt.Errorf("%s=%q: %w: build one with `go build -o FILE ./cmd/jobsd`, or unset it", binEnv, p, err)
 		}
 		return abs, nil
 	}
@@ -122,9 +127,10 @@ func sourceKey(root string) (string, error) {
 		return "", fmt.Errorf("list the source of %s: %w\n%s", mainPackage, err, stderr.Bytes())
 	}
 	h := sha256.New()
-	fmt.Fprintf(h, "%s %s/%s\n", runtime.Version(), runtime.GOOS, runtime.GOARCH)
+	// A hash's Write never fails.
+	_, _ = fmt.Fprintf(h, "%s %s/%s\n", runtime.Version(), runtime.GOOS, runtime.GOARCH)
 	for _, name := range keyEnv {
-		fmt.Fprintf(h, "%s=%s\n", name, os.Getenv(name))
+		_, _ = fmt.Fprintf(h, "%s=%s\n", name, os.Getenv(name))
 	}
 	files := []string{filepath.Join(root, "go.mod"), filepath.Join(root, "go.sum")}
 	for line := range strings.Lines(string(out)) {
@@ -155,8 +161,8 @@ func hashFile(h io.Writer, root, path string) error {
 	if err != nil {
 		return fmt.Errorf("hash the source of jobsd: %w", err)
 	}
-	defer func() { _ = f.Close() }() // read only
-	fmt.Fprintf(h, "\x00%s\x00", filepath.ToSlash(rel))
+	defer func() { _ = f.Close() }()                           // read only
+	_, _ = fmt.Fprintf(h, "\x00%s\x00", filepath.ToSlash(rel)) // a hash's Write never fails
 	if _, err := io.Copy(h, f); err != nil {
 		return fmt.Errorf("hash %s: %w", path, err)
 	}

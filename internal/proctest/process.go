@@ -127,7 +127,7 @@ func (p *Process) read(r *os.File, observe func(string), echo io.Writer) {
 			observe(line)
 		}
 		if echo != nil {
-			fmt.Fprintf(echo, "[%s] %s\n", p.Name, line)
+			_, _ = fmt.Fprintf(echo, "[%s] %s\n", p.Name, line) // an echo that fails loses only the echo
 		}
 	}
 }
@@ -151,12 +151,20 @@ func (p *Process) WaitReady(ctx context.Context, within time.Duration) error {
 		}
 		select {
 		case <-p.done:
-			return fmt.Errorf("%s exited before it was ready: %v\n%s", p.Name, p.err, p.Tail(40))
+			return fmt.Errorf("%s exited before it was ready: %w\n%s", p.Name, exitError(p.err), p.Tail(40))
 		case <-ctx.Done():
-			return fmt.Errorf("%s not ready after %v (%s: %v)\n%s", p.Name, within, pending[0], last, p.Tail(40))
+			return fmt.Errorf("%s not ready after %v (%s: %w)\n%s", p.Name, within, pending[0], last, p.Tail(40))
 		case <-time.After(readyPoll):
 		}
 	}
+}
+
+// exitError is how a process ended, as an error even for exit status 0.
+func exitError(err error) error {
+	if err == nil {
+		return errors.New("exit status 0")
+	}
+	return err
 }
 
 // notReady returns the URLs of urls that do not answer 200 yet,
