@@ -161,8 +161,9 @@ func hashFile(h io.Writer, root, path string) error {
 	if err != nil {
 		return fmt.Errorf("hash the source of jobsd: %w", err)
 	}
-	defer func() { _ = f.Close() }()                           // read only
-	_, _ = fmt.Fprintf(h, "\x00%s\x00", filepath.ToSlash(rel)) // a hash's Write never fails
+	defer func() { _ = f.Close() }() // read only
+	// A hash's Write never fails.
+	_, _ = fmt.Fprintf(h, "\x00%s\x00", filepath.ToSlash(rel))
 	if _, err := io.Copy(h, f); err != nil {
 		return fmt.Errorf("hash %s: %w", path, err)
 	}
