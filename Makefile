@@ -64,9 +64,27 @@ image-test: image ## run IMAGE's migrate, serve and worker in containers and the
 run: build ## run the API and a local token issuer on 127.0.0.1:8080 (jobsd dev)
 	./$(BIN) dev
 
+# The jobsd binary the tests run as a process (internal/proctest), built
+# once here and passed in as JOBSD_BIN so that no test package builds its
+# own. Not bin/jobsd: the image test rebuilds that one (static) while other
+# packages run theirs.
+TEST_BIN := bin/test/jobsd
+# `go test -short` flags. The short suites mostly wait (a PostgreSQL server
+# starting for each package, second-scale leases), so four packages at a
+# time finish sooner than the default two on a 2-core machine.
+SHORTFLAGS ?= -short -count=1 -p 4
+
+.PHONY: test-bin
+test-bin: ## build the jobsd binary the tests run (bin/test/jobsd)
+	$(GO) build -o $(TEST_BIN) ./cmd/jobsd
+
 .PHONY: test
-test: ## unit, integration and conformance tests (needs Docker or the PostgreSQL binaries)
-	$(GO) test $(TESTFLAGS) ./...
+test: test-bin ## unit, integration, conformance, fault, browser and image tests (needs Docker or the PostgreSQL binaries)
+	JOBSD_BIN=$(CURDIR)/$(TEST_BIN) $(GO) test $(TESTFLAGS) ./...
+
+.PHONY: test-short
+test-short: test-bin ## the quick loop (about a minute): go test -short skips the fault, soak, replica, image, browser, Lambda emulator and worker-process suites
+	JOBSD_BIN=$(CURDIR)/$(TEST_BIN) $(GO) test $(SHORTFLAGS) ./...
 
 .PHONY: conformance
 conformance: ## the contract suite alone (CONFORMANCE_BASE_URL runs it against a deployment)

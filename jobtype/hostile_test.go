@@ -133,6 +133,9 @@ func (s *parseSetup) noLeftovers(t *testing.T) {
 // PDF library handles), and leaves no process or goroutine behind. The -v
 // output has the figures of RELIABILITY.md's "Hostile documents".
 func TestHostileDocuments(t *testing.T) {
+	if testing.Short() {
+		t.Skip("the hostile corpus (parsers killed at their limits) does not run under -short")
+	}
 	notReadable := func(kind string) string {
 		return `Invalid input: field "document" is not a readable ` + kind + ` file`
 	}

@@ -24,6 +24,9 @@ import (
 // worker completes ordinary jobs, and the hostile jobs end FAILED after one
 // attempt with their permanent error, within their budget.
 func TestWorkerHostileDocuments(t *testing.T) {
+	if testing.Short() {
+		t.Skip("hostile documents through a worker do not run under -short")
+	}
 	startPostgres(t)
 	st, url := pgtest.NewStore(t)
 	const budget = 4 * time.Second

@@ -392,6 +392,9 @@ func TestPickupByNotification(t *testing.T) {
 // is completed exactly once, and a job runs more than once only when a lease
 // was lost (each run is an attempt), never twice within one attempt.
 func TestExactlyOnce(t *testing.T) {
+	if testing.Short() {
+		t.Skip("3,000 jobs through three workers: not under -short")
+	}
 	var b *bundle
 	b = setup(t, func(ctx context.Context, j worker.Job) (json.RawMessage, error) {
 		if _, err := b.st.DB().ExecContext(ctx, `INSERT INTO test_runs (job_id, attempt) VALUES ($1, $2)`, j.ID, j.Attempt); err != nil {
@@ -668,6 +671,9 @@ func TestShutdownWithStuckHandler(t *testing.T) {
 // transactions on its database (a spinning claim loop makes thousands a
 // second; an idle worker a few: polls every 500 ms, rescues every 200 ms).
 func TestIdleWorkerWaits(t *testing.T) {
+	if testing.Short() {
+		t.Skip("a 4.5 s measurement of an idle worker: not under -short")
+	}
 	b := setup(t, ok)
 	b.start(t)
 	xacts := func() int64 {

@@ -44,9 +44,11 @@ func TestMain(m *testing.M) {
 }
 
 // startWorker runs `jobsd worker` with second-scale leases, ready once its
-// /readyz says so.
+// /readyz says so; the tests that run one (killed, SIGTERMed, parsing
+// hostile documents) skip under -short.
 func startWorker(t *testing.T, url string, extraEnv ...string) *proctest.Process {
 	t.Helper()
+	proctest.SkipShort(t, "worker process")
 	env := append([]string{
 		"DATABASE_URL=" + url,
 		"JOBS_MODEL_PROVIDER=local",

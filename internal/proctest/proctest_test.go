@@ -2,6 +2,7 @@ package proctest
 
 import (
 	"errors"
+	"flag"
 	"net"
 	"net/http"
 	"os"
@@ -15,7 +16,13 @@ import (
 	"github.com/jobsd/jobsd/internal/pgtest"
 )
 
-func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
+func TestMain(m *testing.M) {
+	flag.Parse()
+	if testing.Short() {
+		os.Exit(m.Run()) // the tests that need a database skip
+	}
+	os.Exit(pgtest.Main(m))
+}
 
 // TestBinary: the binary runs, and a second look-up (here and in any other
 // test binary, through the cache) names the same file.
@@ -128,6 +135,7 @@ func get(t *testing.T, url string) int {
 // so, on the ports the harness chose, and end with exit status 0 on
 // SIGTERM.
 func TestServeAndWorker(t *testing.T) {
+	SkipShort(t, "jobsd process")
 	url := pgtest.NewDatabase(t)
 	env := []string{"DATABASE_URL=" + url, "JOBS_LOG_LEVEL=warn"}
 	api := Serve(t, Options{Env: append(env, "JOBS_AUTH_ISSUER=http://127.0.0.1:1", "JOBS_AUTH_CLIENT_IDS=proctest")})
@@ -148,6 +156,7 @@ func TestServeAndWorker(t *testing.T) {
 // TestPortTaken: a serve whose given port is taken fails with the reason
 // in its output, and is not retried on another port (the caller chose it).
 func TestPortTaken(t *testing.T) {
+	SkipShort(t, "jobsd process")
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
