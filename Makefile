@@ -69,9 +69,9 @@ run: build ## run the API and a local token issuer on 127.0.0.1:8080 (jobsd dev)
 # own. Not bin/jobsd: the image test rebuilds that one (static) while other
 # packages run theirs.
 TEST_BIN := bin/test/jobsd
-# `go test -short` flags. The short suites mostly wait (a PostgreSQL server
-# starting for each package, second-scale leases), so four packages at a
-# time finish sooner than the default two on a 2-core machine.
+# `go test -short` flags. The short suites mostly wait (second-scale
+# leases), so four packages at a time finish sooner than the default two on
+# a 2-core machine.
 SHORTFLAGS ?= -short -count=1 -p 4
 
 .PHONY: test-bin
@@ -83,8 +83,8 @@ test: test-bin ## unit, integration, conformance, fault, browser and image tests
 	JOBSD_BIN=$(CURDIR)/$(TEST_BIN) $(GO) test $(TESTFLAGS) ./...
 
 .PHONY: test-short
-test-short: test-bin ## the quick loop (about a minute): go test -short skips the fault, soak, replica, image, browser, Lambda emulator and worker-process suites
-	JOBSD_BIN=$(CURDIR)/$(TEST_BIN) $(GO) test $(SHORTFLAGS) ./...
+test-short: test-bin ## the quick loop (under a minute): go test -short, one PostgreSQL for every package; skips the fault, soak, replica, image, browser, Lambda emulator and worker-process suites
+	JOBSD_BIN=$(CURDIR)/$(TEST_BIN) bash scripts/test-short.sh $(SHORTFLAGS)
 
 .PHONY: conformance
 conformance: ## the contract suite alone (CONFORMANCE_BASE_URL runs it against a deployment)
