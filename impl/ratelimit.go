@@ -37,6 +37,14 @@ func (l RateLimit) share(n int) RateLimit {
 	return RateLimit{PerSecond: l.PerSecond / float64(n), Burst: shareOf(l.Burst, n)}
 }
 
+// withBurst gives a limit without a burst one second's worth of requests.
+func (l RateLimit) withBurst() RateLimit {
+	if l.Burst < 1 {
+		l.Burst = int(math.Ceil(l.PerSecond))
+	}
+	return l
+}
+
 // shareOf is one process's part of a deployment-wide count (a burst, a cap
 // on waiters): total ÷ n rounded down, at least 1.
 func shareOf(total, n int) int { return max(1, total/max(n, 1)) }
@@ -62,9 +70,7 @@ func newUserLimiters(l RateLimit) *userLimiters {
 	if l.PerSecond <= 0 {
 		return nil
 	}
-	if l.Burst < 1 {
-		l.Burst = int(math.Ceil(l.PerSecond))
-	}
+	l = l.withBurst()
 	return &userLimiters{total: l, n: 1, cur: l.share(1), users: map[string]*userBucket{}}
 }
 
@@ -223,9 +229,7 @@ func newAddrLimiter(l RateLimit) *addrLimiter {
 	if l.PerSecond <= 0 {
 		return nil
 	}
-	if l.Burst < 1 {
-		l.Burst = int(math.Ceil(l.PerSecond))
-	}
+	l = l.withBurst()
 	idle := time.Duration(float64(l.Burst) / l.PerSecond * float64(time.Second))
 	return &addrLimiter{limit: l, idle: idle, max: maxTrackedAddrs, addrs: map[netip.Addr]*userBucket{}}
 }
