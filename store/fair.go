@@ -18,9 +18,12 @@ import "strings"
 // burn-down (oldest first) reaches last, so the probes do not step over the
 // dead index entries that claimed jobs leave at each user's head. The round
 // robin goes the same way: first the users below UserAfter, descending,
-// then from the greatest down to UserAfter itself. The walk stops after 2N
-// users, so a claim of 8 jobs among 1,000 waiting users probes 16 of them,
-// and the next claim goes on from where this one's jobs ended.
+// then from the greatest down to UserAfter itself. The walk stops after N
+// users (a claim cannot serve more): a claim of 8 jobs among 1,000 waiting
+// users probes 8 of them, and the next claim goes on from where this one's
+// jobs ended. (A walk of 2N users took a claim of 500 among 1,000 users
+// from 31 to 45 ms at 1M rows, for places that only a user with nothing to
+// offer could free; the second turns of the users walked fill those.)
 //
 // Each user then offers turns: its oldest waiting jobs past the cursor
 // (After), as the single queue order was. Nothing is locked until the
@@ -43,9 +46,9 @@ var claimSQLs = [2][2]string{
 // capped, the cap last ($5 or $7).
 //
 // share, how many turns each user offers, is twice an even share of the N
-// slots among the users walked (at least one, at most N): enough that users
-// with fewer jobs than their share, or rows another worker is locking,
-// rarely leave the claim short.
+// slots among the users walked (at least two while N allows, at most N):
+// enough that users with fewer jobs than their share, or none past the
+// cursor, rarely leave the claim short.
 //
 // The outer LIMIT $1 around each user's turns changes nothing (turns never
 // exceed N) but gives the planner a bound: it estimates a LIMIT it cannot
@@ -73,7 +76,7 @@ func claimSQL(after, capped bool) string {
 	}
 	// leased counts each user's leased jobs (capped claims only), and room
 	// keeps users at their cap out of the walk, so that they take none of
-	// its 2N places: a walk of capped users would leave the others waiting.
+	// its N places: a walk of capped users would leave the others waiting.
 	leased, room := "", "WHERE true"
 	offers := `
 	offers AS MATERIALIZED (
@@ -121,7 +124,7 @@ func claimSQL(after, capped bool) string {
 				SELECT user_id, 2, n FROM above WHERE user_id IS NOT NULL
 			) u
 			` + room + `
-			LIMIT 2 * $1
+			LIMIT $1
 		) w
 	),
 	share AS (
