@@ -1,0 +1,43 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+
+	"github.com/lib/pq"
+)
+
+// OpenWaiter records an open waiter (a long poll that waits, an event
+// stream) of user, held by the API process with the given registry id,
+// unless the user already has capacity waiters held by live API processes
+// (seen within APIProcessSeenWithin): then ok is false and nothing is
+// written. One round trip; concurrent opens for one user are serialised in
+// the database (see open_waiter in migration 00010), so they never pass the
+// cap together. The process's registry entry must exist (RegisterAPIProcess)
+// or the insert fails.
+func (s *Store) OpenWaiter(ctx context.Context, user, process string, capacity int) (id int64, ok bool, err error) {
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	var opened sql.NullInt64
+	err = s.db.GetContext(ctx, &opened, `SELECT open_waiter($1, $2, $3, $4)`,
+		user, process, capacity, APIProcessSeenWithin.Seconds())
+	if err != nil {
+		return 0, false, fmt.Errorf("open waiter: %w", classify(err))
+	}
+	return opened.Int64, opened.Valid, nil
+}
+
+// CloseWaiter deletes the waiters with these ids: they ended. Ids already
+// gone (their process's entry was deleted) are no error.
+func (s *Store) CloseWaiter(ctx context.Context, ids ...int64) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	if _, err := s.db.ExecContext(ctx, `DELETE FROM waiters WHERE id = ANY($1)`, pq.Array(ids)); err != nil {
+		return fmt.Errorf("close waiter: %w", classify(err))
+	}
+	return nil
+}
