@@ -6,7 +6,9 @@
 -- is live (seen in api_processes recently), and goes with the process's
 -- entry (a clean stop deletes it, a dead one is forgotten after a day).
 CREATE TABLE waiters (
-    id         bigint      GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    -- Chosen at random by the opening process, so that it can delete a row
+    -- whose open failed after the commit (a connection lost then).
+    id         bigint      PRIMARY KEY,
     user_id    text        NOT NULL,
     process_id text        NOT NULL REFERENCES api_processes (id) ON DELETE CASCADE,
     opened_at  timestamptz NOT NULL DEFAULT now()
@@ -16,8 +18,8 @@ CREATE TABLE waiters (
 -- holds only the waiters open right now.
 CREATE INDEX waiters_user_idx ON waiters (user_id, process_id);
 
--- open_waiter inserts a waiter for the user unless the user already has cap
--- waiters held by live processes, and returns its id, or NULL at the cap.
+-- open_waiter inserts the waiter p_id of the user unless the user already has
+-- cap waiters held by live processes, and returns true, or false at the cap.
 -- It serialises the opens of one user on an advisory lock and counts after
 -- the lock is granted: a function, because one plain statement (a CTE that
 -- takes the lock) counts in the snapshot it took before waiting for the
@@ -29,23 +31,20 @@ CREATE INDEX waiters_user_idx ON waiters (user_id, process_id);
 -- of the other advisory locks; two users whose names hash alike only wait
 -- for each other.
 -- +goose StatementBegin
-CREATE FUNCTION open_waiter(p_user text, p_process text, p_cap integer, p_live_secs double precision)
-RETURNS bigint LANGUAGE plpgsql AS $$
-DECLARE
-    opened bigint;
+CREATE FUNCTION open_waiter(p_id bigint, p_user text, p_process text, p_cap integer, p_live_secs double precision)
+RETURNS boolean LANGUAGE plpgsql AS $$
 BEGIN
     PERFORM pg_advisory_xact_lock(1785684599, hashtext(p_user));
-    INSERT INTO waiters (user_id, process_id)
-    SELECT p_user, p_process
+    INSERT INTO waiters (id, user_id, process_id)
+    SELECT p_id, p_user, p_process
     WHERE (SELECT count(*) FROM waiters w JOIN api_processes p ON p.id = w.process_id
            WHERE w.user_id = p_user
-             AND p.last_seen_at >= now() - make_interval(secs => p_live_secs)) < p_cap
-    RETURNING id INTO opened;
-    RETURN opened;
+             AND p.last_seen_at >= now() - make_interval(secs => p_live_secs)) < p_cap;
+    RETURN FOUND;
 END;
 $$;
 -- +goose StatementEnd
 
 -- +goose Down
-DROP FUNCTION open_waiter(text, text, integer, double precision);
+DROP FUNCTION open_waiter(bigint, text, text, integer, double precision);
 DROP TABLE waiters;

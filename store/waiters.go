@@ -2,8 +2,9 @@ package store
 
 import (
 	"context"
-	"database/sql"
 	"fmt"
+	"math"
+	"math/rand/v2"
 
 	"github.com/lib/pq"
 )
@@ -16,16 +17,21 @@ import (
 // the database (see open_waiter in migration 00010), so they never pass the
 // cap together. The process's registry entry must exist (RegisterAPIProcess)
 // or the insert fails.
+//
+// The id is chosen here, at random (positive, never 0), and returned with
+// an error too: the statement may have committed before the error (the
+// connection lost after the commit), and a caller that closes the id then
+// leaves no row counting against the user.
 func (s *Store) OpenWaiter(ctx context.Context, user, process string, capacity int) (id int64, ok bool, err error) {
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
-	var opened sql.NullInt64
-	err = s.db.GetContext(ctx, &opened, `SELECT open_waiter($1, $2, $3, $4)`,
-		user, process, capacity, APIProcessSeenWithin.Seconds())
+	id = rand.Int64N(math.MaxInt64) + 1
+	err = s.db.GetContext(ctx, &ok, `SELECT open_waiter($1, $2, $3, $4, $5)`,
+		id, user, process, capacity, APIProcessSeenWithin.Seconds())
 	if err != nil {
-		return 0, false, fmt.Errorf("open waiter: %w", classify(err))
+		return id, false, fmt.Errorf("open waiter: %w", classify(err))
 	}
-	return opened.Int64, opened.Valid, nil
+	return id, ok, nil
 }
 
 // CloseWaiter deletes the waiters with these ids: they ended. Ids already

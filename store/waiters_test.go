@@ -147,8 +147,8 @@ func TestOpenWaiterDeadProcess(t *testing.T) {
 	if n := rows("a"); n != 0 {
 		t.Errorf("%d waiters of a left after a unregistered, want 0", n)
 	}
-	if _, _, err := st.OpenWaiter(ctx, "u", "never-registered", 2); err == nil {
-		t.Error("a process without a registry entry opened a waiter")
+	if id, _, err := st.OpenWaiter(ctx, "u", "never-registered", 2); err == nil || id == 0 {
+		t.Errorf("a process without a registry entry: id %d, %v; want an error and the id to close", id, err)
 	}
 }
 
@@ -169,9 +169,8 @@ func BenchmarkWaiter(b *testing.B) {
 		}
 	}
 	openClose := func(b *testing.B, open string) {
-		for b.Loop() {
-			var id int64
-			if err := st.DB().GetContext(ctx, &id, open, "u", "a", 1000, store.APIProcessSeenWithin.Seconds()); err != nil {
+		for id := int64(1); b.Loop(); id++ {
+			if _, err := st.DB().ExecContext(ctx, open, id, "u", "a", 1000, store.APIProcessSeenWithin.Seconds()); err != nil {
 				b.Fatal(err)
 			}
 			if err := st.CloseWaiter(ctx, id); err != nil {
@@ -190,9 +189,9 @@ func BenchmarkWaiter(b *testing.B) {
 			}
 		}
 	})
-	b.Run("lock-row", func(b *testing.B) { openClose(b, `SELECT open_waiter_lock_row($1, $2, $3, $4)`) })
+	b.Run("lock-row", func(b *testing.B) { openClose(b, `SELECT open_waiter_lock_row($1, $2, $3, $4, $5)`) })
 	b.Run("uncapped", func(b *testing.B) {
-		openClose(b, `INSERT INTO waiters (user_id, process_id) SELECT $1, $2 WHERE $3::int > 0 AND $4::float8 > 0 RETURNING id`)
+		openClose(b, `INSERT INTO waiters (id, user_id, process_id) SELECT $1, $2, $3 WHERE $4::int > 0 AND $5::float8 > 0`)
 	})
 }
 
@@ -201,18 +200,15 @@ func BenchmarkWaiter(b *testing.B) {
 // which writes a row version (and WAL) on every open.
 const lockRowFunction = `
 CREATE TABLE waiter_locks (user_id text PRIMARY KEY);
-CREATE FUNCTION open_waiter_lock_row(p_user text, p_process text, p_cap integer, p_live_secs double precision)
-RETURNS bigint LANGUAGE plpgsql AS $$
-DECLARE
-    opened bigint;
+CREATE FUNCTION open_waiter_lock_row(p_id bigint, p_user text, p_process text, p_cap integer, p_live_secs double precision)
+RETURNS boolean LANGUAGE plpgsql AS $$
 BEGIN
     INSERT INTO waiter_locks VALUES (p_user) ON CONFLICT (user_id) DO UPDATE SET user_id = EXCLUDED.user_id;
-    INSERT INTO waiters (user_id, process_id)
-    SELECT p_user, p_process
+    INSERT INTO waiters (id, user_id, process_id)
+    SELECT p_id, p_user, p_process
     WHERE (SELECT count(*) FROM waiters w JOIN api_processes p ON p.id = w.process_id
            WHERE w.user_id = p_user
-             AND p.last_seen_at >= now() - make_interval(secs => p_live_secs)) < p_cap
-    RETURNING id INTO opened;
-    RETURN opened;
+             AND p.last_seen_at >= now() - make_interval(secs => p_live_secs)) < p_cap;
+    RETURN FOUND;
 END;
 $$;`
