@@ -79,10 +79,11 @@ func (e *eventStream) VisitGetJobEventsResponse(w http.ResponseWriter) error {
 	if e.user != "" {
 		// The slot is taken here, where the stream runs, so that it is
 		// released however the stream ends; a refused stream holds nothing.
-		if !e.s.waiters.acquire(e.user, e.s.replicas.Count()) {
+		slot, ok := e.s.waiters.acquire(e.ctx, e.user, e.s.replicas)
+		if !ok {
 			return server.GetJobEvents429JSONResponse{TooManyRequestsJSONResponse: tooManyWaiters()}.VisitGetJobEventsResponse(w)
 		}
-		defer e.s.waiters.release(e.user)
+		defer e.s.waiters.release(e.ctx, slot, e.s.replicas)
 	}
 	rc := http.NewResponseController(w)
 	h := w.Header()

@@ -78,7 +78,8 @@ func TestLimitsAcrossReplicas(t *testing.T) {
 
 // TestWaiterCap: a user's long polls and event streams are capped; the
 // (cap+1)th is a 429 that holds nothing, and once a waiter ends another is
-// accepted. Polls that do not wait are not counted.
+// accepted. Polls that do not wait are not counted, in the waiters table
+// either.
 func TestWaiterCap(t *testing.T) {
 	b := setupPoll(t)
 	h, err := hub.New(b.url, discard())
@@ -86,7 +87,11 @@ func TestWaiterCap(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { h.Close() })
-	e, err := impl.New(impl.Config{Store: b.st, Verifier: b.v, Log: discard(), Hub: h, UserWaiters: 2})
+	r := impl.NewReplicas(b.st, discard())
+	if err := r.Refresh(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	e, err := impl.New(impl.Config{Store: b.st, Verifier: b.v, Log: discard(), Hub: h, UserWaiters: 2, Replicas: r})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -156,6 +161,9 @@ func TestWaiterCap(t *testing.T) {
 	if n := h.Waiting(); n != 2 {
 		t.Errorf("%d subscriptions after the refusals, want 2: a refused waiter holds nothing", n)
 	}
+	if n := openWaiterRows(t, b); n != 2 {
+		t.Errorf("%d rows in the waiters table after the refusals, want 2", n)
+	}
 
 	// The first waiter ends (its job changes); its answer is written after
 	// its slot is released, so another waiter is accepted at once.
@@ -176,6 +184,177 @@ func TestWaiterCap(t *testing.T) {
 	if code, _ := status("/api/jobs/"+job2+"?waitSeconds=30", etag); code != 429 {
 		t.Errorf("with a long poll and a stream open: %d, want 429", code)
 	}
+}
+
+// TestWaiterCapAcrossReplicas: two API processes registered on one database
+// cap a user's waiters at exactly the configured total however they are
+// spread (3 on A and 1 on B with cap 4; the fifth is a 429 on either); a
+// slot is released when its client leaves, when its long poll answers, and
+// when its job finishes, and is usable again at once on either process.
+// Requests that do not wait write nothing; a process whose open the
+// database refuses admits by its share instead of failing.
+func TestWaiterCapAcrossReplicas(t *testing.T) {
+	const capacity = 4
+	b := setupPoll(t)
+	st2, err := store.Open(t.Context(), b.url, store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st2.Close() })
+	serve := func(st *store.Store, r *impl.Replicas) string {
+		t.Helper()
+		e, err := impl.New(impl.Config{Store: st, Verifier: b.v, Log: discard(), Replicas: r, UserWaiters: capacity})
+		if err != nil {
+			t.Fatal(err)
+		}
+		srv := httptest.NewServer(e)
+		t.Cleanup(srv.Close)
+		return srv.URL
+	}
+	rA, rB := impl.NewReplicas(b.st, discard()), impl.NewReplicas(st2, discard())
+	for _, r := range []*impl.Replicas{rA, rB, rA} {
+		if err := r.Refresh(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	srvA, srvB := serve(b.st, rA), serve(st2, rB)
+	// C's first heartbeat never happened: the database refuses its opens
+	// (its waiters would reference no registry entry).
+	srvC := serve(b.st, impl.NewReplicas(b.st, discard()))
+
+	job1, job2, done := b.job(t, job.StatusPending), b.job(t, job.StatusPending), b.job(t, job.StatusCompleted)
+	const etag = `"v1"` // both pending jobs' first version
+	do := func(ctx context.Context, url, path, header, value string) *http.Response {
+		t.Helper()
+		req, _ := http.NewRequestWithContext(ctx, "GET", url+path, nil)
+		req.Header.Set("Authorization", "Bearer "+b.token)
+		if header != "" {
+			req.Header.Set(header, value)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp
+	}
+	status := func(url, path, header, value string) int {
+		t.Helper()
+		resp := do(t.Context(), url, path, header, value)
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusTooManyRequests && resp.Header.Get("Retry-After") != "3" {
+			t.Errorf("%s: a 429 with Retry-After %q, want 3", path, resp.Header.Get("Retry-After"))
+		}
+		return resp.StatusCode
+	}
+	// Long polls in the background report their status on a channel.
+	longPoll := func(ctx context.Context, url, id string) <-chan int {
+		code := make(chan int, 1)
+		go func() {
+			req, _ := http.NewRequestWithContext(ctx, "GET", url+"/api/jobs/"+id+"?waitSeconds=30", nil)
+			req.Header.Set("Authorization", "Bearer "+b.token)
+			req.Header.Set("If-None-Match", etag)
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				code <- -1
+				return
+			}
+			resp.Body.Close()
+			code <- resp.StatusCode
+		}()
+		return code
+	}
+	rowsAre := func(want int) {
+		t.Helper()
+		waitUntil(t, func() bool { return openWaiterRows(t, b) == want })
+	}
+
+	gone, leave := context.WithCancel(context.Background())
+	defer leave()
+	left := longPoll(gone, srvA, job1)
+	polls := []<-chan int{longPoll(t.Context(), srvA, job1), longPoll(t.Context(), srvA, job1)}
+	rowsAre(3)
+	streamCtx, closeStream := context.WithCancel(t.Context())
+	defer closeStream()
+	stream := do(streamCtx, srvB, "/api/jobs/"+job2+"/events", "", "")
+	defer stream.Body.Close()
+	if stream.StatusCode != 200 {
+		t.Fatalf("the fourth waiter, a stream on B: %d, want 200", stream.StatusCode)
+	}
+	rowsAre(capacity)
+
+	over := []struct{ name, url, path, header, value string }{
+		{"a long poll on A", srvA, "/api/jobs/" + job2 + "?waitSeconds=30", "If-None-Match", etag},
+		{"a long poll on B", srvB, "/api/jobs/" + job2 + "?waitSeconds=30", "If-None-Match", etag},
+		{"a stream on A", srvA, "/api/jobs/" + job1 + "/events", "", ""},
+		{"a stream on B", srvB, "/api/jobs/" + job1 + "/events", "", ""},
+	}
+	for _, o := range over {
+		if code := status(o.url, o.path, o.header, o.value); code != 429 {
+			t.Errorf("%s over the cap: %d, want 429", o.name, code)
+		}
+	}
+	notWaiting := []struct {
+		name, url, path, header, value string
+		want                           int
+	}{
+		{"a plain poll", srvB, "/api/jobs/" + job2, "", "", 200},
+		{"a long poll with a stale ETag", srvA, "/api/jobs/" + job2 + "?waitSeconds=30", "If-None-Match", `"v0"`, 200},
+		{"a long poll of a finished job", srvB, "/api/jobs/" + done + "?waitSeconds=30", "If-None-Match", `"v2"`, 304},
+		{"a stream reconnect after the last event", srvA, "/api/jobs/" + done + "/events", "Last-Event-ID", `"v2"`, 204},
+	}
+	for _, n := range notWaiting {
+		if code := status(n.url, n.path, n.header, n.value); code != n.want {
+			t.Errorf("%s at the cap: %d, want %d", n.name, code, n.want)
+		}
+	}
+	if n := openWaiterRows(t, b); n != capacity {
+		t.Fatalf("%d waiter rows after refusals and polls that do not wait, want %d", n, capacity)
+	}
+	if code := status(srvC, "/api/jobs/"+job2+"?waitSeconds=30", "If-None-Match", etag); code != 429 {
+		t.Errorf("a long poll on C, not yet registered, over the cap: %d, want 429", code)
+	}
+
+	leave() // a client leaves: its slot is released, usable on B at once
+	if code := <-left; code != -1 {
+		t.Errorf("the abandoned long poll: %d", code)
+	}
+	rowsAre(capacity - 1)
+	// Under the cap, the database refuses C's open (its row would reference
+	// no registry entry): C admits by its share (4 ÷ 1 live process, as C
+	// counts) rather than fail, and writes nothing.
+	if code := status(srvC, "/api/jobs/"+job2+"?waitSeconds=1", "If-None-Match", etag); code != 304 {
+		t.Errorf("a long poll on C, whose open the database refuses: %d, want 304 after its wait", code)
+	}
+	if code := status(srvB, "/api/jobs/"+job2+"?waitSeconds=1", "If-None-Match", etag); code != 304 {
+		t.Errorf("a long poll on B after one on A ended: %d, want 304 after its wait", code)
+	}
+	if n := openWaiterRows(t, b); n != capacity-1 {
+		t.Errorf("%d waiter rows after a long poll answered, want %d", n, capacity-1)
+	}
+	closeStream() // the stream's client leaves
+	rowsAre(capacity - 2)
+	if _, err := b.st.DB().Exec(`UPDATE jobs SET status = 'PROCESSING', attempts = 1, started_at = now(), updated_at = now(), version = version + 1 WHERE id = $1`, job1); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range polls { // their job changed: they answer and release
+		if code := <-p; code != 200 {
+			t.Errorf("a long poll whose job changed: %d, want 200", code)
+		}
+	}
+	if n := openWaiterRows(t, b); n != 0 {
+		t.Errorf("%d waiter rows once every waiter ended, want 0", n)
+	}
+}
+
+// openWaiterRows counts the rows of the waiters table.
+func openWaiterRows(t *testing.T, b *pollBundle) int {
+	t.Helper()
+	var n int
+	if err := b.st.DB().Get(&n, `SELECT count(*) FROM waiters`); err != nil {
+		t.Fatal(err)
+	}
+	return n
 }
 
 // waitUntil polls cond until it holds, for at most 10 s.

@@ -138,10 +138,11 @@ func (r encodedJob) VisitGetJobResponse(w http.ResponseWriter) error {
 // says there is none free: only a poll that is going to wait takes a slot,
 // and one refused holds nothing.
 func (s *Server) waitAsWaiter(ctx context.Context, user string, id uuid.UUID, p polled, d time.Duration) (polled, bool, error) {
-	if !s.waiters.acquire(user, s.replicas.Count()) {
+	slot, ok := s.waiters.acquire(ctx, user, s.replicas)
+	if !ok {
 		return p, false, nil
 	}
-	defer s.waiters.release(user)
+	defer s.waiters.release(ctx, slot, s.replicas)
 	p, err := s.waitForChange(ctx, user, id, p, d)
 	return p, true, err
 }

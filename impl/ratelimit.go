@@ -1,6 +1,7 @@
 package impl
 
 import (
+	"context"
 	"math"
 	"net"
 	"net/http"
@@ -16,11 +17,15 @@ import (
 	"github.com/jobsd/jobsd/gen/server"
 )
 
-// Limits across replicas. The per-user limits are deployment-wide: each of
-// the N live API processes (Replicas) enforces its share, the limit ÷ N, so
-// that a load balancer that spreads a user's requests over the processes
-// lets through about the configured total, with no shared state per
-// request. A user pinned to one process gets only that process's share.
+// Limits across replicas. The per-user limits are deployment-wide. The
+// request rates are enforced with no shared state per request: each of the
+// N live API processes (Replicas) enforces its share, the limit ÷ N, so that
+// a load balancer that spreads a user's requests over the processes lets
+// through about the configured total; a user pinned to one process gets
+// only that process's share. The cap on open waiters (long polls that wait,
+// event streams) is exact: they are counted in a table, written once when a
+// waiter opens and once when it ends (waiterSlots); only when the database
+// refuses does a process fall back to its share, the cap ÷ N.
 
 // RateLimit is a per-user token bucket: PerSecond requests on average, up to
 // Burst at once. A zero PerSecond turns the limit off.
@@ -154,12 +159,41 @@ func tooMany(c echo.Context, wait time.Duration) error {
 	return errorf(http.StatusTooManyRequests, msgTooMany)
 }
 
-// waiterSlots counts each user's open long polls and event streams in this
-// process, against this process's share of the deployment-wide cap.
+// waiterOpenTimeout bounds the database's answer to a waiter's open: past
+// it, the request is admitted by this process's share instead of waiting
+// longer for a slot than a client would wait for its answer.
+const waiterOpenTimeout = 2 * time.Second
+
+// waiterCloseTimeout bounds a waiter's close, which runs after the request
+// may have ended (client gone, drain): it has a deadline of its own.
+const waiterCloseTimeout = 5 * time.Second
+
+// waiterSlots caps each user's open long polls and event streams. With a
+// registry of API processes (Replicas, which has the store), each waiter is
+// a row of the waiters table, opened and deleted once per waiter (never per
+// poll), and the cap holds exactly for the whole deployment. When the
+// database refuses the open (down, slow, this process not yet registered),
+// the request is not failed: this process admits it against its share of
+// the cap, total ÷ N, as if the other processes held their shares. Without
+// a registry (one process, tests) the cap is counted here alone.
 type waiterSlots struct {
 	total int // the deployment-wide cap per user
 	mu    sync.Mutex
-	open  map[string]int
+	// open counts this process's waiters per user, whether the table or
+	// the share admitted them: the share is checked against all of them.
+	open map[string]int
+	// unclosed are table rows whose delete failed, or whose open failed
+	// with an unknown outcome; the next close deletes them. Until then they
+	// count against their users (and go with this process's registry
+	// entry at the latest).
+	unclosed []int64
+}
+
+// waiterSlot is one taken slot: the user's, and its row in the waiters
+// table (0 when this process's share admitted it).
+type waiterSlot struct {
+	user string
+	row  int64
 }
 
 // newWaiterSlots caps each user's waiters at total across the deployment; 0
@@ -171,12 +205,36 @@ func newWaiterSlots(total int) *waiterSlots {
 	return &waiterSlots{total: total, open: map[string]int{}}
 }
 
-// acquire takes one of the user's slots when n processes share the cap, or
-// says there is none. Whoever takes a slot releases it once.
-func (w *waiterSlots) acquire(user string, n int) bool {
+// acquire takes one of the user's slots, or says there is none. Whoever
+// takes a slot releases it once.
+func (w *waiterSlots) acquire(ctx context.Context, user string, r *Replicas) (waiterSlot, bool) {
 	if w == nil {
-		return true
+		return waiterSlot{}, true
 	}
+	if r != nil {
+		octx, cancel := context.WithTimeout(ctx, waiterOpenTimeout)
+		row, ok, err := r.openWaiter(octx, user, w.total)
+		cancel()
+		if err == nil {
+			if ok {
+				w.count(user, 1)
+			}
+			return waiterSlot{user: user, row: row}, ok
+		}
+		// The open may have committed before it failed (a connection lost
+		// after the commit): close the row with the next close, to be sure.
+		w.unclose(row)
+		if ctx.Err() != nil {
+			return waiterSlot{}, false // the client left; nothing to admit
+		}
+		r.log.Warn("waiter cap: open in the database failed; admitting by this process's share", "err", err)
+	}
+	return waiterSlot{user: user}, w.acquireShare(user, r.Count())
+}
+
+// acquireShare takes one of the user's slots in this process when n
+// processes share the cap, or says there is none.
+func (w *waiterSlots) acquireShare(user string, n int) bool {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.open[user] >= shareOf(w.total, n) {
@@ -186,15 +244,46 @@ func (w *waiterSlots) acquire(user string, n int) bool {
 	return true
 }
 
-// release gives back a slot that acquire took.
-func (w *waiterSlots) release(user string) {
+// count adds d to the user's waiters in this process.
+func (w *waiterSlots) count(user string, d int) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.open[user] += d; w.open[user] <= 0 {
+		delete(w.open, user) // the map holds only users who are waiting
+	}
+}
+
+// release gives back a slot that acquire took, deleting its row with a
+// deadline of its own: ctx may have ended (the client left, the server is
+// draining).
+func (w *waiterSlots) release(ctx context.Context, slot waiterSlot, r *Replicas) {
 	if w == nil {
 		return
 	}
+	w.count(slot.user, -1)
+	if slot.row == 0 || r == nil {
+		return
+	}
+	w.mu.Lock()
+	rows := append(w.unclosed, slot.row)
+	w.unclosed = nil
+	w.mu.Unlock()
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), waiterCloseTimeout)
+	defer cancel()
+	if err := r.closeWaiters(cctx, rows); err != nil {
+		r.log.Warn("waiter cap: close in the database failed; retried at the next close", "rows", len(rows), "err", err)
+		w.unclose(rows...)
+	}
+}
+
+// unclose keeps rows for the next close to delete.
+func (w *waiterSlots) unclose(rows ...int64) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if w.open[user]--; w.open[user] <= 0 {
-		delete(w.open, user) // the map holds only users who are waiting
+	for _, r := range rows {
+		if r != 0 {
+			w.unclosed = append(w.unclosed, r)
+		}
 	}
 }
 

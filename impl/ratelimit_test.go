@@ -1,6 +1,7 @@
 package impl
 
 import (
+	"context"
 	"net"
 	"net/http/httptest"
 	"net/netip"
@@ -111,44 +112,45 @@ func TestUserLimitersResize(t *testing.T) {
 	}
 }
 
-// TestWaiterSlots: a user's waiters in one process are capped at its share
-// of the cap; a refused one holds nothing.
+// TestWaiterSlots: when the waiters table cannot be used, a user's waiters
+// in one process are capped at its share of the cap; a refused one holds
+// nothing.
 func TestWaiterSlots(t *testing.T) {
 	w := newWaiterSlots(5)
 	for i := range 2 {
-		if !w.acquire("alice", 2) {
+		if !w.acquireShare("alice", 2) {
 			t.Fatalf("waiter %d of 5 ÷ 2 = 2 refused", i+1)
 		}
 	}
-	if w.acquire("alice", 2) {
+	if w.acquireShare("alice", 2) {
 		t.Fatal("a third waiter was accepted; the share is 2")
 	}
-	if !w.acquire("bob", 2) {
+	if !w.acquireShare("bob", 2) {
 		t.Error("another user was refused")
 	}
-	w.release("alice")
+	w.release(t.Context(), waiterSlot{user: "alice"}, nil)
 	if w.open["alice"] != 1 {
 		t.Fatalf("alice holds %d slots after one release, want 1", w.open["alice"])
 	}
-	if !w.acquire("alice", 2) {
+	if !w.acquireShare("alice", 2) {
 		t.Fatal("refused after a waiter ended")
 	}
-	w.release("alice")
-	w.release("alice")
+	w.release(t.Context(), waiterSlot{user: "alice"}, nil)
+	w.release(t.Context(), waiterSlot{user: "alice"}, nil)
 	if _, ok := w.open["alice"]; ok {
 		t.Error("a user with no waiters is kept in the map")
 	}
-	if !w.acquire("alice", 10) {
+	if !w.acquireShare("alice", 10) {
 		t.Error("with more processes than the cap, one waiter per process must pass")
 	}
 	if newWaiterSlots(0) != nil {
 		t.Error("a zero cap is not off")
 	}
 	var off *waiterSlots
-	if !off.acquire("alice", 1) {
+	if _, ok := off.acquire(t.Context(), "alice", nil); !ok {
 		t.Error("no cap refused a waiter")
 	}
-	off.release("alice")
+	off.release(t.Context(), waiterSlot{user: "alice"}, nil)
 }
 
 // TestAddrLimiter: failures drain an address's bucket, after which it is
@@ -272,7 +274,9 @@ func TestClientIP(t *testing.T) {
 
 // BenchmarkLimiter measures each limit's own cost per request: a user's
 // read bucket with 3 processes, the address check of a valid token (from an
-// address with and without failures), and a waiter slot.
+// address with and without failures), and a waiter slot taken from this
+// process's share (the fallback when the waiters table cannot be used; the
+// table's open and close are store.BenchmarkWaiter).
 func BenchmarkLimiter(b *testing.B) {
 	now := time.Now()
 	b.Run("user-rate", func(b *testing.B) {
@@ -298,8 +302,8 @@ func BenchmarkLimiter(b *testing.B) {
 	b.Run("waiter-slot", func(b *testing.B) {
 		w := newWaiterSlots(20)
 		for b.Loop() {
-			w.acquire("alice", 3)
-			w.release("alice")
+			w.acquireShare("alice", 3)
+			w.release(context.Background(), waiterSlot{user: "alice"}, nil)
 		}
 	})
 }

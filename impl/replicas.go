@@ -17,7 +17,9 @@ import (
 const ReplicaHeartbeat = 10 * time.Second
 
 // Replicas is this process's entry in the registry of live API processes
-// and its cached count of them, N, by which it divides the per-user limits.
+// and its cached count of them, N, by which it divides the per-user rate
+// limits. The rows of the waiters table that count this process's open
+// waiters reference the entry: they count while it is live, and go with it.
 // A process that starts is counted by the others within ReplicaHeartbeat
 // (until then a user may get one share more than a limit); one that stops
 // cleanly deletes its entry and is counted out at the others' next
@@ -93,4 +95,15 @@ func (r *Replicas) unregister() {
 	if err := r.st.UnregisterAPIProcess(ctx, r.self.ID); err != nil {
 		r.log.Warn("api replicas: unregister failed", "err", err)
 	}
+}
+
+// openWaiter records one of user's waiters as held by this process, unless
+// the user has capacity waiters held by live processes already.
+func (r *Replicas) openWaiter(ctx context.Context, user string, capacity int) (row int64, ok bool, err error) {
+	return r.st.OpenWaiter(ctx, user, r.self.ID, capacity)
+}
+
+// closeWaiters deletes waiter rows that openWaiter returned.
+func (r *Replicas) closeWaiters(ctx context.Context, rows []int64) error {
+	return r.st.CloseWaiter(ctx, rows...)
 }

@@ -22,7 +22,8 @@ const APIProcessSeenWithin = 30 * time.Second
 
 // apiProcessForgetAfter is how long the entry of an API process that
 // vanished without unregistering (killed, cut off) is kept before a live one
-// deletes it.
+// deletes it, and with it (ON DELETE CASCADE) the rows of the waiters it
+// never closed, which stopped counting once it was no longer live.
 const apiProcessForgetAfter = 24 * time.Hour
 
 // RegisterAPIProcess records (or refreshes) the process's entry, stamped with
@@ -49,7 +50,8 @@ func (s *Store) RegisterAPIProcess(ctx context.Context, p APIProcess) (live int,
 	return live, nil
 }
 
-// UnregisterAPIProcess removes the process's entry: it stopped cleanly.
+// UnregisterAPIProcess removes the process's entry, and the rows of its
+// waiters with it: it stopped cleanly.
 func (s *Store) UnregisterAPIProcess(ctx context.Context, id string) error {
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
