@@ -33,7 +33,9 @@ type bundle struct {
 	h     *dispatch.Handler
 }
 
-func setup(t *testing.T) bundle {
+// setup opens the store, starts the fake queue and makes the handler, its
+// Config changed by each of opts.
+func setup(t *testing.T, opts ...func(*dispatch.Config)) bundle {
 	t.Helper()
 	st, err := store.Open(t.Context(), pgtest.NewDatabase(t), store.Options{Outbox: true, MaxOpenConns: 2})
 	if err != nil {
@@ -47,7 +49,7 @@ func setup(t *testing.T) bundle {
 	if testing.Verbose() {
 		log = slog.New(slog.NewTextHandler(os.Stderr, nil))
 	}
-	h, err := dispatch.NewHandler(dispatch.Config{
+	cfg := dispatch.Config{
 		Worker: worker.Config{
 			Store:    st,
 			Handlers: jobtype.WorkerHandlers(st, model.NewLocal(), jobtype.ParseOptions{}),
@@ -58,7 +60,11 @@ func setup(t *testing.T) bundle {
 		},
 		Queue: dispatch.NewQueue(q.Client(), q.URL),
 		Log:   log,
-	})
+	}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	h, err := dispatch.NewHandler(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -355,5 +361,116 @@ func TestSender(t *testing.T) {
 	}
 	if got := len(b.queue.Sent()); got != 2 {
 		t.Errorf("%d messages sent, want 2", got)
+	}
+}
+
+// TestUserCap: with a cap of one job per user, a batch naming two of
+// alice's jobs and one of bob's runs alice's older job and bob's; alice's
+// other job is not claimed (no attempt) and its message is sent again with
+// CapDelay as DelaySeconds, not reported in batchItemFailures, so that no
+// message's receive count grows. It runs when the message comes back, after
+// the first ended: each job completes at attempt 1, and alice's two never
+// ran at once.
+func TestUserCap(t *testing.T) {
+	b := setup(t, func(c *dispatch.Config) {
+		c.Worker.UserConcurrency = 1
+		c.CapDelay = time.Second
+	})
+	first := b.create(t, "[[simulate:slow=300ms]] Prices fell sharply in March.")
+	second := b.create(t, "[[simulate:slow=300ms]] The harvest was late.")
+	other, _, err := b.st.Create(t.Context(), store.NewJob{UserID: "bob", Type: job.TypeAIPreview, Input: []byte(`{"prompt":"Rain in April."}`)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := func(msgID string, id uuid.UUID) events.SQSMessage {
+		return events.SQSMessage{MessageId: msgID, Body: id.String(), EventSource: "aws:sqs"}
+	}
+	resp, err := b.invoke(t.Context(), events.SQSEvent{Records: []events.SQSMessage{
+		rec("m1", first), rec("m2", second), rec("m3", other.ID),
+	}})
+	if err != nil || len(resp.BatchItemFailures) != 0 {
+		t.Fatalf("resp %+v, %v; want no batchItemFailures", resp, err)
+	}
+	if j := b.job(t, first); j.Status != job.StatusCompleted || j.Attempts != 1 {
+		t.Errorf("alice's first job: %s attempts %d", j.Status, j.Attempts)
+	}
+	if j, err := b.st.Get(t.Context(), "bob", other.ID); err != nil || j.Status != job.StatusCompleted || j.Attempts != 1 {
+		t.Errorf("bob's job: %+v, %v; want COMPLETED at attempt 1 beside alice's", j, err)
+	}
+	if j := b.job(t, second); j.Status != job.StatusPending || j.Attempts != 0 {
+		t.Errorf("alice's second job after the first batch: %s attempts %d, want PENDING untouched", j.Status, j.Attempts)
+	}
+	sent := b.queue.Sent()
+	if len(sent) != 1 || sent[0].Body != second.String() || sent[0].Batch || sent[0].DelaySeconds != 1 {
+		t.Fatalf("sent %+v, want alice's second job's message again with DelaySeconds 1", sent)
+	}
+
+	j2 := b.drain(t, second)
+	j1 := b.job(t, first)
+	if j2.Status != job.StatusCompleted || j2.Attempts != 1 {
+		t.Errorf("alice's second job: %s attempts %d", j2.Status, j2.Attempts)
+	}
+	if j2.StartedAt == nil || j1.CompletedAt == nil || j2.StartedAt.Before(*j1.CompletedAt) {
+		t.Errorf("alice's jobs overlapped: the second started at %v, the first completed at %v", j2.StartedAt, j1.CompletedAt)
+	}
+	if dead := b.queue.DeadLetters(); len(dead) != 0 {
+		t.Errorf("dead letters: %v", dead)
+	}
+}
+
+// TestRegistry: the instance registers in the workers table at its first
+// invocation, under the id its claims record (the jobs' workerId), with
+// the batch's jobs in flight while they run and none after.
+func TestRegistry(t *testing.T) {
+	b := setup(t, func(c *dispatch.Config) { c.Host = "jobs-fn 2026/12/02/[$LATEST]abc" })
+	id := b.create(t, "[[simulate:slow=500ms]] Prices fell sharply in March.")
+	done := make(chan error, 1)
+	go func() {
+		_, err := b.invoke(t.Context(), events.SQSEvent{Records: []events.SQSMessage{{MessageId: "m1", Body: id.String(), EventSource: "aws:sqs"}}})
+		done <- err
+	}()
+	running := waitWorkers(t, b.st, func(ws []store.WorkerInfo) bool { return len(ws) == 1 && ws[0].InFlight == 1 })
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	w := running[0]
+	if w.ID != b.h.ID() || w.Host != "jobs-fn 2026/12/02/[$LATEST]abc" || w.Concurrency != 1 || w.PID != os.Getpid() {
+		t.Errorf("registry entry %+v, want id %s, the host given, concurrency 1", w, b.h.ID())
+	}
+	aj, err := b.st.GetAny(t.Context(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if aj.WorkerID == nil || *aj.WorkerID != b.h.ID() {
+		t.Errorf("the job's workerId is %v, want the instance's %s", aj.WorkerID, b.h.ID())
+	}
+	ws, err := b.st.Workers(t.Context())
+	if err != nil || len(ws) != 1 || ws[0].InFlight != 0 {
+		t.Errorf("after the invocation: %+v, %v; want the instance with nothing in flight", ws, err)
+	}
+	if err := b.h.Unregister(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if ws, err := b.st.Workers(t.Context()); err != nil || len(ws) != 0 {
+		t.Errorf("after Unregister: %+v, %v; want none", ws, err)
+	}
+}
+
+// waitWorkers polls the registry until cond holds (10 s at most).
+func waitWorkers(t *testing.T, st *store.Store, cond func([]store.WorkerInfo) bool) []store.WorkerInfo {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		ws, err := st.Workers(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cond(ws) {
+			return ws
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("registry never as expected: %+v", ws)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }

@@ -10,6 +10,14 @@
 //     (store.ClaimIDs: attempt counted, lease, worker id, committed before
 //     any handler runs) and runs them with the worker's own machinery
 //     (worker.RunClaimed: deadline, watchdog, heartbeats, fenced outcome);
+//   - under a user cap (Worker.UserConcurrency, JOBS_USER_CONCURRENCY) the
+//     claim takes a user's jobs only while fewer than the cap hold a lease
+//     (store.ClaimIDsCapped, counted as the long-lived worker counts); a job
+//     left out keeps its attempts and its message is sent again after
+//     CapDelay, a new message, so that no receive count grows;
+//   - each instance keeps an entry in the worker registry (the admin API's
+//     workers), refreshed per invocation and removed at the runtime's
+//     SIGTERM;
 //   - a retryable failure sends the job's message again with DelaySeconds
 //     set to its backoff (at most 900 s; a message that arrives early is
 //     sent again for the rest);

@@ -28,13 +28,21 @@ type Config struct {
 	// outcomes and send retries (5 s): attempts end that much earlier if the
 	// function's timeout would otherwise cut them.
 	Reserve time.Duration
+	// CapDelay is how long the message of a job left out by
+	// Worker.UserConcurrency's cap (its user has that many jobs running)
+	// waits before it comes back (30 s; at most MaxDelay).
+	CapDelay time.Duration
+	// Host is the registry's host for this instance: the function name and
+	// log stream in Lambda ("": the host name).
+	Host string
 }
 
 // Handler is the Lambda function: SQS batches of job messages and the
 // maintenance schedule, told apart by their payload.
 type Handler struct {
-	cfg Config
-	log *slog.Logger
+	cfg  Config
+	log  *slog.Logger
+	inst *instance
 }
 
 // NewHandler checks cfg and returns the function's handler.
@@ -48,8 +56,34 @@ func NewHandler(cfg Config) (*Handler, error) {
 	if cfg.Reserve <= 0 {
 		cfg.Reserve = 5 * time.Second
 	}
+	if cfg.CapDelay <= 0 {
+		cfg.CapDelay = 30 * time.Second
+	}
+	// The claim here is the store's, so it needs the lease before
+	// worker.New would default it: the same default.
+	if cfg.Worker.Lease <= 0 {
+		cfg.Worker.Lease = 30 * time.Second
+	}
 	cfg.Worker.Log = cfg.Log
-	return &Handler{cfg: cfg, log: cfg.Log}, nil
+	return &Handler{cfg: cfg, log: cfg.Log, inst: newInstance(cfg.Worker.Store, cfg.Host)}, nil
+}
+
+// ID is this instance's id in the worker registry, and the workerId of
+// the jobs it claims.
+func (h *Handler) ID() string { return h.inst.info.ID }
+
+// Unregister removes this instance from the worker registry; call it when
+// the runtime shuts the instance down (its SIGTERM).
+func (h *Handler) Unregister(ctx context.Context) error {
+	return h.cfg.Worker.Store.UnregisterWorker(ctx, h.inst.info.ID)
+}
+
+// register refreshes the instance's registry entry; a failure is only
+// logged.
+func (h *Handler) register(ctx context.Context) {
+	if err := h.inst.register(context.WithoutCancel(ctx)); err != nil {
+		h.log.Warn("worker registry: register failed", "err", err)
+	}
 }
 
 // probe is just enough of an event to tell its kind.
@@ -68,6 +102,7 @@ func (h *Handler) Invoke(ctx context.Context, payload json.RawMessage) (any, err
 	if err := json.Unmarshal(payload, &p); err != nil {
 		return nil, fmt.Errorf("read event: %w", err)
 	}
+	h.register(ctx)
 	switch {
 	case len(p.Records) > 0 && p.Records[0].EventSource == "aws:sqs":
 		var ev events.SQSEvent
@@ -128,7 +163,8 @@ func (h *Handler) readBatch(ev events.SQSEvent) *batch {
 // whose retry message could not be sent. Every other message is done with:
 // its job ran, or was not runnable (finished, cancelled, held by another
 // attempt, or gone) and is skipped, or waits for its backoff and was sent
-// again for the rest of it.
+// again for the rest of it, or was left out because its user is at
+// Worker.UserConcurrency's cap and was sent again after CapDelay.
 func (h *Handler) HandleSQS(ctx context.Context, ev events.SQSEvent) (events.SQSEventResponse, error) {
 	b := h.readBatch(ev)
 	if len(b.ids) == 0 {
@@ -140,8 +176,10 @@ func (h *Handler) HandleSQS(ctx context.Context, ev events.SQSEvent) (events.SQS
 	}
 	// The claim is not cut short by the invocation's end (the store's
 	// timeout bounds it), as in the worker: cancelled while its reply is
-	// read, a committed claim would leave its jobs leased by nobody.
-	claims, err := w.ClaimIDs(context.WithoutCancel(ctx), b.ids)
+	// read, a committed claim would leave its jobs leased by nobody. It is
+	// made under the instance's id, the one the registry lists.
+	wc := h.cfg.Worker
+	claims, err := wc.Store.ClaimIDsCapped(context.WithoutCancel(ctx), h.ID(), b.ids, wc.Lease, wc.UserConcurrency)
 	if err != nil {
 		h.log.Warn("claim failed; the batch will be delivered again", "jobs", len(b.ids), "err", err)
 		for _, id := range b.ids {
@@ -150,12 +188,34 @@ func (h *Handler) HandleSQS(ctx context.Context, ev events.SQSEvent) (events.SQS
 		return b.response(), nil
 	}
 	h.resendWaiting(ctx, b, claims)
-	jobCtx, cancel := h.jobContext(ctx)
-	defer cancel()
-	for _, e := range w.RunClaimed(jobCtx, claims) {
+	for _, e := range h.run(ctx, w, claims) {
 		h.settle(ctx, b, e)
 	}
 	return b.response(), nil
+}
+
+// run runs the claimed attempts, with the instance's registry entry
+// showing them in flight meanwhile.
+func (h *Handler) run(ctx context.Context, w *worker.Worker, claims []store.Claimed) []worker.Ended {
+	if len(claims) == 0 {
+		return nil
+	}
+	h.inst.running(len(claims))
+	h.register(ctx)
+	refreshCtx, stopRefresh := context.WithCancel(context.WithoutCancel(ctx))
+	refreshed := make(chan struct{})
+	go func() {
+		defer close(refreshed)
+		h.inst.refresh(refreshCtx, func(err error) { h.log.Warn("worker registry: register failed", "err", err) })
+	}()
+	jobCtx, cancel := h.jobContext(ctx)
+	defer cancel()
+	ended := w.RunClaimed(jobCtx, claims)
+	stopRefresh()
+	<-refreshed
+	h.inst.running(0)
+	h.register(ctx)
+	return ended
 }
 
 // jobContext is the attempts' context: it outlives the invocation's
@@ -173,9 +233,20 @@ func (h *Handler) jobContext(ctx context.Context) (context.Context, context.Canc
 	return context.WithCancel(jobCtx)
 }
 
-// resendWaiting sends again, for the rest of their wait, the messages of
-// jobs that were not claimed because their backoff has not ended (the
-// message came early: a wait longer than MaxDelay, or a duplicate).
+// resendWaiting sends again the messages of jobs that are still to run but
+// were not claimed: for the rest of their wait when their backoff has not
+// ended (the message came early: a wait longer than MaxDelay, or a
+// duplicate), and after CapDelay when they are due now, which means their
+// user is at Worker.UserConcurrency's cap (or, rarely, another claimer was
+// taking them at that moment).
+//
+// A job at the cap is sent again as a new message with DelaySeconds rather
+// than reported in batchItemFailures: a failure returns the same message,
+// whose receive count grows with every return, and a user's long backlog
+// behind a cap of 1 would push its messages past the dead-letter queue's
+// maxReceiveCount (26) although nothing is wrong. A new message starts at a
+// receive count of 0, so the count keeps meaning "this work could not be
+// recorded"; the price is one SendMessage per pass.
 func (h *Handler) resendWaiting(ctx context.Context, b *batch, claims []store.Claimed) {
 	claimed := make(map[uuid.UUID]bool, len(claims))
 	for _, c := range claims {
@@ -203,6 +274,10 @@ func (h *Handler) resendWaiting(ctx context.Context, b *batch, claims []store.Cl
 		if !ok {
 			h.log.Info("job not runnable (finished, cancelled, held or gone); message acknowledged", "job_id", id)
 			continue
+		}
+		if d <= 0 {
+			h.log.Info("job due but not claimed (its user at the cap); message sent again", "job_id", id, "delay", h.cfg.CapDelay.String())
+			d = h.cfg.CapDelay
 		}
 		if err := h.cfg.Queue.SendJob(ctx, id, d); err != nil {
 			h.log.Warn("re-sending an early message failed", "job_id", id, "err", err)

@@ -76,8 +76,12 @@ func (s *Store) SendOutbox(ctx context.Context, limit int, send SendFunc) (int, 
 	defer tx.Rollback()
 	qctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
+	// The delay is measured from clock_timestamp(), not now(): now() is
+	// when this transaction began, and a Create that started after that
+	// and committed before this SELECT has a not_before a few milliseconds
+	// past it, which DelaySeconds rounded up to a whole second of delay.
 	rows, err := tx.QueryContext(qctx, `
-		SELECT id, job_id, GREATEST(EXTRACT(EPOCH FROM not_before - now()), 0)::float8
+		SELECT id, job_id, GREATEST(EXTRACT(EPOCH FROM not_before - clock_timestamp()), 0)::float8
 		FROM outbox ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED`, limit)
 	if err != nil {
 		return 0, fmt.Errorf("read outbox: %w", classify(err))

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-lambda-go/lambda"
+	"github.com/aws/aws-lambda-go/lambdacontext"
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
@@ -54,6 +55,13 @@ func runLambda(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	capDelay, err := envDuration("JOBS_LAMBDA_CAP_DELAY", 30*time.Second)
+	if err != nil {
+		return err
+	}
+	if capDelay <= 0 || capDelay > dispatch.MaxDelay {
+		return usagef("JOBS_LAMBDA_CAP_DELAY must be more than 0 and at most %v (SQS's longest DelaySeconds)", dispatch.MaxDelay)
+	}
 	// One instance runs one batch at a time: a connection for claims and
 	// outcomes and one for heartbeats and handlers' reads; behind RDS Proxy
 	// many instances share the database's connections.
@@ -69,15 +77,52 @@ func runLambda(ctx context.Context, args []string) error {
 	if err := lambdaHandlers(st, &cfg); err != nil {
 		return err
 	}
-	h, err := dispatch.NewHandler(dispatch.Config{Worker: cfg, Queue: queue, Log: log, Reserve: reserve})
+	h, err := dispatch.NewHandler(dispatch.Config{Worker: cfg, Queue: queue, Log: log, Reserve: reserve,
+		CapDelay: capDelay, Host: lambdaHost()})
 	if err != nil {
 		return err
 	}
-	log.Info("lambda function ready", "job_timeout", cfg.JobTimeout.String(), "reserve", reserve.String(), "db_conns", conns)
-	// Returns only when the runtime goes away; the instance is then frozen
-	// or ended by Lambda.
-	lambda.StartWithOptions(h.Invoke, lambda.WithContext(ctx))
+	log.Info("lambda function ready", "worker", h.ID(), "job_timeout", cfg.JobTimeout.String(), "reserve", reserve.String(),
+		"db_conns", conns, "user_concurrency", cfg.UserConcurrency)
+	// WithEnableSIGTERM registers an internal extension, which makes Lambda
+	// send the runtime SIGTERM before it ends the instance (without one it
+	// only sends SIGKILL); the instance then leaves the worker registry. The
+	// loop itself never returns: it exits the process when the Runtime API
+	// fails.
+	shutdown := make(chan struct{})
+	go lambda.StartWithOptions(h.Invoke, lambda.WithContext(ctx),
+		lambda.WithEnableSIGTERM(func() { close(shutdown) }))
+	<-shutdown
+	unregisterLambda(h, log)
 	return nil
+}
+
+// unregisterWithin bounds the unregistration at shutdown: Lambda gives a
+// runtime with an internal extension about 500 ms after SIGTERM before it
+// sends SIGKILL. An entry not removed ages out of the listing in a minute.
+const unregisterWithin = 300 * time.Millisecond
+
+func unregisterLambda(h *dispatch.Handler, log *slog.Logger) {
+	ctx, cancel := context.WithTimeout(context.Background(), unregisterWithin)
+	defer cancel()
+	if err := h.Unregister(ctx); err != nil {
+		log.Warn("worker registry: unregister failed; the entry ages out", "err", err)
+		return
+	}
+	log.Info("lambda instance shut down; unregistered", "worker", h.ID())
+}
+
+// lambdaHost names the instance in the worker registry: the function and
+// its log stream, where its logs are (Lambda sets both; lambdacontext reads
+// them), else the host name.
+func lambdaHost() string {
+	if lambdacontext.FunctionName == "" {
+		return ""
+	}
+	if lambdacontext.LogStreamName == "" {
+		return lambdacontext.FunctionName
+	}
+	return lambdacontext.FunctionName + " " + lambdacontext.LogStreamName
 }
 
 // lambdaHandlers wires the job types to the model provider, as newWorker

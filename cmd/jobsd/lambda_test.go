@@ -13,11 +13,13 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/aws/aws-lambda-go/events"
 	"github.com/google/uuid"
+	"github.com/lib/pq"
 
 	"github.com/jobsd/jobsd/internal/pgtest"
 	"github.com/jobsd/jobsd/internal/proctest"
@@ -77,8 +79,9 @@ type emulator struct {
 }
 
 // startEmulator runs the real binary as a Lambda function behind the
-// emulator, with the function's timeout above the attempt's.
-func startEmulator(t *testing.T, dbURL string, q *sqsfake.Queue) *emulator {
+// emulator, with the function's timeout above the attempt's and extraEnv
+// added to (and overriding) the test's settings.
+func startEmulator(t *testing.T, dbURL string, q *sqsfake.Queue, extraEnv ...string) *emulator {
 	t.Helper()
 	addr := freeAddr(t)
 	cmd := exec.Command(rieBinary(t), "--runtime-interface-emulator-address", addr,
@@ -99,6 +102,7 @@ func startEmulator(t *testing.T, dbURL string, q *sqsfake.Queue) *emulator {
 		"JOBS_WORKER_JOB_TIMEOUT=10s",
 		"JOBS_LOG_LEVEL=warn",
 	)
+	cmd.Env = append(cmd.Env, extraEnv...)
 	if testing.Verbose() {
 		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	}
@@ -320,4 +324,183 @@ func checkAttempts(t *testing.T, st *store.Store, ids []uuid.UUID) {
 			t.Fatalf("job %v has %d attempts, max %d", id, j.Attempts, j.MaxAttempts)
 		}
 	}
+}
+
+// TestLambdaUserConcurrency: under the emulator with JOBS_USER_CONCURRENCY=1,
+// one batch names two of alice's jobs. One runs; the other is not claimed
+// (no attempt) and its message is sent again with JOBS_LAMBDA_CAP_DELAY as
+// DelaySeconds instead of being reported in batchItemFailures; it runs when
+// the message comes back. Both complete at attempt 1 and were never
+// PROCESSING at once.
+func TestLambdaUserConcurrency(t *testing.T) {
+	proctest.SkipShort(t, "Lambda emulator")
+	dbURL := pgtest.NewDatabase(t)
+	st, err := store.Open(t.Context(), dbURL, store.Options{Outbox: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	q := sqsfake.New()
+	defer q.Close()
+	q.MaxReceiveCount = 5
+	fn := startEmulator(t, dbURL, q, "JOBS_USER_CONCURRENCY=1", "JOBS_LAMBDA_CAP_DELAY=1s")
+	ctx := t.Context()
+
+	first := createPreview(t, st, "[[simulate:slow=500ms]] The harvest was late.")
+	second := createPreview(t, st, "[[simulate:slow=500ms]] Prices fell sharply in March.")
+	all := []uuid.UUID{first, second}
+	if _, err := fn.invokeRaw(ctx, scheduled); err != nil {
+		t.Fatal(err)
+	}
+	var failures int
+	record := func(ctx context.Context, ev events.SQSEvent) (events.SQSEventResponse, error) {
+		resp, err := fn.invokeSQS(ctx, ev)
+		failures += len(resp.BatchItemFailures)
+		return resp, err
+	}
+	client := q.Client()
+	var batches []int
+	deadline := time.Now().Add(60 * time.Second)
+	for !allTerminal(t, st, all) {
+		if time.Now().After(deadline) {
+			t.Fatalf("jobs not finished: %v", jobStates(t, st, all))
+		}
+		n, err := sqsfake.Poll(ctx, client, q.URL, 10, 30, record)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n > 0 {
+			batches = append(batches, n)
+		}
+		if p := processing(t, st, all); p > 1 {
+			t.Fatalf("%d of alice's jobs PROCESSING at once under a cap of 1", p)
+		}
+	}
+
+	if len(batches) == 0 || batches[0] != 2 {
+		t.Fatalf("batches %v, want the first to hold both messages", batches)
+	}
+	j1, j2 := getJob(t, st, first), getJob(t, st, second)
+	for _, j := range []*job.Job{j1, j2} {
+		if j.Status != job.StatusCompleted || j.Attempts != 1 {
+			t.Errorf("job %v: %s after %d attempts, want COMPLETED after 1", j.ID, j.Status, j.Attempts)
+		}
+	}
+	// Whichever ran second started after the other completed.
+	a, b := j1, j2
+	if b.StartedAt.Before(*a.StartedAt) {
+		a, b = b, a
+	}
+	if b.StartedAt.Before(*a.CompletedAt) {
+		t.Errorf("alice's jobs overlapped: one completed at %v, the other started at %v", a.CompletedAt, b.StartedAt)
+	}
+	var resent []sqsfake.Sent
+	for _, s := range q.Sent() {
+		if !s.Batch {
+			resent = append(resent, s)
+		}
+	}
+	if len(resent) != 1 || resent[0].DelaySeconds != 1 {
+		t.Errorf("messages sent again: %+v, want one with DelaySeconds 1 (JOBS_LAMBDA_CAP_DELAY)", resent)
+	}
+	if failures != 0 {
+		t.Errorf("%d batchItemFailures, want none: a job at the cap is sent again, not failed", failures)
+	}
+	if dead := q.DeadLetters(); len(dead) != 0 {
+		t.Errorf("dead letters: %v", dead)
+	}
+}
+
+// TestLambdaRegistry: after an invocation under the emulator, the worker
+// registry (the admin API's workers listing) shows the instance: its id is
+// the workerId its job records, its host the function name and log stream
+// the runtime gives, and nothing is in flight once the batch is done. When
+// the emulator shuts down, the runtime gets SIGTERM (the function
+// registered an internal extension for it) and the instance leaves the
+// registry.
+func TestLambdaRegistry(t *testing.T) {
+	proctest.SkipShort(t, "Lambda emulator")
+	dbURL := pgtest.NewDatabase(t)
+	st, err := store.Open(t.Context(), dbURL, store.Options{Outbox: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	q := sqsfake.New()
+	defer q.Close()
+	fn := startEmulator(t, dbURL, q)
+	ctx := t.Context()
+
+	id := createPreview(t, st, "The harvest was late. Prices fell sharply in March.")
+	if _, err := fn.invokeRaw(ctx, scheduled); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := sqsfake.Poll(ctx, q.Client(), q.URL, 10, 30, fn.invokeSQS); err != nil || n != 1 {
+		t.Fatalf("poll: %d messages, %v", n, err)
+	}
+	aj, err := st.GetAny(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if aj.Status != job.StatusCompleted || aj.WorkerID == nil {
+		t.Fatalf("job %s, worker %v", aj.Status, aj.WorkerID)
+	}
+	ws, err := st.Workers(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ws) != 1 {
+		t.Fatalf("workers %+v, want the one instance", ws)
+	}
+	w := ws[0]
+	if w.ID != *aj.WorkerID || !strings.HasPrefix(w.Host, "test_function") || w.InFlight != 0 || w.Concurrency < 1 || w.Version == "" {
+		t.Errorf("registry entry %+v, want id %s (the job's workerId), host test_function..., nothing in flight", w, *aj.WorkerID)
+	}
+
+	if err := fn.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		ws, err := st.Workers(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(ws) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the instance is still registered after the emulator's shutdown: %+v", ws)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func getJob(t *testing.T, st *store.Store, id uuid.UUID) *job.Job {
+	t.Helper()
+	j, err := st.Get(context.Background(), "alice", id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return j
+}
+
+// processing counts the jobs among ids that hold a lease now (PROCESSING
+// and not waiting for a retry).
+func processing(t *testing.T, st *store.Store, ids []uuid.UUID) int {
+	t.Helper()
+	var n int
+	err := st.DB().Get(&n, `SELECT count(*) FROM jobs WHERE id = ANY($1) AND status = 'PROCESSING' AND lease_owner IS NOT NULL`, pq.Array(uuidStrings(ids)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+func uuidStrings(ids []uuid.UUID) []string {
+	out := make([]string, len(ids))
+	for i, id := range ids {
+		out[i] = id.String()
+	}
+	return out
 }

@@ -80,6 +80,7 @@ var envSettings = []setting{
 	{name: "JOBS_SQS_ENDPOINT", def: "the region's", meaning: "SQS endpoint override, e.g. a local SQS; credentials and region come from the AWS default chain", commands: []string{"serve", "lambda"}},
 	{name: "JOBS_OUTBOX_SWEEP", def: "10s", meaning: "with JOBS_DISPATCH=sqs, how often the API sends outbox rows another process left unsent (its own are sent at once)", commands: []string{"serve"}},
 	{name: "AWS_LAMBDA_RUNTIME_API", def: "set by Lambda", meaning: "the Lambda Runtime API's address; jobsd lambda runs only where it is set (in Lambda, or under the Runtime Interface Emulator)", commands: []string{"lambda"}},
+	{name: "JOBS_LAMBDA_CAP_DELAY", def: "30s", meaning: "with JOBS_USER_CONCURRENCY, how long the message of a job whose user is at the cap waits before it comes back (sent again with this DelaySeconds; at most 15m)", commands: []string{"lambda"}},
 	{name: "JOBS_LAMBDA_RESERVE", def: "5s", meaning: "time kept before the invocation's deadline to write outcomes: attempts end that much before it", commands: []string{"lambda"}},
 	{name: "JOBS_METRICS_ADDR", def: "off; dev: a free 127.0.0.1 port", meaning: "where Prometheus /metrics, /healthz and /readyz are served; keep it on a private address", commands: []string{"serve", "worker", "dev"}},
 	{name: "JOBS_LOG_LEVEL", def: "info", meaning: "debug, info, warn or error (JSON lines on stderr)", commands: []string{"serve", "worker", "dev", "lambda"}},
@@ -95,7 +96,7 @@ var envSettings = []setting{
 	{name: "JOBS_OPENAI_API_KEY", meaning: "its bearer token, if it wants one", commands: cmdsRunJobs},
 
 	{name: "JOBS_WORKER_CONCURRENCY", def: "8", meaning: "jobs one worker runs at once", commands: cmdsWorker},
-	{name: "JOBS_USER_CONCURRENCY", def: "0", meaning: "at most this many of one user's jobs run at once across every worker (0: no cap); set the same on every worker", commands: cmdsWorker},
+	{name: "JOBS_USER_CONCURRENCY", def: "0", meaning: "at most this many of one user's jobs run at once across every worker and Lambda instance (0: no cap); set the same on every one", commands: cmdsRunJobs},
 	{name: "JOBS_WORKER_LEASE", def: "30s", meaning: "lease of a claim; a dead worker's jobs are rescued after it", commands: cmdsRunJobs},
 	{name: "JOBS_WORKER_HEARTBEAT", def: "lease/3", meaning: "how often leases are extended", commands: cmdsRunJobs},
 	{name: "JOBS_WORKER_RESCUE_EVERY", def: "lease/2", meaning: "how often expired leases are looked for", commands: cmdsWorker},

@@ -62,8 +62,9 @@ func dig(t *testing.T, v any, path ...any) any {
 // dead-letter queue takes a message only after more receives than any job
 // has attempts, batch item failures are reported, the maintenance round
 // runs on a schedule, the database is reached through RDS Proxy with at
-// most two connections per instance, and the policies grant only what the
-// function uses. Every variable it sets is one `jobsd lambda` reads.
+// most two connections per instance, the user cap comes from a parameter
+// and its re-send delay is one SQS accepts, and the policies grant only
+// what the function uses. Every variable it sets is one `jobsd lambda` reads.
 func TestLambdaTemplate(t *testing.T) {
 	tmpl, err := goformation.Open(templatePath)
 	if err != nil {
@@ -136,6 +137,14 @@ func TestLambdaTemplate(t *testing.T) {
 	dbURL, _ := json.Marshal(res("JobsFunction", "Properties", "Environment", "Variables", "DATABASE_URL"))
 	if !strings.Contains(string(dbURL), "${JobsDbProxy.Endpoint}") {
 		t.Errorf("DATABASE_URL does not go through the proxy: %s", dbURL)
+	}
+	// A job at the user cap comes back as a new message with this
+	// DelaySeconds, which SQS takes up to 900 s.
+	if d := duration("JOBS_LAMBDA_CAP_DELAY"); d <= 0 || d > 900*time.Second {
+		t.Errorf("JOBS_LAMBDA_CAP_DELAY=%v, want more than 0 and at most 900 s", d)
+	}
+	if cap := res("JobsFunction", "Properties", "Environment", "Variables", "JOBS_USER_CONCURRENCY"); dig(t, cap, "Ref") != "UserConcurrency" {
+		t.Errorf("JOBS_USER_CONCURRENCY is %v, want the UserConcurrency parameter", cap)
 	}
 	if env["JOBS_DB_MAX_CONNS"] != "2" {
 		t.Errorf("JOBS_DB_MAX_CONNS=%q, want 2", env["JOBS_DB_MAX_CONNS"])
