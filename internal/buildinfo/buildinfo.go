@@ -89,3 +89,14 @@ func orUnknown(s string) string {
 	}
 	return s
 }
+
+// Short is the version and commit on one line ("unknown" when neither was
+// recorded), as each process registers it in the registry of live
+// processes.
+func (i Info) Short() string {
+	s := i.Version
+	if i.Revision != "" {
+		s += " " + i.Revision
+	}
+	return orUnknown(s)
+}

@@ -108,3 +108,22 @@ func TestRead(t *testing.T) {
 		t.Errorf("Module = %q, want github.com/jobsd/jobsd", info.Module)
 	}
 }
+
+func TestShort(t *testing.T) {
+	tests := []struct {
+		name string
+		info Info
+		want string
+	}{
+		{name: "stamped", info: Info{Version: "(devel)", Revision: "75872fb"}, want: "(devel) 75872fb"},
+		{name: "tag only", info: Info{Version: "v1.2.3"}, want: "v1.2.3"},
+		{name: "nothing recorded", info: Info{}, want: "unknown"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := tt.info.Short(); got != tt.want {
+				t.Errorf("Short() = %q, want %q", got, tt.want)
+			}
+		})
+	}
+}
