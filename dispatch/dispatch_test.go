@@ -418,7 +418,7 @@ func TestUserCap(t *testing.T) {
 	}
 }
 
-// TestRegistry: the instance registers in the workers table at its first
+// TestRegistry: the instance registers as a worker process at its first
 // invocation, under the id its claims record (the jobs' workerId), with
 // the batch's jobs in flight while they run and none after.
 func TestRegistry(t *testing.T) {
@@ -429,7 +429,7 @@ func TestRegistry(t *testing.T) {
 		_, err := b.invoke(t.Context(), events.SQSEvent{Records: []events.SQSMessage{{MessageId: "m1", Body: id.String(), EventSource: "aws:sqs"}}})
 		done <- err
 	}()
-	running := waitWorkers(t, b.st, func(ws []store.WorkerInfo) bool { return len(ws) == 1 && ws[0].InFlight == 1 })
+	running := waitWorkers(t, b.st, func(ws []store.Process) bool { return len(ws) == 1 && ws[0].InFlight == 1 })
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
@@ -444,24 +444,24 @@ func TestRegistry(t *testing.T) {
 	if aj.WorkerID == nil || *aj.WorkerID != b.h.ID() {
 		t.Errorf("the job's workerId is %v, want the instance's %s", aj.WorkerID, b.h.ID())
 	}
-	ws, err := b.st.Workers(t.Context())
+	ws, err := b.st.Processes(t.Context(), store.KindWorker)
 	if err != nil || len(ws) != 1 || ws[0].InFlight != 0 {
 		t.Errorf("after the invocation: %+v, %v; want the instance with nothing in flight", ws, err)
 	}
 	if err := b.h.Unregister(t.Context()); err != nil {
 		t.Fatal(err)
 	}
-	if ws, err := b.st.Workers(t.Context()); err != nil || len(ws) != 0 {
+	if ws, err := b.st.Processes(t.Context(), store.KindWorker); err != nil || len(ws) != 0 {
 		t.Errorf("after Unregister: %+v, %v; want none", ws, err)
 	}
 }
 
 // waitWorkers polls the registry until cond holds (10 s at most).
-func waitWorkers(t *testing.T, st *store.Store, cond func([]store.WorkerInfo) bool) []store.WorkerInfo {
+func waitWorkers(t *testing.T, st *store.Store, cond func([]store.Process) bool) []store.Process {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		ws, err := st.Workers(t.Context())
+		ws, err := st.Processes(t.Context(), store.KindWorker)
 		if err != nil {
 			t.Fatal(err)
 		}

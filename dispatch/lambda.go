@@ -75,7 +75,7 @@ func (h *Handler) ID() string { return h.inst.info.ID }
 // Unregister removes this instance from the worker registry; call it when
 // the runtime shuts the instance down (its SIGTERM).
 func (h *Handler) Unregister(ctx context.Context) error {
-	return h.cfg.Worker.Store.UnregisterWorker(ctx, h.inst.info.ID)
+	return h.cfg.Worker.Store.UnregisterProcess(ctx, h.inst.info.ID)
 }
 
 // register refreshes the instance's registry entry; a failure is only

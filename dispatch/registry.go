@@ -15,7 +15,7 @@ import (
 // The worker registry, for a Lambda instance.
 //
 // Each instance (one process, many invocations) keeps an entry in the
-// workers table as a long-lived worker does, so that the admin API's
+// process registry as a long-lived worker does (kind worker), so that the admin API's
 // workers listing shows it: its id is the workerId of the jobs it claims,
 // its host the function name and log stream, its concurrency the largest
 // batch it has run, its in-flight count the jobs of the batch it runs now.
@@ -36,30 +36,17 @@ type instance struct {
 	st *store.Store
 
 	mu   sync.Mutex
-	info store.WorkerInfo
+	info store.Process
 }
 
 func newInstance(st *store.Store, host string) *instance {
 	if host == "" {
 		host, _ = os.Hostname()
 	}
-	return &instance{st: st, info: store.WorkerInfo{
-		ID: "lambda-" + uuid.NewString()[:8], Host: host, PID: os.Getpid(),
-		Version: version(), Concurrency: 1, StartedAt: time.Now(),
+	return &instance{st: st, info: store.Process{
+		ID: "lambda-" + uuid.NewString()[:8], Kind: store.KindWorker, Host: host, PID: os.Getpid(),
+		Version: buildinfo.Read().Short(), Concurrency: 1, StartedAt: time.Now(),
 	}}
-}
-
-// version is the build's version and commit, as the worker registers it.
-func version() string {
-	v := buildinfo.Read()
-	s := v.Version
-	if v.Revision != "" {
-		s += " " + v.Revision
-	}
-	if s == "" {
-		s = "unknown"
-	}
-	return s
 }
 
 // running records that n jobs run now (0: none), raising the concurrency
@@ -77,7 +64,8 @@ func (in *instance) register(ctx context.Context) error {
 	in.mu.Lock()
 	info := in.info
 	in.mu.Unlock()
-	return in.st.RegisterWorker(ctx, info)
+	_, err := in.st.RegisterProcess(ctx, info)
+	return err
 }
 
 // refresh registers every refreshEvery until ctx ends.

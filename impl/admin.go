@@ -216,7 +216,7 @@ func (s *Server) computeStats(ctx context.Context) (gen.AdminStats, error) {
 	if err != nil {
 		return gen.AdminStats{}, err
 	}
-	workers, err := s.store.Workers(ctx)
+	workers, err := s.store.Processes(ctx, store.KindWorker)
 	if err != nil {
 		return gen.AdminStats{}, err
 	}
@@ -244,7 +244,7 @@ func (s *Server) computeStats(ctx context.Context) (gen.AdminStats, error) {
 
 // AdminListWorkers answers the live workers.
 func (s *Server) AdminListWorkers(ctx context.Context, _ server.AdminListWorkersRequestObject) (server.AdminListWorkersResponseObject, error) {
-	workers, err := s.store.Workers(ctx)
+	workers, err := s.store.Processes(ctx, store.KindWorker)
 	if err != nil {
 		return nil, err
 	}
@@ -256,7 +256,7 @@ func toAdminJob(j *store.AdminJob) gen.AdminJob {
 		CancelledBy: j.CancelledBy, RequeuedFrom: j.RequeuedFrom, RequeuedAs: j.RequeuedAs}
 }
 
-func toAPIWorkers(ws []store.WorkerInfo) []gen.Worker {
+func toAPIWorkers(ws []store.Process) []gen.Worker {
 	out := make([]gen.Worker, 0, len(ws))
 	for _, w := range ws {
 		out = append(out, gen.Worker{Id: w.ID, Host: w.Host, Pid: w.PID, Version: w.Version,

@@ -434,7 +434,7 @@ func BenchmarkPollLimits(b *testing.B) {
 		benchmarkPoll(b, setupPoll(b, func(c *impl.Config) {
 			r := impl.NewReplicas(c.Store, discard())
 			for _, id := range []string{"a", "b"} {
-				if _, err := c.Store.RegisterAPIProcess(context.Background(), store.APIProcess{ID: id, Host: "h", PID: 1, StartedAt: time.Now()}); err != nil {
+				if _, err := c.Store.RegisterProcess(context.Background(), store.Process{ID: id, Kind: store.KindAPI, Host: "h", PID: 1, Version: "v", StartedAt: time.Now()}); err != nil {
 					b.Fatal(err)
 				}
 			}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/jobsd/jobsd/internal/buildinfo"
 	"github.com/jobsd/jobsd/store"
 )
 
@@ -28,7 +29,7 @@ const ReplicaHeartbeat = 10 * time.Second
 type Replicas struct {
 	st   *store.Store
 	log  *slog.Logger
-	self store.APIProcess
+	self store.Process
 	n    atomic.Int64
 }
 
@@ -39,8 +40,9 @@ func NewReplicas(st *store.Store, log *slog.Logger) *Replicas {
 		log = slog.Default()
 	}
 	host, _ := os.Hostname()
-	r := &Replicas{st: st, log: log, self: store.APIProcess{
-		ID: uuid.NewString(), Host: host, PID: os.Getpid(), StartedAt: time.Now().UTC(),
+	r := &Replicas{st: st, log: log, self: store.Process{
+		ID: uuid.NewString(), Kind: store.KindAPI, Host: host, PID: os.Getpid(),
+		Version: buildinfo.Read().Short(), StartedAt: time.Now().UTC(),
 	}}
 	r.n.Store(1)
 	return r
@@ -59,7 +61,7 @@ func (r *Replicas) Count() int {
 // On failure N keeps its last value: the limits stay as they were rather
 // than jump.
 func (r *Replicas) Refresh(ctx context.Context) error {
-	n, err := r.st.RegisterAPIProcess(ctx, r.self)
+	n, err := r.st.RegisterProcess(ctx, r.self)
 	if err != nil {
 		return err
 	}
@@ -92,7 +94,7 @@ func (r *Replicas) Run(ctx context.Context) {
 func (r *Replicas) unregister() {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if err := r.st.UnregisterAPIProcess(ctx, r.self.ID); err != nil {
+	if err := r.st.UnregisterProcess(ctx, r.self.ID); err != nil {
 		r.log.Warn("api replicas: unregister failed", "err", err)
 	}
 }

@@ -404,38 +404,3 @@ func TestRecentActivity(t *testing.T) {
 		t.Errorf("the endings are not in the last minutes: %+v", a.PerMinute[58:])
 	}
 }
-
-// TestWorkerRegistry: a registered worker is listed until it unregisters
-// or falls silent; a refresh updates its load.
-func TestWorkerRegistry(t *testing.T) {
-	s := newAdminSetup(t)
-	ctx := t.Context()
-	start := time.Now().Add(-time.Hour).UTC().Truncate(time.Millisecond)
-	w := store.WorkerInfo{ID: "w1", Host: "box", PID: 42, Version: "v1", Concurrency: 8, InFlight: 3, StartedAt: start}
-	if err := s.st.RegisterWorker(ctx, w); err != nil {
-		t.Fatal(err)
-	}
-	w.InFlight = 5
-	if err := s.st.RegisterWorker(ctx, w); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.st.RegisterWorker(ctx, store.WorkerInfo{ID: "silent", Host: "box", PID: 7, Version: "v1", Concurrency: 1, StartedAt: start}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := s.st.DB().Exec(`UPDATE workers SET last_seen_at = now() - interval '2 minutes' WHERE id = 'silent'`); err != nil {
-		t.Fatal(err)
-	}
-	got, err := s.st.Workers(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(got) != 1 || got[0].ID != "w1" || got[0].InFlight != 5 || !got[0].StartedAt.Equal(start) || got[0].LastSeenAt.IsZero() {
-		t.Fatalf("workers = %+v, want w1 with 5 in flight", got)
-	}
-	if err := s.st.UnregisterWorker(ctx, "w1"); err != nil {
-		t.Fatal(err)
-	}
-	if got, err = s.st.Workers(ctx); err != nil || len(got) != 0 {
-		t.Errorf("after unregister: %+v, %v", got, err)
-	}
-}

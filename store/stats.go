@@ -108,8 +108,7 @@ func (s *Store) queueStats(ctx context.Context, limit int) (QueueStats, error) {
 	}
 	st.OldestPendingAge = time.Duration(oldest * float64(time.Second))
 	st.Capped = scanned[0] >= int64(limit) || scanned[1] >= int64(limit)
-	if err := s.db.GetContext(ctx, &st.LiveWorkers, `SELECT count(*) FROM workers
-		WHERE last_seen_at >= now() - make_interval(secs => $1)`, WorkerSeenWithin.Seconds()); err != nil {
+	if st.LiveWorkers, err = s.countLive(ctx, KindWorker); err != nil {
 		return QueueStats{}, fmt.Errorf("queue stats: count workers: %w", classify(err))
 	}
 	return st, nil

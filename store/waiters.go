@@ -15,7 +15,7 @@ import (
 // (seen within APIProcessSeenWithin): then ok is false and nothing is
 // written. One round trip; concurrent opens for one user are serialised in
 // the database (see open_waiter in migration 00010), so they never pass the
-// cap together. The process's registry entry must exist (RegisterAPIProcess)
+// cap together. The process's registry entry must exist (RegisterProcess)
 // or the insert fails.
 //
 // The id is chosen here, at random (positive, never 0), and returned with

@@ -6,7 +6,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/jobsd/jobsd/internal/pgtest"
 	"github.com/jobsd/jobsd/store"
@@ -17,7 +16,7 @@ func waiterSetup(t testing.TB, ids ...string) *store.Store {
 	t.Helper()
 	st, _ := pgtest.NewStore(t)
 	for _, id := range ids {
-		if _, err := st.RegisterAPIProcess(t.Context(), store.APIProcess{ID: id, Host: "box", PID: 1, StartedAt: time.Now()}); err != nil {
+		if _, err := st.RegisterProcess(t.Context(), apiProcess(id)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -128,20 +127,20 @@ func TestOpenWaiterDeadProcess(t *testing.T) {
 	if _, ok := openWaiter(t, st, "u", "a", 2); ok {
 		t.Fatal("a third waiter opened with cap 2")
 	}
-	exec(`UPDATE api_processes SET last_seen_at = now() - interval '31 seconds' WHERE id = 'b'`)
+	exec(`UPDATE processes SET last_seen_at = now() - interval '31 seconds' WHERE id = 'b'`)
 	for i := range 2 {
 		if _, ok := openWaiter(t, st, "u", "a", 2); !ok {
 			t.Fatalf("waiter %d on a refused: b's waiters still count after b went silent", i+1)
 		}
 	}
-	exec(`UPDATE api_processes SET last_seen_at = now() - interval '25 hours' WHERE id = 'b'`)
-	if _, err := st.RegisterAPIProcess(ctx, store.APIProcess{ID: "a", Host: "box", PID: 1, StartedAt: time.Now()}); err != nil {
+	exec(`UPDATE processes SET last_seen_at = now() - interval '25 hours' WHERE id = 'b'`)
+	if _, err := st.RegisterProcess(ctx, apiProcess("a")); err != nil {
 		t.Fatal(err)
 	}
 	if n := rows("b"); n != 0 {
 		t.Errorf("%d waiters of b left once b was forgotten, want 0", n)
 	}
-	if err := st.UnregisterAPIProcess(ctx, "a"); err != nil {
+	if err := st.UnregisterProcess(ctx, "a"); err != nil {
 		t.Fatal(err)
 	}
 	if n := rows("a"); n != 0 {
@@ -206,7 +205,7 @@ BEGIN
     INSERT INTO waiter_locks VALUES (p_user) ON CONFLICT (user_id) DO UPDATE SET user_id = EXCLUDED.user_id;
     INSERT INTO waiters (id, user_id, process_id)
     SELECT p_id, p_user, p_process
-    WHERE (SELECT count(*) FROM waiters w JOIN api_processes p ON p.id = w.process_id
+    WHERE (SELECT count(*) FROM waiters w JOIN processes p ON p.id = w.process_id
            WHERE w.user_id = p_user
              AND p.last_seen_at >= now() - make_interval(secs => p_live_secs)) < p_cap;
     RETURN FOUND;

@@ -16,27 +16,19 @@ import (
 // when it stops cleanly. A killed worker's entry ages out of the list.
 
 // info is the worker's registry entry as of now.
-func (w *Worker) info() store.WorkerInfo {
+func (w *Worker) info() store.Process {
 	host, _ := os.Hostname()
-	v := buildinfo.Read()
-	version := v.Version
-	if v.Revision != "" {
-		version += " " + v.Revision
-	}
-	if version == "" {
-		version = "unknown"
-	}
 	w.mu.Lock()
 	inFlight := len(w.inflight)
 	w.mu.Unlock()
-	return store.WorkerInfo{ID: w.id, Host: host, PID: os.Getpid(), Version: version,
-		Concurrency: w.cfg.Concurrency, InFlight: inFlight, StartedAt: w.started}
+	return store.Process{ID: w.id, Kind: store.KindWorker, Host: host, PID: os.Getpid(),
+		Version: buildinfo.Read().Short(), Concurrency: w.cfg.Concurrency, InFlight: inFlight, StartedAt: w.started}
 }
 
 // register writes the worker's entry; a failure is logged and retried at
 // the next heartbeat (the registry is for people, not for correctness).
 func (w *Worker) register(ctx context.Context, log *slog.Logger) {
-	if err := w.cfg.Store.RegisterWorker(ctx, w.info()); err != nil && ctx.Err() == nil {
+	if _, err := w.cfg.Store.RegisterProcess(ctx, w.info()); err != nil && ctx.Err() == nil {
 		log.Warn("worker registry: register failed", "err", err)
 	}
 }
@@ -46,7 +38,7 @@ func (w *Worker) register(ctx context.Context, log *slog.Logger) {
 func (w *Worker) unregister(log *slog.Logger) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if err := w.cfg.Store.UnregisterWorker(ctx, w.id); err != nil {
+	if err := w.cfg.Store.UnregisterProcess(ctx, w.id); err != nil {
 		log.Warn("worker registry: unregister failed", "err", err)
 	}
 }

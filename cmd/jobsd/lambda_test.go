@@ -445,7 +445,7 @@ func TestLambdaRegistry(t *testing.T) {
 	if aj.Status != job.StatusCompleted || aj.WorkerID == nil {
 		t.Fatalf("job %s, worker %v", aj.Status, aj.WorkerID)
 	}
-	ws, err := st.Workers(ctx)
+	ws, err := st.Processes(ctx, store.KindWorker)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -462,7 +462,7 @@ func TestLambdaRegistry(t *testing.T) {
 	}
 	deadline := time.Now().Add(20 * time.Second)
 	for {
-		ws, err := st.Workers(ctx)
+		ws, err := st.Processes(ctx, store.KindWorker)
 		if err != nil {
 			t.Fatal(err)
 		}
