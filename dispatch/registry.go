@@ -15,8 +15,8 @@ import (
 // The worker registry, for a Lambda instance.
 //
 // Each instance (one process, many invocations) keeps an entry in the
-// process registry as a long-lived worker does (kind worker), so that the admin API's
-// workers listing shows it: its id is the workerId of the jobs it claims,
+// process registry (kind worker) as a long-lived worker does, so that the
+// admin API's workers listing shows it: its id is the workerId of the jobs it claims,
 // its host the function name and log stream, its concurrency the largest
 // batch it has run, its in-flight count the jobs of the batch it runs now.
 // The entry is written at the start and end of every invocation and every
