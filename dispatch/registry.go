@@ -16,15 +16,15 @@ import (
 //
 // Each instance (one process, many invocations) keeps an entry in the
 // process registry (kind worker) as a long-lived worker does, so that the
-// admin API's workers listing shows it: its id is the workerId of the jobs it claims,
-// its host the function name and log stream, its concurrency the largest
-// batch it has run, its in-flight count the jobs of the batch it runs now.
-// The entry is written at the start and end of every invocation and every
-// refreshEvery while a batch runs. Between invocations Lambda freezes the
-// instance, so an idle instance drops out of the listing after
+// admin API's workers listing shows it: its id is the workerId of the jobs
+// it claims, its host the function name and log stream, its concurrency the
+// largest batch it has run, its in-flight count the jobs of the batch it
+// runs now. The entry is written at the start and end of every invocation
+// and every refreshEvery while a batch runs. Between invocations Lambda
+// freezes the instance, so an idle instance drops out of the listing after
 // store.WorkerSeenWithin and comes back with its next invocation; the
 // runtime's SIGTERM at shutdown removes it (Unregister), and the entry of an
-// instance that ended without one is deleted after a day by any worker's
+// instance that ended without one is deleted after a day by any process's
 // registration.
 
 // refreshEvery is how often a running batch refreshes the entry: well
