@@ -16,7 +16,13 @@ import "strings"
 // jobs_user_claimable_idx, one probe per user, walked from the greatest
 // user_id down: each probe lands on that user's newest waiting job, which a
 // burn-down (oldest first) reaches last, so the probes do not step over the
-// dead index entries that claimed jobs leave at each user's head. The round
+// dead index entries that claimed jobs leave at each user's head. Each
+// probe orders by the whole index key, (user_id, run_after, id) descending,
+// which only jobs_user_claimable_idx gives without a sort: ordered by
+// user_id alone, the planner could take jobs_user_created_idx instead once
+// its statistics lagged a burn-down, and that index reaches each user at
+// the oldest end, through the finished jobs (a claim of 2,000 among 1,000
+// users went from 85 to 220 ms). The round
 // robin goes the same way: first the users below UserAfter, descending,
 // then from the greatest down to UserAfter itself. The walk stops after N
 // users (a claim cannot serve more): a claim of 8 jobs among 1,000 waiting
@@ -70,9 +76,17 @@ var claimSQLs = [2][2]string{
 // Each row returned carries its place in the claim's order (0 when one
 // user was waiting), from which NextUserAfter finds the user served last.
 func claimSQL(after, capped bool) string {
-	past, limit := "", "$5"
+	past, userPast, limit := "", "", "$5"
 	if after {
 		past, limit = ` AND (j.run_after, j.id) > ($5, $6)`, "$7"
+		// The same cursor within one user's jobs, led by the user so that
+		// only jobs_user_claimable_idx can take it as its index condition.
+		// Written as past, it let the planner walk jobs_claimable_idx from
+		// the cursor through every user's jobs for each user: with the
+		// cursor's estimate at one row (every job created in one statement
+		// has one run_after), a claim of 2,000 among 1,000 users took 450
+		// ms instead of 75.
+		userPast = ` AND (j.user_id, j.run_after, j.id) > (o.user_id, $5, $6)`
 	}
 	// leased counts each user's leased jobs (capped claims only), and room
 	// keeps users at their cap out of the walk, so that they take none of
@@ -104,16 +118,16 @@ func claimSQL(after, capped bool) string {
 	j := prefixed("j", claimableRow)
 	return `
 	WITH RECURSIVE below(user_id, n) AS (
-		(SELECT user_id, 1 FROM jobs WHERE ` + due + ` AND user_id < $4 ORDER BY user_id DESC LIMIT 1)
+		(SELECT user_id, 1 FROM jobs WHERE ` + due + ` AND user_id < $4 ORDER BY user_id DESC, run_after DESC, id DESC LIMIT 1)
 		UNION ALL
-		SELECT (SELECT j.user_id FROM jobs j WHERE ` + jdue + ` AND j.user_id < b.user_id ORDER BY j.user_id DESC LIMIT 1), b.n + 1
+		SELECT (SELECT j.user_id FROM jobs j WHERE ` + jdue + ` AND j.user_id < b.user_id ORDER BY j.user_id DESC, j.run_after DESC, j.id DESC LIMIT 1), b.n + 1
 		FROM below b WHERE b.user_id IS NOT NULL
 	),
 	above(user_id, n) AS (
-		(SELECT user_id, 1 FROM jobs WHERE ` + due + ` AND user_id >= $4 ORDER BY user_id DESC LIMIT 1)
+		(SELECT user_id, 1 FROM jobs WHERE ` + due + ` AND user_id >= $4 ORDER BY user_id DESC, run_after DESC, id DESC LIMIT 1)
 		UNION ALL
 		SELECT (SELECT j.user_id FROM jobs j WHERE ` + jdue + ` AND j.user_id < a.user_id AND j.user_id >= $4
-			ORDER BY j.user_id DESC LIMIT 1), a.n + 1
+			ORDER BY j.user_id DESC, j.run_after DESC, j.id DESC LIMIT 1), a.n + 1
 		FROM above a WHERE a.user_id IS NOT NULL
 	),` + leased + `
 	waiting AS MATERIALIZED (
@@ -136,7 +150,7 @@ func claimSQL(after, capped bool) string {
 			SELECT * FROM (
 				SELECT j.ctid AS tid, row_number() OVER (ORDER BY j.run_after, j.id) AS turn
 				FROM jobs j
-				WHERE j.user_id = o.user_id AND ` + j + ` AND j.run_after <= now()` + past + `
+				WHERE j.user_id = o.user_id AND ` + j + ` AND j.run_after <= now()` + userPast + `
 				ORDER BY j.run_after, j.id
 				LIMIT o.turns
 			) t
