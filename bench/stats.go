@@ -70,3 +70,26 @@ func cleanSpread(s Spread) Spread {
 	}
 	return s
 }
+
+// alternate runs base and variant back to back, pairs times (base, variant,
+// base, variant, ...), and returns variant's figure ÷ base's per pair: the
+// two runs of a pair see the same machine seconds apart, so drift over the
+// scenario (other work on the CPUs, a growing heap) cancels in the ratio.
+// Each function gets the pair's index and returns its figure.
+func alternate(pairs int, base, variant func(pair int) (float64, error)) ([]float64, error) {
+	var ratios []float64
+	for i := range pairs {
+		b, err := base(i)
+		if err != nil {
+			return ratios, err
+		}
+		v, err := variant(i)
+		if err != nil {
+			return ratios, err
+		}
+		if b > 0 {
+			ratios = append(ratios, v/b)
+		}
+	}
+	return ratios, nil
+}
