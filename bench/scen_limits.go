@@ -27,8 +27,8 @@ type LimitsResult struct {
 	OnEnv  []string    `json:"onEnv"`
 	Off    LoadSummary `json:"off"`
 	On     LoadSummary `json:"on"`
-	// Runs holds the "off" and "on" passes in the order they ran (off
-	// first in every pair).
+	// Runs holds the "off" and "on" passes in the order they ran: off,
+	// on, off, ..., off (one more off than on).
 	Runs      map[string][]LoadResult `json:"runs"`
 	OnOverOff Spread                  `json:"onOverOff"`
 	// TooMany counts the 429s of every pass: any makes the run invalid,
@@ -58,8 +58,8 @@ var (
 
 // runLimitsScenario seeds two identical tables, starts o.procs API processes
 // on each (limits off on one, on on the other; each group counts o.procs
-// live processes), warms every process's token cache, then alternates warm
-// passes off, on, off, on... through every process of the group in turn.
+// live processes), warms every process, then alternates warm passes off,
+// on, off, ..., off, each through every process of its group.
 func runLimitsScenario(ctx context.Context, e *env, iss *tokenIssuer, o limitsOpts) (*LimitsResult, error) {
 	res := &LimitsResult{Users: o.users, APIProcesses: o.procs, Concurrency: o.conc, PassSeconds: o.dur.Seconds(),
 		OffEnv: limitsOff, OnEnv: limitsOn, Runs: map[string][]LoadResult{}}
@@ -104,11 +104,11 @@ func runLimitsScenario(ctx context.Context, e *env, iss *tokenIssuer, o limitsOp
 	measure("off")
 	measure("on")
 	pass := func(key string) func(int) (float64, error) {
-		return func(pair int) (float64, error) {
+		return func(i int) (float64, error) {
 			r, tooMany := measure(key)
 			res.Runs[key] = append(res.Runs[key], r)
 			res.TooMany += tooMany
-			logf("  limits %s pair %d c=%d: %.0f req/s p50 %.2fms p99 %.2fms errors %d (429s %d) %s", key, pair+1, o.conc,
+			logf("  limits %s run %d c=%d: %.0f req/s p50 %.2fms p99 %.2fms errors %d (429s %d) %s", key, i+1, o.conc,
 				r.PerSec, r.P50ms, r.P99ms, r.Errors, tooMany, r.FirstError)
 			return r.PerSec, groups[key].exited()
 		}
@@ -125,6 +125,10 @@ func runLimitsScenario(ctx context.Context, e *env, iss *tokenIssuer, o limitsOp
 	res.Off, res.On, res.OnOverOff = summarizeRuns(res.Runs["off"]), summarizeRuns(res.Runs["on"]), spread(ratios)
 	return res, nil
 }
+
+// failed counts the requests of the counted passes that did not get their
+// 200, 429s included.
+func (l *LimitsResult) failed() int { return l.Off.Errors + l.On.Errors }
 
 // apiGroup is several `jobsd serve` processes on one database.
 type apiGroup struct {

@@ -16,7 +16,7 @@ type ManyUsersResult struct {
 	Jobs          int                   `json:"jobs"`
 	Users         int                   `json:"users"`
 	Concurrency   int                   `json:"jobsdWorkerConcurrency"`
-	Runs          map[string][]BurnDown `json:"runs"` // "1 user" and "N users", in the order they ran
+	Runs          map[string][]BurnDown `json:"runs"` // "1 user" (one more) and "N users", in the order they ran
 	JobsPerSec    map[string]Spread     `json:"jobsPerSec"`
 	ManyOverOne   Spread                `json:"manyOverOne"`
 	AuditFailures int                   `json:"auditFailures"`
@@ -29,8 +29,9 @@ type manyUsersOpts struct {
 	timeout     time.Duration
 }
 
-// runManyUsersScenario burns down o.jobs jobs of one user, then the same
-// number over o.users users (user-0, user-1, ... in turn), o.pairs times.
+// runManyUsersScenario burns down o.jobs jobs of one user and the same
+// number over o.users users (user-0, user-1, ... in turn) alternately, one
+// user first and last, o.pairs runs of many users.
 func runManyUsersScenario(ctx context.Context, e *env, o manyUsersOpts) (*ManyUsersResult, error) {
 	url, err := e.createDB(ctx, "manyusers", true)
 	if err != nil {
@@ -48,7 +49,7 @@ func runManyUsersScenario(ctx context.Context, e *env, o manyUsersOpts) (*ManyUs
 		if users == 1 {
 			key = "1 user"
 		}
-		return func(pair int) (float64, error) {
+		return func(i int) (float64, error) {
 			b, err := jobsdBurnDown(ctx, e, pool, url, o.jobs, users, 1, o.concurrency, o.timeout)
 			if err != nil {
 				return 0, err
@@ -58,8 +59,8 @@ func runManyUsersScenario(ctx context.Context, e *env, o manyUsersOpts) (*ManyUs
 			if !b.AuditOK {
 				res.AuditFailures++
 			}
-			logf("  pair %d %-10s %8.0f jobs/s  %.2fs first pick to last completion (%.2fs wall)  audit: %s",
-				pair+1, key, b.JobsPerSec, b.Seconds, b.WallSeconds, b.Audit)
+			logf("  run %d %-10s %8.0f jobs/s  %.2fs first pick to last completion (%.2fs wall)  audit: %s",
+				i+1, key, b.JobsPerSec, b.Seconds, b.WallSeconds, b.Audit)
 			return b.JobsPerSec, nil
 		}
 	}
