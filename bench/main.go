@@ -106,8 +106,8 @@ func run(quick bool, out, only string, workerJobs, deliveryPace int, probe, diag
 		workerO.sizes, workerO.repeats, workerO.timeout, workerO.probeJobs = []int{50_000}, 2, 60*time.Second, 50_000
 		pickupO.rates, pickupO.dur, pickupO.repeats = []int{500}, 5*time.Second, 2
 		deliveryO.waiters = 2_000
-		limitsO.jobs, limitsO.users, limitsO.dur, limitsO.pairs = 3_000, 1_000, time.Second, 3
-		manyO.jobs, manyO.pairs, manyO.timeout = 20_000, 1, 60*time.Second
+		limitsO.jobs, limitsO.users, limitsO.dur, limitsO.pairs = 2_000, 1_000, time.Second, 2
+		manyO.jobs, manyO.pairs, manyO.timeout = 10_000, 1, 60*time.Second
 	}
 	deliveryO.pace = max(1, deliveryPace)
 	if workerJobs > 0 {

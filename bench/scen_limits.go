@@ -93,19 +93,18 @@ func runLimitsScenario(ctx context.Context, e *env, iss *tokenIssuer, o limitsOp
 			return nil, err
 		}
 	}
-	measure := func(key string) (LoadResult, int64) {
+	measure := func(key string, dur time.Duration) (LoadResult, int64) {
 		lc := newSpreadClient(groups[key].bases)
 		defer lc.close()
-		return runLoad(ctx, lc, o.conc, o.dur, 0, targets[key].ix.anyJob(tokens)), lc.tooMany.Load()
+		return runLoad(ctx, lc, o.conc, dur, 0, targets[key].ix.anyJob(tokens)), lc.tooMany.Load()
 	}
-	// One pass of each first, not counted: the first pass after the warm-up
-	// ran slower than the rest in three of four trial runs, which favoured
-	// whichever group went second.
-	measure("off")
-	measure("on")
+	// A short pass of each first, not counted: the first pass after the
+	// warm-up ran slower than the rest in three of four trial runs.
+	measure("off", o.dur/2)
+	measure("on", o.dur/2)
 	pass := func(key string) func(int) (float64, error) {
 		return func(i int) (float64, error) {
-			r, tooMany := measure(key)
+			r, tooMany := measure(key, o.dur)
 			res.Runs[key] = append(res.Runs[key], r)
 			res.TooMany += tooMany
 			logf("  limits %s run %d c=%d: %.0f req/s p50 %.2fms p99 %.2fms errors %d (429s %d) %s", key, i+1, o.conc,
