@@ -53,16 +53,22 @@ type Results struct {
 	Fairness *FairnessResult `json:"fairness,omitempty"`
 	// DeliveryBurst completes every job at once: a throughput figure, no goal.
 	DeliveryBurst *DeliveryResult `json:"deliveryBurst,omitempty"`
-	Goals         []Goal          `json:"goals"`
-	Errors        []string        `json:"errors,omitempty"`
-	TODO          []string        `json:"todo,omitempty"`
-	Seconds       float64         `json:"totalSeconds"`
+	// Limits is the status read through 3 API processes with the
+	// deployment-wide per-user limits off and on.
+	Limits *LimitsResult `json:"limits,omitempty"`
+	// ManyUsers is the worker burn-down of one user's jobs and of the same
+	// number over 1,000 users.
+	ManyUsers *ManyUsersResult `json:"manyUsers,omitempty"`
+	Goals     []Goal           `json:"goals"`
+	Errors    []string         `json:"errors,omitempty"`
+	TODO      []string         `json:"todo,omitempty"`
+	Seconds   float64          `json:"totalSeconds"`
 }
 
 func main() {
 	quick := flag.Bool("quick", false, "small sizes, 2 repeats, one concurrency (< 2 minutes)")
 	out := flag.String("out", "results/latest.json", "where to write the JSON results")
-	only := flag.String("only", "", "comma-separated scenarios to run (status,worker,pickup,growth,delivery,fairness); default all")
+	only := flag.String("only", "", "comma-separated scenarios to run (status,worker,manyusers,pickup,growth,limits,delivery,fairness,ceiling); default all but ceiling")
 	workerJobs := flag.Int("worker-jobs", 0, "override the number of jobs in the worker burn-down (full default 1000000)")
 	deliveryPace := flag.Int("delivery-pace", 200, "scenario 5: jobs completed per second in the paced run (10 waiters each)")
 	probe := flag.Bool("probe-concurrency", false, "also try jobsd worker concurrency 100/250/500/1000/2000 before scenario 2")
@@ -92,12 +98,16 @@ func run(quick bool, out, only string, workerJobs, deliveryPace int, probe, diag
 	workerO := workerOpts{sizes: []int{300_000, 1_000_000}, repeats: 3, concurrency: riverMaxWorkers, concurrency2: riverMaxWorkers / 2, timeout: 10 * time.Minute, probeJobs: 100_000}
 	deliveryO := deliveryOpts{db: "delivery", waiters: 10_000, batch: 100, pace: 200, dbMaxConns: 20}
 	pickupO := pickupOpts{rates: []int{500, 2000}, dur: 10 * time.Second, repeats: 3, concurrency: 100}
+	limitsO := limitsOpts{jobs: 30_000, users: 10_000, procs: 3, conc: 64, dur: 5 * time.Second, pairs: 5, dbMaxConns: 20}
+	manyO := manyUsersOpts{jobs: 300_000, users: 1000, concurrency: riverMaxWorkers, pairs: 3, timeout: 10 * time.Minute}
 	if quick {
 		res.Mode, res.Repeats = "quick", 2
 		statusO.jobs, statusO.users, statusO.conc, statusO.dur, statusO.repeats = 100_000, 1_000, []int{64}, 3*time.Second, 2
 		workerO.sizes, workerO.repeats, workerO.timeout, workerO.probeJobs = []int{50_000}, 2, 60*time.Second, 50_000
 		pickupO.rates, pickupO.dur, pickupO.repeats = []int{500}, 5*time.Second, 2
 		deliveryO.waiters = 2_000
+		limitsO.jobs, limitsO.users, limitsO.dur, limitsO.pairs = 2_000, 1_000, time.Second, 2
+		manyO.jobs, manyO.pairs, manyO.timeout = 10_000, 1, 60*time.Second
 	}
 	deliveryO.pace = max(1, deliveryPace)
 	if workerJobs > 0 {
@@ -165,6 +175,15 @@ func run(quick bool, out, only string, workerJobs, deliveryPace int, probe, diag
 			res.Workers = append(res.Workers, wr)
 		}
 	}
+	if want("manyusers") {
+		logf("scenario 8: many users: burn-down of %d jobs of 1 user vs %d users, jobsd x1 (concurrency %d), alternating", manyO.jobs, manyO.users, manyO.concurrency)
+		if res.ManyUsers, err = runManyUsersScenario(ctx, e, manyO); err != nil {
+			fail("many users", err)
+			res.ManyUsers = nil
+		} else if res.ManyUsers.AuditFailures > 0 {
+			fail("many users", fmt.Errorf("%d burn-down audits failed (see runs)", res.ManyUsers.AuditFailures))
+		}
+	}
 	if only != "" && want("ceiling") { // by request only: it informs design, it is no goal
 		logf("SQL-only ceiling: claim and complete %d jobs per candidate schema, no handlers", workerO.sizes[0])
 		if res.Ceiling, err = runCeiling(ctx, e, workerO.sizes[0], res.Repeats); err != nil {
@@ -183,6 +202,16 @@ func run(quick bool, out, only string, workerJobs, deliveryPace int, probe, diag
 		if res.Growth, err = runGrowthScenario(ctx, e, iss, res.Status, growthO); err != nil {
 			fail("growth", err)
 			res.Growth = nil
+		}
+	}
+	if want("limits") {
+		logf("scenario 7: deployment-wide limits: status reads through %d API processes, limits off vs on, alternating", limitsO.procs)
+		if res.Limits, err = runLimitsScenario(ctx, e, iss, limitsO); err != nil {
+			fail("limits", err)
+			res.Limits = nil
+		} else if l := res.Limits; l.failed() > 0 {
+			fail("limits", fmt.Errorf("the run is invalid: %d requests failed (%d of them 429s) with the limits set to refuse nothing",
+				l.failed(), l.TooMany))
 		}
 	}
 
@@ -261,6 +290,20 @@ func goals(r *Results) []Goal {
 		gs = append(gs, Goal{Name: fmt.Sprintf("fairness: user B's job starts behind user A's %s queued %gs jobs", human(f.BacklogJobs), f.JobSeconds),
 			Target: "<= 5000 ms", Measured: f.MaxMs, Met: f.MaxMs <= 5000,
 			Note: fmt.Sprintf("worst of %d probes; served strictly in order it would wait %.0f s", len(f.StartMs), f.FIFOSeconds)})
+	}
+	if l := r.Limits; l != nil {
+		v := l.OnOverOff.Median
+		note := fmt.Sprintf("each of %d API processes counted %d; 0 429s", l.APIProcesses, l.APIProcesses)
+		if l.failed() > 0 {
+			note = fmt.Sprintf("INVALID: %d requests failed (%d 429s)", l.failed(), l.TooMany)
+		}
+		gs = append(gs, Goal{Name: "deployment-wide limits cost <= 5% of status-read throughput", Target: ">= 0.95x on ÷ off",
+			Measured: v, Met: v >= 0.95 && l.failed() == 0, Note: note})
+	}
+	if m := r.ManyUsers; m != nil {
+		v := m.ManyOverOne.Median
+		gs = append(gs, Goal{Name: fmt.Sprintf("burn-down with %s users >= 0.9x one user, %s jobs", human(m.Users), human(m.Jobs)), Target: ">= 0.90x",
+			Measured: v, Met: v >= 0.9 && m.AuditFailures == 0})
 	}
 	if d := r.Delivery; d != nil {
 		note := fmt.Sprintf("%d missing", d.LongPoll.Missing+d.SSE.Missing)
@@ -353,6 +396,17 @@ func sanitize(r *Results) {
 		w.Jobsd2OverJobsd1 = cleanSpread(w.Jobsd2OverJobsd1)
 		w.ObservedOverJobsd1, w.ObservedOverRiver = cleanSpread(w.ObservedOverJobsd1), cleanSpread(w.ObservedOverRiver)
 	}
+	if l := r.Limits; l != nil {
+		ls := []LoadSummary{l.Off, l.On}
+		fixL(ls)
+		l.Off, l.On, l.OnOverOff = ls[0], ls[1], cleanSpread(l.OnOverOff)
+	}
+	if m := r.ManyUsers; m != nil {
+		for k, v := range m.JobsPerSec {
+			m.JobsPerSec[k] = cleanSpread(v)
+		}
+		m.ManyOverOne = cleanSpread(m.ManyOverOne)
+	}
 	if r.Pickup != nil {
 		for k := range r.Pickup.P50ms {
 			r.Pickup.P50ms[k], r.Pickup.P99ms[k] = cleanSpread(r.Pickup.P50ms[k]), cleanSpread(r.Pickup.P99ms[k])
@@ -402,13 +456,7 @@ func printReport(f *os.File, r *Results) {
 	for _, wr := range r.Workers {
 		fmt.Fprintf(w, "2. worker burn-down of %s no-op jobs (jobsd concurrency %d; x2 = 2 processes of %d; River %s)\n", human(wr.Jobs), wr.JobsdConcurrency, wr.JobsdConcurrency2, wr.RiverConfig)
 		for _, k := range []string{"jobsd x1", "jobsd x2", "river x1"} {
-			audit := "ok"
-			for _, b := range wr.Runs[k] {
-				if !b.AuditOK {
-					audit = "FAILED: " + b.Audit
-				}
-			}
-			fmt.Fprintf(w, "\t%s\tjobs/s\t%s\taudit %s\n", k, sp(wr.JobsPerSec[k], "%.0f"), audit)
+			fmt.Fprintf(w, "\t%s\tjobs/s\t%s\taudit %s\n", k, sp(wr.JobsPerSec[k], "%.0f"), auditOf(wr.Runs[k]))
 		}
 		for _, c := range []int{100, 250, 500, 1000, 2000} {
 			if v, ok := wr.ConcurrencyProbe[c]; ok {
@@ -426,6 +474,14 @@ func printReport(f *os.File, r *Results) {
 			fmt.Fprintf(w, "\tjobsd x1 with metrics and tracing on ÷ River x1\t\t%s\n", sp(wr.ObservedOverRiver, "%.3f"))
 		}
 		fmt.Fprintln(w)
+	}
+	if m := r.ManyUsers; m != nil {
+		fmt.Fprintf(w, "8. many users: burn-down of %s no-op jobs owned by 1 user vs by %s users in turn, jobsd x1 (concurrency %d), alternating\n",
+			human(m.Jobs), human(m.Users), m.Concurrency)
+		for _, k := range []string{"1 user", fmt.Sprintf("%d users", m.Users)} {
+			fmt.Fprintf(w, "\t%s\tjobs/s\t%s\taudit %s\n", k, sp(m.JobsPerSec[k], "%.0f"), auditOf(m.Runs[k]))
+		}
+		fmt.Fprintf(w, "\tHEADLINE %s users ÷ 1 user\t\t%s\n\n", human(m.Users), sp(m.ManyOverOne, "%.3f"))
 	}
 	if p := r.Pickup; p != nil {
 		fmt.Fprintf(w, "3. pickup latency, 1 jobsd worker (concurrency %d), paced inserts for %.0fs\n", p.Concurrency, p.Seconds)
@@ -449,6 +505,19 @@ func printReport(f *os.File, r *Results) {
 		fmt.Fprintf(w, "\tbig\t%d\t%s\t%s\t%s\t%s\n", g.BigSizes.Rows, mib(g.BigSizes.HeapBytes), mib(g.BigSizes.IndexesBytes), sp(g.Big.PerSec, "%.0f"), sp(g.Big.P99ms, "%.2f"))
 		fmt.Fprintf(w, "\tsmall\t%d\t%s\t%s\t%s\t%s\n", g.SmallSizes.Rows, mib(g.SmallSizes.HeapBytes), mib(g.SmallSizes.IndexesBytes), sp(g.Small.PerSec, "%.0f"), sp(g.Small.P99ms, "%.2f"))
 		fmt.Fprintf(w, "\tHEADLINE p99 big ÷ small\t%s\treq/s big ÷ small\t%s\n\n", sp(g.P99BigOverSmall, "%.3f"), sp(g.RPSBigOverSmall, "%.3f"))
+	}
+	if l := r.Limits; l != nil {
+		fmt.Fprintf(w, "7. deployment-wide limits: status reads at c=%d through %d jobsd serve processes, each counting %d; %s jobs, %s users; limits off vs on (set to refuse nothing), alternating passes of %gs\n",
+			l.Concurrency, l.APIProcesses, l.APIProcesses, human(l.Jobs), human(l.Users), l.PassSeconds)
+		fmt.Fprintf(w, "\tlimits\treq/s\tp50 ms\tp99 ms\tp99.9 ms\terrors\n")
+		for _, k := range []struct {
+			name string
+			l    LoadSummary
+		}{{"off", l.Off}, {"on", l.On}} {
+			fmt.Fprintf(w, "\t%s\t%s\t%s\t%s\t%s\t%d/%d\n", k.name, sp(k.l.PerSec, "%.0f"), sp(k.l.P50ms, "%.2f"), sp(k.l.P99ms, "%.2f"), sp(k.l.P999ms, "%.2f"), k.l.Errors, k.l.Requests)
+		}
+		fmt.Fprintf(w, "\t429s\t%d\n", l.TooMany)
+		fmt.Fprintf(w, "\tHEADLINE on ÷ off\t%s\n\n", sp(l.OnOverOff, "%.3f"))
 	}
 	if f := r.Fairness; f != nil {
 		fmt.Fprintf(w, "6. fairness: user A's %s queued jobs of %gs, 1 worker at concurrency %d; user B creates one job at a time\n", human(f.BacklogJobs), f.JobSeconds, f.Concurrency)
@@ -491,6 +560,16 @@ func printReport(f *os.File, r *Results) {
 		fmt.Fprintf(w, "ERROR: %s\n", e)
 	}
 	w.Flush()
+}
+
+// auditOf is "ok", or the first failed audit of the runs.
+func auditOf(runs []BurnDown) string {
+	for _, b := range runs {
+		if !b.AuditOK {
+			return "FAILED: " + b.Audit
+		}
+	}
+	return "ok"
 }
 
 func firstWords(s string, n int) string {

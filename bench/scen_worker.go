@@ -115,12 +115,12 @@ func runWorkerScenario(ctx context.Context, e *env, o workerOpts) (*WorkerResult
 		RiverMaxWorkers: riverMaxWorkers,
 		RiverConfig: fmt.Sprintf("MaxWorkers %d, FetchCooldown %s, FetchPollInterval %s (River's own benchmark settings); default pgxpool; client in the bench process",
 			riverMaxWorkers, riverCooldown, riverPoll),
-		Runs: map[string][]BurnDown{}, JobsPerSec: map[string]Spread{}}
+		Runs: map[string][]BurnDown{}}
 
 	if len(o.probe) > 0 {
 		res.ConcurrencyProbe = map[int]float64{}
 		for _, c := range o.probe {
-			b, err := jobsdBurnDown(ctx, e, jpool, jurl, o.probeJobs, 1, c, o.timeout)
+			b, err := jobsdBurnDown(ctx, e, jpool, jurl, o.probeJobs, 1, 1, c, o.timeout)
 			if err != nil {
 				return nil, err
 			}
@@ -137,11 +137,11 @@ func runWorkerScenario(ctx context.Context, e *env, o workerOpts) (*WorkerResult
 	}
 	var r1, r2, r21, ro1, ror []float64
 	for rep := range o.repeats {
-		b1, err := jobsdBurnDown(ctx, e, jpool, jurl, o.jobs, 1, o.concurrency, o.timeout)
+		b1, err := jobsdBurnDown(ctx, e, jpool, jurl, o.jobs, 1, 1, o.concurrency, o.timeout)
 		if err != nil {
 			return nil, err
 		}
-		b2, err := jobsdBurnDown(ctx, e, jpool, jurl, o.jobs, 2, o.concurrency2, o.timeout)
+		b2, err := jobsdBurnDown(ctx, e, jpool, jurl, o.jobs, 1, 2, o.concurrency2, o.timeout)
 		if err != nil {
 			return nil, err
 		}
@@ -151,7 +151,7 @@ func runWorkerScenario(ctx context.Context, e *env, o workerOpts) (*WorkerResult
 		}
 		runs := []BurnDown{b1, b2, rv}
 		if o.observe {
-			bo, err := jobsdBurnDown(ctx, e, jpool, jurl, o.jobs, 1, o.concurrency, o.timeout, observed...)
+			bo, err := jobsdBurnDown(ctx, e, jpool, jurl, o.jobs, 1, 1, o.concurrency, o.timeout, observed...)
 			if err != nil {
 				return nil, err
 			}
@@ -179,13 +179,7 @@ func runWorkerScenario(ctx context.Context, e *env, o workerOpts) (*WorkerResult
 			r2 = append(r2, b2.JobsPerSec/rv.JobsPerSec)
 		}
 	}
-	for k, bs := range res.Runs {
-		var v []float64
-		for _, b := range bs {
-			v = append(v, b.JobsPerSec)
-		}
-		res.JobsPerSec[k] = spread(v)
-	}
+	res.JobsPerSec = jobsPerSec(res.Runs)
 	res.Jobsd1OverRiver, res.Jobsd2OverRiver, res.Jobsd2OverJobsd1 = spread(r1), spread(r2), spread(r21)
 	if o.observe {
 		res.ObservedOverJobsd1, res.ObservedOverRiver = spread(ro1), spread(ror)
@@ -197,7 +191,7 @@ func runWorkerScenario(ctx context.Context, e *env, o workerOpts) (*WorkerResult
 		if _, err := jpool.Exec(ctx, "ALTER TABLE jobs DISABLE TRIGGER jobs_changed"); err != nil {
 			return nil, err
 		}
-		b, err := jobsdBurnDown(ctx, e, jpool, jurl, o.jobs, 1, o.concurrency, o.timeout)
+		b, err := jobsdBurnDown(ctx, e, jpool, jurl, o.jobs, 1, 1, o.concurrency, o.timeout)
 		if _, err2 := jpool.Exec(ctx, "ALTER TABLE jobs ENABLE TRIGGER jobs_changed"); err2 != nil && err == nil {
 			err = err2
 		}
@@ -221,9 +215,11 @@ const uuidV7SQL = `(lpad(to_hex(floor(extract(epoch FROM now()) * 1000)::bigint 
 	|| '7' || lpad(to_hex(g % 4096), 3, '0')
 	|| to_hex(8 + floor(random() * 4)::int) || substr(md5(random()::text), 1, 15))::uuid`
 
-// jobsdBurnDown inserts n AI_PREVIEW jobs, starts procs worker processes and
-// times them until no job is left unfinished, then audits the rows.
-func jobsdBurnDown(ctx context.Context, e *env, pool *pgxpool.Pool, url string, n, procs, conc int, timeout time.Duration, env ...string) (BurnDown, error) {
+// jobsdBurnDown inserts n AI_PREVIEW jobs owned by users users in turn
+// (user-0, user-1, ..., as users who submit at the same time interleave in
+// the queue), starts procs worker processes and times them until no job is
+// left unfinished, then audits the rows.
+func jobsdBurnDown(ctx context.Context, e *env, pool *pgxpool.Pool, url string, n, users, procs, conc int, timeout time.Duration, env ...string) (BurnDown, error) {
 	b := BurnDown{Contender: fmt.Sprintf("jobsd x%d", procs), Jobs: n}
 	if _, err := pool.Exec(ctx, "TRUNCATE jobs"); err != nil {
 		return b, err
@@ -231,8 +227,8 @@ func jobsdBurnDown(ctx context.Context, e *env, pool *pgxpool.Pool, url string, 
 	const batch = 100_000
 	for lo := 0; lo < n; lo += batch {
 		if _, err := pool.Exec(ctx, `INSERT INTO jobs (id, user_id, type, input)
-			SELECT `+uuidV7SQL+`, 'bench', 'AI_PREVIEW', '{"prompt":"x"}' FROM generate_series($2::bigint, $2 + $1 - 1) g`,
-			min(batch, n-lo), lo); err != nil {
+			SELECT `+uuidV7SQL+`, 'user-' || (g % $3), 'AI_PREVIEW', '{"prompt":"x"}' FROM generate_series($2::bigint, $2 + $1 - 1) g`,
+			min(batch, n-lo), lo, max(users, 1)); err != nil {
 			return b, fmt.Errorf("insert jobs: %w", err)
 		}
 	}
@@ -295,6 +291,19 @@ func jobsdBurnDown(ctx context.Context, e *env, pool *pgxpool.Pool, url string, 
 		b.Audit += " (timed out: rate is completed/elapsed)"
 	}
 	return b, nil
+}
+
+// jobsPerSec is the spread of each contender's burn-down rate.
+func jobsPerSec(runs map[string][]BurnDown) map[string]Spread {
+	out := map[string]Spread{}
+	for k, bs := range runs {
+		var v []float64
+		for _, b := range bs {
+			v = append(v, b.JobsPerSec)
+		}
+		out[k] = spread(v)
+	}
+	return out
 }
 
 // setRate records the rate over the database-clock time (first pick to last

@@ -70,3 +70,33 @@ func cleanSpread(s Spread) Spread {
 	}
 	return s
 }
+
+// alternate runs base and variant in turn, base first and last (base,
+// variant, base, variant, ..., base: pairs runs of variant), and returns
+// each variant run's figure ÷ the mean of the base runs either side of it.
+// Runs seconds apart see the same machine, and a drift over the scenario
+// (other work on the CPUs, a growing heap) that is steady over three runs
+// cancels in the ratio, where pairs in a fixed order would charge it to the
+// second run of every pair. Each function gets its run's index among its own.
+func alternate(pairs int, base, variant func(i int) (float64, error)) ([]float64, error) {
+	before, err := base(0)
+	if err != nil {
+		return nil, err
+	}
+	var ratios []float64
+	for i := range pairs {
+		v, err := variant(i)
+		if err != nil {
+			return ratios, err
+		}
+		after, err := base(i + 1)
+		if err != nil {
+			return ratios, err
+		}
+		if b := (before + after) / 2; b > 0 {
+			ratios = append(ratios, v/b)
+		}
+		before = after
+	}
+	return ratios, nil
+}
