@@ -46,7 +46,14 @@ type pickupOpts struct {
 	dur         time.Duration
 	repeats     int
 	concurrency int
+	// observe also runs the lowest rate with the worker's metrics and
+	// tracing on (every attempt traced, exported to a sink), as "<rate>/s
+	// observed": the pickup goals must hold for an observed worker too.
+	observe bool
 }
+
+// observedKey names the runs of a rate with metrics and tracing on.
+func observedKey(rate int) string { return fmt.Sprintf("%d/s observed", rate) }
 
 func runPickupScenario(ctx context.Context, e *env, o pickupOpts) (*PickupResult, error) {
 	url, err := e.createDB(ctx, "pickup", true)
@@ -69,16 +76,29 @@ func runPickupScenario(ctx context.Context, e *env, o pickupOpts) (*PickupResult
 			"autocommit return; both on this machine's clock. The claim's now() is taken before the claim statement runs " +
 			"and the commit is observed after a round trip, so delays can read slightly low (even negative). " +
 			"The dbClock figures use the INSERT's clock_timestamp() instead (DB clock on both sides, no client round trip)."}
+	type variant struct {
+		key  string
+		rate int
+		env  []string
+	}
+	var variants []variant
+	for _, rate := range o.rates {
+		variants = append(variants, variant{fmt.Sprintf("%d/s", rate), rate, nil})
+	}
+	if o.observe && len(o.rates) > 0 {
+		sink := otlpSink()
+		defer sink.Close()
+		variants = append(variants, variant{observedKey(o.rates[0]), o.rates[0], observedEnv(sink.URL)})
+	}
 	for rep := range o.repeats {
-		for _, rate := range o.rates {
-			r, err := pickupRun(ctx, e, pool, url, rate, o.dur, o.concurrency)
+		for _, v := range variants {
+			r, err := pickupRun(ctx, e, pool, url, v.rate, o.dur, o.concurrency, v.env...)
 			if err != nil {
 				return nil, err
 			}
-			key := fmt.Sprintf("%d/s", rate)
-			res.Runs[key] = append(res.Runs[key], r)
-			logf("  rep %d %5d jobs/s offered (%.0f achieved): pickup p50 %.2fms p90 %.2fms p99 %.2fms max %.2fms (%d/%d picked, %d negative); vs DB clock_timestamp(): p50 %.2fms p99 %.2fms (%d negative)",
-				rep+1, rate, r.AchievedRate, r.P50ms, r.P90ms, r.P99ms, r.MaxMs, r.Picked, r.Jobs, r.Negative, r.DBP50ms, r.DBP99ms, r.DBNegative)
+			res.Runs[v.key] = append(res.Runs[v.key], r)
+			logf("  rep %d %-16s (%.0f achieved): pickup p50 %.2fms p90 %.2fms p99 %.2fms max %.2fms (%d/%d picked, %d negative); vs DB clock_timestamp(): p50 %.2fms p99 %.2fms (%d negative)",
+				rep+1, v.key, r.AchievedRate, r.P50ms, r.P90ms, r.P99ms, r.MaxMs, r.Picked, r.Jobs, r.Negative, r.DBP50ms, r.DBP99ms, r.DBNegative)
 		}
 	}
 	for k, rs := range res.Runs {
@@ -93,12 +113,12 @@ func runPickupScenario(ctx context.Context, e *env, o pickupOpts) (*PickupResult
 	return res, nil
 }
 
-func pickupRun(ctx context.Context, e *env, pool *pgxpool.Pool, url string, rate int, dur time.Duration, conc int) (PickupRun, error) {
+func pickupRun(ctx context.Context, e *env, pool *pgxpool.Pool, url string, rate int, dur time.Duration, conc int, env ...string) (PickupRun, error) {
 	r := PickupRun{Rate: rate}
 	if _, err := pool.Exec(ctx, "TRUNCATE jobs"); err != nil {
 		return r, err
 	}
-	w, err := e.startWorker(fmt.Sprintf("pickup-%d", rate), url, conc)
+	w, err := e.startWorker(fmt.Sprintf("pickup-%d", rate), url, conc, env...)
 	if err != nil {
 		return r, err
 	}

@@ -133,7 +133,7 @@ func runWorkerScenario(ctx context.Context, e *env, o workerOpts) (*WorkerResult
 	if o.observe {
 		sink := otlpSink()
 		defer sink.Close()
-		observed = []string{"JOBS_METRICS_ADDR=127.0.0.1:0", "OTEL_EXPORTER_OTLP_ENDPOINT=" + sink.URL}
+		observed = observedEnv(sink.URL)
 	}
 	var r1, r2, r21, ro1, ror []float64
 	for rep := range o.repeats {
@@ -433,4 +433,10 @@ func otlpSink() *httptest.Server {
 		w.Header().Set("Content-Type", "application/x-protobuf")
 		w.WriteHeader(http.StatusOK) // an empty ExportTraceServiceResponse
 	}))
+}
+
+// observedEnv is a worker's environment with its metrics listener on and
+// every attempt traced (OpenTelemetry's default sampler), exported to sink.
+func observedEnv(sink string) []string {
+	return []string{"JOBS_METRICS_ADDR=127.0.0.1:0", "OTEL_EXPORTER_OTLP_ENDPOINT=" + sink}
 }
