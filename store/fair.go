@@ -187,6 +187,50 @@ func claimSQL(after, capped bool) string {
 	` + claimPicked
 }
 
+// windowClaimSQLs holds the window claim for each [after].
+var windowClaimSQLs = [2]string{windowClaimSQL(false), windowClaimSQL(true)}
+
+// windowClaimSQL builds the window claim (ClaimRequest.Users): the next
+// $1 runnable jobs in the queue order past the cursor, read from
+// jobs_claimable_idx the way the single queue read them. When they belong
+// to at least $4 users, the users the worker knows to be waiting, the
+// window is what a full claim would take from interleaved users, and each
+// user's first $1 ÷ $4 of them are claimed; when they belong to fewer (one
+// user's backlog fills the window), nothing is, and the worker makes a
+// full claim. Parameters: $1 N, $2 lease seconds, $3 worker, $4 users;
+// with after, $5 and $6 the cursor.
+//
+// It exists for the many-user backlog, where the full claim's walk and
+// turns cost two index probes per user on every claim: with 1,000 users
+// interleaved in the queue, a claim of 2,000 took 95 ms that way and 50
+// ms this way (most of it the UPDATE that both share).
+func windowClaimSQL(after bool) string {
+	past := ""
+	if after {
+		past = ` AND (j.run_after, j.id) > ($5, $6)`
+	}
+	j := prefixed("j", claimableRow)
+	return `
+	WITH ahead AS MATERIALIZED (
+		SELECT j.ctid AS tid, j.user_id, j.run_after, j.id FROM jobs j
+		WHERE ` + j + ` AND j.run_after <= now()` + past + `
+		ORDER BY j.run_after, j.id
+		LIMIT $1
+	),
+	picked AS MATERIALIZED (
+		SELECT j.id, j.run_after, 0::bigint AS place FROM jobs j
+		WHERE j.ctid = ANY(ARRAY(
+			SELECT tid FROM (
+				SELECT tid, row_number() OVER (PARTITION BY user_id ORDER BY run_after, id) AS turn FROM ahead
+			) r
+			WHERE turn <= ceil($1::numeric / $4)))
+			AND (SELECT count(DISTINCT user_id) FROM ahead) >= $4
+			AND ` + j + ` AND j.run_after <= now()
+		FOR UPDATE SKIP LOCKED
+	)
+	` + claimPicked
+}
+
 // prefixed qualifies the columns of claimableRow with a table alias.
 func prefixed(alias, cond string) string {
 	cond = strings.Replace(cond, "status", alias+".status", 1)

@@ -243,3 +243,64 @@ func TestClaimWalkSkipsUsersWithNothingToOffer(t *testing.T) {
 		t.Fatalf("claim behind capped users: %v, %v; want bob's job", got, err)
 	}
 }
+
+// TestWindowClaim: a window claim takes the next jobs in queue order when
+// they are spread over the users it is told of, at most N ÷ users from each,
+// and nothing when one user's backlog fills the window.
+func TestWindowClaim(t *testing.T) {
+	st, _ := pgtest.NewStore(t)
+	ctx := t.Context()
+	// Interleaved: a1 b1 a2 b2 a3 b3, then carol's one job.
+	var order []uuid.UUID
+	for range 3 {
+		order = append(order, createFor(t, st, "alice", 1)[0], createFor(t, st, "bob", 1)[0])
+	}
+	order = append(order, createFor(t, st, "carol", 1)[0])
+
+	got, last, err := st.Claim(ctx, store.ClaimRequest{Worker: "w1", N: 4, Lease: time.Minute, Users: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids := func(cs []store.Claimed) []uuid.UUID {
+		var out []uuid.UUID
+		for _, c := range cs {
+			out = append(out, c.ID)
+		}
+		slices.SortFunc(out, func(a, b uuid.UUID) int { return slices.Index(order, a) - slices.Index(order, b) })
+		return out
+	}
+	if diff := cmp.Diff(order[:4], ids(got)); diff != "" {
+		t.Fatalf("window claim of 4 among 2 users (-want +got):\n%s", diff)
+	}
+	if last.ID != order[3] {
+		t.Errorf("the claim's last place is %v, want %v", last.ID, order[3])
+	}
+
+	// Past the cursor: a3 b3 carol; 3 users told, 1 each.
+	got, _, err = st.Claim(ctx, store.ClaimRequest{Worker: "w1", N: 3, Lease: time.Minute, Users: 3, After: &last})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(order[4:], ids(got)); diff != "" {
+		t.Fatalf("window claim past the cursor (-want +got):\n%s", diff)
+	}
+
+	// One user's backlog fills the window: nothing is claimed.
+	dan := createFor(t, st, "dan", 4)
+	createFor(t, st, "erin", 1)
+	got, _, err = st.Claim(ctx, store.ClaimRequest{Worker: "w1", N: 4, Lease: time.Minute, Users: 2})
+	if err != nil || len(got) != 0 {
+		t.Fatalf("window claim over one user's backlog took %d jobs (%v), want none", len(got), err)
+	}
+	// The full claim then serves both.
+	got, _, err = st.Claim(ctx, store.ClaimRequest{Worker: "w1", N: 2, Lease: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(map[string]int{"dan": 1, "erin": 1}, perUser(got)); diff != "" {
+		t.Errorf("full claim after it (-want +got):\n%s", diff)
+	}
+	if !slices.Contains(ids(got), dan[0]) {
+		t.Errorf("the full claim did not take dan's oldest job")
+	}
+}

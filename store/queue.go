@@ -85,6 +85,14 @@ type ClaimRequest struct {
 	// UserConcurrency, when above 0, caps how many of one user's jobs hold
 	// a lease at once, across every worker.
 	UserConcurrency int
+	// Users, when above 1 (and UserConcurrency is 0), makes the claim a
+	// window claim (fair.go): the next N runnable jobs in the queue order,
+	// found without the walk over users, taken only when they belong to at
+	// least Users users and then at most N ÷ Users from each; otherwise
+	// nothing is claimed, and the caller makes a full claim. The worker
+	// passes the number of users its last full claim served, and makes a
+	// full claim at least every second.
+	Users int
 }
 
 // Claim takes up to r.N runnable jobs in one committed statement: each gets
@@ -108,8 +116,12 @@ func (s *Store) Claim(ctx context.Context, r ClaimRequest) (claimed []Claimed, _
 	}
 	query := claimSQLs[b2i(r.After != nil)][b2i(r.UserConcurrency > 0)]
 	claim := s.claimOnce
-	if r.UserConcurrency > 0 {
+	switch {
+	case r.UserConcurrency > 0:
 		claim = s.claimCapped
+	case r.Users > 1:
+		query = windowClaimSQLs[b2i(r.After != nil)]
+		args[3] = r.Users // in the place of UserAfter, which it does not use
 	}
 	out, last, err := claim(ctx, query, args)
 	if err != nil {

@@ -174,6 +174,12 @@ type Worker struct {
 	// userAfter is where the next claim's round robin over users starts
 	// (store.ClaimRequest.UserAfter): after the user served last.
 	userAfter string
+
+	// What the last full claim (the walk over users) found, for the
+	// window claims in between (see windowUsers): when it ran, and how many
+	// users its jobs went to.
+	fullClaimed time.Time
+	fullUsers   int
 }
 
 // New returns a worker; Run starts it.
@@ -305,23 +311,16 @@ func (w *Worker) claimAndStart(ctx, jobCtx context.Context) (claimed, asked int,
 	if n <= 0 {
 		return 0, 0, nil
 	}
-	after := w.claimFrom()
-	req := store.ClaimRequest{Worker: w.id, N: n, Lease: w.cfg.Lease, After: after,
-		UserAfter: w.userAfter, UserConcurrency: w.cfg.UserConcurrency}
+	req := store.ClaimRequest{Worker: w.id, N: n, Lease: w.cfg.Lease, After: w.claimFrom(),
+		UserAfter: w.userAfter, UserConcurrency: w.cfg.UserConcurrency, Users: w.windowUsers(n)}
 	// A claim is never cut short by shutdown (the store's own timeout
 	// bounds it): cancelled mid-statement, it may have committed while its
 	// reply is dropped, leaving jobs PROCESSING under a lease that nobody
 	// runs until it expires. Claimed jobs are started, and shutdown then
 	// lets them finish or hands them back.
-	claimCtx := context.WithoutCancel(ctx)
-	got, last, err := w.cfg.Store.Claim(claimCtx, req)
-	if err == nil && len(got) == 0 && after != nil {
-		// Nothing past the cursor: look from the head before going idle.
-		req.After, after = nil, nil
-		got, last, err = w.cfg.Store.Claim(claimCtx, req)
-	}
-	w.claimedTo(len(got), last, n, after == nil)
-	w.userAfter = store.NextUserAfter(w.userAfter, got)
+	got, last, err := w.claim(context.WithoutCancel(ctx), &req)
+	w.claimedTo(len(got), last, n, req.After == nil)
+	w.claimedUsers(req, got, err)
 	if err != nil {
 		return 0, n, err
 	}
@@ -329,6 +328,23 @@ func (w *Worker) claimAndStart(ctx, jobCtx context.Context) (claimed, asked int,
 		w.start(jobCtx, c)
 	}
 	return len(got), n, nil
+}
+
+// claim makes the claim req asks for, and the ones its answer calls for:
+// a full claim when a window claim found too few users' jobs, and a claim
+// from the head when nothing lies past the cursor. req is left as the
+// claim that answered.
+func (w *Worker) claim(ctx context.Context, req *store.ClaimRequest) ([]store.Claimed, store.QueueKey, error) {
+	got, last, err := w.cfg.Store.Claim(ctx, *req)
+	if err == nil && len(got) == 0 && req.Users > 0 {
+		req.Users = 0 // walk every waiting user
+		got, last, err = w.cfg.Store.Claim(ctx, *req)
+	}
+	if err == nil && len(got) == 0 && req.After != nil {
+		req.After = nil // look from the head before going idle
+		got, last, err = w.cfg.Store.Claim(ctx, *req)
+	}
+	return got, last, err
 }
 
 // headClaimEvery bounds how long claims may go on from the cursor: a job
@@ -359,6 +375,47 @@ func (w *Worker) claimedTo(got int, last store.QueueKey, n int, fromHead bool) {
 		return
 	}
 	w.cursor = &last
+}
+
+// fullClaimEvery bounds how long window claims may go on between full
+// claims: a user whose first job lies beyond the windows (behind other
+// users' backlogs) waits at most about this long to be walked to.
+const fullClaimEvery = time.Second
+
+// windowUsers is the next claim's store.ClaimRequest.Users: 0 for a full
+// claim, which walks every user with jobs waiting and serves them by turns
+// (fair.go), or, while the last full claim is recent and served several
+// users, and the claim has room for one job of each, that number: a window
+// claim of the next n jobs in queue order, taken when they are spread over
+// at least that many users, which is what a full claim would take from
+// users whose jobs are interleaved, at a fraction of the cost. With one
+// user waiting, or with a per-user cap, every claim is a full one.
+func (w *Worker) windowUsers(n int) int {
+	if w.cfg.UserConcurrency > 0 || w.fullUsers < 2 || n < w.fullUsers || time.Since(w.fullClaimed) > fullClaimEvery {
+		return 0
+	}
+	return w.fullUsers
+}
+
+// claimedUsers records what a claim found for the choice of the next: a
+// full claim's time and number of users, and the round robin's place; a
+// window claim that came back short (SKIP LOCKED rows, the end of the
+// backlog) or failed makes the next claim a full one.
+func (w *Worker) claimedUsers(req store.ClaimRequest, got []store.Claimed, err error) {
+	if req.Users > 0 {
+		if err != nil || len(got) < req.N {
+			w.fullClaimed = time.Time{}
+		}
+		return
+	}
+	w.userAfter = store.NextUserAfter(w.userAfter, got)
+	if err == nil {
+		users := make(map[string]struct{}, 8)
+		for _, c := range got {
+			users[c.UserID] = struct{}{}
+		}
+		w.fullClaimed, w.fullUsers = time.Now(), len(users)
+	}
 }
 
 // cancelJob stops the handler of a job that was cancelled or whose lease
