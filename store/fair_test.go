@@ -285,6 +285,21 @@ func TestWindowClaim(t *testing.T) {
 		t.Fatalf("window claim past the cursor (-want +got):\n%s", diff)
 	}
 
+	// A window of one job of fay's and three of gus's, among 2 users: each
+	// takes at most 4 ÷ 2, so gus's third waits.
+	fay := createFor(t, st, "fay", 1)[0]
+	gus := createFor(t, st, "gus", 3)
+	got, _, err = st.Claim(ctx, store.ClaimRequest{Worker: "w1", N: 4, Lease: time.Minute, Users: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(map[uuid.UUID]bool{fay: true, gus[0]: true, gus[1]: true}, claimedSet(got)); diff != "" {
+		t.Fatalf("window claim capped at 2 per user (-want +got):\n%s", diff)
+	}
+	if _, _, err := st.Claim(ctx, store.ClaimRequest{Worker: "w1", N: 1, Lease: time.Minute}); err != nil {
+		t.Fatal(err) // gus's third, out of the way of what follows
+	}
+
 	// One user's backlog fills the window: nothing is claimed.
 	dan := createFor(t, st, "dan", 4)
 	createFor(t, st, "erin", 1)
@@ -303,4 +318,12 @@ func TestWindowClaim(t *testing.T) {
 	if !slices.Contains(ids(got), dan[0]) {
 		t.Errorf("the full claim did not take dan's oldest job")
 	}
+}
+
+func claimedSet(got []store.Claimed) map[uuid.UUID]bool {
+	out := map[uuid.UUID]bool{}
+	for _, c := range got {
+		out[c.ID] = true
+	}
+	return out
 }
