@@ -119,7 +119,10 @@ func runDeliveryScenario(ctx context.Context, e *env, iss *tokenIssuer, o delive
 	if err != nil {
 		return nil, err
 	}
-	srv, base, err := e.startServe(ctx, "serve-"+o.db, url, iss.srv.URL, o.dbMaxConns, "JOBS_RATE_READ=0", "JOBS_USER_WAITERS=0")
+	// Each user here holds 100 waiters (10 per job): the read rate limit is
+	// off, and the waiter cap stays on, counted in the waiters table as by
+	// default, but above what the scenario opens.
+	srv, base, err := e.startServe(ctx, "serve-"+o.db, url, iss.srv.URL, o.dbMaxConns, "JOBS_RATE_READ=0", "JOBS_USER_WAITERS=1000")
 	if err != nil {
 		return nil, err
 	}

@@ -182,11 +182,13 @@ type waiterSlots struct {
 	// open counts this process's waiters per user, whether the table or
 	// the share admitted them: the share is checked against all of them.
 	open map[string]int
-	// unclosed are table rows whose delete failed, or whose open failed
-	// with an unknown outcome; the next close deletes them. Until then they
-	// count against their users (and go with this process's registry
-	// entry at the latest).
+	// unclosed are table rows to delete: of waiters that ended (closeLater
+	// deletes them in batches), whose delete failed, or whose open failed
+	// with an unknown outcome. Until then they count against their users
+	// (and go with this process's registry entry at the latest).
 	unclosed []int64
+	closing  bool       // closeLater is running
+	closeMu  sync.Mutex // held by a delete of unclosed rows (closeNow)
 }
 
 // waiterSlot is one taken slot: the user's, and its row in the waiters
@@ -213,6 +215,10 @@ func (w *waiterSlots) acquire(ctx context.Context, user string, r *Replicas) (wa
 	}
 	if r != nil {
 		octx, cancel := context.WithTimeout(ctx, waiterOpenTimeout)
+		// Rows of waiters that ended and wait for closeLater go first, so
+		// that a client which polls again the moment its answer came finds
+		// its place free on this process at least.
+		w.closeNow(octx, r)
 		row, ok, err := r.openWaiter(octx, user, w.total)
 		cancel()
 		if err == nil {
@@ -253,9 +259,12 @@ func (w *waiterSlots) count(user string, d int) {
 	}
 }
 
-// release gives back a slot that acquire took, deleting its row with a
-// deadline of its own: ctx may have ended (the client left, the server is
-// draining).
+// release gives back a slot that acquire took. Its row is deleted in the
+// background (closeLater), with the rows of the waiters that ended
+// meanwhile, in one statement: a long poll's answer is not held back by a
+// delete, and a burst of answers costs one delete, not one each. Until
+// then, a few milliseconds, the row still counts against its user on the
+// other processes; this one deletes it before its next open.
 func (w *waiterSlots) release(ctx context.Context, slot waiterSlot, r *Replicas) {
 	if w == nil {
 		return
@@ -265,15 +274,60 @@ func (w *waiterSlots) release(ctx context.Context, slot waiterSlot, r *Replicas)
 		return
 	}
 	w.mu.Lock()
-	rows := append(w.unclosed, slot.row)
+	w.unclosed = append(w.unclosed, slot.row)
+	start := !w.closing
+	w.closing = true
+	w.mu.Unlock()
+	if start {
+		go w.closeLater(context.WithoutCancel(ctx), r)
+	}
+}
+
+// closeBatchDelay is how long a waiter's row waits for others to be
+// deleted with it.
+const closeBatchDelay = 5 * time.Millisecond
+
+// closeLater deletes the rows of the waiters that ended, a batch every
+// closeBatchDelay, until none is left or a delete fails (the rows are then
+// kept for the next close).
+func (w *waiterSlots) closeLater(ctx context.Context, r *Replicas) {
+	defer func() {
+		w.mu.Lock()
+		w.closing = false
+		w.mu.Unlock()
+	}()
+	for {
+		time.Sleep(closeBatchDelay)
+		cctx, cancel := context.WithTimeout(ctx, waiterCloseTimeout)
+		more, err := w.closeNow(cctx, r)
+		cancel()
+		if err != nil || !more {
+			return
+		}
+	}
+}
+
+// closeNow deletes the rows waiting to be closed, if any, and says whether
+// there were; a failed delete keeps them for the next try. Closes run one
+// at a time (closeMu), so that an open which closes first also waits for a
+// delete already under way: the rows of every waiter that ended before it
+// are gone when it counts.
+func (w *waiterSlots) closeNow(ctx context.Context, r *Replicas) (bool, error) {
+	w.closeMu.Lock()
+	defer w.closeMu.Unlock()
+	w.mu.Lock()
+	rows := w.unclosed
 	w.unclosed = nil
 	w.mu.Unlock()
-	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), waiterCloseTimeout)
-	defer cancel()
-	if err := r.closeWaiters(cctx, rows); err != nil {
+	if len(rows) == 0 {
+		return false, nil
+	}
+	if err := r.closeWaiters(ctx, rows); err != nil {
 		r.log.Warn("waiter cap: close in the database failed; retried at the next close", "rows", len(rows), "err", err)
 		w.unclose(rows...)
+		return true, err
 	}
+	return true, nil
 }
 
 // unclose keeps rows for the next close to delete.
