@@ -331,7 +331,7 @@ func TestWaiterCapAcrossReplicas(t *testing.T) {
 		t.Errorf("a long poll on B after one on A ended: %d, want 304 after its wait", code)
 	}
 	rowsAre(capacity - 1) // the answered long poll's row is deleted
-	closeStream() // the stream's client leaves
+	closeStream()         // the stream's client leaves
 	rowsAre(capacity - 2)
 	if _, err := b.st.DB().Exec(`UPDATE jobs SET status = 'PROCESSING', attempts = 1, started_at = now(), updated_at = now(), version = version + 1 WHERE id = $1`, job1); err != nil {
 		t.Fatal(err)
