@@ -218,7 +218,7 @@ func (w *waiterSlots) acquire(ctx context.Context, user string, r *Replicas) (wa
 		// Rows of waiters that ended and wait for closeLater go first, so
 		// that a client which polls again the moment its answer came finds
 		// its place free on this process at least.
-		w.closeNow(octx, r)
+		_ = w.closeNow(octx, r) // a failure keeps them for later; the open goes on
 		row, ok, err := r.openWaiter(octx, user, w.total)
 		cancel()
 		if err == nil {
@@ -291,28 +291,35 @@ const closeBatchDelay = 5 * time.Millisecond
 // closeBatchDelay, until none is left or a delete fails (the rows are then
 // kept for the next close).
 func (w *waiterSlots) closeLater(ctx context.Context, r *Replicas) {
-	defer func() {
-		w.mu.Lock()
-		w.closing = false
-		w.mu.Unlock()
-	}()
 	for {
 		time.Sleep(closeBatchDelay)
+		// Seen empty and marked stopped under one lock: a release that
+		// comes after starts another closeLater.
+		w.mu.Lock()
+		if len(w.unclosed) == 0 {
+			w.closing = false
+			w.mu.Unlock()
+			return
+		}
+		w.mu.Unlock()
 		cctx, cancel := context.WithTimeout(ctx, waiterCloseTimeout)
-		more, err := w.closeNow(cctx, r)
+		err := w.closeNow(cctx, r)
 		cancel()
-		if err != nil || !more {
+		if err != nil {
+			w.mu.Lock()
+			w.closing = false // the next release tries again
+			w.mu.Unlock()
 			return
 		}
 	}
 }
 
-// closeNow deletes the rows waiting to be closed, if any, and says whether
-// there were; a failed delete keeps them for the next try. Closes run one
+// closeNow deletes the rows waiting to be closed, if any; a failed delete
+// keeps them for the next try. Closes run one
 // at a time (closeMu), so that an open which closes first also waits for a
 // delete already under way: the rows of every waiter that ended before it
 // are gone when it counts.
-func (w *waiterSlots) closeNow(ctx context.Context, r *Replicas) (bool, error) {
+func (w *waiterSlots) closeNow(ctx context.Context, r *Replicas) error {
 	w.closeMu.Lock()
 	defer w.closeMu.Unlock()
 	w.mu.Lock()
@@ -320,14 +327,14 @@ func (w *waiterSlots) closeNow(ctx context.Context, r *Replicas) (bool, error) {
 	w.unclosed = nil
 	w.mu.Unlock()
 	if len(rows) == 0 {
-		return false, nil
+		return nil
 	}
 	if err := r.closeWaiters(ctx, rows); err != nil {
 		r.log.Warn("waiter cap: close in the database failed; retried at the next close", "rows", len(rows), "err", err)
 		w.unclose(rows...)
-		return true, err
+		return err
 	}
-	return true, nil
+	return nil
 }
 
 // unclose keeps rows for the next close to delete.
