@@ -102,12 +102,12 @@ func run(quick bool, out, only string, workerJobs, deliveryPace int, probe, diag
 	manyO := manyUsersOpts{jobs: 300_000, users: 1000, concurrency: riverMaxWorkers, pairs: 3, timeout: 10 * time.Minute}
 	if quick {
 		res.Mode, res.Repeats = "quick", 2
-		statusO.jobs, statusO.users, statusO.conc, statusO.dur, statusO.repeats = 100_000, 1_000, []int{64}, 3*time.Second, 2
+		statusO.jobs, statusO.users, statusO.conc, statusO.dur, statusO.repeats = 100_000, 1_000, []int{64}, 2*time.Second, 2
 		workerO.sizes, workerO.repeats, workerO.timeout, workerO.probeJobs = []int{50_000}, 2, 60*time.Second, 50_000
-		pickupO.rates, pickupO.dur, pickupO.repeats = []int{500}, 5*time.Second, 2
+		pickupO.rates, pickupO.dur, pickupO.repeats = []int{500}, 3*time.Second, 2
 		deliveryO.waiters = 2_000
 		limitsO.jobs, limitsO.users, limitsO.dur, limitsO.pairs = 2_000, 1_000, time.Second, 2
-		manyO.jobs, manyO.pairs, manyO.timeout = 10_000, 1, 60*time.Second
+		manyO.jobs, manyO.pairs, manyO.timeout = 20_000, 1, 60*time.Second
 	}
 	deliveryO.pace = max(1, deliveryPace)
 	if workerJobs > 0 {
