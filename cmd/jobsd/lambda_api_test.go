@@ -15,7 +15,6 @@ import (
 	"github.com/jobsd/jobsd/client"
 	"github.com/jobsd/jobsd/dispatch"
 	"github.com/jobsd/jobsd/gen"
-	"github.com/jobsd/jobsd/internal/pgtest"
 	"github.com/jobsd/jobsd/internal/proctest"
 	"github.com/jobsd/jobsd/internal/sqsfake"
 	"github.com/jobsd/jobsd/store"
@@ -84,16 +83,7 @@ func awsTestEnv(q *sqsfake.Queue) []string {
 // once (attempts 1); and neither the API's sweep (every 100 ms here) nor
 // the scheduled maintenance round sends any of them again.
 func TestLambdaAPI(t *testing.T) {
-	proctest.SkipShort(t, "Lambda emulator")
-	dbURL := pgtest.NewDatabase(t)
-	st, err := store.Open(t.Context(), dbURL, store.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	q := sqsfake.New()
-	defer q.Close()
-	q.MaxReceiveCount = 5
+	dbURL, st, q := lambdaEnv(t, store.Options{})
 	iss := newDevIssuer(t)
 	env := append([]string{
 		"DATABASE_URL=" + dbURL,

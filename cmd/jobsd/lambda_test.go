@@ -179,6 +179,24 @@ var scheduled = map[string]any{
 	"region": "us-east-1", "resources": []string{"arn:aws:events:us-east-1:000000000000:rule/jobsd-maintain"}, "detail": map[string]any{},
 }
 
+// lambdaEnv is what each emulator test starts from: a database, a store on
+// it, and the SQS fake with the template's maxReceiveCount (5, above
+// max_attempts), each closed when the test ends.
+func lambdaEnv(t *testing.T, opts store.Options) (dbURL string, st *store.Store, q *sqsfake.Queue) {
+	t.Helper()
+	proctest.SkipShort(t, "Lambda emulator")
+	dbURL = pgtest.NewDatabase(t)
+	st, err := store.Open(t.Context(), dbURL, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	q = sqsfake.New()
+	t.Cleanup(q.Close)
+	q.MaxReceiveCount = 5
+	return dbURL, st, q
+}
+
 // TestLambdaEmulator runs `jobsd lambda` under the Lambda Runtime
 // Interface Emulator, fed by a wire-level SQS fake through a test-side
 // event source mapping (batches of 10, ReportBatchItemFailures, visibility
@@ -191,16 +209,7 @@ var scheduled = map[string]any{
 // rescued by the schedule and completes at attempt 2. No attempt count
 // ever exceeds max_attempts, and nothing reaches the dead-letter queue.
 func TestLambdaEmulator(t *testing.T) {
-	proctest.SkipShort(t, "Lambda emulator")
-	dbURL := pgtest.NewDatabase(t)
-	st, err := store.Open(t.Context(), dbURL, store.Options{Outbox: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	q := sqsfake.New()
-	defer q.Close()
-	q.MaxReceiveCount = 5 // above max_attempts (3), as the template sets it
+	dbURL, st, q := lambdaEnv(t, store.Options{Outbox: true})
 	fn := startEmulator(t, dbURL, q)
 	ctx := t.Context()
 
@@ -333,16 +342,7 @@ func checkAttempts(t *testing.T, st *store.Store, ids []uuid.UUID) {
 // the message comes back. Both complete at attempt 1 and were never
 // PROCESSING at once.
 func TestLambdaUserConcurrency(t *testing.T) {
-	proctest.SkipShort(t, "Lambda emulator")
-	dbURL := pgtest.NewDatabase(t)
-	st, err := store.Open(t.Context(), dbURL, store.Options{Outbox: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	q := sqsfake.New()
-	defer q.Close()
-	q.MaxReceiveCount = 5
+	dbURL, st, q := lambdaEnv(t, store.Options{Outbox: true})
 	fn := startEmulator(t, dbURL, q, "JOBS_USER_CONCURRENCY=1", "JOBS_LAMBDA_CAP_DELAY=1s")
 	ctx := t.Context()
 
@@ -419,15 +419,7 @@ func TestLambdaUserConcurrency(t *testing.T) {
 // registered an internal extension for it) and the instance leaves the
 // registry.
 func TestLambdaRegistry(t *testing.T) {
-	proctest.SkipShort(t, "Lambda emulator")
-	dbURL := pgtest.NewDatabase(t)
-	st, err := store.Open(t.Context(), dbURL, store.Options{Outbox: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	q := sqsfake.New()
-	defer q.Close()
+	dbURL, st, q := lambdaEnv(t, store.Options{Outbox: true})
 	fn := startEmulator(t, dbURL, q)
 	ctx := t.Context()
 
