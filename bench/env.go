@@ -110,6 +110,20 @@ func (e *env) close() {
 	}
 }
 
+// createJobsDB creates a database with jobsd's schema and returns its URL
+// and a pool on it, which the caller closes.
+func (e *env) createJobsDB(ctx context.Context, name string) (string, *pgxpool.Pool, error) {
+	url, err := e.createDB(ctx, name, true)
+	if err != nil {
+		return "", nil, err
+	}
+	pool, err := pgxpool.New(ctx, url)
+	if err != nil {
+		return "", nil, err
+	}
+	return url, pool, nil
+}
+
 // createDB creates a database; with jobsSchema it also runs jobsd's migrations.
 func (e *env) createDB(ctx context.Context, name string, jobsSchema bool) (string, error) {
 	url, err := e.pg.CreateDatabase(ctx, name, "")

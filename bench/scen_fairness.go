@@ -38,11 +38,7 @@ type fairnessOpts struct {
 // with the default concurrency, waits until every slot holds one of A's
 // jobs, then creates one job for user B at a time and times its start.
 func runFairnessScenario(ctx context.Context, e *env, o fairnessOpts) (*FairnessResult, error) {
-	url, err := e.createDB(ctx, "fairness", true)
-	if err != nil {
-		return nil, err
-	}
-	pool, err := pgxpool.New(ctx, url)
+	url, pool, err := e.createJobsDB(ctx, "fairness")
 	if err != nil {
 		return nil, err
 	}

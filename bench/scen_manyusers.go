@@ -4,8 +4,6 @@ import (
 	"context"
 	"fmt"
 	"time"
-
-	"github.com/jackc/pgx/v5/pgxpool"
 )
 
 // ManyUsersResult is the many-users burn-down: the same number of no-op jobs
@@ -33,11 +31,7 @@ type manyUsersOpts struct {
 // number over o.users users (user-0, user-1, ... in turn) alternately, one
 // user first and last, o.pairs runs of many users.
 func runManyUsersScenario(ctx context.Context, e *env, o manyUsersOpts) (*ManyUsersResult, error) {
-	url, err := e.createDB(ctx, "manyusers", true)
-	if err != nil {
-		return nil, err
-	}
-	pool, err := pgxpool.New(ctx, url)
+	url, pool, err := e.createJobsDB(ctx, "manyusers")
 	if err != nil {
 		return nil, err
 	}

@@ -6,8 +6,6 @@ import (
 	mrand "math/rand/v2"
 	"net/http"
 	"time"
-
-	"github.com/jackc/pgx/v5/pgxpool"
 )
 
 // LoadSummary is one load shape over the repeats.
@@ -232,11 +230,7 @@ func runGrowthScenario(ctx context.Context, e *env, iss *tokenIssuer, big *Statu
 
 // seedTarget creates o.db and seeds it with o.jobs jobs over o.users users.
 func seedTarget(ctx context.Context, e *env, o statusOpts) (statusTarget, TableSizes, error) {
-	url, err := e.createDB(ctx, o.db, true)
-	if err != nil {
-		return statusTarget{}, TableSizes{}, err
-	}
-	pool, err := pgxpool.New(ctx, url)
+	url, pool, err := e.createJobsDB(ctx, o.db)
 	if err != nil {
 		return statusTarget{}, TableSizes{}, err
 	}

@@ -81,11 +81,7 @@ const (
 )
 
 func runWorkerScenario(ctx context.Context, e *env, o workerOpts) (*WorkerResult, error) {
-	jurl, err := e.createDB(ctx, o.db, true)
-	if err != nil {
-		return nil, err
-	}
-	jpool, err := pgxpool.New(ctx, jurl)
+	jurl, jpool, err := e.createJobsDB(ctx, o.db)
 	if err != nil {
 		return nil, err
 	}
