@@ -207,10 +207,7 @@ func startPostgres(t *testing.T, ctx context.Context) string {
 // key set below it, as it does with Cognito.
 func startIssuer(t *testing.T) (*auth.Issuer, string) {
 	t.Helper()
-	gw := docker(t, "network", "inspect", "bridge", "--format", "{{range .IPAM.Config}}{{.Gateway}}{{end}}")
-	if net.ParseIP(gw) == nil {
-		t.Fatalf("the default bridge network has no gateway address (%q) for the containers to reach the issuer", gw)
-	}
+	gw := hostGateway(t)
 	ln, err := net.Listen("tcp", net.JoinHostPort(gw, "0"))
 	if err != nil {
 		t.Fatalf("listen for the issuer on the bridge gateway: %v", err)
@@ -236,6 +233,29 @@ func startIssuer(t *testing.T) (*auth.Issuer, string) {
 		t.Fatal(err)
 	}
 	return iss, file
+}
+
+// hostGateway is the address at which the containers reach this machine:
+// what host-gateway resolves to inside a container, read from the /etc/hosts
+// of a throwaway one. It is taken from the container's side because the
+// bridge network's IPAM gateway field, which `docker network inspect` shows,
+// is empty on a daemon started for the first time.
+func hostGateway(t *testing.T) string {
+	t.Helper()
+	image := os.Getenv("JOBS_TEST_POSTGRES_IMAGE")
+	if image == "" {
+		image = pgserver.DefaultImage
+	}
+	hosts := docker(t, "run", "--rm", "--label", pgserver.ContainerLabel+"=true",
+		"--add-host", hostAlias+":host-gateway", "--entrypoint", "cat", image, "/etc/hosts")
+	for _, line := range strings.Split(hosts, "\n") {
+		f := strings.Fields(line)
+		if len(f) >= 2 && f[1] == hostAlias && net.ParseIP(f[0]) != nil {
+			return f[0]
+		}
+	}
+	t.Fatalf("no address for %s (host-gateway) in a container's /etc/hosts:\n%s", hostAlias, hosts)
+	return ""
 }
 
 // startContainer starts image with command in the background, labelled for

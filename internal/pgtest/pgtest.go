@@ -4,8 +4,10 @@
 //
 // The server is, in order: JOBS_TEST_DATABASE_URL; a container through
 // testcontainers-go (image JOBS_TEST_POSTGRES_IMAGE); a throwaway cluster from
-// the PostgreSQL binaries on PATH. JOBS_TEST_REQUIRE_DOCKER=1 allows only the
-// container. With none available the tests fail and say how to fix it; they
+// the PostgreSQL binaries on PATH. JOBS_TEST_POSTGRES_SOURCE (docker,
+// binaries or url) allows only that source, so CI can run the suite on each
+// set-up a newcomer may have without a silent fallback to another;
+// JOBS_TEST_REQUIRE_DOCKER=1 means docker. With none available the tests fail and say how to fix it; they
 // never skip.
 package pgtest
 
@@ -67,6 +69,9 @@ func start(ctx context.Context) (*pgserver.Server, error) {
 	}
 	if os.Getenv("JOBS_TEST_REQUIRE_DOCKER") == "1" {
 		opts.Require = pgserver.SourceDocker
+	}
+	if src := os.Getenv("JOBS_TEST_POSTGRES_SOURCE"); src != "" {
+		opts.Require = pgserver.Source(src)
 	}
 	srv, err := pgserver.Start(ctx, opts)
 	if err != nil {

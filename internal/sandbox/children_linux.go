@@ -8,10 +8,26 @@ import (
 	"strings"
 )
 
-// Children lists the pids of this process's children that still exist,
-// zombies included. Tests use it to show that every child was killed and
-// reaped.
-func Children() []int { return ChildrenOf(os.Getpid()) }
+// Children lists the pids of this process's sandbox children that still
+// exist, zombies included: the children that run this same executable (Run
+// re-executes it), and any zombie child, whose executable can no longer be
+// read. Tests use it to show that every child was killed and reaped; other
+// children of a test process (a PostgreSQL server started from the binaries
+// on PATH) are not the sandbox's and are not counted.
+func Children() []int {
+	self, err := os.Readlink("/proc/self/exe")
+	if err != nil {
+		return ChildrenOf(os.Getpid())
+	}
+	var out []int
+	for _, pid := range ChildrenOf(os.Getpid()) {
+		exe, err := os.Readlink("/proc/" + strconv.Itoa(pid) + "/exe")
+		if exe == self || (err != nil && !Running(pid)) {
+			out = append(out, pid)
+		}
+	}
+	return out
+}
 
 // ChildrenOf lists the pids of parent's children that still exist, zombies
 // included.
