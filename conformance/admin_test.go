@@ -163,7 +163,8 @@ func failedJob(t *testing.T, tok string) string {
 	}
 	j := create(t, "/api/jobs", jsonHeader(tok), `{"type":"RISK_ANALYSIS","input":{"text":"[[simulate:permanent]] A dry year."}}`)
 	if !env.blackBox {
-		if _, err := env.db.Exec(`UPDATE jobs SET status = 'FAILED', error = 'Bedrock API error: ValidationException - bad input',
+		if _, err := env.db.Exec(`WITH q AS (DELETE FROM job_queue WHERE id = $1)
+			UPDATE jobs SET status = 'FAILED', error = 'Bedrock API error: ValidationException - bad input',
 			attempts = 1, started_at = now(), completed_at = now(), updated_at = now(), version = version + 1 WHERE id = $1`, j.ID); err != nil {
 			t.Fatal(err)
 		}

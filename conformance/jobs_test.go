@@ -44,7 +44,7 @@ func seedJob(t *testing.T, user string, example []byte) {
 	if string(ex.Result) != "null" && len(ex.Result) > 0 {
 		result = string(ex.Result)
 	}
-	_, err := env.db.Exec(`DELETE FROM jobs WHERE id = $1`, ex.ID)
+	_, err := env.db.Exec(`WITH q AS (DELETE FROM job_queue WHERE id = $1) DELETE FROM jobs WHERE id = $1`, ex.ID)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -27,7 +27,8 @@ func advance(t *testing.T, id, status string) {
 		_, err = env.db.Exec(`UPDATE jobs SET status = 'PROCESSING', attempts = attempts + 1, started_at = COALESCE(started_at, now()),
 			updated_at = now(), version = version + 1 WHERE id = $1`, id)
 	case "COMPLETED":
-		_, err = env.db.Exec(`UPDATE jobs SET status = 'COMPLETED', result = '{"output":"done"}', completed_at = now(),
+		_, err = env.db.Exec(`WITH q AS (DELETE FROM job_queue WHERE id = $1)
+			UPDATE jobs SET status = 'COMPLETED', result = '{"output":"done"}', completed_at = now(),
 			updated_at = now(), version = version + 1 WHERE id = $1`, id)
 	}
 	if err != nil {

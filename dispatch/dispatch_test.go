@@ -210,7 +210,7 @@ func TestBatchItemFailures(t *testing.T) {
 func TestEarlyMessage(t *testing.T) {
 	b := setup(t)
 	id := b.create(t, "Prices fell sharply in March.")
-	if _, err := b.st.DB().Exec(`UPDATE jobs SET run_after = now() + interval '5 seconds' WHERE id = $1`, id); err != nil {
+	if _, err := b.st.DB().Exec(`WITH q AS (UPDATE job_queue SET run_after = now() + interval '5 seconds' WHERE id = $1) UPDATE jobs SET run_after = now() + interval '5 seconds' WHERE id = $1`, id); err != nil {
 		t.Fatal(err)
 	}
 	resp, err := b.invoke(t.Context(), events.SQSEvent{Records: []events.SQSMessage{{MessageId: "m1", Body: id.String(), EventSource: "aws:sqs"}}})
@@ -275,7 +275,7 @@ func TestScheduledRescue(t *testing.T) {
 	if got, err := b.st.ClaimIDs(t.Context(), "dead-instance", []uuid.UUID{id}, time.Minute); err != nil || len(got) != 1 {
 		t.Fatalf("claim: %v, %v", got, err)
 	}
-	if _, err := b.st.DB().Exec(`UPDATE jobs SET lease_expires_at = now() - interval '1 second'`); err != nil {
+	if _, err := b.st.DB().Exec(`UPDATE job_queue SET lease_expires_at = now() - interval '1 second' WHERE lease_owner IS NOT NULL`); err != nil {
 		t.Fatal(err)
 	}
 	out, err := b.h.Invoke(t.Context(), json.RawMessage(`{"version":"0","id":"x","detail-type":"Scheduled Event","source":"aws.events","detail":{}}`))

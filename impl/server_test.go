@@ -79,7 +79,8 @@ func (b *pollBundle) job(tb testing.TB, status job.Status) string {
 		tb.Fatal(err)
 	}
 	if status == job.StatusCompleted {
-		_, err = b.st.DB().Exec(`UPDATE jobs SET status = 'COMPLETED', result = '{"output":"done"}', attempts = 1,
+		_, err = b.st.DB().Exec(`WITH q AS (DELETE FROM job_queue WHERE id = $1)
+			UPDATE jobs SET status = 'COMPLETED', result = '{"output":"done"}', attempts = 1,
 			started_at = now(), completed_at = now(), updated_at = now(), version = version + 1 WHERE id = $1`, j.ID)
 		if err != nil {
 			tb.Fatal(err)

@@ -90,7 +90,7 @@ func TestManyWaiters(t *testing.T) {
 		}
 	}
 	for _, id := range ids {
-		if _, err := b.st.DB().ExecContext(ctx, `UPDATE jobs SET status = 'COMPLETED', result = '{"output":"ok"}', completed_at = now(), updated_at = now(), version = version + 1 WHERE id = $1`, id); err != nil {
+		if _, err := b.st.DB().ExecContext(ctx, `WITH q AS (DELETE FROM job_queue WHERE id = $1) UPDATE jobs SET status = 'COMPLETED', result = '{"output":"ok"}', completed_at = now(), updated_at = now(), version = version + 1 WHERE id = $1`, id); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -70,12 +70,12 @@ func TestAttemptLog(t *testing.T) {
 
 	c1 := s.claimOne("w1")
 	s.finish(store.Outcome{ID: id, Lease: c1.Lease, Kind: store.OutcomeRetry, Error: "Bedrock API error: ThrottlingException - Rate exceeded"})
-	if _, err := s.st.DB().Exec(`UPDATE jobs SET run_after = now() WHERE id = $1`, id); err != nil {
+	if _, err := s.st.DB().Exec(`WITH q AS (UPDATE job_queue SET run_after = now() WHERE id = $1) UPDATE jobs SET run_after = now() WHERE id = $1`, id); err != nil {
 		t.Fatal(err)
 	}
 	c2 := s.claimOne("w2")
 	// The worker vanished: its lease expires and the rescuer counts it lost.
-	if _, err := s.st.DB().Exec(`UPDATE jobs SET lease_expires_at = now() - interval '1 second', run_after = now() WHERE id = $1`, id); err != nil {
+	if _, err := s.st.DB().Exec(`UPDATE job_queue SET lease_expires_at = now() - interval '1 second', run_after = now() WHERE id = $1`, id); err != nil {
 		t.Fatal(err)
 	}
 	if retried, failed, err := s.st.Rescue(ctx, 0); err != nil || retried != 1 || failed != 0 {

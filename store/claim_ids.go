@@ -52,7 +52,7 @@ func (s *Store) ClaimIDsCapped(ctx context.Context, worker string, ids []uuid.UU
 // $2 lease seconds, $3 the worker (claimPicked's).
 const claimIDsSQL = `
 	WITH picked AS MATERIALIZED (
-		SELECT id, run_after, 0::bigint AS place` + runnable + ` AND id = ANY($1)
+		SELECT id, run_after, ctid AS tid, 0::bigint AS place` + runnable + ` AND id = ANY($1)
 		FOR UPDATE SKIP LOCKED)
 	` + claimPicked
 
@@ -62,16 +62,16 @@ const claimIDsSQL = `
 // (untouched) until the claim commits, a few milliseconds.
 const claimIDsCappedSQL = `
 	WITH named AS MATERIALIZED (
-		SELECT id, user_id, run_after` + runnable + ` AND id = ANY($1)
+		SELECT id, user_id, run_after, ctid AS tid` + runnable + ` AND id = ANY($1)
 		FOR UPDATE SKIP LOCKED
 	),
 	leased AS MATERIALIZED (
-		SELECT user_id, count(*) AS n FROM jobs
+		SELECT user_id, count(*) AS n FROM job_queue
 		WHERE lease_owner IS NOT NULL AND user_id IN (SELECT user_id FROM named)
 		GROUP BY user_id
 	),
 	picked AS MATERIALIZED (
-		SELECT r.id, r.run_after, 0::bigint AS place FROM (
+		SELECT r.id, r.run_after, r.tid, 0::bigint AS place FROM (
 			SELECT named.*, row_number() OVER (PARTITION BY user_id ORDER BY run_after, id) AS turn FROM named
 		) r LEFT JOIN leased l ON l.user_id = r.user_id
 		WHERE r.turn <= $4 - COALESCE(l.n, 0)
@@ -93,8 +93,8 @@ func (s *Store) Waiting(ctx context.Context, ids []uuid.UUID) (map[uuid.UUID]tim
 	defer cancel()
 	rows, err := s.db.QueryContext(ctx, `
 		SELECT id, greatest(EXTRACT(EPOCH FROM run_after - now()), 0)::float8
-		FROM jobs
-		WHERE id = ANY($1) AND status IN ('PENDING', 'PROCESSING') AND lease_owner IS NULL`,
+		FROM job_queue
+		WHERE id = ANY($1) AND lease_owner IS NULL`,
 		pq.Array(uuidStrings(ids)))
 	if err != nil {
 		return nil, fmt.Errorf("read waiting jobs: %w", classify(err))

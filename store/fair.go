@@ -13,12 +13,12 @@ import "strings"
 // backlog is oldest.
 //
 // The users with waiting jobs are found by a loose index scan over
-// jobs_user_claimable_idx, one probe per user, walked from the greatest
+// job_queue_user_claimable_idx, one probe per user, walked from the greatest
 // user_id down: each probe lands on that user's newest waiting job, which a
 // burn-down (oldest first) reaches last, so the probes do not step over the
 // dead index entries that claimed jobs leave at each user's head. Each
 // probe orders by the whole index key, (user_id, run_after, id) descending,
-// which only jobs_user_claimable_idx gives without a sort: ordered by
+// which only job_queue_user_claimable_idx gives without a sort: ordered by
 // user_id alone, the planner could take jobs_user_created_idx instead once
 // its statistics lagged a burn-down, and that index reaches each user at
 // the oldest end, through the finished jobs (a claim of 2,000 among 1,000
@@ -37,9 +37,9 @@ import "strings"
 // LOCKED, so a claim locks only the jobs it takes.
 
 // claimableRow is the predicate of the queue's partial indexes
-// (jobs_claimable_idx, jobs_user_claimable_idx): jobs PENDING, or PROCESSING
-// waiting for a retry, that nobody holds, whenever they become due.
-const claimableRow = `status IN ('PENDING', 'PROCESSING') AND lease_owner IS NULL`
+// (job_queue_claimable_idx, job_queue_user_claimable_idx): the rows of
+// job_queue that nobody holds, whenever they become due.
+const claimableRow = `lease_owner IS NULL`
 
 // claimSQLs holds the claim for each [after][capped].
 var claimSQLs = [2][2]string{
@@ -80,8 +80,8 @@ func claimSQL(after, capped bool) string {
 	if after {
 		past, limit = ` AND (j.run_after, j.id) > ($5, $6)`, "$7"
 		// The same cursor within one user's jobs, led by the user so that
-		// only jobs_user_claimable_idx can take it as its index condition.
-		// Written as past, it let the planner walk jobs_claimable_idx from
+		// only job_queue_user_claimable_idx can take it as its index condition.
+		// Written as past, it let the planner walk job_queue_claimable_idx from
 		// the cursor through every user's jobs for each user: with the
 		// cursor's estimate at one row (every job created in one statement
 		// has one run_after), a claim of 2,000 among 1,000 users took 450
@@ -99,7 +99,7 @@ func claimSQL(after, capped bool) string {
 	if capped {
 		leased = `
 	leased AS MATERIALIZED (
-		SELECT user_id, count(*) AS n FROM jobs
+		SELECT user_id, count(*) AS n FROM job_queue
 		WHERE lease_owner IS NOT NULL
 		GROUP BY user_id
 	),`
@@ -118,15 +118,15 @@ func claimSQL(after, capped bool) string {
 	j := prefixed("j", claimableRow)
 	return `
 	WITH RECURSIVE below(user_id, n) AS (
-		(SELECT user_id, 1 FROM jobs WHERE ` + due + ` AND user_id < $4 ORDER BY user_id DESC, run_after DESC, id DESC LIMIT 1)
+		(SELECT user_id, 1 FROM job_queue WHERE ` + due + ` AND user_id < $4 ORDER BY user_id DESC, run_after DESC, id DESC LIMIT 1)
 		UNION ALL
-		SELECT (SELECT j.user_id FROM jobs j WHERE ` + jdue + ` AND j.user_id < b.user_id ORDER BY j.user_id DESC, j.run_after DESC, j.id DESC LIMIT 1), b.n + 1
+		SELECT (SELECT j.user_id FROM job_queue j WHERE ` + jdue + ` AND j.user_id < b.user_id ORDER BY j.user_id DESC, j.run_after DESC, j.id DESC LIMIT 1), b.n + 1
 		FROM below b WHERE b.user_id IS NOT NULL
 	),
 	above(user_id, n) AS (
-		(SELECT user_id, 1 FROM jobs WHERE ` + due + ` AND user_id >= $4 ORDER BY user_id DESC, run_after DESC, id DESC LIMIT 1)
+		(SELECT user_id, 1 FROM job_queue WHERE ` + due + ` AND user_id >= $4 ORDER BY user_id DESC, run_after DESC, id DESC LIMIT 1)
 		UNION ALL
-		SELECT (SELECT j.user_id FROM jobs j WHERE ` + jdue + ` AND j.user_id < a.user_id AND j.user_id >= $4
+		SELECT (SELECT j.user_id FROM job_queue j WHERE ` + jdue + ` AND j.user_id < a.user_id AND j.user_id >= $4
 			ORDER BY j.user_id DESC, j.run_after DESC, j.id DESC LIMIT 1), a.n + 1
 		FROM above a WHERE a.user_id IS NOT NULL
 	),` + leased + `
@@ -149,7 +149,7 @@ func claimSQL(after, capped bool) string {
 		FROM offers o CROSS JOIN LATERAL (
 			SELECT * FROM (
 				SELECT j.ctid AS tid, row_number() OVER (ORDER BY j.run_after, j.id) AS turn
-				FROM jobs j
+				FROM job_queue j
 				WHERE j.user_id = o.user_id AND ` + j + ` AND j.run_after <= now()` + userPast + `
 				ORDER BY j.run_after, j.id
 				LIMIT o.turns
@@ -166,7 +166,7 @@ func claimSQL(after, capped bool) string {
 	),
 	picked AS MATERIALIZED (
 		(SELECT *, 0::bigint AS place FROM (
-			SELECT j.id, j.run_after FROM jobs j
+			SELECT j.id, j.run_after, j.ctid AS tid FROM job_queue j
 			WHERE (SELECT count(*) FROM offers) = 1
 				AND j.user_id = (SELECT min(user_id) FROM offers)
 				AND ` + j + ` AND j.run_after <= now()` + past + `
@@ -176,8 +176,8 @@ func claimSQL(after, capped bool) string {
 		) alone
 		LIMIT $1)
 	UNION ALL
-		SELECT shared.id, shared.run_after, top.place FROM (
-			SELECT j.id, j.run_after, j.ctid AS tid FROM jobs j
+		SELECT shared.id, shared.run_after, shared.tid, top.place FROM (
+			SELECT j.id, j.run_after, j.ctid AS tid FROM job_queue j
 			WHERE (SELECT count(*) FROM offers) > 1
 				AND j.ctid = ANY(ARRAY(SELECT tid FROM top))
 				AND ` + j + ` AND j.run_after <= now()
@@ -192,7 +192,7 @@ var windowClaimSQLs = [2]string{windowClaimSQL(false), windowClaimSQL(true)}
 
 // windowClaimSQL builds the window claim (ClaimRequest.Users): the next
 // $1 runnable jobs in the queue order past the cursor, read from
-// jobs_claimable_idx the way the single queue read them. When they belong
+// job_queue_claimable_idx the way the single queue read them. When they belong
 // to at least $4 users, the users the worker knows to be waiting, the
 // window is what a full claim would take from interleaved users, and each
 // user's first $1 ÷ $4 of them are claimed; when they belong to fewer (one
@@ -212,13 +212,13 @@ func windowClaimSQL(after bool) string {
 	j := prefixed("j", claimableRow)
 	return `
 	WITH ahead AS MATERIALIZED (
-		SELECT j.ctid AS tid, j.user_id, j.run_after, j.id FROM jobs j
+		SELECT j.ctid AS tid, j.user_id, j.run_after, j.id FROM job_queue j
 		WHERE ` + j + ` AND j.run_after <= now()` + past + `
 		ORDER BY j.run_after, j.id
 		LIMIT $1
 	),
 	picked AS MATERIALIZED (
-		SELECT j.id, j.run_after, 0::bigint AS place FROM jobs j
+		SELECT j.id, j.run_after, j.ctid AS tid, 0::bigint AS place FROM job_queue j
 		WHERE j.ctid = ANY(ARRAY(
 			SELECT tid FROM (
 				SELECT tid, row_number() OVER (PARTITION BY user_id ORDER BY run_after, id) AS turn FROM ahead
@@ -233,7 +233,6 @@ func windowClaimSQL(after bool) string {
 
 // prefixed qualifies the columns of claimableRow with a table alias.
 func prefixed(alias, cond string) string {
-	cond = strings.Replace(cond, "status", alias+".status", 1)
 	return strings.Replace(cond, "lease_owner", alias+".lease_owner", 1)
 }
 

@@ -115,7 +115,7 @@ func TestClaimFairPastCursor(t *testing.T) {
 	// Put one of alice's remaining jobs before the cursor, as a job handed
 	// back or committed late would be.
 	early := last.RunAfter.Add(-time.Second)
-	if _, err := st.DB().Exec(`UPDATE jobs SET run_after = $1 WHERE id = (
+	if _, err := st.DB().Exec(`UPDATE job_queue SET run_after = $1 WHERE id = (
 		SELECT id FROM jobs WHERE user_id = 'alice' AND status = 'PENDING' ORDER BY id LIMIT 1)`, early); err != nil {
 		t.Fatal(err)
 	}
@@ -218,7 +218,7 @@ func TestClaimWalkSkipsUsersWithNothingToOffer(t *testing.T) {
 	for i := range 20 {
 		createFor(t, st, fmt.Sprintf("z%02d", i), 1)
 	}
-	if _, err := st.DB().Exec(`UPDATE jobs SET run_after = now() + interval '1 minute'`); err != nil {
+	if _, err := st.DB().Exec(`UPDATE job_queue SET run_after = now() + interval '1 minute'`); err != nil {
 		t.Fatal(err)
 	}
 	ann := createFor(t, st, "ann", 1)[0]

@@ -58,7 +58,8 @@ func completeWith(t *testing.T, st *store.Store, user, result string) uuid.UUID 
 	}
 	// Every other job gets the result_bytes a worker writes; the rest are
 	// as jobs completed before that column existed.
-	if _, err := st.DB().Exec(`UPDATE jobs SET status = 'COMPLETED', result = CAST($2 AS jsonb),
+	if _, err := st.DB().Exec(`WITH q AS (DELETE FROM job_queue WHERE id = $1)
+		UPDATE jobs SET status = 'COMPLETED', result = CAST($2 AS jsonb),
 		result_bytes = CASE WHEN $3 THEN octet_length(CAST($2 AS text)) END,
 		started_at = now(), completed_at = now() WHERE id = $1`, j.ID, result, j.ID[15]%2 == 0); err != nil {
 		t.Fatal(err)

@@ -55,6 +55,7 @@ func newMigrationSetup(t *testing.T) migrationSetup {
 	}
 	t.Cleanup(func() { db.Close() })
 	s := migrationSetup{url: url, db: db, start: time.Now().Add(-time.Hour).UTC().Truncate(time.Millisecond)}
+	s.down(t, 12)
 	s.down(t, 11)
 	s.exec(t, `INSERT INTO workers (id, host, pid, version, concurrency, in_flight, started_at)
 		VALUES ('w1', 'box', 42, 'v1', 8, 3, $1)`, s.start)
@@ -140,6 +141,7 @@ func TestProcessesMigration(t *testing.T) {
 		t.Error("open_waiter does not count a1's waiter in processes against a cap of 2")
 	}
 
+	s.down(t, 12)
 	s.down(t, 11)
 	var workers, apis int
 	if err := s.db.Get(&workers, `SELECT count(*) FROM workers WHERE id = 'w1' AND concurrency = 8 AND in_flight = 3`); err != nil {

@@ -43,31 +43,51 @@ type QueueKey struct {
 	ID       uuid.UUID
 }
 
-// runnable is the queue: jobs PENDING, or PROCESSING waiting for a retry,
-// that nobody holds and whose run_after has come. It matches the partial
-// index jobs_claimable_idx.
+// runnable is the queue: the rows of job_queue (jobs PENDING, or
+// PROCESSING waiting for a retry) that nobody holds and whose run_after has
+// come. It matches the partial index job_queue_claimable_idx.
 const runnable = `
-	FROM jobs
-	WHERE status IN ('PENDING', 'PROCESSING') AND lease_owner IS NULL AND run_after <= now()`
+	FROM job_queue
+	WHERE lease_owner IS NULL AND run_after <= now()`
 
 // claimPicked is every claim's write, after a CTE picked (id, run_after,
-// place) has chosen and locked the jobs: each gets its attempt counted,
-// status PROCESSING, startedAt on its first attempt, the attempt's start, a
-// fresh lease until now + $2 seconds and the worker's id $3. Its rows are
-// what scanClaimed reads.
-const claimPicked = `UPDATE jobs j SET
+// tid, place) has chosen and locked the queue rows (tid: the row's ctid,
+// which a lock does not move): each gets a fresh lease until
+// now + $2 seconds, and its job its attempt counted, status PROCESSING,
+// startedAt on its first attempt, the attempt's start, the lease (the fence
+// of the attempt's writes) and the worker's id $3. The job row's columns are
+// not indexed, so that update is HOT. Its rows are what scanClaimed reads.
+//
+// Every statement that writes both tables locks the queue rows first (here,
+// picked; Finish, Rescue and Cancel through their queue CTE), so two of them
+// never wait on each other in opposite orders.
+//
+// Neither update joins: each finds its rows through "= ANY(ARRAY(...))",
+// a TID scan of the queue rows and an index condition on the jobs' key
+// whatever the statistics say, and both compute the same lease from one
+// random seed and the job's id. Joined
+// on "id = picked.id", the planner hashed picked (estimated at 525 rows)
+// against a sequential scan of job_queue and another of jobs, or, given the
+// array as well, probed the array's 500 keys once per picked row.
+const claimPicked = `,
+	seed AS (SELECT gen_random_uuid()::text AS s),
+	held AS (UPDATE job_queue q SET
+		lease_owner = md5((SELECT s FROM seed) || q.id::text)::uuid,
+		lease_expires_at = now() + make_interval(secs => $2)
+	WHERE q.ctid = ANY(ARRAY(SELECT tid FROM picked))),
+	claimed AS (UPDATE jobs j SET
 		status = 'PROCESSING',
 		attempts = j.attempts + 1,
 		started_at = COALESCE(j.started_at, now()),
 		attempted_at = now(),
-		lease_owner = gen_random_uuid(),
-		lease_expires_at = now() + make_interval(secs => $2),
+		lease_owner = md5((SELECT s FROM seed) || j.id::text)::uuid,
 		worker_id = $3,
 		updated_at = now(),
 		version = j.version + 1
-	FROM picked
-	WHERE j.id = picked.id
-	RETURNING j.id, j.user_id, j.type, j.input, j.attempts, j.max_attempts, j.lease_owner, j.created_at, picked.run_after, picked.place, j.trace_context`
+	WHERE j.id = ANY(ARRAY(SELECT id FROM picked))
+	RETURNING j.id, j.user_id, j.type, j.input, j.attempts, j.max_attempts, j.lease_owner, j.created_at, j.trace_context)
+	SELECT c.id, c.user_id, c.type, c.input, c.attempts, c.max_attempts, c.lease_owner, c.created_at, p.run_after, p.place, c.trace_context
+	FROM claimed c JOIN picked p ON p.id = c.id`
 
 // ClaimRequest says what to claim.
 type ClaimRequest struct {
@@ -227,17 +247,19 @@ type Outcome struct {
 }
 
 // Finish writes a batch of outcomes in one statement and returns the ids it
-// wrote; each counted attempt also gets its entry in the attempt log. It is the only way an attempt's outcome reaches the database, and it
-// is fenced: an outcome whose lease is no longer held (the job was rescued,
-// cancelled or taken over) is left out and writes nothing.
+// wrote; each counted attempt also gets its entry in the attempt log. It is
+// the only way an attempt's outcome reaches the database, and it is fenced on
+// the queue row's lease: an outcome whose lease is no longer held (the job
+// was rescued, cancelled or taken over) is left out and writes nothing. A
+// job that ends leaves the queue (its row is deleted); a retry or a
+// hand-back makes its row wait again.
 //
-// Each outcome finds its row by primary key (a nested loop over the
-// outcomes). The fence is one COALESCE, which is not strict and has no
-// selectivity to misjudge: with statistics taken while every job was
-// PENDING, "status = 'PROCESSING'" looked like one row, and the planner
-// scanned every held lease through jobs_lease_idx, or joined each of 500
-// rows to all 500 outcomes (250,000 comparisons, 90 ms for a batch of 500
-// jobs with time-ordered ids, against 7 ms now).
+// Each outcome finds its queue row and its job row by primary key (a nested
+// loop over the outcomes). The fence is one COALESCE, which is not strict
+// and has no selectivity to misjudge: with statistics taken while every job
+// was PENDING, "status = 'PROCESSING'" looked like one row, and the planner
+// joined each of 500 rows to all 500 outcomes (250,000 comparisons, 90 ms
+// for a batch of 500 jobs with time-ordered ids, against 7 ms now).
 func (s *Store) Finish(ctx context.Context, outcomes []Outcome) (_ map[uuid.UUID]bool, err error) {
 	ctx, span := startSpan(ctx, spanFinish, "UPDATE", len(outcomes))
 	defer func() { endSpan(span, err) }()
@@ -250,35 +272,7 @@ func (s *Store) Finish(ctx context.Context, outcomes []Outcome) (_ map[uuid.UUID
 		ids[i], leases[i], kinds[i] = o.ID.String(), o.Lease.String(), string(o.Kind)
 		results[i], errs[i], backoffs[i] = string(o.Result), o.Error, o.Backoff.Seconds()
 	}
-	rows, err := s.db.QueryContext(ctx, `
-		WITH done AS (UPDATE jobs j SET
-			status = CASE o.kind
-				WHEN 'completed' THEN 'COMPLETED'
-				WHEN 'failed' THEN 'FAILED'
-				WHEN 'release' THEN CASE WHEN j.attempts <= 1 THEN 'PENDING' ELSE 'PROCESSING' END
-				ELSE 'PROCESSING' END,
-			result = CASE WHEN o.kind = 'completed' THEN CAST(o.result AS jsonb) END,
-			result_bytes = CASE WHEN o.kind = 'completed' THEN octet_length(o.result) END,
-			error = CASE WHEN o.kind = 'failed' THEN o.error END,
-			attempts = CASE WHEN o.kind = 'release' THEN j.attempts - 1 ELSE j.attempts END,
-			started_at = CASE WHEN o.kind = 'release' AND j.attempts <= 1 THEN NULL ELSE j.started_at END,
-			completed_at = CASE WHEN o.kind IN ('completed', 'failed') THEN now() END,
-			run_after = CASE o.kind
-				WHEN 'retry' THEN now() + make_interval(secs => o.backoff)
-				WHEN 'release' THEN now()
-				ELSE j.run_after END,
-			lease_owner = NULL, lease_expires_at = NULL,
-			updated_at = now(), version = j.version + 1
-		FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::float8[])
-			AS o(id, lease, kind, result, error, backoff)
-		WHERE j.id = o.id AND COALESCE(j.lease_owner = o.lease AND j.status = 'PROCESSING', false)
-		RETURNING j.id, j.type, j.attempts, j.worker_id, j.attempted_at, o.kind, o.error),
-		logged AS (
-			INSERT INTO job_attempts (job_id, attempt, type, worker_id, started_at, outcome, final, error)
-			SELECT id, attempts, type, worker_id, attempted_at,
-				CASE kind WHEN 'retry' THEN 'retried' ELSE kind END, kind <> 'retry', NULLIF(error, '')
-			FROM done WHERE kind <> 'release')
-		SELECT id FROM done`,
+	rows, err := s.db.QueryContext(ctx, finishSQL,
 		pq.Array(ids), pq.Array(leases), pq.Array(kinds), pq.Array(results), pq.Array(errs), pq.Array(backoffs))
 	if err != nil {
 		return nil, fmt.Errorf("finish attempts: %w", classify(err))
@@ -297,6 +291,52 @@ func (s *Store) Finish(ctx context.Context, outcomes []Outcome) (_ map[uuid.UUID
 	}
 	return done, nil
 }
+
+// finishSQL is Finish's statement: the queue rows first (the fence, and the
+// lock order of claimPicked), then the job rows of the outcomes it let
+// through, then the attempt log. Each statement reads the outcomes from its
+// own unnest, which the planner joins by primary key (a nested loop over the
+// outcomes); a retry's run_after is computed the same way in both tables
+// (now() is the transaction's start).
+const finishSQL = `
+	WITH ended AS (
+		DELETE FROM job_queue q USING unnest($1::uuid[], $2::uuid[], $3::text[]) AS o(id, lease, kind)
+		WHERE q.id = o.id AND COALESCE(q.lease_owner = o.lease, false) AND o.kind IN ('completed', 'failed')
+		RETURNING q.id),
+	waiting AS (
+		UPDATE job_queue q SET lease_owner = NULL, lease_expires_at = NULL,
+			run_after = CASE WHEN o.kind = 'retry' THEN now() + make_interval(secs => o.backoff) ELSE now() END
+		FROM unnest($1::uuid[], $2::uuid[], $3::text[], $6::float8[]) AS o(id, lease, kind, backoff)
+		WHERE q.id = o.id AND COALESCE(q.lease_owner = o.lease, false) AND o.kind IN ('retry', 'release')
+		RETURNING q.id),
+	fenced AS (SELECT id FROM ended UNION ALL SELECT id FROM waiting),
+	done AS (UPDATE jobs j SET
+		status = CASE o.kind
+			WHEN 'completed' THEN 'COMPLETED'
+			WHEN 'failed' THEN 'FAILED'
+			WHEN 'release' THEN CASE WHEN j.attempts <= 1 THEN 'PENDING' ELSE 'PROCESSING' END
+			ELSE 'PROCESSING' END,
+		result = CASE WHEN o.kind = 'completed' THEN CAST(o.result AS jsonb) END,
+		result_bytes = CASE WHEN o.kind = 'completed' THEN octet_length(o.result) END,
+		error = CASE WHEN o.kind = 'failed' THEN o.error END,
+		attempts = CASE WHEN o.kind = 'release' THEN j.attempts - 1 ELSE j.attempts END,
+		started_at = CASE WHEN o.kind = 'release' AND j.attempts <= 1 THEN NULL ELSE j.started_at END,
+		completed_at = CASE WHEN o.kind IN ('completed', 'failed') THEN now() END,
+		run_after = CASE o.kind
+			WHEN 'retry' THEN now() + make_interval(secs => o.backoff)
+			WHEN 'release' THEN now()
+			ELSE j.run_after END,
+		lease_owner = NULL,
+		updated_at = now(), version = j.version + 1
+	FROM unnest($1::uuid[], $3::text[], $4::text[], $5::text[], $6::float8[]) AS o(id, kind, result, error, backoff)
+	WHERE j.id = o.id AND o.id IN (SELECT id FROM fenced)
+	RETURNING j.id, j.type, j.attempts, j.worker_id, j.attempted_at, o.kind, o.error),
+	logged AS (
+		INSERT INTO job_attempts (job_id, attempt, type, worker_id, started_at, outcome, final, error)
+		SELECT id, attempts, type, worker_id, attempted_at,
+			CASE kind WHEN 'retry' THEN 'retried' ELSE kind END, kind <> 'retry', NULLIF(error, '')
+		FROM done WHERE kind <> 'release')
+	SELECT id FROM done`
 
 // Heartbeat extends the leases that are still held and returns the ids of
 // those that are not (rescued or cancelled), whose handlers should stop.
@@ -318,15 +358,20 @@ func (s *Store) Heartbeat(ctx context.Context, held []Claimed, lease time.Durati
 	for i, c := range held {
 		ids[i], leases[i] = c.ID.String(), c.Lease.String()
 	}
+	// mine holds the queue rows it could lock; a row held elsewhere
+	// (skipped) is lost only if this snapshot shows it gone or under
+	// another lease.
 	err = s.db.SelectContext(ctx, &lost, `
 		WITH mine AS MATERIALIZED (
-			SELECT j.id, COALESCE(j.lease_owner = h.lease AND j.status = 'PROCESSING', false) AS held
-			FROM jobs j JOIN unnest($1::uuid[], $2::uuid[]) AS h(id, lease) ON j.id = h.id
-			FOR UPDATE OF j SKIP LOCKED),
+			SELECT q.id, COALESCE(q.lease_owner = h.lease, false) AS held
+			FROM job_queue q JOIN unnest($1::uuid[], $2::uuid[]) AS h(id, lease) ON q.id = h.id
+			FOR UPDATE OF q SKIP LOCKED),
 		extended AS (
-			UPDATE jobs j SET lease_expires_at = now() + make_interval(secs => $3)
-			FROM mine WHERE j.id = mine.id AND mine.held)
-		SELECT id FROM mine WHERE NOT held`, pq.Array(ids), pq.Array(leases), lease.Seconds())
+			UPDATE job_queue q SET lease_expires_at = now() + make_interval(secs => $3)
+			WHERE q.id = ANY(ARRAY(SELECT id FROM mine WHERE held)))
+		SELECT h.id FROM unnest($1::uuid[], $2::uuid[]) AS h(id, lease)
+		WHERE NOT EXISTS (SELECT 1 FROM mine WHERE mine.id = h.id AND mine.held)
+			AND NOT EXISTS (SELECT 1 FROM job_queue q WHERE q.id = h.id AND q.lease_owner = h.lease)`, pq.Array(ids), pq.Array(leases), lease.Seconds())
 	if err != nil {
 		return nil, fmt.Errorf("heartbeat: %w", classify(err))
 	}
@@ -348,20 +393,28 @@ func (s *Store) Rescue(ctx context.Context, backoff time.Duration) (retried, fai
 // the jobs put back (or failed), and their attempt log entries. rescued
 // holds each job's id, status and run_after, for what follows.
 const rescueCTEs = `
-	WITH lost AS MATERIALIZED (
-		SELECT id FROM jobs
-		WHERE lease_owner IS NOT NULL AND lease_expires_at < now() AND status = 'PROCESSING'
+	WITH expired AS MATERIALIZED (
+		SELECT id FROM job_queue
+		WHERE lease_owner IS NOT NULL AND lease_expires_at < now()
 		LIMIT 1000
 		FOR UPDATE SKIP LOCKED),
+	lost AS MATERIALIZED (
+		SELECT j.id, j.attempts >= j.max_attempts AS last FROM jobs j
+		WHERE j.id = ANY(ARRAY(SELECT id FROM expired))),
+	ended AS (
+		DELETE FROM job_queue q WHERE q.id = ANY(ARRAY(SELECT id FROM lost WHERE last))),
+	waiting AS (
+		UPDATE job_queue q SET lease_owner = NULL, lease_expires_at = NULL,
+			run_after = now() + make_interval(secs => $2)
+		WHERE q.id = ANY(ARRAY(SELECT id FROM lost WHERE NOT last))),
 	rescued AS (UPDATE jobs j SET
 		status = CASE WHEN j.attempts >= j.max_attempts THEN 'FAILED' ELSE j.status END,
 		error = CASE WHEN j.attempts >= j.max_attempts THEN $1 END,
 		completed_at = CASE WHEN j.attempts >= j.max_attempts THEN now() END,
 		run_after = now() + make_interval(secs => $2),
 		updated_at = now(), version = j.version + 1,
-		lease_owner = NULL, lease_expires_at = NULL
-	FROM lost
-	WHERE j.id = lost.id
+		lease_owner = NULL
+	WHERE j.id = ANY(ARRAY(SELECT id FROM lost))
 	RETURNING j.id, j.status, j.run_after, j.type, j.attempts, j.worker_id, j.attempted_at),
 	logged AS (
 		INSERT INTO job_attempts (job_id, attempt, type, worker_id, started_at, outcome, final, error)
@@ -417,7 +470,9 @@ type Canceller struct {
 	Text  string // the job's error
 }
 
-// CancelAs ends a PENDING or PROCESSING job as FAILED with c.Text, records
+// CancelAs ends a PENDING or PROCESSING job as FAILED with c.Text, takes it
+// out of the queue (its queue row first, as every writer of both tables
+// does: a claim or an outcome under way finishes before it), records
 // who cancelled it, logs the cancellation in the attempt log (as the running
 // attempt's end, or attempt 0 when none runs) and tells its worker (NOTIFY
 // jobs_cancelled). A PENDING job keeps its null startedAt. It returns
@@ -435,16 +490,19 @@ func (s *Store) CancelAs(ctx context.Context, c Canceller) (_ *job.Job, _ Cancel
 	}
 	rows, err := s.db.QueryContext(ctx, `
 		WITH target AS MATERIALIZED (
-			SELECT id AS tid, lease_owner IS NOT NULL AS running FROM jobs
-			WHERE id = $1 AND ($2::text IS NULL OR user_id = $2) AND status IN ('PENDING', 'PROCESSING')
-			FOR UPDATE),
+			SELECT id AS tid FROM jobs
+			WHERE id = $1 AND ($2::text IS NULL OR user_id = $2) AND status IN ('PENDING', 'PROCESSING')),
+		dequeued AS MATERIALIZED (
+			DELETE FROM job_queue q USING target WHERE q.id = target.tid
+			RETURNING q.id AS qid, q.lease_owner IS NOT NULL AS running),
 		c AS (
 			UPDATE jobs j SET
 				status = 'FAILED', error = $3, result = NULL, cancelled_by = $4,
 				completed_at = now(), updated_at = now(), version = j.version + 1,
-				lease_owner = NULL, lease_expires_at = NULL
-			FROM target WHERE j.id = target.tid
-			RETURNING `+jobColumns+`, running, worker_id, attempted_at),
+				lease_owner = NULL
+			FROM target LEFT JOIN dequeued d ON d.qid = target.tid
+			WHERE j.id = target.tid AND j.status IN ('PENDING', 'PROCESSING')
+			RETURNING `+jobColumns+`, COALESCE(d.running, false) AS running, worker_id, attempted_at),
 		logged AS (
 			INSERT INTO job_attempts (job_id, attempt, type, worker_id, started_at, outcome, final, error)
 			SELECT id, CASE WHEN running THEN attempts ELSE 0 END, type,

@@ -32,7 +32,7 @@ func TestHeartbeat(t *testing.T) {
 	}
 	held, stolen, locked := claimed[0], claimed[1], claimed[2]
 	db := st.DB()
-	if _, err := db.Exec(`UPDATE jobs SET lease_owner = $2 WHERE id = $1`, stolen.ID, uuid.New()); err != nil {
+	if _, err := db.Exec(`WITH q AS (UPDATE job_queue SET lease_owner = $2 WHERE id = $1) UPDATE jobs SET lease_owner = $2 WHERE id = $1`, stolen.ID, uuid.New()); err != nil {
 		t.Fatal(err)
 	}
 	tx, err := db.Begin()
@@ -40,13 +40,13 @@ func TestHeartbeat(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer tx.Rollback()
-	if _, err := tx.Exec(`SELECT 1 FROM jobs WHERE id = $1 FOR UPDATE`, locked.ID); err != nil {
+	if _, err := tx.Exec(`SELECT 1 FROM job_queue WHERE id = $1 FOR UPDATE`, locked.ID); err != nil {
 		t.Fatal(err)
 	}
 
 	expiry := func(id uuid.UUID) time.Time {
 		var at time.Time
-		if err := db.Get(&at, `SELECT lease_expires_at FROM jobs WHERE id = $1`, id); err != nil {
+		if err := db.Get(&at, `SELECT lease_expires_at FROM job_queue WHERE id = $1`, id); err != nil {
 			t.Fatal(err)
 		}
 		return at
@@ -251,7 +251,7 @@ func TestClaimAfter(t *testing.T) {
 		t.Fatalf("claim from the head: %d jobs, last %v, %v; want last %v", len(first), last.ID, err, order[1])
 	}
 	// Put the head back in the queue: only a claim from the head sees it.
-	if _, err := st.DB().Exec(`UPDATE jobs SET lease_owner = NULL, status = 'PENDING' WHERE id = $1`, order[0]); err != nil {
+	if _, err := st.DB().Exec(`WITH q AS (UPDATE job_queue SET lease_owner = NULL, lease_expires_at = NULL WHERE id = $1) UPDATE jobs SET lease_owner = NULL, status = 'PENDING' WHERE id = $1`, order[0]); err != nil {
 		t.Fatal(err)
 	}
 	next, last, err := st.Claim(ctx, store.ClaimRequest{Worker: "w", N: 5, Lease: time.Minute, After: &last})

@@ -34,24 +34,23 @@ type QueueStats struct {
 	LiveWorkers int
 }
 
-// queueStatsSQL reads only unfinished rows, through the two partial indexes
-// the worker already keeps: jobs_claimable_idx (PENDING, or PROCESSING and
-// waiting for a retry; no lease) and jobs_lease_idx (under a lease, which
-// only PROCESSING jobs hold: every finishing statement clears the lease).
-// Finished jobs, the vast majority of a long-lived table, are in neither
-// index, so the cost follows the backlog, not the table (TestQueueStatsCost
-// checks the plan at 1M rows). Each scan stops at $1 rows. The claimable
-// scan goes in run_after order so that, when capped, it still sees the jobs
-// that have waited longest.
+// queueStatsSQL reads only unfinished jobs, through the queue (job_queue:
+// its claimable index for the rows that wait, PENDING or PROCESSING and
+// waiting for a retry; its lease index for the rows under a lease), and
+// each job row by its key. Finished jobs, the vast majority of a long-lived
+// table, are not in the queue, so the cost follows the backlog, not the
+// table (TestQueueStatsCost checks the plan at 1M rows). Each scan stops at
+// $1 rows. The claimable scan goes in run_after order so that, when capped,
+// it still sees the jobs that have waited longest.
 const queueStatsSQL = `
 	WITH unleased AS (
-		SELECT status, type, created_at FROM jobs
-		WHERE status IN ('PENDING', 'PROCESSING') AND lease_owner IS NULL
-		ORDER BY run_after, id
+		SELECT j.status, j.type, j.created_at FROM job_queue q JOIN jobs j ON j.id = q.id
+		WHERE q.lease_owner IS NULL
+		ORDER BY q.run_after, q.id
 		LIMIT $1
 	), leased AS (
-		SELECT status, type FROM jobs
-		WHERE lease_owner IS NOT NULL AND status IN ('PENDING', 'PROCESSING')
+		SELECT j.status, j.type FROM job_queue q JOIN jobs j ON j.id = q.id
+		WHERE q.lease_owner IS NOT NULL
 		LIMIT $1
 	)
 	SELECT false AS leased, status, type, count(*) AS n,

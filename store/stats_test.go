@@ -71,21 +71,24 @@ func TestQueueStats(t *testing.T) {
 	for _, typ := range []job.Type{job.TypeAIPreview, job.TypeAIPreview, job.TypeRiskAnalysis, job.TypeParseDocument} {
 		create(typ)
 	}
-	// Two jobs under a lease (PROCESSING, in jobs_lease_idx).
+	// Two jobs under a lease (PROCESSING, in job_queue_lease_idx).
 	if claimed, _, err := st.Claim(ctx, store.ClaimRequest{Worker: "w", N: 2, Lease: time.Minute}); err != nil || len(claimed) != 2 {
 		t.Fatalf("claim: %d, %v", len(claimed), err)
 	}
 	// One PROCESSING job waiting for its retry, with no lease.
 	retrying := create(job.TypeGapDetection)
-	mustExec(t, st, `UPDATE jobs SET status = 'PROCESSING', attempts = 1, started_at = now(),
+	mustExec(t, st, `WITH q AS (UPDATE job_queue SET run_after = now() + interval '1 minute' WHERE id = $1)
+		UPDATE jobs SET status = 'PROCESSING', attempts = 1, started_at = now(),
 		run_after = now() + interval '1 minute' WHERE id = $1`, retrying)
 	// Finished jobs are not counted.
 	for _, typ := range []job.Type{job.TypeAIPreview, job.TypeReportGeneration} {
-		mustExec(t, st, `UPDATE jobs SET status = 'COMPLETED', result = '{}', completed_at = now() WHERE id = $1`, create(typ))
+		mustExec(t, st, `WITH q AS (DELETE FROM job_queue WHERE id = $1)
+			UPDATE jobs SET status = 'COMPLETED', result = '{}', completed_at = now() WHERE id = $1`, create(typ))
 	}
 	// The oldest PENDING job was created an hour ago.
 	old := create(job.TypeRiskAnalysis)
-	mustExec(t, st, `UPDATE jobs SET created_at = now() - interval '1 hour', run_after = now() - interval '1 hour' WHERE id = $1`, old)
+	mustExec(t, st, `WITH q AS (UPDATE job_queue SET run_after = now() - interval '1 hour' WHERE id = $1)
+		UPDATE jobs SET created_at = now() - interval '1 hour', run_after = now() - interval '1 hour' WHERE id = $1`, old)
 
 	got, err := st.QueueStats(ctx)
 	if err != nil {
@@ -268,6 +271,7 @@ func BenchmarkQueueStats(b *testing.B) {
 	mustExec(b, st, `INSERT INTO jobs (id, user_id, type, input, created_at, run_after)
 		SELECT gen_random_uuid(), 'churn', 'AI_PREVIEW', '{"prompt":"x"}', now() - interval '2 hours', now() - interval '2 hours'
 		FROM generate_series(1, 20000)`)
-	mustExec(b, st, `UPDATE jobs SET status = 'COMPLETED', result = '{}', completed_at = now() WHERE user_id = 'churn'`)
+	mustExec(b, st, `WITH q AS (DELETE FROM job_queue WHERE user_id = 'churn')
+		UPDATE jobs SET status = 'COMPLETED', result = '{}', completed_at = now() WHERE user_id = 'churn'`)
 	b.Run("20k-dead-index-entries", run)
 }
