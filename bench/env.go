@@ -63,10 +63,21 @@ type env struct {
 	binary  string
 	machine Machine
 	pgConf  map[string]string
+	// label names the server: "non-durable" (pgserver.StartBinaries:
+	// fsync, synchronous_commit, full_page_writes off) or "durable".
+	label string
+	// admin is a small pool on the server's postgres database, and
+	// postmaster the server's pid: the work meter's (work.go).
+	admin      *pgxpool.Pool
+	postmaster int
 }
 
+// pgSettingNames are the settings recorded for each server.
+var pgSettingNames = []string{"fsync", "synchronous_commit", "full_page_writes", "wal_level", "shared_buffers",
+	"max_connections", "work_mem", "effective_cache_size", "max_wal_size", "checkpoint_timeout"}
+
 func setupEnv(ctx context.Context) (*env, error) {
-	e := &env{machine: machineInfo()}
+	e := &env{machine: machineInfo(), label: "non-durable"}
 	if out, err := exec.Command("git", "-C", "..", "rev-parse", "--short", "HEAD").Output(); err == nil {
 		e.machine.JobsdCommit = strings.TrimSpace(string(out))
 		if st, err := exec.Command("git", "-C", "..", "status", "--porcelain", "--", ".", ":!bench").Output(); err == nil && len(st) > 0 {
@@ -82,30 +93,62 @@ func setupEnv(ctx context.Context) (*env, error) {
 	if e.pg, err = pgserver.StartBinaries(ctx); err != nil {
 		return nil, fmt.Errorf("start postgres: %w", err)
 	}
-	pool, err := pgxpool.New(ctx, e.pg.URL())
-	if err != nil {
-		return nil, err
+	return e, e.attach(ctx)
+}
+
+// durableEnv is e's setup on a second cluster with PostgreSQL's default
+// durability (startDurable), checked with SHOW.
+func (e *env) durableEnv(ctx context.Context) (*env, error) {
+	d := &env{binary: e.binary, machine: e.machine, label: "durable"}
+	logf("starting a durable PostgreSQL (fsync, synchronous_commit, full_page_writes at their defaults) ...")
+	var err error
+	if d.pg, err = startDurable(ctx); err != nil {
+		return nil, fmt.Errorf("start durable postgres: %w", err)
 	}
-	defer pool.Close()
-	if err := pool.QueryRow(ctx, "SELECT version()").Scan(&e.machine.Postgres); err != nil {
-		return nil, err
+	if err := d.attach(ctx); err != nil {
+		return d, err
+	}
+	for _, name := range []string{"fsync", "synchronous_commit", "full_page_writes"} {
+		if d.pgConf[name] != "on" {
+			return d, fmt.Errorf("durable server: %s = %s, want on", name, d.pgConf[name])
+		}
+	}
+	return d, nil
+}
+
+// attach opens e.admin and reads the server's version, settings and
+// postmaster pid.
+func (e *env) attach(ctx context.Context) error {
+	cfg, err := pgxpool.ParseConfig(e.pg.URL())
+	if err != nil {
+		return err
+	}
+	cfg.MaxConns = 2
+	if e.admin, err = pgxpool.NewWithConfig(ctx, cfg); err != nil {
+		return err
+	}
+	if err := e.admin.QueryRow(ctx, "SELECT version()").Scan(&e.machine.Postgres); err != nil {
+		return err
 	}
 	e.pgConf = map[string]string{}
-	for _, name := range []string{"fsync", "synchronous_commit", "full_page_writes", "shared_buffers",
-		"max_connections", "work_mem", "effective_cache_size", "max_wal_size"} {
+	for _, name := range pgSettingNames {
 		var v string
-		if err := pool.QueryRow(ctx, "SELECT current_setting($1)", name).Scan(&v); err != nil {
-			return nil, err
+		if err := e.admin.QueryRow(ctx, "SELECT current_setting($1)", name).Scan(&v); err != nil {
+			return err
 		}
 		e.pgConf[name] = v
 	}
-	return e, nil
+	e.postmaster, err = e.postmasterPID(ctx)
+	return err
 }
 
 func (e *env) close() {
+	if e.admin != nil {
+		e.admin.Close()
+	}
 	if e.pg != nil {
 		if err := e.pg.Close(); err != nil {
-			logf("closing postgres: %v", err)
+			logf("closing postgres (%s): %v", e.label, err)
 		}
 	}
 }

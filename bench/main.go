@@ -13,6 +13,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"io"
 	"math"
 	"os"
 	"os/signal"
@@ -39,10 +40,15 @@ type Results struct {
 	Repeats    int               `json:"repeats"`
 	Machine    Machine           `json:"machine"`
 	PGSettings map[string]string `json:"postgresSettings"`
-	PGNote     string            `json:"postgresNote"`
-	Status     *StatusResult     `json:"statusReads,omitempty"`
-	// Workers holds one worker burn-down per size (300k and 1M jobs in full
-	// mode, 50k in quick mode), each with every contender in the same run.
+	// PGSettingsDurable are the durable server's (the worker scenario's
+	// headline and the SQL ceiling run there), when it ran.
+	PGSettingsDurable map[string]string `json:"postgresSettingsDurable,omitempty"`
+	PGNote            string            `json:"postgresNote"`
+	Status            *StatusResult     `json:"statusReads,omitempty"`
+	// Workers holds one worker burn-down per server and size (300k and 1M
+	// jobs in full mode, 50k in quick mode), each with every contender in
+	// the same run: on the durable server first (the headline), then on
+	// the non-durable one.
 	Workers []*WorkerResult `json:"workerThroughput,omitempty"`
 	// Ceiling is the SQL-only ceiling of each schema candidate (-only ceiling).
 	Ceiling  []CeilingRun    `json:"sqlCeiling,omitempty"`
@@ -74,12 +80,23 @@ func main() {
 	probe := flag.Bool("probe-concurrency", false, "also try jobsd worker concurrency 100/250/500/1000/2000 before scenario 2")
 	diagnose := flag.Bool("diagnose", false, "also run jobsd x1 once with the per-row jobs_changed trigger disabled (a diagnostic, not a headline)")
 	observe := flag.Bool("observe", true, "scenarios 2 and 3: also burn down with jobsd x1's metrics and tracing on (every attempt traced, exported to a sink), and, in full mode, measure pickup at 500 jobs/s with them on")
+	durable := flag.Bool("durable", true, "scenario 2 and the SQL ceiling: run on a second cluster with fsync, synchronous_commit and full_page_writes on (the headline)")
+	nondurable := flag.Bool("nondurable", true, "scenario 2 and the SQL ceiling: also run on the non-durable cluster (fsync etc. off) the other scenarios use; quick mode: off unless given")
 	flag.Parse()
-	os.Exit(run(*quick, *out, *only, *workerJobs, *deliveryPace, *probe, *diagnose, *observe))
+	nondurableSet := false
+	flag.Visit(func(f *flag.Flag) { nondurableSet = nondurableSet || f.Name == "nondurable" })
+	if *quick && !nondurableSet {
+		*nondurable = false // quick mode stays under two minutes
+	}
+	if !*durable && !*nondurable {
+		fmt.Fprintln(os.Stderr, "-durable=false and -nondurable=false leave scenario 2 no server")
+		os.Exit(2)
+	}
+	os.Exit(run(*quick, *out, *only, *workerJobs, *deliveryPace, *probe, *diagnose, *observe, *durable, *nondurable))
 }
 
-func run(quick bool, out, only string, workerJobs, deliveryPace int, probe, diagnose, observe bool) int {
-	limit := 40 * time.Minute
+func run(quick bool, out, only string, workerJobs, deliveryPace int, probe, diagnose, observe, durable, nondurable bool) int {
+	limit := 60 * time.Minute
 	if quick {
 		limit = 5 * time.Minute
 	}
@@ -143,6 +160,27 @@ func run(quick bool, out, only string, workerJobs, deliveryPace int, probe, diag
 		"synchronous_commit=off, full_page_writes=off, max_connections=200: not durable, same for all"
 	logf("PostgreSQL: %s", e.machine.Postgres)
 	logf("PostgreSQL settings: %v (%s)", e.pgConf, "fsync=off etc.: not durable, the same server for every contender")
+	// Scenario 2 and the SQL ceiling run on the durable server (the
+	// headline) and/or the non-durable one.
+	var burnEnvs []*env
+	if durable && (want("worker") || only != "" && want("ceiling")) {
+		de, err := e.durableEnv(ctx)
+		if de != nil {
+			defer de.close()
+		}
+		if err != nil {
+			fail("durable setup", err)
+			return finish(res, out, began)
+		}
+		res.PGSettingsDurable = de.pgConf
+		res.PGNote += "; scenario 2 and the SQL ceiling also (first, the headline) on a second throwaway cluster with " +
+			"PostgreSQL's defaults fsync=on, synchronous_commit=on, full_page_writes=on (checked with SHOW), max_connections=200: durable"
+		logf("durable PostgreSQL settings: %v", de.pgConf)
+		burnEnvs = append(burnEnvs, de)
+	}
+	if nondurable {
+		burnEnvs = append(burnEnvs, e)
+	}
 	logf("machine: %d CPUs, %d MiB, %s", e.machine.NProc, e.machine.MemoryMiB, e.machine.GoVersion)
 
 	iss, err := newTokenIssuer()
@@ -160,22 +198,24 @@ func run(quick bool, out, only string, workerJobs, deliveryPace int, probe, diag
 		}
 	}
 	if want("worker") {
-		for i, n := range workerO.sizes {
-			o := workerO
-			o.jobs, o.db = n, fmt.Sprintf("worker_%d", i)
-			if i > 0 {
-				o.probe = nil // once is enough
+		for j, se := range burnEnvs {
+			for i, n := range workerO.sizes {
+				o := workerO
+				o.jobs, o.db = n, fmt.Sprintf("worker_%d", i)
+				if i > 0 || j > 0 {
+					o.probe = nil // once is enough
+				}
+				logf("scenario 2: worker burn-down of %d jobs, jobsd vs River, %s server", n, se.label)
+				wr, err := runWorkerScenario(ctx, se, o)
+				if err != nil {
+					fail("worker throughput ("+se.label+")", err)
+					continue
+				}
+				if wr.AuditFailures > 0 {
+					fail("worker throughput ("+se.label+")", fmt.Errorf("%d burn-down audits failed (see runs)", wr.AuditFailures))
+				}
+				res.Workers = append(res.Workers, wr)
 			}
-			logf("scenario 2: worker burn-down of %d jobs, jobsd vs River", n)
-			wr, err := runWorkerScenario(ctx, e, o)
-			if err != nil {
-				fail("worker throughput", err)
-				continue
-			}
-			if wr.AuditFailures > 0 {
-				fail("worker throughput", fmt.Errorf("%d burn-down audits failed (see runs)", wr.AuditFailures))
-			}
-			res.Workers = append(res.Workers, wr)
 		}
 	}
 	if want("manyusers") {
@@ -188,9 +228,13 @@ func run(quick bool, out, only string, workerJobs, deliveryPace int, probe, diag
 		}
 	}
 	if only != "" && want("ceiling") { // by request only: it informs design, it is no goal
-		logf("SQL-only ceiling: claim and complete %d jobs per candidate schema, no handlers", workerO.sizes[0])
-		if res.Ceiling, err = runCeiling(ctx, e, workerO.sizes[0], res.Repeats); err != nil {
-			fail("sql ceiling", err)
+		for _, se := range burnEnvs {
+			logf("SQL-only ceiling: claim and complete %d jobs per candidate schema, no handlers, %s server", workerO.sizes[0], se.label)
+			c, err := runCeiling(ctx, se, workerO.sizes[0], res.Repeats)
+			res.Ceiling = append(res.Ceiling, c...)
+			if err != nil {
+				fail("sql ceiling ("+se.label+")", err)
+			}
 		}
 	}
 	if want("pickup") {
@@ -264,18 +308,22 @@ func goals(r *Results) []Goal {
 		gs = append(gs, Goal{Name: "status reads vs raw PK reads at c=64", Target: ">= 0.80x", Measured: v, Met: v >= 0.8})
 	}
 	for _, w := range r.Workers {
-		n := human(w.Jobs)
+		n := human(w.Jobs) + " jobs, " + w.Server
 		v := w.Jobsd1OverRiver
-		gs = append(gs, Goal{Name: "worker throughput, jobsd x1 vs River x1, " + n + " jobs", Target: ">= 1.50x median",
+		gs = append(gs, Goal{Name: "worker throughput, jobsd x1 vs River x1, " + n, Target: ">= 1.50x median",
 			Measured: v.Median, Met: v.Median >= 1.5},
-			Goal{Name: "worker throughput, jobsd x1 vs River x1, " + n + " jobs, worst repeat", Target: ">= 1.30x",
+			Goal{Name: "worker throughput, jobsd x1 vs River x1, " + n + ", worst repeat", Target: ">= 1.30x",
 				Measured: v.Min, Met: v.Min >= 1.3},
-			Goal{Name: "worker throughput, jobsd x2 vs jobsd x1, " + n + " jobs", Target: ">= 0.95x median",
+			Goal{Name: "worker throughput, jobsd x2 vs jobsd x1, " + n, Target: ">= 0.95x median",
 				Measured: w.Jobsd2OverJobsd1.Median, Met: w.Jobsd2OverJobsd1.Median >= 0.95})
 		if o := w.ObservedOverRiver; len(o.Values) > 0 {
-			gs = append(gs, Goal{Name: "worker throughput, jobsd x1 with metrics and tracing on vs River x1, " + n + " jobs", Target: ">= 1.50x median",
+			gs = append(gs, Goal{Name: "worker throughput, jobsd x1 with metrics and tracing on vs River x1, " + n, Target: ">= 1.50x median",
 				Measured: o.Median, Met: o.Median >= 1.5})
 		}
+		gs = append(gs, Goal{Name: "CPU per job (PostgreSQL + worker), jobsd x1 ÷ River x1, " + n, Target: "<= 0.67x median",
+			Measured: w.CPUPerJobOverRiver.Median, Met: w.CPUPerJobOverRiver.Median <= 0.67},
+			Goal{Name: "WAL bytes per job, jobsd x1 ÷ River x1, " + n, Target: "<= 0.67x median",
+				Measured: w.WALPerJobOverRiver.Median, Met: w.WALPerJobOverRiver.Median <= 0.67})
 	}
 	if r.Pickup != nil {
 		if s, ok := r.Pickup.P50ms["500/s"]; ok {
@@ -403,6 +451,10 @@ func sanitize(r *Results) {
 		w.Jobsd1OverRiver, w.Jobsd2OverRiver = cleanSpread(w.Jobsd1OverRiver), cleanSpread(w.Jobsd2OverRiver)
 		w.Jobsd2OverJobsd1 = cleanSpread(w.Jobsd2OverJobsd1)
 		w.ObservedOverJobsd1, w.ObservedOverRiver = cleanSpread(w.ObservedOverJobsd1), cleanSpread(w.ObservedOverRiver)
+		for k, v := range w.WorkPerJob {
+			w.WorkPerJob[k] = v.clean()
+		}
+		w.CPUPerJobOverRiver, w.WALPerJobOverRiver = cleanSpread(w.CPUPerJobOverRiver), cleanSpread(w.WALPerJobOverRiver)
 	}
 	if l := r.Limits; l != nil {
 		ls := []LoadSummary{l.Off, l.On}
@@ -462,9 +514,16 @@ func printReport(f *os.File, r *Results) {
 		fmt.Fprintf(w, "\tHEADLINE API ÷ raw DB at c=64\t\t%s\n\n", sp(s.RatioAt64, "%.3f"))
 	}
 	for _, wr := range r.Workers {
-		fmt.Fprintf(w, "2. worker burn-down of %s no-op jobs (jobsd concurrency %d; x2 = 2 processes of %d; River %s)\n", human(wr.Jobs), wr.JobsdConcurrency, wr.JobsdConcurrency2, wr.RiverConfig)
-		for _, k := range []string{"jobsd x1", "jobsd x2", "river x1"} {
-			fmt.Fprintf(w, "\t%s\tjobs/s\t%s\taudit %s\n", k, sp(wr.JobsPerSec[k], "%.0f"), auditOf(wr.Runs[k]))
+		fmt.Fprintf(w, "2. worker burn-down of %s no-op jobs on the %s server (%s) (jobsd concurrency %d; x2 = 2 processes of %d; River %s)\n",
+			human(wr.Jobs), strings.ToUpper(wr.Server), durability(wr.PGSettings), wr.JobsdConcurrency, wr.JobsdConcurrency2, wr.RiverConfig)
+		fmt.Fprintf(w, "\t\t\tjobs/s\tPG CPU µs/job\tworker CPU µs/job\tWAL B/job\tcommits/job\taudit\n")
+		for _, k := range []string{"jobsd x1", "jobsd x2", "river x1", "jobsd x1 observed"} {
+			if _, ok := wr.Runs[k]; !ok {
+				continue
+			}
+			ws := wr.WorkPerJob[k]
+			fmt.Fprintf(w, "\t%s\t\t%s\t%s\t%s\t%s\t%s\t%s\n", k, sp(wr.JobsPerSec[k], "%.0f"),
+				sp(ws.PGCPUus, "%.1f"), sp(ws.WorkerCPUus, "%.1f"), sp(ws.WALBytes, "%.0f"), sp(ws.Commits, "%.3f"), auditOf(wr.Runs[k]))
 		}
 		for _, c := range []int{100, 250, 500, 1000, 2000} {
 			if v, ok := wr.ConcurrencyProbe[c]; ok {
@@ -481,8 +540,12 @@ func printReport(f *os.File, r *Results) {
 			fmt.Fprintf(w, "\tjobsd x1 with metrics and tracing on ÷ jobsd x1\t\t%s\n", sp(wr.ObservedOverJobsd1, "%.3f"))
 			fmt.Fprintf(w, "\tjobsd x1 with metrics and tracing on ÷ River x1\t\t%s\n", sp(wr.ObservedOverRiver, "%.3f"))
 		}
+		fmt.Fprintf(w, "\tCPU per job (PG + worker), jobsd x1 ÷ River x1\t\t%s\n", sp(wr.CPUPerJobOverRiver, "%.3f"))
+		fmt.Fprintf(w, "\tWAL per job, jobsd x1 ÷ River x1\t\t%s\n", sp(wr.WALPerJobOverRiver, "%.3f"))
+		fmt.Fprintf(w, "\t(worker CPU: the jobsd worker processes; River's client runs in the bench process, whose CPU is counted, its polling included)\n")
 		fmt.Fprintln(w)
 	}
+	printCeiling(w, r.Ceiling)
 	if m := r.ManyUsers; m != nil {
 		fmt.Fprintf(w, "8. many users: burn-down of %s no-op jobs owned by 1 user vs by %s users in turn, jobsd x1 (concurrency %d), alternating\n",
 			human(m.Jobs), human(m.Users), m.Concurrency)
@@ -568,6 +631,51 @@ func printReport(f *os.File, r *Results) {
 		fmt.Fprintf(w, "ERROR: %s\n", e)
 	}
 	w.Flush()
+}
+
+// durability is "fsync=on, synchronous_commit=on, full_page_writes=on" or
+// what else the server said.
+func durability(conf map[string]string) string {
+	var out []string
+	for _, k := range []string{"fsync", "synchronous_commit", "full_page_writes"} {
+		out = append(out, k+"="+conf[k])
+	}
+	return strings.Join(out, ", ")
+}
+
+// printCeiling prints the SQL ceiling's medians per server, candidate and
+// loops (the JSON has every run).
+func printCeiling(w io.Writer, runs []CeilingRun) {
+	if len(runs) == 0 {
+		return
+	}
+	type key struct {
+		server, cand string
+		loops        int
+	}
+	var order []key
+	by := map[key][]CeilingRun{}
+	for _, r := range runs {
+		k := key{r.Server, r.Candidate, r.Loops}
+		if _, ok := by[k]; !ok {
+			order = append(order, k)
+		}
+		by[k] = append(by[k], r)
+	}
+	fmt.Fprintf(w, "SQL-only ceiling: claim and complete %s jobs, no handlers (medians; client CPU is the bench process's)\n", human(runs[0].Jobs))
+	fmt.Fprintf(w, "\tserver\tcandidate\tloops\tjobs/s\tPG CPU µs/job\tclient CPU µs/job\tWAL B/job\tcommits/job\n")
+	for _, k := range order {
+		var rate, pg, cl, wal, c []float64
+		for _, r := range by[k] {
+			rate = append(rate, r.JobsPerSec)
+			if r.Work != nil {
+				pg, cl, wal, c = append(pg, r.Work.PGCPUus), append(cl, r.Work.WorkerCPUus), append(wal, r.Work.WALBytes), append(c, r.Work.Commits)
+			}
+		}
+		fmt.Fprintf(w, "\t%s\t%s\t%d\t%.0f\t%.1f\t%.1f\t%.0f\t%.4f\n", k.server, k.cand, k.loops,
+			spread(rate).Median, spread(pg).Median, spread(cl).Median, spread(wal).Median, spread(c).Median)
+	}
+	fmt.Fprintln(w)
 }
 
 // auditOf is "ok", or the first failed audit of the runs.

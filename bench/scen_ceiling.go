@@ -18,11 +18,14 @@ import (
 
 // CeilingRun is one candidate at one number of loops.
 type CeilingRun struct {
+	Server     string  `json:"server"` // "durable" or "non-durable"
 	Candidate  string  `json:"candidate"`
 	Loops      int     `json:"loops"`
 	Jobs       int     `json:"jobs"`
 	JobsPerSec float64 `json:"jobsPerSec"`
 	HOTShare   float64 `json:"hotUpdateShare"` // of the jobs table's updates
+	// Work is per job; the "worker" is the loops, in the bench process.
+	Work *Work `json:"work,omitempty"`
 }
 
 // ceilingCandidate is a schema and its two statements. claim takes ($1 n,
@@ -109,15 +112,16 @@ func runCeiling(ctx context.Context, e *env, n, repeats int) ([]CeilingRun, erro
 	for rep := range repeats {
 		for i, c := range ceilingCandidates {
 			for _, loops := range []int{1, 2} {
-				url, err := e.createDB(ctx, fmt.Sprintf("ceiling_%d_%d_%d", rep, i, loops), true)
+				name := fmt.Sprintf("ceiling_%d_%d_%d", rep, i, loops)
+				url, err := e.createDB(ctx, name, true)
 				if err != nil {
 					return nil, err
 				}
-				r, err := ceilingRun(ctx, url, c, n, loops)
+				r, err := ceilingRun(ctx, e, url, name, c, n, loops)
 				if err != nil {
 					return nil, fmt.Errorf("%s: %w", c.name, err)
 				}
-				logf("  rep %d %-52s x%d  %8.0f jobs/s  HOT %3.0f%%", rep+1, c.name, loops, r.JobsPerSec, 100*r.HOTShare)
+				logf("  rep %d %-52s x%d  %8.0f jobs/s  HOT %3.0f%%  %s", rep+1, c.name, loops, r.JobsPerSec, 100*r.HOTShare, r.Work)
 				out = append(out, r)
 			}
 		}
@@ -125,8 +129,8 @@ func runCeiling(ctx context.Context, e *env, n, repeats int) ([]CeilingRun, erro
 	return out, nil
 }
 
-func ceilingRun(ctx context.Context, url string, c ceilingCandidate, n, loops int) (CeilingRun, error) {
-	r := CeilingRun{Candidate: c.name, Loops: loops, Jobs: n}
+func ceilingRun(ctx context.Context, e *env, url, dbName string, c ceilingCandidate, n, loops int) (CeilingRun, error) {
+	r := CeilingRun{Server: e.label, Candidate: c.name, Loops: loops, Jobs: n}
 	db, err := sql.Open("postgres", url)
 	if err != nil {
 		return r, err
@@ -147,6 +151,10 @@ func ceilingRun(ctx context.Context, url string, c ceilingCandidate, n, loops in
 			return r, fmt.Errorf("%s: %w", q, err)
 		}
 	}
+	meter, err := e.startWork(ctx, dbName)
+	if err != nil {
+		return r, err
+	}
 	var done atomic.Int64
 	var wg sync.WaitGroup
 	errs := make(chan error, loops)
@@ -166,6 +174,14 @@ func ceilingRun(ctx context.Context, url string, c ceilingCandidate, n, loops in
 		return r, err
 	}
 	r.JobsPerSec = float64(done.Load()) / time.Since(start).Seconds()
+	if err := meter.workerDone(); err != nil {
+		return r, err
+	}
+	db.SetMaxIdleConns(0) // the loops' backends exit and report their statistics
+	if r.Work, err = meter.stop(ctx); err != nil {
+		return r, err
+	}
+	r.Work.perJob(done.Load())
 	var upd, hot float64
 	if err := db.QueryRowContext(ctx, `SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables WHERE relname = 'jobs'`).Scan(&upd, &hot); err == nil && upd > 0 {
 		r.HOTShare = hot / upd

@@ -33,10 +33,17 @@ type BurnDown struct {
 	TimedOut    bool    `json:"timedOut,omitempty"`
 	Audit       string  `json:"audit"`
 	AuditOK     bool    `json:"auditOk"`
+	// Work is what the burn-down cost PostgreSQL and the worker, per job
+	// completed (work.go).
+	Work *Work `json:"work,omitempty"`
 }
 
 // WorkerResult is scenario 2.
 type WorkerResult struct {
+	// Server is "durable" (the headline) or "non-durable", and PGSettings
+	// its settings.
+	Server            string                `json:"server"`
+	PGSettings        map[string]string     `json:"postgresSettings"`
 	Jobs              int                   `json:"jobs"`
 	JobsdConcurrency  int                   `json:"jobsdWorkerConcurrency"`
 	JobsdConcurrency2 int                   `json:"jobsdWorkerConcurrencyPerProcessWith2"`
@@ -50,10 +57,16 @@ type WorkerResult struct {
 	// ObservedOverJobsd1 is jobsd x1 with metrics and tracing on (every
 	// attempt sampled, exported over OTLP/HTTP to a sink in the bench
 	// process) ÷ jobsd x1 with both off, per repeat.
-	ObservedOverJobsd1 Spread          `json:"observedOverJobsd1,omitempty"`
-	ObservedOverRiver  Spread          `json:"observedOverRiver,omitempty"`
-	AuditFailures      int             `json:"auditFailures"`
-	ConcurrencyProbe   map[int]float64 `json:"concurrencyProbe,omitempty"`
+	ObservedOverJobsd1 Spread `json:"observedOverJobsd1,omitempty"`
+	ObservedOverRiver  Spread `json:"observedOverRiver,omitempty"`
+	// WorkPerJob is each contender's Work per job over the repeats, and
+	// the two ratios jobsd x1 ÷ River x1, per repeat: PostgreSQL's and the
+	// worker's CPU per job together, and WAL bytes per job.
+	WorkPerJob         map[string]WorkSpread `json:"workPerJob"`
+	CPUPerJobOverRiver Spread                `json:"cpuPerJobJobsd1OverRiver"`
+	WALPerJobOverRiver Spread                `json:"walPerJobJobsd1OverRiver"`
+	AuditFailures      int                   `json:"auditFailures"`
+	ConcurrencyProbe   map[int]float64       `json:"concurrencyProbe,omitempty"`
 	// Diagnostics are not headline figures: jobsd x1 with a change made to
 	// the bench's own database (never to the service code), to show where
 	// the time goes.
@@ -107,7 +120,7 @@ func runWorkerScenario(ctx context.Context, e *env, o workerOpts) (*WorkerResult
 		return nil, fmt.Errorf("river migrate: %w", err)
 	}
 
-	res := &WorkerResult{Jobs: o.jobs, JobsdConcurrency: o.concurrency, JobsdConcurrency2: o.concurrency2,
+	res := &WorkerResult{Server: e.label, PGSettings: e.pgConf, Jobs: o.jobs, JobsdConcurrency: o.concurrency, JobsdConcurrency2: o.concurrency2,
 		RiverMaxWorkers: riverMaxWorkers,
 		RiverConfig: fmt.Sprintf("MaxWorkers %d, FetchCooldown %s, FetchPollInterval %s (River's own benchmark settings); default pgxpool; client in the bench process",
 			riverMaxWorkers, riverCooldown, riverPoll),
@@ -131,7 +144,7 @@ func runWorkerScenario(ctx context.Context, e *env, o workerOpts) (*WorkerResult
 		defer sink.Close()
 		observed = observedEnv(sink.URL)
 	}
-	var r1, r2, r21, ro1, ror []float64
+	var r1, r2, r21, ro1, ror, rcpu, rwal []float64
 	for rep := range o.repeats {
 		b1, err := jobsdBurnDown(ctx, e, jpool, jurl, o.jobs, 1, 1, o.concurrency, o.timeout)
 		if err != nil {
@@ -141,7 +154,7 @@ func runWorkerScenario(ctx context.Context, e *env, o workerOpts) (*WorkerResult
 		if err != nil {
 			return nil, err
 		}
-		rv, err := riverBurnDown(ctx, rpool, o.jobs, o.timeout)
+		rv, err := riverBurnDown(ctx, e, rpool, o.jobs, o.timeout)
 		if err != nil {
 			return nil, err
 		}
@@ -165,7 +178,11 @@ func runWorkerScenario(ctx context.Context, e *env, o workerOpts) (*WorkerResult
 			if !b.AuditOK {
 				res.AuditFailures++
 			}
-			logf("  rep %d %-16s %8.0f jobs/s  %.2fs first pick to last completion (%.2fs wall)  audit: %s", rep+1, b.Contender, b.JobsPerSec, b.Seconds, b.WallSeconds, b.Audit)
+			logf("  rep %d %-16s %8.0f jobs/s  %.2fs first pick to last completion (%.2fs wall)  %s  audit: %s", rep+1, b.Contender, b.JobsPerSec, b.Seconds, b.WallSeconds, b.Work, b.Audit)
+		}
+		if b1.Work != nil && rv.Work != nil {
+			rcpu = append(rcpu, b1.Work.CPUusPerJob()/rv.Work.CPUusPerJob())
+			rwal = append(rwal, b1.Work.WALBytes/rv.Work.WALBytes)
 		}
 		if b1.JobsPerSec > 0 {
 			r21 = append(r21, b2.JobsPerSec/b1.JobsPerSec)
@@ -175,7 +192,8 @@ func runWorkerScenario(ctx context.Context, e *env, o workerOpts) (*WorkerResult
 			r2 = append(r2, b2.JobsPerSec/rv.JobsPerSec)
 		}
 	}
-	res.JobsPerSec = jobsPerSec(res.Runs)
+	res.JobsPerSec, res.WorkPerJob = jobsPerSec(res.Runs), workPerJob(res.Runs)
+	res.CPUPerJobOverRiver, res.WALPerJobOverRiver = spread(rcpu), spread(rwal)
 	res.Jobsd1OverRiver, res.Jobsd2OverRiver, res.Jobsd2OverJobsd1 = spread(r1), spread(r2), spread(r21)
 	if o.observe {
 		res.ObservedOverJobsd1, res.ObservedOverRiver = spread(ro1), spread(ror)
@@ -231,6 +249,10 @@ func jobsdBurnDown(ctx context.Context, e *env, pool *pgxpool.Pool, url string, 
 	if _, err := pool.Exec(ctx, "VACUUM ANALYZE jobs"); err != nil {
 		return b, err
 	}
+	meter, err := e.startWork(ctx, pool.Config().ConnConfig.Database)
+	if err != nil {
+		return b, err
+	}
 	start := time.Now()
 	var ps []*proc
 	defer func() {
@@ -250,11 +272,10 @@ func jobsdBurnDown(ctx context.Context, e *env, pool *pgxpool.Pool, url string, 
 			return b, err
 		}
 	}
-	// Unfinished = claimable (partial index) + leased (partial index): cheap
-	// enough to ask every 100 ms without a scan of the whole table.
-	err := pollUntilZero(ctx, pool, `SELECT
-		(SELECT count(*) FROM jobs WHERE status IN ('PENDING', 'PROCESSING') AND lease_owner IS NULL)
-		+ (SELECT count(*) FROM jobs WHERE lease_owner IS NOT NULL)`, timeout, func() error {
+	// Unfinished = the queue (job_queue holds exactly the PENDING and
+	// PROCESSING jobs): cheap enough to ask often without a scan of the
+	// whole table.
+	err = pollUntilZero(ctx, pool, `SELECT count(*) FROM job_queue`, timeout, func() error {
 		for _, p := range ps {
 			if p.exited() {
 				return fmt.Errorf("jobsd worker exited: %w\n%s", p.Err(), p.logTail())
@@ -268,10 +289,20 @@ func jobsdBurnDown(ctx context.Context, e *env, pool *pgxpool.Pool, url string, 
 	} else if err != nil {
 		return b, err
 	}
+	var pids []int
+	for _, p := range ps {
+		pids = append(pids, p.Cmd.Process.Pid)
+	}
+	if err := meter.workerDone(pids...); err != nil {
+		return b, err
+	}
 	for _, p := range ps {
 		p.stop()
 	}
 	ps = nil
+	if b.Work, err = meter.stop(ctx); err != nil {
+		return b, err
+	}
 	var total, completed, attempts1, finishedNoLease int64
 	var busy float64
 	if err := pool.QueryRow(ctx, `SELECT count(*), count(*) FILTER (WHERE status = 'COMPLETED'),
@@ -281,6 +312,7 @@ func jobsdBurnDown(ctx context.Context, e *env, pool *pgxpool.Pool, url string, 
 		return b, err
 	}
 	b.setRate(completed, busy, elapsed)
+	b.Work.perJob(completed)
 	b.Audit = fmt.Sprintf("%d rows, %d COMPLETED, %d with attempts=1, %d unfinished", total, completed, attempts1, total-finishedNoLease)
 	b.AuditOK = !b.TimedOut && total == int64(n) && completed == int64(n) && attempts1 == int64(n) && finishedNoLease == int64(n)
 	if b.TimedOut {
@@ -300,6 +332,35 @@ func jobsPerSec(runs map[string][]BurnDown) map[string]Spread {
 		out[k] = spread(v)
 	}
 	return out
+}
+
+// WorkSpread is the spread of each Work figure over the repeats.
+type WorkSpread struct {
+	PGCPUus     Spread `json:"pgCpuUsPerJob"`
+	WorkerCPUus Spread `json:"workerCpuUsPerJob"`
+	CPUus       Spread `json:"cpuUsPerJob"` // PostgreSQL + worker
+	WALBytes    Spread `json:"walBytesPerJob"`
+	Commits     Spread `json:"commitsPerJob"`
+}
+
+// workPerJob is the spread of each contender's Work per job.
+func workPerJob(runs map[string][]BurnDown) map[string]WorkSpread {
+	out := map[string]WorkSpread{}
+	for k, bs := range runs {
+		var pg, wk, cpu, wal, c []float64
+		for _, b := range bs {
+			if w := b.Work; w != nil {
+				pg, wk, cpu = append(pg, w.PGCPUus), append(wk, w.WorkerCPUus), append(cpu, w.CPUusPerJob())
+				wal, c = append(wal, w.WALBytes), append(c, w.Commits)
+			}
+		}
+		out[k] = WorkSpread{spread(pg), spread(wk), spread(cpu), spread(wal), spread(c)}
+	}
+	return out
+}
+
+func (w WorkSpread) clean() WorkSpread {
+	return WorkSpread{cleanSpread(w.PGCPUus), cleanSpread(w.WorkerCPUus), cleanSpread(w.CPUus), cleanSpread(w.WALBytes), cleanSpread(w.Commits)}
 }
 
 // setRate records the rate over the database-clock time (first pick to last
@@ -355,7 +416,7 @@ type noopWorker struct {
 
 func (noopWorker) Work(context.Context, *river.Job[noopArgs]) error { return nil }
 
-func riverBurnDown(ctx context.Context, pool *pgxpool.Pool, n int, timeout time.Duration) (BurnDown, error) {
+func riverBurnDown(ctx context.Context, e *env, pool *pgxpool.Pool, n int, timeout time.Duration) (BurnDown, error) {
 	b := BurnDown{Contender: "river x1", Jobs: n}
 	// The same garbage-collector setting as the jobsd worker's default, so
 	// that neither contender wins by it.
@@ -388,6 +449,10 @@ func riverBurnDown(ctx context.Context, pool *pgxpool.Pool, n int, timeout time.
 	if _, err := pool.Exec(ctx, "VACUUM ANALYZE river_job"); err != nil {
 		return b, err
 	}
+	meter, err := e.startWork(ctx, pool.Config().ConnConfig.Database)
+	if err != nil {
+		return b, err
+	}
 	start := time.Now()
 	if err := client.Start(ctx); err != nil {
 		return b, err
@@ -395,12 +460,22 @@ func riverBurnDown(ctx context.Context, pool *pgxpool.Pool, n int, timeout time.
 	err = pollUntilZero(ctx, pool, `SELECT count(*) FROM river_job WHERE state IN ('available', 'running', 'retryable', 'scheduled', 'pending')`,
 		timeout, func() error { return nil })
 	elapsed := time.Since(start)
+	if werr := meter.workerDone(); werr != nil && err == nil {
+		err = werr
+	}
 	stopCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	_ = client.Stop(stopCtx)
 	cancel()
 	if errors.Is(err, errTimeout) {
 		b.TimedOut = true
 	} else if err != nil {
+		return b, err
+	}
+	// River's connections stay in the pool: closing them ends their
+	// backends, which report their statistics as they exit, as jobsd's
+	// do when its worker stops.
+	pool.Reset()
+	if b.Work, err = meter.stop(ctx); err != nil {
 		return b, err
 	}
 	var total, completed, attempt1 int64
@@ -412,6 +487,7 @@ func riverBurnDown(ctx context.Context, pool *pgxpool.Pool, n int, timeout time.
 		return b, err
 	}
 	b.setRate(completed, busy, elapsed)
+	b.Work.perJob(completed)
 	b.Audit = fmt.Sprintf("%d rows, %d completed, %d with attempt=1", total, completed, attempt1)
 	b.AuditOK = !b.TimedOut && total == int64(n) && completed == int64(n) && attempt1 == int64(n)
 	if b.TimedOut {
