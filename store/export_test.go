@@ -1,8 +1,40 @@
 package store
 
+import "github.com/lib/pq"
+
 // QueuedReads is how many Gets wait for a batch slot (for tests).
 func (s *Store) QueuedReads() int {
 	s.reads.mu.Lock()
 	defer s.reads.mu.Unlock()
 	return len(s.reads.queue)
+}
+
+// QueueStatement is one of the queue's statements with arguments, for the
+// plan tests.
+type QueueStatement struct {
+	Name string
+	SQL  string
+	Args []any
+}
+
+// QueueStatements are the worker's statements on the queue, with arguments
+// like the worker's: claims (one-user and fair, from the head and past a
+// cursor; a window claim; by ids), an outcome batch, a heartbeat and a
+// rescue.
+func QueueStatements(ids, leases []string, cursor QueueKey) []QueueStatement {
+	kinds, texts, backoffs := make([]string, len(ids)), make([]string, len(ids)), make([]float64, len(ids))
+	for i := range ids {
+		kinds[i] = string(OutcomeCompleted)
+	}
+	return []QueueStatement{
+		{"claim", claimSQLs[0][0], []any{500, 30.0, "w", ""}},
+		{"claim past the cursor", claimSQLs[1][0], []any{500, 30.0, "w", "", cursor.RunAfter, cursor.ID}},
+		{"capped claim", claimSQLs[0][1], []any{500, 30.0, "w", "", 5}},
+		{"window claim", windowClaimSQLs[1], []any{500, 30.0, "w", 2, cursor.RunAfter, cursor.ID}},
+		// An SQS batch: at most 10 messages.
+		{"claim by ids", claimIDsSQL, []any{pq.Array(ids[:min(10, len(ids))]), 30.0, "w"}},
+		{"finish", finishSQL, []any{pq.Array(ids), pq.Array(leases), pq.Array(kinds), pq.Array(texts), pq.Array(texts), pq.Array(backoffs)}},
+		{"heartbeat", heartbeatSQL, []any{pq.Array(ids), pq.Array(leases), 30.0}},
+		{"rescue", rescueSQL, []any{"lost", 1.0}},
+	}
 }

@@ -358,25 +358,33 @@ func (s *Store) Heartbeat(ctx context.Context, held []Claimed, lease time.Durati
 	for i, c := range held {
 		ids[i], leases[i] = c.ID.String(), c.Lease.String()
 	}
-	// mine holds the queue rows it could lock; a row held elsewhere
-	// (skipped) is lost only if this snapshot shows it gone or under
-	// another lease.
-	err = s.db.SelectContext(ctx, &lost, `
-		WITH mine AS MATERIALIZED (
-			SELECT q.id, COALESCE(q.lease_owner = h.lease, false) AS held
-			FROM job_queue q JOIN unnest($1::uuid[], $2::uuid[]) AS h(id, lease) ON q.id = h.id
-			FOR UPDATE OF q SKIP LOCKED),
-		extended AS (
-			UPDATE job_queue q SET lease_expires_at = now() + make_interval(secs => $3)
-			WHERE q.id = ANY(ARRAY(SELECT id FROM mine WHERE held)))
-		SELECT h.id FROM unnest($1::uuid[], $2::uuid[]) AS h(id, lease)
-		WHERE NOT EXISTS (SELECT 1 FROM mine WHERE mine.id = h.id AND mine.held)
-			AND NOT EXISTS (SELECT 1 FROM job_queue q WHERE q.id = h.id AND q.lease_owner = h.lease)`, pq.Array(ids), pq.Array(leases), lease.Seconds())
+	err = s.db.SelectContext(ctx, &lost, heartbeatSQL, pq.Array(ids), pq.Array(leases), lease.Seconds())
 	if err != nil {
 		return nil, fmt.Errorf("heartbeat: %w", classify(err))
 	}
 	return lost, nil
 }
+
+// heartbeatSQL is Heartbeat's statement: $1 ids, $2 leases, $3 lease
+// seconds. mine holds the queue rows it could lock; a row held elsewhere
+// (skipped) is lost only if this snapshot shows it gone or under another
+// lease. Each row is read by its key, per held attempt (LATERAL, a scalar
+// subquery): a join or an anti-join over the ids was hashed against a
+// sequential scan of job_queue.
+const heartbeatSQL = `
+		WITH mine AS MATERIALIZED (
+			SELECT q.id, q.held
+			FROM unnest($1::uuid[], $2::uuid[]) AS h(id, lease)
+			CROSS JOIN LATERAL (
+				SELECT q.id, COALESCE(q.lease_owner = h.lease, false) AS held FROM job_queue q
+				WHERE q.id = h.id
+				FOR UPDATE SKIP LOCKED) q),
+		extended AS (
+			UPDATE job_queue q SET lease_expires_at = now() + make_interval(secs => $3)
+			WHERE q.id = ANY(ARRAY(SELECT id FROM mine WHERE held)))
+		SELECT h.id FROM unnest($1::uuid[], $2::uuid[]) AS h(id, lease)
+		WHERE NOT EXISTS (SELECT 1 FROM mine WHERE mine.id = h.id AND mine.held)
+			AND NOT COALESCE((SELECT q.lease_owner = h.lease FROM job_queue q WHERE q.id = h.id), false)`
 
 // Rescue returns jobs whose lease expired (their worker died, or was cut
 // off from the database for longer than a lease) to the queue, counting the

@@ -195,7 +195,7 @@ type planNode struct {
 
 // TestQueueStatsCost checks, on a million-row table that is nearly all
 // finished jobs, that the statement behind every scrape reads the jobs
-// table only through the partial indexes and reads no more rows than there
+// table only through the queue and reads no more rows than there
 // are unfinished jobs. (It asserts what is read, not how long it takes; the
 // time is BenchmarkQueueStats's.)
 func TestQueueStatsCost(t *testing.T) {
