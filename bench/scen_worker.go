@@ -58,6 +58,13 @@ type WorkerResult struct {
 	// attempt sampled, exported over OTLP/HTTP to a sink in the bench
 	// process) ÷ jobsd x1 with both off, per repeat.
 	ObservedOverJobsd1 Spread `json:"observedOverJobsd1,omitempty"`
+	// SampledOverJobsd1 is jobsd x1 with metrics on and tracing at the
+	// sampling the README recommends for production (1% of traces) ÷ jobsd
+	// x1 with both off, per repeat.
+	SampledOverJobsd1 Spread `json:"sampledOverJobsd1,omitempty"`
+	// TracedAttemptCPUus is what tracing every attempt adds to the worker's
+	// CPU per job: jobsd x1 observed minus jobsd x1, per repeat.
+	TracedAttemptCPUus Spread `json:"tracedAttemptCpuUs,omitempty"`
 	ObservedOverRiver  Spread `json:"observedOverRiver,omitempty"`
 	// WorkPerJob is each contender's Work per job over the repeats, and
 	// the two ratios jobsd x1 ÷ River x1, per repeat: PostgreSQL's and the
@@ -138,13 +145,14 @@ func runWorkerScenario(ctx context.Context, e *env, o workerOpts) (*WorkerResult
 		}
 	}
 
-	var observed []string
+	var observed, sampled []string
 	if o.observe {
 		sink := otlpSink()
 		defer sink.Close()
 		observed = observedEnv(sink.URL)
+		sampled = append(observedEnv(sink.URL), recommendedSampling...)
 	}
-	var r1, r2, r21, ro1, ror, rcpu, rwal []float64
+	var r1, r2, r21, ro1, ror, rs1, traced, rcpu, rwal []float64
 	for rep := range o.repeats {
 		b1, err := jobsdBurnDown(ctx, e, jpool, jurl, o.jobs, 1, 1, o.concurrency, o.timeout)
 		if err != nil {
@@ -165,7 +173,18 @@ func runWorkerScenario(ctx context.Context, e *env, o workerOpts) (*WorkerResult
 				return nil, err
 			}
 			bo.Contender = "jobsd x1 observed"
-			runs = append(runs, bo)
+			bs, err := jobsdBurnDown(ctx, e, jpool, jurl, o.jobs, 1, 1, o.concurrency, o.timeout, sampled...)
+			if err != nil {
+				return nil, err
+			}
+			bs.Contender = "jobsd x1 sampled 1%"
+			runs = append(runs, bo, bs)
+			if b1.JobsPerSec > 0 {
+				rs1 = append(rs1, bs.JobsPerSec/b1.JobsPerSec)
+			}
+			if b1.Work != nil && bo.Work != nil {
+				traced = append(traced, bo.Work.WorkerCPUus-b1.Work.WorkerCPUus)
+			}
 			if b1.JobsPerSec > 0 {
 				ro1 = append(ro1, bo.JobsPerSec/b1.JobsPerSec)
 			}
@@ -197,6 +216,7 @@ func runWorkerScenario(ctx context.Context, e *env, o workerOpts) (*WorkerResult
 	res.Jobsd1OverRiver, res.Jobsd2OverRiver, res.Jobsd2OverJobsd1 = spread(r1), spread(r2), spread(r21)
 	if o.observe {
 		res.ObservedOverJobsd1, res.ObservedOverRiver = spread(ro1), spread(ror)
+		res.SampledOverJobsd1, res.TracedAttemptCPUus = spread(rs1), spread(traced)
 	}
 	if o.diagnose {
 		res.Diagnostics = map[string]float64{}
@@ -506,6 +526,10 @@ func otlpSink() *httptest.Server {
 		w.WriteHeader(http.StatusOK) // an empty ExportTraceServiceResponse
 	}))
 }
+
+// recommendedSampling is the sampling the README recommends at thousands
+// of jobs a second.
+var recommendedSampling = []string{"OTEL_TRACES_SAMPLER=parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG=0.01"}
 
 // observedEnv is a worker's environment with its metrics listener on and
 // every attempt traced (OpenTelemetry's default sampler), exported to sink.

@@ -27,10 +27,12 @@ func traced(ctx context.Context, provider attribute.KeyValue, modelID string, do
 	if !tracing.Enabled() {
 		return do(ctx)
 	}
-	ctx, span := tracing.Tracer(tracerScope).Start(ctx, "chat "+modelID,
-		trace.WithSpanKind(trace.SpanKindClient),
-		trace.WithAttributes(semconv.GenAIOperationNameChat, provider, semconv.GenAIRequestModel(modelID)))
+	ctx, span := tracing.Tracer(tracerScope).Start(ctx, "chat "+modelID, trace.WithSpanKind(trace.SpanKindClient))
 	defer span.End()
+	if !span.IsRecording() { // not sampled: no attributes to build
+		return do(ctx)
+	}
+	span.SetAttributes(semconv.GenAIOperationNameChat, provider, semconv.GenAIRequestModel(modelID))
 	resp, err := do(ctx)
 	if err != nil {
 		failSpan(span, err)
