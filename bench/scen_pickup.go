@@ -115,7 +115,7 @@ func runPickupScenario(ctx context.Context, e *env, o pickupOpts) (*PickupResult
 
 func pickupRun(ctx context.Context, e *env, pool *pgxpool.Pool, url string, rate int, dur time.Duration, conc int, env ...string) (PickupRun, error) {
 	r := PickupRun{Rate: rate}
-	if _, err := pool.Exec(ctx, "TRUNCATE jobs"); err != nil {
+	if _, err := pool.Exec(ctx, "TRUNCATE jobs, job_queue"); err != nil {
 		return r, err
 	}
 	w, err := e.startWorker(fmt.Sprintf("pickup-%d", rate), url, conc, env...)

@@ -255,7 +255,7 @@ const uuidV7SQL = `(lpad(to_hex(floor(extract(epoch FROM now()) * 1000)::bigint 
 // left unfinished, then audits the rows.
 func jobsdBurnDown(ctx context.Context, e *env, pool *pgxpool.Pool, url string, n, users, procs, conc int, timeout time.Duration, env ...string) (BurnDown, error) {
 	b := BurnDown{Contender: fmt.Sprintf("jobsd x%d", procs), Jobs: n}
-	if _, err := pool.Exec(ctx, "TRUNCATE jobs"); err != nil {
+	if _, err := pool.Exec(ctx, "TRUNCATE jobs, job_queue"); err != nil { // a fresh queue for each burn-down, as River's table is
 		return b, err
 	}
 	const batch = 100_000

@@ -25,8 +25,9 @@ type queueRow struct {
 // TestQueueMigration: 00012 moves a live queue into job_queue: a PENDING
 // job and a retry waiting for its backoff wait there with their run_after,
 // a running attempt keeps its lease (and the attempt can still end through
-// Finish), finished jobs are not queued; its Down puts the queue back on
-// jobs and the previous release's partial indexes with it.
+// Finish), finished jobs are not queued, and a job the previous release's
+// API cancels leaves the queue; its Down puts the queue back on jobs and the
+// previous release's partial indexes with it.
 func TestQueueMigration(t *testing.T) {
 	url := pgtest.NewDatabase(t)
 	db, err := sqlx.Open("postgres", url)
@@ -67,6 +68,12 @@ func TestQueueMigration(t *testing.T) {
 	if err != nil || !ended[running] {
 		t.Fatalf("finish the attempt that ran across the migration: %v, %v", ended, err)
 	}
+	// A cancel by an API process of the previous release, which updates
+	// jobs alone, takes the job out of the queue too (its trigger).
+	cancelled := uuid.New()
+	s.exec(t, `INSERT INTO jobs (id, user_id, type, input) VALUES ($1, 'carol', 'AI_PREVIEW', '{}')`, cancelled)
+	s.exec(t, `UPDATE jobs SET status = 'FAILED', error = 'Cancelled by user', cancelled_by = 'carol',
+		completed_at = now(), updated_at = now(), version = version + 1 WHERE id = $1`, cancelled)
 	claimed, _, err := st.Claim(t.Context(), store.ClaimRequest{Worker: "w", N: 10, Lease: time.Minute})
 	if err != nil || len(claimed) != 1 || claimed[0].ID != pending {
 		t.Fatalf("claim after up: %v, %v; want only %v", claimed, err, pending)
