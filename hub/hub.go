@@ -8,22 +8,20 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/lib/pq"
+
+	"github.com/jobsd/jobsd/notify"
 )
 
 // Channel is the notification channel the jobs table's trigger sends the
-// ids of changed jobs on, comma-separated, one notification per statement.
-const Channel = "jobs_changed"
+// ids of changed jobs on (notify.JobsChanged).
+const Channel = notify.JobsChanged
 
 // Hub delivers "job changed" signals to subscribers.
 type Hub struct {
-	log      *slog.Logger
-	listener *pq.Listener
-	up       atomic.Bool // the LISTEN connection is connected
+	listener *notify.Listener
 
 	mu   sync.Mutex
 	subs map[uuid.UUID]map[*sub]struct{}
@@ -31,55 +29,27 @@ type Hub struct {
 
 type sub struct{ ch chan struct{} }
 
-// New listens on the database at url. It returns at once; the listener
-// connects (and reconnects) in the background, and after every reconnect it
-// wakes every subscriber, since notifications may have been missed.
+// New listens on the database at url. The listener connects (and
+// reconnects) in the background, and after every reconnect it wakes every
+// subscriber, since notifications may have been missed. New waits up to a
+// few seconds for the first connection, so that a healthy start is ready
+// (/readyz) at once.
 func New(url string, log *slog.Logger) (*Hub, error) {
-	h := &Hub{log: log, subs: map[uuid.UUID]map[*sub]struct{}{}}
-	connected := make(chan struct{})
-	var once sync.Once
-	h.listener = pq.NewListener(url, 100*time.Millisecond, 5*time.Second, func(ev pq.ListenerEventType, err error) {
-		switch ev {
-		case pq.ListenerEventConnected:
-			h.up.Store(true)
-			once.Do(func() { close(connected) })
-		case pq.ListenerEventConnectionAttemptFailed, pq.ListenerEventDisconnected:
-			h.up.Store(false)
-			log.Warn("job change listener lost its connection", "err", err)
-		case pq.ListenerEventReconnected:
-			h.up.Store(true)
-			log.Info("job change listener reconnected")
-		}
-	})
-	if err := h.listener.Listen(Channel); err != nil {
-		// Not fatal: pq keeps trying and re-issues LISTEN when it connects.
-		log.Warn("listen for job changes", "err", err)
-	}
-	go h.run()
-	// Listen returns once connected, but the event that sets Up comes just
-	// after: wait for it, so that a healthy start is ready (/readyz) at once.
-	// The bound covers a Listen that failed.
-	select {
-	case <-connected:
-	case <-time.After(firstConnectWait):
-	}
+	h := &Hub{subs: map[uuid.UUID]map[*sub]struct{}{}}
+	h.listener = notify.Listen(url, []string{Channel}, log, h.changed, h.wakeAll)
+	h.listener.WaitUp(firstConnectWait)
 	return h, nil
 }
 
 // firstConnectWait bounds how long New waits for the first connection.
 const firstConnectWait = 5 * time.Second
 
-func (h *Hub) run() {
-	for n := range h.listener.Notify {
-		if n == nil { // reconnected: anything may have changed
-			h.wakeAll()
-			continue
-		}
-		// One notification names every job an UPDATE changed, comma-separated.
-		for _, field := range strings.Split(n.Extra, ",") {
-			if id, err := uuid.Parse(field); err == nil {
-				h.wake(id)
-			}
+// changed wakes the subscribers of every job a notification names (one
+// notification names every job an UPDATE changed, comma-separated).
+func (h *Hub) changed(_, payload string) {
+	for _, field := range strings.Split(payload, ",") {
+		if id, err := uuid.Parse(field); err == nil {
+			h.wake(id)
 		}
 	}
 }
@@ -109,7 +79,7 @@ func (h *Hub) Subscribe(id uuid.UUID) (<-chan struct{}, func()) {
 // Up reports whether the LISTEN connection is connected now, for metrics
 // (jobsd_listener_up). While it is not, waiters hear of changes only when
 // it reconnects (every waiter is woken then) or their own timers fire.
-func (h *Hub) Up() bool { return h.up.Load() }
+func (h *Hub) Up() bool { return h.listener.Up() }
 
 // Waiting is the number of subscriptions, for metrics and tests.
 func (h *Hub) Waiting() int {

@@ -145,7 +145,7 @@ func errorHandler(log *slog.Logger) echo.HTTPErrorHandler {
 		case http.StatusUnauthorized:
 			h.Set(echo.HeaderWWWAuthenticate, wwwAuthenticate(c))
 		case http.StatusServiceUnavailable:
-			h.Set("Retry-After", "3")
+			h.Set("Retry-After", retryAfter) // the polling interval, RetryAfterSeconds
 		case http.StatusTooManyRequests:
 			// limitRate has set Retry-After.
 		case http.StatusMethodNotAllowed:

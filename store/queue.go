@@ -8,6 +8,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jobsd/jobsd/job"
+	"github.com/jobsd/jobsd/notify"
 	"github.com/lib/pq"
 )
 
@@ -517,7 +518,7 @@ func (s *Store) CancelAs(ctx context.Context, c Canceller) (_ *job.Job, _ Cancel
 				CASE WHEN running THEN worker_id END, CASE WHEN running THEN attempted_at END,
 				'cancelled', true, $3
 			FROM c)
-		SELECT `+jobColumns+` FROM c CROSS JOIN LATERAL (SELECT pg_notify('jobs_cancelled', c.id::text)) AS n`,
+		SELECT `+jobColumns+` FROM c CROSS JOIN LATERAL (SELECT pg_notify('`+notify.JobsCancelled+`', c.id::text)) AS n`,
 		c.ID, owner, c.Text, c.By)
 	if err != nil {
 		return nil, 0, fmt.Errorf("cancel job: %w", classify(err))

@@ -1,5 +1,7 @@
 // Package store keeps jobs in PostgreSQL. The API (impl) and the worker share
-// it: one table is both the resource clients poll and the worker's queue.
+// it: the jobs table is the resource clients poll, and job_queue, a narrow
+// table with one row per unfinished job, is the worker's queue (migration
+// 00012; queue.go).
 package store
 
 import (

@@ -29,10 +29,10 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/lib/pq"
 
 	"github.com/jobsd/jobsd/job"
 	"github.com/jobsd/jobsd/metrics"
+	"github.com/jobsd/jobsd/notify"
 	"github.com/jobsd/jobsd/store"
 )
 
@@ -478,34 +478,26 @@ func (w *Worker) listen(log *slog.Logger) (wake <-chan struct{}, cancelled <-cha
 	if w.cfg.ListenURL == "" {
 		return nil, nil, func() {}
 	}
-	l := pq.NewListener(w.cfg.ListenURL, 100*time.Millisecond, 10*time.Second, func(ev pq.ListenerEventType, err error) {
-		if err != nil {
-			log.Warn("listener", "event", int(ev), "err", err)
-		}
-	})
-	for _, ch := range []string{"jobs_inserted", "jobs_cancelled"} {
-		if err := l.Listen(ch); err != nil {
-			log.Warn("listen failed; polling only", "channel", ch, "err", err)
-		}
-	}
 	wakeC := make(chan struct{}, 1)
 	cancelC := make(chan uuid.UUID, 64)
-	go func() {
-		for n := range l.Notify {
-			switch {
-			case n == nil, n.Channel == "jobs_inserted":
-				// nil: the connection was re-established; re-read everything.
-				select {
-				case wakeC <- struct{}{}:
-				default:
-				}
-			case n.Channel == "jobs_cancelled":
-				if id, err := uuid.Parse(n.Extra); err == nil {
-					cancelC <- id
-				}
+	claimAgain := func() {
+		select {
+		case wakeC <- struct{}{}:
+		default:
+		}
+	}
+	handle := func(channel, payload string) {
+		switch channel {
+		case notify.JobsInserted:
+			claimAgain()
+		case notify.JobsCancelled:
+			if id, err := uuid.Parse(payload); err == nil {
+				cancelC <- id
 			}
 		}
-	}()
+	}
+	// After a reconnection, re-read everything: claim again.
+	l := notify.Listen(w.cfg.ListenURL, []string{notify.JobsInserted, notify.JobsCancelled}, log, handle, claimAgain)
 	return wakeC, cancelC, func() { l.Close() }
 }
 
