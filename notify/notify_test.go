@@ -23,7 +23,11 @@ func TestListen(t *testing.T) {
 	got := make(chan note, 8)
 	l := notify.Listen(url, []string{notify.JobsChanged, notify.JobsCancelled}, slog.New(slog.DiscardHandler),
 		func(channel, payload string) { got <- note{channel, payload} }, func() {})
-	t.Cleanup(func() { l.Close() })
+	t.Cleanup(func() {
+		if err := l.Close(); err != nil {
+			t.Error(err)
+		}
+	})
 	if !l.WaitUp(10 * time.Second) {
 		t.Fatal("not connected after 10 s")
 	}

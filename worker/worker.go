@@ -498,7 +498,11 @@ func (w *Worker) listen(log *slog.Logger) (wake <-chan struct{}, cancelled <-cha
 	}
 	// After a reconnection, re-read everything: claim again.
 	l := notify.Listen(w.cfg.ListenURL, []string{notify.JobsInserted, notify.JobsCancelled}, log, handle, claimAgain)
-	return wakeC, cancelC, func() { l.Close() }
+	return wakeC, cancelC, func() {
+		if err := l.Close(); err != nil {
+			log.Warn("closing the notification listener", "err", err)
+		}
+	}
 }
 
 // maintain extends held leases and rescues expired ones until ctx ends.
