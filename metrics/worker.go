@@ -117,6 +117,18 @@ type Worker struct {
 	rescues  *prometheus.CounterVec
 	kills    *prometheus.CounterVec
 	inFlight prometheus.Gauge
+	// byType holds each job type's series (and Other's), resolved once:
+	// an attempt updates four of them, and WithLabelValues hashes its
+	// labels under a lock on every call.
+	byType map[string]*typeSeries
+}
+
+// typeSeries are one job type's series that every attempt updates.
+type typeSeries struct {
+	started   prometheus.Counter
+	completed prometheus.Counter // jobsd_attempts_total{outcome="completed",error_class="none"}
+	duration  prometheus.Observer
+	pickup    prometheus.Observer
 }
 
 // NewWorker registers the worker's series on reg.
@@ -160,18 +172,34 @@ func NewWorker(reg prometheus.Registerer) *Worker {
 	for _, k := range []string{KillTimeout, KillMemory, KillCPU, KillCancelled, KillOutput} {
 		w.kills.WithLabelValues(k)
 	}
+	w.byType = map[string]*typeSeries{}
 	for _, t := range JobTypes {
-		w.started.WithLabelValues(t)
 		// The failure-ratio alert divides failed by all attempts; both
 		// series should exist before the first failure.
-		w.attempts.WithLabelValues(t, OutcomeCompleted, ErrorNone)
+		w.byType[t] = w.newTypeSeries(t)
 	}
 	return w
+}
+
+// newTypeSeries resolves (and so creates) t's series. A type outside
+// JobTypes goes through WithLabelValues as Other: a bug whose series
+// should not exist before it happens.
+func (w *Worker) newTypeSeries(t string) *typeSeries {
+	return &typeSeries{
+		started:   w.started.WithLabelValues(t),
+		completed: w.attempts.WithLabelValues(t, OutcomeCompleted, ErrorNone),
+		duration:  w.duration.WithLabelValues(t),
+		pickup:    w.pickup.WithLabelValues(t),
+	}
 }
 
 // AttemptStarted counts an attempt of a job of jobType beginning.
 func (w *Worker) AttemptStarted(jobType string) {
 	if w == nil {
+		return
+	}
+	if s := w.byType[jobType]; s != nil {
+		s.started.Inc()
 		return
 	}
 	w.started.WithLabelValues(typeLabel(jobType)).Inc()
@@ -183,6 +211,15 @@ func (w *Worker) AttemptStarted(jobType string) {
 // outside those sets are counted as Other.
 func (w *Worker) AttemptEnded(jobType, outcome, errorClass string, d time.Duration) {
 	if w == nil {
+		return
+	}
+	if s := w.byType[jobType]; s != nil {
+		if outcome == OutcomeCompleted && (errorClass == "" || errorClass == ErrorNone) {
+			s.completed.Inc()
+		} else {
+			w.attempts.WithLabelValues(jobType, oneOf(outcomeSet, outcome), ErrorClass(errorClass)).Inc()
+		}
+		s.duration.Observe(d.Seconds())
 		return
 	}
 	t := typeLabel(jobType)
@@ -199,6 +236,10 @@ func (w *Worker) Pickup(jobType string, d time.Duration) {
 	}
 	if d < 0 { // the database's and this host's clocks disagree
 		d = 0
+	}
+	if s := w.byType[jobType]; s != nil {
+		s.pickup.Observe(d.Seconds())
+		return
 	}
 	w.pickup.WithLabelValues(typeLabel(jobType)).Observe(d.Seconds())
 }
