@@ -97,12 +97,12 @@ func setupEnv(ctx context.Context) (*env, error) {
 }
 
 // durableEnv is e's setup on a second cluster with PostgreSQL's default
-// durability (startDurable), checked with SHOW.
+// durability (pgserver.StartBinariesDurable), checked with SHOW.
 func (e *env) durableEnv(ctx context.Context) (*env, error) {
 	d := &env{binary: e.binary, machine: e.machine, label: "durable"}
 	logf("starting a durable PostgreSQL (fsync, synchronous_commit, full_page_writes at their defaults) ...")
 	var err error
-	if d.pg, err = startDurable(ctx); err != nil {
+	if d.pg, err = pgserver.StartBinariesDurable(ctx); err != nil {
 		return nil, fmt.Errorf("start durable postgres: %w", err)
 	}
 	if err := d.attach(ctx); err != nil {

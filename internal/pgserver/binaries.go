@@ -61,7 +61,16 @@ func isExec(p string) bool {
 // The postgres process gets Pdeathsig=SIGKILL, so it dies if this process
 // dies; its temporary folder is then left behind under os.TempDir()
 // (pgserver-*).
-func StartBinaries(ctx context.Context) (*Server, error) { return startBinaries(ctx, nil) }
+//
+// It runs with fsync, synchronous_commit and full_page_writes off: tests
+// and benchmarks that compare contenders on one server need no
+// durability. StartBinariesDurable keeps PostgreSQL's defaults (on).
+func StartBinaries(ctx context.Context) (*Server, error) { return startBinaries(ctx, nil, false) }
+
+// StartBinariesDurable is StartBinaries with PostgreSQL's own defaults for
+// fsync, synchronous_commit and full_page_writes, as users run it: the
+// benchmark's headline server.
+func StartBinariesDurable(ctx context.Context) (*Server, error) { return startBinaries(ctx, nil, true) }
 
 type cluster struct {
 	dir     string
@@ -71,7 +80,7 @@ type cluster struct {
 	waitErr error
 }
 
-func startBinaries(ctx context.Context, logf func(string, ...any)) (srv *Server, err error) {
+func startBinaries(ctx context.Context, logf func(string, ...any), durable bool) (srv *Server, err error) {
 	if logf == nil {
 		logf = func(string, ...any) {}
 	}
@@ -121,7 +130,7 @@ func startBinaries(ctx context.Context, logf func(string, ...any)) (srv *Server,
 
 	var lastErr error
 	for attempt := 0; attempt < 3; attempt++ {
-		c, port, err := runPostgres(ctx, bin, dir, cred)
+		c, port, err := runPostgres(ctx, bin, dir, cred, durable)
 		if err != nil {
 			return nil, err
 		}
@@ -161,7 +170,7 @@ func freePort() (int, error) {
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
-func runPostgres(ctx context.Context, bin, dir string, cred *syscall.Credential) (*cluster, int, error) {
+func runPostgres(ctx context.Context, bin, dir string, cred *syscall.Credential, durable bool) (*cluster, int, error) {
 	port, err := freePort()
 	if err != nil {
 		return nil, 0, err
@@ -172,12 +181,13 @@ func runPostgres(ctx context.Context, bin, dir string, cred *syscall.Credential)
 		return nil, 0, err
 	}
 	defer func() { _ = logFile.Close() }() // the child writes through its own copy; this one wrote nothing
+	args := []string{"-D", filepath.Join(dir, "data"), "-p", strconv.Itoa(port), "-k", dir,
+		"-c", "listen_addresses=127.0.0.1", "-c", "max_connections=200"}
+	if !durable {
+		args = append(args, "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off")
+	}
 	//nolint:noctx // the server outlives the starting ctx; stop ends it
-	cmd := exec.Command(filepath.Join(bin, "postgres"),
-		"-D", filepath.Join(dir, "data"), "-p", strconv.Itoa(port), "-k", dir,
-		"-c", "listen_addresses=127.0.0.1",
-		"-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
-		"-c", "max_connections=200")
+	cmd := exec.Command(filepath.Join(bin, "postgres"), args...)
 	cmd.Dir = dir
 	cmd.Env = serverEnv()
 	cmd.Stdout, cmd.Stderr = logFile, logFile

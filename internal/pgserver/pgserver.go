@@ -226,7 +226,7 @@ func startSource(ctx context.Context, src Source, opts Options) (*Server, error)
 		}
 		return opts.Docker(ctx, opts.Image, opts.logf)
 	case SourceBinaries:
-		return startBinaries(ctx, opts.logf)
+		return startBinaries(ctx, opts.logf, false)
 	default:
 		return nil, fmt.Errorf("unknown source %q", src)
 	}
