@@ -9,18 +9,24 @@ import (
 	"time"
 )
 
-// A restartable listener: the database proxy and the JWKS server both need to
-// go away (connections closed, new ones refused) and come back on the same
-// address.
+// A proxy that can go away and come back on the same address: the database
+// proxy of the fault tests.
+//
+// It keeps its listener through a cut and closes what it accepts meanwhile
+// (the client sees its connection closed at once, as a database that went
+// away): closing the listener and listening again on the same port failed
+// now and then with "address already in use", since any outgoing connection
+// of the machine may take that port as its own while it is free.
 
-// proxy forwards 127.0.0.1:port to target until cut.
+// proxy forwards 127.0.0.1:port to target, except while cut.
 type proxy struct {
 	t      testing.TB
 	addr   string
 	target string
+	ln     net.Listener
 
 	mu    sync.Mutex
-	ln    net.Listener
+	down  bool
 	conns map[net.Conn]struct{}
 	cuts  int
 }
@@ -32,14 +38,7 @@ func newProxy(t testing.TB, target string) *proxy {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p.addr = ln.Addr().String()
-	p.serve(ln)
-	t.Cleanup(p.cut)
-	return p
-}
-
-func (p *proxy) serve(ln net.Listener) {
-	p.ln = ln
+	p.addr, p.ln = ln.Addr().String(), ln
 	go func() {
 		for {
 			c, err := ln.Accept()
@@ -49,16 +48,31 @@ func (p *proxy) serve(ln net.Listener) {
 			go p.forward(c)
 		}
 	}()
+	t.Cleanup(func() {
+		p.cut()
+		ln.Close()
+	})
+	return p
+}
+
+func (p *proxy) isDown() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.down
 }
 
 func (p *proxy) forward(c net.Conn) {
+	if p.isDown() {
+		c.Close()
+		return
+	}
 	up, err := net.DialTimeout("tcp", p.target, 5*time.Second)
 	if err != nil {
 		c.Close()
 		return
 	}
 	p.mu.Lock()
-	if p.ln == nil { // cut while dialling
+	if p.down { // cut while dialling
 		p.mu.Unlock()
 		c.Close()
 		up.Close()
@@ -83,38 +97,25 @@ func (p *proxy) forward(c net.Conn) {
 	p.mu.Unlock()
 }
 
-// cut closes every forwarded connection and the listener: new connections
-// are refused (ECONNREFUSED) until restore.
+// cut closes every forwarded connection; new connections are closed as soon
+// as they are accepted, until restore.
 func (p *proxy) cut() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.ln == nil {
+	if p.down {
 		return
 	}
-	p.ln.Close()
-	p.ln = nil
+	p.down = true
 	for c := range p.conns {
 		c.Close()
 	}
 	p.cuts++
 }
 
-// restore listens again on the same address.
+// restore forwards new connections again.
 func (p *proxy) restore() {
-	p.t.Helper()
-	var ln net.Listener
-	var err error
-	for range 50 {
-		if ln, err = net.Listen("tcp", p.addr); err == nil {
-			break
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	if err != nil {
-		p.t.Fatalf("proxy restore: %v", err)
-	}
 	p.mu.Lock()
-	p.serve(ln)
+	p.down = false
 	p.mu.Unlock()
 }
 
