@@ -507,7 +507,10 @@ func (s *Store) CancelAs(ctx context.Context, c Canceller) (_ *job.Job, _ Cancel
 		c AS (
 			UPDATE jobs j SET
 				status = 'FAILED', error = $3, result = NULL, cancelled_by = $4,
-				completed_at = now(), updated_at = now(), version = j.version + 1,
+				-- A cancel that waited for a claim committed after its own
+				-- start must not end the job before it started.
+				completed_at = greatest(now(), j.updated_at), updated_at = greatest(now(), j.updated_at),
+				version = j.version + 1,
 				lease_owner = NULL
 			FROM target LEFT JOIN dequeued d ON d.qid = target.tid
 			WHERE j.id = target.tid AND j.status IN ('PENDING', 'PROCESSING')
