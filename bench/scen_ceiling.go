@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/lib/pq"
+
+	"github.com/jobsd/jobsd/store"
 )
 
 // The SQL-only ceiling: the claim and outcome statements of a schema
@@ -37,9 +39,12 @@ type ceilingCandidate struct {
 	// combined: finish is a CTE prefix taking ($3 ids, $4 leases) that
 	// runs in the same statement as the next claim (one round trip).
 	combined bool
-	seed     []string // run after the jobs are inserted
-	claim    string
-	finish   string
+	// store: the candidate is jobsd's own store (store.Claim and
+	// store.Finish), not the claim and finish below.
+	store  bool
+	seed   []string // run after the jobs are inserted
+	claim  string
+	finish string
 }
 
 const oneTableClaim = `WITH picked AS MATERIALIZED (SELECT id FROM jobs
@@ -56,11 +61,25 @@ const oneTableFinish = `UPDATE jobs j SET status = 'COMPLETED', result = '{"outp
 			FROM unnest($1::uuid[], $2::uuid[]) AS o(id, lease)
 			WHERE j.id = o.id AND j.lease_owner = o.lease AND j.status = 'PROCESSING'`
 
+// oneTableDDL puts the previous design (one table, migration 00011) back on
+// a database of the current schema: the queue's partial indexes on jobs,
+// the default fillfactor, and no job_queue rows (inserts are not enqueued).
+var oneTableDDL = []string{
+	`ALTER TABLE jobs DISABLE TRIGGER jobs_enqueue`,
+	`ALTER TABLE jobs RESET (fillfactor)`,
+	`CREATE INDEX jobs_claimable_idx ON jobs (run_after, id) WHERE status IN ('PENDING', 'PROCESSING') AND lease_owner IS NULL`,
+	`CREATE INDEX jobs_user_claimable_idx ON jobs (user_id, run_after, id) WHERE status IN ('PENDING', 'PROCESSING') AND lease_owner IS NULL`,
+	`CREATE INDEX jobs_lease_idx ON jobs (lease_expires_at) WHERE lease_owner IS NOT NULL`,
+}
+
 var ceilingCandidates = []ceilingCandidate{
-	{name: "one table, jobs_changed trigger off (diagnostic)", ddl: []string{`ALTER TABLE jobs DISABLE TRIGGER jobs_changed`},
-		claim: oneTableClaim, finish: oneTableFinish},
+	// The chosen design, through the store the worker uses: claims of 500
+	// past a cursor (as the worker makes them), then Finish.
+	{name: "job_queue + HOT job rows (jobsd's store)", store: true},
+	{name: "one table (the previous design's simple statements)", ddl: oneTableDDL, claim: oneTableClaim, finish: oneTableFinish},
 	{
 		name:     "one table, outcomes and next claim in one statement",
+		ddl:      oneTableDDL,
 		combined: true,
 		claim: `WITH fin AS (UPDATE jobs j SET status = 'COMPLETED', result = '{"output":"done"}', completed_at = now(),
 				lease_owner = NULL, lease_expires_at = NULL, updated_at = now(), version = j.version + 1
@@ -74,35 +93,6 @@ var ceilingCandidates = []ceilingCandidate{
 				updated_at = now(), version = j.version + 1
 			FROM picked WHERE j.id = picked.id AND (SELECT count(*) FROM fin) >= 0
 			RETURNING j.id, j.lease_owner, j.input, j.user_id, j.type, j.attempts, j.max_attempts, j.created_at`,
-	},
-	{name: "one table (jobsd's statements)", claim: oneTableClaim, finish: oneTableFinish},
-	{
-		// The queue and the leases in a narrow table beside the resource row;
-		// the jobs row keeps only what clients see plus the fence, none of it
-		// indexed, so with room on its page every update of it is HOT.
-		name: "narrow queue table + HOT jobs rows (fillfactor 50)",
-		ddl: []string{
-			`DROP INDEX jobs_claimable_idx`, `DROP INDEX jobs_lease_idx`,
-			`ALTER TABLE jobs SET (fillfactor = 50)`,
-			`CREATE TABLE job_queue (id uuid PRIMARY KEY, run_after timestamptz NOT NULL, lease_owner uuid, lease_expires_at timestamptz)`,
-			`CREATE INDEX job_queue_claimable_idx ON job_queue (run_after, id) WHERE lease_owner IS NULL`,
-			`CREATE INDEX job_queue_lease_idx ON job_queue (lease_expires_at) WHERE lease_owner IS NOT NULL`,
-		},
-		seed: []string{`INSERT INTO job_queue (id, run_after) SELECT id, run_after FROM jobs`},
-		claim: `WITH picked AS MATERIALIZED (SELECT id FROM job_queue
-				WHERE lease_owner IS NULL AND run_after <= now()
-				ORDER BY run_after, id LIMIT $1 FOR UPDATE SKIP LOCKED),
-			q AS (UPDATE job_queue q SET lease_owner = gen_random_uuid(), lease_expires_at = now() + interval '30 seconds'
-				FROM picked WHERE q.id = picked.id RETURNING q.id, q.lease_owner)
-			UPDATE jobs j SET status = 'PROCESSING', attempts = j.attempts + 1, started_at = COALESCE(j.started_at, now()),
-				lease_owner = q.lease_owner, worker_id = $2, updated_at = now(), version = j.version + 1
-			FROM q WHERE j.id = q.id
-			RETURNING j.id, j.lease_owner, j.input, j.user_id, j.type, j.attempts, j.max_attempts, j.created_at`,
-		finish: `WITH done AS (UPDATE jobs j SET status = 'COMPLETED', result = '{"output":"done"}', completed_at = now(),
-				lease_owner = NULL, updated_at = now(), version = j.version + 1
-			FROM unnest($1::uuid[], $2::uuid[]) AS o(id, lease)
-			WHERE j.id = o.id AND j.lease_owner = o.lease AND j.status = 'PROCESSING' RETURNING j.id)
-			DELETE FROM job_queue q USING done WHERE q.id = done.id`,
 	},
 }
 
@@ -155,6 +145,13 @@ func ceilingRun(ctx context.Context, e *env, url, dbName string, c ceilingCandid
 	if err != nil {
 		return r, err
 	}
+	var st *store.Store
+	if c.store {
+		if st, err = store.Open(ctx, url, store.Options{MaxOpenConns: loops + 1}); err != nil {
+			return r, err
+		}
+		defer st.Close()
+	}
 	var done atomic.Int64
 	var wg sync.WaitGroup
 	errs := make(chan error, loops)
@@ -163,7 +160,11 @@ func ceilingRun(ctx context.Context, e *env, url, dbName string, c ceilingCandid
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := ceilingLoop(ctx, db, c, fmt.Sprintf("loop-%d", l), &done); err != nil {
+			loop := func() error { return ceilingLoop(ctx, db, c, fmt.Sprintf("loop-%d", l), &done) }
+			if st != nil {
+				loop = func() error { return storeLoop(ctx, st, fmt.Sprintf("loop-%d", l), &done) }
+			}
+			if err := loop(); err != nil {
 				errs <- err
 			}
 		}()
@@ -187,6 +188,43 @@ func ceilingRun(ctx context.Context, e *env, url, dbName string, c ceilingCandid
 		r.HOTShare = hot / upd
 	}
 	return r, nil
+}
+
+// storeLoop is ceilingLoop through jobsd's store: claims of 500 past a
+// cursor while they come back full (the worker's way; a claim from the
+// head steps over the dead index entries the burn-down leaves), then
+// Finish, until a claim from the head finds nothing.
+func storeLoop(ctx context.Context, st *store.Store, worker string, done *atomic.Int64) error {
+	var cursor *store.QueueKey
+	for {
+		got, last, err := st.Claim(ctx, store.ClaimRequest{Worker: worker, N: 500, Lease: 30 * time.Second, After: cursor})
+		if err != nil {
+			return err
+		}
+		if len(got) == 0 {
+			if cursor == nil {
+				return nil
+			}
+			cursor = nil
+			continue
+		}
+		cursor = nil
+		if len(got) == 500 {
+			cursor = &last
+		}
+		outs := make([]store.Outcome, len(got))
+		for i, c := range got {
+			outs[i] = store.Outcome{ID: c.ID, Lease: c.Lease, Kind: store.OutcomeCompleted, Result: []byte(`{"output":"done"}`)}
+		}
+		written, err := st.Finish(ctx, outs)
+		if err != nil {
+			return err
+		}
+		if len(written) != len(got) {
+			return fmt.Errorf("finish wrote %d of %d", len(written), len(got))
+		}
+		done.Add(int64(len(got)))
+	}
 }
 
 // ceilingLoop claims 500 jobs, completes them, and again, until a claim
