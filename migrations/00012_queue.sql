@@ -16,7 +16,7 @@
 -- finished jobs the table keeps.
 --
 -- Workers of the previous release must be stopped before this runs: they
--- would claim from jobs without job_queue knowing (README, "Upgrading").
+-- would claim from jobs without job_queue knowing (docs/operating.md, "Upgrading").
 -- API processes of the previous release may keep running: their inserts are
 -- enqueued by the jobs_enqueue trigger below.
 LOCK TABLE jobs IN SHARE ROW EXCLUSIVE MODE;
