@@ -18,11 +18,10 @@ import "strings"
 // burn-down (oldest first) reaches last, so the probes do not step over the
 // dead index entries that claimed jobs leave at each user's head. Each
 // probe orders by the whole index key, (user_id, run_after, id) descending,
-// which only job_queue_user_claimable_idx gives without a sort: ordered by
-// user_id alone, the planner could take jobs_user_created_idx instead once
-// its statistics lagged a burn-down, and that index reaches each user at
-// the oldest end, through the finished jobs (a claim of 2,000 among 1,000
-// users went from 85 to 220 ms). The round
+// which only job_queue_user_claimable_idx gives without a sort (on the
+// one-table design, ordered by user_id alone, the planner took an index of
+// finished jobs once its statistics lagged a burn-down: a claim of 2,000
+// among 1,000 users went from 85 to 220 ms). The round
 // robin goes the same way: first the users below UserAfter, descending,
 // then from the greatest down to UserAfter itself. The walk stops after N
 // users (a claim cannot serve more): a claim of 8 jobs among 1,000 waiting

@@ -342,10 +342,10 @@ const finishSQL = `
 // Heartbeat extends the leases that are still held and returns the ids of
 // those that are not (rescued or cancelled), whose handlers should stop.
 //
-// It never waits for a row lock: a row another statement holds (most often
-// this worker's own outcome write, which locks its rows in another order, so
-// that waiting could deadlock) is skipped, neither extended nor reported
-// lost, and looked at again at the next heartbeat, well within the lease.
+// It writes job_queue only and never waits for a row lock: a row another
+// statement holds (most often this worker's own outcome write) is skipped,
+// neither extended nor reported lost, and looked at again at the next
+// heartbeat, well within the lease.
 func (s *Store) Heartbeat(ctx context.Context, held []Claimed, lease time.Duration) (lost []uuid.UUID, err error) {
 	if len(held) == 0 {
 		return nil, nil
