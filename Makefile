@@ -17,6 +17,10 @@ help: ## list the targets
 generate: ## regenerate gen/ (models, server/, apiclient/) from openapi.yaml
 	$(GO) generate ./gen/...
 
+.PHONY: docs
+docs: ## regenerate docs/configuration.md from the settings table (cmd/jobsd/settings.go); a test fails when they differ
+	go test ./cmd/jobsd/ -run '^TestConfigurationReference$$' -count=1 -update
+
 .PHONY: generate-check
 generate-check: generate ## regenerate and fail if gen/ differs from what is committed
 	@git diff --exit-code -- gen/ || { echo "gen/ is stale: run 'make generate' and commit"; exit 1; }

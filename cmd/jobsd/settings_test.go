@@ -1,10 +1,13 @@
 package main
 
 import (
+	"bytes"
+	"flag"
 	"go/ast"
 	"go/build"
 	"go/parser"
 	"go/token"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
@@ -199,5 +202,28 @@ func TestUsage(t *testing.T) {
 				t.Errorf("no flags section:\n%s", out)
 			}
 		})
+	}
+}
+
+var updateDocs = flag.Bool("update", false, "rewrite docs/configuration.md from the settings table")
+
+// TestConfigurationReference holds docs/configuration.md to the settings
+// table: `make docs` (this test with -update) rewrites it.
+func TestConfigurationReference(t *testing.T) {
+	var want bytes.Buffer
+	writeReference(&want)
+	path := filepath.Join("..", "..", "docs", "configuration.md")
+	if *updateDocs {
+		if err := os.WriteFile(path, want.Bytes(), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	got, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, want.Bytes()) {
+		t.Errorf("docs/configuration.md differs from the settings table in cmd/jobsd/settings.go: run `make docs` and commit it")
 	}
 }
