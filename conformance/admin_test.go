@@ -2,6 +2,7 @@ package conformance
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"os"
 	"strings"
@@ -9,6 +10,8 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+
+	"github.com/jobsd/jobsd/internal/eventually"
 )
 
 // adminJob is the AdminJob schema, as a client reads it.
@@ -170,16 +173,22 @@ func failedJob(t *testing.T, tok string) string {
 		}
 		return j.ID
 	}
-	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+	// A poll every 100 ms: within a deployment's read limit.
+	err := eventually.WaitEvery(30*time.Second, 100*time.Millisecond, func() error {
 		_, body := do(t, "GET", "/api/jobs/"+j.ID, bearer(tok), nil)
-		if status := decode[map[string]any](t, body)["status"]; status == "FAILED" {
-			return j.ID
-		} else if status == "COMPLETED" {
+		status := decode[map[string]any](t, body)["status"]
+		switch status {
+		case "FAILED":
+			return nil
+		case "COMPLETED":
 			t.Fatalf("the permanent-failure job completed: %s", body)
 		}
+		return fmt.Errorf("status %v", status)
+	})
+	if err != nil {
+		t.Fatalf("the permanent-failure job did not fail within 30 s: %v", err)
 	}
-	t.Fatal("the permanent-failure job did not fail within 30 s")
-	return ""
+	return j.ID
 }
 
 // TestAdminRequeue: a FAILED job is requeued as a new PENDING job of the

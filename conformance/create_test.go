@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"os"
 	"strings"
@@ -12,6 +13,8 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+
+	"github.com/jobsd/jobsd/internal/eventually"
 )
 
 func jsonHeader(tok string, extra ...string) http.Header {
@@ -248,8 +251,8 @@ func TestProcessingWhileRunning(t *testing.T) {
 	tok := token(t, newUser(t), true)
 	j := create(t, "/api/admin/prompts/preview", jsonHeader(tok), `{"prompt":"[[simulate:slow=3s]] Summarise the risks of maize farming."}`)
 	seen := map[string]map[string]any{}
-	deadline := time.Now().Add(30 * time.Second)
-	for time.Now().Before(deadline) {
+	// A 3 s attempt: a poll every 100 ms cannot miss it, and stays within a deployment's read limit.
+	err := eventually.WaitEvery(30*time.Second, 100*time.Millisecond, func() error {
 		resp, body := do(t, "GET", "/api/jobs/"+j.ID, bearer(tok), nil)
 		if resp.StatusCode != http.StatusOK {
 			t.Fatalf("poll: %d %s", resp.StatusCode, body)
@@ -262,10 +265,13 @@ func TestProcessingWhileRunning(t *testing.T) {
 		if _, ok := seen[status]; !ok {
 			seen[status] = got
 		}
-		if status == "COMPLETED" || status == "FAILED" {
-			break
+		if status != "COMPLETED" && status != "FAILED" {
+			return fmt.Errorf("still %s", status)
 		}
-		time.Sleep(100 * time.Millisecond) // a 3 s attempt: a poll every 100 ms cannot miss it
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("job not finished within 30 s: %v (saw %v)", err, keys(seen))
 	}
 	p, ok := seen["PROCESSING"]
 	if !ok {

@@ -137,6 +137,7 @@ func roundTripPolitely(req *http.Request) (*http.Response, error) {
 		}
 		wait, _ := strconv.Atoi(resp.Header.Get("Retry-After"))
 		resp.Body.Close()
+		// Retry-After is a time: the protocol asks the client to wait it out (1 to 3 s here).
 		time.Sleep(time.Duration(min(max(wait, 1), 3)) * time.Second)
 		if req.GetBody != nil {
 			if req.Body, err = req.GetBody(); err != nil {

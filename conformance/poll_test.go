@@ -120,6 +120,7 @@ func TestLongPoll(t *testing.T) {
 	})
 	t.Run("answers on change", func(t *testing.T) {
 		go func() {
+			// Change the job while the poll waits; the in-process server shows no sign of a waiting poll, so allow it time to reach its wait.
 			time.Sleep(300 * time.Millisecond)
 			advance(t, id, "PROCESSING")
 		}()

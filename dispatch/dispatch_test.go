@@ -14,6 +14,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/jobsd/jobsd/dispatch"
+	"github.com/jobsd/jobsd/internal/eventually"
 	"github.com/jobsd/jobsd/internal/pgtest"
 	"github.com/jobsd/jobsd/internal/sqsfake"
 	"github.com/jobsd/jobsd/job"
@@ -89,7 +90,7 @@ func (b bundle) sweep(t *testing.T) {
 
 func (b bundle) job(t *testing.T, id uuid.UUID) *job.Job {
 	t.Helper()
-	j, err := b.st.Get(context.Background(), "alice", id)
+	j, err := b.st.Get(context.Background(), store.OwnedBy("alice"), id)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -240,14 +241,8 @@ func TestCancelWithoutListen(t *testing.T) {
 		}
 		done <- resp
 	}()
-	deadline := time.Now().Add(10 * time.Second)
-	for b.job(t, id).Status != job.StatusProcessing {
-		if time.Now().After(deadline) {
-			t.Fatal("job never started")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	if _, _, err := b.st.Cancel(t.Context(), "alice", id); err != nil {
+	eventually.True(t, 10*time.Second, "the job started", func() bool { return b.job(t, id).Status == job.StatusProcessing })
+	if _, _, err := b.st.Cancel(t.Context(), store.OwnedBy("alice"), id); err != nil {
 		t.Fatal(err)
 	}
 	select {
@@ -334,18 +329,15 @@ func TestSender(t *testing.T) {
 
 	waitSent := func(body string) {
 		t.Helper()
-		deadline := time.Now().Add(10 * time.Second)
-		for {
-			for _, s := range b.queue.Sent() {
+		eventually.NoError(t, 10*time.Second, "a message for "+body, func() error {
+			sent := b.queue.Sent()
+			for _, s := range sent {
 				if s.Body == body {
-					return
+					return nil
 				}
 			}
-			if time.Now().After(deadline) {
-				t.Fatalf("no message for %s; sent %+v", body, b.queue.Sent())
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
+			return fmt.Errorf("sent %+v", sent)
+		})
 	}
 	created := b.create(t, "Prices fell sharply in March.")
 	waitSent(created.String())
@@ -394,7 +386,7 @@ func TestUserCap(t *testing.T) {
 	if j := b.job(t, first); j.Status != job.StatusCompleted || j.Attempts != 1 {
 		t.Errorf("alice's first job: %s attempts %d", j.Status, j.Attempts)
 	}
-	if j, err := b.st.Get(t.Context(), "bob", other.ID); err != nil || j.Status != job.StatusCompleted || j.Attempts != 1 {
+	if j, err := b.st.Get(t.Context(), store.OwnedBy("bob"), other.ID); err != nil || j.Status != job.StatusCompleted || j.Attempts != 1 {
 		t.Errorf("bob's job: %+v, %v; want COMPLETED at attempt 1 beside alice's", j, err)
 	}
 	if j := b.job(t, second); j.Status != job.StatusPending || j.Attempts != 0 {
@@ -437,7 +429,7 @@ func TestRegistry(t *testing.T) {
 	if w.ID != b.h.ID() || w.Host != "jobs-fn 2026/12/02/[$LATEST]abc" || w.Concurrency != 1 || w.PID != os.Getpid() {
 		t.Errorf("registry entry %+v, want id %s, the host given, concurrency 1", w, b.h.ID())
 	}
-	aj, err := b.st.GetAny(t.Context(), id)
+	aj, err := b.st.Get(t.Context(), store.Operator("test"), id)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -459,18 +451,16 @@ func TestRegistry(t *testing.T) {
 // waitWorkers polls the registry until cond holds (10 s at most).
 func waitWorkers(t *testing.T, st *store.Store, cond func([]store.Process) bool) []store.Process {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		ws, err := st.Processes(t.Context(), store.KindWorker)
-		if err != nil {
+	var ws []store.Process
+	eventually.NoError(t, 10*time.Second, "the registry as expected", func() error {
+		var err error
+		if ws, err = st.Processes(t.Context(), store.KindWorker); err != nil {
 			t.Fatal(err)
 		}
-		if cond(ws) {
-			return ws
+		if !cond(ws) {
+			return fmt.Errorf("registry %+v", ws)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("registry never as expected: %+v", ws)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return nil
+	})
+	return ws
 }

@@ -64,7 +64,7 @@ func TestAPISIGTERM(t *testing.T) {
 
 	// New connections are refused soon after the signal.
 	var refusedAfter time.Duration
-	for time.Since(termAt) < 3*time.Second {
+	err := eventually.Wait(3*time.Second, func() error {
 		conn, err := net.DialTimeout("tcp", api.Addr, time.Second)
 		if err != nil {
 			// A connection still in the accept queue when the listener
@@ -73,12 +73,12 @@ func TestAPISIGTERM(t *testing.T) {
 				t.Errorf("dial after SIGTERM: %v, want connection refused", err)
 			}
 			refusedAfter = time.Since(termAt)
-			break
+			return nil
 		}
 		conn.Close()
-		time.Sleep(10 * time.Millisecond)
-	}
-	if refusedAfter == 0 {
+		return errors.New("connection accepted")
+	})
+	if err != nil {
 		t.Errorf("new connections still accepted 3 s after SIGTERM")
 	}
 	lr := <-long

@@ -9,6 +9,8 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jmoiron/sqlx"
+
+	"github.com/jobsd/jobsd/internal/eventually"
 )
 
 // The audit: the jobs table and a history of every change to its rows,
@@ -55,22 +57,21 @@ func installHistory(t testing.TB, db *sqlx.DB) {
 // waitAllTerminal waits until no job of the database is unfinished.
 func waitAllTerminal(t testing.TB, db *sqlx.DB, within time.Duration) {
 	t.Helper()
-	deadline := time.Now().Add(within)
-	for {
+	err := eventually.Wait(within, func() error {
 		left, err := unfinished(db)
-		if err == nil && left == 0 {
-			return
+		if err == nil && left > 0 {
+			err = fmt.Errorf("%d jobs still unfinished", left)
 		}
-		if time.Now().After(deadline) {
-			var rows []struct {
-				Status   string `db:"status"`
-				Attempts int    `db:"attempts"`
-				N        int    `db:"n"`
-			}
-			listErr := db.Select(&rows, `SELECT status, attempts, count(*) AS n FROM jobs WHERE status NOT IN ('COMPLETED', 'FAILED') GROUP BY 1, 2`)
-			t.Fatalf("%d jobs still unfinished after %v (err %v): %+v (listing them: %v)", left, within, err, rows, listErr)
+		return err
+	})
+	if err != nil {
+		var rows []struct {
+			Status   string `db:"status"`
+			Attempts int    `db:"attempts"`
+			N        int    `db:"n"`
 		}
-		time.Sleep(200 * time.Millisecond)
+		listErr := db.Select(&rows, `SELECT status, attempts, count(*) AS n FROM jobs WHERE status NOT IN ('COMPLETED', 'FAILED') GROUP BY 1, 2`)
+		t.Fatalf("after %v: %v: %+v (listing them: %v)", within, err, rows, listErr)
 	}
 }
 

@@ -2,10 +2,13 @@ package faults
 
 import (
 	"context"
+	"errors"
 	"net/http"
+	"slices"
 	"testing"
 	"time"
 
+	"github.com/jobsd/jobsd/internal/eventually"
 	"github.com/jobsd/jobsd/internal/pgtest"
 	"github.com/jobsd/jobsd/internal/proctest"
 )
@@ -39,14 +42,31 @@ func TestDatabaseCut(t *testing.T) {
 	load := runLoad(ctx, c, &rec, &created, 4, 4, 400)
 	probe := probeReady(ctx, newClient("http://"+api.Addr, ""), &ready)
 
-	time.Sleep(2 * time.Second)
+	eventually.True(t, 30*time.Second, "10 jobs created and /readyz 200", func() bool {
+		return len(created.list()) >= 10 && slices.ContainsFunc(ready.all(), func(r result) bool { return r.status == http.StatusOK })
+	})
 	cutAt := time.Now()
 	px.cut()
+	// The outage must really last 3 s: the requests meeting it are what is checked.
 	time.Sleep(3 * time.Second)
 	restoreAt := time.Now()
 	px.restore()
 	recovered := waitRecovered(t, c, 15*time.Second)
-	time.Sleep(3 * time.Second)
+	// /readyz 200 again (the listener reconnects within its 5 s backoff),
+	// then 20 answers from it to show it stays so; if it never is, the
+	// checks below say how.
+	_ = eventually.Wait(20*time.Second, func() error {
+		again := 0
+		for _, r := range ready.all() {
+			if r.start.After(restoreAt) && (again > 0 || r.status == http.StatusOK) {
+				again++
+			}
+		}
+		if again < 20 {
+			return errors.New("not yet")
+		}
+		return nil
+	})
 	stop()
 	load.Wait()
 	probe.Wait()
@@ -118,8 +138,9 @@ func TestTerminateBackends(t *testing.T) {
 	var rec recorder
 	var created ids
 	load := runLoad(ctx, c, &rec, &created, 4, 4, 400)
-	time.Sleep(2 * time.Second)
+	eventually.True(t, 30*time.Second, "10 jobs created", func() bool { return len(created.list()) >= 10 })
 	var killed []int
+	var recovered time.Duration
 	for range 2 {
 		var n int
 		if err := direct.Get(&n, `SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
@@ -127,10 +148,13 @@ func TestTerminateBackends(t *testing.T) {
 			t.Fatal(err)
 		}
 		killed = append(killed, n)
-		time.Sleep(1500 * time.Millisecond)
+		recovered = waitRecovered(t, c, 15*time.Second)
+		// The load goes on against the reconnected service before the next kill, and the end.
+		recoveredAt := time.Now()
+		eventually.True(t, 30*time.Second, "20 requests after the recovery answered", func() bool {
+			return len(window(rec.all(), recoveredAt, time.Now().Add(time.Hour), nil)) >= 20
+		})
 	}
-	recovered := waitRecovered(t, c, 15*time.Second)
-	time.Sleep(time.Second)
 	stop()
 	load.Wait()
 

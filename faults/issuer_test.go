@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/jobsd/jobsd/auth"
+	"github.com/jobsd/jobsd/internal/eventually"
 )
 
 // issuer is a token issuer and its JWKS endpoint, which can go away
@@ -75,13 +76,11 @@ func (i *issuer) stop() {
 func (i *issuer) resume() {
 	i.t.Helper()
 	var ln net.Listener
-	var err error
-	for range 50 {
-		if ln, err = net.Listen("tcp", i.addr); err == nil {
-			break
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	// The closed server's port may take a moment to be free again.
+	err := eventually.Wait(time.Second, func() (err error) {
+		ln, err = net.Listen("tcp", i.addr)
+		return err
+	})
 	if err != nil {
 		i.t.Fatalf("jwks resume: %v", err)
 	}

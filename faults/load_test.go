@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+
+	"github.com/jobsd/jobsd/internal/eventually"
 )
 
 // Load: creators and pollers of AI previews, a /readyz prober, and the
@@ -125,16 +127,14 @@ func sleepCtx(ctx context.Context, d time.Duration) {
 func waitRecovered(t testing.TB, c *client, within time.Duration) time.Duration {
 	t.Helper()
 	start := time.Now()
-	for {
+	eventually.NoError(t, within, "the API to recover", func() error {
 		r := c.create("recovery probe")
 		if j, ok := r.job(); ok && r.status == http.StatusAccepted {
 			if g := c.do(http.MethodGet, "/api/jobs/"+j.ID.String(), nil); g.status == http.StatusOK {
-				return time.Since(start)
+				return nil
 			}
 		}
-		if time.Since(start) > within {
-			t.Fatalf("API did not recover within %v: last %d %s %v", within, r.status, r.body, r.err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return fmt.Errorf("last create: %d %s %v", r.status, r.body, r.err)
+	})
+	return time.Since(start)
 }

@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -19,6 +20,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/jobsd/jobsd/internal/eventually"
 	"github.com/jobsd/jobsd/internal/pgtest"
 	"github.com/jobsd/jobsd/internal/proctest"
 )
@@ -61,9 +63,11 @@ func TestReplicas(t *testing.T) {
 	load := runLoad(ctx, c, rec, created, 3, 3, 600)
 	w := startWaiters(ctx, c, created, rec)
 
-	// Rolling restarts: each API, then each worker, one at a time, each
-	// back before the next goes.
-	time.Sleep(time.Second)
+	// Rolling restarts under load: each API, then each worker, one at a
+	// time, each back before the next goes.
+	eventually.True(t, 30*time.Second, "10 jobs created and a long poll and a stream waiting", func() bool {
+		return len(created.list()) >= 10 && w.started.Load() >= 2
+	})
 	for i := range apis {
 		apis[i].terminate(t)
 		apis[i] = startServe(t, dbURL, iss, apiEnv...)
@@ -74,7 +78,10 @@ func TestReplicas(t *testing.T) {
 		workers[i].terminate(t)
 		workers[i] = startWorker(t, dbURL)
 	}
-	time.Sleep(time.Second)
+	restarted := time.Now()
+	eventually.True(t, 30*time.Second, "20 requests to the restarted deployment answered", func() bool {
+		return len(window(rec.all(), restarted, time.Now().Add(time.Hour), nil)) >= 20
+	})
 	stop()
 	load.Wait()
 
@@ -231,22 +238,18 @@ func (b *balancer) check(ctx context.Context, t http.RoundTripper) {
 
 func (b *balancer) waitHealthy(t *testing.T, n int) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	eventually.NoError(t, 30*time.Second, fmt.Sprintf("%d backends ready", n), func() error {
 		ready := 0
 		for i := range b.backends {
 			if be := b.backends[i].Load(); be != nil && be.ready.Load() {
 				ready++
 			}
 		}
-		if ready >= n {
-			return
+		if ready < n {
+			return fmt.Errorf("%d of %d backends ready", ready, n)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d of %d backends ready after 30 s", ready, n)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return nil
+	})
 }
 
 // ---------------------------------------------------------------------------
@@ -336,7 +339,8 @@ func longPoll(c *client, id uuid.UUID, rec *recorder, done <-chan struct{}) bool
 				return true
 			}
 		} else if r.status != http.StatusNotModified {
-			time.Sleep(100 * time.Millisecond) // a 503 or a transport error: retry
+			// A 503 or a transport error: a client's pause before it retries (the load's pace).
+			time.Sleep(100 * time.Millisecond)
 		}
 	}
 }
@@ -360,6 +364,7 @@ func stream(c *client, id uuid.UUID, rec *recorder, done <-chan struct{}) bool {
 		resp, err := c.hc.Do(req)
 		if err != nil {
 			rec.add(result{method: "GET", path: "/events", err: err, start: start, dur: time.Since(start)})
+			// A client's pause before it reconnects (the load's pace).
 			time.Sleep(100 * time.Millisecond)
 			continue
 		}
@@ -371,6 +376,7 @@ func stream(c *client, id uuid.UUID, rec *recorder, done <-chan struct{}) bool {
 			b, _ := io.ReadAll(resp.Body)
 			resp.Body.Close()
 			rec.add(result{method: "GET", path: "/events", status: resp.StatusCode, body: b, hdr: resp.Header, start: start, dur: time.Since(start)})
+			// A client's pause before it reconnects (the load's pace).
 			time.Sleep(100 * time.Millisecond)
 			continue
 		}

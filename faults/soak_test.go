@@ -92,11 +92,13 @@ func TestSoak(t *testing.T) {
 		if next.Add(4 * time.Second).After(start.Add(dur)) {
 			break
 		}
+		// The faults come on a schedule: one every `every` of the soak's duration.
 		time.Sleep(time.Until(next))
 		f := fault{start: time.Now()}
 		if k%2 == 0 {
 			f.kind = "database cut 2s"
 			px.cut()
+			// The cut must really last 2 s: the requests meeting it are what is measured.
 			time.Sleep(2 * time.Second)
 			px.restore()
 			f.end = time.Now()
@@ -162,6 +164,7 @@ func follow(c *client, rec *recorder, id string, style int, limit time.Duration)
 	path := "/api/jobs/" + id
 	etag := ""
 	if style == 2 {
+		// A user's think time: the cancel lands at a random point of the job's life.
 		time.Sleep(time.Duration(100+rand.IntN(400)) * time.Millisecond)
 		rec.add(c.do(http.MethodPost, path+"/cancel", nil))
 	}
@@ -180,6 +183,7 @@ func follow(c *client, rec *recorder, id string, style int, limit time.Duration)
 			}
 		}
 		if style != 1 || r.status != http.StatusOK && r.status != http.StatusNotModified {
+			// A client's poll pace (the load's shape), not a wait for a condition.
 			time.Sleep(250 * time.Millisecond)
 		}
 	}

@@ -10,6 +10,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/jmoiron/sqlx"
 
+	"github.com/jobsd/jobsd/internal/eventually"
 	"github.com/jobsd/jobsd/internal/pgtest"
 	"github.com/jobsd/jobsd/internal/proctest"
 )
@@ -52,15 +53,24 @@ func TestWorkersKilled(t *testing.T) {
 	wg.Wait()
 
 	workers := []*proc{startWorker(t, dbURL), startWorker(t, dbURL)}
+	// holding says whether the worker p is running jobs: each SIGKILL lands mid-job.
+	holding := func(p *proc) bool {
+		var n int
+		if err := direct.Get(&n, `SELECT count(*) FROM jobs j JOIN processes p ON p.id = j.worker_id
+			WHERE j.status = 'PROCESSING' AND p.kind = 'worker' AND p.pid = $1`, p.Cmd.Process.Pid); err != nil {
+			t.Fatal(err)
+		}
+		return n > 0
+	}
 	start := time.Now()
 	for k := range 6 {
-		time.Sleep(1200 * time.Millisecond)
+		eventually.True(t, 30*time.Second, fmt.Sprintf("worker %d running jobs before SIGKILL %d", k%2, k+1), func() bool { return holding(workers[k%2]) })
 		workers[k%2].Kill()
 		workers[k%2] = startWorker(t, dbURL)
 	}
 	waitAllTerminal(t, direct, 60*time.Second)
 	rep := audit(t, direct, created.list())
-	t.Logf("6 SIGKILLs, 1.2 s apart; all %d jobs terminal %v after the first start; audit: %v", n, time.Since(start).Round(100*time.Millisecond), rep)
+	t.Logf("6 SIGKILLs, each of a worker running jobs; all %d jobs terminal %v after the first start; audit: %v", n, time.Since(start).Round(100*time.Millisecond), rep)
 	if rep.Claims <= n {
 		t.Logf("note: no job needed a second attempt (%d claims)", rep.Claims)
 	}
@@ -84,9 +94,8 @@ func TestJobTimeout(t *testing.T) {
 	if !ok {
 		t.Fatalf("create: %d %s %v", r.status, r.body, r.err)
 	}
-	deadline := time.Now().Add(30 * time.Second)
 	var seen []string
-	for {
+	eventually.NoError(t, 30*time.Second, "the job finished", func() error {
 		g := c.do(http.MethodGet, "/api/jobs/"+j.ID.String(), nil)
 		cur, ok := g.job()
 		if !ok {
@@ -95,15 +104,12 @@ func TestJobTimeout(t *testing.T) {
 		if s := fmt.Sprintf("%s/%d/%s", cur.Status, cur.Attempts, cur.UpdatedAt); len(seen) == 0 || seen[len(seen)-1] != s {
 			seen = append(seen, s)
 		}
-		if terminal(cur.Status) {
-			j = cur
-			break
+		if !terminal(cur.Status) {
+			return fmt.Errorf("polled states %v", seen)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("job not finished after 30 s: %v", seen)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		j = cur
+		return nil
+	})
 	t.Logf("polled states (status/attempts/updatedAt): %v", seen)
 	if j.Status != "FAILED" || j.Attempts != 3 || j.Error == nil || *j.Error != "Job attempt timed out" {
 		e := "<nil>"
@@ -196,6 +202,7 @@ func TestCrashingJobs(t *testing.T) {
 		"JOBS_WORKER_HEARTBEAT=200ms", "JOBS_WORKER_RESCUE_EVERY=200ms"}
 	deadline := time.Now().Add(90 * time.Second)
 	restarts := 0
+	finished := waitTerminal(direct)
 	for !allTerminal(t, direct) {
 		w := startCrashingWorker(t, dbURL, env...)
 		select {
@@ -203,7 +210,7 @@ func TestCrashingJobs(t *testing.T) {
 			restarts++
 		case <-time.After(time.Until(deadline)):
 			t.Fatalf("jobs unfinished after 90 s and %d worker deaths", restarts)
-		case <-waitTerminal(direct):
+		case <-finished:
 		}
 		if restarts > 20 {
 			t.Fatalf("%d worker deaths: attempts are not bounded", restarts)
@@ -247,11 +254,13 @@ func waitTerminal(db *sqlx.DB) <-chan struct{} {
 	c := make(chan struct{})
 	go func() {
 		defer close(c)
-		for end := time.Now().Add(2 * time.Minute); time.Now().Before(end); time.Sleep(100 * time.Millisecond) {
-			if left, err := unfinished(db); err == nil && left == 0 {
-				return
+		_ = eventually.Wait(2*time.Minute, func() error {
+			left, err := unfinished(db)
+			if err == nil && left > 0 {
+				err = fmt.Errorf("%d jobs unfinished", left)
 			}
-		}
+			return err
+		})
 	}()
 	return c
 }

@@ -39,7 +39,7 @@ func requireAdmin(next echo.HandlerFunc) echo.HandlerFunc {
 // AdminListJobs pages through every user's jobs, newest first.
 func (s *Server) AdminListJobs(ctx context.Context, req server.AdminListJobsRequestObject) (server.AdminListJobsResponseObject, error) {
 	p := req.Params
-	f := store.AdminFilter{Limit: 20}
+	f := store.ListFilter{Limit: 20}
 	if p.Limit != nil {
 		f.Limit = *p.Limit
 	}
@@ -68,7 +68,7 @@ func (s *Server) AdminListJobs(ctx context.Context, req server.AdminListJobsRequ
 		}
 		f.After = &c
 	}
-	jobs, next, err := s.store.ListAny(ctx, f)
+	jobs, next, err := s.store.List(ctx, store.Operator(principalFrom(ctx).Subject), f)
 	if err != nil {
 		return nil, err
 	}
@@ -85,7 +85,7 @@ func (s *Server) AdminListJobs(ctx context.Context, req server.AdminListJobsRequ
 
 // AdminGetJob answers any user's job.
 func (s *Server) AdminGetJob(ctx context.Context, req server.AdminGetJobRequestObject) (server.AdminGetJobResponseObject, error) {
-	j, err := s.store.GetAny(ctx, req.Id)
+	j, err := s.store.Get(ctx, store.Operator(principalFrom(ctx).Subject), req.Id)
 	if err != nil {
 		return nil, err
 	}
@@ -111,11 +111,11 @@ func (s *Server) AdminGetJobAttempts(ctx context.Context, req server.AdminGetJob
 // AdminGetJobEvents streams any user's job, as GetJobEvents does its owner's.
 func (s *Server) AdminGetJobEvents(ctx context.Context, req server.AdminGetJobEventsRequestObject) (server.AdminGetJobEventsResponseObject, error) {
 	read := func(ctx context.Context) (polled, error) {
-		j, err := s.store.GetAny(ctx, req.Id)
+		j, err := s.store.Get(ctx, store.Operator(principalFrom(ctx).Subject), req.Id)
 		if err != nil {
 			return polled{}, err
 		}
-		return polled{job: toAPIJob(&j.Job), etag: etagOf(&j.Job)}, nil
+		return polled{job: toAPIJob(j), etag: etagOf(j)}, nil
 	}
 	stream, err := s.openStream(ctx, req.Id, req.Params.LastEventID, read)
 	if err != nil {
@@ -129,17 +129,18 @@ func (s *Server) AdminGetJobEvents(ctx context.Context, req server.AdminGetJobEv
 
 // AdminCancelJob cancels any user's job and logs who did.
 func (s *Server) AdminCancelJob(ctx context.Context, req server.AdminCancelJobRequestObject) (server.AdminCancelJobResponseObject, error) {
-	admin := principalFrom(ctx).Subject
-	_, res, err := s.store.CancelAs(ctx, store.Canceller{ID: req.Id, By: admin, Text: job.ErrTextCancelledByAdmin})
+	admin := store.Operator(principalFrom(ctx).Subject)
+	_, res, err := s.store.Cancel(ctx, admin, req.Id)
 	if err != nil {
 		return nil, err
 	}
 	if res == store.AlreadyFinished {
-		return server.AdminCancelJob409JSONResponse{Error: msgAlreadyFinished}, nil
+		return nil, errAlreadyFinished
 	}
 	s.metrics.JobCancelled()
-	s.log.Info("admin action", "action", "cancel", "admin", admin, "job_id", req.Id)
-	j, err := s.store.GetAny(ctx, req.Id)
+	s.log.Info("admin action", "action", "cancel", "admin", principalFrom(ctx).Subject, "job_id", req.Id)
+	// Read again for the operator's fields (who cancelled it, the worker).
+	j, err := s.store.Get(ctx, admin, req.Id)
 	if err != nil {
 		return nil, err
 	}
@@ -251,8 +252,8 @@ func (s *Server) AdminListWorkers(ctx context.Context, _ server.AdminListWorkers
 	return server.AdminListWorkers200JSONResponse(gen.WorkerList{Workers: toAPIWorkers(workers)}), nil
 }
 
-func toAdminJob(j *store.AdminJob) gen.AdminJob {
-	return gen.AdminJob{Job: toAPIJob(&j.Job), UserId: j.UserID, WorkerId: j.WorkerID,
+func toAdminJob(j *job.Job) gen.AdminJob {
+	return gen.AdminJob{Job: toAPIJob(j), UserId: j.UserID, WorkerId: j.WorkerID,
 		CancelledBy: j.CancelledBy, RequeuedFrom: j.RequeuedFrom, RequeuedAs: j.RequeuedAs}
 }
 

@@ -1,11 +1,13 @@
 package impl
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"log/slog"
 	"net/http"
 	"regexp"
+	"strconv"
 	"strings"
 
 	"github.com/labstack/echo/v4"
@@ -40,17 +42,27 @@ const (
 type apiError struct {
 	status  int
 	message string
+	// retryAfter is a 429's Retry-After in seconds; a 503 without one says
+	// the polling interval.
+	retryAfter string
 }
 
 func (e *apiError) Error() string { return e.message }
 
 func errorf(status int, message string) *apiError { return &apiError{status: status, message: message} }
 
+// tooManyRequests is a 429 that says when to try again.
+func tooManyRequests(retryAfterSeconds int) *apiError {
+	return &apiError{status: http.StatusTooManyRequests, message: msgTooMany, retryAfter: strconv.Itoa(max(retryAfterSeconds, 1))}
+}
+
 var (
 	errInvalidUUID  = errorf(http.StatusBadRequest, msgInvalidUUID)
 	errUnauthorized = errorf(http.StatusUnauthorized, msgUnauthorized)
 	errNotFound     = errorf(http.StatusNotFound, msgNotFound)
 	errForbidden    = errorf(http.StatusForbidden, msgForbidden)
+	// A cancel of a job that had finished already.
+	errAlreadyFinished = errorf(http.StatusConflict, msgAlreadyFinished)
 )
 
 // paramInMessage finds the parameter name in the generated binder's errors,
@@ -145,9 +157,9 @@ func errorHandler(log *slog.Logger) echo.HTTPErrorHandler {
 		case http.StatusUnauthorized:
 			h.Set(echo.HeaderWWWAuthenticate, wwwAuthenticate(c))
 		case http.StatusServiceUnavailable:
-			h.Set("Retry-After", retryAfter) // the polling interval, RetryAfterSeconds
+			h.Set("Retry-After", cmp.Or(e.retryAfter, retryAfter)) // by default the polling interval, RetryAfterSeconds
 		case http.StatusTooManyRequests:
-			// limitRate has set Retry-After.
+			h.Set("Retry-After", e.retryAfter)
 		case http.StatusMethodNotAllowed:
 			// echo sets Allow on the router's 405; keep it.
 		}

@@ -81,7 +81,7 @@ func (e *eventStream) VisitGetJobEventsResponse(w http.ResponseWriter) error {
 		// released however the stream ends; a refused stream holds nothing.
 		slot, ok := e.s.waiters.acquire(e.ctx, e.user, e.s.replicas)
 		if !ok {
-			return server.GetJobEvents429JSONResponse{TooManyRequestsJSONResponse: tooManyWaiters()}.VisitGetJobEventsResponse(w)
+			return errTooManyWaiters // nothing written yet: the error handler answers
 		}
 		defer e.s.waiters.release(e.ctx, slot, e.s.replicas)
 	}

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 
 	"github.com/jobsd/jobsd/gen"
 	"github.com/jobsd/jobsd/gen/server"
@@ -36,7 +37,7 @@ func (s *Server) ListJobs(ctx context.Context, req server.ListJobsRequestObject)
 		}
 		f.After = &c
 	}
-	jobs, next, err := s.store.List(ctx, principalFrom(ctx).Subject, f)
+	jobs, next, err := s.store.List(ctx, store.OwnedBy(principalFrom(ctx).Subject), f)
 	if err != nil {
 		return nil, err
 	}
@@ -69,7 +70,7 @@ func (s *Server) CreatePromptPreview(ctx context.Context, req server.CreatePromp
 func (s *Server) CreateJob(ctx context.Context, req server.CreateJobRequestObject) (server.CreateJobResponseObject, error) {
 	typ, input, err := jobInput(req.Body)
 	if err != nil {
-		return server.CreateJob400JSONResponse{BadRequestJSONResponse: server.BadRequestJSONResponse{Error: err.Error()}}, nil
+		return nil, errorf(http.StatusBadRequest, err.Error())
 	}
 	j, err := s.create(ctx, typ, input, "POST /api/jobs", req.Params.IdempotencyKey)
 	if err != nil {
@@ -213,15 +214,15 @@ func (s *Server) GetHealth(ctx context.Context, _ server.GetHealthRequestObject)
 func (s *Server) GetReady(ctx context.Context, _ server.GetReadyRequestObject) (server.GetReadyResponseObject, error) {
 	select {
 	case <-s.draining:
-		return server.GetReady503JSONResponse{Error: msgDraining}, nil
+		return nil, errorf(http.StatusServiceUnavailable, msgDraining)
 	default:
 	}
 	if s.hub != nil && !s.hub.Up() {
-		return server.GetReady503JSONResponse{Error: msgListenerDown}, nil
+		return nil, errorf(http.StatusServiceUnavailable, msgListenerDown)
 	}
 	if err := s.store.Ping(ctx); err != nil {
 		s.log.Warn("not ready", "err", err)
-		return server.GetReady503JSONResponse{Error: "Database unavailable"}, nil
+		return nil, errorf(http.StatusServiceUnavailable, msgDatabaseDown)
 	}
 	return server.GetReady200JSONResponse{Status: gen.Ok}, nil
 }
@@ -230,16 +231,17 @@ func (s *Server) GetReady(ctx context.Context, _ server.GetReadyRequestObject) (
 const (
 	msgDraining     = "Shutting down"
 	msgListenerDown = "Change listener unavailable"
+	msgDatabaseDown = "Database unavailable"
 )
 
 // CancelJob ends the caller's unfinished job as FAILED "Cancelled by user".
 func (s *Server) CancelJob(ctx context.Context, req server.CancelJobRequestObject) (server.CancelJobResponseObject, error) {
-	j, res, err := s.store.Cancel(ctx, principalFrom(ctx).Subject, req.Id)
+	j, res, err := s.store.Cancel(ctx, store.OwnedBy(principalFrom(ctx).Subject), req.Id)
 	if err != nil {
 		return nil, err
 	}
 	if res == store.AlreadyFinished {
-		return server.CancelJob409JSONResponse{Error: msgAlreadyFinished}, nil
+		return nil, errAlreadyFinished
 	}
 	s.metrics.JobCancelled()
 	return server.CancelJob200JSONResponse(toAPIJob(j)), nil

@@ -2,6 +2,7 @@ package impl_test
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"math"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/jobsd/jobsd/hub"
 	"github.com/jobsd/jobsd/impl"
+	"github.com/jobsd/jobsd/internal/eventually"
 	"github.com/jobsd/jobsd/job"
 	"github.com/jobsd/jobsd/store"
 )
@@ -141,7 +143,7 @@ func TestWaiterCap(t *testing.T) {
 	}
 	first := waiter("/api/jobs/" + job1 + "?waitSeconds=30")
 	waiter("/api/jobs/" + job2 + "?waitSeconds=30")
-	waitUntil(t, func() bool { return h.Waiting() == 2 })
+	eventually.True(t, 10*time.Second, "both long polls waiting", func() bool { return h.Waiting() == 2 })
 
 	for _, path := range []string{"/api/jobs/" + job2 + "?waitSeconds=30", "/api/jobs/" + job2 + "/events"} {
 		resp := get(t.Context(), path, etag)
@@ -267,7 +269,7 @@ func TestWaiterCapAcrossReplicas(t *testing.T) {
 	}
 	rowsAre := func(want int) {
 		t.Helper()
-		waitUntil(t, func() bool { return openWaiterRows(t, b) == want })
+		eventually.True(t, 10*time.Second, fmt.Sprintf("%d waiter rows", want), func() bool { return openWaiterRows(t, b) == want })
 	}
 
 	gone, leave := context.WithCancel(context.Background())
@@ -352,18 +354,6 @@ func openWaiterRows(t *testing.T, b *pollBundle) int {
 		t.Fatal(err)
 	}
 	return n
-}
-
-// waitUntil polls cond until it holds, for at most 10 s.
-func waitUntil(t *testing.T, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not met within 10 s")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }
 
 // TestAuthFailFlood: past its burst of failed authentications, a client

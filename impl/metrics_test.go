@@ -18,6 +18,7 @@ import (
 
 	"github.com/jobsd/jobsd/hub"
 	"github.com/jobsd/jobsd/impl"
+	"github.com/jobsd/jobsd/internal/eventually"
 	"github.com/jobsd/jobsd/job"
 	"github.com/jobsd/jobsd/metrics"
 )
@@ -273,15 +274,10 @@ func scrapeOnce(t *testing.T, url string) scraped {
 // set the pace), failing after a generous deadline.
 func waitFor(t *testing.T, url, what string, cond func(scraped) bool) scraped {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		s := scrapeOnce(t, url)
-		if cond(s) {
-			return s
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("waited 30 s for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	var s scraped
+	eventually.True(t, 30*time.Second, what, func() bool {
+		s = scrapeOnce(t, url)
+		return cond(s)
+	})
+	return s
 }

@@ -56,7 +56,7 @@ func authenticate(v Verifier, fails *addrLimiter, log *slog.Logger) echo.Middlew
 			}
 			r, ok, wait := fails.admit(addr, time.Now())
 			if !ok {
-				return tooMany(c, wait)
+				return tooMany(wait)
 			}
 			c.Set(tokenPresentedKey, true)
 			p, err := v.Verify(req.Context(), token)

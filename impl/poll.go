@@ -14,6 +14,7 @@ import (
 	"github.com/jobsd/jobsd/gen"
 	"github.com/jobsd/jobsd/gen/server"
 	"github.com/jobsd/jobsd/job"
+	"github.com/jobsd/jobsd/store"
 )
 
 // cacheControl tells browsers and proxies to keep the job private and to
@@ -54,7 +55,7 @@ func (s *Server) expired(p polled, now time.Time) bool {
 
 // read fetches the job from the database and caches it once it is finished.
 func (s *Server) read(ctx context.Context, user string, id uuid.UUID) (polled, error) {
-	j, err := s.store.Get(ctx, user, id)
+	j, err := s.store.Get(ctx, store.OwnedBy(user), id)
 	if err != nil {
 		return polled{}, err
 	}
@@ -87,7 +88,7 @@ func (s *Server) GetJob(ctx context.Context, req server.GetJobRequestObject) (se
 			return nil, err
 		}
 		if !admitted {
-			return server.GetJob429JSONResponse{TooManyRequestsJSONResponse: tooManyWaiters()}, nil
+			return nil, errTooManyWaiters
 		}
 	}
 	if etagMatches(inm, p.etag) {

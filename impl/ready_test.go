@@ -1,6 +1,7 @@
 package impl_test
 
 import (
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/jobsd/jobsd/hub"
 	"github.com/jobsd/jobsd/impl"
+	"github.com/jobsd/jobsd/internal/eventually"
 )
 
 // TestReadiness: /readyz says 200 only while the process takes requests; it
@@ -83,15 +85,12 @@ func TestReadinessListenerDown(t *testing.T) {
 	}
 	waitFor := func(want string) {
 		t.Helper()
-		deadline := time.Now().Add(15 * time.Second)
-		got := readyz()
-		for got != want && time.Now().Before(deadline) {
-			time.Sleep(20 * time.Millisecond)
-			got = readyz()
-		}
-		if got != want {
-			t.Fatalf("GET /readyz = %s, want %s", got, want)
-		}
+		eventually.NoError(t, 15*time.Second, "GET /readyz = "+want, func() error {
+			if got := readyz(); got != want {
+				return fmt.Errorf("GET /readyz = %s", got)
+			}
+			return nil
+		})
 	}
 	waitFor(`200 {"status":"ok"}`)
 	p.cut()

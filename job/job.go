@@ -1,9 +1,13 @@
 // Package job is the domain: what a job is (its types, statuses and the
 // rules between them), the texts a client may read in a failed job's error,
 // and the defaults every part of jobsd shares. It imports nothing of
-// jobsd's: the store keeps jobs, the worker runs them, the API serves them,
-// all in these terms; the generated contract types (gen/) are met only at
-// the HTTP edge (impl/, client/).
+// jobsd's: the store keeps jobs (one Job type for every read, a user's or an
+// operator's), the worker runs them, the API serves them, all in these
+// terms. The generated contract types (gen/) are the contract's bytes: the
+// HTTP edge (impl/, client/) encodes jobs with them, and the job types
+// (jobtype/) decode each type's documented input with them; nothing below
+// (job/, store/, worker/, dispatch/) links them, and only impl/ links the
+// generated server (scripts/deps-check.sh holds both).
 package job
 
 import (
@@ -69,6 +73,13 @@ type Job struct {
 	// Version changes whenever the job does: its ETag, and the fence of a
 	// change made from a version read earlier.
 	Version int64 `db:"version"`
+
+	// What only operators see: filled by reads in an operator's scope,
+	// nil in a user's.
+	WorkerID     *string    `db:"worker_id"`     // the worker that holds or last held it
+	CancelledBy  *string    `db:"cancelled_by"`  // who cancelled it
+	RequeuedFrom *uuid.UUID `db:"requeued_from"` // the FAILED job it re-runs
+	RequeuedAs   *uuid.UUID `db:"requeued_as"`   // the job that re-runs it
 }
 
 // The texts a FAILED job's error may hold that are not a handler's own

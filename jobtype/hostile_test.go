@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"flag"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
@@ -16,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jobsd/jobsd/internal/eventually"
 	"github.com/jobsd/jobsd/internal/sandbox"
 	"github.com/jobsd/jobsd/job"
 	"github.com/jobsd/jobsd/model"
@@ -113,17 +115,15 @@ func (s *parseSetup) parse(ctx context.Context, doc []byte, contentType string) 
 // and no more goroutines than when setupParse ran.
 func (s *parseSetup) noLeftovers(t *testing.T) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		kids, g := sandbox.Children(), runtime.NumGoroutine()
-		if len(kids) == 0 && g <= s.goroutines {
-			return
+	err := eventually.Wait(5*time.Second, func() error {
+		if kids, g := sandbox.Children(), runtime.NumGoroutine(); len(kids) > 0 || g > s.goroutines {
+			return fmt.Errorf("child processes %v, goroutines %d (%d before)", kids, g, s.goroutines)
 		}
-		if time.Now().After(deadline) {
-			buf := make([]byte, 1<<16)
-			t.Fatalf("left behind: child processes %v, goroutines %d (%d before)\n%s", kids, g, s.goroutines, buf[:runtime.Stack(buf, true)])
-		}
-		time.Sleep(10 * time.Millisecond)
+		return nil
+	})
+	if err != nil {
+		buf := make([]byte, 1<<16)
+		t.Fatalf("left behind: %v\n%s", err, buf[:runtime.Stack(buf, true)])
 	}
 }
 
@@ -202,13 +202,7 @@ var selfReferencing = selfReferencingPDF()
 // waitForChild waits until a parse child is running.
 func waitForChild(t *testing.T) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for len(sandbox.Children()) == 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("no child process started within 10 s")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	eventually.True(t, 10*time.Second, "a parse child process started", func() bool { return len(sandbox.Children()) > 0 })
 }
 
 // TestParseCancelled: cancelling the job's context (the job was cancelled

@@ -275,22 +275,9 @@ func parseMarkdown(ctx context.Context, doc []byte) (parseResult, error) {
 var headingStyle = regexp.MustCompile(`(?i)^heading\s*([1-9])$`)
 
 func parseDOCX(doc []byte) (parseResult, error) {
-	zr, err := zip.NewReader(bytes.NewReader(doc), int64(len(doc)))
+	rc, err := openDocxBody(doc)
 	if err != nil {
-		return parseResult{}, notReadable("DOCX")
-	}
-	var body *zip.File
-	for _, f := range zr.File {
-		if f.Name == "word/document.xml" {
-			body = f
-		}
-	}
-	if body == nil || body.UncompressedSize64 > maxDocxXMLBytes {
-		return parseResult{}, notReadable("DOCX")
-	}
-	rc, err := body.Open()
-	if err != nil {
-		return parseResult{}, notReadable("DOCX")
+		return parseResult{}, err
 	}
 	defer func() { _ = rc.Close() }() // a reader: its Close loses nothing
 	dec := xml.NewDecoder(io.LimitReader(rc, maxDocxXMLBytes))
@@ -362,6 +349,29 @@ func parseDOCX(doc []byte) (parseResult, error) {
 		return parseResult{}, notReadable("DOCX")
 	}
 	return b.result(ContentTypeDOCX, nil), nil
+}
+
+// openDocxBody opens a DOCX file's main part, word/document.xml, if it is
+// no larger than maxDocxXMLBytes.
+func openDocxBody(doc []byte) (io.ReadCloser, error) {
+	zr, err := zip.NewReader(bytes.NewReader(doc), int64(len(doc)))
+	if err != nil {
+		return nil, notReadable("DOCX")
+	}
+	var body *zip.File
+	for _, f := range zr.File {
+		if f.Name == "word/document.xml" {
+			body = f
+		}
+	}
+	if body == nil || body.UncompressedSize64 > maxDocxXMLBytes {
+		return nil, notReadable("DOCX")
+	}
+	rc, err := body.Open()
+	if err != nil {
+		return nil, notReadable("DOCX")
+	}
+	return rc, nil
 }
 
 func attr(e xml.StartElement, local string) string {

@@ -85,90 +85,99 @@ func handleReportGeneration(ctx context.Context, env Env, input json.RawMessage)
 
 // renderJob appends a referenced job's result as a level-2 section.
 func renderJob(md *strings.Builder, id string, ref *job.Job) error {
-	decode := func(v any) error {
-		if err := json.Unmarshal(ref.Result, v); err != nil {
-			return fmt.Errorf("decoding result of job %s: %w", id, err)
-		}
-		return nil
-	}
 	switch ref.Type {
 	case job.TypeAIPreview:
-		var r previewResult
-		if err := decode(&r); err != nil {
-			return err
-		}
-		fmt.Fprintf(md, "\n## AI preview (job %s)\n\n%s\n", id, demoteHeadings(strings.TrimSpace(r.Output), 2))
+		return renderAs(md, id, ref, renderPreview)
 	case job.TypeParseDocument:
-		var r parseResult
-		if err := decode(&r); err != nil {
-			return err
-		}
-		fmt.Fprintf(md, "\n## Parsed document (job %s)\n\n", id)
-		fmt.Fprintf(md, "%s: %d sections, %d words, %d characters", r.ContentType, r.Counts.Sections, r.Counts.Words, r.Counts.Characters)
-		if r.Counts.Pages != nil {
-			fmt.Fprintf(md, ", %d pages", *r.Counts.Pages)
-		}
-		md.WriteString(".\n")
-		for _, s := range r.Sections {
-			if s.Heading != "" {
-				fmt.Fprintf(md, "\n%s %s\n", strings.Repeat("#", min(max(s.Level, 1)+2, 6)), oneLine(s.Heading))
-			}
-			if t := strings.TrimSpace(s.Text); t != "" {
-				md.WriteString("\n" + demoteHeadings(t, 3) + "\n")
-			}
-			if md.Len() > MaxReportBytes {
-				break
-			}
-		}
+		return renderAs(md, id, ref, renderParsed)
 	case job.TypeGapDetection:
-		var r gapResult
-		if err := decode(&r); err != nil {
-			return err
-		}
-		fmt.Fprintf(md, "\n## Gap analysis (job %s)\n\n", id)
-		fmt.Fprintf(md, "Met: %d, partial: %d, missing: %d.\n\n", r.Summary.Met, r.Summary.Partial, r.Summary.Missing)
-		md.WriteString("| Requirement | Status | Evidence |\n| --- | --- | --- |\n")
-		for _, it := range r.Requirements {
-			var ev []string
-			if it.Evidence != nil {
-				ev = *it.Evidence
-			}
-			fmt.Fprintf(md, "| %s | %s | %s |\n", cell(it.Requirement), cell(it.Status), cell(strings.Join(ev, " / ")))
-		}
+		return renderAs(md, id, ref, renderGaps)
 	case job.TypeRiskAnalysis:
-		var r riskResult
-		if err := decode(&r); err != nil {
-			return err
-		}
-		fmt.Fprintf(md, "\n## Risk analysis (job %s)\n\n", id)
-		if len(r.Risks) == 0 {
-			md.WriteString("No risks identified.\n")
-			break
-		}
-		md.WriteString("| Category | Likelihood | Impact | Description | Mitigation |\n| --- | --- | --- | --- | --- |\n")
-		for _, k := range r.Risks {
-			fmt.Fprintf(md, "| %s | %s | %s | %s | %s |\n", cell(k.Category), cell(k.Likelihood), cell(k.Impact), cell(k.Description), cell(k.Mitigation))
-		}
+		return renderAs(md, id, ref, renderRisks)
 	case job.TypeReportGeneration:
-		var r reportResult
-		if err := decode(&r); err != nil {
-			return err
-		}
-		body := strings.TrimSpace(r.Markdown)
-		// Drop the nested report's own title line; its title becomes our heading.
-		if first, rest, ok := strings.Cut(body, "\n"); ok && strings.HasPrefix(first, "# ") {
-			body = strings.TrimSpace(rest)
-		} else if strings.HasPrefix(body, "# ") && !ok {
-			body = ""
-		}
-		fmt.Fprintf(md, "\n## %s (job %s)\n", oneLine(r.Title), id)
-		if body != "" {
-			md.WriteString("\n" + demoteHeadings(body, 1) + "\n")
-		}
+		return renderAs(md, id, ref, renderReport)
 	default:
 		return fmt.Errorf("job %s has unknown type %q", id, ref.Type)
 	}
+}
+
+// renderAs decodes the result of job id (ref) as an R and appends it with
+// render.
+func renderAs[R any](md *strings.Builder, id string, ref *job.Job, render func(md *strings.Builder, id string, r R)) error {
+	var r R
+	if err := json.Unmarshal(ref.Result, &r); err != nil {
+		return fmt.Errorf("decoding result of job %s: %w", id, err)
+	}
+	render(md, id, r)
 	return nil
+}
+
+// renderPreview appends an AI preview: its output.
+func renderPreview(md *strings.Builder, id string, r previewResult) {
+	fmt.Fprintf(md, "\n## AI preview (job %s)\n\n%s\n", id, demoteHeadings(strings.TrimSpace(r.Output), 2))
+}
+
+// renderParsed appends a parsed document: its counts, then its sections.
+func renderParsed(md *strings.Builder, id string, r parseResult) {
+	fmt.Fprintf(md, "\n## Parsed document (job %s)\n\n", id)
+	fmt.Fprintf(md, "%s: %d sections, %d words, %d characters", r.ContentType, r.Counts.Sections, r.Counts.Words, r.Counts.Characters)
+	if r.Counts.Pages != nil {
+		fmt.Fprintf(md, ", %d pages", *r.Counts.Pages)
+	}
+	md.WriteString(".\n")
+	for _, s := range r.Sections {
+		if s.Heading != "" {
+			fmt.Fprintf(md, "\n%s %s\n", strings.Repeat("#", min(max(s.Level, 1)+2, 6)), oneLine(s.Heading))
+		}
+		if t := strings.TrimSpace(s.Text); t != "" {
+			md.WriteString("\n" + demoteHeadings(t, 3) + "\n")
+		}
+		if md.Len() > MaxReportBytes {
+			break
+		}
+	}
+}
+
+// renderGaps appends a gap analysis: its summary and a table of requirements.
+func renderGaps(md *strings.Builder, id string, r gapResult) {
+	fmt.Fprintf(md, "\n## Gap analysis (job %s)\n\n", id)
+	fmt.Fprintf(md, "Met: %d, partial: %d, missing: %d.\n\n", r.Summary.Met, r.Summary.Partial, r.Summary.Missing)
+	md.WriteString("| Requirement | Status | Evidence |\n| --- | --- | --- |\n")
+	for _, it := range r.Requirements {
+		var ev []string
+		if it.Evidence != nil {
+			ev = *it.Evidence
+		}
+		fmt.Fprintf(md, "| %s | %s | %s |\n", cell(it.Requirement), cell(it.Status), cell(strings.Join(ev, " / ")))
+	}
+}
+
+// renderRisks appends a risk analysis: a table of its risks.
+func renderRisks(md *strings.Builder, id string, r riskResult) {
+	fmt.Fprintf(md, "\n## Risk analysis (job %s)\n\n", id)
+	if len(r.Risks) == 0 {
+		md.WriteString("No risks identified.\n")
+		return
+	}
+	md.WriteString("| Category | Likelihood | Impact | Description | Mitigation |\n| --- | --- | --- | --- | --- |\n")
+	for _, k := range r.Risks {
+		fmt.Fprintf(md, "| %s | %s | %s | %s | %s |\n", cell(k.Category), cell(k.Likelihood), cell(k.Impact), cell(k.Description), cell(k.Mitigation))
+	}
+}
+
+// renderReport appends a nested report: its body under its own title.
+func renderReport(md *strings.Builder, id string, r reportResult) {
+	body := strings.TrimSpace(r.Markdown)
+	// Drop the nested report's own title line; its title becomes our heading.
+	if first, rest, ok := strings.Cut(body, "\n"); ok && strings.HasPrefix(first, "# ") {
+		body = strings.TrimSpace(rest)
+	} else if strings.HasPrefix(body, "# ") && !ok {
+		body = ""
+	}
+	fmt.Fprintf(md, "\n## %s (job %s)\n", oneLine(r.Title), id)
+	if body != "" {
+		md.WriteString("\n" + demoteHeadings(body, 1) + "\n")
+	}
 }
 
 // oneLine collapses whitespace so that text fits in a heading.

@@ -22,11 +22,11 @@ func WorkerHandlers(st *store.Store, provider model.Provider, parse ParseOptions
 	out := map[job.Type]worker.Handler{}
 	parser := NewParser(parse)
 	for typ, h := range Registry() {
-		out[typ] = func(ctx context.Context, j worker.Job) (json.RawMessage, error) {
+		out[typ] = func(ctx context.Context, a worker.Attempt) (json.RawMessage, error) {
 			env := Env{Model: provider, Parser: parser, LoadJob: func(ctx context.Context, id string) (*job.Job, error) {
-				return loadRef(ctx, st, j.UserID, id)
+				return loadRef(ctx, st, a.UserID, id)
 			}}
-			return h(model.WithAttempt(ctx, j.Attempt), env, j.Input)
+			return h(model.WithAttempt(ctx, a.Attempt), env, a.Input)
 		}
 	}
 	return out
@@ -39,7 +39,7 @@ func loadRef(ctx context.Context, st *store.Store, userID, id string) (*job.Job,
 	if err != nil {
 		return nil, fmt.Errorf("%w: %s", ErrReferenceNotFound, id)
 	}
-	j, err := st.Get(ctx, userID, u)
+	j, err := st.Get(ctx, store.OwnedBy(userID), u)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, fmt.Errorf("%w: %s", ErrReferenceNotFound, id)
 	}

@@ -3,6 +3,7 @@ package jobtype
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/jobsd/jobsd/internal/eventually"
 	"github.com/jobsd/jobsd/internal/pgtest"
 	"github.com/jobsd/jobsd/internal/sandbox"
 	"github.com/jobsd/jobsd/job"
@@ -96,20 +98,18 @@ func TestWorkerHostileDocuments(t *testing.T) {
 	normal = append(normal, parse(buildPDF([][]string{{"Quarterly report", "Revenue grew."}}), ContentTypePDF))
 
 	wait := func(id uuid.UUID) *job.Job {
-		deadline := time.Now().Add(2*budget + 10*time.Second)
-		for {
-			j, err := st.Get(context.Background(), "alice", id)
-			if err != nil {
+		var j *job.Job
+		eventually.NoError(t, 2*budget+10*time.Second, "job "+id.String()+" finished", func() error {
+			var err error
+			if j, err = st.Get(context.Background(), store.OwnedBy("alice"), id); err != nil {
 				t.Fatal(err)
 			}
-			if j.Status.Terminal() {
-				return j
+			if !j.Status.Terminal() {
+				return fmt.Errorf("%s job still %s", j.Type, j.Status)
 			}
-			if time.Now().After(deadline) {
-				t.Fatalf("job %s (%s) still %s after %v", id, j.Type, j.Status, 2*budget+10*time.Second)
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
+			return nil
+		})
+		return j
 	}
 	var lastNormal time.Time
 	for _, id := range normal {

@@ -16,21 +16,24 @@ echo_re='^github\.com/labstack/echo(/|$)'
 kin_re='^github\.com/getkin/kin-openapi(/|$)'
 # This module's HTTP server: the generated echo server and its handlers.
 server_re='^github\.com/jobsd/jobsd/(gen/server|impl)$'
+# The generated contract types: the HTTP edge's and the job inputs', not the
+# domain's, the store's or the worker's.
+gen_re='^github\.com/jobsd/jobsd/gen(/|$)'
 # Test tooling: testcontainers and the Docker client it pulls in, the test
 # database harness, and the standard `testing` package.
 test_tooling_re='^github\.com/(testcontainers|docker|moby|containerd)/|/dockercfg$|^github\.com/jobsd/jobsd/internal/pgtest$|^testing$'
 
 # package|forbidden regexp|why ("|" inside the regexp is alternation)
 RULES=(
-	"./job|$echo_re|$kin_re|$server_re|the domain package sits below everything"
-	"./worker|$echo_re|$server_re|the worker runs jobs; HTTP belongs to impl/"
-	"./dispatch|$echo_re|$server_re|the Lambda worker and the SQS dispatch run jobs, not HTTP"
+	"./job|$echo_re|$kin_re|$server_re|$gen_re|the domain package sits below everything"
+	"./worker|$echo_re|$server_re|$gen_re|the worker runs jobs; HTTP and the contract's types belong to impl/ and jobtype/"
+	"./dispatch|$echo_re|$server_re|$gen_re|the Lambda worker and the SQS dispatch run jobs, not HTTP"
 	"./jobtype|$echo_re|$server_re|job types do work, not HTTP"
 	"./client|$echo_re|$kin_re|$server_re|a client links no server"
 	# store/ links net/http through tracing/ (the OTLP exporters and gRPC are
 	# HTTP clients), so "no HTTP" cannot be said with go list; what it must
 	# not link is the HTTP server side.
-	"./store|$echo_re|$kin_re|$server_re|the store sits below the HTTP layer"
+	"./store|$echo_re|$kin_re|$server_re|$gen_re|the store sits below the HTTP layer and the contract's types"
 	"./cmd/jobsd|$test_tooling_re|the jobsd binary links no test tooling ('jobsd dev' runs the docker command line)"
 )
 

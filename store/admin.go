@@ -21,57 +21,36 @@ var (
 	ErrAlreadyRequeued = errors.New("job was already requeued")
 )
 
-// AdminJob is a job with its owner's and operators' details.
-type AdminJob struct {
-	job.Job
-	WorkerID     *string    // the worker that holds or last held it
-	CancelledBy  *string    // who cancelled it
-	RequeuedFrom *uuid.UUID // the FAILED job it re-runs
-	RequeuedAs   *uuid.UUID // the job that re-runs it
-}
-
-// adminSelect reads AdminJob from jobs aliased j; adminColumns names the
-// same columns once selected.
+// operatorSelect reads a job with the operator's fields from jobs aliased
+// j; operatorColumns names the same columns once selected.
 const (
-	adminSelect = `j.id, j.user_id, j.type, j.status, j.result, j.error, j.attempts, j.max_attempts,
+	operatorSelect = `j.id, j.user_id, j.type, j.status, j.result, j.error, j.attempts, j.max_attempts,
 	j.created_at, j.started_at, j.completed_at, j.updated_at, j.version,
 	j.worker_id, j.cancelled_by, j.requeued_from,
 	(SELECT r.id FROM jobs r WHERE r.requeued_from = j.id) AS requeued_as`
-	adminColumns = jobColumns + `, worker_id, cancelled_by, requeued_from, requeued_as`
+	operatorColumns = jobColumns + `, worker_id, cancelled_by, requeued_from, requeued_as`
 )
 
-func scanAdminJob(rows *sql.Rows, j *AdminJob, extra ...any) error {
-	return scanJob(rows, &j.Job, append([]any{&j.WorkerID, &j.CancelledBy, &j.RequeuedFrom, &j.RequeuedAs}, extra...)...)
+func scanOperatorJob(rows *sql.Rows, j *job.Job, extra ...any) error {
+	return scanJob(rows, j, append([]any{&j.WorkerID, &j.CancelledBy, &j.RequeuedFrom, &j.RequeuedAs}, extra...)...)
 }
 
-// GetAny returns the job with that id whoever owns it, or ErrNotFound.
-func (s *Store) GetAny(ctx context.Context, id uuid.UUID) (*AdminJob, error) {
-	jobs, err := s.adminJobs(ctx, []uuid.UUID{id})
-	if err != nil {
-		return nil, err
-	}
-	if len(jobs) == 0 {
-		return nil, ErrNotFound
-	}
-	return &jobs[0], nil
-}
-
-// adminJobs reads the jobs with these ids, in the order given; unknown ids
-// are left out.
-func (s *Store) adminJobs(ctx context.Context, ids []uuid.UUID) ([]AdminJob, error) {
+// jobsByID reads the jobs with these ids with the operator's fields, in the
+// order given; unknown ids are left out.
+func (s *Store) jobsByID(ctx context.Context, ids []uuid.UUID) ([]job.Job, error) {
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
-	rows, err := s.db.QueryContext(ctx, `SELECT `+adminSelect+`
+	rows, err := s.db.QueryContext(ctx, `SELECT `+operatorSelect+`
 		FROM unnest($1::uuid[]) WITH ORDINALITY AS want(id, n) JOIN jobs j ON j.id = want.id
 		ORDER BY want.n`, pq.Array(uuidStrings(ids)))
 	if err != nil {
 		return nil, fmt.Errorf("read jobs: %w", classify(err))
 	}
 	defer rows.Close()
-	out := []AdminJob{}
+	out := []job.Job{}
 	for rows.Next() {
-		var j AdminJob
-		if err := scanAdminJob(rows, &j); err != nil {
+		var j job.Job
+		if err := scanOperatorJob(rows, &j); err != nil {
 			return nil, fmt.Errorf("read jobs: %w", classify(err))
 		}
 		out = append(out, j)
@@ -90,36 +69,17 @@ func uuidStrings(ids []uuid.UUID) []string {
 	return out
 }
 
-// AdminFilter selects a page of every user's jobs.
-type AdminFilter struct {
-	UserID                      string // "" for every user
-	Status                      *job.Status
-	Type                        *job.Type
-	CreatedAfter, CreatedBefore *time.Time
-	After                       *Cursor // the last job of the previous page
-	Limit                       int
-}
-
 // clockSlack bounds how far the API host's clock (which times a job's id)
 // and the database's (which sets created_at) may differ: a creation-time
 // filter reads ids within this much of its bound and checks created_at.
 const clockSlack = time.Minute
 
-// ListAny returns a page of every user's jobs, newest first by id (job ids
-// are time-ordered, so the primary key serves the order), bounded in bytes
-// like List.
-func (s *Store) ListAny(ctx context.Context, f AdminFilter) ([]AdminJob, *Cursor, error) {
-	ctx, cancel := context.WithTimeout(ctx, s.timeout)
-	defer cancel()
-	var user, status, typ, after, fromT, fromID, toT, toID any
+// queryOperatorPage runs the statement of an operator's list page: every
+// user's jobs (or f.UserID's), newest first by id.
+func (s *Store) queryOperatorPage(ctx context.Context, f ListFilter, status, typ any) (*sql.Rows, error) {
+	var user, after, fromT, fromID, toT, toID any
 	if f.UserID != "" {
 		user = f.UserID
-	}
-	if f.Status != nil {
-		status = string(*f.Status)
-	}
-	if f.Type != nil {
-		typ = string(*f.Type)
 	}
 	if f.After != nil {
 		after = f.After.ID
@@ -136,32 +96,8 @@ func (s *Store) ListAny(ctx context.Context, f AdminFilter) ([]AdminJob, *Cursor
 		AND ($6::uuid IS NULL OR j.id < $6)
 		AND ($7::timestamptz IS NULL OR (j.id >= $8::uuid AND j.created_at >= $7))
 		AND ($9::timestamptz IS NULL OR (j.id < $10::uuid AND j.created_at < $9))`
-	rows, err := s.db.QueryContext(ctx, pageSQL(adminSelect, adminColumns, where, "id DESC"),
+	return s.db.QueryContext(ctx, pageSQL(operatorSelect, operatorColumns, where, "id DESC"),
 		f.Limit, s.listMaxBytes, user, status, typ, after, fromT, fromID, toT, toID)
-	if err != nil {
-		return nil, nil, fmt.Errorf("list every user's jobs: %w", classify(err))
-	}
-	defer rows.Close()
-	jobs := []AdminJob{}
-	var total, size int
-	for rows.Next() {
-		var j AdminJob
-		if err := scanAdminJob(rows, &j, &total); err != nil {
-			return nil, nil, fmt.Errorf("list every user's jobs: %w", classify(err))
-		}
-		if size += len(j.Result); size > s.listMaxBytes && len(jobs) > 0 {
-			break
-		}
-		jobs = append(jobs, j)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, nil, fmt.Errorf("list every user's jobs: %w", classify(err))
-	}
-	if len(jobs) == total {
-		return jobs, nil, nil
-	}
-	last := jobs[len(jobs)-1]
-	return jobs, &Cursor{CreatedAt: last.CreatedAt, ID: last.ID}, nil
 }
 
 // AttemptOutcome is how an entry of a job's attempt log ended.
@@ -238,7 +174,7 @@ const requeueable = `j.status = 'FAILED' AND j.cancelled_by IS NULL AND j.error 
 // input, linked to it by requeued_from, and returns it. The original is not
 // changed. It returns ErrNotFound, ErrNotFailed, ErrCancelledJob or
 // ErrAlreadyRequeued (the unique index on requeued_from decides races).
-func (s *Store) Requeue(ctx context.Context, id uuid.UUID) (*AdminJob, error) {
+func (s *Store) Requeue(ctx context.Context, id uuid.UUID) (*job.Job, error) {
 	newID, err := uuid.NewV7()
 	if err != nil {
 		return nil, fmt.Errorf("new job id: %w", err)
@@ -258,12 +194,12 @@ func (s *Store) Requeue(ctx context.Context, id uuid.UUID) (*AdminJob, error) {
 	if err != nil {
 		return nil, fmt.Errorf("requeue job: %w", classify(err))
 	}
-	return s.GetAny(ctx, created)
+	return s.Get(ctx, Operator(""), created)
 }
 
 // whyNotRequeued says why Requeue created nothing.
 func (s *Store) whyNotRequeued(ctx context.Context, id uuid.UUID) error {
-	j, err := s.GetAny(ctx, id)
+	j, err := s.Get(ctx, Operator(""), id)
 	switch {
 	case err != nil:
 		return err
@@ -295,7 +231,7 @@ const RequeueMatchCap = 10_000
 // how many match (counted up to RequeueMatchCap) and the new jobs. The
 // failures are found through the attempt log's time index, not by scanning
 // jobs.
-func (s *Store) RequeueFailed(ctx context.Context, f RequeueFilter) (matched int, requeued []AdminJob, err error) {
+func (s *Store) RequeueFailed(ctx context.Context, f RequeueFilter) (matched int, requeued []job.Job, err error) {
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
 	var before, typ, user, contains any
@@ -329,7 +265,7 @@ func (s *Store) RequeueFailed(ctx context.Context, f RequeueFilter) (matched int
 		if err != nil {
 			return 0, nil, fmt.Errorf("count failed jobs: %w", classify(err))
 		}
-		return matched, []AdminJob{}, nil
+		return matched, []job.Job{}, nil
 	}
 	ids := make([]string, f.Limit)
 	for i := range ids {
@@ -364,7 +300,7 @@ func (s *Store) RequeueFailed(ctx context.Context, f RequeueFilter) (matched int
 			made = append(made, *r.ID)
 		}
 	}
-	requeued, err = s.adminJobs(ctx, made)
+	requeued, err = s.jobsByID(ctx, made)
 	if err != nil {
 		return 0, nil, err
 	}

@@ -135,14 +135,14 @@ func TestAttemptLog(t *testing.T) {
 	// PENDING job, attempt 0.
 	running := s.create("bob", job.TypeAIPreview)
 	cr := s.claimOne("w4")
-	if _, res, err := s.st.CancelAs(ctx, store.Canceller{ID: running, By: "root", Text: job.ErrTextCancelledByAdmin}); err != nil || res != store.Cancelled {
+	if _, res, err := s.st.Cancel(ctx, store.Operator("root"), running); err != nil || res != store.Cancelled {
 		t.Fatalf("cancel running: %v %v", res, err)
 	}
 	if done, err := s.st.Finish(ctx, []store.Outcome{{ID: running, Lease: cr.Lease, Kind: store.OutcomeCompleted, Result: []byte(`{}`)}}); err != nil || done[running] {
 		t.Fatalf("the cancelled attempt wrote: %v %v", done, err)
 	}
 	pending := s.create("bob", job.TypeAIPreview)
-	if _, res, err := s.st.Cancel(ctx, "bob", pending); err != nil || res != store.Cancelled {
+	if _, res, err := s.st.Cancel(ctx, store.OwnedBy("bob"), pending); err != nil || res != store.Cancelled {
 		t.Fatalf("cancel pending: %v %v", res, err)
 	}
 	for _, tc := range []struct {
@@ -160,7 +160,7 @@ func TestAttemptLog(t *testing.T) {
 		if diff := cmp.Diff(tc.want, flatten(got)); diff != "" {
 			t.Errorf("cancelled job's log (-want +got):\n%s", diff)
 		}
-		j, err := s.st.GetAny(ctx, tc.id)
+		j, err := s.st.Get(ctx, store.Operator("test"), tc.id)
 		if err != nil || j.CancelledBy == nil || *j.CancelledBy != tc.by {
 			t.Errorf("cancelledBy = %v (%v), want %q", j.CancelledBy, err, tc.by)
 		}
@@ -183,7 +183,7 @@ func TestRequeue(t *testing.T) {
 	ctx := t.Context()
 	failed := s.create("alice", job.TypeRiskAnalysis)
 	s.fail(failed, "Bedrock API error: ThrottlingException - Rate exceeded")
-	before, err := s.st.GetAny(ctx, failed)
+	before, err := s.st.Get(ctx, store.Operator("test"), failed)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -200,7 +200,7 @@ func TestRequeue(t *testing.T) {
 	if err := s.st.DB().Get(&sameInput, `SELECT a.input = b.input FROM jobs a, jobs b WHERE a.id = $1 AND b.id = $2`, failed, again.ID); err != nil || !sameInput {
 		t.Errorf("input not copied: %v %v", sameInput, err)
 	}
-	after, err := s.st.GetAny(ctx, failed)
+	after, err := s.st.Get(ctx, store.Operator("test"), failed)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -215,7 +215,7 @@ func TestRequeue(t *testing.T) {
 		t.Errorf("requeue of a PENDING job: %v, want ErrNotFailed", err)
 	}
 	cancelled := s.create("alice", job.TypeRiskAnalysis)
-	if _, _, err := s.st.Cancel(ctx, "alice", cancelled); err != nil {
+	if _, _, err := s.st.Cancel(ctx, store.OwnedBy("alice"), cancelled); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := s.st.Requeue(ctx, cancelled); !errors.Is(err, store.ErrCancelledJob) {
@@ -241,7 +241,7 @@ func TestRequeueFailed(t *testing.T) {
 	other := s.create("bob", job.TypeAIPreview)
 	s.fail(other, "Bedrock API error: ValidationException - bad prompt")
 	cancelled := s.create("alice", job.TypeAIPreview)
-	if _, _, err := s.st.Cancel(ctx, "alice", cancelled); err != nil {
+	if _, _, err := s.st.Cancel(ctx, store.OwnedBy("alice"), cancelled); err != nil {
 		t.Fatal(err)
 	}
 
@@ -298,9 +298,10 @@ func TestListAny(t *testing.T) {
 			user = "bob"
 		}
 		all = append(all, s.create(user, job.TypeGapDetection))
-		time.Sleep(2 * time.Millisecond) // distinct milliseconds: ids in creation order
+		// Ids order by their creation millisecond: the next job must be created in a later one.
+		time.Sleep(2 * time.Millisecond)
 	}
-	ids := func(js []store.AdminJob) []uuid.UUID {
+	ids := func(js []job.Job) []uuid.UUID {
 		var out []uuid.UUID
 		for _, j := range js {
 			out = append(out, j.ID)
@@ -308,9 +309,9 @@ func TestListAny(t *testing.T) {
 		return out
 	}
 	var got []uuid.UUID
-	f := store.AdminFilter{Limit: 2}
+	f := store.ListFilter{Limit: 2}
 	for pages := 0; ; pages++ {
-		page, next, err := s.st.ListAny(ctx, f)
+		page, next, err := s.st.List(ctx, store.Operator("test"), f)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -327,7 +328,7 @@ func TestListAny(t *testing.T) {
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("every job, newest first (-want +got):\n%s", diff)
 	}
-	bob, _, err := s.st.ListAny(ctx, store.AdminFilter{UserID: "bob", Limit: 10})
+	bob, _, err := s.st.List(ctx, store.Operator("test"), store.ListFilter{UserID: "bob", Limit: 10})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -338,14 +339,14 @@ func TestListAny(t *testing.T) {
 	if err := s.st.DB().Get(&created, `SELECT created_at FROM jobs WHERE id = $1`, all[2]); err != nil {
 		t.Fatal(err)
 	}
-	from, _, err := s.st.ListAny(ctx, store.AdminFilter{CreatedAfter: &created, Limit: 10})
+	from, _, err := s.st.List(ctx, store.Operator("test"), store.ListFilter{CreatedAfter: &created, Limit: 10})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if diff := cmp.Diff([]uuid.UUID{all[4], all[3], all[2]}, ids(from)); diff != "" {
 		t.Errorf("created at or after the third (-want +got):\n%s", diff)
 	}
-	before, _, err := s.st.ListAny(ctx, store.AdminFilter{CreatedBefore: &created, Limit: 10})
+	before, _, err := s.st.List(ctx, store.Operator("test"), store.ListFilter{CreatedBefore: &created, Limit: 10})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -353,7 +354,7 @@ func TestListAny(t *testing.T) {
 		t.Errorf("created before the third (-want +got):\n%s", diff)
 	}
 	failed := job.StatusFailed
-	if none, _, err := s.st.ListAny(ctx, store.AdminFilter{Status: &failed, Limit: 10}); err != nil || len(none) != 0 {
+	if none, _, err := s.st.List(ctx, store.Operator("test"), store.ListFilter{Status: &failed, Limit: 10}); err != nil || len(none) != 0 {
 		t.Errorf("FAILED jobs: %v, %v; want none", ids(none), err)
 	}
 }

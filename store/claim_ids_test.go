@@ -41,7 +41,7 @@ func TestClaimIDsCapped(t *testing.T) {
 		t.Fatalf("claimed %v, want alice's oldest and both of bob's %v", claimedIDs(got), want)
 	}
 	for _, id := range alice[1:] {
-		j, err := st.Get(ctx, "alice", id)
+		j, err := st.Get(ctx, store.OwnedBy("alice"), id)
 		if err != nil {
 			t.Fatal(err)
 		}

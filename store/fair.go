@@ -78,41 +78,8 @@ var claimSQLs = [2][2]string{
 // Each row returned carries its place in the claim's order (0 when one
 // user was waiting), from which NextUserAfter finds the user served last.
 func claimSQL(after, capped bool) string {
-	past, userPast, limit := "", "", "$5"
-	if after {
-		past, limit = ` AND (j.run_after, j.id) > ($5, $6)`, "$7"
-		// The same cursor within one user's jobs, led by the user so that
-		// only job_queue_user_claimable_idx can take it as its index condition.
-		// Written as past, it let the planner walk job_queue_claimable_idx from
-		// the cursor through every user's jobs for each user: with the
-		// cursor's estimate at one row (every job created in one statement
-		// has one run_after), a claim of 2,000 among 1,000 users took 450
-		// ms instead of 75.
-		userPast = ` AND (j.user_id, j.run_after, j.id) > (o.user_id, $5, $6)`
-	}
-	// leased counts each user's leased jobs (capped claims only), and room
-	// keeps users at their cap out of the walk, so that they take none of
-	// its N places: a walk of capped users would leave the others waiting.
-	leased, room := "", "WHERE true"
-	offers := `
-	offers AS MATERIALIZED (
-		SELECT w.user_id, w.pos, s.n AS turns FROM waiting w CROSS JOIN share s
-	),`
-	if capped {
-		leased = `
-	leased AS MATERIALIZED (
-		SELECT user_id, count(*) AS n FROM job_queue
-		WHERE lease_owner IS NOT NULL
-		GROUP BY user_id
-	),`
-		room = `WHERE COALESCE((SELECT l.n FROM leased l WHERE l.user_id = u.user_id), 0) < ` + limit
-		offers = `
-	offers AS MATERIALIZED (
-		SELECT w.user_id, w.pos, greatest(0, least(s.n, ` + limit + ` - COALESCE(l.n, 0))) AS turns
-		FROM waiting w CROSS JOIN share s
-		LEFT JOIN leased l ON l.user_id = w.user_id
-	),`
-	}
+	past, userPast, limit := claimCursor(after)
+	leased, room, offers := claimCap(capped, limit)
 	// The walk visits users with a job due now: a user whose only waiting
 	// jobs are retries not yet due would take a place and offer nothing.
 	due := claimableRow + ` AND run_after <= now()`
@@ -187,6 +154,51 @@ func claimSQL(after, capped bool) string {
 		) shared JOIN top ON top.tid = shared.tid
 	)
 	` + claimPicked
+}
+
+// claimCursor is claimSQL's cursor, as conditions on the queue order
+// (past) and within one user's jobs (userPast), both empty without after,
+// and the placeholder of the cap, which follows the cursor's.
+func claimCursor(after bool) (past, userPast, limit string) {
+	if !after {
+		return "", "", "$5"
+	}
+	// The same cursor within one user's jobs, led by the user so that
+	// only job_queue_user_claimable_idx can take it as its index condition.
+	// Written as past, it let the planner walk job_queue_claimable_idx from
+	// the cursor through every user's jobs for each user: with the
+	// cursor's estimate at one row (every job created in one statement
+	// has one run_after), a claim of 2,000 among 1,000 users took 450
+	// ms instead of 75.
+	return ` AND (j.run_after, j.id) > ($5, $6)`, ` AND (j.user_id, j.run_after, j.id) > (o.user_id, $5, $6)`, "$7"
+}
+
+// claimCap is claimSQL's per-user cap, whose placeholder is limit: leased
+// counts each user's leased jobs (capped claims only), and room keeps users
+// at their cap out of the walk, so that they take none of its N places (a
+// walk of capped users would leave the others waiting); offers gives each
+// user walked its turns, no more than its room under the cap.
+func claimCap(capped bool, limit string) (leased, room, offers string) {
+	if !capped {
+		return "", "WHERE true", `
+	offers AS MATERIALIZED (
+		SELECT w.user_id, w.pos, s.n AS turns FROM waiting w CROSS JOIN share s
+	),`
+	}
+	leased = `
+	leased AS MATERIALIZED (
+		SELECT user_id, count(*) AS n FROM job_queue
+		WHERE lease_owner IS NOT NULL
+		GROUP BY user_id
+	),`
+	room = `WHERE COALESCE((SELECT l.n FROM leased l WHERE l.user_id = u.user_id), 0) < ` + limit
+	offers = `
+	offers AS MATERIALIZED (
+		SELECT w.user_id, w.pos, greatest(0, least(s.n, ` + limit + ` - COALESCE(l.n, 0))) AS turns
+		FROM waiting w CROSS JOIN share s
+		LEFT JOIN leased l ON l.user_id = w.user_id
+	),`
+	return leased, room, offers
 }
 
 // windowClaimSQLs holds the window claim for each [after].

@@ -30,11 +30,22 @@ func scanJob(rows *sql.Rows, j *job.Job, extra ...any) error {
 	return rows.Scan(dest...)
 }
 
-// Get returns the user's job with that id, or ErrNotFound: a missing job and
-// another user's job are the same answer. Concurrent Gets share statements
-// (see readBatcher); the job.Job returned must not be modified.
-func (s *Store) Get(ctx context.Context, userID string, id uuid.UUID) (*job.Job, error) {
-	return s.reads.get(ctx, userID, id)
+// Get returns the job with that id in the scope, or ErrNotFound: a missing
+// job and another user's job are the same answer. A user's Gets (the polls)
+// share statements when they arrive together (see readBatcher); the job.Job
+// returned must not be modified.
+func (s *Store) Get(ctx context.Context, sc Scope, id uuid.UUID) (*job.Job, error) {
+	if !sc.anyOwner {
+		return s.reads.get(ctx, sc.owner, id)
+	}
+	jobs, err := s.jobsByID(ctx, []uuid.UUID{id})
+	if err != nil {
+		return nil, err
+	}
+	if len(jobs) == 0 {
+		return nil, ErrNotFound
+	}
+	return &jobs[0], nil
 }
 
 // NewJob is what creating a job needs.
@@ -165,12 +176,15 @@ func ParseCursor(s string) (Cursor, error) {
 	return Cursor{CreatedAt: time.UnixMicro(us).UTC(), ID: u}, nil
 }
 
-// ListFilter selects a page of a user's jobs.
+// ListFilter selects a page of jobs.
 type ListFilter struct {
 	Status *job.Status
 	Type   *job.Type
 	After  *Cursor // the last job of the previous page
 	Limit  int
+	// In an operator's scope only (a user's list ignores them):
+	UserID                      string // "" for every user
+	CreatedAfter, CreatedBefore *time.Time
 }
 
 // DefaultListMaxBytes bounds the results of one list page: 16 MiB, so one
@@ -219,36 +233,60 @@ func pageSQL(selectExprs, columns, where, order string) string {
 	ORDER BY n`
 }
 
-// List returns up to f.Limit of the user's jobs, newest first, and the cursor
-// of the next page (nil on the last page). A page ends early, with a cursor,
-// before a job whose result would take the page's results past the store's
-// ListMaxBytes; its first job is always there, however large.
-func (s *Store) List(ctx context.Context, userID string, f ListFilter) (_ []job.Job, _ *Cursor, err error) {
+// List returns up to f.Limit jobs of the scope, newest first, and the cursor
+// of the next page (nil on the last page): a user's by creation time, an
+// operator's by id (job ids are time-ordered, so the primary key serves the
+// order across users). A page ends early, with a cursor, before a job whose
+// result would take the page's results past the store's ListMaxBytes; its
+// first job is always there, however large.
+func (s *Store) List(ctx context.Context, sc Scope, f ListFilter) (_ []job.Job, _ *Cursor, err error) {
 	ctx, span := startSpan(ctx, spanList, "SELECT", 0)
 	defer func() { endSpan(span, err) }()
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
-	var status, typ, afterTime, afterID any
+	var status, typ any
 	if f.Status != nil {
 		status = string(*f.Status)
 	}
 	if f.Type != nil {
 		typ = string(*f.Type)
 	}
-	if f.After != nil {
-		afterTime, afterID = f.After.CreatedAt, f.After.ID
+	var rows *sql.Rows
+	if sc.anyOwner {
+		rows, err = s.queryOperatorPage(ctx, f, status, typ)
+	} else {
+		var afterTime, afterID any
+		if f.After != nil {
+			afterTime, afterID = f.After.CreatedAt, f.After.ID
+		}
+		rows, err = s.db.QueryContext(ctx, listSQL, f.Limit, s.listMaxBytes, sc.owner, status, typ, afterTime, afterID)
 	}
-	rows, err := s.db.QueryContext(ctx, listSQL, f.Limit, s.listMaxBytes, userID, status, typ, afterTime, afterID)
 	if err != nil {
 		return nil, nil, fmt.Errorf("list jobs: %w", classify(err))
 	}
+	jobs, next, err := s.scanPage(rows, sc.anyOwner)
+	if err != nil {
+		return nil, nil, fmt.Errorf("list jobs: %w", classify(err))
+	}
+	return jobs, next, nil
+}
+
+// scanPage reads the rows of a page statement (pageSQL) and the cursor of
+// the next page, the operator's columns too when operator is set.
+func (s *Store) scanPage(rows *sql.Rows, operator bool) ([]job.Job, *Cursor, error) {
 	defer rows.Close()
 	jobs := []job.Job{}
 	var total, size int
 	for rows.Next() {
 		var j job.Job
-		if err := scanJob(rows, &j, &total); err != nil {
-			return nil, nil, fmt.Errorf("list jobs: %w", classify(err))
+		var err error
+		if operator {
+			err = scanOperatorJob(rows, &j, &total)
+		} else {
+			err = scanJob(rows, &j, &total)
+		}
+		if err != nil {
+			return nil, nil, err
 		}
 		// The statement counted stored sizes, which are smaller than the
 		// text for a compressed result: the bound holds for what was read.
@@ -259,7 +297,7 @@ func (s *Store) List(ctx context.Context, userID string, f ListFilter) (_ []job.
 		jobs = append(jobs, j)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, nil, fmt.Errorf("list jobs: %w", classify(err))
+		return nil, nil, err
 	}
 	if len(jobs) == total {
 		return jobs, nil, nil

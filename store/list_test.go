@@ -101,7 +101,7 @@ func TestListPageBound(t *testing.T) {
 				if pages > len(want) {
 					t.Fatalf("more than %d pages", len(want))
 				}
-				jobs, next, err := st.List(t.Context(), "alice", f)
+				jobs, next, err := st.List(t.Context(), store.OwnedBy("alice"), f)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -150,7 +150,7 @@ func TestListSkipsOversizedResults(t *testing.T) {
 	var next *store.Cursor
 	n := p.during(func() {
 		var err error
-		jobs, next, err = st.List(t.Context(), "alice", store.ListFilter{Limit: 10})
+		jobs, next, err = st.List(t.Context(), store.OwnedBy("alice"), store.ListFilter{Limit: 10})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -161,7 +161,7 @@ func TestListSkipsOversizedResults(t *testing.T) {
 	if n > 64<<10 {
 		t.Errorf("the first page received %d bytes; the 1 MiB result was read", n)
 	}
-	jobs, next, err := st.List(t.Context(), "alice", store.ListFilter{Limit: 10, After: next})
+	jobs, next, err := st.List(t.Context(), store.OwnedBy("alice"), store.ListFilter{Limit: 10, After: next})
 	if err != nil || len(jobs) != 1 || jobs[0].ID != big || next != nil {
 		t.Fatalf("second page: %d jobs, next %v, %v; want only %s and no cursor", len(jobs), next, err, big)
 	}

@@ -163,7 +163,7 @@ func TestClaimIDs(t *testing.T) {
 	if again, err := st.ClaimIDs(ctx, "lambda-2", []uuid.UUID{runnable.ID}, time.Minute); err != nil || len(again) != 0 {
 		t.Errorf("second claim of a held job: %v, %v", again, err)
 	}
-	if j, err := st.Get(ctx, "alice", other.ID); err != nil || j.Status != job.StatusPending {
+	if j, err := st.Get(ctx, store.OwnedBy("alice"), other.ID); err != nil || j.Status != job.StatusPending {
 		t.Errorf("unnamed job: %+v, %v", j, err)
 	}
 
@@ -209,7 +209,7 @@ func TestRescueToOutbox(t *testing.T) {
 	if len(delays) != 1 || delays[0] < 20*time.Second || delays[0] > 30*time.Second {
 		t.Errorf("delays = %v, want one of about 30s (the backoff)", delays)
 	}
-	if j, err := st.Get(ctx, "alice", last.ID); err != nil || j.Status != job.StatusFailed || *j.Error != job.ErrTextWorkerLost {
+	if j, err := st.Get(ctx, store.OwnedBy("alice"), last.ID); err != nil || j.Status != job.StatusFailed || *j.Error != job.ErrTextWorkerLost {
 		t.Errorf("last attempt: %+v, %v", j, err)
 	}
 	var logged []string

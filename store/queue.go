@@ -460,42 +460,29 @@ type CancelResult int
 
 // The outcomes of Cancel.
 const (
-	Cancelled       CancelResult = iota // the job is now FAILED with job.ErrTextCancelled
+	Cancelled       CancelResult = iota // the job is now FAILED, cancelled
 	AlreadyFinished                     // the job was COMPLETED or FAILED before
 )
 
-// Cancel ends the user's PENDING or PROCESSING job as FAILED with
-// job.ErrTextCancelled, as CancelAs does. It returns ErrNotFound for a job that
-// does not exist or is another user's.
-func (s *Store) Cancel(ctx context.Context, userID string, id uuid.UUID) (*job.Job, CancelResult, error) {
-	return s.CancelAs(ctx, Canceller{ID: id, Owner: userID, By: userID, Text: job.ErrTextCancelled})
-}
-
-// Canceller says which job to cancel, by whom and with what text.
-type Canceller struct {
-	ID    uuid.UUID
-	Owner string // the job's owner, or "" for any user's job (an admin's cancel)
-	By    string // who cancels: recorded as cancelled_by
-	Text  string // the job's error
-}
-
-// CancelAs ends a PENDING or PROCESSING job as FAILED with c.Text, takes it
-// out of the queue (its queue row first, as every writer of both tables
-// does: a claim or an outcome under way finishes before it), records
-// who cancelled it, logs the cancellation in the attempt log (as the running
-// attempt's end, or attempt 0 when none runs) and tells its worker (NOTIFY
-// jobs_cancelled). A PENDING job keeps its null startedAt. It returns
-// ErrNotFound for a job that does not exist (or is not c.Owner's), and
-// AlreadyFinished with the job as it is for a terminal one.
-func (s *Store) CancelAs(ctx context.Context, c Canceller) (_ *job.Job, _ CancelResult, err error) {
+// Cancel ends a PENDING or PROCESSING job of the scope as FAILED, with
+// job.ErrTextCancelled when its owner cancels and job.ErrTextCancelledByAdmin
+// when an operator does, takes it out of the queue (its queue row first, as
+// every writer of both tables does: a claim or an outcome under way finishes
+// before it), records who cancelled it, logs the cancellation in the attempt
+// log (as the running attempt's end, or attempt 0 when none runs) and tells
+// its worker (NOTIFY jobs_cancelled). A PENDING job keeps its null
+// startedAt. It returns ErrNotFound for a job that does not exist or is
+// outside the scope, and AlreadyFinished with the job as it is for a
+// terminal one.
+func (s *Store) Cancel(ctx context.Context, sc Scope, id uuid.UUID) (_ *job.Job, _ CancelResult, err error) {
 	ctx, span := startSpan(ctx, spanCancel, "UPDATE", 0)
 	defer func() { endSpan(span, err) }()
-	withJobID(span, c.ID.String())
+	withJobID(span, id.String())
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
-	var owner any
-	if c.Owner != "" {
-		owner = c.Owner
+	text := job.ErrTextCancelled
+	if sc.anyOwner {
+		text = job.ErrTextCancelledByAdmin
 	}
 	rows, err := s.db.QueryContext(ctx, `
 		WITH target AS MATERIALIZED (
@@ -522,7 +509,7 @@ func (s *Store) CancelAs(ctx context.Context, c Canceller) (_ *job.Job, _ Cancel
 				'cancelled', true, $3
 			FROM c)
 		SELECT `+jobColumns+` FROM c CROSS JOIN LATERAL (SELECT pg_notify('`+notify.JobsCancelled+`', c.id::text)) AS n`,
-		c.ID, owner, c.Text, c.By)
+		id, sc.ownerArg(), text, sc.actor)
 	if err != nil {
 		return nil, 0, fmt.Errorf("cancel job: %w", classify(err))
 	}
@@ -537,15 +524,7 @@ func (s *Store) CancelAs(ctx context.Context, c Canceller) (_ *job.Job, _ Cancel
 	if err := rows.Err(); err != nil {
 		return nil, 0, fmt.Errorf("cancel job: %w", classify(err))
 	}
-	var cur *job.Job
-	if c.Owner != "" {
-		cur, err = s.Get(ctx, c.Owner, c.ID)
-	} else {
-		var a *AdminJob
-		if a, err = s.GetAny(ctx, c.ID); err == nil {
-			cur = &a.Job
-		}
-	}
+	cur, err := s.Get(ctx, sc, id)
 	if err != nil {
 		return nil, 0, err
 	}

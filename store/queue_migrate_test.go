@@ -92,7 +92,7 @@ func TestQueueMigration(t *testing.T) {
 		t.Errorf("after down: %d leased rows for the claimed job (want 1), %d queue indexes on jobs (want 3)", leased, indexes)
 	}
 	s.up(t)
-	j, err := st.Get(t.Context(), "alice", pending)
+	j, err := st.Get(t.Context(), store.OwnedBy("alice"), pending)
 	if err != nil || j.Status != job.StatusProcessing {
 		t.Errorf("after up again: %+v, %v", j, err)
 	}

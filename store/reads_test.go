@@ -10,6 +10,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/jobsd/jobsd/internal/eventually"
 	"github.com/jobsd/jobsd/internal/pgtest"
 	"github.com/jobsd/jobsd/job"
 	"github.com/jobsd/jobsd/store"
@@ -44,12 +45,12 @@ func TestBatchedReads(t *testing.T) {
 	errs := make([]error, len(wants))
 	got := make([]*job.Job, len(wants))
 	var wg sync.WaitGroup
-	wg.Go(func() { got[0], errs[0] = st.Get(ctx, wants[0].user, wants[0].id) })
-	waitFor(t, func() bool { return st.Gets() == before+1 })
+	wg.Go(func() { got[0], errs[0] = st.Get(ctx, store.OwnedBy(wants[0].user), wants[0].id) })
+	eventually.True(t, 5*time.Second, "the first Get's statement sent", func() bool { return st.Gets() == before+1 })
 	for i := 1; i < len(wants); i++ {
-		wg.Go(func() { got[i], errs[i] = st.Get(ctx, wants[i].user, wants[i].id) })
+		wg.Go(func() { got[i], errs[i] = st.Get(ctx, store.OwnedBy(wants[i].user), wants[i].id) })
 	}
-	waitFor(t, func() bool { return st.QueuedReads() == len(wants)-1 })
+	eventually.True(t, 5*time.Second, "the other Gets queued", func() bool { return st.QueuedReads() == len(wants)-1 })
 	if err := tx.Rollback(); err != nil {
 		t.Fatal(err)
 	}
@@ -81,12 +82,12 @@ func TestBatchedReadCancel(t *testing.T) {
 	before := st.Gets()
 	var first error
 	var wg sync.WaitGroup
-	wg.Go(func() { _, first = st.Get(ctx, "alice", j.ID) })
-	waitFor(t, func() bool { return st.Gets() == before+1 })
+	wg.Go(func() { _, first = st.Get(ctx, store.OwnedBy("alice"), j.ID) })
+	eventually.True(t, 5*time.Second, "the first Get's statement sent", func() bool { return st.Gets() == before+1 })
 
 	waitCtx, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
 	defer cancel()
-	if _, err := st.Get(waitCtx, "alice", j.ID); !errors.Is(err, context.DeadlineExceeded) {
+	if _, err := st.Get(waitCtx, store.OwnedBy("alice"), j.ID); !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("queued Get past its deadline: %v, want context.DeadlineExceeded", err)
 	}
 	if err := tx.Rollback(); err != nil {
@@ -122,14 +123,4 @@ func lockJobs(t *testing.T, st *store.Store) *sql.Tx {
 		t.Fatal(err)
 	}
 	return tx
-}
-
-// waitFor polls cond for up to 5 s.
-func waitFor(t *testing.T, cond func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(5 * time.Second); !cond(); time.Sleep(time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not reached in 5 s")
-		}
-	}
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/google/uuid"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/jobsd/jobsd/internal/eventually"
 	"github.com/jobsd/jobsd/internal/pgtest"
 	"github.com/jobsd/jobsd/job"
 	"github.com/jobsd/jobsd/store"
@@ -40,7 +41,7 @@ func TestBatchedReadSpan(t *testing.T) {
 		rctx, span := requestSpan(ctx, "request")
 		defer span.End()
 		callers[i] = span.SpanContext()
-		if _, err := st.Get(rctx, "alice", ids[i]); err != nil {
+		if _, err := st.Get(rctx, store.OwnedBy("alice"), ids[i]); err != nil {
 			t.Error(err)
 		}
 	}
@@ -51,11 +52,11 @@ func TestBatchedReadSpan(t *testing.T) {
 	before := st.Gets()
 	var wg sync.WaitGroup
 	wg.Go(func() { get(0) })
-	waitFor(t, func() bool { return st.Gets() == before+1 })
+	eventually.True(t, 5*time.Second, "the first Get's statement sent", func() bool { return st.Gets() == before+1 })
 	for i := 1; i < len(ids); i++ {
 		wg.Go(func() { get(i) })
 	}
-	waitFor(t, func() bool { return st.QueuedReads() == len(ids)-1 })
+	eventually.True(t, 5*time.Second, "the other Gets queued", func() bool { return st.QueuedReads() == len(ids)-1 })
 	if err := tx.Rollback(); err != nil {
 		t.Fatal(err)
 	}

@@ -178,17 +178,17 @@ func TestReadsSkipInput(t *testing.T) {
 	})
 	copyJob(t, st, j.ID, "alice", 9)
 	sizes["Get"] = p.during(func() {
-		if _, err := st.Get(ctx, "alice", j.ID); err != nil {
+		if _, err := st.Get(ctx, store.OwnedBy("alice"), j.ID); err != nil {
 			t.Fatal(err)
 		}
 	})
 	sizes["List of 10"] = p.during(func() {
-		if jobs, _, err := st.List(ctx, "alice", store.ListFilter{Limit: 100}); err != nil || len(jobs) != 10 {
+		if jobs, _, err := st.List(ctx, store.OwnedBy("alice"), store.ListFilter{Limit: 100}); err != nil || len(jobs) != 10 {
 			t.Fatalf("list: %d jobs, %v", len(jobs), err)
 		}
 	})
 	sizes["Cancel"] = p.during(func() {
-		if _, res, err := st.Cancel(ctx, "alice", j.ID); err != nil || res != store.Cancelled {
+		if _, res, err := st.Cancel(ctx, store.OwnedBy("alice"), j.ID); err != nil || res != store.Cancelled {
 			t.Fatalf("cancel: %v, %v", res, err)
 		}
 	})
@@ -258,7 +258,7 @@ func BenchmarkWireBytes(b *testing.B) {
 		var n int64
 		for b.Loop() {
 			n += p.during(func() {
-				if _, err := st.Get(ctx, "alice", first); err != nil {
+				if _, err := st.Get(ctx, store.OwnedBy("alice"), first); err != nil {
 					b.Fatal(err)
 				}
 			})
@@ -271,7 +271,7 @@ func BenchmarkWireBytes(b *testing.B) {
 			var rows int
 			for b.Loop() {
 				n += p.during(func() {
-					jobs, _, err := st.List(ctx, user, store.ListFilter{Limit: 100})
+					jobs, _, err := st.List(ctx, store.OwnedBy(user), store.ListFilter{Limit: 100})
 					if err != nil {
 						b.Fatal(err)
 					}
@@ -294,7 +294,7 @@ func BenchmarkWireBytes(b *testing.B) {
 			}
 			b.StartTimer()
 			n += p.during(func() {
-				if _, res, err := st.Cancel(ctx, "alice", id); err != nil || res != store.Cancelled {
+				if _, res, err := st.Cancel(ctx, store.OwnedBy("alice"), id); err != nil || res != store.Cancelled {
 					b.Fatal(errors.Join(err, fmt.Errorf("cancel: result %v", res)))
 				}
 			})

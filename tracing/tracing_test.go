@@ -23,6 +23,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/jobsd/jobsd/internal/apitest"
+	"github.com/jobsd/jobsd/internal/eventually"
 	"github.com/jobsd/jobsd/tracing"
 	"github.com/jobsd/jobsd/tracing/tracingtest"
 )
@@ -245,14 +246,13 @@ func createPreview(t *testing.T) string {
 // waitForSpan waits (a functional bound, generous) until find finds.
 func waitForSpan(t *testing.T, find func() (tracetest.SpanStub, bool)) tracetest.SpanStub {
 	t.Helper()
-	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		if s, ok := find(); ok {
-			return s
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the span never came")
-		}
-	}
+	var s tracetest.SpanStub
+	eventually.True(t, 20*time.Second, "the span", func() bool {
+		var ok bool
+		s, ok = find()
+		return ok
+	})
+	return s
 }
 
 // logLine is the log line with that message about that job.

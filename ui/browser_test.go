@@ -6,6 +6,7 @@ import (
 	_ "embed"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -27,6 +28,7 @@ import (
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 
+	"github.com/jobsd/jobsd/internal/eventually"
 	"github.com/jobsd/jobsd/internal/pgtest"
 	"github.com/jobsd/jobsd/internal/proctest"
 )
@@ -310,25 +312,24 @@ func (b *browser) do(step string, actions ...chromedp.Action[chromedp.Void]) {
 	}
 }
 
-// waitFor evaluates a JavaScript condition every 100 ms until it is true.
+// waitFor evaluates a JavaScript condition until it is true.
 // An evaluation that meets a navigation (the document it ran in went away)
 // is tried again in the next document.
 func (b *browser) waitFor(step, expr string) {
 	b.t.Helper()
-	deadline := time.Now().Add(45 * time.Second)
-	var last error
-	for time.Now().Before(deadline) {
+	err := eventually.Wait(45*time.Second, func() error {
 		ctx, cancel := context.WithTimeout(b.ctx, 10*time.Second)
+		defer cancel()
 		ok, err := chromedp.Run(ctx, chromedp.Evaluate[bool]("Boolean("+expr+")"))
-		cancel()
-		if err == nil && ok {
-			return
+		if err == nil && !ok {
+			err = errors.New("false")
 		}
-		last = err
-		time.Sleep(100 * time.Millisecond)
+		return err
+	})
+	if err != nil {
+		b.screenshot("failed-" + strings.ReplaceAll(step, " ", "-"))
+		b.t.Fatalf("%s: not true after 45 s (last: %v): %s%s", step, err, expr, b.pageErrors())
 	}
-	b.screenshot("failed-" + strings.ReplaceAll(step, " ", "-"))
-	b.t.Fatalf("%s: not true after 45 s (last error %v): %s%s", step, last, expr, b.pageErrors())
 }
 
 func (b *browser) eval(step, expr string) string {

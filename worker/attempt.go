@@ -154,7 +154,7 @@ func (w *Worker) call(ctx context.Context, c store.Claimed) (result json.RawMess
 			err = fmt.Errorf("handler panic: %v\n%s", p, debug.Stack())
 		}
 	}()
-	result, err = h(ctx, Job{
+	result, err = h(ctx, Attempt{
 		ID: c.ID, UserID: c.UserID, Type: c.Type, Input: c.Input,
 		Attempt: c.Attempts, MaxAttempts: c.MaxAttempts,
 	})

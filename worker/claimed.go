@@ -2,7 +2,6 @@ package worker
 
 import (
 	"context"
-	"log/slog"
 	"sync"
 	"time"
 
@@ -35,7 +34,6 @@ func (w *Worker) RunClaimed(jobCtx context.Context, claims []store.Claimed) []En
 	if len(claims) == 0 {
 		return nil
 	}
-	log := w.log
 	var mu sync.Mutex
 	out := make([]Ended, 0, len(claims))
 	w.onEnded = func(e ending, ok bool, werr error) {
@@ -44,43 +42,15 @@ func (w *Worker) RunClaimed(jobCtx context.Context, claims []store.Claimed) []En
 		mu.Unlock()
 	}
 
-	var bgDone sync.WaitGroup
-	bg, stopBG := context.WithCancel(context.WithoutCancel(jobCtx))
-	bgDone.Add(2)
-	go func() { defer bgDone.Done(); w.heartbeats(bg, log) }()
-	go func() { defer bgDone.Done(); w.watchdog(bg, log) }()
-	writerDone := make(chan struct{})
-	go func() { defer close(writerDone); w.writer(log) }()
 	// A runner per attempt, so none waits for another's slot: the caller
 	// claimed only what it means to run at once.
-	for range claims {
-		go w.runner()
-	}
+	stop := w.startMachinery(jobCtx, w.heartbeats, len(claims))
 	for _, c := range claims {
 		w.start(jobCtx, c)
 	}
 	w.pending.Wait()
-	stopBG()
-	bgDone.Wait()
-	close(w.outcomes)
-	<-writerDone
-	close(w.tasks)
+	stop()
 	return out
-}
-
-// heartbeats extends held leases every Heartbeat until ctx ends; unlike
-// maintain, it leaves rescue and retention to the deployment's schedule.
-func (w *Worker) heartbeats(ctx context.Context, log *slog.Logger) {
-	t := time.NewTicker(w.cfg.Heartbeat)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			w.heartbeat(ctx, log)
-		}
-	}
 }
 
 // ClaimIDs claims, among ids, the jobs that are runnable now, under this

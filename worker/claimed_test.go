@@ -21,7 +21,7 @@ import (
 func TestRunClaimed(t *testing.T) {
 	release := make(chan struct{})
 	defer close(release)
-	b := setup(t, func(ctx context.Context, j worker.Job) (json.RawMessage, error) {
+	b := setup(t, func(ctx context.Context, j worker.Attempt) (json.RawMessage, error) {
 		var in struct{ Prompt string }
 		if err := json.Unmarshal(j.Input, &in); err != nil {
 			return nil, err
@@ -55,7 +55,7 @@ func TestRunClaimed(t *testing.T) {
 	if e := ended[stuck.ID]; !e.Written || e.Outcome.Kind != store.OutcomeRetry || e.Outcome.Backoff <= 0 {
 		t.Errorf("stuck job ended %+v, want a written retry", e)
 	}
-	j, err := b.st.Get(t.Context(), "alice", stuck.ID)
+	j, err := b.st.Get(t.Context(), store.OwnedBy("alice"), stuck.ID)
 	if err != nil || j.Status != job.StatusProcessing || j.Attempts != 1 {
 		t.Errorf("stuck job: %+v, %v", j, err)
 	}

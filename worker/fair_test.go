@@ -3,6 +3,7 @@ package worker_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -28,7 +29,7 @@ func TestUserConcurrency(t *testing.T) {
 		leased  int // the most of alice's leases seen from inside a handler
 	)
 	var st *store.Store
-	h := func(ctx context.Context, j worker.Job) (json.RawMessage, error) {
+	h := func(ctx context.Context, j worker.Attempt) (json.RawMessage, error) {
 		mu.Lock()
 		running[j.UserID]++
 		peak[j.UserID] = max(peak[j.UserID], running[j.UserID])
@@ -71,20 +72,16 @@ func TestUserConcurrency(t *testing.T) {
 	}
 	b.start(t)
 	b.start(t)
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	eventually.NoError(t, 30*time.Second, "every job completed", func() error {
 		var left int
 		if err := b.st.DB().Get(&left, `SELECT count(*) FROM jobs WHERE status <> 'COMPLETED'`); err != nil {
 			t.Fatal(err)
 		}
-		if left == 0 {
-			break
+		if left > 0 {
+			return fmt.Errorf("%d of %d jobs not completed", left, len(ids))
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d of %d jobs not completed", left, len(ids))
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return nil
+	})
 	mu.Lock()
 	defer mu.Unlock()
 	if peak["alice"] > limit || leased > limit {
@@ -103,7 +100,7 @@ func TestUserConcurrency(t *testing.T) {
 // claim, which the worker makes at least every second, and whenever fewer
 // slots are free than users are waiting (TestWindowUsers has the rule).
 func TestNewUserBehindInterleavedBacklogs(t *testing.T) {
-	h := func(ctx context.Context, j worker.Job) (json.RawMessage, error) {
+	h := func(ctx context.Context, j worker.Attempt) (json.RawMessage, error) {
 		select {
 		case <-ctx.Done():
 			return nil, ctx.Err()
@@ -135,7 +132,7 @@ func TestNewUserBehindInterleavedBacklogs(t *testing.T) {
 	bob := created.ID
 	var left int
 	eventually.True(t, 10*time.Second, "bob's job completed", func() bool {
-		j, err := b.st.Get(t.Context(), "bob", bob)
+		j, err := b.st.Get(t.Context(), store.OwnedBy("bob"), bob)
 		if err != nil {
 			t.Fatal(err)
 		}

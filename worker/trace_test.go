@@ -9,6 +9,7 @@ import (
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
+	"github.com/jobsd/jobsd/internal/eventually"
 	"github.com/jobsd/jobsd/job"
 	"github.com/jobsd/jobsd/store"
 	"github.com/jobsd/jobsd/tracing"
@@ -22,7 +23,7 @@ import (
 // attempt to that request's span.
 func TestAttemptSpans(t *testing.T) {
 	exp := tracingtest.Record(t)
-	b := setup(t, func(ctx context.Context, j worker.Job) (json.RawMessage, error) {
+	b := setup(t, func(ctx context.Context, j worker.Attempt) (json.RawMessage, error) {
 		if j.Attempt == 1 {
 			return nil, errRetryable
 		}
@@ -38,9 +39,10 @@ func TestAttemptSpans(t *testing.T) {
 	b.waitFor(t, j.ID, "completed", terminal)
 
 	var attempts tracetest.SpanStubs
-	for deadline := time.Now().Add(10 * time.Second); len(attempts) < 2 && time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+	eventually.True(t, 10*time.Second, "two attempt spans ended", func() bool {
 		attempts = tracingtest.Named(exp, "process AI_PREVIEW")
-	}
+		return len(attempts) >= 2
+	})
 	if len(attempts) != 2 {
 		t.Fatalf("%d attempt spans, want 2", len(attempts))
 	}

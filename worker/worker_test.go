@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
@@ -117,20 +118,18 @@ func (b *bundle) create(t *testing.T, maxAttempts int) uuid.UUID {
 // waitFor polls the job until cond holds (a functional bound, generous).
 func (b *bundle) waitFor(t *testing.T, id uuid.UUID, what string, cond func(*job.Job) bool) *job.Job {
 	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		j, err := b.st.Get(context.Background(), "alice", id)
-		if err != nil {
+	var j *job.Job
+	eventually.NoError(t, 15*time.Second, "job "+what, func() error {
+		var err error
+		if j, err = b.st.Get(context.Background(), store.OwnedBy("alice"), id); err != nil {
 			t.Fatal(err)
 		}
-		if cond(j) {
-			return j
+		if !cond(j) {
+			return fmt.Errorf("job is %+v", j)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("job never %s: %+v", what, j)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return nil
+	})
+	return j
 }
 
 func terminal(j *job.Job) bool { return j.Status.Terminal() }
@@ -151,7 +150,7 @@ func checkTimes(t *testing.T, j *job.Job) {
 	}
 }
 
-func ok(context.Context, worker.Job) (json.RawMessage, error) {
+func ok(context.Context, worker.Attempt) (json.RawMessage, error) {
 	return json.RawMessage(`{"output":"done"}`), nil
 }
 
@@ -186,7 +185,7 @@ func TestOutcomes(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			b := setup(t, func(ctx context.Context, j worker.Job) (json.RawMessage, error) {
+			b := setup(t, func(ctx context.Context, j worker.Attempt) (json.RawMessage, error) {
 				if j.Attempt <= tt.failAttempts {
 					if tt.failWith.Error() == "panic" {
 						panic("boom")
@@ -214,7 +213,7 @@ func TestOutcomes(t *testing.T) {
 // error shown and no lease held.
 func TestRetryStaysProcessing(t *testing.T) {
 	release := make(chan struct{})
-	b := setup(t, func(ctx context.Context, j worker.Job) (json.RawMessage, error) {
+	b := setup(t, func(ctx context.Context, j worker.Attempt) (json.RawMessage, error) {
 		if j.Attempt == 1 {
 			return nil, errRetryable
 		}
@@ -291,24 +290,24 @@ func TestCancel(t *testing.T) {
 	t.Run("pending", func(t *testing.T) {
 		b := setup(t, ok)
 		id := b.create(t, 3)
-		j, res, err := b.st.Cancel(t.Context(), "alice", id)
+		j, res, err := b.st.Cancel(t.Context(), store.OwnedBy("alice"), id)
 		if err != nil || res != store.Cancelled {
 			t.Fatal(res, err)
 		}
 		if j.Status != job.StatusFailed || *j.Error != job.ErrTextCancelled || j.StartedAt != nil || j.CompletedAt == nil {
 			t.Errorf("job %+v", j)
 		}
-		if _, res, _ := b.st.Cancel(t.Context(), "alice", id); res != store.AlreadyFinished {
+		if _, res, _ := b.st.Cancel(t.Context(), store.OwnedBy("alice"), id); res != store.AlreadyFinished {
 			t.Errorf("second cancel: %v", res)
 		}
-		if _, _, err := b.st.Cancel(t.Context(), "mallory", id); !errors.Is(err, store.ErrNotFound) {
+		if _, _, err := b.st.Cancel(t.Context(), store.OwnedBy("mallory"), id); !errors.Is(err, store.ErrNotFound) {
 			t.Errorf("another user's cancel: %v", err)
 		}
 	})
 	t.Run("running", func(t *testing.T) {
 		started := make(chan struct{})
 		sawCancel := make(chan struct{})
-		b := setup(t, func(ctx context.Context, j worker.Job) (json.RawMessage, error) {
+		b := setup(t, func(ctx context.Context, j worker.Attempt) (json.RawMessage, error) {
 			close(started)
 			<-ctx.Done()
 			close(sawCancel)
@@ -318,7 +317,7 @@ func TestCancel(t *testing.T) {
 		stop := b.start(t)
 		id := b.create(t, 3)
 		<-started
-		if _, res, err := b.st.Cancel(t.Context(), "alice", id); err != nil || res != store.Cancelled {
+		if _, res, err := b.st.Cancel(t.Context(), store.OwnedBy("alice"), id); err != nil || res != store.Cancelled {
 			t.Fatal(res, err)
 		}
 		select {
@@ -327,7 +326,7 @@ func TestCancel(t *testing.T) {
 			t.Fatal("the handler's context was not cancelled")
 		}
 		stop() // the handler's late result has been written, or refused, by now
-		j, _ := b.st.Get(t.Context(), "alice", id)
+		j, _ := b.st.Get(t.Context(), store.OwnedBy("alice"), id)
 		if j.Status != job.StatusFailed || *j.Error != job.ErrTextCancelled || j.Result != nil {
 			t.Errorf("cancellation overwritten: %+v", j)
 		}
@@ -341,7 +340,7 @@ func TestCancel(t *testing.T) {
 func TestShutdownHandsBack(t *testing.T) {
 	var calls atomic.Int32
 	started := make(chan struct{}, 1)
-	b := setup(t, func(ctx context.Context, j worker.Job) (json.RawMessage, error) {
+	b := setup(t, func(ctx context.Context, j worker.Attempt) (json.RawMessage, error) {
 		if calls.Add(1) == 1 {
 			started <- struct{}{}
 			<-ctx.Done()
@@ -353,7 +352,7 @@ func TestShutdownHandsBack(t *testing.T) {
 	id := b.create(t, 3)
 	<-started
 	stop()
-	j, _ := b.st.Get(t.Context(), "alice", id)
+	j, _ := b.st.Get(t.Context(), store.OwnedBy("alice"), id)
 	if j.Status != job.StatusPending || j.Attempts != 0 || j.StartedAt != nil {
 		t.Fatalf("after shutdown: %+v", j)
 	}
@@ -396,7 +395,7 @@ func TestExactlyOnce(t *testing.T) {
 		t.Skip("3,000 jobs through three workers: not under -short")
 	}
 	var b *bundle
-	b = setup(t, func(ctx context.Context, j worker.Job) (json.RawMessage, error) {
+	b = setup(t, func(ctx context.Context, j worker.Attempt) (json.RawMessage, error) {
 		if _, err := b.st.DB().ExecContext(ctx, `INSERT INTO test_runs (job_id, attempt) VALUES ($1, $2)`, j.ID, j.Attempt); err != nil {
 			return nil, err
 		}
@@ -431,20 +430,16 @@ func TestExactlyOnce(t *testing.T) {
 		w.cfg.Concurrency = 50
 		w.start(t)
 	}
-	deadline := time.Now().Add(90 * time.Second)
-	for {
+	eventually.NoError(t, 90*time.Second, "every job finished", func() error {
 		var left int
 		if err := b.st.DB().Get(&left, `SELECT count(*) FROM jobs WHERE status NOT IN ('COMPLETED', 'FAILED')`); err != nil {
 			t.Fatal(err)
 		}
-		if left == 0 {
-			break
+		if left > 0 {
+			return fmt.Errorf("%d jobs unfinished", left)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d jobs never finished", left)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return nil
+	})
 	var audit struct {
 		Completed     int `db:"completed"`
 		NotOnce       int `db:"not_once"`
@@ -470,7 +465,7 @@ func TestExactlyOnce(t *testing.T) {
 // TestRetryPickedUpWhenDue: a retry is claimed when its backoff ends, not
 // at the next fallback poll (set here to a minute).
 func TestRetryPickedUpWhenDue(t *testing.T) {
-	b := setup(t, func(ctx context.Context, j worker.Job) (json.RawMessage, error) {
+	b := setup(t, func(ctx context.Context, j worker.Attempt) (json.RawMessage, error) {
 		if j.Attempt == 1 {
 			return nil, errRetryable
 		}
@@ -500,7 +495,7 @@ func TestProcessingBeforeHandler(t *testing.T) {
 	}
 	saw := make(chan seen, 1)
 	var b *bundle
-	b = setup(t, func(ctx context.Context, j worker.Job) (json.RawMessage, error) {
+	b = setup(t, func(ctx context.Context, j worker.Attempt) (json.RawMessage, error) {
 		var s struct {
 			Status   job.Status `db:"status"`
 			Attempts int        `db:"attempts"`
@@ -544,7 +539,7 @@ func TestProcessingBeforeHandler(t *testing.T) {
 // stuckHandler ignores its context until release is closed, as a parser
 // caught in a loop would; it reports each start on started.
 func stuckHandler(started chan<- uuid.UUID, release <-chan struct{}) worker.Handler {
-	return func(ctx context.Context, j worker.Job) (json.RawMessage, error) {
+	return func(ctx context.Context, j worker.Attempt) (json.RawMessage, error) {
 		if string(j.Input) == `{"stuck": true}` {
 			started <- j.ID
 			<-release
@@ -685,8 +680,10 @@ func TestIdleWorkerWaits(t *testing.T) {
 		}
 		return n
 	}
+	// pg_stat_database lags a backend by up to 1 s and shows no sign of catching up: let it count the start's transactions.
 	time.Sleep(1500 * time.Millisecond)
 	before := xacts()
+	// The measurement is a rate: transactions in a 3 s window of idleness.
 	time.Sleep(3 * time.Second)
 	if n := xacts() - before; n > 300 {
 		t.Errorf("an idle worker made %d transactions in about 3 s; want a few dozen", n)
@@ -698,7 +695,7 @@ func TestIdleWorkerWaits(t *testing.T) {
 // TestMetrics: the worker records attempts, outcomes with their error
 // class, pickup latency and rescues in its series.
 func TestMetrics(t *testing.T) {
-	b := setup(t, func(ctx context.Context, j worker.Job) (json.RawMessage, error) {
+	b := setup(t, func(ctx context.Context, j worker.Attempt) (json.RawMessage, error) {
 		if j.Attempt == 1 && string(j.Input) == `{"flaky": true}` {
 			return nil, errRetryable
 		}
@@ -752,14 +749,14 @@ func TestMetrics(t *testing.T) {
 	}
 	for _, tc := range tests {
 		// The last outcome is recorded just after its write commits.
-		deadline := time.Now().Add(5 * time.Second)
-		got := count(tc.name, tc.labels)
-		for got != tc.want && time.Now().Before(deadline) {
-			time.Sleep(10 * time.Millisecond)
-			got = count(tc.name, tc.labels)
-		}
-		if got != tc.want {
-			t.Errorf("%s%v = %v, want %v", tc.name, tc.labels, got, tc.want)
+		err := eventually.Wait(5*time.Second, func() error {
+			if got := count(tc.name, tc.labels); got != tc.want {
+				return fmt.Errorf("%s%v = %v, want %v", tc.name, tc.labels, got, tc.want)
+			}
+			return nil
+		})
+		if err != nil {
+			t.Error(err)
 		}
 	}
 }
@@ -779,18 +776,13 @@ func TestRetention(t *testing.T) {
 	fresh := b.create(t, 3)
 	b.start(t)
 	b.waitFor(t, fresh, "terminal", terminal)
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		_, err := b.st.Get(t.Context(), "alice", expired)
-		if errors.Is(err, store.ErrNotFound) {
-			break
+	eventually.NoError(t, 15*time.Second, "the expired job deleted", func() error {
+		if _, err := b.st.Get(t.Context(), store.OwnedBy("alice"), expired); !errors.Is(err, store.ErrNotFound) {
+			return fmt.Errorf("Get = %v, want ErrNotFound", err)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the expired job was not deleted: %v", err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	if j, err := b.st.Get(t.Context(), "alice", fresh); err != nil || j.Status != job.StatusCompleted {
+		return nil
+	})
+	if j, err := b.st.Get(t.Context(), store.OwnedBy("alice"), fresh); err != nil || j.Status != job.StatusCompleted {
 		t.Errorf("a recent finished job: %+v, %v", j, err)
 	}
 }

@@ -73,6 +73,54 @@ func (m kvFlags) Set(s string) error {
 	return nil
 }
 
+// createFlags are the flags of 'create TYPE'; those that TYPE does not
+// take are nil.
+type createFlags struct {
+	key   *string
+	quiet *bool
+
+	// AI_PREVIEW.
+	prompt, modelID *string
+	vars            kvFlags
+
+	// Every other type (file and contentType: PARSE_DOCUMENT only).
+	input, inputJSON, file, contentType *string
+}
+
+// newCreateFlags defines on fs the flags of 'create TYPE' for typ.
+func newCreateFlags(fs *flag.FlagSet, typ gen.JobType) *createFlags {
+	f := &createFlags{vars: kvFlags{}}
+	f.key = fs.String("idempotency-key", "", "Idempotency-Key: makes the create safe to retry")
+	f.quiet = fs.Bool("q", false, "print only the job's id")
+	if typ == gen.JobTypeAIPREVIEW {
+		f.prompt = fs.String("prompt", "", "the prompt template (required); {{name}} is replaced by the variable name")
+		fs.Var(f.vars, "var", "a template variable `name=value` (repeatable)")
+		f.modelID = fs.String("model", "", "the model `ID` to ask (server default when empty)")
+	} else {
+		f.input = fs.String("input", "", "read the input object from `FILE` (- for stdin)")
+		f.inputJSON = fs.String("input-json", "", "the input object as inline `JSON`")
+		if typ == gen.JobTypePARSEDOCUMENT {
+			f.file = fs.String("file", "", "the document `FILE` to parse (.txt, .md, .pdf, .docx); sent base64")
+			f.contentType = fs.String("content-type", "", "the document's content `type` (default: from the file extension)")
+		}
+	}
+	return f
+}
+
+// previewRequest is the request of 'create preview' (whose --prompt the
+// caller checked).
+func (f *createFlags) previewRequest() gen.PromptPreviewRequest {
+	req := gen.PromptPreviewRequest{Prompt: *f.prompt}
+	if len(f.vars) > 0 {
+		m := map[string]string(f.vars)
+		req.Variables = &m
+	}
+	if *f.modelID != "" {
+		req.ModelId = f.modelID
+	}
+	return req
+}
+
 func runCreate(g *globals, args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
 		if len(args) > 0 && (args[0] == "-h" || args[0] == "-help" || args[0] == "--help") {
@@ -93,24 +141,7 @@ func runCreate(g *globals, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(fs.Output(), "\nFlags of 'create %s':\n", args[0])
 		fs.PrintDefaults()
 	}
-	key := fs.String("idempotency-key", "", "Idempotency-Key: makes the create safe to retry")
-	quiet := fs.Bool("q", false, "print only the job's id")
-	var (
-		prompt, modelID, input, inputJSON, file, contentType *string
-		vars                                                 = kvFlags{}
-	)
-	if typ == gen.JobTypeAIPREVIEW {
-		prompt = fs.String("prompt", "", "the prompt template (required); {{name}} is replaced by the variable name")
-		fs.Var(vars, "var", "a template variable `name=value` (repeatable)")
-		modelID = fs.String("model", "", "the model `ID` to ask (server default when empty)")
-	} else {
-		input = fs.String("input", "", "read the input object from `FILE` (- for stdin)")
-		inputJSON = fs.String("input-json", "", "the input object as inline `JSON`")
-		if typ == gen.JobTypePARSEDOCUMENT {
-			file = fs.String("file", "", "the document `FILE` to parse (.txt, .md, .pdf, .docx); sent base64")
-			contentType = fs.String("content-type", "", "the document's content `type` (default: from the file extension)")
-		}
-	}
+	f := newCreateFlags(fs, typ)
 	pos, code, ok := parseInterspersed(fs, args[1:])
 	if !ok {
 		return code
@@ -118,7 +149,7 @@ func runCreate(g *globals, args []string, stdout, stderr io.Writer) int {
 	if len(pos) > 0 {
 		return usageError(fs, stderr, "unexpected argument %q", pos[0])
 	}
-	opts := client.CreateOptions{IdempotencyKey: *key}
+	opts := client.CreateOptions{IdempotencyKey: *f.key}
 
 	c, err := g.newClient()
 	if err != nil {
@@ -126,21 +157,13 @@ func runCreate(g *globals, args []string, stdout, stderr io.Writer) int {
 	}
 	var job *gen.Job
 	if typ == gen.JobTypeAIPREVIEW {
-		if *prompt == "" {
+		if *f.prompt == "" {
 			return usageError(fs, stderr, "--prompt is required")
 		}
-		req := gen.PromptPreviewRequest{Prompt: *prompt}
-		if len(vars) > 0 {
-			m := map[string]string(vars)
-			req.Variables = &m
-		}
-		if *modelID != "" {
-			req.ModelId = modelID
-		}
-		job, err = c.CreatePreview(background(), req, opts)
+		job, err = c.CreatePreview(background(), f.previewRequest(), opts)
 	} else {
 		var body any
-		body, code, ok = buildInput(fs, stderr, input, inputJSON, file, contentType)
+		body, code, ok = buildInput(fs, stderr, f.input, f.inputJSON, f.file, f.contentType)
 		if !ok {
 			return code
 		}
@@ -149,7 +172,7 @@ func runCreate(g *globals, args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return fail(stderr, err)
 	}
-	if *quiet {
+	if *f.quiet {
 		fmt.Fprintln(stdout, job.Id)
 		return exitOK
 	}

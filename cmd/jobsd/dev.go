@@ -14,12 +14,14 @@ import (
 	"time"
 
 	"github.com/labstack/echo/v4"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/jobsd/jobsd/auth"
 	"github.com/jobsd/jobsd/internal/pgserver"
 	"github.com/jobsd/jobsd/metrics"
 	"github.com/jobsd/jobsd/store"
 	"github.com/jobsd/jobsd/ui"
+	"github.com/jobsd/jobsd/worker"
 )
 
 // runDev runs the API, a worker and a local token issuer against a
@@ -62,12 +64,20 @@ func runDev(ctx context.Context, args []string) error {
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", *addr, err)
 	}
+	return serveDev(ctx, ln, st, dbURL, settings, log)
+}
+
+// serveDev serves dev's API (with the console and, unless it has a listener
+// of its own, the issuer) on ln, with a worker, until ctx ends or the worker
+// gives up.
+func serveDev(ctx context.Context, ln net.Listener, st *store.Store, dbURL string, settings apiSettings, log *slog.Logger) error {
 	// The issuer lives under /dev-issuer of the API unless
 	// JOBS_DEV_ISSUER_ADDR gives it a listener (an origin) of its own, as
 	// Cognito's is in production.
 	issuerURL := devIssuerURL(ln.Addr().String())
 	var issuerLn net.Listener
 	if a := os.Getenv("JOBS_DEV_ISSUER_ADDR"); a != "" {
+		var err error
 		if issuerLn, err = net.Listen("tcp", a); err != nil {
 			ln.Close()
 			return fmt.Errorf("listen on %s (JOBS_DEV_ISSUER_ADDR): %w", a, err)
@@ -75,19 +85,7 @@ func runDev(ctx context.Context, args []string) error {
 		defer issuerLn.Close()
 		issuerURL = devIssuerURL(issuerLn.Addr().String())
 	}
-	keyPath, err := devKeyPath()
-	if err != nil {
-		return err
-	}
-	iss, err := auth.LoadOrCreateIssuer(keyPath, issuerURL)
-	if err != nil {
-		return err
-	}
-	consoleBase := envOr("JOBS_UI_BASE_URL", strings.TrimSuffix(devIssuerURL(ln.Addr().String()), "/dev-issuer"))
-	if err := ui.CheckBaseURL(consoleBase); err != nil {
-		return usagef("JOBS_UI_BASE_URL: %v", err)
-	}
-	login, err := auth.NewLogin(iss, auth.LoginConfig{ClientID: devClientID, RedirectURI: ui.RedirectURI(consoleBase)})
+	iss, login, consoleBase, err := devLogin(issuerURL, ln.Addr().String())
 	if err != nil {
 		return err
 	}
@@ -117,15 +115,7 @@ func runDev(ctx context.Context, args []string) error {
 		return err
 	}
 
-	if err := allowCrashMarkers(true); err != nil { // dev rehearses crashes too
-		return err
-	}
-	wcfg, err := workerConfig(log)
-	if err != nil {
-		return err
-	}
-	wcfg.Metrics = metrics.NewWorker(reg)
-	w, err := newWorker(st, dbURL, wcfg)
+	w, err := newDevWorker(st, dbURL, reg, log)
 	if err != nil {
 		return err
 	}
@@ -142,6 +132,43 @@ func runDev(ctx context.Context, args []string) error {
 		err = werr
 	}
 	return err
+}
+
+// devLogin loads (or creates) the dev issuer's key for issuerURL, and
+// returns the issuer and its sign-in pages for the console, which is served
+// at consoleBase: JOBS_UI_BASE_URL, or the root of the API at apiAddr.
+func devLogin(issuerURL, apiAddr string) (iss *auth.Issuer, login *auth.Login, consoleBase string, err error) {
+	keyPath, err := devKeyPath()
+	if err != nil {
+		return nil, nil, "", err
+	}
+	iss, err = auth.LoadOrCreateIssuer(keyPath, issuerURL)
+	if err != nil {
+		return nil, nil, "", err
+	}
+	consoleBase = envOr("JOBS_UI_BASE_URL", strings.TrimSuffix(devIssuerURL(apiAddr), "/dev-issuer"))
+	if err := ui.CheckBaseURL(consoleBase); err != nil {
+		return nil, nil, "", usagef("JOBS_UI_BASE_URL: %v", err)
+	}
+	login, err = auth.NewLogin(iss, auth.LoginConfig{ClientID: devClientID, RedirectURI: ui.RedirectURI(consoleBase)})
+	if err != nil {
+		return nil, nil, "", err
+	}
+	return iss, login, consoleBase, nil
+}
+
+// newDevWorker is dev's worker, configured as a standalone one is, with its
+// metrics on reg.
+func newDevWorker(st *store.Store, dbURL string, reg *prometheus.Registry, log *slog.Logger) (*worker.Worker, error) {
+	if err := allowCrashMarkers(true); err != nil { // dev rehearses crashes too
+		return nil, err
+	}
+	wcfg, err := workerConfig(log)
+	if err != nil {
+		return nil, err
+	}
+	wcfg.Metrics = metrics.NewWorker(reg)
+	return newWorker(st, dbURL, wcfg)
 }
 
 // devDatabase finds a database for dev and migrates it.

@@ -21,6 +21,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/lib/pq"
 
+	"github.com/jobsd/jobsd/internal/eventually"
 	"github.com/jobsd/jobsd/internal/pgtest"
 	"github.com/jobsd/jobsd/internal/proctest"
 	"github.com/jobsd/jobsd/internal/sqsfake"
@@ -113,18 +114,13 @@ func startEmulator(t *testing.T, dbURL string, q *sqsfake.Queue, extraEnv ...str
 		_ = cmd.Process.Kill() // it may have exited already
 		_ = cmd.Wait()         // "signal: killed", as asked
 	})
-	deadline := time.Now().Add(20 * time.Second)
-	for {
+	eventually.NoError(t, 20*time.Second, "the emulator listening on "+addr, func() error {
 		c, err := net.Dial("tcp", addr)
 		if err == nil {
 			c.Close()
-			break
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the emulator never listened on %s: %v", addr, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return err
+	})
 	return &emulator{url: "http://" + addr + "/2015-03-31/functions/function/invocations", cmd: cmd}
 }
 
@@ -268,7 +264,7 @@ func TestLambdaEmulator(t *testing.T) {
 		refused: {job.StatusCompleted, 2}, crashed: {job.StatusCompleted, 2},
 	}
 	for id, w := range want {
-		j, err := st.Get(ctx, "alice", id)
+		j, err := st.Get(ctx, store.OwnedBy("alice"), id)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -299,7 +295,7 @@ func TestLambdaEmulator(t *testing.T) {
 func allTerminal(t *testing.T, st *store.Store, ids []uuid.UUID) bool {
 	t.Helper()
 	for _, id := range ids {
-		j, err := st.Get(context.Background(), "alice", id)
+		j, err := st.Get(context.Background(), store.OwnedBy("alice"), id)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -314,7 +310,7 @@ func jobStates(t *testing.T, st *store.Store, ids []uuid.UUID) string {
 	t.Helper()
 	var parts []string
 	for _, id := range ids {
-		j, _ := st.Get(context.Background(), "alice", id)
+		j, _ := st.Get(context.Background(), store.OwnedBy("alice"), id)
 		parts = append(parts, fmt.Sprintf("%v=%s/%d", id, j.Status, j.Attempts))
 	}
 	return strings.Join(parts, " ")
@@ -325,7 +321,7 @@ func jobStates(t *testing.T, st *store.Store, ids []uuid.UUID) string {
 func checkAttempts(t *testing.T, st *store.Store, ids []uuid.UUID) {
 	t.Helper()
 	for _, id := range ids {
-		j, err := st.Get(context.Background(), "alice", id)
+		j, err := st.Get(context.Background(), store.OwnedBy("alice"), id)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -430,7 +426,7 @@ func TestLambdaRegistry(t *testing.T) {
 	if n, err := sqsfake.Poll(ctx, q.Client(), q.URL, 10, 30, fn.invokeSQS); err != nil || n != 1 {
 		t.Fatalf("poll: %d messages, %v", n, err)
 	}
-	aj, err := st.GetAny(ctx, id)
+	aj, err := st.Get(ctx, store.Operator("test"), id)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -452,25 +448,21 @@ func TestLambdaRegistry(t *testing.T) {
 	if err := fn.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(20 * time.Second)
-	for {
+	eventually.NoError(t, 20*time.Second, "the instance unregistered after the emulator's shutdown", func() error {
 		ws, err := st.Processes(ctx, store.KindWorker)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(ws) == 0 {
-			break
+		if len(ws) > 0 {
+			return fmt.Errorf("still registered: %+v", ws)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the instance is still registered after the emulator's shutdown: %+v", ws)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return nil
+	})
 }
 
 func getJob(t *testing.T, st *store.Store, id uuid.UUID) *job.Job {
 	t.Helper()
-	j, err := st.Get(context.Background(), "alice", id)
+	j, err := st.Get(context.Background(), store.OwnedBy("alice"), id)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"strings"
 	"testing"
@@ -11,6 +12,7 @@ import (
 	"github.com/google/go-cmp/cmp/cmpopts"
 	"github.com/google/uuid"
 
+	"github.com/jobsd/jobsd/internal/eventually"
 	"github.com/jobsd/jobsd/internal/pgtest"
 	"github.com/jobsd/jobsd/internal/sandbox"
 	"github.com/jobsd/jobsd/job"
@@ -67,23 +69,16 @@ func TestWorkerKilledMidParse(t *testing.T) {
 	w := startWorker(t, url, "JOBS_PARSE_TIMEOUT=5m")
 	waitJob(t, st, id, "started", func(j *job.Job) bool { return j.Attempts == 1 })
 	var child int
-	deadline := time.Now().Add(10 * time.Second)
-	for child == 0 {
+	eventually.True(t, 10*time.Second, "the worker's parse child started", func() bool {
 		if kids := sandbox.ChildrenOf(w.Cmd.Process.Pid); len(kids) > 0 {
 			child = kids[0]
-		} else if time.Now().After(deadline) {
-			t.Fatal("the worker started no parse child within 10 s")
 		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return child != 0
+	})
 	w.Kill()
-	deadline = time.Now().Add(5 * time.Second)
-	for sandbox.Running(child) {
-		if time.Now().After(deadline) {
-			t.Fatalf("parse child %d still running 5 s after its worker was killed", child)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	eventually.True(t, 5*time.Second, fmt.Sprintf("parse child %d gone after its worker was killed", child), func() bool {
+		return !sandbox.Running(child)
+	})
 }
 
 func TestParseOptions(t *testing.T) {

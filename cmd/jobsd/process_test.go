@@ -13,6 +13,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/jobsd/jobsd/internal/eventually"
 	"github.com/jobsd/jobsd/internal/pgtest"
 	"github.com/jobsd/jobsd/internal/proctest"
 	"github.com/jobsd/jobsd/job"
@@ -77,20 +78,18 @@ func createPreview(t *testing.T, st *store.Store, prompt string) uuid.UUID {
 
 func waitJob(t *testing.T, st *store.Store, id uuid.UUID, what string, cond func(*job.Job) bool) *job.Job {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		j, err := st.Get(context.Background(), "alice", id)
-		if err != nil {
+	var j *job.Job
+	eventually.NoError(t, 30*time.Second, "job "+what, func() error {
+		var err error
+		if j, err = st.Get(context.Background(), store.OwnedBy("alice"), id); err != nil {
 			t.Fatal(err)
 		}
-		if cond(j) {
-			return j
+		if !cond(j) {
+			return fmt.Errorf("job is %+v", j)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("job never %s: %+v", what, j)
-		}
-		time.Sleep(25 * time.Millisecond)
-	}
+		return nil
+	})
+	return j
 }
 
 // TestWorkerKilled: a worker process SIGKILLed mid-job loses nothing: the
@@ -147,10 +146,10 @@ func TestWorkerSIGTERM(t *testing.T) {
 	if errors.As(err, &exit) {
 		t.Errorf("worker exited with %v", err)
 	}
-	if j, _ := st.Get(t.Context(), "alice", quick); j.Status != job.StatusCompleted || j.Attempts != 1 {
+	if j, _ := st.Get(t.Context(), store.OwnedBy("alice"), quick); j.Status != job.StatusCompleted || j.Attempts != 1 {
 		t.Errorf("in-flight job not finished: %s attempts %d", j.Status, j.Attempts)
 	}
-	j, _ := st.Get(t.Context(), "alice", slow)
+	j, _ := st.Get(t.Context(), store.OwnedBy("alice"), slow)
 	var lease sql.NullString
 	if err := st.DB().Get(&lease, `SELECT lease_owner FROM jobs WHERE id = $1`, slow); err != nil {
 		t.Fatal(err)

@@ -63,16 +63,8 @@ func runServe(ctx context.Context, args []string) error {
 	if metricsAddr() != "" {
 		reg = newProcessMetrics(st, log)
 	}
-	// The registry of live API processes: N divides the per-user limits.
-	// The heartbeat stops, and the entry goes, when ctx ends (SIGTERM).
-	replicas := impl.NewReplicas(st, log)
-	if err := replicas.Refresh(ctx); err != nil {
-		log.Warn("api replicas: first heartbeat failed; counting this process alone", "err", err)
-	}
-	replicasCtx, stopReplicas := context.WithCancel(ctx)
-	replicasDone := make(chan struct{})
-	go func() { replicas.Run(replicasCtx); close(replicasDone) }()
-	defer func() { stopReplicas(); <-replicasDone }()
+	replicas, stopReplicas := startReplicas(ctx, st, log)
+	defer stopReplicas()
 	settings.replicas = replicas
 	draining := make(chan struct{})
 	e, closeHub, err := newAPI(st, db.url, acfg, settings, draining, reg, log)
@@ -101,6 +93,21 @@ func runServe(ctx context.Context, args []string) error {
 	}
 	log.Info("api ready", "addr", ln.Addr().String())
 	return serveHTTP(ctx, ln, e, draining, drainDelay, log)
+}
+
+// startReplicas enters this process in the registry of live API processes,
+// whose number N divides the per-user limits, and keeps its entry fresh.
+// The heartbeat stops, and the entry goes, when ctx ends (SIGTERM); stop
+// also ends it, and waits until it has.
+func startReplicas(ctx context.Context, st *store.Store, log *slog.Logger) (replicas *impl.Replicas, stop func()) {
+	replicas = impl.NewReplicas(st, log)
+	if err := replicas.Refresh(ctx); err != nil {
+		log.Warn("api replicas: first heartbeat failed; counting this process alone", "err", err)
+	}
+	replicasCtx, stopReplicas := context.WithCancel(ctx)
+	replicasDone := make(chan struct{})
+	go func() { replicas.Run(replicasCtx); close(replicasDone) }()
+	return replicas, func() { stopReplicas(); <-replicasDone }
 }
 
 // newAPI assembles the API server from its settings, with the hub that

@@ -76,48 +76,79 @@ func Start(opts Options) (s *Server, err error) {
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
 
-	stopPG, err := pgtest.Start()
+	url, err := s.startDatabase(ctx)
 	if err != nil {
 		return nil, err
 	}
-	s.cleanup = append(s.cleanup, stopPG)
-	url, err := pgtest.CreateDatabase(ctx)
-	if err != nil {
+	if err = s.startIssuer(); err != nil {
 		return nil, err
+	}
+	if err = s.startAPI(url, opts.CORSOrigins, log); err != nil {
+		return nil, err
+	}
+	if !opts.NoWorker {
+		if err = s.startWorker(url, log); err != nil {
+			return nil, err
+		}
+	}
+	return s, nil
+}
+
+// startDatabase starts PostgreSQL, creates a database and opens s.Store on
+// it; it returns the database's URL.
+func (s *Server) startDatabase(ctx context.Context) (url string, err error) {
+	stopPG, err := pgtest.Start()
+	if err != nil {
+		return "", err
+	}
+	s.cleanup = append(s.cleanup, stopPG)
+	url, err = pgtest.CreateDatabase(ctx)
+	if err != nil {
+		return "", err
 	}
 	st, err := store.Open(ctx, url, store.Options{})
 	if err != nil {
-		return nil, err
+		return "", err
 	}
 	s.Store = st
 	s.cleanup = append(s.cleanup, func() { st.Close() })
+	return url, nil
+}
 
+// startIssuer creates the token issuer, with a new key, and serves its
+// JWKS.
+func (s *Server) startIssuer() error {
 	key, err := rsa.GenerateKey(rand.Reader, 2048)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	jwks := httptest.NewUnstartedServer(nil)
 	s.issuer = auth.NewIssuer(key, "http://"+jwks.Listener.Addr().String())
 	jwks.Config.Handler = s.issuer.JWKSHandler()
 	jwks.Start()
 	s.cleanup = append(s.cleanup, jwks.Close)
+	return nil
+}
 
+// startAPI serves the API, with a hub that LISTENs on the database at url,
+// on a loopback port, and sets s.URL.
+func (s *Server) startAPI(url string, corsOrigins []string, log *slog.Logger) error {
 	v, err := auth.NewVerifier(auth.Config{Issuer: s.issuer.URL(), ClientIDs: []string{ClientID}})
 	if err != nil {
-		return nil, err
+		return err
 	}
 	h, err := hub.New(url, log)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	s.cleanup = append(s.cleanup, func() { h.Close() })
-	e, err := impl.New(impl.Config{Store: st, Verifier: v, Log: log, Hub: h, CORSOrigins: opts.CORSOrigins})
+	e, err := impl.New(impl.Config{Store: s.Store, Verifier: v, Log: log, Hub: h, CORSOrigins: corsOrigins})
 	if err != nil {
-		return nil, err
+		return err
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		return nil, err
+		return err
 	}
 	srv := &http.Server{Handler: e, ReadHeaderTimeout: 10 * time.Second}
 	go func() {
@@ -127,35 +158,39 @@ func Start(opts Options) (s *Server, err error) {
 	}()
 	s.cleanup = append(s.cleanup, func() { srv.Close() })
 	s.URL = "http://" + ln.Addr().String()
+	return nil
+}
 
-	if !opts.NoWorker {
-		w, err := worker.New(worker.Config{
-			Store:        st,
-			Handlers:     jobtype.WorkerHandlers(st, model.NewLocal(), jobtype.ParseOptions{}),
-			Classify:     jobtype.Classify,
-			Log:          log,
-			ListenURL:    url,
-			Concurrency:  4,
-			Lease:        5 * time.Second,
-			PollEvery:    500 * time.Millisecond,
-			BackoffBase:  20 * time.Millisecond,
-			BackoffMax:   100 * time.Millisecond,
-			ShutdownWait: 200 * time.Millisecond,
-		})
-		if err != nil {
-			return nil, err
-		}
-		wctx, stop := context.WithCancel(context.Background())
-		done := make(chan struct{})
-		go func() {
-			defer close(done)
-			if err := w.Run(wctx); err != nil {
-				log.Error("apitest: worker", "err", err)
-			}
-		}()
-		s.cleanup = append(s.cleanup, func() { stop(); <-done })
+// startWorker runs a worker, with the real job handlers and the local model
+// provider, that LISTENs on the database at url; Close stops it.
+func (s *Server) startWorker(url string, log *slog.Logger) error {
+	st := s.Store
+	w, err := worker.New(worker.Config{
+		Store:        st,
+		Handlers:     jobtype.WorkerHandlers(st, model.NewLocal(), jobtype.ParseOptions{}),
+		Classify:     jobtype.Classify,
+		Log:          log,
+		ListenURL:    url,
+		Concurrency:  4,
+		Lease:        5 * time.Second,
+		PollEvery:    500 * time.Millisecond,
+		BackoffBase:  20 * time.Millisecond,
+		BackoffMax:   100 * time.Millisecond,
+		ShutdownWait: 200 * time.Millisecond,
+	})
+	if err != nil {
+		return err
 	}
-	return s, nil
+	wctx, stop := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := w.Run(wctx); err != nil {
+			log.Error("apitest: worker", "err", err)
+		}
+	}()
+	s.cleanup = append(s.cleanup, func() { stop(); <-done })
+	return nil
 }
 
 // Close stops the worker, the API and PostgreSQL.

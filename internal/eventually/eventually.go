@@ -38,13 +38,20 @@ func NoError(t testing.TB, within time.Duration, what string, f func() error) {
 // last error; for waits outside a test's goroutine, where t.Fatal must not
 // be called.
 func Wait(within time.Duration, f func() error) error {
+	return WaitEvery(within, Interval, f)
+}
+
+// WaitEvery is [Wait] checking every interval instead of every Interval:
+// for a check that costs the system it checks, such as a request to a
+// deployment under a rate limit.
+func WaitEvery(within, interval time.Duration, f func() error) error {
 	deadline := time.Now().Add(within)
 	for {
 		err := f()
 		if err == nil || time.Now().After(deadline) {
 			return err
 		}
-		time.Sleep(Interval)
+		time.Sleep(interval)
 	}
 }
 

@@ -36,50 +36,66 @@ func Run(ctx context.Context, name string, input []byte, lim Limits) ([]byte, St
 		return nil, Stats{}, err
 	}
 	lim = lim.withDefaults()
+	c, err := startChild(name, input, lim)
+	if err != nil {
+		return nil, Stats{}, err
+	}
+	reason, ctxErr := c.watch(ctx, lim)
+	waitErr := c.reap()
+	return c.result(reason, ctxErr, waitErr, lim)
+}
+
+// childRun is one child process of Run, with what the parent learns of it.
+type childRun struct {
+	cmd    *exec.Cmd
+	pid    int
+	out    *cappedBuffer
+	stderr *tailBuffer
+	exited chan struct{} // closed once the child has exited (not reaped)
+	start  time.Time
+	stats  Stats
+}
+
+// startChild starts this binary as the child that runs name on input, in a
+// process group of its own, and starts waiting for it to exit.
+func startChild(name string, input []byte, lim Limits) (*childRun, error) {
 	exe, err := os.Executable()
 	if err != nil {
-		return nil, Stats{}, fmt.Errorf("sandbox: finding this binary: %w", err)
+		return nil, fmt.Errorf("sandbox: finding this binary: %w", err)
 	}
-	cmd := exec.Command(exe) //nolint:noctx // ctx is watched below, and its end kills the whole process group, not only the child
+	cmd := exec.Command(exe) //nolint:noctx // ctx is watched (childRun.watch), and its end kills the whole process group, not only the child
 	cmd.Env = childEnv(name, lim)
 	cmd.Stdin = bytes.NewReader(input)
-	out := &cappedBuffer{max: lim.MaxOutput}
-	cmd.Stdout = out
-	stderr := &tailBuffer{max: 1024}
-	cmd.Stderr = stderr
+	c := &childRun{cmd: cmd, out: &cappedBuffer{max: lim.MaxOutput}, stderr: &tailBuffer{max: 1024}, exited: make(chan struct{})}
+	cmd.Stdout = c.out
+	cmd.Stderr = c.stderr
 	// Its own process group, so one kill reaches anything it started; and
 	// SIGKILL when the worker dies, so no parse outlives its worker.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	// A grandchild holding the pipes open must not hold Wait.
 	cmd.WaitDelay = time.Second
 
-	start := time.Now()
+	c.start = time.Now()
 	if err := cmd.Start(); err != nil {
-		return nil, Stats{}, fmt.Errorf("sandbox: starting child: %w", err)
+		return nil, fmt.Errorf("sandbox: starting child: %w", err)
 	}
-	pid := cmd.Process.Pid
-	exited := make(chan struct{})
+	c.pid = cmd.Process.Pid
 	go func() {
-		defer close(exited)
-		waitExited(pid)
+		defer close(c.exited)
+		waitExited(c.pid)
 	}()
+	return c, nil
+}
 
-	var (
-		stats  Stats
-		reason Reason
-		ctxErr error
-	)
-	sample := func() int64 {
-		rss := residentBytes(pid)
-		stats.PeakRSS = max(stats.PeakRSS, rss)
-		return rss
-	}
+// watch samples the child until it exits, ctx ends (ctxErr) or it reaches
+// a limit (reason), and takes a last sample of its RSS.
+func (c *childRun) watch(ctx context.Context, lim Limits) (reason Reason, ctxErr error) {
 	tick := time.NewTicker(pollEvery)
 	deadline := time.NewTimer(lim.Timeout)
 watch:
 	for {
 		select {
-		case <-exited:
+		case <-c.exited:
 			break watch
 		case <-ctx.Done():
 			ctxErr = ctx.Err()
@@ -88,11 +104,11 @@ watch:
 			reason = ReasonTime
 			break watch
 		case <-tick.C:
-			if sample() > lim.Memory {
+			if c.sample() > lim.Memory {
 				reason = ReasonMemory
 				break watch
 			}
-			if out.over.Load() {
+			if c.out.over.Load() {
 				reason = ReasonOutput
 				break watch
 			}
@@ -100,26 +116,45 @@ watch:
 	}
 	tick.Stop()
 	deadline.Stop()
-	sample()
+	c.sample()
+	return reason, ctxErr
+}
+
+// sample reads the child's RSS and keeps the peak.
+func (c *childRun) sample() int64 {
+	rss := residentBytes(c.pid)
+	c.stats.PeakRSS = max(c.stats.PeakRSS, rss)
+	return rss
+}
+
+// reap kills the child's group, reaps the child and completes the stats;
+// it returns cmd.Wait's error.
+func (c *childRun) reap() error {
 	// Kill the group in every case: the child is not reaped yet (waitExited
 	// does not reap), so its pid, the group's id, cannot have been reused;
 	// and nothing it started outlives it.
-	_ = syscall.Kill(-pid, syscall.SIGKILL)
-	<-exited
-	waitErr := cmd.Wait()
-	stats.Wall = time.Since(start)
-	if ps := cmd.ProcessState; ps != nil {
-		stats.CPU = ps.UserTime() + ps.SystemTime()
+	_ = syscall.Kill(-c.pid, syscall.SIGKILL)
+	<-c.exited
+	waitErr := c.cmd.Wait()
+	c.stats.Wall = time.Since(c.start)
+	if ps := c.cmd.ProcessState; ps != nil {
+		c.stats.CPU = ps.UserTime() + ps.SystemTime()
 	}
 	// A child that exits by itself reports its own peak (VmHWM), which
 	// covers one too short-lived for the watcher to sample. (The kernel's
 	// ru_maxrss cannot serve: across vfork and exec it keeps the parent's
 	// high-water mark.)
-	stats.PeakRSS = max(stats.PeakRSS, stderr.reportedPeak())
+	c.stats.PeakRSS = max(c.stats.PeakRSS, c.stderr.reportedPeak())
+	return waitErr
+}
 
+// result is Run's answer for a reaped child: its output, or why there is
+// none.
+func (c *childRun) result(reason Reason, ctxErr, waitErr error, lim Limits) ([]byte, Stats, error) {
+	stats := c.stats
 	detail := func() string {
-		d := "exit: " + describe(cmd.ProcessState, waitErr)
-		if s := strings.TrimSpace(stderr.String()); s != "" {
+		d := "exit: " + describe(c.cmd.ProcessState, waitErr)
+		if s := strings.TrimSpace(c.stderr.String()); s != "" {
 			d += "; stderr: " + s
 		}
 		return d
@@ -129,19 +164,19 @@ watch:
 		return nil, stats, ctxErr
 	case reason != "":
 		return nil, stats, &LimitError{Reason: reason, Stats: stats, Detail: detail()}
-	case out.over.Load():
+	case c.out.over.Load():
 		return nil, stats, &LimitError{Reason: ReasonOutput, Stats: stats, Detail: detail()}
 	case waitErr == nil:
-		return out.buf, stats, nil
+		return c.out.buf, stats, nil
 	}
-	ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus)
+	ws, ok := c.cmd.ProcessState.Sys().(syscall.WaitStatus)
 	switch {
 	case !ok:
 		return nil, stats, fmt.Errorf("sandbox: child: %s", detail())
 	case ws.Signaled() && ws.Signal() == syscall.SIGKILL:
-		// Not our kill (we kill only after the loop above saw a reason, or
-		// after the child exited): the kernel's, at the CPU-time limit or
-		// from the OOM killer.
+		// Not our kill (we kill only after watch saw a reason, or after the
+		// child exited): the kernel's, at the CPU-time limit or from the OOM
+		// killer.
 		if stats.CPU >= time.Duration(cpuSeconds(lim.Timeout))*time.Second-100*time.Millisecond {
 			return nil, stats, &LimitError{Reason: ReasonCPU, Stats: stats, Detail: detail()}
 		}

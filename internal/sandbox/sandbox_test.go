@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jobsd/jobsd/internal/eventually"
 	"github.com/jobsd/jobsd/internal/sandbox"
 )
 
@@ -26,6 +27,7 @@ func init() {
 		}
 	})
 	sandbox.Register("test-sleep", func([]byte) []byte {
+		// A child that never answers, yet stays alive an hour, past every limit (blocking forever would trip the runtime's deadlock check).
 		time.Sleep(time.Hour)
 		return nil
 	})
@@ -71,6 +73,7 @@ func init() {
 		if err := os.WriteFile(string(in), []byte(strconv.Itoa(gc.Process.Pid)), 0o600); err != nil {
 			panic(err)
 		}
+		// Alive an hour, past every limit: only the group kill ends it.
 		time.Sleep(time.Hour)
 		return nil
 	})
@@ -95,17 +98,15 @@ func TestMain(m *testing.M) {
 // left and no more goroutines than before.
 func noLeaks(t *testing.T, goroutinesBefore int) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		kids, g := sandbox.Children(), runtime.NumGoroutine()
-		if len(kids) == 0 && g <= goroutinesBefore {
-			return
+	err := eventually.Wait(5*time.Second, func() error {
+		if kids, g := sandbox.Children(), runtime.NumGoroutine(); len(kids) > 0 || g > goroutinesBefore {
+			return fmt.Errorf("children %v, goroutines %d (before %d)", kids, g, goroutinesBefore)
 		}
-		if time.Now().After(deadline) {
-			buf := make([]byte, 1<<16)
-			t.Fatalf("left behind: children %v, goroutines %d (before %d)\n%s", kids, g, goroutinesBefore, buf[:runtime.Stack(buf, true)])
-		}
-		time.Sleep(10 * time.Millisecond)
+		return nil
+	})
+	if err != nil {
+		buf := make([]byte, 1<<16)
+		t.Fatalf("left behind: %v\n%s", err, buf[:runtime.Stack(buf, true)])
 	}
 }
 
@@ -187,7 +188,7 @@ func TestCancel(t *testing.T) {
 		done <- err
 	}()
 	// Cancel once the child is running.
-	waitFor(t, func() bool { return len(sandbox.Children()) > 0 })
+	eventually.True(t, 10*time.Second, "the child running", func() bool { return len(sandbox.Children()) > 0 })
 	cancel()
 	select {
 	case err := <-done:
@@ -216,7 +217,7 @@ func TestProcessGroupKilled(t *testing.T) {
 	pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
 	// The group kill reached the grandchild too (it was reparented when
 	// its parent died, so it is not ours to reap).
-	waitFor(t, func() bool { return !sandbox.Running(pid) })
+	eventually.True(t, 10*time.Second, "the grandchild gone", func() bool { return !sandbox.Running(pid) })
 	noLeaks(t, before)
 }
 
@@ -234,16 +235,5 @@ func TestChildFailures(t *testing.T) {
 	cancel()
 	if _, _, err := sandbox.Run(ctx, "test-echo", nil, sandbox.Limits{}); !errors.Is(err, context.Canceled) {
 		t.Fatalf("cancelled context: err = %v", err)
-	}
-}
-
-func waitFor(t *testing.T, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not met within 10 s")
-		}
-		time.Sleep(5 * time.Millisecond)
 	}
 }
