@@ -3,7 +3,10 @@ package main
 import (
 	"context"
 	"database/sql"
+	"flag"
 	"fmt"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -31,20 +34,31 @@ type CeilingRun struct {
 }
 
 // ceilingCandidate is a schema and its two statements. claim takes ($1 n,
-// $2 worker) and returns (id, lease); finish takes ($1 ids, $2 leases) and
-// completes them, fenced on the lease.
+// $2 worker) and returns (id, lease, input, user_id, type, attempts,
+// max_attempts, created_at); finish takes ($1 ids, $2 leases), completes
+// them, fenced on the lease, and its command's row count is the number of
+// jobs it completed.
 type ceilingCandidate struct {
 	name string
 	ddl  []string // run after jobsd's migrations
 	// combined: finish is a CTE prefix taking ($3 ids, $4 leases) that
 	// runs in the same statement as the next claim (one round trip).
 	combined bool
+	// cursor: the claim also takes ($3, $4), the place (run_after, id) in
+	// the queue order it claims past ('-infinity' and the nil uuid: from
+	// the head), and returns two more columns, trace_context and run_after.
+	// The loop claims past the last job of a full claim, as the worker
+	// does (storeLoop), and from the head once such a claim finds nothing.
+	cursor bool
 	// store: the candidate is jobsd's own store (store.Claim and
 	// store.Finish), not the claim and finish below.
 	store  bool
 	seed   []string // run after the jobs are inserted
 	claim  string
 	finish string
+	// checks run after the burn-down; each must return true (besides the
+	// check that every job is COMPLETED).
+	checks []string
 }
 
 const oneTableClaim = `WITH picked AS MATERIALIZED (SELECT id FROM jobs
@@ -72,11 +86,148 @@ var oneTableDDL = []string{
 	`CREATE INDEX jobs_lease_idx ON jobs (lease_expires_at) WHERE lease_owner IS NOT NULL`,
 }
 
+// batchLeaseDDL is the next design's lease table (bench/README.md, "What
+// is left, and the next design"): one lease per claim batch, holding its
+// jobs' ids (what a rescuer of expired leases would put back).
+var batchLeaseDDL = []string{
+	`CREATE TABLE job_leases (
+		lease      uuid        PRIMARY KEY,
+		worker     text        NOT NULL,
+		expires_at timestamptz NOT NULL,
+		ids        uuid[]      NOT NULL)`,
+}
+
+// simplePicked locks up to $1 waiting queue rows past the cursor ($3, $4)
+// in the queue order, SKIP LOCKED, as jobsd's claim does for one user (no
+// walk over users, no turns).
+const simplePicked = `WITH picked AS MATERIALIZED (
+		SELECT q.id, q.run_after, q.ctid AS tid FROM job_queue q
+		WHERE q.lease_owner IS NULL AND q.run_after <= now() AND (q.run_after, q.id) > ($3::timestamptz, $4::uuid)
+		ORDER BY q.run_after, q.id LIMIT $1
+		FOR UPDATE SKIP LOCKED)`
+
+// claimJobs writes the picked jobs' rows as claimPicked does (HOT), with
+// lease as each attempt's fence, and returns them with their places.
+func claimJobs(lease string) string {
+	return `claimed AS (UPDATE jobs j SET
+		status = 'PROCESSING',
+		attempts = j.attempts + 1,
+		started_at = COALESCE(j.started_at, now()),
+		attempted_at = now(),
+		lease_owner = ` + lease + `,
+		worker_id = $2,
+		updated_at = now(),
+		version = j.version + 1
+	WHERE j.id = ANY(ARRAY(SELECT id FROM picked))
+	RETURNING j.id, j.lease_owner, j.input, j.user_id, j.type, j.attempts, j.max_attempts, j.created_at, j.trace_context)
+	SELECT c.id, c.lease_owner, c.input, c.user_id, c.type, c.attempts, c.max_attempts, c.created_at, c.trace_context, p.run_after
+	FROM claimed c JOIN picked p ON p.id = c.id`
+}
+
+// completedJobs completes job rows as jobsd's finishSQL does for
+// 'completed' (the columns it writes); the statement says which rows.
+const completedJobs = `UPDATE jobs j SET
+		status = 'COMPLETED',
+		result = '{"output":"done"}',
+		result_bytes = octet_length('{"output":"done"}'),
+		error = NULL,
+		completed_at = now(),
+		lease_owner = NULL,
+		updated_at = now(), version = j.version + 1`
+
+// logCompleted is finishSQL's attempt-log insert for the rows of done.
+const logCompleted = `INSERT INTO job_attempts (job_id, attempt, type, worker_id, started_at, outcome, final, error)
+	SELECT id, attempts, type, worker_id, attempted_at, 'completed', true, NULL FROM done`
+
+// The control: jobsd's schema and per-job leases, with simplePicked for
+// claim and a finish that knows only 'completed': what the store's
+// statements cost without their generality (fair claims, every outcome
+// kind), to tell that apart from what batch leases gain. The claim holds
+// each queue row (its non-HOT update, an entry in job_queue_lease_idx);
+// the finish deletes it, fenced on its lease, then writes the job row and
+// the attempt log.
+var perJobClaim = simplePicked + `,
+	seed AS (SELECT gen_random_uuid()::text AS s),
+	held AS (UPDATE job_queue q SET
+		lease_owner = md5((SELECT s FROM seed) || q.id::text)::uuid,
+		lease_expires_at = now() + interval '30 seconds'
+	WHERE q.ctid = ANY(ARRAY(SELECT tid FROM picked))),
+	` + claimJobs(`md5((SELECT s FROM seed) || j.id::text)::uuid`)
+
+const perJobFinish = `WITH ended AS (
+		DELETE FROM job_queue q USING unnest($1::uuid[], $2::uuid[]) AS o(id, lease)
+		WHERE q.id = o.id AND COALESCE(q.lease_owner = o.lease, false)
+		RETURNING q.id),
+	done AS (` + completedJobs + `
+	WHERE j.id = ANY(ARRAY(SELECT id FROM ended))
+	RETURNING j.id, j.type, j.attempts, j.worker_id, j.attempted_at)
+	` + logCompleted
+
+// batchLeaseClaim claims in one statement: it locks the queue rows
+// (simplePicked), deletes them, records one lease for the batch, and
+// writes each job row with the batch's lease as the attempt's fence. So a
+// claim adds no index entry per job (its deletes leave dead ones in
+// job_queue's indexes, as the finish's do now) and nothing to
+// job_queue_lease_idx.
+var batchLeaseClaim = simplePicked + `,
+	lease AS MATERIALIZED (SELECT gen_random_uuid() AS lease),
+	leased AS (INSERT INTO job_leases (lease, worker, expires_at, ids)
+		SELECT l.lease, $2, now() + interval '30 seconds', ARRAY(SELECT id FROM picked)
+		FROM lease l WHERE EXISTS (SELECT FROM picked)),
+	dequeued AS (DELETE FROM job_queue q WHERE q.ctid = ANY(ARRAY(SELECT tid FROM picked))),
+	` + claimJobs(`(SELECT lease FROM lease)`)
+
+// batchLeaseDone completes a batch's job rows, fenced on the job row's
+// lease (the queue row is gone since the claim), found by key in a nested
+// loop over the outcomes; batchLeaseRelease deletes the batch's leases (the
+// loop finishes whole batches). Each finish ends with what its row count
+// counts.
+const batchLeaseDone = completedJobs + `
+	FROM unnest($1::uuid[], $2::uuid[]) AS o(id, lease)
+	WHERE j.id = o.id AND COALESCE(j.lease_owner = o.lease AND j.status = 'PROCESSING', false)`
+
+const batchLeaseRelease = `released AS (DELETE FROM job_leases l WHERE l.lease = ANY(ARRAY(SELECT DISTINCT unnest($2::uuid[]))))`
+
+// batchLeaseChecks: the burn-down left no queue row and no lease.
+var batchLeaseChecks = []string{
+	`SELECT NOT EXISTS (SELECT FROM job_queue)`,
+	`SELECT NOT EXISTS (SELECT FROM job_leases)`,
+}
+
 var ceilingCandidates = []ceilingCandidate{
 	// The chosen design, through the store the worker uses: claims of 500
 	// past a cursor (as the worker makes them), then Finish.
-	{name: "job_queue + HOT job rows (jobsd's store)", store: true},
+	{name: "job_queue + HOT job rows (jobsd's store)", store: true, checks: []string{
+		`SELECT NOT EXISTS (SELECT FROM job_queue)`,
+		`SELECT count(*) = (SELECT count(*) FROM jobs) FROM job_attempts WHERE outcome = 'completed' AND final`,
+	}},
 	{name: "one table (the previous design's simple statements)", ddl: oneTableDDL, claim: oneTableClaim, finish: oneTableFinish},
+	{
+		name: "job_queue, per-job leases, simple statements (control)", cursor: true, claim: perJobClaim, finish: perJobFinish,
+		checks: []string{
+			`SELECT NOT EXISTS (SELECT FROM job_queue)`,
+			`SELECT count(*) = (SELECT count(*) FROM jobs) FROM job_attempts WHERE outcome = 'completed' AND final`,
+		},
+	},
+	// The next design: a lease per claim batch, the queue row deleted at
+	// the claim; the outcome writes the job row, the attempt log as
+	// finishSQL does, and deletes the lease.
+	{
+		name: "batch leases", ddl: batchLeaseDDL, cursor: true, claim: batchLeaseClaim,
+		finish: `WITH done AS (` + batchLeaseDone + `
+	RETURNING j.id, j.type, j.attempts, j.worker_id, j.attempted_at),
+	` + batchLeaseRelease + `
+	` + logCompleted,
+		checks: append([]string{`SELECT count(*) = (SELECT count(*) FROM jobs) FROM job_attempts WHERE outcome = 'completed' AND final`}, batchLeaseChecks...),
+	},
+	// The same without the attempt log's row for a first-try success (a
+	// real design would read such attempts from the job row).
+	{
+		name: "batch leases, no attempt-log row for a first-try success", ddl: batchLeaseDDL, cursor: true, claim: batchLeaseClaim,
+		finish: `WITH ` + batchLeaseRelease + `
+	` + batchLeaseDone,
+		checks: append([]string{`SELECT NOT EXISTS (SELECT FROM job_attempts)`}, batchLeaseChecks...),
+	},
 	{
 		name:     "one table, outcomes and next claim in one statement",
 		ddl:      oneTableDDL,
@@ -96,12 +247,44 @@ var ceilingCandidates = []ceilingCandidate{
 	},
 }
 
-// runCeiling measures every candidate at 1 and 2 loops on n jobs.
+// ceilingOnly, when set, limits the ceiling to the candidates whose names
+// contain one of its comma-separated words (the 1M runs, which take ~1
+// minute per candidate, loops and repeat).
+var ceilingOnly = flag.String("ceiling-candidates", "", "SQL ceiling: only the candidates whose names contain one of these comma-separated words (default all)")
+
+// ceilingLoops is how many loops each candidate is measured with.
+var ceilingLoops = flag.String("ceiling-loops", "1,2", "SQL ceiling: the numbers of loops (concurrent claim-and-finish loops) each candidate runs with, comma-separated")
+
+func ceilingWanted(name string) bool {
+	if *ceilingOnly == "" {
+		return true
+	}
+	for _, w := range strings.Split(*ceilingOnly, ",") {
+		if w = strings.TrimSpace(w); w != "" && strings.Contains(name, w) {
+			return true
+		}
+	}
+	return false
+}
+
+// runCeiling measures every candidate (-ceiling-candidates) at each
+// number of loops (-ceiling-loops: 1 and 2) on n jobs.
 func runCeiling(ctx context.Context, e *env, n, repeats int) ([]CeilingRun, error) {
 	var out []CeilingRun
+	var loopCounts []int
+	for _, w := range strings.Split(*ceilingLoops, ",") {
+		l, err := strconv.Atoi(strings.TrimSpace(w))
+		if err != nil || l < 1 {
+			return nil, fmt.Errorf("-ceiling-loops %q: want positive numbers", *ceilingLoops)
+		}
+		loopCounts = append(loopCounts, l)
+	}
 	for rep := range repeats {
 		for i, c := range ceilingCandidates {
-			for _, loops := range []int{1, 2} {
+			if !ceilingWanted(c.name) {
+				continue
+			}
+			for _, loops := range loopCounts {
 				name := fmt.Sprintf("ceiling_%d_%d_%d", rep, i, loops)
 				url, err := e.createDB(ctx, name, true)
 				if err != nil {
@@ -136,7 +319,12 @@ func ceilingRun(ctx context.Context, e *env, url, dbName string, c ceilingCandid
 		SELECT `+uuidV7SQL+`, 'bench', 'AI_PREVIEW', '{"prompt":"x"}' FROM generate_series(1, $1) g`, n); err != nil {
 		return r, err
 	}
-	for _, q := range append(c.seed, "VACUUM ANALYZE") {
+	// Each run starts right after a checkpoint, so that its WAL holds a
+	// full-page image of each page it first changes, as a durable server's
+	// does once per checkpoint interval, whatever the runs before left:
+	// without it, a timed checkpoint fell inside some runs and not others
+	// (the store's WAL per job went from 1,139 to 1,974 B between repeats).
+	for _, q := range append(c.seed, "VACUUM ANALYZE", "CHECKPOINT") {
 		if _, err := db.ExecContext(ctx, q); err != nil {
 			return r, fmt.Errorf("%s: %w", q, err)
 		}
@@ -179,6 +367,9 @@ func ceilingRun(ctx context.Context, e *env, url, dbName string, c ceilingCandid
 		return r, err
 	}
 	db.SetMaxIdleConns(0) // the loops' backends exit and report their statistics
+	if st != nil {
+		_ = st.Close() // the store's too (read before, its HOT share read 0 in some runs and its commits half)
+	}
 	if r.Work, err = meter.stop(ctx); err != nil {
 		return r, err
 	}
@@ -186,6 +377,23 @@ func ceilingRun(ctx context.Context, e *env, url, dbName string, c ceilingCandid
 	var upd, hot float64
 	if err := db.QueryRowContext(ctx, `SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables WHERE relname = 'jobs'`).Scan(&upd, &hot); err == nil && upd > 0 {
 		r.HOTShare = hot / upd
+	}
+	// The burn-down completed every job, and nothing else.
+	var completed, total int64
+	if err := db.QueryRowContext(ctx, `SELECT count(*) FILTER (WHERE status = 'COMPLETED'), count(*) FROM jobs`).Scan(&completed, &total); err != nil {
+		return r, err
+	}
+	if completed != int64(n) || total != int64(n) || done.Load() != int64(n) {
+		return r, fmt.Errorf("audit: %d of %d jobs COMPLETED, %d counted by the loops, %d inserted", completed, total, done.Load(), n)
+	}
+	for _, q := range c.checks {
+		var ok bool
+		if err := db.QueryRowContext(ctx, q).Scan(&ok); err != nil {
+			return r, fmt.Errorf("audit: %s: %w", q, err)
+		}
+		if !ok {
+			return r, fmt.Errorf("audit failed: %s", q)
+		}
 	}
 	return r, nil
 }
@@ -227,29 +435,47 @@ func storeLoop(ctx context.Context, st *store.Store, worker string, done *atomic
 	}
 }
 
-// ceilingLoop claims 500 jobs, completes them, and again, until a claim
-// finds nothing.
+// ceilingLoop claims 500 jobs (past a cursor, for a candidate with one),
+// completes them, and again, until a claim from the head finds nothing.
 func ceilingLoop(ctx context.Context, db *sql.DB, c ceilingCandidate, worker string, done *atomic.Int64) error {
 	var prevIDs, prevLeases []string
+	var cursor *ceilingKey // c.cursor: claim past it; nil: from the head
 	for {
 		args := []any{500, worker}
 		if c.combined {
 			args = append(args, pq.Array(prevIDs), pq.Array(prevLeases))
+		}
+		if c.cursor {
+			if cursor == nil {
+				args = append(args, "-infinity", "00000000-0000-0000-0000-000000000000")
+			} else {
+				args = append(args, cursor.runAfter, cursor.id)
+			}
 		}
 		rows, err := db.QueryContext(ctx, c.claim, args...)
 		if err != nil {
 			return err
 		}
 		var ids, leases []string
+		var last ceilingKey
 		for rows.Next() {
 			var id, lease, input, user, typ string
 			var attempts, maxAttempts int
 			var created time.Time
-			if err := rows.Scan(&id, &lease, &input, &user, &typ, &attempts, &maxAttempts, &created); err != nil {
+			dest := []any{&id, &lease, &input, &user, &typ, &attempts, &maxAttempts, &created}
+			var trace sql.NullString
+			var k ceilingKey
+			if c.cursor {
+				dest = append(dest, &trace, &k.runAfter)
+			}
+			if err := rows.Scan(dest...); err != nil {
 				rows.Close() //nolint:sqlclosecheck // closed on every path; a defer in this loop would hold each batch's rows to the end
 				return err
 			}
 			ids, leases = append(ids, id), append(leases, lease)
+			if k.id = id; len(ids) == 1 || k.after(last) {
+				last = k
+			}
 		}
 		rows.Close()
 		if err := rows.Err(); err != nil {
@@ -264,7 +490,15 @@ func ceilingLoop(ctx context.Context, db *sql.DB, c ceilingCandidate, worker str
 			continue
 		}
 		if len(ids) == 0 {
-			return nil
+			if cursor == nil {
+				return nil
+			}
+			cursor = nil
+			continue
+		}
+		cursor = nil
+		if c.cursor && len(ids) == 500 {
+			cursor = &last
 		}
 		res, err := db.ExecContext(ctx, c.finish, pq.Array(ids), pq.Array(leases))
 		if err != nil {
@@ -275,4 +509,18 @@ func ceilingLoop(ctx context.Context, db *sql.DB, c ceilingCandidate, worker str
 		}
 		done.Add(int64(len(ids)))
 	}
+}
+
+// ceilingKey is a job's place in the queue order, (run_after, id), for a
+// candidate's cursor.
+type ceilingKey struct {
+	runAfter time.Time
+	id       string // lower-case hex: ordered as the uuid's bytes
+}
+
+func (k ceilingKey) after(o ceilingKey) bool {
+	if !k.runAfter.Equal(o.runAfter) {
+		return k.runAfter.After(o.runAfter)
+	}
+	return k.id > o.id
 }
