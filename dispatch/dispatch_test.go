@@ -270,7 +270,7 @@ func TestScheduledRescue(t *testing.T) {
 	if got, err := b.st.ClaimIDs(t.Context(), "dead-instance", []uuid.UUID{id}, time.Minute); err != nil || len(got) != 1 {
 		t.Fatalf("claim: %v, %v", got, err)
 	}
-	if _, err := b.st.DB().Exec(`UPDATE job_queue SET lease_expires_at = now() - interval '1 second' WHERE lease_owner IS NOT NULL`); err != nil {
+	if _, err := b.st.DB().Exec(`UPDATE job_leases SET expires_at = now() - interval '1 second'`); err != nil {
 		t.Fatal(err)
 	}
 	out, err := b.h.Invoke(t.Context(), json.RawMessage(`{"version":"0","id":"x","detail-type":"Scheduled Event","source":"aws.events","detail":{}}`))

@@ -75,7 +75,7 @@ func TestAttemptLog(t *testing.T) {
 	}
 	c2 := s.claimOne("w2")
 	// The worker vanished: its lease expires and the rescuer counts it lost.
-	if _, err := s.st.DB().Exec(`UPDATE job_queue SET lease_expires_at = now() - interval '1 second', run_after = now() WHERE id = $1`, id); err != nil {
+	if _, err := s.st.DB().Exec(`UPDATE job_leases SET expires_at = now() - interval '1 second' WHERE $1 = ANY(ids)`, id); err != nil {
 		t.Fatal(err)
 	}
 	if retried, failed, err := s.st.Rescue(ctx, 0); err != nil || retried != 1 || failed != 0 {

@@ -11,8 +11,8 @@ import (
 
 // ClaimIDs claims the jobs among ids that are runnable now, with Claim's
 // effects and rules: in one committed statement each gets its attempt
-// counted, status PROCESSING, startedAt on its first attempt, a fresh lease
-// until now+lease and the worker's id. It is the claim of a worker fed by a
+// counted, status PROCESSING, startedAt on its first attempt and the worker's
+// id, all under one fresh lease until now+lease. It is the claim of a worker fed by a
 // queue whose messages name jobs (SQS): a job that is not runnable (finished,
 // cancelled, held by another attempt, waiting for its backoff, or gone) is
 // left out, and so is one another claimer is taking at this moment (SKIP
@@ -65,10 +65,7 @@ const claimIDsCappedSQL = `
 		SELECT id, user_id, run_after, ctid AS tid` + runnable + ` AND id = ANY($1)
 		FOR UPDATE SKIP LOCKED
 	),
-	leased AS MATERIALIZED (
-		SELECT user_id, count(*) AS n FROM job_queue
-		WHERE lease_owner IS NOT NULL AND user_id IN (SELECT user_id FROM named)
-		GROUP BY user_id
+	leased AS MATERIALIZED (` + leasedPerUser + `
 	),
 	picked AS MATERIALIZED (
 		SELECT r.id, r.run_after, r.tid, 0::bigint AS place FROM (
@@ -94,7 +91,7 @@ func (s *Store) Waiting(ctx context.Context, ids []uuid.UUID) (map[uuid.UUID]tim
 	rows, err := s.db.QueryContext(ctx, `
 		SELECT id, greatest(EXTRACT(EPOCH FROM run_after - now()), 0)::float8
 		FROM job_queue
-		WHERE id = ANY($1) AND lease_owner IS NULL`,
+		WHERE id = ANY($1)`,
 		pq.Array(uuidStrings(ids)))
 	if err != nil {
 		return nil, fmt.Errorf("read waiting jobs: %w", classify(err))

@@ -34,7 +34,7 @@ func QueueStatements(ids, leases []string, cursor QueueKey) []QueueStatement {
 		// An SQS batch: at most 10 messages.
 		{"claim by ids", claimIDsSQL, []any{pq.Array(ids[:min(10, len(ids))]), 30.0, "w"}},
 		{"finish", finishSQL, []any{pq.Array(ids), pq.Array(leases), pq.Array(kinds), pq.Array(texts), pq.Array(texts), pq.Array(backoffs)}},
-		{"heartbeat", heartbeatSQL, []any{pq.Array(ids), pq.Array(leases), 30.0}},
+		{"heartbeat", heartbeatSQL, []any{pq.Array(ids), pq.Array(leases), 30.0, pq.Array(leases[:1])}},
 		{"rescue", rescueSQL, []any{"lost", 1.0}},
 	}
 }

@@ -1,6 +1,5 @@
 package store
 
-import "strings"
 
 // Fair claims.
 //
@@ -34,11 +33,6 @@ import "strings"
 // (After), as the single queue order was. Nothing is locked until the
 // picked rows are known; they are then locked by their tuple ids with SKIP
 // LOCKED, so a claim locks only the jobs it takes.
-
-// claimableRow is the predicate of the queue's partial indexes
-// (job_queue_claimable_idx, job_queue_user_claimable_idx): the rows of
-// job_queue that nobody holds, whenever they become due.
-const claimableRow = `lease_owner IS NULL`
 
 // claimSQLs holds the claim for each [after][capped].
 var claimSQLs = [2][2]string{
@@ -82,9 +76,8 @@ func claimSQL(after, capped bool) string {
 	leased, room, offers := claimCap(capped, limit)
 	// The walk visits users with a job due now: a user whose only waiting
 	// jobs are retries not yet due would take a place and offer nothing.
-	due := claimableRow + ` AND run_after <= now()`
-	jdue := prefixed("j", claimableRow) + ` AND j.run_after <= now()`
-	j := prefixed("j", claimableRow)
+	due := `run_after <= now()`
+	jdue := `j.run_after <= now()`
 	return `
 	WITH RECURSIVE below(user_id, n) AS (
 		(SELECT user_id, 1 FROM job_queue WHERE ` + due + ` AND user_id < $4 ORDER BY user_id DESC, run_after DESC, id DESC LIMIT 1)
@@ -119,7 +112,7 @@ func claimSQL(after, capped bool) string {
 			SELECT * FROM (
 				SELECT j.ctid AS tid, row_number() OVER (ORDER BY j.run_after, j.id) AS turn
 				FROM job_queue j
-				WHERE j.user_id = o.user_id AND ` + j + ` AND j.run_after <= now()` + userPast + `
+				WHERE j.user_id = o.user_id AND j.run_after <= now()` + userPast + `
 				ORDER BY j.run_after, j.id
 				LIMIT o.turns
 			) t
@@ -138,7 +131,7 @@ func claimSQL(after, capped bool) string {
 			SELECT j.id, j.run_after, j.ctid AS tid FROM job_queue j
 			WHERE (SELECT count(*) FROM offers) = 1
 				AND j.user_id = (SELECT min(user_id) FROM offers)
-				AND ` + j + ` AND j.run_after <= now()` + past + `
+				AND j.run_after <= now()` + past + `
 			ORDER BY j.run_after, j.id
 			LIMIT (SELECT min(turns) FROM offers)
 			FOR UPDATE SKIP LOCKED
@@ -149,7 +142,7 @@ func claimSQL(after, capped bool) string {
 			SELECT j.id, j.run_after, j.ctid AS tid FROM job_queue j
 			WHERE (SELECT count(*) FROM offers) > 1
 				AND j.ctid = ANY(ARRAY(SELECT tid FROM top))
-				AND ` + j + ` AND j.run_after <= now()
+				AND j.run_after <= now()
 			FOR UPDATE SKIP LOCKED
 		) shared JOIN top ON top.tid = shared.tid
 	)
@@ -186,10 +179,7 @@ func claimCap(capped bool, limit string) (leased, room, offers string) {
 	),`
 	}
 	leased = `
-	leased AS MATERIALIZED (
-		SELECT user_id, count(*) AS n FROM job_queue
-		WHERE lease_owner IS NOT NULL
-		GROUP BY user_id
+	leased AS MATERIALIZED (` + leasedPerUser + `
 	),`
 	room = `WHERE COALESCE((SELECT l.n FROM leased l WHERE l.user_id = u.user_id), 0) < ` + limit
 	offers = `
@@ -223,11 +213,10 @@ func windowClaimSQL(after bool) string {
 	if after {
 		past = ` AND (j.run_after, j.id) > ($5, $6)`
 	}
-	j := prefixed("j", claimableRow)
 	return `
 	WITH ahead AS MATERIALIZED (
 		SELECT j.ctid AS tid, j.user_id, j.run_after, j.id FROM job_queue j
-		WHERE ` + j + ` AND j.run_after <= now()` + past + `
+		WHERE j.run_after <= now()` + past + `
 		ORDER BY j.run_after, j.id
 		LIMIT $1
 	),
@@ -239,16 +228,23 @@ func windowClaimSQL(after bool) string {
 			) r
 			WHERE turn <= ceil($1::numeric / $4)))
 			AND (SELECT count(DISTINCT user_id) FROM ahead) >= $4
-			AND ` + j + ` AND j.run_after <= now()
+			AND j.run_after <= now()
 		FOR UPDATE SKIP LOCKED
 	)
 	` + claimPicked
 }
 
-// prefixed qualifies the columns of claimableRow with a table alias.
-func prefixed(alias, cond string) string {
-	return strings.Replace(cond, "lease_owner", alias+".lease_owner", 1)
-}
+// leasedPerUser counts each user's jobs under a claim's lease: the jobs of
+// the live claims (job_leases) whose row still carries a live lease. A
+// claim's ids keep the jobs that ended since; the fence leaves them out.
+// Both arrays are built first (InitPlans), so the jobs are read by their key
+// whatever the statistics say: joined, the planner hashed the leases
+// against a sequential scan of jobs.
+const leasedPerUser = `
+		SELECT j.user_id, count(*) AS n FROM jobs j
+		WHERE j.id = ANY(ARRAY(SELECT unnest(ids) FROM job_leases))
+			AND j.lease_owner = ANY(ARRAY(SELECT lease FROM job_leases))
+		GROUP BY j.user_id`
 
 // userCapLock is the advisory lock (pg_advisory_xact_lock) under which
 // capped claims run one at a time: a claim's count of a user's leased jobs

@@ -131,7 +131,10 @@ func TestClaimIDs(t *testing.T) {
 	held := createJob(t, st, store.NewJob{})
 	waiting := createJob(t, st, store.NewJob{})
 	done := createJob(t, st, store.NewJob{})
-	if _, err := db.Exec(`WITH q AS (UPDATE job_queue SET lease_owner = gen_random_uuid(), lease_expires_at = now() + interval '1 minute' WHERE id = $1 RETURNING lease_owner) UPDATE jobs SET status = 'PROCESSING', lease_owner = (SELECT lease_owner FROM q) WHERE id = $1`, held.ID); err != nil {
+	if _, err := db.Exec(`WITH q AS (DELETE FROM job_queue WHERE id = $1),
+		l AS (INSERT INTO job_leases (lease, worker_id, expires_at, ids)
+			VALUES (gen_random_uuid(), 'other', now() + interval '1 minute', ARRAY[$1::uuid]) RETURNING lease)
+		UPDATE jobs SET status = 'PROCESSING', lease_owner = (SELECT lease FROM l) WHERE id = $1`, held.ID); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := db.Exec(`WITH q AS (UPDATE job_queue SET run_after = now() + interval '90 seconds' WHERE id = $1) UPDATE jobs SET run_after = now() + interval '90 seconds' WHERE id = $1`, waiting.ID); err != nil {
@@ -154,7 +157,7 @@ func TestClaimIDs(t *testing.T) {
 		Leased   bool    `db:"leased"`
 		Started  bool    `db:"started"`
 	}
-	if err := db.Get(&row, `SELECT status, worker_id, (SELECT lease_expires_at > now() FROM job_queue q WHERE q.id = j.id) AS leased, started_at IS NOT NULL AS started FROM jobs j WHERE id = $1`, runnable.ID); err != nil {
+	if err := db.Get(&row, `SELECT status, worker_id, (SELECT l.expires_at > now() FROM job_leases l WHERE l.lease = j.lease_owner) AS leased, started_at IS NOT NULL AS started FROM jobs j WHERE id = $1`, runnable.ID); err != nil {
 		t.Fatal(err)
 	}
 	if row.Status != "PROCESSING" || row.WorkerID == nil || *row.WorkerID != "lambda-1" || !row.Leased || !row.Started {
@@ -187,7 +190,7 @@ func TestRescueToOutbox(t *testing.T) {
 	if _, err := st.ClaimIDs(ctx, "lost", []uuid.UUID{again.ID, last.ID}, time.Minute); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := st.DB().Exec(`UPDATE job_queue SET lease_expires_at = now() - interval '1 second' WHERE lease_owner IS NOT NULL`); err != nil {
+	if _, err := st.DB().Exec(`UPDATE job_leases SET expires_at = now() - interval '1 second'`); err != nil {
 		t.Fatal(err)
 	}
 	retried, failed, err := st.RescueToOutbox(ctx, 30*time.Second)

@@ -55,6 +55,7 @@ func newMigrationSetup(t *testing.T) migrationSetup {
 	}
 	t.Cleanup(func() { db.Close() })
 	s := migrationSetup{url: url, db: db, start: time.Now().Add(-time.Hour).UTC().Truncate(time.Millisecond)}
+	s.down(t, 13)
 	s.down(t, 12)
 	s.down(t, 11)
 	s.exec(t, `INSERT INTO workers (id, host, pid, version, concurrency, in_flight, started_at)
@@ -141,6 +142,7 @@ func TestProcessesMigration(t *testing.T) {
 		t.Error("open_waiter does not count a1's waiter in processes against a cap of 2")
 	}
 
+	s.down(t, 13)
 	s.down(t, 12)
 	s.down(t, 11)
 	var workers, apis int

@@ -23,7 +23,7 @@ type Claimed struct {
 	Input       []byte
 	Attempts    int // including this one
 	MaxAttempts int
-	Lease       uuid.UUID
+	Lease       uuid.UUID // the claim's: every attempt of one claim shares it
 	CreatedAt   time.Time
 	// TraceContext is the W3C traceparent of the request that created the
 	// job, when that request was traced and sampled; "" otherwise.
@@ -45,48 +45,55 @@ type QueueKey struct {
 }
 
 // runnable is the queue: the rows of job_queue (jobs PENDING, or
-// PROCESSING waiting for a retry) that nobody holds and whose run_after has
-// come. It matches the partial index job_queue_claimable_idx.
+// PROCESSING waiting for a retry; a claim takes a job's row out) whose
+// run_after has come, in the order of job_queue_claimable_idx.
 const runnable = `
 	FROM job_queue
-	WHERE lease_owner IS NULL AND run_after <= now()`
+	WHERE run_after <= now()`
 
 // claimPicked is every claim's write, after a CTE picked (id, run_after,
 // tid, place) has chosen and locked the queue rows (tid: the row's ctid,
-// which a lock does not move): each gets a fresh lease until
-// now + $2 seconds, and its job its attempt counted, status PROCESSING,
-// startedAt on its first attempt, the attempt's start, the lease (the fence
-// of the attempt's writes) and the worker's id $3. The job row's columns are
-// not indexed, so that update is HOT. Its rows are what scanClaimed reads.
+// which a lock does not move): the rows leave the queue, and the jobs get
+// their attempt counted, status PROCESSING, startedAt on their first
+// attempt, the attempt's start, the worker's id $3 and the claim's lease,
+// one for the whole batch: a job_leases row holding its jobs until
+// now + $2 seconds, the fence of every later write of their attempts. The
+// job row's columns are not indexed, so that update is HOT. Its rows are
+// what scanClaimed reads.
 //
 // Every statement that writes both tables locks the queue rows first (here,
-// picked; Finish, Rescue and Cancel through their queue CTE), so two of them
-// never wait on each other in opposite orders.
+// picked; Cancel through its dequeued CTE), so two of them never wait on
+// each other in opposite orders; outcomes and rescues lock no queue row
+// (they insert the rows of jobs that wait again).
 //
-// Neither update joins: each finds its rows through "= ANY(ARRAY(...))",
+// The job rows are taken only if still waiting and unleased: a queue row
+// that a cancel could not see (inserted by a retry committed after the
+// cancel's snapshot) is dropped here without a claim.
+//
+// Neither write joins: each finds its rows through "= ANY(ARRAY(...))",
 // a TID scan of the queue rows and an index condition on the jobs' key
-// whatever the statistics say, and both compute the same lease from one
-// random seed and the job's id. Joined
-// on "id = picked.id", the planner hashed picked (estimated at 525 rows)
-// against a sequential scan of job_queue and another of jobs, or, given the
-// array as well, probed the array's 500 keys once per picked row.
+// whatever the statistics say. Joined on "id = picked.id", the planner
+// hashed picked (estimated at 525 rows) against a sequential scan of
+// job_queue and another of jobs, or, given the array as well, probed the
+// array's 500 keys once per picked row.
 const claimPicked = `,
-	seed AS (SELECT gen_random_uuid()::text AS s),
-	held AS (UPDATE job_queue q SET
-		lease_owner = md5((SELECT s FROM seed) || q.id::text)::uuid,
-		lease_expires_at = now() + make_interval(secs => $2)
-	WHERE q.ctid = ANY(ARRAY(SELECT tid FROM picked))),
+	seed AS (SELECT gen_random_uuid() AS lease),
+	dequeued AS (DELETE FROM job_queue q WHERE q.ctid = ANY(ARRAY(SELECT tid FROM picked))),
 	claimed AS (UPDATE jobs j SET
 		status = 'PROCESSING',
 		attempts = j.attempts + 1,
 		started_at = COALESCE(j.started_at, now()),
 		attempted_at = now(),
-		lease_owner = md5((SELECT s FROM seed) || j.id::text)::uuid,
+		lease_owner = (SELECT lease FROM seed),
 		worker_id = $3,
 		updated_at = now(),
 		version = j.version + 1
 	WHERE j.id = ANY(ARRAY(SELECT id FROM picked))
-	RETURNING j.id, j.user_id, j.type, j.input, j.attempts, j.max_attempts, j.lease_owner, j.created_at, j.trace_context)
+		AND j.status IN ('PENDING', 'PROCESSING') AND j.lease_owner IS NULL
+	RETURNING j.id, j.user_id, j.type, j.input, j.attempts, j.max_attempts, j.lease_owner, j.created_at, j.trace_context),
+	lease_row AS (INSERT INTO job_leases (lease, worker_id, expires_at, ids)
+		SELECT (SELECT lease FROM seed), $3, now() + make_interval(secs => $2), array_agg(id)
+		FROM claimed HAVING count(*) > 0)
 	SELECT c.id, c.user_id, c.type, c.input, c.attempts, c.max_attempts, c.lease_owner, c.created_at, p.run_after, p.place, c.trace_context
 	FROM claimed c JOIN picked p ON p.id = c.id`
 
@@ -117,8 +124,8 @@ type ClaimRequest struct {
 }
 
 // Claim takes up to r.N runnable jobs in one committed statement: each gets
-// its attempt counted, status PROCESSING, startedAt on its first attempt, a
-// fresh lease until now+r.Lease and the worker's id. The slots are shared
+// its attempt counted, status PROCESSING, startedAt on its first attempt and
+// the worker's id, all under one fresh lease until now+r.Lease. The slots are shared
 // among users by turns (fair.go): every user's oldest job before anybody's
 // second. SKIP LOCKED lets many workers claim at once without waiting on
 // each other. It returns the attempts and the greatest place among them in
@@ -250,17 +257,18 @@ type Outcome struct {
 // Finish writes a batch of outcomes in one statement and returns the ids it
 // wrote; each counted attempt also gets its entry in the attempt log. It is
 // the only way an attempt's outcome reaches the database, and it is fenced on
-// the queue row's lease: an outcome whose lease is no longer held (the job
+// the job row's lease: an outcome whose lease the job no longer carries (it
 // was rescued, cancelled or taken over) is left out and writes nothing. A
-// job that ends leaves the queue (its row is deleted); a retry or a
-// hand-back makes its row wait again.
+// retry or a hand-back puts the job back in the queue.
 //
-// Each outcome finds its queue row and its job row by primary key (a nested
-// loop over the outcomes). The fence is one COALESCE, which is not strict
-// and has no selectivity to misjudge: with statistics taken while every job
-// was PENDING, "status = 'PROCESSING'" looked like one row, and the planner
+// The job rows are read by their key (the index condition "id = ANY(...)"
+// on an array built at run time, which the planner cannot weigh against
+// the table's statistics: given the ids as a constant, it scanned a table of
+// 30,000 rows for 500 of them), then matched with their outcomes. The fence is one COALESCE, which is not strict and has no
+// selectivity to misjudge: with statistics taken while every job was
+// PENDING, "status = 'PROCESSING'" looked like one row, and the planner
 // joined each of 500 rows to all 500 outcomes (250,000 comparisons, 90 ms
-// for a batch of 500 jobs with time-ordered ids, against 7 ms now).
+// for a batch of 500 jobs with time-ordered ids, against 7 ms then).
 func (s *Store) Finish(ctx context.Context, outcomes []Outcome) (_ map[uuid.UUID]bool, err error) {
 	ctx, span := startSpan(ctx, spanFinish, "UPDATE", len(outcomes))
 	defer func() { endSpan(span, err) }()
@@ -293,25 +301,10 @@ func (s *Store) Finish(ctx context.Context, outcomes []Outcome) (_ map[uuid.UUID
 	return done, nil
 }
 
-// finishSQL is Finish's statement: the queue rows first (the fence, and the
-// lock order of claimPicked), then the job rows of the outcomes it let
-// through, then the attempt log. Each statement reads the outcomes from its
-// own unnest, which the planner joins by primary key (a nested loop over the
-// outcomes); a retry's run_after is computed the same way in both tables
-// (now() is the transaction's start).
+// finishSQL is Finish's statement: the job rows the fence lets through,
+// then the queue rows of the jobs that wait again and the attempt log.
 const finishSQL = `
-	WITH ended AS (
-		DELETE FROM job_queue q USING unnest($1::uuid[], $2::uuid[], $3::text[]) AS o(id, lease, kind)
-		WHERE q.id = o.id AND COALESCE(q.lease_owner = o.lease, false) AND o.kind IN ('completed', 'failed')
-		RETURNING q.id),
-	waiting AS (
-		UPDATE job_queue q SET lease_owner = NULL, lease_expires_at = NULL,
-			run_after = CASE WHEN o.kind = 'retry' THEN now() + make_interval(secs => o.backoff) ELSE now() END
-		FROM unnest($1::uuid[], $2::uuid[], $3::text[], $6::float8[]) AS o(id, lease, kind, backoff)
-		WHERE q.id = o.id AND COALESCE(q.lease_owner = o.lease, false) AND o.kind IN ('retry', 'release')
-		RETURNING q.id),
-	fenced AS (SELECT id FROM ended UNION ALL SELECT id FROM waiting),
-	done AS (UPDATE jobs j SET
+	WITH done AS (UPDATE jobs j SET
 		status = CASE o.kind
 			WHEN 'completed' THEN 'COMPLETED'
 			WHEN 'failed' THEN 'FAILED'
@@ -329,9 +322,13 @@ const finishSQL = `
 			ELSE j.run_after END,
 		lease_owner = NULL,
 		updated_at = now(), version = j.version + 1
-	FROM unnest($1::uuid[], $3::text[], $4::text[], $5::text[], $6::float8[]) AS o(id, kind, result, error, backoff)
-	WHERE j.id = o.id AND o.id IN (SELECT id FROM fenced)
-	RETURNING j.id, j.type, j.attempts, j.worker_id, j.attempted_at, o.kind, o.error),
+	FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::float8[]) AS o(id, lease, kind, result, error, backoff)
+	WHERE j.id = ANY(ARRAY(SELECT unnest($1::uuid[]))) AND j.id = o.id
+		AND COALESCE(j.lease_owner = o.lease AND j.status = 'PROCESSING', false)
+	RETURNING j.id, j.user_id, j.run_after, j.type, j.attempts, j.worker_id, j.attempted_at, o.kind, o.error),
+	waiting AS (
+		INSERT INTO job_queue (id, user_id, run_after)
+		SELECT id, user_id, run_after FROM done WHERE kind IN ('retry', 'release')),
 	logged AS (
 		INSERT INTO job_attempts (job_id, attempt, type, worker_id, started_at, outcome, final, error)
 		SELECT id, attempts, type, worker_id, attempted_at,
@@ -339,15 +336,13 @@ const finishSQL = `
 		FROM done WHERE kind <> 'release')
 	SELECT id FROM done`
 
-// Heartbeat extends the leases that are still held and returns the ids of
-// those that are not (rescued or cancelled), whose handlers should stop.
-//
-// It writes job_queue only and never waits for a row lock: a row another
-// statement holds (most often this worker's own outcome write) is skipped,
-// neither extended nor reported lost, and looked at again at the next
-// heartbeat, well within the lease.
-func (s *Store) Heartbeat(ctx context.Context, held []Claimed, lease time.Duration) (lost []uuid.UUID, err error) {
-	if len(held) == 0 {
+// Heartbeat extends the leases of the claims that held attempts belong to,
+// deletes the leases in released (claims whose every attempt has ended),
+// and returns the ids of the held attempts whose job no longer carries
+// their lease (rescued or cancelled, or ended by an outcome written just
+// now), whose handlers should stop.
+func (s *Store) Heartbeat(ctx context.Context, held []Claimed, released []uuid.UUID, lease time.Duration) (lost []uuid.UUID, err error) {
+	if len(held) == 0 && len(released) == 0 {
 		return nil, nil
 	}
 	ctx, span := startSpan(ctx, spanHeartbeat, "UPDATE", len(held))
@@ -359,63 +354,50 @@ func (s *Store) Heartbeat(ctx context.Context, held []Claimed, lease time.Durati
 	for i, c := range held {
 		ids[i], leases[i] = c.ID.String(), c.Lease.String()
 	}
-	err = s.db.SelectContext(ctx, &lost, heartbeatSQL, pq.Array(ids), pq.Array(leases), lease.Seconds())
+	err = s.db.SelectContext(ctx, &lost, heartbeatSQL, pq.Array(ids), pq.Array(leases), lease.Seconds(), pq.Array(uuidStrings(released)))
 	if err != nil {
 		return nil, fmt.Errorf("heartbeat: %w", classify(err))
 	}
 	return lost, nil
 }
 
-// heartbeatSQL is Heartbeat's statement: $1 ids, $2 leases, $3 lease
-// seconds. mine holds the queue rows it could lock; a row held elsewhere
-// (skipped) is lost only if this snapshot shows it gone or under another
-// lease. Each row is read by its key, per held attempt (LATERAL, a scalar
-// subquery): a join or an anti-join over the ids was hashed against a
-// sequential scan of job_queue.
+// heartbeatSQL is Heartbeat's statement: $1 ids, $2 their leases, $3
+// lease seconds, $4 the leases to delete. It writes job_leases only, one
+// row per claim; each job row is read by its key (a scalar subquery per
+// held attempt).
 const heartbeatSQL = `
-		WITH mine AS MATERIALIZED (
-			SELECT q.id, q.held
-			FROM unnest($1::uuid[], $2::uuid[]) AS h(id, lease)
-			CROSS JOIN LATERAL (
-				SELECT q.id, COALESCE(q.lease_owner = h.lease, false) AS held FROM job_queue q
-				WHERE q.id = h.id
-				FOR UPDATE SKIP LOCKED) q),
-		extended AS (
-			UPDATE job_queue q SET lease_expires_at = now() + make_interval(secs => $3)
-			WHERE q.id = ANY(ARRAY(SELECT id FROM mine WHERE held)))
-		SELECT h.id FROM unnest($1::uuid[], $2::uuid[]) AS h(id, lease)
-		WHERE NOT EXISTS (SELECT 1 FROM mine WHERE mine.id = h.id AND mine.held)
-			AND NOT COALESCE((SELECT q.lease_owner = h.lease FROM job_queue q WHERE q.id = h.id), false)`
+	WITH extended AS (
+		UPDATE job_leases l SET expires_at = now() + make_interval(secs => $3)
+		WHERE l.lease = ANY($2::uuid[])),
+	released AS (
+		DELETE FROM job_leases l WHERE l.lease = ANY($4::uuid[]))
+	SELECT h.id FROM unnest($1::uuid[], $2::uuid[]) AS h(id, lease)
+	WHERE NOT COALESCE((SELECT j.lease_owner = h.lease FROM jobs j WHERE j.id = h.id), false)`
 
-// Rescue returns jobs whose lease expired (their worker died, or was cut
-// off from the database for longer than a lease) to the queue, counting the
-// lost attempt: claimable after backoff, or FAILED with job.ErrTextWorkerLost
-// when that was the last attempt, and logs the attempt as lost. It returns
-// how many.
+// Rescue returns the jobs of claims whose lease expired (their worker died,
+// or was cut off from the database for longer than a lease) to the queue,
+// counting the lost attempt: claimable after backoff, or FAILED with
+// job.ErrTextWorkerLost when that was the last attempt, and logs the attempt
+// as lost. The expired leases are deleted. It returns how many jobs.
 func (s *Store) Rescue(ctx context.Context, backoff time.Duration) (retried, failed int, err error) {
 	start := spanStart()
 	defer func() { spanIfWorthIt(ctx, spanRescue, "UPDATE", retried+failed, start, err) }()
 	return s.rescue(ctx, rescueSQL, backoff)
 }
 
-// rescueCTEs are Rescue's statement up to its result: the lost attempts,
-// the jobs put back (or failed), and their attempt log entries. rescued
-// holds each job's id, status and run_after, for what follows.
+// rescueCTEs are Rescue's statement up to its result: the expired claims
+// (at most 100 a statement, each up to a claim's size), the jobs still under
+// their leases put back (or failed), and their attempt log entries. A job
+// of an expired claim that no longer carries its lease ended, or was
+// cancelled, before: the fence leaves it alone. rescued holds each job's
+// id, status and run_after, for what follows.
 const rescueCTEs = `
 	WITH expired AS MATERIALIZED (
-		SELECT id FROM job_queue
-		WHERE lease_owner IS NOT NULL AND lease_expires_at < now()
-		LIMIT 1000
-		FOR UPDATE SKIP LOCKED),
-	lost AS MATERIALIZED (
-		SELECT j.id, j.attempts >= j.max_attempts AS last FROM jobs j
-		WHERE j.id = ANY(ARRAY(SELECT id FROM expired))),
-	ended AS (
-		DELETE FROM job_queue q WHERE q.id = ANY(ARRAY(SELECT id FROM lost WHERE last))),
-	waiting AS (
-		UPDATE job_queue q SET lease_owner = NULL, lease_expires_at = NULL,
-			run_after = now() + make_interval(secs => $2)
-		WHERE q.id = ANY(ARRAY(SELECT id FROM lost WHERE NOT last))),
+		DELETE FROM job_leases l WHERE l.lease = ANY(ARRAY(
+			SELECT lease FROM job_leases WHERE expires_at < now()
+			ORDER BY expires_at LIMIT 100
+			FOR UPDATE SKIP LOCKED))
+		RETURNING l.lease, l.ids),
 	rescued AS (UPDATE jobs j SET
 		status = CASE WHEN j.attempts >= j.max_attempts THEN 'FAILED' ELSE j.status END,
 		error = CASE WHEN j.attempts >= j.max_attempts THEN $1 END,
@@ -423,8 +405,12 @@ const rescueCTEs = `
 		run_after = now() + make_interval(secs => $2),
 		updated_at = now(), version = j.version + 1,
 		lease_owner = NULL
-	WHERE j.id = ANY(ARRAY(SELECT id FROM lost))
-	RETURNING j.id, j.status, j.run_after, j.type, j.attempts, j.worker_id, j.attempted_at),
+	WHERE j.id = ANY(ARRAY(SELECT unnest(ids) FROM expired))
+		AND j.lease_owner = ANY(ARRAY(SELECT lease FROM expired)) AND j.status = 'PROCESSING'
+	RETURNING j.id, j.user_id, j.status, j.run_after, j.type, j.attempts, j.worker_id, j.attempted_at),
+	waiting AS (
+		INSERT INTO job_queue (id, user_id, run_after)
+		SELECT id, user_id, run_after FROM rescued WHERE status <> 'FAILED'),
 	logged AS (
 		INSERT INTO job_attempts (job_id, attempt, type, worker_id, started_at, outcome, final, error)
 		SELECT id, attempts, type, worker_id, attempted_at, 'lost', status = 'FAILED', $1
@@ -490,7 +476,7 @@ func (s *Store) Cancel(ctx context.Context, sc Scope, id uuid.UUID) (_ *job.Job,
 			WHERE id = $1 AND ($2::text IS NULL OR user_id = $2) AND status IN ('PENDING', 'PROCESSING')),
 		dequeued AS MATERIALIZED (
 			DELETE FROM job_queue q USING target WHERE q.id = target.tid
-			RETURNING q.id AS qid, q.lease_owner IS NOT NULL AS running),
+			RETURNING q.id AS qid),
 		c AS (
 			UPDATE jobs j SET
 				status = 'FAILED', error = $3, result = NULL, cancelled_by = $4,
@@ -501,7 +487,9 @@ func (s *Store) Cancel(ctx context.Context, sc Scope, id uuid.UUID) (_ *job.Job,
 				lease_owner = NULL
 			FROM target LEFT JOIN dequeued d ON d.qid = target.tid
 			WHERE j.id = target.tid AND j.status IN ('PENDING', 'PROCESSING')
-			RETURNING `+jobColumns+`, COALESCE(d.running, false) AS running, worker_id, attempted_at),
+			-- A job waiting to run has a queue row; one without is under a
+			-- claim, this statement having waited for any claim that held it.
+			RETURNING `+jobColumns+`, d.qid IS NULL AS running, worker_id, attempted_at),
 		logged AS (
 			INSERT INTO job_attempts (job_id, attempt, type, worker_id, started_at, outcome, final, error)
 			SELECT id, CASE WHEN running THEN attempts ELSE 0 END, type,

@@ -15,19 +15,20 @@ import (
 	"github.com/jobsd/jobsd/store"
 )
 
-// queueRow is a job_queue row as the migration should make it.
+// queueRow is a job_queue row as the migrations should make it.
 type queueRow struct {
-	ID     uuid.UUID `db:"id"`
-	Leased bool      `db:"leased"`
-	Due    bool      `db:"due"`
+	ID  uuid.UUID `db:"id"`
+	Due bool      `db:"due"`
 }
 
-// TestQueueMigration: 00012 moves a live queue into job_queue: a PENDING
-// job and a retry waiting for its backoff wait there with their run_after,
-// a running attempt keeps its lease (and the attempt can still end through
-// Finish), finished jobs are not queued, and a job the previous release's
-// API cancels leaves the queue; its Down puts the queue back on jobs and the
-// previous release's partial indexes with it.
+// TestQueueMigration: 00012 and 00013 move a live queue of the one-table
+// release into job_queue and job_leases: a PENDING job and a retry waiting
+// for its backoff wait in job_queue with their run_after, a running attempt
+// keeps its lease as a claim of its own (and the attempt can still end
+// through Finish), finished jobs are not queued, and a job the previous
+// release's API cancels leaves the queue. The Downs put a claimed job back
+// under a per-job lease (00013) and the queue back on jobs with the
+// previous release's partial indexes (00012).
 func TestQueueMigration(t *testing.T) {
 	url := pgtest.NewDatabase(t)
 	db, err := sqlx.Open("postgres", url)
@@ -36,6 +37,7 @@ func TestQueueMigration(t *testing.T) {
 	}
 	t.Cleanup(func() { db.Close() })
 	s := migrationSetup{url: url, db: db}
+	s.down(t, 13)
 	s.down(t, 12)
 
 	// The previous release's rows, written as it wrote them.
@@ -50,13 +52,20 @@ func TestQueueMigration(t *testing.T) {
 
 	s.up(t)
 	var got []queueRow
-	if err := db.Select(&got, `SELECT id, lease_owner IS NOT NULL AS leased, run_after <= now() AS due FROM job_queue ORDER BY id`); err != nil {
+	if err := db.Select(&got, `SELECT id, run_after <= now() AS due FROM job_queue ORDER BY id`); err != nil {
 		t.Fatal(err)
 	}
-	want := []queueRow{{ID: pending, Due: true}, {ID: retry}, {ID: running, Leased: true, Due: true}}
+	want := []queueRow{{ID: pending, Due: true}, {ID: retry}}
 	slices.SortFunc(want, func(a, b queueRow) int { return strings.Compare(a.ID.String(), b.ID.String()) })
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("job_queue after up (-want +got):\n%s", diff)
+	}
+	var claims []string
+	if err := db.Select(&claims, `SELECT lease::text || ' ' || array_to_string(ids, ',') FROM job_leases`); err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{lease.String() + " " + running.String()}; !slices.Equal(claims, want) {
+		t.Errorf("job_leases after up: %v, want %v", claims, want)
 	}
 
 	st, err := store.Open(t.Context(), url, store.Options{})
@@ -79,6 +88,15 @@ func TestQueueMigration(t *testing.T) {
 		t.Fatalf("claim after up: %v, %v; want only %v", claimed, err, pending)
 	}
 
+	s.down(t, 13)
+	var queued int
+	if err := db.Get(&queued, `SELECT count(*) FROM job_queue q JOIN jobs j ON j.id = q.id
+		WHERE q.id = $1 AND q.lease_owner = j.lease_owner AND q.lease_expires_at > now()`, pending); err != nil {
+		t.Fatal(err)
+	}
+	if queued != 1 {
+		t.Errorf("after 00013's down: the claimed job has %d queue rows under its lease, want 1", queued)
+	}
 	s.down(t, 12)
 	var leased, indexes int
 	if err := db.Get(&leased, `SELECT count(*) FROM jobs WHERE id = $1 AND lease_owner IS NOT NULL AND lease_expires_at > now()`, pending); err != nil {

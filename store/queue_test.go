@@ -1,7 +1,6 @@
 package store_test
 
 import (
-	"context"
 	"maps"
 	"slices"
 	"testing"
@@ -15,67 +14,61 @@ import (
 	"github.com/jobsd/jobsd/store"
 )
 
-// TestHeartbeat: held leases are extended, a lease taken by someone else is
-// reported lost, and a row locked by another transaction (a completion in
-// flight) is skipped: neither waited for nor reported.
+// TestHeartbeat: a claim's one lease is extended for all its attempts, an
+// attempt whose job no longer carries the lease is reported lost, and the
+// leases of claims that ended are deleted.
 func TestHeartbeat(t *testing.T) {
 	st, _ := pgtest.NewStore(t)
 	ctx := t.Context()
-	for range 3 {
+	create := func() {
 		if _, _, err := st.Create(ctx, store.NewJob{UserID: "alice", Type: job.TypeAIPreview, Input: []byte(`{"prompt":"x"}`)}); err != nil {
 			t.Fatal(err)
 		}
+	}
+	for range 3 {
+		create()
 	}
 	claimed, _, err := st.Claim(ctx, store.ClaimRequest{Worker: "w1", N: 3, Lease: time.Minute})
 	if err != nil || len(claimed) != 3 {
 		t.Fatalf("claim: %d jobs, %v", len(claimed), err)
 	}
-	held, stolen, locked := claimed[0], claimed[1], claimed[2]
+	lease := claimed[0].Lease
+	for _, c := range claimed {
+		if c.Lease != lease {
+			t.Fatalf("one claim, leases %v and %v", lease, c.Lease)
+		}
+	}
+	create()
+	ended, _, err := st.Claim(ctx, store.ClaimRequest{Worker: "w1", N: 1, Lease: time.Minute})
+	if err != nil || len(ended) != 1 {
+		t.Fatalf("second claim: %d jobs, %v", len(ended), err)
+	}
+	stolen := claimed[1]
 	db := st.DB()
-	if _, err := db.Exec(`WITH q AS (UPDATE job_queue SET lease_owner = $2 WHERE id = $1) UPDATE jobs SET lease_owner = $2 WHERE id = $1`, stolen.ID, uuid.New()); err != nil {
+	if _, err := db.Exec(`UPDATE jobs SET lease_owner = $2 WHERE id = $1`, stolen.ID, uuid.New()); err != nil {
 		t.Fatal(err)
 	}
-	tx, err := db.Begin()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tx.Rollback()
-	if _, err := tx.Exec(`SELECT 1 FROM job_queue WHERE id = $1 FOR UPDATE`, locked.ID); err != nil {
-		t.Fatal(err)
-	}
-
-	expiry := func(id uuid.UUID) time.Time {
+	expiry := func(lease uuid.UUID) time.Time {
 		var at time.Time
-		if err := db.Get(&at, `SELECT lease_expires_at FROM job_queue WHERE id = $1`, id); err != nil {
+		if err := db.Get(&at, `SELECT expires_at FROM job_leases WHERE lease = $1`, lease); err != nil {
 			t.Fatal(err)
 		}
 		return at
 	}
-	heldBefore, lockedBefore := expiry(held.ID), expiry(locked.ID)
-	hctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	lost, err := st.Heartbeat(hctx, claimed, time.Hour)
+	before := expiry(lease)
+	lost, err := st.Heartbeat(ctx, claimed, []uuid.UUID{ended[0].Lease}, time.Hour)
 	if err != nil {
-		t.Fatalf("heartbeat with a locked row: %v", err)
+		t.Fatal(err)
 	}
 	if !slices.Equal(lost, []uuid.UUID{stolen.ID}) {
 		t.Errorf("lost = %v, want only %v", lost, stolen.ID)
 	}
-	if got := expiry(held.ID); !got.After(heldBefore.Add(30 * time.Minute)) {
-		t.Errorf("held lease not extended: %v -> %v", heldBefore, got)
+	if got := expiry(lease); !got.After(before.Add(30 * time.Minute)) {
+		t.Errorf("the claim's lease not extended: %v -> %v", before, got)
 	}
-	if got := expiry(locked.ID); !got.Equal(lockedBefore) {
-		t.Errorf("locked row was written: %v -> %v", lockedBefore, got)
-	}
-
-	if err := tx.Rollback(); err != nil {
-		t.Fatal(err)
-	}
-	if lost, err = st.Heartbeat(ctx, []store.Claimed{locked}, time.Hour); err != nil || len(lost) != 0 {
-		t.Fatalf("heartbeat after unlock: lost %v, %v", lost, err)
-	}
-	if got := expiry(locked.ID); !got.After(lockedBefore.Add(30 * time.Minute)) {
-		t.Errorf("unlocked lease not extended: %v -> %v", lockedBefore, got)
+	var leases int
+	if err := db.Get(&leases, `SELECT count(*) FROM job_leases`); err != nil || leases != 1 {
+		t.Errorf("%d leases left (%v), want the live claim's alone", leases, err)
 	}
 }
 
@@ -251,7 +244,8 @@ func TestClaimAfter(t *testing.T) {
 		t.Fatalf("claim from the head: %d jobs, last %v, %v; want last %v", len(first), last.ID, err, order[1])
 	}
 	// Put the head back in the queue: only a claim from the head sees it.
-	if _, err := st.DB().Exec(`WITH q AS (UPDATE job_queue SET lease_owner = NULL, lease_expires_at = NULL WHERE id = $1) UPDATE jobs SET lease_owner = NULL, status = 'PENDING' WHERE id = $1`, order[0]); err != nil {
+	if _, err := st.DB().Exec(`WITH q AS (INSERT INTO job_queue (id, user_id, run_after) SELECT id, user_id, run_after FROM jobs WHERE id = $1)
+		UPDATE jobs SET lease_owner = NULL, status = 'PENDING' WHERE id = $1`, order[0]); err != nil {
 		t.Fatal(err)
 	}
 	next, last, err := st.Claim(ctx, store.ClaimRequest{Worker: "w", N: 5, Lease: time.Minute, After: &last})

@@ -34,10 +34,10 @@ type QueueStats struct {
 	LiveWorkers int
 }
 
-// queueStatsSQL reads only unfinished jobs, through the queue (job_queue:
-// its claimable index for the rows that wait, PENDING or PROCESSING and
-// waiting for a retry; its lease index for the rows under a lease), and
-// each job row by its key. Finished jobs, the vast majority of a long-lived
+// queueStatsSQL reads only unfinished jobs, through the queue (job_queue's
+// claimable index for the rows that wait, PENDING or PROCESSING and waiting
+// for a retry; the live claims in job_leases for the jobs under a lease),
+// and each job row by its key. Finished jobs, the vast majority of a long-lived
 // table, are not in the queue, so the cost follows the backlog, not the
 // table (TestQueueStatsCost checks the plan at 1M rows). Each scan stops at
 // $1 rows. The claimable scan goes in run_after order so that, when capped,
@@ -45,12 +45,12 @@ type QueueStats struct {
 const queueStatsSQL = `
 	WITH unleased AS (
 		SELECT j.status, j.type, j.created_at FROM job_queue q JOIN jobs j ON j.id = q.id
-		WHERE q.lease_owner IS NULL
 		ORDER BY q.run_after, q.id
 		LIMIT $1
 	), leased AS (
-		SELECT j.status, j.type FROM job_queue q JOIN jobs j ON j.id = q.id
-		WHERE q.lease_owner IS NOT NULL
+		SELECT j.status, j.type FROM jobs j
+		WHERE j.id = ANY(ARRAY(SELECT unnest(ids) FROM job_leases))
+			AND j.lease_owner = ANY(ARRAY(SELECT lease FROM job_leases))
 		LIMIT $1
 	)
 	SELECT false AS leased, status, type, count(*) AS n,

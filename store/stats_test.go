@@ -71,7 +71,7 @@ func TestQueueStats(t *testing.T) {
 	for _, typ := range []job.Type{job.TypeAIPreview, job.TypeAIPreview, job.TypeRiskAnalysis, job.TypeParseDocument} {
 		create(typ)
 	}
-	// Two jobs under a lease (PROCESSING, in job_queue_lease_idx).
+	// Two jobs under a lease (PROCESSING, a claim in job_leases).
 	if claimed, _, err := st.Claim(ctx, store.ClaimRequest{Worker: "w", N: 2, Lease: time.Minute}); err != nil || len(claimed) != 2 {
 		t.Fatalf("claim: %d, %v", len(claimed), err)
 	}
@@ -174,6 +174,12 @@ func seedLongLived(tb testing.TB) *store.Store {
 		cols + `SELECT gen_random_uuid(), 'user' || (g % 5000), ` + typ + `, 'PROCESSING', '{"prompt":"x"}', NULL, 1,
 			now() - interval '1 minute', now(), NULL, now(), now() + interval '1 minute', NULL, NULL
 			FROM generate_series(1, ` + fmt.Sprint(seedRetrying) + `) g`,
+		// The leased jobs are under claims of one job each, as the queue
+		// would have them.
+		`WITH held AS (DELETE FROM job_queue q USING jobs j WHERE j.id = q.id AND j.lease_owner IS NOT NULL
+			RETURNING q.id, q.user_id, j.lease_owner)
+		INSERT INTO job_leases (lease, worker_id, expires_at, ids)
+		SELECT lease_owner, 'seed', now() + interval '1 hour', ARRAY[id] FROM held`,
 		`VACUUM ANALYZE jobs`,
 	} {
 		mustExec(tb, st, q)

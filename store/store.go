@@ -1,7 +1,8 @@
 // Package store keeps jobs in PostgreSQL. The API (impl) and the worker share
-// it: the jobs table is the resource clients poll, and job_queue, a narrow
-// table with one row per unfinished job, is the worker's queue (migration
-// 00012; queue.go).
+// it: the jobs table is the resource clients poll; job_queue, a narrow
+// table with one row per job waiting to run, is the worker's queue, and
+// job_leases holds one row per claim under way (migrations 00012 and 00013;
+// queue.go).
 package store
 
 import (

@@ -9,6 +9,7 @@ import (
 	"runtime/debug"
 	"time"
 
+	"github.com/google/uuid"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/jobsd/jobsd/metrics"
@@ -67,6 +68,7 @@ func (w *Worker) start(jobCtx context.Context, c store.Claimed) {
 		deadline: now.Add(w.cfg.JobTimeout + w.cfg.Grace), slotHeld: true}
 	w.mu.Lock()
 	w.inflight[c.ID] = a
+	w.claims[c.Lease]++
 	w.busy++
 	n := len(w.inflight)
 	w.mu.Unlock()
@@ -188,6 +190,7 @@ func (w *Worker) ended(e ending, ok bool, werr error) {
 	a.cancel()
 	w.mu.Lock()
 	delete(w.inflight, a.claim.ID)
+	w.claimEnded(a.claim.Lease, werr != nil)
 	n := len(w.inflight)
 	w.mu.Unlock()
 	w.freeSlot(a)
@@ -203,6 +206,24 @@ func (w *Worker) ended(e ending, ok bool, werr error) {
 		w.onEnded(e, ok, werr)
 	}
 	w.pending.Done()
+}
+
+// claimEnded counts one more attempt of the claim (its lease) ended, with
+// its outcome unwritten when the write failed; once all have, the claim's
+// lease is released unless one was unwritten. w.mu must be held.
+func (w *Worker) claimEnded(lease uuid.UUID, unwritten bool) {
+	if unwritten {
+		w.unwritten[lease] = true
+	}
+	if w.claims[lease]--; w.claims[lease] > 0 {
+		return
+	}
+	delete(w.claims, lease)
+	if w.unwritten[lease] {
+		delete(w.unwritten, lease)
+		return
+	}
+	w.released = append(w.released, lease)
 }
 
 // observe records an ended attempt in the worker's metrics.

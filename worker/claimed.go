@@ -50,6 +50,7 @@ func (w *Worker) RunClaimed(jobCtx context.Context, claims []store.Claimed) []En
 	}
 	w.pending.Wait()
 	stop()
+	w.releaseClaims(w.log)
 	return out
 }
 

@@ -77,15 +77,23 @@ func (w *Worker) deleteExpired(ctx context.Context, log *slog.Logger) {
 	}
 }
 
+// heartbeat extends the leases of the claims this worker's attempts belong
+// to, deletes those of claims whose attempts have all ended, and stops the
+// handlers of attempts whose job no longer carries their lease.
 func (w *Worker) heartbeat(ctx context.Context, log *slog.Logger) {
 	w.mu.Lock()
 	held := make([]store.Claimed, 0, len(w.inflight))
 	for _, a := range w.inflight {
 		held = append(held, a.claim)
 	}
+	released := w.released
+	w.released = nil
 	w.mu.Unlock()
-	lost, err := w.cfg.Store.Heartbeat(ctx, held, w.cfg.Lease)
+	lost, err := w.cfg.Store.Heartbeat(ctx, held, released, w.cfg.Lease)
 	if err != nil {
+		w.mu.Lock()
+		w.released = append(w.released, released...) // the next heartbeat tries again
+		w.mu.Unlock()
 		if ctx.Err() == nil {
 			log.Warn("heartbeat failed", "err", err)
 		}
@@ -120,4 +128,20 @@ func (w *Worker) backoff(attempt int) time.Duration {
 		d = w.cfg.BackoffMax
 	}
 	return d/2 + rand.N(d/2+1)
+}
+
+// releaseClaims deletes, when a run ends, the leases of the claims whose
+// attempts have all ended since the last heartbeat. A lease left behind
+// (this write failed, the process died) expires, and the rescuer deletes it
+// without touching a job that no longer carries it.
+func (w *Worker) releaseClaims(log *slog.Logger) {
+	w.mu.Lock()
+	released := w.released
+	w.released = nil
+	w.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := w.cfg.Store.Heartbeat(ctx, nil, released, w.cfg.Lease); err != nil {
+		log.Warn("deleting the leases of ended claims failed; they will expire", "claims", len(released), "err", err)
+	}
 }

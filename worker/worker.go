@@ -69,6 +69,14 @@ type Worker struct {
 	// abandoned, or with its outcome waiting to be written. Heartbeats
 	// extend their leases.
 	inflight map[uuid.UUID]*attempt
+	// claims counts, per claim (its lease), the attempts not yet ended;
+	// released holds the leases of claims whose attempts have all ended,
+	// for the next heartbeat to delete. A claim with an outcome that could
+	// not be written is never released (unwritten): its lease must expire
+	// for the rescuer to find that job.
+	claims    map[uuid.UUID]int
+	unwritten map[uuid.UUID]bool
+	released  []uuid.UUID
 	// busy counts the slots in use. An attempt frees its slot once its
 	// outcome is queued for the writer (so the next claim overlaps the
 	// write), or when the watchdog abandons it.
@@ -112,14 +120,16 @@ func New(cfg Config) (*Worker, error) {
 	cfg.setDefaults()
 	id := uuid.NewString()[:8]
 	return &Worker{
-		cfg:      cfg,
-		id:       id,
-		log:      cfg.Log.With("worker", id),
-		inflight: map[uuid.UUID]*attempt{},
-		tasks:    make(chan *attempt, cfg.Concurrency),
-		outcomes: make(chan ending, maxBatch),
-		done:     make(chan struct{}, 1),
-		fatal:    make(chan error, 1),
+		cfg:       cfg,
+		id:        id,
+		log:       cfg.Log.With("worker", id),
+		inflight:  map[uuid.UUID]*attempt{},
+		claims:    map[uuid.UUID]int{},
+		unwritten: map[uuid.UUID]bool{},
+		tasks:     make(chan *attempt, cfg.Concurrency),
+		outcomes:  make(chan ending, maxBatch),
+		done:      make(chan struct{}, 1),
+		fatal:     make(chan error, 1),
 	}, nil
 }
 
@@ -153,6 +163,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	w.ready.Store(false)
 	w.shutdown(stopJobs, log)
 	stopMachinery()
+	w.releaseClaims(log)
 	w.unregister(log)
 	log.Info("worker stopped", "err", runErr)
 	return runErr

@@ -363,6 +363,10 @@ func TestShutdownHandsBack(t *testing.T) {
 	if lease != nil {
 		t.Errorf("lease still held: %v", lease)
 	}
+	var claims int
+	if err := b.st.DB().Get(&claims, `SELECT count(*) FROM job_leases`); err != nil || claims != 0 {
+		t.Errorf("%d claims' leases left after a clean shutdown (%v), want none", claims, err)
+	}
 	b.start(t)
 	j = b.waitFor(t, id, "terminal", terminal)
 	if j.Status != job.StatusCompleted || j.Attempts != 1 {
