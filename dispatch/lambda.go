@@ -317,8 +317,8 @@ const retentionRounds = 20
 
 // Maintain is the scheduled round that a Lambda-only deployment runs
 // instead of the long-lived worker's timers: rescue expired leases (the
-// jobs returned to the queue get outbox rows), send the outbox, and delete
-// finished jobs past Worker.Retention. It goes on past a failed step and
+// jobs returned to the queue get outbox rows), send the outbox, delete
+// finished jobs past Worker.Retention, and prune the completion counts. It goes on past a failed step and
 // returns the errors joined.
 func (h *Handler) Maintain(ctx context.Context) (MaintainReport, error) {
 	var r MaintainReport
@@ -345,6 +345,9 @@ func (h *Handler) Maintain(ctx context.Context) (MaintainReport, error) {
 				break
 			}
 		}
+	}
+	if err := st.PruneCompletions(ctx); err != nil {
+		errs = append(errs, err)
 	}
 	h.log.Info("maintenance round", "retried", r.Retried, "failed", r.Failed, "sent", r.Sent, "deleted", r.Deleted)
 	return r, errors.Join(errs...)

@@ -133,6 +133,12 @@ func (s *Store) Attempts(ctx context.Context, id uuid.UUID) ([]Attempt, error) {
 		SELECT 0 AS src, attempt, worker_id, started_at, ended_at, outcome, error
 		FROM job_attempts WHERE job_id = $1
 		UNION ALL
+		-- The attempt that completed the job, from the job row (migration
+		-- 00014; jobs completed before it have their entry in the log).
+		SELECT 0, attempts, worker_id, attempted_at, completed_at, 'completed', NULL
+		FROM jobs WHERE id = $1 AND status = 'COMPLETED'
+			AND NOT EXISTS (SELECT 1 FROM job_attempts WHERE job_id = $1 AND outcome = 'completed')
+		UNION ALL
 		SELECT 1, attempts, worker_id, attempted_at, NULL, 'running', NULL
 		FROM jobs WHERE id = $1 AND lease_owner IS NOT NULL AND status = 'PROCESSING'
 		UNION ALL
@@ -327,17 +333,24 @@ type Activity struct {
 }
 
 // RecentActivity counts the jobs that ended in the last hour, by type and
-// status and per minute. It reads an hour of the attempt log through its
-// time index, never the finished jobs themselves.
+// status and per minute: the failures from an hour of the attempt log
+// (through its time index), the completions from job_completions' counts
+// (and from the log for jobs completed before migration 00014), never the
+// finished jobs themselves. Completions count in the hour by their minute.
 func (s *Store) RecentActivity(ctx context.Context) (Activity, error) {
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
 	rows, err := s.db.QueryContext(ctx, `
-		SELECT date_trunc('minute', now()) AS now_minute, date_trunc('minute', ended_at) AS minute,
-			type, outcome = 'completed' AS completed,
-			ended_at >= now() - interval '1 hour' AS in_hour, count(*)
-		FROM job_attempts
-		WHERE final AND ended_at >= date_trunc('minute', now()) - interval '59 minutes'
+		SELECT date_trunc('minute', now()) AS now_minute, minute, type, completed, in_hour, sum(n)::bigint
+		FROM (
+			SELECT date_trunc('minute', ended_at) AS minute, type, outcome = 'completed' AS completed,
+				ended_at >= now() - interval '1 hour' AS in_hour, 1 AS n
+			FROM job_attempts
+			WHERE final AND ended_at >= date_trunc('minute', now()) - interval '59 minutes'
+			UNION ALL
+			SELECT minute, type, true, true, n FROM job_completions
+			WHERE minute >= date_trunc('minute', now()) - interval '59 minutes'
+		) ended
 		GROUP BY 2, 3, 4, 5`)
 	if err != nil {
 		return Activity{}, fmt.Errorf("recent activity: %w", classify(err))

@@ -2,6 +2,7 @@ package store_test
 
 import (
 	"errors"
+	"slices"
 	"testing"
 	"time"
 
@@ -371,9 +372,14 @@ func TestRecentActivity(t *testing.T) {
 	retried := s.create("alice", job.TypeAIPreview)
 	c = s.claimOne("w1")
 	s.finish(store.Outcome{ID: retried, Lease: c.Lease, Kind: store.OutcomeRetry, Backoff: time.Hour, Error: "later"})
-	// An ending more than an hour ago counts for neither.
+	// Endings more than an hour ago count for neither: a completion logged
+	// before migration 00014, and a count of completions since.
 	if _, err := s.st.DB().Exec(`INSERT INTO job_attempts (job_id, attempt, type, outcome, final, ended_at)
 		VALUES ($1, 1, 'AI_PREVIEW', 'completed', true, now() - interval '2 hours')`, uuid.New()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.st.DB().Exec(`INSERT INTO job_completions (minute, type, worker_id, n)
+		VALUES (date_trunc('minute', now()) - interval '3 hours', 'AI_PREVIEW', 'w0', 5)`); err != nil {
 		t.Fatal(err)
 	}
 
@@ -403,5 +409,17 @@ func TestRecentActivity(t *testing.T) {
 	}
 	if last := a.PerMinute[59]; last.Completed+last.Failed == 0 && a.PerMinute[58].Completed+a.PerMinute[58].Failed == 0 {
 		t.Errorf("the endings are not in the last minutes: %+v", a.PerMinute[58:])
+	}
+
+	// Pruning drops the old count and keeps this hour's.
+	if err := s.st.PruneCompletions(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var counts []int64
+	if err := s.st.DB().Select(&counts, `SELECT n FROM job_completions ORDER BY minute`); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(counts, []int64{1}) {
+		t.Errorf("completion counts after pruning: %v, want this hour's one", counts)
 	}
 }

@@ -55,9 +55,7 @@ func newMigrationSetup(t *testing.T) migrationSetup {
 	}
 	t.Cleanup(func() { db.Close() })
 	s := migrationSetup{url: url, db: db, start: time.Now().Add(-time.Hour).UTC().Truncate(time.Millisecond)}
-	s.down(t, 13)
-	s.down(t, 12)
-	s.down(t, 11)
+	s.downTo(t, 10)
 	s.exec(t, `INSERT INTO workers (id, host, pid, version, concurrency, in_flight, started_at)
 		VALUES ('w1', 'box', 42, 'v1', 8, 3, $1)`, s.start)
 	s.exec(t, `INSERT INTO api_processes (id, host, pid, started_at) VALUES ('a1', 'web', 9, $1)`, s.start)
@@ -77,6 +75,21 @@ func (s migrationSetup) down(t *testing.T, version int64) {
 	}
 	if err := store.MigrateDown(t.Context(), s.db.DB); err != nil {
 		t.Fatalf("down: %v", err)
+	}
+}
+
+// downTo rolls back every migration newer than version, newest first.
+func (s migrationSetup) downTo(t *testing.T, version int64) {
+	t.Helper()
+	for {
+		var current int64
+		if err := s.db.Get(&current, `SELECT max(version_id) FROM goose_db_version WHERE is_applied`); err != nil {
+			t.Fatal(err)
+		}
+		if current <= version {
+			return
+		}
+		s.down(t, current)
 	}
 }
 
@@ -142,9 +155,7 @@ func TestProcessesMigration(t *testing.T) {
 		t.Error("open_waiter does not count a1's waiter in processes against a cap of 2")
 	}
 
-	s.down(t, 13)
-	s.down(t, 12)
-	s.down(t, 11)
+	s.downTo(t, 10)
 	var workers, apis int
 	if err := s.db.Get(&workers, `SELECT count(*) FROM workers WHERE id = 'w1' AND concurrency = 8 AND in_flight = 3`); err != nil {
 		t.Fatal(err)

@@ -255,11 +255,13 @@ type Outcome struct {
 }
 
 // Finish writes a batch of outcomes in one statement and returns the ids it
-// wrote; each counted attempt also gets its entry in the attempt log. It is
-// the only way an attempt's outcome reaches the database, and it is fenced on
-// the job row's lease: an outcome whose lease the job no longer carries (it
-// was rescued, cancelled or taken over) is left out and writes nothing. A
-// retry or a hand-back puts the job back in the queue.
+// wrote. It is the only way an attempt's outcome reaches the database, and
+// it is fenced on the job row's lease: an outcome whose lease the job no
+// longer carries (it was rescued, cancelled or taken over) is left out and
+// writes nothing. A retry or a hand-back puts the job back in the queue. A
+// retried or failed attempt gets its entry in the attempt log; a completion
+// is recorded by the job row and counted in job_completions (migration
+// 00014).
 //
 // The job rows are read by their key (the index condition "id = ANY(...)"
 // on an array built at run time, which the planner cannot weigh against
@@ -333,7 +335,13 @@ const finishSQL = `
 		INSERT INTO job_attempts (job_id, attempt, type, worker_id, started_at, outcome, final, error)
 		SELECT id, attempts, type, worker_id, attempted_at,
 			CASE kind WHEN 'retry' THEN 'retried' ELSE kind END, kind <> 'retry', NULLIF(error, '')
-		FROM done WHERE kind <> 'release')
+		FROM done WHERE kind IN ('retry', 'failed')),
+	counted AS (
+		INSERT INTO job_completions AS c (minute, type, worker_id, n)
+		SELECT date_trunc('minute', now()), type, COALESCE(worker_id, ''), count(*)
+		FROM done WHERE kind = 'completed'
+		GROUP BY 2, 3
+		ON CONFLICT (minute, type, worker_id) DO UPDATE SET n = c.n + EXCLUDED.n)
 	SELECT id FROM done`
 
 // Heartbeat extends the leases of the claims that held attempts belong to,

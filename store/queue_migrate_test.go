@@ -37,8 +37,7 @@ func TestQueueMigration(t *testing.T) {
 	}
 	t.Cleanup(func() { db.Close() })
 	s := migrationSetup{url: url, db: db}
-	s.down(t, 13)
-	s.down(t, 12)
+	s.downTo(t, 11)
 
 	// The previous release's rows, written as it wrote them.
 	pending, retry, running, done := uuid.New(), uuid.New(), uuid.New(), uuid.New()
@@ -88,7 +87,7 @@ func TestQueueMigration(t *testing.T) {
 		t.Fatalf("claim after up: %v, %v; want only %v", claimed, err, pending)
 	}
 
-	s.down(t, 13)
+	s.downTo(t, 12)
 	var queued int
 	if err := db.Get(&queued, `SELECT count(*) FROM job_queue q JOIN jobs j ON j.id = q.id
 		WHERE q.id = $1 AND q.lease_owner = j.lease_owner AND q.lease_expires_at > now()`, pending); err != nil {
@@ -113,5 +112,58 @@ func TestQueueMigration(t *testing.T) {
 	j, err := st.Get(t.Context(), store.OwnedBy("alice"), pending)
 	if err != nil || j.Status != job.StatusProcessing {
 		t.Errorf("after up again: %+v, %v", j, err)
+	}
+}
+
+// TestCompletionsMigration: after 00014 a completion writes no attempt-log
+// entry (the job row and job_completions record it) and the admin API still
+// lists it; 00014's Down writes the entries the previous release reads.
+func TestCompletionsMigration(t *testing.T) {
+	url := pgtest.NewDatabase(t)
+	db, err := sqlx.Open("postgres", url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	s := migrationSetup{url: url, db: db}
+	st, err := store.Open(t.Context(), url, store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	ctx := t.Context()
+	j, _, err := st.Create(ctx, store.NewJob{UserID: "alice", Type: job.TypeAIPreview, Input: []byte(`{"prompt":"x"}`)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	claimed, _, err := st.Claim(ctx, store.ClaimRequest{Worker: "w1", N: 1, Lease: time.Minute})
+	if err != nil || len(claimed) != 1 {
+		t.Fatalf("claim: %v, %v", claimed, err)
+	}
+	if _, err := st.Finish(ctx, []store.Outcome{{ID: j.ID, Lease: claimed[0].Lease, Kind: store.OutcomeCompleted, Result: []byte(`{}`)}}); err != nil {
+		t.Fatal(err)
+	}
+	logged := func() int {
+		var n int
+		if err := db.Get(&n, `SELECT count(*) FROM job_attempts WHERE job_id = $1 AND outcome = 'completed' AND worker_id = 'w1'`, j.ID); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	if n := logged(); n != 0 {
+		t.Errorf("%d attempt-log entries for a completion, want none", n)
+	}
+	attempts, err := st.Attempts(ctx, j.ID)
+	if err != nil || len(attempts) != 1 || attempts[0].Outcome != store.AttemptOutcome("completed") || attempts[0].EndedAt == nil ||
+		attempts[0].WorkerID == nil || *attempts[0].WorkerID != "w1" || attempts[0].Attempt != 1 {
+		t.Errorf("attempts of the completed job: %+v, %v", attempts, err)
+	}
+	s.downTo(t, 13)
+	if n := logged(); n != 1 {
+		t.Errorf("after 00014's down: %d attempt-log entries for the completion, want 1", n)
+	}
+	s.up(t)
+	if again, err := st.Attempts(ctx, j.ID); err != nil || len(again) != 1 {
+		t.Errorf("after up again: %+v, %v (the logged entry, not twice)", again, err)
 	}
 }

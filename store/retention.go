@@ -58,3 +58,15 @@ func FirstIDAt(t time.Time) uuid.UUID {
 	id[6] = 0x70 // version 7, the rest zero
 	return id
 }
+
+// PruneCompletions deletes the completion counts (job_completions) older
+// than two hours: the stats read one. Every worker's maintenance runs it,
+// whatever the retention of jobs.
+func (s *Store) PruneCompletions(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	if _, err := s.db.ExecContext(ctx, `DELETE FROM job_completions WHERE minute < now() - interval '2 hours'`); err != nil {
+		return fmt.Errorf("prune completion counts: %w", classify(err))
+	}
+	return nil
+}

@@ -516,7 +516,10 @@ func TestConsole(t *testing.T) {
 	running := st.preview(t, "[[simulate:slow=50s]] Runs until cancelled.")
 	b.do("open the running job", chromedp.Navigate(st.console+"jobs/"+running))
 	b.waitFor("PROCESSING", `document.querySelector('.badge.big')?.textContent === 'PROCESSING'`)
-	b.do("cancel", chromedp.Click(chromedp.CSS(`.actions button.danger`)))
+	// Clicked in one evaluation: the page re-renders the job on each event
+	// of its stream, which can replace the button between a lookup by
+	// chromedp.Click and its click ("Could not find node with given id").
+	b.waitFor("cancel", `(() => { const c = document.querySelector('.actions button.danger'); c?.click(); return !!c; })()`)
 	b.do("cancel dialog", chromedp.WaitVisible(chromedp.CSS(`dialog[open]`)))
 	b.do("confirm cancel", chromedp.Click(chromedp.CSS(`dialog[open] button[data-confirm]`)))
 	b.waitFor("cancelled", `document.querySelector('.badge.big')?.textContent === 'FAILED' && document.querySelector('.alert')?.textContent.includes('Cancelled')`)

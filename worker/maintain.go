@@ -31,6 +31,9 @@ func (w *Worker) maintain(ctx context.Context, log *slog.Logger) {
 			w.register(ctx, log)
 		case <-retention.C:
 			w.deleteExpired(ctx, log)
+			if err := w.cfg.Store.PruneCompletions(ctx); err != nil && ctx.Err() == nil {
+				log.Warn("pruning completion counts failed", "err", err)
+			}
 		case <-rescue.C:
 			retried, failed, err := w.cfg.Store.Rescue(ctx, w.backoff(1))
 			if err != nil && ctx.Err() == nil {
