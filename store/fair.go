@@ -1,6 +1,5 @@
 package store
 
-
 // Fair claims.
 //
 // A claim shares its slots among users by turns: every user's oldest
