@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unsafe"
 
 	"github.com/golang-jwt/jwt/v5"
 )
@@ -199,7 +200,9 @@ func (v *Verifier) Verify(ctx context.Context, token string) (*Principal, error)
 	now := v.now()
 	var cacheKey [sha256.Size]byte
 	if v.results != nil {
-		cacheKey = sha256.Sum256([]byte(token))
+		// The token's bytes in place: a copy (a kilobyte) on every request
+		// was a tenth of a cached verification. Sum256 only reads them.
+		cacheKey = sha256.Sum256(unsafe.Slice(unsafe.StringData(token), len(token)))
 		if p, ok := v.results.get(cacheKey, now); ok {
 			return p, nil
 		}

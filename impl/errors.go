@@ -175,5 +175,5 @@ func errorHandler(log *slog.Logger) echo.HTTPErrorHandler {
 }
 
 func requestID(c echo.Context) string {
-	return c.Response().Header().Get(echo.HeaderXRequestID)
+	return headerValue(c.Response().Header(), echo.HeaderXRequestID)
 }

@@ -46,7 +46,7 @@ func authenticate(v Verifier, fails *addrLimiter, log *slog.Logger) echo.Middlew
 			if !strings.HasPrefix(req.URL.Path, "/api/") && req.URL.Path != "/api" {
 				return next(c)
 			}
-			token, ok := auth.BearerToken(req.Header.Get(echo.HeaderAuthorization))
+			token, ok := auth.BearerToken(headerValue(req.Header, echo.HeaderAuthorization))
 			if !ok {
 				return errUnauthorized
 			}
@@ -54,14 +54,22 @@ func authenticate(v Verifier, fails *addrLimiter, log *slog.Logger) echo.Middlew
 			if fails != nil {
 				addr = addrKey(c.RealIP())
 			}
-			r, ok, wait := fails.admit(addr, time.Now())
+			var now time.Time
+			if fails != nil {
+				now = time.Now()
+			}
+			r, ok, wait := fails.admit(addr, now)
 			if !ok {
 				return tooMany(wait)
 			}
-			c.Set(tokenPresentedKey, true)
 			p, err := v.Verify(req.Context(), token)
-			fails.done(addr, r, err != nil, time.Now())
+			if fails != nil {
+				fails.done(addr, r, err != nil, time.Now())
+			}
 			if err != nil {
+				// Only this 401 follows a token that was sent; kept for
+				// wwwAuthenticate (setting it on every request cost a map).
+				c.Set(tokenPresentedKey, true)
 				// The reason is for the log only; the client gets the documented message.
 				log.Info("token rejected", "request_id", requestID(c), "reason", err)
 				return errUnauthorized
@@ -272,9 +280,20 @@ func assignRequestID(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		var b [16]byte
 		rand.Read(b[:]) // never fails (crypto/rand)
-		c.Response().Header().Set(echo.HeaderXRequestID, hex.EncodeToString(b[:]))
+		var id [32]byte
+		hex.Encode(id[:], b[:])
+		c.Response().Header()[echo.HeaderXRequestID] = []string{string(id[:])} // the key is canonical
 		return next(c)
 	}
+}
+
+// headerValue is h.Get(key) for a key already in canonical form, which
+// h.Get would check again on every call.
+func headerValue(h http.Header, key string) string {
+	if v := h[key]; len(v) > 0 {
+		return v[0]
+	}
+	return ""
 }
 
 // clientRequestID is the X-Request-Id a client sent, if it is fit to log.
@@ -295,11 +314,19 @@ func clientRequestID(c echo.Context) string {
 func logRequests(log *slog.Logger) echo.MiddlewareFunc {
 	return func(next echo.HandlerFunc) echo.HandlerFunc {
 		return func(c echo.Context) error {
+			if !log.Enabled(c.Request().Context(), slog.LevelInfo) {
+				// The line would be dropped (JOBS_LOG_LEVEL=warn): build none of it.
+				if err := next(c); err != nil {
+					c.Error(err)
+				}
+				return nil
+			}
 			start := time.Now()
 			err := next(c)
 			if err != nil {
 				c.Error(err) // write the response now, so the status below is final
 			}
+			ctx := c.Request().Context()
 			// Attrs, not key-value pairs: they do not box each value.
 			attrs := make([]slog.Attr, 0, 8)
 			attrs = append(attrs, slog.String("request_id", requestID(c)), slog.String("method", c.Request().Method),
@@ -314,7 +341,7 @@ func logRequests(log *slog.Logger) echo.MiddlewareFunc {
 			if tid := tracing.TraceID(c.Request().Context()); tid != "" {
 				attrs = append(attrs, slog.String("trace_id", tid))
 			}
-			log.LogAttrs(c.Request().Context(), slog.LevelInfo, "request", attrs...)
+			log.LogAttrs(ctx, slog.LevelInfo, "request", attrs...)
 			return nil
 		}
 	}

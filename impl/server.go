@@ -126,13 +126,15 @@ func New(cfg Config) (*echo.Echo, error) {
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = errorHandler(cfg.Log)
 	e.IPExtractor = clientIP(cfg.TrustedProxies)
-	e.Use(metricsMiddleware(cfg.Metrics)) // first: it sees every answer
-	e.Use(traceRequests)                  // then the request's span, which the log line reads
-	e.Use(assignRequestID)
-	e.Use(logRequests(cfg.Log))
-	e.Use(recoverPanics(cfg.Log))
+	chain := []echo.MiddlewareFunc{
+		metricsMiddleware(cfg.Metrics), // first: it sees every answer
+		traceRequests,                  // then the request's span, which the log line reads
+		assignRequestID,
+		logRequests(cfg.Log),
+		recoverPanics(cfg.Log),
+	}
 	if len(cfg.CORSOrigins) > 0 {
-		e.Use(middleware.CORSWithConfig(middleware.CORSConfig{
+		chain = append(chain, middleware.CORSWithConfig(middleware.CORSConfig{
 			AllowOrigins:  cfg.CORSOrigins,
 			AllowMethods:  []string{http.MethodGet, http.MethodPost, http.MethodOptions},
 			AllowHeaders:  []string{echo.HeaderAuthorization, echo.HeaderContentType, "Idempotency-Key", "If-None-Match", "Last-Event-ID"},
@@ -140,13 +142,16 @@ func New(cfg Config) (*echo.Echo, error) {
 			MaxAge:        600,
 		}))
 	}
-	e.Use(limitBody(cfg.MaxBodyBytes))
-	e.Use(authenticate(cfg.Verifier, newAddrLimiter(cfg.AuthFailLimit), cfg.Log))
-	e.Use(limitRate(newUserLimiters(cfg.ReadLimit), newUserLimiters(cfg.CreateLimit), cfg.Replicas))
-	e.Use(requireAdmin)
-	e.Use(deadlines)
-	e.Use(checkJobID)
-	e.Use(validateRequest(routes))
+	chain = append(chain,
+		limitBody(cfg.MaxBodyBytes),
+		authenticate(cfg.Verifier, newAddrLimiter(cfg.AuthFailLimit), cfg.Log),
+		limitRate(newUserLimiters(cfg.ReadLimit), newUserLimiters(cfg.CreateLimit), cfg.Replicas),
+		requireAdmin,
+		deadlines,
+		checkJobID,
+		validateRequest(routes),
+	)
+	e.Use(composed(chain...))
 
 	if cfg.TerminalCacheItems == 0 {
 		cfg.TerminalCacheItems = 100_000
@@ -156,8 +161,23 @@ func New(cfg Config) (*echo.Echo, error) {
 	if cfg.TerminalCacheItems > 0 {
 		s.terminal = newTerminalCache(cfg.TerminalCacheItems, 256<<20)
 	}
-	server.RegisterHandlers(e, server.NewStrictHandler(s, nil))
+	server.RegisterHandlers(pollRoutes{e, s}, server.NewStrictHandler(s, nil))
 	return e, nil
+}
+
+// composed is the middlewares mws (the first outermost) as one, joined here
+// once: echo joins its middlewares to the matched route's handler on every
+// request, a closure per middleware (half of a cached poll's allocations).
+// The joined chain ends in the handler echo matched, c.Handler(), which is
+// the handler echo passes to its innermost middleware; so composed must be
+// the only middleware of e.Use (one added after it would be skipped).
+// Routes may still have middlewares of their own.
+func composed(mws ...echo.MiddlewareFunc) echo.MiddlewareFunc {
+	h := func(c echo.Context) error { return c.Handler()(c) }
+	for i := len(mws) - 1; i >= 0; i-- {
+		h = mws[i](h)
+	}
+	return func(echo.HandlerFunc) echo.HandlerFunc { return h }
 }
 
 // Spec returns openapi.yaml as embedded in the binary, ready for validation.
@@ -219,6 +239,9 @@ func limitBody(max int64) echo.MiddlewareFunc {
 			if req.ContentLength > max {
 				return errorf(http.StatusRequestEntityTooLarge, msgTooLarge)
 			}
+			if req.Body == http.NoBody {
+				return next(c) // nothing to read (net/http's body of a GET)
+			}
 			req.Body = http.MaxBytesReader(c.Response(), req.Body, max)
 			return next(c)
 		}
@@ -233,7 +256,9 @@ func stack() string { return string(debug.Stack()) }
 const RequestDeadline = 30 * time.Second
 
 // deadlines sets per-request read and write deadlines (the server has no
-// global write timeout, which would cut long polls and event streams).
+// global write timeout, which would cut long polls and event streams). A
+// request without a body (a GET: net/http's NoBody) has nothing left to
+// read, so it gets no read deadline: each deadline is a timer operation.
 func deadlines(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		if strings.HasSuffix(c.Path(), "/events") {
@@ -245,7 +270,9 @@ func deadlines(next echo.HandlerFunc) echo.HandlerFunc {
 		}
 		rc := http.NewResponseController(c.Response().Writer)
 		now := time.Now()
-		_ = rc.SetReadDeadline(now.Add(d))
+		if c.Request().Body != http.NoBody {
+			_ = rc.SetReadDeadline(now.Add(d))
+		}
 		_ = rc.SetWriteDeadline(now.Add(d))
 		// The server does not reset a write deadline between requests on a
 		// kept-alive connection; clear it so the next request starts afresh.

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -128,6 +129,35 @@ func TestPollCost(t *testing.T) {
 				t.Errorf("%d database reads, want %d", got, tt.gets)
 			}
 		})
+	}
+}
+
+// TestCachedPollAnswersAsGetJob: a plain poll of a cached finished job,
+// which the route answers from the cache without the generated handler,
+// gets the status, headers and body that the generated handler gives the
+// same poll with a query string (which the shortcut leaves to it).
+func TestCachedPollAnswersAsGetJob(t *testing.T) {
+	b := setupPoll(t)
+	id := b.job(t, job.StatusCompleted)
+	etag := b.poll(t, id, "").Header().Get("ETag") // caches the job
+	for _, inm := range []string{"", etag, "W/" + etag, "*", `"v0"`, `"v0", ` + etag} {
+		before := b.st.Gets()
+		short, generic := b.poll(t, id, inm), b.poll(t, id+"?waitSeconds=0", inm)
+		if got := b.st.Gets() - before; got != 0 {
+			t.Errorf("If-None-Match %q: %d database reads, want 0", inm, got)
+		}
+		if short.Code != generic.Code || short.Body.String() != generic.Body.String() {
+			t.Errorf("If-None-Match %q: %d %q, generated handler %d %q", inm, short.Code, short.Body, generic.Code, generic.Body)
+		}
+		sh, gh := short.Header().Clone(), generic.Header().Clone()
+		if sh.Get("X-Request-Id") == "" || sh.Get("X-Request-Id") == gh.Get("X-Request-Id") {
+			t.Errorf("If-None-Match %q: X-Request-Id %q and %q", inm, sh.Get("X-Request-Id"), gh.Get("X-Request-Id"))
+		}
+		sh.Del("X-Request-Id")
+		gh.Del("X-Request-Id")
+		if !reflect.DeepEqual(sh, gh) {
+			t.Errorf("If-None-Match %q: headers %v, generated handler %v", inm, sh, gh)
+		}
 	}
 }
 

@@ -13,8 +13,12 @@ const waitSecondsKey = "jobsd.wait_seconds"
 // integer, 0 when absent or not an integer (the validator answers that 400
 // later). It parses once per request and keeps the value in the echo
 // context: the metrics and deadline middlewares both need it before the
-// generated binder parses it for the handler.
+// generated binder parses it for the handler. A request without a query
+// string (most polls) has none: that needs neither parsing nor the context.
 func waitSeconds(c echo.Context) int {
+	if c.Request().URL.RawQuery == "" {
+		return 0
+	}
 	if w, ok := c.Get(waitSecondsKey).(int); ok {
 		return w
 	}
