@@ -134,7 +134,10 @@ func waitRecovered(t testing.TB, c *client, within time.Duration) time.Duration 
 				return nil
 			}
 		}
-		return fmt.Errorf("last create: %d %s %v", r.status, r.body, r.err)
+		if r.err != nil {
+			return fmt.Errorf("last create: %w", r.err)
+		}
+		return fmt.Errorf("last create: %d %s", r.status, r.body)
 	})
 	return time.Since(start)
 }

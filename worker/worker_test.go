@@ -781,8 +781,12 @@ func TestRetention(t *testing.T) {
 	b.start(t)
 	b.waitFor(t, fresh, "terminal", terminal)
 	eventually.NoError(t, 15*time.Second, "the expired job deleted", func() error {
-		if _, err := b.st.Get(t.Context(), store.OwnedBy("alice"), expired); !errors.Is(err, store.ErrNotFound) {
-			return fmt.Errorf("Get = %v, want ErrNotFound", err)
+		_, err := b.st.Get(t.Context(), store.OwnedBy("alice"), expired)
+		switch {
+		case err == nil:
+			return errors.New("the job is still there")
+		case !errors.Is(err, store.ErrNotFound):
+			return fmt.Errorf("Get: %w, want ErrNotFound", err)
 		}
 		return nil
 	})
