@@ -7,7 +7,6 @@ import (
 	"regexp"
 	"strings"
 
-	"github.com/jobsd/jobsd/gen"
 	"github.com/jobsd/jobsd/internal/prose"
 	"github.com/jobsd/jobsd/model"
 )
@@ -38,9 +37,11 @@ type previewResult struct {
 }
 
 func handleAIPreview(ctx context.Context, env Env, input json.RawMessage) (json.RawMessage, error) {
-	var in gen.PromptPreviewRequest
-	if err := decodeInput(input, &in); err != nil {
-		return nil, err
+	in, ok := decodePreviewFast(input)
+	if !ok {
+		if err := decodeInput(input, &in); err != nil {
+			return nil, err
+		}
 	}
 	if strings.TrimSpace(in.Prompt) == "" {
 		return nil, invalidInput("prompt", "is empty")
