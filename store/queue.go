@@ -289,12 +289,13 @@ type Outcome struct {
 //
 // The job rows are read by their key (the index condition "id = ANY(...)"
 // on an array built at run time, which the planner cannot weigh against
-// the table's statistics: given the ids as a constant, it scanned a table of
-// 30,000 rows for 500 of them), then matched with their outcomes. The fence is one COALESCE, which is not strict and has no
-// selectivity to misjudge: with statistics taken while every job was
-// PENDING, "status = 'PROCESSING'" looked like one row, and the planner
-// joined each of 500 rows to all 500 outcomes (250,000 comparisons, 90 ms
-// for a batch of 500 jobs with time-ordered ids, against 7 ms then).
+// the table's statistics: given the ids as a constant, it scanned a table
+// of 30,000 rows for 500 of them), then matched with their outcomes. The
+// fence is one COALESCE, which is not strict and has no selectivity to
+// misjudge: with statistics taken while every job was PENDING, "status =
+// 'PROCESSING'" looked like one row, and the planner joined each of 500
+// rows to all 500 outcomes (250,000 comparisons, 90 ms for a batch of 500
+// jobs with time-ordered ids, against 7 ms then).
 func (s *Store) Finish(ctx context.Context, outcomes []Outcome) (_ map[uuid.UUID]bool, err error) {
 	ctx, span := startSpan(ctx, spanFinish, "UPDATE", len(outcomes))
 	defer func() { endSpan(span, err) }()
