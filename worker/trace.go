@@ -7,6 +7,7 @@ import (
 	semconv "go.opentelemetry.io/otel/semconv/v1.40.0"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/jobsd/jobsd/job"
 	"github.com/jobsd/jobsd/store"
 	"github.com/jobsd/jobsd/tracing"
 )
@@ -25,11 +26,11 @@ const tracerScope = "github.com/jobsd/jobsd/worker"
 // worker more CPU than the sampled spans themselves. (The samplers jobsd
 // documents decide by trace id, not by attributes.)
 func startAttemptSpan(ctx context.Context, c store.Claimed, workerID string) (context.Context, trace.Span) {
-	opts := []trace.SpanStartOption{trace.WithNewRoot(), trace.WithSpanKind(trace.SpanKindConsumer)}
+	opts := attemptSpanOptions
 	if sc := tracing.ParseParent(c.TraceContext); sc.IsValid() {
-		opts = append(opts, trace.WithLinks(trace.Link{SpanContext: sc}))
+		opts = append(opts[:len(opts):len(opts)], trace.WithLinks(trace.Link{SpanContext: sc}))
 	}
-	ctx, span := tracing.Tracer(tracerScope).Start(ctx, "process "+string(c.Type), opts...)
+	ctx, span := tracing.Tracer(tracerScope).Start(ctx, attemptSpanName(c.Type), opts...)
 	if span.IsRecording() {
 		span.SetAttributes(
 			semconv.MessagingSystemKey.String("jobsd"),
@@ -44,6 +45,26 @@ func startAttemptSpan(ctx context.Context, c store.Claimed, workerID string) (co
 		)
 	}
 	return ctx, span
+}
+
+// attemptSpanOptions are every attempt span's options, made once.
+var attemptSpanOptions = []trace.SpanStartOption{trace.WithNewRoot(), trace.WithSpanKind(trace.SpanKindConsumer)}
+
+// attemptSpanNames are the attempt spans' names by job type, made once.
+var attemptSpanNames = func() map[job.Type]string {
+	m := map[job.Type]string{}
+	for _, t := range job.Types {
+		m[t] = "process " + string(t)
+	}
+	return m
+}()
+
+// attemptSpanName is "process <TYPE>".
+func attemptSpanName(t job.Type) string {
+	if name, ok := attemptSpanNames[t]; ok {
+		return name
+	}
+	return "process " + string(t)
 }
 
 // endAttemptSpan records how the attempt ended and ends its span (nil:
