@@ -30,13 +30,8 @@ type queueRow struct {
 // under a per-job lease (00013) and the queue back on jobs with the
 // previous release's partial indexes (00012).
 func TestQueueMigration(t *testing.T) {
-	url := pgtest.NewDatabase(t)
-	db, err := sqlx.Open("postgres", url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	s := migrationSetup{url: url, db: db}
+	s := newMigrationDB(t)
+	url, db := s.url, s.db
 	s.downTo(t, 11)
 
 	// The previous release's rows, written as it wrote them.
@@ -115,17 +110,24 @@ func TestQueueMigration(t *testing.T) {
 	}
 }
 
-// TestCompletionsMigration: after 00014 a completion writes no attempt-log
-// entry (the job row and job_completions record it) and the admin API still
-// lists it; 00014's Down writes the entries the previous release reads.
-func TestCompletionsMigration(t *testing.T) {
+// newMigrationDB is a fresh database migrated to the newest version.
+func newMigrationDB(t *testing.T) migrationSetup {
+	t.Helper()
 	url := pgtest.NewDatabase(t)
 	db, err := sqlx.Open("postgres", url)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
-	s := migrationSetup{url: url, db: db}
+	return migrationSetup{url: url, db: db}
+}
+
+// TestCompletionsMigration: after 00014 a completion writes no attempt-log
+// entry (the job row and job_completions record it) and the admin API still
+// lists it; 00014's Down writes the entries the previous release reads.
+func TestCompletionsMigration(t *testing.T) {
+	s := newMigrationDB(t)
+	url, db := s.url, s.db
 	st, err := store.Open(t.Context(), url, store.Options{})
 	if err != nil {
 		t.Fatal(err)
