@@ -65,7 +65,10 @@ type Results struct {
 	// ManyUsers is the worker burn-down of one user's jobs and of the same
 	// number over 1,000 users.
 	ManyUsers *ManyUsersResult `json:"manyUsers,omitempty"`
-	Goals     []Goal           `json:"goals"`
+	// History is the burn-down and the status polls on an empty jobs table
+	// and on one holding 5M finished jobs.
+	History *HistoryResult `json:"history,omitempty"`
+	Goals   []Goal         `json:"goals"`
 	Errors    []string         `json:"errors,omitempty"`
 	TODO      []string         `json:"todo,omitempty"`
 	Seconds   float64          `json:"totalSeconds"`
@@ -74,7 +77,7 @@ type Results struct {
 func main() {
 	quick := flag.Bool("quick", false, "small sizes, 2 repeats, one concurrency (< 2 minutes)")
 	out := flag.String("out", "results/latest.json", "where to write the JSON results")
-	only := flag.String("only", "", "comma-separated scenarios to run (status,worker,manyusers,pickup,growth,limits,delivery,fairness,ceiling); default all but ceiling")
+	only := flag.String("only", "", "comma-separated scenarios to run (status,worker,history,manyusers,pickup,growth,limits,delivery,fairness,ceiling); default all but ceiling")
 	workerJobs := flag.Int("worker-jobs", 0, "override the number of jobs in the worker burn-down (full default 1000000)")
 	deliveryPace := flag.Int("delivery-pace", 200, "scenario 5: jobs completed per second in the paced run (10 waiters each)")
 	probe := flag.Bool("probe-concurrency", false, "also try jobsd worker concurrency 100/250/500/1000/2000 before scenario 2")
@@ -117,6 +120,8 @@ func run(quick bool, out, only string, workerJobs, deliveryPace int, probe, diag
 	pickupO := pickupOpts{rates: []int{500, 2000}, dur: 10 * time.Second, repeats: 3, concurrency: 100}
 	limitsO := limitsOpts{jobs: 30_000, users: 10_000, procs: 3, conc: 64, dur: 5 * time.Second, pairs: 5, dbMaxConns: 20}
 	manyO := manyUsersOpts{jobs: 300_000, users: 1000, concurrency: riverMaxWorkers, pairs: 3, timeout: 10 * time.Minute}
+	historyO := historyOpts{history: 5_000_000, jobs: 300_000, pollJobs: 100_000, pollUsers: 1000, pollDur: 10 * time.Second,
+		repeats: 3, concurrency: riverMaxWorkers, timeout: 10 * time.Minute, dbMaxConns: 20}
 	if quick {
 		res.Mode, res.Repeats = "quick", 2
 		statusO.jobs, statusO.users, statusO.conc, statusO.dur, statusO.repeats = 100_000, 1_000, []int{64}, 2*time.Second, 2
@@ -125,6 +130,8 @@ func run(quick bool, out, only string, workerJobs, deliveryPace int, probe, diag
 		deliveryO.waiters = 2_000
 		limitsO.jobs, limitsO.users, limitsO.dur, limitsO.pairs = 2_000, 1_000, time.Second, 2
 		manyO.jobs, manyO.pairs, manyO.timeout = 20_000, 1, 60*time.Second
+		historyO.history, historyO.jobs, historyO.pollJobs, historyO.pollUsers = 200_000, 20_000, 5_000, 100
+		historyO.pollDur, historyO.repeats, historyO.timeout = 2*time.Second, 1, 60*time.Second
 	}
 	deliveryO.pace = max(1, deliveryPace)
 	if workerJobs > 0 {
@@ -163,7 +170,7 @@ func run(quick bool, out, only string, workerJobs, deliveryPace int, probe, diag
 	// Scenario 2 and the SQL ceiling run on the durable server (the
 	// headline) and/or the non-durable one.
 	var burnEnvs []*env
-	if durable && (want("worker") || only != "" && want("ceiling")) {
+	if durable && (want("worker") || want("history") || only != "" && want("ceiling")) {
 		de, err := e.durableEnv(ctx)
 		if de != nil {
 			defer de.close()
@@ -216,6 +223,20 @@ func run(quick bool, out, only string, workerJobs, deliveryPace int, probe, diag
 				}
 				res.Workers = append(res.Workers, wr)
 			}
+		}
+	}
+	if want("history") {
+		he := e
+		if len(burnEnvs) > 0 {
+			he = burnEnvs[0] // the durable server when there is one
+		}
+		logf("scenario 9: history: burn-down of %d jobs and polls of %d unfinished jobs on an empty table vs one with %d finished jobs, %s server",
+			historyO.jobs, historyO.pollJobs, historyO.history, he.label)
+		if res.History, err = runHistoryScenario(ctx, he, iss, historyO); err != nil {
+			fail("history", err)
+			res.History = nil
+		} else if res.History.AuditFailures > 0 {
+			fail("history", fmt.Errorf("%d burn-down audits failed (see runs)", res.History.AuditFailures))
 		}
 	}
 	if want("manyusers") {
@@ -365,6 +386,13 @@ func goals(r *Results) []Goal {
 		gs = append(gs, Goal{Name: fmt.Sprintf("burn-down with %s users >= 0.9x one user, %s jobs", human(m.Users), human(m.Jobs)), Target: ">= 0.90x",
 			Measured: v, Met: v >= 0.9 && m.AuditFailures == 0})
 	}
+	if h := r.History; h != nil {
+		note := map[bool]string{true: "quick mode: " + human(h.HistoryJobs) + " finished jobs, not 5M"}[r.Mode == "quick"]
+		gs = append(gs, Goal{Name: fmt.Sprintf("burn-down of %s jobs beside %s finished jobs ÷ on an empty table, %s", human(h.Jobs), human(h.HistoryJobs), h.Server),
+			Target: ">= 0.90x", Measured: h.BurnDownOverEmpty.Median, Met: h.BurnDownOverEmpty.Median >= 0.9 && h.AuditFailures == 0, Note: note},
+			Goal{Name: fmt.Sprintf("status polls beside %s finished jobs ÷ on an empty table", human(h.HistoryJobs)),
+				Target: ">= 0.90x", Measured: h.PollsOverEmpty.Median, Met: h.PollsOverEmpty.Median >= 0.9, Note: note})
+	}
 	if d := r.Delivery; d != nil {
 		note := fmt.Sprintf("%d missing", d.LongPoll.Missing+d.SSE.Missing)
 		if d.Waiters < 10_000 {
@@ -471,6 +499,9 @@ func sanitize(r *Results) {
 			m.JobsPerSec[k] = cleanSpread(v)
 		}
 		m.ManyOverOne = cleanSpread(m.ManyOverOne)
+	}
+	if h := r.History; h != nil {
+		h.BurnDownOverEmpty, h.PollsOverEmpty = cleanSpread(h.BurnDownOverEmpty), cleanSpread(h.PollsOverEmpty)
 	}
 	if r.Pickup != nil {
 		for k := range r.Pickup.P50ms {
@@ -583,6 +614,9 @@ func printReport(f *os.File, r *Results) {
 		fmt.Fprintf(w, "\tbig\t%d\t%s\t%s\t%s\t%s\n", g.BigSizes.Rows, mib(g.BigSizes.HeapBytes), mib(g.BigSizes.IndexesBytes), sp(g.Big.PerSec, "%.0f"), sp(g.Big.P99ms, "%.2f"))
 		fmt.Fprintf(w, "\tsmall\t%d\t%s\t%s\t%s\t%s\n", g.SmallSizes.Rows, mib(g.SmallSizes.HeapBytes), mib(g.SmallSizes.IndexesBytes), sp(g.Small.PerSec, "%.0f"), sp(g.Small.P99ms, "%.2f"))
 		fmt.Fprintf(w, "\tHEADLINE p99 big ÷ small\t%s\treq/s big ÷ small\t%s\n\n", sp(g.P99BigOverSmall, "%.3f"), sp(g.RPSBigOverSmall, "%.3f"))
+	}
+	if h := r.History; h != nil {
+		printHistory(w, h)
 	}
 	if l := r.Limits; l != nil {
 		fmt.Fprintf(w, "7. deployment-wide limits: status reads at c=%d through %d jobsd serve processes, each counting %d; %s jobs, %s users; limits off vs on (set to refuse nothing), alternating passes of %gs\n",

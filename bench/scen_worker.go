@@ -254,8 +254,21 @@ const uuidV7SQL = `(lpad(to_hex(floor(extract(epoch FROM now()) * 1000)::bigint 
 // the queue), starts procs worker processes and times them until no job is
 // left unfinished, then audits the rows.
 func jobsdBurnDown(ctx context.Context, e *env, pool *pgxpool.Pool, url string, n, users, procs, conc int, timeout time.Duration, env ...string) (BurnDown, error) {
+	return jobsdBurnDownBeside(ctx, e, pool, url, false, n, users, procs, conc, timeout, env...)
+}
+
+// jobsdBurnDownBeside is jobsdBurnDown on a table that may hold history:
+// with history, it deletes only the previous burn-down's jobs (and any
+// other job not of a hist-* user) instead of truncating the table, and
+// audits only its own jobs (user-*).
+func jobsdBurnDownBeside(ctx context.Context, e *env, pool *pgxpool.Pool, url string, history bool, n, users, procs, conc int,
+	timeout time.Duration, env ...string) (BurnDown, error) {
 	b := BurnDown{Contender: fmt.Sprintf("jobsd x%d", procs), Jobs: n}
-	if _, err := pool.Exec(ctx, "TRUNCATE jobs, job_queue"); err != nil { // a fresh queue for each burn-down, as River's table is
+	reset, own := "TRUNCATE jobs, job_queue", "" // a fresh queue for each burn-down, as River's table is
+	if history {
+		reset, own = "TRUNCATE job_queue; DELETE FROM jobs WHERE user_id NOT LIKE 'hist-%'", "WHERE user_id LIKE 'user-%'"
+	}
+	if _, err := pool.Exec(ctx, reset); err != nil {
 		return b, err
 	}
 	const batch = 100_000
@@ -268,6 +281,14 @@ func jobsdBurnDown(ctx context.Context, e *env, pool *pgxpool.Pool, url string, 
 	}
 	if _, err := pool.Exec(ctx, "VACUUM ANALYZE jobs"); err != nil {
 		return b, err
+	}
+	if history {
+		// Resetting a large table writes much WAL (its deletes, and the
+		// vacuum of its indexes): a checkpoint now keeps that out of the
+		// burn-down, whichever table it runs on.
+		if _, err := pool.Exec(ctx, "CHECKPOINT"); err != nil {
+			return b, err
+		}
 	}
 	meter, err := e.startWork(ctx, pool.Config().ConnConfig.Database)
 	if err != nil {
@@ -328,7 +349,7 @@ func jobsdBurnDown(ctx context.Context, e *env, pool *pgxpool.Pool, url string, 
 	if err := pool.QueryRow(ctx, `SELECT count(*), count(*) FILTER (WHERE status = 'COMPLETED'),
 		count(*) FILTER (WHERE attempts = 1), count(*) FILTER (WHERE lease_owner IS NULL AND completed_at IS NOT NULL),
 		COALESCE(EXTRACT(EPOCH FROM max(completed_at) - min(started_at))::float8, 0)
-		FROM jobs`).Scan(&total, &completed, &attempts1, &finishedNoLease, &busy); err != nil {
+		FROM jobs `+own).Scan(&total, &completed, &attempts1, &finishedNoLease, &busy); err != nil {
 		return b, err
 	}
 	b.setRate(completed, busy, elapsed)

@@ -69,12 +69,19 @@ type jobIndex struct {
 }
 
 func loadJobIndex(ctx context.Context, pool *pgxpool.Pool, users int) (*jobIndex, error) {
+	return loadJobIndexOf(ctx, pool, "user-", users)
+}
+
+// loadJobIndexOf indexes the jobs of users prefix0 .. prefix<users-1>
+// (prefix is 5 bytes long, as "user-").
+func loadJobIndexOf(ctx context.Context, pool *pgxpool.Pool, prefix string, users int) (*jobIndex, error) {
 	ix := &jobIndex{users: make([]string, users), ids: make([][]uuid.UUID, users), idStr: make([][]string, users),
 		etags: make([][]string, users)}
 	for i := range users {
-		ix.users[i] = fmt.Sprintf("user-%d", i)
+		ix.users[i] = fmt.Sprintf("%s%d", prefix, i)
 	}
-	rows, err := pool.Query(ctx, "SELECT id, substr(user_id, 6)::int, version, status IN ('COMPLETED', 'FAILED') FROM jobs")
+	rows, err := pool.Query(ctx, `SELECT id, substr(user_id, 6)::int, version, status IN ('COMPLETED', 'FAILED') FROM jobs
+		WHERE starts_with(user_id, $1)`, prefix)
 	if err != nil {
 		return nil, err
 	}

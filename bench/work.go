@@ -26,7 +26,10 @@ import (
 //   - WAL: pg_wal_lsn_diff of pg_current_wal_lsn() after and before (the
 //     whole server's, and nothing else runs on it meanwhile);
 //   - commits: xact_commit of the contender's database in pg_stat_database
-//     (the bench's own polling of it included: about 2 per second).
+//     (the bench's own polling of it included: about 2 per second);
+//   - to explain WAL and CPU, not to rank: full-page images written
+//     (pg_stat_wal.wal_fpi, whole server), blocks the database read from
+//     outside shared buffers (blks_read), and checkpoints begun meanwhile.
 type Work struct {
 	Jobs int64 `json:"jobs"` // completed, the divisor
 	// Per job.
@@ -40,6 +43,11 @@ type Work struct {
 	WALTotal         int64   `json:"walBytes"`
 	CommitsTotal     int64   `json:"commits"`
 	WorkerInBench    bool    `json:"workerInBenchProcess,omitempty"`
+	// Diagnostics, per job but Checkpoints.
+	FPIs        float64 `json:"fullPageImagesPerJob"`
+	BlocksRead  float64 `json:"blocksReadPerJob"`
+	Checkpoints int64   `json:"checkpoints"`
+	fpis, reads int64
 }
 
 // CPUusPerJob is PostgreSQL's and the worker's CPU per job together.
@@ -49,8 +57,8 @@ func (w *Work) String() string {
 	if w == nil {
 		return "work n/a"
 	}
-	return fmt.Sprintf("CPU/job PG %.1f µs + worker %.1f µs, WAL %.0f B/job, %.3f commits/job",
-		w.PGCPUus, w.WorkerCPUus, w.WALBytes, w.Commits)
+	return fmt.Sprintf("CPU/job PG %.1f µs + worker %.1f µs, WAL %.0f B/job (%.3f FPI), %.3f commits/job, %.2f blocks read/job, %d checkpoints",
+		w.PGCPUus, w.WorkerCPUus, w.WALBytes, w.FPIs, w.Commits, w.BlocksRead, w.Checkpoints)
 }
 
 // workMeter measures one burn-down's Work on e's server for database db:
@@ -67,6 +75,7 @@ type workMeter struct {
 	self0    float64 // this process's CPU seconds
 	lsn0     string
 	commits0 int64
+	diag0    walDiag
 
 	worker   float64 // the worker's CPU seconds, set by workerDone
 	inBench  bool
@@ -80,6 +89,9 @@ func (e *env) startWork(ctx context.Context, db string) (*workMeter, error) {
 		return nil, err
 	}
 	if err := e.admin.QueryRow(ctx, "SELECT pg_current_wal_lsn()::text").Scan(&m.lsn0); err != nil {
+		return nil, err
+	}
+	if m.diag0, err = e.walDiag(ctx, db); err != nil {
 		return nil, err
 	}
 	if m.pg0, err = serverCPU(e.postmaster); err != nil {
@@ -131,7 +143,23 @@ func (m *workMeter) stop(ctx context.Context) (*Work, error) {
 		return nil, err
 	}
 	w.CommitsTotal = c - m.commits0
+	d, err := m.e.walDiag(ctx, m.db)
+	if err != nil {
+		return nil, err
+	}
+	w.fpis, w.reads, w.Checkpoints = d.fpis-m.diag0.fpis, d.reads-m.diag0.reads, d.checkpoints-m.diag0.checkpoints
 	return w, nil
+}
+
+// walDiag is the server's full-page images and checkpoints so far, and db's
+// blocks read.
+type walDiag struct{ fpis, reads, checkpoints int64 }
+
+func (e *env) walDiag(ctx context.Context, db string) (walDiag, error) {
+	var d walDiag
+	err := e.admin.QueryRow(ctx, `SELECT (SELECT wal_fpi FROM pg_stat_wal), (SELECT blks_read FROM pg_stat_database WHERE datname = $1),
+		(SELECT checkpoints_timed + checkpoints_req FROM pg_stat_bgwriter) FROM pg_stat_clear_snapshot()`, db).Scan(&d.fpis, &d.reads, &d.checkpoints)
+	return d, err
 }
 
 // perJob sets the per-job figures for completed jobs.
@@ -141,6 +169,7 @@ func (w *Work) perJob(completed int64) {
 		n := float64(completed)
 		w.PGCPUus, w.WorkerCPUus = w.PGCPUSeconds*1e6/n, w.WorkerCPUSeconds*1e6/n
 		w.WALBytes, w.Commits = float64(w.WALTotal)/n, float64(w.CommitsTotal)/n
+		w.FPIs, w.BlocksRead = float64(w.fpis)/n, float64(w.reads)/n
 	}
 }
 
