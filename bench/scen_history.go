@@ -74,6 +74,23 @@ func runHistoryScenario(ctx context.Context, e *env, iss *tokenIssuer, o history
 	logf("  seeded %d finished jobs over 30 days in %.1fs (heap %s, indexes %s)", o.history, time.Since(t0).Seconds(),
 		mib(sizes.HeapBytes), mib(sizes.IndexesBytes))
 
+	// settle starts every measurement from the same quiet server: no
+	// maintenance owed by the other table's last run (an autovacuum of 5M
+	// rows, started by the previous burn-down, ran for minutes into the
+	// next one, whichever table that was), and a checkpoint just taken.
+	settle := func(ctx context.Context) error {
+		for _, t := range tables {
+			if _, err := t.pool.Exec(ctx, "VACUUM ANALYZE jobs, job_queue"); err != nil {
+				return err
+			}
+		}
+		if err := e.waitNoAutovacuum(ctx, 5*time.Minute); err != nil {
+			return err
+		}
+		_, err := e.admin.Exec(ctx, "CHECKPOINT")
+		return err
+	}
+
 	var burns, polls []float64
 	for rep := range o.repeats {
 		order := []table{tables[0], tables[1]}
@@ -82,7 +99,7 @@ func runHistoryScenario(ctx context.Context, e *env, iss *tokenIssuer, o history
 		}
 		got := map[string]BurnDown{}
 		for _, t := range order {
-			b, err := jobsdBurnDownBeside(ctx, e, t.pool, t.url, true, o.jobs, 1, 1, o.concurrency, o.timeout)
+			b, err := jobsdBurnDownBeside(ctx, e, t.pool, t.url, settle, o.jobs, 1, 1, o.concurrency, o.timeout)
 			if err != nil {
 				return nil, err
 			}
@@ -99,7 +116,7 @@ func runHistoryScenario(ctx context.Context, e *env, iss *tokenIssuer, o history
 		}
 		rates := map[string]float64{}
 		for _, t := range order {
-			r, err := historyPolls(ctx, e, iss, t.url, t.pool, o, fmt.Sprintf("serve-history-%s-%d", t.name, rep))
+			r, err := historyPolls(ctx, e, iss, t.url, t.pool, settle, o, fmt.Sprintf("serve-history-%s-%d", t.name, rep))
 			if err != nil {
 				return nil, err
 			}
@@ -118,28 +135,43 @@ func runHistoryScenario(ctx context.Context, e *env, iss *tokenIssuer, o history
 
 // seedHistory inserts n finished jobs (90% COMPLETED, 10% FAILED) of 10,000
 // hist-* users, created over the 30 days before the last hour, with
-// time-ordered ids of their creation time, as the API makes them.
+// time-ordered ids of their creation time, as the API makes them; and
+// fills the table's pages as the service does: each job is inserted
+// PENDING (queued by the insert), then ended by an UPDATE. (Inserted
+// finished, the rows left every page a little more free space than
+// jobsd's own history leaves, enough for the next burn-down's small new
+// rows to scatter into old pages; jobsd's pages end fuller, so its new
+// jobs go to new pages.)
 func seedHistory(ctx context.Context, pool *pgxpool.Pool, n int) error {
 	const batch = 500_000
 	span := (30*24*time.Hour - time.Hour).Milliseconds()
 	for lo := 0; lo < n; lo += batch {
 		_, err := pool.Exec(ctx, `
-		INSERT INTO jobs (id, user_id, type, status, input, result, error, attempts,
-			created_at, started_at, completed_at, updated_at, run_after)
-		SELECT (lpad(to_hex(t.ms), 12, '0') || '7' || lpad(to_hex(g % 4096), 3, '0')
+		INSERT INTO jobs (id, user_id, type, input, created_at, run_after)
+		SELECT (lpad(to_hex(m.ms), 12, '0') || '7' || lpad(to_hex(g % 4096), 3, '0')
 				|| to_hex(8 + floor(random() * 4)::int) || substr(md5(random()::text), 1, 15))::uuid,
-			'hist-' || (g % 10000), 'AI_PREVIEW', s.status,
-			'{"prompt":"Summarise the market risks for maize farmers"}',
-			CASE WHEN s.status = 'COMPLETED' THEN '{"output":"Local preview (extractive; no AI model was called): Summarise the market risks for maize farmers"}'::jsonb END,
-			CASE WHEN s.status = 'FAILED' THEN 'Bedrock API error: ThrottlingException - Rate exceeded' END,
-			1, t.at, t.at + interval '1 second', t.at + interval '2 seconds', t.at + interval '2 seconds', t.at
+			'hist-' || (g % 10000), 'AI_PREVIEW', '{"prompt":"Summarise the market risks for maize farmers"}',
+			to_timestamp(m.ms / 1000.0), to_timestamp(m.ms / 1000.0)
 		FROM generate_series($1::bigint, $1 + $2 - 1) g,
-			LATERAL (SELECT (extract(epoch FROM now() - interval '30 days') * 1000)::bigint + g * $4 / $3 AS ms) m,
-			LATERAL (SELECT m.ms, to_timestamp(m.ms / 1000.0) AS at) t,
-			LATERAL (SELECT CASE WHEN g % 10 = 0 THEN 'FAILED' ELSE 'COMPLETED' END AS status) s`,
+			LATERAL (SELECT (extract(epoch FROM now() - interval '30 days') * 1000)::bigint + g * $4 / $3 AS ms) m`,
 			lo, min(batch, n-lo), n, span)
 		if err != nil {
 			return fmt.Errorf("seed history: %w", err)
+		}
+		if _, err := pool.Exec(ctx, `TRUNCATE job_queue`); err != nil {
+			return err
+		}
+		_, err = pool.Exec(ctx, `
+		UPDATE jobs SET status = s.status, attempts = 1,
+			result = CASE WHEN s.status = 'COMPLETED' THEN '{"output":"Local preview (extractive; no AI model was called): Summarise the market risks for maize farmers"}'::jsonb END,
+			error = CASE WHEN s.status = 'FAILED' THEN 'Bedrock API error: ThrottlingException - Rate exceeded' END,
+			started_at = created_at + interval '1 second', completed_at = created_at + interval '2 seconds',
+			updated_at = created_at + interval '2 seconds'
+		FROM (SELECT id, CASE WHEN random() < 0.1 THEN 'FAILED' ELSE 'COMPLETED' END AS status FROM jobs
+			WHERE status = 'PENDING' AND starts_with(user_id, 'hist-')) s
+		WHERE jobs.id = s.id`)
+		if err != nil {
+			return fmt.Errorf("seed history: end the jobs: %w", err)
 		}
 	}
 	// Vacuumed and checkpointed as a long-lived table is: the burn-downs
@@ -156,13 +188,14 @@ func seedHistory(ctx context.Context, pool *pgxpool.Pool, n int) error {
 // (not yet due, and no worker runs), then polls them at c=64 through a
 // fresh API process: every poll reads the database. The next burn-down's
 // reset deletes them.
-func historyPolls(ctx context.Context, e *env, iss *tokenIssuer, url string, pool *pgxpool.Pool, o historyOpts, name string) (LoadResult, error) {
+func historyPolls(ctx context.Context, e *env, iss *tokenIssuer, url string, pool *pgxpool.Pool, settle func(context.Context) error,
+	o historyOpts, name string) (LoadResult, error) {
 	if _, err := pool.Exec(ctx, `INSERT INTO jobs (id, user_id, type, input, run_after)
 		SELECT `+uuidV7SQL+`, 'poll-' || (g % $2), 'AI_PREVIEW', '{"prompt":"x"}', now() + interval '1 day'
 		FROM generate_series(0, $1 - 1) g`, o.pollJobs, o.pollUsers); err != nil {
 		return LoadResult{}, fmt.Errorf("seed polled jobs: %w", err)
 	}
-	if _, err := pool.Exec(ctx, "ANALYZE jobs"); err != nil {
+	if err := settle(ctx); err != nil {
 		return LoadResult{}, err
 	}
 	ix, err := loadJobIndexOf(ctx, pool, "poll-", o.pollUsers)
@@ -192,4 +225,26 @@ func printHistory(w io.Writer, h *HistoryResult) {
 			sp(cleanSpread(p.P50ms), "%.2f"), sp(cleanSpread(p.P99ms), "%.2f"))
 	}
 	fmt.Fprintf(w, "\tHEADLINE history ÷ empty\tburn-down %s\tpolls %s\n\n", sp(h.BurnDownOverEmpty, "%.3f"), sp(h.PollsOverEmpty, "%.3f"))
+}
+
+// waitNoAutovacuum waits until no autovacuum worker runs on the server.
+func (e *env) waitNoAutovacuum(ctx context.Context, limit time.Duration) error {
+	deadline := time.Now().Add(limit)
+	for {
+		var n int
+		if err := e.admin.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'autovacuum worker'`).Scan(&n); err != nil {
+			return err
+		}
+		if n == 0 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("autovacuum still running after %s", limit)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(time.Second):
+		}
+	}
 }

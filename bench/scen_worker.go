@@ -254,16 +254,18 @@ const uuidV7SQL = `(lpad(to_hex(floor(extract(epoch FROM now()) * 1000)::bigint 
 // the queue), starts procs worker processes and times them until no job is
 // left unfinished, then audits the rows.
 func jobsdBurnDown(ctx context.Context, e *env, pool *pgxpool.Pool, url string, n, users, procs, conc int, timeout time.Duration, env ...string) (BurnDown, error) {
-	return jobsdBurnDownBeside(ctx, e, pool, url, false, n, users, procs, conc, timeout, env...)
+	return jobsdBurnDownBeside(ctx, e, pool, url, nil, n, users, procs, conc, timeout, env...)
 }
 
 // jobsdBurnDownBeside is jobsdBurnDown on a table that may hold history:
-// with history, it deletes only the previous burn-down's jobs (and any
-// other job not of a hist-* user) instead of truncating the table, and
-// audits only its own jobs (user-*).
-func jobsdBurnDownBeside(ctx context.Context, e *env, pool *pgxpool.Pool, url string, history bool, n, users, procs, conc int,
-	timeout time.Duration, env ...string) (BurnDown, error) {
+// with settle (not nil), it deletes only the previous burn-down's jobs (and
+// any other job not of a hist-* user) instead of truncating the table,
+// audits only its own jobs (user-*), and calls settle once the new jobs
+// are in, just before the measurement starts.
+func jobsdBurnDownBeside(ctx context.Context, e *env, pool *pgxpool.Pool, url string, settle func(context.Context) error,
+	n, users, procs, conc int, timeout time.Duration, env ...string) (BurnDown, error) {
 	b := BurnDown{Contender: fmt.Sprintf("jobsd x%d", procs), Jobs: n}
+	history := settle != nil
 	reset, own := "TRUNCATE jobs, job_queue", "" // a fresh queue for each burn-down, as River's table is
 	if history {
 		reset, own = "TRUNCATE job_queue; DELETE FROM jobs WHERE user_id NOT LIKE 'hist-%'", "WHERE user_id LIKE 'user-%'"
@@ -283,10 +285,7 @@ func jobsdBurnDownBeside(ctx context.Context, e *env, pool *pgxpool.Pool, url st
 		return b, err
 	}
 	if history {
-		// Resetting a large table writes much WAL (its deletes, and the
-		// vacuum of its indexes): a checkpoint now keeps that out of the
-		// burn-down, whichever table it runs on.
-		if _, err := pool.Exec(ctx, "CHECKPOINT"); err != nil {
+		if err := settle(ctx); err != nil {
 			return b, err
 		}
 	}
