@@ -49,7 +49,8 @@ func runServe(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	st, err := store.Open(ctx, db.url, store.Options{MaxOpenConns: settings.dbMaxConns, ReadBatches: settings.readBatches, Outbox: outbox})
+	st, err := store.Open(ctx, db.url, store.Options{MaxOpenConns: settings.dbMaxConns, ReadBatches: settings.readBatches, Outbox: outbox,
+		ReadURLs: settings.readURLs, MaxLag: settings.maxLag})
 	if err != nil {
 		return err
 	}

@@ -1,0 +1,405 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jmoiron/sqlx"
+
+	"github.com/jobsd/jobsd/job"
+)
+
+// Read replicas. A user's status polls, long polls, event streams and lists
+// may read from PostgreSQL streaming replicas (Options.ReadURLs); writes,
+// claims, the operator's reads and everything else use the primary. A read
+// falls back to the primary, and so never shows a job older than the caller
+// has seen, when
+//   - no replica is in use: none is up, or every one is further behind the
+//     primary than Options.MaxLag (measured below);
+//   - the replica has no such job (it may not have replayed its creation
+//     yet: a create followed at once by a poll is never a 404);
+//   - the replica's version is older than the caller's (GetAtLeast: the
+//     version an If-None-Match names, or one past the version a long poll
+//     or a stream was woken from);
+//   - the replica fails: it is then out of use until the monitor hears
+//     from it again, so a replica that goes away costs no request.
+//
+// How far behind a replica is comes from the WAL positions, not from
+// pg_last_xact_replay_timestamp, which on an idle primary grows old while
+// the replica is in fact current. Every check interval the monitor reads the
+// primary's WAL position (pg_current_wal_lsn, the WAL written: every commit
+// that can be seen, with synchronous_commit on), keeps the readings of the
+// last moments, then reads each replica's replay position. The newest
+// primary reading at or below the replay position says the replica had
+// every change made before that reading's time: the replica is fresh as of
+// then. A replica is in use while it is up and fresh as of less than MaxLag
+// ago; between checks that age grows by itself, so a replica that stops
+// answering the monitor drops out after MaxLag at most.
+
+// DefaultMaxLag is how far behind the primary a replica may be and still
+// serve reads, unless Options.MaxLag says otherwise.
+const DefaultMaxLag = time.Second
+
+// Reasons a replica read falls back to the primary (ReplicaStats.Fallbacks).
+const (
+	FallbackNoReplica = "no_replica" // none up and within MaxLag
+	FallbackNotFound  = "not_found"  // the replica has no such job
+	FallbackOlder     = "older"      // the replica's version is older than the caller's
+	FallbackError     = "error"      // the replica failed (then out of use)
+)
+
+// fallbackReasons are the reasons in the order metrics list them.
+var fallbackReasons = []string{FallbackNoReplica, FallbackNotFound, FallbackOlder, FallbackError}
+
+// replicaSet is the store's read replicas and their monitor.
+type replicaSet struct {
+	primary  *sqlx.DB
+	replicas []*replica
+	maxLag   time.Duration
+	interval time.Duration
+	next     atomic.Uint64 // round robin over the replicas in use
+
+	fallbacks map[string]*atomic.Int64
+	lists     atomic.Int64 // user list pages served by a replica
+
+	mu      sync.Mutex
+	samples []walSample // the primary's WAL positions, oldest first
+
+	stop chan struct{}
+	done chan struct{}
+}
+
+// walSample is one reading of the primary's WAL position.
+type walSample struct {
+	lsn int64
+	at  time.Time
+}
+
+// replica is one read replica.
+type replica struct {
+	*readPool
+	name string // host:port/database, for /readyz and metrics
+
+	up        atomic.Bool
+	freshAsOf atomic.Int64 // unix nanoseconds: the replica has every change made before
+	lag       atomic.Int64 // nanoseconds behind at the last check, 0 when caught up
+	listed    atomic.Int64 // list pages it served
+
+	mu      sync.Mutex
+	problem string // why it is down, for /readyz
+}
+
+// openReplicas connects to opts.ReadURLs and starts the monitor; nil when
+// there are none. A replica that cannot be reached yet is no error: it is
+// out of use until it answers.
+func openReplicas(ctx context.Context, s *Store, opts Options) (*replicaSet, error) {
+	if len(opts.ReadURLs) == 0 {
+		return nil, nil
+	}
+	rs := &replicaSet{primary: s.db, maxLag: opts.MaxLag, stop: make(chan struct{}), done: make(chan struct{}),
+		fallbacks: map[string]*atomic.Int64{}}
+	if rs.maxLag <= 0 {
+		rs.maxLag = DefaultMaxLag
+	}
+	rs.interval = checkInterval(rs.maxLag)
+	for _, r := range fallbackReasons {
+		rs.fallbacks[r] = new(atomic.Int64)
+	}
+	for _, u := range opts.ReadURLs {
+		db, err := sqlx.Open("postgres", u)
+		if err != nil {
+			rs.close()
+			return nil, fmt.Errorf("open read replica %s: %w", replicaName(u), err)
+		}
+		db.SetMaxOpenConns(opts.MaxOpenConns)
+		db.SetMaxIdleConns(opts.MaxOpenConns)
+		db.SetConnMaxIdleTime(5 * time.Minute)
+		r := &replica{readPool: newReadPool(db, opts.QueryTimeout, opts.ReadBatches), name: replicaName(u)}
+		r.setDown("not checked yet")
+		rs.replicas = append(rs.replicas, r)
+	}
+	rs.check(ctx)
+	go rs.run()
+	return rs, nil
+}
+
+// checkInterval is how often the monitor reads the WAL positions: a quarter
+// of the lag allowed, within 10 ms..1 s.
+func checkInterval(maxLag time.Duration) time.Duration {
+	return min(max(maxLag/4, 10*time.Millisecond), time.Second)
+}
+
+// replicaName is the URL's host, port and database, without user or
+// password: how /readyz and metrics name a replica.
+func replicaName(raw string) string {
+	if u, err := url.Parse(raw); err == nil && u.Host != "" {
+		return u.Host + u.Path
+	}
+	// key=value form
+	var host, port, db string
+	for _, f := range strings.Fields(raw) {
+		k, v, _ := strings.Cut(f, "=")
+		switch k {
+		case "host":
+			host = v
+		case "port":
+			port = v
+		case "dbname":
+			db = v
+		}
+	}
+	name := host
+	if port != "" {
+		name += ":" + port
+	}
+	return name + "/" + db
+}
+
+func (rs *replicaSet) close() {
+	if rs == nil {
+		return
+	}
+	select {
+	case <-rs.stop:
+	default:
+		close(rs.stop)
+	}
+	if rs.done != nil && len(rs.replicas) > 0 {
+		select {
+		case <-rs.done:
+		case <-time.After(5 * time.Second):
+		}
+	}
+	for _, r := range rs.replicas {
+		r.close()
+		r.db.Close()
+	}
+}
+
+// run checks the replicas every interval until close.
+func (rs *replicaSet) run() {
+	defer close(rs.done)
+	t := time.NewTicker(rs.interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-rs.stop:
+			return
+		case <-t.C:
+			ctx, cancel := context.WithTimeout(context.Background(), max(rs.interval, time.Second))
+			rs.check(ctx)
+			cancel()
+		}
+	}
+}
+
+// check reads the primary's WAL position, then every replica's.
+func (rs *replicaSet) check(ctx context.Context) {
+	rs.samplePrimary(ctx)
+	var wg sync.WaitGroup
+	for _, r := range rs.replicas {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rs.checkReplica(ctx, r)
+		}()
+	}
+	wg.Wait()
+}
+
+// samplePrimary records the primary's WAL position. On failure nothing is
+// recorded: the replicas' freshness then ages until the primary answers.
+func (rs *replicaSet) samplePrimary(ctx context.Context) {
+	var lsn int64
+	if err := rs.primary.GetContext(ctx, &lsn, `SELECT (pg_current_wal_lsn() - '0/0'::pg_lsn)::bigint`); err != nil {
+		return
+	}
+	now := time.Now()
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	rs.samples = append(rs.samples, walSample{lsn: lsn, at: now})
+	// Keep the readings of twice MaxLag: older ones are too old to make a
+	// replica usable anyway.
+	keep := 0
+	for keep < len(rs.samples)-1 && now.Sub(rs.samples[keep].at) > 2*rs.maxLag {
+		keep++
+	}
+	rs.samples = rs.samples[keep:]
+}
+
+// freshAsOf is the time of the newest primary reading at or below lsn, and
+// whether it is the newest reading of all (the replica is caught up).
+func (rs *replicaSet) freshAsOf(lsn int64) (at time.Time, caughtUp, ok bool) {
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	for i := len(rs.samples) - 1; i >= 0; i-- {
+		if rs.samples[i].lsn <= lsn {
+			return rs.samples[i].at, i == len(rs.samples)-1, true
+		}
+	}
+	return time.Time{}, false, false
+}
+
+// checkReplica reads the replica's replay position and updates its state.
+func (rs *replicaSet) checkReplica(ctx context.Context, r *replica) {
+	var st struct {
+		InRecovery bool  `db:"in_recovery"`
+		Replayed   int64 `db:"replayed"`
+	}
+	err := r.db.GetContext(ctx, &st, `SELECT pg_is_in_recovery() AS in_recovery,
+		COALESCE((pg_last_wal_replay_lsn() - '0/0'::pg_lsn)::bigint, 0) AS replayed`)
+	switch {
+	case err != nil:
+		r.setDown(fmt.Sprintf("unreachable: %v", classify(err)))
+		return
+	case !st.InRecovery:
+		r.setDown("not a standby (not in recovery)")
+		return
+	}
+	at, caughtUp, ok := rs.freshAsOf(st.Replayed)
+	if !ok {
+		r.lag.Store(int64(2 * rs.maxLag))
+		r.setUp()
+		return
+	}
+	if prev := r.freshAsOf.Load(); at.UnixNano() > prev {
+		r.freshAsOf.Store(at.UnixNano())
+	}
+	if caughtUp {
+		r.lag.Store(0)
+	} else {
+		r.lag.Store(int64(time.Since(at)))
+	}
+	r.setUp()
+}
+
+func (r *replica) setDown(why string) {
+	r.mu.Lock()
+	r.problem = why
+	r.mu.Unlock()
+	r.up.Store(false)
+}
+
+func (r *replica) setUp() {
+	r.mu.Lock()
+	r.problem = ""
+	r.mu.Unlock()
+	r.up.Store(true)
+}
+
+// usable reports whether the replica may serve a read now: up, and fresh as
+// of less than maxLag ago.
+func (r *replica) usable(now time.Time, maxLag time.Duration) bool {
+	return r.up.Load() && now.UnixNano()-r.freshAsOf.Load() <= int64(maxLag)
+}
+
+// pick returns a replica in use, round robin, or nil.
+func (rs *replicaSet) pick() *replica {
+	if rs == nil {
+		return nil
+	}
+	now := time.Now()
+	n := uint64(len(rs.replicas))
+	start := rs.next.Add(1)
+	for i := range n {
+		if r := rs.replicas[(start+i)%n]; r.usable(now, rs.maxLag) {
+			return r
+		}
+	}
+	rs.fallbacks[FallbackNoReplica].Add(1)
+	return nil
+}
+
+// failed takes r out of use after a failed read, until the monitor hears
+// from it again, and counts the fallback.
+func (rs *replicaSet) failed(r *replica, err error) {
+	r.setDown(fmt.Sprintf("read failed: %v", err))
+	rs.fallbacks[FallbackError].Add(1)
+}
+
+// GetAtLeast returns the user's job as Get does, from a read replica when
+// one is in use and has the job at version atLeast or newer, else from the
+// primary: so a poll never answers with a version older than one its caller
+// has seen (the If-None-Match of a poll, the version a long poll or a stream
+// waits past). Without replicas, and for an operator, it is Get.
+func (s *Store) GetAtLeast(ctx context.Context, sc Scope, id uuid.UUID, atLeast int64) (*job.Job, error) {
+	if sc.anyOwner {
+		return s.Get(ctx, sc, id)
+	}
+	rs := s.replicas
+	if r := rs.pick(); r != nil {
+		j, err := r.reads.get(ctx, sc.owner, id)
+		switch {
+		case err == nil && j.Version >= atLeast:
+			return j, nil
+		case err == nil:
+			rs.fallbacks[FallbackOlder].Add(1)
+		case errors.Is(err, ErrNotFound):
+			rs.fallbacks[FallbackNotFound].Add(1)
+		case ctx.Err() != nil:
+			return nil, err
+		default:
+			rs.failed(r, err)
+		}
+	}
+	return s.primary.reads.get(ctx, sc.owner, id)
+}
+
+// ReplicaStatus is one read replica as the store sees it.
+type ReplicaStatus struct {
+	Name string
+	// InUse: up and within MaxLag, so reads go to it.
+	InUse bool
+	// Up: it answered the last check (or read) as a standby.
+	Up bool
+	// Lag is how far behind the primary it was at the last check: 0 when it
+	// had replayed all the primary had written.
+	Lag time.Duration
+	// Problem says why it is down.
+	Problem string
+	// Gets counts the statements status reads sent to it, Lists the list
+	// pages it served.
+	Gets, Lists int64
+}
+
+// Replicas describes the read replicas (none without ReadURLs).
+func (s *Store) Replicas() []ReplicaStatus {
+	rs := s.replicas
+	if rs == nil {
+		return nil
+	}
+	now := time.Now()
+	out := make([]ReplicaStatus, 0, len(rs.replicas))
+	for _, r := range rs.replicas {
+		r.mu.Lock()
+		problem := r.problem
+		r.mu.Unlock()
+		out = append(out, ReplicaStatus{Name: r.name, InUse: r.usable(now, rs.maxLag), Up: r.up.Load(),
+			Lag: time.Duration(r.lag.Load()), Problem: problem, Gets: r.gets.Load(), Lists: r.listed.Load()})
+	}
+	return out
+}
+
+// ReplicaFallbacks counts the reads that went to the primary instead of a
+// replica, by reason (the Fallback constants); nil without replicas.
+func (s *Store) ReplicaFallbacks() map[string]int64 {
+	rs := s.replicas
+	if rs == nil {
+		return nil
+	}
+	out := make(map[string]int64, len(rs.fallbacks))
+	for k, v := range rs.fallbacks {
+		out[k] = v.Load()
+	}
+	return out
+}
+
+// FallbackReasons lists the reasons of ReplicaFallbacks.
+func FallbackReasons() []string { return append([]string(nil), fallbackReasons...) }
