@@ -35,7 +35,9 @@ import (
 // pg_last_xact_replay_timestamp, which on an idle primary grows old while
 // the replica is in fact current. Every check interval the monitor reads the
 // primary's WAL position (pg_current_wal_lsn, the WAL written: every commit
-// that can be seen, with synchronous_commit on), keeps the readings of the
+// that can be seen, with synchronous_commit on; with it off, a commit counts
+// once the WAL writer has written it, within wal_writer_delay), keeps the
+// readings of the
 // last moments, then reads each replica's replay position. The newest
 // primary reading at or below the replay position says the replica had
 // every change made before that reading's time: the replica is fresh as of
