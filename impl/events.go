@@ -37,7 +37,7 @@ func (s *Server) GetJobEvents(ctx context.Context, req server.GetJobEventsReques
 }
 
 // readAtLeast reads the job at version atLeast or newer (or from the
-// primary, which has the newest: see store.GetAtLeast); an operator's read
+// primary, which has the newest: see store.GetFresh); an operator's read
 // is the primary's and ignores it.
 type readAtLeast func(ctx context.Context, atLeast int64) (polled, error)
 

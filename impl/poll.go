@@ -59,7 +59,7 @@ func newestSeen(header string) int64 {
 // lookup returns the user's job: from the terminal cache when it is
 // finished (finished jobs never change), else from the database at version
 // atLeast or newer (a read replica's copy when it has that, else the
-// primary's: see store.GetAtLeast).
+// primary's: see store.GetFresh).
 func (s *Server) lookup(ctx context.Context, user string, id uuid.UUID, atLeast int64) (polled, error) {
 	if p, ok := s.terminal.get(user, id); ok && s.fresh(p) {
 		return p, nil
@@ -81,9 +81,18 @@ func (s *Server) fresh(p polled) bool {
 	return s.retention <= 0 || !s.expired(p, time.Now())
 }
 
+// changedAt is when the hub last heard the job changed (zero without a
+// hub, or when not lately): a read replica must be fresh as of then.
+func (s *Server) changedAt(id uuid.UUID) time.Time {
+	if s.hub == nil {
+		return time.Time{}
+	}
+	return s.hub.ChangedAt(id)
+}
+
 // read fetches the job from the database and caches it once it is finished.
 func (s *Server) read(ctx context.Context, user string, id uuid.UUID, atLeast int64) (polled, error) {
-	j, err := s.store.GetAtLeast(ctx, store.OwnedBy(user), id, atLeast)
+	j, err := s.store.GetFresh(ctx, store.OwnedBy(user), id, store.Fresh{Version: atLeast, ChangedAt: s.changedAt(id)})
 	if err != nil {
 		return polled{}, err
 	}

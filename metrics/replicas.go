@@ -1,6 +1,8 @@
 package metrics
 
 import (
+	"math"
+
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/jobsd/jobsd/store"
@@ -21,7 +23,9 @@ type replicaCollector struct {
 //     within JOBS_READ_MAX_LAG), else 0;
 //   - jobsd_read_replica_up{replica}: 1 while it answers as a standby;
 //   - jobsd_read_replica_lag_seconds{replica}: how far behind the primary it
-//     was at the last check (0: it had replayed all the primary had written);
+//     is (0: it had replayed all the primary had written at the last check;
+//     else the age of the newest moment it has every change of; NaN before
+//     the first measurement);
 //   - jobsd_read_replica_status_reads_total{replica} and
 //     jobsd_primary_status_reads_total: the statements status reads sent
 //     to each (a statement answers one or more polls);
@@ -35,7 +39,7 @@ func RegisterReplicas(reg prometheus.Registerer, st *store.Store) {
 		inUse: prometheus.NewDesc("jobsd_read_replica_in_use", "Whether reads go to the read replica (1): it is up and within JOBS_READ_MAX_LAG.", replica, nil),
 		up:    prometheus.NewDesc("jobsd_read_replica_up", "Whether the read replica answered its last check as a standby (1) or not (0).", replica, nil),
 		lag: prometheus.NewDesc("jobsd_read_replica_lag_seconds",
-			"How far behind the primary the read replica was at its last check; 0 when it had replayed all the primary had written.", replica, nil),
+			"How far behind the primary the read replica is: 0 when it had replayed all the primary had written at the last check, else the age of the newest moment it has every change of.", replica, nil),
 		gets: prometheus.NewDesc("jobsd_read_replica_status_reads_total",
 			"Statements that status reads sent to the read replica (one statement answers one or more polls).", replica, nil),
 		lists: prometheus.NewDesc("jobsd_read_replica_list_pages_total", "List pages the read replica served.", replica, nil),
@@ -60,7 +64,11 @@ func (c *replicaCollector) Collect(ch chan<- prometheus.Metric) {
 	for _, r := range c.st.Replicas() {
 		ch <- prometheus.MustNewConstMetric(c.inUse, prometheus.GaugeValue, boolValue(r.InUse), r.Name)
 		ch <- prometheus.MustNewConstMetric(c.up, prometheus.GaugeValue, boolValue(r.Up), r.Name)
-		ch <- prometheus.MustNewConstMetric(c.lag, prometheus.GaugeValue, r.Lag.Seconds(), r.Name)
+		lag := r.Lag.Seconds()
+		if r.Lag < 0 {
+			lag = math.NaN() // not measured yet
+		}
+		ch <- prometheus.MustNewConstMetric(c.lag, prometheus.GaugeValue, lag, r.Name)
 		ch <- prometheus.MustNewConstMetric(c.gets, prometheus.CounterValue, float64(r.Gets), r.Name)
 		ch <- prometheus.MustNewConstMetric(c.lists, prometheus.CounterValue, float64(r.Lists), r.Name)
 	}

@@ -25,9 +25,12 @@ import (
 //     primary than Options.MaxLag (measured below);
 //   - the replica has no such job (it may not have replayed its creation
 //     yet: a create followed at once by a poll is never a 404);
-//   - the replica's version is older than the caller's (GetAtLeast: the
+//   - the replica's version is older than the caller's (GetFresh: the
 //     version an If-None-Match names, or one past the version a long poll
 //     or a stream was woken from);
+//   - the job changed (this process heard its notification) after the
+//     moment every replica in use is known to be fresh as of: a client that
+//     polls with the ETag of the version before a change sees the change;
 //   - the replica fails: it is then out of use until the monitor hears
 //     from it again, so a replica that goes away costs no request.
 //
@@ -52,13 +55,14 @@ const DefaultMaxLag = time.Second
 // Reasons a replica read falls back to the primary (ReplicaStats.Fallbacks).
 const (
 	FallbackNoReplica = "no_replica" // none up and within MaxLag
+	FallbackChanged   = "changed"    // the job changed since the replicas were fresh
 	FallbackNotFound  = "not_found"  // the replica has no such job
 	FallbackOlder     = "older"      // the replica's version is older than the caller's
 	FallbackError     = "error"      // the replica failed (then out of use)
 )
 
 // fallbackReasons are the reasons in the order metrics list them.
-var fallbackReasons = []string{FallbackNoReplica, FallbackNotFound, FallbackOlder, FallbackError}
+var fallbackReasons = []string{FallbackNoReplica, FallbackChanged, FallbackNotFound, FallbackOlder, FallbackError}
 
 // replicaSet is the store's read replicas and their monitor.
 type replicaSet struct {
@@ -91,11 +95,15 @@ type replica struct {
 
 	up        atomic.Bool
 	freshAsOf atomic.Int64 // unix nanoseconds: the replica has every change made before
-	lag       atomic.Int64 // nanoseconds behind at the last check, 0 when caught up
+	caughtUp  atomic.Bool  // it had replayed all the primary had written at the last check
 	listed    atomic.Int64 // list pages it served
 
 	mu      sync.Mutex
 	problem string // why it is down, for /readyz
+
+	// prepared is set by the monitor alone, before the replica is first
+	// up: readers see the statements through up (an atomic).
+	prepared bool
 }
 
 // openReplicas connects to opts.ReadURLs and starts the monitor; nil when
@@ -265,20 +273,21 @@ func (rs *replicaSet) checkReplica(ctx context.Context, r *replica) {
 		r.setDown("not a standby (not in recovery)")
 		return
 	}
-	at, caughtUp, ok := rs.freshAsOf(st.Replayed)
-	if !ok {
-		r.lag.Store(int64(2 * rs.maxLag))
-		r.setUp()
-		return
+	// The statements are prepared once the replica first answers (it may
+	// not at start-up); database/sql prepares them again on each new
+	// connection by itself.
+	if !r.prepared {
+		if err := r.prepare(ctx); err != nil {
+			r.setDown(fmt.Sprintf("prepare: %v", err))
+			return
+		}
+		r.prepared = true
 	}
-	if prev := r.freshAsOf.Load(); at.UnixNano() > prev {
+	at, caughtUp, ok := rs.freshAsOf(st.Replayed)
+	if ok && at.UnixNano() > r.freshAsOf.Load() {
 		r.freshAsOf.Store(at.UnixNano())
 	}
-	if caughtUp {
-		r.lag.Store(0)
-	} else {
-		r.lag.Store(int64(time.Since(at)))
-	}
+	r.caughtUp.Store(ok && caughtUp)
 	r.setUp()
 }
 
@@ -303,19 +312,33 @@ func (r *replica) usable(now time.Time, maxLag time.Duration) bool {
 }
 
 // pick returns a replica in use, round robin, or nil.
-func (rs *replicaSet) pick() *replica {
+func (rs *replicaSet) pick() *replica { return rs.pickFresh(time.Time{}) }
+
+// pickFresh returns a replica in use that was fresh as of changedAt (any
+// in use when it is zero), round robin, or nil.
+func (rs *replicaSet) pickFresh(changedAt time.Time) *replica {
 	if rs == nil {
 		return nil
 	}
 	now := time.Now()
 	n := uint64(len(rs.replicas))
 	start := rs.next.Add(1)
+	inUse := false
 	for i := range n {
-		if r := rs.replicas[(start+i)%n]; r.usable(now, rs.maxLag) {
+		r := rs.replicas[(start+i)%n]
+		if !r.usable(now, rs.maxLag) {
+			continue
+		}
+		if changedAt.IsZero() || r.freshAsOf.Load() >= changedAt.UnixNano() {
 			return r
 		}
+		inUse = true
 	}
-	rs.fallbacks[FallbackNoReplica].Add(1)
+	if inUse {
+		rs.fallbacks[FallbackChanged].Add(1)
+	} else {
+		rs.fallbacks[FallbackNoReplica].Add(1)
+	}
 	return nil
 }
 
@@ -326,20 +349,33 @@ func (rs *replicaSet) failed(r *replica, err error) {
 	rs.fallbacks[FallbackError].Add(1)
 }
 
-// GetAtLeast returns the user's job as Get does, from a read replica when
-// one is in use and has the job at version atLeast or newer, else from the
-// primary: so a poll never answers with a version older than one its caller
-// has seen (the If-None-Match of a poll, the version a long poll or a stream
-// waits past). Without replicas, and for an operator, it is Get.
-func (s *Store) GetAtLeast(ctx context.Context, sc Scope, id uuid.UUID, atLeast int64) (*job.Job, error) {
+// Fresh is what a read from a replica must reflect, else it goes to the
+// primary.
+type Fresh struct {
+	// Version is the newest version of the job the caller has seen (the
+	// If-None-Match of a poll), or one past it when it waits for a change
+	// (a long poll or a stream woken by one).
+	Version int64
+	// ChangedAt is when this process last heard the job changed (the hub's
+	// notification), zero if not lately: only a replica fresh as of then
+	// has the change.
+	ChangedAt time.Time
+}
+
+// GetFresh returns the user's job as Get does, from a read replica when one
+// is in use, was fresh when the job last changed (f.ChangedAt) and has the
+// job at f.Version or newer; else from the primary. So a poll never answers
+// with a version older than one its caller has seen, nor one this process
+// knows to be out of date. Without replicas, and for an operator, it is Get.
+func (s *Store) GetFresh(ctx context.Context, sc Scope, id uuid.UUID, f Fresh) (*job.Job, error) {
 	if sc.anyOwner {
 		return s.Get(ctx, sc, id)
 	}
 	rs := s.replicas
-	if r := rs.pick(); r != nil {
+	if r := rs.pickFresh(f.ChangedAt); r != nil {
 		j, err := r.reads.get(ctx, sc.owner, id)
 		switch {
-		case err == nil && j.Version >= atLeast:
+		case err == nil && j.Version >= f.Version:
 			return j, nil
 		case err == nil:
 			rs.fallbacks[FallbackOlder].Add(1)
@@ -361,8 +397,10 @@ type ReplicaStatus struct {
 	InUse bool
 	// Up: it answered the last check (or read) as a standby.
 	Up bool
-	// Lag is how far behind the primary it was at the last check: 0 when it
-	// had replayed all the primary had written.
+	// Lag is how far behind the primary it is: 0 when it had replayed all
+	// the primary had written at the last check, else the time since the
+	// newest moment it is known to have every change of; -1 before it was
+	// first measured.
 	Lag time.Duration
 	// Problem says why it is down.
 	Problem string
@@ -383,8 +421,14 @@ func (s *Store) Replicas() []ReplicaStatus {
 		r.mu.Lock()
 		problem := r.problem
 		r.mu.Unlock()
+		lag := time.Duration(-1)
+		if fresh := r.freshAsOf.Load(); r.caughtUp.Load() {
+			lag = 0
+		} else if fresh != 0 {
+			lag = now.Sub(time.Unix(0, fresh))
+		}
 		out = append(out, ReplicaStatus{Name: r.name, InUse: r.usable(now, rs.maxLag), Up: r.up.Load(),
-			Lag: time.Duration(r.lag.Load()), Problem: problem, Gets: r.gets.Load(), Lists: r.listed.Load()})
+			Lag: lag, Problem: problem, Gets: r.gets.Load(), Lists: r.listed.Load()})
 	}
 	return out
 }

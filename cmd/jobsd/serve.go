@@ -123,6 +123,10 @@ func newAPI(st *store.Store, dbURL string, acfg auth.Config, s apiSettings, drai
 	if err != nil {
 		return nil, nil, err
 	}
+	if len(s.readURLs) > 0 {
+		// Changes older than the lag allowed are in every replica in use.
+		h.Remember(2 * s.maxLag)
+	}
 	var m *metrics.API
 	if reg != nil {
 		m = metrics.NewAPI(reg)
