@@ -3,6 +3,7 @@ package faults
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -17,6 +18,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/jmoiron/sqlx"
 
+	"github.com/jobsd/jobsd/gen"
 	"github.com/jobsd/jobsd/internal/eventually"
 	"github.com/jobsd/jobsd/internal/pgserver"
 	"github.com/jobsd/jobsd/internal/proctest"
@@ -160,6 +162,33 @@ func (r *replicaRig) waitInUse(t testing.TB, want bool, within time.Duration) {
 	eventually.True(t, within, fmt.Sprintf("jobsd_read_replica_in_use = %v", want), func() bool { return r.inUse(t) == want })
 }
 
+// readyz reads the API's /readyz: its status and its read replicas.
+func (r *replicaRig) readyz(t testing.TB) (int, []gen.ReadReplica) {
+	t.Helper()
+	res := r.c.do(http.MethodGet, "/readyz", nil)
+	var body gen.Ready
+	if err := json.Unmarshal(res.body, &body); err != nil && res.status == http.StatusOK {
+		t.Fatalf("/readyz: %v in %s", err, res.body)
+	}
+	if body.ReadReplicas == nil {
+		return res.status, nil
+	}
+	return res.status, *body.ReadReplicas
+}
+
+// wantReadyz checks that /readyz is 200 and lists the standby as in use
+// or not.
+func (r *replicaRig) wantReadyz(t testing.TB, inUse bool) {
+	t.Helper()
+	status, replicas := r.readyz(t)
+	if status != http.StatusOK || len(replicas) != 1 || replicas[0].Name != r.replica || replicas[0].InUse != inUse {
+		t.Fatalf("/readyz = %d %+v, want 200 and %s in use %v", status, replicas, r.replica, inUse)
+	}
+	if inUse && (replicas[0].LagSeconds == nil || *replicas[0].LagSeconds < 0) {
+		t.Errorf("/readyz: lag of a replica in use %v", replicas[0].LagSeconds)
+	}
+}
+
 // created creates a job (an AI preview of prompt) and returns its id.
 func (r *replicaRig) created(t testing.TB, prompt string) uuid.UUID {
 	t.Helper()
@@ -196,6 +225,7 @@ func (r *replicaRig) primaryStatus(t testing.TB, id uuid.UUID) string {
 func TestReadReplicaRouting(t *testing.T) {
 	r := newReplicaRig(t, pgserver.StandbyOptions{})
 	r.waitInUse(t, true, 10*time.Second)
+	r.wantReadyz(t, true)
 	var ids []uuid.UUID
 	for i := range 5 {
 		ids = append(ids, r.created(t, fmt.Sprintf("Routing %d. Maize prices fell.", i)))
@@ -380,6 +410,7 @@ func TestReadReplicaStopStart(t *testing.T) {
 	}
 	stoppedAt := time.Now()
 	r.waitInUse(t, false, 5*time.Second)
+	r.wantReadyz(t, false) // still ready: reads go to the primary
 	n := len(rec.all())
 	eventually.True(t, 20*time.Second, "50 more requests answered with the standby away", func() bool { return len(rec.all()) >= n+50 })
 

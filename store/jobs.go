@@ -275,7 +275,7 @@ func (s *Store) List(ctx context.Context, sc Scope, f ListFilter) (_ []job.Job, 
 		if ctx.Err() != nil {
 			return nil, nil, err
 		}
-		s.replicas.failed(r, err)
+		s.replicas.failed(r)
 	}
 	return s.userPage(ctx, s.db, sc.owner, f, status, typ)
 }

@@ -267,7 +267,7 @@ func (rs *replicaSet) checkReplica(ctx context.Context, r *replica) {
 		COALESCE((pg_last_wal_replay_lsn() - '0/0'::pg_lsn)::bigint, 0) AS replayed`)
 	switch {
 	case err != nil:
-		r.setDown(fmt.Sprintf("unreachable: %v", classify(err)))
+		r.setDown("unreachable")
 		return
 	case !st.InRecovery:
 		r.setDown("not a standby (not in recovery)")
@@ -278,7 +278,7 @@ func (rs *replicaSet) checkReplica(ctx context.Context, r *replica) {
 	// connection by itself.
 	if !r.prepared {
 		if err := r.prepare(ctx); err != nil {
-			r.setDown(fmt.Sprintf("prepare: %v", err))
+			r.setDown("cannot prepare its statements (not migrated?)")
 			return
 		}
 		r.prepared = true
@@ -344,8 +344,8 @@ func (rs *replicaSet) pickFresh(changedAt time.Time) *replica {
 
 // failed takes r out of use after a failed read, until the monitor hears
 // from it again, and counts the fallback.
-func (rs *replicaSet) failed(r *replica, err error) {
-	r.setDown(fmt.Sprintf("read failed: %v", err))
+func (rs *replicaSet) failed(r *replica) {
+	r.setDown("a read failed")
 	rs.fallbacks[FallbackError].Add(1)
 }
 
@@ -384,7 +384,7 @@ func (s *Store) GetFresh(ctx context.Context, sc Scope, id uuid.UUID, f Fresh) (
 		case ctx.Err() != nil:
 			return nil, err
 		default:
-			rs.failed(r, err)
+			rs.failed(r)
 		}
 	}
 	return s.primary.reads.get(ctx, sc.owner, id)
@@ -402,7 +402,8 @@ type ReplicaStatus struct {
 	// newest moment it is known to have every change of; -1 before it was
 	// first measured.
 	Lag time.Duration
-	// Problem says why it is down.
+	// Problem says why it is down, in a few words that name no address,
+	// user or server message (/readyz shows it to anyone).
 	Problem string
 	// Gets counts the statements status reads sent to it, Lists the list
 	// pages it served.
