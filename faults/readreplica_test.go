@@ -47,7 +47,7 @@ type replicaRig struct {
 // requireReplicaHarness skips the suite under -short, and where the
 // PostgreSQL binaries are missing, unless CI requires the full suite
 // (JOBS_TEST_REQUIRE_DOCKER=1): then it fails.
-func requireReplicaHarness(t *testing.T) {
+func requireReplicaHarness(t testing.TB) {
 	t.Helper()
 	proctest.SkipShort(t, "read replica")
 	if _, err := pgserver.FindBinaries(); err != nil {
@@ -62,7 +62,7 @@ func requireReplicaHarness(t *testing.T) {
 // newReplicaRig starts a primary, migrates a database on it, makes a
 // standby with opts and starts jobsd serve on the primary reading from the
 // standby, with env added.
-func newReplicaRig(t *testing.T, opts pgserver.StandbyOptions, env ...string) *replicaRig {
+func newReplicaRig(t testing.TB, opts pgserver.StandbyOptions, env ...string) *replicaRig {
 	t.Helper()
 	requireReplicaHarness(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
