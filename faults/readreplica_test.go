@@ -89,7 +89,11 @@ func newReplicaRig(t testing.TB, opts pgserver.StandbyOptions, env ...string) *r
 	if err != nil {
 		t.Fatalf("start the standby: %v", err)
 	}
-	t.Cleanup(func() { standby.Close() })
+	t.Cleanup(func() {
+		if err := standby.Close(); err != nil {
+			t.Logf("stop the standby: %v", err)
+		}
+	})
 	r := &replicaRig{primary: primary, standby: standby, dbURL: dbURL, iss: newIssuer(t), direct: openDirect(t, dbURL)}
 	readURL := standby.DatabaseURL(name)
 	r.replica = strings.TrimPrefix(strings.SplitN(readURL, "?", 2)[0], "postgres://postgres@")

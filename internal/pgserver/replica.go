@@ -167,7 +167,7 @@ func (s *Standby) WaitReplayed(ctx context.Context, primaryURL string) error {
 	if err != nil {
 		return err
 	}
-	defer conn.Close()
+	defer func() { _ = conn.Close() }()
 	var target string
 	if _, err := conn.ExecContext(ctx, `SET synchronous_commit = on; BEGIN; SELECT pg_logical_emit_message(true, 'pgserver', 'flush'); COMMIT`); err != nil {
 		return fmt.Errorf("flush the primary's WAL: %w", err)

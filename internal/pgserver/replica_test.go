@@ -31,12 +31,12 @@ func TestStandby(t *testing.T) {
 	if err != nil {
 		t.Fatalf("StartStandby: %v", err)
 	}
-	defer standby.Close()
+	defer func() { _ = standby.Close() }()
 	delayed, err := StartStandby(ctx, primary, StandbyOptions{ApplyDelay: time.Hour})
 	if err != nil {
 		t.Fatalf("StartStandby with a delay: %v", err)
 	}
-	defer delayed.Close()
+	defer func() { _ = delayed.Close() }()
 
 	mustExec(t, p, `INSERT INTO t VALUES (1)`)
 	if err := standby.WaitReplayed(ctx, primary.URL()); err != nil {
