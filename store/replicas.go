@@ -12,6 +12,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jmoiron/sqlx"
+	"github.com/lib/pq"
 
 	"github.com/jobsd/jobsd/job"
 )
@@ -78,8 +79,9 @@ type replicaSet struct {
 	mu      sync.Mutex
 	samples []walSample // the primary's WAL positions, oldest first
 
-	stop chan struct{}
-	done chan struct{}
+	stop      chan struct{}
+	done      chan struct{}
+	closeOnce sync.Once
 }
 
 // walSample is one reading of the primary's WAL position.
@@ -123,10 +125,12 @@ func openReplicas(ctx context.Context, s *Store, opts Options) (*replicaSet, err
 		rs.fallbacks[r] = new(atomic.Int64)
 	}
 	for _, u := range opts.ReadURLs {
-		db, err := sqlx.Open("postgres", u)
+		db, err := openReplica(u)
 		if err != nil {
-			rs.close()
-			return nil, fmt.Errorf("open read replica %s: %w", replicaName(u), err)
+			for _, r := range rs.replicas {
+				r.db.Close()
+			}
+			return nil, err
 		}
 		db.SetMaxOpenConns(opts.MaxOpenConns)
 		db.SetMaxIdleConns(opts.MaxOpenConns)
@@ -135,10 +139,34 @@ func openReplicas(ctx context.Context, s *Store, opts Options) (*replicaSet, err
 		r.setDown("not checked yet")
 		rs.replicas = append(rs.replicas, r)
 	}
-	rs.check(ctx)
+	// The first check, so that a process starts with its replicas in use;
+	// bounded as every check is, however the replicas answer.
+	checkCtx, cancel := context.WithTimeout(ctx, rs.checkTimeout())
+	rs.check(checkCtx)
+	cancel()
 	go rs.run()
 	return rs, nil
 }
+
+// openReplica opens the pool of one replica. lib/pq reads a URL only when
+// it connects: a malformed one is refused here, at start-up, rather than
+// leaving a replica that is never in use.
+func openReplica(u string) (*sqlx.DB, error) {
+	if strings.HasPrefix(u, "postgres://") || strings.HasPrefix(u, "postgresql://") {
+		if _, err := pq.ParseURL(u); err != nil {
+			return nil, fmt.Errorf("read replica URL %s: %w", replicaName(u), err)
+		}
+	}
+	db, err := sqlx.Open("postgres", u)
+	if err != nil {
+		return nil, fmt.Errorf("open read replica %s: %w", replicaName(u), err)
+	}
+	return db, nil
+}
+
+// checkTimeout bounds one check: a replica that does not answer within it
+// is down.
+func (rs *replicaSet) checkTimeout() time.Duration { return max(rs.interval, time.Second) }
 
 // checkInterval is how often the monitor reads the WAL positions: a quarter
 // of the lag allowed, within 10 ms..1 s.
@@ -176,21 +204,14 @@ func (rs *replicaSet) close() {
 	if rs == nil {
 		return
 	}
-	select {
-	case <-rs.stop:
-	default:
+	rs.closeOnce.Do(func() {
 		close(rs.stop)
-	}
-	if rs.done != nil && len(rs.replicas) > 0 {
-		select {
-		case <-rs.done:
-		case <-time.After(5 * time.Second):
+		<-rs.done // a check ends within checkTimeout
+		for _, r := range rs.replicas {
+			r.close()
+			r.db.Close()
 		}
-	}
-	for _, r := range rs.replicas {
-		r.close()
-		r.db.Close()
-	}
+	})
 }
 
 // run checks the replicas every interval until close.
@@ -203,7 +224,7 @@ func (rs *replicaSet) run() {
 		case <-rs.stop:
 			return
 		case <-t.C:
-			ctx, cancel := context.WithTimeout(context.Background(), max(rs.interval, time.Second))
+			ctx, cancel := context.WithTimeout(context.Background(), rs.checkTimeout())
 			rs.check(ctx)
 			cancel()
 		}
