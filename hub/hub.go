@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -75,7 +76,10 @@ func (h *Hub) ChangedAt(id uuid.UUID) time.Time { return h.recent.at(id) }
 // recentChanges maps job ids to the time of their last change notification,
 // forgetting those older than window (a queue in time order finds them).
 type recentChanges struct {
-	mu     sync.Mutex
+	// on is set once a window is: until then (no read replicas) a read
+	// takes no lock.
+	on     atomic.Bool
+	mu     sync.RWMutex // readers are polls; writers, notifications
 	window time.Duration
 	last   map[uuid.UUID]time.Time
 	order  []noted // in time order; order[head:] are remembered
@@ -94,6 +98,7 @@ func (r *recentChanges) setWindow(d time.Duration) {
 	if r.last == nil {
 		r.last = map[uuid.UUID]time.Time{}
 	}
+	r.on.Store(d > 0)
 }
 
 func (r *recentChanges) note(id uuid.UUID, now time.Time) {
@@ -120,8 +125,11 @@ func (r *recentChanges) note(id uuid.UUID, now time.Time) {
 }
 
 func (r *recentChanges) at(id uuid.UUID) time.Time {
-	r.mu.Lock()
-	defer r.mu.Unlock()
+	if !r.on.Load() {
+		return time.Time{}
+	}
+	r.mu.RLock()
+	defer r.mu.RUnlock()
 	at := r.last[id]
 	if !at.IsZero() && time.Since(at) > r.window {
 		return time.Time{}
