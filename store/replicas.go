@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"net/url"
@@ -152,16 +153,11 @@ func openReplicas(ctx context.Context, s *Store, opts Options) (*replicaSet, err
 // it connects: a malformed one is refused here, at start-up, rather than
 // leaving a replica that is never in use.
 func openReplica(u string) (*sqlx.DB, error) {
-	if strings.HasPrefix(u, "postgres://") || strings.HasPrefix(u, "postgresql://") {
-		if _, err := pq.ParseURL(u); err != nil {
-			return nil, fmt.Errorf("read replica URL %s: %w", replicaName(u), err)
-		}
-	}
-	db, err := sqlx.Open("postgres", u)
+	c, err := pq.NewConnector(u)
 	if err != nil {
-		return nil, fmt.Errorf("open read replica %s: %w", replicaName(u), err)
+		return nil, fmt.Errorf("read replica URL %s: %w", replicaName(u), err)
 	}
-	return db, nil
+	return sqlx.NewDb(sql.OpenDB(c), "postgres"), nil
 }
 
 // checkTimeout bounds one check: a replica that does not answer within it

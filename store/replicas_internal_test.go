@@ -76,3 +76,25 @@ func TestReplicaFreshness(t *testing.T) {
 		t.Fatal("a replica that is down is in use")
 	}
 }
+
+// TestOpenReplicaURL: a malformed replica URL is refused when the store
+// opens, not found out by a replica that is never in use.
+func TestOpenReplicaURL(t *testing.T) {
+	for _, tc := range []struct {
+		url string
+		ok  bool
+	}{
+		{"postgres://reader@db-ro-1:5432/jobs", true},
+		{"host=db-ro-1 dbname=jobs", true},
+		{"postgres://reader@db-ro-1:port/jobs", false},
+		{"host='db-ro-1", false},
+	} {
+		db, err := openReplica(tc.url)
+		if (err == nil) != tc.ok {
+			t.Errorf("openReplica(%q): %v, want ok %v", tc.url, err, tc.ok)
+		}
+		if db != nil {
+			db.Close()
+		}
+	}
+}
