@@ -458,4 +458,7 @@ func TestReadReplicaStopStart(t *testing.T) {
 	if len(during) == 0 {
 		t.Fatal("no request was made while the standby was away")
 	}
+	if n := r.api.count("request failed"); n > 0 {
+		t.Errorf("the API logged %d failed requests", n)
+	}
 }

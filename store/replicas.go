@@ -83,6 +83,7 @@ type replicaSet struct {
 	stop      chan struct{}
 	done      chan struct{}
 	closeOnce sync.Once
+	onChange  func(ReplicaStatus) // Options.ReplicaChanged
 }
 
 // walSample is one reading of the primary's WAL position.
@@ -107,6 +108,9 @@ type replica struct {
 	// prepared is set by the monitor alone, before the replica is first
 	// up: readers see the statements through up (an atomic).
 	prepared bool
+	// wasInUse is whether it was in use at the monitor's last check, if
+	// checked (the first check reports either).
+	wasInUse, checked bool
 }
 
 // openReplicas connects to opts.ReadURLs and starts the monitor; nil when
@@ -117,7 +121,7 @@ func openReplicas(ctx context.Context, s *Store, opts Options) (*replicaSet, err
 		return nil, nil
 	}
 	rs := &replicaSet{primary: s.db, maxLag: opts.MaxLag, stop: make(chan struct{}), done: make(chan struct{}),
-		fallbacks: map[string]*atomic.Int64{}}
+		fallbacks: map[string]*atomic.Int64{}, onChange: opts.ReplicaChanged}
 	if rs.maxLag <= 0 {
 		rs.maxLag = DefaultMaxLag
 	}
@@ -227,7 +231,9 @@ func (rs *replicaSet) run() {
 	}
 }
 
-// check reads the primary's WAL position, then every replica's.
+// check reads the primary's WAL position, then every replica's, and tells
+// onChange of each replica that went in or out of use (of each, at the
+// first check).
 func (rs *replicaSet) check(ctx context.Context) {
 	rs.samplePrimary(ctx)
 	var wg sync.WaitGroup
@@ -239,6 +245,15 @@ func (rs *replicaSet) check(ctx context.Context) {
 		}()
 	}
 	wg.Wait()
+	now := time.Now()
+	for _, r := range rs.replicas {
+		if inUse := r.usable(now, rs.maxLag); !r.checked || inUse != r.wasInUse {
+			r.checked, r.wasInUse = true, inUse
+			if rs.onChange != nil {
+				rs.onChange(r.status(now, rs.maxLag))
+			}
+		}
+	}
 }
 
 // samplePrimary records the primary's WAL position. On failure nothing is
@@ -436,19 +451,24 @@ func (s *Store) Replicas() []ReplicaStatus {
 	now := time.Now()
 	out := make([]ReplicaStatus, 0, len(rs.replicas))
 	for _, r := range rs.replicas {
-		r.mu.Lock()
-		problem := r.problem
-		r.mu.Unlock()
-		lag := time.Duration(-1)
-		if fresh := r.freshAsOf.Load(); r.caughtUp.Load() {
-			lag = 0
-		} else if fresh != 0 {
-			lag = now.Sub(time.Unix(0, fresh))
-		}
-		out = append(out, ReplicaStatus{Name: r.name, InUse: r.usable(now, rs.maxLag), Up: r.up.Load(),
-			Lag: lag, Problem: problem, Gets: r.gets.Load(), Lists: r.listed.Load()})
+		out = append(out, r.status(now, rs.maxLag))
 	}
 	return out
+}
+
+// status is the replica as ReplicaStatus describes it, at now.
+func (r *replica) status(now time.Time, maxLag time.Duration) ReplicaStatus {
+	r.mu.Lock()
+	problem := r.problem
+	r.mu.Unlock()
+	lag := time.Duration(-1)
+	if fresh := r.freshAsOf.Load(); r.caughtUp.Load() {
+		lag = 0
+	} else if fresh != 0 {
+		lag = now.Sub(time.Unix(0, fresh))
+	}
+	return ReplicaStatus{Name: r.name, InUse: r.usable(now, maxLag), Up: r.up.Load(),
+		Lag: lag, Problem: problem, Gets: r.gets.Load(), Lists: r.listed.Load()}
 }
 
 // ReplicaFallbacks counts the reads that went to the primary instead of a

@@ -54,6 +54,9 @@ type Options struct {
 	// MaxLag is how far behind the primary a replica may be and still
 	// serve reads; 0 means DefaultMaxLag.
 	MaxLag time.Duration
+	// ReplicaChanged, if set, hears of each replica that goes in or out of
+	// use (as the monitor sees it, every check), for the log.
+	ReplicaChanged func(ReplicaStatus)
 	// Outbox makes Create write an outbox row for each new job, in the
 	// same statement (JOBS_DISPATCH=sqs; see outbox.go).
 	Outbox bool

@@ -50,7 +50,7 @@ func runServe(ctx context.Context, args []string) error {
 		return err
 	}
 	st, err := store.Open(ctx, db.url, store.Options{MaxOpenConns: settings.dbMaxConns, ReadBatches: settings.readBatches, Outbox: outbox,
-		ReadURLs: settings.readURLs, MaxLag: settings.maxLag})
+		ReadURLs: settings.readURLs, MaxLag: settings.maxLag, ReplicaChanged: logReplica(log)})
 	if err != nil {
 		return err
 	}
@@ -94,6 +94,17 @@ func runServe(ctx context.Context, args []string) error {
 	}
 	log.Info("api ready", "addr", ln.Addr().String())
 	return serveHTTP(ctx, ln, e, draining, drainDelay, log)
+}
+
+// logReplica logs a read replica that went in or out of use.
+func logReplica(log *slog.Logger) func(store.ReplicaStatus) {
+	return func(r store.ReplicaStatus) {
+		if r.InUse {
+			log.Info("read replica in use", "replica", r.Name, "lag", r.Lag.String())
+			return
+		}
+		log.Warn("read replica out of use: reads go to the primary", "replica", r.Name, "up", r.Up, "problem", r.Problem, "lag", r.Lag.String())
+	}
 }
 
 // startReplicas enters this process in the registry of live API processes,
