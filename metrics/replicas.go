@@ -31,7 +31,7 @@ type replicaCollector struct {
 //     to each (a statement answers one or more polls);
 //   - jobsd_read_replica_list_pages_total{replica}: list pages it served;
 //   - jobsd_read_fallbacks_total{reason}: reads that went to the primary
-//     instead, by reason (no_replica, not_found, older, error).
+//     instead, by reason (no_replica, changed, not_found, older, error).
 func RegisterReplicas(reg prometheus.Registerer, st *store.Store) {
 	replica := []string{"replica"}
 	reg.MustRegister(&replicaCollector{
@@ -44,7 +44,7 @@ func RegisterReplicas(reg prometheus.Registerer, st *store.Store) {
 			"Statements that status reads sent to the read replica (one statement answers one or more polls).", replica, nil),
 		lists: prometheus.NewDesc("jobsd_read_replica_list_pages_total", "List pages the read replica served.", replica, nil),
 		fallback: prometheus.NewDesc("jobsd_read_fallbacks_total",
-			"Reads that went to the primary instead of a read replica, by reason: no_replica (none in use), not_found, older (than the client has seen), error.",
+			"Reads that went to the primary instead of a read replica, by reason: no_replica (none in use), changed (since the replica was fresh), not_found, older (than the client has seen), error.",
 			[]string{"reason"}, nil),
 		primaryGets: prometheus.NewDesc("jobsd_primary_status_reads_total",
 			"Statements that status reads sent to the primary (one statement answers one or more polls).", nil, nil),

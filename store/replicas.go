@@ -42,8 +42,8 @@ import (
 // primary's WAL position (pg_current_wal_lsn, the WAL written: every commit
 // that can be seen, with synchronous_commit on; with it off, a commit counts
 // once the WAL writer has written it, within wal_writer_delay), keeps the
-// readings of the
-// last moments, then reads each replica's replay position. The newest
+// readings of the last moments, then reads each replica's replay position.
+// The newest
 // primary reading at or below the replay position says the replica had
 // every change made before that reading's time: the replica is fresh as of
 // then. A replica is in use while it is up and fresh as of less than MaxLag
@@ -54,7 +54,7 @@ import (
 // serve reads, unless Options.MaxLag says otherwise.
 const DefaultMaxLag = time.Second
 
-// Reasons a replica read falls back to the primary (ReplicaStats.Fallbacks).
+// Reasons a replica read falls back to the primary (Store.ReplicaFallbacks).
 const (
 	FallbackNoReplica = "no_replica" // none up and within MaxLag
 	FallbackChanged   = "changed"    // the job changed since the replicas were fresh
