@@ -162,6 +162,21 @@ func (e ParseDocumentJobRequestType) Valid() bool {
 	}
 }
 
+// Defines values for ReadyStatus.
+const (
+	ReadyOk ReadyStatus = "ok"
+)
+
+// Valid indicates whether the value is a known member of the ReadyStatus enum.
+func (e ReadyStatus) Valid() bool {
+	switch e {
+	case ReadyOk:
+		return true
+	default:
+		return false
+	}
+}
+
 // Defines values for ReportGenerationJobRequestType.
 const (
 	ReportGenerationJobRequestTypeREPORTGENERATION ReportGenerationJobRequestType = "REPORT_GENERATION"
@@ -529,6 +544,33 @@ type PromptPreviewRequest struct {
 	// Example: {"crop":"maize","region":"Rift Valley"}
 	Variables *map[string]string `json:"variables,omitempty"`
 }
+
+// ReadReplica defines model for ReadReplica.
+type ReadReplica struct {
+	// InUse Reads go to it: it answers as a standby and is no further behind the primary than `JOBS_READ_MAX_LAG`.
+	InUse bool `json:"inUse"`
+
+	// LagSeconds How far behind the primary it is: 0 when it had replayed all the primary had written at the last check, else the age of the newest moment it has every change of; null before it was first measured.
+	LagSeconds *float64 `json:"lagSeconds"`
+
+	// Name The replica's host:port/database.
+	//
+	// Example: db-replica-1:5432/jobs
+	Name string `json:"name"`
+
+	// Problem Why it is not in use when it is down.
+	Problem *string `json:"problem,omitempty"`
+}
+
+// Ready defines model for Ready.
+type Ready struct {
+	// ReadReplicas The read replicas (`JOBS_READ_DATABASE_URL`), in the order given; absent without any.
+	ReadReplicas *[]ReadReplica `json:"readReplicas,omitempty"`
+	Status       ReadyStatus    `json:"status"`
+}
+
+// ReadyStatus defines model for Ready.Status.
+type ReadyStatus string
 
 // ReportGenerationInput At least one of `jobIds` and `sections`.
 type ReportGenerationInput struct {

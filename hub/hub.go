@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -25,6 +26,10 @@ type Hub struct {
 
 	mu   sync.Mutex
 	subs map[uuid.UUID]map[*sub]struct{}
+
+	// recent remembers when each job was last notified changed, for
+	// Remember's window (off while it is 0).
+	recent recentChanges
 }
 
 type sub struct{ ch chan struct{} }
@@ -47,11 +52,89 @@ const firstConnectWait = 5 * time.Second
 // changed wakes the subscribers of every job a notification names (one
 // notification names every job an UPDATE changed, comma-separated).
 func (h *Hub) changed(_, payload string) {
+	now := time.Now()
 	for _, field := range strings.Split(payload, ",") {
 		if id, err := uuid.Parse(field); err == nil {
+			h.recent.note(id, now)
 			h.wake(id)
 		}
 	}
+}
+
+// Remember makes the hub keep, for d, when each job was last notified
+// changed (ChangedAt). Read replicas use it: a replica that was not yet
+// fresh when a job changed would show the job as it was, so a read of a job
+// changed in the last JOBS_READ_MAX_LAG goes to a replica fresh since the
+// change, or to the primary. Call it before the hub is in use.
+func (h *Hub) Remember(d time.Duration) { h.recent.setWindow(d) }
+
+// ChangedAt is when a notification last said the job changed, if within
+// the Remember window; zero otherwise, and while the listener is down
+// (changes made then are not heard of).
+func (h *Hub) ChangedAt(id uuid.UUID) time.Time { return h.recent.at(id) }
+
+// recentChanges maps job ids to the time of their last change notification,
+// forgetting those older than window (a queue in time order finds them).
+type recentChanges struct {
+	// on is set once a window is: until then (no read replicas) a read
+	// takes no lock.
+	on     atomic.Bool
+	mu     sync.RWMutex // readers are polls; writers, notifications
+	window time.Duration
+	last   map[uuid.UUID]time.Time
+	order  []noted // in time order; order[head:] are remembered
+	head   int
+}
+
+type noted struct {
+	id uuid.UUID
+	at time.Time
+}
+
+func (r *recentChanges) setWindow(d time.Duration) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.window = d
+	if r.last == nil {
+		r.last = map[uuid.UUID]time.Time{}
+	}
+	r.on.Store(d > 0)
+}
+
+func (r *recentChanges) note(id uuid.UUID, now time.Time) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.window <= 0 {
+		return
+	}
+	r.last[id] = now
+	r.order = append(r.order, noted{id, now})
+	for r.head < len(r.order) && now.Sub(r.order[r.head].at) > r.window {
+		if old := r.order[r.head]; r.last[old.id].Equal(old.at) {
+			delete(r.last, old.id)
+		}
+		r.head++
+	}
+	// Move the live part to the front once the forgotten part is the
+	// larger: each entry is copied O(1) times on average.
+	if r.head > 64 && 2*r.head > len(r.order) {
+		n := copy(r.order, r.order[r.head:])
+		clear(r.order[n:])
+		r.order, r.head = r.order[:n], 0
+	}
+}
+
+func (r *recentChanges) at(id uuid.UUID) time.Time {
+	if !r.on.Load() {
+		return time.Time{}
+	}
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	at := r.last[id]
+	if !at.IsZero() && time.Since(at) > r.window {
+		return time.Time{}
+	}
+	return at
 }
 
 // Subscribe returns a channel that receives a value (coalesced) whenever the

@@ -110,12 +110,12 @@ func (s *Server) AdminGetJobAttempts(ctx context.Context, req server.AdminGetJob
 
 // AdminGetJobEvents streams any user's job, as GetJobEvents does its owner's.
 func (s *Server) AdminGetJobEvents(ctx context.Context, req server.AdminGetJobEventsRequestObject) (server.AdminGetJobEventsResponseObject, error) {
-	read := func(ctx context.Context) (polled, error) {
+	read := func(ctx context.Context, _ int64) (polled, error) {
 		j, err := s.store.Get(ctx, store.Operator(principalFrom(ctx).Subject), req.Id)
 		if err != nil {
 			return polled{}, err
 		}
-		return polled{job: toAPIJob(j), etag: etagOf(j)}, nil
+		return polledOf(j), nil
 	}
 	stream, err := s.openStream(ctx, req.Id, req.Params.LastEventID, read)
 	if err != nil {

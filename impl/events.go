@@ -24,7 +24,7 @@ const (
 // the status endpoint's.
 func (s *Server) GetJobEvents(ctx context.Context, req server.GetJobEventsRequestObject) (server.GetJobEventsResponseObject, error) {
 	user := principalFrom(ctx).Subject
-	read := func(ctx context.Context) (polled, error) { return s.lookup(ctx, user, req.Id) }
+	read := func(ctx context.Context, atLeast int64) (polled, error) { return s.lookup(ctx, user, req.Id, atLeast) }
 	stream, err := s.openStream(ctx, req.Id, req.Params.LastEventID, read)
 	if err != nil {
 		return nil, err
@@ -36,17 +36,22 @@ func (s *Server) GetJobEvents(ctx context.Context, req server.GetJobEventsReques
 	return stream, nil
 }
 
+// readAtLeast reads the job at version atLeast or newer (or from the
+// primary, which has the newest: see store.GetFresh); an operator's read
+// is the primary's and ignores it.
+type readAtLeast func(ctx context.Context, atLeast int64) (polled, error)
+
 // openStream reads the job once and returns its stream, or nil when the
 // client reconnected (lastEventID) after the last event of a finished job:
 // nothing more will come, and a 204 tells it to stop reconnecting.
-func (s *Server) openStream(ctx context.Context, id uuid.UUID, lastEventID *string, read func(context.Context) (polled, error)) (*eventStream, error) {
-	first, err := read(ctx)
-	if err != nil {
-		return nil, err
-	}
+func (s *Server) openStream(ctx context.Context, id uuid.UUID, lastEventID *string, read readAtLeast) (*eventStream, error) {
 	last := ""
 	if lastEventID != nil {
 		last = *lastEventID
+	}
+	first, err := read(ctx, newestSeen(last))
+	if err != nil {
+		return nil, err
 	}
 	if first.terminal() && last == first.etag {
 		return nil, nil
@@ -60,7 +65,7 @@ func (s *Server) openStream(ctx context.Context, id uuid.UUID, lastEventID *stri
 type eventStream struct {
 	s      *Server
 	ctx    context.Context
-	read   func(context.Context) (polled, error)
+	read   readAtLeast
 	id     uuid.UUID
 	first  polled
 	lastID string
@@ -130,7 +135,8 @@ func (e *eventStream) VisitGetJobEventsResponse(w http.ResponseWriter) error {
 				return nil
 			}
 		}
-		next, err := e.read(e.ctx)
+		// Woken by a change: a version newer than the one sent.
+		next, err := e.read(e.ctx, cur.version+1)
 		if err != nil {
 			// Headers are sent; end the stream and let the client reconnect.
 			e.s.log.Warn("event stream: read job", "job_id", e.id, "err", err)

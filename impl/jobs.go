@@ -224,7 +224,28 @@ func (s *Server) GetReady(ctx context.Context, _ server.GetReadyRequestObject) (
 		s.log.Warn("not ready", "err", err)
 		return nil, errorf(http.StatusServiceUnavailable, msgDatabaseDown)
 	}
-	return server.GetReady200JSONResponse{Status: gen.Ok}, nil
+	return server.GetReady200JSONResponse{Status: gen.ReadyOk, ReadReplicas: readReplicas(s.store.Replicas())}, nil
+}
+
+// readReplicas is /readyz's list of the read replicas; nil without any.
+func readReplicas(rs []store.ReplicaStatus) *[]gen.ReadReplica {
+	if len(rs) == 0 {
+		return nil
+	}
+	out := make([]gen.ReadReplica, 0, len(rs))
+	for _, r := range rs {
+		rr := gen.ReadReplica{Name: r.Name, InUse: r.InUse}
+		if r.Lag >= 0 {
+			lag := r.Lag.Seconds()
+			rr.LagSeconds = &lag
+		}
+		if r.Problem != "" {
+			problem := r.Problem
+			rr.Problem = &problem
+		}
+		out = append(out, rr)
+	}
+	return &out
 }
 
 // The other reasons /readyz gives for a 503.

@@ -29,6 +29,8 @@ type polled struct {
 	// body is the job's JSON as the 200 answer carries it, kept for finished
 	// jobs in the cache so that serving them encodes nothing.
 	body []byte
+	// version is the row's version, which the ETag names.
+	version int64
 }
 
 func (p polled) terminal() bool { return job.Status(p.job.Status).Terminal() }
@@ -37,15 +39,34 @@ func (p polled) terminal() bool { return job.Status(p.job.Status).Terminal() }
 // every change (timestamps could collide within a millisecond).
 func etagOf(j *job.Job) string { return `"v` + strconv.FormatInt(j.Version, 10) + `"` }
 
+// newestSeen is the newest job version that an If-None-Match or a
+// Last-Event-ID names (entity tags etagOf made), 0 when it names none: the
+// client has seen that version, so no read may answer with an older one.
+func newestSeen(header string) int64 {
+	var newest int64
+	for _, t := range strings.Split(header, ",") {
+		t = strings.TrimPrefix(strings.TrimSpace(t), "W/")
+		if len(t) < 4 || t[0] != '"' || t[1] != 'v' || t[len(t)-1] != '"' {
+			continue
+		}
+		if v, err := strconv.ParseInt(t[2:len(t)-1], 10, 64); err == nil && v > newest {
+			newest = v
+		}
+	}
+	return newest
+}
+
 // lookup returns the user's job: from the terminal cache when it is
-// finished (finished jobs never change), else from the database.
-func (s *Server) lookup(ctx context.Context, user string, id uuid.UUID) (polled, error) {
+// finished (finished jobs never change), else from the database at version
+// atLeast or newer (a read replica's copy when it has that, else the
+// primary's: see store.GetFresh).
+func (s *Server) lookup(ctx context.Context, user string, id uuid.UUID, atLeast int64) (polled, error) {
 	if p, ok := s.terminal.get(user, id); ok && s.fresh(p) {
 		return p, nil
 	}
 	// Waiters woken by one change all read the job at once; the store
 	// answers them with few statements (its reads are batched).
-	return s.read(ctx, user, id)
+	return s.read(ctx, user, id, atLeast)
 }
 
 // expired reports whether a cached job is past its retention (the worker
@@ -60,13 +81,22 @@ func (s *Server) fresh(p polled) bool {
 	return s.retention <= 0 || !s.expired(p, time.Now())
 }
 
+// changedAt is when the hub last heard the job changed (zero without a
+// hub, or when not lately): a read replica must be fresh as of then.
+func (s *Server) changedAt(id uuid.UUID) time.Time {
+	if s.hub == nil {
+		return time.Time{}
+	}
+	return s.hub.ChangedAt(id)
+}
+
 // read fetches the job from the database and caches it once it is finished.
-func (s *Server) read(ctx context.Context, user string, id uuid.UUID) (polled, error) {
-	j, err := s.store.Get(ctx, store.OwnedBy(user), id)
+func (s *Server) read(ctx context.Context, user string, id uuid.UUID, atLeast int64) (polled, error) {
+	j, err := s.store.GetFresh(ctx, store.OwnedBy(user), id, store.Fresh{Version: atLeast, ChangedAt: s.changedAt(id)})
 	if err != nil {
 		return polled{}, err
 	}
-	p := polled{job: toAPIJob(j), etag: etagOf(j)}
+	p := polledOf(j)
 	if p.terminal() && s.terminal != nil {
 		if p.body, err = encodeJob(p.job); err != nil {
 			return polled{}, err
@@ -76,18 +106,23 @@ func (s *Server) read(ctx context.Context, user string, id uuid.UUID) (polled, e
 	return p, nil
 }
 
+// polledOf is the job as the API serves it, not yet encoded.
+func polledOf(j *job.Job) polled {
+	return polled{job: toAPIJob(j), etag: etagOf(j), version: j.Version}
+}
+
 // GetJob answers the status poll: one owner-scoped lookup (a job of another
 // user is the same 404 as no job at all), then the ETag is compared, so a
 // 304 tells nothing to anyone but the owner. With waitSeconds it long-polls.
 func (s *Server) GetJob(ctx context.Context, req server.GetJobRequestObject) (server.GetJobResponseObject, error) {
 	user := principalFrom(ctx).Subject
-	p, err := s.lookup(ctx, user, req.Id)
-	if err != nil {
-		return nil, err
-	}
 	inm := ""
 	if req.Params.IfNoneMatch != nil {
 		inm = *req.Params.IfNoneMatch
+	}
+	p, err := s.lookup(ctx, user, req.Id, newestSeen(inm))
+	if err != nil {
+		return nil, err
 	}
 	if wait := req.Params.WaitSeconds; wait != nil && *wait > 0 && !p.terminal() && etagMatches(inm, p.etag) {
 		var admitted bool
@@ -223,9 +258,13 @@ func (s *Server) waitForChange(ctx context.Context, user string, id uuid.UUID, p
 	timer := time.NewTimer(d)
 	defer timer.Stop()
 	// Read once more after subscribing: a change between the first read and
-	// the subscription would otherwise be missed.
+	// the subscription would otherwise be missed. After a wake-up the job
+	// changed (or may have: a reconnected listener wakes everyone), so the
+	// read asks for a newer version than the one held: a read replica that
+	// has not replayed the change yet sends the read to the primary.
+	atLeast := p.version
 	for {
-		cur, err := s.lookup(ctx, user, id)
+		cur, err := s.lookup(ctx, user, id, atLeast)
 		if err != nil {
 			return polled{}, err
 		}
@@ -234,6 +273,7 @@ func (s *Server) waitForChange(ctx context.Context, user string, id uuid.UUID, p
 		}
 		select {
 		case <-changed:
+			atLeast = cur.version + 1
 		case <-timer.C:
 			return cur, nil
 		case <-s.draining: // shutting down: answer now; the client polls again

@@ -52,10 +52,12 @@ func RegisterListener(reg prometheus.Registerer, channel string, up func() bool)
 }
 
 // RegisterStore exports what a process learns from its store: the pool's
-// statistics (RegisterDB) and the queue gauges (RegisterQueue). The API and
+// statistics (RegisterDB), the queue gauges (RegisterQueue) and its read
+// replicas (RegisterReplicas). The API and
 // the worker both call it; queue gauges from several processes describe the
 // same table, so dashboards take their max, not their sum.
 func RegisterStore(reg prometheus.Registerer, st *store.Store, log *slog.Logger) {
 	RegisterDB(reg, st.DB().DB)
 	RegisterQueue(reg, st.QueueStats, log)
+	RegisterReplicas(reg, st)
 }

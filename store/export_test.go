@@ -4,9 +4,9 @@ import "github.com/lib/pq"
 
 // QueuedReads is how many Gets wait for a batch slot (for tests).
 func (s *Store) QueuedReads() int {
-	s.reads.mu.Lock()
-	defer s.reads.mu.Unlock()
-	return len(s.reads.queue)
+	s.primary.reads.mu.Lock()
+	defer s.primary.reads.mu.Unlock()
+	return len(s.primary.reads.queue)
 }
 
 // QueueStatement is one of the queue's statements with arguments, for the

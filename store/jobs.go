@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/jmoiron/sqlx"
+
 	"github.com/jobsd/jobsd/job"
 )
 
@@ -36,7 +38,7 @@ func scanJob(rows *sql.Rows, j *job.Job, extra ...any) error {
 // returned must not be modified.
 func (s *Store) Get(ctx context.Context, sc Scope, id uuid.UUID) (*job.Job, error) {
 	if !sc.anyOwner {
-		return s.reads.get(ctx, sc.owner, id)
+		return s.primary.reads.get(ctx, sc.owner, id)
 	}
 	jobs, err := s.jobsByID(ctx, []uuid.UUID{id})
 	if err != nil {
@@ -251,20 +253,44 @@ func (s *Store) List(ctx context.Context, sc Scope, f ListFilter) (_ []job.Job, 
 	if f.Type != nil {
 		typ = string(*f.Type)
 	}
-	var rows *sql.Rows
 	if sc.anyOwner {
-		rows, err = s.queryOperatorPage(ctx, f, status, typ)
-	} else {
-		var afterTime, afterID any
-		if f.After != nil {
-			afterTime, afterID = f.After.CreatedAt, f.After.ID
+		rows, err := s.queryOperatorPage(ctx, f, status, typ)
+		if err != nil {
+			return nil, nil, fmt.Errorf("list jobs: %w", classify(err))
 		}
-		rows, err = s.db.QueryContext(ctx, listSQL, f.Limit, s.listMaxBytes, sc.owner, status, typ, afterTime, afterID)
+		jobs, next, err := s.scanPage(rows, true)
+		if err != nil {
+			return nil, nil, fmt.Errorf("list jobs: %w", classify(err))
+		}
+		return jobs, next, nil
 	}
+	// A user's list reads from a replica in use, if any, and from the
+	// primary when the replica fails.
+	if r := s.replicas.pick(); r != nil {
+		jobs, next, err := s.userPage(ctx, r.db, sc.owner, f, status, typ)
+		if err == nil {
+			r.listed.Add(1)
+			return jobs, next, nil
+		}
+		if ctx.Err() != nil {
+			return nil, nil, err
+		}
+		s.replicas.failed(r)
+	}
+	return s.userPage(ctx, s.db, sc.owner, f, status, typ)
+}
+
+// userPage reads one page of the owner's list from db.
+func (s *Store) userPage(ctx context.Context, db *sqlx.DB, owner string, f ListFilter, status, typ any) ([]job.Job, *Cursor, error) {
+	var afterTime, afterID any
+	if f.After != nil {
+		afterTime, afterID = f.After.CreatedAt, f.After.ID
+	}
+	rows, err := db.QueryContext(ctx, listSQL, f.Limit, s.listMaxBytes, owner, status, typ, afterTime, afterID)
 	if err != nil {
 		return nil, nil, fmt.Errorf("list jobs: %w", classify(err))
 	}
-	jobs, next, err := s.scanPage(rows, sc.anyOwner)
+	jobs, next, err := s.scanPage(rows, false)
 	if err != nil {
 		return nil, nil, fmt.Errorf("list jobs: %w", classify(err))
 	}

@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/jmoiron/sqlx"
 	"github.com/jobsd/jobsd/job"
 	"go.opentelemetry.io/otel/trace"
 )
@@ -51,7 +53,7 @@ type pendingRead struct {
 // Every read leaves after the Get that asked for it arrived, so a poll sees
 // at least every change committed before it began.
 type readBatcher struct {
-	s        *Store
+	p        *readPool
 	maxSlots int
 
 	mu      sync.Mutex
@@ -62,7 +64,7 @@ type readBatcher struct {
 // get queues one read and waits for its batch. The batch does not end with
 // ctx (the others share it); the wait does.
 func (b *readBatcher) get(ctx context.Context, user string, id uuid.UUID) (*job.Job, error) {
-	r := &pendingRead{user: user, id: id, deadline: time.Now().Add(b.s.timeout), caller: readLink(ctx), done: make(chan struct{})}
+	r := &pendingRead{user: user, id: id, deadline: time.Now().Add(b.p.timeout), caller: readLink(ctx), done: make(chan struct{})}
 	b.mu.Lock()
 	b.queue = append(b.queue, r)
 	if b.running >= b.maxSlots {
@@ -114,7 +116,7 @@ func (b *readBatcher) next() {
 // read runs one batch and answers each of its Gets.
 func (b *readBatcher) read(batch []*pendingRead) {
 	span := startBatchSpan(batch)
-	jobs, err := b.s.getMany(batch)
+	jobs, err := b.p.getMany(batch)
 	endSpan(span, err)
 	for _, r := range batch {
 		switch j := jobs[r.id]; {
@@ -129,19 +131,59 @@ func (b *readBatcher) read(batch []*pendingRead) {
 	}
 }
 
+// readPool is a database that status reads go to, the primary or a read
+// replica, with its prepared statements and its own batcher.
+type readPool struct {
+	db          *sqlx.DB
+	timeout     time.Duration
+	getOneStmt  *sql.Stmt
+	getManyStmt *sql.Stmt
+	reads       readBatcher
+	gets        atomic.Int64
+}
+
+// newReadPool returns the reads of db, batched in up to slots statements at
+// once; prepare makes its statements.
+func newReadPool(db *sqlx.DB, timeout time.Duration, slots int) *readPool {
+	p := &readPool{db: db, timeout: timeout}
+	p.reads = readBatcher{p: p, maxSlots: slots}
+	return p
+}
+
+// prepare makes the pool's statements.
+func (p *readPool) prepare(ctx context.Context) error {
+	var err error
+	if p.getOneStmt, err = p.db.PrepareContext(ctx, getJobSQL); err != nil {
+		return fmt.Errorf("prepare get: %w", classify(err))
+	}
+	if p.getManyStmt, err = p.db.PrepareContext(ctx, getJobsSQL); err != nil {
+		return fmt.Errorf("prepare get: %w", classify(err))
+	}
+	return nil
+}
+
+// close closes the statements, not the pool.
+func (p *readPool) close() {
+	for _, stmt := range []*sql.Stmt{p.getOneStmt, p.getManyStmt} {
+		if stmt != nil {
+			stmt.Close()
+		}
+	}
+}
+
 // getMany reads the batch's jobs in one statement, by id, within the
 // deadline of its oldest Get (the first: the queue is in order). Two reads of
 // one job share its row (callers must not modify a job.Job).
-func (s *Store) getMany(batch []*pendingRead) (map[uuid.UUID]*job.Job, error) {
+func (p *readPool) getMany(batch []*pendingRead) (map[uuid.UUID]*job.Job, error) {
 	ctx, cancel := context.WithDeadline(context.Background(), batch[0].deadline)
 	defer cancel()
-	s.gets.Add(1)
+	p.gets.Add(1)
 	var rows *sql.Rows
 	var err error
 	if len(batch) == 1 {
-		rows, err = s.getOneStmt.QueryContext(ctx, batch[0].id)
+		rows, err = p.getOneStmt.QueryContext(ctx, batch[0].id)
 	} else {
-		rows, err = s.getManyStmt.QueryContext(ctx, uuidArray(batch))
+		rows, err = p.getManyStmt.QueryContext(ctx, uuidArray(batch))
 	}
 	if err != nil {
 		return nil, fmt.Errorf("get job: %w", classify(err))

@@ -10,7 +10,6 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"sync/atomic"
 	"time"
 
 	"github.com/jmoiron/sqlx"
@@ -48,6 +47,16 @@ type Options struct {
 	// DefaultListMaxBytes. The API documents the default, so only tests
 	// set it.
 	ListMaxBytes int
+	// ReadURLs are PostgreSQL streaming replicas of the primary that a
+	// user's polls and lists may read from (replicas.go); each gets a pool
+	// of MaxOpenConns and ReadBatches of its own.
+	ReadURLs []string
+	// MaxLag is how far behind the primary a replica may be and still
+	// serve reads; 0 means DefaultMaxLag.
+	MaxLag time.Duration
+	// ReplicaChanged, if set, hears of each replica that goes in or out of
+	// use (as the monitor sees it, every check), for the log.
+	ReplicaChanged func(ReplicaStatus)
 	// Outbox makes Create write an outbox row for each new job, in the
 	// same statement (JOBS_DISPATCH=sqs; see outbox.go).
 	Outbox bool
@@ -55,12 +64,12 @@ type Options struct {
 
 // Store is the jobs table behind a connection pool.
 type Store struct {
-	db          *sqlx.DB
-	timeout     time.Duration
-	getOneStmt  *sql.Stmt
-	getManyStmt *sql.Stmt
-	reads       readBatcher
-	gets        atomic.Int64
+	db      *sqlx.DB
+	timeout time.Duration
+	// primary serves the status reads that must see every committed
+	// change; replicas (replicas.go) the others, when there are any.
+	primary  *readPool
+	replicas *replicaSet
 	// listMaxBytes is Options.ListMaxBytes.
 	listMaxBytes int
 	outbox       outbox
@@ -69,7 +78,7 @@ type Store struct {
 // Gets counts the statements that status reads (Get) sent to the database:
 // each is one prepared-statement execution, one round trip, for one or more
 // Gets. Tests and benchmarks use it to count what a poll costs.
-func (s *Store) Gets() int64 { return s.gets.Load() }
+func (s *Store) Gets() int64 { return s.primary.gets.Load() }
 
 // Open connects to url, checks that the schema is current and prepares the
 // hot statements. It fails with ErrNotMigrated on an unmigrated database.
@@ -95,11 +104,19 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 		opts.ListMaxBytes = DefaultListMaxBytes
 	}
 	s := &Store{db: db, timeout: opts.QueryTimeout, listMaxBytes: opts.ListMaxBytes, outbox: newOutbox(opts.Outbox)}
-	s.reads = readBatcher{s: s, maxSlots: opts.ReadBatches}
+	s.primary = newReadPool(db, opts.QueryTimeout, opts.ReadBatches)
 	if err := s.open(ctx); err != nil {
+		s.primary.close()
 		db.Close()
 		return nil, err
 	}
+	replicas, err := openReplicas(ctx, s, opts)
+	if err != nil {
+		s.primary.close()
+		db.Close()
+		return nil, err
+	}
+	s.replicas = replicas
 	return s, nil
 }
 
@@ -116,14 +133,7 @@ func (s *Store) open(ctx context.Context) error {
 	if pending {
 		return fmt.Errorf("%w: run `jobsd migrate up` first", ErrNotMigrated)
 	}
-	if s.getOneStmt, err = s.db.PrepareContext(ctx, getJobSQL); err != nil {
-		return fmt.Errorf("prepare get: %w", classify(err))
-	}
-	s.getManyStmt, err = s.db.PrepareContext(ctx, getJobsSQL)
-	if err != nil {
-		return fmt.Errorf("prepare get: %w", classify(err))
-	}
-	return nil
+	return s.primary.prepare(ctx)
 }
 
 // DB returns the underlying pool, for the worker's queue statements and tests.
@@ -131,11 +141,8 @@ func (s *Store) DB() *sqlx.DB { return s.db }
 
 // Close closes the pool.
 func (s *Store) Close() error {
-	for _, stmt := range []*sql.Stmt{s.getOneStmt, s.getManyStmt} {
-		if stmt != nil {
-			stmt.Close()
-		}
-	}
+	s.replicas.close()
+	s.primary.close()
 	return s.db.Close()
 }
 

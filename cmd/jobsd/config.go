@@ -13,6 +13,7 @@ import (
 	"github.com/jobsd/jobsd/auth"
 	"github.com/jobsd/jobsd/impl"
 	"github.com/jobsd/jobsd/job"
+	"github.com/jobsd/jobsd/store"
 )
 
 // envOr returns the environment variable's value, or def when it is unset.
@@ -143,6 +144,9 @@ type apiSettings struct {
 	userWaiters  int
 	authFail     impl.RateLimit
 	trusted      []*net.IPNet
+	// readURLs are JOBS_READ_DATABASE_URL's replicas, within maxLag.
+	readURLs []string
+	maxLag   time.Duration
 	// replicas is serve's entry in the registry of live API processes
 	// (not a setting: serve sets it); nil counts this process alone.
 	replicas *impl.Replicas
@@ -187,6 +191,13 @@ func readAPISettings() (apiSettings, error) {
 	}
 	if s.retention, err = envRetention(); err != nil {
 		return s, err
+	}
+	s.readURLs = splitList(os.Getenv("JOBS_READ_DATABASE_URL"))
+	if s.maxLag, err = envDuration("JOBS_READ_MAX_LAG", store.DefaultMaxLag); err != nil {
+		return s, err
+	}
+	if s.maxLag <= 0 {
+		return s, usagef("JOBS_READ_MAX_LAG must be more than 0")
 	}
 	return s, nil
 }

@@ -49,7 +49,8 @@ func runServe(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	st, err := store.Open(ctx, db.url, store.Options{MaxOpenConns: settings.dbMaxConns, ReadBatches: settings.readBatches, Outbox: outbox})
+	st, err := store.Open(ctx, db.url, store.Options{MaxOpenConns: settings.dbMaxConns, ReadBatches: settings.readBatches, Outbox: outbox,
+		ReadURLs: settings.readURLs, MaxLag: settings.maxLag, ReplicaChanged: logReplica(log)})
 	if err != nil {
 		return err
 	}
@@ -95,6 +96,17 @@ func runServe(ctx context.Context, args []string) error {
 	return serveHTTP(ctx, ln, e, draining, drainDelay, log)
 }
 
+// logReplica logs a read replica that went in or out of use.
+func logReplica(log *slog.Logger) func(store.ReplicaStatus) {
+	return func(r store.ReplicaStatus) {
+		if r.InUse {
+			log.Info("read replica in use", "replica", r.Name, "lag", r.Lag.String())
+			return
+		}
+		log.Warn("read replica out of use: reads go to the primary", "replica", r.Name, "up", r.Up, "problem", r.Problem, "lag", r.Lag.String())
+	}
+}
+
 // startReplicas enters this process in the registry of live API processes,
 // whose number N divides the per-user limits, and keeps its entry fresh.
 // The heartbeat stops, and the entry goes, when ctx ends (SIGTERM); stop
@@ -121,6 +133,10 @@ func newAPI(st *store.Store, dbURL string, acfg auth.Config, s apiSettings, drai
 	h, err := hub.New(dbURL, log)
 	if err != nil {
 		return nil, nil, err
+	}
+	if len(s.readURLs) > 0 {
+		// Changes older than the lag allowed are in every replica in use.
+		h.Remember(2 * s.maxLag)
 	}
 	var m *metrics.API
 	if reg != nil {

@@ -64,6 +64,8 @@ var envSettings = []setting{
 	{name: "JOBS_DB_MAX_CONNS", def: "20", meaning: "connection pool size", commands: cmdsProcess},
 	{name: "JOBS_DB_MAX_CONNS", def: "2", meaning: "connection pool size of one function instance (it runs one batch at a time)", commands: []string{"lambda"}},
 	{name: "JOBS_DB_READ_BATCHES", def: "2", meaning: "status reads in flight at once; reads that arrive meanwhile queue and leave together in one statement", commands: cmdsAPI},
+	{name: "JOBS_READ_DATABASE_URL", def: "none: every read goes to DATABASE_URL", meaning: "comma-separated PostgreSQL URLs of streaming replicas of DATABASE_URL; users' status polls, long polls, event streams and lists read from them (each with a pool of JOBS_DB_MAX_CONNS), falling back to the primary whenever a replica lacks the job, has an older version than the client has seen, is further behind than JOBS_READ_MAX_LAG, or fails; writes and operators' reads use DATABASE_URL", commands: []string{"serve"}},
+	{name: "JOBS_READ_MAX_LAG", def: "1s", meaning: "how far behind the primary a replica may be and still serve reads (measured from WAL positions every quarter of it, at most every second); a list may be this far behind", commands: []string{"serve"}},
 	{name: "JOBS_RATE_READ", def: "50", meaning: "per-user reads (GET) per second across the deployment (each of N API processes allows its share); 0 turns the limit off", commands: cmdsAPI},
 	{name: "JOBS_RATE_READ_BURST", def: "100", meaning: "burst of per-user reads across the deployment", commands: cmdsAPI},
 	{name: "JOBS_RATE_CREATE", def: "5", meaning: "per-user creations and cancellations (POST) per second across the deployment; 0 turns the limit off", commands: cmdsAPI},

@@ -316,7 +316,7 @@ type ClientInterface interface {
 
 	// GetReady Readiness
 	//
-	// The process takes requests: it is not shutting down, its job change listener (which wakes long polls and event streams) is connected, and the database is reachable and migrated. A 503 names the reason: `Shutting down`, `Change listener unavailable` or `Database unavailable`. Needs no token.
+	// The process takes requests: it is not shutting down, its job change listener (which wakes long polls and event streams) is connected, and the database is reachable and migrated. A 503 names the reason: `Shutting down`, `Change listener unavailable` or `Database unavailable`. With read replicas (`JOBS_READ_DATABASE_URL`), the answer lists them, whether reads go to each and how far behind the primary each is; a replica that is down or behind is no reason for a 503 (reads go to the primary meanwhile). Needs no token.
 	//
 	// Corresponds with GET /readyz (the `GetReady` operationId).
 	GetReady(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
@@ -737,7 +737,7 @@ func (c *Client) GetHealth(ctx context.Context, reqEditors ...RequestEditorFn) (
 
 // GetReady Readiness
 //
-// The process takes requests: it is not shutting down, its job change listener (which wakes long polls and event streams) is connected, and the database is reachable and migrated. A 503 names the reason: `Shutting down`, `Change listener unavailable` or `Database unavailable`. Needs no token.
+// The process takes requests: it is not shutting down, its job change listener (which wakes long polls and event streams) is connected, and the database is reachable and migrated. A 503 names the reason: `Shutting down`, `Change listener unavailable` or `Database unavailable`. With read replicas (`JOBS_READ_DATABASE_URL`), the answer lists them, whether reads go to each and how far behind the primary each is; a replica that is down or behind is no reason for a 503 (reads go to the primary meanwhile). Needs no token.
 //
 // Corresponds with GET /readyz (the `GetReady` operationId).
 func (c *Client) GetReady(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -1865,7 +1865,7 @@ type ClientWithResponsesInterface interface {
 
 	// GetReadyWithResponse Readiness
 	//
-	// The process takes requests: it is not shutting down, its job change listener (which wakes long polls and event streams) is connected, and the database is reachable and migrated. A 503 names the reason: `Shutting down`, `Change listener unavailable` or `Database unavailable`. Needs no token.
+	// The process takes requests: it is not shutting down, its job change listener (which wakes long polls and event streams) is connected, and the database is reachable and migrated. A 503 names the reason: `Shutting down`, `Change listener unavailable` or `Database unavailable`. With read replicas (`JOBS_READ_DATABASE_URL`), the answer lists them, whether reads go to each and how far behind the primary each is; a replica that is down or behind is no reason for a 503 (reads go to the primary meanwhile). Needs no token.
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -3379,7 +3379,7 @@ type GetReadyResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
 	// JSON200 the response for an HTTP 200 `application/json` response
-	JSON200 *Health
+	JSON200 *Ready
 	// JSON503 the response for an HTTP 503 `application/json` response
 	JSON503 *Error
 	// JSONDefault the response for an HTTP default `application/json` response
@@ -3387,7 +3387,7 @@ type GetReadyResponse struct {
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
-func (r GetReadyResponse) GetJSON200() *Health {
+func (r GetReadyResponse) GetJSON200() *Ready {
 	return r.JSON200
 }
 
@@ -3795,7 +3795,7 @@ func (c *ClientWithResponses) GetHealthWithResponse(ctx context.Context, reqEdit
 
 // GetReadyWithResponse Readiness
 //
-// The process takes requests: it is not shutting down, its job change listener (which wakes long polls and event streams) is connected, and the database is reachable and migrated. A 503 names the reason: `Shutting down`, `Change listener unavailable` or `Database unavailable`. Needs no token.
+// The process takes requests: it is not shutting down, its job change listener (which wakes long polls and event streams) is connected, and the database is reachable and migrated. A 503 names the reason: `Shutting down`, `Change listener unavailable` or `Database unavailable`. With read replicas (`JOBS_READ_DATABASE_URL`), the answer lists them, whether reads go to each and how far behind the primary each is; a replica that is down or behind is no reason for a 503 (reads go to the primary meanwhile). Needs no token.
 //
 // Returns a wrapper object for the known response body format(s).
 //
@@ -5286,7 +5286,7 @@ func ParseGetReadyResponse(rsp *http.Response) (*GetReadyResponse, error) {
 
 	switch {
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
-		var dest Health
+		var dest Ready
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
