@@ -69,9 +69,9 @@ type Results struct {
 	// and on one holding 5M finished jobs.
 	History *HistoryResult `json:"history,omitempty"`
 	Goals   []Goal         `json:"goals"`
-	Errors    []string         `json:"errors,omitempty"`
-	TODO      []string         `json:"todo,omitempty"`
-	Seconds   float64          `json:"totalSeconds"`
+	Errors  []string       `json:"errors,omitempty"`
+	TODO    []string       `json:"todo,omitempty"`
+	Seconds float64        `json:"totalSeconds"`
 }
 
 func main() {
