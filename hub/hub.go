@@ -102,6 +102,9 @@ func (r *recentChanges) setWindow(d time.Duration) {
 }
 
 func (r *recentChanges) note(id uuid.UUID, now time.Time) {
+	if !r.on.Load() { // no read replicas: nothing to remember, no lock
+		return
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.window <= 0 {
