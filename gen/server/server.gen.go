@@ -51,6 +51,15 @@ type ServerInterface interface {
 	// AdminGetStats The queue at a glance
 	// (GET /api/admin/stats)
 	AdminGetStats(ctx echo.Context) error
+	// AdminListWebhooks Every user's webhook endpoints
+	// (GET /api/admin/webhooks)
+	AdminListWebhooks(ctx echo.Context, params AdminListWebhooksParams) error
+	// AdminListWebhookDeliveries Any endpoint's deliveries
+	// (GET /api/admin/webhooks/{id}/deliveries)
+	AdminListWebhookDeliveries(ctx echo.Context, id WebhookId, params AdminListWebhookDeliveriesParams) error
+	// AdminReplayWebhookDelivery Send any endpoint's delivery again
+	// (POST /api/admin/webhooks/{id}/deliveries/{deliveryId}/replay)
+	AdminReplayWebhookDelivery(ctx echo.Context, id WebhookId, deliveryId DeliveryId) error
 	// AdminListWorkers The live workers
 	// (GET /api/admin/workers)
 	AdminListWorkers(ctx echo.Context) error
@@ -69,6 +78,33 @@ type ServerInterface interface {
 	// GetJobEvents Stream a job's changes (Server-Sent Events)
 	// (GET /api/jobs/{id}/events)
 	GetJobEvents(ctx echo.Context, id JobId, params GetJobEventsParams) error
+	// ListWebhooks List your webhook endpoints
+	// (GET /api/webhooks)
+	ListWebhooks(ctx echo.Context) error
+	// CreateWebhook Register a webhook endpoint
+	// (POST /api/webhooks)
+	CreateWebhook(ctx echo.Context) error
+	// DeleteWebhook Delete a webhook endpoint
+	// (DELETE /api/webhooks/{id})
+	DeleteWebhook(ctx echo.Context, id WebhookId) error
+	// GetWebhook Get one of your webhook endpoints
+	// (GET /api/webhooks/{id})
+	GetWebhook(ctx echo.Context, id WebhookId) error
+	// UpdateWebhook Change a webhook endpoint
+	// (PATCH /api/webhooks/{id})
+	UpdateWebhook(ctx echo.Context, id WebhookId) error
+	// ListWebhookDeliveries An endpoint's deliveries
+	// (GET /api/webhooks/{id}/deliveries)
+	ListWebhookDeliveries(ctx echo.Context, id WebhookId, params ListWebhookDeliveriesParams) error
+	// ReplayWebhookDelivery Send a delivery again
+	// (POST /api/webhooks/{id}/deliveries/{deliveryId}/replay)
+	ReplayWebhookDelivery(ctx echo.Context, id WebhookId, deliveryId DeliveryId) error
+	// RotateWebhookSecret Rotate an endpoint's signing secret
+	// (POST /api/webhooks/{id}/rotate-secret)
+	RotateWebhookSecret(ctx echo.Context, id WebhookId) error
+	// TestWebhook Send a test event
+	// (POST /api/webhooks/{id}/test)
+	TestWebhook(ctx echo.Context, id WebhookId) error
 	// GetHealth Liveness
 	// (GET /healthz)
 	GetHealth(ctx echo.Context) error
@@ -289,6 +325,87 @@ func (w *ServerInterfaceWrapper) AdminGetStats(ctx echo.Context) error {
 	return err
 }
 
+// AdminListWebhooks converts echo context to params.
+func (w *ServerInterfaceWrapper) AdminListWebhooks(ctx echo.Context) error {
+	var err error
+
+	// Parameter object where we will unmarshal all parameters from the context
+	var params AdminListWebhooksParams
+	// ------------- Optional query parameter "limit" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "limit", ctx.QueryParams(), &params.Limit, runtime.BindQueryParameterOptions{Type: "integer", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter limit: %s", err))
+	}
+
+	// ------------- Optional query parameter "cursor" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "cursor", ctx.QueryParams(), &params.Cursor, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter cursor: %s", err))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.AdminListWebhooks(ctx, params)
+	return err
+}
+
+// AdminListWebhookDeliveries converts echo context to params.
+func (w *ServerInterfaceWrapper) AdminListWebhookDeliveries(ctx echo.Context) error {
+	var err error
+	// ------------- Path parameter "id" -------------
+	var id WebhookId
+
+	err = runtime.BindStyledParameterWithOptions("simple", "id", ctx.Param("id"), &id, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "uuid", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter id: %s", err))
+	}
+
+	// Parameter object where we will unmarshal all parameters from the context
+	var params AdminListWebhookDeliveriesParams
+	// ------------- Optional query parameter "limit" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "limit", ctx.QueryParams(), &params.Limit, runtime.BindQueryParameterOptions{Type: "integer", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter limit: %s", err))
+	}
+
+	// ------------- Optional query parameter "cursor" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "cursor", ctx.QueryParams(), &params.Cursor, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter cursor: %s", err))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.AdminListWebhookDeliveries(ctx, id, params)
+	return err
+}
+
+// AdminReplayWebhookDelivery converts echo context to params.
+func (w *ServerInterfaceWrapper) AdminReplayWebhookDelivery(ctx echo.Context) error {
+	var err error
+	// ------------- Path parameter "id" -------------
+	var id WebhookId
+
+	err = runtime.BindStyledParameterWithOptions("simple", "id", ctx.Param("id"), &id, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "uuid", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter id: %s", err))
+	}
+
+	// ------------- Path parameter "deliveryId" -------------
+	var deliveryId DeliveryId
+
+	err = runtime.BindStyledParameterWithOptions("simple", "deliveryId", ctx.Param("deliveryId"), &deliveryId, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "uuid", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter deliveryId: %s", err))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.AdminReplayWebhookDelivery(ctx, id, deliveryId)
+	return err
+}
+
 // AdminListWorkers converts echo context to params.
 func (w *ServerInterfaceWrapper) AdminListWorkers(ctx echo.Context) error {
 	var err error
@@ -460,6 +577,160 @@ func (w *ServerInterfaceWrapper) GetJobEvents(ctx echo.Context) error {
 	return err
 }
 
+// ListWebhooks converts echo context to params.
+func (w *ServerInterfaceWrapper) ListWebhooks(ctx echo.Context) error {
+	var err error
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.ListWebhooks(ctx)
+	return err
+}
+
+// CreateWebhook converts echo context to params.
+func (w *ServerInterfaceWrapper) CreateWebhook(ctx echo.Context) error {
+	var err error
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.CreateWebhook(ctx)
+	return err
+}
+
+// DeleteWebhook converts echo context to params.
+func (w *ServerInterfaceWrapper) DeleteWebhook(ctx echo.Context) error {
+	var err error
+	// ------------- Path parameter "id" -------------
+	var id WebhookId
+
+	err = runtime.BindStyledParameterWithOptions("simple", "id", ctx.Param("id"), &id, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "uuid", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter id: %s", err))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.DeleteWebhook(ctx, id)
+	return err
+}
+
+// GetWebhook converts echo context to params.
+func (w *ServerInterfaceWrapper) GetWebhook(ctx echo.Context) error {
+	var err error
+	// ------------- Path parameter "id" -------------
+	var id WebhookId
+
+	err = runtime.BindStyledParameterWithOptions("simple", "id", ctx.Param("id"), &id, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "uuid", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter id: %s", err))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.GetWebhook(ctx, id)
+	return err
+}
+
+// UpdateWebhook converts echo context to params.
+func (w *ServerInterfaceWrapper) UpdateWebhook(ctx echo.Context) error {
+	var err error
+	// ------------- Path parameter "id" -------------
+	var id WebhookId
+
+	err = runtime.BindStyledParameterWithOptions("simple", "id", ctx.Param("id"), &id, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "uuid", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter id: %s", err))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.UpdateWebhook(ctx, id)
+	return err
+}
+
+// ListWebhookDeliveries converts echo context to params.
+func (w *ServerInterfaceWrapper) ListWebhookDeliveries(ctx echo.Context) error {
+	var err error
+	// ------------- Path parameter "id" -------------
+	var id WebhookId
+
+	err = runtime.BindStyledParameterWithOptions("simple", "id", ctx.Param("id"), &id, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "uuid", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter id: %s", err))
+	}
+
+	// Parameter object where we will unmarshal all parameters from the context
+	var params ListWebhookDeliveriesParams
+	// ------------- Optional query parameter "limit" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "limit", ctx.QueryParams(), &params.Limit, runtime.BindQueryParameterOptions{Type: "integer", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter limit: %s", err))
+	}
+
+	// ------------- Optional query parameter "cursor" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "cursor", ctx.QueryParams(), &params.Cursor, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter cursor: %s", err))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.ListWebhookDeliveries(ctx, id, params)
+	return err
+}
+
+// ReplayWebhookDelivery converts echo context to params.
+func (w *ServerInterfaceWrapper) ReplayWebhookDelivery(ctx echo.Context) error {
+	var err error
+	// ------------- Path parameter "id" -------------
+	var id WebhookId
+
+	err = runtime.BindStyledParameterWithOptions("simple", "id", ctx.Param("id"), &id, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "uuid", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter id: %s", err))
+	}
+
+	// ------------- Path parameter "deliveryId" -------------
+	var deliveryId DeliveryId
+
+	err = runtime.BindStyledParameterWithOptions("simple", "deliveryId", ctx.Param("deliveryId"), &deliveryId, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "uuid", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter deliveryId: %s", err))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.ReplayWebhookDelivery(ctx, id, deliveryId)
+	return err
+}
+
+// RotateWebhookSecret converts echo context to params.
+func (w *ServerInterfaceWrapper) RotateWebhookSecret(ctx echo.Context) error {
+	var err error
+	// ------------- Path parameter "id" -------------
+	var id WebhookId
+
+	err = runtime.BindStyledParameterWithOptions("simple", "id", ctx.Param("id"), &id, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "uuid", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter id: %s", err))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.RotateWebhookSecret(ctx, id)
+	return err
+}
+
+// TestWebhook converts echo context to params.
+func (w *ServerInterfaceWrapper) TestWebhook(ctx echo.Context) error {
+	var err error
+	// ------------- Path parameter "id" -------------
+	var id WebhookId
+
+	err = runtime.BindStyledParameterWithOptions("simple", "id", ctx.Param("id"), &id, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "uuid", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter id: %s", err))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.TestWebhook(ctx, id)
+	return err
+}
+
 // GetHealth converts echo context to params.
 func (w *ServerInterfaceWrapper) GetHealth(ctx echo.Context) error {
 	var err error
@@ -540,6 +811,18 @@ func RegisterHandlersWithOptions(router EchoRouter, si ServerInterface, options 
 	router.POST(options.BaseURL+"/api/admin/requeue", wrapper.AdminRequeueFailed, options.OperationMiddlewares["adminRequeueFailed"]...)
 	router.GET(options.BaseURL+"/api/admin/stats", wrapper.AdminGetStats, options.OperationMiddlewares["adminGetStats"]...)
 	router.GET(options.BaseURL+"/api/admin/workers", wrapper.AdminListWorkers, options.OperationMiddlewares["adminListWorkers"]...)
+	router.GET(options.BaseURL+"/api/webhooks", wrapper.ListWebhooks, options.OperationMiddlewares["listWebhooks"]...)
+	router.POST(options.BaseURL+"/api/webhooks", wrapper.CreateWebhook, options.OperationMiddlewares["createWebhook"]...)
+	router.DELETE(options.BaseURL+"/api/webhooks/:id", wrapper.DeleteWebhook, options.OperationMiddlewares["deleteWebhook"]...)
+	router.GET(options.BaseURL+"/api/webhooks/:id", wrapper.GetWebhook, options.OperationMiddlewares["getWebhook"]...)
+	router.PATCH(options.BaseURL+"/api/webhooks/:id", wrapper.UpdateWebhook, options.OperationMiddlewares["updateWebhook"]...)
+	router.POST(options.BaseURL+"/api/webhooks/:id/rotate-secret", wrapper.RotateWebhookSecret, options.OperationMiddlewares["rotateWebhookSecret"]...)
+	router.POST(options.BaseURL+"/api/webhooks/:id/test", wrapper.TestWebhook, options.OperationMiddlewares["testWebhook"]...)
+	router.GET(options.BaseURL+"/api/webhooks/:id/deliveries", wrapper.ListWebhookDeliveries, options.OperationMiddlewares["listWebhookDeliveries"]...)
+	router.POST(options.BaseURL+"/api/webhooks/:id/deliveries/:deliveryId/replay", wrapper.ReplayWebhookDelivery, options.OperationMiddlewares["replayWebhookDelivery"]...)
+	router.GET(options.BaseURL+"/api/admin/webhooks", wrapper.AdminListWebhooks, options.OperationMiddlewares["adminListWebhooks"]...)
+	router.GET(options.BaseURL+"/api/admin/webhooks/:id/deliveries", wrapper.AdminListWebhookDeliveries, options.OperationMiddlewares["adminListWebhookDeliveries"]...)
+	router.POST(options.BaseURL+"/api/admin/webhooks/:id/deliveries/:deliveryId/replay", wrapper.AdminReplayWebhookDelivery, options.OperationMiddlewares["adminReplayWebhookDelivery"]...)
 	router.GET(options.BaseURL+"/healthz", wrapper.GetHealth, options.OperationMiddlewares["getHealth"]...)
 	router.GET(options.BaseURL+"/readyz", wrapper.GetReady, options.OperationMiddlewares["getReady"]...)
 
@@ -556,6 +839,8 @@ type AcceptedJSONResponse struct {
 }
 
 type AdminNotFoundJSONResponse Error
+
+type AdminWebhookNotFoundJSONResponse Error
 
 type BadRequestJSONResponse Error
 
@@ -591,6 +876,10 @@ type UnauthorizedJSONResponse struct {
 
 	Headers UnauthorizedResponseHeaders
 }
+
+type WebhookLimitJSONResponse Error
+
+type WebhookNotFoundJSONResponse Error
 
 type AdminListJobsRequestObject struct {
 	Params AdminListJobsParams
@@ -1690,6 +1979,343 @@ func (response AdminGetStatsdefaultJSONResponse) VisitAdminGetStatsResponse(w ht
 	return err
 }
 
+type AdminListWebhooksRequestObject struct {
+	Params AdminListWebhooksParams
+}
+
+type AdminListWebhooksResponseObject interface {
+	VisitAdminListWebhooksResponse(w http.ResponseWriter) error
+}
+
+type AdminListWebhooks200JSONResponse AdminWebhookEndpointList
+
+func (response AdminListWebhooks200JSONResponse) VisitAdminListWebhooksResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type AdminListWebhooks400JSONResponse struct{ BadRequestJSONResponse }
+
+func (response AdminListWebhooks400JSONResponse) VisitAdminListWebhooksResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type AdminListWebhooks401JSONResponse struct{ UnauthorizedJSONResponse }
+
+func (response AdminListWebhooks401JSONResponse) VisitAdminListWebhooksResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.WWWAuthenticate != nil {
+		w.Header().Set("WWW-Authenticate", fmt.Sprint(*response.Headers.WWWAuthenticate))
+	}
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type AdminListWebhooks403JSONResponse struct{ ForbiddenJSONResponse }
+
+func (response AdminListWebhooks403JSONResponse) VisitAdminListWebhooksResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type AdminListWebhooks429JSONResponse struct{ TooManyRequestsJSONResponse }
+
+func (response AdminListWebhooks429JSONResponse) VisitAdminListWebhooksResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(429)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type AdminListWebhooksdefaultJSONResponse struct {
+	Body       Error
+	StatusCode int
+}
+
+func (response AdminListWebhooksdefaultJSONResponse) VisitAdminListWebhooksResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(response.StatusCode)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type AdminListWebhookDeliveriesRequestObject struct {
+	Id     WebhookId `json:"id"`
+	Params AdminListWebhookDeliveriesParams
+}
+
+type AdminListWebhookDeliveriesResponseObject interface {
+	VisitAdminListWebhookDeliveriesResponse(w http.ResponseWriter) error
+}
+
+type AdminListWebhookDeliveries200JSONResponse WebhookDeliveryList
+
+func (response AdminListWebhookDeliveries200JSONResponse) VisitAdminListWebhookDeliveriesResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type AdminListWebhookDeliveries400JSONResponse struct{ BadRequestJSONResponse }
+
+func (response AdminListWebhookDeliveries400JSONResponse) VisitAdminListWebhookDeliveriesResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type AdminListWebhookDeliveries401JSONResponse struct{ UnauthorizedJSONResponse }
+
+func (response AdminListWebhookDeliveries401JSONResponse) VisitAdminListWebhookDeliveriesResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.WWWAuthenticate != nil {
+		w.Header().Set("WWW-Authenticate", fmt.Sprint(*response.Headers.WWWAuthenticate))
+	}
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type AdminListWebhookDeliveries403JSONResponse struct{ ForbiddenJSONResponse }
+
+func (response AdminListWebhookDeliveries403JSONResponse) VisitAdminListWebhookDeliveriesResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type AdminListWebhookDeliveries404JSONResponse struct {
+	AdminWebhookNotFoundJSONResponse
+}
+
+func (response AdminListWebhookDeliveries404JSONResponse) VisitAdminListWebhookDeliveriesResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type AdminListWebhookDeliveries429JSONResponse struct{ TooManyRequestsJSONResponse }
+
+func (response AdminListWebhookDeliveries429JSONResponse) VisitAdminListWebhookDeliveriesResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(429)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type AdminListWebhookDeliveriesdefaultJSONResponse struct {
+	Body       Error
+	StatusCode int
+}
+
+func (response AdminListWebhookDeliveriesdefaultJSONResponse) VisitAdminListWebhookDeliveriesResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(response.StatusCode)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type AdminReplayWebhookDeliveryRequestObject struct {
+	Id         WebhookId  `json:"id"`
+	DeliveryId DeliveryId `json:"deliveryId"`
+}
+
+type AdminReplayWebhookDeliveryResponseObject interface {
+	VisitAdminReplayWebhookDeliveryResponse(w http.ResponseWriter) error
+}
+
+type AdminReplayWebhookDelivery202JSONResponse WebhookDelivery
+
+func (response AdminReplayWebhookDelivery202JSONResponse) VisitAdminReplayWebhookDeliveryResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(202)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type AdminReplayWebhookDelivery400JSONResponse struct{ InvalidUUIDJSONResponse }
+
+func (response AdminReplayWebhookDelivery400JSONResponse) VisitAdminReplayWebhookDeliveryResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type AdminReplayWebhookDelivery401JSONResponse struct{ UnauthorizedJSONResponse }
+
+func (response AdminReplayWebhookDelivery401JSONResponse) VisitAdminReplayWebhookDeliveryResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.WWWAuthenticate != nil {
+		w.Header().Set("WWW-Authenticate", fmt.Sprint(*response.Headers.WWWAuthenticate))
+	}
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type AdminReplayWebhookDelivery403JSONResponse struct{ ForbiddenJSONResponse }
+
+func (response AdminReplayWebhookDelivery403JSONResponse) VisitAdminReplayWebhookDeliveryResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type AdminReplayWebhookDelivery404JSONResponse struct {
+	AdminWebhookNotFoundJSONResponse
+}
+
+func (response AdminReplayWebhookDelivery404JSONResponse) VisitAdminReplayWebhookDeliveryResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type AdminReplayWebhookDelivery429JSONResponse struct{ TooManyRequestsJSONResponse }
+
+func (response AdminReplayWebhookDelivery429JSONResponse) VisitAdminReplayWebhookDeliveryResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(429)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type AdminReplayWebhookDeliverydefaultJSONResponse struct {
+	Body       Error
+	StatusCode int
+}
+
+func (response AdminReplayWebhookDeliverydefaultJSONResponse) VisitAdminReplayWebhookDeliveryResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(response.StatusCode)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type AdminListWorkersRequestObject struct {
 }
 
@@ -2392,6 +3018,911 @@ func (response GetJobEventsdefaultJSONResponse) VisitGetJobEventsResponse(w http
 	return err
 }
 
+type ListWebhooksRequestObject struct {
+}
+
+type ListWebhooksResponseObject interface {
+	VisitListWebhooksResponse(w http.ResponseWriter) error
+}
+
+type ListWebhooks200JSONResponse WebhookEndpointList
+
+func (response ListWebhooks200JSONResponse) VisitListWebhooksResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListWebhooks401JSONResponse struct{ UnauthorizedJSONResponse }
+
+func (response ListWebhooks401JSONResponse) VisitListWebhooksResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.WWWAuthenticate != nil {
+		w.Header().Set("WWW-Authenticate", fmt.Sprint(*response.Headers.WWWAuthenticate))
+	}
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListWebhooks429JSONResponse struct{ TooManyRequestsJSONResponse }
+
+func (response ListWebhooks429JSONResponse) VisitListWebhooksResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(429)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListWebhooksdefaultJSONResponse struct {
+	Body       Error
+	StatusCode int
+}
+
+func (response ListWebhooksdefaultJSONResponse) VisitListWebhooksResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(response.StatusCode)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type CreateWebhookRequestObject struct {
+	Body *CreateWebhookJSONRequestBody
+}
+
+type CreateWebhookResponseObject interface {
+	VisitCreateWebhookResponse(w http.ResponseWriter) error
+}
+
+type CreateWebhook201JSONResponse WebhookEndpoint
+
+func (response CreateWebhook201JSONResponse) VisitCreateWebhookResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(201)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type CreateWebhook400JSONResponse struct{ BadRequestJSONResponse }
+
+func (response CreateWebhook400JSONResponse) VisitCreateWebhookResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type CreateWebhook401JSONResponse struct{ UnauthorizedJSONResponse }
+
+func (response CreateWebhook401JSONResponse) VisitCreateWebhookResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.WWWAuthenticate != nil {
+		w.Header().Set("WWW-Authenticate", fmt.Sprint(*response.Headers.WWWAuthenticate))
+	}
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type CreateWebhook409JSONResponse struct{ WebhookLimitJSONResponse }
+
+func (response CreateWebhook409JSONResponse) VisitCreateWebhookResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(409)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type CreateWebhook413JSONResponse struct{ PayloadTooLargeJSONResponse }
+
+func (response CreateWebhook413JSONResponse) VisitCreateWebhookResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(413)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type CreateWebhook429JSONResponse struct{ TooManyRequestsJSONResponse }
+
+func (response CreateWebhook429JSONResponse) VisitCreateWebhookResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(429)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type CreateWebhookdefaultJSONResponse struct {
+	Body       Error
+	StatusCode int
+}
+
+func (response CreateWebhookdefaultJSONResponse) VisitCreateWebhookResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(response.StatusCode)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteWebhookRequestObject struct {
+	Id WebhookId `json:"id"`
+}
+
+type DeleteWebhookResponseObject interface {
+	VisitDeleteWebhookResponse(w http.ResponseWriter) error
+}
+
+type DeleteWebhook204Response struct {
+}
+
+func (response DeleteWebhook204Response) VisitDeleteWebhookResponse(w http.ResponseWriter) error {
+	w.WriteHeader(204)
+	return nil
+}
+
+type DeleteWebhook400JSONResponse struct{ InvalidUUIDJSONResponse }
+
+func (response DeleteWebhook400JSONResponse) VisitDeleteWebhookResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteWebhook401JSONResponse struct{ UnauthorizedJSONResponse }
+
+func (response DeleteWebhook401JSONResponse) VisitDeleteWebhookResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.WWWAuthenticate != nil {
+		w.Header().Set("WWW-Authenticate", fmt.Sprint(*response.Headers.WWWAuthenticate))
+	}
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteWebhook404JSONResponse struct{ WebhookNotFoundJSONResponse }
+
+func (response DeleteWebhook404JSONResponse) VisitDeleteWebhookResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteWebhook429JSONResponse struct{ TooManyRequestsJSONResponse }
+
+func (response DeleteWebhook429JSONResponse) VisitDeleteWebhookResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(429)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteWebhookdefaultJSONResponse struct {
+	Body       Error
+	StatusCode int
+}
+
+func (response DeleteWebhookdefaultJSONResponse) VisitDeleteWebhookResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(response.StatusCode)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetWebhookRequestObject struct {
+	Id WebhookId `json:"id"`
+}
+
+type GetWebhookResponseObject interface {
+	VisitGetWebhookResponse(w http.ResponseWriter) error
+}
+
+type GetWebhook200JSONResponse WebhookEndpoint
+
+func (response GetWebhook200JSONResponse) VisitGetWebhookResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetWebhook400JSONResponse struct{ InvalidUUIDJSONResponse }
+
+func (response GetWebhook400JSONResponse) VisitGetWebhookResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetWebhook401JSONResponse struct{ UnauthorizedJSONResponse }
+
+func (response GetWebhook401JSONResponse) VisitGetWebhookResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.WWWAuthenticate != nil {
+		w.Header().Set("WWW-Authenticate", fmt.Sprint(*response.Headers.WWWAuthenticate))
+	}
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetWebhook404JSONResponse struct{ WebhookNotFoundJSONResponse }
+
+func (response GetWebhook404JSONResponse) VisitGetWebhookResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetWebhook429JSONResponse struct{ TooManyRequestsJSONResponse }
+
+func (response GetWebhook429JSONResponse) VisitGetWebhookResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(429)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetWebhookdefaultJSONResponse struct {
+	Body       Error
+	StatusCode int
+}
+
+func (response GetWebhookdefaultJSONResponse) VisitGetWebhookResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(response.StatusCode)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type UpdateWebhookRequestObject struct {
+	Id   WebhookId `json:"id"`
+	Body *UpdateWebhookJSONRequestBody
+}
+
+type UpdateWebhookResponseObject interface {
+	VisitUpdateWebhookResponse(w http.ResponseWriter) error
+}
+
+type UpdateWebhook200JSONResponse WebhookEndpoint
+
+func (response UpdateWebhook200JSONResponse) VisitUpdateWebhookResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type UpdateWebhook400JSONResponse struct{ BadRequestJSONResponse }
+
+func (response UpdateWebhook400JSONResponse) VisitUpdateWebhookResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type UpdateWebhook401JSONResponse struct{ UnauthorizedJSONResponse }
+
+func (response UpdateWebhook401JSONResponse) VisitUpdateWebhookResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.WWWAuthenticate != nil {
+		w.Header().Set("WWW-Authenticate", fmt.Sprint(*response.Headers.WWWAuthenticate))
+	}
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type UpdateWebhook404JSONResponse struct{ WebhookNotFoundJSONResponse }
+
+func (response UpdateWebhook404JSONResponse) VisitUpdateWebhookResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type UpdateWebhook413JSONResponse struct{ PayloadTooLargeJSONResponse }
+
+func (response UpdateWebhook413JSONResponse) VisitUpdateWebhookResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(413)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type UpdateWebhook429JSONResponse struct{ TooManyRequestsJSONResponse }
+
+func (response UpdateWebhook429JSONResponse) VisitUpdateWebhookResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(429)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type UpdateWebhookdefaultJSONResponse struct {
+	Body       Error
+	StatusCode int
+}
+
+func (response UpdateWebhookdefaultJSONResponse) VisitUpdateWebhookResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(response.StatusCode)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListWebhookDeliveriesRequestObject struct {
+	Id     WebhookId `json:"id"`
+	Params ListWebhookDeliveriesParams
+}
+
+type ListWebhookDeliveriesResponseObject interface {
+	VisitListWebhookDeliveriesResponse(w http.ResponseWriter) error
+}
+
+type ListWebhookDeliveries200JSONResponse WebhookDeliveryList
+
+func (response ListWebhookDeliveries200JSONResponse) VisitListWebhookDeliveriesResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListWebhookDeliveries400JSONResponse struct{ BadRequestJSONResponse }
+
+func (response ListWebhookDeliveries400JSONResponse) VisitListWebhookDeliveriesResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListWebhookDeliveries401JSONResponse struct{ UnauthorizedJSONResponse }
+
+func (response ListWebhookDeliveries401JSONResponse) VisitListWebhookDeliveriesResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.WWWAuthenticate != nil {
+		w.Header().Set("WWW-Authenticate", fmt.Sprint(*response.Headers.WWWAuthenticate))
+	}
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListWebhookDeliveries404JSONResponse struct{ WebhookNotFoundJSONResponse }
+
+func (response ListWebhookDeliveries404JSONResponse) VisitListWebhookDeliveriesResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListWebhookDeliveries429JSONResponse struct{ TooManyRequestsJSONResponse }
+
+func (response ListWebhookDeliveries429JSONResponse) VisitListWebhookDeliveriesResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(429)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListWebhookDeliveriesdefaultJSONResponse struct {
+	Body       Error
+	StatusCode int
+}
+
+func (response ListWebhookDeliveriesdefaultJSONResponse) VisitListWebhookDeliveriesResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(response.StatusCode)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ReplayWebhookDeliveryRequestObject struct {
+	Id         WebhookId  `json:"id"`
+	DeliveryId DeliveryId `json:"deliveryId"`
+}
+
+type ReplayWebhookDeliveryResponseObject interface {
+	VisitReplayWebhookDeliveryResponse(w http.ResponseWriter) error
+}
+
+type ReplayWebhookDelivery202JSONResponse WebhookDelivery
+
+func (response ReplayWebhookDelivery202JSONResponse) VisitReplayWebhookDeliveryResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(202)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ReplayWebhookDelivery400JSONResponse struct{ InvalidUUIDJSONResponse }
+
+func (response ReplayWebhookDelivery400JSONResponse) VisitReplayWebhookDeliveryResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ReplayWebhookDelivery401JSONResponse struct{ UnauthorizedJSONResponse }
+
+func (response ReplayWebhookDelivery401JSONResponse) VisitReplayWebhookDeliveryResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.WWWAuthenticate != nil {
+		w.Header().Set("WWW-Authenticate", fmt.Sprint(*response.Headers.WWWAuthenticate))
+	}
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ReplayWebhookDelivery404JSONResponse struct{ WebhookNotFoundJSONResponse }
+
+func (response ReplayWebhookDelivery404JSONResponse) VisitReplayWebhookDeliveryResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ReplayWebhookDelivery429JSONResponse struct{ TooManyRequestsJSONResponse }
+
+func (response ReplayWebhookDelivery429JSONResponse) VisitReplayWebhookDeliveryResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(429)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ReplayWebhookDeliverydefaultJSONResponse struct {
+	Body       Error
+	StatusCode int
+}
+
+func (response ReplayWebhookDeliverydefaultJSONResponse) VisitReplayWebhookDeliveryResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(response.StatusCode)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type RotateWebhookSecretRequestObject struct {
+	Id WebhookId `json:"id"`
+}
+
+type RotateWebhookSecretResponseObject interface {
+	VisitRotateWebhookSecretResponse(w http.ResponseWriter) error
+}
+
+type RotateWebhookSecret200JSONResponse WebhookEndpoint
+
+func (response RotateWebhookSecret200JSONResponse) VisitRotateWebhookSecretResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type RotateWebhookSecret400JSONResponse struct{ InvalidUUIDJSONResponse }
+
+func (response RotateWebhookSecret400JSONResponse) VisitRotateWebhookSecretResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type RotateWebhookSecret401JSONResponse struct{ UnauthorizedJSONResponse }
+
+func (response RotateWebhookSecret401JSONResponse) VisitRotateWebhookSecretResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.WWWAuthenticate != nil {
+		w.Header().Set("WWW-Authenticate", fmt.Sprint(*response.Headers.WWWAuthenticate))
+	}
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type RotateWebhookSecret404JSONResponse struct{ WebhookNotFoundJSONResponse }
+
+func (response RotateWebhookSecret404JSONResponse) VisitRotateWebhookSecretResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type RotateWebhookSecret429JSONResponse struct{ TooManyRequestsJSONResponse }
+
+func (response RotateWebhookSecret429JSONResponse) VisitRotateWebhookSecretResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(429)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type RotateWebhookSecretdefaultJSONResponse struct {
+	Body       Error
+	StatusCode int
+}
+
+func (response RotateWebhookSecretdefaultJSONResponse) VisitRotateWebhookSecretResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(response.StatusCode)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type TestWebhookRequestObject struct {
+	Id WebhookId `json:"id"`
+}
+
+type TestWebhookResponseObject interface {
+	VisitTestWebhookResponse(w http.ResponseWriter) error
+}
+
+type TestWebhook202JSONResponse WebhookDelivery
+
+func (response TestWebhook202JSONResponse) VisitTestWebhookResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(202)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type TestWebhook400JSONResponse struct{ InvalidUUIDJSONResponse }
+
+func (response TestWebhook400JSONResponse) VisitTestWebhookResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type TestWebhook401JSONResponse struct{ UnauthorizedJSONResponse }
+
+func (response TestWebhook401JSONResponse) VisitTestWebhookResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.WWWAuthenticate != nil {
+		w.Header().Set("WWW-Authenticate", fmt.Sprint(*response.Headers.WWWAuthenticate))
+	}
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type TestWebhook404JSONResponse struct{ WebhookNotFoundJSONResponse }
+
+func (response TestWebhook404JSONResponse) VisitTestWebhookResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type TestWebhook429JSONResponse struct{ TooManyRequestsJSONResponse }
+
+func (response TestWebhook429JSONResponse) VisitTestWebhookResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(429)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type TestWebhookdefaultJSONResponse struct {
+	Body       Error
+	StatusCode int
+}
+
+func (response TestWebhookdefaultJSONResponse) VisitTestWebhookResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(response.StatusCode)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type GetHealthRequestObject struct {
 }
 
@@ -2511,6 +4042,15 @@ type StrictServerInterface interface {
 	// AdminGetStats The queue at a glance
 	// (GET /api/admin/stats)
 	AdminGetStats(ctx context.Context, request AdminGetStatsRequestObject) (AdminGetStatsResponseObject, error)
+	// AdminListWebhooks Every user's webhook endpoints
+	// (GET /api/admin/webhooks)
+	AdminListWebhooks(ctx context.Context, request AdminListWebhooksRequestObject) (AdminListWebhooksResponseObject, error)
+	// AdminListWebhookDeliveries Any endpoint's deliveries
+	// (GET /api/admin/webhooks/{id}/deliveries)
+	AdminListWebhookDeliveries(ctx context.Context, request AdminListWebhookDeliveriesRequestObject) (AdminListWebhookDeliveriesResponseObject, error)
+	// AdminReplayWebhookDelivery Send any endpoint's delivery again
+	// (POST /api/admin/webhooks/{id}/deliveries/{deliveryId}/replay)
+	AdminReplayWebhookDelivery(ctx context.Context, request AdminReplayWebhookDeliveryRequestObject) (AdminReplayWebhookDeliveryResponseObject, error)
 	// AdminListWorkers The live workers
 	// (GET /api/admin/workers)
 	AdminListWorkers(ctx context.Context, request AdminListWorkersRequestObject) (AdminListWorkersResponseObject, error)
@@ -2529,6 +4069,33 @@ type StrictServerInterface interface {
 	// GetJobEvents Stream a job's changes (Server-Sent Events)
 	// (GET /api/jobs/{id}/events)
 	GetJobEvents(ctx context.Context, request GetJobEventsRequestObject) (GetJobEventsResponseObject, error)
+	// ListWebhooks List your webhook endpoints
+	// (GET /api/webhooks)
+	ListWebhooks(ctx context.Context, request ListWebhooksRequestObject) (ListWebhooksResponseObject, error)
+	// CreateWebhook Register a webhook endpoint
+	// (POST /api/webhooks)
+	CreateWebhook(ctx context.Context, request CreateWebhookRequestObject) (CreateWebhookResponseObject, error)
+	// DeleteWebhook Delete a webhook endpoint
+	// (DELETE /api/webhooks/{id})
+	DeleteWebhook(ctx context.Context, request DeleteWebhookRequestObject) (DeleteWebhookResponseObject, error)
+	// GetWebhook Get one of your webhook endpoints
+	// (GET /api/webhooks/{id})
+	GetWebhook(ctx context.Context, request GetWebhookRequestObject) (GetWebhookResponseObject, error)
+	// UpdateWebhook Change a webhook endpoint
+	// (PATCH /api/webhooks/{id})
+	UpdateWebhook(ctx context.Context, request UpdateWebhookRequestObject) (UpdateWebhookResponseObject, error)
+	// ListWebhookDeliveries An endpoint's deliveries
+	// (GET /api/webhooks/{id}/deliveries)
+	ListWebhookDeliveries(ctx context.Context, request ListWebhookDeliveriesRequestObject) (ListWebhookDeliveriesResponseObject, error)
+	// ReplayWebhookDelivery Send a delivery again
+	// (POST /api/webhooks/{id}/deliveries/{deliveryId}/replay)
+	ReplayWebhookDelivery(ctx context.Context, request ReplayWebhookDeliveryRequestObject) (ReplayWebhookDeliveryResponseObject, error)
+	// RotateWebhookSecret Rotate an endpoint's signing secret
+	// (POST /api/webhooks/{id}/rotate-secret)
+	RotateWebhookSecret(ctx context.Context, request RotateWebhookSecretRequestObject) (RotateWebhookSecretResponseObject, error)
+	// TestWebhook Send a test event
+	// (POST /api/webhooks/{id}/test)
+	TestWebhook(ctx context.Context, request TestWebhookRequestObject) (TestWebhookResponseObject, error)
 	// GetHealth Liveness
 	// (GET /healthz)
 	GetHealth(ctx context.Context, request GetHealthRequestObject) (GetHealthResponseObject, error)
@@ -2817,6 +4384,83 @@ func (sh *strictHandler) AdminGetStats(ctx echo.Context) error {
 	return nil
 }
 
+// AdminListWebhooks operation middleware
+func (sh *strictHandler) AdminListWebhooks(ctx echo.Context, params AdminListWebhooksParams) error {
+	var request AdminListWebhooksRequestObject
+
+	request.Params = params
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.AdminListWebhooks(ctx.Request().Context(), request.(AdminListWebhooksRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "AdminListWebhooks")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(AdminListWebhooksResponseObject); ok {
+		return validResponse.VisitAdminListWebhooksResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
+// AdminListWebhookDeliveries operation middleware
+func (sh *strictHandler) AdminListWebhookDeliveries(ctx echo.Context, id WebhookId, params AdminListWebhookDeliveriesParams) error {
+	var request AdminListWebhookDeliveriesRequestObject
+
+	request.Id = id
+	request.Params = params
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.AdminListWebhookDeliveries(ctx.Request().Context(), request.(AdminListWebhookDeliveriesRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "AdminListWebhookDeliveries")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(AdminListWebhookDeliveriesResponseObject); ok {
+		return validResponse.VisitAdminListWebhookDeliveriesResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
+// AdminReplayWebhookDelivery operation middleware
+func (sh *strictHandler) AdminReplayWebhookDelivery(ctx echo.Context, id WebhookId, deliveryId DeliveryId) error {
+	var request AdminReplayWebhookDeliveryRequestObject
+
+	request.Id = id
+	request.DeliveryId = deliveryId
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.AdminReplayWebhookDelivery(ctx.Request().Context(), request.(AdminReplayWebhookDeliveryRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "AdminReplayWebhookDelivery")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(AdminReplayWebhookDeliveryResponseObject); ok {
+		return validResponse.VisitAdminReplayWebhookDeliveryResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
 // AdminListWorkers operation middleware
 func (sh *strictHandler) AdminListWorkers(ctx echo.Context) error {
 	var request AdminListWorkersRequestObject
@@ -2990,6 +4634,275 @@ func (sh *strictHandler) GetJobEvents(ctx echo.Context, id JobId, params GetJobE
 	return nil
 }
 
+// ListWebhooks operation middleware
+func (sh *strictHandler) ListWebhooks(ctx echo.Context) error {
+	var request ListWebhooksRequestObject
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.ListWebhooks(ctx.Request().Context(), request.(ListWebhooksRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "ListWebhooks")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(ListWebhooksResponseObject); ok {
+		return validResponse.VisitListWebhooksResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
+// CreateWebhook operation middleware
+func (sh *strictHandler) CreateWebhook(ctx echo.Context) error {
+	var request CreateWebhookRequestObject
+
+	var body CreateWebhookJSONRequestBody
+	var err error
+	if binder, ok := ctx.Echo().Binder.(*echo.DefaultBinder); ok {
+		// A request validator built on kin-openapi's openapi3filter with
+		// KeepValidatedValue leaves the value it validated on the body. Bind
+		// that value, matching member names exactly, so the handler receives
+		// what was validated instead of a second, case-insensitive decode.
+		// Otherwise bind only the request body, so that path and query
+		// parameters are not also bound into the body struct.
+		if vb, ok := ctx.Request().Body.(interface{ ValidatedValue() any }); !ok || runtime.BindJSONValue(vb.ValidatedValue(), &body) != nil {
+			err = binder.BindBody(ctx, &body)
+		}
+	} else {
+		// A custom binder is installed on the Echo instance; defer to it
+		// entirely, since echo.Binder does not expose body-only binding and
+		// the binder may do more than decode (for example call ctx.Validate).
+		err = ctx.Bind(&body)
+	}
+	if err != nil {
+		return err
+	}
+	request.Body = &body
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.CreateWebhook(ctx.Request().Context(), request.(CreateWebhookRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "CreateWebhook")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(CreateWebhookResponseObject); ok {
+		return validResponse.VisitCreateWebhookResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
+// DeleteWebhook operation middleware
+func (sh *strictHandler) DeleteWebhook(ctx echo.Context, id WebhookId) error {
+	var request DeleteWebhookRequestObject
+
+	request.Id = id
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.DeleteWebhook(ctx.Request().Context(), request.(DeleteWebhookRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "DeleteWebhook")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(DeleteWebhookResponseObject); ok {
+		return validResponse.VisitDeleteWebhookResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
+// GetWebhook operation middleware
+func (sh *strictHandler) GetWebhook(ctx echo.Context, id WebhookId) error {
+	var request GetWebhookRequestObject
+
+	request.Id = id
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.GetWebhook(ctx.Request().Context(), request.(GetWebhookRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "GetWebhook")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(GetWebhookResponseObject); ok {
+		return validResponse.VisitGetWebhookResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
+// UpdateWebhook operation middleware
+func (sh *strictHandler) UpdateWebhook(ctx echo.Context, id WebhookId) error {
+	var request UpdateWebhookRequestObject
+
+	request.Id = id
+
+	var body UpdateWebhookJSONRequestBody
+	var err error
+	if binder, ok := ctx.Echo().Binder.(*echo.DefaultBinder); ok {
+		// A request validator built on kin-openapi's openapi3filter with
+		// KeepValidatedValue leaves the value it validated on the body. Bind
+		// that value, matching member names exactly, so the handler receives
+		// what was validated instead of a second, case-insensitive decode.
+		// Otherwise bind only the request body, so that path and query
+		// parameters are not also bound into the body struct.
+		if vb, ok := ctx.Request().Body.(interface{ ValidatedValue() any }); !ok || runtime.BindJSONValue(vb.ValidatedValue(), &body) != nil {
+			err = binder.BindBody(ctx, &body)
+		}
+	} else {
+		// A custom binder is installed on the Echo instance; defer to it
+		// entirely, since echo.Binder does not expose body-only binding and
+		// the binder may do more than decode (for example call ctx.Validate).
+		err = ctx.Bind(&body)
+	}
+	if err != nil {
+		return err
+	}
+	request.Body = &body
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.UpdateWebhook(ctx.Request().Context(), request.(UpdateWebhookRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "UpdateWebhook")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(UpdateWebhookResponseObject); ok {
+		return validResponse.VisitUpdateWebhookResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
+// ListWebhookDeliveries operation middleware
+func (sh *strictHandler) ListWebhookDeliveries(ctx echo.Context, id WebhookId, params ListWebhookDeliveriesParams) error {
+	var request ListWebhookDeliveriesRequestObject
+
+	request.Id = id
+	request.Params = params
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.ListWebhookDeliveries(ctx.Request().Context(), request.(ListWebhookDeliveriesRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "ListWebhookDeliveries")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(ListWebhookDeliveriesResponseObject); ok {
+		return validResponse.VisitListWebhookDeliveriesResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
+// ReplayWebhookDelivery operation middleware
+func (sh *strictHandler) ReplayWebhookDelivery(ctx echo.Context, id WebhookId, deliveryId DeliveryId) error {
+	var request ReplayWebhookDeliveryRequestObject
+
+	request.Id = id
+	request.DeliveryId = deliveryId
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.ReplayWebhookDelivery(ctx.Request().Context(), request.(ReplayWebhookDeliveryRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "ReplayWebhookDelivery")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(ReplayWebhookDeliveryResponseObject); ok {
+		return validResponse.VisitReplayWebhookDeliveryResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
+// RotateWebhookSecret operation middleware
+func (sh *strictHandler) RotateWebhookSecret(ctx echo.Context, id WebhookId) error {
+	var request RotateWebhookSecretRequestObject
+
+	request.Id = id
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.RotateWebhookSecret(ctx.Request().Context(), request.(RotateWebhookSecretRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "RotateWebhookSecret")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(RotateWebhookSecretResponseObject); ok {
+		return validResponse.VisitRotateWebhookSecretResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
+// TestWebhook operation middleware
+func (sh *strictHandler) TestWebhook(ctx echo.Context, id WebhookId) error {
+	var request TestWebhookRequestObject
+
+	request.Id = id
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.TestWebhook(ctx.Request().Context(), request.(TestWebhookRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "TestWebhook")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(TestWebhookResponseObject); ok {
+		return validResponse.VisitTestWebhookResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
 // GetHealth operation middleware
 func (sh *strictHandler) GetHealth(ctx echo.Context) error {
 	var request GetHealthRequestObject
@@ -3041,159 +4954,203 @@ func (sh *strictHandler) GetReady(ctx echo.Context) error {
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"7H17c9s48uBXQfG2KtIeJdOvZEau+0Pj8WSdSRyX7dnc7TA3hEhIQkwBXAK0onX5u/8K3QAfEvWw48xr",
-	"5584kkig0eg3uhv3XixnmRRMaOUN7r0pownL4b+nNJ6yUyl0LlPzOWEqznmmuRTewBumc7pQJMpyfkc1",
-	"84mQvdi8EZ2QnN3RlCdUMzLnekr0lJGzGzrpe77HPtNZljJv4K286fmeiqdsRs1sepGZh5TOuZh4Dw++",
-	"Z0ZYheNa51JMiJ1Q5kSOiZ5yRe5YrrgU+JmRT3J0QhQTCeGacEHOx70LKVjvHdXxtAlY6N0dht4WaN7K",
-	"mCIIyxDd4GwvFPnp6q1PtCSZTNPmFHs043uf5EjtHR8H7JujIOixg29HvaP95KhHX+2/7B0dvXx5fHx0",
-	"FARBsAWUS5mmV0zni+FYs7wFRSyWIlEGkjnlmozYWOYMsCLYZw3gnZAsZ4oJTaRIF2Q+5SlzeCNckcuz",
-	"i+/PL14TmZPLq/enZ9fX5xevG2s6bAGSC80mLAconwChAYyLyQmhIwBtPmWiDhRNc0aTRSjGXHA1ZQnp",
-	"UEHOEzbLpGYiXvR+ZAuSsyylC0MHlJQPfpKjbj8Uj1nAhw8fhoWeMqF5TDVr33haPWGIDwZkpHP1wyl5",
-	"+eo46DbJ4DtGc5Zv3N4H38toTmdMW7YcJjMuTotcybwdhMhsKj4QOerPcnbHZaFIRifMwMDN0/8uWL7w",
-	"fE/QmZkzxkHr0Mzo57dMTPTUGxwEgd9CfADOWz7jehWad1Jpg2lFMpbj1GQIf8mMLshUpgkZsznLfZQT",
-	"lAgpeqJI01DUV+GXO89zkjNVpFqRnNF4SvZfknf8O9zJtjWlAFl9SQkb0yLVZkG+WR+fFTNvsG9WN+PC",
-	"fvLbCKBGWD+yRcty6S1TJM6Z3Xs6Zoaic0P4fWK2RtEZI7dsUYlF+GYkkwXpGEFMc5aEgioSUyEFj2lK",
-	"3ly/v+gSKtSc5YocBAeETigX1RAy5xMuaGqFTlzkORM6FEpTzU6qWcp5qZB6ynKc1rAROQq+7ZMf2UIR",
-	"mjOiYpmxxICupywUhWI5oSKBkZhIMsmFhi9GXLjHeA5MOZY5OTgiU1nk6oRQw+1ET6kORQMMwBEzMws2",
-	"Ny/WNhA1ULWDS+y8ljyPj2ED3ed9wzdas9yM+f9/DsPPB/u9MPz86uzj//6b10bJ52OjEEAfrO6tUT7K",
-	"cJNVKwqwEafcyKUpVcji3+7vB13fCMno71F/7YrqqmfdevaDdn57I0fnySp8b+SI/PTT+feG2opcsISM",
-	"czlzwrKHRCkm1f51WH/SJ5fvr29CAdqIGkbey3I5y7TaA4HB5l3f6EpYakmQhy978ZTmNDabO5b5bEmO",
-	"ejuqNMBNRvW0wgxPPN/L2b8LnrPEG+i8YHX0mMmo9gZeUcCTLbIyZyqTQjEUlXHMMs0AXbEUmgkQUjTL",
-	"Uiug9z4pVOHVJH/L2dgbeP9rrzKM9vBXtfdGjnCaVo1P5tSyv9FEspJqqIFYsqyafDKWhUi6J6DpCNeK",
-	"OLPCEE/NFqtbG20A2kf3yuecwu2VGnfTazXd/FAK9QupfzDg7YC9cu/vPZbnRjEBQQqpcYUGnN0wfAav",
-	"t+D4QgKKDauBeceTvhn1O5pcsX8XTOmngXkuwHIkOQ4CMnFAxpylCQk95IbQM1KyJMsvX4uhFzchV2RG",
-	"U0PZLEFhPWNKGRVpeALFTGkAGMkCsMHacfwnLttIRpoS/OLLlzQUC4JaBUYckKPgCHTEUXAMWqEQt0LO",
-	"BcllAZJfJGTG9FQmyidH+/gMDQXoJKMxDGIM/Rj155PjICCdOnK4QkM1XFpK6J2g1vq/PUsXvfPEohIN",
-	"fzNKKiddM+hhzdBNqKYjqmDoQoB1QUcpM8Ltwfd+kPmIJwkTT8M3MBShcczUs1NSTNOU5Q5fVBCQ5EAh",
-	"NXlzKsU45fFT2WTJpjaSzlrfpFAscZIu4eMxM+ZHg6GeaaFtQMDk1l1YMW4QB8jhRjl+mYgA9WpV0Jcv",
-	"aM2ozyh0jbBIJEOyGLHUuMlorLnNMQaBse6eYTlfMPMlXaSSJjdSvqX5hD1t5Vc1ciNaSpLCWM8rq53B",
-	"XI4PBHatc0ZnP1jPcm08wLxYup9G/EVvqdK9szsmdO/8+8j8biyAlCpNmPl2YPA35WISihnSd5qSESPG",
-	"F/aJkoQ6A1RpmRm5EkshWGyw2ycXEnkA5deNlO+oWFg0qach+UZKMqNi4RCinlWCvVAkp5oRcNlAChve",
-	"LjLScS4Vqg0jddBRiWUhtHGYFDMqUrN04YOraUir61u7FaSjE1bGfjBYto6fsegNeYbCWGA4PuCeKNhV",
-	"RWTGBFj05i2aJLmR4BCN0A4bHFk5FFreMqH6BMyp0vthZMLvmCCimI0YxKcUhjvQbq5ZeV9gsf0kaKGn",
-	"Muf/YU+UHe+4UoYtzVKtbMLwBIFlPcNWb5uhgYsPHz70lsMtmxCyHJ15AAAsTGXcxBjwBiVJwg1QNL3M",
-	"ZcZyzY3DMKapYiuGDfCuUXfC0EIOMUbFwJwYoOEg42LGDCGSN3LkA6HIuWC5j5bIXOa31g2GkIcyCAAu",
-	"nxork2ufzKfSOFgxS1OG31AIVKKtwAoWipSLW9UnZ3csX4APDfEviMHayF0ZJrujacGQQ0SRpkhmWW2h",
-	"91452XeLNUEkVYwgejSfSnbH8hp4LgDXKRdqFuTsDohwmWmN8eRcuCVHzfc+4T5s9bXQG2QFS4ZqvWQF",
-	"h+CH4fnbs++JFAwMA/ceocpAtOw6boXQvf9DLmftM9sJSwBWZjYe+JPmNuLrfI0mQYSDLVw69cA+LxRu",
-	"GmzAypBIhOsG3UKiZfzcQO6sLbP7Y54rTajWbJbpHTb+oe7d/wxUUK62BqPfoM+lvWiQxMdyCjn6xGIw",
-	"oRyjv+XoFG5k9iZbfJIj+Ms1m6ltBFoKlIcSCJrnFKzdKni5ivBLqpQRKFFsY7TG9amC8XTCLKKldVbM",
-	"PkDQ1Hg8T8Ky8hogrcXataZoGzwCZ86mMdbMP2SRt8amFNIWEwlLyOn7d5dvz24Ms+aOi3htrVNZ5D4Z",
-	"LYgBEqJou2zHzSJjp8YgaNsPmSZM6UsmEi4m9rSh5UzL4BgD5vhCeexRUT9EooXh9epUpMHkiSzM1qzd",
-	"JTQDDFAZy99xUaw7SgBcvAzIDJ5RvoMJmM4aNxjrtY/AGzvjC6deizFksRbqtRgxCqo6CcIov92yE0JJ",
-	"RnmODpmQ+KPRV6CfnmdHEb5TmmXrbG4rhcFIVGAiZ0YdaLIfBH4QBAiWWYfRlKmcg9dYGMOskqAjKVNG",
-	"RSVCd5cPH+D5VdiX2NMiemlF/ipf1QlmDUVXQLayOMrpRxpA7wVzEh7P0D4ZI8caxFZOlyHLpmig1YTN",
-	"MfdLmdfQICckwDhQY1wboxGyBCOnMFl5XBOsHtf4Hsiaod62SxeWS2/4jClNZxm86yJrTbA/GBk2h5PI",
-	"XIqJT6hyutFoX3grInNZpAlRdEG43skYkoWO5axFCkR5IQQXk4h0jCeN0nPBdNcnkVlKyjRLIp9EOdM5",
-	"Z0lEOmPKU5acuDBIKBzOxjJN5VyZV/GZ2sPOokNZbB5JpdIRWHil/VoyEJxEwbGsnRaikjAUsd6VnVSF",
-	"gppZAV6n0SN7XCDMzv3s2SUane9WBCoeRjZsAAN7vmdAqlsGNRKvUKk0zfWTt71uJD1OxzpKbxgxFTAV",
-	"NVa77ahsA6c+wYJxmN/dirGQbxNT5cBt8J7CoccbOarF4tvcKDkGK9m8784vqYaPLxThIiuAYRJu3pxx",
-	"YXwtPBbLMoP1wb33enj5y/dnN2enN+fvL9at6TXNvmeaxWbuGlC+dzm8uj775fv3pz+9O7u4Wff6Jc0V",
-	"+956dY33r84u31/d/PL67OLsargJgiuWyVy/ZsI4jMtQXJ1f//jL8GL49v9dn1+vHYGr26Gg6UJxVXv7",
-	"odzwxQWemcFmGCki2PuxN/h583avW9uDv/m9NSjd9traVWx5bT36Hj7WTz4eocfQcwaeI+6UcFVl7Sr5",
-	"jZrKmMxS1ve2CYf1fF7H6rkh/8eu6TONdboAppJjEmn2WUcYXEyqPT5PotWFNn5v49fKSm9yjWNkXQvc",
-	"tXm5rR41z9nMpZqV4qmZZBIsH+OvDDSjn8/xXZe14T6umokGI+3moUPAC0XMQ2BQNAHZCsrSPjcWuG27",
-	"m8LyERKeOzrZlV2RsEr5fl+q3qYs/bhtefCrb+dvW94/GE319JHLUZrqQtXBkrfbYbFvtUHxlBDfiMa3",
-	"kxyOLj7J0bYoGwbYylNK9GpCwSFGyD5nKY+5xtAbKe0LjMf9dHNKzq/fk29eBvuoAZllYT3NGQvFOKcx",
-	"gk0SPuFatUXv6kp+6ZS8jDFnuYwZxlvd46Qzo5/JoTXbVHezCe17n3syT1juDV4+1KwztK1omu6gbVqs",
-	"rI+1cb8142K+xGNGXTPaq/WGO+iL6ux4TJB+SBk23Gqm1+Y5fvA9viEF5ym5MJuFZ23yfcxxgQS2dUSO",
-	"8C95cYXOCl0lBVmjHqIZFTJKmd8n1zovYl3kjNxRQy1ktAgFxDoXGRuQ4fklZghdATA+aRgW7su6GLLf",
-	"haJuE7gHlxU+fo+0v2ZjLMcb3Exkz375SUnRv6Lzd7jVdcwdLbsHz0LC3+CoVoTtNuQbObrGVxpDHdZE",
-	"9M4D3YD1Vx/m4MH3iix5JqbaD5ZFb0Wf5cpLknQM6Fciqs7hTZeoLlHqIK8R6l87nPurR3JJh4YCPsVG",
-	"b4iEMJqnC98F2CM4CI0gTGUzYPFEqJb/GgpMgO1uZJUvCgxX1Lqy/lMbfjRiAUmhTy5lmhIG+vPQHXSS",
-	"QmietskZIvNQoAhuhgVsmNH4bGWQ0fO98kXP96zkbgsDOMZoldHgfZp5UI/XJh2e/3J5dfbP87MPq76i",
-	"v2QuLbtxbc5hG2j1sOvjqLmKjxibeWPsywZNtj43K8PPO4qGJQqauWhkPXZjJ2+jpVVhurJDpXWk3TO+",
-	"sZp8NJDIin1kOQwpjGsypVnGhGrm2R8EBy97wWEvOLrZPxgEwSDY7wdB8K9G3J5q1jOTtvBRLZM4DJP7",
-	"o4ee+XPg/tzgn0HjTxj2zX8OH/71t1aFXimtcqX9G5y+/LHHZ0YvGixBouzAm3A9LUb9WM6gfCSx/+rG",
-	"FjV08W5+5TKpQfbAzZLDYPykvSyl3HAqfJjR/DaRc/O5nmaQJeOlb+5E0pcZE59nKWJc9eR4zGPm3LD+",
-	"XOZJZbTO0r77pZWNyh83+nY+GVHFXh6RDtVkJpUmdCQLTY6NzCQJi2XCkm7Dex0tgKBrruCrYBdf0PfG",
-	"PGWYx7yamL5ZEJeL8RuYb+OgdfGbr+BDtlBRixO5JCa/3Iu8hJzb0rp8yvJmMmHpurNu+JFoSai6tdUR",
-	"LL+D9CNbGoK6tjqsquQIFXqay4zH/TilRcJ6h70p5bdF7yA4OAoOg1e9u/1BsBJJ2FSYMOz9i/b+E/S+",
-	"/Vj9t//LYK/38e9/a4uiYEpy+9LwN2IsrxRqP6L7e0ORDw8RZjBnKY1ZAud0UzTsjZQjkXkoai71upjN",
-	"aM4VJscaPmea5FzdKrBy7u/jXGYPD2RM8xnLFeGC3N/nbMKleHhoC6Zs5R8HzoYD6PuWUVdFQwMv/8Rk",
-	"GGeZOdy8UHXkAF6mMk1Y3tQc955ZpjfwZpT/h4GhO8Fxr/hYk3/SNGULG5OqA3ocrFD2Eh/YfWzjgGVn",
-	"6CmRwaEmKTPmpgsNfpKj80TZ4KBCl0y1xAXxuRZbrzTZ4Nh0KQBI5lOpWGmbYqanWQXhIk6LhCkoJAGn",
-	"onH+uzVqWAX7ajgtrXO3kJ2tfMTtNb62fXzNdcraCuEeExfEQXbZ6a8r0NvpqkWm72LJPlasNxH/uNVB",
-	"DnlzE47XMP+U0cQeFX3JlrlhfJy7fUFwYP+0/UryxVUhGuWIrWwMfgKZT435QnU8ZerEVhi53OD2XAVw",
-	"w0+l0JSLFmZ+b9xP4GPkW3d0Hds3MKHNWHikE1PFeooJxTW/Y0sFrDfTXGqdcjE5+xwzHN5/HOadw7Ax",
-	"7bXFFXHvfQfe8qNeTKtyVYt8OEhYV7wKNZyw2VavlSWjW2pGK87aKYpTT/z7EuKt43Mj5W4OI7abVkCF",
-	"LabVP+Qcs6EBZfCY7xK0SZEZJO5j2k0H4t4RskDkQwhgxBbSKCYMefhkhgXqVJA5y1mZUmnDHJudWvdw",
-	"u41kC04V6bBZpm1FrAOmu3Nu0vrkv2UX2SKsBlfrntSCon/6k8CxjNvCSXDIagajFhFETSGXJpYiZkJD",
-	"dQDmGa0cGa7Msf7gT3FdYGIRlKng4sEhgGnZE08CN27pV1bsK8TTptQb4aovV+jPGMPZFqwJNgZr/mDB",
-	"mRJvN60UOhTksejDPDRQ1jQU0AChKhl9oeyJDRSioO3HkrJwiIkECiOpwiqV5aYYm3bjuRFvkFOmfD42",
-	"YGXf2awaqpOaHc9nHqnB23moPCVBKNuYyeaKPjpKhwnA8aKx9FZLZCpR9qygHI8yV78WP6R8Mt0BqSlV",
-	"+poxsT3prmGEZY2Jm5u0Ww5fYzjbl6G9Q87K+dUUkwkz+OBebR5P1ZblN1Bdw836rXzCadVXyi9enxGM",
-	"/nORc724hj416GxBSdawwEwO/PSDk7tvPtx4q+kTp3IiuFGgWN8M5Sikc3V9cPyy65M7lvMxZwn2LVGo",
-	"4qGpSCZl+kKRNx9+vB6EIuJKRT6J2OfM/IFRfikUs2YMSqxfeBJh7d+UxbcsOXGVSnNR5uLanAnsvWP8",
-	"Itdlx65/qnWG9WlcjGWLCFYLEU9zKWShllJDFOkMz4ltjqH8ynzIaK64mPhkQjOSuDNvPxQ5V7elQeO7",
-	"qMikdMK7fTJ00rhqiwI51nrKBHSGUKGIXp/dkKpr1D1PHqI1x2wcst3bjtpIedIWCkxxicyQUVngKhhL",
-	"zPR2Q3vQkkbzUcrImw83ZFSr1jux6fM5C0WjYcxyiS/WKjVLlAZlmbZ54oWy9bGhwORilpRpMSm/ZYgP",
-	"zLcpy4rZZ650bSWY2AcVulOblq2mNGMkug892xpgQEIvLILgMLapIPCBhd5D1CdnNJ6WiYGhiGkOaQ9U",
-	"kKjeSyAiWHGI4FQ9Gsp+DqIZU07lZGDWRXhS+4HE4Hd3VkevtZWBYj4OQ0ygyl3xhIWCa58IqMmDAlnD",
-	"Uow618gGrOBsty7bBt5+P+gHkCiaMUEz7g28w37QP0RFPgXerzWCcWfnE9ZipCDKq71TBqJ5WZxCOqMF",
-	"4ckAt9UW6xpjBrMKWNL1Q1H2LxrzVLMcQopNKo9IlhaKROgVoxigVX8lM2AociomrE8u6QRSnWybIjwV",
-	"x3IOIgUUpEzYi+r0HCCCPZDjZe6yGepY7cmlMF6R63OljJukvGZTrjWpFdUje7UuWetyX5eftkfy5vG1",
-	"wRtEIXf8vq6xV2mA7Nzlxtk/m2Z3jfbKKq2WmZ0FtOu8zoxqnRVmqxEd6dCW0sc2MMoSw/Wdzba4d+vR",
-	"4Br+UA1lsLbo2+CFzxjpOGN+swm/FnKXPAPBnF0R2XQxdoK+7An4zIDb6NxTIf+41NHpIAierZlTo060",
-	"raWNTdUZo01hROcRTt82agnmXq0lEbyyv/2VRvU+vHS4/aWqJY154+Db7W8sN4GAJdsI6LZ3XVW/7yk4",
-	"GVx4A89gzhohNbY0WohOFBSNGBR7H81bS6oFLJi1+qVsqGWLz8G6g0J5I/FqBfbmvzaVcV3F/FCUvYd4",
-	"4trdHa0V8a+ZkfCPFvAYPPtV6HVDB7LdibTeFedXpNLgaPsbzeZjvxVtv2aaUFEn7N3peq+eoN1uQBlj",
-	"0z71AtR3rn3CROJbcvaJrRPDliQGwGYB8Am2VCxLIrGMjgg5Jx0+NqB3Id+waq1ZpCmJbB1a1CdDY+PW",
-	"qixt+rrQOTTQGbh2jy7C62awM2Lc3k0f1OqioQcCPtwPxVCUME4pFDAaj8poS2qXatY/LXRiONS8a6x7",
-	"d3BARRKKKXyJoG3h22GVdvr7499aUd8aFnZ08xcfPxsfD211rkMtlm4ZRWHMnJQL9gi+RoaBiK9sq3I8",
-	"E+A+tzZLdn1kbMOD0v1BxzU6dXWtoRgtym4qXGnoOBNBjDe6fH+9HAWwMEXoGdu1hQL0Y58MGx2Pa81e",
-	"gdrMDM52xgSh2DhoSSg6Ua0DR9QFIYRu6FoGxAX8QXVn1d3mz6tFg2+f3lRuWuv35yjqmZp/YVfPZGX4",
-	"/m8mMpCSn679oYGY2mjc1nuMrQY+6sNgUUETlkGtnTI+5ZMpo7keMWr+v9xZLi9S23LzIDhynTbrguFF",
-	"rXncFg17hot7Io/7rb2meFI2Kq+63xmIGL9jiY8JGKqYsbUtlRsLflQH8+1SBxKdAaQeblhT7LQ0Id68",
-	"30utfeGahV7tnoVNXc4adzLAXAe7CIOlFoV/GRfPJCkQr0vcSTrXEOPtXZs9R37pPkJ8WAd2vZVx2uie",
-	"XmtRVBkVVW+yFxgy87HsBZxkkRXaDwWEU21bea7RJCh7yStNF6WtYp4sRDylYgJ3LJQyGisCMRiNP6su",
-	"5lTrucS2Olzcmneieg+vyBVECTaHIaCFiWvqVf7qgIEjEmu+VG3dbEK/FDELRcd+70aFPBg+JlxDZxJo",
-	"2dn1XQS5ruwR+n4oWi2iLTaPzaR6VqPn4Fczemwq1NfoPv7wlwVVs6Ag3ErrDQNjKsioymt7RlMqpgK7",
-	"7paDDwgvu2lbEDrRCkgQDai/FnV98+KcqhrDdKLhEvuYgQ0HhaL+IrghzW6INsLcid7YTvnl7S3Vi7ZZ",
-	"7W8iy68K0dwjOK4Gv6u8pmKrFF+6PmG9DL9iwrCMvZylUbZRBTnLiggUXOoWn8cKFmvG2ZkMnNWpdboY",
-	"2EQ6I96hZfGUNTSFu5WIAJUbhxEqUhtHtTGeAg8muSwy1cgOtqKSwE/dNvmISqpRzPNoGbl04QoKS9ju",
-	"72xG+LPIydaKo4dmHoXOC/bQLqu3SBF3B8Xv+/gg2IHj2rrJm3f3d5htucn3b8XldpcJdVzXKZMuBKnq",
-	"f+F+qBq3w7nGMrNvNdSseaBIpxm8WWPxYQzHB9vFCpxQMBpPuzaB2lWEV0LK9tUsfTmbfYANp+EcD87H",
-	"0diDVOT6kftSRLkp2VHo4H+WJTX2Fgazz+Y398mHeiK1q04woqc8IBVJKCL7fESUMTCnLmscm+aN2JrI",
-	"1G522A+uV9zXkBJL9R47yYfg+WeHnP0W/f+hqhFJ/DIPwmW7/95PL/9IIsRuRYMLRwvLU1stBOVa7LbG",
-	"hk6xWakckx36rPr4aYn5Q1E20XUPwiCYBOITW6pfttM3/lGRM7yjDQv6QyHvbOv6WkPe9ra4LxShE1YS",
-	"XMrvypbnqk9O5SwrdM1dw9PigzJlzUw6vDx37Yo2BZ+wOfHXDhLjLGsMbINDrjSPHUP9ec/2yw66eFQ3",
-	"SY1u2ErdtRzW9eee9sDebjlRjIlG/+eXgSOPAZjBPAHDNBSRa64Z1W71hPT1OKV8pro+mUql/XJonvju",
-	"wjbfHrI69nDhUp/UcnsrlccFGUOOb58MG+3R4aqNUMQpo8ZiThm9sxmAKYdOthCR2JhB9sEi6SuSci0J",
-	"eQ0p250qTQDADhoC/xW0bQSVQ8IGst6YBtm4u0TORUsqZL95HafxlpcaAmEPoBOSUQWkjMfj65oKSQF3",
-	"aOJvcAtWRv9dMEiEtQlL2MDfCVybCdnZf+m/evXKP9h/SUYLzVTXJjaVGZEduMUxFG+u31+Y+ZWWuTEl",
-	"arfFOqwSpmKawRUYXYguQBWJfZCi3WoLS3F01xRZ01tmns8opIFTvMaG66XrQKHyLxT1Bki2CfQKMiU2",
-	"2qtbPLb1ElK0KhNNqcbefhZLtqtfiayqWh5CuPV6dgNdKEYM7/zJzebZFKQuwI+tlY212wAP7WN1yzMF",
-	"uRI5yxjVNru7T2wEBtMy6u/NGLU+dtkvqk2crM9F/TNfwvqbX3j7X5iN+zUP5n+n+Ze/WTZlo6nGUjal",
-	"DUL4W4+FmmW6Pml0LvNJoxIURNNKwwcs7Z2LqlkMAtVfipHYe7jQw4fMlZUwx1JINFofLHzKMcqvFCJc",
-	"aXD+xw4P/pcE+3DXUOGuD+ZtT0e+hLvhtHUACxC2VDQi7kt1YvZ65apWjNxxGorvWJLL+LYLV8QVeVWy",
-	"ZlOvbLccY0rYmfDCO7BCMsRqPxSP7rFYL/w6nTKauav1B3aY0rIry56I0rk0Js3ZDZ1EaD/ZI15j3DG0",
-	"bhz4iWTqBKqJSxOWCxI1brq2BTyiOkrG42NISosOgyNyITV5JxOoFozK22PgFkMS1S7HG5DDiMRyxlDp",
-	"hmJDsMTVSsFoZahECqYAG2/NGktkYDOIOeXa3qjyfy4i0gmIluQw6NaPVHB2YyZLKeDG9hIVcAWqwla7",
-	"yxjoUHIQBNU5/Sc5wtMyqBsJxUW5ndYWOwyOVrL4GuftzoKG9F0snguF80IhKCsLvQJH/fIgtweu9K5y",
-	"YUNxxYzs5FIMCF1JJbxlcK8IUkHCslQubEP13L1GOodBKBJjaRciNS55LMWYTwozEVQAzrliXVs2AzfK",
-	"2PKuEyx/hJWFImHQXbJM8udV6sJRcGSrBMWilunfpma+LLd/xfgqaQcvOM6wABIudBaLciPthTawW0gU",
-	"jb1YZ6vViHDZQEXz+DDY3Ahlhzqz+o33T7Ty7Gn3aoPSSgqf4SPkysmYzql7sOv5HjZhbXQ1319qN97S",
-	"hODYNSGo9Q/f1KvAHsWDrwgl77t25q6abUtooe26CFIuml3xeGJIHgudc+OA8JiRO5lSzVOuFz5JjVSU",
-	"Y/cWFkuj4woOEtxVJXROYw1d9eCqzCyTuS4E15zBxaKxnM2YSOx1qLa5GmFK01HKFRy5YEc+EktL/HdG",
-	"SCQc4mDjhXnCQmBoUrDUwsANwg3/micQeqhdnlFBJ/ADgWRkNjGgLBXqb+qw6pouNJr3WmptdNytda1e",
-	"v+MPjfa2m6gMT4PWkNjhVhLbfyKJeVbJQ1jbXobe0iaL9MiVMU7Y55ixBE6tnkKWSNCP3Ymy6f2jt2G/",
-	"tg1Vt9ZtW3FZPrkjx+Oyfi3efhoSG42pH0/PBw6RD4/wyDfWfj1XWqnvGZtv2zvwDHQT2/nSYmO3Ll9c",
-	"fIipWO3JTErzNHWd75p6k3RQsaZOCUMgMuEJEVKH1sIEK4oLUlOm3cbN2H9IlP2KiXU7pMn9Lir13sgR",
-	"uXZxtW1+3tcr4wlFVcdDRpgUDEZ/PfXqlrFMlZHfUupE3RNCXeFcVVnHy6sr+8SODVV4rbeoNmp8QvEe",
-	"L2cW6WJNww2shYUcN2fHWweSiSSTXLRWA/yuK31+r0U+j+Wkv6p1Hlmts2OQZ1t1zjm2U4ErlFxYgGI/",
-	"xUYRiA2JYAO18kp0eCIU0Sc5inwSJVRTdLbNtry5fn/hY7WL8WGNNuhCwS7FJiUYikHN5YeCkmhQnVND",
-	"wAOscHxs/9h5mGi+wx2giwE5DIIg6pNzTeJUKqZC4VpSuCoUuMR1jfSoNSOC5ZVVQe4cbbm0yJ7BKXyD",
-	"VYmzzt/nLmxkPPJhNaDrPLs6Xj024UqDlksO6vGK6ABCR+QUeSWC1NecWdDAJcJ2ohJ2y8dENEpGuZyj",
-	"MIxg/mtZ5DGL8IS/AhTcMEEoOYCuAcNCT42ThJxYHjseBcHeUbC/dxQcuXKrDR1msH/T+hDFX0VWs4Z4",
-	"82rEHYpQ8GRAQu/uMPRCAS8N8NDZ8NuA3IceT0JvEO7kB4SeHwLA8EZlwMP3qA3hl8oEgF/Qdwit81C1",
-	"mLIfyxtwjW8TVp4MDLXOl3FT5pse3a8erblM1cyl17Hm/QP7/kPVJO2vOrY/iy3sCtJsZp6NEW+rSKvp",
-	"yinc4fifjSkvZXaVsTL4HeuTC+gbJyTWDvTbpJq9HPJLgoz16yI9ebu7RWPnbjtjBvifinbbPNEb/Pyx",
-	"eZB7xwRTdVcE0WpxDJbTbijW9JYp11tO1St51LTQoJsSORfYCAfKf9DvTbnSzBj/nfmUx1Myh3FKXxnP",
-	"lerMrLqQqo0qr55BbETqiCqGxXc0nsKNIZBOzifQS9bYDMfBYaMXHlVSDEh0XQfSGESnS+AVgt5RDnct",
-	"RcYSib5309V/2YnArgxWf2/0BUABfR1jatzjDfo2jDyDMX8hjfJ30D0j9V/B1QnryL/5YrPb6M8fjaGA",
-	"DRLbMpmgpyFJ2J3ne0We2k6eg729/YNX/aAf9PcH3wTfBOBf2pnvne0CIq7dMkJKksYQHF6eu4oocJtP",
-	"rLGNrjOmQJAJ04ocBYcu4a1sOqVst0Z5C6do/cpywqxCM739wiLk4ePD/wQAAP//",
+	"7L1pc9s4uij8V1B6pyryeSlFXrK0XOeD23H3OJ04PrZ7cs8Mc5sQCUmIKUBDgFY0Kf/3W3gegAQpUovj",
+	"pNMz/SWOJBLrs6+fO7GczaVgQqvO8HNnymjCMvjvKY2n7FQKncnUfE6YijM+11yKzrBzki7oUpFonvE7",
+	"qllAhOzF5o3omGTsjqY8oZqRBddToqeMnN3QSb8TdNgnOpunrDPsrLzZCToqnrIZNbPp5dw8pHTGxaRz",
+	"fx90zAir67jWmRQTYieUGZFjoqdckTuWKS4FfmbkoxwdE8VEQrgmXJDzce9CCtZ7S3U8rS4s7Nwdhp0N",
+	"q3kjY4pLqK/oBmd7osivV28CoiWZyzStTvGUzvnTj3Kknj57NmAvjwaDHjv4YdQ72k+OevTF/vPe0dHz",
+	"58+eHR0NBoPBhqVcyjS9Yjpbnow1yxqOiMVSJMqsZEG5JiM2lhmDUxHsk4blHZN5xhQTmkiRLsliylPm",
+	"zo1wRS7PLl6dX/xMZEYur96dnl1fn1/8XNnTYcMiudBswjJY5QNWaBbGxeSY0BEsbTFlwl8UTTNGk2Uo",
+	"xlxwNWUJ6VJBzhM2m0vNRLzs/cKWJGPzlC4NHFBSPPhRjvb6odhlA+/fvz/J9ZQJzWOqWfPF0/IJA3ww",
+	"ICPdq59OyfMXzwZ7VTD4kdGMZWuv9z7ozGlGZ0xbtDxJZlyc5pmSWfMSInOp+EDkoH+esTsuc0XmdMLM",
+	"Grh5+p85y5adoCPozMwZ46D+amb00xsmJnraGR4MBkED8MFy3vAZ16ureSuVNietyJxlODU5gb9kRpdk",
+	"KtOEjNmCZQHSCUqEFD2Rp2ko/F0Exc3zjGRM5alWJGM0npL95+Qt/xFvsmlPKazM31LCxjRPtdlQYPbH",
+	"Z/msM9w3u5txYT8FTQDwiqX8jmXL86T54BP7u8H8X89fkS7XikQLNppKedvjSbQXGMpj7iOmQgoe05Qc",
+	"Pu/FU5rRWLOMjGU2q0LIYP+HAX05Puzt04NR70V8mPResqNx7xl9PnoRv0x+YIOx2/qc6mm586RcbdDJ",
+	"2D9znrGkM9RZzvzjMFNS3Rl28pybJ1dv2MOnX9iy4ZbpLVMkzpgFeTpmBpEzg+99Yg5G0Rkjt2xZcgP4",
+	"ZiSTJeka/kMzloSCKu9cXl+/u9gjVKgFyxQ5GBwQOqFclEPIjE+4oKmltXGeZUzoUChNNTsuZynmpULq",
+	"KctwWkM9yNHghz75hS0VoRkjKpZzlpil6ykLRa5YRqhIYCQmkrnkQsMXIy7cYzwDWjSWGTk4IlOZZ+qY",
+	"UEPkiJ5SHYrKMuCMmJlZsIV50YNbZLzl9dWoWCtWPnsGcOs+7xtyoTXLzJj/9x9h+OlgvxeGn16cffj/",
+	"/9J8vWPDB4ENrt6t4bnKEBHLTRVCb8oNOZ5ShZTth/39wV5geEP0X1G/dUc+x23bz/6gmcy8lqMmtHst",
+	"R4hrGdN5JlhCxpmcOR7RQ6AUk/L+uqw/6ZPLd9c3oQAmTA39ejrP5Gyu1VOgk2yxHaJW2UdnS07egKr8",
+	"S1H0PdKYNsJkSVBxCpZAPZgaHfSexYes92K0T3s/JAesdzR+Tl+OBvF+csC+yhbvzctqLoViyATjmM01",
+	"g/3GUmgmgP3Q+Ty1rPfpR4XCWTnJXzI27gw7/9/TUuR9ir+qp6/lCKdplOXIgloKZ2QMWfIrlC1YUhc6",
+	"AjKWuUj2jkGGIYYROIHRnKgnZftyZNMC7aNPi+ecKNUrZKl1r3lS133Bri+k/sksb4vTK+7+c4dlmRE5",
+	"AOeE1LhDs5ztTvgMXm844wsJR2yoCQjuPOl33EotYH/Zgu0gj73okqbIrOD9eyv7+JEmV+yfOVP6Yas/",
+	"F6DbkAwHAfY1JGPO0oSEHSRcYccwtAK9vnx7Bu7dhFyRGU0NhrIE+eqMKWWEOIPbyBEKEdUwAVgb7B3H",
+	"f+C2DROjKcEvvnxLJ2JJUACAEYfkaHAE7Pxo8AwYeC5uhVwIkskcmLRIyIzpqUxUQI728RkaChAfDHM3",
+	"B2NAykgqAXk2GJCufzhcoSoV1rYSdo5RwPg/PQsXvfPEHiWqpmaUVE72zKCHniqWUE1HVMHQuQD5l45S",
+	"ZvjQfdD5SWYjniRMPOy8Ad0IjWOmHh2SYpqmLHPnRQUBpgsQ4tHNUynGKY8fiiY1rc9QbKsfklyxxFHs",
+	"hI/HzEiKFYR6pI02LQImtwrtihyKZ4AYbljyl5EIkIQsK/3yDbWM+ojMwxCLRDIEixFLpZhYudpdjpHd",
+	"jCD+CNv5gpkv6TKVNLmR8g3NJuxhO7/ywI1oKUkKYz0urXa6TTE+ANi1zhid/WRtH60WK/NiYSAx5C96",
+	"Q5Xund0xoXvnryLzu5FkUqo0YebboTm/KReTUMwQvtOUjBhRTOiAKEmo0xWUlnNDV2IpBIvN6fbJhUQc",
+	"QPp1I+VbKpb2mNTDDvlGSjKjYukORD0qBXuiSEY1I2BUACpscDufk67TfpFtGKqDOmUsc6GNbquYYZGa",
+	"pcsAjCEGtPYCK30DdXTEysgP5pStacIoXwY8Q2EkSRwfzp4ouFVF5JwJUL7MWzRJMkPBwV6m3WlwROVQ",
+	"aHnLhOoTEAsLRZWRCb9jgoh8NmJgQVVokEMVx5NWv0Dy/FXQXE9lxv/FHkg73nKlDFqarVrahAY0Att6",
+	"hKveNEPlLN6/f9+rGwTXHUjdfnjvaW6FAe0LQL6u5SnSpZrMpNJkf1AC3ePydB9qQfox05UroDAnWvvo",
+	"HVKjryPTf1NeciGJyuNpmwpgja61eY8Lzm8+PVFggwL7FksKc1Uf9Hm7gMLca7RTczZJws0KaHqZyTnL",
+	"NDfa8Jimiq1Iu0DQjQwkDIHIwDWiGMiYQ5QmZZzPmKFO5LUcBUA95EKwLEDxdCGzW2vGAkutMicMpH9q",
+	"VA+uA7KYShJTEbM0ZfgNBf8KCpAsZ6FIubhVfXJmDgZsYGC2B9eRdTgU1v07muYMyabI0xRpz9zb6OdO",
+	"MdmPyxbbt8pHYPReTCW7Y5m3POc36BYbNRtywigY5s20RqJ29omaFSLofMR72GhIQFMHy1lyotrZLWiJ",
+	"P52cvzl7RaRgIC269whVZkV1u8jGFbr3f8rkrHlmO2GxgJWZx5mcPWhuA9ZtJig8cFCQCqMc0NQnCi8N",
+	"LmBlSATCVrvWehAt3H5m5U4EN7c/5pnShGrNZnO9xcXf+6arfwAUFLv11hhU4LN2FxWQ+FBMIUcfWawL",
+	"e8drOXrD0VKwFtmraPFRjuAv12ymNgFoQVDui0XQLKOgApU+l9UDv6RKGYISxda1ZPTh0odIJ8wetLQa",
+	"rLkH8PUYNfhBp6w6lSW1ntq1pigw7nBmTtA1Iu5fZZ412pYVwhYTCUvI6bu3l2/ObgyyZg6LuLfXqcyz",
+	"gIyWxCwSrODbXMfNcs5OjZTYdB8yTZjSl0wkXEysk7TBFW/OGFkOvlB4a0voBweaMLheOnMrSJ7I3FxN",
+	"6y2hbGgWNWfZWy7yNg8onMXzAZnBMypwawKksxIv+mrsI/DG1ueFU7eeGKJYA/TaEzEMqnRgo3PSXtkx",
+	"oWROeYZaupD4o+FXwJ8e50Zxfad0Pm9TxCwVBs1Bgd40N+zACHGDYDAY4LLMPgynTOUCTAm5kdZLCjqS",
+	"MmVUlCR0e/rwHp5fXXsNPe1B13YUrOKVDzAtEF0ushXFrbx3ZgWuBxDJQijd/iSqc37vBLPc4Gaqiaxv",
+	"R5nynWCOaWI0xUcjN1rF07K+wsVRPXxaTlgdc784lQpTPiYDtLdWxrW2UCGLZWQUJisc94NVx33QAfJ9",
+	"ojdd94U97Rs+Y0rT2RzedRbs6rLfG7awgJiUTIpJQKz6g77oCN6KyELmaUIUXRKut5IvZa5jOWsgrFGW",
+	"C8HFJCJdo98gQ1oyvReQyGwlZZolUUCijOmMsyQi3THlKUsKpSMU7szGMk3lQplX8RnvYSckI3szj6RS",
+	"6QiE5kIlKGgSKC8QoGOnBes/DEWsFcNOqkJBzaywXickRdaDKszN/aNjt2jEKLcjkJpgZENZYOBO0DFL",
+	"8oUtD8TLo1SaZvrB1+7LnbthoYP0ilxYLqaExvK2HZStwdQH0Dt38tsLhnblmyh/MXDTek/BSfpajjyf",
+	"V5NmKsegeJj3XUgH1fDRKMZingPCJNy8OePCqK8YKTCfm1Mffu78fHL526uzm7PTm/N3F217+pnOXzHN",
+	"YjO3t6igc3lydX3226t3p7++Pbu4aXv9kmaKvbKKcuX9q7PLd1c3v/18dnF2dbJuBVdsLjP9MxNGB6+v",
+	"4ur8+pffTi5O3vzv9fl16whc3Z4Imi4VV97b98WFLy/Qxw6XYaiIYO/GneE/1l93297ug/XvtRzpptda",
+	"d7Hhtfbju/9QwJvl1B7M7SIY3DGhjdDWoqrD7xCbqJhIjslI6inK0zsKhk6ecPOZu5pxcY7v7tfQLujk",
+	"gv8zZ/ZnQ3uMjp01xeLCUmRqhOloqvVcReTXqzeAWDLXRuNOmNCcpqAhjzM6mdmFl7Ed8N7w6VOzRNW3",
+	"3/djOYM4VUPFKsGARy/rcUfr6aJZeBPBKFzEOwgiaE0CoklcWMiqzLEt6zZyxpxJs9vORhmrlVD7aHFu",
+	"6Neue/pEY50ugSrKMYk0+6Qj9MIkJZKeJ9HqRiu/NxHcUnOtkj1HibXn4Wiy/DRamXjGZqwuTlfjRQcb",
+	"QARAyoG/fboFGwxTYp90S+ClPYAnipiH+nVYHWxeSu2eKxvcdN1VbrcD5eEOTraltwhYBYP+XMhOVWb4",
+	"YdP24NfAzt+0vb8ymurpjttRmupc+cuSt5vXYt9qWsVDzN4jGt9OMvAIfJSjTZZnNDoX4RxI0EMBlnnC",
+	"Ps1THnON5mhSCIhoo/715pScX78jL58P9lGEYRaF9TRjLBTjjMa4bJLwCdeqyaLtS2k1H0PhjJtnMmbo",
+	"mHKPk+6MfiKHVu5We+t1oKDzqSezhGWd4fN7T7xG4Zim6RbiQoOY/MEb9wczLgbI7TJqy2gv2jUv4Bdl",
+	"kM2YIPyQwpS+Uc/y5nl2H3T4mrDSh8R3riee3uT7GNQIsehtQI7rr6nhuZ7nugx0tVoZSCTlYRQ0v0+u",
+	"dZbHOs8YuaMGWshoGQqw/y/nbEhOzi8x6vUKFhOQimTovvTJkP0uFL5Q5x6sS2z4PcJ+y8VYjDdnM5E9",
+	"++VHJUX/ii7e4lX7J3dU1+8eBYRf4qiWhG035Gs5usZXKkMdeiR664FQJPSHOTAC3zx5JKTaH9RJbwmf",
+	"xc4LkHQIGJQkysfwqk7rUxR/yS1E/Wu7OL65d4N0aSjgU2z4hkgIo1m6DJzTKYKIkQhMtzaZBb2kXipL",
+	"KDCXZW8tqnyRs6SE1pX9n1qTvCELCAp9cinT1Gg/2ZIcuogQkgvN0yY6Q2QWCiTBVbuONb0bpbswvHeC",
+	"TvFiJ+hYyt1kx3GI0UijwXxg5kE+7k16cv7b5dXZ387P3q8q+0FNXKrr4U3afdPSfFfEbtBcGriMzLzW",
+	"eGmtXhufmxUumS1JQw2CZs5C7xvf7ORNsLRKTFduqJCOtHsmMFJTgAISWZGPLIYhhHFNpnQ+Z0JV1dSD",
+	"wcHz3uCwNzi62T8YDgbDwX5/MBj8veLLopr1zKQNeORlx4Rh8vnovmf+HLg/N/hnWPkThn3zn8P7v/+l",
+	"kaGXTKvYaf8Gpy9+7PGZ4YvmlCAzYtiZcD3NR6WGbf/VlSuq8OLt9Mo6qEFozU1NYTB60tN5SrnBVPgw",
+	"o9ltIhfmsx+DM0/GtW/uRNKXcyY+zVI8cdWT4zGPmVPD+guZJaXQOkv77pdGNCp+XKvbBWREFXt+VAY1",
+	"0ZHMNXlmaCZJWCwTluxVtNfREgDaUwVfDLbRBYPOmKcME1dWk63WE+JiM0Hl5JswqM0A9xV0yAYoalAi",
+	"a2Tyy7XIS0hOKKTLh2xvJhOWtsV/wI9ES0LVrc34Y9kdxFbZLM+6na6kI1ToaSbnPO7HKc0T1jvsTSm/",
+	"zXsHg4OjweHgRe9ufzhYsSSsS7Y76f2d9v416P3wofxv/7fh096H//pLkxUFczeat4a/ESN5pZDPGH3+",
+	"bCDy/j7CVI95SmOWgO96ioK9oXIkMg9F1a1e57MZzbjCLAKD50yTjKtbBVLO589xJuf392RMsxnLFOGC",
+	"fP6csQmX4v6+yZiyEX/cctYEZXxuGHWVNFTO5W8YIOYkM3c2T5R/OHAuU5kmLKtyjs8ds83OsDOj/F8M",
+	"BN0JjnvFx5r8jaYpW1qblL/QZ4MVyK7hgb3HJgyoK0MPsQyeaJIyI2460+BHOTpPlDUOKlTJVINdEJ9r",
+	"kPUKkQ1CCWoGQLKYSsUK2RQDGc0uCBdxmidMQd4gKBUV0/dGq2Fp7PPOtJDO3Ua2lvLxbK/xtc3ja65T",
+	"1pTTvotdEAfZ5qa/LkFvhqsGmr6NJLsrWa8e/G67g2Sb6iU8a0H+KaOJ9fV9yZW5YQKcu3lDEMTysPtK",
+	"suVVLiqVBRrRGPQEspga8YXqeMrUsU0pdUkUzfE7oIafSqEpFw3I/M6on4DHiLcu9iC2b2CQp5HwSDem",
+	"ivUUE4prfsdqtShuppnUOuVicvYpZjh8sNvJO4VhbX5Agyri3vsRtOWdXkzLyhP28MGR0FaHAuoSwGVb",
+	"vlZUf9hQ/qHErK2sOH4w7JcAr3+eayF3vRmxWbQCKGwQrf4qF5hRAEcGjwUuk4Xkc3OI+xiK1gW7d4Qo",
+	"EAVgAhixpTSMCU0eAZlhrRkqyIJlrAgztmaO9Uqte7hZRrJFFBTpstlc2yoPbjF7W7tl2wNi6yqyPTBv",
+	"XY134hlF/+09gWMZN5mTwMlqBqP2IIiaQjBULEXMhIY0KgwUW3EZrszR7vhTXOcYGQbZH7h5UAhgWvZA",
+	"T+DaK/3KjH0FeJqYesVc9eUM/RFtOJuMNYO1xpo/mHGmOLebRgg9EWTX48NAQmDWNBRQy6jMrX+irMcG",
+	"MvZQ9mNJkWHJRAIZ5FRhOl+9vtW623jsgzeHU4RB72qwsu+sZw2lp2ZL/8yOHLwZhwovCa6yCZl+Be/H",
+	"jhFJMy78b/dXg5eNOp14BcJ8CbESwPStQ5F2jgpaOTG7GFde6wFRyZgQqyXwTBcHXWajFV5zJcmYZn0S",
+	"8QTMKJDo5lfoIpisaVghOj5cktDaOIJQbJ/C5jv8V6G64kLfWgguAMBnEh8lkK/Clm8+FyG0dst9bYDz",
+	"QxPZNMP07mgGhSnMeO56XsvRqTes9/VPbnT3nb3YG5ikcLVvlCk+NksvZdqcu3CI2JC5to4DDBg3W8Lf",
+	"H5TEllKlbSTsA2OHzQhnbbFny9J7WMRjw7HV49C2WugbCrUm3qo1ccoedJlXkByeymRd+o5d2hNF/npz",
+	"c2m9fX4mEddkIjUmFHUzNs6V2YFhcgmRud4z8phXZhJi+9fsylujYJ++8PxVi4vTpQChf4mK4gImDDKV",
+	"Dz59It1XZ2/O/3Z2BbHvEF0I8TUky0UoZK6JtT0Wib9ckYQrIM7mtwkciI2eb3ODFnOs8XyuRUGbPuNh",
+	"mv1bwT6LjgbxFn59sM3lxFZiBMr3fWLjMNVjiy2xAtVLrSPZCmDWgdvHqQ+bGcgDwgts7jbfnYUWXOs7",
+	"zw7ydrgxTqCe+LRrDN6vV28wpC5jMeN3TBHFJ4IlLpQaPXdFHvYTZQMjLL8OxRTCD/tg3c6YBl5dqU9r",
+	"8y5deUg5LutPUpGEIpMaM5Es38a8+y/PP5dCsTjX/I4Z7Mqzppjxn2wCTCF0cBGz8g5VDjWWPGPfF/N/",
+	"R4GuGFVNFYkN2wH9paRVPhEbgtbgKhEc7Q/Iz1Iwl9kVihJ0yC2zDIuLCekqBv5Z9dTSB9WfJXsObM2J",
+	"L7hidS3klVsCVh/Zf0a8U3XZQ96UXXNqQ2REzwaDvW14oycu10+CYQkwC4gZ1qo5JgDJZYFhTFe3JSW5",
+	"JnI8NsdRO0Su8Qyi6gVUctkfX06vU5ktpSpzjBZov0CwuUbofShrBnRus+VMhIEqfIZ0o8VUsfg3tHxZ",
+	"378ck8MDMlpqpvaOt6EEpCAEFRjEod+Of/mfH7KXP//yv//MbhYff7189fL8zeXfz+XBG/qGXi/K3+V/",
+	"N51oJTRva2S1atMuiRe7V1qoHQ7Udks5ymBb8Huzxgq8lii1Qm2CRqpYh5Y6/FXlg/URg99l7m9r8u26",
+	"Hfh6WoPBFAOeWDIEH2+pvUVYOMOW6CpsuHsBPmezOENhBc/AemohYLySQFsTSdeoiNsJpLChmkLovvPE",
+	"T5tSvnPgEtYJiJcVa1Cjc2YqESZWMIUnzV+Ln1I+mW5hZwIwZkzsiOXzysRVu1W2O9Gw5Zeb6/+voO8U",
+	"E2Tn8MG9Wo3Y9bYVVI7aO5tGSIarfAAKfqUyBO2FA5Dd5BnXy2uowo/+ZyjndZJjcgt++smxztfvbzqr",
+	"0uypnAiupauNCVVrSPfq+uDZ872AGCllzI04M6FcKPR6QNGruZTpE0Vev//lehiKiCsVBSRin+bmD4zy",
+	"W66Y9eygEfc3nkRYN27K4luWHLuCRgtR5JfbNBLsLGAEDNdDwO7fsBOsWcXFWDZYpdVSxNNMCpmrWraM",
+	"It2Tc2JrYKug9KjMaaa4mARkQuckcWkAQSgyrm4LH0/gAkUmRVzCXp+cOAN1Wf0c6gZoI2tBTbtQRD+f",
+	"3ZCyJ8ZnntxHLZHHHIpiNEUfkyL4OBQo9UdmyKgojigYS8z09kJ7UHle81HKyOv3N2TkVXo7tlU2MhaK",
+	"Sl34elEvpMzVSkbDeqEvJNyhKGRslymU8luG54H6UlHAjH0yzLrcCeY6QnVHV2lNTemckehz2LFlZYck",
+	"7IT5YHAY2+wY+MDCzn3UJ2c0nha5kqGIaQbCNRUk8uvQFgZQWE5Z37eoBSyqYXapnAzNvghPvB9IDKEI",
+	"3dXRverxylrwUjmZQIVUxRMWCq4DIqB0FxRXNCjFqPMW2xiejhOMCrLY2e8P+gNIfp4zQee8M+wc9gf9",
+	"Q/RtTAH3vXrvLp1g0iSN4pGXd6fMihZFDRvSHS0JT4Z4rbbQo+YzhokWLNkLQlG0KRjzVFvBtArlEZmn",
+	"uSIRynJIBmgpvJoBQ5FRMWF9ckknwMxtNwJMFMCqL8QIumAYeFImFMCK4A7kuI5dtuoCFoXjUhg50nXx",
+	"UIZxq0615UhLtkn5yFOvB0hbPnf9aWt9MI+3xrPgEXKH721tSwrj09aV3p1LaN3sro1QUcypYWbnFNp2",
+	"XudZapwVZvOAjnRpQ4W0pmUUlcja+7Zs8Mm0H4Mrek/B9OkKhppz4TNGus6/ud6r2bpypwNAfMu2B1n1",
+	"um61+sIU/cgLtwFLD135h1pXg4PB4NEaGlTKyTWVQ7fGxDHKFIZ0HuH0TaMWy3zqlbOHV/Y3v1Kp/Aov",
+	"HW5+qSxnbt44+GHzG/UCwrBlGxS26V1X6TPoKAiWXnaGHXNyVgjx0NJwIToB7QdYSeeDeavGWkCCaeUv",
+	"RVMJW6MSpDuop2konleH0/zXZne2FdY8EUXdep64rjZHrST+Z2Yo/M4EHuOJvgm8runCsT2Q+hXVvyGU",
+	"Do42v1FtwPF7wfbPTBMqfMDeHq6f+i7sZgHKCJulDxH0zoAwkQQWnANiax9hOWuzwGqdwGPsnFSU+cLS",
+	"UETIBenysVn6HljTy8ZheZqSyNZWivrkxMi4XuUwm9EvdAbF14fOAF7U6rUz2BkxlNFNP/DKJ0KpVHy4",
+	"H4qT0os4pVCUy2hUhltSu1Wz/2muE4Oh5l0j3btYSnBVTOFLXNoGvD0pvWvfH/56hapaUNjBzZ94/Gh4",
+	"fGIrzrmjxSgCwyiMmJNywXbAa0QYCIKTTZW7zgSoz42tIF25aVsXtVB/UHGNTl2ttlCMlkXRZa40FKaO",
+	"IOwtunx3XbcC2DVFqBmPnUcK+GOfnFT6OXo93W6c0dvJzpgzFRsFLQlFN/IK9UZ7QIRQDW1FQNzAH5R3",
+	"lkWw/3256OCHhzckmXq9YhxEPVKZfOxslawM3//dSAZC8sO5P7pO1wq3fn+KVcOHPwyGPVTXMvS6JuJT",
+	"AZkymukRo+b/9a4kWZ7adk0HgyPXpcknDE+8xiMbOOwZbu6BOB40lqTnSdGGteyc4kIjkgBzUlQ+Y62d",
+	"Eysb3qk/62aqA7nfsKQeXliV7DQ04lt/37X2dtBEuud1kV7XIaPScRrmOtiGGNTa2/wpXDwSpcBzrWEn",
+	"6V6Djbd3be4c8WVvB/JhFdh2KeO00iTVq2ReChVlC4MnaDILsBIIKMlinusgFGBOtUEBXKNIULSMVZou",
+	"C1nFPJmLeErFBDpIFzQaiyShMRp/VnuYZq4XEqtvc3Fr3on8Uv+RC9kSbAFDQFleV/u/+NUtBlwkVnwp",
+	"uz/YGgdSxCwUXfu9GxXCnPmYcIzFgXZPe4GzIPvMHlffD0WjRLRB5rHJZY8q9Bx8M6HHZod9jQ6c939K",
+	"UJ4EBeZW6vcViakgozLV7xFFqZgK7O9TDA7Ba7azoF1CN1pZElgD/NegF7fGvq4FwnSjkxr6mIENBoXC",
+	"fxHUkGrTFGth7kavbbfYojd9+aJtdPa70PKrXFTvCNzVoHcV3ag3UvFal+R2Gn7FhEEZ23q+UsmiNHIW",
+	"RSKQcKlb10EqYakT4+xMZp2l1zpdDr2YL5vHUeEUWgLW9wlAuVEYoUhXxVUboxd4OMlkPleVhGkXMQU/",
+	"7TXRR2RSlfomO9PIWl91JJZw3T/aJPlHoZONRVjuq3EUNqOniVZvoCKuD/P37T4YbIFxTZ1Izbv7W8xW",
+	"bxD5e2G5vWVCHdZ1i6ALQcqSaAZHfJkN/Bp1ZN8oqFnxQJFu1XjTIvGhDScA2cUSnFAwGk/3bE65K5JX",
+	"EinbfqfQ5Wz0ATYrBD8e+MdR2IPsbN/lXrMoVyk7Eh38T51SYwg4iH025btP3vu55a5ggyE9hYNUJKGI",
+	"7PMRUUbAnLpEemwEMWItlqnt5LAiveprUIlaCYyt6MPg8WeHMgYN/P99WTYjCYo4CFcA4Hv3Xv6RSIi9",
+	"igoWjpYWpzZKCMp14mq0DZ1iTyM5Jlu0YwrwUw35Q1H02nIPwiAYBBIQG85atGId24Bk6H+JNQ5DIe9s",
+	"21Ovb1dz96wnitAJKwAu5XdFZ0TVJ6dyNs+1p66ht/igCFkzk55cnrsKzuuMT9jD7GsbiXGWFgHbnCFX",
+	"mscOof59fftFoy101U1Swxs2QrdLc9kQOVYkB1b9+QBFmNlUZU3gxXcv2dAxSrJcGExxAAxaR5F54p6B",
+	"EPyA2DaOWpJUyltC9doYr/duG98wzuuruz+akgTWhr0UEft/xr6s4kclBHKlsfDWiIICYDW5shFxTpTn",
+	"JGh7Owrq3gK3ov5GYH/lpz/uBvXvi+TXbYH++0ORpgzZtdhRnvr3jh5bG7vqfad/N5+9KFkEVCr1IPNh",
+	"aPX0s+s9fQ761jyly3a97aSire0yZjsCHpdWkwbFpk2tMWPW06i/Kna+Krb0dW3TK7nhzQKXO+HANv38",
+	"93HNfy+4ds3ADdSEcEs0gW5GujJxqT3YzUZpWjmfKMZEpTfw84HTCYYgEPIErJGhiFyXwMJHjF1nNYlT",
+	"ymdqLyBTqXRQDM0TyDlS3Mh9GFnndCLnIw+Il9BV2jm4IGNI7OqTk0rrbKXlXIUiThkV6ZKkjN7ZtI+U",
+	"QzEQcEOtFyntIX1NFlZmnrWgk72pQriG03G1R/4DFBoD1u4Q1oD12tyXG78SsFyIhvyXPonK+hFA5ut1",
+	"KrAXxjGZUwWgjDGRbbUupGCQJQa/gSozp//MGWQ/WYEEm7s7Ldumv3T3nwcvXrwIDvaf25RwG81epMEY",
+	"FONZKF5fv7sw8ystM5YEfmUad6qEqZjOmVnuHriUoJqafZCisdIWWMXRXXdXTW+ZeX5OIffPYJ+S5osZ",
+	"XcK6yZgtENNEKPxGILab7cphSmw45Zu5bEUQhGhVZBdRjT2u7CnZuhbFYZVVo8Fv79d1NqsLxchcVzZh",
+	"mbk8q6fuwfqxRywXk+ry0CiqbvlcQYBsxuaMapvS1yfW7YaxuP57M0atY6UoY9JETtoTkNrquc4N0TWj",
+	"uTOonnoZHixFzywrFP66gqLgA8+qzVgsjOEimxJAsO6s79cs0PdgUK0su76wbEvQkH96ljGAL0zmCjfc",
+	"lpiCysQuMUL/iSlYX1PX+k6Tbn63FJpKcflaCo31PAUbY4Gq5WoDUungE5BKRVQgTSuFz7HE7UKUTRNw",
+	"Uf2aYwyzJ61bB8KVV3xbNT941O4hfkjszDfyC690av5j+4T/Qzy8eGvIcNs9uJtz0C5lmto8ckyml2MI",
+	"y28vDkC6rD8xyOIKBJA7TkPxI0syGd/u9ckV03lW1imw8fZeLRI7E5TlQSlkjqfaD8XOvcb8bP/TKaNz",
+	"iPjgYjK0wxSSXZHrTpTOpBFpzm7oJEL5ycb1GeGOoXTjlp9Ipo6hqm4hwnJBovNx70IK1ntLdTy1Wdui",
+	"jB/EmEHIRIgOB0fkQmryViZQIiJCfiokJPL3SXTFdLbsQfbrkBxGJJYzhkw3FGs8ZC5BHkYr/GNSMAWn",
+	"8cbssTgMLIq+oFxf46n+90VEugOiJTkc7PlxNDi7EZOlFKGg5U0mfDxmmcKWk/UT6FJyMBiUwZkf5QhD",
+	"pCBZOBQXxXVaWexwcLSSulEJsnQSNORsYcWEUDgtFDzxMtcr6wCK7nWx8972VNhQXDFDO7kUQ0JX8kew",
+	"vpnVThI2T+XSNhbO3GukezgIRWIk7VykRiWPpRjzSW4mKqqe7dlcaSNVu5z+Y6x5ATuDqmrMBg44k4CL",
+	"Vz0aHNnSEGLppXc2sZkvS+hcEb4K2IFDwLgMkMEgjMFdJBZaxdtCoKjcRZus5gFhXUBF8fhwsL4hwBYW",
+	"vvOxWQcs46EWdRviuNqoz3OP4CPkytGYblEBaa8TdLAZYaXY736t7W5DMe5nrhi3VwRwXc1uG38JuiLU",
+	"Odq2Q23ZdFZCK1nXTYtyUe0OxaFrPFa3yYwCwmNG7mRKNU+5XgYkNVRRjt1bWCEHFVdQkBgU/NcZjTV0",
+	"lzJcQM7nMtO54JozZbhGLGczJhKKTnvbZIgwpeko5QribLAzFYmlBf47QyQSDnaw8dI8YVdgYFKw1NWS",
+	"NAdu8Nc8gauHgjUzKugEfiCQgcYmzs/hVWda12nQlZitNLG00FrpPOmViGu/8ftKm8d1UIYhQC0gdrgR",
+	"xPYfCGIdy+QhlgG+G5KGdjGkR66McMI+xYwlEKr0ELBEgN71Jormzztfw753DWXXwk1XcVk8uSXG47a+",
+	"FW4/7BArDVp3h+cDd5D3O2jkaxP+HyuXKOgYmW/TO/AMdNUp5LJNrxi5FR7Hp2Evh+gmaY5gV5qnqesA",
+	"VeWbpIuMNXVMGAyRCU+IkDq0EiZIUVwQj5nu9cmFlSlBQvgDHtk3dHpt4cL6LsozvJYjcu3sapv0vK+X",
+	"ux2KMnmbjNDxC0K/H29/y9hcFZbfgupEe8cYyCS4mJTlFMCcKOdzlvSJHRtLVTbod9XE7lC8g0gqKdJl",
+	"S5U1LIACiQ1OjrcKZBEs0mSt+Z7Tu7/XzO5dMenPFO0dU7S3NPJsSsk+xxp6RlAvzAIU+4pVMn+tSQQb",
+	"CTndvwtPhCL6KEdRQKKEaorKtrmW19fvLgLbTkUrYrjBHlRpoViZDk0xyLmCUFASDUs/NRg8QArHx/af",
+	"OQ0TxfcoM1xiSA4Hg0HUJ+eaxKlUTIXC1SFzqcdy3E49vAqUriY9poI7P1o9n9z64BS+wcpsKafvc2c2",
+	"Mhr5STmg68C4Op5vm3D54PU8U99eER2A6YicIq5EkO+UMbs0UImwrZ6E2wow+4CSUSYXSAwjmP9a5lnM",
+	"IvTwlwsFNUwQSg6gVNRJrqdGSYrLstlmwUeDwdOjwf7To8GRy7FfU1YQi3a2myj+zKyfVct+e8AdilDw",
+	"ZEjCzt1h2AkFvDREp7PBtyH5HHZ4EnaG4VZ6QNgJQlgwvFEK8PA9ckP4pRQB4BfUHUKrPJR1Re1Hp9qE",
+	"RrcJS00GhmrTZdyU2bpH98tHPZWpnLnQOlreP7Dv35eVcf8sXvDvIgu7KgQ2HcPaiDeVIajxyo2R+5W4",
+	"lyLQuRqnHxAIDSii+l2XkmvoWGDYUpE3pqZyIYih2W1xDl4Q/teO+t0UE3/j9QL5ktSP383DvJR5tjZK",
+	"vbj+dlfzFZtwBZV6aZmMUagQKyFRQwwdsT1a9ZTNQsFAcsEeIZfvrm/A5eQ1voEkxzxLI9K91lQkNEuI",
+	"A4NjohgLRVRvpxLt9e07s1xB4nsE/SIi60YzAAnJzfN8lPI4FDRJMqaUwRBbRLyUw+xvsKOpVIZVKplC",
+	"sJ/EWBjMyCxDJI2qxoTeOyYZS3hmpCbMjpTaxggZJS4qO0VEobD3Cc2WR9IgyI3nZLLOOO11/HBdfmwS",
+	"lkiXoYDsTvQBAS4ZKQ7qbYMi4ALBBh7ctvrg7RF3vqYbvdbucStX+v7XwvNNOO4VGq02Xel/dy57uzOX",
+	"UPFHS6VEkkLoCnFqpk11blW48NFX2FJsy9Eq50gsY/j9RiAotxu8XTJUblbD8l/BNCW+PDgSf1U4brCI",
+	"4mzJd2i1+F6i1/GEtgafYE1FtjqQONnlpGpD8/saFoa0UKBd2ijTzfrdVwGZwe9FH/+EyLWGaSvz7Ch0",
+	"gUd+NcDPSvOG8f969SbwbDpGeVNEZiSyraeiPjkz/8NOCF7CrAuE9luzxSmjUPlLrXRnK3DAptaSLBfH",
+	"oaiSTrQVTWliq03k80LusX0Iu5gTBbJfY42YSiPoL0aNx5dcGhtVf+PCDztiJqGqML19W1nlgTj6hwot",
+	"RP/iFwkr2+T6+hf6pCqu+GkmQ9S2gRg8UUWBB6j/W5Y71qsti8vAP5mwgKTYRtavNA7W0iKzAgxxfVJm",
+	"CAOmQyTYCwJxXoW5GfLINmj0f2Ya/0Eyjf9AbNerD9GWMbwDZu6WLvw/WORJe/mq1h1ioyqD0mMMNXsr",
+	"/fS7NBTWIO+yDekCwhoyOQdXClSgS3KEN7Znq1iOM6amtgaGGQHacDdh3p9ZxL93FvEfCI8wHbg9A3gj",
+	"EkE7WdYr+9g248xbeltUsK31ta3WpcWahGDAKy1eoQCT116f/CQzcnAEFYpUNQfMjmYGV7Z3ml8dNhRd",
+	"vZDwM9VQ/4iLEjGLryPM9nMICrUwiVpwHU/ROSpzTVKpnMh9h/2yrZu2aK5LCo8xNkiTgj1RoZhkNGZk",
+	"zjIuG5nmFRymhQ00ov+baJCehQ1AYEfr2n8cXiIk+Frdk7ptchcs1UzpjQyNFvjQN89HpY3e742O8Q+G",
+	"ZlglMhRSsL3A0RAbwI8MKimj9sGqcmz1TwiZMHgdfQ7d6s8Tv2MjT7xmjQ2ocsPU1zGy/MmtvntuZaAT",
+	"gbMdB9Cc96+1OldRQUIRau6gTy6gIaqQWBS332TZ+ysM3PmSRAoAIRdhLG+3j9qyczdpD7D+hx6w7Qrc",
+	"Gf7jQ9WVeMcEU75Qjcdqzxiiw7Y7Yg383xptlF+iWk1zDfE3iVwI7PAGda1R90650kywjHQXUx5PyQLG",
+	"KeKBMXfOD1hQe1CDFMN6/NKYhuaMqGJYVZ7GU0O84NcZn2RUs6RPTsizwWGlyStVUgxJdO0vMgpIdFpb",
+	"Xi7oHeXQ3z8CE90rN53/y1YAdmVO9XuDL1gUwNczLP+xe9Bi04k8QsDiBRgg3eoeEfrNlnkr+FdfrLbR",
+	"/scHw1ew829TtQZrmWV3naCTZ6ltUT18+nT/4EV/0B/094cvBy8HwJ3szJ9dfBaEcTRHfyEkyeyJIieX",
+	"567UN8jSx9bfja4N9N2TCdOKHA0OXVGPopuism2I5S1kCvbL6DCsnLI6/TU69f96c3MJo49ofKuKWhLV",
+	"ZHdoMrfq79/zpilouZnJfmeP/v7D/f8LAAD//w==",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,
