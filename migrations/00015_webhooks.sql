@@ -53,6 +53,25 @@ CREATE INDEX webhook_deliveries_due_idx ON webhook_deliveries (endpoint_id, next
 CREATE INDEX webhook_deliveries_endpoint_idx ON webhook_deliveries (endpoint_id, seq);
 CREATE INDEX webhook_deliveries_ended_idx ON webhook_deliveries (ended_at) WHERE ended_at IS NOT NULL;
 
+-- One webhook_deliveries notification per statement that queued any: the
+-- delivery loops' cue to claim (they also look every second). A statement
+-- that queued none (an outcome batch of users without endpoints) sends
+-- nothing.
+-- +goose StatementBegin
+CREATE FUNCTION webhook_deliveries_notify() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM new_rows) THEN
+        PERFORM pg_notify('webhook_deliveries', '');
+    END IF;
+    RETURN NULL;
+END;
+$$;
+-- +goose StatementEnd
+CREATE TRIGGER webhook_deliveries_queued AFTER INSERT ON webhook_deliveries
+    REFERENCING NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION webhook_deliveries_notify();
+
 -- +goose Down
 DROP TABLE webhook_deliveries;
+DROP FUNCTION webhook_deliveries_notify();
 DROP TABLE webhook_endpoints;

@@ -143,6 +143,7 @@ type apiSettings struct {
 	userWaiters  int
 	authFail     impl.RateLimit
 	trusted      []*net.IPNet
+	webhooks     webhookSettings
 	// replicas is serve's entry in the registry of live API processes
 	// (not a setting: serve sets it); nil counts this process alone.
 	replicas *impl.Replicas
@@ -186,6 +187,9 @@ func readAPISettings() (apiSettings, error) {
 		return s, err
 	}
 	if s.retention, err = envRetention(); err != nil {
+		return s, err
+	}
+	if s.webhooks, err = readWebhookSettings(); err != nil {
 		return s, err
 	}
 	return s, nil
