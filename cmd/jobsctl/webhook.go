@@ -184,12 +184,16 @@ func runWebhookRotate(g *globals, args []string, stdout, stderr io.Writer) int {
 	return runOnWebhook(g, args, stdout, stderr, "webhook rotate", `
 Gives the endpoint a new signing secret and prints it (once). For 24 hours
 deliveries carry signatures by both secrets, so the receiver can switch.`,
-		func(c *client.Client, id string) (*gen.WebhookEndpoint, error) { return c.RotateWebhookSecret(background(), id) })
+		func(c *client.Client, id string) (*gen.WebhookEndpoint, error) {
+			return c.RotateWebhookSecret(background(), id)
+		})
 }
 
 func runWebhookTest(g *globals, args []string, stdout, stderr io.Writer) int {
 	return runOnWebhook(g, args, stdout, stderr, "webhook test", "Queues a webhook.test event to the endpoint and prints its delivery.",
-		func(c *client.Client, id string) (*gen.WebhookDelivery, error) { return c.TestWebhook(background(), id) })
+		func(c *client.Client, id string) (*gen.WebhookDelivery, error) {
+			return c.TestWebhook(background(), id)
+		})
 }
 
 func runWebhookDelete(g *globals, args []string, stdout, stderr io.Writer) int {
