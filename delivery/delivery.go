@@ -192,6 +192,11 @@ func (l *loop) ended(ep uuid.UUID) {
 	}
 }
 
+// claimLease is how long a claim holds a delivery: past the attempt's
+// deadline with room to build the body and record the result. A sender
+// that dies leaves its deliveries due again after it.
+func claimLease(timeout time.Duration) time.Duration { return 2*timeout + 5*time.Second }
+
 // claim claims what the free slots allow and starts each attempt. It
 // reports false when the claim failed.
 func (l *loop) claim(ctx context.Context) bool {
@@ -203,7 +208,7 @@ func (l *loop) claim(ctx context.Context) bool {
 	for ep := range l.busy {
 		busy = append(busy, ep)
 	}
-	due, err := l.cfg.Store.ClaimDeliveries(ctx, free, l.cfg.PerEndpoint, busy, l.cfg.Timeout+30*time.Second)
+	due, err := l.cfg.Store.ClaimDeliveries(ctx, free, l.cfg.PerEndpoint, busy, claimLease(l.cfg.Timeout))
 	if err != nil {
 		if ctx.Err() == nil {
 			l.cfg.Log.Warn("webhooks: claim deliveries", "err", err)
