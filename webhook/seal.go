@@ -15,8 +15,8 @@ const (
 	sealedGCM   byte = 1 // AES-256-GCM: nonce, then ciphertext and tag
 )
 
-// ErrSealKey: the sealing key is not the base64 of 32 bytes, or a sealed
-// secret cannot be opened with it.
+// ErrSealKey is the error of a sealing key that is not the base64 of 32
+// bytes, or of a sealed secret that cannot be opened with the key given.
 var ErrSealKey = errors.New("webhook: JOBS_WEBHOOK_KEY must be the base64 of 32 bytes, the key the secrets were sealed with")
 
 // Sealer seals signing keys for storage, with AES-256-GCM under a key from

@@ -121,5 +121,5 @@ func startWebhookDelivery(ctx context.Context, st *store.Store, dbURL string, s 
 	ctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() { delivery.Run(ctx, cfg); close(done) }()
-	return func() { cancel(); <-done; ln.Close() }
+	return func() { cancel(); <-done; _ = ln.Close() }
 }
