@@ -27,20 +27,37 @@ type DueDelivery struct {
 // that dies leaves it due again after lease (at least once). SKIP LOCKED
 // lets many API processes claim at once.
 //
-// Each endpoint's due deliveries are read by its own index range (the
-// LATERAL), so a backlog at one endpoint never hides another's events.
+// The endpoints with pending deliveries are found by a skip scan of the
+// pending index (one probe per such endpoint, one in all when nothing is
+// pending, however many endpoints exist); each one's due deliveries are
+// read by its own index range (the LATERALs), so a backlog at one endpoint
+// never hides another's events; and the endpoints are served oldest due
+// delivery first (found without locking: only the rows claimed are
+// locked), so none waits behind others for ever.
 func (s *Store) ClaimDeliveries(ctx context.Context, n, perEndpoint int, busy []uuid.UUID, lease time.Duration) ([]DueDelivery, error) {
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
 	var out []DueDelivery
 	err := s.db.SelectContext(ctx, &out, `
-		WITH picked AS (
-			SELECT p.id FROM webhook_endpoints e CROSS JOIN LATERAL (
+		WITH RECURSIVE pending(id) AS (
+			(SELECT endpoint_id FROM webhook_deliveries WHERE status = 'PENDING' ORDER BY endpoint_id LIMIT 1)
+			UNION ALL
+			SELECT (SELECT d.endpoint_id FROM webhook_deliveries d
+				WHERE d.status = 'PENDING' AND d.endpoint_id > p.id ORDER BY d.endpoint_id LIMIT 1)
+			FROM pending p WHERE p.id IS NOT NULL),
+		due AS MATERIALIZED (
+			SELECT p.id, f.first_due FROM pending p CROSS JOIN LATERAL (
+				SELECT d.next_attempt_at AS first_due FROM webhook_deliveries d
+				WHERE d.endpoint_id = p.id AND d.status = 'PENDING' AND d.next_attempt_at <= now()
+				ORDER BY d.next_attempt_at LIMIT 1) f
+			WHERE p.id IS NOT NULL AND p.id <> ALL($3::uuid[])
+			ORDER BY f.first_due LIMIT $1),
+		picked AS (
+			SELECT p.id FROM due CROSS JOIN LATERAL (
 				SELECT d.id FROM webhook_deliveries d
-				WHERE d.endpoint_id = e.id AND d.status = 'PENDING' AND d.next_attempt_at <= now()
+				WHERE d.endpoint_id = due.id AND d.status = 'PENDING' AND d.next_attempt_at <= now()
 				ORDER BY d.next_attempt_at LIMIT $2
 				FOR UPDATE SKIP LOCKED) p
-			WHERE e.id <> ALL($3::uuid[])
 			LIMIT $1),
 		d AS (UPDATE webhook_deliveries d SET attempts = d.attempts + 1,
 				next_attempt_at = now() + make_interval(secs => $4)
