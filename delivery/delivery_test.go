@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"io"
 	"log/slog"
 	"net"
@@ -16,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/getkin/kin-openapi/openapi3"
 	"github.com/google/uuid"
 	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
 
@@ -141,6 +143,9 @@ func (r *receiver) handle(w http.ResponseWriter, req *http.Request) {
 	var ev deliveredEv
 	if err := json.Unmarshal(body, &ev); err != nil {
 		r.t.Errorf("delivery body %q: %v", body, err)
+	}
+	if err := checkEventSchema(body); err != nil {
+		r.t.Errorf("delivery body does not match openapi.yaml's WebhookEvent: %v\n%s", err, body)
 	}
 	id := req.Header.Get("webhook-id")
 	r.mu.Lock()
@@ -489,6 +494,32 @@ func TestRotationSignsWithBoth(t *testing.T) {
 	if ev.Type != "webhook.test" || string(ev.Data) != `{"webhookId":"`+e.ID.String()+`"}` {
 		t.Errorf("test event: %+v %s", ev, ev.Data)
 	}
+}
+
+// eventSchema is openapi.yaml's WebhookEvent, the documented body.
+var eventSchema = sync.OnceValues(func() (*openapi3.Schema, error) {
+	doc, err := openapi3.NewLoader().LoadFromFile("../openapi.yaml")
+	if err != nil {
+		return nil, err
+	}
+	ref := doc.Components.Schemas["WebhookEvent"]
+	if ref == nil || ref.Value == nil {
+		return nil, errors.New("openapi.yaml has no WebhookEvent schema")
+	}
+	return ref.Value, nil
+})
+
+// checkEventSchema validates a delivery's body against WebhookEvent.
+func checkEventSchema(body []byte) error {
+	schema, err := eventSchema()
+	if err != nil {
+		return err
+	}
+	var v any
+	if err := json.Unmarshal(body, &v); err != nil {
+		return err
+	}
+	return schema.VisitJSON(v)
 }
 
 // waitFor waits for cond, failing the test with what after within.

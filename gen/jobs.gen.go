@@ -297,6 +297,27 @@ func (e WebhookDeliveryStatus) Valid() bool {
 	}
 }
 
+// Defines values for WebhookEventKind.
+const (
+	KindJobCompleted WebhookEventKind = "job.completed"
+	KindJobFailed    WebhookEventKind = "job.failed"
+	KindWebhookTest  WebhookEventKind = "webhook.test"
+)
+
+// Valid indicates whether the value is a known member of the WebhookEventKind enum.
+func (e WebhookEventKind) Valid() bool {
+	switch e {
+	case KindJobCompleted:
+		return true
+	case KindJobFailed:
+		return true
+	case KindWebhookTest:
+		return true
+	default:
+		return false
+	}
+}
+
 // Defines values for WebhookEventType.
 const (
 	EventJobCompleted WebhookEventType = "job.completed"
@@ -869,9 +890,47 @@ type WebhookEndpointList struct {
 	Endpoints []WebhookEndpoint `json:"endpoints"`
 }
 
+// WebhookEvent The body jobsd POSTs to a webhook endpoint (not an API response), with
+// the Standard Webhooks headers `webhook-id` (the same on every retry),
+// `webhook-timestamp` and `webhook-signature` (`v1,` and the base64
+// HMAC-SHA256 of `{id}.{timestamp}.{body}` under each signing secret,
+// space-separated). See docs/webhooks.md.
+type WebhookEvent struct {
+	// Data For job events, the job exactly as `GET /api/jobs/{id}` answers
+	// it when the event is sent (without its result when
+	// `resultOmitted`); for `webhook.test`, `{"webhookId": "<id>"}`.
+	Data WebhookEvent_Data `json:"data"`
+
+	// ResultOmitted Present and true when the job's result was larger than the deployment's limit (256 KiB by default) and left out; GET the job for it.
+	ResultOmitted *bool `json:"resultOmitted,omitempty"`
+
+	// Timestamp ISO 8601 timestamp, UTC, three fractional digits.
+	//
+	// Example: 2026-03-04T12:00:00.000Z
+	Timestamp Timestamp `json:"timestamp"`
+
+	// Type A webhook event's type, test events included.
+	Type WebhookEventKind `json:"type"`
+}
+
+// WebhookEvent_Data For job events, the job exactly as `GET /api/jobs/{id}` answers
+// it when the event is sent (without its result when
+// `resultOmitted`); for `webhook.test`, `{"webhookId": "<id>"}`.
+type WebhookEvent_Data struct {
+	union json.RawMessage
+}
+
+// WebhookEventKind A webhook event's type, test events included.
+type WebhookEventKind string
+
 // WebhookEventType What happened: `job.completed` (the job is COMPLETED), `job.failed`
 // (FAILED, including a cancellation).
 type WebhookEventType string
+
+// WebhookTestData defines model for WebhookTestData.
+type WebhookTestData struct {
+	WebhookId openapi_types.UUID `json:"webhookId"`
+}
 
 // Worker defines model for Worker.
 type Worker struct {
@@ -915,6 +974,9 @@ type IfNoneMatch = string
 
 // JobId defines model for JobId.
 type JobId = openapi_types.UUID
+
+// PageLimit defines model for PageLimit.
+type PageLimit = int
 
 // WebhookId defines model for WebhookId.
 type WebhookId = openapi_types.UUID
@@ -1003,9 +1065,8 @@ type CreatePromptPreviewParams struct {
 
 // AdminListWebhooksParams defines parameters for AdminListWebhooks.
 type AdminListWebhooksParams struct {
-	// Limit Most jobs per page. A page may hold fewer, with a non-null
-	// `nextCursor`, when their results reach 16 MiB.
-	Limit *AdminLimit `form:"limit,omitempty" json:"limit,omitempty"`
+	// Limit Most items per page.
+	Limit *PageLimit `form:"limit,omitempty" json:"limit,omitempty"`
 
 	// Cursor The `nextCursor` of the previous page.
 	Cursor *AdminCursor `form:"cursor,omitempty" json:"cursor,omitempty"`
@@ -1013,9 +1074,8 @@ type AdminListWebhooksParams struct {
 
 // AdminListWebhookDeliveriesParams defines parameters for AdminListWebhookDeliveries.
 type AdminListWebhookDeliveriesParams struct {
-	// Limit Most jobs per page. A page may hold fewer, with a non-null
-	// `nextCursor`, when their results reach 16 MiB.
-	Limit *AdminLimit `form:"limit,omitempty" json:"limit,omitempty"`
+	// Limit Most items per page.
+	Limit *PageLimit `form:"limit,omitempty" json:"limit,omitempty"`
 
 	// Cursor The `nextCursor` of the previous page.
 	Cursor *AdminCursor `form:"cursor,omitempty" json:"cursor,omitempty"`
@@ -1064,9 +1124,8 @@ type GetJobEventsParams struct {
 
 // ListWebhookDeliveriesParams defines parameters for ListWebhookDeliveries.
 type ListWebhookDeliveriesParams struct {
-	// Limit Most jobs per page. A page may hold fewer, with a non-null
-	// `nextCursor`, when their results reach 16 MiB.
-	Limit *AdminLimit `form:"limit,omitempty" json:"limit,omitempty"`
+	// Limit Most items per page.
+	Limit *PageLimit `form:"limit,omitempty" json:"limit,omitempty"`
 
 	// Cursor The `nextCursor` of the previous page.
 	Cursor *AdminCursor `form:"cursor,omitempty" json:"cursor,omitempty"`
@@ -1256,6 +1315,68 @@ func (t CreateJobRequest) MarshalJSON() ([]byte, error) {
 }
 
 func (t *CreateJobRequest) UnmarshalJSON(b []byte) error {
+	err := t.union.UnmarshalJSON(b)
+	return err
+}
+
+// AsJob returns the union data inside the WebhookEvent_Data as a Job
+func (t WebhookEvent_Data) AsJob() (Job, error) {
+	var body Job
+	err := json.Unmarshal(t.union, &body)
+	return body, err
+}
+
+// FromJob overwrites any union data inside the WebhookEvent_Data as the provided Job
+func (t *WebhookEvent_Data) FromJob(v Job) error {
+	b, err := json.Marshal(v)
+	t.union = b
+	return err
+}
+
+// MergeJob performs a merge with any union data inside the WebhookEvent_Data, using the provided Job
+func (t *WebhookEvent_Data) MergeJob(v Job) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+
+	merged, err := runtime.JSONMerge(t.union, b)
+	t.union = merged
+	return err
+}
+
+// AsWebhookTestData returns the union data inside the WebhookEvent_Data as a WebhookTestData
+func (t WebhookEvent_Data) AsWebhookTestData() (WebhookTestData, error) {
+	var body WebhookTestData
+	err := json.Unmarshal(t.union, &body)
+	return body, err
+}
+
+// FromWebhookTestData overwrites any union data inside the WebhookEvent_Data as the provided WebhookTestData
+func (t *WebhookEvent_Data) FromWebhookTestData(v WebhookTestData) error {
+	b, err := json.Marshal(v)
+	t.union = b
+	return err
+}
+
+// MergeWebhookTestData performs a merge with any union data inside the WebhookEvent_Data, using the provided WebhookTestData
+func (t *WebhookEvent_Data) MergeWebhookTestData(v WebhookTestData) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+
+	merged, err := runtime.JSONMerge(t.union, b)
+	t.union = merged
+	return err
+}
+
+func (t WebhookEvent_Data) MarshalJSON() ([]byte, error) {
+	b, err := t.union.MarshalJSON()
+	return b, err
+}
+
+func (t *WebhookEvent_Data) UnmarshalJSON(b []byte) error {
 	err := t.union.UnmarshalJSON(b)
 	return err
 }
