@@ -247,7 +247,8 @@ func (l *loop) attempt(ctx context.Context, d *store.DueDelivery) {
 	default:
 		res.Error = fmt.Sprintf("HTTP %d", code)
 	}
-	if !res.Delivered && !res.Gone && !errors.Is(err, errPermanent) {
+	var perm permanentError
+	if !res.Delivered && !res.Gone && !errors.As(err, &perm) {
 		res.Retry = retryAfter(l.cfg.Schedule, d.Attempts)
 	}
 	disabled, rerr := l.cfg.Store.RecordAttempt(ctx, res, l.cfg.Disable)
@@ -273,14 +274,20 @@ func outcome(r store.AttemptResult) string {
 	}
 }
 
-// errPermanent marks failures that no retry can mend (the job is gone, the
-// secret cannot be opened, the URL is not allowed).
-var errPermanent = errors.New("permanent")
+// permanentError is a failure that no retry can mend (the job is gone):
+// the delivery ends FAILED with its text.
+type permanentError struct{ text string }
+
+func (e permanentError) Error() string { return e.text }
 
 // send signs and POSTs the event and returns the answer's status.
 func (l *loop) send(ctx context.Context, d *store.DueDelivery, now time.Time) (int, error) {
+	// A URL this process refuses, or a secret it cannot open, is its
+	// configuration (JOBS_WEBHOOK_ALLOW_PRIVATE, JOBS_WEBHOOK_KEY) differing
+	// from the process that saved the endpoint: retried, so that fixing it
+	// loses nothing.
 	if err := webhook.CheckURL(d.URL, l.cfg.AllowPrivate); err != nil {
-		return 0, fmt.Errorf("%w: %w", errPermanent, err)
+		return 0, fmt.Errorf("refused by this API process's settings: %w", err)
 	}
 	body, err := l.body(ctx, d)
 	if err != nil {
@@ -294,7 +301,7 @@ func (l *loop) send(ctx context.Context, d *store.DueDelivery, now time.Time) (i
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, d.URL, bytes.NewReader(body))
 	if err != nil {
-		return 0, fmt.Errorf("%w: build request: %w", errPermanent, err)
+		return 0, permanentError{"the request could not be built: " + err.Error()}
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("User-Agent", "jobsd-webhooks")
@@ -333,7 +340,8 @@ func attemptError(err error) error {
 func (l *loop) keys(d *store.DueDelivery) ([][]byte, error) {
 	k, err := l.cfg.Sealer.Open(d.Secret)
 	if err != nil {
-		return nil, fmt.Errorf("%w: the signing secret cannot be opened (JOBS_WEBHOOK_KEY)", errPermanent)
+		l.cfg.Log.Error("webhooks: a signing secret cannot be opened: is JOBS_WEBHOOK_KEY the key it was sealed with?", "webhook_id", d.EndpointID)
+		return nil, errors.New("the signing secret cannot be opened on this API process (JOBS_WEBHOOK_KEY)")
 	}
 	keys := [][]byte{k}
 	if d.PreviousSecret != nil {
@@ -364,7 +372,7 @@ func (l *loop) body(ctx context.Context, d *store.DueDelivery) ([]byte, error) {
 	}
 	j, err := l.cfg.Store.Get(ctx, store.OwnedBy(d.UserID), *d.JobID)
 	if errors.Is(err, store.ErrNotFound) {
-		return nil, fmt.Errorf("%w: the job no longer exists (retention)", errPermanent)
+		return nil, permanentError{"the job no longer exists (deleted after its retention)"}
 	}
 	if err != nil {
 		return nil, errors.New("the job could not be read")
@@ -373,7 +381,7 @@ func (l *loop) body(ctx context.Context, d *store.DueDelivery) ([]byte, error) {
 		j.Result, ev.ResultOmitted = nil, true
 	}
 	if ev.Data, err = l.cfg.EncodeJob(j); err != nil {
-		return nil, fmt.Errorf("%w: encode the job: %w", errPermanent, err)
+		return nil, permanentError{"the job could not be encoded: " + err.Error()}
 	}
 	return json.Marshal(ev)
 }

@@ -527,3 +527,47 @@ func waitFor(t *testing.T, within time.Duration, cond func() bool, what string) 
 	t.Helper()
 	eventually.True(t, within, what, cond)
 }
+
+// TestDeletedJobAndUnopenableSecret: an event whose job was deleted ends
+// FAILED at once, with the reason; an endpoint whose secret this process
+// cannot open (another JOBS_WEBHOOK_KEY) is retried, not given up, and
+// nothing unsigned is sent.
+func TestDeletedJobAndUnopenableSecret(t *testing.T) {
+	s := newSetup(t)
+	rcv := newReceiver(t)
+	e, secret := s.endpoint(t, "alice", rcv.url())
+	rcv.secrets = []string{secret}
+	ids := s.endJobs(t, "alice", 1, `{"output":"x"}`)
+	if _, err := s.st.DB().Exec(`DELETE FROM jobs WHERE id = $1`, ids[0]); err != nil {
+		t.Fatal(err)
+	}
+	other := newReceiver(t)
+	o, _ := s.endpoint(t, "bob", other.url())
+	if _, err := s.st.DB().Exec(`UPDATE webhook_endpoints SET secret = '\x01000000'::bytea WHERE id = $1`, o.ID); err != nil {
+		t.Fatal(err)
+	}
+	d, err := s.st.QueueTestDelivery(t.Context(), store.OwnedBy("bob"), o.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.run(t, delivery.Config{Schedule: []time.Duration{time.Hour}})
+	waitFor(t, 20*time.Second, func() bool {
+		ds, err := s.st.ListDeliveries(t.Context(), store.OwnedBy("alice"), e.ID, 10, nil)
+		return err == nil && len(ds) == 1 && ds[0].Status == store.DeliveryFailed
+	}, "the deleted job's event FAILED")
+	ds, _ := s.st.ListDeliveries(t.Context(), store.OwnedBy("alice"), e.ID, 10, nil)
+	if ds[0].Attempts != 1 || ds[0].LastError == nil || !strings.Contains(*ds[0].LastError, "no longer exists") {
+		t.Errorf("deleted job's delivery: %+v", ds[0])
+	}
+	waitFor(t, 20*time.Second, func() bool {
+		ds, err := s.st.ListDeliveries(t.Context(), store.OwnedBy("bob"), o.ID, 10, nil)
+		return err == nil && len(ds) == 1 && ds[0].Attempts == 1 && ds[0].LastError != nil
+	}, "the unopenable secret's attempt recorded")
+	ds, _ = s.st.ListDeliveries(t.Context(), store.OwnedBy("bob"), o.ID, 10, nil)
+	if ds[0].ID != d.ID || ds[0].Status != store.DeliveryPending || ds[0].NextAttemptAt == nil || !strings.Contains(*ds[0].LastError, "JOBS_WEBHOOK_KEY") {
+		t.Errorf("unopenable secret's delivery: %+v (error %v)", ds[0], *ds[0].LastError)
+	}
+	if n := other.requests.Load() + rcv.requests.Load(); n != 0 {
+		t.Errorf("%d requests sent", n)
+	}
+}
