@@ -571,3 +571,32 @@ func TestDeletedJobAndUnopenableSecret(t *testing.T) {
 		t.Errorf("%d requests sent", n)
 	}
 }
+
+// TestSlowEndpointDelaysOnlyItself: while one endpoint holds every attempt
+// it is allowed for seconds at a time, with a backlog behind it, another
+// user's events are delivered at once.
+func TestSlowEndpointDelaysOnlyItself(t *testing.T) {
+	s := newSetup(t)
+	slow := newReceiver(t)
+	slow.mode.Store(modeSlow)
+	slow.slow = 3 * time.Second
+	_, slowSecret := s.endpoint(t, "alice", slow.url())
+	slow.secrets = []string{slowSecret}
+	fast := newReceiver(t)
+	_, fastSecret := s.endpoint(t, "bob", fast.url())
+	fast.secrets = []string{fastSecret}
+
+	s.endJobs(t, "alice", 30, `{"output":"x"}`)
+	s.run(t, delivery.Config{Timeout: 10 * time.Second, PerEndpoint: 2, Concurrency: 4})
+	waitFor(t, 10*time.Second, func() bool { return slow.requests.Load() >= 2 }, "the slow endpoint's attempts in flight")
+	start := time.Now()
+	s.endJobs(t, "bob", 5, `{"output":"x"}`)
+	waitFor(t, 10*time.Second, func() bool { return len(fast.acceptedIDs()) == 5 }, "bob's events delivered")
+	took := time.Since(start)
+	// Generous: the slow endpoint answers after 3 s; bob's events must not
+	// wait for even one of its answers.
+	if took >= 2500*time.Millisecond {
+		t.Errorf("bob's events took %v behind alice's slow endpoint", took)
+	}
+	t.Logf("bob's 5 events delivered %v after their jobs ended, alice's slow endpoint busy (%d requests so far)", took.Round(time.Millisecond), slow.requests.Load())
+}
