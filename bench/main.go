@@ -341,6 +341,10 @@ func goals(r *Results) []Goal {
 			gs = append(gs, Goal{Name: "worker throughput, metrics on and 1% of traces (README) vs both off, " + n, Target: ">= 0.95x median",
 				Measured: o.Median, Met: o.Median >= 0.95})
 		}
+		if o := w.WebhooksOverJobsd1; len(o.Values) > 0 {
+			gs = append(gs, Goal{Name: "worker throughput, one webhook endpoint per user vs none, " + n, Target: ">= 0.95x median",
+				Measured: o.Median, Met: o.Median >= 0.95})
+		}
 		if o := w.ObservedOverRiver; len(o.Values) > 0 {
 			gs = append(gs, Goal{Name: "worker throughput, jobsd x1 with metrics and tracing on vs River x1, " + n, Target: ">= 1.50x median",
 				Measured: o.Median, Met: o.Median >= 1.5})
@@ -484,6 +488,7 @@ func sanitize(r *Results) {
 		w.Jobsd2OverJobsd1 = cleanSpread(w.Jobsd2OverJobsd1)
 		w.ObservedOverJobsd1, w.ObservedOverRiver = cleanSpread(w.ObservedOverJobsd1), cleanSpread(w.ObservedOverRiver)
 		w.SampledOverJobsd1, w.TracedAttemptCPUus = cleanSpread(w.SampledOverJobsd1), cleanSpread(w.TracedAttemptCPUus)
+		w.WebhooksOverJobsd1 = cleanSpread(w.WebhooksOverJobsd1)
 		for k, v := range w.WorkPerJob {
 			w.WorkPerJob[k] = v.clean()
 		}
@@ -577,6 +582,9 @@ func printReport(f *os.File, r *Results) {
 			fmt.Fprintf(w, "\tjobsd x1 with metrics and tracing on ÷ River x1\t\t%s\n", sp(wr.ObservedOverRiver, "%.3f"))
 			fmt.Fprintf(w, "\tjobsd x1 with metrics on, 1%% of traces ÷ jobsd x1\t\t%s\n", sp(wr.SampledOverJobsd1, "%.3f"))
 			fmt.Fprintf(w, "\tworker CPU of a traced attempt (observed - x1), µs\t\t%s\n", sp(wr.TracedAttemptCPUus, "%.1f"))
+		}
+		if len(wr.WebhooksOverJobsd1.Values) > 0 {
+			fmt.Fprintf(w, "\tjobsd x1 with one webhook endpoint per user ÷ jobsd x1\t\t%s\n", sp(wr.WebhooksOverJobsd1, "%.3f"))
 		}
 		fmt.Fprintf(w, "\tCPU per job (PG + worker), jobsd x1 ÷ River x1\t\t%s\n", sp(wr.CPUPerJobOverRiver, "%.3f"))
 		fmt.Fprintf(w, "\tWAL per job, jobsd x1 ÷ River x1\t\t%s\n", sp(wr.WALPerJobOverRiver, "%.3f"))

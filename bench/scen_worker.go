@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -65,6 +66,10 @@ type WorkerResult struct {
 	// TracedAttemptCPUus is what tracing every attempt adds to the worker's
 	// CPU per job: jobsd x1 observed minus jobsd x1, per repeat.
 	TracedAttemptCPUus Spread `json:"tracedAttemptCpuUs,omitempty"`
+	// WebhooksOverJobsd1 is jobsd x1 with one webhook endpoint per user
+	// (every job writes an event in its outcome statement; no API process
+	// sends them) ÷ jobsd x1 without endpoints, per repeat. Goal ≥ 0.95.
+	WebhooksOverJobsd1 Spread `json:"webhooksOverJobsd1,omitempty"`
 	ObservedOverRiver  Spread `json:"observedOverRiver,omitempty"`
 	// WorkPerJob is each contender's Work per job over the repeats, and
 	// the two ratios jobsd x1 ÷ River x1, per repeat: PostgreSQL's and the
@@ -152,7 +157,7 @@ func runWorkerScenario(ctx context.Context, e *env, o workerOpts) (*WorkerResult
 		observed = observedEnv(sink.URL)
 		sampled = append(observedEnv(sink.URL), recommendedSampling...)
 	}
-	var r1, r2, r21, ro1, ror, rs1, traced, rcpu, rwal []float64
+	var r1, r2, r21, ro1, ror, rs1, traced, rcpu, rwal, rwh []float64
 	for rep := range o.repeats {
 		b1, err := jobsdBurnDown(ctx, e, jpool, jurl, o.jobs, 1, 1, o.concurrency, o.timeout)
 		if err != nil {
@@ -192,6 +197,16 @@ func runWorkerScenario(ctx context.Context, e *env, o workerOpts) (*WorkerResult
 				ror = append(ror, bo.JobsPerSec/rv.JobsPerSec)
 			}
 		}
+		if *webhooksRun {
+			bw, err := webhooksBurnDown(ctx, e, jpool, jurl, o.jobs, o.concurrency, o.timeout)
+			if err != nil {
+				return nil, err
+			}
+			runs = append(runs, bw)
+			if b1.JobsPerSec > 0 {
+				rwh = append(rwh, bw.JobsPerSec/b1.JobsPerSec)
+			}
+		}
 		for _, b := range runs {
 			res.Runs[b.Contender] = append(res.Runs[b.Contender], b)
 			if !b.AuditOK {
@@ -218,6 +233,7 @@ func runWorkerScenario(ctx context.Context, e *env, o workerOpts) (*WorkerResult
 		res.ObservedOverJobsd1, res.ObservedOverRiver = spread(ro1), spread(ror)
 		res.SampledOverJobsd1, res.TracedAttemptCPUus = spread(rs1), spread(traced)
 	}
+	res.WebhooksOverJobsd1 = spread(rwh)
 	if o.diagnose {
 		res.Diagnostics = map[string]float64{}
 		// The per-row jobs_changed NOTIFY trigger fires on every claim and
@@ -359,6 +375,31 @@ func jobsdBurnDownBeside(ctx context.Context, e *env, pool *pgxpool.Pool, url st
 		b.Audit += " (timed out: rate is completed/elapsed)"
 	}
 	return b, nil
+}
+
+var webhooksRun = flag.Bool("webhooks", true, "scenario 2: also burn down jobsd x1 with one webhook endpoint per user, every job writing its event (webhooksOverJobsd1)")
+
+// webhooksBurnDown is jobsd x1's burn-down with one enabled webhook
+// endpoint for its user: every outcome statement also writes one
+// webhook_deliveries row per job (the outbox; nothing sends them here).
+// The endpoints and their events are deleted afterwards.
+func webhooksBurnDown(ctx context.Context, e *env, pool *pgxpool.Pool, url string, n, conc int, timeout time.Duration) (BurnDown, error) {
+	if _, err := pool.Exec(ctx, `INSERT INTO webhook_endpoints (id, user_id, url, event_types, secret)
+		VALUES (gen_random_uuid(), 'user-0', 'https://hooks.example.com/bench', ARRAY['job.completed', 'job.failed'], '\x00'::bytea)`); err != nil {
+		return BurnDown{}, fmt.Errorf("webhooks: add an endpoint: %w", err)
+	}
+	b, err := jobsdBurnDown(ctx, e, pool, url, n, 1, 1, conc, timeout)
+	b.Contender = "jobsd x1 webhooks"
+	var events int64
+	if err == nil {
+		err = pool.QueryRow(ctx, `SELECT count(*) FROM webhook_deliveries`).Scan(&events)
+		b.Audit += fmt.Sprintf(", %d webhook events", events)
+		b.AuditOK = b.AuditOK && events == int64(n)
+	}
+	if _, err2 := pool.Exec(ctx, `TRUNCATE webhook_deliveries, webhook_endpoints`); err2 != nil && err == nil {
+		err = err2
+	}
+	return b, err
 }
 
 // jobsPerSec is the spread of each contender's burn-down rate.

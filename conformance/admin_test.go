@@ -47,6 +47,9 @@ var adminRoutes = []struct{ method, path, body string }{
 	{"GET", "/api/admin/stats", ""},
 	{"GET", "/api/admin/workers", ""},
 	{"POST", "/api/admin/prompts/preview", `{}`},
+	{"GET", "/api/admin/webhooks?limit=0", ""},
+	{"GET", "/api/admin/webhooks/not-a-uuid/deliveries", ""},
+	{"POST", "/api/admin/webhooks/not-a-uuid/deliveries/not-a-uuid/replay", ""},
 }
 
 // TestAdminForbidden: a signed-in non-admin gets 403 "Admin access

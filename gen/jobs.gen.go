@@ -270,6 +270,87 @@ func (e RiskAnalysisJobRequestType) Valid() bool {
 	}
 }
 
+// Defines values for WebhookDeliveryEventType.
+const (
+	DeliveryJobCompleted WebhookDeliveryEventType = "job.completed"
+	DeliveryJobFailed    WebhookDeliveryEventType = "job.failed"
+	DeliveryWebhookTest  WebhookDeliveryEventType = "webhook.test"
+)
+
+// Valid indicates whether the value is a known member of the WebhookDeliveryEventType enum.
+func (e WebhookDeliveryEventType) Valid() bool {
+	switch e {
+	case DeliveryJobCompleted:
+		return true
+	case DeliveryJobFailed:
+		return true
+	case DeliveryWebhookTest:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for WebhookDeliveryStatus.
+const (
+	DeliveryDelivered WebhookDeliveryStatus = "DELIVERED"
+	DeliveryFailed    WebhookDeliveryStatus = "FAILED"
+	DeliveryPending   WebhookDeliveryStatus = "PENDING"
+)
+
+// Valid indicates whether the value is a known member of the WebhookDeliveryStatus enum.
+func (e WebhookDeliveryStatus) Valid() bool {
+	switch e {
+	case DeliveryDelivered:
+		return true
+	case DeliveryFailed:
+		return true
+	case DeliveryPending:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for WebhookEventKind.
+const (
+	KindJobCompleted WebhookEventKind = "job.completed"
+	KindJobFailed    WebhookEventKind = "job.failed"
+	KindWebhookTest  WebhookEventKind = "webhook.test"
+)
+
+// Valid indicates whether the value is a known member of the WebhookEventKind enum.
+func (e WebhookEventKind) Valid() bool {
+	switch e {
+	case KindJobCompleted:
+		return true
+	case KindJobFailed:
+		return true
+	case KindWebhookTest:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for WebhookEventType.
+const (
+	EventJobCompleted WebhookEventType = "job.completed"
+	EventJobFailed    WebhookEventType = "job.failed"
+)
+
+// Valid indicates whether the value is a known member of the WebhookEventType enum.
+func (e WebhookEventType) Valid() bool {
+	switch e {
+	case EventJobCompleted:
+		return true
+	case EventJobFailed:
+		return true
+	default:
+		return false
+	}
+}
+
 // AIPreviewResult The `result` of a COMPLETED AI_PREVIEW job.
 type AIPreviewResult struct {
 	// Output The AI-generated preview text
@@ -328,6 +409,14 @@ type AdminStats struct {
 	Workers      []Worker `json:"workers"`
 }
 
+// AdminWebhookEndpointList defines model for AdminWebhookEndpointList.
+type AdminWebhookEndpointList struct {
+	Endpoints []WebhookEndpoint `json:"endpoints"`
+
+	// NextCursor Pass as `cursor` for the next page; null on the last page only.
+	NextCursor *string `json:"nextCursor"`
+}
+
 // Attempt One attempt of a job, or its cancellation.
 type Attempt struct {
 	// Attempt 1 for the first attempt; 0 for a cancellation while no attempt ran.
@@ -368,6 +457,17 @@ type AttemptList struct {
 // CreateJobRequest A job of one type with that type's input.
 type CreateJobRequest struct {
 	union json.RawMessage
+}
+
+// CreateWebhookRequest defines model for CreateWebhookRequest.
+type CreateWebhookRequest struct {
+	// EventTypes The events to send; both when absent.
+	EventTypes *[]WebhookEventType `json:"eventTypes,omitempty"`
+
+	// Url An absolute `https` URL without credentials or fragment.
+	//
+	// Example: https://hooks.example.com/jobsd
+	Url string `json:"url"`
 }
 
 // DocumentCounts The size of a parsed document.
@@ -715,6 +815,165 @@ type TypeCount struct {
 	Type JobType `json:"type"`
 }
 
+// UpdateWebhookRequest defines model for UpdateWebhookRequest.
+type UpdateWebhookRequest struct {
+	Enabled    *bool               `json:"enabled,omitempty"`
+	EventTypes *[]WebhookEventType `json:"eventTypes,omitempty"`
+	Url        *string             `json:"url,omitempty"`
+}
+
+// WebhookDelivery One event to one endpoint, and its attempts so far. `id` is the
+// `webhook-id` header of every attempt. Every key is always present;
+// absent values are null.
+type WebhookDelivery struct {
+	Attempts int `json:"attempts"`
+
+	// CreatedAt ISO 8601 timestamp, UTC, three fractional digits.
+	//
+	// Example: 2026-03-04T12:00:00.000Z
+	CreatedAt Timestamp                `json:"createdAt"`
+	EventType WebhookDeliveryEventType `json:"eventType"`
+	Id        openapi_types.UUID       `json:"id"`
+
+	// JobId The job the event is about; null for a test event.
+	JobId *openapi_types.UUID `json:"jobId"`
+
+	// LastAttemptAt ISO 8601 timestamp, UTC, three fractional digits; null until it happens.
+	//
+	// Example: 2026-03-04T12:00:01.000Z
+	LastAttemptAt *NullableTimestamp `json:"lastAttemptAt"`
+
+	// LastError Why the last attempt failed, for people.
+	LastError     *string `json:"lastError"`
+	LastLatencyMs *int    `json:"lastLatencyMs"`
+
+	// LastStatusCode The last attempt's HTTP status; null when it got none (refused, timed out) or before the first.
+	LastStatusCode *int `json:"lastStatusCode"`
+
+	// NextAttemptAt ISO 8601 timestamp, UTC, three fractional digits; null until it happens.
+	//
+	// Example: 2026-03-04T12:00:01.000Z
+	NextAttemptAt *NullableTimestamp `json:"nextAttemptAt"`
+
+	// Status PENDING until an attempt gets a 2xx (DELIVERED), or retries run
+	// out or the endpoint is disabled or gone (FAILED).
+	Status    WebhookDeliveryStatus `json:"status"`
+	WebhookId openapi_types.UUID    `json:"webhookId"`
+}
+
+// WebhookDeliveryEventType defines model for WebhookDelivery.EventType.
+type WebhookDeliveryEventType string
+
+// WebhookDeliveryStatus PENDING until an attempt gets a 2xx (DELIVERED), or retries run
+// out or the endpoint is disabled or gone (FAILED).
+type WebhookDeliveryStatus string
+
+// WebhookDeliveryList defines model for WebhookDeliveryList.
+type WebhookDeliveryList struct {
+	Deliveries []WebhookDelivery `json:"deliveries"`
+
+	// NextCursor Pass as `cursor` for the next page; null on the last page only.
+	NextCursor *string `json:"nextCursor"`
+}
+
+// WebhookEndpoint A URL that receives signed events about its owner's jobs, and its
+// health. `secret` is present only in the answers of creation and
+// rotation. Every other key is always present; absent values are null.
+type WebhookEndpoint struct {
+	// ConsecutiveFailures Failed attempts since the last success.
+	ConsecutiveFailures int `json:"consecutiveFailures"`
+
+	// CreatedAt ISO 8601 timestamp, UTC, three fractional digits.
+	//
+	// Example: 2026-03-04T12:00:00.000Z
+	CreatedAt Timestamp `json:"createdAt"`
+
+	// DisabledReason Why jobsd disabled the endpoint: it answered 410 Gone, or its
+	// deliveries kept failing (see docs/webhooks.md); null otherwise.
+	//
+	//
+	// Example: Disabled after 15 consecutive failed deliveries (last: HTTP 500)
+	DisabledReason *string `json:"disabledReason"`
+
+	// Enabled Whether events are sent; false when the owner turned it off or jobsd disabled it (see `disabledReason`).
+	Enabled    bool               `json:"enabled"`
+	EventTypes []WebhookEventType `json:"eventTypes"`
+	Id         openapi_types.UUID `json:"id"`
+
+	// LastFailureAt ISO 8601 timestamp, UTC, three fractional digits; null until it happens.
+	//
+	// Example: 2026-03-04T12:00:01.000Z
+	LastFailureAt *NullableTimestamp `json:"lastFailureAt"`
+
+	// LastSuccessAt ISO 8601 timestamp, UTC, three fractional digits; null until it happens.
+	//
+	// Example: 2026-03-04T12:00:01.000Z
+	LastSuccessAt *NullableTimestamp `json:"lastSuccessAt"`
+
+	// Secret The signing secret (`whsec_` and base64 of 32 bytes); only in the answers of creation and rotation.
+	//
+	// Example: whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSwMfKQ9r8GKYo=
+	Secret *string `json:"secret,omitempty"`
+
+	// UpdatedAt ISO 8601 timestamp, UTC, three fractional digits.
+	//
+	// Example: 2026-03-04T12:00:00.000Z
+	UpdatedAt Timestamp `json:"updatedAt"`
+
+	// Url Example: https://hooks.example.com/jobsd
+	Url string `json:"url"`
+
+	// UserId The owner; only in the admin list.
+	UserId *string `json:"userId,omitempty"`
+}
+
+// WebhookEndpointList defines model for WebhookEndpointList.
+type WebhookEndpointList struct {
+	Endpoints []WebhookEndpoint `json:"endpoints"`
+}
+
+// WebhookEvent The body jobsd POSTs to a webhook endpoint (not an API response), with
+// the Standard Webhooks headers `webhook-id` (the same on every retry),
+// `webhook-timestamp` and `webhook-signature` (`v1,` and the base64
+// HMAC-SHA256 of `{id}.{timestamp}.{body}` under each signing secret,
+// space-separated). See docs/webhooks.md.
+type WebhookEvent struct {
+	// Data For job events, the job exactly as `GET /api/jobs/{id}` answers
+	// it when the event is sent (without its result when
+	// `resultOmitted`); for `webhook.test`, `{"webhookId": "<id>"}`.
+	Data WebhookEvent_Data `json:"data"`
+
+	// ResultOmitted Present and true when the job's result was larger than the deployment's limit (256 KiB by default) and left out; GET the job for it.
+	ResultOmitted *bool `json:"resultOmitted,omitempty"`
+
+	// Timestamp ISO 8601 timestamp, UTC, three fractional digits.
+	//
+	// Example: 2026-03-04T12:00:00.000Z
+	Timestamp Timestamp `json:"timestamp"`
+
+	// Type A webhook event's type, test events included.
+	Type WebhookEventKind `json:"type"`
+}
+
+// WebhookEvent_Data For job events, the job exactly as `GET /api/jobs/{id}` answers
+// it when the event is sent (without its result when
+// `resultOmitted`); for `webhook.test`, `{"webhookId": "<id>"}`.
+type WebhookEvent_Data struct {
+	union json.RawMessage
+}
+
+// WebhookEventKind A webhook event's type, test events included.
+type WebhookEventKind string
+
+// WebhookEventType What happened: `job.completed` (the job is COMPLETED), `job.failed`
+// (FAILED, including a cancellation).
+type WebhookEventType string
+
+// WebhookTestData defines model for WebhookTestData.
+type WebhookTestData struct {
+	WebhookId openapi_types.UUID `json:"webhookId"`
+}
+
 // Worker defines model for Worker.
 type Worker struct {
 	Concurrency int    `json:"concurrency"`
@@ -746,6 +1005,9 @@ type AdminCursor = string
 // AdminLimit defines model for AdminLimit.
 type AdminLimit = int
 
+// DeliveryId defines model for DeliveryId.
+type DeliveryId = openapi_types.UUID
+
 // IdempotencyKey defines model for IdempotencyKey.
 type IdempotencyKey = string
 
@@ -755,6 +1017,12 @@ type IfNoneMatch = string
 // JobId defines model for JobId.
 type JobId = openapi_types.UUID
 
+// PageLimit defines model for PageLimit.
+type PageLimit = int
+
+// WebhookId defines model for WebhookId.
+type WebhookId = openapi_types.UUID
+
 // Accepted A background job. Every key is always present; a value that is absent
 // is an explicit null. Timestamps are UTC ISO 8601 with exactly three
 // fractional digits.
@@ -762,6 +1030,9 @@ type Accepted = Job
 
 // AdminNotFound Every error response.
 type AdminNotFound = Error
+
+// AdminWebhookNotFound Every error response.
+type AdminWebhookNotFound = Error
 
 // BadRequest Every error response.
 type BadRequest = Error
@@ -786,6 +1057,12 @@ type TooManyRequests = Error
 
 // Unauthorized Every error response.
 type Unauthorized = Error
+
+// WebhookLimit Every error response.
+type WebhookLimit = Error
+
+// WebhookNotFound Every error response.
+type WebhookNotFound = Error
 
 // AdminListJobsParams defines parameters for AdminListJobs.
 type AdminListJobsParams struct {
@@ -826,6 +1103,24 @@ type CreatePromptPreviewParams struct {
 	// user and the endpoint and bind to their job for 24 hours; after that
 	// the same key creates a new job.
 	IdempotencyKey *IdempotencyKey `json:"Idempotency-Key,omitempty"`
+}
+
+// AdminListWebhooksParams defines parameters for AdminListWebhooks.
+type AdminListWebhooksParams struct {
+	// Limit Most items per page.
+	Limit *PageLimit `form:"limit,omitempty" json:"limit,omitempty"`
+
+	// Cursor The `nextCursor` of the previous page.
+	Cursor *AdminCursor `form:"cursor,omitempty" json:"cursor,omitempty"`
+}
+
+// AdminListWebhookDeliveriesParams defines parameters for AdminListWebhookDeliveries.
+type AdminListWebhookDeliveriesParams struct {
+	// Limit Most items per page.
+	Limit *PageLimit `form:"limit,omitempty" json:"limit,omitempty"`
+
+	// Cursor The `nextCursor` of the previous page.
+	Cursor *AdminCursor `form:"cursor,omitempty" json:"cursor,omitempty"`
 }
 
 // ListJobsParams defines parameters for ListJobs.
@@ -869,6 +1164,15 @@ type GetJobEventsParams struct {
 	LastEventID *string `json:"Last-Event-ID,omitempty"`
 }
 
+// ListWebhookDeliveriesParams defines parameters for ListWebhookDeliveries.
+type ListWebhookDeliveriesParams struct {
+	// Limit Most items per page.
+	Limit *PageLimit `form:"limit,omitempty" json:"limit,omitempty"`
+
+	// Cursor The `nextCursor` of the previous page.
+	Cursor *AdminCursor `form:"cursor,omitempty" json:"cursor,omitempty"`
+}
+
 // CreatePromptPreviewJSONRequestBody defines body for CreatePromptPreview for application/json ContentType.
 type CreatePromptPreviewJSONRequestBody = PromptPreviewRequest
 
@@ -877,6 +1181,12 @@ type AdminRequeueFailedJSONRequestBody = RequeueRequest
 
 // CreateJobJSONRequestBody defines body for CreateJob for application/json ContentType.
 type CreateJobJSONRequestBody = CreateJobRequest
+
+// CreateWebhookJSONRequestBody defines body for CreateWebhook for application/json ContentType.
+type CreateWebhookJSONRequestBody = CreateWebhookRequest
+
+// UpdateWebhookJSONRequestBody defines body for UpdateWebhook for application/json ContentType.
+type UpdateWebhookJSONRequestBody = UpdateWebhookRequest
 
 // AsParseDocumentJobRequest returns the union data inside the CreateJobRequest as a ParseDocumentJobRequest
 func (t CreateJobRequest) AsParseDocumentJobRequest() (ParseDocumentJobRequest, error) {
@@ -1047,6 +1357,68 @@ func (t CreateJobRequest) MarshalJSON() ([]byte, error) {
 }
 
 func (t *CreateJobRequest) UnmarshalJSON(b []byte) error {
+	err := t.union.UnmarshalJSON(b)
+	return err
+}
+
+// AsJob returns the union data inside the WebhookEvent_Data as a Job
+func (t WebhookEvent_Data) AsJob() (Job, error) {
+	var body Job
+	err := json.Unmarshal(t.union, &body)
+	return body, err
+}
+
+// FromJob overwrites any union data inside the WebhookEvent_Data as the provided Job
+func (t *WebhookEvent_Data) FromJob(v Job) error {
+	b, err := json.Marshal(v)
+	t.union = b
+	return err
+}
+
+// MergeJob performs a merge with any union data inside the WebhookEvent_Data, using the provided Job
+func (t *WebhookEvent_Data) MergeJob(v Job) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+
+	merged, err := runtime.JSONMerge(t.union, b)
+	t.union = merged
+	return err
+}
+
+// AsWebhookTestData returns the union data inside the WebhookEvent_Data as a WebhookTestData
+func (t WebhookEvent_Data) AsWebhookTestData() (WebhookTestData, error) {
+	var body WebhookTestData
+	err := json.Unmarshal(t.union, &body)
+	return body, err
+}
+
+// FromWebhookTestData overwrites any union data inside the WebhookEvent_Data as the provided WebhookTestData
+func (t *WebhookEvent_Data) FromWebhookTestData(v WebhookTestData) error {
+	b, err := json.Marshal(v)
+	t.union = b
+	return err
+}
+
+// MergeWebhookTestData performs a merge with any union data inside the WebhookEvent_Data, using the provided WebhookTestData
+func (t *WebhookEvent_Data) MergeWebhookTestData(v WebhookTestData) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+
+	merged, err := runtime.JSONMerge(t.union, b)
+	t.union = merged
+	return err
+}
+
+func (t WebhookEvent_Data) MarshalJSON() ([]byte, error) {
+	b, err := t.union.MarshalJSON()
+	return b, err
+}
+
+func (t *WebhookEvent_Data) UnmarshalJSON(b []byte) error {
 	err := t.union.UnmarshalJSON(b)
 	return err
 }

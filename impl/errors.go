@@ -80,6 +80,12 @@ func toAPIError(err error, path string) (e *apiError, internal bool) {
 		return errorf(http.StatusNotFound, msgAdminNotFound), false
 	case errors.Is(err, store.ErrNotFound):
 		return errNotFound, false
+	case errors.Is(err, store.ErrWebhookNotFound) && strings.HasPrefix(path, adminPrefix):
+		return errorf(http.StatusNotFound, msgAdminWebhookNotFound), false
+	case errors.Is(err, store.ErrWebhookNotFound):
+		return errorf(http.StatusNotFound, msgWebhookNotFound), false
+	case errors.Is(err, store.ErrWebhookLimit):
+		return errorf(http.StatusConflict, msgWebhookLimit), false
 	case errors.Is(err, store.ErrNotFailed):
 		return errorf(http.StatusConflict, msgNotFailed), false
 	case errors.Is(err, store.ErrCancelledJob):

@@ -98,7 +98,7 @@ func wwwAuthenticate(c echo.Context) string {
 func checkJobID(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		for i, name := range c.ParamNames() {
-			if name != "id" {
+			if name != "id" && name != "deliveryId" {
 				continue
 			}
 			raw := c.ParamValues()[i]

@@ -78,6 +78,8 @@ type Config struct {
 	// TrustedProxies are the peers whose X-Forwarded-For gives the client
 	// address; empty: the peer is the client.
 	TrustedProxies []*net.IPNet
+	// Webhooks configures the webhook endpoints' API.
+	Webhooks WebhookConfig
 }
 
 // DefaultMaxBodyBytes fits the largest document a PARSE_DOCUMENT job takes.
@@ -99,6 +101,7 @@ type Server struct {
 	stats       statsCache // the admin stats of the last statsTTL
 	replicas    *Replicas
 	waiters     *waiterSlots
+	webhooks    WebhookConfig
 }
 
 var _ server.StrictServerInterface = (*Server)(nil)
@@ -136,7 +139,7 @@ func New(cfg Config) (*echo.Echo, error) {
 	if len(cfg.CORSOrigins) > 0 {
 		chain = append(chain, middleware.CORSWithConfig(middleware.CORSConfig{
 			AllowOrigins:  cfg.CORSOrigins,
-			AllowMethods:  []string{http.MethodGet, http.MethodPost, http.MethodOptions},
+			AllowMethods:  []string{http.MethodGet, http.MethodPost, http.MethodPatch, http.MethodDelete, http.MethodOptions},
 			AllowHeaders:  []string{echo.HeaderAuthorization, echo.HeaderContentType, "Idempotency-Key", "If-None-Match", "Last-Event-ID"},
 			ExposeHeaders: []string{"ETag", "Retry-After", "Location", "Cache-Control", echo.HeaderXRequestID},
 			MaxAge:        600,
@@ -157,7 +160,7 @@ func New(cfg Config) (*echo.Echo, error) {
 		cfg.TerminalCacheItems = 100_000
 	}
 	s := &Server{store: cfg.Store, log: cfg.Log, maxAttempts: cfg.MaxAttempts, hub: cfg.Hub, draining: cfg.Draining, metrics: cfg.Metrics,
-		retention: cfg.Retention, replicas: cfg.Replicas, waiters: newWaiterSlots(cfg.UserWaiters)}
+		retention: cfg.Retention, replicas: cfg.Replicas, waiters: newWaiterSlots(cfg.UserWaiters), webhooks: cfg.Webhooks}
 	if cfg.TerminalCacheItems > 0 {
 		s.terminal = newTerminalCache(cfg.TerminalCacheItems, 256<<20)
 	}

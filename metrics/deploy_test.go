@@ -18,7 +18,8 @@ import (
 
 // processSeries is every series name a jobsd process exports, from a
 // registry assembled as serve and worker assemble theirs (in one registry,
-// as jobsd dev has), with each histogram's _bucket, _sum and _count.
+// as jobsd dev has, webhook delivery loop included), with each
+// histogram's _bucket, _sum and _count.
 func processSeries(t *testing.T) map[string]bool {
 	t.Helper()
 	st, _ := pgtest.NewStore(t)
@@ -27,6 +28,7 @@ func processSeries(t *testing.T) map[string]bool {
 	RegisterListener(reg, "jobs_changed", func() bool { return true })
 	api := NewAPI(reg)
 	w := NewWorker(reg)
+	NewWebhooks(reg) // serve's and dev's delivery loop
 
 	// Vectors export a series once they have a child: make one of each.
 	api.Request("/x", http.MethodGet, "")(http.StatusNoContent)

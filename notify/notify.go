@@ -1,7 +1,8 @@
 // Package notify is jobsd's one listener for PostgreSQL notifications: a
 // LISTEN connection that reconnects by itself and hands every notification
 // to a handler. The API's hub listens on JobsChanged; the worker on
-// JobsInserted and JobsCancelled. The channel names are defined here once;
+// JobsInserted and JobsCancelled; the webhook delivery loop on
+// WebhookDeliveries. The channel names are defined here once;
 // the SQL that notifies (migrations' triggers, the store's cancel) spells
 // the same names.
 package notify
@@ -26,6 +27,10 @@ const (
 	// JobsCancelled carries the id of a job just cancelled (store's cancel):
 	// the worker running it stops its handler.
 	JobsCancelled = "jobs_cancelled"
+	// WebhookDeliveries has an empty payload, one per statement that
+	// queued webhook deliveries (the webhook_deliveries_queued trigger):
+	// the delivery loop's cue to claim.
+	WebhookDeliveries = "webhook_deliveries"
 )
 
 // Reconnection backoff of the listening connection.

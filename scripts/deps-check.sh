@@ -34,6 +34,10 @@ RULES=(
 	# HTTP clients), so "no HTTP" cannot be said with go list; what it must
 	# not link is the HTTP server side.
 	"./store|$echo_re|$kin_re|$server_re|$gen_re|the store sits below the HTTP layer and the contract's types"
+	# webhook/ is shared by the server, the Go client and receivers: nothing
+	# of jobsd's but itself (the only package whose name starts with "we").
+	"./webhook|^github\.com/jobsd/jobsd/([^w]|w[^e])|webhook/ imports nothing of jobsd's"
+	"./delivery|$echo_re|$kin_re|$server_re|$gen_re|the delivery loop sends webhooks; the job's JSON comes from impl/ as a function"
 	"./cmd/jobsd|$test_tooling_re|the jobsd binary links no test tooling ('jobsd dev' runs the docker command line)"
 )
 

@@ -38,3 +38,6 @@ func QueueStatements(ids, leases []string, cursor QueueKey) []QueueStatement {
 		{"rescue", rescueSQL, []any{"lost", 1.0}},
 	}
 }
+
+// FinishSQL is the worker's outcome statement, for the plan tests.
+func FinishSQL() string { return finishSQL }

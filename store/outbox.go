@@ -147,7 +147,7 @@ func (s *Store) RescueToOutbox(ctx context.Context, backoff time.Duration) (retr
 }
 
 // rescueToOutboxSQL is Rescue's statement, plus the outbox rows.
-const rescueToOutboxSQL = rescueCTEs + `,
+var rescueToOutboxSQL = rescueCTEs + `,
 	queued AS (
 		INSERT INTO outbox (job_id, not_before)
 		SELECT id, run_after FROM rescued WHERE status <> 'FAILED')

@@ -392,7 +392,7 @@ func appendArrayQuoted[T string | []byte](b []byte, s T) []byte {
 
 // finishSQL is Finish's statement: the job rows the fence lets through,
 // then the queue rows of the jobs that wait again and the attempt log.
-const finishSQL = `
+var finishSQL = `
 	WITH done AS (UPDATE jobs j SET
 		status = CASE o.kind
 			WHEN 'completed' THEN 'COMPLETED'
@@ -428,7 +428,8 @@ const finishSQL = `
 		SELECT date_trunc('minute', now()), type, COALESCE(worker_id, ''), count(*)
 		FROM done WHERE kind = 'completed'
 		GROUP BY 2, 3
-		ON CONFLICT (minute, type, worker_id) DO UPDATE SET n = c.n + EXCLUDED.n)
+		ON CONFLICT (minute, type, worker_id) DO UPDATE SET n = c.n + EXCLUDED.n),
+	` + webhookEventsCTE("done", "CASE done.kind WHEN 'completed' THEN 'job.completed' ELSE 'job.failed' END", "done.kind IN ('completed', 'failed')") + `
 	SELECT id FROM done`
 
 // Heartbeat extends the leases of the claims that held attempts belong to,
@@ -486,7 +487,7 @@ func (s *Store) Rescue(ctx context.Context, backoff time.Duration) (retried, fai
 // of an expired claim that no longer carries its lease ended, or was
 // cancelled, before: the fence leaves it alone. rescued holds each job's
 // id, status and run_after, for what follows.
-const rescueCTEs = `
+var rescueCTEs = `
 	WITH expired AS MATERIALIZED (
 		DELETE FROM job_leases l WHERE l.lease = ANY(ARRAY(
 			SELECT lease FROM job_leases WHERE expires_at < now()
@@ -509,10 +510,11 @@ const rescueCTEs = `
 	logged AS (
 		INSERT INTO job_attempts (job_id, attempt, type, worker_id, started_at, outcome, final, error)
 		SELECT id, attempts, type, worker_id, attempted_at, 'lost', status = 'FAILED', $1
-		FROM rescued)`
+		FROM rescued),
+	` + webhookEventsCTE("rescued", "'job.failed'", "rescued.status = 'FAILED'")
 
 // rescueSQL is Rescue's statement.
-const rescueSQL = rescueCTEs + `
+var rescueSQL = rescueCTEs + `
 	SELECT status FROM rescued`
 
 // rescue runs a rescue statement (rescueSQL, or one that adds to it) and
@@ -590,7 +592,8 @@ func (s *Store) Cancel(ctx context.Context, sc Scope, id uuid.UUID) (_ *job.Job,
 			SELECT id, CASE WHEN running THEN attempts ELSE 0 END, type,
 				CASE WHEN running THEN worker_id END, CASE WHEN running THEN attempted_at END,
 				'cancelled', true, $3
-			FROM c)
+			FROM c),
+		`+webhookEventsCTE("c", "'job.failed'", "true")+`
 		SELECT `+jobColumns+` FROM c CROSS JOIN LATERAL (SELECT pg_notify('`+notify.JobsCancelled+`', c.id::text)) AS n`,
 		id, sc.ownerArg(), text, sc.actor)
 	if err != nil {

@@ -150,6 +150,36 @@ func (s *stack) createJob(t *testing.T, path string, body any) string {
 	return j.ID
 }
 
+// call sends an API request with the stack's admin token, requires the
+// status want and returns the answer's id.
+func (s *stack) call(t *testing.T, method, path string, body any, want int) string {
+	t.Helper()
+	var rd io.Reader
+	if body != nil {
+		b, _ := json.Marshal(body)
+		rd = bytes.NewReader(b)
+	}
+	req, _ := http.NewRequest(method, s.base+path, rd)
+	req.Header.Set("Authorization", "Bearer "+s.token)
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != want {
+		t.Fatalf("%s %s: %d %s", method, path, resp.StatusCode, raw)
+	}
+	var v struct{ ID string }
+	if err := json.Unmarshal(raw, &v); err != nil || v.ID == "" {
+		t.Fatalf("%s %s: no id in %s", method, path, raw)
+	}
+	return v.ID
+}
+
 func (s *stack) preview(t *testing.T, prompt string) string {
 	t.Helper()
 	return s.createJob(t, "/api/admin/prompts/preview", map[string]any{"prompt": prompt})
@@ -553,6 +583,24 @@ func TestConsole(t *testing.T) {
 	b.do("show all", chromedp.Click(chromedp.Search(`//button[normalize-space()="Show all"]`)))
 	b.waitFor("whole result", `document.querySelector('pre.json').textContent.length > 3000000 && document.querySelector('pre.json + .actions') === null`)
 	b.check("big result")
+
+	// Webhooks: the admin's list of endpoints with their health, one
+	// endpoint's deliveries, and a replay after a confirmation.
+	hook := st.call(t, http.MethodPost, "/api/webhooks", map[string]any{"url": "https://hooks.example.com/console"}, http.StatusCreated)
+	delivery := st.call(t, http.MethodPost, "/api/webhooks/"+hook+"/test", nil, http.StatusAccepted)
+	b.do("webhooks page", chromedp.Click(chromedp.CSS(`#nav a[data-nav="webhooks"]`)))
+	b.waitFor("the endpoint listed", fmt.Sprintf(`[...document.querySelectorAll('main tbody th a')].some(a => a.textContent === %q)`, hook))
+	b.axeBothSchemes("webhooks")
+	b.do("open the endpoint", chromedp.Click(chromedp.CSS(fmt.Sprintf(`main tbody th a[href="/ui/webhooks/%s"]`, hook))))
+	b.waitFor("its delivery", fmt.Sprintf(`[...document.querySelectorAll('main tbody th')].some(th => th.textContent === %q)`, delivery))
+	b.axeBothSchemes("webhook deliveries")
+	b.screenshot("webhook deliveries")
+	b.do("replay", chromedp.Click(chromedp.CSS(`main tbody button`)))
+	b.do("replay dialog", chromedp.WaitVisible(chromedp.CSS(`dialog[open]`)))
+	b.axe("replay confirmation")
+	b.do("confirm replay", chromedp.Click(chromedp.CSS(`dialog[open] button[data-confirm]`)))
+	b.waitFor("replayed", `document.querySelector('main .notice')?.textContent === 'The delivery was queued again.'`)
+	b.check("webhooks")
 
 	b.do("sign out", chromedp.Click(chromedp.CSS(`#who button`)))
 	b.waitFor("signed out", `document.querySelector('main h1')?.textContent === 'Sign in' && sessionStorage.length === 0`)

@@ -23,6 +23,7 @@ var adminCommands = []command{
 	{"requeue-failed", "--since D [flags]", "requeue FAILED jobs by filter (--dry-run counts them)", runAdminRequeueFailed},
 	{"stats", "", "print the queue at a glance as JSON", runAdminStats},
 	{"workers", "", "list the live workers", runAdminWorkers},
+	{"webhooks", "[flags]", "list every user's webhook endpoints and their health", runAdminWebhooks},
 }
 
 func runAdmin(g *globals, args []string, stdout, stderr io.Writer) int {

@@ -1,5 +1,6 @@
 // Command jobsctl is a command-line client of the jobsd API: it creates jobs,
-// shows and lists them, cancels them, and waits for them to finish.
+// shows and lists them, cancels them, waits for them to finish, and manages
+// webhook endpoints.
 //
 //	jobsctl [--url URL] [--token TOKEN] <command> [flags] [args]
 //
@@ -38,7 +39,8 @@ var commands = []command{
 	{"list", "[flags]", "list your jobs, newest first", runList},
 	{"cancel", "ID", "cancel a PENDING or PROCESSING job", runCancel},
 	{"wait", "ID [--timeout 10m]", "wait for a job to finish and print it", runWait},
-	{"admin", "<command> [flags]", "the operator's API (an admin's token): get, list, cancel, requeue, stats, workers", runAdmin},
+	{"webhook", "<command> [flags]", "your webhook endpoints: create, list, get, update, delete, rotate, test, deliveries, replay", runWebhook},
+	{"admin", "<command> [flags]", "the operator's API (an admin's token): get, list, cancel, requeue, stats, workers, webhooks", runAdmin},
 	{"version", "", "print the module version, VCS revision and Go version", runVersion},
 }
 

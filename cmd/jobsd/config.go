@@ -147,6 +147,7 @@ type apiSettings struct {
 	// readURLs are JOBS_READ_DATABASE_URL's replicas, within maxLag.
 	readURLs []string
 	maxLag   time.Duration
+	webhooks webhookSettings
 	// replicas is serve's entry in the registry of live API processes
 	// (not a setting: serve sets it); nil counts this process alone.
 	replicas *impl.Replicas
@@ -198,6 +199,9 @@ func readAPISettings() (apiSettings, error) {
 	}
 	if s.maxLag <= 0 {
 		return s, usagef("JOBS_READ_MAX_LAG must be more than 0")
+	}
+	if s.webhooks, err = readWebhookSettings(); err != nil {
+		return s, err
 	}
 	return s, nil
 }

@@ -98,6 +98,8 @@ func serveDev(ctx context.Context, ln net.Listener, st *store.Store, dbURL strin
 		return err
 	}
 	defer closeHub()
+	stopWebhooks := startWebhookDelivery(ctx, st, dbURL, settings.webhooks, reg, log)
+	defer stopWebhooks()
 	msrv, err := metrics.Listen(envOr("JOBS_METRICS_ADDR", "127.0.0.1:0"), reg, storeReady(st), log)
 	if err != nil {
 		return err

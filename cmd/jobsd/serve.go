@@ -73,6 +73,8 @@ func runServe(ctx context.Context, args []string) error {
 		return err
 	}
 	defer closeHub()
+	stopWebhooks := startWebhookDelivery(ctx, st, db.url, settings.webhooks, reg, log)
+	defer stopWebhooks()
 	if consoleOn {
 		if err := mountConsole(e, console, log); err != nil {
 			return err
@@ -161,6 +163,7 @@ func newAPI(st *store.Store, dbURL string, acfg auth.Config, s apiSettings, drai
 
 		AuthFailLimit:  s.authFail,
 		TrustedProxies: s.trusted,
+		Webhooks:       s.webhooks.api(),
 	})
 	if err != nil {
 		h.Close()

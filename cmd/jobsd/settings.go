@@ -77,6 +77,18 @@ var envSettings = []setting{
 	{name: "JOBS_RETENTION", def: "720h (30 days)", meaning: "how long finished jobs are kept; 0 keeps them for ever; the worker deletes older ones, the API's cache never serves them", commands: cmdsProcess},
 	{name: "JOBS_RETENTION", def: "720h (30 days)", meaning: "how long finished jobs are kept; 0 keeps them for ever; the scheduled maintenance round deletes older ones", commands: []string{"lambda"}},
 
+	{name: "JOBS_WEBHOOK_DELIVERY", def: "on", meaning: "whether this API process sends webhook events (docs/webhooks.md); any number of API processes may, they share the work", commands: cmdsAPI},
+	{name: "JOBS_WEBHOOK_ALLOW_PRIVATE", def: "false", meaning: "allow webhook URLs that are plain http or reach private, loopback or link-local addresses; for development and tests only", commands: cmdsAPI},
+	{name: "JOBS_WEBHOOK_KEY", def: "none: secrets stored unencrypted, with a warning", meaning: "base64 of 32 bytes: the AES-256-GCM key that seals webhook signing secrets in the database; every API process needs the same", commands: cmdsAPI},
+	{name: "JOBS_WEBHOOK_TIMEOUT", def: "15s", meaning: "bound of one webhook delivery attempt", commands: cmdsAPI},
+	{name: "JOBS_WEBHOOK_RETRY_SCHEDULE", def: "5s,30s,2m,10m,30m,1h,3h,6h,12h,24h,24h", meaning: "wait before each retry of a failed webhook delivery (±20% jitter); after the last the delivery is FAILED (about 2.9 days by default)", commands: cmdsAPI},
+	{name: "JOBS_WEBHOOK_CONCURRENCY", def: "32", meaning: "webhook delivery attempts in flight per API process", commands: cmdsAPI},
+	{name: "JOBS_WEBHOOK_PER_ENDPOINT", def: "4", meaning: "webhook delivery attempts in flight per endpoint per API process", commands: cmdsAPI},
+	{name: "JOBS_WEBHOOK_DISABLE_AFTER", def: "72h", meaning: "an endpoint whose delivery attempts have all failed for this long (and at least JOBS_WEBHOOK_DISABLE_MIN_FAILURES of them) is disabled, with the reason shown to its owner", commands: cmdsAPI},
+	{name: "JOBS_WEBHOOK_DISABLE_MIN_FAILURES", def: "10", meaning: "the fewest consecutive failed attempts that disable an endpoint", commands: cmdsAPI},
+	{name: "JOBS_WEBHOOK_MAX_RESULT_BYTES", def: "262144", meaning: "a job whose result is larger is sent in webhook events without it (\"resultOmitted\": true)", commands: cmdsAPI},
+	{name: "JOBS_WEBHOOK_POLL", def: "1s", meaning: "how often the delivery loop looks for due deliveries besides its LISTEN wake-ups", commands: cmdsAPI},
+
 	{name: "JOBS_DISPATCH", def: "listen", meaning: "how workers learn of new jobs: listen (they claim from the table, woken by LISTEN/NOTIFY) or sqs (an outbox row per job, written with it, sent to JOBS_SQS_QUEUE_URL for jobsd lambda)", commands: []string{"serve"}},
 	{name: "JOBS_SQS_QUEUE_URL", meaning: "the job queue's URL; required with JOBS_DISPATCH=sqs", commands: []string{"serve"}},
 	{name: "JOBS_SQS_QUEUE_URL", meaning: "the job queue's URL, where retries are sent with their backoff as DelaySeconds; required", commands: []string{"lambda"}},

@@ -51,6 +51,15 @@ type ServerInterface interface {
 	// AdminGetStats The queue at a glance
 	// (GET /api/admin/stats)
 	AdminGetStats(ctx echo.Context) error
+	// AdminListWebhooks Every user's webhook endpoints
+	// (GET /api/admin/webhooks)
+	AdminListWebhooks(ctx echo.Context, params AdminListWebhooksParams) error
+	// AdminListWebhookDeliveries Any endpoint's deliveries
+	// (GET /api/admin/webhooks/{id}/deliveries)
+	AdminListWebhookDeliveries(ctx echo.Context, id WebhookId, params AdminListWebhookDeliveriesParams) error
+	// AdminReplayWebhookDelivery Send any endpoint's delivery again
+	// (POST /api/admin/webhooks/{id}/deliveries/{deliveryId}/replay)
+	AdminReplayWebhookDelivery(ctx echo.Context, id WebhookId, deliveryId DeliveryId) error
 	// AdminListWorkers The live workers
 	// (GET /api/admin/workers)
 	AdminListWorkers(ctx echo.Context) error
@@ -69,6 +78,33 @@ type ServerInterface interface {
 	// GetJobEvents Stream a job's changes (Server-Sent Events)
 	// (GET /api/jobs/{id}/events)
 	GetJobEvents(ctx echo.Context, id JobId, params GetJobEventsParams) error
+	// ListWebhooks List your webhook endpoints
+	// (GET /api/webhooks)
+	ListWebhooks(ctx echo.Context) error
+	// CreateWebhook Register a webhook endpoint
+	// (POST /api/webhooks)
+	CreateWebhook(ctx echo.Context) error
+	// DeleteWebhook Delete a webhook endpoint
+	// (DELETE /api/webhooks/{id})
+	DeleteWebhook(ctx echo.Context, id WebhookId) error
+	// GetWebhook Get one of your webhook endpoints
+	// (GET /api/webhooks/{id})
+	GetWebhook(ctx echo.Context, id WebhookId) error
+	// UpdateWebhook Change a webhook endpoint
+	// (PATCH /api/webhooks/{id})
+	UpdateWebhook(ctx echo.Context, id WebhookId) error
+	// ListWebhookDeliveries An endpoint's deliveries
+	// (GET /api/webhooks/{id}/deliveries)
+	ListWebhookDeliveries(ctx echo.Context, id WebhookId, params ListWebhookDeliveriesParams) error
+	// ReplayWebhookDelivery Send a delivery again
+	// (POST /api/webhooks/{id}/deliveries/{deliveryId}/replay)
+	ReplayWebhookDelivery(ctx echo.Context, id WebhookId, deliveryId DeliveryId) error
+	// RotateWebhookSecret Rotate an endpoint's signing secret
+	// (POST /api/webhooks/{id}/rotate-secret)
+	RotateWebhookSecret(ctx echo.Context, id WebhookId) error
+	// TestWebhook Send a test event
+	// (POST /api/webhooks/{id}/test)
+	TestWebhook(ctx echo.Context, id WebhookId) error
 	// GetHealth Liveness
 	// (GET /healthz)
 	GetHealth(ctx echo.Context) error
@@ -289,6 +325,87 @@ func (w *ServerInterfaceWrapper) AdminGetStats(ctx echo.Context) error {
 	return err
 }
 
+// AdminListWebhooks converts echo context to params.
+func (w *ServerInterfaceWrapper) AdminListWebhooks(ctx echo.Context) error {
+	var err error
+
+	// Parameter object where we will unmarshal all parameters from the context
+	var params AdminListWebhooksParams
+	// ------------- Optional query parameter "limit" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "limit", ctx.QueryParams(), &params.Limit, runtime.BindQueryParameterOptions{Type: "integer", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter limit: %s", err))
+	}
+
+	// ------------- Optional query parameter "cursor" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "cursor", ctx.QueryParams(), &params.Cursor, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter cursor: %s", err))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.AdminListWebhooks(ctx, params)
+	return err
+}
+
+// AdminListWebhookDeliveries converts echo context to params.
+func (w *ServerInterfaceWrapper) AdminListWebhookDeliveries(ctx echo.Context) error {
+	var err error
+	// ------------- Path parameter "id" -------------
+	var id WebhookId
+
+	err = runtime.BindStyledParameterWithOptions("simple", "id", ctx.Param("id"), &id, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "uuid", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter id: %s", err))
+	}
+
+	// Parameter object where we will unmarshal all parameters from the context
+	var params AdminListWebhookDeliveriesParams
+	// ------------- Optional query parameter "limit" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "limit", ctx.QueryParams(), &params.Limit, runtime.BindQueryParameterOptions{Type: "integer", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter limit: %s", err))
+	}
+
+	// ------------- Optional query parameter "cursor" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "cursor", ctx.QueryParams(), &params.Cursor, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter cursor: %s", err))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.AdminListWebhookDeliveries(ctx, id, params)
+	return err
+}
+
+// AdminReplayWebhookDelivery converts echo context to params.
+func (w *ServerInterfaceWrapper) AdminReplayWebhookDelivery(ctx echo.Context) error {
+	var err error
+	// ------------- Path parameter "id" -------------
+	var id WebhookId
+
+	err = runtime.BindStyledParameterWithOptions("simple", "id", ctx.Param("id"), &id, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "uuid", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter id: %s", err))
+	}
+
+	// ------------- Path parameter "deliveryId" -------------
+	var deliveryId DeliveryId
+
+	err = runtime.BindStyledParameterWithOptions("simple", "deliveryId", ctx.Param("deliveryId"), &deliveryId, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "uuid", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter deliveryId: %s", err))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.AdminReplayWebhookDelivery(ctx, id, deliveryId)
+	return err
+}
+
 // AdminListWorkers converts echo context to params.
 func (w *ServerInterfaceWrapper) AdminListWorkers(ctx echo.Context) error {
 	var err error
@@ -460,6 +577,160 @@ func (w *ServerInterfaceWrapper) GetJobEvents(ctx echo.Context) error {
 	return err
 }
 
+// ListWebhooks converts echo context to params.
+func (w *ServerInterfaceWrapper) ListWebhooks(ctx echo.Context) error {
+	var err error
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.ListWebhooks(ctx)
+	return err
+}
+
+// CreateWebhook converts echo context to params.
+func (w *ServerInterfaceWrapper) CreateWebhook(ctx echo.Context) error {
+	var err error
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.CreateWebhook(ctx)
+	return err
+}
+
+// DeleteWebhook converts echo context to params.
+func (w *ServerInterfaceWrapper) DeleteWebhook(ctx echo.Context) error {
+	var err error
+	// ------------- Path parameter "id" -------------
+	var id WebhookId
+
+	err = runtime.BindStyledParameterWithOptions("simple", "id", ctx.Param("id"), &id, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "uuid", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter id: %s", err))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.DeleteWebhook(ctx, id)
+	return err
+}
+
+// GetWebhook converts echo context to params.
+func (w *ServerInterfaceWrapper) GetWebhook(ctx echo.Context) error {
+	var err error
+	// ------------- Path parameter "id" -------------
+	var id WebhookId
+
+	err = runtime.BindStyledParameterWithOptions("simple", "id", ctx.Param("id"), &id, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "uuid", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter id: %s", err))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.GetWebhook(ctx, id)
+	return err
+}
+
+// UpdateWebhook converts echo context to params.
+func (w *ServerInterfaceWrapper) UpdateWebhook(ctx echo.Context) error {
+	var err error
+	// ------------- Path parameter "id" -------------
+	var id WebhookId
+
+	err = runtime.BindStyledParameterWithOptions("simple", "id", ctx.Param("id"), &id, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "uuid", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter id: %s", err))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.UpdateWebhook(ctx, id)
+	return err
+}
+
+// ListWebhookDeliveries converts echo context to params.
+func (w *ServerInterfaceWrapper) ListWebhookDeliveries(ctx echo.Context) error {
+	var err error
+	// ------------- Path parameter "id" -------------
+	var id WebhookId
+
+	err = runtime.BindStyledParameterWithOptions("simple", "id", ctx.Param("id"), &id, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "uuid", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter id: %s", err))
+	}
+
+	// Parameter object where we will unmarshal all parameters from the context
+	var params ListWebhookDeliveriesParams
+	// ------------- Optional query parameter "limit" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "limit", ctx.QueryParams(), &params.Limit, runtime.BindQueryParameterOptions{Type: "integer", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter limit: %s", err))
+	}
+
+	// ------------- Optional query parameter "cursor" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "cursor", ctx.QueryParams(), &params.Cursor, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter cursor: %s", err))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.ListWebhookDeliveries(ctx, id, params)
+	return err
+}
+
+// ReplayWebhookDelivery converts echo context to params.
+func (w *ServerInterfaceWrapper) ReplayWebhookDelivery(ctx echo.Context) error {
+	var err error
+	// ------------- Path parameter "id" -------------
+	var id WebhookId
+
+	err = runtime.BindStyledParameterWithOptions("simple", "id", ctx.Param("id"), &id, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "uuid", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter id: %s", err))
+	}
+
+	// ------------- Path parameter "deliveryId" -------------
+	var deliveryId DeliveryId
+
+	err = runtime.BindStyledParameterWithOptions("simple", "deliveryId", ctx.Param("deliveryId"), &deliveryId, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "uuid", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter deliveryId: %s", err))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.ReplayWebhookDelivery(ctx, id, deliveryId)
+	return err
+}
+
+// RotateWebhookSecret converts echo context to params.
+func (w *ServerInterfaceWrapper) RotateWebhookSecret(ctx echo.Context) error {
+	var err error
+	// ------------- Path parameter "id" -------------
+	var id WebhookId
+
+	err = runtime.BindStyledParameterWithOptions("simple", "id", ctx.Param("id"), &id, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "uuid", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter id: %s", err))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.RotateWebhookSecret(ctx, id)
+	return err
+}
+
+// TestWebhook converts echo context to params.
+func (w *ServerInterfaceWrapper) TestWebhook(ctx echo.Context) error {
+	var err error
+	// ------------- Path parameter "id" -------------
+	var id WebhookId
+
+	err = runtime.BindStyledParameterWithOptions("simple", "id", ctx.Param("id"), &id, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "uuid", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter id: %s", err))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.TestWebhook(ctx, id)
+	return err
+}
+
 // GetHealth converts echo context to params.
 func (w *ServerInterfaceWrapper) GetHealth(ctx echo.Context) error {
 	var err error
@@ -540,6 +811,18 @@ func RegisterHandlersWithOptions(router EchoRouter, si ServerInterface, options 
 	router.POST(options.BaseURL+"/api/admin/requeue", wrapper.AdminRequeueFailed, options.OperationMiddlewares["adminRequeueFailed"]...)
 	router.GET(options.BaseURL+"/api/admin/stats", wrapper.AdminGetStats, options.OperationMiddlewares["adminGetStats"]...)
 	router.GET(options.BaseURL+"/api/admin/workers", wrapper.AdminListWorkers, options.OperationMiddlewares["adminListWorkers"]...)
+	router.GET(options.BaseURL+"/api/webhooks", wrapper.ListWebhooks, options.OperationMiddlewares["listWebhooks"]...)
+	router.POST(options.BaseURL+"/api/webhooks", wrapper.CreateWebhook, options.OperationMiddlewares["createWebhook"]...)
+	router.DELETE(options.BaseURL+"/api/webhooks/:id", wrapper.DeleteWebhook, options.OperationMiddlewares["deleteWebhook"]...)
+	router.GET(options.BaseURL+"/api/webhooks/:id", wrapper.GetWebhook, options.OperationMiddlewares["getWebhook"]...)
+	router.PATCH(options.BaseURL+"/api/webhooks/:id", wrapper.UpdateWebhook, options.OperationMiddlewares["updateWebhook"]...)
+	router.POST(options.BaseURL+"/api/webhooks/:id/rotate-secret", wrapper.RotateWebhookSecret, options.OperationMiddlewares["rotateWebhookSecret"]...)
+	router.POST(options.BaseURL+"/api/webhooks/:id/test", wrapper.TestWebhook, options.OperationMiddlewares["testWebhook"]...)
+	router.GET(options.BaseURL+"/api/webhooks/:id/deliveries", wrapper.ListWebhookDeliveries, options.OperationMiddlewares["listWebhookDeliveries"]...)
+	router.POST(options.BaseURL+"/api/webhooks/:id/deliveries/:deliveryId/replay", wrapper.ReplayWebhookDelivery, options.OperationMiddlewares["replayWebhookDelivery"]...)
+	router.GET(options.BaseURL+"/api/admin/webhooks", wrapper.AdminListWebhooks, options.OperationMiddlewares["adminListWebhooks"]...)
+	router.GET(options.BaseURL+"/api/admin/webhooks/:id/deliveries", wrapper.AdminListWebhookDeliveries, options.OperationMiddlewares["adminListWebhookDeliveries"]...)
+	router.POST(options.BaseURL+"/api/admin/webhooks/:id/deliveries/:deliveryId/replay", wrapper.AdminReplayWebhookDelivery, options.OperationMiddlewares["adminReplayWebhookDelivery"]...)
 	router.GET(options.BaseURL+"/healthz", wrapper.GetHealth, options.OperationMiddlewares["getHealth"]...)
 	router.GET(options.BaseURL+"/readyz", wrapper.GetReady, options.OperationMiddlewares["getReady"]...)
 
@@ -556,6 +839,8 @@ type AcceptedJSONResponse struct {
 }
 
 type AdminNotFoundJSONResponse Error
+
+type AdminWebhookNotFoundJSONResponse Error
 
 type BadRequestJSONResponse Error
 
@@ -591,6 +876,10 @@ type UnauthorizedJSONResponse struct {
 
 	Headers UnauthorizedResponseHeaders
 }
+
+type WebhookLimitJSONResponse Error
+
+type WebhookNotFoundJSONResponse Error
 
 type AdminListJobsRequestObject struct {
 	Params AdminListJobsParams
@@ -1690,6 +1979,343 @@ func (response AdminGetStatsdefaultJSONResponse) VisitAdminGetStatsResponse(w ht
 	return err
 }
 
+type AdminListWebhooksRequestObject struct {
+	Params AdminListWebhooksParams
+}
+
+type AdminListWebhooksResponseObject interface {
+	VisitAdminListWebhooksResponse(w http.ResponseWriter) error
+}
+
+type AdminListWebhooks200JSONResponse AdminWebhookEndpointList
+
+func (response AdminListWebhooks200JSONResponse) VisitAdminListWebhooksResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type AdminListWebhooks400JSONResponse struct{ BadRequestJSONResponse }
+
+func (response AdminListWebhooks400JSONResponse) VisitAdminListWebhooksResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type AdminListWebhooks401JSONResponse struct{ UnauthorizedJSONResponse }
+
+func (response AdminListWebhooks401JSONResponse) VisitAdminListWebhooksResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.WWWAuthenticate != nil {
+		w.Header().Set("WWW-Authenticate", fmt.Sprint(*response.Headers.WWWAuthenticate))
+	}
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type AdminListWebhooks403JSONResponse struct{ ForbiddenJSONResponse }
+
+func (response AdminListWebhooks403JSONResponse) VisitAdminListWebhooksResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type AdminListWebhooks429JSONResponse struct{ TooManyRequestsJSONResponse }
+
+func (response AdminListWebhooks429JSONResponse) VisitAdminListWebhooksResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(429)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type AdminListWebhooksdefaultJSONResponse struct {
+	Body       Error
+	StatusCode int
+}
+
+func (response AdminListWebhooksdefaultJSONResponse) VisitAdminListWebhooksResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(response.StatusCode)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type AdminListWebhookDeliveriesRequestObject struct {
+	Id     WebhookId `json:"id"`
+	Params AdminListWebhookDeliveriesParams
+}
+
+type AdminListWebhookDeliveriesResponseObject interface {
+	VisitAdminListWebhookDeliveriesResponse(w http.ResponseWriter) error
+}
+
+type AdminListWebhookDeliveries200JSONResponse WebhookDeliveryList
+
+func (response AdminListWebhookDeliveries200JSONResponse) VisitAdminListWebhookDeliveriesResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type AdminListWebhookDeliveries400JSONResponse struct{ BadRequestJSONResponse }
+
+func (response AdminListWebhookDeliveries400JSONResponse) VisitAdminListWebhookDeliveriesResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type AdminListWebhookDeliveries401JSONResponse struct{ UnauthorizedJSONResponse }
+
+func (response AdminListWebhookDeliveries401JSONResponse) VisitAdminListWebhookDeliveriesResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.WWWAuthenticate != nil {
+		w.Header().Set("WWW-Authenticate", fmt.Sprint(*response.Headers.WWWAuthenticate))
+	}
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type AdminListWebhookDeliveries403JSONResponse struct{ ForbiddenJSONResponse }
+
+func (response AdminListWebhookDeliveries403JSONResponse) VisitAdminListWebhookDeliveriesResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type AdminListWebhookDeliveries404JSONResponse struct {
+	AdminWebhookNotFoundJSONResponse
+}
+
+func (response AdminListWebhookDeliveries404JSONResponse) VisitAdminListWebhookDeliveriesResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type AdminListWebhookDeliveries429JSONResponse struct{ TooManyRequestsJSONResponse }
+
+func (response AdminListWebhookDeliveries429JSONResponse) VisitAdminListWebhookDeliveriesResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(429)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type AdminListWebhookDeliveriesdefaultJSONResponse struct {
+	Body       Error
+	StatusCode int
+}
+
+func (response AdminListWebhookDeliveriesdefaultJSONResponse) VisitAdminListWebhookDeliveriesResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(response.StatusCode)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type AdminReplayWebhookDeliveryRequestObject struct {
+	Id         WebhookId  `json:"id"`
+	DeliveryId DeliveryId `json:"deliveryId"`
+}
+
+type AdminReplayWebhookDeliveryResponseObject interface {
+	VisitAdminReplayWebhookDeliveryResponse(w http.ResponseWriter) error
+}
+
+type AdminReplayWebhookDelivery202JSONResponse WebhookDelivery
+
+func (response AdminReplayWebhookDelivery202JSONResponse) VisitAdminReplayWebhookDeliveryResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(202)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type AdminReplayWebhookDelivery400JSONResponse struct{ InvalidUUIDJSONResponse }
+
+func (response AdminReplayWebhookDelivery400JSONResponse) VisitAdminReplayWebhookDeliveryResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type AdminReplayWebhookDelivery401JSONResponse struct{ UnauthorizedJSONResponse }
+
+func (response AdminReplayWebhookDelivery401JSONResponse) VisitAdminReplayWebhookDeliveryResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.WWWAuthenticate != nil {
+		w.Header().Set("WWW-Authenticate", fmt.Sprint(*response.Headers.WWWAuthenticate))
+	}
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type AdminReplayWebhookDelivery403JSONResponse struct{ ForbiddenJSONResponse }
+
+func (response AdminReplayWebhookDelivery403JSONResponse) VisitAdminReplayWebhookDeliveryResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type AdminReplayWebhookDelivery404JSONResponse struct {
+	AdminWebhookNotFoundJSONResponse
+}
+
+func (response AdminReplayWebhookDelivery404JSONResponse) VisitAdminReplayWebhookDeliveryResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type AdminReplayWebhookDelivery429JSONResponse struct{ TooManyRequestsJSONResponse }
+
+func (response AdminReplayWebhookDelivery429JSONResponse) VisitAdminReplayWebhookDeliveryResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(429)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type AdminReplayWebhookDeliverydefaultJSONResponse struct {
+	Body       Error
+	StatusCode int
+}
+
+func (response AdminReplayWebhookDeliverydefaultJSONResponse) VisitAdminReplayWebhookDeliveryResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(response.StatusCode)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type AdminListWorkersRequestObject struct {
 }
 
@@ -2392,6 +3018,911 @@ func (response GetJobEventsdefaultJSONResponse) VisitGetJobEventsResponse(w http
 	return err
 }
 
+type ListWebhooksRequestObject struct {
+}
+
+type ListWebhooksResponseObject interface {
+	VisitListWebhooksResponse(w http.ResponseWriter) error
+}
+
+type ListWebhooks200JSONResponse WebhookEndpointList
+
+func (response ListWebhooks200JSONResponse) VisitListWebhooksResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListWebhooks401JSONResponse struct{ UnauthorizedJSONResponse }
+
+func (response ListWebhooks401JSONResponse) VisitListWebhooksResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.WWWAuthenticate != nil {
+		w.Header().Set("WWW-Authenticate", fmt.Sprint(*response.Headers.WWWAuthenticate))
+	}
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListWebhooks429JSONResponse struct{ TooManyRequestsJSONResponse }
+
+func (response ListWebhooks429JSONResponse) VisitListWebhooksResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(429)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListWebhooksdefaultJSONResponse struct {
+	Body       Error
+	StatusCode int
+}
+
+func (response ListWebhooksdefaultJSONResponse) VisitListWebhooksResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(response.StatusCode)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type CreateWebhookRequestObject struct {
+	Body *CreateWebhookJSONRequestBody
+}
+
+type CreateWebhookResponseObject interface {
+	VisitCreateWebhookResponse(w http.ResponseWriter) error
+}
+
+type CreateWebhook201JSONResponse WebhookEndpoint
+
+func (response CreateWebhook201JSONResponse) VisitCreateWebhookResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(201)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type CreateWebhook400JSONResponse struct{ BadRequestJSONResponse }
+
+func (response CreateWebhook400JSONResponse) VisitCreateWebhookResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type CreateWebhook401JSONResponse struct{ UnauthorizedJSONResponse }
+
+func (response CreateWebhook401JSONResponse) VisitCreateWebhookResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.WWWAuthenticate != nil {
+		w.Header().Set("WWW-Authenticate", fmt.Sprint(*response.Headers.WWWAuthenticate))
+	}
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type CreateWebhook409JSONResponse struct{ WebhookLimitJSONResponse }
+
+func (response CreateWebhook409JSONResponse) VisitCreateWebhookResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(409)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type CreateWebhook413JSONResponse struct{ PayloadTooLargeJSONResponse }
+
+func (response CreateWebhook413JSONResponse) VisitCreateWebhookResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(413)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type CreateWebhook429JSONResponse struct{ TooManyRequestsJSONResponse }
+
+func (response CreateWebhook429JSONResponse) VisitCreateWebhookResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(429)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type CreateWebhookdefaultJSONResponse struct {
+	Body       Error
+	StatusCode int
+}
+
+func (response CreateWebhookdefaultJSONResponse) VisitCreateWebhookResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(response.StatusCode)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteWebhookRequestObject struct {
+	Id WebhookId `json:"id"`
+}
+
+type DeleteWebhookResponseObject interface {
+	VisitDeleteWebhookResponse(w http.ResponseWriter) error
+}
+
+type DeleteWebhook204Response struct {
+}
+
+func (response DeleteWebhook204Response) VisitDeleteWebhookResponse(w http.ResponseWriter) error {
+	w.WriteHeader(204)
+	return nil
+}
+
+type DeleteWebhook400JSONResponse struct{ InvalidUUIDJSONResponse }
+
+func (response DeleteWebhook400JSONResponse) VisitDeleteWebhookResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteWebhook401JSONResponse struct{ UnauthorizedJSONResponse }
+
+func (response DeleteWebhook401JSONResponse) VisitDeleteWebhookResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.WWWAuthenticate != nil {
+		w.Header().Set("WWW-Authenticate", fmt.Sprint(*response.Headers.WWWAuthenticate))
+	}
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteWebhook404JSONResponse struct{ WebhookNotFoundJSONResponse }
+
+func (response DeleteWebhook404JSONResponse) VisitDeleteWebhookResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteWebhook429JSONResponse struct{ TooManyRequestsJSONResponse }
+
+func (response DeleteWebhook429JSONResponse) VisitDeleteWebhookResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(429)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteWebhookdefaultJSONResponse struct {
+	Body       Error
+	StatusCode int
+}
+
+func (response DeleteWebhookdefaultJSONResponse) VisitDeleteWebhookResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(response.StatusCode)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetWebhookRequestObject struct {
+	Id WebhookId `json:"id"`
+}
+
+type GetWebhookResponseObject interface {
+	VisitGetWebhookResponse(w http.ResponseWriter) error
+}
+
+type GetWebhook200JSONResponse WebhookEndpoint
+
+func (response GetWebhook200JSONResponse) VisitGetWebhookResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetWebhook400JSONResponse struct{ InvalidUUIDJSONResponse }
+
+func (response GetWebhook400JSONResponse) VisitGetWebhookResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetWebhook401JSONResponse struct{ UnauthorizedJSONResponse }
+
+func (response GetWebhook401JSONResponse) VisitGetWebhookResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.WWWAuthenticate != nil {
+		w.Header().Set("WWW-Authenticate", fmt.Sprint(*response.Headers.WWWAuthenticate))
+	}
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetWebhook404JSONResponse struct{ WebhookNotFoundJSONResponse }
+
+func (response GetWebhook404JSONResponse) VisitGetWebhookResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetWebhook429JSONResponse struct{ TooManyRequestsJSONResponse }
+
+func (response GetWebhook429JSONResponse) VisitGetWebhookResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(429)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetWebhookdefaultJSONResponse struct {
+	Body       Error
+	StatusCode int
+}
+
+func (response GetWebhookdefaultJSONResponse) VisitGetWebhookResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(response.StatusCode)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type UpdateWebhookRequestObject struct {
+	Id   WebhookId `json:"id"`
+	Body *UpdateWebhookJSONRequestBody
+}
+
+type UpdateWebhookResponseObject interface {
+	VisitUpdateWebhookResponse(w http.ResponseWriter) error
+}
+
+type UpdateWebhook200JSONResponse WebhookEndpoint
+
+func (response UpdateWebhook200JSONResponse) VisitUpdateWebhookResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type UpdateWebhook400JSONResponse struct{ BadRequestJSONResponse }
+
+func (response UpdateWebhook400JSONResponse) VisitUpdateWebhookResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type UpdateWebhook401JSONResponse struct{ UnauthorizedJSONResponse }
+
+func (response UpdateWebhook401JSONResponse) VisitUpdateWebhookResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.WWWAuthenticate != nil {
+		w.Header().Set("WWW-Authenticate", fmt.Sprint(*response.Headers.WWWAuthenticate))
+	}
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type UpdateWebhook404JSONResponse struct{ WebhookNotFoundJSONResponse }
+
+func (response UpdateWebhook404JSONResponse) VisitUpdateWebhookResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type UpdateWebhook413JSONResponse struct{ PayloadTooLargeJSONResponse }
+
+func (response UpdateWebhook413JSONResponse) VisitUpdateWebhookResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(413)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type UpdateWebhook429JSONResponse struct{ TooManyRequestsJSONResponse }
+
+func (response UpdateWebhook429JSONResponse) VisitUpdateWebhookResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(429)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type UpdateWebhookdefaultJSONResponse struct {
+	Body       Error
+	StatusCode int
+}
+
+func (response UpdateWebhookdefaultJSONResponse) VisitUpdateWebhookResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(response.StatusCode)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListWebhookDeliveriesRequestObject struct {
+	Id     WebhookId `json:"id"`
+	Params ListWebhookDeliveriesParams
+}
+
+type ListWebhookDeliveriesResponseObject interface {
+	VisitListWebhookDeliveriesResponse(w http.ResponseWriter) error
+}
+
+type ListWebhookDeliveries200JSONResponse WebhookDeliveryList
+
+func (response ListWebhookDeliveries200JSONResponse) VisitListWebhookDeliveriesResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListWebhookDeliveries400JSONResponse struct{ BadRequestJSONResponse }
+
+func (response ListWebhookDeliveries400JSONResponse) VisitListWebhookDeliveriesResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListWebhookDeliveries401JSONResponse struct{ UnauthorizedJSONResponse }
+
+func (response ListWebhookDeliveries401JSONResponse) VisitListWebhookDeliveriesResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.WWWAuthenticate != nil {
+		w.Header().Set("WWW-Authenticate", fmt.Sprint(*response.Headers.WWWAuthenticate))
+	}
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListWebhookDeliveries404JSONResponse struct{ WebhookNotFoundJSONResponse }
+
+func (response ListWebhookDeliveries404JSONResponse) VisitListWebhookDeliveriesResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListWebhookDeliveries429JSONResponse struct{ TooManyRequestsJSONResponse }
+
+func (response ListWebhookDeliveries429JSONResponse) VisitListWebhookDeliveriesResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(429)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListWebhookDeliveriesdefaultJSONResponse struct {
+	Body       Error
+	StatusCode int
+}
+
+func (response ListWebhookDeliveriesdefaultJSONResponse) VisitListWebhookDeliveriesResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(response.StatusCode)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ReplayWebhookDeliveryRequestObject struct {
+	Id         WebhookId  `json:"id"`
+	DeliveryId DeliveryId `json:"deliveryId"`
+}
+
+type ReplayWebhookDeliveryResponseObject interface {
+	VisitReplayWebhookDeliveryResponse(w http.ResponseWriter) error
+}
+
+type ReplayWebhookDelivery202JSONResponse WebhookDelivery
+
+func (response ReplayWebhookDelivery202JSONResponse) VisitReplayWebhookDeliveryResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(202)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ReplayWebhookDelivery400JSONResponse struct{ InvalidUUIDJSONResponse }
+
+func (response ReplayWebhookDelivery400JSONResponse) VisitReplayWebhookDeliveryResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ReplayWebhookDelivery401JSONResponse struct{ UnauthorizedJSONResponse }
+
+func (response ReplayWebhookDelivery401JSONResponse) VisitReplayWebhookDeliveryResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.WWWAuthenticate != nil {
+		w.Header().Set("WWW-Authenticate", fmt.Sprint(*response.Headers.WWWAuthenticate))
+	}
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ReplayWebhookDelivery404JSONResponse struct{ WebhookNotFoundJSONResponse }
+
+func (response ReplayWebhookDelivery404JSONResponse) VisitReplayWebhookDeliveryResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ReplayWebhookDelivery429JSONResponse struct{ TooManyRequestsJSONResponse }
+
+func (response ReplayWebhookDelivery429JSONResponse) VisitReplayWebhookDeliveryResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(429)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ReplayWebhookDeliverydefaultJSONResponse struct {
+	Body       Error
+	StatusCode int
+}
+
+func (response ReplayWebhookDeliverydefaultJSONResponse) VisitReplayWebhookDeliveryResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(response.StatusCode)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type RotateWebhookSecretRequestObject struct {
+	Id WebhookId `json:"id"`
+}
+
+type RotateWebhookSecretResponseObject interface {
+	VisitRotateWebhookSecretResponse(w http.ResponseWriter) error
+}
+
+type RotateWebhookSecret200JSONResponse WebhookEndpoint
+
+func (response RotateWebhookSecret200JSONResponse) VisitRotateWebhookSecretResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type RotateWebhookSecret400JSONResponse struct{ InvalidUUIDJSONResponse }
+
+func (response RotateWebhookSecret400JSONResponse) VisitRotateWebhookSecretResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type RotateWebhookSecret401JSONResponse struct{ UnauthorizedJSONResponse }
+
+func (response RotateWebhookSecret401JSONResponse) VisitRotateWebhookSecretResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.WWWAuthenticate != nil {
+		w.Header().Set("WWW-Authenticate", fmt.Sprint(*response.Headers.WWWAuthenticate))
+	}
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type RotateWebhookSecret404JSONResponse struct{ WebhookNotFoundJSONResponse }
+
+func (response RotateWebhookSecret404JSONResponse) VisitRotateWebhookSecretResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type RotateWebhookSecret429JSONResponse struct{ TooManyRequestsJSONResponse }
+
+func (response RotateWebhookSecret429JSONResponse) VisitRotateWebhookSecretResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(429)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type RotateWebhookSecretdefaultJSONResponse struct {
+	Body       Error
+	StatusCode int
+}
+
+func (response RotateWebhookSecretdefaultJSONResponse) VisitRotateWebhookSecretResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(response.StatusCode)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type TestWebhookRequestObject struct {
+	Id WebhookId `json:"id"`
+}
+
+type TestWebhookResponseObject interface {
+	VisitTestWebhookResponse(w http.ResponseWriter) error
+}
+
+type TestWebhook202JSONResponse WebhookDelivery
+
+func (response TestWebhook202JSONResponse) VisitTestWebhookResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(202)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type TestWebhook400JSONResponse struct{ InvalidUUIDJSONResponse }
+
+func (response TestWebhook400JSONResponse) VisitTestWebhookResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type TestWebhook401JSONResponse struct{ UnauthorizedJSONResponse }
+
+func (response TestWebhook401JSONResponse) VisitTestWebhookResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.WWWAuthenticate != nil {
+		w.Header().Set("WWW-Authenticate", fmt.Sprint(*response.Headers.WWWAuthenticate))
+	}
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type TestWebhook404JSONResponse struct{ WebhookNotFoundJSONResponse }
+
+func (response TestWebhook404JSONResponse) VisitTestWebhookResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type TestWebhook429JSONResponse struct{ TooManyRequestsJSONResponse }
+
+func (response TestWebhook429JSONResponse) VisitTestWebhookResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(429)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type TestWebhookdefaultJSONResponse struct {
+	Body       Error
+	StatusCode int
+}
+
+func (response TestWebhookdefaultJSONResponse) VisitTestWebhookResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(response.StatusCode)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type GetHealthRequestObject struct {
 }
 
@@ -2511,6 +4042,15 @@ type StrictServerInterface interface {
 	// AdminGetStats The queue at a glance
 	// (GET /api/admin/stats)
 	AdminGetStats(ctx context.Context, request AdminGetStatsRequestObject) (AdminGetStatsResponseObject, error)
+	// AdminListWebhooks Every user's webhook endpoints
+	// (GET /api/admin/webhooks)
+	AdminListWebhooks(ctx context.Context, request AdminListWebhooksRequestObject) (AdminListWebhooksResponseObject, error)
+	// AdminListWebhookDeliveries Any endpoint's deliveries
+	// (GET /api/admin/webhooks/{id}/deliveries)
+	AdminListWebhookDeliveries(ctx context.Context, request AdminListWebhookDeliveriesRequestObject) (AdminListWebhookDeliveriesResponseObject, error)
+	// AdminReplayWebhookDelivery Send any endpoint's delivery again
+	// (POST /api/admin/webhooks/{id}/deliveries/{deliveryId}/replay)
+	AdminReplayWebhookDelivery(ctx context.Context, request AdminReplayWebhookDeliveryRequestObject) (AdminReplayWebhookDeliveryResponseObject, error)
 	// AdminListWorkers The live workers
 	// (GET /api/admin/workers)
 	AdminListWorkers(ctx context.Context, request AdminListWorkersRequestObject) (AdminListWorkersResponseObject, error)
@@ -2529,6 +4069,33 @@ type StrictServerInterface interface {
 	// GetJobEvents Stream a job's changes (Server-Sent Events)
 	// (GET /api/jobs/{id}/events)
 	GetJobEvents(ctx context.Context, request GetJobEventsRequestObject) (GetJobEventsResponseObject, error)
+	// ListWebhooks List your webhook endpoints
+	// (GET /api/webhooks)
+	ListWebhooks(ctx context.Context, request ListWebhooksRequestObject) (ListWebhooksResponseObject, error)
+	// CreateWebhook Register a webhook endpoint
+	// (POST /api/webhooks)
+	CreateWebhook(ctx context.Context, request CreateWebhookRequestObject) (CreateWebhookResponseObject, error)
+	// DeleteWebhook Delete a webhook endpoint
+	// (DELETE /api/webhooks/{id})
+	DeleteWebhook(ctx context.Context, request DeleteWebhookRequestObject) (DeleteWebhookResponseObject, error)
+	// GetWebhook Get one of your webhook endpoints
+	// (GET /api/webhooks/{id})
+	GetWebhook(ctx context.Context, request GetWebhookRequestObject) (GetWebhookResponseObject, error)
+	// UpdateWebhook Change a webhook endpoint
+	// (PATCH /api/webhooks/{id})
+	UpdateWebhook(ctx context.Context, request UpdateWebhookRequestObject) (UpdateWebhookResponseObject, error)
+	// ListWebhookDeliveries An endpoint's deliveries
+	// (GET /api/webhooks/{id}/deliveries)
+	ListWebhookDeliveries(ctx context.Context, request ListWebhookDeliveriesRequestObject) (ListWebhookDeliveriesResponseObject, error)
+	// ReplayWebhookDelivery Send a delivery again
+	// (POST /api/webhooks/{id}/deliveries/{deliveryId}/replay)
+	ReplayWebhookDelivery(ctx context.Context, request ReplayWebhookDeliveryRequestObject) (ReplayWebhookDeliveryResponseObject, error)
+	// RotateWebhookSecret Rotate an endpoint's signing secret
+	// (POST /api/webhooks/{id}/rotate-secret)
+	RotateWebhookSecret(ctx context.Context, request RotateWebhookSecretRequestObject) (RotateWebhookSecretResponseObject, error)
+	// TestWebhook Send a test event
+	// (POST /api/webhooks/{id}/test)
+	TestWebhook(ctx context.Context, request TestWebhookRequestObject) (TestWebhookResponseObject, error)
 	// GetHealth Liveness
 	// (GET /healthz)
 	GetHealth(ctx context.Context, request GetHealthRequestObject) (GetHealthResponseObject, error)
@@ -2817,6 +4384,83 @@ func (sh *strictHandler) AdminGetStats(ctx echo.Context) error {
 	return nil
 }
 
+// AdminListWebhooks operation middleware
+func (sh *strictHandler) AdminListWebhooks(ctx echo.Context, params AdminListWebhooksParams) error {
+	var request AdminListWebhooksRequestObject
+
+	request.Params = params
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.AdminListWebhooks(ctx.Request().Context(), request.(AdminListWebhooksRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "AdminListWebhooks")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(AdminListWebhooksResponseObject); ok {
+		return validResponse.VisitAdminListWebhooksResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
+// AdminListWebhookDeliveries operation middleware
+func (sh *strictHandler) AdminListWebhookDeliveries(ctx echo.Context, id WebhookId, params AdminListWebhookDeliveriesParams) error {
+	var request AdminListWebhookDeliveriesRequestObject
+
+	request.Id = id
+	request.Params = params
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.AdminListWebhookDeliveries(ctx.Request().Context(), request.(AdminListWebhookDeliveriesRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "AdminListWebhookDeliveries")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(AdminListWebhookDeliveriesResponseObject); ok {
+		return validResponse.VisitAdminListWebhookDeliveriesResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
+// AdminReplayWebhookDelivery operation middleware
+func (sh *strictHandler) AdminReplayWebhookDelivery(ctx echo.Context, id WebhookId, deliveryId DeliveryId) error {
+	var request AdminReplayWebhookDeliveryRequestObject
+
+	request.Id = id
+	request.DeliveryId = deliveryId
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.AdminReplayWebhookDelivery(ctx.Request().Context(), request.(AdminReplayWebhookDeliveryRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "AdminReplayWebhookDelivery")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(AdminReplayWebhookDeliveryResponseObject); ok {
+		return validResponse.VisitAdminReplayWebhookDeliveryResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
 // AdminListWorkers operation middleware
 func (sh *strictHandler) AdminListWorkers(ctx echo.Context) error {
 	var request AdminListWorkersRequestObject
@@ -2990,6 +4634,275 @@ func (sh *strictHandler) GetJobEvents(ctx echo.Context, id JobId, params GetJobE
 	return nil
 }
 
+// ListWebhooks operation middleware
+func (sh *strictHandler) ListWebhooks(ctx echo.Context) error {
+	var request ListWebhooksRequestObject
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.ListWebhooks(ctx.Request().Context(), request.(ListWebhooksRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "ListWebhooks")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(ListWebhooksResponseObject); ok {
+		return validResponse.VisitListWebhooksResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
+// CreateWebhook operation middleware
+func (sh *strictHandler) CreateWebhook(ctx echo.Context) error {
+	var request CreateWebhookRequestObject
+
+	var body CreateWebhookJSONRequestBody
+	var err error
+	if binder, ok := ctx.Echo().Binder.(*echo.DefaultBinder); ok {
+		// A request validator built on kin-openapi's openapi3filter with
+		// KeepValidatedValue leaves the value it validated on the body. Bind
+		// that value, matching member names exactly, so the handler receives
+		// what was validated instead of a second, case-insensitive decode.
+		// Otherwise bind only the request body, so that path and query
+		// parameters are not also bound into the body struct.
+		if vb, ok := ctx.Request().Body.(interface{ ValidatedValue() any }); !ok || runtime.BindJSONValue(vb.ValidatedValue(), &body) != nil {
+			err = binder.BindBody(ctx, &body)
+		}
+	} else {
+		// A custom binder is installed on the Echo instance; defer to it
+		// entirely, since echo.Binder does not expose body-only binding and
+		// the binder may do more than decode (for example call ctx.Validate).
+		err = ctx.Bind(&body)
+	}
+	if err != nil {
+		return err
+	}
+	request.Body = &body
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.CreateWebhook(ctx.Request().Context(), request.(CreateWebhookRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "CreateWebhook")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(CreateWebhookResponseObject); ok {
+		return validResponse.VisitCreateWebhookResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
+// DeleteWebhook operation middleware
+func (sh *strictHandler) DeleteWebhook(ctx echo.Context, id WebhookId) error {
+	var request DeleteWebhookRequestObject
+
+	request.Id = id
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.DeleteWebhook(ctx.Request().Context(), request.(DeleteWebhookRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "DeleteWebhook")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(DeleteWebhookResponseObject); ok {
+		return validResponse.VisitDeleteWebhookResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
+// GetWebhook operation middleware
+func (sh *strictHandler) GetWebhook(ctx echo.Context, id WebhookId) error {
+	var request GetWebhookRequestObject
+
+	request.Id = id
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.GetWebhook(ctx.Request().Context(), request.(GetWebhookRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "GetWebhook")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(GetWebhookResponseObject); ok {
+		return validResponse.VisitGetWebhookResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
+// UpdateWebhook operation middleware
+func (sh *strictHandler) UpdateWebhook(ctx echo.Context, id WebhookId) error {
+	var request UpdateWebhookRequestObject
+
+	request.Id = id
+
+	var body UpdateWebhookJSONRequestBody
+	var err error
+	if binder, ok := ctx.Echo().Binder.(*echo.DefaultBinder); ok {
+		// A request validator built on kin-openapi's openapi3filter with
+		// KeepValidatedValue leaves the value it validated on the body. Bind
+		// that value, matching member names exactly, so the handler receives
+		// what was validated instead of a second, case-insensitive decode.
+		// Otherwise bind only the request body, so that path and query
+		// parameters are not also bound into the body struct.
+		if vb, ok := ctx.Request().Body.(interface{ ValidatedValue() any }); !ok || runtime.BindJSONValue(vb.ValidatedValue(), &body) != nil {
+			err = binder.BindBody(ctx, &body)
+		}
+	} else {
+		// A custom binder is installed on the Echo instance; defer to it
+		// entirely, since echo.Binder does not expose body-only binding and
+		// the binder may do more than decode (for example call ctx.Validate).
+		err = ctx.Bind(&body)
+	}
+	if err != nil {
+		return err
+	}
+	request.Body = &body
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.UpdateWebhook(ctx.Request().Context(), request.(UpdateWebhookRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "UpdateWebhook")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(UpdateWebhookResponseObject); ok {
+		return validResponse.VisitUpdateWebhookResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
+// ListWebhookDeliveries operation middleware
+func (sh *strictHandler) ListWebhookDeliveries(ctx echo.Context, id WebhookId, params ListWebhookDeliveriesParams) error {
+	var request ListWebhookDeliveriesRequestObject
+
+	request.Id = id
+	request.Params = params
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.ListWebhookDeliveries(ctx.Request().Context(), request.(ListWebhookDeliveriesRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "ListWebhookDeliveries")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(ListWebhookDeliveriesResponseObject); ok {
+		return validResponse.VisitListWebhookDeliveriesResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
+// ReplayWebhookDelivery operation middleware
+func (sh *strictHandler) ReplayWebhookDelivery(ctx echo.Context, id WebhookId, deliveryId DeliveryId) error {
+	var request ReplayWebhookDeliveryRequestObject
+
+	request.Id = id
+	request.DeliveryId = deliveryId
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.ReplayWebhookDelivery(ctx.Request().Context(), request.(ReplayWebhookDeliveryRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "ReplayWebhookDelivery")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(ReplayWebhookDeliveryResponseObject); ok {
+		return validResponse.VisitReplayWebhookDeliveryResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
+// RotateWebhookSecret operation middleware
+func (sh *strictHandler) RotateWebhookSecret(ctx echo.Context, id WebhookId) error {
+	var request RotateWebhookSecretRequestObject
+
+	request.Id = id
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.RotateWebhookSecret(ctx.Request().Context(), request.(RotateWebhookSecretRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "RotateWebhookSecret")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(RotateWebhookSecretResponseObject); ok {
+		return validResponse.VisitRotateWebhookSecretResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
+// TestWebhook operation middleware
+func (sh *strictHandler) TestWebhook(ctx echo.Context, id WebhookId) error {
+	var request TestWebhookRequestObject
+
+	request.Id = id
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.TestWebhook(ctx.Request().Context(), request.(TestWebhookRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "TestWebhook")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(TestWebhookResponseObject); ok {
+		return validResponse.VisitTestWebhookResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
 // GetHealth operation middleware
 func (sh *strictHandler) GetHealth(ctx echo.Context) error {
 	var request GetHealthRequestObject
@@ -3041,166 +4954,210 @@ func (sh *strictHandler) GetReady(ctx echo.Context) error {
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"7H17c9s48uBXQfG2KvLvKJl+JTNy3R+K42SdSRyX7dns7TAXQiQkIaYALgFa0br83a/QDfAhUQ87zrx2",
-	"/okjiQQajX6ju3HnxXKaScGEVl7/zpswmrAc/ntC4wk7kULnMjWfE6binGeaS+H1vUE6o3NFoiznt1Qz",
-	"nwjZjc0b0THJ2S1NeUI1IzOuJ0RPGDm9puOe53vsK51mKfP63tKbnu+peMKm1Mym55l5SOmci7F3f+97",
-	"ZoRlOK50LsWY2AllTuSI6AlX5JblikuBnxn5IofHRDGREK4JF+Rs1D2XgnXfUx1PmoCF3u1B6G2A5p2M",
-	"KYKwCNE1zvZMkZ8v3/lES5LJNG1OsUszvvtFDtXu0VHAfjgMgi7b/3HYPdxLDrv0xd7z7uHh8+dHR4eH",
-	"QRAEG0C5kGl6yXQ+H4w0y1tQxGIpEmUgmVGuyZCNZM4AK4J91QDeMclyppjQRIp0TmYTnjKHN8IVuTg9",
-	"f3V2/obInFxcfjg5vbo6O3/TWNNBC5BcaDZmOUD5CAgNYFyMjwkdAmizCRN1oGiaM5rMQzHigqsJS0iH",
-	"CnKWsGkmNRPxvPsTm5OcZSmdGzqgpHzwixzu9ELxkAV8/PhxUOgJE5rHVLP2jafVE4b4YEBGOpevT8jz",
-	"F0fBTpMMXjKas3zt9t77XkZzOmXasuUgmXJxUuRK5u0gRGZT8YHIUX+Ws1suC0UyOmYGBm6e/nfB8rnn",
-	"e4JOzZwxDlqHZkq/vmNirCdefz8I/BbiA3De8SnXy9C8l0obTCuSsRynJgP4S6Z0TiYyTciIzVjuo5yg",
-	"REjRFUWahqK+Cr/ceZ6TnKki1YrkjMYTsvecvOcvcSfb1pQCZPUlJWxEi1SbBflmfXxaTL3+nlndlAv7",
-	"yW8jgBph/cTmLculN0yROGd27+mIGYrODeH3iNkaRaeM3LB5JRbhm6FM5qRjBDHNWRIKqkhMhRQ8pil5",
-	"e/XhfIdQoWYsV2Q/2Cd0TLmohpA5H3NBUyt04iLPmdChUJpqdlzNUs5LhdQTluO0ho3IYfBjj/zE5orQ",
-	"nBEVy4wlBnQ9YaEoFMsJFQmMxESSSS40fDHkwj3Gc2DKkczJ/iGZyCJXx4Qabid6QnUoGmAAjpiZWbCZ",
-	"ebG2gaiBqh1cYOeV5Hl0BBvoPu8ZvtGa5WbM//dLGH7d3+uG4dcXp5/+99+8Nko+GxmFAPpgeW+N8lGG",
-	"m6xaUYCNOOVGLk2oQhb/cW8v2PGNkIz+J+qtXFFd9axaz17Qzm9v5fAsWYbvrRySn38+e2WorcgFS8go",
-	"l1MnLLtIlGJc7V+H9cY9cvHh6joUoI2oYeTdLJfTTKtdEBhstuMbXQlLLQny4Hk3ntCcxmZzRzKfLshR",
-	"b0uVBrjJqJ5UmOGJ53s5+3fBc5Z4fZ0XrI4eMxnVXt8rCniyRVbmTGVSKIaiMo5ZphmgK5ZCMwFCimZZ",
-	"agX07heFKrya5G85G3l973/tVobRLv6qdt/KIU7TqvHJjFr2N5pIVlINNRBLFlWTT0ayEMnOMWg6wrUi",
-	"zqwwxFOzxerWRhuA9tHd8jmncLulxl33Wk0335dC/Vzq1wa8LbBX7v2dx/LcKCYgSCE1rtCAsx2GT+H1",
-	"FhyfS0CxYTUw73jSM6O+pMkl+3fBlH4cmGcCLEeS4yAgE/tkxFmakNBDbgg9IyVLsvz2tRh6cRNyRaY0",
-	"NZTNEhTWU6aUUZGGJ1DMlAaAkSwAG6wdx3/kso1kpCnBL759SQMxJ6hVYMQ+OQwOQUccBkegFQpxI+RM",
-	"kFwWIPlFQqZMT2SifHK4h8/QUIBOMhrDIMbQj1F/PjkKAtKpI4crNFTDhaWE3jFqrX92LV10zxKLSjT8",
-	"zSipHO+YQQ9qhm5CNR1SBUMXAqwLOkyZEW73vvda5kOeJEw8Dt/AUITGMVNPTkkxTVOWO3xRQUCSA4XU",
-	"5M2JFKOUx49lkwWb2kg6a32TQrHESbqEj0bMmB8NhnqihbYBAZNbd2HJuEEcIIcb5fhtIgLUq1VB376g",
-	"FaM+odA1wiKRDMliyFLjJqOx5jbHGATGunuC5XzDzBd0nkqaXEv5juZj9riVX9bIjWgpSQpjPa2sdgZz",
-	"OT4Q2JXOGZ2+tp7lyniAebF0P434i95Rpbunt0zo7tmryPxuLICUKk2Y+bZv8DfhYhyKKdJ3mpIhI8YX",
-	"9omShDoDVGmZGbkSSyFYbLDbI+cSeQDl17WU76mYWzSpxyH5WkoypWLuEKKeVII9UySnmhFw2UAKG94u",
-	"MtJxLhWqDSN10FGJZSG0cZgUMypSs3Tug6tpSGvHt3YrSEcnrIz9YLBsHT9j0RvyDIWxwHB8wD1RsKuK",
-	"yIwJsOjNWzRJciPBIRqhHTY4snIotLxhQvUImFOl98PImN8yQUQxHTKITykMd6DdXLPyvsFi+1nQQk9k",
-	"zv/DHik73nOlDFuapVrZhOEJAst6gq3eNEMDFx8/fuwuhlvWIWQxOnMPAFiYyriJMeANSpKEG6BoepHL",
-	"jOWaG4dhRFPFlgwb4F2j7oShhRxijIqBOdFHw0HGxZQZQiRv5dAHQpEzwXIfLZGZzG+sGwwhD2UQAFw+",
-	"MVYm1z6ZTaRxsGKWpgy/oRCoRFuBFSwUKRc3qkdOb1k+Bx8a4l8Qg7WRuzJMdkvTgiGHiCJNkcyy2kLv",
-	"vHKyl/MVQSRVDCF6NJtIdsvyGnguANcpF2oW5OwOiHCZaY3x5Fy4BUfN977gPmz0tdAbZAVLBmq1ZAWH",
-	"4PXg7N3pKyIFA8PAvUeoMhAtuo4bIXTvv87ltH1mO2EJwNLMxgN/1NxGfJ2t0CSIcLCFS6ce2OeZwk2D",
-	"DVgaEolw1aAbSLSMnxvInbVldn/Ec6UJ1ZpNM73Fxt/XvftfgArK1dZg9Bv0ubAXDZL4VE4hh19YDCaU",
-	"Y/R3HJ3CtczeZIsvcgh/uWZTtYlAS4FyXwJB85yCtVsFL5cRfkGVMgIlim2M1rg+VTCejplFtLTOitkH",
-	"CJoaj+dRWFZeA6SVWLvSFG2DB+DM2TTGmvm7LPLW2JRC2mIiYQk5+fD+4t3ptWHW3HERr611IovcJ8M5",
-	"MUBCFG2b7bieZ+zEGARt+yHThCl9wUTCxdieNrScaRkcY8AcXyiPPSrqh0i0MLxenYo0mDyRhdmalbuE",
-	"ZoABKmP5ey6KVUcJgIvnAZnCM8p3MAHTWeMGY732EXhja3zh1CsxhizWQr0WI0ZBVSdBGOW3W3ZMKMko",
-	"z9EhExJ/NPoK9NPT7CjCd0KzbJXNbaUwGIkKTOTMqANN9oLAD4IAwTLrMJoylTPwGgtjmFUSdChlyqio",
-	"ROj28uEjPL8M+wJ7WkQvrMhf5qs6wayg6ArIVhZHOf1AA+iDYE7C4xnaF2PkWIPYyukyZNkUDbSasDnm",
-	"XinzGhrkmAQYB2qMa2M0QpZg5BQmK49rguXjGt8DWTPQm3bp3HLpNZ8ypek0g3ddZK0J9kcjw2ZwEplL",
-	"MfYJVU43Gu0Lb0VkJos0IYrOCddbGUOy0LGctkiBKC+E4GIckY7xpFF6zpne8UlklpIyzZLIJ1HOdM5Z",
-	"EpHOiPKUJccuDBIKh7ORTFM5U+ZVfKb2sLPoUBabR1KpdAQWXmm/lgwEJ1FwLGunhagkDEWsd2UnVaGg",
-	"ZlaA12n0yB4XCLNzv3h2iUbnuxWBioeRDRvAwJ7vGZDqlkGNxCtUKk1z/ehtrxtJD9OxjtIbRkwFTEWN",
-	"1W47KlvDqY+wYBzmt7diLOSbxFQ5cBu8J3Do8VYOa7H4NjdKjsBKNu+780uq4eMzRbjICmCYhJs3p1wY",
-	"XwuPxbLMYL1/570ZXHx+dXp9enJ99uF81Zre0OwV0yw2c9eA8r2LweXV6edXH05+fn96fr3q9QuaK/bK",
-	"enWN9y9PLz5cXn9+c3p+ejlYB8Ely2Su3zBhHMZFKC7Prn76PDgfvPu/V2dXK0fg6mYgaDpXXNXevi83",
-	"fH6OZ2awGUaKCPZh5PV/Wb/dq9Z2769/bwVKN722chUbXluNvvtP9ZOPB+gx9JyB54g7JVxWWdtKfqOm",
-	"MiazlPW8TcJhNZ/XsXpmyP+ha/pKY53OgankiESafdURBheTao/Pkmh5oY3f2/i1stKbXOMYWdcCd21e",
-	"bqtHzXM2dalmpXhqJpkEi8f4SwNN6dczfNdlbbiPy2aiwUi7eegQ8EwR8xAYFE1ANoKysM+NBW7a7qaw",
-	"fICE545OtmVXJKxSvt+VqrcpSz9tWh786tv525b3d0ZTPXngcpSmulB1sOTNZljsW21QPCbEN6TxzTiH",
-	"o4svcrgpyoYBtvKUEr2aUHCIEbKvWcpjrjH0Rkr7AuNxP1+fkLOrD+SH58EeakBmWVhPcsZCMcppjGCT",
-	"hI+5Vm3Ru7qSXzglL2PMWS5jhvFW9zjpTOlXcmDNNrWz3oT2va9dmScs9/rP72vWGdpWNE230DYtVtan",
-	"2rg/mnExX+Iho64Y7cVqwx30RXV2PCJIP6QMG24002vzHN37Hl+TgvOYXJj1wrM2+R7muEAC2yoiR/gX",
-	"vLhCZ4WukoKsUQ/RjAoZpczvkSudF7EuckZuqaEWMpyHAmKd84z1yeDsAjOELgEYnzQMC/dlXQzZ70JR",
-	"twncg4sKH79H2l+xMZbjDW7Gsmu//KKk6F3S2Xvc6jrmDhfdgych4R9wVCvCthvyrRxe4SuNoQ5qInrr",
-	"ga7B+qsPs3/ve0WWPBFT7QWLoreiz3LlJUk6BvQrEVXn8KZLVJcodZBXCPXvHc791SO5pENDAZ9iozdE",
-	"QhjN07nvAuwRHIRGEKayGbB4IlTLfw0FJsDurGWVbwoMV9S6tP4TG340YgFJoUcuZJoSBvrzwB10kkJo",
-	"nrbJGSLzUKAIboYFbJjR+GxlkNHzvfJFz/es5G4LAzjGaJXR4H2aeVCP1yYdnH2+uDz9x9npx2Vf0V8w",
-	"lxbduDbnsA20etj1YdRcxUeMzbw29mWDJhufm5bh5y1FwwIFTV00sh67sZO30dKyMF3aodI60u4Z31hN",
-	"PhpIZMk+shyGFMY1mdAsY0I18+z3g/3n3eCgGxxe7+33g6Af7PWCIPhXI25PNeuaSVv4qJZJHIbJ3eF9",
-	"1/zZd3+u8U+/8ScMe+Y/B/f/+lurQq+UVrnS3jVOX/7Y5VOjFw2WIFG27425nhTDXiynUD6S2H91Y4sa",
-	"ung7v3KR1CB74HrBYTB+0m6WUm44FT5MaX6TyJn5XE8zyJLRwje3IunJjImv0xQxrrpyNOIxc25Ybybz",
-	"pDJap2nP/dLKRuWPa307nwypYs8PSYdqMpVKEzqUhSZHRmaShMUyYclOw3sdzoGga67gi2AbX9D3Rjxl",
-	"mMe8nJi+XhCXi/EbmG/joFXxm+/gQ7ZQUYsTuSAmv92LvICc29K6fMzypjJh6aqzbviRaEmourHVESy/",
-	"hfQjWxqCurY6rKrkCBV6ksuMx704pUXCugfdCeU3RXc/2D8MDoIX3du9frAUSVhXmDDo/ot2/xN0f/xU",
-	"/bf3ub/b/fQ/f2uLomBKcvvS8DdiLK8Uaj+iuztDkff3EWYwZymNWQLndBM07I2UI5F5KGou9aqYTmnO",
-	"FSbHGj5nmuRc3Siwcu7u4lxm9/dkRPMpyxXhgtzd5WzMpbi/bwumbOQfB86aA+i7llGXRUMDL//AZBhn",
-	"mTncPFN15ABeJjJNWN7UHHeeWabX96aU/4eBoTvGcS/5SJN/0DRlcxuTqgN6FCxR9gIf2H1s44BLRpNL",
-	"BrLzwXz9s2qxei4hY24sDdVz3Tdq0tUTUUWoMcxEMpxj0pEiQpJRkWMWLZtwW/mT5XxKc0jOFiR6++Hl",
-	"1efL08Grz+8H//z8bvAmaj80Tenq4/a/y5khn7ZJIAGwTwJn9pIJTaoyCpqmjafNj7Oca23YVlemdjxh",
-	"8Y1PWGqpmFbn+4LNmDI6wQg3nEBZszWeUAEPLua7QHYPHlhOGVVFzpJHnvw7NdGWagr7/kyRiVS6b7T/",
-	"rstMbzJoMuzah7t7/aPDg/1da8+3iYxhyqZtUW2LaUjU5YIUipUY54oYzb45vA2L8S3tNXZ8FXHPH0jW",
-	"ecUQahXaLH2YR0inRp6vBteDl4Or088/X76LqnImcG8xMbMqL+V6YqwDKuZb5yjUebXFe9wuumksPvN7",
-	"95bmUKpgHgREfbjxPj0g9rkYRnnMmcJAk5QZ7nGHCl/k8CxR9lhBYTBHtZwo4HMtXmLp7EHCxcLRAZlN",
-	"pGKlV4s54mYVhIs4LRKmYM9gvxq7svG8oTomqEnjamfsQraODyBur/C1zeNrrlPWVkL7kBMFHGSbnf6+",
-	"pmA7XbVYg9v4wA81CJuIf9jqoPqkuQlHK8yGCaOJPWT+li1zw/g4d/uCINXncfuV5PPLQjQKmVvZGCIM",
-	"ZDYxjg/V8YSpY1ub6KoK2hU2BPBOpNCUixZm/iDSOfIx8q1LeontG5gKa3xD0ompYl3FhOKa37KF0vfr",
-	"SS61TrkYn36NGQ7vPwzzLtSwNmG+JYjh3nsJiv1BL6ZVobtFPhxBrip7h+pv2GxrEZfF5huqzSvO2ir+",
-	"W08Z/hbireNzLeWuP4Bod8qACpN2MxDqKABl8JjvSjtIkRkk7mHCXgdOzCJkgciH4OGQzaVRTBgs9ckU",
-	"W1tQQWYsZ2Uytg2Qrg+HuYfbbQxbqq5Ih00zbWvpHTA7W1sMq9OGF4NrFmE1uFr3pHac8qfPIRjJuC0Q",
-	"DekZYOFbRBA1gSy8WIqYCQ11RZihuJRssDTH6pQBxXWBKYlQ4IaLh1ACTMsemUOwdku/s2JfIp42pd4I",
-	"dH+7Qn/C6O+mMG+wNsz7Bwvrlni7bqXQgSAPRR9msIKypqGA1ilVsfkzZc96oYQNbT+WlCWHTCRQUk0V",
-	"ulGL7XTW7cZTI94gp0wWf2io276zXjVUjtyWJ7sP1ODtPFSeryKUbcxks8wfHN/H0oF43lh6qyUykSh7",
-	"llCOSRDLX4vXKR9PtkBqSpW+YkxsTtdtGGFZY+LmJm2X/dsYznZ0ae+ttXTyPcE05Aw+uFebB9u1ZfkN",
-	"VNdws3orH3HO/Z0qE1bXEqD/XORcz6+gwxU6W1DMOSgwBww/vXZy9+3Ha2858epEjgU3ChQ7I0AhG+lc",
-	"Xu0fPd/xyS3L+YizBDseKVTx0I4okzJ9psjbjz9d9UMRcaUin0Tsa2b+wCifC8WsGYMS6zNPIqwanrD4",
-	"hiXHrsZxJsosfptthV27jF/k+nPZ9U+0zrCylYuRbBHBai7iSS6FLNRCUpkincEZsW11lF+ZDxnNFRdj",
-	"n4xpRhKXLeOHIufqpjRofBcVGZdO+E6PDJw0rhoqQXWGnjABPWVUKKI3p9ek6jd3x5P7aMUBPYc6mbZD",
-	"elKe0YcCk+MiM2RUlsYLxhIzvd3QLjSz0nyYMvL24zUZ1up8j23hTc5C0Wg1tdgcAKscm8WN/bLBg3ni",
-	"mbKV9aHAgDZLyoS6lN8wxAdm6pUNCdhXrnRtJZgSDLX9E1vQoSY0YyS6Cz3bVKRPQi8sguAgtklk8IGF",
-	"3n3UI6c0npQpxaGIaQ4JU1SQqN6FJCJYq4zgVN1dyk4wonkalcpx36yL8KT2A4nB7+4sj15rSAXhTA5D",
-	"jKE/huIJCwXXPhFQzQul9YalGHWukQ1YQVZIXbb1vb1e0AsgxTxjgmbc63sHvaB3gIp8ArxfayHlsm7G",
-	"rMVIQZRXe6d8F4rHwHpnOCc86eO22jJ/Y8xgPhJLdvxQlJ3PRjzVLIeQYpPKI5KlhSIResUoBmjVmc0M",
-	"GIqcijHrkQs6hiRJewKB+TRYCEakgFK2MXtW5d0ARLAHcrTIXba2BevEuRTGK3Id8pRxk5TXbOe3Iimr",
-	"emS31l9vVdb84tM2mcc8vjJ4gyjkjt9XtQQsDZCt+2M5+2fd7K5FZ1nf2TKzs4C2ndeZUa2zwmw1oiMd",
-	"2lI03QZGWZy8uifiBvduNRpcqzCqoYDetosweOFTRjrOmF9vwq+E3KXdQTBnW0Q2XYytoC+7iT4x4DY6",
-	"91jIPy30gtsPgidrA9eoMG9rhmWT/EZoUxjReYjTt41agrlba2YGr+xtfqXR9wNeOtj8UtXMyryx/+Pm",
-	"Nxbbx8CSbQR007uuH4jvKcgpmHt9z2DOGiE1tjRaiI7h9AtUCZ59LagWsGBW6peyFZ9tWwHWHbTYMBKv",
-	"1prD/NcmQa/qtTEQZdcynrhGmYcrRfwbZiT8gwU8Bs9+FXpd07tweyKt99P6Fak0ONz8RrNt4W9F228Y",
-	"HCHXCHt7ut6tl3a0G1DG2LRPPQP1nWufMJH4lpx9YitMsZmRAbDZOuAYm7GWxdRYgEuEnJEOHxnQdyB9",
-	"omrKW6QpiWwFa9QjA2Pj1uqzbeGL0Dm03uq7RrEuwutmsDNi3N5NH9Q6KkD3FHy4F4qBKGGcUCh9Nh6V",
-	"0ZbULtWsf1LoxHCoeddY9+7ggIokFBP4EkHbwLeDKmH998e/tXLgFSzs6OYvPn4yPh7Yun6HWiz6NIrC",
-	"mDkpF+wBfI0MAxFf2VYffSrAfW5ts+46UNlWKaX7g45rdOIq4kMBOVzYh4krDb2qIojxRhcfrhajABam",
-	"CD1ju7ZQgH7skUGjV3qtTTRQm5nB2c6YWhgbBy0JRSeq9e6JdkAIoRu6kgFxAX9Q3Vn1xfrzatHgx8e3",
-	"o5zUOoU6inqitoHYDzhZGr73m4kMpOTHa39oPajWGrf17oTLgY/6MFiO1ISlX2vEjk/5ZMJoroeMmv8v",
-	"9qTMi9Q2690PDl2P3rpgeFZrO7lBw57i4h7J435rlzqelFccVH0zDUSM37LExwQMVUzZymbsjQU/6O6D",
-	"zVIHSiQApC5uWFPstLQvX7/fC03B4YKWbu2GlnX9ERu3ucBc+9sIg4Xmpn8ZF08kKRCvC9xJOlcQ4+1e",
-	"mT1Hftl5gPiwDuxqK+Okce9CrblZZVRUXQ2fYcjMx4I5cJJFVmg/FBBOtQnkXKNJUN5CoTSdl7aKebIQ",
-	"mFGdkE51AQvWEmMwGn9WO1iNoWcSG3JxcWPeierd/yJXSinYDIaA5keuHWD5qwMGjkis+VI1hLSlQFLE",
-	"LBQd+70bFfJg+IhwDT2NoNnvju8iyHVlj9D3QtFqEW2weWwm1ZMaPfu/mtFjU6G+x70F939ZUDULCsKt",
-	"tN5qNKaCDKu8tic0pWIqsF93OXi/Vh1gQehESyBBNKD+GqTZY7VExTCdaLDAPmZgw0GhqL8Ibkizj6qN",
-	"MHeit/aOjfLep+pF2+b6N5Hll4Vo7hEcV/tYW2NZZaMUX7h4ZbUMv2TCsIwtgGkUfFVBzrKWCgWXusHn",
-	"sfbNmnF2JgNndWqdzvs2kc6Id2h2PmENTeHuMyNA5cZhhFr2xlFtjKfA/XEui0w1soOtqCTw006bfEQl",
-	"1SgDfLCMXLiqCYUlbPdLmxH+JHKytVbxvplHofOC3bfL6g1SxN1e8/s+Pgi24Li2eyjMu3tbzLZ4PcBv",
-	"xeV2lwl1XNcpky4EqToHwM1yNW6Hc41FZt9oqFnzQJFOM3izwuLDGI4PtosVOKFgNJ7s2ARq10uiElK2",
-	"I2/py9nsA2xVD+d4cD6Oxh6kIteP3Bciyk3JjkIH/7MoqbErOZh9Nr+5Rz7WE6lddYIRPeUBqUhCEdnn",
-	"I6KMgTlxWePYbnPIVkSmtrPDXrsuk99DSizUe2wlH4Knnx1y9lv0/8eqRiTxyzwIl+3+ez+9/COJELsV",
-	"DS4czi1PbbQQlGvO3RobOsE2x3JEtujQ7OOnBeYPRdl+2z0Ig2ASiE9sk4/yIg7jHxU5w9sdsRVIKOSt",
-	"vfSi1sq7vaH2MwUFuY7gUn5bXpageuRETrNC19w1PC3eL1PWzKSDizPX6Gxd8Anbmn/vIDHOssLANjjk",
-	"SvPYMdSf92y/7L2NR3Xj1OiGjdRdy2Fdfe5pD+ztlhPFmGh0jn8eOPLogxnMEzBMQxG5trxR7T5gSF+P",
-	"U8qnaseHemu/HJonvrvq0beHrI49XLjUJ7Xc3krlcUFGkOPbI4PGxQpwSU8o4pRRYzGnjN7aDMCUQw9s",
-	"iEiszSD7aJH0HUm5loS8gpTtTpUmAGAHDYH/Cto2gsohYQ1Zr02DbNx6JGeiJRWy17zI13jLC63EsHvY",
-	"McmoAlLG4/FV7cikgNt38Te4Py+j/y4YJMLahCW8+sMJXJsJ2dl77r948cLf33tOhnPN1I5NbCozIjtw",
-	"/2so3l59ODfzKy1zY0rU7pl2WCVMxTSDy3N2ILoAVST2QYp2qy0sxdFdO3VNb6AFQ0YhDZziBVhcL1wk",
-	"DJV/oai3TrPt45eQKbFFZ93isU3bkKJVmWhKNXYFtViy/UBLZFXV8hDCrdezG+hCMWR4W1huNs+mIO0A",
-	"/NiU3Vi7DfDQPlY3PFOQK5GzjFFts7t7xEZgMC2j/t6UUetjl53m2sTJ6lzUP/P1zb/5Vdn/hdm43/Ng",
-	"/neaf/mbZVM2mmosZFPaIIS/8VioWabrk0bPQ580KkFBNC01fMDS3pmo2kwhUL2FGIm9wQ89fMhcWQpz",
-	"LIREo9XBwscco/xKIcKlqxH+2OHB/5JgH+4aKtzVwbzN6cgXcKuktg5gAcKWikbEfaFOzF7MXtWKkVtO",
-	"Q/GSJbmMb3bgcskir0rWbOqV7ZZjTAk7E16VCVZIhljtheLB3VnrhV8nE0YzCP5zMe7bYUrLrix7Ikrn",
-	"0pg0p9d0HKH9ZI94jXHH0Lpx4CeSqWOoJi5NWC5I1Lgj3xbwiOooGY+PISktOggOybnU5L1MoFowKu+d",
-	"gvtPSVS7VrNPDiISyylDpRuKNcESVysFo5WhEimYAmy8M2sskYHNIGaUa9v86v+cR6QTEC3JQbBTP1LB",
-	"2Y2ZLKUIRXWFkL08WWGT7kUMdCjZD4LqnP6LHOJpGdSNhOK83E5rix0Eh0tZfI3zdmdBQ/ouFs+Fwnmh",
-	"EJSVhV6Co37tmNsDV3pXubChuGRGdnIp+oQupRLeMLiRCKkgYVkq5/Yqhty9RjoHQSgSY2kXIjUueSzF",
-	"iI8LMxFUAM64Yju2bAbuorLlXcdY/ggrC0XCoC9tmeTPq9SFw+DQVgmKeS3Tv03NfFtu/5LxVdIOXo2e",
-	"YQEkXAUv5uVG2quwsB0dEEVjL1bZajUiXDRQ0Tw+CNY3QtmizuxsZOAAMB6bfmlPu5dbG1dS+BQfIZdO",
-	"xnRO3IM7nu9h++bGfQh7CxcVtDQhOHJNCGo3D6zrVWCP4sFXhJL3bXv6V236JTTfd/1HKRfNfpo8MSSP",
-	"hc45dDWMGbmVKdU85Xruk9RIRTlyb2GxNDqu4CDBLXdC5zTW0I8TLtnNMpnrQnDNGVxJHMvplInEXqRs",
-	"m6sRpjQdplzBkQv28iSxtMR/a4REwiEONpqbJywEhiYFSy0M3CDc8K95AqGH2uUpFXQMPxBIRmZjA8pC",
-	"of663syu6UKj7bel1kav7lq/+9U7ft9ojL2OyvA0aAWJHWwksb1HkphnlTyEteG7Pmlpk0W65NIYJ+xr",
-	"zFgCp1aPIUsk6IfuRHldxoO3Ya+2DVWf501bcVE+uSXH47J+Ld5+HBIbLe0fTs/7DpH3D/DI19Z+PVVa",
-	"qe8Zm2/TO/AMdBPb+rpzY7cuXnl+gKlY7clMSvM0dZ3vmnqTdFCxpk4JQyAy4QkRUofWwgQrigtSU6Y7",
-	"jTv1/5Ao+xUT67ZIk/tdVOq9lUNy5eJqm/y871fGE4qqjocMMSkYjP566tUNY5kqI7+l1Il2jgl1hXNV",
-	"ZR0vL73tETs2VOG13r/cqPEJxQe81l2k8xUNN7AWFnLcnB1vHUgmkkxy0VoN8Luu9Pm9Fvk8lJP+qtZ5",
-	"YLXOlkGeTdU5Z9hOBS5fc2EBiv0UG0UgNiSCDdSc79+BJ0IRfZHDyCdRQjVFZ9tsy9urD+c+VrsYH9Zo",
-	"gx0o2KXYpKTeuNwPBSVRvzqnhoAHWOH42N6R8zDRfIfbg+d9chAEQdQjZ5rEqVRMhcK1pHBVKHD98wrp",
-	"UWtGBMsrq4LcOdpiaZE9g1P4BqsSZ52/z13YyHjkg2pA13l2ebx6bMKVBi2WHNTjFdE+hI7ICfJKBKmv",
-	"ObOggUuE7UQl7JaPiWiUDHM5Q2EYwfxXsshjFuEJfwUouGGCULIPXQMGhZ4YJwk5sTx2PAyC3cNgb/cw",
-	"OHTlVms6zGD/ptUhir+KrKYN8ebViDsUoeBJn4Te7UHohQJe6uOhs+G3PrkLPZ6EXj/cyg8IPT8EgOGN",
-	"yoCH71Ebwi+VCQC/oO8QWuehajFlP5Z3ZxvfJqw8GRhqlS/jpszXPbpXPVpzmaqZS69jxfv79v37qkna",
-	"X3VsfxZb2BWk2cw8GyPeVJFW05UTuP31P2tTXsrsKmNl8FvWI+fQN05IrB3otUk1e63stwQZ6xfNevJm",
-	"e4vGzt12xgzwPxbttnmi1//lU/Mg95YJpuquCKLV4hgsp+1QrOkNU663nKpX8qhJoUE3JXImsBEOlP+g",
-	"35typZkx/juzCY8nZAbjlL4ynivVmVntQKo2qrx6BrG7tgSL72g8gbuGIJ2cj6GXrLEZjoKDRi88qqTo",
-	"k+iqDqQxiE4WwCsEvaUcrlmJjCUSvXLT1X+xyeXbXw9SO6gxUwFUU0hgAR8or92kAwksZjmT1ffYwDNc",
-	"gX+G05fXBkPXElm+hffu4Ppt5N+gplOfsT7ylFEBmU07WzERXrvym/AQTt3CQvADsNARZv893Gdp2/Qn",
-	"8FfOpYatnj81g1/C7RCrOLz5YrOh6i+fjC2EPSDbkrWgbSNJ2K3ne0We2mal/d3dvf0XvaAX9Pb6PwQ/",
-	"BOBC25nvnHkGUrzd+ENCksbWHVycuaIviAwcW38CowOY5UHGTCtyGBxUtyapqsGlkSPyBg4Ke5VxiImT",
-	"Znr7hUXI/af7/x8AAP//",
+	"7L1pc9s4tgD6V1B6UxX5PkqWlyTdct0PasedcTpxfG1ncu8M80KIhCTEFKAhQCualP/7K5wDkKBEanGc",
+	"dHqmv3TaIon17OuXViynMymY0KrV/9KaMJqwDP73lMYTdiqFzmRq/k6YijM+01yKVr81SOd0oUg0y/gd",
+	"1SwgQnZi80V0QjJ2R1OeUM3InOsJ0RNGzm7ouNsKWuwznc5S1uq3Vr5sBS0VT9iUmtn0YmZeUjrjYty6",
+	"vw9aZoTVdVzrTIoxsRPKjMgR0ROuyB3LFJcC/2bkkxyeEMVEQrgmXJDzUedCCtZ5Q3U8qS4sbN0dha0N",
+	"q3ktY4pLWF7RDc72RJF3V68DoiWZyTStTrFPZ3z/kxyq/adPe+yn416vww5/HnaOD5LjDn1+8KxzfPzs",
+	"2dOnx8e9Xq+3YSmXMk2vmM4Wg5FmWc0RsViKRJmVzCnXZMhGMmNwKoJ91rC8EzLLmGJCEynSBZlPeMrc",
+	"uRGuyOXZxYvzi5dEZuTy6u3p2fX1+cXLyp6OahbJhWZjlsEqH7BCszAuxieEDmFp8wkT/qJomjGaLEIx",
+	"4oKrCUtImwpynrDpTGom4kXnN7YgGZuldGHggJLixU9yuNcNxS4beP/+/SDXEyY0j6lm9RdPyzcM8MGA",
+	"jLSvfj0lz54/7e1VweAXRjOWrb3e+6A1oxmdMm3RcpBMuTjNMyWz+iVE5lLxhchB/yxjd1zmiszomJk1",
+	"cPP2P3OWLVpBS9CpmTPGQf3VTOnn10yM9aTVP+z1ghrgg+W85lOuV1fzRiptTlqRGctwajKAf8mULshE",
+	"pgkZsTnLAqQTlAgpOiJP01D4uwiKm+cZyZjKU61Ixmg8IQfPyBv+C95k3Z5SWJm/pYSNaJ5qs6HA7I9P",
+	"82mrf2B2N+XC/hXUAcALlvI7li3Ok/qDT+xzg/nvzl+QNteKRHM2nEh52+FJtBcYymPuI6ZCCh7TlBw9",
+	"68QTmtFYs4yMZDatQkjv4Oce/Wl01Dmgh8PO8/go6fzEjkedp/TZ8Hn8U/Iz643c1mdUT8qdJ+Vqg1bG",
+	"/pnzjCWtvs5y5h+HmZLqVr+V59y8uXrDHj79xhY1t0xvmSJxxizI0xEziJwZfO8SczCKThm5ZYuSG8Av",
+	"Q5ksSNvwH5qxJBRUeefy6vrtxR6hQs1Zpshh75DQMeWiHEJmfMwFTS2tjfMsY0KHQmmq2Uk5SzEvFVJP",
+	"WIbTGupBjns/d8lvbKEIzRhRsZyxxCxdT1gocsUyQkUCIzGRzCQXGn4YcuFe4xnQopHMyOExmcg8UyeE",
+	"GiJH9ITqUFSWAWfEzMyCzc2HHtwi4y2vb4mKNWLl06cAt+7vA0MutGaZGfP/+0cYfj486ITh5+dnH/7f",
+	"v9Rf78jwQWCDq3dreK4yRMRyU4XQm3JDjidUIWX7+eCgtxcY3hD9V9Rt3JHPcZv2c9CrJzOv5LAO7V7J",
+	"IeJaxnSeCZaQUSanjkd0ECjFuLy/NuuOu+Ty7fVNKIAJU0O/9meZnM602gc6yebbIWqVfbS25OQ1qMq/",
+	"FkUv6Zito8Fcs6lHhL8DrXyPVK+JVFqiWNyLJZkPpo+HnafxEes8Hx7Qzs/JIescj57Rn4a9+CA5ZN/k",
+	"0O/Nx2omhWLIluOYzTSD/cZSaCbgMuhsllphYP+TQnGxnOQvGRu1+q3/Z78Uwvfxqdp/JYc4Ta10SebU",
+	"0lwj9ciSg6K0w5JlMSggI5mLZO8EpCpiWJMTYc2JenK/L9nWLdC+ul+854S7TiHdrfvMkwPvCwHiQupf",
+	"zfK2OL3i7r+0WJYZIQiogJAad2iWs90Jn8HnNWd8IeGIDX0DVYIn3ZZbqQXsr1uwHeSxF11SOZkV0sje",
+	"yj5+ockV+2fOlH7Y6s8FaFskw0GAofbJiLM0IWELSWnYMiy2QK+v356BezchV2RKU4OhLEFOP2VKGbHS",
+	"4DbyqEJoNmwJ1gZ7x/EfuG3DVmlK8Iev39JALAiKJDBinxz3jkHAOO49BZEiF7dCzgXJZA5ig0jIlOmJ",
+	"TFRAjg/wHRoKEGiMuGEOxoCUkZ0C8rTXI23/cLhC5S5c2krYOkGR5387Fi4654k9SlSWzSipHO+ZQY88",
+	"5TChmg6pgqFzARI5HabMcMb7oPWrzIY8SZh42HkDuhEax0w9OiTFNE1Z5s6LCgJiAECIRzdPpRilPH4o",
+	"mizpoYZiW42V5IoljmInfDRiRnatINQjbbRuETC5VbFXJGM8A8Rww5K/jkSAbGZZ6ddvqGHUR2Qehlgk",
+	"kiFYDFkqxdhK+u5yjDRpVINH2M5XzHxJF6mkyY2Ur2k2Zg/b+ZUHbkRLSVIY63FptdO2ivEBwK51xuj0",
+	"V2uNabShmQ8Lk40hf9FrqnTn7I4J3Tl/EZnnRpJJqdKEmV/75vwmXIxDMUX4TlMyZEQxoQOiJKFOe1Fa",
+	"zgxdiaUQLDan2yUXEnEA6deNlG+oWNhjUg875BspyZSKhTsQ9agU7IkiGdWMgOgOVNjgdj4jbaePI9sw",
+	"VAe13FjmQhttWzHDIjVLFwFoBga09gIrfQN1dMTKyA/mlK0CYNRBA56hMJIkjg9nTxTcqiJyxgSog+Yr",
+	"miSZoeBgwdPuNDiicii0vGVCdQmIhYXqzMiY3zFBRD4dMrDpKjQRotLlSatfIXm+EzTXE5nxf7EH0o43",
+	"XCmDlmarljahSY/Ath7hqjfNUDmL9+/fd5ZNlOsOZNmiee9pboU6+RUgv6zlKdKmmkyNRnrQK4HucXm6",
+	"D7Ug/ZjpyhVQmBPtj/QOqdG3kem/Ky+5kETl8aRJBbBm4KV5TwrOb/56osAqBhY3lhQGtC7o83YBhQHa",
+	"aKfmbJKEmxXQ9DKTM5ZpbrThEU0VW5F2gaAbGUgYApGBs0YxkDH7KE3KOJ8yQ53IKzkMgHrIuWBZgOLp",
+	"XGa31rAGtmNlThhI/8SoHlwHZD6RJKYiZmnK8BcKHh8UIFnOQpFycau65MwcDFjlwJEAzizrAin8DXc0",
+	"zRmSTZGnKdKembfRL61isl8WDdZ4lQ/BDD+fSHbHMm95zpPRLjZqNuSEUXAVmGmNRO3sE0tWiKD1Ce9h",
+	"oyEBTR0sZ8lANbNb0BJ/HZy/PntBpGAgLbrvCFVmRct2kY0rdN//mslp/cx2wmIBKzOPMjl90NwGrJtM",
+	"UHjgoCAVZkKgqU8UXhpcwMqQCISNdq31IFo4Is3KnQhubn/EM6UJ1ZpNZ3qLi7/3TVf/ACgoduutMajA",
+	"59JdVEDiQzGFHH5isS7sHa/k8DVHS8FaZK+ixSc5hH/B8LgJQAuCcl8sgmYZBRWo9AKtHvglVcoQlCi2",
+	"zi6jD5deTTpm9qCl1WDNPYD3yajBDzpl1aosqfHUrjVFgXGHM3OCrhFx/yrzrNbarRC2mEhYQk7fvrl8",
+	"fXZjkDVzWMS9vU5kngVkuCBmkWD13eY6bhYzdmqkxLr7kGnClL5kIuFibN22NcEB5oyR5eAHhf+4hH5w",
+	"6QmD66V7uYLkiczN1TTeEsqGZlEzlr3hIm/yycJZPOuRKbyjArcmQDor8aL3yL4CX2x9Xjh144khitVA",
+	"rz0Rw6BKlzq6S+2VnRBKZpRnqKULiQ8NvwL+9Dg3ius7pbNZkyJmqTBoDgr0pplhB0aI6wW9Xg+XZfZh",
+	"OGUq52BKyI20XlLQoZQpo6IkodvTh/fw/ural9DTHvTSjoJVvPIBpgGiy0U2oriV986swPUAIlkIpduf",
+	"RHXOH51glhvcTDWR9e0oU74VzDFNjO/4ZORGq3ha1le4OKqHT8sJq2MeFKdSYconpIf21sq41hYqZLGM",
+	"jMJkhXust+oeC1pAvgd603Vf2NO+4VOmNJ3O4Ftnwa4u+71hC3OIksmkGAfEqj/oHY/gq4jMZZ4mRNEF",
+	"4Xor+VLmOpbTGsIaZbkQXIwj0jb6DTKkBdN7AYnMVlKmWRIFJMqYzjhLItIeUZ6ypFA6QuHObCTTVM6V",
+	"+RTf8V52QjKyN/NKKpWOQGguVIKCJoHyAiFDdlqw/sNQxFox7KQqFNTMCut1QlJkfbrC3Nw/WnaLRoxy",
+	"OwKpCUY2lAUGbgUtsyRf2PJAvDxKpWmmH3ztvty5GxY6SK/IheViSmgsb9tB2RpMfQC9cye/vWBoV76J",
+	"8hcD1633FJykr+TQ83nVaaZyBIqH+d4FmVANfxrFWMxyQJiEmy+nXBj1FWMXZjNz6v0vrZeDy48vzm7O",
+	"Tm/O31407eklnb1gmsVmbm9RQetycHV99vHF29N3b84ubpo+v6SZYi+solz5/urs8u3VzceXZxdnV4N1",
+	"K7hiM5npl0wYHXx5FVfn1799HFwMXv/f9fl14whc3Q4ETReKK+/r++LCFxfoY4fLMFREsLejVv8f66+7",
+	"aW/3wfrvGo5002eNu9jwWfPx3X8o4M1yag/mdhEM7pjQRmhrUNXhOURLKiaSEzKUeoLy9I6CoZMn3Hzm",
+	"rqZcnOO3B0toF7Rywf+ZM/vY0B6jY2d10cGwFJkaYTqaaD1TEXl39RoQS+baaNwJE5rTFDTkUUbHU7vw",
+	"MrYDvuvv75slqq79vRvLKUTOGipWCU88/mk5Emo9XTQLryMYhYt4B0EErUlANIkLC1mVObZl3UbOmDFp",
+	"dtvaKGM1EmofLc4N/dp1T59prNMFUEU5IpFmn3WEXpikRNLzJFrdaOV5HcEtNdcq2XOUWHsejjrLT62V",
+	"iWdsypbF6WoEa28DiABIOfC3bzdgg2FK7LNuCAW1B/BEEfNSdxlWe5uXsnTPlQ1uuu4qt9uB8nAHJ9vS",
+	"WwSsgkF/KWSnKjP8sGl78DSw89dt76+Mpnqy43aUpjpX/rLk7ea12K/qVvEQs/eQxrfjDDwCn+Rwk+UZ",
+	"jc5FOAcS9FCAZZ6wz7OUx1yjOZoUAiLaqN/dnJLz67fkp2e9AxRhmEVhPckYC8UoozEumyR8zLWqs2j7",
+	"UtqSj6Fwxs0yGTN0TLnXSXtKP5MjK3ervfU6UND63JFZwrJW/9m9J16jcEzTdAtxoUZM/uCN+7MZFwPk",
+	"dhm1YbTnzZoX8IsyyGZEEH5IYUrfqGd58zy9D1p8TaDrQyJO1xNPb/IDDGqEiM8mIMf1L6nhuZ7lugy9",
+	"tVoZSCTlYRQ0v0uudZbHOs8YuaMGWshwEQqw/y9mrE8G55cYh3sFiwlIRTJ0P/pkyP4WCl+ocy8uS2z4",
+	"O8J+w8VYjDdnM5Yd++MnJUX3is7f4FX7J3e8rN89Cgj/hKNaErbdkK/k8Bo/qQx15JHorQdCkdAf5tAI",
+	"fLPkkZDqoLdMekv4LHZegKRDwKAkUT6GV3Van6L4S24g6t/axfHdvRukTUMBf8WGb4iEMJqli8A5nSKI",
+	"GInAdGvTa9BL6iXXhAKza/bWospXOUtKaF3Z/6k1yRuygKDQJZcyTY32ky3IkYsIIbnQPK2jM0RmoUAS",
+	"XLXrWNO7UboLw3sraBUftoKWpdx1dhyHGLU0GswHZh7k496kg/OPl1dnfzs/e7+q7AdL4tKyHl6n3dct",
+	"zXdF7AbNpYHLyMxrjZfW6rXxvWnhktmSNCxB0NRZ6H3jm528DpZWienKDRXSkXbvBEZqClBAIivykcUw",
+	"hDCuyYTOZkyoqpp62Dt81ukddXrHNweH/V6v3zvo9nq9v1d8WVSzjpm0Bo+8fJ0wTL4c33fMP4funxv8",
+	"p1/5Jwy75n+O7v/+l1qGXjKtYqfdG5y+eNjhU8MXzSlBZkS/NeZ6kg9LDdv+V1euqMKLt9Mrl0ENQmtu",
+	"lhQGoyftz1LKDabCH1Oa3SZybv72Y3BmyWjplzuRdOWMic/TFE9cdeRoxGPm1LDuXGZJKbRO0657UotG",
+	"xcO1ul1AhlSxZ8dlUBMdylyTp4ZmkoTFMmHJXkV7HS4AoD1V8HlvG10waI14yjBxZTX9az0hLjYTVE6+",
+	"DoOaDHDfQIesgaIaJXKJTH69FnkJyQmFdPmQ7U1lwtKm+A94SLQkVN3aHESW3UFslc2lWrbTlXSECj3J",
+	"5IzH3TilecI6R50J5bd557B3eNw76j3v3B30eyuWhHXpf4PO32nnX73Ozx/K/+1+7O93PvzXX+qsKJi7",
+	"Ub81fEaM5JVChmX05YuByPv7CFM9ZimNWQK+6wkK9obKkci8FFW3ep1PpzTjCrMIDJ4zTTKubhVIOV++",
+	"xJmc3d+TEc2mLFOEC/LlS8bGXIr7+zpjykb8cctZE5TxpWbUVdJQOZe/YYCYk8zc2TxR/uHAuUxkmrCs",
+	"yjm+tMw2W/3WlPJ/MRB0xzjuFR9p8jeapmxhbVL+Qp/2ViB7CQ/sPdZhwBWjyRUD2rkzXr9TNVLPFYQW",
+	"j6WBeq77hk26rF2qCDWCmUiGCwzEU0RIMsozTDdgE27za2cZn9IMslgEiV69/eX649XZ4MXHN4P//fh6",
+	"8DKqDyRIaXMIyl/l3IBP3SQQKd0nPSf2kglNyrw5mqaVt83Deca1NmirS1E7nrD4NiAstVBMy5gXweZM",
+	"GZ5giBtOoKzYGk+ogBeXY8Ag4g09zlNGVZ6x5IHRMI5N1MXkw70/UWQile4b7r/vUniqCJoMO/blzkH/",
+	"6fHR4b6V5+tIxjBl0zqrtj1piH/lguSKFSfOFTGcfbN5GzYTWNir3HgTcC92BOusRAjVdGwWPswrpO2B",
+	"54vBzeCXwfXZx3dXr73sflBvMYK9rF1hPR9ULLZ2z/i4WqM9bmfdNBKfed65oxnkdJkX4aDe3rY+7GD7",
+	"XDajPMSnMNAkZQZ7nFPhkxyeJ8q6FRQac1SNRwHfq9ESC2UPgpCWXAdkPpGKFVothkCbXRAu4jRPmII7",
+	"g/uq3MpGf0PpJvCocXkzdiNb2wfwbK/xs83ja65TVlefYxePAg6yzU1/W1GwHq5qpMFtdOBdBcLqwe+2",
+	"O0jTq17C0waxYcJoYqMEvubK3DABzl2/IQh/e9h9JdniKheVzP9aNAYLA5lPjOJDdTxh6sQmo7v0q3qG",
+	"DQa8Uyk05aIGmd+KdIF4jHjropZi+wWGhxvdkLRjqlhHMaG45ndsqa7OzSSTWqdcjM8+xwyHD3Y7eWdq",
+	"WJtZVGPEcN/9Aox9pw/TsoKDPXxwQTbV1IEaK3DZViIuqjNsKM9QYtZW9l8/jP5rgNc/z7WQu94BUa+U",
+	"ARQm9WIg5CLBkcFrgcuBI/nMHOIBBrG2wWMWIQpEARgPh2whDWNCY2lAplg3iwoyZxkrEhSsgXS9Ocy9",
+	"XC9j2IIwirTZdKZtxRq3mL2tJYbmUPpl45o9MG9dtXfiuVP+7WMIRjKuM0RDeAZI+PYgiJpAGGUsRcyE",
+	"hgRMDDFdCTZYmaM5ZEBxnWNMKeSN4ebBlADTsgfGEKy90m/M2FeAp46pVwzdX8/QH9H6u8nM21tr5v2D",
+	"mXWLc7uphdCBILseH4YgA7OmoYBaQ2VVjifK+noh1xdlP5YUudlMJFB7gipUo5Zr9a27jcc+eHM4RQLF",
+	"rqZu+8161lAqclt6dnfk4PU4VPhXcZV1yPQO/KY7xjJOufB/PVhNe6BD60CqkRAroY/fO4hx53jClROz",
+	"i3GlAh+Qz4Cp9FoCz3QZFGUeaxFvoyQZ0axLIp6AARZSZP1qgwTTvA0rRNuTSy9cG4EUiu2TX/1QoVWo",
+	"rgTfbC0EFwDgM4lPEshX4QU0fxfB93bLXW2Aczvzh7ueV3J46g3r/fyrG939Zi/2BiYpgnQ2yhSf6qWX",
+	"MuHWXTjEeslcW7sgppqYLeHzB6W/plRpG0P/wKwDM8JZU9TqojSGFpkccGzLEaxbLfQ1hSo1b9SaDAcP",
+	"uswnSA5PZbIu8c8u7Ykif725ubRxAn4OItdkLDWmIrYzNsqV2YFhcgmRud4z8phXMhdstGt25a1RsM9f",
+	"ef6qITjCJQ+iZ5qK4gLGDGocHH7+TNovzl6f/+3sCrJmIC4ZIvNIlotQyFwT67UoSgZwRRKugDibZ2M4",
+	"EJt30xRAUcyxJmZiLQraxDsP0+y/Feyz6GgQb+5XFtxcGnEluqj83ic2DlM9ttgQZVS91GUkWwHMZeD2",
+	"cerDZgbygMAkW/WB785CC671g+cVejvcGGG0nDK5a/Tuu6vXGIybsZjxO6aI4mPBEpeEgT7/ooLDE2VD",
+	"qiy/DsUEApe7YN3OmAZeXam1bZ0GzmkmR2UtXSqSUGRSYw6j5dtYsePrK1dIoVica37HDHblWV22ya82",
+	"da4QOriIWXmHKofqbJ6x76v5v6NAV4yquurqhu2A/lLSKp+Ief5HlpDjgx55KQVzOaGhKEGH3DLLsLgY",
+	"k7ZiENmh9i19UN1psufA1pz4nCu2rIW8cEvAukUHT4l3qi7v0JuybU6tj4zoaa+3tw1v9MTl5ZNgWDzQ",
+	"AmKGVa5OCEByWSwdC13Y8rhcEzkameNYOkSu8Qyi6gVUqmA8vpy+TGW2lKrMMVqg/QrB5hqh96GsGdC5",
+	"yZYzFgaq8B3SjuYTxeKPaPmyUUNyRI4OyXChmdo72YYSkIIQVGAQh34z+u1/fs5+evnb//0zu5l/enf5",
+	"4qfz15d/P5eHr+lrej0vn8v/rjvRSlDv1shq1aZdUrZ2r9GydDhQFTLlKINtwe/NGivwWqLUCrUJaqni",
+	"MrQsw19VPlgfa/xDVg1oTNtftwNfT6sxmGKoJEv64OMttbcIS+7Y4n6FDXcvwPds/ncorOAZWE8tpJpU",
+	"Uu+XRNI1KuJ2AilsaEkhdL954qctRrFzyCNWGIkXFWtQrXNmIhEmVjCFJ/U/i19TPp5sYWcCMGZM7Ijl",
+	"s8rEVbtVtjvRsKXk63uZrKDvBFPrZ/CH+7Qa6+9tK6gctXc2tZAMV/kAFPxGBUyaS44gu8kzrhfX0FEE",
+	"/c9QCHCQY1oc/vWrY52v3t+0VqXZUzkWXEtXVRfqXZH21fXh02d7ATFSyogbcWZMuVDo9YByeTMp0yeK",
+	"vHr/23U/FBFXKgpIxD7PzD8wysdcMevZQSPuR55EWHFywuJblpy4UmhzUVSmsAlo2CXFCBiuH4rdv2En",
+	"WO2Oi5GssUqrhYgnmRQyV0t5doq0B+fE1vNXQelRmdFMcTEOyJjOSOISiIJQZFzdFj6ewAWKjIu4hL0u",
+	"GTgDddnJASqOaCNrQTXMUEQvz25I2d/nC0/uo4acBQ7ldOryFkiRthAKlPojM2RUlFUVjCVmenuhHeii",
+	"ofkwZeTV+xsy9GpEntj6PBkLRaXHxXI5QKTM1Rpo/eUSgUi4Q1HI2C7HMOW3DM8D9aWi9CH7bJh1uRPM",
+	"koa6sK5Go5rQGSPRl7BlC1L3SdgK817vKLZ5dfAHC1v3UZec0XhSZFmHIqYZCNdUkMivYF0YQGE5ZWXw",
+	"ooq4qAbopnLcN/siPPEekBhCEdqro3udMJS14KVyPIbayoonLBRcB0RA0T8oy2pQilHnLbYxPC0nGBVk",
+	"sXXQ7XV7UDZhxgSd8Va/ddTtdY/QtzEB3Pd6V7hEpHGdNIpHXt6dClx0IsYatocLwpM+XqstEav5lGGK",
+	"Fkv2glAULVdGPNVWMK1CeURmaa5IhLIckgFaCq9mwFBkVIxZl1zSMTBzG5SJKUZYL4oYQRcMA0/KVCRY",
+	"EdyBHC1jl63XguUkuRRGjnQdiZRh3KpVbZ/UkKdWvrLv9TNqqgSx/La1PpjXG+NZ8Ai5w/emFhyF8Wnr",
+	"HhHOJbRudtcSrSgDVzOzcwptO6/zLNXOCrN5QEfatKa2Yt0yihqGzT2oNvhkmo/BtcugYPp0pYbNufAp",
+	"I23n31zv1WxcudMBIL5l24Osel23Wn1hin7khduApYeu/MNSP5TDXu/RWqFUClHWNVKwxsQRyhSGdB7j",
+	"9HWjFsvc9xphwCcHmz+p1IyGj442f1Q2QjBfHP68+Yvl0uOwZRsUtulbVyM4aClIs1i0+i1zclYI8dDS",
+	"cCE6Bu0HWAmGAy+xFpBgGvlL0Y7GVrcF6Q4q8RqK51XwNf9r88KbSvIORNHxgieuQ9dxI4l/yQyF35nA",
+	"YzzRd4HXNf17tgdSvxfDd4TS3vHmL6qte34v2H7JIKreA+zt4Xrfd2HXC1BG2Cx9iKB3BoSJJLDgHBBb",
+	"NQ0L4ZsFViuMnmAXuKJAIBaVI0LOSZuPzNL3wJpeNkHM05REtipb1CUDI+N6NQdtLRChM2jb0HcG8KLK",
+	"t53BzoihjG76nld4FYos48vdUAxKL+KEQjk/o1EZbkntVs3+J7lODIaab41072IpwVUxgR9xaRvwdlB6",
+	"1348/PVK3DWgsIObP/H40fB4YGtVuqPFKALDKIyYk3LBdsBrRBgIgpN1Nf/OBKjPtW1tXaF6W1G5UH9Q",
+	"cY1OXZXHUEBaG5qkudJQ0j6CsLfo8u31shXArilCzXjkPFLAH7tkUOlN6/WnvHFGbyc7Y7ZlbBS0JBTt",
+	"yCvxHe0BEUI1tBEBcQN/UN5Zls//9+WivZ8f3spo4nWZchD1SA02sCdesjJ893cjGQjJD+f+6DpdK9z6",
+	"nW1WDR/+MBj2UF1L3+sAi28FZMJopoeMmv9f7meU5alt9HbYO3b93XzC8MRrWbSBw57h5h6I40FtMwue",
+	"FC2ly55LLjQiCTAnReVT1tgFtrLhnXpNb6Y6UDUCltTBC6uSnZoWnuvve6kxJjTE73gd8df11ql0z4e5",
+	"DrchBkuNsf4ULh6JUuC5LmEnaV+Djbdzbe4c8WVvB/JhFdhmKeO00vDZ64FQChVl85MnaDILsIYQKMli",
+	"lusgFGBOtUEBXKNIULS/VpouClnFvJkLTDJPSLtseI/l1dAYjY/VHhao0HOJdfu5uDXfRH6TkMiFbAk2",
+	"hyGgoLfrGlI8dYsBF4kVX8q+MbY6ihQxC0Xb/u5GhTBnPiIcY3GgUdxe4CzIPrPH1XdDUSsRbZB5bHLZ",
+	"owo9h99N6LHZYd+id+/9nxKUJ0GBuZX6HYliKsiwTPV7RFEqpgI7gxWD972CCXYJ7WhlSWAN8D+DygNY",
+	"QKJEmHY0WEIfM7DBoFD4H4IaUm23ZC3M7eiV7TNtBT7/Q9si8Xeh5Ve5qN4RuKsDLDdiUWUjFV/q+N5M",
+	"w6+YMChja4JUauCURs6ivAwSLnXres8lLHVinJ3JrLP0WqeLvhfzZfM4KpxCS8D6LgEoNwojlPeruGpj",
+	"9AL3x5nMZ6qSMO0ipuDRXh19RCZVqYy0M4302sz+xhaWWMJ1/2KT5B+FTtaWb7qvxlHYjJ46Wr2BirgO",
+	"7j+2+6C3BcbV9TA23x5sMdtya9nfC8vtLRPqsK5dBF0IUhZTNDjiy2zg11hG9o2CmhUPFGlXjTcNEh/a",
+	"cAKQXSzBCQWj8WTP5pS78polkbKNuwpdzkYfYJtT8OOBfxyFPcjO9l3uSxblKmVHooP/s0ypMQQcxD6b",
+	"8t0l7/3cclewwZCewkEqklBE9v2IKCNgTlwiPbaQGbIGy9R2cliRXvUtqMRSCYyt6EPv8WeHMgY1/P99",
+	"WTYjCYo4CFcA4Ef3Xv6RSIi9igoWDhcWpzZKCMr18Ku1DZ1iNzQ5Ils0cgvwryXkD0XRpc+9CINgEEhA",
+	"bDhr0cR5ZAOSoXMuVkcNhbyzDZO9jn/1ffeeKKhR5gAu5XdFT1XVJadyOsu1p66ht/iwCFkzkw4uz13t",
+	"93XGJ+x++K2NxDhLg4BtzpArzWOHUP++vv2iRR+66sap4Q0boduluWyIHCuSA6v+fIAizGyqsibw4ruP",
+	"bOgYJVkuDKY4AAato8g8ce9ACH5AbANYLUkq5S2hem2M13u3jV0l1ks6Zg8L8/rm3o+6HIG1US9FwP6f",
+	"oS+r6FGJgFzpSL41nqD8V82trMWbgfJ8BE1fR8Gys8CtqLsR1l/42Y+7Af37Ivd1C6D/MTGkLj92LXKU",
+	"h/6jY8fWpq7lfvW/m8delAwCKhx7gPkwrNr/4nrWn4O2NUvpollrG1R0tV3GbMa/k9JmUqPWNCk1Zszl",
+	"JOpvipwvii19W8v0SmZ4vbjlTjiwzYL/fRzzPwquXTNwAtUh3AINoJuRrkxbag51szGaVsonijFR6Sn+",
+	"rOc0gj6IgzwBW2QoItddtPAQY7dqTeKU8qnaC6DqcFAMzRPIOFLcSH0YV+c0IuchD4iXzlVaObggI0jr",
+	"6pJBpeW+0nKmQhGnjIp0QVJG72zSR8qhFAg4odYLlPaQviULK/POGtDJ3lQhWsPpuMoj/wHqjAFrdwhr",
+	"wHpt5suNXwdYzkVN9kuXRGX1CCDzy1UqsIfOCZlRBaCMEZFNlS6kYJAjBs9AkZnRf+YMcp+sQDKRaaIK",
+	"Hdsmv7QPngXPnz8PDg+e2YRwG8teJMEYFONZKF5dv70w8ystM5YEfl0ad6qEqZjOmFnuHjiUoJaafZGi",
+	"qdKWV8XRXVdoTW+hEPmMQuafwT4lzQ9TuoB1kxGbI6aJUPgNhGwX7JXDlNiozjdy2XogCNGqyC2iGnvj",
+	"2VOyVS2KwyprRoPX3q/qbFYXiqG5rmzMMnN5Vkvdg/Vjb2kuxtXloUlU3fKZgvDYjM0Y1Tahr0us0w0j",
+	"cf3vpoxat0pRxKSOnDSnHzVVc50ZomtGc2dQPfUyOFiKjllWKPx1BUW5B55VmzhZGMNF1qV/YNVZ36tZ",
+	"oO9hr1pXdn1Z2YaQIf/0LGMAT5jMFW64KS0FlYldIoT+ExOwvqWu9YOm3PxuCTSV0vJLCTTW7xRsjASq",
+	"FqsNSKXzV0Aq9VCBNK2UPccCt3NRNlvBRXWX3GKYO2mdOhCsvOLZWvKCR83+4YdEznwnr/BKh/c/tkf4",
+	"P8S/i7eGDLfZf7s5A+1SpqnNIsdUejmCoPzm0gCkzbpjgyyuPAC54zQUv7Akk/HtXpdcMZ1nZZUCG23v",
+	"VSKxM0FRHpRCZniq3VDs3KPQz/U/nTA6g3gPLsZ9O0wh2RWZ7kTpTBqR5uyGjiOUn2xUnxHuGEo3bvmJ",
+	"ZOoEauoWIiwXJDofdS6kYJ03VMcTm7MtyuhBjBiEPIToqHdMLqQmb2QCBSIi5KdCQhp/l0RXTGeLDuS+",
+	"9slRRGI5Zch0Q7HGP+bS42G0wjsmBVNwGq/NHovDwJLoc8q1bQHz3xcRafeIluSot+dH0eDsRkyWUoSC",
+	"ljeZ8NGIZQpb1S6fQJuSw16vDM38JIcYIAWpwqG4KK7TymJHveOVxI1KiKWToCFjC+slhMJpoeCHl7le",
+	"WQdQdK/7pfe1p8KG4ooZ2sml6BO6kj2C1c2sdpKwWSoXtiF55j4j7aNeKBIjaeciNSp5LMWIj3MzUVHz",
+	"bM9mShup2mX0n2DFC9gZ1FRjNmzAmQRctOpx79gWhhALL7mzjs18XTrnivBVwA4cAkZlgAwGQQzuIrHM",
+	"qm3KBEBRuYsmWc0DwmUBFcXjo976dgBbWPjOR2YdsIyHWtRtgONqg0/PO4KvkCtHY9pF/aO9VtDCJqaV",
+	"Ur8HS+26a0pxP3WluL0SgOsqdtvoS9AVocrRtp2ty2bVElpQuy58lItqVzmeGJDH2jYZ9PaKGbmTKdU8",
+	"5XoRkNRQRTlyX2F9HFRcQUFiUO5fZzTW0JXOcAE5m8lM54JrzpThGrGcTplIKLrsbYshwpSmw5QriLLB",
+	"jnYklhb47wyRSDjYwUYL84ZdgYFJwVJXSdIcuMFf8wauHsrVTKmgY3hAIP+MjZ2fw6vNtK5DqSswW2l+",
+	"a6G10rHWKxDXfOP3lfaw66AMA4AaQOxoI4gdPBDEWpbJQyQD/NYnNc1iSIdcGeGEfY4ZSyBQ6SFgiQC9",
+	"600UTeN3voYD7xrKbqebruKyeHNLjMdtfS/cftghVho77w7Ph+4g73fQyNem+z9WJlHQMjLfpm/gHeip",
+	"U8hlmz4xciu8jm/DXo7QTVIfv640T1PX/6nKN0kbGWvqmDAYIhOeECF1aCVMkKK4IB4z3euSCytTgoTw",
+	"Bzyy7+j02sKF9UMUZ3glh+Ta2dU26XnfLnM7FGXqNhmi4xeEfj/a/paxmSosvwXVifZOMIxJcDEuiymA",
+	"OVHOZizpEjs2Fqqs0e+qad2heAtxVFKki4Yaa1j+BNIanBxvFcgiVqTOWvMjJ3f/qHndu2LSnwnaOyZo",
+	"b2nk2ZSQfY4V9IygXpgFKHYVq+T9WpMIthFyun8b3ghF9EkOo4BECdUUlW1zLa+u314EtpmKVsRwgz2o",
+	"0UKxLp3fvjcIBSVRv/RTg8EDpHB87eCp0zBRfI8ywyX65KjX60Vdcq5JnErFVChcFTKXeCxHzdTDqz/p",
+	"KtJjIrjzoy1nk1sfnMIvWJkr5fR97sxGRiMflAO6/our4/m2CZcNvpxl6tsrokMwHZFTxJUIsp0yZpcG",
+	"KhE21ZNwWwHmHlAyzOQciWEE81/LPItZhB7+cqGghglCySEUihrkemKUpLgsmm0WfNzr7R/3DvaPe8cu",
+	"w35NUUEs2dlsovgzr35aLfrtAXcoQsGTPglbd0dhKxTwUR+dzgbf+uRL2OJJ2OqHW+kBYSsIYcHwRSnA",
+	"w+/IDeFJKQLAE9QdQqs8lFVF7Z9OtQmNbhOWmgwM1aTLuCmzda8elK96KlM5c6F1NHx/aL+/L+vi/lm6",
+	"4N9FFnY1CGwyhrURbypCsMQrN8btV+JeijjnapR+QCA0oIjpdz1KrqFfgWFLRdaYmsi5IIZmN8U5eCH4",
+	"3zrqd1NI/I3XCeRrEj9+Nw/zQubZ2iD14vqbXc1XbMwV1OmlZSpGoUKshET1MXTEdmjVEzYNBQPJBTuE",
+	"XL69vgGXk9f2BlIc8yyNSPtaU5HQLCEODE6IYiwU0XIzlWiva7+Z5grS3iPoFhFZN5oBSEhtnuXDlMeh",
+	"oEmSMaUMhtgS4qUcZp/BjiZSGVapZArBfhJjYTAfswyRNKoaE3rvhGQs4ZmRmjA3UmobI2SUuKjsExGF",
+	"wt4ntFoeSoMgN56TyTrjtNfvw/X4sSlYIl2EAnI70QcEuGSkOKi2DYqACwTreXDb6IO3R9z6lm70pWaP",
+	"W7nSD74Vnm/Cca/MaLXlSveHc9nbnbmEij9aIiWSFEJXiFM9bVrmVoULH32FDaW2HK1yjsQyht9vA4Jy",
+	"u8HbBUPlZjUs/wVMU+LLgyPxV4XjGosozpb8gFaLHyV6HU9oa/AJ1tRjWwYSJ7sMqjY0v6thYUgLBdql",
+	"jTJdr999E5Dp/V708U+IXGuYtjLPjkIXeORXA/ysNG8Y/7ur14Fn0zHKmyIyI5FtPBV1yZn5P+yD4KXL",
+	"ukBovzFbnDIKdb/USm+2AgdsYi3JcnESiirpRFvRhCa21kQ+K+Qe24WwjTlRIPvVVoiptIH+atR4fMml",
+	"tk31dy77sCNmEqoK09v3lVUeiKN/qNBC9C9+lbCyTaqvf6FPquKKn2bSR20biMETVZR3gOq/ZbFjvdqw",
+	"uAz8kwkLSIpNZP0642AtLTIrwBDXJWWCMGA6RII9JxDnVZibIY9sg0b/Z6LxHyPR+A/Edb3iEE0Jwzsg",
+	"5m7Zwv+DFZ60l65qvSE2qDIoHcZQsLfSTL9NQ2Ht8S7ZkM4hqiGTM/CkQPm5JEd4Y3u2hOUoY2piC2CY",
+	"EaAHdx3i/ZlE/HsnEf+B8AizgZsTgDciEfSSZZ2yiW09zryht0X52qWmttWitFiQEOx3pcErFGDx2uuS",
+	"X2VGDo+hPJGqpoDZ0czgyjZO80vDhqKt5xIeUw3Fj7goEbP4OcJkP4egUAiTqDnX8QR9ozLXJJXKSdx3",
+	"2CzbemmLzrqkcBhjdzQp2BMVinFGY0ZmLOOylmdewWFa2EAb+r+JAukZ2AAEdjSu/cfhJUKCr9Q9WTZN",
+	"7oKlmim9kaHRAh+65v2oNNH7jdEx/MHQDKtDhkIKthc4GmLj95FBJWXQPhhVTqz6CRETBq+jL6Fb/Xni",
+	"t2vkidepsQZVbpj6NjaWP7nVD8+tDHQicDbjAFrz/rVW5SoKSChCzR10yQV0QxUSK+J26wx7f4WBW1+T",
+	"RwEg5AKM5e32QVt27jrtAdb/0AO2LYFb/X98qHoS75hgyheq8VjtGUNw2HZHrIH/W5uN8utTq0muIfwm",
+	"kXOB7d2gqDWq3ilXmgmWkfZ8wuMJmcM4RTgwps758QpqDwqQYlSPXxfT0JwhVQxLytN4YogXPJ3ycUY1",
+	"S7pkQJ72jiodXqmSok+ia3+RUUCi06Xl5YLeUQ7N/SOw0L1w0/lPbMlUc27EaBk8poq0o1dvf7n+eHU2",
+	"ePHxxeBm8Mvg+uzju6vXRhTxctHMVLCqKfglwURtBlJkbMAVTQNQTU/OyYhmZMgm3O59lnFzpfgOVxCC",
+	"itOjBsIVbMws3H4Fl2P3b5ObzNG0/Rn9kaeMCijesLcVEl0ZyPl9cAinrkEheAAo9BQLnOwelll36Y8Q",
+	"knkBJla3ukdEcLNl3ojh1Q+rbcL/8cGwTuxsXFePwtqe2V0raOVZaltw9/f3Dw6fd3vdXveg/1Pvpx4w",
+	"YDvzFxeBBoEq9fFtCEgye6LI4PLclTIHdeHEevTReYPRCWTMtCLHvSNXtqToFqlsm2V5C7mQ3TL+DWvD",
+	"rE5/jWELf725uYTRhzS+VUW1jGo6PzTRW41o2POmKdiVmcn+Zo/+/sP9/x8AAP//",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,

@@ -4,6 +4,7 @@ import { beginSignIn, claims, completeSignIn, config, forget, session, signOut }
 import * as overview from './overview.js';
 import * as jobs from './jobs.js';
 import * as job from './job.js';
+import * as webhooks from './webhooks.js';
 
 const main = document.getElementById('main');
 const nav = document.getElementById('nav');
@@ -17,6 +18,8 @@ const routes = [
   { re: /^\/ui\/?$/, page: overview, nav: 'overview' },
   { re: /^\/ui\/jobs\/?$/, page: jobs, nav: 'jobs' },
   { re: new RegExp(`^/ui/jobs/(?<id>${UUID})$`), page: job, nav: 'jobs' },
+  { re: /^\/ui\/webhooks\/?$/, page: webhooks, nav: 'webhooks' },
+  { re: new RegExp(`^/ui/webhooks/(?<id>${UUID})$`), page: webhooks, nav: 'webhooks' },
 ];
 
 function match(path) {

@@ -41,8 +41,9 @@ export function between(startIso, endIso) {
   return (end - new Date(startIso)) / 1000;
 }
 
-export function badge(status, big) {
-  return h('span', { class: `badge ${status}${big ? ' big' : ''}` }, status);
+/** badge(status, big, text): a status pill; text, when given, is shown instead of status (whose colour it takes). */
+export function badge(status, big, text) {
+  return h('span', { class: `badge ${status}${big ? ' big' : ''}` }, text || status);
 }
 
 export function bytes(n) {

@@ -1,0 +1,261 @@
+package store_test
+
+import (
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/uuid"
+
+	"github.com/jobsd/jobsd/internal/pgtest"
+	"github.com/jobsd/jobsd/job"
+	"github.com/jobsd/jobsd/store"
+)
+
+func newWebhook(t *testing.T, st *store.Store, user string, types ...string) *store.WebhookEndpoint {
+	t.Helper()
+	if len(types) == 0 {
+		types = []string{store.EventJobCompleted, store.EventJobFailed}
+	}
+	e, err := st.CreateWebhook(t.Context(), store.NewWebhook{UserID: user, URL: "https://hooks.example/" + user, EventTypes: types, Secret: []byte{0, 1, 2}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+type eventRow struct {
+	Endpoint uuid.UUID `db:"endpoint_id"`
+	Type     string    `db:"event_type"`
+	Job      uuid.UUID `db:"job_id"`
+}
+
+func events(t *testing.T, st *store.Store) []eventRow {
+	t.Helper()
+	var out []eventRow
+	if err := st.DB().Select(&out, `SELECT endpoint_id, event_type, job_id FROM webhook_deliveries ORDER BY seq`); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// TestJobEndsWriteWebhookEvents: each way a job ends (completed, failed,
+// cancelled, lost on its last attempt) writes one event per enabled
+// endpoint of its owner that takes the event type, in the statement that
+// ends it; retries, other users' endpoints and disabled ones get none.
+func TestJobEndsWriteWebhookEvents(t *testing.T) {
+	st, _ := pgtest.NewStore(t)
+	ctx := t.Context()
+	both := newWebhook(t, st, "alice")
+	onlyFailed := newWebhook(t, st, "alice", store.EventJobFailed)
+	off := newWebhook(t, st, "alice")
+	f := false
+	if _, err := st.UpdateWebhook(ctx, store.OwnedBy("alice"), off.ID, store.WebhookUpdate{Enabled: &f}); err != nil {
+		t.Fatal(err)
+	}
+	newWebhook(t, st, "bob")
+
+	create := func(user string, maxAttempts int) uuid.UUID {
+		j, _, err := st.Create(ctx, store.NewJob{UserID: user, Type: job.TypeAIPreview, Input: []byte(`{"prompt":"x"}`), MaxAttempts: maxAttempts})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return j.ID
+	}
+	completed, failed, retried, lost := create("alice", 3), create("alice", 3), create("alice", 3), create("alice", 1)
+	cancelled := create("alice", 3)
+	claimed, _, err := st.Claim(ctx, store.ClaimRequest{Worker: "w", N: 4, Lease: time.Minute})
+	if err != nil || len(claimed) != 4 {
+		t.Fatalf("claim: %d, %v", len(claimed), err)
+	}
+	lease := map[uuid.UUID]uuid.UUID{}
+	for _, c := range claimed {
+		lease[c.ID] = c.Lease
+	}
+	if _, err := st.Finish(ctx, []store.Outcome{
+		{ID: completed, Lease: lease[completed], Kind: store.OutcomeCompleted, Result: []byte(`{"output":"x"}`)},
+		{ID: failed, Lease: lease[failed], Kind: store.OutcomeFailed, Error: "boom"},
+		{ID: retried, Lease: lease[retried], Kind: store.OutcomeRetry, Error: "again", Backoff: time.Hour},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := st.Cancel(ctx, store.OwnedBy("alice"), cancelled); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.DB().Exec(`UPDATE job_leases SET expires_at = now() - interval '1 second' WHERE lease = $1`, lease[lost]); err != nil {
+		t.Fatal(err)
+	}
+	if _, failedN, err := st.Rescue(ctx, time.Second); err != nil || failedN != 1 {
+		t.Fatalf("rescue: %d failed, %v", failedN, err)
+	}
+	want := []eventRow{
+		{both.ID, store.EventJobCompleted, completed},
+		{both.ID, store.EventJobFailed, failed},
+		{onlyFailed.ID, store.EventJobFailed, failed},
+		{both.ID, store.EventJobFailed, cancelled},
+		{onlyFailed.ID, store.EventJobFailed, cancelled},
+		{both.ID, store.EventJobFailed, lost},
+		{onlyFailed.ID, store.EventJobFailed, lost},
+	}
+	got := events(t, st)
+	less := func(a, b eventRow) bool {
+		if a.Job != b.Job {
+			return a.Job.String() < b.Job.String()
+		}
+		return a.Endpoint.String() < b.Endpoint.String()
+	}
+	if diff := cmp.Diff(sortedEvents(want, less), sortedEvents(got, less)); diff != "" {
+		t.Fatalf("events (-want +got):\n%s", diff)
+	}
+}
+
+func sortedEvents(e []eventRow, less func(a, b eventRow) bool) []eventRow {
+	out := append([]eventRow(nil), e...)
+	for i := range out {
+		for j := i + 1; j < len(out); j++ {
+			if less(out[j], out[i]) {
+				out[i], out[j] = out[j], out[i]
+			}
+		}
+	}
+	return out
+}
+
+// TestWebhookScopes: another user's endpoint is not found by any
+// operation; an operator reaches it; the per-user limit holds.
+func TestWebhookScopes(t *testing.T) {
+	st, _ := pgtest.NewStore(t)
+	ctx := t.Context()
+	e := newWebhook(t, st, "alice")
+	bob := store.OwnedBy("bob")
+	if _, err := st.GetWebhook(ctx, bob, e.ID); !errors.Is(err, store.ErrWebhookNotFound) {
+		t.Errorf("get another's: %v", err)
+	}
+	u := "https://evil.example/"
+	if _, err := st.UpdateWebhook(ctx, bob, e.ID, store.WebhookUpdate{URL: &u}); !errors.Is(err, store.ErrWebhookNotFound) {
+		t.Errorf("update another's: %v", err)
+	}
+	if err := st.DeleteWebhook(ctx, bob, e.ID); !errors.Is(err, store.ErrWebhookNotFound) {
+		t.Errorf("delete another's: %v", err)
+	}
+	if _, err := st.QueueTestDelivery(ctx, bob, e.ID); !errors.Is(err, store.ErrWebhookNotFound) {
+		t.Errorf("test another's: %v", err)
+	}
+	if _, err := st.ListDeliveries(ctx, bob, e.ID, 10, nil); !errors.Is(err, store.ErrWebhookNotFound) {
+		t.Errorf("deliveries of another's: %v", err)
+	}
+	if _, err := st.GetWebhook(ctx, store.Operator("ops"), e.ID); err != nil {
+		t.Errorf("operator get: %v", err)
+	}
+	for range store.MaxWebhooksPerUser - 1 {
+		newWebhook(t, st, "alice")
+	}
+	if _, err := st.CreateWebhook(ctx, store.NewWebhook{UserID: "alice", URL: "https://x.example/", EventTypes: []string{store.EventJobFailed}, Secret: []byte{0}}); !errors.Is(err, store.ErrWebhookLimit) {
+		t.Errorf("create past the limit: %v", err)
+	}
+}
+
+// TestClaimAndRecordDeliveries: a claim counts the attempt and takes at
+// most perEndpoint of one endpoint; a failure schedules a retry; 410
+// disables the endpoint and fails its other pending events; a success
+// resets the run of failures.
+func TestClaimAndRecordDeliveries(t *testing.T) {
+	st, _ := pgtest.NewStore(t)
+	ctx := t.Context()
+	a, b := newWebhook(t, st, "alice"), newWebhook(t, st, "bob")
+	for range 3 {
+		if _, err := st.QueueTestDelivery(ctx, store.OwnedBy("alice"), a.ID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := st.DB().Exec(`INSERT INTO webhook_deliveries (endpoint_id, event_type, job_id) VALUES ($1, 'job.failed', gen_random_uuid()), ($1, 'job.failed', gen_random_uuid())`, a.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.QueueTestDelivery(ctx, store.OwnedBy("bob"), b.ID); err != nil {
+		t.Fatal(err)
+	}
+	got, err := st.ClaimDeliveries(ctx, 10, 2, nil, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	per := map[uuid.UUID]int{}
+	for _, d := range got {
+		per[d.EndpointID]++
+		if d.Attempts != 1 {
+			t.Errorf("attempts %d, want 1", d.Attempts)
+		}
+	}
+	if per[a.ID] != 2 || per[b.ID] != 1 {
+		t.Fatalf("claimed per endpoint %v, want 2 of alice's and 1 of bob's", per)
+	}
+	if again, err := st.ClaimDeliveries(ctx, 10, 2, []uuid.UUID{a.ID}, time.Minute); err != nil || len(again) != 0 {
+		t.Fatalf("claim with alice's busy: %d, %v", len(again), err)
+	}
+	policy := store.DisablePolicy{MinFailures: 100, After: time.Hour}
+	for _, d := range got {
+		r := store.AttemptResult{ID: d.ID, At: time.Now(), StatusCode: 500, Latency: time.Millisecond, Retry: time.Hour}
+		if d.EndpointID == b.ID {
+			r = store.AttemptResult{ID: d.ID, At: time.Now(), Delivered: true, StatusCode: 204}
+		}
+		if disabled, err := st.RecordAttempt(ctx, r, policy); err != nil || disabled {
+			t.Fatalf("record: %v, %v", disabled, err)
+		}
+	}
+	ea, _ := st.GetWebhook(ctx, store.Operator("ops"), a.ID)
+	if ea.ConsecutiveFailures != 2 || ea.LastFailureAt == nil || !ea.Enabled {
+		t.Fatalf("alice's endpoint after two failures: %+v", ea)
+	}
+	next, err := st.ClaimDeliveries(ctx, 10, 5, nil, time.Minute)
+	if err != nil || len(next) != 3 {
+		t.Fatalf("claim the rest: %d, %v", len(next), err)
+	}
+	disabled, err := st.RecordAttempt(ctx, store.AttemptResult{ID: next[0].ID, At: time.Now(), StatusCode: 410, Gone: true, Retry: time.Hour}, policy)
+	if err != nil || !disabled {
+		t.Fatalf("410: disabled %v, %v", disabled, err)
+	}
+	ea, _ = st.GetWebhook(ctx, store.Operator("ops"), a.ID)
+	if ea.Enabled || ea.DisabledReason == nil || *ea.DisabledReason != "Disabled: the endpoint answered 410 Gone" {
+		t.Fatalf("after 410: %+v", ea)
+	}
+	var pendingJobEvents int
+	if err := st.DB().Get(&pendingJobEvents, `SELECT count(*) FROM webhook_deliveries WHERE endpoint_id = $1 AND status = 'PENDING' AND event_type <> 'webhook.test'`, a.ID); err != nil || pendingJobEvents != 0 {
+		t.Fatalf("pending job events of a disabled endpoint: %d, %v", pendingJobEvents, err)
+	}
+	tr := true
+	ea, err = st.UpdateWebhook(ctx, store.OwnedBy("alice"), a.ID, store.WebhookUpdate{Enabled: &tr})
+	if err != nil || !ea.Enabled || ea.DisabledReason != nil || ea.ConsecutiveFailures != 0 {
+		t.Fatalf("re-enabled: %+v, %v", ea, err)
+	}
+}
+
+// TestFailingEndpointIsDisabled: past the policy's run of failures, the
+// endpoint is disabled with a reason its owner reads.
+func TestFailingEndpointIsDisabled(t *testing.T) {
+	st, _ := pgtest.NewStore(t)
+	ctx := t.Context()
+	a := newWebhook(t, st, "alice")
+	policy := store.DisablePolicy{MinFailures: 3, After: 0}
+	var disabled bool
+	for i := range 3 {
+		d, err := st.QueueTestDelivery(ctx, store.OwnedBy("alice"), a.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := st.ClaimDeliveries(ctx, 1, 1, nil, time.Minute); err != nil {
+			t.Fatal(err)
+		}
+		disabled, err = st.RecordAttempt(ctx, store.AttemptResult{ID: d.ID, At: time.Now(), Error: "connection refused", Retry: time.Hour}, policy)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if disabled != (i == 2) {
+			t.Fatalf("attempt %d: disabled %v", i+1, disabled)
+		}
+	}
+	ea, _ := st.GetWebhook(ctx, store.OwnedBy("alice"), a.ID)
+	if ea.Enabled || ea.DisabledReason == nil {
+		t.Fatalf("after 3 failures: %+v", ea)
+	}
+	t.Logf("reason: %s", *ea.DisabledReason)
+}
