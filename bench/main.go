@@ -77,6 +77,7 @@ type Results struct {
 func main() {
 	quick := flag.Bool("quick", false, "small sizes, 2 repeats, one concurrency (< 2 minutes)")
 	out := flag.String("out", "results/latest.json", "where to write the JSON results")
+	webhooks := flag.Bool("webhooks", true, "scenario 2: also burn down jobsd x1 with one webhook endpoint per user, every job writing its event (webhooksOverJobsd1)")
 	only := flag.String("only", "", "comma-separated scenarios to run (status,worker,history,manyusers,pickup,growth,limits,delivery,fairness,ceiling); default all but ceiling")
 	workerJobs := flag.Int("worker-jobs", 0, "override the number of jobs in the worker burn-down (full default 1000000)")
 	deliveryPace := flag.Int("delivery-pace", 200, "scenario 5: jobs completed per second in the paced run (10 waiters each)")
@@ -95,10 +96,10 @@ func main() {
 		fmt.Fprintln(os.Stderr, "-durable=false and -nondurable=false leave scenario 2 no server")
 		os.Exit(2)
 	}
-	os.Exit(run(*quick, *out, *only, *workerJobs, *deliveryPace, *probe, *diagnose, *observe, *durable, *nondurable))
+	os.Exit(run(*quick, *out, *only, *workerJobs, *deliveryPace, *probe, *diagnose, *observe, *durable, *nondurable, *webhooks))
 }
 
-func run(quick bool, out, only string, workerJobs, deliveryPace int, probe, diagnose, observe, durable, nondurable bool) int {
+func run(quick bool, out, only string, workerJobs, deliveryPace int, probe, diagnose, observe, durable, nondurable, webhooks bool) int {
 	limit := 60 * time.Minute
 	if quick {
 		limit = 5 * time.Minute
@@ -139,6 +140,7 @@ func run(quick bool, out, only string, workerJobs, deliveryPace int, probe, diag
 	}
 	workerO.diagnose = diagnose
 	workerO.observe = observe
+	workerO.webhooks = webhooks
 	// Quick mode leaves the observed pickup runs out to stay under two
 	// minutes; the observed burn-down is in both.
 	pickupO.observe = observe && !quick

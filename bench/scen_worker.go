@@ -3,13 +3,13 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"runtime/debug"
+	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -97,6 +97,7 @@ type workerOpts struct {
 	probeJobs    int
 	diagnose     bool
 	observe      bool // also burn down with metrics and tracing on
+	webhooks     bool // also burn down with one webhook endpoint per user
 }
 
 const (
@@ -158,72 +159,76 @@ func runWorkerScenario(ctx context.Context, e *env, o workerOpts) (*WorkerResult
 		sampled = append(observedEnv(sink.URL), recommendedSampling...)
 	}
 	var r1, r2, r21, ro1, ror, rs1, traced, rcpu, rwal, rwh []float64
+	// Every contender runs once per repeat; odd repeats run them in the
+	// reverse order, so that no ratio always pairs an early run of a
+	// repeat with a late one (the server drifts over a repeat: its
+	// checkpoints, the WAL it recycles).
+	type contender struct {
+		name string
+		run  func() (BurnDown, error)
+	}
+	jobsd := func(procs, conc int, env ...string) func() (BurnDown, error) {
+		return func() (BurnDown, error) {
+			return jobsdBurnDown(ctx, e, jpool, jurl, o.jobs, 1, procs, conc, o.timeout, env...)
+		}
+	}
+	const x1, x2, rx1, obs, smp, wh = "jobsd x1", "jobsd x2", "river x1", "jobsd x1 observed", "jobsd x1 sampled 1%", "jobsd x1 webhooks"
+	contenders := []contender{
+		{x1, jobsd(1, o.concurrency)},
+		{x2, jobsd(2, o.concurrency2)},
+		{rx1, func() (BurnDown, error) { return riverBurnDown(ctx, e, rpool, o.jobs, o.timeout) }},
+	}
+	if o.observe {
+		contenders = append(contenders, contender{obs, jobsd(1, o.concurrency, observed...)}, contender{smp, jobsd(1, o.concurrency, sampled...)})
+	}
+	if o.webhooks {
+		contenders = append(contenders, contender{wh, func() (BurnDown, error) {
+			return webhooksBurnDown(ctx, e, jpool, jurl, o.jobs, o.concurrency, o.timeout)
+		}})
+	}
 	for rep := range o.repeats {
-		b1, err := jobsdBurnDown(ctx, e, jpool, jurl, o.jobs, 1, 1, o.concurrency, o.timeout)
-		if err != nil {
-			return nil, err
+		order := slices.Clone(contenders)
+		if rep%2 == 1 {
+			slices.Reverse(order)
 		}
-		b2, err := jobsdBurnDown(ctx, e, jpool, jurl, o.jobs, 1, 2, o.concurrency2, o.timeout)
-		if err != nil {
-			return nil, err
-		}
-		rv, err := riverBurnDown(ctx, e, rpool, o.jobs, o.timeout)
-		if err != nil {
-			return nil, err
-		}
-		runs := []BurnDown{b1, b2, rv}
-		if o.observe {
-			bo, err := jobsdBurnDown(ctx, e, jpool, jurl, o.jobs, 1, 1, o.concurrency, o.timeout, observed...)
+		got := map[string]BurnDown{}
+		for _, c := range order {
+			b, err := c.run()
 			if err != nil {
 				return nil, err
 			}
-			bo.Contender = "jobsd x1 observed"
-			bs, err := jobsdBurnDown(ctx, e, jpool, jurl, o.jobs, 1, 1, o.concurrency, o.timeout, sampled...)
-			if err != nil {
-				return nil, err
-			}
-			bs.Contender = "jobsd x1 sampled 1%"
-			runs = append(runs, bo, bs)
-			if b1.JobsPerSec > 0 {
-				rs1 = append(rs1, bs.JobsPerSec/b1.JobsPerSec)
-			}
-			if b1.Work != nil && bo.Work != nil {
-				traced = append(traced, bo.Work.WorkerCPUus-b1.Work.WorkerCPUus)
-			}
-			if b1.JobsPerSec > 0 {
-				ro1 = append(ro1, bo.JobsPerSec/b1.JobsPerSec)
-			}
-			if rv.JobsPerSec > 0 {
-				ror = append(ror, bo.JobsPerSec/rv.JobsPerSec)
-			}
-		}
-		if *webhooksRun {
-			bw, err := webhooksBurnDown(ctx, e, jpool, jurl, o.jobs, o.concurrency, o.timeout)
-			if err != nil {
-				return nil, err
-			}
-			runs = append(runs, bw)
-			if b1.JobsPerSec > 0 {
-				rwh = append(rwh, bw.JobsPerSec/b1.JobsPerSec)
-			}
-		}
-		for _, b := range runs {
+			b.Contender = c.name
+			got[c.name] = b
 			res.Runs[b.Contender] = append(res.Runs[b.Contender], b)
 			if !b.AuditOK {
 				res.AuditFailures++
 			}
 			logf("  rep %d %-16s %8.0f jobs/s  %.2fs first pick to last completion (%.2fs wall)  %s  audit: %s", rep+1, b.Contender, b.JobsPerSec, b.Seconds, b.WallSeconds, b.Work, b.Audit)
 		}
+		b1, b2, rv := got[x1], got[x2], got[rx1]
+		over := func(dst *[]float64, a, b BurnDown) {
+			if b.JobsPerSec > 0 {
+				*dst = append(*dst, a.JobsPerSec/b.JobsPerSec)
+			}
+		}
+		over(&r1, b1, rv)
+		over(&r2, b2, rv)
+		over(&r21, b2, b1)
 		if b1.Work != nil && rv.Work != nil {
 			rcpu = append(rcpu, b1.Work.CPUusPerJob()/rv.Work.CPUusPerJob())
 			rwal = append(rwal, b1.Work.WALBytes/rv.Work.WALBytes)
 		}
-		if b1.JobsPerSec > 0 {
-			r21 = append(r21, b2.JobsPerSec/b1.JobsPerSec)
+		if o.observe {
+			bo, bs := got[obs], got[smp]
+			over(&ro1, bo, b1)
+			over(&ror, bo, rv)
+			over(&rs1, bs, b1)
+			if b1.Work != nil && bo.Work != nil {
+				traced = append(traced, bo.Work.WorkerCPUus-b1.Work.WorkerCPUus)
+			}
 		}
-		if rv.JobsPerSec > 0 {
-			r1 = append(r1, b1.JobsPerSec/rv.JobsPerSec)
-			r2 = append(r2, b2.JobsPerSec/rv.JobsPerSec)
+		if o.webhooks {
+			over(&rwh, got[wh], b1)
 		}
 	}
 	res.JobsPerSec, res.WorkPerJob = jobsPerSec(res.Runs), workPerJob(res.Runs)
@@ -377,8 +382,6 @@ func jobsdBurnDownBeside(ctx context.Context, e *env, pool *pgxpool.Pool, url st
 	return b, nil
 }
 
-var webhooksRun = flag.Bool("webhooks", true, "scenario 2: also burn down jobsd x1 with one webhook endpoint per user, every job writing its event (webhooksOverJobsd1)")
-
 // webhooksBurnDown is jobsd x1's burn-down with one enabled webhook
 // endpoint for its user: every outcome statement also writes one
 // webhook_deliveries row per job (the outbox; nothing sends them here).
@@ -389,7 +392,6 @@ func webhooksBurnDown(ctx context.Context, e *env, pool *pgxpool.Pool, url strin
 		return BurnDown{}, fmt.Errorf("webhooks: add an endpoint: %w", err)
 	}
 	b, err := jobsdBurnDown(ctx, e, pool, url, n, 1, 1, conc, timeout)
-	b.Contender = "jobsd x1 webhooks"
 	var events int64
 	if err == nil {
 		err = pool.QueryRow(ctx, `SELECT count(*) FROM webhook_deliveries`).Scan(&events)
