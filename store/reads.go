@@ -139,9 +139,9 @@ func (s *Store) getMany(batch []*pendingRead) (map[uuid.UUID]*job.Job, error) {
 	var rows *sql.Rows
 	var err error
 	if len(batch) == 1 {
-		rows, err = s.getOneStmt.QueryContext(ctx, batch[0].id)
+		rows, err = s.query(ctx, s.getOneStmt, getJobSQL, batch[0].id)
 	} else {
-		rows, err = s.getManyStmt.QueryContext(ctx, uuidArray(batch))
+		rows, err = s.query(ctx, s.getManyStmt, getJobsSQL, uuidArray(batch))
 	}
 	if err != nil {
 		return nil, fmt.Errorf("get job: %w", classify(err))

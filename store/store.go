@@ -51,6 +51,11 @@ type Options struct {
 	// Outbox makes Create write an outbox row for each new job, in the
 	// same statement (JOBS_DISPATCH=sqs; see outbox.go).
 	Outbox bool
+	// Pooler says that url reaches PostgreSQL through a pooler in
+	// transaction mode (PgBouncer's pool_mode=transaction, RDS Proxy),
+	// which may run each transaction on another server connection: the
+	// store then relies on no session state (pooler.go).
+	Pooler bool
 }
 
 // Store is the jobs table behind a connection pool.
@@ -64,6 +69,8 @@ type Store struct {
 	// listMaxBytes is Options.ListMaxBytes.
 	listMaxBytes int
 	outbox       outbox
+	// pooler is Options.Pooler: nothing is prepared.
+	pooler bool
 }
 
 // Gets counts the statements that status reads (Get) sent to the database:
@@ -72,8 +79,15 @@ type Store struct {
 func (s *Store) Gets() int64 { return s.gets.Load() }
 
 // Open connects to url, checks that the schema is current and prepares the
-// hot statements. It fails with ErrNotMigrated on an unmigrated database.
+// hot statements (unless opts.Pooler). It fails with ErrNotMigrated on an
+// unmigrated database.
 func Open(ctx context.Context, url string, opts Options) (*Store, error) {
+	if opts.Pooler {
+		var err error
+		if url, err = pooledURL(url); err != nil {
+			return nil, err
+		}
+	}
 	db, err := sqlx.Open("postgres", url)
 	if err != nil {
 		return nil, fmt.Errorf("open database: %w", err)
@@ -94,7 +108,7 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 	if opts.ListMaxBytes <= 0 {
 		opts.ListMaxBytes = DefaultListMaxBytes
 	}
-	s := &Store{db: db, timeout: opts.QueryTimeout, listMaxBytes: opts.ListMaxBytes, outbox: newOutbox(opts.Outbox)}
+	s := &Store{db: db, timeout: opts.QueryTimeout, listMaxBytes: opts.ListMaxBytes, outbox: newOutbox(opts.Outbox), pooler: opts.Pooler}
 	s.reads = readBatcher{s: s, maxSlots: opts.ReadBatches}
 	if err := s.open(ctx); err != nil {
 		db.Close()
@@ -115,6 +129,9 @@ func (s *Store) open(ctx context.Context) error {
 	}
 	if pending {
 		return fmt.Errorf("%w: run `jobsd migrate up` first", ErrNotMigrated)
+	}
+	if s.pooler {
+		return nil // nothing prepared: see pooler.go
 	}
 	if s.getOneStmt, err = s.db.PrepareContext(ctx, getJobSQL); err != nil {
 		return fmt.Errorf("prepare get: %w", classify(err))
