@@ -173,7 +173,8 @@ logfile = %s
 pidfile =
 log_connections = 0
 log_disconnections = 0
-`, host, serverPort, port, authType, filepath.Join(dir, "userlist.txt"), poolSize, logPath)
+stats_users = %s
+`, host, serverPort, port, authType, filepath.Join(dir, "userlist.txt"), poolSize, logPath, server.User.Username())
 	for name, content := range map[string]string{"userlist.txt": userlist, "pgbouncer.ini": ini} {
 		p := filepath.Join(dir, name)
 		if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
@@ -263,6 +264,46 @@ func (b *PgBouncer) URL(dbURL string) string {
 	}
 	u.Host = b.addr
 	return u.String()
+}
+
+// Transactions returns how many transactions pgbouncer has passed to the
+// server for database so far (total_xact_count of its SHOW STATS, which it
+// updates every few seconds: stats_period): a test's proof that a pool
+// went through it. adminURL is a URL of the server, for the user and
+// password.
+func (b *PgBouncer) Transactions(ctx context.Context, adminURL, database string) (int64, error) {
+	db, err := sql.Open("postgres", withDatabase(b.URL(adminURL), "pgbouncer"))
+	if err != nil {
+		return 0, err
+	}
+	defer db.Close()
+	rows, err := db.QueryContext(ctx, "SHOW STATS") // the admin console takes simple queries only
+	if err != nil {
+		return 0, fmt.Errorf("pgbouncer SHOW STATS: %w", err)
+	}
+	defer rows.Close()
+	cols, err := rows.Columns()
+	if err != nil {
+		return 0, err
+	}
+	vals := make([]sql.NullString, len(cols))
+	dest := make([]any, len(cols))
+	for i := range vals {
+		dest[i] = &vals[i]
+	}
+	for rows.Next() {
+		if err := rows.Scan(dest...); err != nil {
+			return 0, err
+		}
+		row := map[string]string{}
+		for i, c := range cols {
+			row[c] = vals[i].String
+		}
+		if row["database"] == database {
+			return strconv.ParseInt(row["total_xact_count"], 10, 64)
+		}
+	}
+	return 0, rows.Err()
 }
 
 // Addr is the pooler's host:port.
