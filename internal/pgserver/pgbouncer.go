@@ -157,6 +157,16 @@ func runPgBouncer(exe, dir string, server *url.URL, poolSize int, cred *syscall.
 	logPath := filepath.Join(dir, "pgbouncer.log")
 	// "*" passes every database name through to the same-named database
 	// of the server, logging in with the password of the auth file.
+	//
+	// The two timeouts are what a deployment should set too (see
+	// docs/deploying.md): with PgBouncer's defaults, a 3 s cut of the
+	// link to PostgreSQL held queries for 15 s and kept the API unready
+	// for 12 s after the link came back. server_login_retry (15 s) is how
+	// long PgBouncer waits after a failed server connection before it
+	// tries another, while queries queue; query_wait_timeout (120 s)
+	// bounds that queue, and lib/pq's cancel request, sent when jobsd's
+	// 5 s statement timeout passes, does not reach a query PgBouncer
+	// holds before any server has it.
 	ini := fmt.Sprintf(`[databases]
 * = host=%s port=%s
 
@@ -171,6 +181,8 @@ default_pool_size = %d
 max_client_conn = 2000
 logfile = %s
 pidfile =
+server_login_retry = 1
+query_wait_timeout = 5
 log_connections = 0
 log_disconnections = 0
 stats_users = %s
