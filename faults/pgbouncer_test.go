@@ -21,8 +21,8 @@ import (
 // through one PgBouncer in transaction mode (JOBS_DB_POOLER=transaction)
 // and their LISTEN connections on JOBS_DIRECT_DATABASE_URL, and checks
 // that everything works: creates, polls, lists, long polls woken by the
-// API's LISTEN, claims woken by the worker's LISTEN (its fallback poll is
-// an hour, so only a notification starts a job), cancels, and the audit.
+// API's LISTEN, a claim woken by the worker's LISTEN (its fallback poll is
+// an hour), the cancel of a running job, and the audit.
 // The pooler's own counters show that the pools went through it, and
 // pg_stat_activity that the LISTENs did not.
 func TestPgBouncer(t *testing.T) {
@@ -43,26 +43,31 @@ func TestPgBouncer(t *testing.T) {
 
 	// The API's LISTEN: a long poll of a job that nothing runs yet
 	// returns when the worker, started meanwhile, claims it, and not at
-	// its 18 s end, which only a notification can cut short.
-	first := mustCreate(t, c, "before the worker")
-	woken := longPollOnce(ctx, c, first, 18)
+	// its 18 s end, which only a notification can cut short. The job runs
+	// for a minute, holding one of the worker's four slots, until it is
+	// cancelled below.
+	slow := mustCreate(t, c, "[[simulate:slow=60s]] runs until cancelled")
+	woken := longPollOnce(ctx, c, slow, 18)
 	eventually.True(t, 10*time.Second, "the long poll is waiting (a row in waiters)", func() bool {
 		var n int
 		return db.Get(&n, `SELECT count(*) FROM waiters`) == nil && n == 1
 	})
-	startWorker(t, dbURL, append([]string{"JOBS_WORKER_POLL=1h"}, env...)...)
+	startWorker(t, dbURL, append([]string{"JOBS_WORKER_POLL=1h", "JOBS_WORKER_CONCURRENCY=4"}, env...)...)
 	wokenBy(t, <-woken, "the worker's claim")
 
-	// The worker's LISTEN: the worker is idle, its next poll an hour
-	// away; a new job starts because jobs_inserted woke it.
-	second := mustCreate(t, c, "after the worker")
-	wokenBy(t, <-longPollOnce(ctx, c, second, 18), "a claim of a job created while the worker idles")
+	// The worker's LISTEN: its claim loop now waits with three free slots,
+	// no slot about to free and its next poll an hour away, so only
+	// jobs_inserted can make it claim a new job.
+	next := mustCreate(t, c, "created while the worker waits")
+	if d := waitStarted(t, c, next, 10*time.Second); d > 10*time.Second {
+		t.Fatalf("a job created while the worker waited started after %v", d)
+	}
 
-	// A burst from several clients at once, polled until done, a cancel of
-	// a slow job under way, and a list.
+	// A burst from several clients at once, each job polled once, then the
+	// slow job cancelled while it runs (jobs_cancelled stops its handler).
 	created := &ids{}
-	created.add(first)
-	created.add(second)
+	created.add(slow)
+	created.add(next)
 	var wg sync.WaitGroup
 	problemsSeen := make(chan string, 64)
 	for w := range 4 {
@@ -81,19 +86,13 @@ func TestPgBouncer(t *testing.T) {
 			}
 		})
 	}
-	slow := mustCreate(t, c, "[[simulate:slow=20s]] cancelled while it runs")
-	created.add(slow)
-	eventually.True(t, 10*time.Second, "the slow job is PROCESSING", func() bool {
-		j, ok := c.do(http.MethodGet, "/api/jobs/"+slow.String(), nil).job()
-		return ok && j.Status == "PROCESSING"
-	})
-	if r := c.do(http.MethodPost, "/api/jobs/"+slow.String()+"/cancel", nil); r.status != http.StatusOK {
-		t.Errorf("cancel: %d %s", r.status, r.body)
-	}
 	wg.Wait()
 	close(problemsSeen)
 	for p := range problemsSeen {
 		t.Error(p)
+	}
+	if r := c.do(http.MethodPost, "/api/jobs/"+slow.String()+"/cancel", nil); r.status != http.StatusOK {
+		t.Errorf("cancel of the running job: %d %s", r.status, r.body)
 	}
 	waitAllTerminal(t, db, 30*time.Second)
 	if r := c.do(http.MethodGet, "/api/jobs?limit=100", nil); r.status != http.StatusOK || strings.Count(string(r.body), `"id"`) != len(created.list()) {
@@ -137,6 +136,26 @@ func wokenBy(t *testing.T, r result, what string) {
 		t.Fatalf("long poll waiting for %s: %d after %v: %s %v; want the job changed, well before 18 s", what, r.status, r.dur.Round(time.Millisecond), r.body, r.err)
 	}
 	t.Logf("long poll woken by %s after %v", what, r.dur.Round(time.Millisecond))
+}
+
+// waitStarted long-polls the job until it is no longer PENDING, within
+// the bound, and returns how long that took from the call.
+func waitStarted(t *testing.T, c *client, id uuid.UUID, within time.Duration) time.Duration {
+	t.Helper()
+	begin := time.Now()
+	for time.Since(begin) < within {
+		r := c.do(http.MethodGet, "/api/jobs/"+id.String(), nil)
+		j, ok := r.job()
+		if !ok {
+			t.Fatalf("poll of %v: %d %s %v", id, r.status, r.body, r.err)
+		}
+		if j.Status != "PENDING" {
+			return time.Since(begin)
+		}
+		c.do(http.MethodGet, fmt.Sprintf("/api/jobs/%s?waitSeconds=%d", id, int(within.Seconds())), nil, "If-None-Match", r.hdr.Get("ETag"))
+	}
+	t.Fatalf("%v still PENDING after %v", id, within)
+	return 0
 }
 
 // mustCreate creates an AI preview with prompt p and returns its id.
