@@ -1,7 +1,10 @@
 package store_test
 
 import (
+	"context"
+	"database/sql"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"sync"
 	"testing"
@@ -9,6 +12,8 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/jobsd/jobsd/internal/eventually"
+	"github.com/jobsd/jobsd/internal/pgserver"
 	"github.com/jobsd/jobsd/internal/pgtest"
 	"github.com/jobsd/jobsd/job"
 	"github.com/jobsd/jobsd/store"
@@ -220,4 +225,42 @@ func parallel(t *testing.T, n int, f func(i int) error) {
 			t.Fatal(err)
 		}
 	}
+}
+
+// TestPingAnswersInTime: a Ping returns when its context ends although the
+// statement waits in PgBouncer's queue (its one server connection held by
+// another client's transaction), where lib/pq's cancel request does not
+// reach it; readiness checks depend on it. It answers again once the
+// server connection is free.
+func TestPingAnswersInTime(t *testing.T) {
+	url := pgtest.NewDatabase(t)
+	b := pgtest.PgBouncerWith(t, url, pgserver.PgBouncerOptions{PoolSize: 1})
+	st, err := store.Open(t.Context(), b.URL(url), store.Options{Pooler: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	other, err := sql.Open("postgres", b.URL(url))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	tx, err := other.BeginTx(t.Context(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(`SELECT 1`); err != nil { // now it holds the server connection
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 300*time.Millisecond)
+	defer cancel()
+	begin := time.Now()
+	err = st.Ping(ctx)
+	if took := time.Since(begin); !errors.Is(err, store.ErrUnavailable) || took > 2*time.Second {
+		t.Fatalf("Ping while the pooler has no server connection to give: %v after %v; want ErrUnavailable at its 300 ms", err, took)
+	}
+	if err := tx.Rollback(); err != nil {
+		t.Fatal(err)
+	}
+	eventually.NoError(t, 10*time.Second, "Ping answers once the server connection is free", func() error { return st.Ping(t.Context()) })
 }

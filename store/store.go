@@ -10,6 +10,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -71,6 +72,9 @@ type Store struct {
 	outbox       outbox
 	// pooler is Options.Pooler: nothing is prepared.
 	pooler bool
+	// ping is the Ping in flight, if any.
+	pingMu sync.Mutex
+	ping   *pingCall
 }
 
 // Gets counts the statements that status reads (Get) sent to the database:
@@ -156,14 +160,47 @@ func (s *Store) Close() error {
 	return s.db.Close()
 }
 
-// Ping checks that the database answers.
+// Ping checks that the database answers, within ctx and the store's
+// timeout. It returns when they end even if the driver has not: lib/pq's
+// cancel request does not reach a statement that a pooler holds in its
+// queue while it has no server connection to give (PgBouncer answers it
+// only at its query_wait_timeout), and readiness checks must answer in
+// time. Concurrent Pings share one round trip, so checks that time out
+// during an outage do not pile up connections.
 func (s *Store) Ping(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
-	if err := s.db.PingContext(ctx); err != nil {
-		return classify(err)
+	s.pingMu.Lock()
+	p := s.ping
+	if p == nil {
+		p = &pingCall{done: make(chan struct{})}
+		s.ping = p
+		go s.runPing(p)
 	}
-	return nil
+	s.pingMu.Unlock()
+	select {
+	case <-p.done:
+		return classify(p.err)
+	case <-ctx.Done():
+		return classify(fmt.Errorf("ping: %w", ctx.Err()))
+	}
+}
+
+// pingCall is a Ping's round trip, shared by the Pings that arrive while it
+// is in flight.
+type pingCall struct {
+	done chan struct{}
+	err  error
+}
+
+func (s *Store) runPing(p *pingCall) {
+	ctx, cancel := context.WithTimeout(context.Background(), s.timeout)
+	p.err = s.db.PingContext(ctx)
+	cancel()
+	s.pingMu.Lock()
+	s.ping = nil
+	s.pingMu.Unlock()
+	close(p.done)
 }
 
 // migrationLockID is the session-level advisory lock that serialises

@@ -33,6 +33,13 @@ func pgbouncerRequired() bool {
 // in CI, where it fails.
 func PgBouncer(t testing.TB, dbURL string) *pgserver.PgBouncer {
 	t.Helper()
+	return PgBouncerWith(t, dbURL, pgserver.PgBouncerOptions{PoolSize: 4})
+}
+
+// PgBouncerWith is PgBouncer with options (a pool of one server connection,
+// say).
+func PgBouncerWith(t testing.TB, dbURL string, opts pgserver.PgBouncerOptions) *pgserver.PgBouncer {
+	t.Helper()
 	if testing.Short() && !Pooler() {
 		t.Skip("PgBouncer tests skip under -short")
 	}
@@ -42,7 +49,7 @@ func PgBouncer(t testing.TB, dbURL string) *pgserver.PgBouncer {
 		}
 		t.Skipf("pgtest: skipping: %v", err)
 	}
-	b, err := pgserver.StartPgBouncer(t.Context(), dbURL, pgserver.PgBouncerOptions{PoolSize: 4})
+	b, err := pgserver.StartPgBouncer(t.Context(), dbURL, opts)
 	if err != nil {
 		t.Fatalf("pgtest: start pgbouncer: %v", err)
 	}
