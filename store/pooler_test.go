@@ -264,3 +264,47 @@ func TestPingAnswersInTime(t *testing.T) {
 	}
 	eventually.NoError(t, 10*time.Second, "Ping answers once the server connection is free", func() error { return st.Ping(t.Context()) })
 }
+
+// BenchmarkPoolerPolls measures status polls of one job from 16 goroutines
+// three ways: direct with the prepared statements (JOBS_DB_POOLER=none),
+// direct without them (what JOBS_DB_POOLER=transaction sends), and through
+// PgBouncer in transaction mode (a pool of 4 server connections).
+//
+//	go test -run '^$' -bench BenchmarkPoolerPolls -benchtime 5s ./store/
+func BenchmarkPoolerPolls(b *testing.B) {
+	url := pgtest.NewDatabase(b)
+	bouncer := pgtest.PgBouncer(b, url)
+	for _, c := range []struct {
+		name   string
+		url    string
+		pooler bool
+	}{
+		{"direct prepared", url, false},
+		{"direct unprepared", url, true},
+		{"through pgbouncer", bouncer.URL(url), true},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			st, err := store.Open(b.Context(), c.url, store.Options{Pooler: c.pooler})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer st.Close()
+			j, _, err := st.Create(b.Context(), store.NewJob{UserID: "alice", Type: job.TypeRiskAnalysis, Input: []byte(`{}`)})
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.SetParallelism(8) // 16 goroutines on 2 cores
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					if _, err := st.Get(context.Background(), store.OwnedBy("alice"), j.ID); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "polls/s")
+			b.ReportMetric(float64(st.Gets())/float64(b.N), "statements/poll")
+		})
+	}
+}
