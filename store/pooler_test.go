@@ -77,7 +77,7 @@ func TestPoolerHotPaths(t *testing.T) {
 					return fmt.Errorf("poll %v: %+v, %w", ids[u][i], j, err)
 				}
 			}
-			if _, err := st.Get(ctx, store.OwnedBy(user((u+1)%users)), ids[u][i]); err != store.ErrNotFound {
+			if _, err := st.Get(ctx, store.OwnedBy(user((u+1)%users)), ids[u][i]); !errors.Is(err, store.ErrNotFound) {
 				return fmt.Errorf("another user's poll of %v: %w, want ErrNotFound", ids[u][i], err)
 			}
 			return nil

@@ -115,7 +115,7 @@ func (s *Server) startDatabase(ctx context.Context) (url string, err error) {
 		if err != nil {
 			return "", err
 		}
-		s.cleanup = append(s.cleanup, func() { b.Close() })
+		s.cleanup = append(s.cleanup, func() { _ = b.Close() })
 		poolURL, opts.Pooler = b.URL(url), true
 	}
 	st, err := store.Open(ctx, poolURL, opts)

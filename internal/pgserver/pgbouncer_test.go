@@ -51,12 +51,12 @@ func TestStartPgBouncer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer first.Close()
+	defer func() { _ = first.Close() }()
 	second, err := db.Conn(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer second.Close()
+	defer func() { _ = second.Close() }()
 	if _, err := first.ExecContext(ctx, `SELECT set_config('jobsd.mark', 'set by the first', false)`); err != nil {
 		t.Fatal(err)
 	}
