@@ -126,8 +126,14 @@ func CreateDatabase(ctx context.Context) (string, error) {
 // transaction mode (Options.Pooler).
 func NewStore(t testing.TB) (*store.Store, string) {
 	t.Helper()
+	return NewStoreWith(t, store.Options{})
+}
+
+// NewStoreWith is NewStore with options.
+func NewStoreWith(t testing.TB, opts store.Options) (*store.Store, string) {
+	t.Helper()
 	url := NewDatabase(t)
-	poolURL, opts := url, store.Options{}
+	poolURL := url
 	if Pooler() {
 		poolURL, opts.Pooler = PgBouncer(t, url).URL(url), true
 	}
