@@ -86,6 +86,16 @@ test-bin: ## build the jobsd binary the tests run (bin/test/jobsd)
 test: test-bin ## unit, integration, conformance, fault, browser and image tests (needs Docker or the PostgreSQL binaries)
 	JOBSD_BIN=$(CURDIR)/$(TEST_BIN) $(GO) test $(TESTFLAGS) ./...
 
+# The suites that run jobsd's pools behind PgBouncer when
+# JOBS_TEST_POOLER=pgbouncer asks: the store's, the API's (impl, and
+# in-process for the conformance suite), the worker's, the Lambda handler's
+# (dispatch), and the real processes' of the fault suite.
+POOLED_PACKAGES := ./store/ ./impl/ ./worker/ ./dispatch/ ./conformance/ ./faults/
+
+.PHONY: test-pooled
+test-pooled: test-bin ## the store, API, worker, Lambda handler, conformance and fault suites with every pool behind PgBouncer in transaction mode (needs pgbouncer: apt-get install pgbouncer)
+	JOBS_TEST_POOLER=pgbouncer JOBSD_BIN=$(CURDIR)/$(TEST_BIN) $(GO) test $(TESTFLAGS) $(POOLED_PACKAGES)
+
 .PHONY: test-short
 test-short: test-bin ## the quick loop (under a minute): go test -short, one PostgreSQL for every package; skips the fault, soak, replica, image, browser, Lambda emulator and worker-process suites
 	JOBSD_BIN=$(CURDIR)/$(TEST_BIN) bash scripts/test-short.sh $(SHORTFLAGS)

@@ -38,11 +38,9 @@ type bundle struct {
 // Config changed by each of opts.
 func setup(t *testing.T, opts ...func(*dispatch.Config)) bundle {
 	t.Helper()
-	st, err := store.Open(t.Context(), pgtest.NewDatabase(t), store.Options{Outbox: true, MaxOpenConns: 2})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
+	// Through PgBouncer with JOBS_TEST_POOLER=pgbouncer, as the Lambda
+	// template runs behind RDS Proxy.
+	st, _ := pgtest.NewStoreWith(t, store.Options{Outbox: true, MaxOpenConns: 2})
 	q := sqsfake.New()
 	q.MaxReceiveCount = 5 // above every job's attempts, as the template sets it
 	t.Cleanup(q.Close)

@@ -7,6 +7,8 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/jobsd/jobsd/internal/pgserver"
+	"github.com/jobsd/jobsd/internal/pgtest"
 	"github.com/jobsd/jobsd/internal/proctest"
 )
 
@@ -63,13 +65,31 @@ func (p *proc) count(msg string) int {
 	return p.counts[msg]
 }
 
+// databaseEnv is a process's database settings: DATABASE_URL=dbURL, or,
+// when JOBS_TEST_POOLER=pgbouncer runs the suite behind a pooler, its pool
+// through a PgBouncer of its own in front of dbURL (the database, or a
+// proxy the test cuts) and dbURL as its direct connection (pooledEnv).
+func databaseEnv(t testing.TB, dbURL string) []string {
+	t.Helper()
+	if !pgtest.Pooler() {
+		return []string{"DATABASE_URL=" + dbURL}
+	}
+	return pooledEnv(pgtest.PgBouncer(t, dbURL), dbURL, dbURL)
+}
+
+// pooledEnv points a process's pool at the database of dbURL through the
+// PgBouncer b, in transaction mode, and what needs a session (LISTEN) at
+// direct.
+func pooledEnv(b *pgserver.PgBouncer, dbURL, direct string) []string {
+	return []string{"DATABASE_URL=" + b.URL(dbURL), "JOBS_DB_POOLER=transaction", "JOBS_DIRECT_DATABASE_URL=" + direct}
+}
+
 // startServe runs `jobsd serve` on a free loopback port (proc.Addr).
 func startServe(t testing.TB, dbURL string, iss *issuer, extraEnv ...string) *proc {
 	t.Helper()
-	env := append([]string{
-		"DATABASE_URL=" + dbURL,
-		"JOBS_AUTH_ISSUER=" + iss.url,
-		"JOBS_AUTH_CLIENT_IDS=" + clientID,
+	env := append(databaseEnv(t, dbURL),
+		"JOBS_AUTH_ISSUER="+iss.url,
+		"JOBS_AUTH_CLIENT_IDS="+clientID,
 		"JOBS_LOG_LEVEL=info",
 		// The per-user rate limits would answer most of this load 429; the
 		// soak turns them back on. One user holds hundreds of waiters in
@@ -77,7 +97,8 @@ func startServe(t testing.TB, dbURL string, iss *issuer, extraEnv ...string) *pr
 		"JOBS_RATE_READ=0",
 		"JOBS_RATE_CREATE=0",
 		"JOBS_USER_WAITERS=0",
-	}, extraEnv...)
+	)
+	env = append(env, extraEnv...)
 	return startProc(t, proctest.Serve, false, env)
 }
 
@@ -98,7 +119,7 @@ var workerEnv = []string{
 // startWorker runs `jobsd worker` with workerEnv.
 func startWorker(t testing.TB, dbURL string, extraEnv ...string) *proc {
 	t.Helper()
-	env := append(append([]string{"DATABASE_URL=" + dbURL}, workerEnv...), extraEnv...)
+	env := append(append(databaseEnv(t, dbURL), workerEnv...), extraEnv...)
 	return startProc(t, proctest.Worker, false, env)
 }
 
@@ -106,6 +127,6 @@ func startWorker(t testing.TB, dbURL string, extraEnv ...string) *proc {
 // job, before the harness sees it ready; the caller watches proc.Done.
 func startCrashingWorker(t testing.TB, dbURL string, extraEnv ...string) *proc {
 	t.Helper()
-	env := append(append([]string{"DATABASE_URL=" + dbURL}, workerEnv...), extraEnv...)
+	env := append(append(databaseEnv(t, dbURL), workerEnv...), extraEnv...)
 	return startProc(t, proctest.Worker, true, env)
 }

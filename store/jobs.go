@@ -2,6 +2,7 @@ package store
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"database/sql"
 	"encoding/base64"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jmoiron/sqlx"
+	"github.com/lib/pq"
 
 	"github.com/jobsd/jobsd/job"
 )
@@ -99,7 +101,14 @@ func (s *Store) Create(ctx context.Context, nj NewJob) (created *job.Job, replay
 			ON CONFLICT (user_id, idempotency_scope, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
 			RETURNING `+jobColumns),
 			id, nj.UserID, string(nj.Type), string(nj.Input), nj.MaxAttempts, scope, key, nj.RequestHash, parent)
-		if err == nil {
+		if err == nil || insertCommitted(err) {
+			if err != nil {
+				got, err := s.jobsByID(ctx, []uuid.UUID{id})
+				if err != nil || len(got) != 1 {
+					return nil, false, fmt.Errorf("create job: read back the job whose insert committed: %w", classify(cmp.Or(err, ErrUnavailable)))
+				}
+				j = got[0]
+			}
 			s.outbox.written()
 			return &j, false, nil
 		}
@@ -136,6 +145,19 @@ func (s *Store) Create(ctx context.Context, nj NewJob) (created *job.Job, replay
 		}
 		return &row.Job, true, nil
 	}
+}
+
+// insertCommitted reports whether err is a unique violation of the jobs
+// table's primary key, on an insert of Create: the id is Create's own (a
+// fresh UUIDv7), so the row holding it is this Create's, whose insert
+// committed though its answer was lost. database/sql runs a statement
+// again on another connection when the first fails with
+// driver.ErrBadConn, which lib/pq reports for a FATAL error as well, and
+// PgBouncer sends one when its server connection breaks mid-statement (as
+// in the fault suite's database cut behind it).
+func insertCommitted(err error) bool {
+	var pqErr *pq.Error
+	return errors.As(err, &pqErr) && pqErr.Code == "23505" && pqErr.Constraint == "jobs_pkey"
 }
 
 // IdempotencyWindow is how long an Idempotency-Key stays bound to the job

@@ -17,11 +17,7 @@ import (
 // newOutboxStore opens a store whose Create writes outbox rows.
 func newOutboxStore(t *testing.T) *store.Store {
 	t.Helper()
-	st, err := store.Open(t.Context(), pgtest.NewDatabase(t), store.Options{Outbox: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
+	st, _ := pgtest.NewStoreWith(t, store.Options{Outbox: true})
 	return st
 }
 

@@ -140,18 +140,22 @@ type readPool struct {
 	getManyStmt *sql.Stmt
 	reads       readBatcher
 	gets        atomic.Int64
+	pooler      bool // nothing prepared (pooler.go)
 }
 
 // newReadPool returns the reads of db, batched in up to slots statements at
 // once; prepare makes its statements.
-func newReadPool(db *sqlx.DB, timeout time.Duration, slots int) *readPool {
-	p := &readPool{db: db, timeout: timeout}
+func newReadPool(db *sqlx.DB, timeout time.Duration, slots int, pooler bool) *readPool {
+	p := &readPool{db: db, timeout: timeout, pooler: pooler}
 	p.reads = readBatcher{p: p, maxSlots: slots}
 	return p
 }
 
-// prepare makes the pool's statements.
+// prepare makes the pool's statements; behind a pooler, none (pooler.go).
 func (p *readPool) prepare(ctx context.Context) error {
+	if p.pooler {
+		return nil
+	}
 	var err error
 	if p.getOneStmt, err = p.db.PrepareContext(ctx, getJobSQL); err != nil {
 		return fmt.Errorf("prepare get: %w", classify(err))
@@ -181,9 +185,9 @@ func (p *readPool) getMany(batch []*pendingRead) (map[uuid.UUID]*job.Job, error)
 	var rows *sql.Rows
 	var err error
 	if len(batch) == 1 {
-		rows, err = p.getOneStmt.QueryContext(ctx, batch[0].id)
+		rows, err = p.query(ctx, p.getOneStmt, getJobSQL, batch[0].id)
 	} else {
-		rows, err = p.getManyStmt.QueryContext(ctx, uuidArray(batch))
+		rows, err = p.query(ctx, p.getManyStmt, getJobsSQL, uuidArray(batch))
 	}
 	if err != nil {
 		return nil, fmt.Errorf("get job: %w", classify(err))

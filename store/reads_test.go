@@ -102,11 +102,7 @@ func TestBatchedReadCancel(t *testing.T) {
 // oneSlotStore opens a store on a fresh database with one read slot.
 func oneSlotStore(t *testing.T) *store.Store {
 	t.Helper()
-	st, err := store.Open(t.Context(), pgtest.NewDatabase(t), store.Options{ReadBatches: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
+	st, _ := pgtest.NewStoreWith(t, store.Options{ReadBatches: 1})
 	return st
 }
 

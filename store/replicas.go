@@ -130,6 +130,12 @@ func openReplicas(ctx context.Context, s *Store, opts Options) (*replicaSet, err
 		rs.fallbacks[r] = new(atomic.Int64)
 	}
 	for _, u := range opts.ReadURLs {
+		if opts.Pooler { // replicas behind the same kind of pooler
+			var err error
+			if u, err = pooledURL(u); err != nil {
+				return nil, err
+			}
+		}
 		db, err := openReplica(u)
 		if err != nil {
 			for _, r := range rs.replicas {
@@ -140,7 +146,7 @@ func openReplicas(ctx context.Context, s *Store, opts Options) (*replicaSet, err
 		db.SetMaxOpenConns(opts.MaxOpenConns)
 		db.SetMaxIdleConns(opts.MaxOpenConns)
 		db.SetConnMaxIdleTime(5 * time.Minute)
-		r := &replica{readPool: newReadPool(db, opts.QueryTimeout, opts.ReadBatches), name: replicaName(u)}
+		r := &replica{readPool: newReadPool(db, opts.QueryTimeout, opts.ReadBatches, opts.Pooler), name: replicaName(u)}
 		r.setDown("not checked yet")
 		rs.replicas = append(rs.replicas, r)
 	}

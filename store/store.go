@@ -10,6 +10,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/jmoiron/sqlx"
@@ -60,6 +61,11 @@ type Options struct {
 	// Outbox makes Create write an outbox row for each new job, in the
 	// same statement (JOBS_DISPATCH=sqs; see outbox.go).
 	Outbox bool
+	// Pooler says that url reaches PostgreSQL through a pooler in
+	// transaction mode (PgBouncer's pool_mode=transaction, RDS Proxy),
+	// which may run each transaction on another server connection: the
+	// store then relies on no session state (pooler.go).
+	Pooler bool
 }
 
 // Store is the jobs table behind a connection pool.
@@ -73,6 +79,11 @@ type Store struct {
 	// listMaxBytes is Options.ListMaxBytes.
 	listMaxBytes int
 	outbox       outbox
+	// pooler is Options.Pooler: nothing is prepared.
+	pooler bool
+	// ping is the Ping in flight, if any.
+	pingMu sync.Mutex
+	ping   *pingCall
 }
 
 // Gets counts the statements that status reads (Get) sent to the database:
@@ -81,8 +92,15 @@ type Store struct {
 func (s *Store) Gets() int64 { return s.primary.gets.Load() }
 
 // Open connects to url, checks that the schema is current and prepares the
-// hot statements. It fails with ErrNotMigrated on an unmigrated database.
+// hot statements (unless opts.Pooler). It fails with ErrNotMigrated on an
+// unmigrated database.
 func Open(ctx context.Context, url string, opts Options) (*Store, error) {
+	if opts.Pooler {
+		var err error
+		if url, err = pooledURL(url); err != nil {
+			return nil, err
+		}
+	}
 	db, err := sqlx.Open("postgres", url)
 	if err != nil {
 		return nil, fmt.Errorf("open database: %w", err)
@@ -103,8 +121,8 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 	if opts.ListMaxBytes <= 0 {
 		opts.ListMaxBytes = DefaultListMaxBytes
 	}
-	s := &Store{db: db, timeout: opts.QueryTimeout, listMaxBytes: opts.ListMaxBytes, outbox: newOutbox(opts.Outbox)}
-	s.primary = newReadPool(db, opts.QueryTimeout, opts.ReadBatches)
+	s := &Store{db: db, timeout: opts.QueryTimeout, listMaxBytes: opts.ListMaxBytes, outbox: newOutbox(opts.Outbox), pooler: opts.Pooler}
+	s.primary = newReadPool(db, opts.QueryTimeout, opts.ReadBatches, opts.Pooler)
 	if err := s.open(ctx); err != nil {
 		s.primary.close()
 		db.Close()
@@ -146,14 +164,47 @@ func (s *Store) Close() error {
 	return s.db.Close()
 }
 
-// Ping checks that the database answers.
+// Ping checks that the database answers, within ctx and the store's
+// timeout. It returns when they end even if the driver has not: lib/pq's
+// cancel request does not reach a statement that a pooler holds in its
+// queue while it has no server connection to give (PgBouncer answers it
+// only at its query_wait_timeout), and readiness checks must answer in
+// time. Concurrent Pings share one round trip, so checks that time out
+// during an outage do not pile up connections.
 func (s *Store) Ping(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
-	if err := s.db.PingContext(ctx); err != nil {
-		return classify(err)
+	s.pingMu.Lock()
+	p := s.ping
+	if p == nil {
+		p = &pingCall{done: make(chan struct{})}
+		s.ping = p
+		go s.runPing(p)
 	}
-	return nil
+	s.pingMu.Unlock()
+	select {
+	case <-p.done:
+		return classify(p.err)
+	case <-ctx.Done():
+		return classify(fmt.Errorf("ping: %w", ctx.Err()))
+	}
+}
+
+// pingCall is a Ping's round trip, shared by the Pings that arrive while it
+// is in flight.
+type pingCall struct {
+	done chan struct{}
+	err  error
+}
+
+func (s *Store) runPing(p *pingCall) {
+	ctx, cancel := context.WithTimeout(context.Background(), s.timeout)
+	p.err = s.db.PingContext(ctx)
+	cancel()
+	s.pingMu.Lock()
+	s.ping = nil
+	s.pingMu.Unlock()
+	close(p.done)
 }
 
 // migrationLockID is the session-level advisory lock that serialises

@@ -69,22 +69,68 @@ func newLogger() (*slog.Logger, error) {
 	return slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level})), nil
 }
 
-// dbFlags is the database setting shared by serve, worker and migrate.
-type dbFlags struct{ url string }
+// dbFlags are the database settings shared by serve, worker, lambda and
+// migrate: url (DATABASE_URL) carries the pool's statements, and direct
+// (JOBS_DIRECT_DATABASE_URL, else url) what needs a session of its own:
+// LISTEN and the migrations' advisory lock. pooler
+// (JOBS_DB_POOLER=transaction) says url goes through a pooler in
+// transaction mode, through which the store keeps no session state.
+type dbFlags struct {
+	url    string
+	direct string
+	pooler bool
+}
 
 func (d *dbFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&d.url, "database-url", os.Getenv("DATABASE_URL"), "PostgreSQL URL (env DATABASE_URL)")
 }
 
+// The values of JOBS_DB_POOLER.
+const (
+	poolerNone        = "none"        // DATABASE_URL is a direct connection (or a session-mode pooler)
+	poolerTransaction = "transaction" // DATABASE_URL goes through a pooler in transaction mode
+)
+
 func (d *dbFlags) check() error {
 	if d.url == "" {
 		return usagef("DATABASE_URL (or --database-url) is required")
 	}
+	d.direct = envOr("JOBS_DIRECT_DATABASE_URL", d.url)
 	return nil
 }
 
-// startProcess is the common start of serve and worker: it parses fs
-// (with the database flag added), checks the database setting, and makes
+// readPooler reads JOBS_DB_POOLER into d.pooler.
+func (d *dbFlags) readPooler() error {
+	switch v := envOr("JOBS_DB_POOLER", poolerNone); v {
+	case poolerNone, "":
+		d.pooler = false
+	case poolerTransaction:
+		d.pooler = true
+	default:
+		return usagef("JOBS_DB_POOLER=%q must be %s or %s", v, poolerNone, poolerTransaction)
+	}
+	return nil
+}
+
+// requireDirect fails a process that LISTENs when its pool goes through a
+// transaction pooler without a direct URL: LISTEN through the pooler
+// would register on whichever server connection ran it, and the
+// notifications would go to whoever holds that connection next.
+func (d *dbFlags) requireDirect() error {
+	if d.pooler && d.direct == d.url {
+		return usagef("JOBS_DB_POOLER=%s needs JOBS_DIRECT_DATABASE_URL, a direct connection for LISTEN (DATABASE_URL goes through the pooler)", poolerTransaction)
+	}
+	return nil
+}
+
+// storeOptions are the pool's options that follow from the settings.
+func (d *dbFlags) storeOptions(o store.Options) store.Options {
+	o.Pooler = d.pooler
+	return o
+}
+
+// startProcess is the common start of serve, worker and lambda: it parses
+// fs (with the database flag added), checks the database settings, and makes
 // the logger, starting the profiler when JOBS_PPROF_ADDR asks for it.
 func startProcess(fs *flag.FlagSet, args []string) (dbFlags, *slog.Logger, error) {
 	var db dbFlags
@@ -93,6 +139,9 @@ func startProcess(fs *flag.FlagSet, args []string) (dbFlags, *slog.Logger, error
 		return db, nil, err
 	}
 	if err := db.check(); err != nil {
+		return db, nil, err
+	}
+	if err := db.readPooler(); err != nil {
 		return db, nil, err
 	}
 	log, err := newLogger()

@@ -48,13 +48,20 @@ func runDev(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	dbURL, closeDB, err := devDatabase(ctx, log)
+	db, err := devDBFlags()
+	if err != nil {
+		return err
+	}
+	dbURL, closeDB, err := devDatabase(ctx, db.direct, log)
 	if err != nil {
 		return err
 	}
 	defer closeDB()
+	if db.url == "" { // the throwaway database: no pooler
+		db.url, db.direct = dbURL, dbURL
+	}
 
-	st, err := store.Open(ctx, dbURL, store.Options{MaxOpenConns: settings.dbMaxConns, ReadBatches: settings.readBatches})
+	st, err := store.Open(ctx, db.url, db.storeOptions(store.Options{MaxOpenConns: settings.dbMaxConns, ReadBatches: settings.readBatches}))
 	if err != nil {
 		return err
 	}
@@ -64,12 +71,32 @@ func runDev(ctx context.Context, args []string) error {
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", *addr, err)
 	}
-	return serveDev(ctx, ln, st, dbURL, settings, log)
+	return serveDev(ctx, ln, st, db.direct, settings, log)
+}
+
+// devDBFlags reads dev's database settings: none for a throwaway database;
+// DATABASE_URL, with JOBS_DB_POOLER and JOBS_DIRECT_DATABASE_URL as serve
+// reads them, for a database of the developer's.
+func devDBFlags() (dbFlags, error) {
+	db := dbFlags{url: os.Getenv("DATABASE_URL")}
+	if err := db.readPooler(); err != nil {
+		return db, err
+	}
+	if db.url == "" {
+		if db.pooler {
+			return db, usagef("JOBS_DB_POOLER=%s needs DATABASE_URL (the pooler) and JOBS_DIRECT_DATABASE_URL: a throwaway database has no pooler", poolerTransaction)
+		}
+		return db, nil
+	}
+	if err := db.check(); err != nil {
+		return db, err
+	}
+	return db, db.requireDirect()
 }
 
 // serveDev serves dev's API (with the console and, unless it has a listener
 // of its own, the issuer) on ln, with a worker, until ctx ends or the worker
-// gives up.
+// gives up. Both LISTEN on dbURL, a direct connection.
 func serveDev(ctx context.Context, ln net.Listener, st *store.Store, dbURL string, settings apiSettings, log *slog.Logger) error {
 	// The issuer lives under /dev-issuer of the API unless
 	// JOBS_DEV_ISSUER_ADDR gives it a listener (an origin) of its own, as
@@ -173,10 +200,12 @@ func newDevWorker(st *store.Store, dbURL string, reg *prometheus.Registry, log *
 	return newWorker(st, dbURL, wcfg)
 }
 
-// devDatabase finds a database for dev and migrates it.
-func devDatabase(ctx context.Context, log *slog.Logger) (url string, closeFn func(), err error) {
+// devDatabase finds a database for dev, the one at direct (a direct
+// connection, for the migrations' session lock) when it is set, and
+// migrates it.
+func devDatabase(ctx context.Context, direct string, log *slog.Logger) (url string, closeFn func(), err error) {
 	srv, err := pgserver.Start(ctx, pgserver.Options{
-		URL:   os.Getenv("DATABASE_URL"),
+		URL:   direct,
 		Order: []pgserver.Source{pgserver.SourceBinaries, pgserver.SourceDocker},
 		Image: os.Getenv("JOBS_TEST_POSTGRES_IMAGE"),
 		Log:   func(f string, a ...any) { log.Info(fmt.Sprintf(f, a...)) },

@@ -64,12 +64,14 @@ func runLambda(ctx context.Context, args []string) error {
 	}
 	// One instance runs one batch at a time: a connection for claims and
 	// outcomes and one for heartbeats and handlers' reads; behind RDS Proxy
-	// many instances share the database's connections.
+	// (with JOBS_DB_POOLER=transaction, so that nothing pins a session)
+	// many instances share the database's connections. No LISTEN, no
+	// migrations: no direct connection.
 	conns, err := envInt("JOBS_DB_MAX_CONNS", 2)
 	if err != nil {
 		return err
 	}
-	st, err := store.Open(ctx, db.url, store.Options{MaxOpenConns: max(conns, 1)})
+	st, err := store.Open(ctx, db.url, db.storeOptions(store.Options{MaxOpenConns: max(conns, 1)}))
 	if err != nil {
 		return err
 	}

@@ -22,7 +22,9 @@ func runMigrate(ctx context.Context, args []string) error {
 	if err := dbf.check(); err != nil {
 		return err
 	}
-	db, err := sql.Open("postgres", dbf.url)
+	// The migrations hold a session-level advisory lock while they run:
+	// a direct connection, never a transaction pooler.
+	db, err := sql.Open("postgres", dbf.direct)
 	if err != nil {
 		return err
 	}

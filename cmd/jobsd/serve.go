@@ -28,6 +28,9 @@ func runServe(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	if err := db.requireDirect(); err != nil {
+		return err
+	}
 	flushTraces, err := startTracing(ctx, "jobsd-api", log)
 	if err != nil {
 		return err
@@ -49,8 +52,8 @@ func runServe(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	st, err := store.Open(ctx, db.url, store.Options{MaxOpenConns: settings.dbMaxConns, ReadBatches: settings.readBatches, Outbox: outbox,
-		ReadURLs: settings.readURLs, MaxLag: settings.maxLag, ReplicaChanged: logReplica(log)})
+	st, err := store.Open(ctx, db.url, db.storeOptions(store.Options{MaxOpenConns: settings.dbMaxConns, ReadBatches: settings.readBatches, Outbox: outbox,
+		ReadURLs: settings.readURLs, MaxLag: settings.maxLag, ReplicaChanged: logReplica(log)}))
 	if err != nil {
 		return err
 	}
@@ -68,7 +71,7 @@ func runServe(ctx context.Context, args []string) error {
 	defer stopReplicas()
 	settings.replicas = replicas
 	draining := make(chan struct{})
-	e, closeHub, err := newAPI(st, db.url, acfg, settings, draining, reg, log)
+	e, closeHub, err := newAPI(st, db.direct, acfg, settings, draining, reg, log)
 	if err != nil {
 		return err
 	}
@@ -125,7 +128,7 @@ func startReplicas(ctx context.Context, st *store.Store, log *slog.Logger) (repl
 }
 
 // newAPI assembles the API server from its settings, with the hub that
-// LISTENs for job changes on dbURL (closeHub stops it). With a registry, the
+// LISTENs for job changes on dbURL, a direct connection (closeHub stops it). With a registry, the
 // API's metrics and the hub's listener state go on it.
 func newAPI(st *store.Store, dbURL string, acfg auth.Config, s apiSettings, draining <-chan struct{}, reg *prometheus.Registry, log *slog.Logger) (e *echo.Echo, closeHub func(), err error) {
 	v, err := auth.NewVerifier(acfg)

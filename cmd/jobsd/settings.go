@@ -39,6 +39,8 @@ var (
 var envSettings = []setting{
 	{name: "DATABASE_URL", meaning: "PostgreSQL URL; required (or --database-url)", commands: []string{"serve", "worker", "lambda", "migrate"}},
 	{name: "DATABASE_URL", def: "a throwaway database", meaning: "PostgreSQL URL to use instead of a throwaway database", commands: []string{"dev"}},
+	{name: "JOBS_DB_POOLER", def: "none", meaning: "transaction when DATABASE_URL goes through a pooler in transaction mode (PgBouncer's pool_mode=transaction, RDS Proxy): the pool then prepares nothing and sends each statement in one round trip, relying on no session state; none for a direct connection (or a session-mode pooler), where the hot statements are prepared", commands: []string{"serve", "worker", "dev", "lambda"}},
+	{name: "JOBS_DIRECT_DATABASE_URL", def: "DATABASE_URL", meaning: "a direct PostgreSQL connection, not through a transaction pooler, for what needs a session: LISTEN (the API's one, the worker's one) and the migrations' advisory lock; required with JOBS_DB_POOLER=transaction", commands: []string{"serve", "worker", "dev", "migrate"}},
 	{name: "JOBS_ADDR", def: ":8080", meaning: "listen address (or --addr)", commands: []string{"serve"}},
 	{name: "JOBS_ADDR", def: "127.0.0.1:8080", meaning: "listen address (or --addr)", commands: []string{"dev"}},
 	{name: "JOBS_ADDR", def: "127.0.0.1:8080", meaning: "address of the jobsd dev whose issuer signs (or --addr)", commands: []string{"token"}},

@@ -62,8 +62,9 @@ func dig(t *testing.T, v any, path ...any) any {
 // dead-letter queue takes a message only after more receives than any job
 // has attempts, batch item failures are reported, the maintenance round
 // runs on a schedule, the database is reached through RDS Proxy with at
-// most two connections per instance, the user cap comes from a parameter
-// and its re-send delay is one SQS accepts, and the policies grant only
+// most two connections per instance and no session state
+// (JOBS_DB_POOLER), the user cap comes from a parameter and its re-send
+// delay is one SQS accepts, and the policies grant only
 // what the function uses. Every variable it sets is one `jobsd lambda` reads.
 func TestLambdaTemplate(t *testing.T) {
 	tmpl, err := goformation.Open(templatePath)
@@ -148,6 +149,10 @@ func TestLambdaTemplate(t *testing.T) {
 	}
 	if env["JOBS_DB_MAX_CONNS"] != "2" {
 		t.Errorf("JOBS_DB_MAX_CONNS=%q, want 2", env["JOBS_DB_MAX_CONNS"])
+	}
+	// Through the proxy, nothing may pin a session (prepared statements).
+	if env["JOBS_DB_POOLER"] != poolerTransaction {
+		t.Errorf("JOBS_DB_POOLER=%q, want %s: behind RDS Proxy the function must keep no session state", env["JOBS_DB_POOLER"], poolerTransaction)
 	}
 
 	checkPolicies(t, res("JobsFunction", "Properties", "Policies"))

@@ -24,6 +24,9 @@ func runWorker(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	if err := db.requireDirect(); err != nil {
+		return err
+	}
 	flushTraces, err := startTracing(ctx, "jobsd-worker", log)
 	if err != nil {
 		return err
@@ -42,14 +45,14 @@ func runWorker(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	st, err := store.Open(ctx, db.url, store.Options{MaxOpenConns: conns})
+	st, err := store.Open(ctx, db.url, db.storeOptions(store.Options{MaxOpenConns: conns}))
 	if err != nil {
 		return err
 	}
 	defer st.Close()
 	reg := newProcessMetrics(st, log)
 	cfg.Metrics = metrics.NewWorker(reg)
-	w, err := newWorker(st, db.url, cfg)
+	w, err := newWorker(st, db.direct, cfg)
 	if err != nil {
 		return err
 	}
@@ -138,7 +141,8 @@ func observeParse(m *metrics.Worker, ps jobtype.ParseStats) {
 	}
 }
 
-// newWorker wires the job types to the configured model provider.
+// newWorker wires the job types to the configured model provider; the
+// worker LISTENs on listenURL, a direct connection.
 func newWorker(st *store.Store, listenURL string, cfg worker.Config) (*worker.Worker, error) {
 	provider, err := model.New(model.ConfigFromEnv(os.Getenv))
 	if err != nil {

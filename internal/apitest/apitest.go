@@ -27,6 +27,7 @@ import (
 	"github.com/jobsd/jobsd/auth"
 	"github.com/jobsd/jobsd/hub"
 	"github.com/jobsd/jobsd/impl"
+	"github.com/jobsd/jobsd/internal/pgserver"
 	"github.com/jobsd/jobsd/internal/pgtest"
 	"github.com/jobsd/jobsd/jobtype"
 	"github.com/jobsd/jobsd/model"
@@ -95,7 +96,9 @@ func Start(opts Options) (s *Server, err error) {
 }
 
 // startDatabase starts PostgreSQL, creates a database and opens s.Store on
-// it; it returns the database's URL.
+// it; it returns the database's URL, where the API and the worker LISTEN.
+// With JOBS_TEST_POOLER=pgbouncer the store goes through PgBouncer in
+// transaction mode (store.Options.Pooler), as a deployment behind one does.
 func (s *Server) startDatabase(ctx context.Context) (url string, err error) {
 	stopPG, err := pgtest.Start()
 	if err != nil {
@@ -106,7 +109,16 @@ func (s *Server) startDatabase(ctx context.Context) (url string, err error) {
 	if err != nil {
 		return "", err
 	}
-	st, err := store.Open(ctx, url, store.Options{})
+	poolURL, opts := url, store.Options{}
+	if pgtest.Pooler() {
+		b, err := pgserver.StartPgBouncer(ctx, url, pgserver.PgBouncerOptions{PoolSize: 4})
+		if err != nil {
+			return "", err
+		}
+		s.cleanup = append(s.cleanup, func() { _ = b.Close() })
+		poolURL, opts.Pooler = b.URL(url), true
+	}
+	st, err := store.Open(ctx, poolURL, opts)
 	if err != nil {
 		return "", err
 	}

@@ -120,11 +120,24 @@ func CreateDatabase(ctx context.Context) (string, error) {
 	return server.CreateDatabase(ctx, name, templateName)
 }
 
-// NewStore opens a store on a fresh database and closes it when the test ends.
+// NewStore opens a store on a fresh database and closes it when the test
+// ends; the URL it returns is the database's own. With
+// JOBS_TEST_POOLER=pgbouncer the store goes through PgBouncer in
+// transaction mode (Options.Pooler).
 func NewStore(t testing.TB) (*store.Store, string) {
 	t.Helper()
+	return NewStoreWith(t, store.Options{})
+}
+
+// NewStoreWith is NewStore with options.
+func NewStoreWith(t testing.TB, opts store.Options) (*store.Store, string) {
+	t.Helper()
 	url := NewDatabase(t)
-	st, err := store.Open(t.Context(), url, store.Options{})
+	poolURL := url
+	if Pooler() {
+		poolURL, opts.Pooler = PgBouncer(t, url).URL(url), true
+	}
+	st, err := store.Open(t.Context(), poolURL, opts)
 	if err != nil {
 		t.Fatalf("pgtest: open store: %v", err)
 	}
