@@ -114,7 +114,7 @@ func TestDatabaseCut(t *testing.T) {
 	rep := audit(t, direct, created.list())
 	t.Logf("audit: %v", rep)
 	t.Logf("api log: %d request failed (503s logged), listener lost %d / reconnected %d; workers: claim failed %d+%d, write outcome failed %d+%d, rescued %d+%d",
-		api.count("request failed"), api.count("job change listener lost its connection"), api.count("job change listener reconnected"),
+		api.count("request failed"), api.count("notification listener lost its connection"), api.count("notification listener reconnected"),
 		w1.count("claim failed"), w2.count("claim failed"), w1.count("write outcome failed"), w2.count("write outcome failed"),
 		w1.count("rescued jobs of lost workers"), w2.count("rescued jobs of lost workers"))
 }

@@ -25,7 +25,7 @@ type proc struct {
 var countedMessages = []string{
 	"request failed", "panic", "write outcome failed", "outcome dropped",
 	"rescued jobs of lost workers", "claim failed", "heartbeat failed", "rescue failed",
-	"listener", "job change listener lost its connection", "job change listener reconnected", "not ready",
+	"listener", "notification listener lost its connection", "notification listener reconnected", "not ready",
 	"token rejected",
 }
 
