@@ -94,7 +94,12 @@ func main() {
 	observe := flag.Bool("observe", true, "scenarios 2 and 3: also burn down with jobsd x1's metrics and tracing on (every attempt traced, exported to a sink), and, in full mode, measure pickup at 500 jobs/s with them on")
 	durable := flag.Bool("durable", true, "scenario 2 and the SQL ceiling: run on a second cluster with fsync, synchronous_commit and full_page_writes on (the headline)")
 	nondurable := flag.Bool("nondurable", true, "scenario 2 and the SQL ceiling: also run on the non-durable cluster (fsync etc. off) the other scenarios use; quick mode: off unless given")
+	serveGOGC := flag.String("serve-gogc", "", "scenario 1b: GOGC for jobsd serve (a diagnostic; default: the process's own)")
 	flag.Parse()
+	pollServeEnv = nil
+	if *serveGOGC != "" {
+		pollServeEnv = []string{"GOGC=" + *serveGOGC}
+	}
 	nondurableSet := false
 	flag.Visit(func(f *flag.Flag) { nondurableSet = nondurableSet || f.Name == "nondurable" })
 	if *quick && !nondurableSet {

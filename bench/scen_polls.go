@@ -49,6 +49,8 @@ type PollGoalsResult struct {
 	UnfinishedOverComposed map[int]Spread `json:"unfinishedOverComposed"`
 	ComposedPerSec         map[int]Spread `json:"composedLimitPerSec"`
 	NodePeer               string         `json:"nodePeer"`
+	// ServeEnv is what -serve-gogc added to jobsd serve's environment.
+	ServeEnv []string `json:"serveEnv,omitempty"`
 }
 
 // PgbenchRun is one `pgbench -S` run.
@@ -77,6 +79,10 @@ const maxPgbenchClients = 150
 // all warmed into the API's cache (100,000 jobs) before timing.
 const pollSubset = 20_000
 
+// pollServeEnv is more environment for jobsd serve in the poll goals
+// (-serve-gogc).
+var pollServeEnv []string
+
 const nodePeerMissing = "no Node peer (Fastify + pg + jose) in this repository: not measured"
 
 func runPollGoals(ctx context.Context, e *env, iss *tokenIssuer, o pollGoalsOpts) (*PollGoalsResult, error) {
@@ -89,7 +95,7 @@ func runPollGoals(ctx context.Context, e *env, iss *tokenIssuer, o pollGoalsOpts
 	res := &PollGoalsResult{Jobs: ix.numJobs, Users: o.users, CellSeconds: o.dur.Seconds(), FinishedJobs: len(finished),
 		UnfinishedJobs: len(unfinished), FinishedConc: o.finishedConc, UnfinishedConc: o.unfinishedConc,
 		PgbenchScale: o.pgbenchScale, PgbenchClients: map[int]int{}, Runs: map[string][]LoadResult{},
-		Pgbench: map[int][]PgbenchRun{}, NodePeer: nodePeerMissing}
+		Pgbench: map[int][]PgbenchRun{}, NodePeer: nodePeerMissing, ServeEnv: pollServeEnv}
 	if len(finished) == 0 || len(unfinished) == 0 {
 		return nil, errors.New("poll goals: the seeded table has no finished or no unfinished jobs")
 	}
@@ -121,7 +127,8 @@ func (o pollGoalsOpts) statusOpts() statusOpts {
 // goes first alternates with the repeat.
 func (res *PollGoalsResult) repeat(ctx context.Context, e *env, iss *tokenIssuer, t statusTarget, o pollGoalsOpts, rep int,
 	finished, unfinished []poll, pgbURL string) error {
-	srv, base, err := e.startServe(ctx, fmt.Sprintf("serve-%s-%d", o.db, rep), t.url, iss.srv.URL, o.dbMaxConns, "JOBS_RATE_READ=0")
+	srv, base, err := e.startServe(ctx, fmt.Sprintf("serve-%s-%d", o.db, rep), t.url, iss.srv.URL, o.dbMaxConns,
+		append([]string{"JOBS_RATE_READ=0"}, pollServeEnv...)...)
 	if err != nil {
 		return err
 	}
