@@ -594,3 +594,21 @@ func TestRecoversFromFailedFirstFetch(t *testing.T) {
 		t.Errorf("%d fetches, want 2: the failed one and the retry", hits)
 	}
 }
+
+// BenchmarkVerifyCached is a verification the result cache answers: what
+// every request with a token seen before pays.
+func BenchmarkVerifyCached(b *testing.B) {
+	s := newJWKSServer(b, testKey(b, 0))
+	v := newTestVerifier(b, s, nil)
+	tok := must(s.iss().Mint("u", testClient, []string{"g"}, time.Hour))
+	ctx := context.Background()
+	if _, err := v.Verify(ctx, tok); err != nil {
+		b.Fatal(err)
+	}
+	b.SetBytes(int64(len(tok)))
+	for b.Loop() {
+		if _, err := v.Verify(ctx, tok); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
