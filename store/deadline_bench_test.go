@@ -31,9 +31,12 @@ func BenchmarkQueryDeadline(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
+		defer rows.Close()
 		for rows.Next() {
 		}
-		rows.Close()
+		if err := rows.Err(); err != nil {
+			b.Fatal(err)
+		}
 	}
 	var tBg, tDl time.Duration
 	for b.Loop() {
