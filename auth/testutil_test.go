@@ -50,7 +50,7 @@ type jwksServer struct {
 	stop   chan struct{} // releases slow requests
 }
 
-func newJWKSServer(t *testing.T, key *rsa.PrivateKey) *jwksServer {
+func newJWKSServer(t testing.TB, key *rsa.PrivateKey) *jwksServer {
 	t.Helper()
 	s := &jwksServer{stop: make(chan struct{})}
 	s.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -80,7 +80,7 @@ func newJWKSServer(t *testing.T, key *rsa.PrivateKey) *jwksServer {
 
 func (s *jwksServer) iss() *Issuer { return s.issuer.Load() }
 
-func newTestVerifier(t *testing.T, s *jwksServer, mod func(*Config)) *Verifier {
+func newTestVerifier(t testing.TB, s *jwksServer, mod func(*Config)) *Verifier {
 	t.Helper()
 	cfg := Config{
 		Issuer:             s.srv.URL,

@@ -8,6 +8,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"strings"
 	"sync"
@@ -529,18 +530,36 @@ func TestResultCacheBounded(t *testing.T) {
 	c := newResultCache(10)
 	now := time.Now()
 	for i := range 100 {
-		var k [32]byte
-		k[0], k[1] = byte(i), byte(i>>8)
-		c.put(k, &Principal{Subject: "s", ExpiresAt: now.Add(time.Hour)}, now)
+		c.put(fmt.Sprintf("token-%d", i), &Principal{Subject: "s", ExpiresAt: now.Add(time.Hour)}, now)
 		if n := c.len(); n > 10 {
 			t.Fatalf("cache grew to %d entries", n)
 		}
 	}
-	var k [32]byte
-	k[0] = 0xff
-	c.put(k, &Principal{Subject: "s", ExpiresAt: now}, now)
-	if _, ok := c.get(k, now); ok {
+	c.put("token-expired", &Principal{Subject: "s", ExpiresAt: now}, now)
+	if _, ok := c.get("token-expired", now); ok {
 		t.Fatal("already expired principal cached")
+	}
+}
+
+// TestResultCacheComparesTheToken: two tokens whose keyed hashes are the
+// same (forced here by putting one token's entry under the other's key)
+// never answer for each other: the whole token is compared.
+func TestResultCacheComparesTheToken(t *testing.T) {
+	c := newResultCache(10)
+	now := time.Now()
+	c.put("token-alice", &Principal{Subject: "alice", ExpiresAt: now.Add(time.Hour)}, now)
+	if p, ok := c.get("token-alice", now); !ok || p.Subject != "alice" {
+		t.Fatalf("get(token-alice) = %+v, %v", p, ok)
+	}
+	// A colliding token: mallory's hash slot holds alice's entry.
+	c.mu.Lock()
+	c.entries[c.key("token-mallory")] = c.entries[c.key("token-alice")]
+	c.mu.Unlock()
+	if p, ok := c.get("token-mallory", now); ok {
+		t.Fatalf("a token sharing the hash got %+v", p)
+	}
+	if p, ok := c.get("token-alice", now); !ok || p.Subject != "alice" {
+		t.Fatalf("get(token-alice) after = %+v, %v", p, ok)
 	}
 }
 
@@ -573,5 +592,23 @@ func TestRecoversFromFailedFirstFetch(t *testing.T) {
 	}
 	if hits := s.hits.Load(); hits != 2 {
 		t.Errorf("%d fetches, want 2: the failed one and the retry", hits)
+	}
+}
+
+// BenchmarkVerifyCached is a verification the result cache answers: what
+// every request with a token seen before pays.
+func BenchmarkVerifyCached(b *testing.B) {
+	s := newJWKSServer(b, testKey(b, 0))
+	v := newTestVerifier(b, s, nil)
+	tok := must(s.iss().Mint("u", testClient, []string{"g"}, time.Hour))
+	ctx := context.Background()
+	if _, err := v.Verify(ctx, tok); err != nil {
+		b.Fatal(err)
+	}
+	b.SetBytes(int64(len(tok)))
+	for b.Loop() {
+		if _, err := v.Verify(ctx, tok); err != nil {
+			b.Fatal(err)
+		}
 	}
 }

@@ -1,0 +1,458 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	mrand "math/rand/v2"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// PollGoalsResult is the poll path against its limits (issue 23, item 1),
+// every figure through net/http's client, each cell a few seconds, the
+// cells of one repeat back to back:
+//   - a finished job's poll (answered from the API's finished-job cache,
+//     no database) against a fixed-reply Go HTTP server sending the same
+//     bytes, at FinishedConc;
+//   - an unfinished job's poll (a database read) against the composed
+//     limit 1/(1/pgbench -S + 1/fixed reply), at UnfinishedConc.
+type PollGoalsResult struct {
+	Jobs           int     `json:"jobs"`
+	Users          int     `json:"users"`
+	CellSeconds    float64 `json:"cellSeconds"`
+	FinishedJobs   int     `json:"finishedJobsPolled"` // the cached set, warmed before timing
+	UnfinishedJobs int     `json:"unfinishedJobsPolled"`
+	FinishedConc   []int   `json:"finishedConcurrency"`
+	UnfinishedConc []int   `json:"unfinishedConcurrency"`
+	PgbenchScale   int     `json:"pgbenchScale"`
+	// PgbenchClients is pgbench's -c per concurrency: at most
+	// maxPgbenchClients (the server allows 200 connections, and jobsd's
+	// pool is open beside it).
+	PgbenchClients map[int]int `json:"pgbenchClients"`
+	// Runs holds every cell per repeat: fixed<c>, finished<c>,
+	// unfinished<c>; Pgbench the pgbench -S runs per concurrency.
+	Runs    map[string][]LoadResult `json:"runs"`
+	Pgbench map[int][]PgbenchRun    `json:"pgbench"`
+	// FinishedOverFixed and UnfinishedOverComposed are the goals' ratios,
+	// taken per repeat (same run), then the median.
+	FinishedOverFixed      map[int]Spread `json:"finishedOverFixed"`
+	UnfinishedOverComposed map[int]Spread `json:"unfinishedOverComposed"`
+	ComposedPerSec         map[int]Spread `json:"composedLimitPerSec"`
+	NodePeer               string         `json:"nodePeer"`
+	// ServeEnv is what -serve-gogc added to jobsd serve's environment.
+	ServeEnv []string `json:"serveEnv,omitempty"`
+}
+
+// PgbenchRun is one `pgbench -S` run.
+type PgbenchRun struct {
+	Clients      int     `json:"clients"`
+	TPS          float64 `json:"tps"`
+	LatencyAvgMs float64 `json:"latencyAvgMs"`
+}
+
+type pollGoalsOpts struct {
+	db             string
+	jobs, users    int
+	finishedConc   []int
+	unfinishedConc []int
+	dur            time.Duration
+	repeats        int
+	dbMaxConns     int
+	pgbenchScale   int
+}
+
+// maxPgbenchClients keeps pgbench within the server's max_connections (200)
+// beside jobsd's pool, as the raw pgx pass does.
+const maxPgbenchClients = 150
+
+// pollSubset bounds the jobs of each kind a pass polls: the finished ones are
+// all warmed into the API's cache (100,000 jobs) before timing.
+const pollSubset = 20_000
+
+// pollServeEnv is more environment for jobsd serve in the poll goals
+// (-serve-gogc).
+var pollServeEnv []string
+
+const nodePeerMissing = "no Node peer (Fastify + pg + jose) in this repository: not measured"
+
+func runPollGoals(ctx context.Context, e *env, iss *tokenIssuer, o pollGoalsOpts) (*PollGoalsResult, error) {
+	target, _, err := seedTarget(ctx, e, o.statusOpts())
+	if err != nil {
+		return nil, err
+	}
+	ix := target.ix
+	finished, unfinished := ix.subsets(pollSubset)
+	res := &PollGoalsResult{Jobs: ix.numJobs, Users: o.users, CellSeconds: o.dur.Seconds(), FinishedJobs: len(finished),
+		UnfinishedJobs: len(unfinished), FinishedConc: o.finishedConc, UnfinishedConc: o.unfinishedConc,
+		PgbenchScale: o.pgbenchScale, PgbenchClients: map[int]int{}, Runs: map[string][]LoadResult{},
+		Pgbench: map[int][]PgbenchRun{}, NodePeer: nodePeerMissing, ServeEnv: pollServeEnv}
+	if len(finished) == 0 || len(unfinished) == 0 {
+		return nil, errors.New("poll goals: the seeded table has no finished or no unfinished jobs")
+	}
+	pgbURL, err := e.createDB(ctx, o.db+"_pgbench", false)
+	if err != nil {
+		return nil, err
+	}
+	t0 := time.Now()
+	if out, err := exec.CommandContext(ctx, "pgbench", "-i", "-q", "-s", strconv.Itoa(o.pgbenchScale), pgbURL).CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("pgbench -i: %w: %s", err, lastLines(string(out), 3))
+	}
+	logf("  pgbench -i -s %d in %.1fs", o.pgbenchScale, time.Since(t0).Seconds())
+
+	for rep := range o.repeats {
+		if err := res.repeat(ctx, e, iss, target, o, rep, finished, unfinished, pgbURL); err != nil {
+			return nil, err
+		}
+	}
+	res.summarize()
+	return res, nil
+}
+
+func (o pollGoalsOpts) statusOpts() statusOpts {
+	return statusOpts{db: o.db, jobs: o.jobs, users: o.users}
+}
+
+// repeat measures every cell once on a fresh jobsd serve and a fresh
+// fixed-reply server. Within each pair of cells that make a ratio, which
+// goes first alternates with the repeat.
+func (res *PollGoalsResult) repeat(ctx context.Context, e *env, iss *tokenIssuer, t statusTarget, o pollGoalsOpts, rep int,
+	finished, unfinished []poll, pgbURL string) error {
+	srv, base, err := e.startServe(ctx, fmt.Sprintf("serve-%s-%d", o.db, rep), t.url, iss.srv.URL, o.dbMaxConns,
+		append([]string{"JOBS_RATE_READ=0"}, pollServeEnv...)...)
+	if err != nil {
+		return err
+	}
+	defer srv.stop()
+	tokens, err := iss.mint(t.ix.users)
+	if err != nil {
+		return err
+	}
+	finished, unfinished = withTokens(finished, tokens), withTokens(unfinished, tokens)
+	api := newNetHTTPClient(base, 256)
+	defer api.close()
+	// Warm: every token verified once, every polled finished job cached.
+	runLoad(ctx, api, 64, 2*time.Minute, len(tokens), t.ix.onePerUser(tokens))
+	if r := runLoad(ctx, api, 64, 2*time.Minute, len(finished), inOrder(finished)); r.Errors > 0 {
+		return fmt.Errorf("warming the finished-job cache: %d errors, first: %s", r.Errors, r.FirstError)
+	}
+	body, err := pollBody(base, finished[0])
+	if err != nil {
+		return err
+	}
+	fixedSrv, fixedBase, err := startFixedReply(body)
+	if err != nil {
+		return err
+	}
+	defer fixedSrv.stop()
+	fixed := newNetHTTPClient(fixedBase, 256)
+	defer fixed.close()
+
+	fixedAt := map[int]bool{}
+	cell := func(key string, lc loadClient, c int, polls []poll) {
+		r := runLoad(ctx, lc, c, o.dur, 0, atRandom(polls))
+		res.Runs[key] = append(res.Runs[key], r)
+		logf("  polls rep %d %-13s c=%-3d %7.0f req/s p50 %.2fms p99 %.2fms errors %d %s", rep+1, key, c,
+			r.PerSec, r.P50ms, r.P99ms, r.Errors, r.FirstError)
+	}
+	fixedCell := func(c int) {
+		if !fixedAt[c] {
+			cell(fmt.Sprintf("fixed%d", c), fixed, c, finished)
+			fixedAt[c] = true
+		}
+	}
+	for _, c := range o.finishedConc {
+		pair := []func(){func() { fixedCell(c) }, func() { cell(fmt.Sprintf("finished%d", c), api, c, finished) }}
+		runPair(pair, rep)
+	}
+	for _, c := range o.unfinishedConc {
+		fixedCell(c)
+		pgb := func() {
+			r, err := runPgbench(ctx, pgbURL, c, o.dur)
+			if err != nil {
+				logf("  polls rep %d pgbench c=%d: %v", rep+1, c, err)
+				return
+			}
+			res.PgbenchClients[c] = r.Clients
+			res.Pgbench[c] = append(res.Pgbench[c], r)
+			logf("  polls rep %d pgbench -S    c=%-3d %7.0f tps (%d clients) latency avg %.2fms", rep+1, c, r.TPS, r.Clients, r.LatencyAvgMs)
+		}
+		runPair([]func(){pgb, func() { cell(fmt.Sprintf("unfinished%d", c), api, c, unfinished) }}, rep)
+	}
+	if srv.exited() {
+		return fmt.Errorf("jobsd serve exited during the poll goals: %s", srv.logTail())
+	}
+	return nil
+}
+
+// runPair runs the two cells of a ratio, the second first on odd repeats.
+func runPair(pair []func(), rep int) {
+	if rep%2 == 1 {
+		pair[0], pair[1] = pair[1], pair[0]
+	}
+	for _, f := range pair {
+		f()
+	}
+}
+
+// summarize takes the ratios per repeat and their medians.
+func (res *PollGoalsResult) summarize() {
+	res.FinishedOverFixed, res.UnfinishedOverComposed, res.ComposedPerSec = map[int]Spread{}, map[int]Spread{}, map[int]Spread{}
+	for _, c := range res.FinishedConc {
+		api, fixed := res.Runs[fmt.Sprintf("finished%d", c)], res.Runs[fmt.Sprintf("fixed%d", c)]
+		var ratios []float64
+		for i := range min(len(api), len(fixed)) {
+			ratios = append(ratios, api[i].PerSec/fixed[i].PerSec)
+		}
+		res.FinishedOverFixed[c] = spread(ratios)
+	}
+	for _, c := range res.UnfinishedConc {
+		api, fixed, pgb := res.Runs[fmt.Sprintf("unfinished%d", c)], res.Runs[fmt.Sprintf("fixed%d", c)], res.Pgbench[c]
+		var ratios, limits []float64
+		for i := range min(len(api), len(fixed), len(pgb)) {
+			limit := 1 / (1/pgb[i].TPS + 1/fixed[i].PerSec)
+			limits = append(limits, limit)
+			ratios = append(ratios, api[i].PerSec/limit)
+		}
+		res.UnfinishedOverComposed[c], res.ComposedPerSec[c] = spread(ratios), spread(limits)
+	}
+}
+
+func (res *PollGoalsResult) goals() []Goal {
+	var gs []Goal
+	for _, c := range res.FinishedConc {
+		v := res.FinishedOverFixed[c].Median
+		gs = append(gs, Goal{Name: fmt.Sprintf("poll of a finished job (cache) ÷ fixed-reply server, c=%d, net/http", c),
+			Target: ">= 0.80x", Measured: v, Met: v >= 0.8})
+	}
+	for _, c := range res.UnfinishedConc {
+		v := res.UnfinishedOverComposed[c].Median
+		gs = append(gs, Goal{Name: fmt.Sprintf("poll of an unfinished job (DB) ÷ 1/(1/pgbench -S + 1/fixed reply), c=%d, net/http", c),
+			Target: ">= 0.90x", Measured: v, Met: v >= 0.9})
+	}
+	return append(gs, Goal{Name: "polls vs the Node peer: rate, and p99 at every concurrency", Target: ">= 3x rate, p99 <= 0.25x",
+		NotMeasured: res.NodePeer})
+}
+
+func (res *PollGoalsResult) sanitize() {
+	for _, m := range []map[int]Spread{res.FinishedOverFixed, res.UnfinishedOverComposed, res.ComposedPerSec} {
+		for k, v := range m {
+			m[k] = cleanSpread(v)
+		}
+	}
+}
+
+func (res *PollGoalsResult) print(w io.Writer) {
+	fmt.Fprintf(w, "1b. the poll path at its limits: %s jobs, %s users; net/http client; %gs per cell; polls of %d finished (cached) and %d unfinished jobs; pgbench -S at scale %d\n",
+		human(res.Jobs), human(res.Users), res.CellSeconds, res.FinishedJobs, res.UnfinishedJobs, res.PgbenchScale)
+	fmt.Fprintf(w, "\tc\tfixed reply req/s\tfinished poll req/s\tp50 / p99 ms\tfinished ÷ fixed\n")
+	med := func(key string) (LoadSummary, bool) {
+		rs := res.Runs[key]
+		return summarizeRuns(rs), len(rs) > 0
+	}
+	for _, c := range res.FinishedConc {
+		f, _ := med(fmt.Sprintf("fixed%d", c))
+		a, _ := med(fmt.Sprintf("finished%d", c))
+		fmt.Fprintf(w, "\t%d\t%.0f\t%.0f\t%.2f / %.2f\t%s\n", c, f.PerSec.Median, a.PerSec.Median, a.P50ms.Median, a.P99ms.Median,
+			sp(res.FinishedOverFixed[c], "%.3f"))
+	}
+	fmt.Fprintf(w, "\tc\tpgbench -S tps (clients)\tfixed reply req/s\tcomposed limit\tunfinished poll req/s\tp50 / p99 ms\tunfinished ÷ limit\n")
+	for _, c := range res.UnfinishedConc {
+		f, _ := med(fmt.Sprintf("fixed%d", c))
+		a, _ := med(fmt.Sprintf("unfinished%d", c))
+		var tps []float64
+		for _, r := range res.Pgbench[c] {
+			tps = append(tps, r.TPS)
+		}
+		fmt.Fprintf(w, "\t%d\t%.0f (%d)\t%.0f\t%.0f\t%.0f\t%.2f / %.2f\t%s\n", c, spread(tps).Median, res.PgbenchClients[c], f.PerSec.Median,
+			res.ComposedPerSec[c].Median, a.PerSec.Median, a.P50ms.Median, a.P99ms.Median, sp(res.UnfinishedOverComposed[c], "%.3f"))
+	}
+	fmt.Fprintf(w, "\tNode peer: %s\n\n", res.NodePeer)
+}
+
+// subsets returns up to n finished and n unfinished jobs as polls (no
+// token yet), spread over the users.
+func (ix *jobIndex) subsets(n int) (finished, unfinished []poll) {
+	isFinished := map[[2]int]bool{}
+	for _, f := range ix.finished {
+		isFinished[f] = true
+	}
+	r := mrand.New(mrand.NewPCG(1, 2))
+	for _, u := range r.Perm(len(ix.users)) {
+		for i, id := range ix.idStr[u] {
+			p := poll{id: id, want: http.StatusOK, ifNoneMatch: strconv.Itoa(u)} // the user, until withTokens
+			if isFinished[[2]int{u, i}] {
+				if len(finished) < n {
+					finished = append(finished, p)
+				}
+			} else if len(unfinished) < n {
+				unfinished = append(unfinished, p)
+			}
+		}
+	}
+	return finished, unfinished
+}
+
+// withTokens gives each poll its user's token (the user's index was kept in
+// ifNoneMatch by subsets).
+func withTokens(ps []poll, tokens []string) []poll {
+	out := make([]poll, len(ps))
+	for i, p := range ps {
+		u, _ := strconv.Atoi(p.ifNoneMatch)
+		out[i] = poll{id: p.id, token: tokens[u], want: p.want}
+	}
+	return out
+}
+
+func inOrder(ps []poll) func(*mrand.Rand, int) poll {
+	return func(_ *mrand.Rand, seq int) poll { return ps[seq%len(ps)] }
+}
+
+func atRandom(ps []poll) func(*mrand.Rand, int) poll {
+	return func(r *mrand.Rand, _ int) poll { return ps[r.IntN(len(ps))] }
+}
+
+// pollBody is the body jobsd answers for p: the fixed-reply server sends
+// the same bytes.
+func pollBody(base string, p poll) ([]byte, error) {
+	req, err := http.NewRequest(http.MethodGet, base+"/api/jobs/"+p.id, nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Authorization", "Bearer "+p.token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("poll for the fixed reply's body: %w", err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err == nil && resp.StatusCode != http.StatusOK {
+		err = fmt.Errorf("poll for the fixed reply's body: HTTP %d", resp.StatusCode)
+	}
+	return b, err
+}
+
+var (
+	pgbenchTPS     = regexp.MustCompile(`(?m)^tps = ([0-9.]+)`)
+	pgbenchLatency = regexp.MustCompile(`(?m)^latency average = ([0-9.]+) ms`)
+)
+
+// runPgbench runs `pgbench -S` (prepared, select-only) for dur at c clients
+// (at most maxPgbenchClients), with one thread per CPU at most.
+func runPgbench(ctx context.Context, url string, c int, dur time.Duration) (PgbenchRun, error) {
+	clients := min(c, maxPgbenchClients)
+	threads := min(clients, e2cpus())
+	secs := max(1, int(math.Round(dur.Seconds())))
+	out, err := exec.CommandContext(ctx, "pgbench", "-n", "-S", "-M", "prepared", "-c", strconv.Itoa(clients),
+		"-j", strconv.Itoa(threads), "-T", strconv.Itoa(secs), url).CombinedOutput()
+	if err != nil {
+		return PgbenchRun{}, fmt.Errorf("pgbench -S: %w: %s", err, lastLines(string(out), 3))
+	}
+	r := PgbenchRun{Clients: clients}
+	if m := pgbenchTPS.FindStringSubmatch(string(out)); m != nil {
+		r.TPS, _ = strconv.ParseFloat(m[1], 64)
+	}
+	if m := pgbenchLatency.FindStringSubmatch(string(out)); m != nil {
+		r.LatencyAvgMs, _ = strconv.ParseFloat(m[1], 64)
+	}
+	if r.TPS == 0 {
+		return r, fmt.Errorf("pgbench -S: no tps in its output: %s", lastLines(string(out), 5))
+	}
+	return r, nil
+}
+
+func e2cpus() int { return max(1, machineInfo().NProc) }
+
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, " | ")
+}
+
+// fixedReplyEnv, when set, makes this program the fixed-reply server: the
+// bench starts itself again with it, so that the server is a process of its
+// own, as jobsd is, and not a part of the load generator's process.
+const fixedReplyEnv = "JOBSD_BENCH_FIXED_REPLY"
+
+// fixedReplyProc is the fixed-reply server's process.
+type fixedReplyProc struct {
+	cmd   *exec.Cmd
+	stdin io.Closer
+}
+
+// startFixedReply starts the fixed-reply server answering body (as
+// application/json) to every request, and returns its base URL.
+func startFixedReply(body []byte) (*fixedReplyProc, string, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return nil, "", err
+	}
+	cmd := exec.Command(self)
+	cmd.Env = append(os.Environ(), fixedReplyEnv+"="+string(body))
+	cmd.Stderr = os.Stderr
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		return nil, "", err
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, "", err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, "", fmt.Errorf("start the fixed-reply server: %w", err)
+	}
+	p := &fixedReplyProc{cmd: cmd, stdin: stdin}
+	addr, err := bufio.NewReader(stdout).ReadString('\n')
+	if err != nil {
+		p.stop()
+		return nil, "", fmt.Errorf("the fixed-reply server's address: %w", err)
+	}
+	return p, "http://" + strings.TrimSpace(addr), nil
+}
+
+// stop closes the server's stdin, on which it exits, and waits for it.
+func (p *fixedReplyProc) stop() {
+	_ = p.stdin.Close()
+	done := make(chan struct{})
+	go func() { _ = p.cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		_ = p.cmd.Process.Kill()
+		<-done
+	}
+}
+
+// serveFixedReply is the fixed-reply server's main: it listens on a free
+// loopback port, prints the address, answers the body to every request and
+// exits when its stdin closes (when the bench stops it or dies).
+func serveFixedReply(body string) int {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "fixed-reply server:", err)
+		return 1
+	}
+	fmt.Println(ln.Addr().String())
+	b := []byte(body)
+	go func() {
+		_, _ = io.Copy(io.Discard, os.Stdin)
+		os.Exit(0)
+	}()
+	err = http.Serve(ln, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write(b)
+	}))
+	fmt.Fprintln(os.Stderr, "fixed-reply server:", err)
+	return 1
+}
