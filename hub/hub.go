@@ -30,6 +30,10 @@ type Hub struct {
 	// recent remembers when each job was last notified changed, for
 	// Remember's window (off while it is 0).
 	recent recentChanges
+
+	// others are the wake-ups of the other channels the hub listens on
+	// for the process (Also): one LISTEN connection per API process.
+	others sync.Map // channel -> func()
 }
 
 type sub struct{ ch chan struct{} }
@@ -51,7 +55,13 @@ const firstConnectWait = 5 * time.Second
 
 // changed wakes the subscribers of every job a notification names (one
 // notification names every job an UPDATE changed, comma-separated).
-func (h *Hub) changed(_, payload string) {
+func (h *Hub) changed(channel, payload string) {
+	if channel != Channel {
+		if wake, ok := h.others.Load(channel); ok {
+			wake.(func())()
+		}
+		return
+	}
 	now := time.Now()
 	for _, field := range strings.Split(payload, ",") {
 		if id, err := uuid.Parse(field); err == nil {
@@ -140,6 +150,14 @@ func (r *recentChanges) at(id uuid.UUID) time.Time {
 	return at
 }
 
+// Also listens on channel too, on the hub's connection: every notification
+// on it calls wake, and so does every reconnect (notifications may have
+// been missed meanwhile). wake must not block.
+func (h *Hub) Also(channel string, wake func()) error {
+	h.others.Store(channel, wake)
+	return h.listener.Listen(channel)
+}
+
 // Subscribe returns a channel that receives a value (coalesced) whenever the
 // job may have changed, and a function that ends the subscription.
 func (h *Hub) Subscribe(id uuid.UUID) (<-chan struct{}, func()) {
@@ -187,6 +205,10 @@ func (h *Hub) wake(id uuid.UUID) {
 }
 
 func (h *Hub) wakeAll() {
+	h.others.Range(func(_, wake any) bool {
+		wake.(func())()
+		return true
+	})
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	for _, set := range h.subs {

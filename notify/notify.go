@@ -85,6 +85,10 @@ func Listen(url string, channels []string, log *slog.Logger, handle func(channel
 	return ln
 }
 
+// Listen adds channel to those the listener listens on (again after every
+// reconnect); its notifications go to the listener's handle.
+func (ln *Listener) Listen(channel string) error { return ln.l.Listen(channel) }
+
 // WaitUp waits until the first connection is made, or d passes, and
 // reports whether the listener is connected.
 func (ln *Listener) WaitUp(d time.Duration) bool {

@@ -120,12 +120,12 @@ func serveDev(ctx context.Context, ln net.Listener, st *store.Store, dbURL strin
 	// JOBS_METRICS_ADDR names one: API and worker share the registry.
 	reg := newProcessMetrics(st, log)
 	draining := make(chan struct{})
-	e, closeHub, err := newAPI(st, dbURL, auth.Config{Issuer: issuerURL, ClientIDs: []string{devClientID}}, settings, draining, reg, log)
+	e, h, err := newAPI(st, dbURL, auth.Config{Issuer: issuerURL, ClientIDs: []string{devClientID}}, settings, draining, reg, log)
 	if err != nil {
 		return err
 	}
-	defer closeHub()
-	stopWebhooks := startWebhookDelivery(ctx, st, dbURL, settings.webhooks, reg, log)
+	defer h.Close()
+	stopWebhooks := startWebhookDelivery(ctx, st, h, settings.webhooks, reg, log)
 	defer stopWebhooks()
 	msrv, err := metrics.Listen(envOr("JOBS_METRICS_ADDR", "127.0.0.1:0"), reg, storeReady(st), log)
 	if err != nil {

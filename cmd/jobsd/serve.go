@@ -71,12 +71,12 @@ func runServe(ctx context.Context, args []string) error {
 	defer stopReplicas()
 	settings.replicas = replicas
 	draining := make(chan struct{})
-	e, closeHub, err := newAPI(st, db.direct, acfg, settings, draining, reg, log)
+	e, h, err := newAPI(st, db.direct, acfg, settings, draining, reg, log)
 	if err != nil {
 		return err
 	}
-	defer closeHub()
-	stopWebhooks := startWebhookDelivery(ctx, st, db.url, settings.webhooks, reg, log)
+	defer h.Close()
+	stopWebhooks := startWebhookDelivery(ctx, st, h, settings.webhooks, reg, log)
 	defer stopWebhooks()
 	if consoleOn {
 		if err := mountConsole(e, console, log); err != nil {
@@ -128,14 +128,14 @@ func startReplicas(ctx context.Context, st *store.Store, log *slog.Logger) (repl
 }
 
 // newAPI assembles the API server from its settings, with the hub that
-// LISTENs for job changes on dbURL, a direct connection (closeHub stops it). With a registry, the
+// LISTENs for job changes on dbURL, a direct connection (the caller closes it). With a registry, the
 // API's metrics and the hub's listener state go on it.
-func newAPI(st *store.Store, dbURL string, acfg auth.Config, s apiSettings, draining <-chan struct{}, reg *prometheus.Registry, log *slog.Logger) (e *echo.Echo, closeHub func(), err error) {
+func newAPI(st *store.Store, dbURL string, acfg auth.Config, s apiSettings, draining <-chan struct{}, reg *prometheus.Registry, log *slog.Logger) (e *echo.Echo, h *hub.Hub, err error) {
 	v, err := auth.NewVerifier(acfg)
 	if err != nil {
 		return nil, nil, usagef("%v", err)
 	}
-	h, err := hub.New(dbURL, log)
+	h, err = hub.New(dbURL, log)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -172,7 +172,7 @@ func newAPI(st *store.Store, dbURL string, acfg auth.Config, s apiSettings, drai
 		h.Close()
 		return nil, nil, err
 	}
-	return e, func() { h.Close() }, nil
+	return e, h, nil
 }
 
 // serveHTTP serves until ctx ends, then closes draining (/readyz says 503,

@@ -9,6 +9,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/jobsd/jobsd/delivery"
+	"github.com/jobsd/jobsd/hub"
 	"github.com/jobsd/jobsd/impl"
 	"github.com/jobsd/jobsd/metrics"
 	"github.com/jobsd/jobsd/notify"
@@ -91,9 +92,10 @@ func (s webhookSettings) api() impl.WebhookConfig {
 }
 
 // startWebhookDelivery runs the delivery loop in this API process unless
-// JOBS_WEBHOOK_DELIVERY=off, woken by LISTEN webhook_deliveries; stop ends
-// it and waits for the attempts in flight.
-func startWebhookDelivery(ctx context.Context, st *store.Store, dbURL string, s webhookSettings, reg *prometheus.Registry, log *slog.Logger) (stop func()) {
+// JOBS_WEBHOOK_DELIVERY=off, woken by LISTEN webhook_deliveries on the
+// hub's connection (one per process, direct, never through a pooler); stop
+// ends it and waits for the attempts in flight.
+func startWebhookDelivery(ctx context.Context, st *store.Store, h *hub.Hub, s webhookSettings, reg *prometheus.Registry, log *slog.Logger) (stop func()) {
 	if !s.deliver {
 		return func() {}
 	}
@@ -110,16 +112,20 @@ func startWebhookDelivery(ctx context.Context, st *store.Store, dbURL string, s 
 		default:
 		}
 	}
-	ln := notify.Listen(dbURL, []string{notify.WebhookDeliveries}, log, func(string, string) { poke() }, poke)
+	if err := h.Also(notify.WebhookDeliveries, poke); err != nil {
+		// pq listens again once its connection is back; meanwhile the
+		// loop's own timer finds what is due.
+		log.Warn("webhooks: listen failed; retried when the connection comes back", "err", err)
+	}
 	cfg := s.loop
 	cfg.Store, cfg.Sealer, cfg.AllowPrivate, cfg.EncodeJob, cfg.Wake, cfg.Log = st, s.sealer, s.allowPrivate, impl.WebhookJSON, wake, log
 	cfg.Client = webhook.NewClient(webhook.ClientOptions{AllowPrivate: s.allowPrivate, Timeout: cfg.Timeout})
 	if reg != nil {
 		cfg.Metrics = metrics.NewWebhooks(reg)
-		metrics.RegisterListener(reg, notify.WebhookDeliveries, ln.Up)
+		metrics.RegisterListener(reg, notify.WebhookDeliveries, h.Up)
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() { delivery.Run(ctx, cfg); close(done) }()
-	return func() { cancel(); <-done; _ = ln.Close() }
+	return func() { cancel(); <-done }
 }
