@@ -175,7 +175,7 @@ compose-check: ## validate compose.yaml (docker-compose config, Debian package d
 	promtool check config deploy/prometheus/prometheus.yml
 
 .PHONY: bench
-bench: ## full benchmark (about 20 min): cd bench && go run . -out results/latest.json
+bench: ## full benchmark (about 50 min): cd bench && go run . -out results/latest.json
 	cd bench && $(GO) run . -out results/latest.json
 
 .PHONY: bench-quick
