@@ -336,7 +336,7 @@ func jobsdBurnDownBeside(ctx context.Context, e *env, pool *pgxpool.Pool, url st
 	// Unfinished = the queue (job_queue holds exactly the PENDING and
 	// PROCESSING jobs): cheap enough to ask often without a scan of the
 	// whole table.
-	err = pollUntilZero(ctx, pool, `SELECT count(*) FROM job_queue`, timeout, func() error {
+	err = pollUntilZeroEvery(ctx, pool, `SELECT count(*) FROM job_queue`, burnDownPoll(n), timeout, func() error {
 		for _, p := range ps {
 			if p.exited() {
 				return fmt.Errorf("jobsd worker exited: %w\n%s", p.Err(), p.logTail())
@@ -457,15 +457,29 @@ func (b *BurnDown) setRate(completed int64, dbSeconds float64, wall time.Duratio
 	b.JobsPerSec = float64(completed) / b.Seconds
 }
 
-// pollEvery is how often a burn-down asks whether anything is left. Both
+// pollEvery is how often a wait asks whether anything is left. Both
 // contenders are timed by the database clock, so it only bounds the wall
 // time; every 100 ms, counting a backlog whose index entries the burn-down
 // leaves dead took a noticeable share of the two CPUs from the contender.
 const pollEvery = 500 * time.Millisecond
 
+// burnDownPoll is how often a burn-down of n jobs asks: about ten times
+// over the burn-down whatever n, since each count scans what is left. At a
+// fixed interval the bench's own counting grew with the square of n,
+// charged to the contender (both alike): at 1M jobs, counted every second,
+// it read job_queue's heap 214k times (0.21 blocks per job) from outside
+// shared buffers, more than the burn-down read of jobs (130k).
+func burnDownPoll(n int) time.Duration {
+	return min(max(time.Duration(n)*time.Second/500_000, 250*time.Millisecond), 5*time.Second)
+}
+
 func pollUntilZero(ctx context.Context, pool *pgxpool.Pool, q string, timeout time.Duration, check func() error) error {
+	return pollUntilZeroEvery(ctx, pool, q, pollEvery, timeout, check)
+}
+
+func pollUntilZeroEvery(ctx context.Context, pool *pgxpool.Pool, q string, every, timeout time.Duration, check func() error) error {
 	deadline := time.Now().Add(timeout)
-	t := time.NewTicker(pollEvery)
+	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
 		var left int64
@@ -540,7 +554,7 @@ func riverBurnDown(ctx context.Context, e *env, pool *pgxpool.Pool, n int, timeo
 	if err := client.Start(ctx); err != nil {
 		return b, err
 	}
-	err = pollUntilZero(ctx, pool, `SELECT count(*) FROM river_job WHERE state IN ('available', 'running', 'retryable', 'scheduled', 'pending')`,
+	err = pollUntilZeroEvery(ctx, pool, `SELECT count(*) FROM river_job WHERE state IN ('available', 'running', 'retryable', 'scheduled', 'pending')`, burnDownPoll(n),
 		timeout, func() error { return nil })
 	elapsed := time.Since(start)
 	if werr := meter.workerDone(); werr != nil && err == nil {
