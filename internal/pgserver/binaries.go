@@ -99,7 +99,7 @@ func startBinaries(ctx context.Context, logf func(string, ...any), durable bool)
 		cred = &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}
 	}
 
-	dir, err := os.MkdirTemp("", "pgserver-")
+	dir, err := serverDir("pgserver-", cred)
 	if err != nil {
 		return nil, err
 	}
@@ -108,14 +108,6 @@ func startBinaries(ctx context.Context, logf func(string, ...any), durable bool)
 			_ = os.RemoveAll(dir)
 		}
 	}()
-	if err := os.Chmod(dir, 0o755); err != nil {
-		return nil, err
-	}
-	if cred != nil {
-		if err := os.Chown(dir, int(cred.Uid), int(cred.Gid)); err != nil {
-			return nil, err
-		}
-	}
 	data := filepath.Join(dir, "data")
 	logf("pgserver: initdb in %s (binaries from %s)", dir, bin)
 
@@ -249,20 +241,7 @@ func tail(b []byte, n int) string {
 
 // stop asks for a fast shutdown (SIGINT), waits up to 15s, then kills.
 func (c *cluster) stop() error {
-	select {
-	case <-c.done:
-		return nil
-	default:
-	}
-	_ = c.cmd.Process.Signal(syscall.SIGINT)
-	select {
-	case <-c.done:
-		return nil
-	case <-time.After(15 * time.Second):
-	}
-	_ = c.cmd.Process.Kill()
-	<-c.done
-	return fmt.Errorf("pgserver: postgres did not stop within 15s; killed")
+	return stopProcess(c.cmd, c.done, syscall.SIGINT, 15*time.Second, "postgres")
 }
 
 func (c *cluster) close() error {
@@ -271,4 +250,42 @@ func (c *cluster) close() error {
 		err = fmt.Errorf("pgserver: remove %s: %w", c.dir, rerr)
 	}
 	return err
+}
+
+// serverDir makes a temporary folder for a server process (PostgreSQL, a
+// standby, PgBouncer), readable by all and owned by cred's user when the
+// server runs as another user (as root: the postgres user).
+func serverDir(prefix string, cred *syscall.Credential) (string, error) {
+	dir, err := os.MkdirTemp("", prefix)
+	if err != nil {
+		return "", err
+	}
+	err = os.Chmod(dir, 0o755)
+	if err == nil && cred != nil {
+		err = os.Chown(dir, int(cred.Uid), int(cred.Gid))
+	}
+	if err != nil {
+		_ = os.RemoveAll(dir)
+		return "", err
+	}
+	return dir, nil
+}
+
+// stopProcess sends sig to a server process that closes done when it has
+// exited, waits up to limit, then kills it.
+func stopProcess(cmd *exec.Cmd, done <-chan struct{}, sig os.Signal, limit time.Duration, name string) error {
+	select {
+	case <-done:
+		return nil
+	default:
+	}
+	_ = cmd.Process.Signal(sig)
+	select {
+	case <-done:
+		return nil
+	case <-time.After(limit):
+	}
+	_ = cmd.Process.Kill()
+	<-done
+	return fmt.Errorf("pgserver: %s did not stop within %s; killed", name, limit)
 }

@@ -82,7 +82,7 @@ func StartPgBouncer(ctx context.Context, serverURL string, opts PgBouncerOptions
 	if err != nil {
 		return nil, err
 	}
-	dir, err := os.MkdirTemp("", "pgbouncer-")
+	dir, err := serverDir("pgbouncer-", cred)
 	if err != nil {
 		return nil, err
 	}
@@ -91,14 +91,6 @@ func StartPgBouncer(ctx context.Context, serverURL string, opts PgBouncerOptions
 			_ = os.RemoveAll(dir)
 		}
 	}()
-	if err := os.Chmod(dir, 0o755); err != nil {
-		return nil, err
-	}
-	if cred != nil {
-		if err := os.Chown(dir, int(cred.Uid), int(cred.Gid)); err != nil {
-			return nil, err
-		}
-	}
 	var lastErr error
 	for attempt := 0; attempt < 3; attempt++ {
 		b, err := runPgBouncer(exe, dir, server, opts.PoolSize, cred)
@@ -334,20 +326,7 @@ func (b *PgBouncer) logTail() string {
 // stop asks for an immediate shutdown (SIGTERM: clients are disconnected),
 // waits up to 10 s, then kills.
 func (b *PgBouncer) stop() error {
-	select {
-	case <-b.done:
-		return nil
-	default:
-	}
-	_ = b.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-b.done:
-		return nil
-	case <-time.After(10 * time.Second):
-	}
-	_ = b.cmd.Process.Kill()
-	<-b.done
-	return errors.New("pgserver: pgbouncer did not stop within 10s; killed")
+	return stopProcess(b.cmd, b.done, syscall.SIGTERM, 10*time.Second, "pgbouncer")
 }
 
 // Close stops pgbouncer and removes its folder.

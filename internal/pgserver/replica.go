@@ -60,7 +60,7 @@ func StartStandby(ctx context.Context, primary *Server, opts StandbyOptions) (_ 
 	if err != nil {
 		return nil, err
 	}
-	dir, err := os.MkdirTemp("", "pgstandby-")
+	dir, err := serverDir("pgstandby-", cred)
 	if err != nil {
 		return nil, err
 	}
@@ -69,14 +69,6 @@ func StartStandby(ctx context.Context, primary *Server, opts StandbyOptions) (_ 
 			_ = os.RemoveAll(dir)
 		}
 	}()
-	if err := os.Chmod(dir, 0o755); err != nil {
-		return nil, err
-	}
-	if cred != nil {
-		if err := os.Chown(dir, int(cred.Uid), int(cred.Gid)); err != nil {
-			return nil, err
-		}
-	}
 	backup := exec.CommandContext(ctx, filepath.Join(bin, "pg_basebackup"),
 		"-D", filepath.Join(dir, "data"), "-R", "-X", "stream", "-c", "fast", "--no-sync",
 		"-d", replicationConnString(primary.URL()))
