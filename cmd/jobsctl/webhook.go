@@ -149,23 +149,25 @@ func printEndpoints(w io.Writer, es []gen.WebhookEndpoint, withUser bool) {
 	tw.Flush()
 }
 
-// runOnWebhook runs call on one endpoint id and prints its answer as JSON.
-func runOnWebhook[T any](g *globals, args []string, stdout, stderr io.Writer, name, help string, call func(*client.Client, string) (*T, error)) int {
-	fs := newFlagSet(name, stderr, g)
-	setUsage(fs, name+" ID", help)
+// idsAndClient parses fs over args, takes n ids (endpoint, delivery) as
+// the positional arguments, and makes the API client; !ok: exit with code.
+func idsAndClient(g *globals, fs *flag.FlagSet, args []string, stderr io.Writer, n int) (_ *client.Client, ids []string, code int, ok bool) {
 	pos, code, ok := parseInterspersed(fs, args)
 	if !ok {
-		return code
+		return nil, nil, code, false
 	}
-	ids, code, ok := uuidArgs(fs, stderr, pos, 1)
-	if !ok {
-		return code
+	if ids, code, ok = uuidArgs(fs, stderr, pos, n); !ok {
+		return nil, nil, code, false
 	}
 	c, err := g.newClient()
 	if err != nil {
-		return fail(stderr, err)
+		return nil, nil, fail(stderr, err), false
 	}
-	v, err := call(c, ids[0])
+	return c, ids, exitOK, true
+}
+
+// printResult prints v as JSON, or fails with err.
+func printResult(stdout, stderr io.Writer, v any, err error) int {
 	if err != nil {
 		return fail(stderr, err)
 	}
@@ -173,6 +175,18 @@ func runOnWebhook[T any](g *globals, args []string, stdout, stderr io.Writer, na
 		return fail(stderr, err)
 	}
 	return exitOK
+}
+
+// runOnWebhook runs call on one endpoint id and prints its answer as JSON.
+func runOnWebhook[T any](g *globals, args []string, stdout, stderr io.Writer, name, help string, call func(*client.Client, string) (*T, error)) int {
+	fs := newFlagSet(name, stderr, g)
+	setUsage(fs, name+" ID", help)
+	c, ids, code, ok := idsAndClient(g, fs, args, stderr, 1)
+	if !ok {
+		return code
+	}
+	v, err := call(c, ids[0])
+	return printResult(stdout, stderr, v, err)
 }
 
 func runWebhookGet(g *globals, args []string, stdout, stderr io.Writer) int {
@@ -199,17 +213,9 @@ func runWebhookTest(g *globals, args []string, stdout, stderr io.Writer) int {
 func runWebhookDelete(g *globals, args []string, stdout, stderr io.Writer) int {
 	fs := newFlagSet("webhook delete", stderr, g)
 	setUsage(fs, "webhook delete ID", "Deletes the endpoint and its deliveries, sent or not.")
-	pos, code, ok := parseInterspersed(fs, args)
+	c, ids, code, ok := idsAndClient(g, fs, args, stderr, 1)
 	if !ok {
 		return code
-	}
-	ids, code, ok := uuidArgs(fs, stderr, pos, 1)
-	if !ok {
-		return code
-	}
-	c, err := g.newClient()
-	if err != nil {
-		return fail(stderr, err)
 	}
 	if err := c.DeleteWebhook(background(), ids[0]); err != nil {
 		return fail(stderr, err)
@@ -260,13 +266,7 @@ disabled it for; deliveries that had given up are not resent (replay them).`)
 		return fail(stderr, err)
 	}
 	e, err := c.UpdateWebhook(background(), ids[0], u)
-	if err != nil {
-		return fail(stderr, err)
-	}
-	if err := printJSON(stdout, e); err != nil {
-		return fail(stderr, err)
-	}
-	return exitOK
+	return printResult(stdout, stderr, e, err)
 }
 
 func runWebhookDeliveries(g *globals, args []string, stdout, stderr io.Writer) int {
@@ -277,17 +277,9 @@ webhook-id), event, job, status, attempts, last answer, latency, next retry,
 last error. The cursor of the next page, if any, is printed on stderr.`)
 	limit := fs.Int("limit", 0, "deliveries per page, 1 to 100 (server default 20)")
 	cursor := fs.String("cursor", "", "start at this `cursor`")
-	pos, code, ok := parseInterspersed(fs, args)
+	c, ids, code, ok := idsAndClient(g, fs, args, stderr, 1)
 	if !ok {
 		return code
-	}
-	ids, code, ok := uuidArgs(fs, stderr, pos, 1)
-	if !ok {
-		return code
-	}
-	c, err := g.newClient()
-	if err != nil {
-		return fail(stderr, err)
 	}
 	page, err := c.WebhookDeliveries(background(), ids[0], *limit, *cursor)
 	if err != nil {
@@ -323,26 +315,12 @@ func msOrDash(p *int) string {
 func runWebhookReplay(g *globals, args []string, stdout, stderr io.Writer) int {
 	fs := newFlagSet("webhook replay", stderr, g)
 	setUsage(fs, "webhook replay ID DELIVERY_ID", "Queues the delivery again at once (same webhook-id, fresh retries) and prints it.")
-	pos, code, ok := parseInterspersed(fs, args)
+	c, ids, code, ok := idsAndClient(g, fs, args, stderr, 2)
 	if !ok {
 		return code
-	}
-	ids, code, ok := uuidArgs(fs, stderr, pos, 2)
-	if !ok {
-		return code
-	}
-	c, err := g.newClient()
-	if err != nil {
-		return fail(stderr, err)
 	}
 	d, err := c.ReplayWebhookDelivery(background(), ids[0], ids[1])
-	if err != nil {
-		return fail(stderr, err)
-	}
-	if err := printJSON(stdout, d); err != nil {
-		return fail(stderr, err)
-	}
-	return exitOK
+	return printResult(stdout, stderr, d, err)
 }
 
 func runAdminWebhooks(g *globals, args []string, stdout, stderr io.Writer) int {

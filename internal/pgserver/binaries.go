@@ -88,15 +88,9 @@ func startBinaries(ctx context.Context, logf func(string, ...any), durable bool)
 	if err != nil {
 		return nil, err
 	}
-	var cred *syscall.Credential
-	if os.Geteuid() == 0 {
-		u, err := user.Lookup("postgres")
-		if err != nil {
-			return nil, fmt.Errorf("running as root, and initdb/postgres refuse root, but no %q user to run them as: %w", "postgres", err)
-		}
-		uid, _ := strconv.ParseUint(u.Uid, 10, 32)
-		gid, _ := strconv.ParseUint(u.Gid, 10, 32)
-		cred = &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}
+	cred, err := serverCredential()
+	if err != nil {
+		return nil, err
 	}
 
 	dir, err := serverDir("pgserver-", cred)
@@ -201,30 +195,7 @@ func runPostgres(ctx context.Context, bin, dir string, cred *syscall.Credential,
 }
 
 func (c *cluster) waitReady(ctx context.Context, u string, limit time.Duration) error {
-	db, err := sql.Open("postgres", u)
-	if err != nil {
-		return err
-	}
-	defer db.Close()
-	deadline := time.Now().Add(limit)
-	for {
-		pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		err = db.PingContext(pctx)
-		cancel()
-		if err == nil {
-			return nil
-		}
-		select {
-		case <-c.done:
-			return fmt.Errorf("postgres exited during startup (%w); log tail:\n%s", c.waitErr, c.logTail())
-		case <-ctx.Done():
-			return fmt.Errorf("waiting for postgres: %w; log tail:\n%s", ctx.Err(), c.logTail())
-		case <-time.After(50 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("postgres not accepting connections after %s (%w); log tail:\n%s", limit, err, c.logTail())
-		}
-	}
+	return waitAccepting(ctx, u, limit, "postgres", c.done, func() error { return c.waitErr }, c.logTail)
 }
 
 func (c *cluster) logTail() string {
@@ -288,4 +259,50 @@ func stopProcess(cmd *exec.Cmd, done <-chan struct{}, sig os.Signal, limit time.
 	_ = cmd.Process.Kill()
 	<-done
 	return fmt.Errorf("pgserver: %s did not stop within %s; killed", name, limit)
+}
+
+// serverCredential is the "postgres" system user's when running as root
+// (initdb, postgres and pgbouncer refuse root), else nil: the current user.
+func serverCredential() (*syscall.Credential, error) {
+	if os.Geteuid() != 0 {
+		return nil, nil
+	}
+	u, err := user.Lookup("postgres")
+	if err != nil {
+		return nil, fmt.Errorf("running as root, and postgres and pgbouncer refuse root, but no %q user to run them as: %w", "postgres", err)
+	}
+	uid, _ := strconv.ParseUint(u.Uid, 10, 32)
+	gid, _ := strconv.ParseUint(u.Gid, 10, 32)
+	return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}, nil
+}
+
+// waitAccepting waits until the server at u answers a ping, up to limit;
+// it gives up early, with the log's tail, if the process (done, waitErr)
+// exits or ctx ends.
+func waitAccepting(ctx context.Context, u string, limit time.Duration, name string, done <-chan struct{},
+	waitErr func() error, logTail func() string) error {
+	db, err := sql.Open("postgres", u)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	deadline := time.Now().Add(limit)
+	for {
+		pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		err = db.PingContext(pctx)
+		cancel()
+		if err == nil {
+			return nil
+		}
+		select {
+		case <-done:
+			return fmt.Errorf("%s exited during start-up (%w); log tail:\n%s", name, waitErr(), logTail())
+		case <-ctx.Done():
+			return fmt.Errorf("waiting for %s: %w; log tail:\n%s", name, ctx.Err(), logTail())
+		case <-time.After(50 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s not accepting connections after %s (%w); log tail:\n%s", name, limit, err, logTail())
+		}
+	}
 }

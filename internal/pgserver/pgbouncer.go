@@ -10,7 +10,6 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
-	"os/user"
 	"path/filepath"
 	"runtime"
 	"strconv"
@@ -78,7 +77,7 @@ func StartPgBouncer(ctx context.Context, serverURL string, opts PgBouncerOptions
 	if err != nil || (server.Scheme != "postgres" && server.Scheme != "postgresql") || server.User == nil {
 		return nil, fmt.Errorf("pgbouncer: want a postgres://user@host:port/db URL of the server, got %q", redact(serverURL))
 	}
-	cred, err := postgresCredential()
+	cred, err := serverCredential()
 	if err != nil {
 		return nil, err
 	}
@@ -109,21 +108,6 @@ func StartPgBouncer(ctx context.Context, serverURL string, opts PgBouncerOptions
 		logf("pgserver: pgbouncer port taken, retrying")
 	}
 	return nil, lastErr
-}
-
-// postgresCredential is the "postgres" system user's when running as root
-// (pgbouncer, like postgres, will not run as root), else nil.
-func postgresCredential() (*syscall.Credential, error) {
-	if os.Geteuid() != 0 {
-		return nil, nil
-	}
-	u, err := user.Lookup("postgres")
-	if err != nil {
-		return nil, fmt.Errorf("running as root, and pgbouncer refuses root, but no %q user to run it as: %w", "postgres", err)
-	}
-	uid, _ := strconv.ParseUint(u.Uid, 10, 32)
-	gid, _ := strconv.ParseUint(u.Gid, 10, 32)
-	return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}, nil
 }
 
 // runPgBouncer writes the configuration for a free port and starts
@@ -232,30 +216,7 @@ func redact(raw string) string {
 }
 
 func (b *PgBouncer) waitReady(ctx context.Context, u string, limit time.Duration) error {
-	db, err := sql.Open("postgres", u)
-	if err != nil {
-		return err
-	}
-	defer db.Close()
-	deadline := time.Now().Add(limit)
-	for {
-		pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		err = db.PingContext(pctx)
-		cancel()
-		if err == nil {
-			return nil
-		}
-		select {
-		case <-b.done:
-			return fmt.Errorf("pgbouncer exited during start-up (%w); log tail:\n%s", b.waitErr, b.logTail())
-		case <-ctx.Done():
-			return fmt.Errorf("waiting for pgbouncer: %w; log tail:\n%s", ctx.Err(), b.logTail())
-		case <-time.After(50 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("pgbouncer not accepting connections after %s (%w); log tail:\n%s", limit, err, b.logTail())
-		}
-	}
+	return waitAccepting(ctx, u, limit, "pgbouncer", b.done, func() error { return b.waitErr }, b.logTail)
 }
 
 // URL returns dbURL, a URL of a database on the server, with the host and

@@ -7,7 +7,6 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
-	"os/user"
 	"path/filepath"
 	"runtime"
 	"strconv"
@@ -212,21 +211,6 @@ func startCluster(bin, dir string, cred *syscall.Credential, port int, args []st
 		close(c.done)
 	}()
 	return c, nil
-}
-
-// serverCredential is the "postgres" system user's when running as root
-// (initdb and postgres refuse root), else nil: the current user.
-func serverCredential() (*syscall.Credential, error) {
-	if os.Geteuid() != 0 {
-		return nil, nil
-	}
-	u, err := user.Lookup("postgres")
-	if err != nil {
-		return nil, fmt.Errorf("running as root, and postgres refuses root, but no %q user to run it as: %w", "postgres", err)
-	}
-	uid, _ := strconv.ParseUint(u.Uid, 10, 32)
-	gid, _ := strconv.ParseUint(u.Gid, 10, 32)
-	return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}, nil
 }
 
 // primarySetting reads one setting of the server at u.
