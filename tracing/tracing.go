@@ -38,6 +38,9 @@ var provider atomic.Pointer[providerBox]
 
 type providerBox struct {
 	tp trace.TracerProvider
+	// sampler is tp's sampler when jobsd built tp (Setup), so that its
+	// tracers decide before they build a span (decide.go); nil otherwise.
+	sampler sdktrace.Sampler
 	// tracers caches tp's tracer per scope: the SDK looks one up under a
 	// mutex, and the hot paths ask for theirs on every span.
 	tracers sync.Map // scope -> trace.Tracer
@@ -55,8 +58,12 @@ func Tracer(scope string) trace.Tracer {
 		if t, ok := b.tracers.Load(scope); ok {
 			return t.(trace.Tracer)
 		}
-		t, _ := b.tracers.LoadOrStore(scope, b.tp.Tracer(scope))
-		return t.(trace.Tracer)
+		var t trace.Tracer = b.tp.Tracer(scope)
+		if b.sampler != nil {
+			t = &decidingTracer{sdk: t, sampler: b.sampler}
+		}
+		cached, _ := b.tracers.LoadOrStore(scope, t)
+		return cached.(trace.Tracer)
 	}
 	return noop.NewTracerProvider().Tracer(scope)
 }
@@ -99,8 +106,12 @@ func Setup(ctx context.Context, serviceName string, log *slog.Logger) (shutdown 
 	if log != nil {
 		otel.SetErrorHandler(otel.ErrorHandlerFunc(func(err error) { log.Warn("tracing", "err", err) }))
 	}
-	tp := sdktrace.NewTracerProvider(sdktrace.WithBatcher(exp), sdktrace.WithResource(res))
-	restore := Use(tp)
+	sampler, err := samplerFromEnv(os.Getenv)
+	if err != nil && log != nil {
+		log.Warn("tracing", "err", err)
+	}
+	tp := newProvider(sampler, sdktrace.WithBatcher(exp), sdktrace.WithResource(res))
+	restore := use(tp, sampler)
 	return func(ctx context.Context) error {
 		restore()
 		if err := tp.Shutdown(ctx); err != nil {
@@ -113,13 +124,21 @@ func Setup(ctx context.Context, serviceName string, log *slog.Logger) (shutdown 
 // Use installs tp as the tracer provider of jobsd's instrumentation and as
 // OpenTelemetry's global one, with W3C trace context (and baggage)
 // propagation, and returns the function that turns tracing off again.
-// Setup calls it; tests call it with an SDK provider and an in-memory
-// exporter.
-func Use(tp trace.TracerProvider) (restore func()) {
+// Tests call it with an SDK provider and an in-memory exporter.
+func Use(tp trace.TracerProvider) (restore func()) { return use(tp, nil) }
+
+// newProvider is the SDK's tracer provider with sampler, whose tracers
+// (installed by use with the same sampler) decide before they build a span.
+func newProvider(sampler sdktrace.Sampler, opts ...sdktrace.TracerProviderOption) *sdktrace.TracerProvider {
+	return sdktrace.NewTracerProvider(append(opts, sdktrace.WithSampler(sampler), sdktrace.WithIDGenerator(idGenerator{}))...)
+}
+
+// use is Use; a non-nil sampler must be tp's own (newProvider).
+func use(tp trace.TracerProvider, sampler sdktrace.Sampler) (restore func()) {
 	prevTP, prevProp := otel.GetTracerProvider(), otel.GetTextMapPropagator()
 	otel.SetTracerProvider(tp)
 	otel.SetTextMapPropagator(propagator)
-	provider.Store(&providerBox{tp: tp})
+	provider.Store(&providerBox{tp: tp, sampler: sampler})
 	return func() {
 		provider.Store(nil)
 		otel.SetTracerProvider(prevTP)

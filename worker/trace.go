@@ -24,7 +24,8 @@ const tracerScope = "github.com/jobsd/jobsd/worker"
 // The attributes are made only for a span that records: at the sampling
 // the README recommends (1%), building them for every attempt cost the
 // worker more CPU than the sampled spans themselves. (The samplers jobsd
-// documents decide by trace id, not by attributes.)
+// documents decide by trace id, not by attributes; and the tracer decides
+// before it builds the span: tracing/decide.go.)
 func startAttemptSpan(ctx context.Context, c store.Claimed, workerID string) (context.Context, trace.Span) {
 	opts := attemptSpanOptions
 	if sc := tracing.ParseParent(c.TraceContext); sc.IsValid() {
@@ -73,6 +74,10 @@ func attemptSpanName(t job.Type) string {
 func endAttemptSpan(e ending, ok bool, werr error) {
 	span := e.a.span
 	if span == nil {
+		return
+	}
+	if !span.IsRecording() { // not sampled: nothing to record (an attribute would cost an allocation)
+		span.End()
 		return
 	}
 	outcome := string(e.o.Kind)

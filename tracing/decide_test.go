@@ -1,0 +1,154 @@
+package tracing
+
+import (
+	"context"
+	"encoding/binary"
+	"testing"
+
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	"go.opentelemetry.io/otel/trace"
+)
+
+func TestSamplerFromEnv(t *testing.T) {
+	cases := []struct {
+		sampler, arg, want string
+		wantErr            bool
+	}{
+		{"", "", "ParentBased{root:AlwaysOnSampler,remoteParentSampled:AlwaysOnSampler,remoteParentNotSampled:AlwaysOffSampler,localParentSampled:AlwaysOnSampler,localParentNotSampled:AlwaysOffSampler}", false},
+		{" ParentBased_TraceIDRatio ", "0.01", "ParentBased{root:TraceIDRatioBased{0.01},remoteParentSampled:AlwaysOnSampler,remoteParentNotSampled:AlwaysOffSampler,localParentSampled:AlwaysOnSampler,localParentNotSampled:AlwaysOffSampler}", false},
+		{"parentbased_traceidratio", "", "ParentBased{root:TraceIDRatioBased{1},remoteParentSampled:AlwaysOnSampler,remoteParentNotSampled:AlwaysOffSampler,localParentSampled:AlwaysOnSampler,localParentNotSampled:AlwaysOffSampler}", false},
+		{"traceidratio", "0.5", "TraceIDRatioBased{0.5}", false},
+		{"traceidratio", "1.5", "TraceIDRatioBased{1}", true},
+		{"traceidratio", "-1", "TraceIDRatioBased{1}", true},
+		{"traceidratio", "half", "TraceIDRatioBased{1}", true},
+		{"always_on", "", "AlwaysOnSampler", false},
+		{"always_off", "", "AlwaysOffSampler", false},
+		{"parentbased_always_off", "", "ParentBased{root:AlwaysOffSampler,remoteParentSampled:AlwaysOnSampler,remoteParentNotSampled:AlwaysOffSampler,localParentSampled:AlwaysOnSampler,localParentNotSampled:AlwaysOffSampler}", false},
+		{"jaeger_remote", "", "ParentBased{root:AlwaysOnSampler,remoteParentSampled:AlwaysOnSampler,remoteParentNotSampled:AlwaysOffSampler,localParentSampled:AlwaysOnSampler,localParentNotSampled:AlwaysOffSampler}", true},
+	}
+	for _, c := range cases {
+		env := map[string]string{"OTEL_TRACES_SAMPLER": c.sampler, "OTEL_TRACES_SAMPLER_ARG": c.arg}
+		s, err := samplerFromEnv(func(k string) string { return env[k] })
+		if got := s.Description(); got != c.want {
+			t.Errorf("%q %q: sampler %s, want %s", c.sampler, c.arg, got, c.want)
+		}
+		if (err != nil) != c.wantErr {
+			t.Errorf("%q %q: err %v, want an error: %v", c.sampler, c.arg, err, c.wantErr)
+		}
+	}
+}
+
+// recordSampled turns tracing on as Setup does, with sampler, keeping the
+// ended spans in memory.
+func recordSampled(tb testing.TB, sampler sdktrace.Sampler) *tracetest.InMemoryExporter {
+	tb.Helper()
+	exp := tracetest.NewInMemoryExporter()
+	tp := newProvider(sampler, sdktrace.WithSyncer(exp))
+	restore := use(tp, sampler)
+	tb.Cleanup(func() {
+		restore()
+		_ = tp.Shutdown(context.Background())
+	})
+	return exp
+}
+
+// takenByRatio is TraceIDRatioBased's decision for tid.
+func takenByRatio(tid trace.TraceID, ratio float64) bool {
+	return binary.BigEndian.Uint64(tid[8:16])>>1 < uint64(ratio*(1<<63))
+}
+
+// TestDecidedRootsAreSampledOnce: a root is sampled at the configured ratio
+// (not its square: the SDK is asked about the trace id decided on), by its
+// trace id as the ratio sampler says, and exactly the spans said to be
+// sampled are exported.
+func TestDecidedRootsAreSampledOnce(t *testing.T) {
+	const n, ratio = 4000, 0.25
+	exp := recordSampled(t, sdktrace.ParentBased(sdktrace.TraceIDRatioBased(ratio)))
+	sampled := 0
+	for range n {
+		_, span := Tracer("test").Start(context.Background(), "root", trace.WithNewRoot())
+		sc := span.SpanContext()
+		if !sc.IsValid() {
+			t.Fatal("a root's span context is not valid")
+		}
+		if sc.IsSampled() != takenByRatio(sc.TraceID(), ratio) || sc.IsSampled() != span.IsRecording() {
+			t.Fatalf("root %s: sampled %v, recording %v; the ratio takes it: %v", sc.TraceID(), sc.IsSampled(), span.IsRecording(), takenByRatio(sc.TraceID(), ratio))
+		}
+		if sc.IsSampled() {
+			sampled++
+		}
+		span.End()
+	}
+	if got := len(exp.GetSpans()); got != sampled {
+		t.Errorf("%d spans exported, %d sampled", got, sampled)
+	}
+	// 7 standard deviations either side of n·ratio; ratio² would be 250.
+	if sampled < 800 || sampled > 1200 {
+		t.Errorf("%d of %d roots sampled at a ratio of %v", sampled, n, ratio)
+	}
+}
+
+// TestDecidedChildren: a child follows its parent (local or remote), keeps
+// its trace id, and a new root under a sampled span starts a trace of its
+// own.
+func TestDecidedChildren(t *testing.T) {
+	exp := recordSampled(t, sdktrace.ParentBased(sdktrace.TraceIDRatioBased(0.5)))
+	tr := Tracer("test")
+	for range 200 {
+		ctx, root := tr.Start(context.Background(), "root")
+		_, child := tr.Start(ctx, "child")
+		if child.SpanContext().TraceID() != root.SpanContext().TraceID() || child.SpanContext().SpanID() == root.SpanContext().SpanID() {
+			t.Fatalf("child %v of root %v: not a new span in the same trace", child.SpanContext(), root.SpanContext())
+		}
+		if child.SpanContext().IsSampled() != root.SpanContext().IsSampled() {
+			t.Fatalf("child sampled %v under a root sampled %v", child.SpanContext().IsSampled(), root.SpanContext().IsSampled())
+		}
+		_, other := tr.Start(ctx, "other root", trace.WithNewRoot())
+		if other.SpanContext().TraceID() == root.SpanContext().TraceID() {
+			t.Fatal("a new root under a span shares its trace id")
+		}
+		other.End()
+		child.End()
+		root.End()
+	}
+	for _, s := range exp.GetSpans() {
+		if s.Name == "child" && !s.Parent.IsValid() {
+			t.Errorf("exported child %s has no parent", s.SpanContext.SpanID())
+		}
+	}
+	for _, flags := range []trace.TraceFlags{0, trace.FlagsSampled} {
+		remote := trace.NewSpanContext(trace.SpanContextConfig{TraceID: newTraceID(), SpanID: newSpanID(), TraceFlags: flags, Remote: true})
+		_, span := tr.Start(trace.ContextWithRemoteSpanContext(context.Background(), remote), "server")
+		if span.SpanContext().IsSampled() != remote.IsSampled() || span.SpanContext().TraceID() != remote.TraceID() {
+			t.Errorf("under a remote parent sampled %v: span %v", remote.IsSampled(), span.SpanContext())
+		}
+		span.End()
+	}
+}
+
+// BenchmarkAttemptSpan is the cost of the worker's attempt span (a new
+// root, consumer kind, ended at once) at the README's 1% sampling, as the
+// SDK builds it and as decided first.
+func BenchmarkAttemptSpan(b *testing.B) {
+	sampler := sdktrace.ParentBased(sdktrace.TraceIDRatioBased(0.01))
+	opts := []trace.SpanStartOption{trace.WithNewRoot(), trace.WithSpanKind(trace.SpanKindConsumer)}
+	run := func(b *testing.B, tr trace.Tracer) {
+		b.ReportAllocs()
+		ctx := context.Background()
+		for b.Loop() {
+			_, span := tr.Start(ctx, "process AI_PREVIEW", opts...)
+			span.End()
+		}
+	}
+	b.Run("sdk", func(b *testing.B) {
+		tp := sdktrace.NewTracerProvider(sdktrace.WithSampler(sampler), sdktrace.WithBatcher(tracetest.NewNoopExporter()))
+		defer func() { _ = tp.Shutdown(context.Background()) }()
+		run(b, tp.Tracer("bench"))
+	})
+	b.Run("decided", func(b *testing.B) {
+		tp := newProvider(sampler, sdktrace.WithBatcher(tracetest.NewNoopExporter()))
+		defer func() { _ = tp.Shutdown(context.Background()) }()
+		run(b, &decidingTracer{sdk: tp.Tracer("bench"), sampler: sampler})
+	})
+}
