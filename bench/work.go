@@ -9,6 +9,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 )
 
 // Work is what one burn-down cost, per job completed, measured the same way
@@ -29,7 +31,9 @@ import (
 //     (the bench's own polling of it included: about 2 per second);
 //   - to explain WAL and CPU, not to rank: full-page images written
 //     (pg_stat_wal.wal_fpi, whole server), blocks the database read from
-//     outside shared buffers (blks_read), and checkpoints begun meanwhile.
+//     outside shared buffers (blks_read), checkpoints begun meanwhile, and
+//     the autovacuums and autoanalyzes of the database's tables that ended
+//     meanwhile (each vacuum of the jobs table reads all of it).
 type Work struct {
 	Jobs int64 `json:"jobs"` // completed, the divisor
 	// Per job.
@@ -44,10 +48,12 @@ type Work struct {
 	CommitsTotal     int64   `json:"commits"`
 	WorkerInBench    bool    `json:"workerInBenchProcess,omitempty"`
 	// Diagnostics, per job but Checkpoints.
-	FPIs        float64 `json:"fullPageImagesPerJob"`
-	BlocksRead  float64 `json:"blocksReadPerJob"`
-	Checkpoints int64   `json:"checkpoints"`
-	fpis, reads int64
+	FPIs         float64 `json:"fullPageImagesPerJob"`
+	BlocksRead   float64 `json:"blocksReadPerJob"`
+	Checkpoints  int64   `json:"checkpoints"`
+	Autovacuums  int64   `json:"autovacuums"`
+	Autoanalyzes int64   `json:"autoanalyzes"`
+	fpis, reads  int64
 }
 
 // CPUusPerJob is PostgreSQL's and the worker's CPU per job together.
@@ -57,8 +63,8 @@ func (w *Work) String() string {
 	if w == nil {
 		return "work n/a"
 	}
-	return fmt.Sprintf("CPU/job PG %.1f µs + worker %.1f µs, WAL %.0f B/job (%.3f FPI), %.3f commits/job, %.2f blocks read/job, %d checkpoints",
-		w.PGCPUus, w.WorkerCPUus, w.WALBytes, w.FPIs, w.Commits, w.BlocksRead, w.Checkpoints)
+	return fmt.Sprintf("CPU/job PG %.1f µs + worker %.1f µs, WAL %.0f B/job (%.3f FPI), %.3f commits/job, %.2f blocks read/job, %d checkpoints, %d autovacuums, %d autoanalyzes",
+		w.PGCPUus, w.WorkerCPUus, w.WALBytes, w.FPIs, w.Commits, w.BlocksRead, w.Checkpoints, w.Autovacuums, w.Autoanalyzes)
 }
 
 // workMeter measures one burn-down's Work on e's server for database db:
@@ -148,17 +154,29 @@ func (m *workMeter) stop(ctx context.Context) (*Work, error) {
 		return nil, err
 	}
 	w.fpis, w.reads, w.Checkpoints = d.fpis-m.diag0.fpis, d.reads-m.diag0.reads, d.checkpoints-m.diag0.checkpoints
+	w.Autovacuums, w.Autoanalyzes = d.autovacuums-m.diag0.autovacuums, d.autoanalyzes-m.diag0.autoanalyzes
 	return w, nil
 }
 
 // walDiag is the server's full-page images and checkpoints so far, and db's
-// blocks read.
-type walDiag struct{ fpis, reads, checkpoints int64 }
+// blocks read, autovacuums and autoanalyzes.
+type walDiag struct{ fpis, reads, checkpoints, autovacuums, autoanalyzes int64 }
 
 func (e *env) walDiag(ctx context.Context, db string) (walDiag, error) {
 	var d walDiag
 	err := e.admin.QueryRow(ctx, `SELECT (SELECT wal_fpi FROM pg_stat_wal), (SELECT blks_read FROM pg_stat_database WHERE datname = $1),
 		(SELECT checkpoints_timed + checkpoints_req FROM pg_stat_bgwriter) FROM pg_stat_clear_snapshot()`, db).Scan(&d.fpis, &d.reads, &d.checkpoints)
+	if err != nil {
+		return d, err
+	}
+	// A table's vacuum counts are in its own database's statistics only.
+	conn, err := pgx.Connect(ctx, e.pg.DatabaseURL(db))
+	if err != nil {
+		return d, fmt.Errorf("autovacuum counts: %w", err)
+	}
+	defer conn.Close(ctx)
+	err = conn.QueryRow(ctx, `SELECT COALESCE(sum(autovacuum_count), 0)::bigint, COALESCE(sum(autoanalyze_count), 0)::bigint
+		FROM pg_stat_user_tables, pg_stat_clear_snapshot()`).Scan(&d.autovacuums, &d.autoanalyzes)
 	return d, err
 }
 
