@@ -37,10 +37,9 @@ func (n webhookPlanNode) find(match func(webhookPlanNode) bool) []webhookPlanNod
 }
 
 // TestOutcomeWebhookEventsAreFreeWithoutEndpoints: while no user has an
-// endpoint, the outcome statement's webhook insert is cut off by its
-// one-time filter: the join of the ended jobs with the endpoints is never
-// run (EXPLAIN ANALYZE of a batch of 200 outcomes). With an endpoint it
-// runs, and reads the endpoints by their index.
+// endpoint, the outcome statement's outbox insert is cut off by its
+// one-time filter: the ended jobs are never scanned for it (EXPLAIN ANALYZE
+// of a batch of 200 outcomes). With an endpoint they are, into one row.
 func TestOutcomeWebhookEventsAreFreeWithoutEndpoints(t *testing.T) {
 	st, _ := pgtest.NewStore(t)
 	ctx := t.Context()
@@ -77,14 +76,14 @@ func TestOutcomeWebhookEventsAreFreeWithoutEndpoints(t *testing.T) {
 	}
 	insertOf := func(p webhookPlanNode) webhookPlanNode {
 		t.Helper()
-		ins := p.find(func(n webhookPlanNode) bool { return n.NodeType == "ModifyTable" && n.Relation == "webhook_deliveries" })
+		ins := p.find(func(n webhookPlanNode) bool { return n.NodeType == "ModifyTable" && n.Relation == "webhook_outbox" })
 		if len(ins) != 1 {
-			t.Fatalf("%d inserts into webhook_deliveries in the plan", len(ins))
+			t.Fatalf("%d inserts into webhook_outbox in the plan", len(ins))
 		}
 		return ins[0]
 	}
 	// The scans of the ended jobs (the CTE done) under the insert, outside
-	// its InitPlan: how often the join ran.
+	// its InitPlan: how often they were scanned for the outbox row.
 	joinRuns := func(ins webhookPlanNode) float64 {
 		var loops float64
 		for _, c := range ins.Plans {
@@ -100,13 +99,13 @@ func TestOutcomeWebhookEventsAreFreeWithoutEndpoints(t *testing.T) {
 		t.Errorf("no one-time filter under the webhook insert:\n%s", dump(ins))
 	}
 	if runs := joinRuns(ins); runs != 0 {
-		t.Errorf("without endpoints the webhook join ran %v times, want never:\n%s", runs, dump(ins))
+		t.Errorf("without endpoints the outbox insert scanned the ended jobs %v times, want never:\n%s", runs, dump(ins))
 	}
 
 	newWebhook(t, st, "bob")
 	ins = insertOf(plan())
 	if runs := joinRuns(ins); runs == 0 {
-		t.Errorf("with an endpoint the webhook join never ran:\n%s", dump(ins))
+		t.Errorf("with an endpoint the outbox insert never scanned the ended jobs:\n%s", dump(ins))
 	}
 	if seq := ins.find(func(n webhookPlanNode) bool { return n.NodeType == "Seq Scan" && n.Relation == "jobs" }); len(seq) > 0 {
 		t.Errorf("the webhook insert scans jobs sequentially:\n%s", dump(ins))

@@ -31,19 +31,34 @@ type eventRow struct {
 	Job      uuid.UUID `db:"job_id"`
 }
 
-func events(t *testing.T, st *store.Store) []eventRow {
+// events claims every outbox row and returns its events (the outbox is
+// expanded when claimed), and checks that each statement wrote one row.
+func events(t *testing.T, st *store.Store, wantRows int) []eventRow {
 	t.Helper()
-	var out []eventRow
-	if err := st.DB().Select(&out, `SELECT endpoint_id, event_type, job_id FROM webhook_deliveries ORDER BY seq`); err != nil {
+	batches, err := st.ClaimOutbox(t.Context(), 100, time.Minute)
+	if err != nil {
 		t.Fatal(err)
+	}
+	if len(batches) != wantRows {
+		t.Errorf("%d outbox rows, want %d (one per statement that ended jobs)", len(batches), wantRows)
+	}
+	var out []eventRow
+	for _, b := range batches {
+		for _, ev := range b.Events {
+			out = append(out, eventRow{ev.EndpointID, ev.EventType, ev.Job.ID})
+			if want := store.EventID(ev.EndpointID, ev.Job.ID, ev.EventType, *ev.Job.CompletedAt); ev.ID != want {
+				t.Errorf("event id %s, want %s", ev.ID, want)
+			}
+		}
 	}
 	return out
 }
 
-// TestJobEndsWriteWebhookEvents: each way a job ends (completed, failed,
-// cancelled, lost on its last attempt) writes one event per enabled
-// endpoint of its owner that takes the event type, in the statement that
-// ends it; retries, other users' endpoints and disabled ones get none.
+// TestJobEndsWriteWebhookEvents: each statement that ends jobs (completed,
+// failed, cancelled, lost on its last attempt) writes one outbox row, which
+// expands to one event per enabled endpoint of the job's owner that takes
+// the event type; retries, other users' endpoints and disabled ones get
+// none.
 func TestJobEndsWriteWebhookEvents(t *testing.T) {
 	st, _ := pgtest.NewStore(t)
 	ctx := t.Context()
@@ -98,7 +113,7 @@ func TestJobEndsWriteWebhookEvents(t *testing.T) {
 		{both.ID, store.EventJobFailed, lost},
 		{onlyFailed.ID, store.EventJobFailed, lost},
 	}
-	got := events(t, st)
+	got := events(t, st, 3)
 	less := func(a, b eventRow) bool {
 		if a.Job != b.Job {
 			return a.Job.String() < b.Job.String()
