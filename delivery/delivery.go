@@ -141,7 +141,7 @@ func (c *Config) defaults() {
 // (each bounded by the client's timeout) and records them.
 func Run(ctx context.Context, cfg Config) {
 	cfg.defaults()
-	l := &loop{cfg: cfg, busy: map[uuid.UUID]int{}, done: make(chan ended, cfg.Concurrency), waiting: map[uuid.UUID][]*queued{}}
+	l := &loop{cfg: cfg, busy: map[uuid.UUID]int{}, done: make(chan ended, cfg.Concurrency), waiting: map[uuid.UUID][]*queued{}, gone: map[uuid.UUID]time.Time{}}
 	l.run(ctx)
 }
 
@@ -161,6 +161,9 @@ type loop struct {
 	// next waits for a wake-up or a tick rather than ask after every
 	// attempt.
 	outboxDry, retryDry bool
+	// gone: endpoints that answered 410, until when their events are not
+	// sent (their record disables them).
+	gone map[uuid.UUID]time.Time
 }
 
 // ended is an attempt that ended: its endpoint, and for an outbox event,
@@ -260,7 +263,24 @@ func (l *loop) ended(ctx context.Context, e ended) {
 	if e.batch != nil {
 		e.batch.recs[e.i].Attempted, e.batch.recs[e.i].Result = true, e.result
 		l.settled(ctx, e.batch)
+		if e.result.Gone {
+			l.goneEndpoint(e.endpoint)
+		}
 	}
+}
+
+// goneEndpoint: the endpoint answered 410 and is being disabled: its
+// waiting events are not sent but handed over, and its record ends them
+// FAILED with the endpoint's other pending events; for a while, events of
+// it claimed meanwhile (before the record commits) are handed over too.
+func (l *loop) goneEndpoint(ep uuid.UUID) {
+	l.gone[ep] = time.Now().Add(claimLease(l.cfg.Timeout))
+	for _, e := range l.waiting[ep] {
+		l.queuedN--
+		l.settled(context.Background(), e.b)
+	}
+	delete(l.waiting, ep)
+	l.order = slices.DeleteFunc(l.order, func(x uuid.UUID) bool { return x == ep })
 }
 
 // settled counts one more event of b as settled (sent or handed over),
@@ -358,6 +378,13 @@ func (l *loop) claimOutbox(ctx context.Context) bool {
 		for i := range ob.Events {
 			b.recs[i].Event = &ob.Events[i]
 			ep := ob.Events[i].EndpointID
+			if until, ok := l.gone[ep]; ok {
+				if now.Before(until) {
+					b.left--
+					continue
+				}
+				delete(l.gone, ep)
+			}
 			if len(l.waiting[ep]) == 0 {
 				l.order = append(l.order, ep)
 			}

@@ -203,6 +203,14 @@ func (s *Store) RecordOutbox(ctx context.Context, outboxID int64, recs []EventRe
 			disabled = append(disabled, h.endpoint)
 		}
 	}
+	if eps := pendingEndpoints(recs); len(eps) > 0 {
+		// An endpoint disabled meanwhile (by this record or another) sends
+		// no more job events: the ones just left PENDING end FAILED.
+		if _, err := tx.ExecContext(ctx, failPendingSQL(`SELECT id FROM webhook_endpoints WHERE id = ANY($1::uuid[]) AND NOT enabled`, `'Endpoint disabled'`),
+			pq.Array(eps)); err != nil {
+			return nil, fmt.Errorf("record webhook events: %w", classify(err))
+		}
+	}
 	if _, err := tx.ExecContext(ctx, `DELETE FROM webhook_outbox WHERE id = $1`, outboxID); err != nil {
 		return nil, fmt.Errorf("delete webhook outbox row: %w", classify(err))
 	}
@@ -259,6 +267,21 @@ func eventArgs(recs []EventRecord) []any {
 	}
 	return []any{pq.Array(ids), pq.Array(eps), pq.Array(types), pq.Array(jobs), pq.Array(occurred), pq.Array(statuses),
 		pq.Array(attempts), pq.Array(retries), pq.Array(ats), pq.Array(codes), pq.Array(latencies), pq.Array(errs)}
+}
+
+// pendingEndpoints are the endpoints of the events that recs leave
+// PENDING (not attempted, or to be retried).
+func pendingEndpoints(recs []EventRecord) []string {
+	seen := map[uuid.UUID]bool{}
+	var out []string
+	for _, r := range recs {
+		pending := !r.Attempted || !r.Result.Delivered && !r.Result.Gone && r.Result.Retry > 0
+		if ep := r.Event.EndpointID; pending && !seen[ep] {
+			seen[ep] = true
+			out = append(out, ep.String())
+		}
+	}
+	return out
 }
 
 // health is what an outbox row's attempts say of one endpoint.

@@ -274,3 +274,148 @@ func TestFailingEndpointIsDisabled(t *testing.T) {
 	}
 	t.Logf("reason: %s", *ea.DisabledReason)
 }
+
+// TestEndpointCreatedAfterJobEndedGetsNothing: an outbox row is expanded
+// when claimed, but only for the endpoints that existed when its jobs
+// ended: one created in between gets none of their events, and gets the
+// events of the jobs that end after it.
+func TestEndpointCreatedAfterJobEndedGetsNothing(t *testing.T) {
+	st, _ := pgtest.NewStore(t)
+	ctx := t.Context()
+	before := newWebhook(t, st, "alice")
+	end := func() uuid.UUID {
+		t.Helper()
+		j, _, err := st.Create(ctx, store.NewJob{UserID: "alice", Type: job.TypeAIPreview, Input: []byte(`{"prompt":"x"}`)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		claimed, _, err := st.Claim(ctx, store.ClaimRequest{Worker: "w", N: 1, Lease: time.Minute})
+		if err != nil || len(claimed) != 1 {
+			t.Fatalf("claim: %d, %v", len(claimed), err)
+		}
+		if _, err := st.Finish(ctx, []store.Outcome{{ID: claimed[0].ID, Lease: claimed[0].Lease, Kind: store.OutcomeCompleted, Result: []byte(`{}`)}}); err != nil {
+			t.Fatal(err)
+		}
+		return j.ID
+	}
+	early := end()
+	after := newWebhook(t, st, "alice")
+	late := end()
+	want := []eventRow{
+		{before.ID, store.EventJobCompleted, early},
+		{before.ID, store.EventJobCompleted, late},
+		{after.ID, store.EventJobCompleted, late},
+	}
+	got := events(t, st, 2)
+	less := func(a, b eventRow) bool {
+		if a.Job != b.Job {
+			return a.Job == early
+		}
+		return a.Endpoint == before.ID
+	}
+	if diff := cmp.Diff(sortedEvents(want, less), sortedEvents(got, less)); diff != "" {
+		t.Fatalf("events (-want +got):\n%s", diff)
+	}
+}
+
+// TestRecordOutbox: an outbox row's events are recorded at once: a
+// success DELIVERED with its attempt, a failure PENDING for the retry path
+// (which claims it when due), an event not attempted PENDING and due now;
+// the row is deleted; recording again (a second sender of the same row)
+// adds nothing; an endpoint deleted meanwhile gets no row.
+func TestRecordOutbox(t *testing.T) {
+	st, _ := pgtest.NewStore(t)
+	ctx := t.Context()
+	a, b, gone := newWebhook(t, st, "alice"), newWebhook(t, st, "alice"), newWebhook(t, st, "alice")
+	var jobs []uuid.UUID
+	for range 2 {
+		j, _, err := st.Create(ctx, store.NewJob{UserID: "alice", Type: job.TypeAIPreview, Input: []byte(`{"prompt":"x"}`)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		jobs = append(jobs, j.ID)
+	}
+	claimed, _, err := st.Claim(ctx, store.ClaimRequest{Worker: "w", N: 2, Lease: time.Minute})
+	if err != nil || len(claimed) != 2 {
+		t.Fatalf("claim: %d, %v", len(claimed), err)
+	}
+	outs := make([]store.Outcome, len(claimed))
+	for i, c := range claimed {
+		outs[i] = store.Outcome{ID: c.ID, Lease: c.Lease, Kind: store.OutcomeFailed, Error: "boom"}
+	}
+	if _, err := st.Finish(ctx, outs); err != nil {
+		t.Fatal(err)
+	}
+	batches, err := st.ClaimOutbox(ctx, 10, time.Minute)
+	if err != nil || len(batches) != 1 || len(batches[0].Events) != 6 {
+		t.Fatalf("claim outbox: %+v, %v", batches, err)
+	}
+	if again, err := st.ClaimOutbox(ctx, 10, time.Minute); err != nil || len(again) != 0 {
+		t.Fatalf("a claimed row claimed again: %d, %v", len(again), err)
+	}
+	if err := st.DeleteWebhook(ctx, store.OwnedBy("alice"), gone.ID); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	var recs []store.EventRecord
+	for i := range batches[0].Events {
+		ev := &batches[0].Events[i]
+		r := store.EventRecord{Event: ev, Attempted: true, Result: store.AttemptResult{At: now, Delivered: true, StatusCode: 204, Latency: 3 * time.Millisecond}}
+		switch {
+		case ev.EndpointID == b.ID && ev.Job.ID == jobs[0]:
+			r.Result = store.AttemptResult{At: now, StatusCode: 500, Error: "HTTP 500", Latency: time.Millisecond, Retry: time.Millisecond}
+		case ev.EndpointID == b.ID:
+			r = store.EventRecord{Event: ev}
+		}
+		recs = append(recs, r)
+	}
+	policy := store.DisablePolicy{MinFailures: 100, After: time.Hour}
+	for range 2 {
+		if disabled, err := st.RecordOutbox(ctx, batches[0].ID, recs, policy); err != nil || len(disabled) != 0 {
+			t.Fatalf("record: %v, %v", disabled, err)
+		}
+	}
+	var rows []struct {
+		Endpoint uuid.UUID  `db:"endpoint_id"`
+		Status   string     `db:"status"`
+		Attempts int        `db:"attempts"`
+		Code     *int       `db:"last_status_code"`
+		Ended    *time.Time `db:"ended_at"`
+	}
+	if err := st.DB().Select(&rows, `SELECT endpoint_id, status, attempts, last_status_code, ended_at FROM webhook_deliveries ORDER BY status, attempts`); err != nil {
+		t.Fatal(err)
+	}
+	if len(rows) != 4 {
+		t.Fatalf("%d deliveries, want 4 (2 events of each remaining endpoint): %+v", len(rows), rows)
+	}
+	for _, r := range rows {
+		switch {
+		case r.Endpoint == a.ID:
+			if r.Status != store.DeliveryDelivered || r.Attempts != 1 || r.Code == nil || *r.Code != 204 || r.Ended == nil {
+				t.Errorf("a success: %+v", r)
+			}
+		case r.Endpoint == b.ID:
+			if r.Status != store.DeliveryPending || r.Ended != nil {
+				t.Errorf("a failure or an event not attempted: %+v", r)
+			}
+		default:
+			t.Errorf("a delivery of a deleted endpoint: %+v", r)
+		}
+	}
+	var outbox int
+	if err := st.DB().Get(&outbox, `SELECT count(*) FROM webhook_outbox`); err != nil || outbox != 0 {
+		t.Fatalf("outbox rows left: %d, %v", outbox, err)
+	}
+	eb, _ := st.GetWebhook(ctx, store.OwnedBy("alice"), b.ID)
+	ea, _ := st.GetWebhook(ctx, store.OwnedBy("alice"), a.ID)
+	if eb.ConsecutiveFailures != 2 || ea.ConsecutiveFailures != 0 || ea.LastSuccessAt == nil {
+		t.Errorf("health: b %d failures (want 2: recorded twice), a %d, a's last success %v", eb.ConsecutiveFailures, ea.ConsecutiveFailures, ea.LastSuccessAt)
+	}
+	due, err := st.ClaimDeliveries(ctx, 10, 10, nil, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(due) < 1 {
+		t.Fatalf("the retry path claimed %d of b's events, want the one not attempted at least", len(due))
+	}
+}
