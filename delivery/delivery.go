@@ -14,10 +14,11 @@
 // process that dies mid-send leaves it to be claimed again, and its events
 // are sent again with the same webhook-id. One endpoint never delays
 // another: each endpoint has at most PerEndpoint attempts in flight; an
-// event whose endpoint has no free slot within a second is handed to the
-// retry path (a PENDING delivery, due at once) rather than hold its outbox
-// row; and an endpoint with attempts in flight is left out of the next
-// claim of due deliveries.
+// event that has waited a second for a slot of an endpoint that answered
+// nothing in that second (a slow or dead one) is handed to the retry path
+// (a PENDING delivery, due at once) rather than hold its outbox row; and
+// an endpoint with attempts in flight is left out of the next claim of due
+// deliveries.
 package delivery
 
 import (
@@ -141,7 +142,7 @@ func (c *Config) defaults() {
 // (each bounded by the client's timeout) and records them.
 func Run(ctx context.Context, cfg Config) {
 	cfg.defaults()
-	l := &loop{cfg: cfg, busy: map[uuid.UUID]int{}, done: make(chan ended, cfg.Concurrency), waiting: map[uuid.UUID][]*queued{}, gone: map[uuid.UUID]time.Time{}}
+	l := &loop{cfg: cfg, busy: map[uuid.UUID]int{}, done: make(chan ended, cfg.Concurrency), waiting: map[uuid.UUID][]*queued{}, gone: map[uuid.UUID]time.Time{}, lastEnd: map[uuid.UUID]time.Time{}}
 	l.run(ctx)
 }
 
@@ -164,6 +165,8 @@ type loop struct {
 	// gone: endpoints that answered 410, until when their events are not
 	// sent (their record disables them).
 	gone map[uuid.UUID]time.Time
+	// lastEnd: when an attempt of the endpoint last ended (for spill).
+	lastEnd map[uuid.UUID]time.Time
 }
 
 // ended is an attempt that ended: its endpoint, and for an outbox event,
@@ -190,10 +193,11 @@ type queued struct {
 	since time.Time
 }
 
-// spillAfter is how long an outbox event waits for a slot of its endpoint
-// before it is handed to the retry path (a PENDING delivery due at once),
-// so that a slow endpoint holds neither its outbox row nor the claims of
-// other endpoints' events for longer.
+// spillAfter is how long an outbox event waits for a slot of its endpoint,
+// while that endpoint ends no attempt, before it is handed to the retry
+// path (a PENDING delivery due at once), so that a slow endpoint holds
+// neither its outbox row nor the claims of other endpoints' events for
+// longer.
 const spillAfter = time.Second
 
 // maxQueued bounds the outbox events waiting for a slot: no outbox row is
@@ -256,6 +260,7 @@ func (l *loop) stop(ctx context.Context) {
 }
 
 func (l *loop) ended(ctx context.Context, e ended) {
+	l.lastEnd[e.endpoint] = time.Now()
 	l.running--
 	if l.busy[e.endpoint]--; l.busy[e.endpoint] <= 0 {
 		delete(l.busy, e.endpoint)
@@ -310,15 +315,25 @@ func (l *loop) record(ctx context.Context, b *batch) {
 	}
 }
 
-// spill hands to the retry path the waiting outbox events that have
-// waited spillAfter (all of them when all is set).
+// spill hands to the retry path the waiting outbox events of endpoints
+// that are slow: that have waited spillAfter while their endpoint ended no
+// attempt for as long, or that have waited maxWait whatever (all of them
+// when all is set). An endpoint that keeps answering keeps its events
+// while it works through them.
 func (l *loop) spill(now time.Time, all bool) {
+	for ep, t := range l.lastEnd {
+		if now.Sub(t) >= spillAfter && l.busy[ep] == 0 && len(l.waiting[ep]) == 0 {
+			delete(l.lastEnd, ep)
+		}
+	}
 	if l.queuedN == 0 {
 		return
 	}
+	maxWait := max(claimLease(l.cfg.Timeout)-l.cfg.Timeout-5*time.Second, spillAfter)
 	for ep, q := range l.waiting {
+		stalled := now.Sub(l.lastEnd[ep]) >= spillAfter
 		n := 0
-		for n < len(q) && (all || now.Sub(q[n].since) >= spillAfter) {
+		for n < len(q) && (all || stalled && now.Sub(q[n].since) >= spillAfter || now.Sub(q[n].since) >= maxWait) {
 			n++
 		}
 		if n == 0 {
@@ -364,7 +379,11 @@ func (l *loop) claim(ctx context.Context) bool {
 
 // claimOutbox claims outbox rows and queues their events.
 func (l *loop) claimOutbox(ctx context.Context) bool {
-	batches, err := l.cfg.Store.ClaimOutbox(ctx, 4, claimLease(l.cfg.Timeout))
+	rows := 4 // catching up after a pause; one at a time while events wait
+	if l.queuedN > 0 {
+		rows = 1
+	}
+	batches, err := l.cfg.Store.ClaimOutbox(ctx, rows, claimLease(l.cfg.Timeout))
 	if err != nil {
 		if ctx.Err() == nil {
 			l.cfg.Log.Warn("webhooks: claim outbox", "err", err)
