@@ -454,6 +454,9 @@ func webhooksBurnDown(ctx context.Context, e *env, pool *pgxpool.Pool, url strin
 	if outbox > 0 {
 		b.Audit += fmt.Sprintf(", %d outbox rows left", outbox)
 	}
+	if events != int64(n) {
+		logf("  jobsd serve (delivering) last output lines:\n%s", srv.logTail())
+	}
 	b.AuditOK = b.AuditOK && events == int64(n)
 	return b, nil
 }
