@@ -451,6 +451,9 @@ func webhooksBurnDown(ctx context.Context, e *env, pool *pgxpool.Pool, url strin
 	}
 	b.Audit += fmt.Sprintf(", %d webhook events DELIVERED (%d requests received), the last %.2fs after the last job ended (the bench waited %.2fs after the timing stopped)",
 		events, received.Load(), trailed, time.Since(timed).Seconds())
+	if st, err := procStat(srv.Cmd.Process.Pid); err == nil && events > 0 {
+		b.Audit += fmt.Sprintf(", jobsd serve CPU %.1f µs per event (its whole run, not in Work)", ticks(st.utime+st.stime)*1e6/float64(events))
+	}
 	if outbox > 0 {
 		b.Audit += fmt.Sprintf(", %d outbox rows left", outbox)
 	}

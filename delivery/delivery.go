@@ -131,7 +131,7 @@ func (c *Config) defaults() {
 		c.Log = slog.Default()
 	}
 	if c.Client == nil {
-		c.Client = webhook.NewClient(webhook.ClientOptions{AllowPrivate: c.AllowPrivate, Timeout: c.Timeout})
+		c.Client = webhook.NewClient(webhook.ClientOptions{AllowPrivate: c.AllowPrivate, Timeout: c.Timeout, IdleConnsPerHost: c.PerEndpoint})
 	}
 	if c.Sealer == nil {
 		c.Sealer, _ = webhook.NewSealer("")
