@@ -73,7 +73,11 @@ type WorkerResult struct {
 	// without endpoints (and without the serve process), per repeat. Goal
 	// ≥ 0.95.
 	WebhooksOverJobsd1 Spread `json:"webhooksOverJobsd1,omitempty"`
-	ObservedOverRiver  Spread `json:"observedOverRiver,omitempty"`
+	// WebhooksOutboxOverJobsd1 is the same with nothing sending (no serve
+	// process; the outbox rows stay): the worker's own share of the cost,
+	// per repeat.
+	WebhooksOutboxOverJobsd1 Spread `json:"webhooksOutboxOverJobsd1,omitempty"`
+	ObservedOverRiver        Spread `json:"observedOverRiver,omitempty"`
 	// WorkPerJob is each contender's Work per job over the repeats, and
 	// the two ratios jobsd x1 ÷ River x1, per repeat: PostgreSQL's and the
 	// worker's CPU per job together, and WAL bytes per job.
@@ -161,7 +165,7 @@ func runWorkerScenario(ctx context.Context, e *env, o workerOpts) (*WorkerResult
 		observed = observedEnv(sink.URL)
 		sampled = append(observedEnv(sink.URL), recommendedSampling...)
 	}
-	var r1, r2, r21, ro1, ror, rs1, traced, rcpu, rwal, rwh []float64
+	var r1, r2, r21, ro1, ror, rs1, traced, rcpu, rwal, rwh, rwo []float64
 	// Every contender runs once per repeat; odd repeats run them in the
 	// reverse order, so that no ratio always pairs an early run of a
 	// repeat with a late one (the server drifts over a repeat: its
@@ -175,7 +179,7 @@ func runWorkerScenario(ctx context.Context, e *env, o workerOpts) (*WorkerResult
 			return jobsdBurnDown(ctx, e, jpool, jurl, o.jobs, 1, procs, conc, o.timeout, env...)
 		}
 	}
-	const x1, x2, rx1, obs, smp, wh = "jobsd x1", "jobsd x2", "river x1", "jobsd x1 observed", "jobsd x1 sampled 1%", "jobsd x1 webhooks"
+	const x1, x2, rx1, obs, smp, wh, wo = "jobsd x1", "jobsd x2", "river x1", "jobsd x1 observed", "jobsd x1 sampled 1%", "jobsd x1 webhooks", "jobsd x1 webhook outbox"
 	contenders := []contender{
 		{x1, jobsd(1, o.concurrency)},
 		{x2, jobsd(2, o.concurrency2)},
@@ -186,7 +190,9 @@ func runWorkerScenario(ctx context.Context, e *env, o workerOpts) (*WorkerResult
 	}
 	if o.webhooks {
 		contenders = append(contenders, contender{wh, func() (BurnDown, error) {
-			return webhooksBurnDown(ctx, e, jpool, jurl, o.jobs, o.concurrency, o.timeout)
+			return webhooksBurnDown(ctx, e, jpool, jurl, o.jobs, o.concurrency, o.timeout, true)
+		}}, contender{wo, func() (BurnDown, error) {
+			return webhooksBurnDown(ctx, e, jpool, jurl, o.jobs, o.concurrency, o.timeout, false)
 		}})
 	}
 	for rep := range o.repeats {
@@ -232,6 +238,7 @@ func runWorkerScenario(ctx context.Context, e *env, o workerOpts) (*WorkerResult
 		}
 		if o.webhooks {
 			over(&rwh, got[wh], b1)
+			over(&rwo, got[wo], b1)
 		}
 	}
 	res.JobsPerSec, res.WorkPerJob = jobsPerSec(res.Runs), workPerJob(res.Runs)
@@ -241,7 +248,7 @@ func runWorkerScenario(ctx context.Context, e *env, o workerOpts) (*WorkerResult
 		res.ObservedOverJobsd1, res.ObservedOverRiver = spread(ro1), spread(ror)
 		res.SampledOverJobsd1, res.TracedAttemptCPUus = spread(rs1), spread(traced)
 	}
-	res.WebhooksOverJobsd1 = spread(rwh)
+	res.WebhooksOverJobsd1, res.WebhooksOutboxOverJobsd1 = spread(rwh), spread(rwo)
 	if o.diagnose {
 		res.Diagnostics = map[string]float64{}
 		// The per-row jobs_changed NOTIFY trigger fires on every claim and
@@ -397,9 +404,11 @@ func jobsdBurnDownBeside(ctx context.Context, e *env, pool *pgxpool.Pool, url st
 // delivery's statements included (not the serve process's own CPU). The
 // audit then waits, after the timing stopped, for every event to be
 // recorded DELIVERED (one per job), and says how long the last delivery
-// trailed the last job's end. The endpoint, its events and the outbox are
-// deleted afterwards.
-func webhooksBurnDown(ctx context.Context, e *env, pool *pgxpool.Pool, url string, n, conc int, timeout time.Duration) (BurnDown, error) {
+// trailed the last job's end. Without deliver, nothing sends (no serve
+// process): the burn-down pays only the worker's share, the outbox rows,
+// and the audit counts the jobs they hold. The endpoint, its events and the
+// outbox are deleted afterwards.
+func webhooksBurnDown(ctx context.Context, e *env, pool *pgxpool.Pool, url string, n, conc int, timeout time.Duration, deliver bool) (BurnDown, error) {
 	var received atomic.Int64
 	rcv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.Copy(io.Discard, r.Body)
@@ -418,6 +427,19 @@ func webhooksBurnDown(ctx context.Context, e *env, pool *pgxpool.Pool, url strin
 	if _, err := pool.Exec(ctx, `INSERT INTO webhook_endpoints (id, user_id, url, event_types, secret)
 		VALUES (gen_random_uuid(), 'user-0', $1, ARRAY['job.completed', 'job.failed'], '\x00'::bytea)`, rcv.URL+"/hook"); err != nil {
 		return BurnDown{}, fmt.Errorf("webhooks: add an endpoint: %w", err)
+	}
+	if !deliver {
+		b, err := jobsdBurnDown(ctx, e, pool, url, n, 1, 1, conc, timeout)
+		if err != nil {
+			return b, err
+		}
+		var held, rows int64
+		if err := pool.QueryRow(ctx, `SELECT COALESCE(sum(cardinality(job_ids)), 0), count(*) FROM webhook_outbox`).Scan(&held, &rows); err != nil {
+			return b, err
+		}
+		b.Audit += fmt.Sprintf(", %d outbox rows holding %d jobs (nothing sending)", rows, held)
+		b.AuditOK = b.AuditOK && held == int64(n)
+		return b, nil
 	}
 	srv, _, err := e.startServe(ctx, "serve-webhooks", url, iss.srv.URL, 10,
 		"JOBS_WEBHOOK_ALLOW_PRIVATE=true", "JOBS_WEBHOOK_PER_ENDPOINT=32")
