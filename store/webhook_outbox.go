@@ -2,9 +2,10 @@ package store
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/binary"
 	"fmt"
 	"sort"
-	"strconv"
 	"strings"
 	"time"
 
@@ -20,18 +21,34 @@ import (
 // events, sends them, and records them all at once (RecordOutbox), which
 // also deletes the row.
 
-// eventNamespace names the webhook-ids of job events (EventID).
-var eventNamespace = uuid.MustParse("5d0d7c55-4f0e-4b8e-9a43-0b7e1f6c2a19")
-
-// EventID is the webhook-id of a job's event to an endpoint: a name-based
-// (SHA-1) UUID of the endpoint, the job, the event type and the time the
-// job ended, so that an event sent again after its sender died mid-way (the
-// outbox row claimed again) carries the same id, and is recorded once (it
-// is the delivery row's id). A job requeued by an operator and ended again
-// ends at another time: its new event has a new id.
+// EventID is the webhook-id of a job's event to an endpoint, derived from
+// the endpoint, the job, the event type and the time the job ended, so that
+// an event sent again after its sender died mid-way (the outbox row claimed
+// again) carries the same id, and is recorded once (it is the delivery
+// row's id). A job requeued by an operator and ended again ends at another
+// time: its new event has a new id.
+//
+// It is a version 8 (custom) UUID laid out as a version 7: the job's end in
+// milliseconds in the first 48 bits, then 74 bits of a SHA-256 of the rest.
+// Ordered by time like the ids of jobs, the delivery rows' primary key grows
+// at its right edge instead of taking each insert at a random page, as a
+// name-based (version 5) UUID would.
 func EventID(endpoint, jobID uuid.UUID, eventType string, ended time.Time) uuid.UUID {
-	name := endpoint.String() + "/" + jobID.String() + "/" + eventType + "/" + strconv.FormatInt(ended.UnixMicro(), 10)
-	return uuid.NewSHA1(eventNamespace, []byte(name))
+	h := sha256.New()
+	h.Write(endpoint[:])
+	h.Write(jobID[:])
+	h.Write([]byte(eventType))
+	_ = binary.Write(h, binary.BigEndian, ended.UnixMicro())
+	sum := h.Sum(nil)
+	var id uuid.UUID
+	ms := uint64(ended.UnixMilli())
+	for i := range 6 {
+		id[i] = byte(ms >> (40 - 8*i))
+	}
+	copy(id[6:], sum[:10])
+	id[6] = 0x80 | id[6]&0x0f // version 8
+	id[8] = 0x80 | id[8]&0x3f // RFC 9562 variant
+	return id
 }
 
 // Target is an endpoint as sending to it needs it.

@@ -419,3 +419,33 @@ func TestRecordOutbox(t *testing.T) {
 		t.Fatalf("the retry path claimed %d of b's events, want the one not attempted at least", len(due))
 	}
 }
+
+// TestEventID: a job event's webhook-id is the same for the same endpoint,
+// job, type and end, differs when any of them does, is a version 8 UUID of
+// the RFC 9562 variant, and is ordered by the end, as the delivery rows'
+// primary key is best written.
+func TestEventID(t *testing.T) {
+	ep, j := uuid.New(), uuid.New()
+	end := time.Date(2026, 3, 4, 12, 0, 5, 123456000, time.UTC)
+	id := store.EventID(ep, j, store.EventJobCompleted, end)
+	if again := store.EventID(ep, j, store.EventJobCompleted, end); again != id {
+		t.Errorf("not stable: %s then %s", id, again)
+	}
+	for name, other := range map[string]uuid.UUID{
+		"endpoint": store.EventID(uuid.New(), j, store.EventJobCompleted, end),
+		"job":      store.EventID(ep, uuid.New(), store.EventJobCompleted, end),
+		"type":     store.EventID(ep, j, store.EventJobFailed, end),
+		"end":      store.EventID(ep, j, store.EventJobCompleted, end.Add(time.Microsecond)),
+	} {
+		if other == id {
+			t.Errorf("another %s, the same id %s", name, id)
+		}
+	}
+	if id.Version() != 8 || id.Variant() != uuid.RFC4122 {
+		t.Errorf("%s: version %d, variant %v", id, id.Version(), id.Variant())
+	}
+	later := store.EventID(ep, j, store.EventJobCompleted, end.Add(time.Millisecond))
+	if later.String() <= id.String() {
+		t.Errorf("a later end sorts first: %s <= %s", later, id)
+	}
+}
