@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
@@ -344,8 +345,8 @@ type health struct {
 	errText   any       // the last failure's error, or nil
 }
 
-// endpointHealth sums up the attempts of recs per endpoint, in the order
-// they started.
+// endpointHealth sums up the attempts of recs per endpoint (taken in the
+// order they started), in the order of the endpoints' ids.
 func endpointHealth(recs []EventRecord) []health {
 	var attempted []EventRecord
 	for _, r := range recs {
@@ -381,6 +382,11 @@ func endpointHealth(recs []EventRecord) []health {
 			h.errText = res.Error
 		}
 	}
+	// In the order of their ids: two records that share endpoints lock
+	// their rows in one order, so they wait for each other and cannot
+	// deadlock (one would roll back, and its events be sent again when the
+	// claim ran out).
+	sort.Slice(order, func(i, k int) bool { return bytes.Compare(order[i][:], order[k][:]) < 0 })
 	out := make([]health, len(order))
 	for i, id := range order {
 		out[i] = *byEndpoint[id]

@@ -2,6 +2,7 @@ package store_test
 
 import (
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -447,5 +448,51 @@ func TestEventID(t *testing.T) {
 	later := store.EventID(ep, j, store.EventJobCompleted, end.Add(time.Millisecond))
 	if later.String() <= id.String() {
 		t.Errorf("a later end sorts first: %s <= %s", later, id)
+	}
+}
+
+// TestConcurrentRecordsDoNotDeadlock: records of outbox rows that share
+// endpoints, their attempts in different orders, all succeed when made at
+// the same time (a deadlock or a lock error would roll one back, and its
+// events be sent again). The endpoints are updated in the order of their
+// ids; this test did not catch the order of first attempts used before,
+// here, so it guards the concurrent record as a whole.
+func TestConcurrentRecordsDoNotDeadlock(t *testing.T) {
+	st, _ := pgtest.NewStore(t)
+	ctx := t.Context()
+	var eps []*store.WebhookEndpoint
+	for i := range 10 {
+		eps = append(eps, newWebhook(t, st, fmt.Sprintf("user-%d", i)))
+	}
+	const senders, rounds = 16, 5
+	start := time.Now()
+	for round := range rounds {
+		errs := make(chan error, senders)
+		ready := make(chan struct{})
+		for s := range senders {
+			go func() {
+				var recs []store.EventRecord
+				for i := range eps {
+					ep := eps[(i*(s+round+1))%len(eps)] // another order for each sender
+					ev := &store.OutboxEvent{ID: uuid.New(), EventType: store.EventJobCompleted, OccurredAt: start}
+					ev.Job.ID, ev.EndpointID = uuid.New(), ep.ID
+					recs = append(recs, store.EventRecord{Event: ev, Attempted: true,
+						Result: store.AttemptResult{At: start.Add(time.Duration(i) * time.Millisecond), Delivered: true, StatusCode: 204}})
+				}
+				<-ready // all at once
+				_, err := st.RecordOutbox(ctx, int64(s), recs, store.DisablePolicy{MinFailures: 10, After: time.Hour})
+				errs <- err
+			}()
+		}
+		close(ready)
+		for range senders {
+			if err := <-errs; err != nil {
+				t.Error(err)
+			}
+		}
+	}
+	var n int
+	if err := st.DB().Get(&n, `SELECT count(*) FROM webhook_deliveries`); err != nil || n != rounds*senders*len(eps) {
+		t.Errorf("%d deliveries recorded, want %d (%v)", n, rounds*senders*len(eps), err)
 	}
 }
