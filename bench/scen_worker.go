@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"runtime/debug"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -67,10 +68,16 @@ type WorkerResult struct {
 	// CPU per job: jobsd x1 observed minus jobsd x1, per repeat.
 	TracedAttemptCPUus Spread `json:"tracedAttemptCpuUs,omitempty"`
 	// WebhooksOverJobsd1 is jobsd x1 with one webhook endpoint per user
-	// (every job writes an event in its outcome statement; no API process
-	// sends them) ÷ jobsd x1 without endpoints, per repeat. Goal ≥ 0.95.
+	// (every outcome statement writes one outbox row; a jobsd serve process
+	// sends every event meanwhile, to a receiver in the bench) ÷ jobsd x1
+	// without endpoints (and without the serve process), per repeat. Goal
+	// ≥ 0.95.
 	WebhooksOverJobsd1 Spread `json:"webhooksOverJobsd1,omitempty"`
-	ObservedOverRiver  Spread `json:"observedOverRiver,omitempty"`
+	// WebhooksOutboxOverJobsd1 is the same with nothing sending (no serve
+	// process; the outbox rows stay): the worker's own share of the cost,
+	// per repeat.
+	WebhooksOutboxOverJobsd1 Spread `json:"webhooksOutboxOverJobsd1,omitempty"`
+	ObservedOverRiver        Spread `json:"observedOverRiver,omitempty"`
 	// WorkPerJob is each contender's Work per job over the repeats, and
 	// the two ratios jobsd x1 ÷ River x1, per repeat: PostgreSQL's and the
 	// worker's CPU per job together, and WAL bytes per job.
@@ -158,7 +165,7 @@ func runWorkerScenario(ctx context.Context, e *env, o workerOpts) (*WorkerResult
 		observed = observedEnv(sink.URL)
 		sampled = append(observedEnv(sink.URL), recommendedSampling...)
 	}
-	var r1, r2, r21, ro1, ror, rs1, traced, rcpu, rwal, rwh []float64
+	var r1, r2, r21, ro1, ror, rs1, traced, rcpu, rwal, rwh, rwo []float64
 	// Every contender runs once per repeat; odd repeats run them in the
 	// reverse order, so that no ratio always pairs an early run of a
 	// repeat with a late one (the server drifts over a repeat: its
@@ -172,7 +179,7 @@ func runWorkerScenario(ctx context.Context, e *env, o workerOpts) (*WorkerResult
 			return jobsdBurnDown(ctx, e, jpool, jurl, o.jobs, 1, procs, conc, o.timeout, env...)
 		}
 	}
-	const x1, x2, rx1, obs, smp, wh = "jobsd x1", "jobsd x2", "river x1", "jobsd x1 observed", "jobsd x1 sampled 1%", "jobsd x1 webhooks"
+	const x1, x2, rx1, obs, smp, wh, wo = "jobsd x1", "jobsd x2", "river x1", "jobsd x1 observed", "jobsd x1 sampled 1%", "jobsd x1 webhooks", "jobsd x1 webhook outbox"
 	contenders := []contender{
 		{x1, jobsd(1, o.concurrency)},
 		{x2, jobsd(2, o.concurrency2)},
@@ -183,7 +190,9 @@ func runWorkerScenario(ctx context.Context, e *env, o workerOpts) (*WorkerResult
 	}
 	if o.webhooks {
 		contenders = append(contenders, contender{wh, func() (BurnDown, error) {
-			return webhooksBurnDown(ctx, e, jpool, jurl, o.jobs, o.concurrency, o.timeout)
+			return webhooksBurnDown(ctx, e, jpool, jurl, o.jobs, o.concurrency, o.timeout, true)
+		}}, contender{wo, func() (BurnDown, error) {
+			return webhooksBurnDown(ctx, e, jpool, jurl, o.jobs, o.concurrency, o.timeout, false)
 		}})
 	}
 	for rep := range o.repeats {
@@ -229,6 +238,7 @@ func runWorkerScenario(ctx context.Context, e *env, o workerOpts) (*WorkerResult
 		}
 		if o.webhooks {
 			over(&rwh, got[wh], b1)
+			over(&rwo, got[wo], b1)
 		}
 	}
 	res.JobsPerSec, res.WorkPerJob = jobsPerSec(res.Runs), workPerJob(res.Runs)
@@ -238,7 +248,7 @@ func runWorkerScenario(ctx context.Context, e *env, o workerOpts) (*WorkerResult
 		res.ObservedOverJobsd1, res.ObservedOverRiver = spread(ro1), spread(ror)
 		res.SampledOverJobsd1, res.TracedAttemptCPUus = spread(rs1), spread(traced)
 	}
-	res.WebhooksOverJobsd1 = spread(rwh)
+	res.WebhooksOverJobsd1, res.WebhooksOutboxOverJobsd1 = spread(rwh), spread(rwo)
 	if o.diagnose {
 		res.Diagnostics = map[string]float64{}
 		// The per-row jobs_changed NOTIFY trigger fires on every claim and
@@ -383,25 +393,97 @@ func jobsdBurnDownBeside(ctx context.Context, e *env, pool *pgxpool.Pool, url st
 }
 
 // webhooksBurnDown is jobsd x1's burn-down with one enabled webhook
-// endpoint for its user: every outcome statement also writes one
-// webhook_deliveries row per job (the outbox; nothing sends them here).
-// The endpoints and their events are deleted afterwards.
-func webhooksBurnDown(ctx context.Context, e *env, pool *pgxpool.Pool, url string, n, conc int, timeout time.Duration) (BurnDown, error) {
+// endpoint for its user (the burn-down's jobs are all of one user), and the
+// delivery running as deployed: a `jobsd serve` process, whose delivery
+// loop expands the outbox rows that the outcome statements write and sends
+// every event to a receiver in the bench process answering 204
+// (JOBS_WEBHOOK_ALLOW_PRIVATE=true for its loopback address;
+// JOBS_WEBHOOK_PER_ENDPOINT=32, the process's whole concurrency, since one
+// endpoint takes every event). The burn-down is timed as the others; its
+// Work counts PostgreSQL's CPU and WAL for everything in that window, the
+// delivery's statements included (not the serve process's own CPU). The
+// audit then waits, after the timing stopped, for every event to be
+// recorded DELIVERED (one per job), and says how long the last delivery
+// trailed the last job's end. Without deliver, nothing sends (no serve
+// process): the burn-down pays only the worker's share, the outbox rows,
+// and the audit counts the jobs they hold. The endpoint, its events and the
+// outbox are deleted afterwards.
+func webhooksBurnDown(ctx context.Context, e *env, pool *pgxpool.Pool, url string, n, conc int, timeout time.Duration, deliver bool) (BurnDown, error) {
+	var received atomic.Int64
+	rcv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		received.Add(1)
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	defer rcv.Close()
+	iss, err := newTokenIssuer()
+	if err != nil {
+		return BurnDown{}, err
+	}
+	defer iss.srv.Close()
+	defer func() {
+		_, _ = pool.Exec(context.WithoutCancel(ctx), `TRUNCATE webhook_deliveries, webhook_outbox, webhook_endpoints`)
+	}()
 	if _, err := pool.Exec(ctx, `INSERT INTO webhook_endpoints (id, user_id, url, event_types, secret)
-		VALUES (gen_random_uuid(), 'user-0', 'https://hooks.example.com/bench', ARRAY['job.completed', 'job.failed'], '\x00'::bytea)`); err != nil {
+		VALUES (gen_random_uuid(), 'user-0', $1, ARRAY['job.completed', 'job.failed'], '\x00'::bytea)`, rcv.URL+"/hook"); err != nil {
 		return BurnDown{}, fmt.Errorf("webhooks: add an endpoint: %w", err)
 	}
+	if !deliver {
+		b, err := jobsdBurnDown(ctx, e, pool, url, n, 1, 1, conc, timeout)
+		if err != nil {
+			return b, err
+		}
+		var held, rows int64
+		if err := pool.QueryRow(ctx, `SELECT COALESCE(sum(cardinality(job_ids)), 0), count(*) FROM webhook_outbox`).Scan(&held, &rows); err != nil {
+			return b, err
+		}
+		b.Audit += fmt.Sprintf(", %d outbox rows holding %d jobs (nothing sending)", rows, held)
+		b.AuditOK = b.AuditOK && held == int64(n)
+		return b, nil
+	}
+	srv, _, err := e.startServe(ctx, "serve-webhooks", url, iss.srv.URL, 10,
+		"JOBS_WEBHOOK_ALLOW_PRIVATE=true", "JOBS_WEBHOOK_PER_ENDPOINT=32")
+	if err != nil {
+		return BurnDown{}, err
+	}
+	defer srv.stop()
 	b, err := jobsdBurnDown(ctx, e, pool, url, n, 1, 1, conc, timeout)
-	var events int64
-	if err == nil {
-		err = pool.QueryRow(ctx, `SELECT count(*) FROM webhook_deliveries`).Scan(&events)
-		b.Audit += fmt.Sprintf(", %d webhook events", events)
-		b.AuditOK = b.AuditOK && events == int64(n)
+	if err != nil {
+		return b, err
 	}
-	if _, err2 := pool.Exec(ctx, `TRUNCATE webhook_deliveries, webhook_endpoints`); err2 != nil && err == nil {
-		err = err2
+	timed := time.Now()
+	delivered := `SELECT count(*) FROM webhook_deliveries WHERE status = 'DELIVERED'`
+	err = pollUntilZero(ctx, pool, fmt.Sprintf(`SELECT %d - (%s)`, n, delivered), timeout, func() error {
+		if srv.exited() {
+			return fmt.Errorf("jobsd serve exited: %w\n%s", srv.Err(), srv.logTail())
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, errTimeout) {
+		return b, err
 	}
-	return b, err
+	var events, outbox int64
+	var trailed float64
+	if err := pool.QueryRow(ctx, delivered).Scan(&events); err != nil {
+		return b, err
+	}
+	if err := pool.QueryRow(ctx, `SELECT (SELECT count(*) FROM webhook_outbox),
+		COALESCE(EXTRACT(EPOCH FROM (SELECT max(ended_at) FROM webhook_deliveries) - (SELECT max(completed_at) FROM jobs))::float8, 0)`).Scan(&outbox, &trailed); err != nil {
+		return b, err
+	}
+	b.Audit += fmt.Sprintf(", %d webhook events DELIVERED (%d requests received), the last %.2fs after the last job ended (the bench waited %.2fs after the timing stopped)",
+		events, received.Load(), trailed, time.Since(timed).Seconds())
+	if st, err := procStat(srv.Cmd.Process.Pid); err == nil && events > 0 {
+		b.Audit += fmt.Sprintf(", jobsd serve CPU %.1f µs per event (its whole run, not in Work)", ticks(st.utime+st.stime)*1e6/float64(events))
+	}
+	if outbox > 0 {
+		b.Audit += fmt.Sprintf(", %d outbox rows left", outbox)
+	}
+	if events != int64(n) {
+		logf("  jobsd serve (delivering) last output lines:\n%s", srv.logTail())
+	}
+	b.AuditOK = b.AuditOK && events == int64(n)
+	return b, nil
 }
 
 // jobsPerSec is the spread of each contender's burn-down rate.

@@ -1,15 +1,24 @@
 // Package delivery sends webhook events (docs/webhooks.md): the loop that
-// claims due rows of webhook_deliveries (the outbox that the statements
-// ending jobs write), sends each signed (Standard Webhooks, package
-// webhook) through the SSRF-safe client, and records every attempt.
+// claims rows of webhook_outbox (the ids of the jobs that statements ended,
+// written with their outcome), expands each into its events (the owners'
+// endpoints that take them), sends each signed (Standard Webhooks, package
+// webhook) through the SSRF-safe client, and records all of a row's
+// attempts at once in webhook_deliveries while deleting the row; and that
+// claims the due rows of webhook_deliveries (retries, test events, replays)
+// and records each attempt.
 //
 // It runs in the API process (jobsd serve, jobsd dev), off the worker's
-// path: the worker only writes the rows. Delivery is at least once: a
-// claim is committed before the request and moves the row's next attempt
-// past the request's deadline, so a process that dies mid-send leaves it
-// due again. One endpoint never delays another: each endpoint has at most
-// PerEndpoint attempts in flight, and an endpoint with attempts in flight
-// is left out of the next claim.
+// path: the worker only writes one outbox row per outcome statement.
+// Delivery is at least once: an outbox row's claim, and a delivery's, is
+// committed before the requests and holds it past their deadline, so a
+// process that dies mid-send leaves it to be claimed again, and its events
+// are sent again with the same webhook-id. One endpoint never delays
+// another: each endpoint has at most PerEndpoint attempts in flight; an
+// event that has waited a second for a slot of an endpoint that answered
+// nothing in that second (a slow or dead one) is handed to the retry path
+// (a PENDING delivery, due at once) rather than hold its outbox row; and
+// an endpoint with attempts in flight is left out of the next claim of due
+// deliveries.
 package delivery
 
 import (
@@ -21,6 +30,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -121,18 +131,18 @@ func (c *Config) defaults() {
 		c.Log = slog.Default()
 	}
 	if c.Client == nil {
-		c.Client = webhook.NewClient(webhook.ClientOptions{AllowPrivate: c.AllowPrivate, Timeout: c.Timeout})
+		c.Client = webhook.NewClient(webhook.ClientOptions{AllowPrivate: c.AllowPrivate, Timeout: c.Timeout, IdleConnsPerHost: c.PerEndpoint})
 	}
 	if c.Sealer == nil {
 		c.Sealer, _ = webhook.NewSealer("")
 	}
 }
 
-// Run sends due deliveries until ctx ends, then waits for the attempts in
-// flight (each bounded by the client's timeout).
+// Run sends events until ctx ends, then waits for the attempts in flight
+// (each bounded by the client's timeout) and records them.
 func Run(ctx context.Context, cfg Config) {
 	cfg.defaults()
-	l := &loop{cfg: cfg, busy: map[uuid.UUID]int{}, done: make(chan uuid.UUID, cfg.Concurrency)}
+	l := &loop{cfg: cfg, busy: map[uuid.UUID]int{}, done: make(chan ended, cfg.Concurrency), waiting: map[uuid.UUID][]*queued{}, gone: map[uuid.UUID]time.Time{}, lastEnd: map[uuid.UUID]time.Time{}}
 	l.run(ctx)
 }
 
@@ -140,9 +150,59 @@ type loop struct {
 	cfg     Config
 	busy    map[uuid.UUID]int // endpoint -> attempts in flight
 	running int
-	done    chan uuid.UUID // an attempt ended: its endpoint
+	done    chan ended // an attempt ended
 	wg      sync.WaitGroup
+
+	// waiting holds the outbox events not yet started, per endpoint, in
+	// the order claimed; queuedN counts them.
+	waiting map[uuid.UUID][]*queued
+	order   []uuid.UUID // endpoints with events waiting, served in turn
+	queuedN int
+	// outboxDry and retryDry: the last claim of each found nothing; the
+	// next waits for a wake-up or a tick rather than ask after every
+	// attempt.
+	outboxDry, retryDry bool
+	// gone: endpoints that answered 410, until when their events are not
+	// sent (their record disables them).
+	gone map[uuid.UUID]time.Time
+	// lastEnd: when an attempt of the endpoint last ended (for spill).
+	lastEnd map[uuid.UUID]time.Time
 }
+
+// ended is an attempt that ended: its endpoint, and for an outbox event,
+// its batch, index and result.
+type ended struct {
+	endpoint uuid.UUID
+	batch    *batch
+	i        int
+	result   store.AttemptResult
+}
+
+// batch is a claimed outbox row being sent: the record of each of its
+// events, and how many are still to end.
+type batch struct {
+	id   int64
+	recs []store.EventRecord
+	left int
+}
+
+// queued is an outbox event waiting for its endpoint's slot.
+type queued struct {
+	b     *batch
+	i     int
+	since time.Time
+}
+
+// spillAfter is how long an outbox event waits for a slot of its endpoint,
+// while that endpoint ends no attempt, before it is handed to the retry
+// path (a PENDING delivery due at once), so that a slow endpoint holds
+// neither its outbox row nor the claims of other endpoints' events for
+// longer.
+const spillAfter = time.Second
+
+// maxQueued bounds the outbox events waiting for a slot: no outbox row is
+// claimed while more wait.
+func (l *loop) maxQueued() int { return max(8*l.cfg.Concurrency, 256) }
 
 func (l *loop) run(ctx context.Context) {
 	tick := time.NewTicker(l.cfg.Poll)
@@ -156,6 +216,7 @@ func (l *loop) run(ctx context.Context) {
 			}
 		}
 		now := time.Now()
+		l.spill(now, false)
 		if now.Sub(lastBacklog) >= 5*time.Second {
 			lastBacklog = now
 			l.recordBacklog(ctx)
@@ -166,44 +227,258 @@ func (l *loop) run(ctx context.Context) {
 		}
 		select {
 		case <-ctx.Done():
-			l.wg.Wait()
+			l.stop(ctx)
 			return
-		case ep := <-l.done:
-			l.ended(ep)
+		case e := <-l.done:
+			l.ended(ctx, e)
 		drain:
 			for {
 				select {
-				case ep := <-l.done:
-					l.ended(ep)
+				case e := <-l.done:
+					l.ended(ctx, e)
 				default:
 					break drain
 				}
 			}
 		case <-l.cfg.Wake:
+			l.outboxDry, l.retryDry = false, false
 		case <-tick.C:
+			l.outboxDry, l.retryDry = false, false
 		}
 	}
 }
 
-func (l *loop) ended(ep uuid.UUID) {
+// stop hands the events still waiting to the retry path, waits for the
+// attempts in flight, records their outbox rows, and waits for the
+// records.
+func (l *loop) stop(ctx context.Context) {
+	l.spill(time.Now(), true)
+	for l.running > 0 {
+		l.ended(ctx, <-l.done)
+	}
+	l.wg.Wait()
+}
+
+func (l *loop) ended(ctx context.Context, e ended) {
+	l.lastEnd[e.endpoint] = time.Now()
 	l.running--
-	if l.busy[ep]--; l.busy[ep] <= 0 {
-		delete(l.busy, ep)
+	if l.busy[e.endpoint]--; l.busy[e.endpoint] <= 0 {
+		delete(l.busy, e.endpoint)
+	}
+	if e.batch != nil {
+		e.batch.recs[e.i].Attempted, e.batch.recs[e.i].Result = true, e.result
+		l.settled(ctx, e.batch)
+		if e.result.Gone {
+			l.goneEndpoint(e.endpoint)
+		}
 	}
 }
 
-// claimLease is how long a claim holds a delivery: past the attempt's
-// deadline with room to build the body and record the result. A sender
-// that dies leaves its deliveries due again after it.
+// goneEndpoint: the endpoint answered 410 and is being disabled: its
+// waiting events are not sent but handed over, and its record ends them
+// FAILED with the endpoint's other pending events; for a while, events of
+// it claimed meanwhile (before the record commits) are handed over too.
+func (l *loop) goneEndpoint(ep uuid.UUID) {
+	l.gone[ep] = time.Now().Add(claimLease(l.cfg.Timeout))
+	for _, e := range l.waiting[ep] {
+		l.queuedN--
+		l.settled(context.Background(), e.b)
+	}
+	delete(l.waiting, ep)
+	l.order = slices.DeleteFunc(l.order, func(x uuid.UUID) bool { return x == ep })
+}
+
+// settled counts one more event of b as settled (sent or handed over),
+// and records b once every event is.
+func (l *loop) settled(ctx context.Context, b *batch) {
+	if b.left--; b.left > 0 {
+		return
+	}
+	l.wg.Add(1)
+	go func() {
+		defer l.wg.Done()
+		l.record(context.WithoutCancel(ctx), b)
+	}()
+}
+
+// record writes an outbox row's events and deletes the row. On failure the
+// row's claim runs out and it is sent again (at least once, same ids).
+func (l *loop) record(ctx context.Context, b *batch) {
+	disabled, err := l.cfg.Store.RecordOutbox(ctx, b.id, b.recs, l.cfg.Disable)
+	if err != nil {
+		l.cfg.Log.Warn("webhooks: record outbox events; they are sent again when the claim runs out", "outbox_id", b.id, "err", err)
+		return
+	}
+	for _, ep := range disabled {
+		l.cfg.Metrics.Disabled()
+		l.cfg.Log.Info("webhooks: endpoint disabled", "webhook_id", ep)
+	}
+}
+
+// spill hands to the retry path the waiting outbox events of endpoints
+// that are slow: that have waited spillAfter while their endpoint ended no
+// attempt for as long, or that have waited maxWait whatever (all of them
+// when all is set). An endpoint that keeps answering keeps its events
+// while it works through them.
+func (l *loop) spill(now time.Time, all bool) {
+	for ep, t := range l.lastEnd {
+		if now.Sub(t) >= spillAfter && l.busy[ep] == 0 && len(l.waiting[ep]) == 0 {
+			delete(l.lastEnd, ep)
+		}
+	}
+	if l.queuedN == 0 {
+		return
+	}
+	maxWait := max(claimLease(l.cfg.Timeout)-l.cfg.Timeout-5*time.Second, spillAfter)
+	for ep, q := range l.waiting {
+		stalled := now.Sub(l.lastEnd[ep]) >= spillAfter
+		n := 0
+		for n < len(q) && (all || stalled && now.Sub(q[n].since) >= spillAfter || now.Sub(q[n].since) >= maxWait) {
+			n++
+		}
+		if n == 0 {
+			continue
+		}
+		for _, e := range q[:n] {
+			l.queuedN--
+			l.settled(context.Background(), e.b)
+		}
+		if n == len(q) {
+			delete(l.waiting, ep)
+		} else {
+			l.waiting[ep] = q[n:]
+		}
+	}
+	l.order = slices.DeleteFunc(l.order, func(ep uuid.UUID) bool { return len(l.waiting[ep]) == 0 })
+}
+
+// claimLease is how long a claim holds a delivery or an outbox row: past
+// the attempts' deadline (and an outbox event's wait for its slot) with
+// room to build the body and record the result. A sender that dies leaves
+// its deliveries due again after it.
 func claimLease(timeout time.Duration) time.Duration { return 2*timeout + 5*time.Second }
 
-// claim claims what the free slots allow and starts each attempt. It
-// reports false when the claim failed.
+// claim starts waiting outbox events, claims outbox rows while few wait,
+// then claims due deliveries with the slots left. It reports false when a
+// claim failed.
 func (l *loop) claim(ctx context.Context) bool {
-	free := l.cfg.Concurrency - l.running
-	if free <= 0 || ctx.Err() != nil {
+	if ctx.Err() != nil {
 		return true
 	}
+	l.startWaiting(ctx)
+	ok := true
+	if !l.outboxDry && l.queuedN < l.maxQueued() && l.running < l.cfg.Concurrency {
+		ok = l.claimOutbox(ctx)
+		l.startWaiting(ctx)
+	}
+	if !l.retryDry && l.running < l.cfg.Concurrency {
+		ok = l.claimDue(ctx) && ok
+	}
+	return ok
+}
+
+// claimOutbox claims outbox rows and queues their events.
+func (l *loop) claimOutbox(ctx context.Context) bool {
+	rows := 4 // catching up after a pause; one at a time while events wait
+	if l.queuedN > 0 {
+		rows = 1
+	}
+	batches, err := l.cfg.Store.ClaimOutbox(ctx, rows, claimLease(l.cfg.Timeout))
+	if err != nil {
+		if ctx.Err() == nil {
+			l.cfg.Log.Warn("webhooks: claim outbox", "err", err)
+		}
+		return false
+	}
+	l.outboxDry = len(batches) == 0
+	now := time.Now()
+	for _, ob := range batches {
+		b := &batch{id: ob.ID, recs: make([]store.EventRecord, len(ob.Events)), left: len(ob.Events) + 1}
+		for i := range ob.Events {
+			b.recs[i].Event = &ob.Events[i]
+			ep := ob.Events[i].EndpointID
+			if until, ok := l.gone[ep]; ok {
+				if now.Before(until) {
+					b.left--
+					continue
+				}
+				delete(l.gone, ep)
+			}
+			if len(l.waiting[ep]) == 0 {
+				l.order = append(l.order, ep)
+			}
+			l.waiting[ep] = append(l.waiting[ep], &queued{b: b, i: i, since: now})
+			l.queuedN++
+		}
+		l.settled(ctx, b) // the +1: a row without events is recorded (deleted) at once
+	}
+	return true
+}
+
+// startWaiting starts the waiting outbox events that free slots allow, the
+// endpoints taking turns.
+func (l *loop) startWaiting(ctx context.Context) {
+	for len(l.order) > 0 && l.running < l.cfg.Concurrency {
+		started := false
+		for _, ep := range l.order {
+			if l.running >= l.cfg.Concurrency {
+				break
+			}
+			q := l.waiting[ep]
+			if len(q) == 0 || l.busy[ep] >= l.cfg.PerEndpoint {
+				continue
+			}
+			e := q[0]
+			l.waiting[ep] = q[1:]
+			l.queuedN--
+			l.startEvent(ctx, e.b, e.i)
+			started = true
+		}
+		l.order = slices.DeleteFunc(l.order, func(ep uuid.UUID) bool {
+			if len(l.waiting[ep]) == 0 {
+				delete(l.waiting, ep)
+				return true
+			}
+			return false
+		})
+		if !started {
+			return
+		}
+	}
+}
+
+// startEvent sends event i of b.
+func (l *loop) startEvent(ctx context.Context, b *batch, i int) {
+	ev := b.recs[i].Event
+	l.running++
+	l.busy[ev.EndpointID]++
+	l.wg.Add(1)
+	go func() {
+		defer l.wg.Done()
+		res := l.attemptEvent(context.WithoutCancel(ctx), ev)
+		l.done <- ended{endpoint: ev.EndpointID, batch: b, i: i, result: res}
+	}()
+}
+
+// attemptEvent sends an outbox event (its first attempt); the batch
+// records it.
+func (l *loop) attemptEvent(ctx context.Context, ev *store.OutboxEvent) store.AttemptResult {
+	start := time.Now()
+	body, err := l.jobBody(ev.EventType, ev.OccurredAt, &ev.Job)
+	code := 0
+	if err == nil {
+		code, err = l.send(ctx, ev.Target, ev.ID, body, start)
+	}
+	res := l.result(start, code, err, 0)
+	l.cfg.Metrics.Attempt(outcome(res), res.Latency, time.Since(ev.OccurredAt))
+	return res
+}
+
+// claimDue claims due deliveries (retries, test events, replays) with the
+// free slots and starts each attempt. It reports false when the claim
+// failed.
+func (l *loop) claimDue(ctx context.Context) bool {
+	free := l.cfg.Concurrency - l.running
 	busy := make([]uuid.UUID, 0, len(l.busy))
 	for ep := range l.busy {
 		busy = append(busy, ep)
@@ -215,6 +490,7 @@ func (l *loop) claim(ctx context.Context) bool {
 		}
 		return false
 	}
+	l.retryDry = len(due) == 0
 	for i := range due {
 		d := due[i]
 		l.running++
@@ -223,20 +499,43 @@ func (l *loop) claim(ctx context.Context) bool {
 		go func() {
 			defer l.wg.Done()
 			l.attempt(context.WithoutCancel(ctx), &d)
-			l.done <- d.EndpointID
+			l.done <- ended{endpoint: d.EndpointID}
 		}()
 	}
 	return true
 }
 
-// attempt sends one delivery and records the result. It runs to the end
-// even when the loop is stopping (bounded by the client's timeout), so an
-// answer received is recorded.
+// attempt sends one due delivery and records the result. It runs to the
+// end even when the loop is stopping (bounded by the client's timeout), so
+// an answer received is recorded.
 func (l *loop) attempt(ctx context.Context, d *store.DueDelivery) {
 	start := time.Now()
-	res := store.AttemptResult{ID: d.ID, At: start}
-	code, err := l.send(ctx, d, start)
-	res.Latency, res.StatusCode = time.Since(start), code
+	target := store.Target{EndpointID: d.EndpointID, UserID: d.UserID, URL: d.URL, Secret: d.Secret, PreviousSecret: d.PreviousSecret}
+	body, err := l.body(ctx, d)
+	code := 0
+	if err == nil {
+		code, err = l.send(ctx, target, d.ID, body, start)
+	}
+	res := l.result(start, code, err, d.Attempts)
+	res.ID = d.ID
+	disabled, rerr := l.cfg.Store.RecordAttempt(ctx, res, l.cfg.Disable)
+	if rerr != nil {
+		// The claim's deadline makes the delivery due again: at least once.
+		l.cfg.Log.Warn("webhooks: record attempt", "delivery_id", d.ID, "err", rerr)
+	}
+	l.cfg.Metrics.Attempt(outcome(res), res.Latency, time.Since(d.OccurredAt))
+	if disabled {
+		l.cfg.Metrics.Disabled()
+		l.cfg.Log.Info("webhooks: endpoint disabled", "webhook_id", d.EndpointID, "user_id", d.UserID, "last", res.Error)
+	}
+}
+
+// result is how an attempt that started at start went, given the answer's
+// status code or the error, and the wait before the next attempt when it
+// failed and may be retried (attempts is the delivery's attempts so far,
+// this one included).
+func (l *loop) result(start time.Time, code int, err error, attempts int) store.AttemptResult {
+	res := store.AttemptResult{At: start, Latency: time.Since(start), StatusCode: code}
 	switch {
 	case err != nil:
 		res.Error = err.Error()
@@ -249,18 +548,9 @@ func (l *loop) attempt(ctx context.Context, d *store.DueDelivery) {
 	}
 	var perm permanentError
 	if !res.Delivered && !res.Gone && !errors.As(err, &perm) {
-		res.Retry = retryAfter(l.cfg.Schedule, d.Attempts)
+		res.Retry = retryAfter(l.cfg.Schedule, max(attempts, 1))
 	}
-	disabled, rerr := l.cfg.Store.RecordAttempt(ctx, res, l.cfg.Disable)
-	if rerr != nil {
-		// The claim's deadline makes the delivery due again: at least once.
-		l.cfg.Log.Warn("webhooks: record attempt", "delivery_id", d.ID, "err", rerr)
-	}
-	l.cfg.Metrics.Attempt(outcome(res), res.Latency, time.Since(d.OccurredAt))
-	if disabled {
-		l.cfg.Metrics.Disabled()
-		l.cfg.Log.Info("webhooks: endpoint disabled", "webhook_id", d.EndpointID, "user_id", d.UserID, "last", res.Error)
-	}
+	return res
 }
 
 func outcome(r store.AttemptResult) string {
@@ -280,32 +570,29 @@ type permanentError struct{ text string }
 
 func (e permanentError) Error() string { return e.text }
 
-// send signs and POSTs the event and returns the answer's status.
-func (l *loop) send(ctx context.Context, d *store.DueDelivery, now time.Time) (int, error) {
+// send signs and POSTs body to the target as event id, and returns the
+// answer's status.
+func (l *loop) send(ctx context.Context, t store.Target, id uuid.UUID, body []byte, now time.Time) (int, error) {
 	// A URL this process refuses, or a secret it cannot open, is its
 	// configuration (JOBS_WEBHOOK_ALLOW_PRIVATE, JOBS_WEBHOOK_KEY) differing
 	// from the process that saved the endpoint: retried, so that fixing it
 	// loses nothing.
-	if err := webhook.CheckURL(d.URL, l.cfg.AllowPrivate); err != nil {
+	if err := webhook.CheckURL(t.URL, l.cfg.AllowPrivate); err != nil {
 		return 0, fmt.Errorf("refused by this API process's settings: %w", err)
 	}
-	body, err := l.body(ctx, d)
-	if err != nil {
-		return 0, err
-	}
-	keys, err := l.keys(d)
+	keys, err := l.keys(t)
 	if err != nil {
 		return 0, err
 	}
 	ctx, cancel := context.WithTimeout(ctx, l.cfg.Timeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, d.URL, bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, t.URL, bytes.NewReader(body))
 	if err != nil {
 		return 0, permanentError{"the request could not be built: " + err.Error()}
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("User-Agent", "jobsd-webhooks")
-	webhook.SetHeaders(req.Header, keys, d.ID.String(), now, body)
+	webhook.SetHeaders(req.Header, keys, id.String(), now, body)
 	resp, err := l.cfg.Client.Do(req)
 	if err != nil {
 		return 0, attemptError(err)
@@ -337,15 +624,15 @@ func attemptError(err error) error {
 
 // keys opens the endpoint's signing keys: the current one, and the
 // previous one during a rotation's grace period.
-func (l *loop) keys(d *store.DueDelivery) ([][]byte, error) {
-	k, err := l.cfg.Sealer.Open(d.Secret)
+func (l *loop) keys(t store.Target) ([][]byte, error) {
+	k, err := l.cfg.Sealer.Open(t.Secret)
 	if err != nil {
-		l.cfg.Log.Error("webhooks: a signing secret cannot be opened: is JOBS_WEBHOOK_KEY the key it was sealed with?", "webhook_id", d.EndpointID)
+		l.cfg.Log.Error("webhooks: a signing secret cannot be opened: is JOBS_WEBHOOK_KEY the key it was sealed with?", "webhook_id", t.EndpointID)
 		return nil, errors.New("the signing secret cannot be opened on this API process (JOBS_WEBHOOK_KEY)")
 	}
 	keys := [][]byte{k}
-	if d.PreviousSecret != nil {
-		if p, err := l.cfg.Sealer.Open(d.PreviousSecret); err == nil {
+	if t.PreviousSecret != nil {
+		if p, err := l.cfg.Sealer.Open(t.PreviousSecret); err == nil {
 			keys = append(keys, p)
 		}
 	}
@@ -362,11 +649,11 @@ type event struct {
 	ResultOmitted bool `json:"resultOmitted,omitempty"`
 }
 
-// body is the event's JSON: the job as GET /api/jobs/{id} answers it now
-// (for a test event, the endpoint's id).
+// body is a due delivery's JSON: the job as GET /api/jobs/{id} answers it
+// now (for a test event, the endpoint's id).
 func (l *loop) body(ctx context.Context, d *store.DueDelivery) ([]byte, error) {
-	ev := event{Type: d.EventType, Timestamp: timestamp.New(d.OccurredAt)}
 	if d.JobID == nil {
+		ev := event{Type: d.EventType, Timestamp: timestamp.New(d.OccurredAt)}
 		ev.Data, _ = json.Marshal(map[string]string{"webhookId": d.EndpointID.String()})
 		return json.Marshal(ev)
 	}
@@ -377,9 +664,19 @@ func (l *loop) body(ctx context.Context, d *store.DueDelivery) ([]byte, error) {
 	if err != nil {
 		return nil, errors.New("the job could not be read")
 	}
+	jc := *j // Get's job is shared and must not be modified
+	return l.jobBody(d.EventType, d.OccurredAt, &jc)
+}
+
+// jobBody is a job event's JSON, with j as GET /api/jobs/{id} answers it,
+// without its result when that is larger than MaxResultBytes. It may
+// clear j.Result.
+func (l *loop) jobBody(eventType string, occurred time.Time, j *job.Job) ([]byte, error) {
+	ev := event{Type: eventType, Timestamp: timestamp.New(occurred)}
 	if len(j.Result) > l.cfg.MaxResultBytes {
 		j.Result, ev.ResultOmitted = nil, true
 	}
+	var err error
 	if ev.Data, err = l.cfg.EncodeJob(j); err != nil {
 		return nil, permanentError{"the job could not be encoded: " + err.Error()}
 	}

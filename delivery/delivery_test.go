@@ -362,8 +362,8 @@ func TestReceiverOutageLosesNothing(t *testing.T) {
 	// A sender that claimed and died: its claims come due again after
 	// their lease.
 	s.endJobs(t, "alice", 5, `{"output":"x"}`)
-	if dead, err := s.st.ClaimDeliveries(t.Context(), 5, 5, nil, time.Second); err != nil || len(dead) != 5 {
-		t.Fatalf("the dead sender's claim: %d, %v", len(dead), err)
+	if dead, err := s.st.ClaimOutbox(t.Context(), 5, time.Second); err != nil || len(dead) != 1 || len(dead[0].Events) != 5 {
+		t.Fatalf("the dead sender's claim: %d outbox rows, %v", len(dead), err)
 	}
 
 	rcv.down()
@@ -528,10 +528,11 @@ func waitFor(t *testing.T, within time.Duration, cond func() bool, what string) 
 	eventually.True(t, within, what, cond)
 }
 
-// TestDeletedJobAndUnopenableSecret: an event whose job was deleted ends
-// FAILED at once, with the reason; an endpoint whose secret this process
-// cannot open (another JOBS_WEBHOOK_KEY) is retried, not given up, and
-// nothing unsigned is sent.
+// TestDeletedJobAndUnopenableSecret: a job deleted before its outbox row
+// is expanded gives no event (the row is consumed); a retry whose job was
+// deleted ends FAILED at once, with the reason; an endpoint whose secret
+// this process cannot open (another JOBS_WEBHOOK_KEY) is retried, not
+// given up, and nothing unsigned is sent.
 func TestDeletedJobAndUnopenableSecret(t *testing.T) {
 	s := newSetup(t)
 	rcv := newReceiver(t)
@@ -539,6 +540,10 @@ func TestDeletedJobAndUnopenableSecret(t *testing.T) {
 	rcv.secrets = []string{secret}
 	ids := s.endJobs(t, "alice", 1, `{"output":"x"}`)
 	if _, err := s.st.DB().Exec(`DELETE FROM jobs WHERE id = $1`, ids[0]); err != nil {
+		t.Fatal(err)
+	}
+	// A retry queued before the job was deleted (retention).
+	if _, err := s.st.DB().Exec(`INSERT INTO webhook_deliveries (endpoint_id, event_type, job_id, attempts) VALUES ($1, 'job.completed', $2, 1)`, e.ID, ids[0]); err != nil {
 		t.Fatal(err)
 	}
 	other := newReceiver(t)
@@ -554,11 +559,15 @@ func TestDeletedJobAndUnopenableSecret(t *testing.T) {
 	waitFor(t, 20*time.Second, func() bool {
 		ds, err := s.st.ListDeliveries(t.Context(), store.OwnedBy("alice"), e.ID, 10, nil)
 		return err == nil && len(ds) == 1 && ds[0].Status == store.DeliveryFailed
-	}, "the deleted job's event FAILED")
+	}, "the deleted job's retry FAILED")
 	ds, _ := s.st.ListDeliveries(t.Context(), store.OwnedBy("alice"), e.ID, 10, nil)
-	if ds[0].Attempts != 1 || ds[0].LastError == nil || !strings.Contains(*ds[0].LastError, "no longer exists") {
+	if ds[0].Attempts != 2 || ds[0].LastError == nil || !strings.Contains(*ds[0].LastError, "no longer exists") {
 		t.Errorf("deleted job's delivery: %+v", ds[0])
 	}
+	waitFor(t, 20*time.Second, func() bool {
+		var n int
+		return s.st.DB().Get(&n, `SELECT count(*) FROM webhook_outbox`) == nil && n == 0
+	}, "the outbox row of the deleted job consumed")
 	waitFor(t, 20*time.Second, func() bool {
 		ds, err := s.st.ListDeliveries(t.Context(), store.OwnedBy("bob"), o.ID, 10, nil)
 		return err == nil && len(ds) == 1 && ds[0].Attempts == 1 && ds[0].LastError != nil
@@ -567,8 +576,74 @@ func TestDeletedJobAndUnopenableSecret(t *testing.T) {
 	if ds[0].ID != d.ID || ds[0].Status != store.DeliveryPending || ds[0].NextAttemptAt == nil || !strings.Contains(*ds[0].LastError, "JOBS_WEBHOOK_KEY") {
 		t.Errorf("unopenable secret's delivery: %+v (error %v)", ds[0], *ds[0].LastError)
 	}
+	if ds, _ := s.st.ListDeliveries(t.Context(), store.OwnedBy("alice"), e.ID, 10, nil); len(ds) != 1 {
+		t.Errorf("alice's deliveries: %d, want only the retry (the deleted job's outbox event is none)", len(ds))
+	}
 	if n := other.requests.Load() + rcv.requests.Load(); n != 0 {
 		t.Errorf("%d requests sent", n)
+	}
+}
+
+// TestCrashBetweenSendAndRecordResendsSameID: a sender whose record of an
+// outbox row fails after the requests were answered (as if it died between
+// the send and the record) leaves the row claimed until its lease runs
+// out; it is then sent again, every event with the webhook-id of its first
+// send, and recorded once, DELIVERED.
+func TestCrashBetweenSendAndRecordResendsSameID(t *testing.T) {
+	s := newSetup(t)
+	rcv := newReceiver(t)
+	e, secret := s.endpoint(t, "alice", rcv.url())
+	rcv.secrets = []string{secret}
+	// The first record fails: its transaction, and every row it wrote, is
+	// rolled back (a sequence is not, so only the first one fails).
+	if _, err := s.st.DB().Exec(`
+		CREATE SEQUENCE crash_once;
+		CREATE FUNCTION crash_once() RETURNS trigger LANGUAGE plpgsql AS $$
+		BEGIN
+			IF nextval('crash_once') = 1 THEN RAISE EXCEPTION 'the sender died'; END IF;
+			RETURN OLD;
+		END $$;
+		CREATE TRIGGER crash_once BEFORE DELETE ON webhook_outbox FOR EACH ROW EXECUTE FUNCTION crash_once();`); err != nil {
+		t.Fatal(err)
+	}
+	ids := s.endJobs(t, "alice", 6, `{"output":"x"}`)
+	// Timeout 200ms: the outbox row's claim holds it claimLease = 5.4 s.
+	s.run(t, delivery.Config{Timeout: 200 * time.Millisecond})
+	waitFor(t, 30*time.Second, func() bool {
+		d := deliveryIDs(t, s.st, e.ID)
+		for _, st := range d {
+			if st != store.DeliveryDelivered {
+				return false
+			}
+		}
+		return len(d) == 6
+	}, "every event recorded DELIVERED after the claim ran out")
+	var crashes int64
+	if err := s.st.DB().Get(&crashes, `SELECT last_value FROM crash_once`); err != nil || crashes < 2 {
+		t.Fatalf("the outbox row was deleted %d times (want the failed one, then the one that held), %v", crashes, err)
+	}
+	accepted := rcv.acceptedIDs()
+	recorded := deliveryIDs(t, s.st, e.ID)
+	for id := range recorded {
+		if accepted[id] != 2 {
+			t.Errorf("webhook-id %s accepted %d times, want 2 (sent, then sent again with the same id)", id, accepted[id])
+		}
+	}
+	if len(accepted) != 6 {
+		t.Errorf("the receiver saw %d webhook-ids, want 6 (one per event)", len(accepted))
+	}
+	for _, id := range ids {
+		j, err := s.st.Get(t.Context(), store.OwnedBy("alice"), id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		typ := store.EventJobCompleted
+		if j.Status == job.StatusFailed {
+			typ = store.EventJobFailed
+		}
+		if want := store.EventID(e.ID, id, typ, *j.CompletedAt); recorded[want.String()] == "" {
+			t.Errorf("job %s: no delivery with the webhook-id %s", id, want)
+		}
 	}
 }
 

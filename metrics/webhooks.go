@@ -47,11 +47,11 @@ func NewWebhooks(reg prometheus.Registerer) *Webhooks {
 		}),
 		due: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "jobsd_webhook_deliveries_due",
-			Help: "Webhook deliveries due now and not yet sent (read every 5 s by the delivery loop).",
+			Help: "Webhook events waiting to be sent: deliveries due now, plus the ended jobs in the outbox not yet expanded (read every 5 s by the delivery loop).",
 		}),
 		age: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "jobsd_webhook_queue_age_seconds",
-			Help: "How long the oldest due webhook delivery has waited; 0 when none.",
+			Help: "How long the oldest due webhook delivery or outbox row has waited; 0 when none.",
 		}),
 	}
 	for _, o := range []string{WebhookDelivered, WebhookRetrying, WebhookFailed} {

@@ -6,6 +6,10 @@
 -- endpoint in the same statement as the job's end, so an event is never
 -- lost between the outcome and the send; the API's delivery loop sends
 -- them.
+--
+-- 00017 replaced that per-event insert by one webhook_outbox row per
+-- statement, expanded into events by the delivery loop, and dropped the
+-- foreign key below; webhook_deliveries now records attempted events.
 CREATE TABLE webhook_endpoints (
     id                   uuid        PRIMARY KEY,
     user_id              text        NOT NULL,

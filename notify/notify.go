@@ -28,8 +28,9 @@ const (
 	// the worker running it stops its handler.
 	JobsCancelled = "jobs_cancelled"
 	// WebhookDeliveries has an empty payload, one per statement that
-	// queued webhook deliveries (the webhook_deliveries_queued trigger):
-	// the delivery loop's cue to claim.
+	// wrote a webhook_outbox row (the webhook_outbox_written trigger) or
+	// queued a delivery due now (webhook_deliveries_queued): the delivery
+	// loop's cue to claim.
 	WebhookDeliveries = "webhook_deliveries"
 )
 

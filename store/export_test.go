@@ -41,3 +41,7 @@ func QueueStatements(ids, leases []string, cursor QueueKey) []QueueStatement {
 
 // FinishSQL is the worker's outcome statement, for the plan tests.
 func FinishSQL() string { return finishSQL }
+
+// ExpandOutboxSQL is the statement that expands claimed outbox rows: $1
+// job ids, $2 the batch of each (1-based), $3 each batch's occurred_at.
+func ExpandOutboxSQL() string { return expandOutboxSQL }

@@ -429,7 +429,7 @@ var finishSQL = `
 		FROM done WHERE kind = 'completed'
 		GROUP BY 2, 3
 		ON CONFLICT (minute, type, worker_id) DO UPDATE SET n = c.n + EXCLUDED.n),
-	` + webhookEventsCTE("done", "CASE done.kind WHEN 'completed' THEN 'job.completed' ELSE 'job.failed' END", "done.kind IN ('completed', 'failed')") + `
+	` + webhookEventsCTE("done", "done.kind IN ('completed', 'failed')") + `
 	SELECT id FROM done`
 
 // Heartbeat extends the leases of the claims that held attempts belong to,
@@ -511,7 +511,7 @@ var rescueCTEs = `
 		INSERT INTO job_attempts (job_id, attempt, type, worker_id, started_at, outcome, final, error)
 		SELECT id, attempts, type, worker_id, attempted_at, 'lost', status = 'FAILED', $1
 		FROM rescued),
-	` + webhookEventsCTE("rescued", "'job.failed'", "rescued.status = 'FAILED'")
+	` + webhookEventsCTE("rescued", "rescued.status = 'FAILED'")
 
 // rescueSQL is Rescue's statement.
 var rescueSQL = rescueCTEs + `
@@ -593,7 +593,7 @@ func (s *Store) Cancel(ctx context.Context, sc Scope, id uuid.UUID) (_ *job.Job,
 				CASE WHEN running THEN worker_id END, CASE WHEN running THEN attempted_at END,
 				'cancelled', true, $3
 			FROM c),
-		`+webhookEventsCTE("c", "'job.failed'", "true")+`
+		`+webhookEventsCTE("c", "true")+`
 		SELECT `+jobColumns+` FROM c CROSS JOIN LATERAL (SELECT pg_notify('`+notify.JobsCancelled+`', c.id::text)) AS n`,
 		id, sc.ownerArg(), text, sc.actor)
 	if err != nil {

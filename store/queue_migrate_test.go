@@ -169,3 +169,56 @@ func TestCompletionsMigration(t *testing.T) {
 		t.Errorf("after up again: %+v, %v (the logged entry, not twice)", again, err)
 	}
 }
+
+// TestWebhookOutboxMigration: 00017 strands nothing. A PENDING delivery
+// queued by the former outcome statement is claimed by the retry path
+// after the upgrade; an event still in the outbox when 00017 is undone
+// becomes a PENDING delivery the former release sends; and the foreign
+// key comes back.
+func TestWebhookOutboxMigration(t *testing.T) {
+	s := newMigrationDB(t)
+	url, db := s.url, s.db
+	st, err := store.Open(t.Context(), url, store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	ctx := t.Context()
+	s.downTo(t, 16)
+	var endpoint uuid.UUID
+	if err := db.Get(&endpoint, `INSERT INTO webhook_endpoints (id, user_id, url, event_types, secret)
+		VALUES (gen_random_uuid(), 'alice', 'https://hooks.example/alice', ARRAY['job.completed', 'job.failed'], '\x00'::bytea) RETURNING id`); err != nil {
+		t.Fatal(err)
+	}
+	var old uuid.UUID
+	if err := db.Get(&old, `INSERT INTO webhook_deliveries (endpoint_id, event_type) VALUES ($1, 'webhook.test') RETURNING id`, endpoint); err != nil {
+		t.Fatal(err)
+	}
+	s.up(t)
+	due, err := st.ClaimDeliveries(ctx, 10, 10, nil, time.Second)
+	if err != nil || len(due) != 1 || due[0].ID != old {
+		t.Fatalf("the delivery queued before the upgrade: %+v, %v", due, err)
+	}
+
+	j, _, err := st.Create(ctx, store.NewJob{UserID: "alice", Type: job.TypeAIPreview, Input: []byte(`{"prompt":"x"}`)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	claimed, _, err := st.Claim(ctx, store.ClaimRequest{Worker: "w1", N: 1, Lease: time.Minute})
+	if err != nil || len(claimed) != 1 {
+		t.Fatalf("claim: %v, %v", claimed, err)
+	}
+	if _, err := st.Finish(ctx, []store.Outcome{{ID: j.ID, Lease: claimed[0].Lease, Kind: store.OutcomeCompleted, Result: []byte(`{}`)}}); err != nil {
+		t.Fatal(err)
+	}
+	s.downTo(t, 16)
+	var pending int
+	if err := db.Get(&pending, `SELECT count(*) FROM webhook_deliveries WHERE job_id = $1 AND endpoint_id = $2 AND status = 'PENDING' AND event_type = 'job.completed'`, j.ID, endpoint); err != nil || pending != 1 {
+		t.Fatalf("after 00017's down: %d PENDING deliveries of the outbox's event, want 1 (%v)", pending, err)
+	}
+	var fk int
+	if err := db.Get(&fk, `SELECT count(*) FROM pg_constraint WHERE conname = 'webhook_deliveries_endpoint_id_fkey'`); err != nil || fk != 1 {
+		t.Errorf("after 00017's down: %d foreign keys, want 1 (%v)", fk, err)
+	}
+	s.up(t)
+}

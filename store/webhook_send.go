@@ -166,8 +166,10 @@ func (s *Store) PruneDeliveries(ctx context.Context, cutoff time.Time, limit int
 	return res.RowsAffected()
 }
 
-// DeliveryBacklog is the due deliveries: how many, and how long the
-// oldest has waited (0 when none).
+// DeliveryBacklog is the events waiting to be sent: the due deliveries
+// (retries, test events, replays) plus the jobs in the outbox not yet
+// expanded (each counted once, whoever's endpoints take it), and how long
+// the oldest of either has waited (0 when none).
 func (s *Store) DeliveryBacklog(ctx context.Context) (due int64, oldest time.Duration, err error) {
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
@@ -175,9 +177,13 @@ func (s *Store) DeliveryBacklog(ctx context.Context) (due int64, oldest time.Dur
 		N   int64   `db:"n"`
 		Age float64 `db:"age"`
 	}
-	err = s.db.GetContext(ctx, &row, `SELECT count(*) AS n,
-		COALESCE(extract(epoch FROM now() - min(next_attempt_at)), 0)::float8 AS age
-		FROM webhook_deliveries WHERE status = 'PENDING' AND next_attempt_at <= now()`)
+	err = s.db.GetContext(ctx, &row, `
+		WITH d AS (SELECT count(*) AS n, min(next_attempt_at) AS oldest
+			FROM webhook_deliveries WHERE status = 'PENDING' AND next_attempt_at <= now()),
+		o AS (SELECT COALESCE(sum(cardinality(job_ids)), 0) AS n, min(occurred_at) AS oldest FROM webhook_outbox)
+		SELECT d.n + o.n AS n,
+			COALESCE(extract(epoch FROM now() - LEAST(d.oldest, o.oldest)), 0)::float8 AS age
+		FROM d, o`)
 	if err != nil {
 		return 0, 0, fmt.Errorf("delivery backlog: %w", classify(err))
 	}

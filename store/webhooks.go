@@ -11,28 +11,31 @@ import (
 	"github.com/lib/pq"
 )
 
-// Webhooks (migration 00015, docs/webhooks.md): each user's endpoints, and
-// webhook_deliveries, the outbox of events about their jobs, written by
-// the statements that end jobs (webhookEventsCTE) and sent by the API's
-// delivery loop (the delivery package).
+// Webhooks (migrations 00015 and 00017, docs/webhooks.md): each user's
+// endpoints; webhook_outbox, the ids of the jobs that ended, written by the
+// statements that end jobs (webhookEventsCTE); and webhook_deliveries, the
+// record of each event's attempts, written by the API's delivery loop (the
+// delivery package), which expands outbox rows into events.
 
 // webhookEventsCTE is the CTE (named webhook_events) that the statements
-// ending jobs add: one delivery per enabled endpoint of the job's owner
-// that takes the event, for each row of source (a CTE with the job's id
-// and user_id) that where keeps, of the type typeExpr says. It is written
-// by the statement that ends the job, so the event commits with the
-// outcome or not at all.
+// ending jobs add: ONE webhook_outbox row holding the ids of the rows of
+// source (a CTE with the job's id) that where keeps, the jobs this
+// statement ended COMPLETED or FAILED; no row when there are none. It is
+// written by the statement that ends the jobs, so the events commit with
+// the outcome or not at all. Whose endpoints take them, and of which event
+// type (the job's status), the delivery loop finds when it expands the row:
+// the statement pays one row and one index entry, however many jobs and
+// endpoints.
 //
 // The uncorrelated EXISTS is a one-time filter: while nobody has an
 // endpoint, the insert is one probe of an empty table per statement, and
-// the join is never run.
-func webhookEventsCTE(source, typeExpr, where string) string {
+// source is never scanned for it.
+func webhookEventsCTE(source, where string) string {
 	return `webhook_events AS (
-		INSERT INTO webhook_deliveries (endpoint_id, event_type, job_id)
-		SELECT e.id, ev.type, ` + source + `.id
-		FROM ` + source + ` CROSS JOIN LATERAL (SELECT ` + typeExpr + ` AS type) ev
-		JOIN webhook_endpoints e ON e.user_id = ` + source + `.user_id AND e.enabled AND ev.type = ANY(e.event_types)
-		WHERE ` + where + ` AND EXISTS (SELECT 1 FROM webhook_endpoints))`
+		INSERT INTO webhook_outbox (job_ids)
+		SELECT array_agg(` + source + `.id) FROM ` + source + `
+		WHERE ` + where + ` AND EXISTS (SELECT 1 FROM webhook_endpoints)
+		HAVING count(*) > 0)`
 }
 
 // Sentinel errors of the webhook statements.
@@ -211,16 +214,32 @@ func failPendingSQL(endpoints, reason string) string {
 		WHERE endpoint_id IN (` + endpoints + `) AND status = 'PENDING' AND event_type <> 'webhook.test'`
 }
 
-// DeleteWebhook deletes an endpoint of the scope and its deliveries.
+// DeleteWebhook deletes an endpoint of the scope and then its deliveries,
+// in one transaction: webhook_deliveries has no foreign key to cascade
+// (00017). The writers of deliveries lock the endpoint (FOR KEY SHARE), so
+// the first statement waits for one under way, and the second, with a
+// snapshot taken after it, sees its rows; a writer that comes later finds
+// no endpoint and writes nothing.
 func (s *Store) DeleteWebhook(ctx context.Context, sc Scope, id uuid.UUID) error {
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
-	res, err := s.db.ExecContext(ctx, `DELETE FROM webhook_endpoints WHERE id = $1 AND ($2::text IS NULL OR user_id = $2)`, id, sc.ownerArg())
+	tx, err := s.db.BeginTxx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("delete webhook: %w", classify(err))
+	}
+	defer tx.Rollback()
+	res, err := tx.ExecContext(ctx, `DELETE FROM webhook_endpoints WHERE id = $1 AND ($2::text IS NULL OR user_id = $2)`, id, sc.ownerArg())
 	if err != nil {
 		return fmt.Errorf("delete webhook: %w", classify(err))
 	}
 	if n, _ := res.RowsAffected(); n == 0 {
 		return ErrWebhookNotFound
+	}
+	if _, err := tx.ExecContext(ctx, `DELETE FROM webhook_deliveries WHERE endpoint_id = $1`, id); err != nil {
+		return fmt.Errorf("delete webhook's deliveries: %w", classify(err))
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("delete webhook: %w", classify(err))
 	}
 	return nil
 }
@@ -280,6 +299,7 @@ func (s *Store) QueueTestDelivery(ctx context.Context, sc Scope, endpointID uuid
 	return s.oneDelivery(ctx, "queue test delivery", `
 		INSERT INTO webhook_deliveries AS d (endpoint_id, event_type)
 		SELECT id, 'webhook.test' FROM webhook_endpoints WHERE id = $1 AND ($2::text IS NULL OR user_id = $2)
+		FOR KEY SHARE
 		RETURNING `+deliveryColumns, endpointID, sc.ownerArg())
 }
 

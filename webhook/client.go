@@ -44,6 +44,12 @@ type ClientOptions struct {
 	Timeout time.Duration
 	// Resolver looks up hosts; nil means net.DefaultResolver.
 	Resolver Resolver
+	// IdleConnsPerHost is how many connections to one host are kept open
+	// between requests; 0 means 4. The sender's per-endpoint concurrency:
+	// fewer closes a connection after most requests and opens another for
+	// the next, which cost the bench's one busy endpoint more CPU than the
+	// requests themselves.
+	IdleConnsPerHost int
 	// dial connects to an address already checked (ip:port); nil means a
 	// net.Dialer. Tests replace it to observe what is dialled.
 	dial func(ctx context.Context, network, addr string) (net.Conn, error)
@@ -93,6 +99,9 @@ func NewClient(o ClientOptions) *http.Client {
 	if o.Resolver == nil {
 		o.Resolver = net.DefaultResolver
 	}
+	if o.IdleConnsPerHost <= 0 {
+		o.IdleConnsPerHost = 4
+	}
 	d := &net.Dialer{Timeout: o.Timeout}
 	if !o.AllowPrivate {
 		d.Control = controlPublic
@@ -104,8 +113,8 @@ func NewClient(o ClientOptions) *http.Client {
 		Proxy:                 nil,
 		DialContext:           o.dial,
 		ForceAttemptHTTP2:     true,
-		MaxIdleConns:          100,
-		MaxIdleConnsPerHost:   4,
+		MaxIdleConns:          max(100, o.IdleConnsPerHost),
+		MaxIdleConnsPerHost:   o.IdleConnsPerHost,
 		IdleConnTimeout:       90 * time.Second,
 		TLSHandshakeTimeout:   10 * time.Second,
 		ResponseHeaderTimeout: o.Timeout,

@@ -119,7 +119,7 @@ func startWebhookDelivery(ctx context.Context, st *store.Store, h *hub.Hub, s we
 	}
 	cfg := s.loop
 	cfg.Store, cfg.Sealer, cfg.AllowPrivate, cfg.EncodeJob, cfg.Wake, cfg.Log = st, s.sealer, s.allowPrivate, impl.WebhookJSON, wake, log
-	cfg.Client = webhook.NewClient(webhook.ClientOptions{AllowPrivate: s.allowPrivate, Timeout: cfg.Timeout})
+	cfg.Client = webhook.NewClient(webhook.ClientOptions{AllowPrivate: s.allowPrivate, Timeout: cfg.Timeout, IdleConnsPerHost: cfg.PerEndpoint})
 	if reg != nil {
 		cfg.Metrics = metrics.NewWebhooks(reg)
 		metrics.RegisterListener(reg, notify.WebhookDeliveries, h.Up)

@@ -408,7 +408,9 @@ type ClientInterface interface {
 	//
 	// The endpoint's deliveries, newest first: each event's status, its
 	// attempts, the last attempt's response code, latency and error, and
-	// the next retry. Deliveries are kept 7 days after they end.
+	// the next retry. Deliveries are kept 7 days after they end. A job's
+	// event is listed once it has been attempted: until then (normally
+	// milliseconds after the job ends) it waits in the outbox, unlisted.
 	//
 	// Corresponds with GET /api/webhooks/{id}/deliveries (the `ListWebhookDeliveries` operationId).
 	ListWebhookDeliveries(ctx context.Context, id WebhookId, params *ListWebhookDeliveriesParams, reqEditors ...RequestEditorFn) (*http.Response, error)
@@ -1054,7 +1056,9 @@ func (c *Client) UpdateWebhook(ctx context.Context, id WebhookId, body UpdateWeb
 //
 // The endpoint's deliveries, newest first: each event's status, its
 // attempts, the last attempt's response code, latency and error, and
-// the next retry. Deliveries are kept 7 days after they end.
+// the next retry. Deliveries are kept 7 days after they end. A job's
+// event is listed once it has been attempted: until then (normally
+// milliseconds after the job ends) it waits in the outbox, unlisted.
 //
 // Corresponds with GET /api/webhooks/{id}/deliveries (the `ListWebhookDeliveries` operationId).
 func (c *Client) ListWebhookDeliveries(ctx context.Context, id WebhookId, params *ListWebhookDeliveriesParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -2921,7 +2925,9 @@ type ClientWithResponsesInterface interface {
 	//
 	// The endpoint's deliveries, newest first: each event's status, its
 	// attempts, the last attempt's response code, latency and error, and
-	// the next retry. Deliveries are kept 7 days after they end.
+	// the next retry. Deliveries are kept 7 days after they end. A job's
+	// event is listed once it has been attempted: until then (normally
+	// milliseconds after the job ends) it waits in the outbox, unlisted.
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -6147,7 +6153,9 @@ func (c *ClientWithResponses) UpdateWebhookWithResponse(ctx context.Context, id 
 //
 // The endpoint's deliveries, newest first: each event's status, its
 // attempts, the last attempt's response code, latency and error, and
-// the next retry. Deliveries are kept 7 days after they end.
+// the next retry. Deliveries are kept 7 days after they end. A job's
+// event is listed once it has been attempted: until then (normally
+// milliseconds after the job ends) it waits in the outbox, unlisted.
 //
 // Returns a wrapper object for the known response body format(s).
 //
