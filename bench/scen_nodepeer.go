@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -312,7 +313,15 @@ func sameJSON(a, b []byte) bool {
 	return reflect.DeepEqual(va, vb)
 }
 
-// getOnce sends one GET and returns the status, body and ETag.
+// checkClient sends the check's requests from 127.0.0.2, not from the load
+// generator's 127.0.0.1: jobsd limits failed authentications per client
+// address (JOBS_RATE_AUTH_FAIL), and the check's bad token must leave the
+// address the cells poll from out of that limiter.
+var checkClient = &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
+	DialContext: (&net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2)}, Timeout: 5 * time.Second}).DialContext,
+}}
+
+// getOnce sends one GET (checkClient) and returns the status, body and ETag.
 func getOnce(base, path, token, ifNoneMatch string) (int, []byte, string, error) {
 	req, err := http.NewRequest(http.MethodGet, base+path, nil)
 	if err != nil {
@@ -324,8 +333,7 @@ func getOnce(base, path, token, ifNoneMatch string) (int, []byte, string, error)
 	if ifNoneMatch != "" {
 		req.Header.Set("If-None-Match", ifNoneMatch)
 	}
-	client := &http.Client{Timeout: 10 * time.Second}
-	resp, err := client.Do(req)
+	resp, err := checkClient.Do(req)
 	if err != nil {
 		return 0, nil, "", fmt.Errorf("GET %s: %w", path, err)
 	}
@@ -383,14 +391,17 @@ func (res *PollGoalsResult) nodePeerGoals() []Goal {
 	return gs
 }
 
-// nodePeerErrors says how many of the peer's polls at c failed, if any: a
-// failed poll is counted in its rate, so the goal's figure must say so.
+// nodePeerErrors says how many polls at c failed, jobsd's or the peer's, if
+// any: a failed poll (a 429, a timeout) is counted in its side's rate, so
+// the goal's figure must say so.
 func (res *PollGoalsResult) nodePeerErrors(c int) string {
-	s := summarizeRuns(res.Runs[fmt.Sprintf("node%d", c)])
-	if s.Errors == 0 {
-		return ""
+	var notes []string
+	for _, side := range []struct{ name, key string }{{"jobsd", "unfinished"}, {"the Node peer", "node"}} {
+		if s := summarizeRuns(res.Runs[fmt.Sprintf("%s%d", side.key, c)]); s.Errors > 0 {
+			notes = append(notes, fmt.Sprintf("%s failed %d of %d polls", side.name, s.Errors, s.Requests))
+		}
 	}
-	return fmt.Sprintf("the Node peer failed %d of %d polls", s.Errors, s.Requests)
+	return strings.Join(notes, "; ")
 }
 
 func (res *PollGoalsResult) sanitizeNodePeer() {

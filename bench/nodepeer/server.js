@@ -81,7 +81,7 @@ async function runServer() {
   pool.on('error', (err) => process.stderr.write(`nodepeer: idle client: ${err.message}\n`));
 
   // maxParamLength: a long id is a 400 as in jobsd, not the router's 404.
-  const app = Fastify({ logger: false, maxParamLength: 8192 });
+  const app = Fastify({ logger: false, routerOptions: { maxParamLength: 8192 } });
   app.get('/api/jobs/:id', {
     schema: { response: { 200: jobSchema, '4xx': errorSchema } },
   }, async (request, reply) => {
