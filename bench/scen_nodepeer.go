@@ -259,12 +259,15 @@ func checkNodePeer(peerBase, jobsdBase string, own poll, other string) error {
 	}
 	path := "/api/jobs/" + own.id
 	status, body, etag, err := getOnce(jobsdBase, path, own.token, "")
-	if err != nil || status != http.StatusOK || etag == "" {
-		return fmt.Errorf("check: jobsd's own answer: HTTP %d, ETag %q, %v", status, etag, err)
+	if err != nil {
+		return fmt.Errorf("check: jobsd's own answer: %w", err)
 	}
 	var job struct{ ID string }
-	if err := json.Unmarshal(body, &job); err != nil || job.ID != own.id {
-		return fmt.Errorf("check: jobsd answered id %q for %s (%v)", job.ID, own.id, err)
+	if err := json.Unmarshal(body, &job); err != nil {
+		return fmt.Errorf("check: jobsd's own answer: %w", err)
+	}
+	if status != http.StatusOK || etag == "" || job.ID != own.id {
+		return fmt.Errorf("check: jobsd's own answer: HTTP %d, ETag %q, id %q, want 200 with an ETag and id %s", status, etag, job.ID, own.id)
 	}
 	cases := []peerCase{
 		{name: "own job", path: path, token: own.token, want: http.StatusOK},
