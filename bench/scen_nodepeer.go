@@ -319,10 +319,19 @@ func sameJSON(a, b []byte) bool {
 // checkClient sends the check's requests from 127.0.0.2, not from the load
 // generator's 127.0.0.1: jobsd limits failed authentications per client
 // address (JOBS_RATE_AUTH_FAIL), and the check's bad token must leave the
-// address the cells poll from out of that limiter.
-var checkClient = &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
-	DialContext: (&net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2)}, Timeout: 5 * time.Second}).DialContext,
-}}
+// address the cells poll from out of that limiter. When that dial fails
+// (127.0.0.2 is not a local address on macOS by default) it dials again
+// from the default address.
+var checkClient = &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DialContext: dialFromOtherLoopback}}
+
+func dialFromOtherLoopback(ctx context.Context, network, addr string) (net.Conn, error) {
+	other := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2)}, Timeout: 5 * time.Second}
+	conn, err := other.DialContext(ctx, network, addr)
+	if err != nil && ctx.Err() == nil {
+		return (&net.Dialer{Timeout: 5 * time.Second}).DialContext(ctx, network, addr)
+	}
+	return conn, err
+}
 
 // getOnce sends one GET (checkClient) and returns the status, body and ETag.
 func getOnce(base, path, token, ifNoneMatch string) (int, []byte, string, error) {
