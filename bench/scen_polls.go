@@ -157,7 +157,7 @@ func (res *PollGoalsResult) repeat(ctx context.Context, e *env, iss *tokenIssuer
 	defer fixedSrv.stop()
 	fixed := newNetHTTPClient(fixedBase, 256)
 	defer fixed.close()
-	node, err := res.startNodePeer(ctx, t, iss.srv.URL, base, tokens, unfinished)
+	node, err := res.startNodePeer(ctx, t, iss.srv.URL, base, tokens, finished, unfinished)
 	if err != nil {
 		return err
 	}
