@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -48,7 +49,9 @@ type PollGoalsResult struct {
 	FinishedOverFixed      map[int]Spread `json:"finishedOverFixed"`
 	UnfinishedOverComposed map[int]Spread `json:"unfinishedOverComposed"`
 	ComposedPerSec         map[int]Spread `json:"composedLimitPerSec"`
-	NodePeer               string         `json:"nodePeer"`
+	// NodePeer is the Node peer's setup and ratios (scen_nodepeer.go); its
+	// cells are node<c> in Runs.
+	NodePeer *NodePeerResult `json:"nodePeer"`
 	// ServeEnv is what -serve-gogc added to jobsd serve's environment.
 	ServeEnv []string `json:"serveEnv,omitempty"`
 }
@@ -83,8 +86,6 @@ const pollSubset = 20_000
 // (-serve-gogc).
 var pollServeEnv []string
 
-const nodePeerMissing = "no Node peer (Fastify + pg + jose) in this repository: not measured"
-
 func runPollGoals(ctx context.Context, e *env, iss *tokenIssuer, o pollGoalsOpts) (*PollGoalsResult, error) {
 	target, _, err := seedTarget(ctx, e, o.statusOpts())
 	if err != nil {
@@ -95,7 +96,7 @@ func runPollGoals(ctx context.Context, e *env, iss *tokenIssuer, o pollGoalsOpts
 	res := &PollGoalsResult{Jobs: ix.numJobs, Users: o.users, CellSeconds: o.dur.Seconds(), FinishedJobs: len(finished),
 		UnfinishedJobs: len(unfinished), FinishedConc: o.finishedConc, UnfinishedConc: o.unfinishedConc,
 		PgbenchScale: o.pgbenchScale, PgbenchClients: map[int]int{}, Runs: map[string][]LoadResult{},
-		Pgbench: map[int][]PgbenchRun{}, NodePeer: nodePeerMissing, ServeEnv: pollServeEnv}
+		Pgbench: map[int][]PgbenchRun{}, NodePeer: prepareNodePeer(ctx, o.dbMaxConns), ServeEnv: pollServeEnv}
 	if len(finished) == 0 || len(unfinished) == 0 {
 		return nil, errors.New("poll goals: the seeded table has no finished or no unfinished jobs")
 	}
@@ -122,9 +123,9 @@ func (o pollGoalsOpts) statusOpts() statusOpts {
 	return statusOpts{db: o.db, jobs: o.jobs, users: o.users}
 }
 
-// repeat measures every cell once on a fresh jobsd serve and a fresh
-// fixed-reply server. Within each pair of cells that make a ratio, which
-// goes first alternates with the repeat.
+// repeat measures every cell once on a fresh jobsd serve, a fresh
+// fixed-reply server and a fresh Node peer. Within each pair of cells that
+// make a ratio, which goes first alternates with the repeat.
 func (res *PollGoalsResult) repeat(ctx context.Context, e *env, iss *tokenIssuer, t statusTarget, o pollGoalsOpts, rep int,
 	finished, unfinished []poll, pgbURL string) error {
 	srv, base, err := e.startServe(ctx, fmt.Sprintf("serve-%s-%d", o.db, rep), t.url, iss.srv.URL, o.dbMaxConns,
@@ -156,6 +157,11 @@ func (res *PollGoalsResult) repeat(ctx context.Context, e *env, iss *tokenIssuer
 	defer fixedSrv.stop()
 	fixed := newNetHTTPClient(fixedBase, 256)
 	defer fixed.close()
+	node, err := res.startNodePeer(ctx, t, iss.srv.URL, base, tokens, finished, unfinished)
+	if err != nil {
+		return err
+	}
+	defer node.stop()
 
 	fixedAt := map[int]bool{}
 	cell := func(key string, lc loadClient, c int, polls []poll) {
@@ -186,7 +192,11 @@ func (res *PollGoalsResult) repeat(ctx context.Context, e *env, iss *tokenIssuer
 			res.Pgbench[c] = append(res.Pgbench[c], r)
 			logf("  polls rep %d pgbench -S    c=%-3d %7.0f tps (%d clients) latency avg %.2fms", rep+1, c, r.TPS, r.Clients, r.LatencyAvgMs)
 		}
-		runPair([]func(){pgb, func() { cell(fmt.Sprintf("unfinished%d", c), api, c, unfinished) }}, rep)
+		cells := []func(){pgb, func() { cell(fmt.Sprintf("unfinished%d", c), api, c, unfinished) }}
+		if node != nil {
+			cells = append(cells, func() { cell(fmt.Sprintf("node%d", c), node.client, c, unfinished) })
+		}
+		runPair(cells, rep)
 	}
 	if srv.exited() {
 		return fmt.Errorf("jobsd serve exited during the poll goals: %s", srv.logTail())
@@ -194,10 +204,11 @@ func (res *PollGoalsResult) repeat(ctx context.Context, e *env, iss *tokenIssuer
 	return nil
 }
 
-// runPair runs the two cells of a ratio, the second first on odd repeats.
+// runPair runs the two cells of a ratio (or three: two ratios sharing the
+// middle cell), in reverse order on odd repeats.
 func runPair(pair []func(), rep int) {
 	if rep%2 == 1 {
-		pair[0], pair[1] = pair[1], pair[0]
+		slices.Reverse(pair)
 	}
 	for _, f := range pair {
 		f()
@@ -225,6 +236,7 @@ func (res *PollGoalsResult) summarize() {
 		}
 		res.UnfinishedOverComposed[c], res.ComposedPerSec[c] = spread(ratios), spread(limits)
 	}
+	res.summarizeNodePeer()
 }
 
 func (res *PollGoalsResult) goals() []Goal {
@@ -239,8 +251,7 @@ func (res *PollGoalsResult) goals() []Goal {
 		gs = append(gs, Goal{Name: fmt.Sprintf("poll of an unfinished job (DB) ÷ 1/(1/pgbench -S + 1/fixed reply), c=%d, net/http", c),
 			Target: ">= 0.90x", Measured: v, Met: v >= 0.9})
 	}
-	return append(gs, Goal{Name: "polls vs the Node peer: rate, and p99 at every concurrency", Target: ">= 3x rate, p99 <= 0.25x",
-		NotMeasured: res.NodePeer})
+	return append(gs, res.nodePeerGoals()...)
 }
 
 func (res *PollGoalsResult) sanitize() {
@@ -249,6 +260,7 @@ func (res *PollGoalsResult) sanitize() {
 			m[k] = cleanSpread(v)
 		}
 	}
+	res.sanitizeNodePeer()
 }
 
 func (res *PollGoalsResult) print(w io.Writer) {
@@ -276,7 +288,7 @@ func (res *PollGoalsResult) print(w io.Writer) {
 		fmt.Fprintf(w, "\t%d\t%.0f (%d)\t%.0f\t%.0f\t%.0f\t%.2f / %.2f\t%s\n", c, spread(tps).Median, res.PgbenchClients[c], f.PerSec.Median,
 			res.ComposedPerSec[c].Median, a.PerSec.Median, a.P50ms.Median, a.P99ms.Median, sp(res.UnfinishedOverComposed[c], "%.3f"))
 	}
-	fmt.Fprintf(w, "\tNode peer: %s\n\n", res.NodePeer)
+	res.printNodePeer(w)
 }
 
 // subsets returns up to n finished and n unfinished jobs as polls (no
