@@ -76,7 +76,9 @@ func (a *addrLimiter) admit(key netip.Addr, now time.Time) (r *rate.Reservation,
 }
 
 // done settles an admitted verification: a success gives the token back, a
-// failure keeps it (taking one from a new bucket when there was none).
+// failure keeps it (taking one from a new bucket when there was none). now
+// must be admit's: the limiter gives a token back only when the
+// reservation is cancelled no later than the time it was made for.
 func (a *addrLimiter) done(key netip.Addr, r *rate.Reservation, failed bool, now time.Time) {
 	if a == nil {
 		return

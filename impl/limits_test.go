@@ -409,6 +409,41 @@ func TestAuthFailFlood(t *testing.T) {
 	}
 }
 
+// TestAuthFailThenPolls: one bad token from an address costs that address
+// one token of its failure budget, not every later request's: a client
+// that sent one (a restart with a stale token, a probe behind its NAT) and
+// then polls faster than the limit's rate with a valid token gets no 429.
+func TestAuthFailThenPolls(t *testing.T) {
+	b := setupPoll(t, func(c *impl.Config) {
+		c.AuthFailLimit = impl.RateLimit{PerSecond: 0.01, Burst: 5}
+	})
+	id := b.job(t, job.StatusPending)
+	do := func(token string) int {
+		req := httptest.NewRequest("GET", "/api/jobs/"+id, nil)
+		req.RemoteAddr = "203.0.113.9:5000"
+		req.Header.Set("Authorization", "Bearer "+token)
+		rec := httptest.NewRecorder()
+		b.e.ServeHTTP(rec, req)
+		return rec.Code
+	}
+	if code := do("not-a-token"); code != 401 {
+		t.Fatalf("bad token: %d, want 401", code)
+	}
+	for i := range 50 { // ten times what is left of the burst
+		if code := do(b.token); code != 200 {
+			t.Fatalf("valid poll %d after one bad token: %d, want 200", i+1, code)
+		}
+	}
+	for i := range 4 { // the rest of the burst is still there for failures
+		if code := do("not-a-token"); code != 401 {
+			t.Fatalf("bad token %d: %d, want 401", i+2, code)
+		}
+	}
+	if code := do(b.token); code != 429 {
+		t.Fatalf("past the burst of failures: %d, want 429", code)
+	}
+}
+
 // BenchmarkPollLimits measures what the deployment-wide limits add to a
 // status poll through the whole server: "off" has no limit at all, "on" has
 // the per-user read limit (never reached) divided by a registry count of 3,

@@ -64,7 +64,9 @@ func authenticate(v Verifier, fails *addrLimiter, log *slog.Logger) echo.Middlew
 			}
 			p, err := v.Verify(req.Context(), token)
 			if fails != nil {
-				fails.done(addr, r, err != nil, time.Now())
+				// At the admission's time: a reservation cancelled at a
+				// later time gives nothing back (rate.Reservation.CancelAt).
+				fails.done(addr, r, err != nil, now)
 			}
 			if err != nil {
 				// Only this 401 follows a token that was sent; kept for

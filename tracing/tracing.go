@@ -58,7 +58,7 @@ func Tracer(scope string) trace.Tracer {
 		if t, ok := b.tracers.Load(scope); ok {
 			return t.(trace.Tracer)
 		}
-		var t trace.Tracer = b.tp.Tracer(scope)
+		t := b.tp.Tracer(scope)
 		if b.sampler != nil {
 			t = &decidingTracer{sdk: t, sampler: b.sampler}
 		}
