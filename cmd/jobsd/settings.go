@@ -135,12 +135,14 @@ var envSettings = []setting{
 	{name: "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", meaning: "OTLP/HTTP URL for traces alone, e.g. http://127.0.0.1:4318/v1/traces", commands: cmdsProcess},
 	{name: "OTEL_SDK_DISABLED", def: "false", meaning: "true turns tracing off whatever the endpoint", commands: cmdsProcess},
 	{name: "OTEL_TRACES_EXPORTER", def: "otlp", meaning: "none turns tracing off whatever the endpoint", commands: cmdsProcess},
+	{name: "OTEL_TRACES_SAMPLER", def: "parentbased_always_on", meaning: "which traces are sampled: always_on, always_off, traceidratio, parentbased_always_on, parentbased_always_off, parentbased_traceidratio (the SDK's names; jobsd asks the sampler before it builds a span); another name is logged and read as the default", commands: cmdsProcess},
+	{name: "OTEL_TRACES_SAMPLER_ARG", def: "1", meaning: "the ratio of the *traceidratio samplers, 0 to 1; in production at thousands of jobs a second, parentbased_traceidratio with 0.01", commands: cmdsProcess},
 }
 
 // envGroups are variables that a library reads for jobsd, listed in -h as
 // one row each: the drift test cannot see them being read.
 var envGroups = []setting{
-	{name: "OTEL_*", meaning: "with tracing on, the OpenTelemetry SDK and exporter read the standard variables: OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES, OTEL_TRACES_SAMPLER(_ARG), OTEL_EXPORTER_OTLP_(TRACES_)HEADERS, _TIMEOUT, _COMPRESSION, _CERTIFICATE, OTEL_BSP_*", commands: cmdsProcess},
+	{name: "OTEL_*", meaning: "with tracing on, the OpenTelemetry SDK and exporter read the standard variables: OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES, OTEL_EXPORTER_OTLP_(TRACES_)HEADERS, _TIMEOUT, _COMPRESSION, _CERTIFICATE, OTEL_BSP_*", commands: cmdsProcess},
 }
 
 // printSettings writes the rows that command reads, in the layout of
