@@ -41,3 +41,6 @@ func QueueStatements(ids, leases []string, cursor QueueKey) []QueueStatement {
 
 // FinishSQL is the worker's outcome statement, for the plan tests.
 func FinishSQL() string { return finishSQL }
+
+// OpenPollDB is the status reads' pool (pollconn.go), for the benchmark.
+var OpenPollDB = openPollDB

@@ -32,7 +32,7 @@ type pendingRead struct {
 	user string
 	id   uuid.UUID
 	// deadline is the store's statement timeout counted from the Get's
-	// call: time queued behind a stuck read counts against it.
+	// call: a batch is not sent once its oldest Get's has passed.
 	deadline time.Time
 	// caller is the span of the request that asked, which the batch's
 	// span links to (zero while tracing is off).
@@ -132,9 +132,11 @@ func (b *readBatcher) read(batch []*pendingRead) {
 }
 
 // readPool is a database that status reads go to, the primary or a read
-// replica, with its prepared statements and its own batcher.
+// replica, with its prepared statements and its own batcher. Its reads run on
+// connections of their own, bounded at the socket (pollconn.go).
 type readPool struct {
-	db          *sqlx.DB
+	db          *sqlx.DB // the database's pool for everything else (a replica's lists and checks)
+	polls       *sql.DB  // the status reads' connections (openPollDB)
 	timeout     time.Duration
 	getOneStmt  *sql.Stmt
 	getManyStmt *sql.Stmt
@@ -143,12 +145,17 @@ type readPool struct {
 	pooler      bool // nothing prepared (pooler.go)
 }
 
-// newReadPool returns the reads of db, batched in up to slots statements at
-// once; prepare makes its statements.
-func newReadPool(db *sqlx.DB, timeout time.Duration, slots int, pooler bool) *readPool {
-	p := &readPool{db: db, timeout: timeout, pooler: pooler}
+// newReadPool returns the reads of the database at dsn (whose other pool is
+// db), batched in up to slots statements at once; prepare makes its
+// statements.
+func newReadPool(db *sqlx.DB, dsn string, timeout time.Duration, slots int, pooler bool) (*readPool, error) {
+	polls, err := openPollDB(dsn, timeout, slots)
+	if err != nil {
+		return nil, err
+	}
+	p := &readPool{db: db, polls: polls, timeout: timeout, pooler: pooler}
 	p.reads = readBatcher{p: p, maxSlots: slots}
-	return p
+	return p, nil
 }
 
 // prepare makes the pool's statements; behind a pooler, none (pooler.go).
@@ -157,30 +164,36 @@ func (p *readPool) prepare(ctx context.Context) error {
 		return nil
 	}
 	var err error
-	if p.getOneStmt, err = p.db.PrepareContext(ctx, getJobSQL); err != nil {
+	if p.getOneStmt, err = p.polls.PrepareContext(ctx, getJobSQL); err != nil {
 		return fmt.Errorf("prepare get: %w", classify(err))
 	}
-	if p.getManyStmt, err = p.db.PrepareContext(ctx, getJobsSQL); err != nil {
+	if p.getManyStmt, err = p.polls.PrepareContext(ctx, getJobsSQL); err != nil {
 		return fmt.Errorf("prepare get: %w", classify(err))
 	}
 	return nil
 }
 
-// close closes the statements, not the pool.
+// close closes the statements and the reads' connections, not db.
 func (p *readPool) close() {
 	for _, stmt := range []*sql.Stmt{p.getOneStmt, p.getManyStmt} {
 		if stmt != nil {
 			stmt.Close()
 		}
 	}
+	p.polls.Close()
 }
 
-// getMany reads the batch's jobs in one statement, by id, within the
-// deadline of its oldest Get (the first: the queue is in order). Two reads of
-// one job share its row (callers must not modify a job.Job).
+// getMany reads the batch's jobs in one statement, by id. Its context has
+// no Done channel, so neither database/sql nor lib/pq starts a goroutine to
+// watch it: the socket bounds the statement (pollconn.go). A batch whose
+// oldest Get (the first: the queue is in order) has waited out the timeout
+// already is not sent. Two reads of one job share its row (callers must not
+// modify a job.Job).
 func (p *readPool) getMany(batch []*pendingRead) (map[uuid.UUID]*job.Job, error) {
-	ctx, cancel := context.WithDeadline(context.Background(), batch[0].deadline)
-	defer cancel()
+	if time.Now().After(batch[0].deadline) {
+		return nil, fmt.Errorf("get job: %w", classify(context.DeadlineExceeded))
+	}
+	ctx := context.Background()
 	p.gets.Add(1)
 	var rows *sql.Rows
 	var err error

@@ -138,15 +138,19 @@ func openReplicas(ctx context.Context, s *Store, opts Options) (*replicaSet, err
 		}
 		db, err := openReplica(u)
 		if err != nil {
-			for _, r := range rs.replicas {
-				r.db.Close()
-			}
+			rs.closePools()
 			return nil, err
 		}
 		db.SetMaxOpenConns(opts.MaxOpenConns)
 		db.SetMaxIdleConns(opts.MaxOpenConns)
 		db.SetConnMaxIdleTime(5 * time.Minute)
-		r := &replica{readPool: newReadPool(db, opts.QueryTimeout, opts.ReadBatches, opts.Pooler), name: replicaName(u)}
+		pool, err := newReadPool(db, u, opts.QueryTimeout, opts.ReadBatches, opts.Pooler)
+		if err != nil {
+			db.Close()
+			rs.closePools()
+			return nil, err
+		}
+		r := &replica{readPool: pool, name: replicaName(u)}
 		r.setDown("not checked yet")
 		rs.replicas = append(rs.replicas, r)
 	}
@@ -168,6 +172,15 @@ func openReplica(u string) (*sqlx.DB, error) {
 		return nil, fmt.Errorf("read replica URL %s: %w", replicaName(u), err)
 	}
 	return sqlx.NewDb(sql.OpenDB(c), "postgres"), nil
+}
+
+// closePools closes the pools of the replicas opened so far, when a later
+// one cannot be.
+func (rs *replicaSet) closePools() {
+	for _, r := range rs.replicas {
+		r.close()
+		r.db.Close()
+	}
 }
 
 // checkTimeout bounds one check: a replica that does not answer within it

@@ -122,7 +122,10 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 		opts.ListMaxBytes = DefaultListMaxBytes
 	}
 	s := &Store{db: db, timeout: opts.QueryTimeout, listMaxBytes: opts.ListMaxBytes, outbox: newOutbox(opts.Outbox), pooler: opts.Pooler}
-	s.primary = newReadPool(db, opts.QueryTimeout, opts.ReadBatches, opts.Pooler)
+	if s.primary, err = newReadPool(db, url, opts.QueryTimeout, opts.ReadBatches, opts.Pooler); err != nil {
+		db.Close()
+		return nil, err
+	}
 	if err := s.open(ctx); err != nil {
 		s.primary.close()
 		db.Close()
