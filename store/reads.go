@@ -39,7 +39,9 @@ type pendingRead struct {
 	caller trace.SpanContext
 	job    *job.Job
 	err    error
-	done   chan struct{}
+	// done is closed when the batch has answered; made only for a Get
+	// that waits for another's batch (one that reads at once needs none).
+	done chan struct{}
 }
 
 // readBatcher turns concurrent Gets into few statements. A Get that finds a
@@ -64,10 +66,11 @@ type readBatcher struct {
 // get queues one read and waits for its batch. The batch does not end with
 // ctx (the others share it); the wait does.
 func (b *readBatcher) get(ctx context.Context, user string, id uuid.UUID) (*job.Job, error) {
-	r := &pendingRead{user: user, id: id, deadline: time.Now().Add(b.p.timeout), caller: readLink(ctx), done: make(chan struct{})}
+	r := &pendingRead{user: user, id: id, deadline: time.Now().Add(b.p.timeout), caller: readLink(ctx)}
 	b.mu.Lock()
 	b.queue = append(b.queue, r)
 	if b.running >= b.maxSlots {
+		r.done = make(chan struct{}) // before another batch can take r
 		b.mu.Unlock()
 		select {
 		case <-r.done:
@@ -118,8 +121,9 @@ func (b *readBatcher) read(batch []*pendingRead) {
 	span := startBatchSpan(batch)
 	jobs, err := b.p.getMany(batch)
 	endSpan(span, err)
+	byID := jobs.index()
 	for _, r := range batch {
-		switch j := jobs[r.id]; {
+		switch j := jobs.find(r.id, byID); {
 		case err != nil:
 			r.err = err
 		case j == nil || j.UserID != r.user:
@@ -127,7 +131,9 @@ func (b *readBatcher) read(batch []*pendingRead) {
 		default:
 			r.job = j
 		}
-		close(r.done)
+		if r.done != nil {
+			close(r.done)
+		}
 	}
 }
 
@@ -189,7 +195,7 @@ func (p *readPool) close() {
 // oldest Get (the first: the queue is in order) has waited out the timeout
 // already is not sent. Two reads of one job share its row (callers must not
 // modify a job.Job).
-func (p *readPool) getMany(batch []*pendingRead) (map[uuid.UUID]*job.Job, error) {
+func (p *readPool) getMany(batch []*pendingRead) (jobsByID, error) {
 	if time.Now().After(batch[0].deadline) {
 		return nil, fmt.Errorf("get job: %w", classify(context.DeadlineExceeded))
 	}
@@ -206,18 +212,50 @@ func (p *readPool) getMany(batch []*pendingRead) (map[uuid.UUID]*job.Job, error)
 		return nil, fmt.Errorf("get job: %w", classify(err))
 	}
 	defer rows.Close()
-	jobs := make(map[uuid.UUID]*job.Job, len(batch))
+	jobs := make(jobsByID, 0, len(batch))
 	for rows.Next() {
 		j := new(job.Job)
 		if err := scanJob(rows, j); err != nil {
 			return nil, fmt.Errorf("get job: %w", classify(err))
 		}
-		jobs[j.ID] = j
+		jobs = append(jobs, j)
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("get job: %w", classify(err))
 	}
 	return jobs, nil
+}
+
+// jobsByID is a batch's rows, at most one per id.
+type jobsByID []*job.Job
+
+// smallBatch is the most rows found by scanning them: for a few rows (a
+// lone poll's batch has one) a scan costs less than building a map.
+const smallBatch = 8
+
+// index is the rows by id when there are more than smallBatch, else nil.
+func (js jobsByID) index() map[uuid.UUID]*job.Job {
+	if len(js) <= smallBatch {
+		return nil
+	}
+	m := make(map[uuid.UUID]*job.Job, len(js))
+	for _, j := range js {
+		m[j.ID] = j
+	}
+	return m
+}
+
+// find returns the row of id, or nil: from m when there is one (index).
+func (js jobsByID) find(id uuid.UUID, m map[uuid.UUID]*job.Job) *job.Job {
+	if m != nil {
+		return m[id]
+	}
+	for _, j := range js {
+		if j.ID == id {
+			return j
+		}
+	}
+	return nil
 }
 
 // uuidArray is the batch's ids as a PostgreSQL array literal.
