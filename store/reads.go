@@ -139,21 +139,28 @@ func (b *readBatcher) read(batch []*pendingRead) {
 
 // readPool is a database that status reads go to, the primary or a read
 // replica, with its prepared statements and its own batcher. Its reads run on
-// connections of their own, bounded at the socket (pollconn.go).
+// connections of their own, bounded at the socket (pollconn.go), opened and
+// prepared when first needed: a process that never polls (a worker, a
+// function instance) holds none.
 type readPool struct {
-	db          *sqlx.DB // the database's pool for everything else (a replica's lists and checks)
-	polls       *sql.DB  // the status reads' connections (openPollDB)
-	timeout     time.Duration
-	getOneStmt  *sql.Stmt
-	getManyStmt *sql.Stmt
-	reads       readBatcher
-	gets        atomic.Int64
-	pooler      bool // nothing prepared (pooler.go)
+	db      *sqlx.DB // the database's pool for everything else (a replica's lists and checks)
+	polls   *sql.DB  // the status reads' connections (openPollDB)
+	timeout time.Duration
+	reads   readBatcher
+	gets    atomic.Int64
+	pooler  bool // nothing prepared (pooler.go)
+
+	prepMu   sync.Mutex
+	prepared atomic.Pointer[readStmts] // set once, by prepare
+}
+
+// readStmts are a readPool's prepared statements.
+type readStmts struct {
+	getOne, getMany *sql.Stmt
 }
 
 // newReadPool returns the reads of the database at dsn (whose other pool is
-// db), batched in up to slots statements at once; prepare makes its
-// statements.
+// db), batched in up to slots statements at once.
 func newReadPool(db *sqlx.DB, dsn string, timeout time.Duration, slots int, pooler bool) (*readPool, error) {
 	polls, err := openPollDB(dsn, timeout, slots)
 	if err != nil {
@@ -164,27 +171,53 @@ func newReadPool(db *sqlx.DB, dsn string, timeout time.Duration, slots int, pool
 	return p, nil
 }
 
-// prepare makes the pool's statements; behind a pooler, none (pooler.go).
+// prepare makes the pool's statements, once; behind a pooler, none
+// (pooler.go). Reads call it when they find none; the replica monitor
+// before it first puts a replica in use.
 func (p *readPool) prepare(ctx context.Context) error {
 	if p.pooler {
 		return nil
 	}
+	p.prepMu.Lock()
+	defer p.prepMu.Unlock()
+	if p.prepared.Load() != nil {
+		return nil
+	}
+	var st readStmts
 	var err error
-	if p.getOneStmt, err = p.polls.PrepareContext(ctx, getJobSQL); err != nil {
+	if st.getOne, err = p.polls.PrepareContext(ctx, getJobSQL); err != nil {
 		return fmt.Errorf("prepare get: %w", classify(err))
 	}
-	if p.getManyStmt, err = p.polls.PrepareContext(ctx, getJobsSQL); err != nil {
+	if st.getMany, err = p.polls.PrepareContext(ctx, getJobsSQL); err != nil {
+		st.getOne.Close()
 		return fmt.Errorf("prepare get: %w", classify(err))
 	}
+	p.prepared.Store(&st)
 	return nil
+}
+
+// statements returns the prepared statements, preparing them within the
+// timeout if need be; behind a pooler, none (nil statements).
+func (p *readPool) statements() (*readStmts, error) {
+	if p.pooler {
+		return &readStmts{}, nil
+	}
+	if st := p.prepared.Load(); st != nil {
+		return st, nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), p.timeout)
+	defer cancel()
+	if err := p.prepare(ctx); err != nil {
+		return nil, err
+	}
+	return p.prepared.Load(), nil
 }
 
 // close closes the statements and the reads' connections, not db.
 func (p *readPool) close() {
-	for _, stmt := range []*sql.Stmt{p.getOneStmt, p.getManyStmt} {
-		if stmt != nil {
-			stmt.Close()
-		}
+	if st := p.prepared.Load(); st != nil {
+		st.getOne.Close()
+		st.getMany.Close()
 	}
 	p.polls.Close()
 }
@@ -201,12 +234,15 @@ func (p *readPool) getMany(batch []*pendingRead) (jobsByID, error) {
 	}
 	ctx := context.Background()
 	p.gets.Add(1)
+	st, err := p.statements()
+	if err != nil {
+		return nil, fmt.Errorf("get job: %w", err)
+	}
 	var rows *sql.Rows
-	var err error
 	if len(batch) == 1 {
-		rows, err = p.query(ctx, p.getOneStmt, getJobSQL, batch[0].id)
+		rows, err = p.query(ctx, st.getOne, getJobSQL, batch[0].id)
 	} else {
-		rows, err = p.query(ctx, p.getManyStmt, getJobsSQL, uuidArray(batch))
+		rows, err = p.query(ctx, st.getMany, getJobsSQL, uuidArray(batch))
 	}
 	if err != nil {
 		return nil, fmt.Errorf("get job: %w", classify(err))

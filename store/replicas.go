@@ -105,9 +105,6 @@ type replica struct {
 	mu      sync.Mutex
 	problem string // why it is down, for /readyz
 
-	// prepared is set by the monitor alone, before the replica is first
-	// up: readers see the statements through up (an atomic).
-	prepared bool
 	// wasInUse is whether it was in use at the monitor's last check, if
 	// checked (the first check reports either).
 	wasInUse, checked bool
@@ -325,14 +322,12 @@ func (rs *replicaSet) checkReplica(ctx context.Context, r *replica) {
 		return
 	}
 	// The statements are prepared once the replica first answers (it may
-	// not at start-up); database/sql prepares them again on each new
+	// not at start-up), before it is first in use, which also tells that
+	// it is migrated; database/sql prepares them again on each new
 	// connection by itself.
-	if !r.prepared {
-		if err := r.prepare(ctx); err != nil {
-			r.setDown("cannot prepare its statements (not migrated?)")
-			return
-		}
-		r.prepared = true
+	if err := r.prepare(ctx); err != nil {
+		r.setDown("cannot prepare its statements (not migrated?)")
+		return
 	}
 	at, caughtUp, ok := rs.freshAsOf(st.Replayed)
 	if ok && at.UnixNano() > r.freshAsOf.Load() {

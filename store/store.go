@@ -91,9 +91,9 @@ type Store struct {
 // Gets. Tests and benchmarks use it to count what a poll costs.
 func (s *Store) Gets() int64 { return s.primary.gets.Load() }
 
-// Open connects to url, checks that the schema is current and prepares the
-// hot statements (unless opts.Pooler). It fails with ErrNotMigrated on an
-// unmigrated database.
+// Open connects to url and checks that the schema is current; the status
+// reads prepare their statements (unless opts.Pooler) when first needed.
+// It fails with ErrNotMigrated on an unmigrated database.
 func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 	if opts.Pooler {
 		var err error
@@ -154,7 +154,7 @@ func (s *Store) open(ctx context.Context) error {
 	if pending {
 		return fmt.Errorf("%w: run `jobsd migrate up` first", ErrNotMigrated)
 	}
-	return s.primary.prepare(ctx)
+	return nil // the status reads prepare their statements when first needed
 }
 
 // DB returns the underlying pool, for the worker's queue statements and tests.
