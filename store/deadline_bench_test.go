@@ -3,6 +3,7 @@ package store_test
 import (
 	"context"
 	"database/sql"
+	"syscall"
 	"testing"
 	"time"
 
@@ -13,59 +14,78 @@ import (
 	"github.com/jobsd/jobsd/store"
 )
 
-// BenchmarkQueryDeadline is what a context with a deadline costs one
-// prepared round trip through database/sql and lib/pq, against the same
-// query with context.Background(), alternating in one loop: with a Done
-// channel, database/sql (Rows.awaitDone) and lib/pq (watchCancel) each start
-// a goroutine per query. Status reads used to pay it for the bound on a read
-// stuck on a dead connection; they now run with context.Background() on the
-// pool of store.OpenPollDB, whose socket deadline is the bound ("socket-µs",
-// the same query through that pool).
+// BenchmarkQueryDeadline is what bounding a prepared round trip through
+// database/sql and lib/pq costs, three ways:
+//   - bg: context.Background(), unbounded (the floor);
+//   - deadline: a context with a deadline, as status reads had: with a
+//     Done channel, database/sql (Rows.awaitDone) and lib/pq (watchCancel)
+//     each start a goroutine per query;
+//   - socket: context.Background() on the status reads' pool
+//     (store.OpenPollDB), whose connections' socket deadline is the bound,
+//     as status reads have now.
+//
+// Each reports the wall time and the process's CPU time (getrusage) per
+// query: on a busy machine the wall time is mostly waiting for a core, the
+// CPU time is what the way itself costs, the goroutines it starts included.
+// Run with -count to interleave the three.
 func BenchmarkQueryDeadline(b *testing.B) {
 	_, url := pgtest.NewStore(b)
 	db := sqlx.MustOpen("postgres", url)
 	defer db.Close()
 	db.SetMaxOpenConns(2)
-	stmt, err := db.Prepare("SELECT 1 WHERE $1::int = 1")
-	if err != nil {
-		b.Fatal(err)
-	}
 	polls, err := store.OpenPollDB(url, 5*time.Second, 2)
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer polls.Close()
-	pollStmt, err := polls.Prepare("SELECT 1 WHERE $1::int = 1")
+	for _, v := range []struct {
+		name string
+		db   *sql.DB
+		ctx  func() (context.Context, context.CancelFunc)
+	}{
+		{"bg", db.DB, background},
+		{"deadline", db.DB, func() (context.Context, context.CancelFunc) {
+			return context.WithDeadline(context.Background(), time.Now().Add(5*time.Second))
+		}},
+		{"socket", polls, background},
+	} {
+		b.Run(v.name, func(b *testing.B) {
+			stmt, err := v.db.Prepare("SELECT 1 WHERE $1::int = 1")
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer stmt.Close()
+			cpu0 := processCPU(b)
+			for b.Loop() {
+				ctx, cancel := v.ctx()
+				queryOne(b, ctx, stmt)
+				cancel()
+			}
+			b.ReportMetric(float64((processCPU(b)-cpu0).Nanoseconds())/1e3/float64(b.N), "cpu-µs/op")
+		})
+	}
+}
+
+func background() (context.Context, context.CancelFunc) { return context.Background(), func() {} }
+
+func queryOne(b *testing.B, ctx context.Context, stmt *sql.Stmt) {
+	rows, err := stmt.QueryContext(ctx, 1)
 	if err != nil {
 		b.Fatal(err)
 	}
-	one := func(ctx context.Context, stmt *sql.Stmt) {
-		rows, err := stmt.QueryContext(ctx, 1)
-		if err != nil {
-			b.Fatal(err)
-		}
-		defer rows.Close()
-		for rows.Next() {
-		}
-		if err := rows.Err(); err != nil {
-			b.Fatal(err)
-		}
+	defer rows.Close()
+	for rows.Next() {
 	}
-	var tBg, tDl, tSock time.Duration
-	for b.Loop() {
-		t0 := time.Now()
-		one(context.Background(), stmt)
-		tBg += time.Since(t0)
-		t0 = time.Now()
-		ctx, cancel := context.WithDeadline(context.Background(), time.Now().Add(5*time.Second))
-		one(ctx, stmt)
-		cancel()
-		tDl += time.Since(t0)
-		t0 = time.Now()
-		one(context.Background(), pollStmt)
-		tSock += time.Since(t0)
+	if err := rows.Err(); err != nil {
+		b.Fatal(err)
 	}
-	b.ReportMetric(float64(tBg.Microseconds())/float64(b.N), "bg-µs")
-	b.ReportMetric(float64(tDl.Microseconds())/float64(b.N), "deadline-µs")
-	b.ReportMetric(float64(tSock.Microseconds())/float64(b.N), "socket-µs")
+}
+
+// processCPU is the CPU time the process has used, user and system.
+func processCPU(b *testing.B) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		b.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
