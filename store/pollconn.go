@@ -15,14 +15,15 @@ import (
 // A read must not hang on a connection whose server stopped answering, so it
 // needs a bound; a context with a deadline gives one, at a price every poll
 // paid: with a Done channel, database/sql (Rows.awaitDone) and lib/pq
-// (conn.watchCancel) each start a goroutine per query to watch it, a quarter
-// to a third of a primary-key read's round trip
+// (conn.watchCancel) each start a goroutine per query to watch it, which
+// more than doubled the CPU of a primary-key read's round trip
 // (BenchmarkQueryDeadline). Both skip the goroutine when the context has no
 // Done channel (database/sql's Rows.initContextClose, lib/pq's watchCancel),
 // so status reads run with context.Background() on connections of their own
 // whose socket carries the bound instead: every write to the server (a query
 // begins with one) sets the connection's read and write deadline to the
-// store's statement timeout from then. A read that outlives it fails with a
+// store's statement timeout from then (or from a moment at most an eighth of
+// it earlier: deadlineConn). A read that outlives it fails with a
 // timeout (*net.OpError), which makes lib/pq mark the connection bad
 // (handleError), so database/sql closes that connection alone and the next
 // read opens another. Nothing reads an idle connection, so a deadline that
@@ -73,17 +74,36 @@ func (d deadlineDialer) DialContext(ctx context.Context, network, address string
 	return &deadlineConn{Conn: c, timeout: d.timeout}, nil
 }
 
-// deadlineConn is a connection to PostgreSQL whose deadline is armed by each
-// write: what lib/pq sends is a query (or a step of one, or of the start-up),
-// and its answer must arrive within timeout.
+// deadlineConn is a connection to PostgreSQL whose deadline is armed by
+// writes: what lib/pq sends is a query (or a step of one, or of the
+// start-up), and its answer must arrive within timeout. Moving a deadline
+// costs two timer updates in the runtime's poller (read and write), so a
+// write within rearmAfter of the last arming keeps it: every statement then
+// has between timeout-rearmAfter and timeout from its first write, and
+// under load the deadline moves a few times a second, not once a query.
 type deadlineConn struct {
 	net.Conn
 	timeout time.Duration
+	armed   time.Time // when the deadline was last set: timeout before it ends
 }
 
+// rearmAfter is how old an armed deadline may be and still serve a new
+// statement: an eighth of the timeout.
+func (c *deadlineConn) rearmAfter() time.Duration { return c.timeout / 8 }
+
 func (c *deadlineConn) Write(b []byte) (int, error) {
-	if err := c.Conn.SetDeadline(time.Now().Add(c.timeout)); err != nil {
-		return 0, err
+	if now := time.Now(); now.Sub(c.armed) >= c.rearmAfter() {
+		if err := c.Conn.SetDeadline(now.Add(c.timeout)); err != nil {
+			return 0, err
+		}
+		c.armed = now
 	}
 	return c.Conn.Write(b)
+}
+
+// SetDeadline is lib/pq's (its connect_timeout): the next write arms the
+// statement's deadline afresh.
+func (c *deadlineConn) SetDeadline(t time.Time) error {
+	c.armed = time.Time{}
+	return c.Conn.SetDeadline(t)
 }

@@ -72,6 +72,37 @@ func TestStuckReadIsBounded(t *testing.T) {
 	}
 }
 
+// TestIdleReadConnectionOutlivesItsDeadline: a status read's connection
+// whose deadline passed while it sat idle in the pool serves the next read
+// (the next statement arms the deadline afresh): no read fails, and no new
+// connection is opened for it.
+func TestIdleReadConnectionOutlivesItsDeadline(t *testing.T) {
+	const timeout = 200 * time.Millisecond
+	px := newStallProxy(t, pgtest.NewDatabase(t))
+	st, err := store.Open(t.Context(), px.url, store.Options{QueryTimeout: timeout, ReadBatches: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	j, _, err := st.Create(t.Context(), store.NewJob{UserID: "alice", Type: job.TypeAIPreview, Input: []byte(`{"prompt":"x"}`)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Get(context.Background(), store.OwnedBy("alice"), j.ID); err != nil {
+		t.Fatal(err)
+	}
+	conns := px.accepted.Load()
+	time.Sleep(3 * timeout) // what is tested is time passing: nothing to wait for
+	for i := range 3 {
+		if _, err := st.Get(context.Background(), store.OwnedBy("alice"), j.ID); err != nil {
+			t.Fatalf("read %d after the idle connection's deadline passed: %v", i, err)
+		}
+	}
+	if n := px.accepted.Load(); n != conns {
+		t.Errorf("%d connections opened after the idle time, want none", n-conns)
+	}
+}
+
 // stallProxy forwards a TCP address to a PostgreSQL server and, while
 // stalled, stops passing the server's bytes on (holding them, the
 // connections open), as a server or network that stopped answering.
