@@ -160,6 +160,11 @@ func (s *Store) open(ctx context.Context) error {
 // DB returns the underlying pool, for the worker's queue statements and tests.
 func (s *Store) DB() *sqlx.DB { return s.db }
 
+// StatusReadsDB returns the status reads' own pool on the primary
+// (pollconn.go), for its statistics: at most Options.ReadBatches
+// connections beside DB's Options.MaxOpenConns, opened only by reads.
+func (s *Store) StatusReadsDB() *sql.DB { return s.primary.polls }
+
 // Close closes the pool.
 func (s *Store) Close() error {
 	s.replicas.close()
