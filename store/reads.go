@@ -32,7 +32,7 @@ type pendingRead struct {
 	user string
 	id   uuid.UUID
 	// deadline is the store's statement timeout counted from the Get's
-	// call: a batch is not sent once its oldest Get's has passed.
+	// call: time queued behind a stuck read counts against it (getMany).
 	deadline time.Time
 	// caller is the span of the request that asked, which the batch's
 	// span links to (zero while tracing is off).
@@ -84,7 +84,7 @@ func (b *readBatcher) get(ctx context.Context, user string, id uuid.UUID) (*job.
 	b.running++
 	batch := b.takeLocked()
 	b.mu.Unlock()
-	b.read(batch)
+	b.read(batch, false)
 	b.next()
 	return r.job, r.err
 }
@@ -111,15 +111,16 @@ func (b *readBatcher) next() {
 	batch := b.takeLocked()
 	b.mu.Unlock()
 	go func() {
-		b.read(batch)
+		b.read(batch, true)
 		b.next()
 	}()
 }
 
-// read runs one batch and answers each of its Gets.
-func (b *readBatcher) read(batch []*pendingRead) {
+// read runs one batch and answers each of its Gets; queued says that they
+// waited for a slot (getMany).
+func (b *readBatcher) read(batch []*pendingRead, queued bool) {
 	span := startBatchSpan(batch)
-	jobs, err := b.p.getMany(batch)
+	jobs, err := b.p.getMany(batch, queued)
 	endSpan(span, err)
 	byID := jobs.index()
 	for _, r := range batch {
@@ -222,17 +223,27 @@ func (p *readPool) close() {
 	p.polls.Close()
 }
 
-// getMany reads the batch's jobs in one statement, by id. Its context has
-// no Done channel, so neither database/sql nor lib/pq starts a goroutine to
-// watch it: the socket bounds the statement (pollconn.go). A batch whose
-// oldest Get (the first: the queue is in order) has waited out the timeout
-// already is not sent. Two reads of one job share its row (callers must not
-// modify a job.Job).
-func (p *readPool) getMany(batch []*pendingRead) (jobsByID, error) {
-	if time.Now().After(batch[0].deadline) {
-		return nil, fmt.Errorf("get job: %w", classify(context.DeadlineExceeded))
-	}
+// getMany reads the batch's jobs in one statement, by id, within the
+// timeout of its oldest Get (the first: the queue is in order). A Get that
+// found a slot free reads at once, alone, and the socket's deadline, armed
+// when the statement is sent, is its bound (pollconn.go): its context has no
+// Done channel, so neither database/sql nor lib/pq starts a goroutine to
+// watch it. Gets that queued (under load, behind busy slots) may have waited
+// most of their timeout already, which the socket's deadline would grant
+// them afresh: their batch runs under a context with the oldest Get's
+// deadline, whose goroutines the batch's Gets share, and is not sent at all
+// once that has passed. Two reads of one job share its row (callers must
+// not modify a job.Job).
+func (p *readPool) getMany(batch []*pendingRead, queued bool) (jobsByID, error) {
 	ctx := context.Background()
+	if queued {
+		if time.Now().After(batch[0].deadline) {
+			return nil, fmt.Errorf("get job: %w", classify(context.DeadlineExceeded))
+		}
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadline(ctx, batch[0].deadline)
+		defer cancel()
+	}
 	p.gets.Add(1)
 	st, err := p.statements()
 	if err != nil {
