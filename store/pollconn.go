@@ -19,8 +19,10 @@ import (
 // more than doubled the CPU of a primary-key read's round trip
 // (BenchmarkQueryDeadline). Both skip the goroutine when the context has no
 // Done channel (database/sql's Rows.initContextClose, lib/pq's watchCancel),
-// so status reads run with context.Background() on connections of their own
-// whose socket carries the bound instead: every write to the server (a query
+// so a status read that finds a batch slot free (every read at low
+// concurrency) runs with context.Background() on connections of its pool's
+// own whose socket carries the bound instead (a batch that queued keeps a
+// context with its oldest read's deadline: readPool.getMany): every write to the server (a query
 // begins with one) sets the connection's read and write deadline to the
 // store's statement timeout from then (or from a moment at most an eighth of
 // it earlier: deadlineConn). A read that outlives it fails with a
