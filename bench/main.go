@@ -96,10 +96,14 @@ func main() {
 	durable := flag.Bool("durable", true, "scenario 2 and the SQL ceiling: run on a second cluster with fsync, synchronous_commit and full_page_writes on (the headline)")
 	nondurable := flag.Bool("nondurable", true, "scenario 2 and the SQL ceiling: also run on the non-durable cluster (fsync etc. off) the other scenarios use; quick mode: off unless given")
 	serveGOGC := flag.String("serve-gogc", "", "scenario 1b: GOGC for jobsd serve (a diagnostic; default: the process's own)")
+	serveEnv := flag.String("serve-env", "", "scenario 1b: more environment for jobsd serve, comma-separated KEY=VALUE (a diagnostic, e.g. GOMAXPROCS=1)")
 	flag.Parse()
 	pollServeEnv = nil
+	if *serveEnv != "" {
+		pollServeEnv = strings.Split(*serveEnv, ",")
+	}
 	if *serveGOGC != "" {
-		pollServeEnv = []string{"GOGC=" + *serveGOGC}
+		pollServeEnv = append(pollServeEnv, "GOGC="+*serveGOGC)
 	}
 	nondurableSet := false
 	flag.Visit(func(f *flag.Flag) { nondurableSet = nondurableSet || f.Name == "nondurable" })

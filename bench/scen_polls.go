@@ -44,6 +44,11 @@ type PollGoalsResult struct {
 	// unfinished<c>; Pgbench the pgbench -S runs per concurrency.
 	Runs    map[string][]LoadResult `json:"runs"`
 	Pgbench map[int][]PgbenchRun    `json:"pgbench"`
+	// CPUPerRequest is, per cell of Runs and repeat, the answering
+	// server's CPU time (user + system, /proc/pid/stat) per request, in
+	// µs: jobsd serve's for the polls, the fixed-reply server's for it.
+	// Unlike the rates it hardly moves when other work takes the cores.
+	CPUPerRequest map[string][]float64 `json:"cpuMicrosPerRequest"`
 	// FinishedOverFixed and UnfinishedOverComposed are the goals' ratios,
 	// taken per repeat (same run), then the median.
 	FinishedOverFixed      map[int]Spread `json:"finishedOverFixed"`
@@ -95,7 +100,7 @@ func runPollGoals(ctx context.Context, e *env, iss *tokenIssuer, o pollGoalsOpts
 	finished, unfinished := ix.subsets(pollSubset)
 	res := &PollGoalsResult{Jobs: ix.numJobs, Users: o.users, CellSeconds: o.dur.Seconds(), FinishedJobs: len(finished),
 		UnfinishedJobs: len(unfinished), FinishedConc: o.finishedConc, UnfinishedConc: o.unfinishedConc,
-		PgbenchScale: o.pgbenchScale, PgbenchClients: map[int]int{}, Runs: map[string][]LoadResult{},
+		PgbenchScale: o.pgbenchScale, PgbenchClients: map[int]int{}, Runs: map[string][]LoadResult{}, CPUPerRequest: map[string][]float64{},
 		Pgbench: map[int][]PgbenchRun{}, NodePeer: prepareNodePeer(ctx, o.dbMaxConns), ServeEnv: pollServeEnv}
 	if len(finished) == 0 || len(unfinished) == 0 {
 		return nil, errors.New("poll goals: the seeded table has no finished or no unfinished jobs")
@@ -164,20 +169,30 @@ func (res *PollGoalsResult) repeat(ctx context.Context, e *env, iss *tokenIssuer
 	defer node.stop()
 
 	fixedAt := map[int]bool{}
-	cell := func(key string, lc loadClient, c int, polls []poll) {
+	apiPid, fixedPid := srv.Cmd.Process.Pid, fixedSrv.cmd.Process.Pid
+	// cell measures one cell; pid is the server's process, whose CPU per
+	// request is recorded (0: not measured).
+	cell := func(key string, lc loadClient, pid, c int, polls []poll) {
+		cpu0 := processTicks(pid)
 		r := runLoad(ctx, lc, c, o.dur, 0, atRandom(polls))
 		res.Runs[key] = append(res.Runs[key], r)
-		logf("  polls rep %d %-13s c=%-3d %7.0f req/s p50 %.2fms p99 %.2fms errors %d %s", rep+1, key, c,
-			r.PerSec, r.P50ms, r.P99ms, r.Errors, r.FirstError)
+		cpuText := ""
+		if pid > 0 {
+			cpu := float64(processTicks(pid)-cpu0) / clkTck * 1e6 / float64(max(1, r.Requests))
+			res.CPUPerRequest[key] = append(res.CPUPerRequest[key], cpu)
+			cpuText = fmt.Sprintf(" server CPU %.1fµs/req", cpu)
+		}
+		logf("  polls rep %d %-13s c=%-3d %7.0f req/s p50 %.2fms p99 %.2fms%s errors %d %s", rep+1, key, c,
+			r.PerSec, r.P50ms, r.P99ms, cpuText, r.Errors, r.FirstError)
 	}
 	fixedCell := func(c int) {
 		if !fixedAt[c] {
-			cell(fmt.Sprintf("fixed%d", c), fixed, c, finished)
+			cell(fmt.Sprintf("fixed%d", c), fixed, fixedPid, c, finished)
 			fixedAt[c] = true
 		}
 	}
 	for _, c := range o.finishedConc {
-		pair := []func(){func() { fixedCell(c) }, func() { cell(fmt.Sprintf("finished%d", c), api, c, finished) }}
+		pair := []func(){func() { fixedCell(c) }, func() { cell(fmt.Sprintf("finished%d", c), api, apiPid, c, finished) }}
 		runPair(pair, rep)
 	}
 	for _, c := range o.unfinishedConc {
@@ -192,9 +207,11 @@ func (res *PollGoalsResult) repeat(ctx context.Context, e *env, iss *tokenIssuer
 			res.Pgbench[c] = append(res.Pgbench[c], r)
 			logf("  polls rep %d pgbench -S    c=%-3d %7.0f tps (%d clients) latency avg %.2fms", rep+1, c, r.TPS, r.Clients, r.LatencyAvgMs)
 		}
-		cells := []func(){pgb, func() { cell(fmt.Sprintf("unfinished%d", c), api, c, unfinished) }}
+		cells := []func(){pgb, func() { cell(fmt.Sprintf("unfinished%d", c), api, apiPid, c, unfinished) }}
 		if node != nil {
-			cells = append(cells, func() { cell(fmt.Sprintf("node%d", c), node.client, c, unfinished) })
+			// The peer's CPU is not counted: its cluster's workers are
+			// processes of their own.
+			cells = append(cells, func() { cell(fmt.Sprintf("node%d", c), node.client, 0, c, unfinished) })
 		}
 		runPair(cells, rep)
 	}
@@ -266,7 +283,7 @@ func (res *PollGoalsResult) sanitize() {
 func (res *PollGoalsResult) print(w io.Writer) {
 	fmt.Fprintf(w, "1b. the poll path at its limits: %s jobs, %s users; net/http client; %gs per cell; polls of %d finished (cached) and %d unfinished jobs; pgbench -S at scale %d\n",
 		human(res.Jobs), human(res.Users), res.CellSeconds, res.FinishedJobs, res.UnfinishedJobs, res.PgbenchScale)
-	fmt.Fprintf(w, "\tc\tfixed reply req/s\tfinished poll req/s\tp50 / p99 ms\tfinished ÷ fixed\n")
+	fmt.Fprintf(w, "\tc\tfixed reply req/s\tfinished poll req/s\tp50 / p99 ms\tfinished ÷ fixed\tserver CPU µs/req: fixed, finished\n")
 	med := func(key string) (LoadSummary, bool) {
 		rs := res.Runs[key]
 		return summarizeRuns(rs), len(rs) > 0
@@ -274,10 +291,10 @@ func (res *PollGoalsResult) print(w io.Writer) {
 	for _, c := range res.FinishedConc {
 		f, _ := med(fmt.Sprintf("fixed%d", c))
 		a, _ := med(fmt.Sprintf("finished%d", c))
-		fmt.Fprintf(w, "\t%d\t%.0f\t%.0f\t%.2f / %.2f\t%s\n", c, f.PerSec.Median, a.PerSec.Median, a.P50ms.Median, a.P99ms.Median,
-			sp(res.FinishedOverFixed[c], "%.3f"))
+		fmt.Fprintf(w, "\t%d\t%.0f\t%.0f\t%.2f / %.2f\t%s\t%.1f, %.1f\n", c, f.PerSec.Median, a.PerSec.Median, a.P50ms.Median, a.P99ms.Median,
+			sp(res.FinishedOverFixed[c], "%.3f"), res.cpu(fmt.Sprintf("fixed%d", c)), res.cpu(fmt.Sprintf("finished%d", c)))
 	}
-	fmt.Fprintf(w, "\tc\tpgbench -S tps (clients)\tfixed reply req/s\tcomposed limit\tunfinished poll req/s\tp50 / p99 ms\tunfinished ÷ limit\n")
+	fmt.Fprintf(w, "\tc\tpgbench -S tps (clients)\tfixed reply req/s\tcomposed limit\tunfinished poll req/s\tp50 / p99 ms\tunfinished ÷ limit\tjobsd CPU µs/poll\n")
 	for _, c := range res.UnfinishedConc {
 		f, _ := med(fmt.Sprintf("fixed%d", c))
 		a, _ := med(fmt.Sprintf("unfinished%d", c))
@@ -285,10 +302,24 @@ func (res *PollGoalsResult) print(w io.Writer) {
 		for _, r := range res.Pgbench[c] {
 			tps = append(tps, r.TPS)
 		}
-		fmt.Fprintf(w, "\t%d\t%.0f (%d)\t%.0f\t%.0f\t%.0f\t%.2f / %.2f\t%s\n", c, spread(tps).Median, res.PgbenchClients[c], f.PerSec.Median,
-			res.ComposedPerSec[c].Median, a.PerSec.Median, a.P50ms.Median, a.P99ms.Median, sp(res.UnfinishedOverComposed[c], "%.3f"))
+		fmt.Fprintf(w, "\t%d\t%.0f (%d)\t%.0f\t%.0f\t%.0f\t%.2f / %.2f\t%s\t%.1f\n", c, spread(tps).Median, res.PgbenchClients[c], f.PerSec.Median,
+			res.ComposedPerSec[c].Median, a.PerSec.Median, a.P50ms.Median, a.P99ms.Median, sp(res.UnfinishedOverComposed[c], "%.3f"),
+			res.cpu(fmt.Sprintf("unfinished%d", c)))
 	}
 	res.printNodePeer(w)
+}
+
+// cpu is the median over repeats of a cell's server CPU per request, µs.
+func (res *PollGoalsResult) cpu(key string) float64 { return spread(res.CPUPerRequest[key]).Median }
+
+// processTicks is a process's CPU time (user + system) in clock ticks, 0
+// when it cannot be read.
+func processTicks(pid int) int64 {
+	st, err := procStat(pid)
+	if err != nil {
+		return 0
+	}
+	return st.utime + st.stime
 }
 
 // subsets returns up to n finished and n unfinished jobs as polls (no

@@ -178,6 +178,7 @@ func TestMetrics(t *testing.T) {
 		{"jobsd_jobs_cancelled_total", nil, 1},
 		{"jobsd_listener_up", []string{"channel", hub.Channel}, 1},
 		{"go_sql_max_open_connections", []string{"db_name", metrics.DBName}, 20},
+		{"go_sql_max_open_connections", []string{"db_name", metrics.StatusReadsDBName}, 2},
 	} {
 		if got := scrape.value(c.name, c.labels...); got != c.want {
 			t.Errorf("%s%v = %v, want %v", c.name, c.labels, got, c.want)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/rsa"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -14,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/labstack/echo/v4"
 	"github.com/prometheus/client_golang/prometheus"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
@@ -91,8 +93,13 @@ func (b *pollBundle) job(tb testing.TB, status job.Status) string {
 }
 
 func (b *pollBundle) poll(tb testing.TB, id, inm string) *httptest.ResponseRecorder {
+	return b.pollAs(tb, b.token, id, inm)
+}
+
+// pollAs polls with another user's token.
+func (b *pollBundle) pollAs(tb testing.TB, token, id, inm string) *httptest.ResponseRecorder {
 	req := httptest.NewRequest("GET", "/api/jobs/"+id, nil)
-	req.Header.Set("Authorization", "Bearer "+b.token)
+	req.Header.Set("Authorization", "Bearer "+token)
 	if inm != "" {
 		req.Header.Set("If-None-Match", inm)
 	}
@@ -132,32 +139,58 @@ func TestPollCost(t *testing.T) {
 	}
 }
 
-// TestCachedPollAnswersAsGetJob: a plain poll of a cached finished job,
-// which the route answers from the cache without the generated handler,
-// gets the status, headers and body that the generated handler gives the
-// same poll with a query string (which the shortcut leaves to it).
-func TestCachedPollAnswersAsGetJob(t *testing.T) {
+// TestPlainPollAnswersAsGetJob: a plain poll, which the route answers
+// without the generated handler (a finished job from the cache, an
+// unfinished one by a read), gets the status, headers and body that the
+// generated handler gives the same poll with a query string (which the
+// shortcut leaves to it); so does another user's job, and a missing one
+// (404 both).
+func TestPlainPollAnswersAsGetJob(t *testing.T) {
 	b := setupPoll(t)
-	id := b.job(t, job.StatusCompleted)
-	etag := b.poll(t, id, "").Header().Get("ETag") // caches the job
-	for _, inm := range []string{"", etag, "W/" + etag, "*", `"v0"`, `"v0", ` + etag} {
-		before := b.st.Gets()
-		short, generic := b.poll(t, id, inm), b.poll(t, id+"?waitSeconds=0", inm)
-		if got := b.st.Gets() - before; got != 0 {
-			t.Errorf("If-None-Match %q: %d database reads, want 0", inm, got)
+	bob, err := b.iss.Mint("bob", "bench", nil, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, status := range []job.Status{job.StatusCompleted, job.StatusPending} {
+		id := b.job(t, status)
+		etag := b.poll(t, id, "").Header().Get("ETag") // caches a finished job
+		reads := int64(0)
+		if status == job.StatusPending {
+			reads = 2
 		}
-		if short.Code != generic.Code || short.Body.String() != generic.Body.String() {
-			t.Errorf("If-None-Match %q: %d %q, generated handler %d %q", inm, short.Code, short.Body, generic.Code, generic.Body)
+		for _, inm := range []string{"", etag, "W/" + etag, "*", `"v0"`, `"v0", ` + etag} {
+			before := b.st.Gets()
+			short, generic := b.poll(t, id, inm), b.poll(t, id+"?waitSeconds=0", inm)
+			if got := b.st.Gets() - before; got != reads {
+				t.Errorf("%s, If-None-Match %q: %d database reads, want %d", status, inm, got, reads)
+			}
+			sameAnswer(t, fmt.Sprintf("%s, If-None-Match %q", status, inm), short, generic)
 		}
-		sh, gh := short.Header().Clone(), generic.Header().Clone()
-		if sh.Get("X-Request-Id") == "" || sh.Get("X-Request-Id") == gh.Get("X-Request-Id") {
-			t.Errorf("If-None-Match %q: X-Request-Id %q and %q", inm, sh.Get("X-Request-Id"), gh.Get("X-Request-Id"))
+		short, generic := b.pollAs(t, bob, id, ""), b.pollAs(t, bob, id+"?waitSeconds=0", "")
+		if short.Code != http.StatusNotFound {
+			t.Errorf("%s, another user's job: %d %s, want 404", status, short.Code, short.Body)
 		}
-		sh.Del("X-Request-Id")
-		gh.Del("X-Request-Id")
-		if !reflect.DeepEqual(sh, gh) {
-			t.Errorf("If-None-Match %q: headers %v, generated handler %v", inm, sh, gh)
-		}
+		sameAnswer(t, fmt.Sprintf("%s, another user's job", status), short, generic)
+	}
+	missing := uuid.NewString()
+	sameAnswer(t, "no such job", b.poll(t, missing, ""), b.poll(t, missing+"?waitSeconds=0", ""))
+}
+
+// sameAnswer fails unless two answers have the same status, body and
+// headers but for X-Request-Id, which must differ.
+func sameAnswer(t *testing.T, what string, short, generic *httptest.ResponseRecorder) {
+	t.Helper()
+	if short.Code != generic.Code || short.Body.String() != generic.Body.String() {
+		t.Errorf("%s: %d %q, generated handler %d %q", what, short.Code, short.Body, generic.Code, generic.Body)
+	}
+	sh, gh := short.Header().Clone(), generic.Header().Clone()
+	if sh.Get("X-Request-Id") == "" || sh.Get("X-Request-Id") == gh.Get("X-Request-Id") {
+		t.Errorf("%s: X-Request-Id %q and %q", what, sh.Get("X-Request-Id"), gh.Get("X-Request-Id"))
+	}
+	sh.Del("X-Request-Id")
+	gh.Del("X-Request-Id")
+	if !reflect.DeepEqual(sh, gh) {
+		t.Errorf("%s: headers %v, generated handler %v", what, sh, gh)
 	}
 }
 

@@ -24,6 +24,11 @@ func NewRegistry() *prometheus.Registry {
 // DBName is the db_name label of the connection pool's go_sql_* series.
 const DBName = "jobsd"
 
+// StatusReadsDBName is the db_name label of the status reads' own pool on
+// the primary (store.Store.StatusReadsDB): JOBS_DB_READ_BATCHES connections
+// at most, beside JOBS_DB_MAX_CONNS.
+const StatusReadsDBName = "jobsd_status_reads"
+
 // RegisterDB exports db's pool statistics (sql.DBStats) as the standard
 // go_sql_* series: connections open, in use and idle, the pool's limit, and
 // how often and how long callers waited for a connection. A pool that is
@@ -31,6 +36,12 @@ const DBName = "jobsd"
 // a JOBS_DB_MAX_CONNS looks like from the process.
 func RegisterDB(reg prometheus.Registerer, db *sql.DB) {
 	reg.MustRegister(collectors.NewDBStatsCollector(db, DBName))
+}
+
+// registerStatusReadsDB exports the status reads' pool as RegisterDB does
+// the store's, under db_name StatusReadsDBName.
+func registerStatusReadsDB(reg prometheus.Registerer, db *sql.DB) {
+	reg.MustRegister(collectors.NewDBStatsCollector(db, StatusReadsDBName))
 }
 
 // RegisterListener exports jobsd_listener_up{channel}: 1 while the LISTEN
@@ -52,12 +63,13 @@ func RegisterListener(reg prometheus.Registerer, channel string, up func() bool)
 }
 
 // RegisterStore exports what a process learns from its store: the pool's
-// statistics (RegisterDB), the queue gauges (RegisterQueue) and its read
+// statistics (RegisterDB, and its status reads' pool), the queue gauges (RegisterQueue) and its read
 // replicas (RegisterReplicas). The API and
 // the worker both call it; queue gauges from several processes describe the
 // same table, so dashboards take their max, not their sum.
 func RegisterStore(reg prometheus.Registerer, st *store.Store, log *slog.Logger) {
 	RegisterDB(reg, st.DB().DB)
+	registerStatusReadsDB(reg, st.StatusReadsDB())
 	RegisterQueue(reg, st.QueueStats, log)
 	RegisterReplicas(reg, st)
 }

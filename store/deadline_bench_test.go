@@ -2,6 +2,8 @@ package store_test
 
 import (
 	"context"
+	"database/sql"
+	"syscall"
 	"testing"
 	"time"
 
@@ -9,46 +11,81 @@ import (
 	_ "github.com/lib/pq"
 
 	"github.com/jobsd/jobsd/internal/pgtest"
+	"github.com/jobsd/jobsd/store"
 )
 
-// BenchmarkQueryDeadline is what a context with a deadline costs one
-// prepared round trip through database/sql and lib/pq, against the same
-// query with context.Background(), alternating in one loop: with a Done
-// channel, database/sql (Rows.awaitDone) and lib/pq (watchCancel) each start
-// a goroutine per query. Every status read (readPool.getMany) pays it; the
-// deadline is what bounds a read stuck on a dead connection.
+// BenchmarkQueryDeadline is what bounding a prepared round trip through
+// database/sql and lib/pq costs, three ways:
+//   - bg: context.Background(), unbounded (the floor);
+//   - deadline: a context with a deadline, as status reads had: with a
+//     Done channel, database/sql (Rows.awaitDone) and lib/pq (watchCancel)
+//     each start a goroutine per query;
+//   - socket: context.Background() on the status reads' pool
+//     (store.OpenPollDB), whose connections' socket deadline is the bound,
+//     as status reads have now.
+//
+// Each reports the wall time and the process's CPU time (getrusage) per
+// query: on a busy machine the wall time is mostly waiting for a core, the
+// CPU time is what the way itself costs, the goroutines it starts included.
+// Run with -count to interleave the three.
 func BenchmarkQueryDeadline(b *testing.B) {
 	_, url := pgtest.NewStore(b)
 	db := sqlx.MustOpen("postgres", url)
 	defer db.Close()
 	db.SetMaxOpenConns(2)
-	stmt, err := db.Prepare("SELECT 1 WHERE $1::int = 1")
+	polls, err := store.OpenPollDB(url, 5*time.Second, 2)
 	if err != nil {
 		b.Fatal(err)
 	}
-	one := func(ctx context.Context) {
-		rows, err := stmt.QueryContext(ctx, 1)
-		if err != nil {
-			b.Fatal(err)
-		}
-		defer rows.Close()
-		for rows.Next() {
-		}
-		if err := rows.Err(); err != nil {
-			b.Fatal(err)
-		}
+	defer polls.Close()
+	for _, v := range []struct {
+		name string
+		db   *sql.DB
+		ctx  func() (context.Context, context.CancelFunc)
+	}{
+		{"bg", db.DB, background},
+		{"deadline", db.DB, func() (context.Context, context.CancelFunc) {
+			return context.WithDeadline(context.Background(), time.Now().Add(5*time.Second))
+		}},
+		{"socket", polls, background},
+	} {
+		b.Run(v.name, func(b *testing.B) {
+			stmt, err := v.db.Prepare("SELECT 1 WHERE $1::int = 1")
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer stmt.Close()
+			cpu0 := processCPU(b)
+			for b.Loop() {
+				ctx, cancel := v.ctx()
+				queryOne(b, ctx, stmt)
+				cancel()
+			}
+			b.ReportMetric(float64((processCPU(b)-cpu0).Nanoseconds())/1e3/float64(b.N), "cpu-µs/op")
+		})
 	}
-	var tBg, tDl time.Duration
-	for b.Loop() {
-		t0 := time.Now()
-		one(context.Background())
-		tBg += time.Since(t0)
-		t0 = time.Now()
-		ctx, cancel := context.WithDeadline(context.Background(), time.Now().Add(5*time.Second))
-		one(ctx)
-		cancel()
-		tDl += time.Since(t0)
+}
+
+func background() (context.Context, context.CancelFunc) { return context.Background(), func() {} }
+
+func queryOne(b *testing.B, ctx context.Context, stmt *sql.Stmt) {
+	rows, err := stmt.QueryContext(ctx, 1)
+	if err != nil {
+		b.Fatal(err)
 	}
-	b.ReportMetric(float64(tBg.Microseconds())/float64(b.N), "bg-µs")
-	b.ReportMetric(float64(tDl.Microseconds())/float64(b.N), "deadline-µs")
+	defer rows.Close()
+	for rows.Next() {
+	}
+	if err := rows.Err(); err != nil {
+		b.Fatal(err)
+	}
+}
+
+// processCPU is the CPU time the process has used, user and system.
+func processCPU(b *testing.B) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		b.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

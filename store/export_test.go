@@ -45,3 +45,6 @@ func FinishSQL() string { return finishSQL }
 // ExpandOutboxSQL is the statement that expands claimed outbox rows: $1
 // job ids, $2 the batch of each (1-based), $3 each batch's occurred_at.
 func ExpandOutboxSQL() string { return expandOutboxSQL }
+
+// OpenPollDB is the status reads' pool (pollconn.go), for the benchmark.
+var OpenPollDB = openPollDB

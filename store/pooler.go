@@ -60,7 +60,7 @@ func pooledURL(raw string) (string, error) {
 // its arguments in one round trip.
 func (p *readPool) query(ctx context.Context, stmt *sql.Stmt, query string, args ...any) (*sql.Rows, error) {
 	if stmt == nil {
-		return p.db.QueryContext(ctx, query, args...)
+		return p.polls.QueryContext(ctx, query, args...)
 	}
 	return stmt.QueryContext(ctx, args...)
 }

@@ -32,14 +32,16 @@ type pendingRead struct {
 	user string
 	id   uuid.UUID
 	// deadline is the store's statement timeout counted from the Get's
-	// call: time queued behind a stuck read counts against it.
+	// call: time queued behind a stuck read counts against it (getMany).
 	deadline time.Time
 	// caller is the span of the request that asked, which the batch's
 	// span links to (zero while tracing is off).
 	caller trace.SpanContext
 	job    *job.Job
 	err    error
-	done   chan struct{}
+	// done is closed when the batch has answered; made only for a Get
+	// that waits for another's batch (one that reads at once needs none).
+	done chan struct{}
 }
 
 // readBatcher turns concurrent Gets into few statements. A Get that finds a
@@ -64,10 +66,11 @@ type readBatcher struct {
 // get queues one read and waits for its batch. The batch does not end with
 // ctx (the others share it); the wait does.
 func (b *readBatcher) get(ctx context.Context, user string, id uuid.UUID) (*job.Job, error) {
-	r := &pendingRead{user: user, id: id, deadline: time.Now().Add(b.p.timeout), caller: readLink(ctx), done: make(chan struct{})}
+	r := &pendingRead{user: user, id: id, deadline: time.Now().Add(b.p.timeout), caller: readLink(ctx)}
 	b.mu.Lock()
 	b.queue = append(b.queue, r)
 	if b.running >= b.maxSlots {
+		r.done = make(chan struct{}) // before another batch can take r
 		b.mu.Unlock()
 		select {
 		case <-r.done:
@@ -81,7 +84,7 @@ func (b *readBatcher) get(ctx context.Context, user string, id uuid.UUID) (*job.
 	b.running++
 	batch := b.takeLocked()
 	b.mu.Unlock()
-	b.read(batch)
+	b.read(batch, false)
 	b.next()
 	return r.job, r.err
 }
@@ -108,18 +111,20 @@ func (b *readBatcher) next() {
 	batch := b.takeLocked()
 	b.mu.Unlock()
 	go func() {
-		b.read(batch)
+		b.read(batch, true)
 		b.next()
 	}()
 }
 
-// read runs one batch and answers each of its Gets.
-func (b *readBatcher) read(batch []*pendingRead) {
+// read runs one batch and answers each of its Gets; queued says that they
+// waited for a slot (getMany).
+func (b *readBatcher) read(batch []*pendingRead, queued bool) {
 	span := startBatchSpan(batch)
-	jobs, err := b.p.getMany(batch)
+	jobs, err := b.p.getMany(batch, queued)
 	endSpan(span, err)
+	byID := jobs.index()
 	for _, r := range batch {
-		switch j := jobs[r.id]; {
+		switch j := jobs.find(r.id, byID); {
 		case err != nil:
 			r.err = err
 		case j == nil || j.UserID != r.user:
@@ -127,84 +132,177 @@ func (b *readBatcher) read(batch []*pendingRead) {
 		default:
 			r.job = j
 		}
-		close(r.done)
-	}
-}
-
-// readPool is a database that status reads go to, the primary or a read
-// replica, with its prepared statements and its own batcher.
-type readPool struct {
-	db          *sqlx.DB
-	timeout     time.Duration
-	getOneStmt  *sql.Stmt
-	getManyStmt *sql.Stmt
-	reads       readBatcher
-	gets        atomic.Int64
-	pooler      bool // nothing prepared (pooler.go)
-}
-
-// newReadPool returns the reads of db, batched in up to slots statements at
-// once; prepare makes its statements.
-func newReadPool(db *sqlx.DB, timeout time.Duration, slots int, pooler bool) *readPool {
-	p := &readPool{db: db, timeout: timeout, pooler: pooler}
-	p.reads = readBatcher{p: p, maxSlots: slots}
-	return p
-}
-
-// prepare makes the pool's statements; behind a pooler, none (pooler.go).
-func (p *readPool) prepare(ctx context.Context) error {
-	if p.pooler {
-		return nil
-	}
-	var err error
-	if p.getOneStmt, err = p.db.PrepareContext(ctx, getJobSQL); err != nil {
-		return fmt.Errorf("prepare get: %w", classify(err))
-	}
-	if p.getManyStmt, err = p.db.PrepareContext(ctx, getJobsSQL); err != nil {
-		return fmt.Errorf("prepare get: %w", classify(err))
-	}
-	return nil
-}
-
-// close closes the statements, not the pool.
-func (p *readPool) close() {
-	for _, stmt := range []*sql.Stmt{p.getOneStmt, p.getManyStmt} {
-		if stmt != nil {
-			stmt.Close()
+		if r.done != nil {
+			close(r.done)
 		}
 	}
 }
 
-// getMany reads the batch's jobs in one statement, by id, within the
-// deadline of its oldest Get (the first: the queue is in order). Two reads of
-// one job share its row (callers must not modify a job.Job).
-func (p *readPool) getMany(batch []*pendingRead) (map[uuid.UUID]*job.Job, error) {
-	ctx, cancel := context.WithDeadline(context.Background(), batch[0].deadline)
-	defer cancel()
-	p.gets.Add(1)
-	var rows *sql.Rows
+// readPool is a database that status reads go to, the primary or a read
+// replica, with its prepared statements and its own batcher. Its reads run on
+// connections of their own, bounded at the socket (pollconn.go), opened and
+// prepared when first needed: a process that never polls (a worker, a
+// function instance) holds none.
+type readPool struct {
+	db      *sqlx.DB // the database's pool for everything else (a replica's lists and checks)
+	polls   *sql.DB  // the status reads' connections (openPollDB)
+	timeout time.Duration
+	reads   readBatcher
+	gets    atomic.Int64
+	pooler  bool // nothing prepared (pooler.go)
+
+	prepMu   sync.Mutex
+	prepared atomic.Pointer[readStmts] // set once, by prepare
+}
+
+// readStmts are a readPool's prepared statements.
+type readStmts struct {
+	getOne, getMany *sql.Stmt
+}
+
+// newReadPool returns the reads of the database at dsn (whose other pool is
+// db), batched in up to slots statements at once.
+func newReadPool(db *sqlx.DB, dsn string, timeout time.Duration, slots int, pooler bool) (*readPool, error) {
+	polls, err := openPollDB(dsn, timeout, slots)
+	if err != nil {
+		return nil, err
+	}
+	p := &readPool{db: db, polls: polls, timeout: timeout, pooler: pooler}
+	p.reads = readBatcher{p: p, maxSlots: slots}
+	return p, nil
+}
+
+// prepare makes the pool's statements, once; behind a pooler, none
+// (pooler.go). Reads call it when they find none; the replica monitor
+// before it first puts a replica in use.
+func (p *readPool) prepare(ctx context.Context) error {
+	if p.pooler {
+		return nil
+	}
+	p.prepMu.Lock()
+	defer p.prepMu.Unlock()
+	if p.prepared.Load() != nil {
+		return nil
+	}
+	var st readStmts
 	var err error
+	if st.getOne, err = p.polls.PrepareContext(ctx, getJobSQL); err != nil {
+		return fmt.Errorf("prepare get: %w", classify(err))
+	}
+	if st.getMany, err = p.polls.PrepareContext(ctx, getJobsSQL); err != nil {
+		st.getOne.Close()
+		return fmt.Errorf("prepare get: %w", classify(err))
+	}
+	p.prepared.Store(&st)
+	return nil
+}
+
+// statements returns the prepared statements, preparing them within the
+// timeout if need be; behind a pooler, none (nil statements).
+func (p *readPool) statements() (*readStmts, error) {
+	if p.pooler {
+		return &readStmts{}, nil
+	}
+	if st := p.prepared.Load(); st != nil {
+		return st, nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), p.timeout)
+	defer cancel()
+	if err := p.prepare(ctx); err != nil {
+		return nil, err
+	}
+	return p.prepared.Load(), nil
+}
+
+// close closes the statements and the reads' connections, not db.
+func (p *readPool) close() {
+	if st := p.prepared.Load(); st != nil {
+		st.getOne.Close()
+		st.getMany.Close()
+	}
+	p.polls.Close()
+}
+
+// getMany reads the batch's jobs in one statement, by id, within the
+// timeout of its oldest Get (the first: the queue is in order). A Get that
+// found a slot free reads at once, alone, and the socket's deadline, armed
+// when the statement is sent, is its bound (pollconn.go): its context has no
+// Done channel, so neither database/sql nor lib/pq starts a goroutine to
+// watch it. Gets that queued (under load, behind busy slots) may have waited
+// most of their timeout already, which the socket's deadline would grant
+// them afresh: their batch runs under a context with the oldest Get's
+// deadline, whose goroutines the batch's Gets share, and is not sent at all
+// once that has passed. Two reads of one job share its row (callers must
+// not modify a job.Job).
+func (p *readPool) getMany(batch []*pendingRead, queued bool) (jobsByID, error) {
+	ctx := context.Background()
+	if queued {
+		if time.Now().After(batch[0].deadline) {
+			return nil, fmt.Errorf("get job: %w", classify(context.DeadlineExceeded))
+		}
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadline(ctx, batch[0].deadline)
+		defer cancel()
+	}
+	p.gets.Add(1)
+	st, err := p.statements()
+	if err != nil {
+		return nil, fmt.Errorf("get job: %w", err)
+	}
+	var rows *sql.Rows
 	if len(batch) == 1 {
-		rows, err = p.query(ctx, p.getOneStmt, getJobSQL, batch[0].id)
+		rows, err = p.query(ctx, st.getOne, getJobSQL, batch[0].id)
 	} else {
-		rows, err = p.query(ctx, p.getManyStmt, getJobsSQL, uuidArray(batch))
+		rows, err = p.query(ctx, st.getMany, getJobsSQL, uuidArray(batch))
 	}
 	if err != nil {
 		return nil, fmt.Errorf("get job: %w", classify(err))
 	}
 	defer rows.Close()
-	jobs := make(map[uuid.UUID]*job.Job, len(batch))
+	jobs := make(jobsByID, 0, len(batch))
 	for rows.Next() {
 		j := new(job.Job)
 		if err := scanJob(rows, j); err != nil {
 			return nil, fmt.Errorf("get job: %w", classify(err))
 		}
-		jobs[j.ID] = j
+		jobs = append(jobs, j)
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("get job: %w", classify(err))
 	}
 	return jobs, nil
+}
+
+// jobsByID is a batch's rows, at most one per id.
+type jobsByID []*job.Job
+
+// smallBatch is the most rows found by scanning them: for a few rows (a
+// lone poll's batch has one) a scan costs less than building a map.
+const smallBatch = 8
+
+// index is the rows by id when there are more than smallBatch, else nil.
+func (js jobsByID) index() map[uuid.UUID]*job.Job {
+	if len(js) <= smallBatch {
+		return nil
+	}
+	m := make(map[uuid.UUID]*job.Job, len(js))
+	for _, j := range js {
+		m[j.ID] = j
+	}
+	return m
+}
+
+// find returns the row of id, or nil: from m when there is one (index).
+func (js jobsByID) find(id uuid.UUID, m map[uuid.UUID]*job.Job) *job.Job {
+	if m != nil {
+		return m[id]
+	}
+	for _, j := range js {
+		if j.ID == id {
+			return j
+		}
+	}
+	return nil
 }
 
 // uuidArray is the batch's ids as a PostgreSQL array literal.

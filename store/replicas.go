@@ -105,9 +105,6 @@ type replica struct {
 	mu      sync.Mutex
 	problem string // why it is down, for /readyz
 
-	// prepared is set by the monitor alone, before the replica is first
-	// up: readers see the statements through up (an atomic).
-	prepared bool
 	// wasInUse is whether it was in use at the monitor's last check, if
 	// checked (the first check reports either).
 	wasInUse, checked bool
@@ -138,15 +135,19 @@ func openReplicas(ctx context.Context, s *Store, opts Options) (*replicaSet, err
 		}
 		db, err := openReplica(u)
 		if err != nil {
-			for _, r := range rs.replicas {
-				r.db.Close()
-			}
+			rs.closePools()
 			return nil, err
 		}
 		db.SetMaxOpenConns(opts.MaxOpenConns)
 		db.SetMaxIdleConns(opts.MaxOpenConns)
 		db.SetConnMaxIdleTime(5 * time.Minute)
-		r := &replica{readPool: newReadPool(db, opts.QueryTimeout, opts.ReadBatches, opts.Pooler), name: replicaName(u)}
+		pool, err := newReadPool(db, u, opts.QueryTimeout, opts.ReadBatches, opts.Pooler)
+		if err != nil {
+			db.Close()
+			rs.closePools()
+			return nil, err
+		}
+		r := &replica{readPool: pool, name: replicaName(u)}
 		r.setDown("not checked yet")
 		rs.replicas = append(rs.replicas, r)
 	}
@@ -168,6 +169,15 @@ func openReplica(u string) (*sqlx.DB, error) {
 		return nil, fmt.Errorf("read replica URL %s: %w", replicaName(u), err)
 	}
 	return sqlx.NewDb(sql.OpenDB(c), "postgres"), nil
+}
+
+// closePools closes the pools of the replicas opened so far, when a later
+// one cannot be.
+func (rs *replicaSet) closePools() {
+	for _, r := range rs.replicas {
+		r.close()
+		r.db.Close()
+	}
 }
 
 // checkTimeout bounds one check: a replica that does not answer within it
@@ -312,14 +322,12 @@ func (rs *replicaSet) checkReplica(ctx context.Context, r *replica) {
 		return
 	}
 	// The statements are prepared once the replica first answers (it may
-	// not at start-up); database/sql prepares them again on each new
+	// not at start-up), before it is first in use, which also tells that
+	// it is migrated; database/sql prepares them again on each new
 	// connection by itself.
-	if !r.prepared {
-		if err := r.prepare(ctx); err != nil {
-			r.setDown("cannot prepare its statements (not migrated?)")
-			return
-		}
-		r.prepared = true
+	if err := r.prepare(ctx); err != nil {
+		r.setDown("cannot prepare its statements (not migrated?)")
+		return
 	}
 	at, caughtUp, ok := rs.freshAsOf(st.Replayed)
 	if ok && at.UnixNano() > r.freshAsOf.Load() {

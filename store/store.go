@@ -91,9 +91,9 @@ type Store struct {
 // Gets. Tests and benchmarks use it to count what a poll costs.
 func (s *Store) Gets() int64 { return s.primary.gets.Load() }
 
-// Open connects to url, checks that the schema is current and prepares the
-// hot statements (unless opts.Pooler). It fails with ErrNotMigrated on an
-// unmigrated database.
+// Open connects to url and checks that the schema is current; the status
+// reads prepare their statements (unless opts.Pooler) when first needed.
+// It fails with ErrNotMigrated on an unmigrated database.
 func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 	if opts.Pooler {
 		var err error
@@ -122,7 +122,10 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 		opts.ListMaxBytes = DefaultListMaxBytes
 	}
 	s := &Store{db: db, timeout: opts.QueryTimeout, listMaxBytes: opts.ListMaxBytes, outbox: newOutbox(opts.Outbox), pooler: opts.Pooler}
-	s.primary = newReadPool(db, opts.QueryTimeout, opts.ReadBatches, opts.Pooler)
+	if s.primary, err = newReadPool(db, url, opts.QueryTimeout, opts.ReadBatches, opts.Pooler); err != nil {
+		db.Close()
+		return nil, err
+	}
 	if err := s.open(ctx); err != nil {
 		s.primary.close()
 		db.Close()
@@ -151,11 +154,16 @@ func (s *Store) open(ctx context.Context) error {
 	if pending {
 		return fmt.Errorf("%w: run `jobsd migrate up` first", ErrNotMigrated)
 	}
-	return s.primary.prepare(ctx)
+	return nil // the status reads prepare their statements when first needed
 }
 
 // DB returns the underlying pool, for the worker's queue statements and tests.
 func (s *Store) DB() *sqlx.DB { return s.db }
+
+// StatusReadsDB returns the status reads' own pool on the primary
+// (pollconn.go), for its statistics: at most Options.ReadBatches
+// connections beside DB's Options.MaxOpenConns, opened only by reads.
+func (s *Store) StatusReadsDB() *sql.DB { return s.primary.polls }
 
 // Close closes the pool.
 func (s *Store) Close() error {
