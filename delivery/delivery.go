@@ -601,8 +601,13 @@ func (l *loop) post(ctx context.Context, t store.Target, id uuid.UUID, body []by
 	if err != nil {
 		return 0, err
 	}
-	ctx, cancel := context.WithTimeout(ctx, l.cfg.Timeout)
-	defer cancel()
+	if c := l.cfg.Client.Timeout; c <= 0 || c > l.cfg.Timeout {
+		// webhook.NewClient's own Timeout bounds the attempt already: a
+		// second deadline cost a context and a timer more per event.
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, l.cfg.Timeout)
+		defer cancel()
+	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, t.URL, bytes.NewReader(body))
 	if err != nil {
 		return 0, permanentError{"the request could not be built: " + err.Error()}
