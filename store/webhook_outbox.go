@@ -121,6 +121,10 @@ func (s *Store) ClaimOutbox(ctx context.Context, n int, lease time.Duration) ([]
 	occurred := make([]time.Time, len(rows))
 	for i, r := range rows {
 		out[i].ID = r.ID
+		// One event per job when its owner has one endpoint (the common
+		// case): OutboxEvent is large, and growing the slice by appends
+		// copied it over and over.
+		out[i].Events = make([]OutboxEvent, 0, len(r.JobIDs))
 		occurred[i] = r.OccurredAt.UTC()
 		times = append(times, occurred[i].Format(time.RFC3339Nano))
 		for _, id := range r.JobIDs {
