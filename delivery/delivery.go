@@ -142,7 +142,9 @@ func (c *Config) defaults() {
 // (each bounded by the client's timeout) and records them.
 func Run(ctx context.Context, cfg Config) {
 	cfg.defaults()
-	l := &loop{cfg: cfg, busy: map[uuid.UUID]int{}, done: make(chan ended, cfg.Concurrency), waiting: map[uuid.UUID][]*queued{}, gone: map[uuid.UUID]time.Time{}, lastEnd: map[uuid.UUID]time.Time{}}
+	l := &loop{cfg: cfg, busy: map[uuid.UUID]int{}, done: make(chan ended, cfg.Concurrency), waiting: map[uuid.UUID][]*queued{}, gone: map[uuid.UUID]time.Time{}, lastEnd: map[uuid.UUID]time.Time{},
+		work: make(chan func(), cfg.Concurrency), targets: targets{m: map[uuid.UUID]*target{}}}
+	defer close(l.work) // the senders return
 	l.run(ctx)
 }
 
@@ -152,6 +154,13 @@ type loop struct {
 	running int
 	done    chan ended // an attempt ended
 	wg      sync.WaitGroup
+	// work feeds the senders, goroutines that each make one attempt at a
+	// time and live as long as the loop; senders counts them (never more
+	// than Concurrency). A goroutine per attempt grew a fresh stack through
+	// the HTTP client's calls for every event.
+	work    chan func()
+	senders int
+	targets targets
 
 	// waiting holds the outbox events not yet started, per endpoint, in
 	// the order claimed; queuedN counts them.
@@ -452,12 +461,29 @@ func (l *loop) startEvent(ctx context.Context, b *batch, i int) {
 	ev := b.recs[i].Event
 	l.running++
 	l.busy[ev.EndpointID]++
-	l.wg.Add(1)
-	go func() {
-		defer l.wg.Done()
+	l.send(func() {
 		res := l.attemptEvent(context.WithoutCancel(ctx), ev)
 		l.done <- ended{endpoint: ev.EndpointID, batch: b, i: i, result: res}
-	}()
+	})
+}
+
+// send hands an attempt, already counted in running, to a sender. There
+// are at least as many senders as attempts running, and work holds as
+// many, so it never waits.
+func (l *loop) send(attempt func()) {
+	l.wg.Add(1)
+	for l.senders < l.running {
+		l.senders++
+		go func() {
+			for f := range l.work {
+				f()
+			}
+		}()
+	}
+	l.work <- func() {
+		defer l.wg.Done()
+		attempt()
+	}
 }
 
 // attemptEvent sends an outbox event (its first attempt); the batch
@@ -467,7 +493,7 @@ func (l *loop) attemptEvent(ctx context.Context, ev *store.OutboxEvent) store.At
 	body, err := l.jobBody(ev.EventType, ev.OccurredAt, &ev.Job)
 	code := 0
 	if err == nil {
-		code, err = l.send(ctx, ev.Target, ev.ID, body, start)
+		code, err = l.post(ctx, ev.Target, ev.ID, body, start)
 	}
 	res := l.result(start, code, err, 0)
 	l.cfg.Metrics.Attempt(outcome(res), res.Latency, time.Since(ev.OccurredAt))
@@ -495,12 +521,10 @@ func (l *loop) claimDue(ctx context.Context) bool {
 		d := due[i]
 		l.running++
 		l.busy[d.EndpointID]++
-		l.wg.Add(1)
-		go func() {
-			defer l.wg.Done()
+		l.send(func() {
 			l.attempt(context.WithoutCancel(ctx), &d)
 			l.done <- ended{endpoint: d.EndpointID}
-		}()
+		})
 	}
 	return true
 }
@@ -514,7 +538,7 @@ func (l *loop) attempt(ctx context.Context, d *store.DueDelivery) {
 	body, err := l.body(ctx, d)
 	code := 0
 	if err == nil {
-		code, err = l.send(ctx, target, d.ID, body, start)
+		code, err = l.post(ctx, target, d.ID, body, start)
 	}
 	res := l.result(start, code, err, d.Attempts)
 	res.ID = d.ID
@@ -570,29 +594,27 @@ type permanentError struct{ text string }
 
 func (e permanentError) Error() string { return e.text }
 
-// send signs and POSTs body to the target as event id, and returns the
+// post signs and POSTs body to the target as event id, and returns the
 // answer's status.
-func (l *loop) send(ctx context.Context, t store.Target, id uuid.UUID, body []byte, now time.Time) (int, error) {
-	// A URL this process refuses, or a secret it cannot open, is its
-	// configuration (JOBS_WEBHOOK_ALLOW_PRIVATE, JOBS_WEBHOOK_KEY) differing
-	// from the process that saved the endpoint: retried, so that fixing it
-	// loses nothing.
-	if err := webhook.CheckURL(t.URL, l.cfg.AllowPrivate); err != nil {
-		return 0, fmt.Errorf("refused by this API process's settings: %w", err)
-	}
-	keys, err := l.keys(t)
+func (l *loop) post(ctx context.Context, t store.Target, id uuid.UUID, body []byte, now time.Time) (int, error) {
+	signer, err := l.targets.get(t, l.open)
 	if err != nil {
 		return 0, err
 	}
-	ctx, cancel := context.WithTimeout(ctx, l.cfg.Timeout)
-	defer cancel()
+	if c := l.cfg.Client.Timeout; c <= 0 || c > l.cfg.Timeout {
+		// webhook.NewClient's own Timeout bounds the attempt already: a
+		// second deadline cost a context and a timer more per event.
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, l.cfg.Timeout)
+		defer cancel()
+	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, t.URL, bytes.NewReader(body))
 	if err != nil {
 		return 0, permanentError{"the request could not be built: " + err.Error()}
 	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("User-Agent", "jobsd-webhooks")
-	webhook.SetHeaders(req.Header, keys, id.String(), now, body)
+	req.Header["Content-Type"] = []string{"application/json"}
+	req.Header["User-Agent"] = []string{"jobsd-webhooks"}
+	signer.SetHeaders(req.Header, id.String(), now, body)
 	resp, err := l.cfg.Client.Do(req)
 	if err != nil {
 		return 0, attemptError(err)
@@ -622,9 +644,17 @@ func attemptError(err error) error {
 	return errors.New("request failed")
 }
 
-// keys opens the endpoint's signing keys: the current one, and the
-// previous one during a rotation's grace period.
-func (l *loop) keys(t store.Target) ([][]byte, error) {
+// open checks the endpoint's URL against this process's settings and
+// opens its signing keys (the current one, and the previous one during a
+// rotation's grace period) into a Signer.
+func (l *loop) open(t store.Target) (*webhook.Signer, error) {
+	// A URL this process refuses, or a secret it cannot open, is its
+	// configuration (JOBS_WEBHOOK_ALLOW_PRIVATE, JOBS_WEBHOOK_KEY) differing
+	// from the process that saved the endpoint: retried, so that fixing it
+	// loses nothing.
+	if err := webhook.CheckURL(t.URL, l.cfg.AllowPrivate); err != nil {
+		return nil, fmt.Errorf("refused by this API process's settings: %w", err)
+	}
 	k, err := l.cfg.Sealer.Open(t.Secret)
 	if err != nil {
 		l.cfg.Log.Error("webhooks: a signing secret cannot be opened: is JOBS_WEBHOOK_KEY the key it was sealed with?", "webhook_id", t.EndpointID)
@@ -636,26 +666,15 @@ func (l *loop) keys(t store.Target) ([][]byte, error) {
 			keys = append(keys, p)
 		}
 	}
-	return keys, nil
-}
-
-// event is a delivery's body.
-type event struct {
-	Type      string          `json:"type"`
-	Timestamp timestamp.Time  `json:"timestamp"`
-	Data      json.RawMessage `json:"data"`
-	// ResultOmitted: the job's result is larger than the documented size
-	// and was left out (data.result is null); GET the job for it.
-	ResultOmitted bool `json:"resultOmitted,omitempty"`
+	return webhook.NewSigner(keys), nil
 }
 
 // body is a due delivery's JSON: the job as GET /api/jobs/{id} answers it
 // now (for a test event, the endpoint's id).
 func (l *loop) body(ctx context.Context, d *store.DueDelivery) ([]byte, error) {
 	if d.JobID == nil {
-		ev := event{Type: d.EventType, Timestamp: timestamp.New(d.OccurredAt)}
-		ev.Data, _ = json.Marshal(map[string]string{"webhookId": d.EndpointID.String()})
-		return json.Marshal(ev)
+		data, _ := json.Marshal(map[string]string{"webhookId": d.EndpointID.String()})
+		return appendEvent(nil, d.EventType, timestamp.New(d.OccurredAt), data, false)
 	}
 	j, err := l.cfg.Store.Get(ctx, store.OwnedBy(d.UserID), *d.JobID)
 	if errors.Is(err, store.ErrNotFound) {
@@ -672,15 +691,38 @@ func (l *loop) body(ctx context.Context, d *store.DueDelivery) ([]byte, error) {
 // without its result when that is larger than MaxResultBytes. It may
 // clear j.Result.
 func (l *loop) jobBody(eventType string, occurred time.Time, j *job.Job) ([]byte, error) {
-	ev := event{Type: eventType, Timestamp: timestamp.New(occurred)}
-	if len(j.Result) > l.cfg.MaxResultBytes {
-		j.Result, ev.ResultOmitted = nil, true
+	omitted := len(j.Result) > l.cfg.MaxResultBytes
+	if omitted {
+		j.Result = nil
 	}
-	var err error
-	if ev.Data, err = l.cfg.EncodeJob(j); err != nil {
+	data, err := l.cfg.EncodeJob(j)
+	if err != nil {
 		return nil, permanentError{"the job could not be encoded: " + err.Error()}
 	}
-	return json.Marshal(ev)
+	return appendEvent(make([]byte, 0, len(data)+96), eventType, timestamp.New(occurred), data, omitted)
+}
+
+// appendEvent appends the event's JSON to b: the bytes json.Marshal gives
+// of an event holding data, given data as compact JSON with encoding/json's
+// escaping (what EncodeJob returns). Built by hand: json.Marshal scanned
+// and compacted data once more, the job a second time per event.
+func appendEvent(b []byte, eventType string, ts timestamp.Time, data []byte, resultOmitted bool) ([]byte, error) {
+	t, err := json.Marshal(eventType)
+	if err != nil {
+		return nil, fmt.Errorf("encode event: %w", err)
+	}
+	b = append(b, `{"type":`...)
+	b = append(b, t...)
+	b = append(b, `,"timestamp":`...)
+	if b, err = ts.AppendJSON(b); err != nil {
+		return nil, fmt.Errorf("encode event: %w", err)
+	}
+	b = append(b, `,"data":`...)
+	b = append(b, data...)
+	if resultOmitted {
+		b = append(b, `,"resultOmitted":true`...)
+	}
+	return append(b, '}'), nil
 }
 
 // recordBacklog sets the queue gauges.
@@ -704,4 +746,44 @@ func (l *loop) prune(ctx context.Context) {
 			return
 		}
 	}
+}
+
+// targets caches, per endpoint, what open makes of it (its URL checked,
+// its keys opened into a Signer), for as long as its URL and sealed
+// secrets stay the same: the checks and the HMAC key schedule once per
+// endpoint, not per event. Safe for concurrent use.
+type targets struct {
+	mu sync.Mutex
+	m  map[uuid.UUID]*target
+}
+
+type target struct {
+	url              string
+	secret, previous []byte
+	signer           *webhook.Signer
+}
+
+// maxTargets bounds the cache; it starts again empty when full.
+const maxTargets = 4096
+
+// get returns the Signer of t, from open when t is not cached as it is. A
+// refusal is not cached: open logs it each time.
+func (c *targets) get(t store.Target, open func(store.Target) (*webhook.Signer, error)) (*webhook.Signer, error) {
+	c.mu.Lock()
+	e := c.m[t.EndpointID]
+	c.mu.Unlock()
+	if e != nil && e.url == t.URL && bytes.Equal(e.secret, t.Secret) && bytes.Equal(e.previous, t.PreviousSecret) {
+		return e.signer, nil
+	}
+	signer, err := open(t)
+	if err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	if len(c.m) >= maxTargets {
+		clear(c.m)
+	}
+	c.m[t.EndpointID] = &target{url: t.URL, secret: t.Secret, previous: t.PreviousSecret, signer: signer}
+	c.mu.Unlock()
+	return signer, nil
 }

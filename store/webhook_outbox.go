@@ -118,29 +118,38 @@ func (s *Store) ClaimOutbox(ctx context.Context, n int, lease time.Duration) ([]
 	var jobIDs []string
 	var batchOf []int64
 	var times []string
+	occurred := make([]time.Time, len(rows))
 	for i, r := range rows {
 		out[i].ID = r.ID
-		times = append(times, r.OccurredAt.UTC().Format(time.RFC3339Nano))
+		// One event per job when its owner has one endpoint (the common
+		// case): OutboxEvent is large, and growing the slice by appends
+		// copied it over and over.
+		out[i].Events = make([]OutboxEvent, 0, len(r.JobIDs))
+		occurred[i] = r.OccurredAt.UTC()
+		times = append(times, occurred[i].Format(time.RFC3339Nano))
 		for _, id := range r.JobIDs {
 			jobIDs = append(jobIDs, id)
 			batchOf = append(batchOf, int64(i+1))
 		}
 	}
-	if err := s.expandOutbox(ctx, out, jobIDs, batchOf, times); err != nil {
+	if err := s.expandOutbox(ctx, out, jobIDs, batchOf, times, occurred); err != nil {
 		return nil, err
 	}
 	return out, nil
 }
 
 // expandOutbox fills each batch's events: $1 the jobs' ids, $2 the
-// (1-based) batch of each, $3 each batch's occurred_at.
+// (1-based) batch of each, $3 each batch's occurred_at (occurred, as
+// text). The events' endpoints are read once each, after (targets), not
+// on every event's row: their URL and sealed secrets were most of a row's
+// bytes to send and decode.
 //
 // Each job is read by its key, one lookup per id (the LATERAL, kept from
 // being flattened by OFFSET 0): the statistics of jobs are usually those of
 // a queue of PENDING jobs, under which the planner, joining freely, took
 // the ended jobs for none and scanned jobs once per id (5 s and more for a
 // 500-job row in the bench).
-func (s *Store) expandOutbox(ctx context.Context, out []OutboxBatch, jobIDs []string, batchOf []int64, times []string) error {
+func (s *Store) expandOutbox(ctx context.Context, out []OutboxBatch, jobIDs []string, batchOf []int64, times []string, occurred []time.Time) error {
 	rows, err := s.db.QueryContext(ctx, expandOutboxSQL,
 		pq.Array(jobIDs), pq.Array(batchOf), pq.Array(times))
 	if err != nil {
@@ -150,11 +159,10 @@ func (s *Store) expandOutbox(ctx context.Context, out []OutboxBatch, jobIDs []st
 	for rows.Next() {
 		var ev OutboxEvent
 		var b int
-		if err := scanJob(rows, &ev.Job, &b, &ev.EventType, &ev.OccurredAt,
-			&ev.EndpointID, &ev.UserID, &ev.URL, &ev.Secret, &ev.PreviousSecret); err != nil {
+		if err := scanJob(rows, &ev.Job, &b, &ev.EventType, &ev.EndpointID); err != nil {
 			return fmt.Errorf("expand webhook outbox: %w", classify(err))
 		}
-		ev.OccurredAt = ev.OccurredAt.UTC()
+		ev.OccurredAt = occurred[b-1]
 		ended := ev.OccurredAt
 		if ev.Job.CompletedAt != nil {
 			ended = *ev.Job.CompletedAt
@@ -165,13 +173,58 @@ func (s *Store) expandOutbox(ctx context.Context, out []OutboxBatch, jobIDs []st
 	if err := rows.Err(); err != nil {
 		return fmt.Errorf("expand webhook outbox: %w", classify(err))
 	}
+	return s.fillTargets(ctx, out)
+}
+
+// fillTargets reads the endpoints of the batches' events, once each, into
+// the events' Targets. The events of an endpoint deleted since the
+// expansion are dropped, as if it had been deleted before.
+func (s *Store) fillTargets(ctx context.Context, out []OutboxBatch) error {
+	var ids []string
+	seen := map[uuid.UUID]bool{}
+	for _, b := range out {
+		for _, ev := range b.Events {
+			if !seen[ev.EndpointID] {
+				seen[ev.EndpointID] = true
+				ids = append(ids, ev.EndpointID.String())
+			}
+		}
+	}
+	if len(ids) == 0 {
+		return nil
+	}
+	var targets []struct {
+		ID             uuid.UUID `db:"id"`
+		UserID         string    `db:"user_id"`
+		URL            string    `db:"url"`
+		Secret         []byte    `db:"secret"`
+		PreviousSecret []byte    `db:"previous_secret"`
+	}
+	if err := s.db.SelectContext(ctx, &targets, `SELECT id, user_id, url, secret,
+			CASE WHEN previous_until > now() THEN previous_secret END AS previous_secret
+		FROM webhook_endpoints WHERE id = ANY($1::uuid[])`, pq.Array(ids)); err != nil {
+		return fmt.Errorf("expand webhook outbox: read endpoints: %w", classify(err))
+	}
+	byID := make(map[uuid.UUID]Target, len(targets))
+	for _, t := range targets {
+		byID[t.ID] = Target{EndpointID: t.ID, UserID: t.UserID, URL: t.URL, Secret: t.Secret, PreviousSecret: t.PreviousSecret}
+	}
+	for i := range out {
+		kept := out[i].Events[:0]
+		for _, ev := range out[i].Events {
+			if t, ok := byID[ev.EndpointID]; ok {
+				ev.Target = t
+				kept = append(kept, ev)
+			}
+		}
+		out[i].Events = kept
+	}
 	return nil
 }
 
 // expandOutboxSQL is expandOutbox's statement.
 var expandOutboxSQL = `
-		SELECT ` + qualified("j", jobColumns) + `, x.b, t.type, o.at,
-			e.id, e.user_id, e.url, e.secret, CASE WHEN e.previous_until > now() THEN e.previous_secret END
+		SELECT ` + qualified("j", jobColumns) + `, x.b, t.type, e.id
 		FROM unnest($1::uuid[], $2::int[]) AS x(job_id, b)
 		CROSS JOIN LATERAL (SELECT ($3::timestamptz[])[x.b] AS at) o
 		CROSS JOIN LATERAL (SELECT * FROM jobs WHERE jobs.id = x.job_id OFFSET 0) j

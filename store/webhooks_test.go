@@ -3,6 +3,7 @@ package store_test
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -494,5 +495,91 @@ func TestConcurrentRecordsDoNotDeadlock(t *testing.T) {
 	var n int
 	if err := st.DB().Get(&n, `SELECT count(*) FROM webhook_deliveries`); err != nil || n != rounds*senders*len(eps) {
 		t.Errorf("%d deliveries recorded, want %d (%v)", n, rounds*senders*len(eps), err)
+	}
+}
+
+// TestPruneDeliveries: deliveries that ended before the cutoff are
+// deleted, found by their time-ordered ids (job events, EventID) or, for
+// ids that do not say when (version 4: test events, job events written
+// before the outbox), by their own index; those that ended after the
+// cutoff, or have not ended, are kept, whatever their id says. Several
+// rounds, as the delivery loop calls it, until one deletes fewer than the
+// limit.
+func TestPruneDeliveries(t *testing.T) {
+	st, _ := pgtest.NewStore(t)
+	ctx := t.Context()
+	ep := newWebhook(t, st, "alice")
+	now := time.Now().UTC().Truncate(time.Millisecond)
+	cutoff := now.Add(-7 * 24 * time.Hour)
+	eventID := func(jobEnded time.Time) uuid.UUID {
+		return store.EventID(ep.ID, uuid.New(), store.EventJobCompleted, jobEnded)
+	}
+	type row struct {
+		name  string
+		id    uuid.UUID
+		ended *time.Time // nil: PENDING
+		kept  bool
+	}
+	at := func(d time.Duration) *time.Time { t := now.Add(d); return &t }
+	rows := []row{
+		{"job event ended 8 days ago", eventID(now.Add(-8 * 24 * time.Hour)), at(-8 * 24 * time.Hour), false},
+		{"job event ended just before the cutoff", eventID(cutoff.Add(-2 * time.Second)), at(-7*24*time.Hour - time.Second), false},
+		{"retried job event ended after the cutoff", eventID(now.Add(-9 * 24 * time.Hour)), at(-6 * 24 * time.Hour), true},
+		{"job event still pending", eventID(now.Add(-10 * 24 * time.Hour)), nil, true},
+		{"job event ended an hour ago", eventID(now.Add(-time.Hour)), at(-time.Hour), true},
+		{"test event ended 8 days ago", uuid.New(), at(-8 * 24 * time.Hour), false},
+		{"test event ended a day ago", uuid.New(), at(-24 * time.Hour), true},
+		{"version 4 job event ended 8 days ago", uuid.New(), at(-8 * 24 * time.Hour), false},
+	}
+	// The version 4 ids above must include one that reads as a time after
+	// the cutoff, which only the second index finds.
+	rows = append(rows, row{"version 4 id reading as the far future", uuid.MustParse("ffffffff-ffff-4fff-bfff-ffffffffffff"), at(-8 * 24 * time.Hour), false})
+	for i := range 25 { // more than a round's limit
+		rows = append(rows, row{fmt.Sprintf("old job event %d", i), eventID(now.Add(-20*24*time.Hour + time.Duration(i)*time.Second)), at(-20 * 24 * time.Hour), false})
+	}
+	for _, r := range rows {
+		jobID := any(uuid.New())
+		if strings.HasPrefix(r.name, "test event") {
+			jobID = nil
+		}
+		status := store.DeliveryDelivered
+		if r.ended == nil {
+			status = store.DeliveryPending
+		}
+		if _, err := st.DB().Exec(`INSERT INTO webhook_deliveries (id, endpoint_id, event_type, job_id, status, ended_at)
+			VALUES ($1, $2, 'job.completed', $3, $4, $5)`, r.id, ep.ID, jobID, status, r.ended); err != nil {
+			t.Fatalf("%s: %v", r.name, err)
+		}
+	}
+	var deleted int64
+	for {
+		n, err := st.PruneDeliveries(ctx, cutoff, 10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		deleted += n
+		if n < 10 {
+			break
+		}
+	}
+	var left []uuid.UUID
+	if err := st.DB().Select(&left, `SELECT id FROM webhook_deliveries`); err != nil {
+		t.Fatal(err)
+	}
+	remaining := map[uuid.UUID]bool{}
+	for _, id := range left {
+		remaining[id] = true
+	}
+	want := 0
+	for _, r := range rows {
+		if remaining[r.id] != r.kept {
+			t.Errorf("%s: kept %v, want %v", r.name, remaining[r.id], r.kept)
+		}
+		if !r.kept {
+			want++
+		}
+	}
+	if deleted != int64(want) {
+		t.Errorf("PruneDeliveries reported %d deleted, want %d", deleted, want)
 	}
 }

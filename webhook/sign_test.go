@@ -5,9 +5,11 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
 	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
 
 	"github.com/jobsd/jobsd/webhook"
@@ -151,4 +153,46 @@ func mustKey(t *testing.T, secret string) []byte {
 		t.Fatal(err)
 	}
 	return k
+}
+
+// TestSignerMatchesSetHeaders: a Signer reused for many messages, from
+// many goroutines, sets the same headers as SetHeaders (whose signature the
+// specification's vector and the reference library check above), one key
+// or two.
+func TestSignerMatchesSetHeaders(t *testing.T) {
+	vectorKey := mustKey(t, vectorSecret)
+	for _, tc := range []struct {
+		name string
+		keys [][]byte
+	}{
+		{"one key", [][]byte{vectorKey}},
+		{"during a rotation", [][]byte{mustKey(t, mustSecret(t)), vectorKey}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := webhook.NewSigner(tc.keys)
+			var wg sync.WaitGroup
+			for g := range 4 {
+				wg.Go(func() {
+					for i := range 50 {
+						id := vectorID + strconv.Itoa(g*100+i)
+						ts := time.Unix(vectorTimestamp+int64(i), 0)
+						body := []byte(vectorBody + strings.Repeat(" ", i))
+						want, got := http.Header{}, http.Header{}
+						webhook.SetHeaders(want, tc.keys, id, ts, body)
+						s.SetHeaders(got, id, ts, body)
+						if diff := cmp.Diff(want, got); diff != "" {
+							t.Errorf("Signer.SetHeaders (-SetHeaders +Signer):\n%s", diff)
+							return
+						}
+					}
+				})
+			}
+			wg.Wait()
+		})
+	}
+	h := http.Header{}
+	webhook.NewSigner([][]byte{vectorKey}).SetHeaders(h, vectorID, time.Unix(vectorTimestamp, 0), []byte(vectorBody))
+	if got := h.Get(webhook.HeaderSignature); got != vectorSignature {
+		t.Fatalf("Signer's signature of the vector: got %q, want %q", got, vectorSignature)
+	}
 }

@@ -1,0 +1,4 @@
+package delivery
+
+// AppendEvent exposes appendEvent to the tests.
+var AppendEvent = appendEvent
