@@ -120,7 +120,7 @@ func main() {
 func run(quick bool, out, only string, workerJobs, deliveryPace int, probe, diagnose, observe, durable, nondurable, webhooks bool) int {
 	limit := 90 * time.Minute // make bench takes about 50
 	if quick {
-		limit = 8 * time.Minute // with -only polls: the poll goals alone take about 80 s
+		limit = 8 * time.Minute // with -only polls: the poll goals alone take about 2 minutes with the Node peer
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), limit)
 	defer cancel()
@@ -230,7 +230,7 @@ func run(quick bool, out, only string, workerJobs, deliveryPace int, probe, diag
 		}
 	}
 	// Quick mode (CI's smoke run, under 2 minutes) runs the poll goals
-	// (about 80 s) only when -only names them; make bench runs them.
+	// (about 2 minutes with the Node peer) only when -only names them; make bench runs them.
 	if (want("status") || want("polls")) && (!quick || only != "" && want("polls")) {
 		logf("scenario 1b: the poll path at its limits (%d jobs, %d users, net/http client)", pollsO.jobs, pollsO.users)
 		if res.Polls, err = runPollGoals(ctx, e, iss, pollsO); err != nil {
