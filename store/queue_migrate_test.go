@@ -134,17 +134,7 @@ func TestCompletionsMigration(t *testing.T) {
 	}
 	t.Cleanup(func() { st.Close() })
 	ctx := t.Context()
-	j, _, err := st.Create(ctx, store.NewJob{UserID: "alice", Type: job.TypeAIPreview, Input: []byte(`{"prompt":"x"}`)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	claimed, _, err := st.Claim(ctx, store.ClaimRequest{Worker: "w1", N: 1, Lease: time.Minute})
-	if err != nil || len(claimed) != 1 {
-		t.Fatalf("claim: %v, %v", claimed, err)
-	}
-	if _, err := st.Finish(ctx, []store.Outcome{{ID: j.ID, Lease: claimed[0].Lease, Kind: store.OutcomeCompleted, Result: []byte(`{}`)}}); err != nil {
-		t.Fatal(err)
-	}
+	j := completeOne(t, st)
 	logged := func() int {
 		var n int
 		if err := db.Get(&n, `SELECT count(*) FROM job_attempts WHERE job_id = $1 AND outcome = 'completed' AND worker_id = 'w1'`, j.ID); err != nil {
@@ -200,6 +190,23 @@ func TestWebhookOutboxMigration(t *testing.T) {
 		t.Fatalf("the delivery queued before the upgrade: %+v, %v", due, err)
 	}
 
+	j := completeOne(t, st)
+	s.downTo(t, 16)
+	var pending int
+	if err := db.Get(&pending, `SELECT count(*) FROM webhook_deliveries WHERE job_id = $1 AND endpoint_id = $2 AND status = 'PENDING' AND event_type = 'job.completed'`, j.ID, endpoint); err != nil || pending != 1 {
+		t.Fatalf("after 00017's down: %d PENDING deliveries of the outbox's event, want 1 (%v)", pending, err)
+	}
+	var fk int
+	if err := db.Get(&fk, `SELECT count(*) FROM pg_constraint WHERE conname = 'webhook_deliveries_endpoint_id_fkey'`); err != nil || fk != 1 {
+		t.Errorf("after 00017's down: %d foreign keys, want 1 (%v)", fk, err)
+	}
+	s.up(t)
+}
+
+// completeOne creates one of alice's jobs and completes it as worker w1.
+func completeOne(t *testing.T, st *store.Store) *job.Job {
+	t.Helper()
+	ctx := t.Context()
 	j, _, err := st.Create(ctx, store.NewJob{UserID: "alice", Type: job.TypeAIPreview, Input: []byte(`{"prompt":"x"}`)})
 	if err != nil {
 		t.Fatal(err)
@@ -211,14 +218,5 @@ func TestWebhookOutboxMigration(t *testing.T) {
 	if _, err := st.Finish(ctx, []store.Outcome{{ID: j.ID, Lease: claimed[0].Lease, Kind: store.OutcomeCompleted, Result: []byte(`{}`)}}); err != nil {
 		t.Fatal(err)
 	}
-	s.downTo(t, 16)
-	var pending int
-	if err := db.Get(&pending, `SELECT count(*) FROM webhook_deliveries WHERE job_id = $1 AND endpoint_id = $2 AND status = 'PENDING' AND event_type = 'job.completed'`, j.ID, endpoint); err != nil || pending != 1 {
-		t.Fatalf("after 00017's down: %d PENDING deliveries of the outbox's event, want 1 (%v)", pending, err)
-	}
-	var fk int
-	if err := db.Get(&fk, `SELECT count(*) FROM pg_constraint WHERE conname = 'webhook_deliveries_endpoint_id_fkey'`); err != nil || fk != 1 {
-		t.Errorf("after 00017's down: %d foreign keys, want 1 (%v)", fk, err)
-	}
-	s.up(t)
+	return j
 }
