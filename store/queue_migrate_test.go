@@ -31,7 +31,7 @@ type queueRow struct {
 // previous release's partial indexes (00012).
 func TestQueueMigration(t *testing.T) {
 	s := newMigrationDB(t)
-	url, db := s.url, s.db
+	db := s.db
 	s.downTo(t, 11)
 
 	// The previous release's rows, written as it wrote them.
@@ -62,11 +62,7 @@ func TestQueueMigration(t *testing.T) {
 		t.Errorf("job_leases after up: %v, want %v", claims, want)
 	}
 
-	st, err := store.Open(t.Context(), url, store.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
+	st := s.open(t)
 	ended, err := st.Finish(t.Context(), []store.Outcome{{ID: running, Lease: lease, Kind: store.OutcomeCompleted, Result: []byte(`{"output":"ok"}`)}})
 	if err != nil || !ended[running] {
 		t.Fatalf("finish the attempt that ran across the migration: %v, %v", ended, err)
@@ -122,17 +118,24 @@ func newMigrationDB(t *testing.T) migrationSetup {
 	return migrationSetup{url: url, db: db}
 }
 
+// open opens a store on the database, closed when the test ends.
+func (s migrationSetup) open(t *testing.T) *store.Store {
+	t.Helper()
+	st, err := store.Open(t.Context(), s.url, store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	return st
+}
+
 // TestCompletionsMigration: after 00014 a completion writes no attempt-log
 // entry (the job row and job_completions record it) and the admin API still
 // lists it; 00014's Down writes the entries the previous release reads.
 func TestCompletionsMigration(t *testing.T) {
 	s := newMigrationDB(t)
-	url, db := s.url, s.db
-	st, err := store.Open(t.Context(), url, store.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
+	db := s.db
+	st := s.open(t)
 	ctx := t.Context()
 	j := completeOne(t, st)
 	logged := func() int {
@@ -167,12 +170,8 @@ func TestCompletionsMigration(t *testing.T) {
 // key comes back.
 func TestWebhookOutboxMigration(t *testing.T) {
 	s := newMigrationDB(t)
-	url, db := s.url, s.db
-	st, err := store.Open(t.Context(), url, store.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
+	db := s.db
+	st := s.open(t)
 	ctx := t.Context()
 	s.downTo(t, 16)
 	var endpoint uuid.UUID
