@@ -1,6 +1,12 @@
 package store
 
-import "github.com/lib/pq"
+import (
+	"context"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/lib/pq"
+)
 
 // QueuedReads is how many Gets wait for a batch slot (for tests).
 func (s *Store) QueuedReads() int {
@@ -48,3 +54,23 @@ func ExpandOutboxSQL() string { return expandOutboxSQL }
 
 // OpenPollDB is the status reads' pool (pollconn.go), for the benchmark.
 var OpenPollDB = openPollDB
+
+// ReadBatch reads ids as one batch of the user's status reads (the batched
+// statement, even for one id), for the plan-cache test.
+func (s *Store) ReadBatch(user string, ids ...uuid.UUID) error {
+	batch := make([]*pendingRead, len(ids))
+	for i, id := range ids {
+		batch[i] = &pendingRead{user: user, id: id, deadline: time.Now().Add(s.primary.timeout)}
+	}
+	_, err := s.primary.getMany(batch, false)
+	return err
+}
+
+// BatchReadPlans is how PostgreSQL planned the batched status read so far on
+// the status reads' connection (a one-slot store has one): generic and
+// custom plans, as pg_prepared_statements counts them.
+func (s *Store) BatchReadPlans(ctx context.Context) (generic, custom int64, err error) {
+	err = s.primary.polls.QueryRowContext(ctx, `SELECT generic_plans, custom_plans FROM pg_prepared_statements WHERE statement = $1`,
+		getJobsSQL).Scan(&generic, &custom)
+	return generic, custom, err
+}

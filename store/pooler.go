@@ -39,20 +39,25 @@ import (
 // prepared statement skips the parse and plan of every poll.
 
 // pooledURL is url with binary_parameters=yes: one round trip per
-// statement, whatever pooler is in between. It takes a postgres:// URL or
-// a key=value connection string, as lib/pq does.
-func pooledURL(raw string) (string, error) {
+// statement, whatever pooler is in between.
+func pooledURL(raw string) (string, error) { return withParam(raw, "binary_parameters", "yes") }
+
+// withParam is the connection string raw with the parameter key set to
+// value (replacing any value raw gives it). It takes a postgres:// URL or a
+// key=value connection string, as lib/pq does; lib/pq sends a parameter it
+// does not know itself to the server, as a setting of the session.
+func withParam(raw, key, value string) (string, error) {
 	if strings.HasPrefix(raw, "postgres://") || strings.HasPrefix(raw, "postgresql://") {
 		u, err := url.Parse(raw)
 		if err != nil {
 			return "", fmt.Errorf("database URL: %w", err)
 		}
 		q := u.Query()
-		q.Set("binary_parameters", "yes")
+		q.Set(key, value)
 		u.RawQuery = q.Encode()
 		return u.String(), nil
 	}
-	return raw + " binary_parameters=yes", nil
+	return raw + " " + key + "=" + value, nil // the last of a repeated key wins
 }
 
 // query runs one of the statements that are prepared on a direct

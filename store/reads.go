@@ -16,9 +16,8 @@ import (
 )
 
 // getJobsSQL reads a batch of status polls in one statement, and getJobSQL a
-// batch of one: PostgreSQL plans the array form afresh on every execution
-// (about 65 µs), which a batch shares and a lone poll should not pay. The
-// owner is checked in Go, per poll, so that another user's job stays a 404.
+// batch of one (no array to encode and decode). The owner is checked in Go,
+// per poll, so that another user's job stays a 404.
 const (
 	getJobsSQL = `SELECT ` + jobColumns + ` FROM jobs WHERE id = ANY($1::uuid[])`
 	getJobSQL  = `SELECT ` + jobColumns + ` FROM jobs WHERE id = $1`
@@ -162,7 +161,23 @@ type readStmts struct {
 
 // newReadPool returns the reads of the database at dsn (whose other pool is
 // db), batched in up to slots statements at once.
+//
+// Its connections plan the prepared reads once (plan_cache_mode =
+// force_generic_plan): PostgreSQL otherwise plans the batched form afresh on
+// every execution, its generic plan (made for an array of unknown length)
+// looking dearer than a custom one for the few ids of a batch: 8 custom
+// plans of 8 executions with 8 ids each on 100,000 jobs
+// (pg_prepared_statements), 54 µs of planning each where the generic plan
+// takes 9 (EXPLAIN's Planning Time). The generic plan is the same scan of
+// the primary key. Behind a pooler nothing is
+// prepared (and a pooler may refuse a setting at start-up), so nothing is set.
 func newReadPool(db *sqlx.DB, dsn string, timeout time.Duration, slots int, pooler bool) (*readPool, error) {
+	if !pooler {
+		var err error
+		if dsn, err = withParam(dsn, "plan_cache_mode", "force_generic_plan"); err != nil {
+			return nil, err
+		}
+	}
 	polls, err := openPollDB(dsn, timeout, slots)
 	if err != nil {
 		return nil, err

@@ -120,3 +120,32 @@ func lockJobs(t *testing.T, st *store.Store) *sql.Tx {
 	}
 	return tx
 }
+
+// TestBatchedReadIsPlannedOnce: the batched status read runs on PostgreSQL's
+// generic plan, planned once per connection, not afresh each time (by
+// default the first five executions at least are planned afresh, and on a
+// table of jobs every later one: see newReadPool).
+func TestBatchedReadIsPlannedOnce(t *testing.T) {
+	ctx := t.Context()
+	st := oneSlotStore(t) // one connection, whose prepared statements the test reads
+	var ids []uuid.UUID
+	for range 8 {
+		j, _, err := st.Create(ctx, store.NewJob{UserID: "alice", Type: job.TypeAIPreview, Input: []byte(`{"prompt":"x"}`)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, j.ID)
+	}
+	for range 10 {
+		if err := st.ReadBatch("alice", ids...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	generic, custom, err := st.BatchReadPlans(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if custom != 0 || generic != 10 {
+		t.Errorf("10 batched reads: %d generic plans, %d custom; want 10 generic (planned once), 0 custom", generic, custom)
+	}
+}
