@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptrace"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -30,6 +31,9 @@ type DeliveryStats struct {
 	Maxms    float64 `json:"maxms"`
 }
 
+// deliveryReadBatches is the API's JOBS_DB_READ_BATCHES here: its default.
+const deliveryReadBatches = 2
+
 // DeliveryResult is scenario 5: waiters parked on unfinished jobs, then the
 // jobs completed by SQL; delay = the waiter saw COMPLETED − its batch's commit.
 type DeliveryResult struct {
@@ -41,6 +45,9 @@ type DeliveryResult struct {
 	// a burst: every job in back-to-back UPDATEs of BatchSize ids.
 	Pace       int `json:"jobsPerSecond"`
 	APIDBConns int `json:"apiDbMaxConns"`
+	// APIReadBatches is the API's JOBS_DB_READ_BATCHES: its status reads'
+	// own connections, beside the pool's APIDBConns.
+	APIReadBatches int `json:"apiReadBatches"`
 	// DBConnsWaiting is pg_stat_activity in this database (the bench's own
 	// sampling connection excluded) once every waiter was parked.
 	DBConnsWaiting int `json:"dbConnsWhileWaiting"`
@@ -122,12 +129,14 @@ func runDeliveryScenario(ctx context.Context, e *env, iss *tokenIssuer, o delive
 	// Each user here holds 100 waiters (10 per job): the read rate limit is
 	// off, and the waiter cap stays on, counted in the waiters table as by
 	// default, but above what the scenario opens.
-	srv, base, err := e.startServe(ctx, "serve-"+o.db, url, iss.srv.URL, o.dbMaxConns, "JOBS_RATE_READ=0", "JOBS_USER_WAITERS=1000")
+	srv, base, err := e.startServe(ctx, "serve-"+o.db, url, iss.srv.URL, o.dbMaxConns, "JOBS_RATE_READ=0", "JOBS_USER_WAITERS=1000",
+		"JOBS_DB_READ_BATCHES="+strconv.Itoa(deliveryReadBatches))
 	if err != nil {
 		return nil, err
 	}
 	defer srv.stop()
 	res := &DeliveryResult{Waiters: o.waiters, Jobs: nJobs, Users: nUsers, BatchSize: o.batch, Pace: o.pace, APIDBConns: o.dbMaxConns,
+		APIReadBatches: deliveryReadBatches,
 		Caveat: "commit time = when the bench saw the batch UPDATE's autocommit return, so a waiter can see the change " +
 			"slightly before it (negative delays, counted); bench, jobsd and PostgreSQL share the CPUs; one run, no repeats"}
 	logf("  seeded %d PENDING jobs over %d users; opening %d waiters (half long poll, half SSE)", nJobs, nUsers, o.waiters)
