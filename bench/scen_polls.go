@@ -49,6 +49,12 @@ type PollGoalsResult struct {
 	// µs: jobsd serve's for the polls, the fixed-reply server's for it.
 	// Unlike the rates it hardly moves when other work takes the cores.
 	CPUPerRequest map[string][]float64 `json:"cpuMicrosPerRequest"`
+	// PostgresCPUPerRequest is, per cell that reads the database
+	// (unfinished<c>, node<c>, pgbench<c>) and repeat, PostgreSQL's CPU time
+	// (every server process, work.go's serverCPU) per request or
+	// transaction, in µs: what the composed limit's pgbench -S costs the
+	// server, beside what a poll does.
+	PostgresCPUPerRequest map[string][]float64 `json:"postgresCpuMicrosPerRequest"`
 	// FinishedOverFixed and UnfinishedOverComposed are the goals' ratios,
 	// taken per repeat (same run), then the median.
 	FinishedOverFixed      map[int]Spread `json:"finishedOverFixed"`
@@ -101,6 +107,7 @@ func runPollGoals(ctx context.Context, e *env, iss *tokenIssuer, o pollGoalsOpts
 	res := &PollGoalsResult{Jobs: ix.numJobs, Users: o.users, CellSeconds: o.dur.Seconds(), FinishedJobs: len(finished),
 		UnfinishedJobs: len(unfinished), FinishedConc: o.finishedConc, UnfinishedConc: o.unfinishedConc,
 		PgbenchScale: o.pgbenchScale, PgbenchClients: map[int]int{}, Runs: map[string][]LoadResult{}, CPUPerRequest: map[string][]float64{},
+		PostgresCPUPerRequest: map[string][]float64{},
 		Pgbench: map[int][]PgbenchRun{}, NodePeer: prepareNodePeer(ctx, o.dbMaxConns), ServeEnv: pollServeEnv}
 	if len(finished) == 0 || len(unfinished) == 0 {
 		return nil, errors.New("poll goals: the seeded table has no finished or no unfinished jobs")
@@ -174,6 +181,7 @@ func (res *PollGoalsResult) repeat(ctx context.Context, e *env, iss *tokenIssuer
 	// request is recorded (0: not measured).
 	cell := func(key string, lc loadClient, pid, c int, polls []poll) {
 		cpu0 := processTicks(pid)
+		pg := res.postgresMeter(e, key)
 		r := runLoad(ctx, lc, c, o.dur, 0, atRandom(polls))
 		res.Runs[key] = append(res.Runs[key], r)
 		cpuText := ""
@@ -182,6 +190,7 @@ func (res *PollGoalsResult) repeat(ctx context.Context, e *env, iss *tokenIssuer
 			res.CPUPerRequest[key] = append(res.CPUPerRequest[key], cpu)
 			cpuText = fmt.Sprintf(" server CPU %.1fµs/req", cpu)
 		}
+		cpuText += pg(r.Requests)
 		logf("  polls rep %d %-13s c=%-3d %7.0f req/s p50 %.2fms p99 %.2fms%s errors %d %s", rep+1, key, c,
 			r.PerSec, r.P50ms, r.P99ms, cpuText, r.Errors, r.FirstError)
 	}
@@ -198,6 +207,7 @@ func (res *PollGoalsResult) repeat(ctx context.Context, e *env, iss *tokenIssuer
 	for _, c := range o.unfinishedConc {
 		fixedCell(c)
 		pgb := func() {
+			pg := res.postgresMeter(e, fmt.Sprintf("pgbench%d", c))
 			r, err := runPgbench(ctx, pgbURL, c, o.dur)
 			if err != nil {
 				logf("  polls rep %d pgbench c=%d: %v", rep+1, c, err)
@@ -205,7 +215,10 @@ func (res *PollGoalsResult) repeat(ctx context.Context, e *env, iss *tokenIssuer
 			}
 			res.PgbenchClients[c] = r.Clients
 			res.Pgbench[c] = append(res.Pgbench[c], r)
-			logf("  polls rep %d pgbench -S    c=%-3d %7.0f tps (%d clients) latency avg %.2fms", rep+1, c, r.TPS, r.Clients, r.LatencyAvgMs)
+			// pgbench's own time (connecting, the report) is in the
+			// meter's span too: tps × the run's length is the count.
+			logf("  polls rep %d pgbench -S    c=%-3d %7.0f tps (%d clients) latency avg %.2fms%s", rep+1, c, r.TPS, r.Clients, r.LatencyAvgMs,
+				pg(int(r.TPS*o.dur.Seconds())))
 		}
 		cells := []func(){pgb, func() { cell(fmt.Sprintf("unfinished%d", c), api, apiPid, c, unfinished) }}
 		if node != nil {
@@ -294,7 +307,7 @@ func (res *PollGoalsResult) print(w io.Writer) {
 		fmt.Fprintf(w, "\t%d\t%.0f\t%.0f\t%.2f / %.2f\t%s\t%.1f, %.1f\n", c, f.PerSec.Median, a.PerSec.Median, a.P50ms.Median, a.P99ms.Median,
 			sp(res.FinishedOverFixed[c], "%.3f"), res.cpu(fmt.Sprintf("fixed%d", c)), res.cpu(fmt.Sprintf("finished%d", c)))
 	}
-	fmt.Fprintf(w, "\tc\tpgbench -S tps (clients)\tfixed reply req/s\tcomposed limit\tunfinished poll req/s\tp50 / p99 ms\tunfinished ÷ limit\tjobsd CPU µs/poll\n")
+	fmt.Fprintf(w, "\tc\tpgbench -S tps (clients)\tfixed reply req/s\tcomposed limit\tunfinished poll req/s\tp50 / p99 ms\tunfinished ÷ limit\tjobsd CPU µs/poll\tPostgreSQL CPU µs: per pgbench tx, per poll\n")
 	for _, c := range res.UnfinishedConc {
 		f, _ := med(fmt.Sprintf("fixed%d", c))
 		a, _ := med(fmt.Sprintf("unfinished%d", c))
@@ -302,11 +315,40 @@ func (res *PollGoalsResult) print(w io.Writer) {
 		for _, r := range res.Pgbench[c] {
 			tps = append(tps, r.TPS)
 		}
-		fmt.Fprintf(w, "\t%d\t%.0f (%d)\t%.0f\t%.0f\t%.0f\t%.2f / %.2f\t%s\t%.1f\n", c, spread(tps).Median, res.PgbenchClients[c], f.PerSec.Median,
+		fmt.Fprintf(w, "\t%d\t%.0f (%d)\t%.0f\t%.0f\t%.0f\t%.2f / %.2f\t%s\t%.1f\t%.1f, %.1f\n", c, spread(tps).Median, res.PgbenchClients[c], f.PerSec.Median,
 			res.ComposedPerSec[c].Median, a.PerSec.Median, a.P50ms.Median, a.P99ms.Median, sp(res.UnfinishedOverComposed[c], "%.3f"),
-			res.cpu(fmt.Sprintf("unfinished%d", c)))
+			res.cpu(fmt.Sprintf("unfinished%d", c)), res.postgresCPU(fmt.Sprintf("pgbench%d", c)), res.postgresCPU(fmt.Sprintf("unfinished%d", c)))
 	}
 	res.printNodePeer(w)
+}
+
+// postgresMeter starts counting PostgreSQL's CPU for a cell that reads the
+// database (unfinished<c>, node<c>, pgbench<c>; any other gets a meter that
+// records nothing); the function it returns records the CPU per request of
+// n requests and says it for the log line.
+func (res *PollGoalsResult) postgresMeter(e *env, key string) func(n int) string {
+	if !strings.HasPrefix(key, "unfinished") && !strings.HasPrefix(key, "node") && !strings.HasPrefix(key, "pgbench") {
+		return func(int) string { return "" }
+	}
+	pg0, err := serverCPU(e.postmaster)
+	if err != nil {
+		return func(int) string { return "" }
+	}
+	return func(n int) string {
+		pg1, err := serverCPU(e.postmaster)
+		if err != nil || n <= 0 {
+			return ""
+		}
+		us := (pg1 - pg0) * 1e6 / float64(n)
+		res.PostgresCPUPerRequest[key] = append(res.PostgresCPUPerRequest[key], us)
+		return fmt.Sprintf(" PostgreSQL CPU %.1fµs/req", us)
+	}
+}
+
+// postgresCPU is the median over repeats of a cell's PostgreSQL CPU per
+// request, µs (NaN when not measured).
+func (res *PollGoalsResult) postgresCPU(key string) float64 {
+	return spread(res.PostgresCPUPerRequest[key]).Median
 }
 
 // cpu is the median over repeats of a cell's server CPU per request, µs.
