@@ -9,8 +9,10 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"runtime/debug"
 	"slices"
+	"strconv"
 	"sync/atomic"
 	"time"
 
@@ -108,6 +110,8 @@ type workerOpts struct {
 	webhooks     bool // also burn down with one webhook endpoint per user
 	// webhookNice is JOBS_WEBHOOK_NICE of the deliverer ("": jobsd's default).
 	webhookNice string
+	// webhookIdle puts the deliverer under SCHED_IDLE (a diagnostic).
+	webhookIdle bool
 }
 
 const (
@@ -193,9 +197,9 @@ func runWorkerScenario(ctx context.Context, e *env, o workerOpts) (*WorkerResult
 	}
 	if o.webhooks {
 		contenders = append(contenders, contender{wh, func() (BurnDown, error) {
-			return webhooksBurnDown(ctx, e, jpool, jurl, o.jobs, o.concurrency, o.timeout, o.webhookNice, true)
+			return webhooksBurnDown(ctx, e, jpool, jurl, o.jobs, o.concurrency, o.timeout, o.webhookNice, o.webhookIdle, true)
 		}}, contender{wo, func() (BurnDown, error) {
-			return webhooksBurnDown(ctx, e, jpool, jurl, o.jobs, o.concurrency, o.timeout, o.webhookNice, false)
+			return webhooksBurnDown(ctx, e, jpool, jurl, o.jobs, o.concurrency, o.timeout, o.webhookNice, o.webhookIdle, false)
 		}})
 	}
 	for rep := range o.repeats {
@@ -415,7 +419,7 @@ func jobsdBurnDownBeside(ctx context.Context, e *env, pool *pgxpool.Pool, url st
 // deliver, nothing sends (no deliverer): the burn-down pays only the
 // worker's share, the outbox rows, and the audit counts the jobs they
 // hold. The endpoint, its events and the outbox are deleted afterwards.
-func webhooksBurnDown(ctx context.Context, e *env, pool *pgxpool.Pool, url string, n, conc int, timeout time.Duration, nice string, deliver bool) (BurnDown, error) {
+func webhooksBurnDown(ctx context.Context, e *env, pool *pgxpool.Pool, url string, n, conc int, timeout time.Duration, nice string, idle, deliver bool) (BurnDown, error) {
 	var received atomic.Int64
 	rcv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.Copy(io.Discard, r.Body)
@@ -452,6 +456,12 @@ func webhooksBurnDown(ctx context.Context, e *env, pool *pgxpool.Pool, url strin
 		return BurnDown{}, err
 	}
 	defer srv.stop()
+	if idle {
+		pid := strconv.Itoa(srv.Cmd.Process.Pid)
+		if out, err := exec.CommandContext(ctx, "chrt", "--idle", "--all-tasks", "--pid", "0", pid).CombinedOutput(); err != nil {
+			return BurnDown{}, fmt.Errorf("chrt --idle jobsd deliver: %w: %s", err, out)
+		}
+	}
 	b, err := jobsdBurnDown(ctx, e, pool, url, n, 1, 1, conc, timeout)
 	if err != nil {
 		return b, err
@@ -482,6 +492,9 @@ func webhooksBurnDown(ctx context.Context, e *env, pool *pgxpool.Pool, url strin
 		b.Audit += fmt.Sprintf(", jobsd deliver CPU %.1f µs per event (its whole run, not in Work)", ticks(st.utime+st.stime)*1e6/float64(events))
 		if own, err := procStat(os.Getpid()); err == nil {
 			b.Audit += fmt.Sprintf(", at nice %d (the bench, the worker and PostgreSQL at %d)", st.nice, own.nice)
+			if idle {
+				b.Audit += ", under SCHED_IDLE"
+			}
 		}
 	}
 	if outbox > 0 {
