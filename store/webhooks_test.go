@@ -285,23 +285,8 @@ func TestFailingEndpointIsDisabled(t *testing.T) {
 // events of the jobs that end after it.
 func TestEndpointCreatedAfterJobEndedGetsNothing(t *testing.T) {
 	st, _ := pgtest.NewStore(t)
-	ctx := t.Context()
 	before := newWebhook(t, st, "alice")
-	end := func() uuid.UUID {
-		t.Helper()
-		j, _, err := st.Create(ctx, store.NewJob{UserID: "alice", Type: job.TypeAIPreview, Input: []byte(`{"prompt":"x"}`)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		claimed, _, err := st.Claim(ctx, store.ClaimRequest{Worker: "w", N: 1, Lease: time.Minute})
-		if err != nil || len(claimed) != 1 {
-			t.Fatalf("claim: %d, %v", len(claimed), err)
-		}
-		if _, err := st.Finish(ctx, []store.Outcome{{ID: claimed[0].ID, Lease: claimed[0].Lease, Kind: store.OutcomeCompleted, Result: []byte(`{}`)}}); err != nil {
-			t.Fatal(err)
-		}
-		return j.ID
-	}
+	end := func() uuid.UUID { return completeOne(t, st).ID }
 	early := end()
 	after := newWebhook(t, st, "alice")
 	late := end()
@@ -596,17 +581,7 @@ func TestRecordOutboxTwoSendersAtOnce(t *testing.T) {
 	st, _ := pgtest.NewStore(t)
 	ctx := t.Context()
 	ep := newWebhook(t, st, "alice")
-	j, _, err := st.Create(ctx, store.NewJob{UserID: "alice", Type: job.TypeAIPreview, Input: []byte(`{"prompt":"x"}`)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	claimed, _, err := st.Claim(ctx, store.ClaimRequest{Worker: "w", N: 1, Lease: time.Minute})
-	if err != nil || len(claimed) != 1 {
-		t.Fatalf("claim: %d, %v", len(claimed), err)
-	}
-	if _, err := st.Finish(ctx, []store.Outcome{{ID: j.ID, Lease: claimed[0].Lease, Kind: store.OutcomeCompleted, Result: []byte(`{}`)}}); err != nil {
-		t.Fatal(err)
-	}
+	completeOne(t, st)
 	first, err := st.ClaimOutbox(ctx, 10, time.Millisecond)
 	if err != nil || len(first) != 1 || len(first[0].Events) != 1 {
 		t.Fatalf("first claim: %+v, %v", first, err)

@@ -9,9 +9,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/jobsd/jobsd/job"
 	"github.com/jobsd/jobsd/notify"
-	"github.com/jobsd/jobsd/store"
 )
 
 // defaultDeliverNice is JOBS_WEBHOOK_NICE's default: how much lower than
@@ -53,17 +51,13 @@ func runDeliver(ctx context.Context, args []string) error {
 	// Before the pool's and the listener's threads start: the threads the
 	// Go runtime makes later inherit the priority of the one making them.
 	lowerPriority(nice, log)
-	conns, err := envInt("JOBS_DB_MAX_CONNS", job.DefaultDBConns)
-	if err != nil {
-		return err
-	}
-	st, err := store.Open(ctx, db.url, db.storeOptions(store.Options{MaxOpenConns: conns}))
+	st, err := db.openStore(ctx)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
 	wakes := listenDeliveries(db.direct, log)
-	defer wakes.Close()
+	defer func() { _ = wakes.Close() }() // at exit: nothing to do about a failed close
 	var reg *prometheus.Registry
 	if metricsAddr() != "" {
 		reg = newProcessMetrics(st, log)

@@ -54,7 +54,7 @@ var (
 	workerCmd = command{name: "worker", metrics: true, readyMetrics: true}
 	// deliverCmd's /readyz says the database answers; its loop is running.
 	deliverCmd = command{name: "deliver", metrics: true, readyMetrics: true}
-	devCmd    = command{name: "dev", api: true, metrics: true, readyAPI: true, readyMetrics: true}
+	devCmd     = command{name: "dev", api: true, metrics: true, readyAPI: true, readyMetrics: true}
 )
 
 // StartServe runs `jobsd serve` on a free loopback port and waits until its
