@@ -14,6 +14,7 @@ import (
 	"slices"
 	"strconv"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -112,6 +113,8 @@ type workerOpts struct {
 	webhookNice string
 	// webhookIdle puts the deliverer under SCHED_IDLE (a diagnostic).
 	webhookIdle bool
+	// webhookPause stops the deliverer during the burn-down (a diagnostic).
+	webhookPause bool
 }
 
 const (
@@ -197,9 +200,9 @@ func runWorkerScenario(ctx context.Context, e *env, o workerOpts) (*WorkerResult
 	}
 	if o.webhooks {
 		contenders = append(contenders, contender{wh, func() (BurnDown, error) {
-			return webhooksBurnDown(ctx, e, jpool, jurl, o.jobs, o.concurrency, o.timeout, o.webhookNice, o.webhookIdle, true)
+			return webhooksBurnDown(ctx, e, jpool, jurl, o.jobs, o.concurrency, o.timeout, o.webhookNice, o.webhookIdle, o.webhookPause, true)
 		}}, contender{wo, func() (BurnDown, error) {
-			return webhooksBurnDown(ctx, e, jpool, jurl, o.jobs, o.concurrency, o.timeout, o.webhookNice, o.webhookIdle, false)
+			return webhooksBurnDown(ctx, e, jpool, jurl, o.jobs, o.concurrency, o.timeout, o.webhookNice, o.webhookIdle, o.webhookPause, false)
 		}})
 	}
 	for rep := range o.repeats {
@@ -419,7 +422,7 @@ func jobsdBurnDownBeside(ctx context.Context, e *env, pool *pgxpool.Pool, url st
 // deliver, nothing sends (no deliverer): the burn-down pays only the
 // worker's share, the outbox rows, and the audit counts the jobs they
 // hold. The endpoint, its events and the outbox are deleted afterwards.
-func webhooksBurnDown(ctx context.Context, e *env, pool *pgxpool.Pool, url string, n, conc int, timeout time.Duration, nice string, idle, deliver bool) (BurnDown, error) {
+func webhooksBurnDown(ctx context.Context, e *env, pool *pgxpool.Pool, url string, n, conc int, timeout time.Duration, nice string, idle, pause, deliver bool) (BurnDown, error) {
 	var received atomic.Int64
 	rcv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.Copy(io.Discard, r.Body)
@@ -462,7 +465,18 @@ func webhooksBurnDown(ctx context.Context, e *env, pool *pgxpool.Pool, url strin
 			return BurnDown{}, fmt.Errorf("chrt --idle jobsd deliver: %w: %s", err, out)
 		}
 	}
+	if pause {
+		if err := srv.Signal(syscall.SIGSTOP); err != nil {
+			return BurnDown{}, err
+		}
+	}
 	b, err := jobsdBurnDown(ctx, e, pool, url, n, 1, 1, conc, timeout)
+	if pause {
+		if err := srv.Signal(syscall.SIGCONT); err != nil {
+			return b, err
+		}
+		b.Audit += ", the deliverer stopped during the burn-down"
+	}
 	if err != nil {
 		return b, err
 	}
