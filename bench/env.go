@@ -226,6 +226,16 @@ func (e *env) startServe(ctx context.Context, name, dbURL, issuerURL string, dbM
 	return &proc{p}, "http://" + p.Addr, nil
 }
 
+// startDeliver runs `jobsd deliver` (webhook delivery alone) against dbURL
+// and waits for its /readyz; extra adds environment entries.
+func (e *env) startDeliver(ctx context.Context, name, dbURL string, extra ...string) (*proc, error) {
+	p, err := proctest.StartDeliver(ctx, e.options(name, append([]string{"DATABASE_URL=" + dbURL, "JOBS_LOG_LEVEL=warn"}, extra...)))
+	if err != nil {
+		return nil, fmt.Errorf("jobsd deliver: %w", err)
+	}
+	return &proc{p}, nil
+}
+
 // startWorker runs `jobsd worker` against dbURL with the local provider and
 // waits for its /readyz; extra adds environment entries.
 func (e *env) startWorker(name, dbURL string, concurrency int, extra ...string) (*proc, error) {

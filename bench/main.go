@@ -86,7 +86,10 @@ func main() {
 	}
 	quick := flag.Bool("quick", false, "small sizes, 2 repeats, one concurrency, no poll goals unless -only names them (under 2 minutes)")
 	out := flag.String("out", "results/latest.json", "where to write the JSON results")
-	webhooks := flag.Bool("webhooks", true, "scenario 2: also burn down jobsd x1 with one webhook endpoint per user, a jobsd serve delivering every event meanwhile (webhooksOverJobsd1), and with nothing sending (webhooksOutboxOverJobsd1)")
+	webhooks := flag.Bool("webhooks", true, "scenario 2: also burn down jobsd x1 with one webhook endpoint per user, a jobsd deliver process (at its default lower CPU priority, or -webhook-nice) delivering every event meanwhile (webhooksOverJobsd1), and with nothing sending (webhooksOutboxOverJobsd1)")
+	webhookNice := flag.String("webhook-nice", "", "scenario 2: JOBS_WEBHOOK_NICE of the jobsd deliver process (default: jobsd's); it adds to the bench's own nice, at most 19, so under nice -n 19 every process runs at 19 alike")
+	webhookIdle := flag.Bool("webhook-sched-idle", false, "scenario 2 (a diagnostic): put the jobsd deliver process under SCHED_IDLE (chrt --idle), below even nice 19, so that a bench run under nice -n 19, where every process is at 19, still has the deliverer below the worker and PostgreSQL")
+	webhookPause := flag.Bool("webhook-pause", false, "scenario 2 (a diagnostic): stop the jobsd deliver process (SIGSTOP) for the burn-down and let it go on (SIGCONT) after: what a deliverer that yields completely would give, and how long it then takes to catch up")
 	only := flag.String("only", "", "comma-separated scenarios to run (status,polls,worker,history,manyusers,pickup,growth,limits,delivery,fairness,ceiling); default all but ceiling")
 	workerJobs := flag.Int("worker-jobs", 0, "override the number of jobs in the worker burn-down (full default 1000000)")
 	deliveryPace := flag.Int("delivery-pace", 200, "scenario 5: jobs completed per second in the paced run (10 waiters each)")
@@ -114,10 +117,10 @@ func main() {
 		fmt.Fprintln(os.Stderr, "-durable=false and -nondurable=false leave scenario 2 no server")
 		os.Exit(2)
 	}
-	os.Exit(run(*quick, *out, *only, *workerJobs, *deliveryPace, *probe, *diagnose, *observe, *durable, *nondurable, *webhooks))
+	os.Exit(run(*quick, *out, *only, *workerJobs, *deliveryPace, *probe, *diagnose, *observe, *durable, *nondurable, *webhooks, *webhookNice, *webhookIdle, *webhookPause))
 }
 
-func run(quick bool, out, only string, workerJobs, deliveryPace int, probe, diagnose, observe, durable, nondurable, webhooks bool) int {
+func run(quick bool, out, only string, workerJobs, deliveryPace int, probe, diagnose, observe, durable, nondurable, webhooks bool, webhookNice string, webhookIdle, webhookPause bool) int {
 	limit := 90 * time.Minute // make bench takes about 50
 	if quick {
 		limit = 8 * time.Minute // with -only polls: the poll goals alone take about 2 minutes with the Node peer
@@ -158,7 +161,7 @@ func run(quick bool, out, only string, workerJobs, deliveryPace int, probe, diag
 	}
 	workerO.diagnose = diagnose
 	workerO.observe = observe
-	workerO.webhooks = webhooks
+	workerO.webhooks, workerO.webhookNice, workerO.webhookIdle, workerO.webhookPause = webhooks, webhookNice, webhookIdle, webhookPause
 	// Quick mode leaves the observed pickup runs out to stay under two
 	// minutes; the observed burn-down is in both.
 	pickupO.observe = observe && !quick
@@ -635,7 +638,7 @@ func printReport(f *os.File, r *Results) {
 			fmt.Fprintf(w, "\tworker CPU of a traced attempt (observed - x1), µs\t\t%s\n", sp(wr.TracedAttemptCPUus, "%.1f"))
 		}
 		if len(wr.WebhooksOverJobsd1.Values) > 0 {
-			fmt.Fprintf(w, "\tjobsd x1 with one webhook endpoint per user ÷ jobsd x1 (a jobsd serve delivering meanwhile)\t\t%s\n", sp(wr.WebhooksOverJobsd1, "%.3f"))
+			fmt.Fprintf(w, "\tjobsd x1 with one webhook endpoint per user ÷ jobsd x1 (a jobsd deliver delivering meanwhile)\t\t%s\n", sp(wr.WebhooksOverJobsd1, "%.3f"))
 			fmt.Fprintf(w, "\tjobsd x1 with one webhook endpoint per user ÷ jobsd x1 (outbox only, nothing sending)\t\t%s\n", sp(wr.WebhooksOutboxOverJobsd1, "%.3f"))
 		}
 		fmt.Fprintf(w, "\tCPU per job (PG + worker), jobsd x1 ÷ River x1\t\t%s\n", sp(wr.CPUPerJobOverRiver, "%.3f"))

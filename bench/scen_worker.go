@@ -8,9 +8,13 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"os/exec"
 	"runtime/debug"
 	"slices"
+	"strconv"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -105,6 +109,12 @@ type workerOpts struct {
 	diagnose     bool
 	observe      bool // also burn down with metrics and tracing on
 	webhooks     bool // also burn down with one webhook endpoint per user
+	// webhookNice is JOBS_WEBHOOK_NICE of the deliverer ("": jobsd's default).
+	webhookNice string
+	// webhookIdle puts the deliverer under SCHED_IDLE (a diagnostic).
+	webhookIdle bool
+	// webhookPause stops the deliverer during the burn-down (a diagnostic).
+	webhookPause bool
 }
 
 const (
@@ -190,9 +200,9 @@ func runWorkerScenario(ctx context.Context, e *env, o workerOpts) (*WorkerResult
 	}
 	if o.webhooks {
 		contenders = append(contenders, contender{wh, func() (BurnDown, error) {
-			return webhooksBurnDown(ctx, e, jpool, jurl, o.jobs, o.concurrency, o.timeout, true)
+			return webhooksBurnDown(ctx, e, jpool, jurl, o.jobs, o.concurrency, o.timeout, o.webhookNice, o.webhookIdle, o.webhookPause, true)
 		}}, contender{wo, func() (BurnDown, error) {
-			return webhooksBurnDown(ctx, e, jpool, jurl, o.jobs, o.concurrency, o.timeout, false)
+			return webhooksBurnDown(ctx, e, jpool, jurl, o.jobs, o.concurrency, o.timeout, o.webhookNice, o.webhookIdle, o.webhookPause, false)
 		}})
 	}
 	for rep := range o.repeats {
@@ -394,21 +404,25 @@ func jobsdBurnDownBeside(ctx context.Context, e *env, pool *pgxpool.Pool, url st
 
 // webhooksBurnDown is jobsd x1's burn-down with one enabled webhook
 // endpoint for its user (the burn-down's jobs are all of one user), and the
-// delivery running as deployed: a `jobsd serve` process, whose delivery
-// loop expands the outbox rows that the outcome statements write and sends
-// every event to a receiver in the bench process answering 204
+// delivery running as deployed on cores shared with the worker: a `jobsd
+// deliver` process at its lower CPU priority (JOBS_WEBHOOK_NICE, nice
+// unless given: jobsd's default), whose delivery loop expands the outbox
+// rows that the outcome statements write and sends every event to a
+// receiver in the bench process answering 204
 // (JOBS_WEBHOOK_ALLOW_PRIVATE=true for its loopback address;
 // JOBS_WEBHOOK_PER_ENDPOINT=32, the process's whole concurrency, since one
 // endpoint takes every event). The burn-down is timed as the others; its
 // Work counts PostgreSQL's CPU and WAL for everything in that window, the
-// delivery's statements included (not the serve process's own CPU). The
+// delivery's statements included (not the deliverer's own CPU). The
 // audit then waits, after the timing stopped, for every event to be
-// recorded DELIVERED (one per job), and says how long the last delivery
-// trailed the last job's end. Without deliver, nothing sends (no serve
-// process): the burn-down pays only the worker's share, the outbox rows,
-// and the audit counts the jobs they hold. The endpoint, its events and the
-// outbox are deleted afterwards.
-func webhooksBurnDown(ctx context.Context, e *env, pool *pgxpool.Pool, url string, n, conc int, timeout time.Duration, deliver bool) (BurnDown, error) {
+// recorded DELIVERED (one per job), says how long the last delivery
+// trailed the last job's end, the deliverer's CPU per event and the nice
+// values it and the bench (whose nice the worker and PostgreSQL inherit)
+// ran at: the deliverer yields only where its nice is above theirs. Without
+// deliver, nothing sends (no deliverer): the burn-down pays only the
+// worker's share, the outbox rows, and the audit counts the jobs they
+// hold. The endpoint, its events and the outbox are deleted afterwards.
+func webhooksBurnDown(ctx context.Context, e *env, pool *pgxpool.Pool, url string, n, conc int, timeout time.Duration, nice string, idle, pause, deliver bool) (BurnDown, error) {
 	var received atomic.Int64
 	rcv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.Copy(io.Discard, r.Body)
@@ -416,11 +430,6 @@ func webhooksBurnDown(ctx context.Context, e *env, pool *pgxpool.Pool, url strin
 		w.WriteHeader(http.StatusNoContent)
 	}))
 	defer rcv.Close()
-	iss, err := newTokenIssuer()
-	if err != nil {
-		return BurnDown{}, err
-	}
-	defer iss.srv.Close()
 	defer func() {
 		_, _ = pool.Exec(context.WithoutCancel(ctx), `TRUNCATE webhook_deliveries, webhook_outbox, webhook_endpoints`)
 	}()
@@ -441,13 +450,33 @@ func webhooksBurnDown(ctx context.Context, e *env, pool *pgxpool.Pool, url strin
 		b.AuditOK = b.AuditOK && held == int64(n)
 		return b, nil
 	}
-	srv, _, err := e.startServe(ctx, "serve-webhooks", url, iss.srv.URL, 10,
-		"JOBS_WEBHOOK_ALLOW_PRIVATE=true", "JOBS_WEBHOOK_PER_ENDPOINT=32")
+	env := []string{"JOBS_WEBHOOK_ALLOW_PRIVATE=true", "JOBS_WEBHOOK_PER_ENDPOINT=32"}
+	if nice != "" {
+		env = append(env, "JOBS_WEBHOOK_NICE="+nice)
+	}
+	srv, err := e.startDeliver(ctx, "deliver", url, env...)
 	if err != nil {
 		return BurnDown{}, err
 	}
 	defer srv.stop()
+	if idle {
+		pid := strconv.Itoa(srv.Cmd.Process.Pid)
+		if out, err := exec.CommandContext(ctx, "chrt", "--idle", "--all-tasks", "--pid", "0", pid).CombinedOutput(); err != nil {
+			return BurnDown{}, fmt.Errorf("chrt --idle jobsd deliver: %w: %s", err, out)
+		}
+	}
+	if pause {
+		if err := srv.Signal(syscall.SIGSTOP); err != nil {
+			return BurnDown{}, err
+		}
+	}
 	b, err := jobsdBurnDown(ctx, e, pool, url, n, 1, 1, conc, timeout)
+	if pause {
+		if err := srv.Signal(syscall.SIGCONT); err != nil {
+			return b, err
+		}
+		b.Audit += ", the deliverer stopped during the burn-down"
+	}
 	if err != nil {
 		return b, err
 	}
@@ -455,7 +484,7 @@ func webhooksBurnDown(ctx context.Context, e *env, pool *pgxpool.Pool, url strin
 	delivered := `SELECT count(*) FROM webhook_deliveries WHERE status = 'DELIVERED'`
 	err = pollUntilZero(ctx, pool, fmt.Sprintf(`SELECT %d - (%s)`, n, delivered), timeout, func() error {
 		if srv.exited() {
-			return fmt.Errorf("jobsd serve exited: %w\n%s", srv.Err(), srv.logTail())
+			return fmt.Errorf("jobsd deliver exited: %w\n%s", srv.Err(), srv.logTail())
 		}
 		return nil
 	})
@@ -474,13 +503,19 @@ func webhooksBurnDown(ctx context.Context, e *env, pool *pgxpool.Pool, url strin
 	b.Audit += fmt.Sprintf(", %d webhook events DELIVERED (%d requests received), the last %.2fs after the last job ended (the bench waited %.2fs after the timing stopped)",
 		events, received.Load(), trailed, time.Since(timed).Seconds())
 	if st, err := procStat(srv.Cmd.Process.Pid); err == nil && events > 0 {
-		b.Audit += fmt.Sprintf(", jobsd serve CPU %.1f µs per event (its whole run, not in Work)", ticks(st.utime+st.stime)*1e6/float64(events))
+		b.Audit += fmt.Sprintf(", jobsd deliver CPU %.1f µs per event (its whole run, not in Work)", ticks(st.utime+st.stime)*1e6/float64(events))
+		if own, err := procStat(os.Getpid()); err == nil {
+			b.Audit += fmt.Sprintf(", at nice %d (the bench, the worker and PostgreSQL at %d)", st.nice, own.nice)
+			if idle {
+				b.Audit += ", under SCHED_IDLE"
+			}
+		}
 	}
 	if outbox > 0 {
 		b.Audit += fmt.Sprintf(", %d outbox rows left", outbox)
 	}
 	if events != int64(n) {
-		logf("  jobsd serve (delivering) last output lines:\n%s", srv.logTail())
+		logf("  jobsd deliver last output lines:\n%s", srv.logTail())
 	}
 	b.AuditOK = b.AuditOK && events == int64(n)
 	return b, nil

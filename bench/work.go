@@ -279,9 +279,10 @@ type pstat struct {
 	comm                         string
 	ppid                         int
 	utime, stime, cutime, cstime int64 // clock ticks
+	nice                         int   // of the main thread
 }
 
-// procStat reads /proc/pid/stat (fields 2, 4 and 14-17).
+// procStat reads /proc/pid/stat (fields 2, 4, 14-17 and 19).
 func procStat(pid int) (pstat, error) {
 	b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
 	if err != nil {
@@ -293,7 +294,7 @@ func procStat(pid int) (pstat, error) {
 		return pstat{}, fmt.Errorf("/proc/%d/stat: %q", pid, s)
 	}
 	f := strings.Fields(s[end+1:]) // f[0] is field 3 (state)
-	if len(f) < 15 {
+	if len(f) < 17 {
 		return pstat{}, fmt.Errorf("/proc/%d/stat: %d fields", pid, len(f)+2)
 	}
 	st := pstat{comm: s[open+1 : end]}
@@ -301,6 +302,7 @@ func procStat(pid int) (pstat, error) {
 	for i, p := range []*int64{&st.utime, &st.stime, &st.cutime, &st.cstime} {
 		*p, _ = strconv.ParseInt(f[11+i], 10, 64)
 	}
+	st.nice, _ = strconv.Atoi(f[16])
 	return st, nil
 }
 

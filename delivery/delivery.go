@@ -7,8 +7,9 @@
 // claims the due rows of webhook_deliveries (retries, test events, replays)
 // and records each attempt.
 //
-// It runs in the API process (jobsd serve, jobsd dev), off the worker's
-// path: the worker only writes one outbox row per outcome statement.
+// It runs in the API process (jobsd serve, jobsd dev), or alone in jobsd
+// deliver at a lower CPU priority, off the worker's path: the worker only
+// writes one outbox row per outcome statement.
 // Delivery is at least once: an outbox row's claim, and a delivery's, is
 // committed before the requests and holds it past their deadline, so a
 // process that dies mid-send leaves it to be claimed again, and its events

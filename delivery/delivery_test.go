@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -674,4 +675,65 @@ func TestSlowEndpointDelaysOnlyItself(t *testing.T) {
 		t.Errorf("bob's events took %v behind alice's slow endpoint", took)
 	}
 	t.Logf("bob's 5 events delivered %v after their jobs ended, alice's slow endpoint busy (%d requests so far)", took.Round(time.Millisecond), slow.requests.Load())
+}
+
+// TestTwoDeliverersShareTheOutbox: two delivery loops on one database (two
+// jobsd deliver processes, or two APIs) send every event of jobs ended in
+// many statements, to the endpoints of several users, and each event
+// (endpoint, job, type) is recorded once, DELIVERED, and reaches its
+// receiver (verified by the reference library) at least once.
+func TestTwoDeliverersShareTheOutbox(t *testing.T) {
+	s := newSetup(t)
+	const users, perUser, rounds = 3, 2, 8
+	type hook struct {
+		rcv *receiver
+		id  uuid.UUID
+	}
+	var hooks []hook
+	for u := range users {
+		for range perUser {
+			rcv := newReceiver(t)
+			e, secret := s.endpoint(t, fmt.Sprintf("user-%d", u), rcv.url())
+			rcv.secrets = []string{secret}
+			hooks = append(hooks, hook{rcv, e.ID})
+		}
+	}
+	s.run(t, delivery.Config{})
+	s.run(t, delivery.Config{})
+
+	jobs := 0
+	for r := range rounds { // one outbox row per statement that ends jobs
+		for u := range users {
+			jobs += len(s.endJobs(t, fmt.Sprintf("user-%d", u), 1+r%3, `{"output":"x"}`))
+		}
+	}
+	wantEvents := jobs * perUser
+	delivered := `SELECT count(*) FROM webhook_deliveries WHERE status = 'DELIVERED'`
+	waitFor(t, 60*time.Second, func() bool {
+		var n, outbox int
+		_ = s.st.DB().Get(&n, delivered)
+		_ = s.st.DB().Get(&outbox, `SELECT count(*) FROM webhook_outbox`)
+		return n == wantEvents && outbox == 0
+	}, fmt.Sprintf("%d events DELIVERED and the outbox empty", wantEvents))
+
+	var twice, rows int
+	if err := s.st.DB().Get(&twice, `SELECT count(*) FROM (SELECT 1 FROM webhook_deliveries
+		GROUP BY endpoint_id, job_id, event_type HAVING count(*) > 1) d`); err != nil || twice != 0 {
+		t.Errorf("%d events recorded more than once (%v)", twice, err)
+	}
+	if err := s.st.DB().Get(&rows, `SELECT count(*) FROM webhook_deliveries`); err != nil || rows != wantEvents {
+		t.Errorf("%d delivery rows, want %d (%v)", rows, wantEvents, err)
+	}
+	for _, h := range hooks {
+		ids := deliveryIDs(t, s.st, h.id)
+		accepted := h.rcv.acceptedIDs()
+		if len(ids) != jobs/users {
+			t.Errorf("endpoint %s: %d deliveries, want %d", h.id, len(ids), jobs/users)
+		}
+		for id := range ids {
+			if accepted[id] < 1 {
+				t.Errorf("endpoint %s: delivery %s recorded, never accepted by the receiver", h.id, id)
+			}
+		}
+	}
 }

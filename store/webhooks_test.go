@@ -1,6 +1,7 @@
 package store_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strings"
@@ -10,6 +11,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/uuid"
 
+	"github.com/jobsd/jobsd/internal/eventually"
 	"github.com/jobsd/jobsd/internal/pgtest"
 	"github.com/jobsd/jobsd/job"
 	"github.com/jobsd/jobsd/store"
@@ -283,23 +285,8 @@ func TestFailingEndpointIsDisabled(t *testing.T) {
 // events of the jobs that end after it.
 func TestEndpointCreatedAfterJobEndedGetsNothing(t *testing.T) {
 	st, _ := pgtest.NewStore(t)
-	ctx := t.Context()
 	before := newWebhook(t, st, "alice")
-	end := func() uuid.UUID {
-		t.Helper()
-		j, _, err := st.Create(ctx, store.NewJob{UserID: "alice", Type: job.TypeAIPreview, Input: []byte(`{"prompt":"x"}`)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		claimed, _, err := st.Claim(ctx, store.ClaimRequest{Worker: "w", N: 1, Lease: time.Minute})
-		if err != nil || len(claimed) != 1 {
-			t.Fatalf("claim: %d, %v", len(claimed), err)
-		}
-		if _, err := st.Finish(ctx, []store.Outcome{{ID: claimed[0].ID, Lease: claimed[0].Lease, Kind: store.OutcomeCompleted, Result: []byte(`{}`)}}); err != nil {
-			t.Fatal(err)
-		}
-		return j.ID
-	}
+	end := func() uuid.UUID { return completeOne(t, st).ID }
 	early := end()
 	after := newWebhook(t, st, "alice")
 	late := end()
@@ -581,5 +568,83 @@ func TestPruneDeliveries(t *testing.T) {
 	}
 	if deleted != int64(want) {
 		t.Errorf("PruneDeliveries reported %d deleted, want %d", deleted, want)
+	}
+}
+
+// TestRecordOutboxTwoSendersAtOnce: two senders of one outbox row (its
+// claim ran out while the first still sent, so another claimed it) record
+// it at the same moment. The second's insert, not seeing the first's
+// uncommitted row, waits on it, meets a unique violation when it commits,
+// and RecordOutbox records again ON CONFLICT DO NOTHING: no error, the
+// event recorded once (the first sender's record kept), the row deleted.
+func TestRecordOutboxTwoSendersAtOnce(t *testing.T) {
+	st, _ := pgtest.NewStore(t)
+	ctx := t.Context()
+	ep := newWebhook(t, st, "alice")
+	completeOne(t, st)
+	first, err := st.ClaimOutbox(ctx, 10, time.Millisecond)
+	if err != nil || len(first) != 1 || len(first[0].Events) != 1 {
+		t.Fatalf("first claim: %+v, %v", first, err)
+	}
+	var second []store.OutboxBatch
+	eventually.NoError(t, 10*time.Second, "the first claim runs out and another sender claims the row", func() error {
+		var err error
+		if second, err = st.ClaimOutbox(ctx, 10, time.Minute); err == nil && len(second) == 0 {
+			err = errors.New("nothing claimed")
+		}
+		return err
+	})
+	ev := second[0].Events[0]
+	if second[0].ID != first[0].ID || ev.ID != first[0].Events[0].ID || ev.EndpointID != ep.ID {
+		t.Fatalf("the second claim has row %d event %s, want row %d event %s", second[0].ID, ev.ID, first[0].ID, first[0].Events[0].ID)
+	}
+
+	// The first sender's record, caught between its insert and its commit.
+	tx, err := st.DB().Beginx()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback()
+	if _, err := tx.Exec(`INSERT INTO webhook_deliveries (id, endpoint_id, event_type, job_id, occurred_at, status, attempts, next_attempt_at, last_status_code, ended_at)
+		VALUES ($1, $2, $3, $4, $5, 'DELIVERED', 1, NULL, 204, now())`, ev.ID, ev.EndpointID, ev.EventType, ev.Job.ID, ev.OccurredAt); err != nil {
+		t.Fatal(err)
+	}
+	recorded := make(chan error, 1)
+	go func() {
+		rec := store.EventRecord{Event: &ev, Attempted: true, Result: store.AttemptResult{At: time.Now(), StatusCode: 500, Error: "HTTP 500", Retry: time.Minute}}
+		_, err := st.RecordOutbox(context.WithoutCancel(ctx), second[0].ID, []store.EventRecord{rec}, store.DisablePolicy{MinFailures: 10, After: time.Hour})
+		recorded <- err
+	}()
+	eventually.True(t, 10*time.Second, "the second record waits for the first's row", func() bool {
+		var n int
+		_ = st.DB().Get(&n, `SELECT count(*) FROM pg_stat_activity
+			WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE '%INSERT INTO webhook_deliveries%'`)
+		return n == 1
+	})
+	if err := tx.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-recorded:
+		if err != nil {
+			t.Fatalf("the second record: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the second record did not end within 10 s of the first's commit")
+	}
+	var rows []struct {
+		Status string `db:"status"`
+		Code   int    `db:"last_status_code"`
+	}
+	if err := st.DB().Select(&rows, `SELECT status, last_status_code FROM webhook_deliveries WHERE endpoint_id = $1 AND job_id = $2 AND event_type = $3`,
+		ev.EndpointID, ev.Job.ID, ev.EventType); err != nil {
+		t.Fatal(err)
+	}
+	if len(rows) != 1 || rows[0].Status != store.DeliveryDelivered || rows[0].Code != 204 {
+		t.Errorf("deliveries of the event: %+v, want the first sender's alone (DELIVERED, 204)", rows)
+	}
+	var outbox int
+	if err := st.DB().Get(&outbox, `SELECT count(*) FROM webhook_outbox`); err != nil || outbox != 0 {
+		t.Errorf("outbox rows left: %d, %v", outbox, err)
 	}
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -127,6 +128,16 @@ func (d *dbFlags) requireDirect() error {
 func (d *dbFlags) storeOptions(o store.Options) store.Options {
 	o.Pooler = d.pooler
 	return o
+}
+
+// openStore opens the pool of a process that sets nothing of it but its
+// size, JOBS_DB_MAX_CONNS (the worker, jobsd deliver).
+func (d *dbFlags) openStore(ctx context.Context) (*store.Store, error) {
+	conns, err := envInt("JOBS_DB_MAX_CONNS", job.DefaultDBConns)
+	if err != nil {
+		return nil, err
+	}
+	return store.Open(ctx, d.url, d.storeOptions(store.Options{MaxOpenConns: conns}))
 }
 
 // startProcess is the common start of serve, worker and lambda: it parses

@@ -3,6 +3,7 @@
 //
 //	jobsd serve            the HTTP API
 //	jobsd worker           processes jobs
+//	jobsd deliver          sends webhook events, at a lower CPU priority
 //	jobsd lambda           processes jobs as an AWS Lambda function fed by SQS
 //	jobsd migrate up|down|status
 //	jobsd token --sub alice [--admin] [--ttl 1h]
@@ -29,6 +30,7 @@ const usage = `usage: jobsd <command> [flags]
 commands:
   serve     run the HTTP API
   worker    run the job worker
+  deliver   send webhook events (the APIs' delivery loop alone, at a lower CPU priority)
   lambda    run the job worker as an AWS Lambda function fed by SQS
   migrate   up | down | status: manage the database schema
   token     print a token from the local dev issuer
@@ -53,6 +55,7 @@ func main() {
 	commands := map[string]func(context.Context, []string) error{
 		"serve":   runServe,
 		"worker":  runWorker,
+		"deliver": runDeliver,
 		"lambda":  runLambda,
 		"migrate": runMigrate,
 		"token":   runToken,

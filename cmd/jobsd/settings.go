@@ -32,15 +32,18 @@ var (
 	cmdsAPI     = []string{"serve", "dev"}
 	cmdsProcess = []string{"serve", "worker", "dev"}
 	cmdsWorker  = []string{"worker", "dev"}
+	// cmdsDeliver send webhook events: the APIs, in process, and jobsd
+	// deliver.
+	cmdsDeliver = []string{"serve", "dev", "deliver"}
 	// cmdsRunJobs run job handlers: the worker, and the Lambda function.
 	cmdsRunJobs = []string{"worker", "dev", "lambda"}
 )
 
 var envSettings = []setting{
-	{name: "DATABASE_URL", meaning: "PostgreSQL URL; required (or --database-url)", commands: []string{"serve", "worker", "lambda", "migrate"}},
+	{name: "DATABASE_URL", meaning: "PostgreSQL URL; required (or --database-url)", commands: []string{"serve", "worker", "deliver", "lambda", "migrate"}},
 	{name: "DATABASE_URL", def: "a throwaway database", meaning: "PostgreSQL URL to use instead of a throwaway database", commands: []string{"dev"}},
-	{name: "JOBS_DB_POOLER", def: "none", meaning: "transaction when DATABASE_URL goes through a pooler in transaction mode (PgBouncer's pool_mode=transaction, RDS Proxy): the pool then prepares nothing and sends each statement in one round trip, relying on no session state; none for a direct connection (or a session-mode pooler), where the hot statements are prepared", commands: []string{"serve", "worker", "dev", "lambda"}},
-	{name: "JOBS_DIRECT_DATABASE_URL", def: "DATABASE_URL", meaning: "a direct PostgreSQL connection, not through a transaction pooler, for what needs a session: LISTEN (the API's one, the worker's one) and the migrations' advisory lock; required with JOBS_DB_POOLER=transaction", commands: []string{"serve", "worker", "dev", "migrate"}},
+	{name: "JOBS_DB_POOLER", def: "none", meaning: "transaction when DATABASE_URL goes through a pooler in transaction mode (PgBouncer's pool_mode=transaction, RDS Proxy): the pool then prepares nothing and sends each statement in one round trip, relying on no session state; none for a direct connection (or a session-mode pooler), where the hot statements are prepared", commands: []string{"serve", "worker", "deliver", "dev", "lambda"}},
+	{name: "JOBS_DIRECT_DATABASE_URL", def: "DATABASE_URL", meaning: "a direct PostgreSQL connection, not through a transaction pooler, for what needs a session: LISTEN (the API's one, the worker's one, jobsd deliver's one) and the migrations' advisory lock; required with JOBS_DB_POOLER=transaction", commands: []string{"serve", "worker", "deliver", "dev", "migrate"}},
 	{name: "JOBS_ADDR", def: ":8080", meaning: "listen address (or --addr)", commands: []string{"serve"}},
 	{name: "JOBS_ADDR", def: "127.0.0.1:8080", meaning: "listen address (or --addr)", commands: []string{"dev"}},
 	{name: "JOBS_ADDR", def: "127.0.0.1:8080", meaning: "address of the jobsd dev whose issuer signs (or --addr)", commands: []string{"token"}},
@@ -63,7 +66,7 @@ var envSettings = []setting{
 	{name: "JOBS_CORS_ORIGINS", def: "none, so CORS is off", meaning: "comma-separated browser origins allowed", commands: cmdsAPI},
 	{name: "JOBS_MAX_BODY_BYTES", def: "8388608", meaning: "request body limit (413 above it)", commands: cmdsAPI},
 	{name: "JOBS_MAX_ATTEMPTS", def: "3", meaning: "processing attempts a new job gets (1..25)", commands: cmdsAPI},
-	{name: "JOBS_DB_MAX_CONNS", def: "20", meaning: "connection pool size", commands: cmdsProcess},
+	{name: "JOBS_DB_MAX_CONNS", def: "20", meaning: "connection pool size", commands: []string{"serve", "worker", "deliver", "dev"}},
 	{name: "JOBS_DB_MAX_CONNS", def: "2", meaning: "connection pool size of one function instance (it runs one batch at a time)", commands: []string{"lambda"}},
 	{name: "JOBS_DB_READ_BATCHES", def: "2", meaning: "status reads in flight at once, each on a connection of the status reads' own pool (beside JOBS_DB_MAX_CONNS, opened by the first poll that reads the database); reads that arrive meanwhile queue and leave together in one statement", commands: cmdsAPI},
 	{name: "JOBS_READ_DATABASE_URL", def: "none: every read goes to DATABASE_URL", meaning: "comma-separated PostgreSQL URLs of streaming replicas of DATABASE_URL; users' status polls, long polls, event streams and lists read from them (each with a pool of JOBS_DB_MAX_CONNS), falling back to the primary whenever a replica lacks the job, has an older version than the client has seen, is further behind than JOBS_READ_MAX_LAG, or fails; writes and operators' reads use DATABASE_URL", commands: []string{"serve"}},
@@ -79,17 +82,18 @@ var envSettings = []setting{
 	{name: "JOBS_RETENTION", def: "720h (30 days)", meaning: "how long finished jobs are kept; 0 keeps them for ever; the worker deletes older ones, the API's cache never serves them", commands: cmdsProcess},
 	{name: "JOBS_RETENTION", def: "720h (30 days)", meaning: "how long finished jobs are kept; 0 keeps them for ever; the scheduled maintenance round deletes older ones", commands: []string{"lambda"}},
 
-	{name: "JOBS_WEBHOOK_DELIVERY", def: "on", meaning: "whether this API process sends webhook events (docs/webhooks.md); any number of API processes may, they share the work", commands: cmdsAPI},
-	{name: "JOBS_WEBHOOK_ALLOW_PRIVATE", def: "false", meaning: "allow webhook URLs that are plain http or reach private, loopback or link-local addresses; for development and tests only", commands: cmdsAPI},
-	{name: "JOBS_WEBHOOK_KEY", def: "none: secrets stored unencrypted, with a warning", meaning: "base64 of 32 bytes: the AES-256-GCM key that seals webhook signing secrets in the database; every API process needs the same", commands: cmdsAPI},
-	{name: "JOBS_WEBHOOK_TIMEOUT", def: "15s", meaning: "bound of one webhook delivery attempt", commands: cmdsAPI},
-	{name: "JOBS_WEBHOOK_RETRY_SCHEDULE", def: "5s,30s,2m,10m,30m,1h,3h,6h,12h,24h,24h", meaning: "wait before each retry of a failed webhook delivery (±20% jitter); after the last the delivery is FAILED (about 2.9 days by default)", commands: cmdsAPI},
-	{name: "JOBS_WEBHOOK_CONCURRENCY", def: "32", meaning: "webhook delivery attempts in flight per API process", commands: cmdsAPI},
-	{name: "JOBS_WEBHOOK_PER_ENDPOINT", def: "4", meaning: "webhook delivery attempts in flight per endpoint per API process", commands: cmdsAPI},
-	{name: "JOBS_WEBHOOK_DISABLE_AFTER", def: "72h", meaning: "an endpoint whose delivery attempts have all failed for this long (and at least JOBS_WEBHOOK_DISABLE_MIN_FAILURES of them) is disabled, with the reason shown to its owner", commands: cmdsAPI},
-	{name: "JOBS_WEBHOOK_DISABLE_MIN_FAILURES", def: "10", meaning: "the fewest consecutive failed attempts that disable an endpoint", commands: cmdsAPI},
-	{name: "JOBS_WEBHOOK_MAX_RESULT_BYTES", def: "262144", meaning: "a job whose result is larger is sent in webhook events without it (\"resultOmitted\": true)", commands: cmdsAPI},
-	{name: "JOBS_WEBHOOK_POLL", def: "1s", meaning: "how often the delivery loop looks for due deliveries besides its LISTEN wake-ups", commands: cmdsAPI},
+	{name: "JOBS_WEBHOOK_DELIVERY", def: "on", meaning: "whether this API process sends webhook events (docs/webhooks.md); any number of API processes and jobsd deliver processes may, they share the work. On cores shared with the worker or PostgreSQL, set it off on the APIs and run jobsd deliver, which yields the CPU", commands: cmdsAPI},
+	{name: "JOBS_WEBHOOK_NICE", def: "10", meaning: "how much jobsd deliver lowers its CPU priority at start, added to the nice value it starts with (at most 19; every thread, on Linux; elsewhere, or when it fails, a warning and no change); 0 keeps the priority. A busy machine then runs the worker and PostgreSQL first, and delivery catches up after", commands: []string{"deliver"}},
+	{name: "JOBS_WEBHOOK_ALLOW_PRIVATE", def: "false", meaning: "allow webhook URLs that are plain http or reach private, loopback or link-local addresses; for development and tests only", commands: cmdsDeliver},
+	{name: "JOBS_WEBHOOK_KEY", def: "none: secrets stored unencrypted, with a warning", meaning: "base64 of 32 bytes: the AES-256-GCM key that seals webhook signing secrets in the database; every API and jobsd deliver process needs the same", commands: cmdsDeliver},
+	{name: "JOBS_WEBHOOK_TIMEOUT", def: "15s", meaning: "bound of one webhook delivery attempt", commands: cmdsDeliver},
+	{name: "JOBS_WEBHOOK_RETRY_SCHEDULE", def: "5s,30s,2m,10m,30m,1h,3h,6h,12h,24h,24h", meaning: "wait before each retry of a failed webhook delivery (±20% jitter); after the last the delivery is FAILED (about 2.9 days by default)", commands: cmdsDeliver},
+	{name: "JOBS_WEBHOOK_CONCURRENCY", def: "32", meaning: "webhook delivery attempts in flight per sending process (an API or jobsd deliver)", commands: cmdsDeliver},
+	{name: "JOBS_WEBHOOK_PER_ENDPOINT", def: "4", meaning: "webhook delivery attempts in flight per endpoint per sending process", commands: cmdsDeliver},
+	{name: "JOBS_WEBHOOK_DISABLE_AFTER", def: "72h", meaning: "an endpoint whose delivery attempts have all failed for this long (and at least JOBS_WEBHOOK_DISABLE_MIN_FAILURES of them) is disabled, with the reason shown to its owner", commands: cmdsDeliver},
+	{name: "JOBS_WEBHOOK_DISABLE_MIN_FAILURES", def: "10", meaning: "the fewest consecutive failed attempts that disable an endpoint", commands: cmdsDeliver},
+	{name: "JOBS_WEBHOOK_MAX_RESULT_BYTES", def: "262144", meaning: "a job whose result is larger is sent in webhook events without it (\"resultOmitted\": true)", commands: cmdsDeliver},
+	{name: "JOBS_WEBHOOK_POLL", def: "1s", meaning: "how often the delivery loop looks for due deliveries besides its LISTEN wake-ups", commands: cmdsDeliver},
 
 	{name: "JOBS_DISPATCH", def: "listen", meaning: "how workers learn of new jobs: listen (they claim from the table, woken by LISTEN/NOTIFY) or sqs (an outbox row per job, written with it, sent to JOBS_SQS_QUEUE_URL for jobsd lambda)", commands: []string{"serve"}},
 	{name: "JOBS_SQS_QUEUE_URL", meaning: "the job queue's URL; required with JOBS_DISPATCH=sqs", commands: []string{"serve"}},
@@ -99,9 +103,9 @@ var envSettings = []setting{
 	{name: "AWS_LAMBDA_RUNTIME_API", def: "set by Lambda", meaning: "the Lambda Runtime API's address; jobsd lambda runs only where it is set (in Lambda, or under the Runtime Interface Emulator)", commands: []string{"lambda"}},
 	{name: "JOBS_LAMBDA_CAP_DELAY", def: "30s", meaning: "with JOBS_USER_CONCURRENCY, how long the message of a job whose user is at the cap waits before it comes back (sent again with this DelaySeconds; at most 15m)", commands: []string{"lambda"}},
 	{name: "JOBS_LAMBDA_RESERVE", def: "5s", meaning: "time kept before the invocation's deadline to write outcomes: attempts end that much before it", commands: []string{"lambda"}},
-	{name: "JOBS_METRICS_ADDR", def: "off; dev: a free 127.0.0.1 port", meaning: "where Prometheus /metrics, /healthz and /readyz are served; keep it on a private address", commands: []string{"serve", "worker", "dev"}},
-	{name: "JOBS_LOG_LEVEL", def: "info", meaning: "debug, info, warn or error (JSON lines on stderr)", commands: []string{"serve", "worker", "dev", "lambda"}},
-	{name: "JOBS_PPROF_ADDR", def: "off", meaning: "serves Go's profiler there, e.g. 127.0.0.1:6060; keep it on a loopback or private address", commands: []string{"serve", "worker", "lambda"}},
+	{name: "JOBS_METRICS_ADDR", def: "off; dev: a free 127.0.0.1 port", meaning: "where Prometheus /metrics, /healthz and /readyz are served; keep it on a private address", commands: []string{"serve", "worker", "deliver", "dev"}},
+	{name: "JOBS_LOG_LEVEL", def: "info", meaning: "debug, info, warn or error (JSON lines on stderr)", commands: []string{"serve", "worker", "deliver", "dev", "lambda"}},
+	{name: "JOBS_PPROF_ADDR", def: "off", meaning: "serves Go's profiler there, e.g. 127.0.0.1:6060; keep it on a loopback or private address", commands: []string{"serve", "worker", "deliver", "lambda"}},
 	{name: "JOBS_DEV_KEY", def: "user config dir/jobsd/dev-issuer.pem", meaning: "the dev issuer's signing key file", commands: []string{"dev", "token"}},
 	{name: "JOBS_TEST_POSTGRES_IMAGE", def: "postgres:15", meaning: "container image when the throwaway database needs a container", commands: []string{"dev"}},
 

@@ -33,7 +33,7 @@ func TestSettingsTable(t *testing.T) {
 			t.Errorf("%s: a row needs a meaning and the commands that read it", s.name)
 		}
 		for _, c := range s.commands {
-			if !slices.Contains([]string{"serve", "worker", "lambda", "migrate", "token", "dev"}, c) {
+			if !slices.Contains([]string{"serve", "worker", "deliver", "lambda", "migrate", "token", "dev"}, c) {
 				t.Errorf("%s: unknown command %q", s.name, c)
 			}
 		}
@@ -175,6 +175,7 @@ func TestUsage(t *testing.T) {
 		{"worker", []string{"-database-url", "JOBS_WORKER_LEASE", "(default: 30s)", "JOBS_MODEL_PROVIDER", "GOGC"}, []string{"JOBS_AUTH_ISSUER", "JOBS_ADDR", "JOBS_WORKER_LOCK_WINDOW"}},
 		{"dev", []string{"-addr", "JOBS_DEV_KEY", "JOBS_WORKER_LEASE", "JOBS_CORS_ORIGINS", "(default: 127.0.0.1:8080)"}, []string{"JOBS_AUTH_ISSUER", "GOGC", "JOBS_PPROF_ADDR"}},
 		{"lambda", []string{"-database-url", "JOBS_SQS_QUEUE_URL", "JOBS_LAMBDA_RESERVE", "JOBS_WORKER_JOB_TIMEOUT", "AWS_LAMBDA_RUNTIME_API"}, []string{"JOBS_AUTH_ISSUER", "JOBS_WORKER_POLL", "JOBS_DISPATCH", "GOGC"}},
+		{"deliver", []string{"-database-url", "JOBS_WEBHOOK_NICE", "(default: 10)", "JOBS_WEBHOOK_TIMEOUT", "JOBS_METRICS_ADDR", "JOBS_DB_MAX_CONNS"}, []string{"JOBS_WEBHOOK_DELIVERY", "JOBS_AUTH_ISSUER", "JOBS_ADDR", "JOBS_WORKER_LEASE"}},
 		{"migrate", []string{"up|down|status", "-database-url", "DATABASE_URL"}, []string{"JOBS_LOG_LEVEL"}},
 		{"token", []string{"-sub", "JOBS_DEV_KEY", "JOBS_ADDR"}, []string{"DATABASE_URL"}},
 	}

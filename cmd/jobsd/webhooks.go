@@ -9,7 +9,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/jobsd/jobsd/delivery"
-	"github.com/jobsd/jobsd/hub"
 	"github.com/jobsd/jobsd/impl"
 	"github.com/jobsd/jobsd/metrics"
 	"github.com/jobsd/jobsd/notify"
@@ -91,11 +90,22 @@ func (s webhookSettings) api() impl.WebhookConfig {
 	return impl.WebhookConfig{Sealer: s.sealer, AllowPrivate: s.allowPrivate}
 }
 
-// startWebhookDelivery runs the delivery loop in this API process unless
-// JOBS_WEBHOOK_DELIVERY=off, woken by LISTEN webhook_deliveries on the
-// hub's connection (one per process, direct, never through a pooler); stop
+// wakeSource is where the delivery loop hears of new work: an API's hub
+// (*hub.Hub, whose one LISTEN connection also carries the job changes), or
+// jobsd deliver's listener on webhook_deliveries alone.
+type wakeSource interface {
+	// Also calls wake on every notification on channel, and after every
+	// reconnect; wake must not block.
+	Also(channel string, wake func()) error
+	// Up reports whether the LISTEN connection is connected now.
+	Up() bool
+}
+
+// startWebhookDelivery runs the delivery loop in this process unless
+// JOBS_WEBHOOK_DELIVERY=off, woken by LISTEN webhook_deliveries on wakes's
+// connection (one per process, direct, never through a pooler); stop
 // ends it and waits for the attempts in flight.
-func startWebhookDelivery(ctx context.Context, st *store.Store, h *hub.Hub, s webhookSettings, reg *prometheus.Registry, log *slog.Logger) (stop func()) {
+func startWebhookDelivery(ctx context.Context, st *store.Store, wakes wakeSource, s webhookSettings, reg *prometheus.Registry, log *slog.Logger) (stop func()) {
 	if !s.deliver {
 		return func() {}
 	}
@@ -112,7 +122,7 @@ func startWebhookDelivery(ctx context.Context, st *store.Store, h *hub.Hub, s we
 		default:
 		}
 	}
-	if err := h.Also(notify.WebhookDeliveries, poke); err != nil {
+	if err := wakes.Also(notify.WebhookDeliveries, poke); err != nil {
 		// pq listens again once its connection is back; meanwhile the
 		// loop's own timer finds what is due.
 		log.Warn("webhooks: listen failed; retried when the connection comes back", "err", err)
@@ -122,7 +132,7 @@ func startWebhookDelivery(ctx context.Context, st *store.Store, h *hub.Hub, s we
 	cfg.Client = webhook.NewClient(webhook.ClientOptions{AllowPrivate: s.allowPrivate, Timeout: cfg.Timeout, IdleConnsPerHost: cfg.PerEndpoint})
 	if reg != nil {
 		cfg.Metrics = metrics.NewWebhooks(reg)
-		metrics.RegisterListener(reg, notify.WebhookDeliveries, h.Up)
+		metrics.RegisterListener(reg, notify.WebhookDeliveries, wakes.Up)
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})

@@ -41,11 +41,7 @@ func runWorker(ctx context.Context, args []string) error {
 	}
 	// Claims and outcomes are batched, so a few connections serve any
 	// concurrency; handlers that read referenced jobs share the rest.
-	conns, err := envInt("JOBS_DB_MAX_CONNS", job.DefaultDBConns)
-	if err != nil {
-		return err
-	}
-	st, err := store.Open(ctx, db.url, db.storeOptions(store.Options{MaxOpenConns: conns}))
+	st, err := db.openStore(ctx)
 	if err != nil {
 		return err
 	}

@@ -10,7 +10,8 @@ import (
 )
 
 // Options configure a jobsd command started by StartServe, StartWorker,
-// StartDev (and the test wrappers Serve, Worker, Dev).
+// StartDeliver, StartDev (and the test wrappers Serve, Worker, Deliver,
+// Dev).
 type Options struct {
 	// Name names the process in messages; default: the command.
 	Name string
@@ -51,7 +52,9 @@ type command struct {
 var (
 	serveCmd  = command{name: "serve", api: true, readyAPI: true}
 	workerCmd = command{name: "worker", metrics: true, readyMetrics: true}
-	devCmd    = command{name: "dev", api: true, metrics: true, readyAPI: true, readyMetrics: true}
+	// deliverCmd's /readyz says the database answers; its loop is running.
+	deliverCmd = command{name: "deliver", metrics: true, readyMetrics: true}
+	devCmd     = command{name: "dev", api: true, metrics: true, readyAPI: true, readyMetrics: true}
 )
 
 // StartServe runs `jobsd serve` on a free loopback port and waits until its
@@ -65,6 +68,13 @@ func StartServe(ctx context.Context, o Options) (*Process, error) {
 // worker is claiming and the database answers).
 func StartWorker(ctx context.Context, o Options) (*Process, error) {
 	return start(ctx, workerCmd, o)
+}
+
+// StartDeliver runs `jobsd deliver` (webhook delivery alone) with its
+// metrics listener on a free loopback port and waits until that listener's
+// /readyz answers 200.
+func StartDeliver(ctx context.Context, o Options) (*Process, error) {
+	return start(ctx, deliverCmd, o)
 }
 
 // LaunchWorker starts `jobsd worker` as StartWorker does but returns at

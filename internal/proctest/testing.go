@@ -23,6 +23,12 @@ func Worker(t testing.TB, o Options) *Process {
 	return run(t, StartWorker, o)
 }
 
+// Deliver runs `jobsd deliver` for t (StartDeliver), as Serve does.
+func Deliver(t testing.TB, o Options) *Process {
+	t.Helper()
+	return run(t, StartDeliver, o)
+}
+
 // Dev runs `jobsd dev` for t (StartDev), as Serve does.
 func Dev(t testing.TB, o Options) *Process {
 	t.Helper()
