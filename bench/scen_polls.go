@@ -108,7 +108,7 @@ func runPollGoals(ctx context.Context, e *env, iss *tokenIssuer, o pollGoalsOpts
 		UnfinishedJobs: len(unfinished), FinishedConc: o.finishedConc, UnfinishedConc: o.unfinishedConc,
 		PgbenchScale: o.pgbenchScale, PgbenchClients: map[int]int{}, Runs: map[string][]LoadResult{}, CPUPerRequest: map[string][]float64{},
 		PostgresCPUPerRequest: map[string][]float64{},
-		Pgbench: map[int][]PgbenchRun{}, NodePeer: prepareNodePeer(ctx, o.dbMaxConns), ServeEnv: pollServeEnv}
+		Pgbench:               map[int][]PgbenchRun{}, NodePeer: prepareNodePeer(ctx, o.dbMaxConns), ServeEnv: pollServeEnv}
 	if len(finished) == 0 || len(unfinished) == 0 {
 		return nil, errors.New("poll goals: the seeded table has no finished or no unfinished jobs")
 	}
