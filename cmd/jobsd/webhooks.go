@@ -64,6 +64,15 @@ func readWebhookSettings() (webhookSettings, error) {
 	if c.Poll, err = envDuration("JOBS_WEBHOOK_POLL", delivery.DefaultPoll); err != nil {
 		return s, err
 	}
+	if c.YieldBacklog, err = envInt("JOBS_WEBHOOK_YIELD_BACKLOG", delivery.DefaultYieldBacklog); err != nil {
+		return s, err
+	}
+	if c.YieldMax, err = envDuration("JOBS_WEBHOOK_YIELD_MAX", delivery.DefaultYieldMax); err != nil {
+		return s, err
+	}
+	if c.YieldBacklog < 0 || c.YieldMax <= 0 {
+		return s, usagef("JOBS_WEBHOOK_YIELD_BACKLOG must be 0 (never yield) or more, and JOBS_WEBHOOK_YIELD_MAX above 0")
+	}
 	return s, nil
 }
 
