@@ -6,6 +6,16 @@ import (
 	"time"
 )
 
+// queueBacklogSQL counts the runnable queue rows, at most $1, newest
+// first: backwards on the claim's index from now. A burn-down claims the
+// oldest jobs first, so the rows it claimed and no vacuum has removed yet
+// are at the index's other end; counting from the oldest (or with no
+// order: the planner then read the heap from its start) stepped over
+// every one of them, a heap fetch each: 50,048 heap fetches to count
+// 1,000 jobs of a queue of 100k half claimed, against 9 buffers read
+// backwards (EXPLAIN ANALYZE in TestQueueBacklogPlanIsBounded).
+const queueBacklogSQL = `SELECT count(*) FROM (SELECT 1` + runnable + ` ORDER BY run_after DESC, id DESC LIMIT $1) s`
+
 // QueueBacklog reports whether at least atLeast jobs are due and unclaimed
 // (the queue's runnable rows: job_queue holds only waiting jobs, and a
 // claim deletes their rows), counting no further than atLeast: an
@@ -20,7 +30,7 @@ func (s *Store) QueueBacklog(ctx context.Context, atLeast int) (bool, error) {
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
 	var n int
-	err := s.db.GetContext(ctx, &n, `SELECT count(*) FROM (SELECT 1`+runnable+` LIMIT $1) s`, atLeast)
+	err := s.db.GetContext(ctx, &n, queueBacklogSQL, atLeast)
 	if err != nil {
 		return false, fmt.Errorf("count the queue's backlog: %w", classify(err))
 	}
