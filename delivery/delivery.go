@@ -119,8 +119,8 @@ type Config struct {
 	// YieldMax bounds the extra wait that yielding gives an event; 0 means
 	// DefaultYieldMax.
 	YieldMax time.Duration
-	Log       *slog.Logger
-	Metrics   *metrics.Webhooks
+	Log      *slog.Logger
+	Metrics  *metrics.Webhooks
 }
 
 func (c *Config) defaults() {
