@@ -406,7 +406,10 @@ func jobsdBurnDownBeside(ctx context.Context, e *env, pool *pgxpool.Pool, url st
 // endpoint for its user (the burn-down's jobs are all of one user), and the
 // delivery running as deployed on cores shared with the worker: a `jobsd
 // deliver` process at its lower CPU priority (JOBS_WEBHOOK_NICE, nice
-// unless given: jobsd's default), whose delivery loop expands the outbox
+// unless given: jobsd's default) and jobsd's default yield settings (it
+// claims nothing while 1,000 jobs or more are due and unclaimed, for up
+// to 30 s of an event's wait: here, the whole burn-down), whose delivery
+// loop expands the outbox
 // rows that the outcome statements write and sends every event to a
 // receiver in the bench process answering 204
 // (JOBS_WEBHOOK_ALLOW_PRIVATE=true for its loopback address;

@@ -70,8 +70,8 @@ func readWebhookSettings() (webhookSettings, error) {
 	if c.YieldMax, err = envDuration("JOBS_WEBHOOK_YIELD_MAX", delivery.DefaultYieldMax); err != nil {
 		return s, err
 	}
-	if c.YieldBacklog < 0 || c.YieldMax <= 0 {
-		return s, usagef("JOBS_WEBHOOK_YIELD_BACKLOG must be 0 (never yield) or more, and JOBS_WEBHOOK_YIELD_MAX above 0")
+	if c.YieldMax <= 0 {
+		return s, usagef("JOBS_WEBHOOK_YIELD_MAX=%v must be above 0 (JOBS_WEBHOOK_YIELD_BACKLOG=0 turns yielding off)", c.YieldMax)
 	}
 	return s, nil
 }
