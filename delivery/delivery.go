@@ -19,7 +19,10 @@
 // nothing in that second (a slow or dead one) is handed to the retry path
 // (a PENDING delivery, due at once) rather than hold its outbox row; and
 // an endpoint with attempts in flight is left out of the next claim of due
-// deliveries.
+// deliveries. While the worker burns down a backlog (Config.YieldBacklog
+// jobs due and unclaimed), the loop claims nothing, so that the database
+// work of delivering does not slow it, unless its oldest waiting work has
+// waited Config.YieldMax (yield.go).
 package delivery
 
 import (
