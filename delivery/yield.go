@@ -32,18 +32,20 @@ func (l *loop) mayClaim(ctx context.Context) bool {
 	return !hold
 }
 
-// shouldYield: some webhook work waits, none of it for YieldMax yet, and
-// the queue has YieldBacklog jobs due and unclaimed. The age is asked
-// first: with nothing waiting (no endpoints, or all caught up) the queue
-// is not counted at all. When the store cannot answer, the loop claims,
-// and the claim reports the trouble.
+// shouldYield: the queue has YieldBacklog jobs due and unclaimed, and some
+// webhook work waits, none of it for YieldMax yet. The bounded count comes
+// first: without a backlog (a worker keeping up) it is the only statement.
+// With nothing waiting (no endpoints, or all caught up) the loop does not
+// yield: its claims find nothing and it waits for a wake-up, rather than
+// ask again every yieldRecheck. When the store cannot answer, the loop
+// claims, and the claim reports the trouble.
 func (l *loop) shouldYield(ctx context.Context) bool {
-	age, err := l.cfg.Store.WebhookWaitAge(ctx)
-	if err != nil || age == 0 || age >= l.cfg.YieldMax {
+	backlog, err := l.cfg.Store.QueueBacklog(ctx, l.cfg.YieldBacklog)
+	if err != nil || !backlog {
 		return false
 	}
-	backlog, err := l.cfg.Store.QueueBacklog(ctx, l.cfg.YieldBacklog)
-	return err == nil && backlog
+	age, err := l.cfg.Store.WebhookWaitAge(ctx)
+	return err == nil && age > 0 && age < l.cfg.YieldMax
 }
 
 // setYielding records the verdict: the metrics (the gauge on each change,
