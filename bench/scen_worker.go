@@ -13,6 +13,7 @@ import (
 	"runtime/debug"
 	"slices"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -406,7 +407,10 @@ func jobsdBurnDownBeside(ctx context.Context, e *env, pool *pgxpool.Pool, url st
 // endpoint for its user (the burn-down's jobs are all of one user), and the
 // delivery running as deployed on cores shared with the worker: a `jobsd
 // deliver` process at its lower CPU priority (JOBS_WEBHOOK_NICE, nice
-// unless given: jobsd's default), whose delivery loop expands the outbox
+// unless given: jobsd's default) and jobsd's default yield settings (it
+// claims nothing while 1,000 jobs or more are due and unclaimed, for up
+// to 30 s of an event's wait: here, the whole burn-down), whose delivery
+// loop expands the outbox
 // rows that the outcome statements write and sends every event to a
 // receiver in the bench process answering 204
 // (JOBS_WEBHOOK_ALLOW_PRIVATE=true for its loopback address;
@@ -513,6 +517,9 @@ func webhooksBurnDown(ctx context.Context, e *env, pool *pgxpool.Pool, url strin
 	}
 	if outbox > 0 {
 		b.Audit += fmt.Sprintf(", %d outbox rows left", outbox)
+	}
+	if yielded, err := scrapeSeries(ctx, srv.MetricsAddr, "jobsd_webhook_yielded_seconds_total"); err == nil {
+		b.Audit += fmt.Sprintf(", it yielded to the queue's backlog for %.2fs", yielded)
 	}
 	if events != int64(n) {
 		logf("  jobsd deliver last output lines:\n%s", srv.logTail())
@@ -729,4 +736,28 @@ var recommendedSampling = []string{"OTEL_TRACES_SAMPLER=parentbased_traceidratio
 // every attempt traced (OpenTelemetry's default sampler), exported to sink.
 func observedEnv(sink string) []string {
 	return []string{"JOBS_METRICS_ADDR=127.0.0.1:0", "OTEL_EXPORTER_OTLP_ENDPOINT=" + sink}
+}
+
+// scrapeSeries reads the value of an unlabelled series from the /metrics
+// page of the jobsd process whose metrics listener is at addr.
+func scrapeSeries(ctx context.Context, addr, name string) (float64, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/metrics", nil)
+	if err != nil {
+		return 0, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(body), "\n") {
+		if v, ok := strings.CutPrefix(line, name+" "); ok {
+			return strconv.ParseFloat(strings.TrimSpace(v), 64)
+		}
+	}
+	return 0, fmt.Errorf("%s: no series %s", addr, name)
 }

@@ -19,7 +19,10 @@
 // nothing in that second (a slow or dead one) is handed to the retry path
 // (a PENDING delivery, due at once) rather than hold its outbox row; and
 // an endpoint with attempts in flight is left out of the next claim of due
-// deliveries.
+// deliveries. While the worker burns down a backlog (Config.YieldBacklog
+// jobs due and unclaimed), the loop claims nothing, so that the database
+// work of delivering does not slow it, unless its oldest waiting work has
+// waited Config.YieldMax (yield.go).
 package delivery
 
 import (
@@ -57,7 +60,18 @@ const (
 	// disabled.
 	DefaultDisableAfter       = 72 * time.Hour
 	DefaultDisableMinFailures = 10
+	// DefaultYieldBacklog and DefaultYieldMax: while 1,000 jobs or more are
+	// due and unclaimed, the loop claims nothing for up to 30 s of an
+	// event's wait (see Config.YieldBacklog).
+	DefaultYieldBacklog = 1000
+	DefaultYieldMax     = 30 * time.Second
 )
+
+// yieldRecheck is how often a yielding loop asks again whether the queue
+// still has a backlog (and how long a verdict is kept): two small
+// statements four times a second, against the thousands a second that
+// delivering during a burn-down costs.
+const yieldRecheck = 250 * time.Millisecond
 
 // maxResponseBytes is how much of an answer's body is read (and then
 // dropped): enough to reuse the connection for small answers.
@@ -96,8 +110,20 @@ type Config struct {
 	Wake <-chan struct{}
 	// Retention is how long ended deliveries are kept.
 	Retention time.Duration
-	Log       *slog.Logger
-	Metrics   *metrics.Webhooks
+	// YieldBacklog: while at least this many jobs are due and unclaimed
+	// (the worker is burning a backlog down), the loop claims neither
+	// outbox rows nor due deliveries, unless its oldest waiting work has
+	// waited YieldMax: the database work that delivering causes (expanding
+	// outbox rows, recording each event) would take PostgreSQL's CPU from
+	// the burn-down at full priority, whatever the deliverer's own
+	// priority. 0 never yields (the zero Config; jobsd's default is
+	// DefaultYieldBacklog).
+	YieldBacklog int
+	// YieldMax bounds the extra wait that yielding gives an event; 0 means
+	// DefaultYieldMax.
+	YieldMax time.Duration
+	Log      *slog.Logger
+	Metrics  *metrics.Webhooks
 }
 
 func (c *Config) defaults() {
@@ -127,6 +153,9 @@ func (c *Config) defaults() {
 	}
 	if c.Retention <= 0 {
 		c.Retention = DefaultRetention
+	}
+	if c.YieldMax <= 0 {
+		c.YieldMax = DefaultYieldMax
 	}
 	if c.Log == nil {
 		c.Log = slog.Default()
@@ -177,6 +206,9 @@ type loop struct {
 	gone map[uuid.UUID]time.Time
 	// lastEnd: when an attempt of the endpoint last ended (for spill).
 	lastEnd map[uuid.UUID]time.Time
+	// yield is whether the loop holds back its claims for the queue's
+	// backlog (yield.go).
+	yield yieldState
 }
 
 // ended is an attempt that ended: its endpoint, and for an outbox event,
@@ -217,6 +249,9 @@ func (l *loop) maxQueued() int { return max(8*l.cfg.Concurrency, 256) }
 func (l *loop) run(ctx context.Context) {
 	tick := time.NewTicker(l.cfg.Poll)
 	defer tick.Stop()
+	l.yield.timer = time.NewTimer(yieldRecheck)
+	defer l.yield.timer.Stop()
+	defer func() { l.setYielding(false, time.Now()) }()
 	var lastPrune, lastBacklog time.Time
 	for {
 		if !l.claim(ctx) && ctx.Err() == nil {
@@ -254,6 +289,7 @@ func (l *loop) run(ctx context.Context) {
 			l.outboxDry, l.retryDry = false, false
 		case <-tick.C:
 			l.outboxDry, l.retryDry = false, false
+		case <-l.recheck():
 		}
 	}
 }
@@ -376,8 +412,13 @@ func (l *loop) claim(ctx context.Context) bool {
 		return true
 	}
 	l.startWaiting(ctx)
+	wantOutbox := !l.outboxDry && l.queuedN < l.maxQueued() && l.running < l.cfg.Concurrency
+	wantDue := !l.retryDry && l.running < l.cfg.Concurrency
+	if (wantOutbox || wantDue) && !l.mayClaim(ctx) {
+		return true
+	}
 	ok := true
-	if !l.outboxDry && l.queuedN < l.maxQueued() && l.running < l.cfg.Concurrency {
+	if wantOutbox {
 		ok = l.claimOutbox(ctx)
 		l.startWaiting(ctx)
 	}

@@ -22,6 +22,8 @@ type Webhooks struct {
 	disabled prometheus.Counter
 	due      prometheus.Gauge
 	age      prometheus.Gauge
+	yielding prometheus.Gauge
+	yielded  prometheus.Counter
 }
 
 // NewWebhooks registers the delivery loop's series on reg.
@@ -53,11 +55,19 @@ func NewWebhooks(reg prometheus.Registerer) *Webhooks {
 			Name: "jobsd_webhook_queue_age_seconds",
 			Help: "How long the oldest due webhook delivery or outbox row has waited; 0 when none.",
 		}),
+		yielding: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "jobsd_webhook_yielding",
+			Help: "1 while the delivery loop claims nothing because the job queue has a backlog (JOBS_WEBHOOK_YIELD_BACKLOG), else 0.",
+		}),
+		yielded: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "jobsd_webhook_yielded_seconds_total",
+			Help: "Seconds the delivery loop has spent yielding to the job queue's backlog.",
+		}),
 	}
 	for _, o := range []string{WebhookDelivered, WebhookRetrying, WebhookFailed} {
 		w.attempts.WithLabelValues(o)
 	}
-	reg.MustRegister(w.attempts, w.duration, w.latency, w.disabled, w.due, w.age)
+	reg.MustRegister(w.attempts, w.duration, w.latency, w.disabled, w.due, w.age, w.yielding, w.yielded)
 	return w
 }
 
@@ -86,4 +96,24 @@ func (w *Webhooks) Backlog(due int64, oldest time.Duration) {
 	}
 	w.due.Set(float64(due))
 	w.age.Set(oldest.Seconds())
+}
+
+// Yielding sets whether the delivery loop yields to the queue's backlog.
+func (w *Webhooks) Yielding(on bool) {
+	if w == nil {
+		return
+	}
+	v := 0.0
+	if on {
+		v = 1
+	}
+	w.yielding.Set(v)
+}
+
+// Yielded counts time the delivery loop spent yielding.
+func (w *Webhooks) Yielded(d time.Duration) {
+	if w == nil {
+		return
+	}
+	w.yielded.Add(d.Seconds())
 }

@@ -74,3 +74,6 @@ func (s *Store) BatchReadPlans(ctx context.Context) (generic, custom int64, err 
 		getJobsSQL).Scan(&generic, &custom)
 	return generic, custom, err
 }
+
+// QueueBacklogSQL exposes the statement of QueueBacklog, for its plan.
+func QueueBacklogSQL() string { return queueBacklogSQL }

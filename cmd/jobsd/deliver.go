@@ -23,7 +23,9 @@ const maxNice = 19
 // the same code as serve's in-process loop (startWebhookDelivery), at a
 // lower CPU priority (JOBS_WEBHOOK_NICE): on cores that the worker or
 // PostgreSQL also use, the scheduler then lets delivery trail a burn-down
-// and catch up after it, instead of taking the worker's CPU. SIGTERM or
+// and catch up after it, instead of taking the worker's CPU (and, as in
+// serve, the loop holds back its database work while the queue has a
+// backlog: JOBS_WEBHOOK_YIELD_BACKLOG, JOBS_WEBHOOK_YIELD_MAX). SIGTERM or
 // SIGINT stops claiming and waits for the attempts in flight.
 func runDeliver(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("deliver", flag.ContinueOnError)

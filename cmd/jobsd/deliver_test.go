@@ -201,14 +201,23 @@ func threadNice(t *testing.T, statPath string) int {
 	return n
 }
 
-// TestDeliverSettings: a JOBS_WEBHOOK_NICE out of range stops jobsd
-// deliver at start with a message that names it.
+// TestDeliverSettings: a JOBS_WEBHOOK_NICE out of range, or a yield
+// setting out of range, stops jobsd deliver at start with a message that
+// names it.
 func TestDeliverSettings(t *testing.T) {
-	cmd := exec.Command(binary, "deliver")
-	cmd.Env = append(os.Environ(), "DATABASE_URL=postgres://127.0.0.1:1/none", "JOBS_WEBHOOK_NICE=20")
-	out, err := cmd.CombinedOutput()
-	var exit *exec.ExitError
-	if !errors.As(err, &exit) || exit.ExitCode() != 2 || !strings.Contains(string(out), "JOBS_WEBHOOK_NICE=20") {
-		t.Errorf("JOBS_WEBHOOK_NICE=20: %v\n%s", err, out)
+	for _, tc := range []struct{ name, env, want string }{
+		{name: "nice above 19", env: "JOBS_WEBHOOK_NICE=20", want: "JOBS_WEBHOOK_NICE=20"},
+		{name: "negative yield backlog", env: "JOBS_WEBHOOK_YIELD_BACKLOG=-1", want: `JOBS_WEBHOOK_YIELD_BACKLOG="-1"`},
+		{name: "no yield bound", env: "JOBS_WEBHOOK_YIELD_MAX=0s", want: "JOBS_WEBHOOK_YIELD_MAX=0s"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cmd := exec.Command(binary, "deliver")
+			cmd.Env = append(os.Environ(), "DATABASE_URL=postgres://127.0.0.1:1/none", tc.env)
+			out, err := cmd.CombinedOutput()
+			var exit *exec.ExitError
+			if !errors.As(err, &exit) || exit.ExitCode() != 2 || !strings.Contains(string(out), tc.want) {
+				t.Errorf("%s: %v\n%s", tc.env, err, out)
+			}
+		})
 	}
 }

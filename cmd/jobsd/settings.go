@@ -94,6 +94,8 @@ var envSettings = []setting{
 	{name: "JOBS_WEBHOOK_DISABLE_MIN_FAILURES", def: "10", meaning: "the fewest consecutive failed attempts that disable an endpoint", commands: cmdsDeliver},
 	{name: "JOBS_WEBHOOK_MAX_RESULT_BYTES", def: "262144", meaning: "a job whose result is larger is sent in webhook events without it (\"resultOmitted\": true)", commands: cmdsDeliver},
 	{name: "JOBS_WEBHOOK_POLL", def: "1s", meaning: "how often the delivery loop looks for due deliveries besides its LISTEN wake-ups", commands: cmdsDeliver},
+	{name: "JOBS_WEBHOOK_YIELD_BACKLOG", def: "1000", meaning: "while at least this many jobs are due and unclaimed (the worker burning a backlog down), the webhook delivery loop claims no events, so its database work does not slow the burn-down; it delivers anyway what has waited JOBS_WEBHOOK_YIELD_MAX. 0 never yields", commands: cmdsDeliver},
+	{name: "JOBS_WEBHOOK_YIELD_MAX", def: "30s", meaning: "the longest a webhook event waits for a backlog to go before it is delivered anyway: what yielding adds to an event's delay at most", commands: cmdsDeliver},
 
 	{name: "JOBS_DISPATCH", def: "listen", meaning: "how workers learn of new jobs: listen (they claim from the table, woken by LISTEN/NOTIFY) or sqs (an outbox row per job, written with it, sent to JOBS_SQS_QUEUE_URL for jobsd lambda)", commands: []string{"serve"}},
 	{name: "JOBS_SQS_QUEUE_URL", meaning: "the job queue's URL; required with JOBS_DISPATCH=sqs", commands: []string{"serve"}},

@@ -64,6 +64,15 @@ func readWebhookSettings() (webhookSettings, error) {
 	if c.Poll, err = envDuration("JOBS_WEBHOOK_POLL", delivery.DefaultPoll); err != nil {
 		return s, err
 	}
+	if c.YieldBacklog, err = envInt("JOBS_WEBHOOK_YIELD_BACKLOG", delivery.DefaultYieldBacklog); err != nil {
+		return s, err
+	}
+	if c.YieldMax, err = envDuration("JOBS_WEBHOOK_YIELD_MAX", delivery.DefaultYieldMax); err != nil {
+		return s, err
+	}
+	if c.YieldMax <= 0 {
+		return s, usagef("JOBS_WEBHOOK_YIELD_MAX=%v must be above 0 (JOBS_WEBHOOK_YIELD_BACKLOG=0 turns yielding off)", c.YieldMax)
+	}
 	return s, nil
 }
 
