@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"testing"
+	"time"
 
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
@@ -151,4 +152,88 @@ func BenchmarkAttemptSpan(b *testing.B) {
 		defer func() { _ = tp.Shutdown(context.Background()) }()
 		run(b, &decidingTracer{sdk: tp.Tracer("bench"), sampler: sampler})
 	})
+}
+
+// TestDroppedSpanInContext: a span the sampler dropped is the span of the
+// context it comes with, as OpenTelemetry reads it, not sampled, with ids of
+// its own; that context is its parent's in every other way (values,
+// cancellation); and a child started under it is dropped too.
+func TestDroppedSpanInContext(t *testing.T) {
+	if spanKey == nil {
+		t.Fatal("OpenTelemetry's current-span key was not found: dropped spans cost two allocations again")
+	}
+	recordSampled(t, sdktrace.ParentBased(sdktrace.TraceIDRatioBased(0)))
+	type key struct{}
+	parent, cancel := context.WithCancel(context.WithValue(context.Background(), key{}, "kept"))
+	ctx, span := Tracer("test").Start(parent, "root", trace.WithNewRoot())
+	sc := span.SpanContext()
+	if !sc.IsValid() || sc.IsSampled() || span.IsRecording() {
+		t.Fatalf("dropped root: span context %v (valid %v, sampled %v), recording %v", sc, sc.IsValid(), sc.IsSampled(), span.IsRecording())
+	}
+	if got := trace.SpanFromContext(ctx); got != span {
+		t.Errorf("SpanFromContext = %v, want the dropped span", got)
+	}
+	if got := trace.SpanContextFromContext(ctx); !got.Equal(sc) {
+		t.Errorf("SpanContextFromContext = %v, want %v", got, sc)
+	}
+	if got := ctx.Value(key{}); got != "kept" {
+		t.Errorf("the parent's value: %v", got)
+	}
+	child, stopChild := context.WithCancel(ctx)
+	defer stopChild()
+	_, grandchild := Tracer("test").Start(child, "child")
+	if grandchild.SpanContext().TraceID() != sc.TraceID() || grandchild.SpanContext().IsSampled() {
+		t.Errorf("child %v of dropped %v: want the same trace, not sampled", grandchild.SpanContext(), sc)
+	}
+	cancel()
+	select {
+	case <-child.Done():
+	case <-time.After(10 * time.Second):
+		t.Fatal("cancelling the parent did not reach a context derived from the dropped span's")
+	}
+	if ctx.Err() == nil {
+		t.Error("the dropped span's context outlived its parent")
+	}
+	_, other := Tracer("test").Start(ctx, "root", trace.WithNewRoot())
+	if other.SpanContext().TraceID() == sc.TraceID() {
+		t.Error("two dropped roots share a trace id")
+	}
+}
+
+// TestDroppedSpanAllocations: a root the sampler drops costs one
+// allocation (its span and context together), and asking a scope for its
+// tracer none.
+func TestDroppedSpanAllocations(t *testing.T) {
+	recordSampled(t, sdktrace.ParentBased(sdktrace.TraceIDRatioBased(0)))
+	scope := NewScope("test")
+	opts := []trace.SpanStartOption{trace.WithNewRoot(), trace.WithSpanKind(trace.SpanKindConsumer)}
+	ctx := context.Background()
+	allocs := testing.AllocsPerRun(1000, func() {
+		_, span := scope.Tracer().Start(ctx, "process AI_PREVIEW", opts...)
+		span.End()
+	})
+	if allocs > 1 {
+		t.Errorf("%v allocations per dropped root span, want 1", allocs)
+	}
+}
+
+// TestScopeFollowsTheProvider: a scope's tracer is the installed
+// provider's, also after another was installed, and a no-op one while
+// tracing is off.
+func TestScopeFollowsTheProvider(t *testing.T) {
+	scope := NewScope("test")
+	if _, span := scope.Tracer().Start(context.Background(), "off"); span.SpanContext().IsValid() {
+		t.Fatal("tracing off: the scope's tracer made a span")
+	}
+	for range 2 {
+		exp := tracetest.NewInMemoryExporter()
+		tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(exp))
+		restore := Use(tp)
+		_, span := scope.Tracer().Start(context.Background(), "on")
+		span.End()
+		restore()
+		if got := len(exp.GetSpans()); got != 1 {
+			t.Errorf("%d spans reached the installed provider's exporter, want 1", got)
+		}
+	}
 }

@@ -12,8 +12,8 @@ import (
 	"github.com/jobsd/jobsd/tracing"
 )
 
-// tracerScope names the worker's spans' instrumentation scope.
-const tracerScope = "github.com/jobsd/jobsd/worker"
+// tracerScope is the worker's spans' instrumentation scope.
+var tracerScope = tracing.NewScope("github.com/jobsd/jobsd/worker")
 
 // startAttemptSpan starts the span of one attempt, "process <TYPE>": the
 // root of a trace of its own (an attempt runs long after the request that
@@ -31,7 +31,7 @@ func startAttemptSpan(ctx context.Context, c store.Claimed, workerID string) (co
 	if sc := tracing.ParseParent(c.TraceContext); sc.IsValid() {
 		opts = append(opts[:len(opts):len(opts)], trace.WithLinks(trace.Link{SpanContext: sc}))
 	}
-	ctx, span := tracing.Tracer(tracerScope).Start(ctx, attemptSpanName(c.Type), opts...)
+	ctx, span := tracerScope.Tracer().Start(ctx, attemptSpanName(c.Type), opts...)
 	if span.IsRecording() {
 		span.SetAttributes(
 			semconv.MessagingSystemKey.String("jobsd"),
