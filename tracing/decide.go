@@ -28,31 +28,68 @@ import (
 // span is only its span context: a new span id, in a trace id of its own
 // for a root, not sampled, so that its children are dropped too.
 
+// sampling is a sampler, and how it decides a root (a span with no valid
+// parent) when that is by the trace id alone.
+type sampling struct {
+	sampler sdktrace.Sampler
+	// root decides a root as sampler would, without the SDK's sampling
+	// parameters (a large struct passed through two interfaces: ~130 ns,
+	// most of what deciding a dropped attempt span cost); nil: ask
+	// sampler.
+	root *rootRule
+}
+
+// rootRule is how OpenTelemetry's samplers decide a root by its trace id:
+// every one, or those whose last 8 bytes, read big-endian and halved, are
+// below bound (TraceIDRatioBased's test; bound 0 takes none).
+type rootRule struct {
+	all   bool
+	bound uint64
+}
+
+// sampled is the rule's decision for a root in trace tid.
+func (r *rootRule) sampled(tid trace.TraceID) bool {
+	return r.all || binary.BigEndian.Uint64(tid[8:16])>>1 < r.bound
+}
+
+// ratioRule is TraceIDRatioBased(ratio)'s rule.
+func ratioRule(ratio float64) *rootRule {
+	switch {
+	case ratio >= 1:
+		return &rootRule{all: true}
+	case ratio <= 0:
+		return &rootRule{}
+	}
+	return &rootRule{bound: uint64(ratio * (1 << 63))}
+}
+
 // samplerFromEnv is the sampler that OTEL_TRACES_SAMPLER and
 // OTEL_TRACES_SAMPLER_ARG name, read as the SDK reads them: unset is the
 // SDK's default (parentbased_always_on); a ratio that is missing is 1, one
 // that is malformed or out of [0, 1] is 1 with an error; a name the SDK
-// does not know is the default with an error.
-func samplerFromEnv(getenv func(string) string) (sdktrace.Sampler, error) {
+// does not know is the default with an error. Every one of them decides a
+// root by its trace id alone, and says how (sampling.root).
+func samplerFromEnv(getenv func(string) string) (sampling, error) {
 	name := strings.ToLower(strings.TrimSpace(getenv("OTEL_TRACES_SAMPLER")))
 	arg := strings.TrimSpace(getenv("OTEL_TRACES_SAMPLER_ARG"))
+	all, none := &rootRule{all: true}, &rootRule{}
 	switch name {
 	case "", "parentbased_always_on":
-		return sdktrace.ParentBased(sdktrace.AlwaysSample()), nil
+		return sampling{sdktrace.ParentBased(sdktrace.AlwaysSample()), all}, nil
 	case "always_on":
-		return sdktrace.AlwaysSample(), nil
+		return sampling{sdktrace.AlwaysSample(), all}, nil
 	case "always_off":
-		return sdktrace.NeverSample(), nil
+		return sampling{sdktrace.NeverSample(), none}, nil
 	case "parentbased_always_off":
-		return sdktrace.ParentBased(sdktrace.NeverSample()), nil
+		return sampling{sdktrace.ParentBased(sdktrace.NeverSample()), none}, nil
 	case "traceidratio":
 		ratio, err := traceIDRatio(arg)
-		return sdktrace.TraceIDRatioBased(ratio), err
+		return sampling{sdktrace.TraceIDRatioBased(ratio), ratioRule(ratio)}, err
 	case "parentbased_traceidratio":
 		ratio, err := traceIDRatio(arg)
-		return sdktrace.ParentBased(sdktrace.TraceIDRatioBased(ratio)), err
+		return sampling{sdktrace.ParentBased(sdktrace.TraceIDRatioBased(ratio)), ratioRule(ratio)}, err
 	}
-	return sdktrace.ParentBased(sdktrace.AlwaysSample()),
+	return sampling{sdktrace.ParentBased(sdktrace.AlwaysSample()), all},
 		fmt.Errorf("OTEL_TRACES_SAMPLER=%q is not a sampler jobsd knows; sampling every trace the caller has not decided on (parentbased_always_on)", name)
 }
 
@@ -72,8 +109,8 @@ func traceIDRatio(arg string) (float64, error) {
 // sampler must be the provider's own, and idGenerator its ID generator.
 type decidingTracer struct {
 	embedded.Tracer
-	sdk     trace.Tracer
-	sampler sdktrace.Sampler
+	sdk trace.Tracer
+	sampling
 }
 
 func (t *decidingTracer) Start(ctx context.Context, name string, opts ...trace.SpanStartOption) (context.Context, trace.Span) {
@@ -90,16 +127,24 @@ func (t *decidingTracer) Start(ctx context.Context, name string, opts ...trace.S
 	if !tid.IsValid() {
 		tid = newTraceID()
 	}
-	res := t.sampler.ShouldSample(sdktrace.SamplingParameters{
-		ParentContext: parentCtx, TraceID: tid, Name: name,
-		Kind: cfg.SpanKind(), Attributes: cfg.Attributes(), Links: cfg.Links(),
-	})
-	if res.Decision != sdktrace.Drop {
-		return t.startSampled(ctx, parent, tid, name, opts)
+	var state trace.TraceState // a root's: none
+	if t.root != nil && !parent.IsValid() {
+		if t.root.sampled(tid) {
+			return t.startSampled(ctx, parent, tid, name, opts)
+		}
+	} else {
+		res := t.sampler.ShouldSample(sdktrace.SamplingParameters{
+			ParentContext: parentCtx, TraceID: tid, Name: name,
+			Kind: cfg.SpanKind(), Attributes: cfg.Attributes(), Links: cfg.Links(),
+		})
+		if res.Decision != sdktrace.Drop {
+			return t.startSampled(ctx, parent, tid, name, opts)
+		}
+		state = res.Tracestate
 	}
 	sc := trace.NewSpanContext(trace.SpanContextConfig{
 		TraceID: tid, SpanID: newSpanID(),
-		TraceFlags: parent.TraceFlags() &^ trace.FlagsSampled, TraceState: res.Tracestate,
+		TraceFlags: parent.TraceFlags() &^ trace.FlagsSampled, TraceState: state,
 	})
 	if spanKey == nil {
 		ctx = trace.ContextWithSpanContext(ctx, sc)

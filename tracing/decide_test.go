@@ -31,7 +31,7 @@ func TestSamplerFromEnv(t *testing.T) {
 	for _, c := range cases {
 		env := map[string]string{"OTEL_TRACES_SAMPLER": c.sampler, "OTEL_TRACES_SAMPLER_ARG": c.arg}
 		s, err := samplerFromEnv(func(k string) string { return env[k] })
-		if got := s.Description(); got != c.want {
+		if got := s.sampler.Description(); got != c.want {
 			t.Errorf("%q %q: sampler %s, want %s", c.sampler, c.arg, got, c.want)
 		}
 		if (err != nil) != c.wantErr {
@@ -40,13 +40,20 @@ func TestSamplerFromEnv(t *testing.T) {
 	}
 }
 
-// recordSampled turns tracing on as Setup does, with sampler, keeping the
-// ended spans in memory.
+// recordSampled turns tracing on as Setup does, with sampler (asked about
+// every span: it comes with no rule for roots), keeping the ended spans in
+// memory.
 func recordSampled(tb testing.TB, sampler sdktrace.Sampler) *tracetest.InMemoryExporter {
 	tb.Helper()
+	return recordSampling(tb, sampling{sampler: sampler})
+}
+
+// recordSampling is recordSampled with a sampler and its rule for roots.
+func recordSampling(tb testing.TB, s sampling) *tracetest.InMemoryExporter {
+	tb.Helper()
 	exp := tracetest.NewInMemoryExporter()
-	tp := newProvider(sampler, sdktrace.WithSyncer(exp))
-	restore := use(tp, sampler)
+	tp := newProvider(s.sampler, sdktrace.WithSyncer(exp))
+	restore := use(tp, &s)
 	tb.Cleanup(func() {
 		restore()
 		_ = tp.Shutdown(context.Background())
@@ -64,8 +71,63 @@ func takenByRatio(tid trace.TraceID, ratio float64) bool {
 // trace id as the ratio sampler says, and exactly the spans said to be
 // sampled are exported.
 func TestDecidedRootsAreSampledOnce(t *testing.T) {
-	const n, ratio = 4000, 0.25
-	exp := recordSampled(t, sdktrace.ParentBased(sdktrace.TraceIDRatioBased(ratio)))
+	const ratio = 0.25
+	t.Run("sampler asked", func(t *testing.T) {
+		rootsSampledOnce(t, recordSampled(t, sdktrace.ParentBased(sdktrace.TraceIDRatioBased(ratio))), ratio)
+	})
+	t.Run("rule", func(t *testing.T) {
+		rootsSampledOnce(t, recordSampling(t, envSampling(t, "parentbased_traceidratio", "0.25")), ratio)
+	})
+}
+
+// envSampling is the sampling that OTEL_TRACES_SAMPLER=name and
+// OTEL_TRACES_SAMPLER_ARG=arg ask for.
+func envSampling(tb testing.TB, name, arg string) sampling {
+	tb.Helper()
+	env := map[string]string{"OTEL_TRACES_SAMPLER": name, "OTEL_TRACES_SAMPLER_ARG": arg}
+	s, err := samplerFromEnv(func(k string) string { return env[k] })
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return s
+}
+
+// TestRootRuleIsTheSamplers: for every sampler the environment can name,
+// the rule decides a root as the sampler does.
+func TestRootRuleIsTheSamplers(t *testing.T) {
+	for _, c := range []struct{ name, arg string }{
+		{"", ""}, {"always_on", ""}, {"always_off", ""}, {"parentbased_always_off", ""}, {"parentbased_always_on", ""},
+		{"traceidratio", "0.5"}, {"parentbased_traceidratio", "0.01"}, {"parentbased_traceidratio", "0.999"},
+		{"parentbased_traceidratio", "0"}, {"parentbased_traceidratio", "1"}, {"parentbased_traceidratio", "1e-300"},
+	} {
+		s := envSampling(t, c.name, c.arg)
+		if s.root == nil {
+			t.Errorf("%q %q: no rule for roots", c.name, c.arg)
+			continue
+		}
+		sampled := 0
+		for i := range 20000 {
+			tid := newTraceID()
+			if i < 2 { // the ends of the range
+				binary.BigEndian.PutUint64(tid[8:], [2]uint64{0, ^uint64(0)}[i])
+			}
+			res := s.sampler.ShouldSample(sdktrace.SamplingParameters{ParentContext: context.Background(), TraceID: tid, Name: "root"})
+			if want := res.Decision == sdktrace.RecordAndSample; s.root.sampled(tid) != want {
+				t.Fatalf("%q %q: trace %s: rule says sampled %v, the sampler %v", c.name, c.arg, tid, !want, want)
+			}
+			if s.root.sampled(tid) {
+				sampled++
+			}
+		}
+		t.Logf("%q %q: %d of 20000 sampled", c.name, c.arg, sampled)
+	}
+}
+
+// rootsSampledOnce starts n roots and checks which were sampled and
+// exported.
+func rootsSampledOnce(t *testing.T, exp *tracetest.InMemoryExporter, ratio float64) {
+	t.Helper()
+	const n = 4000
 	sampled := 0
 	for range n {
 		_, span := Tracer("test").Start(context.Background(), "root", trace.WithNewRoot())
@@ -94,7 +156,7 @@ func TestDecidedRootsAreSampledOnce(t *testing.T) {
 // its trace id, and a new root under a sampled span starts a trace of its
 // own.
 func TestDecidedChildren(t *testing.T) {
-	exp := recordSampled(t, sdktrace.ParentBased(sdktrace.TraceIDRatioBased(0.5)))
+	exp := recordSampling(t, envSampling(t, "parentbased_traceidratio", "0.5"))
 	tr := Tracer("test")
 	for range 200 {
 		ctx, root := tr.Start(context.Background(), "root")
@@ -130,7 +192,8 @@ func TestDecidedChildren(t *testing.T) {
 
 // BenchmarkAttemptSpan is the cost of the worker's attempt span (a new
 // root, consumer kind, ended at once) at the README's 1% sampling, as the
-// SDK builds it and as decided first.
+// SDK builds it, as decided first by the sampler, and as decided by the
+// sampler's rule for roots (what Setup installs).
 func BenchmarkAttemptSpan(b *testing.B) {
 	sampler := sdktrace.ParentBased(sdktrace.TraceIDRatioBased(0.01))
 	opts := []trace.SpanStartOption{trace.WithNewRoot(), trace.WithSpanKind(trace.SpanKindConsumer)}
@@ -150,7 +213,13 @@ func BenchmarkAttemptSpan(b *testing.B) {
 	b.Run("decided", func(b *testing.B) {
 		tp := newProvider(sampler, sdktrace.WithBatcher(tracetest.NewNoopExporter()))
 		defer func() { _ = tp.Shutdown(context.Background()) }()
-		run(b, &decidingTracer{sdk: tp.Tracer("bench"), sampler: sampler})
+		run(b, &decidingTracer{sdk: tp.Tracer("bench"), sampling: sampling{sampler: sampler}})
+	})
+	b.Run("decided by rule", func(b *testing.B) {
+		s := envSampling(b, "parentbased_traceidratio", "0.01")
+		tp := newProvider(s.sampler, sdktrace.WithBatcher(tracetest.NewNoopExporter()))
+		defer func() { _ = tp.Shutdown(context.Background()) }()
+		run(b, &decidingTracer{sdk: tp.Tracer("bench"), sampling: s})
 	})
 }
 
@@ -162,7 +231,7 @@ func TestDroppedSpanInContext(t *testing.T) {
 	if spanKey == nil {
 		t.Fatal("OpenTelemetry's current-span key was not found: dropped spans cost two allocations again")
 	}
-	recordSampled(t, sdktrace.ParentBased(sdktrace.TraceIDRatioBased(0)))
+	recordSampling(t, envSampling(t, "parentbased_traceidratio", "0"))
 	type key struct{}
 	parent, cancel := context.WithCancel(context.WithValue(context.Background(), key{}, "kept"))
 	ctx, span := Tracer("test").Start(parent, "root", trace.WithNewRoot())
@@ -204,7 +273,7 @@ func TestDroppedSpanInContext(t *testing.T) {
 // allocation (its span and context together), and asking a scope for its
 // tracer none.
 func TestDroppedSpanAllocations(t *testing.T) {
-	recordSampled(t, sdktrace.ParentBased(sdktrace.TraceIDRatioBased(0)))
+	recordSampling(t, envSampling(t, "parentbased_traceidratio", "0"))
 	scope := NewScope("test")
 	opts := []trace.SpanStartOption{trace.WithNewRoot(), trace.WithSpanKind(trace.SpanKindConsumer)}
 	ctx := context.Background()

@@ -38,9 +38,9 @@ var provider atomic.Pointer[providerBox]
 
 type providerBox struct {
 	tp trace.TracerProvider
-	// sampler is tp's sampler when jobsd built tp (Setup), so that its
+	// sampling is tp's sampler when jobsd built tp (Setup), so that its
 	// tracers decide before they build a span (decide.go); nil otherwise.
-	sampler sdktrace.Sampler
+	sampling *sampling
 	// tracers caches tp's tracer per scope: the SDK looks one up under a
 	// mutex, and the hot paths ask for theirs on every span.
 	tracers sync.Map // scope -> trace.Tracer
@@ -66,8 +66,8 @@ func (b *providerBox) tracer(scope string) trace.Tracer {
 		return t.(trace.Tracer)
 	}
 	t := b.tp.Tracer(scope)
-	if b.sampler != nil {
-		t = &decidingTracer{sdk: t, sampler: b.sampler}
+	if b.sampling != nil {
+		t = &decidingTracer{sdk: t, sampling: *b.sampling}
 	}
 	cached, _ := b.tracers.LoadOrStore(scope, t)
 	return cached.(trace.Tracer)
@@ -148,8 +148,8 @@ func Setup(ctx context.Context, serviceName string, log *slog.Logger) (shutdown 
 	if err != nil && log != nil {
 		log.Warn("tracing", "err", err)
 	}
-	tp := newProvider(sampler, sdktrace.WithBatcher(exp), sdktrace.WithResource(res))
-	restore := use(tp, sampler)
+	tp := newProvider(sampler.sampler, sdktrace.WithBatcher(exp), sdktrace.WithResource(res))
+	restore := use(tp, &sampler)
 	return func(ctx context.Context) error {
 		restore()
 		if err := tp.Shutdown(ctx); err != nil {
@@ -171,12 +171,12 @@ func newProvider(sampler sdktrace.Sampler, opts ...sdktrace.TracerProviderOption
 	return sdktrace.NewTracerProvider(append(opts, sdktrace.WithSampler(sampler), sdktrace.WithIDGenerator(idGenerator{}))...)
 }
 
-// use is Use; a non-nil sampler must be tp's own (newProvider).
-func use(tp trace.TracerProvider, sampler sdktrace.Sampler) (restore func()) {
+// use is Use; a non-nil s must hold tp's own sampler (newProvider).
+func use(tp trace.TracerProvider, s *sampling) (restore func()) {
 	prevTP, prevProp := otel.GetTracerProvider(), otel.GetTextMapPropagator()
 	otel.SetTracerProvider(tp)
 	otel.SetTextMapPropagator(propagator)
-	provider.Store(&providerBox{tp: tp, sampler: sampler})
+	provider.Store(&providerBox{tp: tp, sampling: s})
 	return func() {
 		provider.Store(nil)
 		otel.SetTracerProvider(prevTP)
