@@ -192,8 +192,9 @@ func TestDecidedChildren(t *testing.T) {
 
 // BenchmarkAttemptSpan is the cost of the worker's attempt span (a new
 // root, consumer kind, ended at once) at the README's 1% sampling, as the
-// SDK builds it, as decided first by the sampler, and as decided by the
-// sampler's rule for roots (what Setup installs).
+// SDK builds it, as decided first by the sampler, as decided by the
+// sampler's rule for roots (what Setup installs), and as the worker starts
+// it (Scope.StartRoot).
 func BenchmarkAttemptSpan(b *testing.B) {
 	sampler := sdktrace.ParentBased(sdktrace.TraceIDRatioBased(0.01))
 	opts := []trace.SpanStartOption{trace.WithNewRoot(), trace.WithSpanKind(trace.SpanKindConsumer)}
@@ -220,6 +221,19 @@ func BenchmarkAttemptSpan(b *testing.B) {
 		tp := newProvider(s.sampler, sdktrace.WithBatcher(tracetest.NewNoopExporter()))
 		defer func() { _ = tp.Shutdown(context.Background()) }()
 		run(b, &decidingTracer{sdk: tp.Tracer("bench"), sampling: s})
+	})
+	b.Run("StartRoot by rule", func(b *testing.B) {
+		s := envSampling(b, "parentbased_traceidratio", "0.01")
+		tp := newProvider(s.sampler, sdktrace.WithBatcher(tracetest.NewNoopExporter()))
+		restore := use(tp, &s)
+		defer func() { restore(); _ = tp.Shutdown(context.Background()) }()
+		scope := NewScope("bench")
+		b.ReportAllocs()
+		ctx := context.Background()
+		for b.Loop() {
+			_, span := scope.StartRoot(ctx, "process AI_PREVIEW", trace.SpanKindConsumer, trace.SpanContext{})
+			span.End()
+		}
 	})
 }
 
@@ -277,12 +291,19 @@ func TestDroppedSpanAllocations(t *testing.T) {
 	scope := NewScope("test")
 	opts := []trace.SpanStartOption{trace.WithNewRoot(), trace.WithSpanKind(trace.SpanKindConsumer)}
 	ctx := context.Background()
-	allocs := testing.AllocsPerRun(1000, func() {
-		_, span := scope.Tracer().Start(ctx, "process AI_PREVIEW", opts...)
-		span.End()
-	})
-	if allocs > 1 {
-		t.Errorf("%v allocations per dropped root span, want 1", allocs)
+	for name, start := range map[string]func(){
+		"Start": func() {
+			_, span := scope.Tracer().Start(ctx, "process AI_PREVIEW", opts...)
+			span.End()
+		},
+		"StartRoot": func() {
+			_, span := scope.StartRoot(ctx, "process AI_PREVIEW", trace.SpanKindConsumer, trace.SpanContext{})
+			span.End()
+		},
+	} {
+		if allocs := testing.AllocsPerRun(1000, start); allocs > 1 {
+			t.Errorf("%s: %v allocations per dropped root span, want 1", name, allocs)
+		}
 	}
 }
 
@@ -305,4 +326,63 @@ func TestScopeFollowsTheProvider(t *testing.T) {
 			t.Errorf("%d spans reached the installed provider's exporter, want 1", got)
 		}
 	}
+}
+
+// TestStartRoot: a scope's root is a root of its own under a sampled span,
+// of the kind asked, linked to the span given; the same whether the
+// sampler's rule for roots decides it (as Setup installs it) or the sampler
+// is asked; and a root the rule drops is not sampled, in a trace of its own.
+func TestStartRoot(t *testing.T) {
+	scope := NewScope("test")
+	link := trace.NewSpanContext(trace.SpanContextConfig{TraceID: newTraceID(), SpanID: newSpanID(), TraceFlags: trace.FlagsSampled, Remote: true})
+	for _, c := range []struct {
+		name string
+		s    sampling
+	}{
+		{"rule", envSampling(t, "parentbased_traceidratio", "1")},
+		{"sampler asked", sampling{sampler: sdktrace.ParentBased(sdktrace.AlwaysSample())}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			exp := recordSampling(t, c.s)
+			ctx, parent := scope.Tracer().Start(context.Background(), "request")
+			_, span := scope.StartRoot(ctx, "process AI_PREVIEW", trace.SpanKindConsumer, link)
+			if !span.IsRecording() || span.SpanContext().TraceID() == parent.SpanContext().TraceID() {
+				t.Fatalf("root %v under %v: want a recorded span in a trace of its own", span.SpanContext(), parent.SpanContext())
+			}
+			_, unlinked := scope.StartRoot(ctx, "unlinked", trace.SpanKindInternal, trace.SpanContext{})
+			unlinked.End()
+			span.End()
+			parent.End()
+			got := exp.GetSpans()
+			if len(got) != 3 {
+				t.Fatalf("%d spans exported, want 3", len(got))
+			}
+			for _, s := range got {
+				switch s.Name {
+				case "process AI_PREVIEW":
+					if s.Parent.IsValid() || s.SpanKind != trace.SpanKindConsumer || len(s.Links) != 1 || !s.Links[0].SpanContext.Equal(link) {
+						t.Errorf("root: parent %v, kind %v, links %v; want no parent, consumer, the link", s.Parent, s.SpanKind, s.Links)
+					}
+				case "unlinked":
+					if s.Parent.IsValid() || s.SpanKind != trace.SpanKindInternal || len(s.Links) != 0 {
+						t.Errorf("unlinked root: parent %v, kind %v, links %v", s.Parent, s.SpanKind, s.Links)
+					}
+				}
+			}
+		})
+	}
+	t.Run("dropped by the rule", func(t *testing.T) {
+		exp := recordSampling(t, envSampling(t, "parentbased_traceidratio", "0"))
+		parent := trace.NewSpanContext(trace.SpanContextConfig{TraceID: newTraceID(), SpanID: newSpanID(), TraceFlags: trace.FlagsSampled})
+		ctx := trace.ContextWithSpanContext(context.Background(), parent)
+		ctx, span := scope.StartRoot(ctx, "process AI_PREVIEW", trace.SpanKindConsumer, link)
+		sc := span.SpanContext()
+		if !sc.IsValid() || sc.IsSampled() || span.IsRecording() || sc.TraceID() == parent.TraceID() || trace.SpanFromContext(ctx) != span {
+			t.Errorf("dropped root %v under %v: want valid, not sampled, a trace of its own, in its context", sc, parent)
+		}
+		span.End()
+		if n := len(exp.GetSpans()); n != 0 {
+			t.Errorf("%d spans exported", n)
+		}
+	})
 }

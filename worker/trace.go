@@ -27,11 +27,7 @@ var tracerScope = tracing.NewScope("github.com/jobsd/jobsd/worker")
 // documents decide by trace id, not by attributes; and the tracer decides
 // before it builds the span: tracing/decide.go.)
 func startAttemptSpan(ctx context.Context, c store.Claimed, workerID string) (context.Context, trace.Span) {
-	opts := attemptSpanOptions
-	if sc := tracing.ParseParent(c.TraceContext); sc.IsValid() {
-		opts = append(opts[:len(opts):len(opts)], trace.WithLinks(trace.Link{SpanContext: sc}))
-	}
-	ctx, span := tracerScope.Tracer().Start(ctx, attemptSpanName(c.Type), opts...)
+	ctx, span := tracerScope.StartRoot(ctx, attemptSpanName(c.Type), trace.SpanKindConsumer, tracing.ParseParent(c.TraceContext))
 	if span.IsRecording() {
 		span.SetAttributes(
 			semconv.MessagingSystemKey.String("jobsd"),
@@ -47,9 +43,6 @@ func startAttemptSpan(ctx context.Context, c store.Claimed, workerID string) (co
 	}
 	return ctx, span
 }
-
-// attemptSpanOptions are every attempt span's options, made once.
-var attemptSpanOptions = []trace.SpanStartOption{trace.WithNewRoot(), trace.WithSpanKind(trace.SpanKindConsumer)}
 
 // attemptSpanNames are the attempt spans' names by job type, made once.
 var attemptSpanNames = func() map[job.Type]string {
