@@ -29,13 +29,14 @@ var tracerScope = tracing.NewScope("github.com/jobsd/jobsd/worker")
 func startAttemptSpan(ctx context.Context, c store.Claimed, workerID string) (context.Context, trace.Span) {
 	ctx, span := tracerScope.StartRoot(ctx, attemptSpanName(c.Type), trace.SpanKindConsumer, tracing.ParseParent(c.TraceContext))
 	if span.IsRecording() {
+		id := c.ID.String()
 		span.SetAttributes(
 			semconv.MessagingSystemKey.String("jobsd"),
 			semconv.MessagingOperationName("process"),
 			semconv.MessagingOperationTypeProcess,
 			semconv.MessagingDestinationName(string(c.Type)),
-			semconv.MessagingMessageID(c.ID.String()),
-			attribute.String("jobsd.job.id", c.ID.String()),
+			semconv.MessagingMessageID(id),
+			attribute.String("jobsd.job.id", id),
 			attribute.Int("jobsd.attempt", c.Attempts),
 			attribute.Int("jobsd.max_attempts", c.MaxAttempts),
 			attribute.String("jobsd.worker.id", workerID),
