@@ -117,14 +117,16 @@ type Worker struct {
 	rescues  *prometheus.CounterVec
 	kills    *prometheus.CounterVec
 	inFlight prometheus.Gauge
-	// byType holds each job type's series (and Other's), resolved once:
-	// an attempt updates four of them, and WithLabelValues hashes its
-	// labels under a lock on every call.
-	byType map[string]*typeSeries
+	// byType holds each job type's series, resolved once: an attempt
+	// updates four of them, and WithLabelValues hashes its labels under a
+	// lock on every call. other counts the types outside JobTypes.
+	byType map[string]*Attempts
+	other  *Attempts
 }
 
 // typeSeries are one job type's series that every attempt updates.
 type typeSeries struct {
+	label     string
 	started   prometheus.Counter
 	completed prometheus.Counter // jobsd_attempts_total{outcome="completed",error_class="none"}
 	duration  prometheus.Observer
@@ -172,20 +174,20 @@ func NewWorker(reg prometheus.Registerer) *Worker {
 	for _, k := range []string{KillTimeout, KillMemory, KillCPU, KillCancelled, KillOutput} {
 		w.kills.WithLabelValues(k)
 	}
-	w.byType = map[string]*typeSeries{}
+	w.byType = map[string]*Attempts{}
 	for _, t := range JobTypes {
 		// The failure-ratio alert divides failed by all attempts; both
 		// series should exist before the first failure.
-		w.byType[t] = w.newTypeSeries(t)
+		w.byType[t] = &Attempts{w: w, s: w.newTypeSeries(t)}
 	}
+	w.other = &Attempts{w: w}
 	return w
 }
 
-// newTypeSeries resolves (and so creates) t's series. A type outside
-// JobTypes goes through WithLabelValues as Other: a bug whose series
-// should not exist before it happens.
+// newTypeSeries resolves (and so creates) t's series.
 func (w *Worker) newTypeSeries(t string) *typeSeries {
 	return &typeSeries{
+		label:     t,
 		started:   w.started.WithLabelValues(t),
 		completed: w.attempts.WithLabelValues(t, OutcomeCompleted, ErrorNone),
 		duration:  w.duration.WithLabelValues(t),
@@ -193,56 +195,90 @@ func (w *Worker) newTypeSeries(t string) *typeSeries {
 	}
 }
 
-// AttemptStarted counts an attempt of a job of jobType beginning.
-func (w *Worker) AttemptStarted(jobType string) {
-	if w == nil {
-		return
-	}
-	if s := w.byType[jobType]; s != nil {
-		s.started.Inc()
-		return
-	}
-	w.started.WithLabelValues(typeLabel(jobType)).Inc()
+// Attempts are one job type's attempt series, resolved once: a worker
+// looks them up when an attempt starts, and updates them at its start and
+// end without a lookup by type each time. Every method of a nil *Attempts
+// does nothing.
+type Attempts struct {
+	w *Worker
+	// s are the type's series; nil for the types outside JobTypes, counted
+	// as Other through WithLabelValues: a bug, whose series should not
+	// exist before it happens.
+	s *typeSeries
 }
 
-// AttemptEnded counts an attempt's end and its duration d. outcome is one
-// of the Outcome* constants; errorClass one of the Error* constants (""
-// for none; ErrorClassOf derives it from the client message). Values
-// outside those sets are counted as Other.
-func (w *Worker) AttemptEnded(jobType, outcome, errorClass string, d time.Duration) {
+// Attempts returns jobType's attempt series; nil for a nil Worker.
+func (w *Worker) Attempts(jobType string) *Attempts {
 	if w == nil {
+		return nil
+	}
+	if a := w.byType[jobType]; a != nil {
+		return a
+	}
+	return w.other
+}
+
+// Started counts an attempt beginning.
+func (a *Attempts) Started() {
+	if a == nil {
 		return
 	}
-	if s := w.byType[jobType]; s != nil {
-		if outcome == OutcomeCompleted && (errorClass == "" || errorClass == ErrorNone) {
-			s.completed.Inc()
-		} else {
-			w.attempts.WithLabelValues(jobType, oneOf(outcomeSet, outcome), ErrorClass(errorClass)).Inc()
-		}
-		s.duration.Observe(d.Seconds())
+	if a.s != nil {
+		a.s.started.Inc()
 		return
 	}
-	t := typeLabel(jobType)
-	w.attempts.WithLabelValues(t, oneOf(outcomeSet, outcome), ErrorClass(errorClass)).Inc()
-	w.duration.WithLabelValues(t).Observe(d.Seconds())
+	a.w.started.WithLabelValues(Other).Inc()
+}
+
+// Ended counts an attempt's end and its duration d. outcome is one of the
+// Outcome* constants; errorClass one of the Error* constants ("" for none;
+// ErrorClassOf derives it from the client message). Values outside those
+// sets are counted as Other.
+func (a *Attempts) Ended(outcome, errorClass string, d time.Duration) {
+	if a == nil {
+		return
+	}
+	w := a.w
+	if a.s == nil {
+		w.attempts.WithLabelValues(Other, oneOf(outcomeSet, outcome), ErrorClass(errorClass)).Inc()
+		w.duration.WithLabelValues(Other).Observe(d.Seconds())
+		return
+	}
+	if outcome == OutcomeCompleted && (errorClass == "" || errorClass == ErrorNone) {
+		a.s.completed.Inc()
+	} else {
+		w.attempts.WithLabelValues(a.s.label, oneOf(outcomeSet, outcome), ErrorClass(errorClass)).Inc()
+	}
+	a.s.duration.Observe(d.Seconds())
 }
 
 // Pickup records how long a job waited from creation to its first claim.
 // Call it for first attempts only: a retry waits for its backoff, which is
 // not pickup latency.
-func (w *Worker) Pickup(jobType string, d time.Duration) {
-	if w == nil {
+func (a *Attempts) Pickup(d time.Duration) {
+	if a == nil {
 		return
 	}
 	if d < 0 { // the database's and this host's clocks disagree
 		d = 0
 	}
-	if s := w.byType[jobType]; s != nil {
-		s.pickup.Observe(d.Seconds())
+	if a.s != nil {
+		a.s.pickup.Observe(d.Seconds())
 		return
 	}
-	w.pickup.WithLabelValues(typeLabel(jobType)).Observe(d.Seconds())
+	a.w.pickup.WithLabelValues(Other).Observe(d.Seconds())
 }
+
+// AttemptStarted counts an attempt of a job of jobType beginning.
+func (w *Worker) AttemptStarted(jobType string) { w.Attempts(jobType).Started() }
+
+// AttemptEnded is Attempts(jobType).Ended(outcome, errorClass, d).
+func (w *Worker) AttemptEnded(jobType, outcome, errorClass string, d time.Duration) {
+	w.Attempts(jobType).Ended(outcome, errorClass, d)
+}
+
+// Pickup is Attempts(jobType).Pickup(d).
+func (w *Worker) Pickup(jobType string, d time.Duration) { w.Attempts(jobType).Pickup(d) }
 
 // Rescued counts one rescuer pass's results: jobs returned to the queue and
 // jobs failed for having no attempts left.

@@ -12,8 +12,8 @@ import (
 	"github.com/jobsd/jobsd/tracing"
 )
 
-// tracerScope names the model calls' instrumentation scope.
-const tracerScope = "github.com/jobsd/jobsd/model"
+// tracerScope is the model calls' instrumentation scope.
+var tracerScope = tracing.NewScope("github.com/jobsd/jobsd/model")
 
 // providerLocal is the gen_ai.provider.name of the local provider, which
 // the conventions do not know.
@@ -34,7 +34,7 @@ func traced(ctx context.Context, provider attribute.KeyValue, modelID string, do
 	if parent := trace.SpanFromContext(ctx); parent.SpanContext().IsValid() && !parent.IsRecording() {
 		return do(ctx)
 	}
-	ctx, span := tracing.Tracer(tracerScope).Start(ctx, "chat "+modelID, trace.WithSpanKind(trace.SpanKindClient))
+	ctx, span := tracerScope.Tracer().Start(ctx, "chat "+modelID, trace.WithSpanKind(trace.SpanKindClient))
 	defer span.End()
 	if !span.IsRecording() { // not sampled: no attributes to build
 		return do(ctx)

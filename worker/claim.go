@@ -92,9 +92,7 @@ func (w *Worker) claimAndStart(ctx, jobCtx context.Context) (claimed, asked int,
 	if err != nil {
 		return 0, n, err
 	}
-	for _, c := range got {
-		w.start(jobCtx, c)
-	}
+	w.startAll(jobCtx, got)
 	return len(got), n, nil
 }
 

@@ -45,9 +45,7 @@ func (w *Worker) RunClaimed(jobCtx context.Context, claims []store.Claimed) []En
 	// A runner per attempt, so none waits for another's slot: the caller
 	// claimed only what it means to run at once.
 	stop := w.startMachinery(jobCtx, w.heartbeats, len(claims))
-	for _, c := range claims {
-		w.start(jobCtx, c)
-	}
+	w.startAll(jobCtx, claims)
 	w.pending.Wait()
 	stop()
 	w.releaseClaims(w.log)

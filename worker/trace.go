@@ -12,8 +12,8 @@ import (
 	"github.com/jobsd/jobsd/tracing"
 )
 
-// tracerScope names the worker's spans' instrumentation scope.
-const tracerScope = "github.com/jobsd/jobsd/worker"
+// tracerScope is the worker's spans' instrumentation scope.
+var tracerScope = tracing.NewScope("github.com/jobsd/jobsd/worker")
 
 // startAttemptSpan starts the span of one attempt, "process <TYPE>": the
 // root of a trace of its own (an attempt runs long after the request that
@@ -27,19 +27,16 @@ const tracerScope = "github.com/jobsd/jobsd/worker"
 // documents decide by trace id, not by attributes; and the tracer decides
 // before it builds the span: tracing/decide.go.)
 func startAttemptSpan(ctx context.Context, c store.Claimed, workerID string) (context.Context, trace.Span) {
-	opts := attemptSpanOptions
-	if sc := tracing.ParseParent(c.TraceContext); sc.IsValid() {
-		opts = append(opts[:len(opts):len(opts)], trace.WithLinks(trace.Link{SpanContext: sc}))
-	}
-	ctx, span := tracing.Tracer(tracerScope).Start(ctx, attemptSpanName(c.Type), opts...)
+	ctx, span := tracerScope.StartRoot(ctx, attemptSpanName(c.Type), trace.SpanKindConsumer, tracing.ParseParent(c.TraceContext))
 	if span.IsRecording() {
+		id := c.ID.String()
 		span.SetAttributes(
 			semconv.MessagingSystemKey.String("jobsd"),
 			semconv.MessagingOperationName("process"),
 			semconv.MessagingOperationTypeProcess,
 			semconv.MessagingDestinationName(string(c.Type)),
-			semconv.MessagingMessageID(c.ID.String()),
-			attribute.String("jobsd.job.id", c.ID.String()),
+			semconv.MessagingMessageID(id),
+			attribute.String("jobsd.job.id", id),
 			attribute.Int("jobsd.attempt", c.Attempts),
 			attribute.Int("jobsd.max_attempts", c.MaxAttempts),
 			attribute.String("jobsd.worker.id", workerID),
@@ -47,9 +44,6 @@ func startAttemptSpan(ctx context.Context, c store.Claimed, workerID string) (co
 	}
 	return ctx, span
 }
-
-// attemptSpanOptions are every attempt span's options, made once.
-var attemptSpanOptions = []trace.SpanStartOption{trace.WithNewRoot(), trace.WithSpanKind(trace.SpanKindConsumer)}
 
 // attemptSpanNames are the attempt spans' names by job type, made once.
 var attemptSpanNames = func() map[job.Type]string {

@@ -64,7 +64,9 @@ func (w *Worker) write(batch []ending, log *slog.Logger) {
 	if err != nil {
 		log.Warn("writing outcomes failed; their leases will expire and be rescued", "attempts", len(batch), "err", err)
 	}
+	now := time.Now() // the batch's outcomes ended together
 	for _, e := range batch {
-		w.ended(e, done[e.o.ID], err)
+		w.ended(e, done[e.o.ID], err, now)
 	}
+	w.setInFlight()
 }
