@@ -32,8 +32,8 @@ func processSeries(t *testing.T) map[string]bool {
 
 	// Vectors export a series once they have a child: make one of each.
 	api.Request("/x", http.MethodGet, "")(http.StatusNoContent)
-	w.AttemptEnded("AI_PREVIEW", OutcomeCompleted, "", time.Second)
-	w.Pickup("AI_PREVIEW", time.Second)
+	w.Attempts("AI_PREVIEW").Ended(OutcomeCompleted, "", time.Second)
+	w.Attempts("AI_PREVIEW").Pickup(time.Second)
 
 	mfs, err := reg.Gather()
 	if err != nil {

@@ -82,9 +82,9 @@ func mustValue(t *testing.T, reg prometheus.Gatherer, name string, labels map[st
 // TestNilWorker: every method of a nil *Worker and a nil *API is a no-op.
 func TestNilWorker(t *testing.T) {
 	var w *Worker
-	w.AttemptStarted("AI_PREVIEW")
-	w.AttemptEnded("AI_PREVIEW", OutcomeCompleted, "", time.Second)
-	w.Pickup("AI_PREVIEW", time.Second)
+	w.Attempts("AI_PREVIEW").Started()
+	w.Attempts("AI_PREVIEW").Ended(OutcomeCompleted, "", time.Second)
+	w.Attempts("AI_PREVIEW").Pickup(time.Second)
 	w.Rescued(1, 1)
 	w.ParseKilled(KillMemory)
 	w.SetInFlight(3)
@@ -103,13 +103,13 @@ func TestNilWorker(t *testing.T) {
 func TestWorker(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	w := NewWorker(reg)
-	w.AttemptStarted("AI_PREVIEW")
-	w.AttemptStarted("NO_SUCH_TYPE")
-	w.AttemptEnded("AI_PREVIEW", OutcomeCompleted, "", 20*time.Millisecond)
-	w.AttemptEnded("AI_PREVIEW", OutcomeRetried, ErrorThrottled, time.Second)
-	w.AttemptEnded("RISK_ANALYSIS", "exploded", "disk on fire", time.Second)
-	w.Pickup("AI_PREVIEW", 5*time.Millisecond)
-	w.Pickup("AI_PREVIEW", -time.Second) // clocks disagree: counted as 0
+	w.Attempts("AI_PREVIEW").Started()
+	w.Attempts("NO_SUCH_TYPE").Started()
+	w.Attempts("AI_PREVIEW").Ended(OutcomeCompleted, "", 20*time.Millisecond)
+	w.Attempts("AI_PREVIEW").Ended(OutcomeRetried, ErrorThrottled, time.Second)
+	w.Attempts("RISK_ANALYSIS").Ended("exploded", "disk on fire", time.Second)
+	w.Attempts("AI_PREVIEW").Pickup(5*time.Millisecond)
+	w.Attempts("AI_PREVIEW").Pickup(-time.Second) // clocks disagree: counted as 0
 	w.Rescued(2, 1)
 	w.Rescued(0, 0)
 	w.ParseKilled(KillMemory)

@@ -269,17 +269,6 @@ func (a *Attempts) Pickup(d time.Duration) {
 	a.w.pickup.WithLabelValues(Other).Observe(d.Seconds())
 }
 
-// AttemptStarted counts an attempt of a job of jobType beginning.
-func (w *Worker) AttemptStarted(jobType string) { w.Attempts(jobType).Started() }
-
-// AttemptEnded is Attempts(jobType).Ended(outcome, errorClass, d).
-func (w *Worker) AttemptEnded(jobType, outcome, errorClass string, d time.Duration) {
-	w.Attempts(jobType).Ended(outcome, errorClass, d)
-}
-
-// Pickup is Attempts(jobType).Pickup(d).
-func (w *Worker) Pickup(jobType string, d time.Duration) { w.Attempts(jobType).Pickup(d) }
-
 // Rescued counts one rescuer pass's results: jobs returned to the queue and
 // jobs failed for having no attempts left.
 func (w *Worker) Rescued(retried, failed int) {
