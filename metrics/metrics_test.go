@@ -108,7 +108,7 @@ func TestWorker(t *testing.T) {
 	w.Attempts("AI_PREVIEW").Ended(OutcomeCompleted, "", 20*time.Millisecond)
 	w.Attempts("AI_PREVIEW").Ended(OutcomeRetried, ErrorThrottled, time.Second)
 	w.Attempts("RISK_ANALYSIS").Ended("exploded", "disk on fire", time.Second)
-	w.Attempts("AI_PREVIEW").Pickup(5*time.Millisecond)
+	w.Attempts("AI_PREVIEW").Pickup(5 * time.Millisecond)
 	w.Attempts("AI_PREVIEW").Pickup(-time.Second) // clocks disagree: counted as 0
 	w.Rescued(2, 1)
 	w.Rescued(0, 0)
