@@ -1,6 +1,7 @@
 package store_test
 
 import (
+	"database/sql/driver"
 	"encoding/json"
 	"fmt"
 	"strings"
@@ -8,6 +9,7 @@ import (
 	"time"
 
 	"github.com/jmoiron/sqlx"
+	"github.com/lib/pq"
 
 	"github.com/jobsd/jobsd/internal/pgtest"
 	"github.com/jobsd/jobsd/store"
@@ -78,21 +80,74 @@ func TestQueuePlansIgnoreStatistics(t *testing.T) {
 }
 
 // checkPlans fails for every statement whose plan has a sequential scan of
-// job_queue or jobs.
+// job_queue or jobs: the plan made for its arguments, and the generic plan
+// that PostgreSQL switches to for a prepared statement (the worker
+// prepares its claims and outcomes, prepared.go) once that costs no more.
 func checkPlans(t *testing.T, db *sqlx.DB, when string, stmts []store.QueueStatement) {
 	t.Helper()
+	ctx := t.Context()
+	conn, err := db.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := conn.ExecContext(ctx, `SET plan_cache_mode = force_generic_plan`); err != nil {
+		t.Fatal(err)
+	}
+	defer conn.ExecContext(ctx, `RESET plan_cache_mode`) //nolint:errcheck // the connection goes back to the pool
 	for _, s := range stmts {
 		var raw []byte
 		if err := db.QueryRow("EXPLAIN (FORMAT JSON) "+s.SQL, s.Args...).Scan(&raw); err != nil {
 			t.Fatalf("%s: explain %s: %v", when, s.Name, err)
 		}
-		var plans []struct{ Plan planNode }
-		if err := json.Unmarshal(raw, &plans); err != nil {
+		checkPlan(t, when, s.Name, raw)
+
+		if _, err := conn.ExecContext(ctx, "PREPARE q AS "+s.SQL); err != nil {
+			t.Fatalf("%s: prepare %s: %v", when, s.Name, err)
+		}
+		// EXECUTE takes no parameters of its own: the arguments go as literals.
+		literals := make([]string, len(s.Args))
+		for i, a := range s.Args {
+			literals[i] = sqlLiteral(t, a)
+		}
+		err := conn.QueryRowContext(ctx, "EXPLAIN (FORMAT JSON) EXECUTE q("+strings.Join(literals, ", ")+")").Scan(&raw)
+		if _, derr := conn.ExecContext(ctx, `DEALLOCATE q`); derr != nil {
+			t.Fatal(derr)
+		}
+		if err != nil {
+			t.Fatalf("%s: explain the generic plan of %s: %v", when, s.Name, err)
+		}
+		checkPlan(t, when, s.Name+" (generic plan)", raw)
+	}
+}
+
+// sqlLiteral is v as a quoted literal, of the type its place gives it.
+func sqlLiteral(t *testing.T, v any) string {
+	t.Helper()
+	if valuer, ok := v.(driver.Valuer); ok {
+		var err error
+		if v, err = valuer.Value(); err != nil {
 			t.Fatal(err)
 		}
-		if seq := plans[0].Plan.seqScans(); len(seq) > 0 {
-			t.Errorf("%s: %s plan scans %s sequentially:\n%s", when, s.Name, strings.Join(seq, ", "), raw)
-		}
+	}
+	switch x := v.(type) {
+	case time.Time:
+		return pq.QuoteLiteral(x.Format(time.RFC3339Nano))
+	case []byte:
+		return pq.QuoteLiteral(string(x))
+	default:
+		return pq.QuoteLiteral(fmt.Sprint(x))
+	}
+}
+
+func checkPlan(t *testing.T, when, name string, raw []byte) {
+	t.Helper()
+	var plans []struct{ Plan planNode }
+	if err := json.Unmarshal(raw, &plans); err != nil {
+		t.Fatal(err)
+	}
+	if seq := plans[0].Plan.seqScans(); len(seq) > 0 {
+		t.Errorf("%s: %s plan scans %s sequentially:\n%s", when, name, strings.Join(seq, ", "), raw)
 	}
 }
 

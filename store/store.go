@@ -81,6 +81,8 @@ type Store struct {
 	outbox       outbox
 	// pooler is Options.Pooler: nothing is prepared.
 	pooler bool
+	// stmts are the worker's prepared statements (prepared.go).
+	stmts preparedStmts
 	// ping is the Ping in flight, if any.
 	pingMu sync.Mutex
 	ping   *pingCall
