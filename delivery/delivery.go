@@ -161,7 +161,7 @@ func (c *Config) defaults() {
 		c.Log = slog.Default()
 	}
 	if c.Client == nil {
-		c.Client = webhook.NewClient(webhook.ClientOptions{AllowPrivate: c.AllowPrivate, Timeout: c.Timeout, IdleConnsPerHost: c.PerEndpoint})
+		c.Client = webhook.NewClient(webhook.ClientOptions{AllowPrivate: c.AllowPrivate, Timeout: c.Timeout, IdleConnsPerHost: c.Concurrency})
 	}
 	if c.Sealer == nil {
 		c.Sealer, _ = webhook.NewSealer("")

@@ -46,6 +46,7 @@ type receiver struct {
 	accepted map[string]int         // webhook-id -> 2xx answers
 	bodies   map[string]deliveredEv // webhook-id -> last body
 	requests atomic.Int64
+	conns    atomic.Int64 // connections accepted
 
 	addr string
 	srv  *http.Server
@@ -83,7 +84,12 @@ func newReceiver(t *testing.T, secrets ...string) *receiver {
 func (r *receiver) url() string { return "http://" + r.addr + "/hook" }
 
 func (r *receiver) serve(ln net.Listener) {
-	r.srv = &http.Server{Handler: http.HandlerFunc(r.handle), ReadHeaderTimeout: 5 * time.Second}
+	r.srv = &http.Server{Handler: http.HandlerFunc(r.handle), ReadHeaderTimeout: 5 * time.Second,
+		ConnState: func(_ net.Conn, s http.ConnState) {
+			if s == http.StateNew {
+				r.conns.Add(1)
+			}
+		}}
 	go func() { _ = r.srv.Serve(ln) }()
 }
 
@@ -675,6 +681,30 @@ func TestSlowEndpointDelaysOnlyItself(t *testing.T) {
 		t.Errorf("bob's events took %v behind alice's slow endpoint", took)
 	}
 	t.Logf("bob's 5 events delivered %v after their jobs ended, alice's slow endpoint busy (%d requests so far)", took.Round(time.Millisecond), slow.requests.Load())
+}
+
+// TestEndpointsOnOneHostShareConnections: the endpoints of many users on
+// one host (a platform that receives webhooks for its tenants) are sent to
+// over kept-alive connections, no more of them opened than attempts can be
+// in flight at once (Concurrency). Keeping only PerEndpoint connections
+// idle per host, the client opened and closed one for most requests.
+func TestEndpointsOnOneHostShareConnections(t *testing.T) {
+	s := newSetup(t)
+	rcv := newReceiver(t) // no secrets: each user's endpoint signs with its own
+	const users, perUser = 40, 25
+	for u := range users {
+		s.endpoint(t, fmt.Sprintf("tenant-%d", u), rcv.url())
+	}
+	for u := range users {
+		s.endJobs(t, fmt.Sprintf("tenant-%d", u), perUser, `{"output":"x"}`)
+	}
+	s.run(t, delivery.Config{})
+	waitFor(t, 30*time.Second, func() bool { return len(rcv.acceptedIDs()) == users*perUser }, "every event delivered")
+	if n := rcv.conns.Load(); n > delivery.DefaultConcurrency {
+		t.Errorf("%d events to %d endpoints on one host opened %d connections; at most %d attempts are in flight at once",
+			users*perUser, users, n, delivery.DefaultConcurrency)
+	}
+	t.Logf("%d events, %d endpoints on one host: %d connections", users*perUser, users, rcv.conns.Load())
 }
 
 // TestTwoDeliverersShareTheOutbox: two delivery loops on one database (two

@@ -45,10 +45,11 @@ type ClientOptions struct {
 	// Resolver looks up hosts; nil means net.DefaultResolver.
 	Resolver Resolver
 	// IdleConnsPerHost is how many connections to one host are kept open
-	// between requests; 0 means 4. The sender's per-endpoint concurrency:
-	// fewer closes a connection after most requests and opens another for
-	// the next, which cost the bench's one busy endpoint more CPU than the
-	// requests themselves.
+	// between requests; 0 means 4. The sender's whole concurrency: many
+	// endpoints may share a host (a platform receiving for its tenants),
+	// and with fewer kept the client closes a connection after most
+	// requests and opens another for the next, which cost more CPU than
+	// the requests themselves.
 	IdleConnsPerHost int
 	// dial connects to an address already checked (ip:port); nil means a
 	// net.Dialer. Tests replace it to observe what is dialled.
