@@ -685,8 +685,8 @@ func TestSlowEndpointDelaysOnlyItself(t *testing.T) {
 
 // TestEndpointsOnOneHostShareConnections: the endpoints of many users on
 // one host (a platform that receives webhooks for its tenants) are sent to
-// over kept-alive connections, no more of them opened than attempts can be
-// in flight at once (Concurrency). Keeping only PerEndpoint connections
+// over kept-alive connections, about as many opened as attempts can be in
+// flight at once (Concurrency). Keeping only PerEndpoint connections
 // idle per host, the client opened and closed one for most requests.
 func TestEndpointsOnOneHostShareConnections(t *testing.T) {
 	s := newSetup(t)
@@ -700,7 +700,11 @@ func TestEndpointsOnOneHostShareConnections(t *testing.T) {
 	}
 	s.run(t, delivery.Config{})
 	waitFor(t, 30*time.Second, func() bool { return len(rcv.acceptedIDs()) == users*perUser }, "every event delivered")
-	if n := rcv.conns.Load(); n > delivery.DefaultConcurrency {
+	// At most Concurrency attempts are in flight, but net/http may dial for
+	// a request while another's connection is on its way back to the pool
+	// (it then keeps both): a few more than Concurrency are fine, one per
+	// request (686 of these 1,000 before) is not.
+	if n := rcv.conns.Load(); n > 3*delivery.DefaultConcurrency {
 		t.Errorf("%d events to %d endpoints on one host opened %d connections; at most %d attempts are in flight at once",
 			users*perUser, users, n, delivery.DefaultConcurrency)
 	}
