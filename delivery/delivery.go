@@ -772,11 +772,11 @@ func (l *loop) recordBacklog(ctx context.Context) {
 	if l.cfg.Metrics == nil {
 		return
 	}
-	n, age, err := l.cfg.Store.DeliveryBacklog(ctx)
+	b, err := l.cfg.Store.DeliveryBacklog(ctx)
 	if err != nil {
 		return
 	}
-	l.cfg.Metrics.Backlog(n, age)
+	l.cfg.Metrics.Backlog(b.Due, b.OutboxJobs, b.Oldest)
 }
 
 // prune deletes deliveries that ended more than Retention ago.

@@ -16,14 +16,15 @@ const (
 
 // Webhooks is the delivery loop's series. A nil *Webhooks records nothing.
 type Webhooks struct {
-	attempts *prometheus.CounterVec
-	duration prometheus.Histogram
-	latency  prometheus.Histogram
-	disabled prometheus.Counter
-	due      prometheus.Gauge
-	age      prometheus.Gauge
-	yielding prometheus.Gauge
-	yielded  prometheus.Counter
+	attempts   *prometheus.CounterVec
+	duration   prometheus.Histogram
+	latency    prometheus.Histogram
+	disabled   prometheus.Counter
+	due        prometheus.Gauge
+	outboxJobs prometheus.Gauge
+	age        prometheus.Gauge
+	yielding   prometheus.Gauge
+	yielded    prometheus.Counter
 }
 
 // NewWebhooks registers the delivery loop's series on reg.
@@ -49,7 +50,11 @@ func NewWebhooks(reg prometheus.Registerer) *Webhooks {
 		}),
 		due: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "jobsd_webhook_deliveries_due",
-			Help: "Webhook events waiting to be sent: deliveries due now, plus the ended jobs in the outbox not yet expanded (read every 5 s by the delivery loop).",
+			Help: "Webhook deliveries due now and not yet sent: retries, test events, replays (read every 5 s by the delivery loop).",
+		}),
+		outboxJobs: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "jobsd_webhook_outbox_jobs",
+			Help: "Ended jobs in the webhook outbox not yet expanded into events: each becomes one event per endpoint of its owner that takes it, possibly none (read every 5 s by the delivery loop).",
 		}),
 		age: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "jobsd_webhook_queue_age_seconds",
@@ -67,7 +72,7 @@ func NewWebhooks(reg prometheus.Registerer) *Webhooks {
 	for _, o := range []string{WebhookDelivered, WebhookRetrying, WebhookFailed} {
 		w.attempts.WithLabelValues(o)
 	}
-	reg.MustRegister(w.attempts, w.duration, w.latency, w.disabled, w.due, w.age, w.yielding, w.yielded)
+	reg.MustRegister(w.attempts, w.duration, w.latency, w.disabled, w.due, w.outboxJobs, w.age, w.yielding, w.yielded)
 	return w
 }
 
@@ -89,12 +94,14 @@ func (w *Webhooks) Disabled() {
 	w.disabled.Inc()
 }
 
-// Backlog sets the due deliveries' gauges.
-func (w *Webhooks) Backlog(due int64, oldest time.Duration) {
+// Backlog sets the gauges of what waits to be sent: due deliveries, ended
+// jobs in the outbox, and the oldest wait of either.
+func (w *Webhooks) Backlog(due, outboxJobs int64, oldest time.Duration) {
 	if w == nil {
 		return
 	}
 	w.due.Set(float64(due))
+	w.outboxJobs.Set(float64(outboxJobs))
 	w.age.Set(oldest.Seconds())
 }
 

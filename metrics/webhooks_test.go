@@ -15,7 +15,7 @@ func TestWebhooks(t *testing.T) {
 	w.Attempt(WebhookDelivered, 20*time.Millisecond, 30*time.Millisecond)
 	w.Attempt(WebhookRetrying, time.Second, 2*time.Second)
 	w.Disabled()
-	w.Backlog(7, 90*time.Second)
+	w.Backlog(7, 500, 90*time.Second)
 	for _, c := range []struct {
 		name   string
 		labels map[string]string
@@ -26,6 +26,7 @@ func TestWebhooks(t *testing.T) {
 		{"jobsd_webhook_attempts_total", map[string]string{"outcome": WebhookFailed}, 0},
 		{"jobsd_webhook_endpoints_disabled_total", nil, 1},
 		{"jobsd_webhook_deliveries_due", nil, 7},
+		{"jobsd_webhook_outbox_jobs", nil, 500},
 		{"jobsd_webhook_queue_age_seconds", nil, 90},
 	} {
 		if got, _ := value(t, reg, c.name, c.labels); got != c.want {
@@ -35,5 +36,5 @@ func TestWebhooks(t *testing.T) {
 	var none *Webhooks
 	none.Attempt(WebhookFailed, 0, 0)
 	none.Disabled()
-	none.Backlog(1, time.Second)
+	none.Backlog(1, 2, time.Second)
 }

@@ -187,26 +187,37 @@ func timeOrderedBound(t time.Time) uuid.UUID {
 	return id
 }
 
-// DeliveryBacklog is the events waiting to be sent: the due deliveries
-// (retries, test events, replays) plus the jobs in the outbox not yet
-// expanded (each counted once, whoever's endpoints take it), and how long
-// the oldest of either has waited (0 when none).
-func (s *Store) DeliveryBacklog(ctx context.Context) (due int64, oldest time.Duration, err error) {
+// DeliveryBacklog is what waits to be sent.
+type DeliveryBacklog struct {
+	// Due is the deliveries due now (retries, test events, replays, events
+	// handed to the retry path): events, one per endpoint.
+	Due int64
+	// OutboxJobs is the ended jobs in the outbox not yet expanded: each
+	// becomes one event per endpoint of its owner that takes it, which may
+	// be none (the outbox holds every ended job once any endpoint exists).
+	OutboxJobs int64
+	// Oldest is how long the oldest of either has waited (0 when none).
+	Oldest time.Duration
+}
+
+// DeliveryBacklog reads what waits to be sent.
+func (s *Store) DeliveryBacklog(ctx context.Context) (DeliveryBacklog, error) {
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
 	var row struct {
-		N   int64   `db:"n"`
-		Age float64 `db:"age"`
+		Due  int64   `db:"due"`
+		Jobs int64   `db:"jobs"`
+		Age  float64 `db:"age"`
 	}
-	err = s.db.GetContext(ctx, &row, `
+	err := s.db.GetContext(ctx, &row, `
 		WITH d AS (SELECT count(*) AS n, min(next_attempt_at) AS oldest
 			FROM webhook_deliveries WHERE status = 'PENDING' AND next_attempt_at <= now()),
 		o AS (SELECT COALESCE(sum(cardinality(job_ids)), 0) AS n, min(occurred_at) AS oldest FROM webhook_outbox)
-		SELECT d.n + o.n AS n,
+		SELECT d.n AS due, o.n AS jobs,
 			COALESCE(extract(epoch FROM now() - LEAST(d.oldest, o.oldest)), 0)::float8 AS age
 		FROM d, o`)
 	if err != nil {
-		return 0, 0, fmt.Errorf("delivery backlog: %w", classify(err))
+		return DeliveryBacklog{}, fmt.Errorf("delivery backlog: %w", classify(err))
 	}
-	return row.N, time.Duration(row.Age * float64(time.Second)), nil
+	return DeliveryBacklog{Due: row.Due, OutboxJobs: row.Jobs, Oldest: time.Duration(row.Age * float64(time.Second))}, nil
 }

@@ -648,3 +648,42 @@ func TestRecordOutboxTwoSendersAtOnce(t *testing.T) {
 		t.Errorf("outbox rows left: %d, %v", outbox, err)
 	}
 }
+
+// TestDeliveryBacklog: what waits to be sent is counted apart: due
+// deliveries (a test event here) are events; the outbox holds ended jobs,
+// every one once any endpoint exists, including those of users without an
+// endpoint, which expand to no event.
+func TestDeliveryBacklog(t *testing.T) {
+	st, _ := pgtest.NewStore(t)
+	ctx := t.Context()
+	if b, err := st.DeliveryBacklog(ctx); err != nil || b != (store.DeliveryBacklog{}) {
+		t.Fatalf("empty: %+v, %v", b, err)
+	}
+	e := newWebhook(t, st, "alice")
+	for _, user := range []string{"alice", "alice", "carol", "carol", "carol"} {
+		if _, _, err := st.Create(ctx, store.NewJob{UserID: user, Type: job.TypeAIPreview, Input: []byte(`{"prompt":"x"}`)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	claimed, _, err := st.Claim(ctx, store.ClaimRequest{Worker: "w", N: 5, Lease: time.Minute})
+	if err != nil || len(claimed) != 5 {
+		t.Fatalf("claim: %d, %v", len(claimed), err)
+	}
+	outs := make([]store.Outcome, len(claimed))
+	for i, c := range claimed {
+		outs[i] = store.Outcome{ID: c.ID, Lease: c.Lease, Kind: store.OutcomeCompleted, Result: []byte(`{}`)}
+	}
+	if _, err := st.Finish(ctx, outs); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.QueueTestDelivery(ctx, store.OwnedBy("alice"), e.ID); err != nil {
+		t.Fatal(err)
+	}
+	b, err := st.DeliveryBacklog(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b.Due != 1 || b.OutboxJobs != 5 || b.Oldest < 0 || b.Oldest > time.Minute {
+		t.Errorf("backlog %+v, want 1 due delivery and 5 ended jobs in the outbox, waiting for less than a minute", b)
+	}
+}
