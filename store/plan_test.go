@@ -90,7 +90,7 @@ func checkPlans(t *testing.T, db *sqlx.DB, when string, stmts []store.QueueState
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer conn.Close()
+	defer func() { _ = conn.Close() }()
 	if _, err := conn.ExecContext(ctx, `SET plan_cache_mode = force_generic_plan`); err != nil {
 		t.Fatal(err)
 	}

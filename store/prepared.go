@@ -15,40 +15,40 @@ import (
 // (pooler.go).
 
 // preparedStmts holds the store's prepared statements by their text.
-type preparedStmts struct{ m sync.Map } // query → *sql.Stmt
+type preparedStmts struct {
+	m  sync.Map   // query → *sql.Stmt
+	mu sync.Mutex // held while one is prepared, so that none is prepared twice
+}
 
 // query runs query with args, prepared unless the store is behind a
-// pooler; within tx when tx is not nil.
-func (s *Store) query(ctx context.Context, tx *sql.Tx, query string, args ...any) (*sql.Rows, error) {
+// pooler.
+func (s *Store) query(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
 	if s.pooler {
-		if tx != nil {
-			return tx.QueryContext(ctx, query, args...)
-		}
 		return s.db.QueryContext(ctx, query, args...)
 	}
-	stmt, err := s.stmts.get(ctx, s.db.DB, query)
+	stmt, err := s.stmts.get(ctx, s.db.DB, query) //nolint:sqlclosecheck // kept for the store's life (get)
 	if err != nil {
 		return nil, err
-	}
-	if tx != nil {
-		stmt = tx.StmtContext(ctx, stmt) // closed by the transaction's end
 	}
 	return stmt.QueryContext(ctx, args...)
 }
 
 // get returns query's statement, preparing it on first use (database/sql
-// prepares it again on each connection that first runs it).
+// prepares it again on each connection that first runs it). The statements
+// live as long as db: closing db closes them.
 func (p *preparedStmts) get(ctx context.Context, db *sql.DB, query string) (*sql.Stmt, error) {
 	if st, ok := p.m.Load(query); ok {
 		return st.(*sql.Stmt), nil
 	}
-	st, err := db.PrepareContext(ctx, query)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if st, ok := p.m.Load(query); ok {
+		return st.(*sql.Stmt), nil
+	}
+	st, err := db.PrepareContext(ctx, query) //nolint:sqlclosecheck // kept for db's life: closing db closes it
 	if err != nil {
 		return nil, err
 	}
-	if prev, loaded := p.m.LoadOrStore(query, st); loaded {
-		_ = st.Close() // prepared twice at once: keep the first
-		return prev.(*sql.Stmt), nil
-	}
+	p.m.Store(query, st)
 	return st, nil
 }

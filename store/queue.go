@@ -161,7 +161,7 @@ func (s *Store) Claim(ctx context.Context, r ClaimRequest) (claimed []Claimed, _
 
 // claimOnce runs an uncapped claim: one statement, committed on its own.
 func (s *Store) claimOnce(ctx context.Context, query string, args []any) ([]Claimed, QueueKey, error) {
-	rows, err := s.query(ctx, nil, query, args...)
+	rows, err := s.query(ctx, query, args...)
 	if err != nil {
 		return nil, QueueKey{}, err
 	}
@@ -180,7 +180,7 @@ func (s *Store) claimCapped(ctx context.Context, query string, args []any) ([]Cl
 	if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock($1)`, userCapLock); err != nil {
 		return nil, QueueKey{}, err
 	}
-	rows, err := s.query(ctx, tx, query, args...)
+	rows, err := tx.QueryContext(ctx, query, args...)
 	if err != nil {
 		return nil, QueueKey{}, err
 	}
@@ -320,7 +320,7 @@ func (s *Store) Finish(ctx context.Context, outcomes []Outcome) (_ map[uuid.UUID
 		errs.text(o.Error)
 		backoffs.float(o.Backoff.Seconds())
 	}
-	rows, err := s.query(ctx, nil, finishSQL,
+	rows, err := s.query(ctx, finishSQL,
 		ids.String(), leases.String(), kinds.String(), results.String(), errs.String(), backoffs.String())
 	if err != nil {
 		return nil, fmt.Errorf("finish attempts: %w", classify(err))
