@@ -35,8 +35,9 @@ import (
 //     migration's session-level advisory lock) does not use the store's
 //     pool: it takes a direct connection of its own (JOBS_DIRECT_DATABASE_URL).
 //
-// The direct path (no pooler) keeps its prepared poll statements: a
-// prepared statement skips the parse and plan of every poll.
+// The direct path (no pooler) keeps its prepared statements, the polls'
+// (reads.go) and the worker's claims and outcomes (prepared.go): a
+// prepared statement skips the parse and plan of every execution.
 
 // pooledURL is url with binary_parameters=yes: one round trip per
 // statement, whatever pooler is in between.
