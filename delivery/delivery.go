@@ -82,7 +82,9 @@ type Config struct {
 	Store *store.Store
 	// Sealer opens the endpoints' sealed secrets.
 	Sealer *webhook.Sealer
-	// Client sends the requests; webhook.NewClient's in production.
+	// Client sends the requests; nil (what jobsd runs) means
+	// webhook.NewClient with AllowPrivate, Timeout, and as many idle
+	// connections per host as Concurrency.
 	Client *http.Client
 	// AllowPrivate lets URLs be http (JOBS_WEBHOOK_ALLOW_PRIVATE); the
 	// client checks addresses.

@@ -138,7 +138,7 @@ func startWebhookDelivery(ctx context.Context, st *store.Store, wakes wakeSource
 	}
 	cfg := s.loop
 	cfg.Store, cfg.Sealer, cfg.AllowPrivate, cfg.EncodeJob, cfg.Wake, cfg.Log = st, s.sealer, s.allowPrivate, impl.WebhookJSON, wake, log
-	cfg.Client = webhook.NewClient(webhook.ClientOptions{AllowPrivate: s.allowPrivate, Timeout: cfg.Timeout, IdleConnsPerHost: cfg.Concurrency})
+	// cfg.Client nil: delivery's default client, from the settings above.
 	if reg != nil {
 		cfg.Metrics = metrics.NewWebhooks(reg)
 		metrics.RegisterListener(reg, notify.WebhookDeliveries, wakes.Up)
