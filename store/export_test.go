@@ -15,6 +15,10 @@ func (s *Store) QueuedReads() int {
 	return len(s.primary.reads.queue)
 }
 
+// SetSlowRead sets how long a status read batch runs before another may
+// start beside it (slowRead), before the store's first read.
+func (s *Store) SetSlowRead(d time.Duration) { s.primary.reads.slow = d }
+
 // QueueStatement is one of the queue's statements with arguments, for the
 // plan tests.
 type QueueStatement struct {

@@ -19,7 +19,7 @@ import (
 // more than doubled the CPU of a primary-key read's round trip
 // (BenchmarkQueryDeadline). Both skip the goroutine when the context has no
 // Done channel (database/sql's Rows.initContextClose, lib/pq's watchCancel),
-// so a status read that finds a batch slot free (every read at low
+// so a status read that finds no batch in flight (every read at low
 // concurrency) runs with context.Background() on connections of its pool's
 // own whose socket carries the bound instead (a batch that queued keeps a
 // context with its oldest read's deadline: readPool.getMany): every write to the server (a query

@@ -43,33 +43,53 @@ type pendingRead struct {
 	done chan struct{}
 }
 
-// readBatcher turns concurrent Gets into few statements. A Get that finds a
-// batch slot free reads at once, taking every Get queued so far with it; Gets
-// that arrive while every slot is busy queue up and leave together when one
-// frees. Nothing waits for a timer, so a lone poll is one round trip as
+// readBatcher turns concurrent Gets into few statements. A Get that finds no
+// batch in flight reads at once, taking every Get queued so far with it; Gets
+// that arrive while a batch is in flight queue up and leave together when it
+// ends. Nothing waits for a timer, so a lone poll is one round trip as
 // before. Under load a primary-key read costs PostgreSQL (and lib/pq) mostly
 // per-statement work (Bind, executor start-up, a round trip), which one
 // statement of 20 ids pays once instead of 20 times.
+//
+// One batch at a time makes the batches largest: a second slot used at once
+// halves them (bench/README.md, "Fourth round"). A second batch starts only
+// beside one that has run for slowRead, so that a slow or stuck statement
+// (a large result, a connection whose server stopped answering) does not
+// stop every poll: the next Get, or the rescue timer when none comes, starts
+// one on another connection, up to maxSlots.
 //
 // Every read leaves after the Get that asked for it arrived, so a poll sees
 // at least every change committed before it began.
 type readBatcher struct {
 	p        *readPool
 	maxSlots int
+	slow     time.Duration // slowRead (tests set another)
 
 	mu      sync.Mutex
 	queue   []*pendingRead
-	running int // batches in flight, at most maxSlots
+	running int       // batches in flight, at most maxSlots
+	newest  time.Time // when the newest batch in flight started
+	// rescue starts a batch for reads queued behind a slow one when no Get
+	// arrives to do it; armed while it is set to.
+	rescue      *time.Timer
+	rescueArmed bool
 }
+
+// slowRead is how long a batch runs before another may start beside it. A
+// status read takes well under a millisecond on a local network; a batch
+// still in flight after 5 ms is slow or stuck.
+const slowRead = 5 * time.Millisecond
 
 // get queues one read and waits for its batch. The batch does not end with
 // ctx (the others share it); the wait does.
 func (b *readBatcher) get(ctx context.Context, user string, id uuid.UUID) (*job.Job, error) {
-	r := &pendingRead{user: user, id: id, deadline: time.Now().Add(b.p.timeout), caller: readLink(ctx)}
+	now := time.Now()
+	r := &pendingRead{user: user, id: id, deadline: now.Add(b.p.timeout), caller: readLink(ctx)}
 	b.mu.Lock()
 	b.queue = append(b.queue, r)
-	if b.running >= b.maxSlots {
+	if !b.mayStartLocked(now) {
 		r.done = make(chan struct{}) // before another batch can take r
+		b.armRescueLocked(now)
 		b.mu.Unlock()
 		select {
 		case <-r.done:
@@ -78,14 +98,65 @@ func (b *readBatcher) get(ctx context.Context, user string, id uuid.UUID) (*job.
 			return nil, fmt.Errorf("get job: %w", ctx.Err())
 		}
 	}
-	// A free slot: this Get reads now, on the caller's goroutine, taking
-	// along whatever was queued.
-	b.running++
+	// This Get reads now, on its own goroutine, taking along whatever was
+	// queued (behind a slow batch: reads that waited, and so run under
+	// their oldest deadline, not the socket's fresh one).
+	b.startLocked(now)
 	batch := b.takeLocked()
 	b.mu.Unlock()
-	b.read(batch, false)
+	b.read(batch, batch[0] != r)
 	b.next()
 	return r.job, r.err
+}
+
+// mayStartLocked reports whether a new batch may start now: none is in
+// flight, or a slot is free and the newest in flight has run for slowRead.
+func (b *readBatcher) mayStartLocked(now time.Time) bool {
+	return b.running == 0 || b.running < b.maxSlots && now.Sub(b.newest) >= b.slow
+}
+
+// startLocked counts a batch starting now.
+func (b *readBatcher) startLocked(now time.Time) {
+	b.running++
+	b.newest = now
+}
+
+// armRescueLocked sets the rescue timer to when the newest batch in flight
+// turns slow, unless it is set or no slot is free (a slot's batch, when it
+// ends, takes the queue: next).
+func (b *readBatcher) armRescueLocked(now time.Time) {
+	if b.rescueArmed || b.running >= b.maxSlots {
+		return
+	}
+	b.rescueArmed = true
+	d := b.slow - now.Sub(b.newest)
+	if b.rescue == nil {
+		b.rescue = time.AfterFunc(d, b.rescueQueued)
+		return
+	}
+	b.rescue.Reset(d)
+}
+
+// rescueQueued starts a batch for the reads queued behind a slow one, or
+// sets the timer again if the batch in flight is a newer one, not yet slow.
+func (b *readBatcher) rescueQueued() {
+	b.mu.Lock()
+	b.rescueArmed = false
+	if len(b.queue) == 0 {
+		b.mu.Unlock()
+		return
+	}
+	now := time.Now()
+	if !b.mayStartLocked(now) {
+		b.armRescueLocked(now)
+		b.mu.Unlock()
+		return
+	}
+	b.startLocked(now)
+	batch := b.takeLocked()
+	b.mu.Unlock()
+	b.read(batch, true)
+	b.next()
 }
 
 // takeLocked removes up to maxReadBatch reads from the queue.
@@ -108,6 +179,7 @@ func (b *readBatcher) next() {
 		return
 	}
 	batch := b.takeLocked()
+	b.newest = time.Now()
 	b.mu.Unlock()
 	go func() {
 		b.read(batch, true)
@@ -183,7 +255,7 @@ func newReadPool(db *sqlx.DB, dsn string, timeout time.Duration, slots int, pool
 		return nil, err
 	}
 	p := &readPool{db: db, polls: polls, timeout: timeout, pooler: pooler}
-	p.reads = readBatcher{p: p, maxSlots: slots}
+	p.reads = readBatcher{p: p, maxSlots: slots, slow: slowRead}
 	return p, nil
 }
 

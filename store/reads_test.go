@@ -99,6 +99,65 @@ func TestBatchedReadCancel(t *testing.T) {
 	}
 }
 
+// TestSlowBatchOpensASecondSlot: with two read slots, a Get that arrives
+// while a batch is in flight queues behind it (one batch at a time makes the
+// largest batches) until that batch has run for the slow-read bound; then it
+// gets a statement of its own on the second slot though no other Get
+// arrives (the rescue timer), and a third Get, with both slots busy, queues
+// until one ends.
+func TestSlowBatchOpensASecondSlot(t *testing.T) {
+	ctx := t.Context()
+	st, _ := pgtest.NewStoreWith(t, store.Options{ReadBatches: 2})
+	const slow = 500 * time.Millisecond
+	st.SetSlowRead(slow)
+	j, _, err := st.Create(ctx, store.NewJob{UserID: "alice", Type: job.TypeAIPreview, Input: []byte(`{"prompt":"x"}`)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Get(ctx, store.OwnedBy("alice"), j.ID); err != nil { // prepares the reads
+		t.Fatal(err)
+	}
+	tx := lockJobs(t, st) // every statement blocks until the rollback
+	before := st.Gets()
+	errs := make([]error, 3)
+	var wg sync.WaitGroup
+	get := func(i int) { wg.Go(func() { _, errs[i] = st.Get(ctx, store.OwnedBy("alice"), j.ID) }) }
+
+	start := time.Now()
+	get(0)
+	eventually.True(t, 5*time.Second, "the first Get's statement sent", func() bool { return st.Gets() == before+1 })
+	get(1)
+	eventually.True(t, slow/2, "the second Get queued behind the first batch", func() bool {
+		return st.QueuedReads() == 1 && st.Gets() == before+1
+	})
+	eventually.True(t, 5*time.Second, "a statement of its own for the queued Get", func() bool { return st.Gets() == before+2 })
+	if took := time.Since(start); took < slow {
+		t.Errorf("the second statement started %v after the first Get, before the first batch had run for %v", took, slow)
+	}
+	if n := st.QueuedReads(); n != 0 {
+		t.Errorf("%d Gets still queued after the second statement started, want 0", n)
+	}
+
+	get(2)
+	eventually.True(t, 5*time.Second, "the third Get queued", func() bool { return st.QueuedReads() == 1 })
+	time.Sleep(2 * slow) // what is tested is time passing: no third slot opens
+	if n := st.Gets() - before; n != 2 {
+		t.Errorf("%d statements with both slots busy for %v, want 2", n, 2*slow)
+	}
+	if err := tx.Rollback(); err != nil {
+		t.Fatal(err)
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Errorf("Get %d: %v", i, err)
+		}
+	}
+	if n := st.Gets() - before; n != 3 {
+		t.Errorf("%d statements for 3 Gets, want 3", n)
+	}
+}
+
 // oneSlotStore opens a store on a fresh database with one read slot.
 func oneSlotStore(t *testing.T) *store.Store {
 	t.Helper()
