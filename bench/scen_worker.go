@@ -97,6 +97,14 @@ type WorkerResult struct {
 	Diagnostics map[string]float64 `json:"diagnostics,omitempty"`
 }
 
+// workerContenders, when set (-worker-contenders), are the only contenders
+// scenario 2 runs, and workerRepeatsOverride, when above 0
+// (-worker-repeats), its repeats: diagnostics.
+var (
+	workerContenders      []string
+	workerRepeatsOverride int
+)
+
 type workerOpts struct {
 	sizes        []int  // one burn-down scenario per size
 	jobs         int    // this scenario's size
@@ -206,6 +214,12 @@ func runWorkerScenario(ctx context.Context, e *env, o workerOpts) (*WorkerResult
 			return webhooksBurnDown(ctx, e, jpool, jurl, o.jobs, o.concurrency, o.timeout, o.webhookNice, o.webhookIdle, o.webhookPause, false)
 		}})
 	}
+	if workerContenders != nil {
+		contenders = slices.DeleteFunc(contenders, func(c contender) bool { return !slices.Contains(workerContenders, c.name) })
+	}
+	if workerRepeatsOverride > 0 {
+		o.repeats = workerRepeatsOverride
+	}
 	for rep := range o.repeats {
 		order := slices.Clone(contenders)
 		if rep%2 == 1 {
@@ -227,7 +241,7 @@ func runWorkerScenario(ctx context.Context, e *env, o workerOpts) (*WorkerResult
 		}
 		b1, b2, rv := got[x1], got[x2], got[rx1]
 		over := func(dst *[]float64, a, b BurnDown) {
-			if b.JobsPerSec > 0 {
+			if a.JobsPerSec > 0 && b.JobsPerSec > 0 { // both ran
 				*dst = append(*dst, a.JobsPerSec/b.JobsPerSec)
 			}
 		}

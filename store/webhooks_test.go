@@ -10,10 +10,12 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/uuid"
+	"github.com/lib/pq"
 
 	"github.com/jobsd/jobsd/internal/eventually"
 	"github.com/jobsd/jobsd/internal/pgtest"
 	"github.com/jobsd/jobsd/job"
+	"github.com/jobsd/jobsd/notify"
 	"github.com/jobsd/jobsd/store"
 )
 
@@ -127,6 +129,76 @@ func TestJobEndsWriteWebhookEvents(t *testing.T) {
 	if diff := cmp.Diff(sortedEvents(want, less), sortedEvents(got, less)); diff != "" {
 		t.Fatalf("events (-want +got):\n%s", diff)
 	}
+}
+
+// TestOutboxRowCuesDelivery: a statement that writes an outbox row sends
+// one notification on the delivery loops' channel, whatever the number of
+// jobs it ended; one that ends no job (a retry) writes no row and sends
+// none. Each check ends with a notification of the test's own, sent after
+// the statement committed: notifications arrive in commit order, so
+// whatever arrived before it is all the statement sent.
+func TestOutboxRowCuesDelivery(t *testing.T) {
+	st, url := pgtest.NewStore(t)
+	ctx := t.Context()
+	newWebhook(t, st, "alice")
+	l := pq.NewListener(url, 10*time.Millisecond, time.Second, nil)
+	t.Cleanup(func() { _ = l.Close() })
+	if err := l.Listen(notify.WebhookDeliveries); err != nil {
+		t.Fatal(err)
+	}
+	// cues returns how many notifications the statements before it sent.
+	cues := func() int {
+		t.Helper()
+		if _, err := st.DB().Exec(`SELECT pg_notify($1, 'sentinel')`, notify.WebhookDeliveries); err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for {
+			select {
+			case m := <-l.Notify:
+				if m == nil { // reconnected: notifications may be lost
+					t.Fatal("the listening connection was lost")
+				}
+				if m.Extra == "sentinel" {
+					return n
+				}
+				n++
+			case <-time.After(10 * time.Second):
+				t.Fatal("no sentinel notification within 10 s")
+			}
+		}
+	}
+	if n := cues(); n != 0 {
+		t.Fatalf("%d notifications before any job ended", n)
+	}
+	var ids []uuid.UUID
+	for range 3 {
+		j, _, err := st.Create(ctx, store.NewJob{UserID: "alice", Type: job.TypeAIPreview, Input: []byte(`{"prompt":"x"}`)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, j.ID)
+	}
+	claimed, _, err := st.Claim(ctx, store.ClaimRequest{Worker: "w", N: 3, Lease: time.Minute})
+	if err != nil || len(claimed) != 3 {
+		t.Fatalf("claim: %d, %v", len(claimed), err)
+	}
+	outcome := func(c store.Claimed, kind store.OutcomeKind) store.Outcome {
+		return store.Outcome{ID: c.ID, Lease: c.Lease, Kind: kind, Result: []byte(`{"output":"x"}`), Error: "e", Backoff: time.Hour}
+	}
+	if _, err := st.Finish(ctx, []store.Outcome{outcome(claimed[0], store.OutcomeRetry)}); err != nil {
+		t.Fatal(err)
+	}
+	if n := cues(); n != 0 {
+		t.Errorf("a statement that ended no job sent %d notifications, want 0", n)
+	}
+	if _, err := st.Finish(ctx, []store.Outcome{outcome(claimed[1], store.OutcomeCompleted), outcome(claimed[2], store.OutcomeFailed)}); err != nil {
+		t.Fatal(err)
+	}
+	if n := cues(); n != 1 {
+		t.Errorf("a statement that ended 2 jobs sent %d notifications, want 1", n)
+	}
+	events(t, st, 1)
 }
 
 func sortedEvents(e []eventRow, less func(a, b eventRow) bool) []eventRow {
