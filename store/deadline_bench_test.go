@@ -11,6 +11,7 @@ import (
 	_ "github.com/lib/pq"
 
 	"github.com/jobsd/jobsd/internal/pgtest"
+	"github.com/jobsd/jobsd/job"
 	"github.com/jobsd/jobsd/store"
 )
 
@@ -88,4 +89,46 @@ func processCPU(b *testing.B) time.Duration {
 		b.Fatal(err)
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// BenchmarkReadAfterIdle times a status read (Get on the store's status
+// reads' pool) right after the previous one, after 90 µs of this process
+// spinning, and after it slept (90 µs asked; the machine's timers may give
+// more): what the same read costs when PostgreSQL's backend (and this
+// process) went idle between reads, as they do between the polls of one
+// client, where each read comes after an HTTP round trip (bench/README.md,
+// "Fourth round": at one client, the read inside a poll took 150 µs where
+// back-to-back reads took 100).
+func BenchmarkReadAfterIdle(b *testing.B) {
+	st, _ := pgtest.NewStore(b)
+	ctx := context.Background()
+	j, _, err := st.Create(ctx, store.NewJob{UserID: "alice", Type: job.TypeAIPreview, Input: []byte(`{"prompt":"x"}`)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	gaps := []struct {
+		name string
+		wait func()
+	}{
+		{"back-to-back", func() {}},
+		{"after-90µs-spinning", func() {
+			for start := time.Now(); time.Since(start) < 90*time.Microsecond; {
+			}
+		}},
+		{"after-sleeping", func() { time.Sleep(90 * time.Microsecond) }},
+	}
+	for _, g := range gaps {
+		b.Run(g.name, func(b *testing.B) {
+			var read time.Duration
+			for b.Loop() {
+				g.wait()
+				start := time.Now()
+				if _, err := st.Get(ctx, store.OwnedBy("alice"), j.ID); err != nil {
+					b.Fatal(err)
+				}
+				read += time.Since(start)
+			}
+			b.ReportMetric(float64(read.Nanoseconds())/1e3/float64(b.N), "read-µs")
+		})
+	}
 }
