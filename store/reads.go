@@ -303,6 +303,11 @@ func (p *readPool) statements() (*readStmts, error) {
 
 // close closes the statements and the reads' connections, not db.
 func (p *readPool) close() {
+	p.reads.mu.Lock()
+	if p.reads.rescue != nil {
+		p.reads.rescue.Stop()
+	}
+	p.reads.mu.Unlock()
 	if st := p.prepared.Load(); st != nil {
 		st.getOne.Close()
 		st.getMany.Close()
