@@ -55,6 +55,10 @@ type PollGoalsResult struct {
 	// transaction, in µs: what the composed limit's pgbench -S costs the
 	// server, beside what a poll does.
 	PostgresCPUPerRequest map[string][]float64 `json:"postgresCpuMicrosPerRequest"`
+	// MachineIdle is, per cell of Runs and repeat, the share of the
+	// machine's CPU time left idle during it (/proc/stat): near 0 a cell is
+	// bound by CPU, well above it by waits between the processes.
+	MachineIdle map[string][]float64 `json:"machineIdle"`
 	// FinishedOverFixed and UnfinishedOverComposed are the goals' ratios,
 	// taken per repeat (same run), then the median.
 	FinishedOverFixed      map[int]Spread `json:"finishedOverFixed"`
@@ -107,8 +111,8 @@ func runPollGoals(ctx context.Context, e *env, iss *tokenIssuer, o pollGoalsOpts
 	res := &PollGoalsResult{Jobs: ix.numJobs, Users: o.users, CellSeconds: o.dur.Seconds(), FinishedJobs: len(finished),
 		UnfinishedJobs: len(unfinished), FinishedConc: o.finishedConc, UnfinishedConc: o.unfinishedConc,
 		PgbenchScale: o.pgbenchScale, PgbenchClients: map[int]int{}, Runs: map[string][]LoadResult{}, CPUPerRequest: map[string][]float64{},
-		PostgresCPUPerRequest: map[string][]float64{},
-		Pgbench:               map[int][]PgbenchRun{}, NodePeer: prepareNodePeer(ctx, o.dbMaxConns), ServeEnv: pollServeEnv}
+		PostgresCPUPerRequest: map[string][]float64{}, MachineIdle: map[string][]float64{},
+		Pgbench: map[int][]PgbenchRun{}, NodePeer: prepareNodePeer(ctx, o.dbMaxConns), ServeEnv: pollServeEnv}
 	if len(finished) == 0 || len(unfinished) == 0 {
 		return nil, errors.New("poll goals: the seeded table has no finished or no unfinished jobs")
 	}
@@ -182,15 +186,22 @@ func (res *PollGoalsResult) repeat(ctx context.Context, e *env, iss *tokenIssuer
 	cell := func(key string, lc loadClient, pid, c int, polls []poll) {
 		cpu0 := processTicks(pid)
 		pg := res.postgresMeter(e, key)
+		idle0, all0 := machineTicks()
 		r := runLoad(ctx, lc, c, o.dur, 0, atRandom(polls))
 		res.Runs[key] = append(res.Runs[key], r)
+		idleText := ""
+		if idle1, all1 := machineTicks(); all1 > all0 {
+			idle := float64(idle1-idle0) / float64(all1-all0)
+			res.MachineIdle[key] = append(res.MachineIdle[key], idle)
+			idleText = fmt.Sprintf(" machine idle %.0f%%", 100*idle)
+		}
 		cpuText := ""
 		if pid > 0 {
 			cpu := float64(processTicks(pid)-cpu0) / clkTck * 1e6 / float64(max(1, r.Requests))
 			res.CPUPerRequest[key] = append(res.CPUPerRequest[key], cpu)
 			cpuText = fmt.Sprintf(" server CPU %.1fµs/req", cpu)
 		}
-		cpuText += pg(r.Requests)
+		cpuText += pg(r.Requests) + idleText
 		logf("  polls rep %d %-13s c=%-3d %7.0f req/s p50 %.2fms p99 %.2fms%s errors %d %s", rep+1, key, c,
 			r.PerSec, r.P50ms, r.P99ms, cpuText, r.Errors, r.FirstError)
 	}
@@ -307,7 +318,7 @@ func (res *PollGoalsResult) print(w io.Writer) {
 		fmt.Fprintf(w, "\t%d\t%.0f\t%.0f\t%.2f / %.2f\t%s\t%.1f, %.1f\n", c, f.PerSec.Median, a.PerSec.Median, a.P50ms.Median, a.P99ms.Median,
 			sp(res.FinishedOverFixed[c], "%.3f"), res.cpu(fmt.Sprintf("fixed%d", c)), res.cpu(fmt.Sprintf("finished%d", c)))
 	}
-	fmt.Fprintf(w, "\tc\tpgbench -S tps (clients)\tfixed reply req/s\tcomposed limit\tunfinished poll req/s\tp50 / p99 ms\tunfinished ÷ limit\tjobsd CPU µs/poll\tPostgreSQL CPU µs: per pgbench tx, per poll\n")
+	fmt.Fprintf(w, "\tc\tpgbench -S tps (clients)\tfixed reply req/s\tcomposed limit\tunfinished poll req/s\tp50 / p99 ms\tunfinished ÷ limit\tjobsd CPU µs/poll\tPostgreSQL CPU µs: per pgbench tx, per poll\tmachine idle during the polls\n")
 	for _, c := range res.UnfinishedConc {
 		f, _ := med(fmt.Sprintf("fixed%d", c))
 		a, _ := med(fmt.Sprintf("unfinished%d", c))
@@ -315,9 +326,10 @@ func (res *PollGoalsResult) print(w io.Writer) {
 		for _, r := range res.Pgbench[c] {
 			tps = append(tps, r.TPS)
 		}
-		fmt.Fprintf(w, "\t%d\t%.0f (%d)\t%.0f\t%.0f\t%.0f\t%.2f / %.2f\t%s\t%.1f\t%.1f, %.1f\n", c, spread(tps).Median, res.PgbenchClients[c], f.PerSec.Median,
+		fmt.Fprintf(w, "\t%d\t%.0f (%d)\t%.0f\t%.0f\t%.0f\t%.2f / %.2f\t%s\t%.1f\t%.1f, %.1f\t%.0f%%\n", c, spread(tps).Median, res.PgbenchClients[c], f.PerSec.Median,
 			res.ComposedPerSec[c].Median, a.PerSec.Median, a.P50ms.Median, a.P99ms.Median, sp(res.UnfinishedOverComposed[c], "%.3f"),
-			res.cpu(fmt.Sprintf("unfinished%d", c)), res.postgresCPU(fmt.Sprintf("pgbench%d", c)), res.postgresCPU(fmt.Sprintf("unfinished%d", c)))
+			res.cpu(fmt.Sprintf("unfinished%d", c)), res.postgresCPU(fmt.Sprintf("pgbench%d", c)), res.postgresCPU(fmt.Sprintf("unfinished%d", c)),
+			100*spread(res.MachineIdle[fmt.Sprintf("unfinished%d", c)]).Median)
 	}
 	res.printNodePeer(w)
 }
@@ -362,6 +374,34 @@ func processTicks(pid int) int64 {
 		return 0
 	}
 	return st.utime + st.stime
+}
+
+// machineTicks is the machine's idle CPU time (idle and iowait) and all its
+// CPU time so far, in clock ticks over every CPU (/proc/stat); zeros when
+// it cannot be read.
+func machineTicks() (idle, all int64) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, 0
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	fields := strings.Fields(line)
+	if len(fields) < 9 || fields[0] != "cpu" {
+		return 0, 0
+	}
+	// user nice system idle iowait irq softirq steal; guest time is counted
+	// in user already.
+	for i, f := range fields[1:9] {
+		v, err := strconv.ParseInt(f, 10, 64)
+		if err != nil {
+			return 0, 0
+		}
+		all += v
+		if i == 3 || i == 4 { // idle, iowait
+			idle += v
+		}
+	}
+	return idle, all
 }
 
 // subsets returns up to n finished and n unfinished jobs as polls (no
