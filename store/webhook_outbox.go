@@ -259,8 +259,10 @@ type EventRecord struct {
 // claimed the row before, is kept): DELIVERED for a success, PENDING with
 // its next attempt for a failure to retry (or due at once for an event not
 // attempted), FAILED for one that cannot be retried. Each endpoint's
-// health is updated as RecordAttempt does; it returns the endpoints this
-// disabled.
+// health is updated as RecordAttempt does, from the events this record
+// wrote: an event another sender recorded first counted there, once, as
+// its delivery row says one attempt (so a second record of the same row
+// changes no health). It returns the endpoints this disabled.
 func (s *Store) RecordOutbox(ctx context.Context, outboxID int64, recs []EventRecord, p DisablePolicy) (disabled []uuid.UUID, err error) {
 	disabled, err = s.recordOutbox(ctx, outboxID, recs, p, insertEventsSQL)
 	if isUniqueViolation(err) {
@@ -279,12 +281,13 @@ func (s *Store) recordOutbox(ctx context.Context, outboxID int64, recs []EventRe
 		return nil, fmt.Errorf("record webhook events: %w", classify(err))
 	}
 	defer tx.Rollback()
+	var written []uuid.UUID
 	if len(recs) > 0 {
-		if _, err := tx.ExecContext(ctx, insert, eventArgs(recs)...); err != nil {
+		if err := tx.SelectContext(ctx, &written, insert+` RETURNING id`, eventArgs(recs)...); err != nil {
 			return nil, fmt.Errorf("record webhook events: %w", classify(err))
 		}
 	}
-	for _, h := range endpointHealth(recs) {
+	for _, h := range endpointHealth(writtenOnly(recs, written)) {
 		var gone []bool
 		err := tx.SelectContext(ctx, &gone, endpointHealthSQL,
 			h.endpoint, h.reset, h.fails, h.firstFail, h.gone, h.code, h.errText, p.MinFailures, p.After.Seconds())
@@ -310,6 +313,24 @@ func (s *Store) recordOutbox(ctx context.Context, outboxID int64, recs []EventRe
 		return nil, fmt.Errorf("record webhook events: %w", classify(err))
 	}
 	return disabled, nil
+}
+
+// writtenOnly is the records whose events are among written.
+func writtenOnly(recs []EventRecord, written []uuid.UUID) []EventRecord {
+	if len(written) == len(recs) {
+		return recs // every event is new: the usual case
+	}
+	ids := make(map[uuid.UUID]bool, len(written))
+	for _, id := range written {
+		ids[id] = true
+	}
+	var out []EventRecord
+	for _, r := range recs {
+		if ids[r.Event.ID] {
+			out = append(out, r)
+		}
+	}
+	return out
 }
 
 // isUniqueViolation reports whether err is PostgreSQL's unique_violation.
