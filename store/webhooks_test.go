@@ -171,13 +171,10 @@ func TestOutboxRowCuesDelivery(t *testing.T) {
 	if n := cues(); n != 0 {
 		t.Fatalf("%d notifications before any job ended", n)
 	}
-	var ids []uuid.UUID
 	for range 3 {
-		j, _, err := st.Create(ctx, store.NewJob{UserID: "alice", Type: job.TypeAIPreview, Input: []byte(`{"prompt":"x"}`)})
-		if err != nil {
+		if _, _, err := st.Create(ctx, store.NewJob{UserID: "alice", Type: job.TypeAIPreview, Input: []byte(`{"prompt":"x"}`)}); err != nil {
 			t.Fatal(err)
 		}
-		ids = append(ids, j.ID)
 	}
 	claimed, _, err := st.Claim(ctx, store.ClaimRequest{Worker: "w", N: 3, Lease: time.Minute})
 	if err != nil || len(claimed) != 3 {
