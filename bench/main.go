@@ -84,6 +84,9 @@ func main() {
 	if body, ok := os.LookupEnv(fixedReplyEnv); ok {
 		os.Exit(serveFixedReply(body)) // the bench started itself as the fixed-reply server
 	}
+	if settings, ok := os.LookupEnv(bareReadEnv); ok {
+		os.Exit(serveBareRead(settings)) // the bench started itself as a bare-read server
+	}
 	quick := flag.Bool("quick", false, "small sizes, 2 repeats, one concurrency, no poll goals unless -only names them (under 2 minutes)")
 	out := flag.String("out", "results/latest.json", "where to write the JSON results")
 	webhooks := flag.Bool("webhooks", true, "scenario 2: also burn down jobsd x1 with one webhook endpoint per user, a jobsd deliver process (at its default lower CPU priority, or -webhook-nice) delivering every event meanwhile (webhooksOverJobsd1), and with nothing sending (webhooksOutboxOverJobsd1)")

@@ -59,11 +59,26 @@ type PollGoalsResult struct {
 	// machine's CPU time left idle during it (/proc/stat): near 0 a cell is
 	// bound by CPU, well above it by waits between the processes.
 	MachineIdle map[string][]float64 `json:"machineIdle"`
+	// SwitchesPerRequest is, per cell of Runs with a server process and
+	// repeat, that process's context switches (every thread's, voluntary:
+	// it went to sleep) per request: each one a wake-up paid later.
+	SwitchesPerRequest map[string][]float64 `json:"serverSleepsPerRequest"`
 	// FinishedOverFixed and UnfinishedOverComposed are the goals' ratios,
 	// taken per repeat (same run), then the median.
 	FinishedOverFixed      map[int]Spread `json:"finishedOverFixed"`
 	UnfinishedOverComposed map[int]Spread `json:"unfinishedOverComposed"`
 	ComposedPerSec         map[int]Spread `json:"composedLimitPerSec"`
+	// BareOverComposed is, per bare-read server's driver (barereads.go;
+	// its cells are bare-<driver><c> in Runs), its rate ÷ the composed
+	// limit per repeat: how much of the limit a server that does nothing
+	// but one read per poll reaches on this machine. UnfinishedOverBare is
+	// jobsd's unfinished poll ÷ that server's rate: what jobsd's own work
+	// costs. Not goals: the floor under the unfinished-poll goal.
+	BareOverComposed map[string]map[int]Spread `json:"bareReadOverComposed"`
+	// BestBareOverComposed is the faster bare-read server's rate ÷ the
+	// composed limit, per repeat (bestBare).
+	BestBareOverComposed map[int]Spread            `json:"bestBareReadOverComposed"`
+	UnfinishedOverBare   map[string]map[int]Spread `json:"unfinishedOverBareRead"`
 	// NodePeer is the Node peer's setup and ratios (scen_nodepeer.go); its
 	// cells are node<c> in Runs.
 	NodePeer *NodePeerResult `json:"nodePeer"`
@@ -111,7 +126,7 @@ func runPollGoals(ctx context.Context, e *env, iss *tokenIssuer, o pollGoalsOpts
 	res := &PollGoalsResult{Jobs: ix.numJobs, Users: o.users, CellSeconds: o.dur.Seconds(), FinishedJobs: len(finished),
 		UnfinishedJobs: len(unfinished), FinishedConc: o.finishedConc, UnfinishedConc: o.unfinishedConc,
 		PgbenchScale: o.pgbenchScale, PgbenchClients: map[int]int{}, Runs: map[string][]LoadResult{}, CPUPerRequest: map[string][]float64{},
-		PostgresCPUPerRequest: map[string][]float64{}, MachineIdle: map[string][]float64{},
+		PostgresCPUPerRequest: map[string][]float64{}, MachineIdle: map[string][]float64{}, SwitchesPerRequest: map[string][]float64{},
 		Pgbench: map[int][]PgbenchRun{}, NodePeer: prepareNodePeer(ctx, o.dbMaxConns), ServeEnv: pollServeEnv}
 	if len(finished) == 0 || len(unfinished) == 0 {
 		return nil, errors.New("poll goals: the seeded table has no finished or no unfinished jobs")
@@ -184,7 +199,7 @@ func (res *PollGoalsResult) repeat(ctx context.Context, e *env, iss *tokenIssuer
 	// cell measures one cell; pid is the server's process, whose CPU per
 	// request is recorded (0: not measured).
 	cell := func(key string, lc loadClient, pid, c int, polls []poll) {
-		cpu0 := processTicks(pid)
+		cpu0, sw0 := processTicks(pid), voluntarySwitches(pid)
 		pg := res.postgresMeter(e, key)
 		idle0, all0 := machineTicks()
 		r := runLoad(ctx, lc, c, o.dur, 0, atRandom(polls))
@@ -199,7 +214,9 @@ func (res *PollGoalsResult) repeat(ctx context.Context, e *env, iss *tokenIssuer
 		if pid > 0 {
 			cpu := float64(processTicks(pid)-cpu0) / clkTck * 1e6 / float64(max(1, r.Requests))
 			res.CPUPerRequest[key] = append(res.CPUPerRequest[key], cpu)
-			cpuText = fmt.Sprintf(" server CPU %.1fµs/req", cpu)
+			sleeps := float64(voluntarySwitches(pid)-sw0) / float64(max(1, r.Requests))
+			res.SwitchesPerRequest[key] = append(res.SwitchesPerRequest[key], sleeps)
+			cpuText = fmt.Sprintf(" server CPU %.1fµs/req, %.2f sleeps/req", cpu, sleeps)
 		}
 		cpuText += pg(r.Requests) + idleText
 		logf("  polls rep %d %-13s c=%-3d %7.0f req/s p50 %.2fms p99 %.2fms%s errors %d %s", rep+1, key, c,
@@ -236,6 +253,27 @@ func (res *PollGoalsResult) repeat(ctx context.Context, e *env, iss *tokenIssuer
 			// The peer's CPU is not counted: its cluster's workers are
 			// processes of their own.
 			cells = append(cells, func() { cell(fmt.Sprintf("node%d", c), node.client, 0, c, unfinished) })
+		}
+		for _, d := range bareReadDrivers {
+			// A server per cell: their connections would leave pgbench's
+			// too few at 256 clients.
+			cells = append(cells, func() {
+				key := fmt.Sprintf("bare-%s%d", d, c)
+				p, base, err := startBareRead(bareReadConfig{Driver: d, Database: t.url, MaxConns: o.dbMaxConns, Body: string(body)})
+				if err != nil {
+					logf("  polls rep %d %s: %v", rep+1, key, err)
+					return
+				}
+				defer p.stop()
+				lc := newNetHTTPClient(base, 256)
+				defer lc.close()
+				// Warm: each of its connections opened and prepared.
+				if r := runLoad(ctx, lc, c, time.Minute, 20*c+1000, atRandom(unfinished)); r.Errors > 0 {
+					logf("  polls rep %d %s: warming: %d errors, first: %s", rep+1, key, r.Errors, r.FirstError)
+					return
+				}
+				cell(key, lc, p.cmd.Process.Pid, c, unfinished)
+			})
 		}
 		runPair(cells, rep)
 	}
@@ -277,6 +315,7 @@ func (res *PollGoalsResult) summarize() {
 		}
 		res.UnfinishedOverComposed[c], res.ComposedPerSec[c] = spread(ratios), spread(limits)
 	}
+	res.summarizeBareReads()
 	res.summarizeNodePeer()
 }
 
@@ -289,14 +328,19 @@ func (res *PollGoalsResult) goals() []Goal {
 	}
 	for _, c := range res.UnfinishedConc {
 		v := res.UnfinishedOverComposed[c].Median
+		floor := res.BestBareOverComposed[c]
 		gs = append(gs, Goal{Name: fmt.Sprintf("poll of an unfinished job (DB) ÷ 1/(1/pgbench -S + 1/fixed reply), c=%d, net/http", c),
-			Target: ">= 0.90x", Measured: v, Met: v >= 0.9})
+			Target: ">= 0.90x", Measured: v, Met: v >= 0.9, Note: bareFloor("rate ÷ the limit", floor, v >= 0.9 || floor.Median >= 0.9)})
 	}
 	return append(gs, res.nodePeerGoals()...)
 }
 
 func (res *PollGoalsResult) sanitize() {
-	for _, m := range []map[int]Spread{res.FinishedOverFixed, res.UnfinishedOverComposed, res.ComposedPerSec} {
+	ms := []map[int]Spread{res.FinishedOverFixed, res.UnfinishedOverComposed, res.ComposedPerSec, res.BestBareOverComposed}
+	for _, d := range bareReadDrivers {
+		ms = append(ms, res.BareOverComposed[d], res.UnfinishedOverBare[d])
+	}
+	for _, m := range ms {
 		for k, v := range m {
 			m[k] = cleanSpread(v)
 		}
@@ -307,7 +351,7 @@ func (res *PollGoalsResult) sanitize() {
 func (res *PollGoalsResult) print(w io.Writer) {
 	fmt.Fprintf(w, "1b. the poll path at its limits: %s jobs, %s users; net/http client; %gs per cell; polls of %d finished (cached) and %d unfinished jobs; pgbench -S at scale %d\n",
 		human(res.Jobs), human(res.Users), res.CellSeconds, res.FinishedJobs, res.UnfinishedJobs, res.PgbenchScale)
-	fmt.Fprintf(w, "\tc\tfixed reply req/s\tfinished poll req/s\tp50 / p99 ms\tfinished ÷ fixed\tserver CPU µs/req: fixed, finished\n")
+	fmt.Fprintf(w, "\tc\tfixed reply req/s\tfinished poll req/s\tp50 / p99 ms\tfinished ÷ fixed\tserver CPU µs/req: fixed, finished\tserver sleeps/req: fixed, finished\n")
 	med := func(key string) (LoadSummary, bool) {
 		rs := res.Runs[key]
 		return summarizeRuns(rs), len(rs) > 0
@@ -315,8 +359,9 @@ func (res *PollGoalsResult) print(w io.Writer) {
 	for _, c := range res.FinishedConc {
 		f, _ := med(fmt.Sprintf("fixed%d", c))
 		a, _ := med(fmt.Sprintf("finished%d", c))
-		fmt.Fprintf(w, "\t%d\t%.0f\t%.0f\t%.2f / %.2f\t%s\t%.1f, %.1f\n", c, f.PerSec.Median, a.PerSec.Median, a.P50ms.Median, a.P99ms.Median,
-			sp(res.FinishedOverFixed[c], "%.3f"), res.cpu(fmt.Sprintf("fixed%d", c)), res.cpu(fmt.Sprintf("finished%d", c)))
+		fmt.Fprintf(w, "\t%d\t%.0f\t%.0f\t%.2f / %.2f\t%s\t%.1f, %.1f\t%.2f, %.2f\n", c, f.PerSec.Median, a.PerSec.Median, a.P50ms.Median, a.P99ms.Median,
+			sp(res.FinishedOverFixed[c], "%.3f"), res.cpu(fmt.Sprintf("fixed%d", c)), res.cpu(fmt.Sprintf("finished%d", c)),
+			res.sleeps(fmt.Sprintf("fixed%d", c)), res.sleeps(fmt.Sprintf("finished%d", c)))
 	}
 	fmt.Fprintf(w, "\tc\tpgbench -S tps (clients)\tfixed reply req/s\tcomposed limit\tunfinished poll req/s\tp50 / p99 ms\tunfinished ÷ limit\tjobsd CPU µs/poll\tPostgreSQL CPU µs: per pgbench tx, per poll\tmachine idle during the polls\n")
 	for _, c := range res.UnfinishedConc {
@@ -331,6 +376,7 @@ func (res *PollGoalsResult) print(w io.Writer) {
 			res.cpu(fmt.Sprintf("unfinished%d", c)), res.postgresCPU(fmt.Sprintf("pgbench%d", c)), res.postgresCPU(fmt.Sprintf("unfinished%d", c)),
 			100*spread(res.MachineIdle[fmt.Sprintf("unfinished%d", c)]).Median)
 	}
+	res.printBareReads(w, med)
 	res.printNodePeer(w)
 }
 
@@ -339,7 +385,8 @@ func (res *PollGoalsResult) print(w io.Writer) {
 // records nothing); the function it returns records the CPU per request of
 // n requests and says it for the log line.
 func (res *PollGoalsResult) postgresMeter(e *env, key string) func(n int) string {
-	if !strings.HasPrefix(key, "unfinished") && !strings.HasPrefix(key, "node") && !strings.HasPrefix(key, "pgbench") {
+	if !strings.HasPrefix(key, "unfinished") && !strings.HasPrefix(key, "node") && !strings.HasPrefix(key, "pgbench") &&
+		!strings.HasPrefix(key, "bare-") {
 		return func(int) string { return "" }
 	}
 	pg0, err := serverCPU(e.postmaster)
@@ -366,6 +413,11 @@ func (res *PollGoalsResult) postgresCPU(key string) float64 {
 // cpu is the median over repeats of a cell's server CPU per request, µs.
 func (res *PollGoalsResult) cpu(key string) float64 { return spread(res.CPUPerRequest[key]).Median }
 
+// sleeps is the median over repeats of a cell's server sleeps per request.
+func (res *PollGoalsResult) sleeps(key string) float64 {
+	return spread(res.SwitchesPerRequest[key]).Median
+}
+
 // processTicks is a process's CPU time (user + system) in clock ticks, 0
 // when it cannot be read.
 func processTicks(pid int) int64 {
@@ -374,6 +426,29 @@ func processTicks(pid int) int64 {
 		return 0
 	}
 	return st.utime + st.stime
+}
+
+// voluntarySwitches is the voluntary context switches of every thread of
+// a process so far (/proc/pid/task/*/status), 0 when they cannot be read.
+func voluntarySwitches(pid int) int64 {
+	tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	if err != nil {
+		return 0
+	}
+	var n int64
+	for _, t := range tasks {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/status", pid, t.Name()))
+		if err != nil {
+			continue // the thread ended
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			if v, ok := strings.CutPrefix(line, "voluntary_ctxt_switches:"); ok {
+				k, _ := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+				n += k
+			}
+		}
+	}
+	return n
 }
 
 // machineTicks is the machine's idle CPU time (idle and iowait) and all its
@@ -510,21 +585,28 @@ func lastLines(s string, n int) string {
 // own, as jobsd is, and not a part of the load generator's process.
 const fixedReplyEnv = "JOBSD_BENCH_FIXED_REPLY"
 
-// fixedReplyProc is the fixed-reply server's process.
-type fixedReplyProc struct {
+// selfProc is a server this program runs as a process of its own (the
+// fixed reply, the bare reads).
+type selfProc struct {
 	cmd   *exec.Cmd
 	stdin io.Closer
 }
 
 // startFixedReply starts the fixed-reply server answering body (as
 // application/json) to every request, and returns its base URL.
-func startFixedReply(body []byte) (*fixedReplyProc, string, error) {
+func startFixedReply(body []byte) (*selfProc, string, error) {
+	return startSelf("the fixed-reply server", fixedReplyEnv+"="+string(body))
+}
+
+// startSelf starts this program again with env added, as the server that
+// env names (what), and returns the address it prints as a base URL.
+func startSelf(what, env string) (*selfProc, string, error) {
 	self, err := os.Executable()
 	if err != nil {
 		return nil, "", err
 	}
 	cmd := exec.Command(self)
-	cmd.Env = append(os.Environ(), fixedReplyEnv+"="+string(body))
+	cmd.Env = append(os.Environ(), env)
 	cmd.Stderr = os.Stderr
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
@@ -535,19 +617,19 @@ func startFixedReply(body []byte) (*fixedReplyProc, string, error) {
 		return nil, "", err
 	}
 	if err := cmd.Start(); err != nil {
-		return nil, "", fmt.Errorf("start the fixed-reply server: %w", err)
+		return nil, "", fmt.Errorf("start %s: %w", what, err)
 	}
-	p := &fixedReplyProc{cmd: cmd, stdin: stdin}
+	p := &selfProc{cmd: cmd, stdin: stdin}
 	addr, err := bufio.NewReader(stdout).ReadString('\n')
 	if err != nil {
 		p.stop()
-		return nil, "", fmt.Errorf("the fixed-reply server's address: %w", err)
+		return nil, "", fmt.Errorf("%s's address: %w", what, err)
 	}
 	return p, "http://" + strings.TrimSpace(addr), nil
 }
 
 // stop closes the server's stdin, on which it exits, and waits for it.
-func (p *fixedReplyProc) stop() {
+func (p *selfProc) stop() {
 	_ = p.stdin.Close()
 	done := make(chan struct{})
 	go func() { _ = p.cmd.Wait(); close(done) }()
