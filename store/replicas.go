@@ -33,8 +33,10 @@ import (
 //   - the job changed (this process heard its notification) after the
 //     moment every replica in use is known to be fresh as of: a client that
 //     polls with the ETag of the version before a change sees the change;
-//   - the replica fails: it is then out of use until the monitor hears
-//     from it again, so a replica that goes away costs no request.
+//   - the replica fails, or does not answer within a check's timeout (not
+//     the statement timeout: readTimeout): it is then out of use until the
+//     monitor hears from it again, so a replica that goes away, or hangs,
+//     costs no request.
 //
 // How far behind a replica is comes from the WAL positions, not from
 // pg_last_xact_replay_timestamp, which on an idle primary grows old while
@@ -141,7 +143,7 @@ func openReplicas(ctx context.Context, s *Store, opts Options) (*replicaSet, err
 		db.SetMaxOpenConns(opts.MaxOpenConns)
 		db.SetMaxIdleConns(opts.MaxOpenConns)
 		db.SetConnMaxIdleTime(5 * time.Minute)
-		pool, err := newReadPool(db, u, opts.QueryTimeout, opts.ReadBatches, opts.Pooler)
+		pool, err := newReadPool(db, u, rs.readTimeout(opts.QueryTimeout), opts.ReadBatches, opts.Pooler)
 		if err != nil {
 			db.Close()
 			rs.closePools()
@@ -183,6 +185,17 @@ func (rs *replicaSet) closePools() {
 // checkTimeout bounds one check: a replica that does not answer within it
 // is down.
 func (rs *replicaSet) checkTimeout() time.Duration { return max(rs.interval, time.Second) }
+
+// readTimeout bounds a status read on a replica as a check is bounded (1 s),
+// or by the statement timeout if that is shorter. A replica that has not
+// answered a primary-key read in that time hangs (a network that stopped
+// passing its packets, a stuck server), and the primary answers instead;
+// bounded by the statement timeout, every poll sent to a hanging replica
+// before the monitor took it out of use waited that long first. Lists keep
+// the statement timeout: a page may take longer.
+func (rs *replicaSet) readTimeout(statement time.Duration) time.Duration {
+	return min(statement, rs.checkTimeout())
+}
 
 // checkInterval is how often the monitor reads the WAL positions: a quarter
 // of the lag allowed, within 10 ms..1 s.
