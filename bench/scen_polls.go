@@ -59,10 +59,10 @@ type PollGoalsResult struct {
 	// machine's CPU time left idle during it (/proc/stat): near 0 a cell is
 	// bound by CPU, well above it by waits between the processes.
 	MachineIdle map[string][]float64 `json:"machineIdle"`
-	// SwitchesPerRequest is, per cell of Runs with a server process and
+	// SleepsPerRequest is, per cell of Runs with a server process and
 	// repeat, that process's context switches (every thread's, voluntary:
 	// it went to sleep) per request: each one a wake-up paid later.
-	SwitchesPerRequest map[string][]float64 `json:"serverSleepsPerRequest"`
+	SleepsPerRequest map[string][]float64 `json:"serverSleepsPerRequest"`
 	// FinishedOverFixed and UnfinishedOverComposed are the goals' ratios,
 	// taken per repeat (same run), then the median.
 	FinishedOverFixed      map[int]Spread `json:"finishedOverFixed"`
@@ -126,7 +126,7 @@ func runPollGoals(ctx context.Context, e *env, iss *tokenIssuer, o pollGoalsOpts
 	res := &PollGoalsResult{Jobs: ix.numJobs, Users: o.users, CellSeconds: o.dur.Seconds(), FinishedJobs: len(finished),
 		UnfinishedJobs: len(unfinished), FinishedConc: o.finishedConc, UnfinishedConc: o.unfinishedConc,
 		PgbenchScale: o.pgbenchScale, PgbenchClients: map[int]int{}, Runs: map[string][]LoadResult{}, CPUPerRequest: map[string][]float64{},
-		PostgresCPUPerRequest: map[string][]float64{}, MachineIdle: map[string][]float64{}, SwitchesPerRequest: map[string][]float64{},
+		PostgresCPUPerRequest: map[string][]float64{}, MachineIdle: map[string][]float64{}, SleepsPerRequest: map[string][]float64{},
 		Pgbench: map[int][]PgbenchRun{}, NodePeer: prepareNodePeer(ctx, o.dbMaxConns), ServeEnv: pollServeEnv}
 	if len(finished) == 0 || len(unfinished) == 0 {
 		return nil, errors.New("poll goals: the seeded table has no finished or no unfinished jobs")
@@ -215,7 +215,7 @@ func (res *PollGoalsResult) repeat(ctx context.Context, e *env, iss *tokenIssuer
 			cpu := float64(processTicks(pid)-cpu0) / clkTck * 1e6 / float64(max(1, r.Requests))
 			res.CPUPerRequest[key] = append(res.CPUPerRequest[key], cpu)
 			sleeps := float64(voluntarySwitches(pid)-sw0) / float64(max(1, r.Requests))
-			res.SwitchesPerRequest[key] = append(res.SwitchesPerRequest[key], sleeps)
+			res.SleepsPerRequest[key] = append(res.SleepsPerRequest[key], sleeps)
 			cpuText = fmt.Sprintf(" server CPU %.1fµs/req, %.2f sleeps/req", cpu, sleeps)
 		}
 		cpuText += pg(r.Requests) + idleText
@@ -415,7 +415,7 @@ func (res *PollGoalsResult) cpu(key string) float64 { return spread(res.CPUPerRe
 
 // sleeps is the median over repeats of a cell's server sleeps per request.
 func (res *PollGoalsResult) sleeps(key string) float64 {
-	return spread(res.SwitchesPerRequest[key]).Median
+	return spread(res.SleepsPerRequest[key]).Median
 }
 
 // processTicks is a process's CPU time (user + system) in clock ticks, 0
