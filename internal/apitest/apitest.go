@@ -91,8 +91,33 @@ func Start(opts Options) (s *Server, err error) {
 		if err = s.startWorker(url, log); err != nil {
 			return nil, err
 		}
+		if err = s.waitForWorker(ctx); err != nil {
+			return nil, err
+		}
 	}
 	return s, nil
+}
+
+// waitForWorker returns once the worker is in the registry. Its first act
+// puts it there, but concurrently with its first claims (and a failed
+// registration waits for the next heartbeat), so a test that asked the
+// admin API for the workers right after its first job ended could find
+// none (TestAdminCommands did, once, in CI).
+func (s *Server) waitForWorker(ctx context.Context) error {
+	for {
+		ws, err := s.Store.Processes(ctx, store.KindWorker)
+		if err == nil && len(ws) > 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			if err == nil {
+				err = errors.New("none in the registry")
+			}
+			return fmt.Errorf("apitest: waiting for the worker to register: %w", err)
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
 }
 
 // startDatabase starts PostgreSQL, creates a database and opens s.Store on
