@@ -310,6 +310,9 @@ func runDeliveryScenario(ctx context.Context, e *env, iss *tokenIssuer, o delive
 	logf("  completed %d jobs in %.3fs; long poll p50 %.2fms p99 %.2fms max %.2fms missing %d; SSE p50 %.2fms p99 %.2fms max %.2fms missing %d; peak DB conns %d",
 		nJobs, res.CommitSeconds, res.LongPoll.P50ms, res.LongPoll.P99ms, res.LongPoll.Maxms, res.LongPoll.Missing,
 		res.SSE.P50ms, res.SSE.P99ms, res.SSE.Maxms, res.SSE.Missing, res.DBConnsPeak)
+	if res.FirstError != "" {
+		logf("  jobsd serve's last lines:\n%s", srv.logTail())
+	}
 	return res, nil
 }
 

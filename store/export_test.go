@@ -16,8 +16,15 @@ func (s *Store) QueuedReads() int {
 }
 
 // SetSlowRead sets how long a status read batch runs before another may
-// start beside it (slowRead), before the store's first read.
-func (s *Store) SetSlowRead(d time.Duration) { s.primary.reads.slow = d }
+// start beside it (slowRead).
+func (s *Store) SetSlowRead(d time.Duration) {
+	s.primary.reads.mu.Lock()
+	defer s.primary.reads.mu.Unlock()
+	s.primary.reads.slow = d
+}
+
+// MaxReadBatch is the most reads one status-read statement carries.
+const MaxReadBatch = maxReadBatch
 
 // QueueStatement is one of the queue's statements with arguments, for the
 // plan tests.

@@ -100,12 +100,25 @@ func (b *readBatcher) get(ctx context.Context, user string, id uuid.UUID) (*job.
 	}
 	// This Get reads now, on its own goroutine, taking along whatever was
 	// queued (behind a slow batch: reads that waited, and so run under
-	// their oldest deadline, not the socket's fresh one).
+	// their oldest deadline, not the socket's fresh one). A batch takes the
+	// oldest reads first: behind more than a batch's worth, this Get's own
+	// read (the newest) is left for a later batch, and it waits for that.
 	b.startLocked(now)
 	batch := b.takeLocked()
+	mine := batch[len(batch)-1] == r
+	if !mine {
+		r.done = make(chan struct{}) // before another batch can take r
+	}
 	b.mu.Unlock()
 	b.read(batch, batch[0] != r)
 	b.next()
+	if !mine {
+		select {
+		case <-r.done:
+		case <-ctx.Done():
+			return nil, fmt.Errorf("get job: %w", ctx.Err())
+		}
+	}
 	return r.job, r.err
 }
 

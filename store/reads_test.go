@@ -158,6 +158,57 @@ func TestSlowBatchOpensASecondSlot(t *testing.T) {
 	}
 }
 
+// TestGetBehindAFullQueueReadsItsOwnJob: a Get that starts a batch beside
+// a slow one while more than a batch's worth of reads wait takes the oldest
+// (they waited longest), and still answers its own job. It once returned
+// no job and no error, its own read left in the queue: in a burst of 2,000
+// woken long polls and event streams the API read that as a job and
+// panicked (the quick bench's delivery scenario, once in several runs).
+func TestGetBehindAFullQueueReadsItsOwnJob(t *testing.T) {
+	ctx := t.Context()
+	st, _ := pgtest.NewStoreWith(t, store.Options{ReadBatches: 2})
+	st.SetSlowRead(time.Hour) // no second statement while the Gets queue
+	n := store.MaxReadBatch + 2
+	ids := createJobs(t, st, n)
+	// The first batch's one row is large, so that once the lock goes, the
+	// batch of 256 small rows is answered first and its Get goes on (the
+	// order in which a Get whose read was left behind returned without it).
+	if _, err := st.DB().ExecContext(ctx, `UPDATE jobs SET result = jsonb_build_object('output', repeat('x', 8000000)) WHERE id = $1`, ids[0]); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Get(ctx, store.OwnedBy("alice"), ids[1]); err != nil { // prepares the reads
+		t.Fatal(err)
+	}
+	tx := lockJobs(t, st) // every statement blocks until the rollback
+	before := st.Gets()
+	got := make([]*job.Job, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	get := func(i int) { wg.Go(func() { got[i], errs[i] = st.Get(ctx, store.OwnedBy("alice"), ids[i]) }) }
+
+	get(0)
+	eventually.True(t, 5*time.Second, "the first Get's statement sent", func() bool { return st.Gets() == before+1 })
+	for i := 1; i < n-1; i++ {
+		get(i)
+	}
+	eventually.True(t, 5*time.Second, "a full batch of Gets queued", func() bool { return st.QueuedReads() == n-2 })
+	st.SetSlowRead(0) // the batch in flight is slow now: the next Get starts one
+	get(n - 1)
+	eventually.True(t, 5*time.Second, "a second statement, of the oldest queued", func() bool { return st.Gets() == before+2 })
+	if q := st.QueuedReads(); q != 1 {
+		t.Errorf("%d Gets queued after the second statement took a full batch, want 1 (the newest)", q)
+	}
+	if err := tx.Rollback(); err != nil {
+		t.Fatal(err)
+	}
+	wg.Wait()
+	for i := range n {
+		if errs[i] != nil || got[i] == nil || got[i].ID != ids[i] {
+			t.Errorf("Get %d: %v, %v; want job %s", i, got[i], errs[i], ids[i])
+		}
+	}
+}
+
 // oneSlotStore opens a store on a fresh database with one read slot.
 func oneSlotStore(t *testing.T) *store.Store {
 	t.Helper()
