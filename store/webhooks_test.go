@@ -171,11 +171,7 @@ func TestOutboxRowCuesDelivery(t *testing.T) {
 	if n := cues(); n != 0 {
 		t.Fatalf("%d notifications before any job ended", n)
 	}
-	for range 3 {
-		if _, _, err := st.Create(ctx, store.NewJob{UserID: "alice", Type: job.TypeAIPreview, Input: []byte(`{"prompt":"x"}`)}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	createJobs(t, st, 3)
 	claimed, _, err := st.Claim(ctx, store.ClaimRequest{Worker: "w", N: 3, Lease: time.Minute})
 	if err != nil || len(claimed) != 3 {
 		t.Fatalf("claim: %d, %v", len(claimed), err)

@@ -27,6 +27,7 @@ import (
 	"github.com/jobsd/jobsd/auth"
 	"github.com/jobsd/jobsd/hub"
 	"github.com/jobsd/jobsd/impl"
+	"github.com/jobsd/jobsd/internal/eventually"
 	"github.com/jobsd/jobsd/internal/pgserver"
 	"github.com/jobsd/jobsd/internal/pgtest"
 	"github.com/jobsd/jobsd/jobtype"
@@ -104,20 +105,17 @@ func Start(opts Options) (s *Server, err error) {
 // admin API for the workers right after its first job ended could find
 // none (TestAdminCommands did, once, in CI).
 func (s *Server) waitForWorker(ctx context.Context) error {
-	for {
+	err := eventually.Wait(time.Minute, func() error {
 		ws, err := s.Store.Processes(ctx, store.KindWorker)
-		if err == nil && len(ws) > 0 {
-			return nil
+		if err == nil && len(ws) == 0 {
+			err = errors.New("none in the registry")
 		}
-		select {
-		case <-ctx.Done():
-			if err == nil {
-				err = errors.New("none in the registry")
-			}
-			return fmt.Errorf("apitest: waiting for the worker to register: %w", err)
-		case <-time.After(10 * time.Millisecond):
-		}
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("apitest: waiting for the worker to register: %w", err)
 	}
+	return nil
 }
 
 // startDatabase starts PostgreSQL, creates a database and opens s.Store on
