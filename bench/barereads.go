@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"encoding/json"
@@ -125,7 +126,13 @@ func openBareRead(cfg bareReadConfig) (read func(context.Context, uuid.UUID) err
 			if err != nil {
 				return err
 			}
-			return bareRows(rows.Next, rows.Err, rows.Close, func() error { _ = rows.RawValues(); return nil })
+			defer rows.Close()
+			if !rows.Next() {
+				return cmp.Or(rows.Err(), errNoRow)
+			}
+			_ = rows.RawValues()
+			rows.Close()
+			return rows.Err()
 		}, pool.Close, nil
 	case "pq":
 		conn, err := pq.NewConnector(cfg.Database)
@@ -145,34 +152,22 @@ func openBareRead(cfg bareReadConfig) (read func(context.Context, uuid.UUID) err
 			if err != nil {
 				return err
 			}
+			defer rows.Close()
+			if !rows.Next() {
+				return cmp.Or(rows.Err(), errNoRow)
+			}
 			var cols [13]sql.RawBytes
 			dest := make([]any, len(cols))
 			for i := range cols {
 				dest[i] = &cols[i]
 			}
-			return bareRows(rows.Next, rows.Err, func() { rows.Close() }, func() error { return rows.Scan(dest...) })
+			if err := rows.Scan(dest...); err != nil {
+				return err
+			}
+			return rows.Close()
 		}, func() { stmt.Close(); db.Close() }, nil
 	}
 	return nil, nil, fmt.Errorf("unknown driver %q", cfg.Driver)
-}
-
-// bareRows reads the one row of a bare read, or says there was none.
-func bareRows(next func() bool, rowsErr func() error, closeRows func(), scan func() error) error {
-	defer closeRows()
-	found := false
-	for next() {
-		if err := scan(); err != nil {
-			return err
-		}
-		found = true
-	}
-	if err := rowsErr(); err != nil {
-		return err
-	}
-	if !found {
-		return errNoRow
-	}
-	return nil
 }
 
 // summarizeBareReads takes the bare-read servers' ratios per repeat and
@@ -182,24 +177,14 @@ func (res *PollGoalsResult) summarizeBareReads() {
 	res.BestBareOverComposed = map[int]Spread{}
 	for _, c := range res.UnfinishedConc {
 		best, _ := res.bestBare(c)
-		fixed, pgb := res.Runs[fmt.Sprintf("fixed%d", c)], res.Pgbench[c]
-		var ratios []float64
-		for i := range min(len(best), len(fixed), len(pgb)) {
-			ratios = append(ratios, best[i]*(1/pgb[i].TPS+1/fixed[i].PerSec))
-		}
-		res.BestBareOverComposed[c] = spread(ratios)
+		res.BestBareOverComposed[c] = spread(perRepeat(best, res.composedLimits(c)))
 	}
 	for _, d := range bareReadDrivers {
 		res.BareOverComposed[d], res.UnfinishedOverBare[d] = map[int]Spread{}, map[int]Spread{}
 		for _, c := range res.UnfinishedConc {
-			bare, api := res.Runs[fmt.Sprintf("bare-%s%d", d, c)], res.Runs[fmt.Sprintf("unfinished%d", c)]
-			fixed, pgb := res.Runs[fmt.Sprintf("fixed%d", c)], res.Pgbench[c]
-			var overLimit, overBare []float64
-			for i := range min(len(bare), len(api), len(fixed), len(pgb)) {
-				overLimit = append(overLimit, bare[i].PerSec*(1/pgb[i].TPS+1/fixed[i].PerSec))
-				overBare = append(overBare, api[i].PerSec/bare[i].PerSec)
-			}
-			res.BareOverComposed[d][c], res.UnfinishedOverBare[d][c] = spread(overLimit), spread(overBare)
+			bare, api := rates(res.Runs[fmt.Sprintf("bare-%s%d", d, c)]), rates(res.Runs[fmt.Sprintf("unfinished%d", c)])
+			res.BareOverComposed[d][c] = spread(perRepeat(bare, res.composedLimits(c)))
+			res.UnfinishedOverBare[d][c] = spread(perRepeat(api, bare))
 		}
 	}
 }

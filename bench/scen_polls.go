@@ -306,17 +306,41 @@ func (res *PollGoalsResult) summarize() {
 		res.FinishedOverFixed[c] = spread(ratios)
 	}
 	for _, c := range res.UnfinishedConc {
-		api, fixed, pgb := res.Runs[fmt.Sprintf("unfinished%d", c)], res.Runs[fmt.Sprintf("fixed%d", c)], res.Pgbench[c]
-		var ratios, limits []float64
-		for i := range min(len(api), len(fixed), len(pgb)) {
-			limit := 1 / (1/pgb[i].TPS + 1/fixed[i].PerSec)
-			limits = append(limits, limit)
-			ratios = append(ratios, api[i].PerSec/limit)
-		}
-		res.UnfinishedOverComposed[c], res.ComposedPerSec[c] = spread(ratios), spread(limits)
+		limits := res.composedLimits(c)
+		res.UnfinishedOverComposed[c] = spread(perRepeat(rates(res.Runs[fmt.Sprintf("unfinished%d", c)]), limits))
+		res.ComposedPerSec[c] = spread(limits)
 	}
 	res.summarizeBareReads()
 	res.summarizeNodePeer()
+}
+
+// composedLimits is each repeat's composed limit at c, 1/(1/pgbench -S +
+// 1/fixed reply), over the repeats that measured both.
+func (res *PollGoalsResult) composedLimits(c int) []float64 {
+	fixed, pgb := res.Runs[fmt.Sprintf("fixed%d", c)], res.Pgbench[c]
+	limits := make([]float64, min(len(fixed), len(pgb)))
+	for i := range limits {
+		limits[i] = 1 / (1/pgb[i].TPS + 1/fixed[i].PerSec)
+	}
+	return limits
+}
+
+// rates is each repeat's requests per second.
+func rates(runs []LoadResult) []float64 {
+	out := make([]float64, len(runs))
+	for i, r := range runs {
+		out[i] = r.PerSec
+	}
+	return out
+}
+
+// perRepeat is a[i] ÷ b[i] for each repeat both measured.
+func perRepeat(a, b []float64) []float64 {
+	out := make([]float64, min(len(a), len(b)))
+	for i := range out {
+		out[i] = a[i] / b[i]
+	}
+	return out
 }
 
 func (res *PollGoalsResult) goals() []Goal {

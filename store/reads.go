@@ -91,12 +91,7 @@ func (b *readBatcher) get(ctx context.Context, user string, id uuid.UUID) (*job.
 		r.done = make(chan struct{}) // before another batch can take r
 		b.armRescueLocked(now)
 		b.mu.Unlock()
-		select {
-		case <-r.done:
-			return r.job, r.err
-		case <-ctx.Done():
-			return nil, fmt.Errorf("get job: %w", ctx.Err())
-		}
+		return r.wait(ctx)
 	}
 	// This Get reads now, on its own goroutine, taking along whatever was
 	// queued (behind a slow batch: reads that waited, and so run under
@@ -113,13 +108,19 @@ func (b *readBatcher) get(ctx context.Context, user string, id uuid.UUID) (*job.
 	b.read(batch, batch[0] != r)
 	b.next()
 	if !mine {
-		select {
-		case <-r.done:
-		case <-ctx.Done():
-			return nil, fmt.Errorf("get job: %w", ctx.Err())
-		}
+		return r.wait(ctx)
 	}
 	return r.job, r.err
+}
+
+// wait waits for the batch that takes r to answer, or for ctx to end.
+func (r *pendingRead) wait(ctx context.Context) (*job.Job, error) {
+	select {
+	case <-r.done:
+		return r.job, r.err
+	case <-ctx.Done():
+		return nil, fmt.Errorf("get job: %w", ctx.Err())
+	}
 }
 
 // mayStartLocked reports whether a new batch may start now: none is in
